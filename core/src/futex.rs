@@ -1,0 +1,274 @@
+//! Process-shared futex wait and wake, with absolute `CLOCK_MONOTONIC`
+//! deadlines.
+//!
+//! Every blocking operation in this crate sleeps here and nowhere else. The
+//! rules it keeps:
+//!
+//! - **Process-shared.** The futex word may live in memory that several
+//!   processes map, so we never pass `FUTEX_PRIVATE_FLAG`: a private futex is
+//!   keyed by the (process-local) virtual address and would never see a wake
+//!   from another process.
+//! - **Absolute deadlines.** `FUTEX_WAIT_BITSET` takes an absolute
+//!   `CLOCK_MONOTONIC` time, so a wait that is interrupted and retried never
+//!   stretches its timeout, and wall-clock jumps do not move it.
+//! - **Callers re-check.** [`wait`] returns on a wake, on a signal (`EINTR`),
+//!   when the word no longer holds the expected value, or spuriously. Every
+//!   caller loops and re-checks its own condition, which is also how `EINTR`
+//!   is retried.
+//! - **Spin first.** A futex round trip costs microseconds on a virtual
+//!   machine; [`spin_until`] polls briefly with a growing back-off before the
+//!   caller commits to sleeping.
+//!
+//! Under `cfg(loom)` the syscall is replaced by a model: one global mutex and
+//! condition variable. A waiter checks the word and sleeps under the mutex, a
+//! waker takes the mutex and notifies, which is the atomicity the kernel
+//! gives (it compares the word under the hash-bucket lock). A missed wake-up
+//! then shows up in loom as a deadlock. Deadlines are ignored under loom.
+
+use core::time::Duration;
+
+use crate::sync::AtomicU32;
+
+/// Why [`wait`] returned. Either way the caller re-checks its condition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitOutcome {
+    /// Woken, interrupted, or the word no longer held the expected value.
+    Retry,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// An absolute point on the `CLOCK_MONOTONIC` clock.
+///
+/// Blocking calls turn their `Duration` into a deadline once, up front, so
+/// that spinning, spurious wake-ups and `EINTR` retries all count against the
+/// same budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Deadline {
+    secs: i64,
+    nanos: i64,
+}
+
+const NANOS_PER_SEC: i64 = 1_000_000_000;
+
+impl Deadline {
+    /// The current time on `CLOCK_MONOTONIC`.
+    pub fn now() -> Deadline {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always
+        // exists on Linux, so the call cannot fail.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        Deadline {
+            secs: i64::from(ts.tv_sec),
+            nanos: i64::from(ts.tv_nsec),
+        }
+    }
+
+    /// The deadline `timeout` from now. A timeout too large to represent
+    /// saturates (it is, for every purpose, "never").
+    pub fn after(timeout: Duration) -> Deadline {
+        let now = Deadline::now();
+        let add_secs = i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX);
+        let mut secs = now.secs.saturating_add(add_secs);
+        let mut nanos = now.nanos + i64::from(timeout.subsec_nanos());
+        if nanos >= NANOS_PER_SEC {
+            nanos -= NANOS_PER_SEC;
+            secs = secs.saturating_add(1);
+        }
+        Deadline { secs, nanos }
+    }
+
+    /// Whether the deadline is already behind us.
+    pub fn has_passed(&self) -> bool {
+        #[cfg(loom)]
+        return false;
+        #[cfg(not(loom))]
+        return Deadline::now() >= *self;
+    }
+
+    /// The time left until the deadline (zero once it has passed).
+    pub fn remaining(&self) -> Duration {
+        let now = Deadline::now();
+        if now >= *self {
+            return Duration::ZERO;
+        }
+        let mut secs = self.secs - now.secs;
+        let mut nanos = self.nanos - now.nanos;
+        if nanos < 0 {
+            nanos += NANOS_PER_SEC;
+            secs -= 1;
+        }
+        Duration::new(secs as u64, nanos as u32)
+    }
+}
+
+/// Converts an optional timeout into an optional deadline.
+#[inline]
+pub fn deadline_after(timeout: Option<Duration>) -> Option<Deadline> {
+    timeout.map(Deadline::after)
+}
+
+/// How many rounds of back-off [`spin_until`] makes: round `k` spins `2^k`
+/// times, so seven rounds are 127 pause instructions, a few hundred
+/// nanoseconds to a few microseconds — about what one futex round trip costs.
+const SPIN_ROUNDS: u32 = 7;
+
+/// Polls `ready` with a growing back-off, and returns whether it became true
+/// before the spin budget ran out. Callers spin before they sleep, so a
+/// partner that answers within a microsecond or two is seen without any
+/// system call.
+#[inline]
+pub fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
+    if ready() {
+        return true;
+    }
+    #[cfg(not(loom))]
+    for round in 0..SPIN_ROUNDS {
+        for _ in 0..(1u32 << round) {
+            crate::sync::spin_loop();
+        }
+        if ready() {
+            return true;
+        }
+    }
+    false
+}
+
+/// Sleeps while `word` holds `expected`, until woken or `deadline` passes.
+///
+/// Returns at once (with [`WaitOutcome::Retry`]) if the word already differs.
+/// May return spuriously; the caller re-checks its condition and calls again.
+#[inline]
+pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> WaitOutcome {
+    imp::wait(word, expected, deadline)
+}
+
+/// Wakes at most one process or thread sleeping on `word`. Returns how many
+/// were woken.
+#[inline]
+pub fn wake_one(word: &AtomicU32) -> usize {
+    imp::wake(word, 1)
+}
+
+/// Wakes every process and thread sleeping on `word`. Returns how many were
+/// woken.
+#[inline]
+pub fn wake_all(word: &AtomicU32) -> usize {
+    imp::wake(word, i32::MAX)
+}
+
+#[cfg(all(not(loom), target_os = "linux"))]
+mod imp {
+    use super::{Deadline, WaitOutcome};
+    use crate::sync::AtomicU32;
+
+    /// Match any waiter: we use the bitset variant only for its absolute
+    /// `CLOCK_MONOTONIC` timeout.
+    const BITSET_MATCH_ANY: u32 = 0xffff_ffff;
+
+    #[cold]
+    pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> WaitOutcome {
+        let ts;
+        let ts_ptr = match deadline {
+            Some(d) => {
+                if d.secs < 0 {
+                    return WaitOutcome::TimedOut;
+                }
+                ts = libc::timespec {
+                    tv_sec: d.secs as libc::time_t,
+                    tv_nsec: d.nanos as _,
+                };
+                &ts as *const libc::timespec
+            }
+            None => core::ptr::null(),
+        };
+        // SAFETY: `word` is a live AtomicU32, so its address is valid and
+        // 4-byte aligned for the kernel to read; `ts_ptr` is null or points at
+        // `ts`, which outlives the call. FUTEX_WAIT_BITSET without
+        // FUTEX_CLOCK_REALTIME measures the absolute timeout on
+        // CLOCK_MONOTONIC. No FUTEX_PRIVATE_FLAG: the word may be shared
+        // between processes.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAIT_BITSET,
+                expected,
+                ts_ptr,
+                core::ptr::null::<u32>(),
+                BITSET_MATCH_ANY,
+            )
+        };
+        if r < 0 && errno() == libc::ETIMEDOUT {
+            WaitOutcome::TimedOut
+        } else {
+            // 0 (woken), EAGAIN (value changed), EINTR (signal): the caller
+            // re-checks and, if it must, waits again.
+            WaitOutcome::Retry
+        }
+    }
+
+    #[inline]
+    pub fn wake(word: &AtomicU32, count: i32) -> usize {
+        // SAFETY: `word` is a live, aligned AtomicU32; FUTEX_WAKE only uses
+        // its address as a key and does not dereference anything else.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_futex,
+                word.as_ptr(),
+                libc::FUTEX_WAKE,
+                count,
+                core::ptr::null::<libc::timespec>(),
+            )
+        };
+        if r < 0 {
+            0
+        } else {
+            r as usize
+        }
+    }
+
+    #[inline]
+    fn errno() -> i32 {
+        // SAFETY: __errno_location returns the calling thread's errno slot,
+        // which is always valid to read.
+        unsafe { *libc::__errno_location() }
+    }
+}
+
+#[cfg(loom)]
+mod imp {
+    use super::{Deadline, WaitOutcome};
+    use crate::sync::{AtomicU32, Ordering};
+    use loom::sync::{Condvar, Mutex};
+
+    loom::lazy_static! {
+        static ref BUCKET: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+    }
+
+    pub fn wait(word: &AtomicU32, expected: u32, _deadline: Option<&Deadline>) -> WaitOutcome {
+        let (lock, cvar) = &*BUCKET;
+        let guard = lock.lock().unwrap();
+        // The kernel compares under its bucket lock; so do we.
+        if word.load(Ordering::SeqCst) != expected {
+            return WaitOutcome::Retry;
+        }
+        drop(cvar.wait(guard).unwrap());
+        WaitOutcome::Retry
+    }
+
+    pub fn wake(_word: &AtomicU32, _count: i32) -> usize {
+        let (lock, cvar) = &*BUCKET;
+        let _guard = lock.lock().unwrap();
+        // One bucket serves every address, so wake everyone: waking too many
+        // is a spurious wake-up, which every caller tolerates.
+        cvar.notify_all();
+        1
+    }
+}
+
+#[cfg(all(not(loom), not(target_os = "linux")))]
+compile_error!("shmipc-core needs Linux futexes");

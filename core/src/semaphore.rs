@@ -1,0 +1,338 @@
+//! A counting semaphore that works across processes.
+//!
+//! Three words:
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `count` | permits available now; the futex word sleepers wait on |
+//! | `sleepers` | how many acquirers are in the slow path (may sleep) |
+//! | `max` | the bound for `release`, or 0 for an unbounded semaphore |
+//!
+//! A release adds a permit and then, only if `sleepers` is non-zero, wakes
+//! one sleeper. An acquirer that must wait first increments `sleepers`, then
+//! re-checks `count`, then sleeps on `count == 0`. Both sides use `SeqCst`
+//! for their store-then-load, so at least one of them sees the other: either
+//! the releaser sees the sleeper and wakes it, or the sleeper sees the permit
+//! (and the kernel's compare in `FUTEX_WAIT` closes the last gap).
+
+use core::fmt;
+use core::num::NonZeroU32;
+use core::time::Duration;
+
+use crate::futex::{self, Deadline, WaitOutcome};
+use crate::sync::{AtomicU32, Ordering};
+
+/// A counting semaphore that lives in (shared) memory.
+///
+/// Zeroed bytes are an unbounded semaphore with no permits.
+///
+/// ```
+/// use shmipc_core::Semaphore;
+/// use std::num::NonZeroU32;
+/// use std::time::Duration;
+///
+/// let seats = Semaphore::new(2);
+/// seats.acquire();
+/// assert!(seats.try_acquire());
+/// assert!(!seats.acquire_timeout(Duration::from_millis(1)));
+/// seats.release().unwrap();
+/// assert_eq!(seats.value(), 1);
+///
+/// // Like Python's BoundedSemaphore: releasing past the bound is an error.
+/// let bounded = Semaphore::bounded(NonZeroU32::new(1).unwrap());
+/// assert!(bounded.release().is_err());
+/// ```
+#[repr(C)]
+pub struct Semaphore {
+    count: AtomicU32,
+    sleepers: AtomicU32,
+    max: AtomicU32,
+}
+
+/// Why a semaphore operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SemaphoreError {
+    /// `release` would raise the count above the semaphore's bound (or past
+    /// `u32::MAX`).
+    Overflow,
+}
+
+impl fmt::Display for SemaphoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SemaphoreError::Overflow => {
+                f.write_str("semaphore released more times than it was acquired")
+            }
+        }
+    }
+}
+
+impl core::error::Error for SemaphoreError {}
+
+/// What a new semaphore starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SemaphoreConfig {
+    /// Permits available at the start.
+    pub initial: u32,
+    /// The most permits it may hold; `None` for no bound.
+    pub max: Option<NonZeroU32>,
+}
+
+impl Semaphore {
+    /// The size of a `Semaphore` in bytes.
+    pub const SIZE: usize = size_of::<Semaphore>();
+    /// The alignment a `Semaphore` needs.
+    pub const ALIGN: usize = align_of::<Semaphore>();
+
+    /// An unbounded semaphore with `initial` permits.
+    pub fn new(initial: u32) -> Semaphore {
+        Semaphore::with_config(SemaphoreConfig { initial, max: None })
+    }
+
+    /// A bounded semaphore holding `value` permits, which is also its bound
+    /// (Python's `BoundedSemaphore(value)`).
+    pub fn bounded(value: NonZeroU32) -> Semaphore {
+        Semaphore::with_config(SemaphoreConfig {
+            initial: value.get(),
+            max: Some(value),
+        })
+    }
+
+    /// A semaphore as `config` describes. An initial count above the bound
+    /// is clamped to the bound.
+    pub fn with_config(config: SemaphoreConfig) -> Semaphore {
+        let max = config.max.map_or(0, NonZeroU32::get);
+        let initial = match config.max {
+            Some(m) => config.initial.min(m.get()),
+            None => config.initial,
+        };
+        Semaphore {
+            count: AtomicU32::new(initial),
+            sleepers: AtomicU32::new(0),
+            max: AtomicU32::new(max),
+        }
+    }
+
+    /// Takes a permit, sleeping until one is available.
+    #[inline]
+    pub fn acquire(&self) {
+        if !self.try_acquire() {
+            self.acquire_slow(None);
+        }
+    }
+
+    /// Takes a permit if one is available now.
+    #[inline]
+    #[must_use = "the permit may not have been taken"]
+    pub fn try_acquire(&self) -> bool {
+        let mut count = self.count.load(Ordering::SeqCst);
+        while count != 0 {
+            // SYNC POINT: pairs with the SeqCst update in `release`, so what
+            // the releaser wrote before releasing is visible to us.
+            match self.count.compare_exchange_weak(
+                count,
+                count - 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(c) => count = c,
+            }
+        }
+        false
+    }
+
+    /// Takes a permit, waiting at most `timeout`. Returns whether it did.
+    #[inline]
+    #[must_use = "the permit may not have been taken"]
+    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        self.try_acquire() || self.acquire_slow(Some(&Deadline::after(timeout)))
+    }
+
+    /// Takes a permit, waiting until `deadline` (forever if `None`).
+    #[must_use = "the permit may not have been taken"]
+    pub fn acquire_until(&self, deadline: Option<&Deadline>) -> bool {
+        self.try_acquire() || self.acquire_slow(deadline)
+    }
+
+    #[cold]
+    fn acquire_slow(&self, deadline: Option<&Deadline>) -> bool {
+        if futex::spin_until(|| self.try_acquire()) {
+            return true;
+        }
+        // SYNC POINT: this SeqCst increment is ordered before our next load
+        // of `count`; `release` orders its count update before its load of
+        // `sleepers`. One of the two loads must see the other's store.
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        let acquired = loop {
+            if self.try_acquire() {
+                break true;
+            }
+            let timed_out = futex::wait(&self.count, 0, deadline) == WaitOutcome::TimedOut
+                || deadline.is_some_and(Deadline::has_passed);
+            if timed_out {
+                // A wake-up meant for us may have arrived with the deadline;
+                // take the permit rather than strand it.
+                break self.try_acquire();
+            }
+        };
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        acquired
+    }
+
+    /// Returns a permit, waking one sleeper if there is one.
+    ///
+    /// Fails with [`SemaphoreError::Overflow`] if the count is already at
+    /// the bound (or at `u32::MAX`); the count is then unchanged.
+    pub fn release(&self) -> Result<(), SemaphoreError> {
+        let max = self.max.load(Ordering::Relaxed);
+        let mut count = self.count.load(Ordering::Relaxed);
+        loop {
+            if count == u32::MAX || (max != 0 && count >= max) {
+                return Err(SemaphoreError::Overflow);
+            }
+            // SYNC POINT: pairs with the SeqCst compare-and-swap in
+            // `try_acquire`, and (SeqCst) with the sleeper's increment of
+            // `sleepers` in `acquire_slow`.
+            match self.count.compare_exchange_weak(
+                count,
+                count + 1,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(c) => count = c,
+            }
+        }
+        if self.sleepers.load(Ordering::SeqCst) != 0 {
+            futex::wake_one(&self.count);
+        }
+        Ok(())
+    }
+
+    /// The number of permits available now (a snapshot).
+    pub fn value(&self) -> u32 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The bound set at creation, if any.
+    pub fn max(&self) -> Option<u32> {
+        match self.max.load(Ordering::Relaxed) {
+            0 => None,
+            m => Some(m),
+        }
+    }
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Semaphore")
+            .field("value", &self.value())
+            .field("max", &self.max())
+            .finish()
+    }
+}
+
+// SAFETY: #[repr(C)], three AtomicU32s; every bit pattern is a valid state
+// (a hostile count or bound only changes which calls succeed).
+#[cfg(not(loom))]
+unsafe impl crate::place::SharedObject for Semaphore {
+    type Config = SemaphoreConfig;
+
+    unsafe fn init(this: *mut Self, config: SemaphoreConfig) {
+        // SAFETY: the caller guarantees `this` is valid and exclusive.
+        unsafe { this.write(Semaphore::with_config(config)) };
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::place::SharedObject;
+    use std::sync::Arc;
+    use std::vec::Vec;
+
+    #[test]
+    fn counts_permits() {
+        let s = Semaphore::new(2);
+        assert!(s.try_acquire());
+        assert!(s.try_acquire());
+        assert!(!s.try_acquire());
+        s.release().unwrap();
+        assert_eq!(s.value(), 1);
+        assert_eq!(s.max(), None);
+    }
+
+    #[test]
+    fn bounded_rejects_extra_release() {
+        let s = Semaphore::bounded(NonZeroU32::new(2).unwrap());
+        assert_eq!(s.release(), Err(SemaphoreError::Overflow));
+        s.acquire();
+        s.release().unwrap();
+        assert_eq!(s.release(), Err(SemaphoreError::Overflow));
+        assert_eq!(s.value(), 2);
+    }
+
+    #[test]
+    fn unbounded_stops_at_u32_max() {
+        let s = Semaphore::new(u32::MAX);
+        assert_eq!(s.release(), Err(SemaphoreError::Overflow));
+    }
+
+    #[test]
+    fn timeout_when_empty() {
+        let s = Semaphore::new(0);
+        assert!(!s.acquire_timeout(Duration::from_millis(10)));
+        assert_eq!(s.value(), 0);
+    }
+
+    #[test]
+    fn zeroed_bytes_are_empty_and_unbounded() {
+        let mut buf = [0u32; 3];
+        let s = Semaphore::from_bytes_mut(bytemuck::cast_slice_mut(&mut buf)).unwrap();
+        assert_eq!(s.value(), 0);
+        assert_eq!(s.max(), None);
+        s.release().unwrap();
+        assert!(s.try_acquire());
+    }
+
+    #[test]
+    fn init_in_writes_the_config() {
+        let mut buf = [0xffu32; 3];
+        let s = Semaphore::init_in(
+            bytemuck::cast_slice_mut(&mut buf),
+            SemaphoreConfig {
+                initial: 5,
+                max: NonZeroU32::new(3),
+            },
+        )
+        .unwrap();
+        assert_eq!(s.value(), 3);
+        assert_eq!(s.max(), Some(3));
+    }
+
+    #[test]
+    fn sleepers_are_woken_by_release() {
+        let threads = 3;
+        let rounds = if cfg!(miri) { 20 } else { 5_000 };
+        let s = Arc::new(Semaphore::new(0));
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let s = s.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..rounds {
+                        s.acquire();
+                    }
+                })
+            })
+            .collect();
+        for _ in 0..threads * rounds {
+            s.release().unwrap();
+        }
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(s.value(), 0);
+    }
+}

@@ -1,0 +1,101 @@
+//! The calling thread's kernel thread id, which a held [`Lock`](crate::Lock)
+//! records in its word.
+//!
+//! The id is what the kernel's robust-futex protocol stores in a lock word
+//! (`FUTEX_TID_MASK`), and it is unique across every process on the machine
+//! at any one time, so it names an owner across process boundaries.
+//!
+//! With the `std` feature the id is cached in a thread-local, so taking a
+//! lock makes no system call. A forked child starts with a copy of its
+//! parent's thread-locals, so a `pthread_atfork` handler (installed on first
+//! use) forgets the cached id in the child. Children created with a raw
+//! `clone`/`vfork` system call that bypasses `pthread_atfork` must not take a
+//! lock that their parent thread holds.
+
+/// The bits of a lock word that hold a thread id (`FUTEX_TID_MASK`).
+pub const TID_MASK: u32 = 0x3fff_ffff;
+
+/// The calling thread's id: non-zero and within [`TID_MASK`].
+#[inline]
+pub fn current() -> u32 {
+    imp::current()
+}
+
+#[cfg(any(loom, miri))]
+fn fresh_id() -> u32 {
+    // Loom threads and Miri threads have no kernel ids we can ask for cheaply;
+    // any id unique within the process serves the algorithms equally well.
+    #[allow(clippy::disallowed_types)]
+    static NEXT: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(1);
+    let id = NEXT.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    (id % TID_MASK).max(1)
+}
+
+#[cfg(not(any(loom, miri)))]
+fn fresh_id() -> u32 {
+    // SAFETY: gettid takes no arguments and cannot fail.
+    let tid = unsafe { libc::syscall(libc::SYS_gettid) } as u32;
+    // Linux thread ids are below PID_MAX_LIMIT (2^22), far inside the mask.
+    tid & TID_MASK
+}
+
+#[cfg(loom)]
+mod imp {
+    loom::thread_local! {
+        static TID: u32 = super::fresh_id();
+    }
+
+    pub fn current() -> u32 {
+        TID.with(|t| *t)
+    }
+}
+
+#[cfg(all(not(loom), feature = "std"))]
+mod imp {
+    extern crate std;
+
+    use core::cell::Cell;
+
+    use crate::sync::{AtomicBool, Ordering};
+
+    std::thread_local! {
+        static TID: Cell<u32> = const { Cell::new(0) };
+    }
+
+    static ATFORK_INSTALLED: AtomicBool = AtomicBool::new(false);
+
+    extern "C" fn forget_in_child() {
+        // Only the forking thread exists in the child, and its cached id is
+        // the parent's thread's id: drop it so the next lock asks again.
+        let _ = TID.try_with(|t| t.set(0));
+    }
+
+    #[cold]
+    fn fetch() -> u32 {
+        if !ATFORK_INSTALLED.swap(true, Ordering::AcqRel) {
+            // SAFETY: registering a child handler that only touches a
+            // thread-local Cell is async-signal-safe enough for the post-fork
+            // child, where only the forking thread runs.
+            unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
+        }
+        let id = super::fresh_id();
+        let _ = TID.try_with(|t| t.set(id));
+        id
+    }
+
+    #[inline]
+    pub fn current() -> u32 {
+        match TID.try_with(Cell::get) {
+            Ok(0) | Err(_) => fetch(),
+            Ok(id) => id,
+        }
+    }
+}
+
+#[cfg(all(not(loom), not(feature = "std")))]
+mod imp {
+    #[inline]
+    pub fn current() -> u32 {
+        super::fresh_id()
+    }
+}

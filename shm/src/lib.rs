@@ -1,0 +1,2 @@
+//! shmipc: named shared-memory IPC.
+pub use shmipc_core::*;
