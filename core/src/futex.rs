@@ -61,6 +61,8 @@ impl Deadline {
         // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always
         // exists on Linux, so the call cannot fail.
         unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        // time_t and c_long are i64 on 64-bit Linux but not everywhere.
+        #[allow(clippy::useless_conversion)]
         Deadline {
             secs: i64::from(ts.tv_sec),
             nanos: i64::from(ts.tv_nsec),
