@@ -116,6 +116,7 @@ pub fn deadline_after(timeout: Option<Duration>) -> Option<Deadline> {
 /// How many rounds of back-off [`spin_until`] makes: round `k` spins `2^k`
 /// times, so seven rounds are 127 pause instructions, a few hundred
 /// nanoseconds to a few microseconds — about what one futex round trip costs.
+#[cfg(not(loom))]
 const SPIN_ROUNDS: u32 = 7;
 
 /// Polls `ready` with a growing back-off, and returns whether it became true

@@ -10,10 +10,16 @@
 //!
 //! A release adds a permit and then, only if `sleepers` is non-zero, wakes
 //! one sleeper. An acquirer that must wait first increments `sleepers`, then
-//! re-checks `count`, then sleeps on `count == 0`. Both sides use `SeqCst`
-//! for their store-then-load, so at least one of them sees the other: either
-//! the releaser sees the sleeper and wakes it, or the sleeper sees the permit
-//! (and the kernel's compare in `FUTEX_WAIT` closes the last gap).
+//! re-reads `count`, then sleeps on `count == 0`. That is a store-then-load
+//! handshake on two words (Dekker's pattern), where at least one side must
+//! see the other's store. The sleeper re-reads `count` with a
+//! read-modify-write (`fetch_add(0)`), and the releaser updates it with one,
+//! so the two are ordered in `count`'s modification order: if the release
+//! comes first, the sleeper reads the permit; if the sleeper comes first, the
+//! releaser's acquire compare-and-swap synchronises with it and sees the
+//! `sleepers` increment. This needs acquire/release only — no `SeqCst`,
+//! which loom models as acquire/release and so could not check. The kernel's
+//! compare in `FUTEX_WAIT` closes the gap between the re-read and the sleep.
 
 use core::fmt;
 use core::num::NonZeroU32;
@@ -126,15 +132,20 @@ impl Semaphore {
     #[inline]
     #[must_use = "the permit may not have been taken"]
     pub fn try_acquire(&self) -> bool {
-        let mut count = self.count.load(Ordering::SeqCst);
+        self.try_acquire_from(self.count.load(Ordering::Relaxed))
+    }
+
+    /// Takes a permit, starting from `count` as the last value seen.
+    #[inline]
+    fn try_acquire_from(&self, mut count: u32) -> bool {
         while count != 0 {
-            // SYNC POINT: pairs with the SeqCst update in `release`, so what
-            // the releaser wrote before releasing is visible to us.
+            // SYNC POINT: Acquire pairs with the Release compare-and-swap in
+            // `release`, so what the releaser wrote before is visible to us.
             match self.count.compare_exchange_weak(
                 count,
                 count - 1,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
+                Ordering::Acquire,
+                Ordering::Relaxed,
             ) {
                 Ok(_) => return true,
                 Err(c) => count = c,
@@ -161,12 +172,12 @@ impl Semaphore {
         if futex::spin_until(|| self.try_acquire()) {
             return true;
         }
-        // SYNC POINT: this SeqCst increment is ordered before our next load
-        // of `count`; `release` orders its count update before its load of
-        // `sleepers`. One of the two loads must see the other's store.
-        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        // SYNC POINT: the handshake with `release` (module docs): we bump
+        // `sleepers`, then read `count` with a read-modify-write; `release`
+        // bumps `count`, then reads `sleepers` with a read-modify-write.
+        self.sleepers.fetch_add(1, Ordering::AcqRel);
         let acquired = loop {
-            if self.try_acquire() {
+            if self.try_acquire_from(self.count.fetch_add(0, Ordering::AcqRel)) {
                 break true;
             }
             let timed_out = futex::wait(&self.count, 0, deadline) == WaitOutcome::TimedOut
@@ -177,7 +188,7 @@ impl Semaphore {
                 break self.try_acquire();
             }
         };
-        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
         acquired
     }
 
@@ -192,20 +203,24 @@ impl Semaphore {
             if count == u32::MAX || (max != 0 && count >= max) {
                 return Err(SemaphoreError::Overflow);
             }
-            // SYNC POINT: pairs with the SeqCst compare-and-swap in
-            // `try_acquire`, and (SeqCst) with the sleeper's increment of
-            // `sleepers` in `acquire_slow`.
+            // SYNC POINT: Release pairs with the Acquire compare-and-swap in
+            // `try_acquire_from`; Acquire is the releaser's half of the
+            // handshake with `acquire_slow`.
             match self.count.compare_exchange_weak(
                 count,
                 count + 1,
-                Ordering::SeqCst,
+                Ordering::AcqRel,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => break,
                 Err(c) => count = c,
             }
         }
-        if self.sleepers.load(Ordering::SeqCst) != 0 {
+        // Our compare-and-swap either came after the sleeper's
+        // read-modify-write of `count` (then it acquired that write, and the
+        // sleeper's earlier `sleepers` increment is visible here) or before
+        // it (then the sleeper reads our permit and does not sleep).
+        if self.sleepers.load(Ordering::Relaxed) != 0 {
             futex::wake_one(&self.count);
         }
         Ok(())
