@@ -161,7 +161,6 @@ impl Event {
     }
 }
 
-#[cfg(not(loom))]
 impl Default for Event {
     fn default() -> Self {
         Event::new()

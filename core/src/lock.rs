@@ -260,7 +260,6 @@ impl Lock {
     }
 }
 
-#[cfg(not(loom))]
 impl Default for Lock {
     fn default() -> Self {
         Lock::new()

@@ -50,7 +50,7 @@ mod imp {
     }
 }
 
-#[cfg(all(not(loom), feature = "std"))]
+#[cfg(all(not(loom), any(feature = "std", test)))]
 mod imp {
     extern crate std;
 
@@ -92,7 +92,7 @@ mod imp {
     }
 }
 
-#[cfg(all(not(loom), not(feature = "std")))]
+#[cfg(all(not(loom), not(any(feature = "std", test))))]
 mod imp {
     #[inline]
     pub fn current() -> u32 {

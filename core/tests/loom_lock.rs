@@ -30,6 +30,7 @@ fn run(threads: usize, rounds: u32) {
                     for _ in 0..rounds {
                         let _guard = shared.lock.lock().unwrap();
                         // A data race here (two holders at once) is a loom error.
+                        // SAFETY: the lock is held, so no one else touches it.
                         shared.value.with_mut(|v| unsafe { *v += 1 });
                     }
                 })
@@ -38,6 +39,7 @@ fn run(threads: usize, rounds: u32) {
         for h in handles {
             h.join().unwrap();
         }
+        // SAFETY: every other thread has been joined.
         let total = shared.value.with(|v| unsafe { *v });
         assert_eq!(total, threads as u32 * rounds);
         assert!(!shared.lock.is_locked());
