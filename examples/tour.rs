@@ -1,0 +1,237 @@
+//! A tour of shmipc: each scenario runs across real processes that meet in
+//! named shared memory, and prints what happened.
+//!
+//! Run it with `cargo run --release --example tour`.
+//!
+//! The tour starts its helper processes two ways: by `fork` (the child
+//! inherits nothing but the names it is told), and by starting this very
+//! program again as a separate binary (`tour attach ...`) that finds the
+//! objects by name, as an unrelated program would.
+
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use shmipc::process::{self, Child};
+use shmipc::sync::{AtomicU32, AtomicU64, Ordering};
+use shmipc::{Event, Lock, Semaphore, SemaphoreConfig, Shared};
+
+/// Every name this tour creates, unlinked when the tour ends (even on panic).
+struct Names(Vec<String>);
+
+impl Names {
+    fn new() -> Names {
+        Names(Vec::new())
+    }
+
+    /// A name unique to this run, so tours never collide.
+    fn make(&mut self, label: &str) -> String {
+        let name = format!("/shmipc-tour-{}-{label}", std::process::id());
+        self.0.push(name.clone());
+        name
+    }
+}
+
+impl Drop for Names {
+    fn drop(&mut self) {
+        for name in &self.0 {
+            let _ = shmipc::unlink(name);
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("attach") {
+        return attach(&args[1..]);
+    }
+    match tour() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tour failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn tour() -> Res<()> {
+    println!("shmipc tour: processes meeting in named shared memory\n");
+    let mut names = Names::new();
+    counter_under_lock(&mut names)?;
+    seats_with_semaphore(&mut names)?;
+    event_gate(&mut names)?;
+    println!("\nEvery scenario ran across real processes; every segment is unlinked.");
+    Ok(())
+}
+
+/// Ten processes decrement one shared number 1,000 times each, under a
+/// named Lock — the shared `num.txt` of the seeds, without the file.
+fn counter_under_lock(names: &mut Names) -> Res<()> {
+    println!("1. Ten processes decrement a shared counter under a named Lock");
+    let lock_name = names.make("counter-lock");
+    let num_name = names.make("counter-num");
+    let _lock = Shared::<Lock>::create(&lock_name, ())?;
+    let num = Shared::<AtomicU64>::create(&num_name, 10_000)?;
+    println!("   start: {}", num.load(Ordering::SeqCst));
+
+    let started = Instant::now();
+    let mut children: Vec<Child> = Vec::new();
+    // Five forked children and five separate programs that attach by name.
+    for _ in 0..5 {
+        let (lock_name, num_name) = (lock_name.clone(), num_name.clone());
+        children.push(process::fork(move || {
+            decrement(&lock_name, &num_name, 1_000).map_or(1, |()| 0)
+        })?);
+    }
+    for _ in 0..5 {
+        children.push(process::spawn(
+            Command::new(std::env::current_exe()?)
+                .args(["attach", "decrement", &lock_name, &num_name, "1000"]),
+        )?);
+    }
+    join_all(children)?;
+    let end = num.load(Ordering::SeqCst);
+    println!(
+        "   end:   {end} after 10 x 1,000 decrements in {:.1?} ({})",
+        started.elapsed(),
+        if end == 0 { "exact" } else { "WRONG" }
+    );
+    if end != 0 {
+        return Err(format!("counter ended at {end}, not 0").into());
+    }
+    Ok(())
+}
+
+/// Opens the lock and the number by name and decrements it `times` times,
+/// reading and writing in two steps so that only the lock keeps it exact.
+fn decrement(lock_name: &str, num_name: &str, times: u32) -> Res<()> {
+    let lock = Shared::<Lock>::open(lock_name)?;
+    let num = Shared::<AtomicU64>::open(num_name)?;
+    for _ in 0..times {
+        let _guard = lock.lock()?;
+        let v = num.load(Ordering::Relaxed);
+        num.store(v - 1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Three seats, ten diners: a named Semaphore(3) lets at most three
+/// processes in at once.
+fn seats_with_semaphore(names: &mut Names) -> Res<()> {
+    println!("\n2. Ten diners share three seats through a named Semaphore(3)");
+    let sem_name = names.make("seats");
+    let seated_name = names.make("seated");
+    let peak_name = names.make("peak");
+    let _seats = Shared::<Semaphore>::create(
+        &sem_name,
+        SemaphoreConfig {
+            initial: 3,
+            max: None,
+        },
+    )?;
+    let _seated = Shared::<AtomicU32>::create(&seated_name, 0)?;
+    let peak = Shared::<AtomicU32>::create(&peak_name, 0)?;
+
+    let mut children = Vec::new();
+    for diner in 0..10 {
+        let (s, n, p) = (sem_name.clone(), seated_name.clone(), peak_name.clone());
+        children.push(process::fork(move || {
+            dine(diner, &s, &n, &p).map_or(1, |()| 0)
+        })?);
+    }
+    join_all(children)?;
+    let peak = peak.load(Ordering::SeqCst);
+    println!("   at most {peak} diners were seated at once (3 seats)");
+    if peak != 3 {
+        return Err(format!("peak of {peak} seated diners, expected 3").into());
+    }
+    Ok(())
+}
+
+fn dine(diner: u32, sem_name: &str, seated_name: &str, peak_name: &str) -> Res<()> {
+    let seats = Shared::<Semaphore>::open(sem_name)?;
+    let seated = Shared::<AtomicU32>::open(seated_name)?;
+    let peak = Shared::<AtomicU32>::open(peak_name)?;
+    if !seats.acquire_timeout(Duration::from_secs(30)) {
+        return Err("no seat within 30 s".into());
+    }
+    let now = seated.fetch_add(1, Ordering::SeqCst) + 1;
+    let mut seen = peak.load(Ordering::SeqCst);
+    while now > seen {
+        match peak.compare_exchange(seen, now, Ordering::SeqCst, Ordering::SeqCst) {
+            Ok(_) => break,
+            Err(p) => seen = p,
+        }
+    }
+    println!("   diner {diner} sits down ({now} seated)");
+    std::thread::sleep(Duration::from_millis(30));
+    seated.fetch_sub(1, Ordering::SeqCst);
+    seats.release()?;
+    Ok(())
+}
+
+/// Four processes wait at a gate (a named Event) until the parent opens it.
+fn event_gate(names: &mut Names) -> Res<()> {
+    println!("\n3. Four processes wait at a named Event until the parent sets it");
+    let gate_name = names.make("gate");
+    let gate = Shared::<Event>::create(&gate_name, ())?;
+    let mut children = Vec::new();
+    for i in 0..4 {
+        let name = gate_name.clone();
+        children.push(process::fork(move || {
+            let Ok(gate) = Shared::<Event>::open(&name) else {
+                return 1;
+            };
+            let t = Instant::now();
+            if gate.wait_timeout(Duration::from_secs(30)) {
+                println!("   waiter {i} passed the gate after {:.0?}", t.elapsed());
+                0
+            } else {
+                2
+            }
+        })?);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    println!("   parent sets the event");
+    gate.set();
+    join_all(children)?;
+    gate.clear();
+    let t = Instant::now();
+    let woke = gate.wait_timeout(Duration::from_millis(100));
+    println!(
+        "   after clear, wait_timeout(100ms) returned {woke} after {:.0?}",
+        t.elapsed()
+    );
+    Ok(())
+}
+
+fn join_all(children: Vec<Child>) -> Res<()> {
+    for child in children {
+        let pid = child.pid();
+        match child.join_timeout(Duration::from_secs(60))? {
+            Some(status) if status.success() => {}
+            Some(status) => return Err(format!("process {pid} ended with {status}").into()),
+            None => return Err(format!("process {pid} did not finish within 60 s").into()),
+        }
+    }
+    Ok(())
+}
+
+/// The tour started again as a separate program: attach by name and work.
+fn attach(args: &[String]) -> ExitCode {
+    let result = match args {
+        [what, lock, num, times] if what == "decrement" => times
+            .parse()
+            .map_err(|e| format!("bad count {times}: {e}").into())
+            .and_then(|t| decrement(lock, num, t)),
+        _ => Err(format!("unknown attach command {args:?}").into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tour attach: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
