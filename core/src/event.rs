@@ -83,12 +83,10 @@ impl Event {
             // SYNC POINT: Release pairs with the Acquire loads in `wait` and
             // `is_set`, so what the setter wrote before `set` is visible to
             // whoever sees the flag.
-            match self.word.compare_exchange_weak(
-                state,
-                next,
-                Ordering::Release,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .word
+                .compare_exchange_weak(state, next, Ordering::Release, Ordering::Relaxed)
+            {
                 Ok(_) => break,
                 Err(s) => state = s,
             }
