@@ -257,3 +257,54 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_cross_threads_and_name_their_segment() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<Error>();
+        let e = Error::from_io(
+            "ftruncate",
+            "/jobs",
+            io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        assert!(matches!(
+            e,
+            Error::Io {
+                op: "ftruncate",
+                ..
+            }
+        ));
+        assert!(e
+            .to_string()
+            .starts_with("ftruncate failed for shared memory segment \"/jobs\""));
+        assert!(std::error::Error::source(&e).is_some());
+        let e = Error::from_io(
+            "shm_open",
+            "/jobs",
+            io::Error::from_raw_os_error(libc::EPERM),
+        );
+        assert!(matches!(e, Error::PermissionDenied { .. }));
+        let e = Error::from_name_op(
+            "shm_open",
+            "/jobs",
+            io::Error::from_raw_os_error(libc::EINVAL),
+        );
+        assert!(matches!(e, Error::InvalidName { .. }));
+        let e = Error::from_name_op(
+            "shm_open",
+            "/jobs",
+            io::Error::from_raw_os_error(libc::ENAMETOOLONG),
+        );
+        assert!(matches!(e, Error::InvalidName { .. }));
+        let e = Error::from_name_op(
+            "shm_open",
+            "/jobs",
+            io::Error::from_raw_os_error(libc::EEXIST),
+        );
+        assert!(matches!(e, Error::AlreadyExists { .. }));
+    }
+}

@@ -55,9 +55,9 @@ impl Kind {
     pub const SEMAPHORE: Kind = Kind(3);
     /// An [`Event`](crate::Event).
     pub const EVENT: Kind = Kind(4);
-    /// An [`AtomicU32`](crate::AtomicU32).
+    /// An [`AtomicU32`].
     pub const ATOMIC_U32: Kind = Kind(5);
-    /// An [`AtomicU64`](crate::AtomicU64).
+    /// An [`AtomicU64`].
     pub const ATOMIC_U64: Kind = Kind(6);
 
     /// The kind with raw value `raw`.

@@ -87,7 +87,7 @@ pub struct ObjectLayout {
     /// The object's size in bytes (not zero).
     pub size: u64,
     /// The object's alignment: a power of two, at most
-    /// [`MAX_ALIGN`](crate::header::MAX_ALIGN).
+    /// [`MAX_ALIGN`].
     pub align: u64,
     /// Kind-specific parameters, such as a capacity; zero if unused.
     pub params: [u64; 4],

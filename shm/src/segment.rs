@@ -108,9 +108,11 @@ impl Segment {
     /// Copies `buf.len()` payload bytes starting at `offset` into `buf`.
     pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<()> {
         self.check_bounds(offset, buf.len())?;
-        // SAFETY: in bounds (checked); `buf` is ours and cannot overlap the
-        // mapping's bytes as a distinct Rust allocation... except if the
-        // caller made it from `as_ptr`, which `copy` (memmove) tolerates.
+        // SAFETY: the source range is inside the mapped payload (checked
+        // above) and `buf` is valid for writes of its length; `copy` is a
+        // memmove, so even a `buf` built from `as_ptr` may overlap. The
+        // bytes are plain `u8`s: whatever a peer writes concurrently, we
+        // copy some valid bytes.
         unsafe { std::ptr::copy(self.as_ptr().add(offset), buf.as_mut_ptr(), buf.len()) };
         Ok(())
     }
@@ -124,8 +126,9 @@ impl Segment {
             });
         }
         self.check_bounds(offset, data.len())?;
-        // SAFETY: in bounds (checked) of a writable mapping; `copy`
-        // (memmove) tolerates overlap with `data`.
+        // SAFETY: the destination range is inside the payload (checked
+        // above) of a writable mapping (not read-only, checked above);
+        // `copy` is a memmove, so overlap with `data` is fine.
         unsafe { std::ptr::copy(data.as_ptr(), self.as_ptr().add(offset), data.len()) };
         Ok(())
     }
