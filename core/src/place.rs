@@ -149,3 +149,50 @@ pub unsafe trait SharedObject: Sized + Sync {
         unsafe { Self::init_at(bytes.as_mut_ptr(), len, config) }
     }
 }
+
+// SAFETY: `sync::AtomicU32` is `#[repr(transparent)]` over the `core`
+// atomic, which has the size and alignment of `u32`; every bit pattern is a
+// valid value and all access goes through atomic operations.
+#[cfg(not(loom))]
+unsafe impl SharedObject for crate::sync::AtomicU32 {
+    /// The initial value.
+    type Config = u32;
+
+    unsafe fn init(this: *mut Self, initial: u32) {
+        // SAFETY: the caller guarantees `this` is valid, aligned and exclusive.
+        unsafe { this.write(crate::sync::AtomicU32::new(initial)) };
+    }
+}
+
+// SAFETY: as for `AtomicU32`: `#[repr(transparent)]` over the `core` atomic,
+// which has the size and alignment of `u64`; every bit pattern is valid.
+#[cfg(not(loom))]
+unsafe impl SharedObject for crate::sync::AtomicU64 {
+    /// The initial value.
+    type Config = u64;
+
+    unsafe fn init(this: *mut Self, initial: u64) {
+        // SAFETY: the caller guarantees `this` is valid, aligned and exclusive.
+        unsafe { this.write(crate::sync::AtomicU64::new(initial)) };
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+    #[test]
+    fn atomics_are_shared_objects_with_an_initial_value() {
+        let mut buf = [0u64; 2];
+        let bytes: &mut [u8] = bytemuck::cast_slice_mut(&mut buf);
+        let a = AtomicU64::init_in(&mut bytes[..8], 42).unwrap();
+        assert_eq!(a.load(Ordering::Relaxed), 42);
+        let b = AtomicU32::init_in(&mut bytes[8..12], 7).unwrap();
+        assert_eq!(b.load(Ordering::Relaxed), 7);
+        assert!(matches!(
+            AtomicU64::from_bytes_mut(&mut bytes[4..12]),
+            Err(LayoutError::Misaligned { required: 8, .. })
+        ));
+    }
+}

@@ -1,2 +1,78 @@
-//! shmipc: named shared-memory IPC.
-pub use shmipc_core::*;
+//! # shmipc
+//!
+//! Python's `multiprocessing` toolkit for Rust processes, meeting in named
+//! POSIX shared memory instead of a manager process, pipes and pickles.
+//!
+//! | type | what it is |
+//! |---|---|
+//! | [`Shared<T>`] | a [`Lock`], [`Semaphore`], [`Event`], [`AtomicU32`] or [`AtomicU64`] in a named segment of its own |
+//! | [`Anon<T>`] | the same in an anonymous shared mapping, for forked children |
+//! | [`Segment`] | raw named bytes, like `multiprocessing.shared_memory.SharedMemory` |
+//! | [`fork`], [`spawn`], [`Child`] | starting, joining and stopping processes |
+//! | [`mapping`] | the validated-header layer the others are built on, for new kinds |
+//!
+//! Every segment starts with a 128-byte header (see [`header`]) that the
+//! creator writes before the segment gets its name, and every opener
+//! validates: opening a segment of another kind, another layout version, or
+//! one shmipc did not make is an [`Error`], never undefined behaviour.
+//! Names are never unlinked behind your back: call [`unlink`] (or
+//! `Shared::unlink`) when the segment's work is done.
+//!
+//! ```
+//! use shmipc::{fork, Lock, Shared};
+//! use std::time::Duration;
+//!
+//! let name = format!("/shmipc-doc-lock-{}", std::process::id());
+//! let lock = Shared::<Lock>::create(&name, ())?;
+//!
+//! // Another process opens the same lock by name.
+//! let mut child = fork(|| {
+//!     let lock = Shared::<Lock>::open(&name).expect("open");
+//!     let _guard = lock.lock().expect("lock");
+//!     0
+//! })?;
+//! assert!(child.join_timeout(Duration::from_secs(10))?.unwrap().success());
+//!
+//! let guard = lock.lock()?;
+//! drop(guard);
+//! shmipc::unlink(&name)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs, clippy::undocumented_unsafe_blocks)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("shmipc needs Linux (futexes, /dev/shm, O_TMPFILE)");
+
+mod error;
+pub mod header;
+pub mod mapping;
+mod name;
+mod object;
+mod options;
+pub mod process;
+mod segment;
+
+pub use error::{Error, Result};
+pub use header::Kind;
+pub use name::MAX_LEN as MAX_NAME_LEN;
+pub use object::{Anon, Shared, ShmObject};
+pub use options::Options;
+pub use process::{fork, spawn, Child, ExitStatus};
+pub use segment::Segment;
+
+pub use shmipc_core::semaphore::SemaphoreConfig;
+pub use shmipc_core::sync::{AtomicU32, AtomicU64};
+pub use shmipc_core::{
+    Deadline, Event, LayoutError, Lock, LockError, LockGuard, Semaphore, SemaphoreError,
+    SharedObject,
+};
+
+/// Removes the segment name `name` (with or without its leading slash).
+///
+/// Processes that have the segment mapped keep using it; its memory is
+/// freed when the last of them unmaps it. [`Error::NotFound`] if there is
+/// no such name.
+pub fn unlink(name: &str) -> Result<()> {
+    mapping::unlink(name)
+}

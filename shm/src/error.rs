@@ -1,0 +1,310 @@
+//! The one error type of this crate.
+
+use std::fmt;
+use std::io;
+
+use crate::header::Kind;
+
+/// Everything that can go wrong when creating, opening or using a named
+/// segment. Every variant that concerns a segment carries its (normalised)
+/// name, so the message alone says which segment is at fault.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The name cannot name a POSIX shared-memory segment.
+    InvalidName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// No segment has this name.
+    NotFound {
+        /// The segment's name.
+        name: String,
+    },
+    /// A segment of this name already exists (exclusive creation).
+    AlreadyExists {
+        /// The segment's name.
+        name: String,
+    },
+    /// The segment exists, but its permissions do not let us open it.
+    PermissionDenied {
+        /// The segment's name.
+        name: String,
+    },
+    /// The segment was not made by shmipc: its magic number is wrong (for
+    /// example a segment from Python's `multiprocessing.shared_memory`, or
+    /// a file of zeros).
+    NotShmipc {
+        /// The segment's name.
+        name: String,
+    },
+    /// The segment holds a different kind of object than the one asked for.
+    WrongKind {
+        /// The segment's name.
+        name: String,
+        /// The kind the caller asked for.
+        expected: Kind,
+        /// The raw kind found in the header.
+        found: u32,
+    },
+    /// The segment was made by an incompatible version of the layout.
+    VersionMismatch {
+        /// The segment's name.
+        name: String,
+        /// The header version this build understands.
+        expected: u32,
+        /// The version found in the header.
+        found: u32,
+    },
+    /// The segment is shorter than its header says it must be (it was
+    /// truncated). Checked before the bytes are touched.
+    TooSmall {
+        /// The segment's name.
+        name: String,
+        /// The bytes required.
+        required: u64,
+        /// The bytes the segment has.
+        actual: u64,
+    },
+    /// The segment's creator has not finished initialising it within
+    /// [`Options::init_timeout`](crate::Options::init_timeout).
+    InitTimeout {
+        /// The segment's name.
+        name: String,
+        /// The process id the header names as the creator.
+        creator_pid: u32,
+    },
+    /// The segment is still marked as being initialised, and the process
+    /// that was initialising it no longer exists.
+    CreatorDied {
+        /// The segment's name.
+        name: String,
+        /// The process id the header names as the creator.
+        creator_pid: u32,
+    },
+    /// The header's fields contradict each other or the kind's layout.
+    Corrupted {
+        /// The segment's name.
+        name: String,
+        /// Which field is wrong.
+        what: &'static str,
+    },
+    /// An access outside the segment's payload.
+    OutOfBounds {
+        /// The segment's name.
+        name: String,
+        /// The first byte of the access.
+        offset: u64,
+        /// The length of the access.
+        len: u64,
+        /// The payload size.
+        size: u64,
+    },
+    /// A write to a segment that was opened read-only, or a typed object
+    /// requested read-only (typed objects always need write access).
+    ReadOnly {
+        /// The segment's name.
+        name: String,
+    },
+    /// The requested object cannot be laid out (zero or overflowing size,
+    /// impossible alignment, ...).
+    Layout(shmipc_core::LayoutError),
+    /// Any other operating-system error.
+    Io {
+        /// The operation that failed, such as `"ftruncate"`.
+        op: &'static str,
+        /// The segment's name.
+        name: String,
+        /// The operating system's error.
+        source: io::Error,
+    },
+}
+
+/// `Result` with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidName { name, reason } => {
+                write!(f, "{name:?} is not a valid shared memory name: {reason}")
+            }
+            Error::NotFound { name } => {
+                write!(f, "shared memory segment {name:?} does not exist")
+            }
+            Error::AlreadyExists { name } => {
+                write!(f, "shared memory segment {name:?} already exists")
+            }
+            Error::PermissionDenied { name } => write!(
+                f,
+                "permission denied: the mode of shared memory segment {name:?} does not let this process open it"
+            ),
+            Error::NotShmipc { name } => write!(
+                f,
+                "shared memory segment {name:?} was not created by shmipc (its header has no shmipc magic number)"
+            ),
+            Error::WrongKind {
+                name,
+                expected,
+                found,
+            } => write!(
+                f,
+                "shared memory segment {name:?} holds {}, not {expected}",
+                Kind::new(*found)
+            ),
+            Error::VersionMismatch {
+                name,
+                expected,
+                found,
+            } => write!(
+                f,
+                "shared memory segment {name:?} has header version {found}, but this build of shmipc understands only version {expected}"
+            ),
+            Error::TooSmall {
+                name,
+                required,
+                actual,
+            } => write!(
+                f,
+                "shared memory segment {name:?} is {actual} bytes long but needs {required} (was it truncated?)"
+            ),
+            Error::InitTimeout { name, creator_pid } => write!(
+                f,
+                "timed out waiting for process {creator_pid} to finish initialising shared memory segment {name:?}"
+            ),
+            Error::CreatorDied { name, creator_pid } => write!(
+                f,
+                "process {creator_pid} died while initialising shared memory segment {name:?}; unlink it and create it again"
+            ),
+            Error::Corrupted { name, what } => write!(
+                f,
+                "shared memory segment {name:?} has a corrupted header: {what}"
+            ),
+            Error::OutOfBounds {
+                name,
+                offset,
+                len,
+                size,
+            } => write!(
+                f,
+                "access of {len} bytes at offset {offset} is outside the {size} bytes of shared memory segment {name:?}"
+            ),
+            Error::ReadOnly { name } => write!(
+                f,
+                "shared memory segment {name:?} is opened read-only and cannot be written"
+            ),
+            Error::Layout(e) => write!(f, "cannot lay out the shared object: {e}"),
+            Error::Io { op, name, source } => write!(
+                f,
+                "{op} failed for shared memory segment {name:?}: {source}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            Error::Layout(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<shmipc_core::LayoutError> for Error {
+    fn from(e: shmipc_core::LayoutError) -> Self {
+        Error::Layout(e)
+    }
+}
+
+impl Error {
+    /// An error from an operation that takes the segment's name (open,
+    /// unlink, link): `errno` values that concern the name get their own
+    /// variants.
+    pub(crate) fn from_name_op(op: &'static str, name: &str, source: io::Error) -> Error {
+        let name = name.to_owned();
+        match source.raw_os_error() {
+            Some(libc::ENAMETOOLONG) => Error::InvalidName {
+                name,
+                reason: "the system says it is too long",
+            },
+            Some(libc::EINVAL) => Error::InvalidName {
+                name,
+                reason: "the system rejects it",
+            },
+            _ => Error::from_io(op, &name, source),
+        }
+    }
+
+    /// An error from any other operation on the segment.
+    pub(crate) fn from_io(op: &'static str, name: &str, source: io::Error) -> Error {
+        let name = name.to_owned();
+        match source.raw_os_error() {
+            Some(libc::ENOENT) => Error::NotFound { name },
+            Some(libc::EEXIST) => Error::AlreadyExists { name },
+            Some(libc::EACCES | libc::EPERM) => Error::PermissionDenied { name },
+            _ => Error::Io { op, name, source },
+        }
+    }
+
+    pub(crate) fn corrupted(name: &str, what: &'static str) -> Error {
+        Error::Corrupted {
+            name: name.to_owned(),
+            what,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_cross_threads_and_name_their_segment() {
+        fn send_sync<T: Send + Sync + 'static>() {}
+        send_sync::<Error>();
+        let e = Error::from_io(
+            "ftruncate",
+            "/jobs",
+            io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        assert!(matches!(
+            e,
+            Error::Io {
+                op: "ftruncate",
+                ..
+            }
+        ));
+        assert!(e
+            .to_string()
+            .starts_with("ftruncate failed for shared memory segment \"/jobs\""));
+        assert!(std::error::Error::source(&e).is_some());
+        let e = Error::from_io(
+            "shm_open",
+            "/jobs",
+            io::Error::from_raw_os_error(libc::EPERM),
+        );
+        assert!(matches!(e, Error::PermissionDenied { .. }));
+        let e = Error::from_name_op(
+            "shm_open",
+            "/jobs",
+            io::Error::from_raw_os_error(libc::EINVAL),
+        );
+        assert!(matches!(e, Error::InvalidName { .. }));
+        let e = Error::from_name_op(
+            "shm_open",
+            "/jobs",
+            io::Error::from_raw_os_error(libc::ENAMETOOLONG),
+        );
+        assert!(matches!(e, Error::InvalidName { .. }));
+        let e = Error::from_name_op(
+            "shm_open",
+            "/jobs",
+            io::Error::from_raw_os_error(libc::EEXIST),
+        );
+        assert!(matches!(e, Error::AlreadyExists { .. }));
+    }
+}

@@ -1,0 +1,209 @@
+//! The 128-byte header at the start of every shmipc segment (layout
+//! version 1).
+//!
+//! | offset | field | type | meaning |
+//! |---|---|---|---|
+//! | 0 | `magic` | u64 | [`MAGIC`]: the bytes `\x7fSHMIPC\0` |
+//! | 8 | `version` | u32 | [`VERSION`] |
+//! | 12 | `state` | u32 | [`INITIALIZING`] or [`READY`]; a futex word |
+//! | 16 | `creator_pid` | u32 | the process that created the segment |
+//! | 20 | `kind` | u32 | what the object is ([`Kind`]) |
+//! | 24 | `total_size` | u64 | header + object: [`HEADER_SIZE`] + `object_size` |
+//! | 32 | `object_offset` | u64 | where the object starts: [`HEADER_SIZE`] |
+//! | 40 | `object_size` | u64 | the object's bytes |
+//! | 48 | `object_align` | u64 | the object's alignment: a power of two ≤ [`MAX_ALIGN`] |
+//! | 56 | `params` | [u64; 4] | kind-specific (a capacity, say); zero for fixed-size kinds |
+//! | 88 | reserved | 40 bytes | zero |
+//!
+//! All integers are native-endian (every process on one machine shares the
+//! byte order). The header lives in memory that any process with access can
+//! write at any time, so it is only ever touched through atomics, and an
+//! opener reads it once into a [`HeaderSnapshot`] that it then validates.
+
+use std::fmt;
+
+use shmipc_core::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// The magic number at offset 0: `u64::from_le_bytes(*b"\x7fSHMIPC\0")`.
+pub const MAGIC: u64 = u64::from_le_bytes(*b"\x7fSHMIPC\0");
+/// The header layout version this build writes and understands.
+pub const VERSION: u32 = 1;
+/// The size of the header; the object starts right after it.
+pub const HEADER_SIZE: u64 = 128;
+/// The largest object alignment a segment can have (the object starts at
+/// offset [`HEADER_SIZE`] of a page-aligned mapping).
+pub const MAX_ALIGN: u64 = HEADER_SIZE;
+/// `state`: the creator is still writing the header and object.
+pub const INITIALIZING: u32 = 1;
+/// `state`: the segment is ready for use.
+pub const READY: u32 = 2;
+
+/// What a segment holds.
+///
+/// An open set: the constants below are the kinds this crate defines, and
+/// higher layers (queues, say) add their own with [`Kind::new`]. Values
+/// below 64 are reserved for this crate.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Kind(u32);
+
+impl Kind {
+    /// Raw bytes ([`Segment`](crate::Segment)).
+    pub const BYTES: Kind = Kind(1);
+    /// A [`Lock`](crate::Lock).
+    pub const LOCK: Kind = Kind(2);
+    /// A [`Semaphore`](crate::Semaphore).
+    pub const SEMAPHORE: Kind = Kind(3);
+    /// An [`Event`](crate::Event).
+    pub const EVENT: Kind = Kind(4);
+    /// An [`AtomicU32`].
+    pub const ATOMIC_U32: Kind = Kind(5);
+    /// An [`AtomicU64`].
+    pub const ATOMIC_U64: Kind = Kind(6);
+
+    /// The kind with raw value `raw`.
+    pub const fn new(raw: u32) -> Kind {
+        Kind(raw)
+    }
+
+    /// The raw value stored in the header.
+    pub const fn raw(self) -> u32 {
+        self.0
+    }
+
+    /// A human name for the kinds this crate knows.
+    pub const fn name(self) -> Option<&'static str> {
+        Some(match self {
+            Kind::BYTES => "raw bytes",
+            Kind::LOCK => "a Lock",
+            Kind::SEMAPHORE => "a Semaphore",
+            Kind::EVENT => "an Event",
+            Kind::ATOMIC_U32 => "an AtomicU32",
+            Kind::ATOMIC_U64 => "an AtomicU64",
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.name() {
+            Some(n) => f.write_str(n),
+            None => write!(f, "an object of kind {}", self.0),
+        }
+    }
+}
+
+impl fmt::Debug for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Kind({}: {self})", self.0)
+    }
+}
+
+/// The header as it lies in shared memory. Atomics only: a peer may write
+/// any field at any time.
+#[repr(C)]
+pub(crate) struct RawHeader {
+    pub(crate) magic: AtomicU64,
+    pub(crate) version: AtomicU32,
+    pub(crate) state: AtomicU32,
+    pub(crate) creator_pid: AtomicU32,
+    pub(crate) kind: AtomicU32,
+    pub(crate) total_size: AtomicU64,
+    pub(crate) object_offset: AtomicU64,
+    pub(crate) object_size: AtomicU64,
+    pub(crate) object_align: AtomicU64,
+    pub(crate) params: [AtomicU64; 4],
+    pub(crate) reserved: [AtomicU64; 5],
+}
+
+const _: () = {
+    assert!(size_of::<RawHeader>() == HEADER_SIZE as usize);
+    assert!(align_of::<RawHeader>() == 8);
+    assert!(std::mem::offset_of!(RawHeader, version) == 8);
+    assert!(std::mem::offset_of!(RawHeader, state) == 12);
+    assert!(std::mem::offset_of!(RawHeader, creator_pid) == 16);
+    assert!(std::mem::offset_of!(RawHeader, kind) == 20);
+    assert!(std::mem::offset_of!(RawHeader, total_size) == 24);
+    assert!(std::mem::offset_of!(RawHeader, object_offset) == 32);
+    assert!(std::mem::offset_of!(RawHeader, object_size) == 40);
+    assert!(std::mem::offset_of!(RawHeader, object_align) == 48);
+    assert!(std::mem::offset_of!(RawHeader, params) == 56);
+    assert!(std::mem::offset_of!(RawHeader, reserved) == 88);
+};
+
+/// A copy of a segment's header, read once after the segment was seen
+/// [`READY`]. Nothing in it has been trusted yet except what
+/// [`Mapping::open`](crate::mapping::Mapping::open) documents it checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderSnapshot {
+    /// The magic number.
+    pub magic: u64,
+    /// The layout version.
+    pub version: u32,
+    /// The initialisation state.
+    pub state: u32,
+    /// The creator's process id.
+    pub creator_pid: u32,
+    /// The raw kind.
+    pub kind: u32,
+    /// The size of header and object together.
+    pub total_size: u64,
+    /// Where the object starts.
+    pub object_offset: u64,
+    /// The object's size.
+    pub object_size: u64,
+    /// The object's alignment.
+    pub object_align: u64,
+    /// Kind-specific parameters.
+    pub params: [u64; 4],
+}
+
+impl RawHeader {
+    /// Copies every field (Relaxed: the caller ordered itself after the
+    /// creator with an Acquire load of `state` first).
+    pub(crate) fn snapshot(&self) -> HeaderSnapshot {
+        HeaderSnapshot {
+            magic: self.magic.load(Ordering::Relaxed),
+            version: self.version.load(Ordering::Relaxed),
+            state: self.state.load(Ordering::Relaxed),
+            creator_pid: self.creator_pid.load(Ordering::Relaxed),
+            kind: self.kind.load(Ordering::Relaxed),
+            total_size: self.total_size.load(Ordering::Relaxed),
+            object_offset: self.object_offset.load(Ordering::Relaxed),
+            object_size: self.object_size.load(Ordering::Relaxed),
+            object_align: self.object_align.load(Ordering::Relaxed),
+            params: [
+                self.params[0].load(Ordering::Relaxed),
+                self.params[1].load(Ordering::Relaxed),
+                self.params[2].load(Ordering::Relaxed),
+                self.params[3].load(Ordering::Relaxed),
+            ],
+        }
+    }
+}
+
+impl HeaderSnapshot {
+    /// The kind.
+    pub fn kind(&self) -> Kind {
+        Kind(self.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_is_the_documented_bytes() {
+        assert_eq!(&MAGIC.to_le_bytes(), b"\x7fSHMIPC\0");
+    }
+
+    #[test]
+    fn kinds_have_names() {
+        assert_eq!(Kind::LOCK.to_string(), "a Lock");
+        assert_eq!(Kind::new(6), Kind::ATOMIC_U64);
+        assert_eq!(Kind::new(1000).to_string(), "an object of kind 1000");
+        assert_eq!(Kind::new(1000).name(), None);
+        assert_eq!(format!("{:?}", Kind::EVENT), "Kind(4: an Event)");
+    }
+}

@@ -1,0 +1,853 @@
+//! A named segment mapped with a validated header: the layer every
+//! segment type ([`Segment`](crate::Segment), [`Shared`](crate::Shared), and
+//! the queues built on top) is made of.
+//!
+//! This is the extension point for new kinds of object: pick a [`Kind`],
+//! compute the object's size, alignment and parameters into an
+//! [`ObjectLayout`], and build on [`Mapping::create`] and [`Mapping::open`].
+//!
+//! # Creation is published by `link`
+//!
+//! A creator never lets anyone see a half-built segment:
+//!
+//! 1. it creates the file *unnamed*, with
+//!    `open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, mode)`;
+//! 2. `fchmod`s it to exactly the requested mode (so the umask cannot
+//!    change it), `ftruncate`s it to its full size and maps it;
+//! 3. writes the header with state [`INITIALIZING`] and its own pid, then
+//!    initialises the object;
+//! 4. stores [`READY`] (Release) and wakes any futex waiters on the state;
+//! 5. and only then gives the file its name, with
+//!    `linkat(AT_FDCWD, "/proc/self/fd/<fd>", AT_FDCWD, "/dev/shm/<name>",
+//!    AT_SYMLINK_FOLLOW)`. If the name is taken, `linkat` fails with
+//!    `EEXIST` and we report [`Error::AlreadyExists`]; the unnamed file
+//!    vanishes when its descriptor closes.
+//!
+//! So a creator killed at any instruction leaves nothing behind, and an
+//! opener always finds a `READY` header — unless some other program wrote
+//! the bytes, which is why openers still check everything.
+//!
+//! **Fallback.** Where `O_TMPFILE` is unsupported (`EOPNOTSUPP`, `EISDIR`,
+//! `EINVAL`) or `/proc` is not mounted, the creator `shm_open`s a unique
+//! temporary name (`/.shmipc-tmp-<pid>-<counter>-<nanos>`, `O_CREAT |
+//! O_EXCL`), does the same steps, publishes with `link()` inside `/dev/shm`
+//! and `shm_unlink`s the temporary name, also on every error path. A
+//! creator *killed* during this fallback leaves its temporary name behind
+//! (never the real name); such `.shmipc-tmp-*` files can be removed by hand.
+//!
+//! # Opening
+//!
+//! `shm_open`, then `fstat`: a file shorter than the header is
+//! [`Error::TooSmall`] (or [`Error::NotShmipc`] if its first 8 bytes are
+//! not our magic), checked before anything is mapped, so no access can run
+//! past the end of the file. Then the header alone is mapped and checked:
+//! magic, version, and the state — if it is not yet `READY` the opener
+//! waits on the state futex (re-checking every few milliseconds) up to
+//! [`Options::init_timeout`], reporting [`Error::CreatorDied`] if the
+//! creator's pid no longer exists and [`Error::InitTimeout`] otherwise.
+//! Finally every field is validated ([`Mapping::open`] lists the checks)
+//! before the whole segment is mapped.
+//!
+//! A peer that shrinks (`ftruncate`s) a segment *after* others mapped it
+//! makes their next access fault with `SIGBUS`; that is the nature of
+//! shared files, and no check at open time can prevent it.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+use memmap2::{MmapOptions, MmapRaw};
+use shmipc_core::futex::{self, Deadline};
+use shmipc_core::sync::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+use crate::header::{
+    HeaderSnapshot, Kind, RawHeader, HEADER_SIZE, INITIALIZING, MAGIC, MAX_ALIGN, READY, VERSION,
+};
+use crate::name::Name;
+use crate::options::Options;
+
+/// Where glibc's `shm_open` keeps its files.
+pub(crate) const SHM_DIR: &str = "/dev/shm";
+
+/// How often a waiting opener re-checks whether the creator still lives.
+const CREATOR_POLL: Duration = Duration::from_millis(10);
+
+/// How many times `open_or_create` goes round when it keeps losing races
+/// against other creators and unlinkers.
+const OPEN_OR_CREATE_ROUNDS: usize = 16;
+
+/// What a creator asks for: the object's kind, size, alignment and
+/// kind-specific parameters (stored in the header's `params`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectLayout {
+    /// The kind written into the header.
+    pub kind: Kind,
+    /// The object's size in bytes (not zero).
+    pub size: u64,
+    /// The object's alignment: a power of two, at most
+    /// [`MAX_ALIGN`].
+    pub align: u64,
+    /// Kind-specific parameters, such as a capacity; zero if unused.
+    pub params: [u64; 4],
+}
+
+impl ObjectLayout {
+    /// The layout of a fixed-size `T` of kind `kind`, with zero parameters.
+    pub fn of<T>(kind: Kind) -> ObjectLayout {
+        ObjectLayout {
+            kind,
+            size: size_of::<T>() as u64,
+            align: align_of::<T>() as u64,
+            params: [0; 4],
+        }
+    }
+
+    /// The total size of a segment holding this object, if the layout is
+    /// possible.
+    fn total_size(&self) -> std::result::Result<u64, shmipc_core::LayoutError> {
+        let bad = shmipc_core::LayoutError::InvalidParameters;
+        if self.size == 0 || !self.align.is_power_of_two() || self.align > MAX_ALIGN {
+            return Err(bad);
+        }
+        let total = HEADER_SIZE.checked_add(self.size).ok_or(bad)?;
+        if total > isize::MAX as u64 {
+            return Err(bad);
+        }
+        Ok(total)
+    }
+}
+
+impl HeaderSnapshot {
+    /// Checks that the object in the header has exactly this size,
+    /// alignment and parameters (for fixed-size kinds), reporting
+    /// [`Error::Corrupted`] otherwise.
+    pub fn expect_layout(&self, name: &str, size: u64, align: u64, params: [u64; 4]) -> Result<()> {
+        if self.object_size != size {
+            return Err(Error::corrupted(
+                name,
+                "the object size does not match its kind",
+            ));
+        }
+        if self.object_align != align {
+            return Err(Error::corrupted(
+                name,
+                "the object alignment does not match its kind",
+            ));
+        }
+        if self.params != params {
+            return Err(Error::corrupted(
+                name,
+                "the object parameters do not match its kind",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A mapped named segment whose header has been written (by us) or
+/// validated (by [`Mapping::open`]). Dropping it unmaps the segment; it
+/// never unlinks the name.
+pub struct Mapping {
+    map: MmapRaw,
+    name: Name,
+    header: HeaderSnapshot,
+    read_only: bool,
+}
+
+impl std::fmt::Debug for Mapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mapping")
+            .field("name", &self.name.as_str())
+            .field("kind", &self.header.kind())
+            .field("object_size", &self.header.object_size)
+            .field("read_only", &self.read_only)
+            .finish()
+    }
+}
+
+impl Mapping {
+    /// Creates the segment `name` holding the object described by `layout`,
+    /// exclusively (an existing name is [`Error::AlreadyExists`]).
+    ///
+    /// `init` receives a pointer to the object's bytes (at offset 128 of a
+    /// page-aligned mapping, so aligned to `layout.align`) and their length,
+    /// which are zeroed. It runs while the segment has no name yet, so no
+    /// other process can see the bytes until it returned `Ok`. If `init`
+    /// fails, nothing is left behind and its error is returned.
+    pub fn create(
+        name: &str,
+        layout: &ObjectLayout,
+        opts: &Options,
+        init: impl FnOnce(*mut u8, usize) -> Result<()>,
+    ) -> Result<Mapping> {
+        Mapping::create_impl(name, layout, opts, init, false)
+    }
+
+    /// [`Mapping::create`], optionally forcing the temporary-name fallback.
+    fn create_impl(
+        name: &str,
+        layout: &ObjectLayout,
+        opts: &Options,
+        init: impl FnOnce(*mut u8, usize) -> Result<()>,
+        force_fallback: bool,
+    ) -> Result<Mapping> {
+        let name = Name::new(name)?;
+        let total = layout.total_size()?;
+        let staging = Staging::new(&name, opts.mode & 0o777, force_fallback)?;
+        let fd = staging.fd();
+        let total_off = libc::off_t::try_from(total)
+            .map_err(|_| Error::Layout(shmipc_core::LayoutError::InvalidParameters))?;
+        // SAFETY: `fd` is an open descriptor we own; ftruncate touches no
+        // memory of ours.
+        if unsafe { libc::ftruncate(fd, total_off) } != 0 {
+            return Err(Error::from_io("ftruncate", name.as_str(), last_error()));
+        }
+        let map = map_fd(fd, total as usize, false, &name)?;
+        let base = map.as_mut_ptr();
+        // SAFETY: the mapping is page-aligned and at least HEADER_SIZE
+        // bytes, so it can hold a RawHeader, which is made of atomics for
+        // which every bit pattern (here: zeros) is valid. It lives as long
+        // as `map`, which outlives `header`.
+        let header = unsafe { &*base.cast::<RawHeader>() };
+        header.magic.store(MAGIC, Ordering::Relaxed);
+        header.version.store(VERSION, Ordering::Relaxed);
+        header.state.store(INITIALIZING, Ordering::Relaxed);
+        header
+            .creator_pid
+            .store(std::process::id(), Ordering::Relaxed);
+        header.kind.store(layout.kind.raw(), Ordering::Relaxed);
+        header.total_size.store(total, Ordering::Relaxed);
+        header.object_offset.store(HEADER_SIZE, Ordering::Relaxed);
+        header.object_size.store(layout.size, Ordering::Relaxed);
+        header.object_align.store(layout.align, Ordering::Relaxed);
+        for (slot, value) in header.params.iter().zip(layout.params) {
+            slot.store(value, Ordering::Relaxed);
+        }
+        header
+            .reserved
+            .iter()
+            .for_each(|r: &AtomicU64| r.store(0, Ordering::Relaxed));
+
+        // SAFETY: `total` = HEADER_SIZE + layout.size bytes are mapped, so
+        // the object's bytes start in bounds.
+        let object = unsafe { base.add(HEADER_SIZE as usize) };
+        init(object, layout.size as usize)?;
+
+        // SYNC POINT: this Release pairs with the Acquire load of `state` in
+        // `wait_ready`: an opener that sees READY sees the header fields and
+        // the initialised object.
+        header.state.store(READY, Ordering::Release);
+        futex::wake_all(&header.state);
+
+        staging.publish(&name)?;
+        let snapshot = header.snapshot();
+        Ok(Mapping {
+            map,
+            name,
+            header: snapshot,
+            read_only: false,
+        })
+    }
+
+    /// Opens the segment `name`, which must hold an object of `kind`.
+    ///
+    /// Checks, in order: the file is at least a header long (else
+    /// [`Error::TooSmall`], or [`Error::NotShmipc`] if it does not start
+    /// with the magic); magic ([`Error::NotShmipc`]); version
+    /// ([`Error::VersionMismatch`]); state, waiting for `READY` as the
+    /// module documentation describes; kind ([`Error::WrongKind`]);
+    /// `object_offset` is 128, `object_align` a power of two ≤ 128,
+    /// `object_size` not zero, `total_size` = 128 + `object_size`
+    /// ([`Error::Corrupted`]); then `validate`, which checks what only the
+    /// kind knows (size, alignment, parameters — see
+    /// [`HeaderSnapshot::expect_layout`]); and last that the file holds
+    /// `total_size` bytes ([`Error::TooSmall`]).
+    ///
+    /// With [`Options::read_only`] the segment is opened and mapped
+    /// read-only.
+    pub fn open(
+        name: &str,
+        kind: Kind,
+        opts: &Options,
+        validate: impl FnOnce(&HeaderSnapshot) -> Result<()>,
+    ) -> Result<Mapping> {
+        let name = Name::new(name)?;
+        let n = name.as_str();
+        let read_only = opts.read_only;
+        let flags = if read_only {
+            libc::O_RDONLY
+        } else {
+            libc::O_RDWR
+        };
+        // SAFETY: the name is a NUL-terminated C string that outlives the call.
+        let raw = unsafe { libc::shm_open(name.as_c().as_ptr(), flags | libc::O_CLOEXEC, 0) };
+        if raw < 0 {
+            return Err(Error::from_name_op("shm_open", n, last_error()));
+        }
+        // SAFETY: shm_open returned a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+
+        let size = file_size(&fd, &name)?;
+        if size < HEADER_SIZE {
+            return Err(if starts_with_foreign_magic(&fd, size) {
+                Error::NotShmipc { name: n.to_owned() }
+            } else {
+                Error::TooSmall {
+                    name: n.to_owned(),
+                    required: HEADER_SIZE,
+                    actual: size,
+                }
+            });
+        }
+
+        let header_map = map_fd(fd.as_raw_fd(), HEADER_SIZE as usize, read_only, &name)?;
+        // SAFETY: the mapping is page-aligned, HEADER_SIZE bytes long (the
+        // file holds at least that many, checked above), and lives until
+        // the end of this function, longer than `header`. RawHeader is made
+        // of atomics, so whatever a peer writes is a valid value and we only
+        // ever access it atomically.
+        let header = unsafe { &*header_map.as_ptr().cast::<RawHeader>() };
+        if header.magic.load(Ordering::Relaxed) != MAGIC {
+            return Err(Error::NotShmipc { name: n.to_owned() });
+        }
+        let version = header.version.load(Ordering::Relaxed);
+        if version != VERSION {
+            return Err(Error::VersionMismatch {
+                name: n.to_owned(),
+                expected: VERSION,
+                found: version,
+            });
+        }
+        wait_ready(header, &name, opts.init_timeout)?;
+
+        // From here on we use the snapshot only: a peer changing the header
+        // later cannot make us use a size we did not check.
+        let snap = header.snapshot();
+        check_common(&snap, kind, n)?;
+        validate(&snap)?;
+        // Fresh size: the file may have been truncated while we waited.
+        let size = file_size(&fd, &name)?;
+        if snap.total_size > size {
+            return Err(Error::TooSmall {
+                name: n.to_owned(),
+                required: snap.total_size,
+                actual: size,
+            });
+        }
+        let map = map_fd(fd.as_raw_fd(), snap.total_size as usize, read_only, &name)?;
+        drop(header_map);
+        Ok(Mapping {
+            map,
+            name,
+            header: snap,
+            read_only,
+        })
+    }
+
+    /// Opens `name` if it exists, else creates it, going round (a bounded
+    /// number of times) when another process creates or unlinks it
+    /// in between. Returns whether this call created it.
+    ///
+    /// `create` and `open` are the two halves, such as closures over
+    /// [`Mapping::create`] and [`Mapping::open`].
+    pub fn open_or_create<T>(
+        mut open: impl FnMut() -> Result<T>,
+        mut create: impl FnMut() -> Result<T>,
+    ) -> Result<(T, bool)> {
+        let mut round = 0;
+        loop {
+            round += 1;
+            match open() {
+                Ok(t) => return Ok((t, false)),
+                Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            match create() {
+                Ok(t) => return Ok((t, true)),
+                Err(Error::AlreadyExists { .. }) if round < OPEN_OR_CREATE_ROUNDS => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The segment's normalised name (with its leading slash).
+    pub fn name(&self) -> &str {
+        self.name.as_str()
+    }
+
+    /// The header as written (by us) or validated (on open).
+    pub fn header(&self) -> &HeaderSnapshot {
+        &self.header
+    }
+
+    /// The object's first byte, aligned to `header().object_align`.
+    pub fn object_ptr(&self) -> *mut u8 {
+        // SAFETY: the mapping holds total_size = HEADER_SIZE + object_size
+        // bytes (checked on open, made so on create).
+        unsafe { self.map.as_mut_ptr().add(HEADER_SIZE as usize) }
+    }
+
+    /// The object's size in bytes.
+    pub fn object_len(&self) -> usize {
+        // Fits: total_size <= isize::MAX was checked.
+        self.header.object_size as usize
+    }
+
+    /// Whether the segment is mapped read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+}
+
+/// Removes the name `name`. Processes that have the segment mapped keep
+/// using it; the memory is freed when the last of them unmaps it.
+pub fn unlink(name: &str) -> Result<()> {
+    let name = Name::new(name)?;
+    // SAFETY: the name is a NUL-terminated C string that outlives the call.
+    if unsafe { libc::shm_unlink(name.as_c().as_ptr()) } != 0 {
+        return Err(Error::from_name_op(
+            "shm_unlink",
+            name.as_str(),
+            last_error(),
+        ));
+    }
+    Ok(())
+}
+
+/// Waits until `header.state` is READY.
+fn wait_ready(header: &RawHeader, name: &Name, timeout: Duration) -> Result<()> {
+    let deadline = Deadline::after(timeout);
+    loop {
+        // SYNC POINT: this Acquire pairs with the creator's Release store of
+        // READY in `Mapping::create`: seeing READY, we see the header and
+        // the object it initialised.
+        match header.state.load(Ordering::Acquire) {
+            READY => return Ok(()),
+            INITIALIZING => {}
+            _ => {
+                return Err(Error::corrupted(
+                    name.as_str(),
+                    "the state word is neither INITIALIZING nor READY",
+                ))
+            }
+        }
+        let creator_pid = header.creator_pid.load(Ordering::Relaxed);
+        if process_is_gone(creator_pid) {
+            // It may have finished just before it exited.
+            if header.state.load(Ordering::Acquire) == READY {
+                continue;
+            }
+            return Err(Error::CreatorDied {
+                name: name.as_str().to_owned(),
+                creator_pid,
+            });
+        }
+        if deadline.has_passed() {
+            return Err(Error::InitTimeout {
+                name: name.as_str().to_owned(),
+                creator_pid,
+            });
+        }
+        // Sleep until woken or the next poll: a creator that dies never
+        // wakes us, so we look at its pid again every CREATOR_POLL.
+        let slice = Deadline::after(CREATOR_POLL).min(deadline);
+        futex::wait(&header.state, INITIALIZING, Some(&slice));
+    }
+}
+
+/// Whether `pid` names no process at all. A pid we cannot judge (zero or
+/// out of range) counts as alive, so a hostile value can at worst make the
+/// opener wait for its timeout. A zombie (dead, not yet reaped) counts as
+/// alive, as does a process of another user (`EPERM`).
+fn process_is_gone(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 sends nothing; it only asks whether `pid` exists.
+    // `pid` is positive, so it names one process, never a group.
+    let r = unsafe { libc::kill(pid, 0) };
+    r != 0 && last_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// The checks every kind shares; see [`Mapping::open`].
+fn check_common(snap: &HeaderSnapshot, kind: Kind, name: &str) -> Result<()> {
+    if snap.magic != MAGIC {
+        return Err(Error::NotShmipc {
+            name: name.to_owned(),
+        });
+    }
+    if snap.version != VERSION {
+        return Err(Error::VersionMismatch {
+            name: name.to_owned(),
+            expected: VERSION,
+            found: snap.version,
+        });
+    }
+    if snap.kind != kind.raw() {
+        return Err(Error::WrongKind {
+            name: name.to_owned(),
+            expected: kind,
+            found: snap.kind,
+        });
+    }
+    if snap.object_offset != HEADER_SIZE {
+        return Err(Error::corrupted(name, "the object offset is not 128"));
+    }
+    if !snap.object_align.is_power_of_two() || snap.object_align > MAX_ALIGN {
+        return Err(Error::corrupted(
+            name,
+            "the object alignment is not a power of two of at most 128",
+        ));
+    }
+    if snap.object_size == 0 {
+        return Err(Error::corrupted(name, "the object size is zero"));
+    }
+    if HEADER_SIZE.checked_add(snap.object_size) != Some(snap.total_size)
+        || snap.total_size > isize::MAX as u64
+    {
+        return Err(Error::corrupted(
+            name,
+            "the total size is not 128 plus the object size",
+        ));
+    }
+    Ok(())
+}
+
+/// The size of the file behind `fd`.
+fn file_size(fd: &OwnedFd, name: &Name) -> Result<u64> {
+    // SAFETY: a zeroed stat is a valid value for fstat to overwrite.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open and `st` is a valid, writable stat.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(Error::from_io("fstat", name.as_str(), last_error()));
+    }
+    Ok(u64::try_from(st.st_size).unwrap_or(0))
+}
+
+/// Whether a file too short for a header has at least 8 bytes that are not
+/// our magic (a foreign file rather than a truncated segment). Read with
+/// `pread`, which cannot fault however short the file is.
+fn starts_with_foreign_magic(fd: &OwnedFd, size: u64) -> bool {
+    if size < 8 {
+        return false;
+    }
+    let mut buf = [0u8; 8];
+    // SAFETY: `buf` is valid for writes of 8 bytes; `fd` is open.
+    let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8, 0) };
+    n == 8 && u64::from_ne_bytes(buf) != MAGIC
+}
+
+/// Maps `len` bytes of `fd` shared, read-write or read-only.
+fn map_fd(fd: libc::c_int, len: usize, read_only: bool, name: &Name) -> Result<MmapRaw> {
+    let mut options = MmapOptions::new();
+    options.len(len);
+    let map = if read_only {
+        options.map_raw_read_only(fd)
+    } else {
+        options.map_raw(fd)
+    };
+    map.map_err(|e| Error::from_io("mmap", name.as_str(), e))
+}
+
+fn last_error() -> io::Error {
+    io::Error::last_os_error()
+}
+
+/// A new segment before it has its name: an unnamed `O_TMPFILE`, or (the
+/// fallback) a temporary name that is removed on drop.
+enum Staging {
+    Unnamed(OwnedFd),
+    Temporary { fd: OwnedFd, temp: CString },
+}
+
+impl Staging {
+    /// A new, empty file with exactly `mode`.
+    fn new(name: &Name, mode: u32, force_fallback: bool) -> Result<Staging> {
+        let n = name.as_str();
+        let unnamed = if force_fallback {
+            Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP))
+        } else {
+            Staging::unnamed(mode)
+        };
+        let staging = match unnamed {
+            Ok(fd) => Staging::Unnamed(fd),
+            Err(e) if needs_fallback(&e) => Staging::temporary(name, mode)?,
+            Err(e) => return Err(Error::from_io("open(O_TMPFILE)", n, e)),
+        };
+        // The umask trimmed the mode at creation; set it exactly.
+        // SAFETY: the descriptor is open; fchmod touches no memory of ours.
+        if unsafe { libc::fchmod(staging.fd(), mode as libc::mode_t) } != 0 {
+            return Err(Error::from_io("fchmod", n, last_error()));
+        }
+        Ok(staging)
+    }
+
+    fn unnamed(mode: u32) -> io::Result<OwnedFd> {
+        // linkat through /proc/self/fd needs /proc; without it, take the
+        // fallback from the start.
+        if !std::path::Path::new("/proc/self/fd").exists() {
+            return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
+        }
+        let dir = CString::new(SHM_DIR).unwrap_or_default();
+        // SAFETY: `dir` is a NUL-terminated path that outlives the call.
+        let raw = unsafe {
+            libc::open(
+                dir.as_ptr(),
+                libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+                mode as libc::c_uint,
+            )
+        };
+        if raw < 0 {
+            return Err(last_error());
+        }
+        // SAFETY: open returned a fresh descriptor that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    }
+
+    fn temporary(name: &Name, mode: u32) -> Result<Staging> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let mut tries = 0;
+        loop {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let temp = format!(
+                "/.shmipc-tmp-{}-{}-{nanos}",
+                std::process::id(),
+                COUNTER.fetch_add(1, Ordering::Relaxed)
+            );
+            let temp = CString::new(temp).unwrap_or_default();
+            // SAFETY: `temp` is a NUL-terminated name that outlives the call.
+            let raw = unsafe {
+                libc::shm_open(
+                    temp.as_ptr(),
+                    libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC,
+                    mode as libc::mode_t,
+                )
+            };
+            if raw >= 0 {
+                // SAFETY: shm_open returned a fresh descriptor we now own.
+                let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+                return Ok(Staging::Temporary { fd, temp });
+            }
+            let e = last_error();
+            tries += 1;
+            if e.raw_os_error() != Some(libc::EEXIST) || tries >= 16 {
+                return Err(Error::Io {
+                    op: "shm_open(temporary name)",
+                    name: name.as_str().to_owned(),
+                    source: e,
+                });
+            }
+        }
+    }
+
+    fn fd(&self) -> libc::c_int {
+        match self {
+            Staging::Unnamed(fd) | Staging::Temporary { fd, .. } => fd.as_raw_fd(),
+        }
+    }
+
+    /// Gives the file its name; fails with AlreadyExists if it is taken.
+    fn publish(&self, name: &Name) -> Result<()> {
+        let target = name.dev_shm_path();
+        let r = match self {
+            Staging::Unnamed(fd) => {
+                let source =
+                    CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap_or_default();
+                // SAFETY: both paths are NUL-terminated and outlive the call.
+                unsafe {
+                    libc::linkat(
+                        libc::AT_FDCWD,
+                        source.as_ptr(),
+                        libc::AT_FDCWD,
+                        target.as_ptr(),
+                        libc::AT_SYMLINK_FOLLOW,
+                    )
+                }
+            }
+            Staging::Temporary { temp, .. } => {
+                let source = CString::new(format!("{SHM_DIR}{}", temp.to_string_lossy()))
+                    .unwrap_or_default();
+                // SAFETY: both paths are NUL-terminated and outlive the call.
+                unsafe { libc::link(source.as_ptr(), target.as_ptr()) }
+            }
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = last_error();
+        let n = name.as_str().to_owned();
+        Err(match e.raw_os_error() {
+            Some(libc::EEXIST) => Error::AlreadyExists { name: n },
+            Some(libc::EACCES | libc::EPERM) => Error::PermissionDenied { name: n },
+            Some(libc::ENAMETOOLONG) => Error::InvalidName {
+                name: n,
+                reason: "the system says it is too long",
+            },
+            _ => Error::Io {
+                op: "link",
+                name: n,
+                source: e,
+            },
+        })
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if let Staging::Temporary { temp, .. } = self {
+            // Published or not, the temporary name goes.
+            // SAFETY: `temp` is a NUL-terminated name that outlives the call.
+            unsafe { libc::shm_unlink(temp.as_ptr()) };
+        }
+    }
+}
+
+/// Whether `open(O_TMPFILE)` failed because the feature is missing.
+fn needs_fallback(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP | libc::EISDIR | libc::EINVAL | libc::ENOENT)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unique(label: &str) -> String {
+        static N: AtomicU64 = AtomicU64::new(0);
+        format!(
+            "/shmipc-unit-{}-{}-{label}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    fn layout() -> ObjectLayout {
+        ObjectLayout {
+            kind: Kind::new(1000),
+            size: 24,
+            align: 8,
+            params: [7, 0, 0, 1],
+        }
+    }
+
+    fn temp_names() -> Vec<String> {
+        let prefix = format!(".shmipc-tmp-{}-", std::process::id());
+        std::fs::read_dir(SHM_DIR)
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with(&prefix))
+            .collect()
+    }
+
+    #[test]
+    fn the_fallback_publishes_and_removes_its_temporary_name() {
+        let name = unique("fallback");
+        let m = Mapping::create_impl(
+            &name,
+            &layout(),
+            &Options::new().mode(0o640),
+            |ptr, len| {
+                assert_eq!(len, 24);
+                assert_eq!(ptr as usize % 8, 0);
+                Ok(())
+            },
+            true,
+        )
+        .unwrap();
+        assert_eq!(m.header().params, [7, 0, 0, 1]);
+        let opened = Mapping::open(&name, Kind::new(1000), &Options::new(), |h| {
+            h.expect_layout(&name, 24, 8, [7, 0, 0, 1])
+        })
+        .unwrap();
+        assert_eq!(opened.header(), m.header());
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(format!("{SHM_DIR}{name}")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+
+        // A taken name: AlreadyExists, and no temporary left behind.
+        let again = Mapping::create_impl(&name, &layout(), &Options::new(), |_, _| Ok(()), true);
+        assert!(
+            matches!(again, Err(Error::AlreadyExists { .. })),
+            "{again:?}"
+        );
+        // A failing init: its error, and nothing left behind.
+        let other = unique("fallback-init-fails");
+        let failed = Mapping::create_impl(
+            &other,
+            &layout(),
+            &Options::new(),
+            |_, _| Err(Error::corrupted("x", "init failed")),
+            true,
+        );
+        assert!(matches!(failed, Err(Error::Corrupted { .. })), "{failed:?}");
+        assert!(matches!(unlink(&other), Err(Error::NotFound { .. })));
+        assert_eq!(temp_names(), Vec::<String>::new());
+        unlink(&name).unwrap();
+    }
+
+    #[test]
+    fn impossible_layouts_are_refused_before_anything_is_created() {
+        let name = unique("bad-layout");
+        for bad in [
+            ObjectLayout {
+                size: 0,
+                ..layout()
+            },
+            ObjectLayout {
+                align: 3,
+                ..layout()
+            },
+            ObjectLayout {
+                align: 256,
+                ..layout()
+            },
+            ObjectLayout {
+                size: u64::MAX - 64,
+                ..layout()
+            },
+        ] {
+            let r = Mapping::create(&name, &bad, &Options::new(), |_, _| Ok(()));
+            assert!(
+                matches!(
+                    r,
+                    Err(Error::Layout(shmipc_core::LayoutError::InvalidParameters))
+                ),
+                "{bad:?}: {r:?}"
+            );
+        }
+        assert!(matches!(unlink(&name), Err(Error::NotFound { .. })));
+    }
+
+    #[test]
+    fn open_or_create_goes_round_a_lost_race() {
+        // open: NotFound, create: AlreadyExists (someone else won), open: Ok.
+        let mut opens = 0;
+        let r = Mapping::open_or_create(
+            || {
+                opens += 1;
+                if opens == 1 {
+                    Err(Error::NotFound { name: "/x".into() })
+                } else {
+                    Ok("theirs")
+                }
+            },
+            || Err(Error::AlreadyExists { name: "/x".into() }),
+        );
+        assert_eq!(r.unwrap(), ("theirs", false));
+        // Endless AlreadyExists/NotFound ping-pong ends with an error.
+        let r: Result<((), bool)> = Mapping::open_or_create(
+            || Err(Error::NotFound { name: "/x".into() }),
+            || Err(Error::AlreadyExists { name: "/x".into() }),
+        );
+        assert!(matches!(r, Err(Error::AlreadyExists { .. })));
+    }
+}

@@ -1,0 +1,71 @@
+//! How segments are created and opened.
+
+use std::time::Duration;
+
+/// How to create or open a segment.
+///
+/// The fields are public for reading; set them with the builder methods of
+/// the same name:
+///
+/// ```
+/// use shmipc::Options;
+/// use std::time::Duration;
+///
+/// let opts = Options::new().mode(0o644).init_timeout(Duration::from_millis(500));
+/// assert_eq!(opts.mode, 0o644);
+/// assert!(!opts.read_only);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Options {
+    /// Permission bits of a new segment (only the low nine bits, `0o777`,
+    /// are used). Applied exactly: the process umask does not change them.
+    /// Default `0o600`: only the creating user may open it.
+    pub mode: u32,
+    /// How long an opener waits for a segment whose creator is still
+    /// initialising it. Default 2 seconds.
+    pub init_timeout: Duration,
+    /// Open a raw byte [`Segment`](crate::Segment) read-only (a read-only
+    /// `mmap`). Creation always maps read-write, and typed objects refuse
+    /// it with [`Error::ReadOnly`](crate::Error::ReadOnly): every operation
+    /// on a lock, semaphore or event writes. Default `false`.
+    pub read_only: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            mode: 0o600,
+            init_timeout: Duration::from_secs(2),
+            read_only: false,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults: mode `0o600`, a 2 s initialisation timeout, read-write.
+    pub fn new() -> Options {
+        Options::default()
+    }
+
+    /// Sets the permission bits of a new segment (see [`Options::mode`]).
+    #[must_use]
+    pub fn mode(mut self, mode: u32) -> Options {
+        self.mode = mode;
+        self
+    }
+
+    /// Sets how long to wait for a creator that is still initialising.
+    #[must_use]
+    pub fn init_timeout(mut self, timeout: Duration) -> Options {
+        self.init_timeout = timeout;
+        self
+    }
+
+    /// Opens raw byte segments read-only.
+    #[must_use]
+    pub fn read_only(mut self, read_only: bool) -> Options {
+        self.read_only = read_only;
+        self
+    }
+}

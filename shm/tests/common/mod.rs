@@ -1,0 +1,108 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use shmipc::{Child, ExitStatus};
+
+/// How long any child may take before the test calls it hung.
+pub const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Unique segment names for one test, unlinked when the guard drops (also
+/// when the test panics).
+pub struct Names {
+    names: Vec<String>,
+}
+
+impl Names {
+    pub fn new() -> Names {
+        Names { names: Vec::new() }
+    }
+
+    /// `/shmipc-test-<pid>-<counter>-<label>`, registered for cleanup.
+    pub fn name(&mut self, label: &str) -> String {
+        static COUNTER: shmipc::AtomicU64 = shmipc::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("/shmipc-test-{}-{n}-{label}", std::process::id());
+        self.names.push(name.clone());
+        name
+    }
+}
+
+impl Drop for Names {
+    fn drop(&mut self) {
+        for name in &self.names {
+            let _ = shmipc::unlink(name);
+        }
+    }
+}
+
+/// The file behind a segment name.
+pub fn shm_path(name: &str) -> PathBuf {
+    PathBuf::from(format!("/dev/shm{name}"))
+}
+
+/// Joins `child`, failing the test (and killing the child, by dropping it)
+/// if it does not end within [`CHILD_TIMEOUT`].
+pub fn join(child: &mut Child) -> ExitStatus {
+    let pid = child.pid();
+    child
+        .join_timeout(CHILD_TIMEOUT)
+        .expect("waitpid failed")
+        .unwrap_or_else(|| panic!("child {pid} did not finish within {CHILD_TIMEOUT:?}"))
+}
+
+/// Joins every child and asserts each exited with code 0.
+pub fn join_all_ok(children: &mut [Child]) {
+    for (i, child) in children.iter_mut().enumerate() {
+        assert_eq!(join(child), ExitStatus::Code(0), "child #{i}");
+    }
+}
+
+/// Writes raw bytes into a segment's file at `offset`, as a hostile or
+/// buggy peer would.
+pub fn poke(name: &str, offset: u64, bytes: &[u8]) {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(shm_path(name))
+        .expect("open segment file");
+    file.write_all_at(bytes, offset)
+        .expect("write segment file");
+}
+
+pub fn poke_u32(name: &str, offset: u64, value: u32) {
+    poke(name, offset, &value.to_ne_bytes());
+}
+
+pub fn poke_u64(name: &str, offset: u64, value: u64) {
+    poke(name, offset, &value.to_ne_bytes());
+}
+
+/// Polls `cond` until it holds or `timeout` passes; returns whether it held.
+pub fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Header offsets (see `shmipc::header`).
+pub mod off {
+    pub const VERSION: u64 = 8;
+    pub const STATE: u64 = 12;
+    pub const CREATOR_PID: u64 = 16;
+    pub const KIND: u64 = 20;
+    pub const TOTAL_SIZE: u64 = 24;
+    pub const OBJECT_OFFSET: u64 = 32;
+    pub const OBJECT_SIZE: u64 = 40;
+    pub const OBJECT_ALIGN: u64 = 48;
+    pub const PARAMS: u64 = 56;
+}

@@ -1,0 +1,238 @@
+//! Named segments: creation, opening, lifetime.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::{join, join_all_ok, shm_path, Names};
+use shmipc::mapping::{Mapping, ObjectLayout};
+use shmipc::{
+    fork, Anon, AtomicU32, AtomicU64, Child, Error, Event, ExitStatus, Kind, Lock, Options,
+    Segment, Shared,
+};
+
+#[test]
+fn bytes_written_in_one_process_are_read_in_another() {
+    let mut names = Names::new();
+    let name = names.name("bytes");
+    let seg = Segment::create(&name, 1000, &Options::new()).unwrap();
+    assert_eq!(seg.len(), 1000);
+    assert_eq!(seg.name(), name);
+    assert_eq!(seg.creator_pid(), std::process::id());
+    assert!(!seg.is_read_only());
+    assert_eq!(seg.as_ptr() as usize % 128, 0, "payload is 128-aligned");
+    let mut zero = [1u8; 1000];
+    seg.read_at(0, &mut zero).unwrap();
+    assert!(zero.iter().all(|&b| b == 0), "a new payload is zeroed");
+
+    let mut child = fork(|| {
+        let Ok(seg) = Segment::open(&name, &Options::new()) else {
+            return 1;
+        };
+        if seg.len() != 1000 || seg.write_at(990, b"0123456789").is_err() {
+            return 2;
+        }
+        0
+    })
+    .unwrap();
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    let mut buf = [0u8; 10];
+    seg.read_at(990, &mut buf).unwrap();
+    assert_eq!(&buf, b"0123456789");
+}
+
+#[test]
+fn accesses_out_of_bounds_are_errors() {
+    let mut names = Names::new();
+    let name = names.name("bounds");
+    let seg = Segment::create(&name, 16, &Options::new()).unwrap();
+    seg.write_at(16, b"").unwrap();
+    for (offset, len) in [(0, 17), (16, 1), (15, 2), (usize::MAX, 2)] {
+        let e = seg.write_at(offset, &vec![0; len]).unwrap_err();
+        assert!(
+            matches!(e, Error::OutOfBounds { size: 16, .. }),
+            "{offset}+{len}: {e:?}"
+        );
+        assert!(matches!(
+            seg.read_at(offset, &mut vec![0; len]),
+            Err(Error::OutOfBounds { .. })
+        ));
+    }
+    assert!(matches!(
+        Segment::create(&names.name("empty"), 0, &Options::new()),
+        Err(Error::Layout(shmipc::LayoutError::InvalidParameters))
+    ));
+}
+
+#[test]
+fn open_or_create_creates_once() {
+    let mut names = Names::new();
+    let name = names.name("ooc");
+    let (a, created) = Shared::<AtomicU64>::open_or_create(&name, 41).unwrap();
+    assert!(created);
+    let (b, created) = Shared::<AtomicU64>::open_or_create(&name, 99).unwrap();
+    assert!(!created);
+    b.fetch_add(1, Ordering::SeqCst);
+    assert_eq!(a.load(Ordering::SeqCst), 42, "the existing value, not 99");
+
+    let bytes = names.name("ooc-bytes");
+    let (s, created) = Segment::open_or_create(&bytes, 64, &Options::new()).unwrap();
+    assert!(created);
+    let (t, created) = Segment::open_or_create(&bytes, 4096, &Options::new()).unwrap();
+    assert!(!created);
+    assert_eq!(
+        (s.len(), t.len()),
+        (64, 64),
+        "an existing segment keeps its size"
+    );
+}
+
+#[test]
+fn open_or_create_race_between_eight_processes_creates_exactly_once() {
+    let mut names = Names::new();
+    let name = names.name("race");
+    let creators = Anon::<AtomicU32>::new(0).unwrap();
+    let go = Anon::<Event>::new(()).unwrap();
+    let mut children: Vec<Child> = (0..8)
+        .map(|_| {
+            fork(|| {
+                if !go.wait_timeout(Duration::from_secs(30)) {
+                    return 1;
+                }
+                match Shared::<AtomicU64>::open_or_create(&name, 0) {
+                    Ok((counter, created)) => {
+                        if created {
+                            creators.fetch_add(1, Ordering::SeqCst);
+                        }
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        0
+                    }
+                    Err(e) => {
+                        eprintln!("{e}");
+                        2
+                    }
+                }
+            })
+            .unwrap()
+        })
+        .collect();
+    go.set();
+    join_all_ok(&mut children);
+    assert_eq!(creators.load(Ordering::SeqCst), 1);
+    let counter = Shared::<AtomicU64>::open(&name).unwrap();
+    assert_eq!(counter.load(Ordering::SeqCst), 8);
+}
+
+#[test]
+fn a_forked_child_dropping_its_handles_unlinks_nothing() {
+    let mut names = Names::new();
+    let parents = names.name("parents");
+    let childs = names.name("childs");
+    let lock = Shared::<Lock>::create(&parents, ()).unwrap();
+    let mut child = fork(|| {
+        // Drop a handle it opened, one it inherited, and one it created.
+        let opened = Shared::<Lock>::open(&parents).unwrap();
+        drop(opened);
+        drop(Shared::<Lock>::create(&childs, ()).unwrap());
+        let _inherited = &lock;
+        0
+    })
+    .unwrap();
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    assert!(shm_path(&parents).exists());
+    assert!(shm_path(&childs).exists());
+    assert!(Shared::<Lock>::open(&childs).is_ok());
+
+    // Nor does dropping the creator's own handle.
+    drop(lock);
+    assert!(Shared::<Lock>::open(&parents).is_ok());
+}
+
+#[test]
+fn an_unlinked_segment_lives_on_for_those_who_map_it() {
+    let mut names = Names::new();
+    let name = names.name("unlinked");
+    let a = Shared::<AtomicU64>::create(&name, 7).unwrap();
+    let b = Shared::<AtomicU64>::open(&name).unwrap();
+    Shared::<AtomicU64>::unlink(&name).unwrap();
+    assert!(matches!(
+        Shared::<AtomicU64>::open(&name),
+        Err(Error::NotFound { .. })
+    ));
+    a.store(8, Ordering::SeqCst);
+    assert_eq!(b.load(Ordering::SeqCst), 8);
+    // The name is free again.
+    let c = Shared::<AtomicU64>::create(&name, 1).unwrap();
+    assert_eq!(c.load(Ordering::SeqCst), 1);
+    assert_eq!(a.load(Ordering::SeqCst), 8);
+}
+
+#[test]
+fn a_creator_killed_during_initialisation_leaves_nothing_behind() {
+    let mut names = Names::new();
+    let name = names.name("killed-creator");
+    let initialising = Anon::<Event>::new(()).unwrap();
+    let mut creator = fork(|| {
+        let layout = ObjectLayout {
+            kind: Kind::new(1000),
+            size: 64,
+            align: 8,
+            params: [0; 4],
+        };
+        let _ = Mapping::create(&name, &layout, &Options::new(), |_, _| {
+            initialising.set();
+            std::thread::sleep(Duration::from_secs(60));
+            Ok(())
+        });
+        1
+    })
+    .unwrap();
+    assert!(initialising.wait_timeout(Duration::from_secs(30)));
+    // Mid-initialisation: no name yet, so no one sees a half-built segment.
+    assert!(matches!(
+        Segment::open(&name, &Options::new()),
+        Err(Error::NotFound { .. })
+    ));
+    creator.kill().unwrap();
+    assert_eq!(join(&mut creator), ExitStatus::Signal(libc::SIGKILL));
+    assert!(!shm_path(&name).exists());
+    let pid = creator.pid();
+    let leftovers: Vec<_> = std::fs::read_dir("/dev/shm")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(&format!(".shmipc-tmp-{pid}-")))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // And the name can be created normally.
+    assert!(Shared::<Event>::create(&name, ()).is_ok());
+}
+
+#[test]
+fn the_header_is_the_documented_layout() {
+    let mut names = Names::new();
+    let name = names.name("layout");
+    let _sem = Shared::<shmipc::Semaphore>::create(
+        &name,
+        shmipc::SemaphoreConfig {
+            initial: 2,
+            max: None,
+        },
+    )
+    .unwrap();
+    let raw = std::fs::read(shm_path(&name)).unwrap();
+    let u32_at = |o: usize| u32::from_ne_bytes(raw[o..o + 4].try_into().unwrap());
+    let u64_at = |o: usize| u64::from_ne_bytes(raw[o..o + 8].try_into().unwrap());
+    assert_eq!(&raw[..8], b"\x7fSHMIPC\0");
+    assert_eq!(u32_at(8), 1, "version");
+    assert_eq!(u32_at(12), 2, "state READY");
+    assert_eq!(u32_at(16), std::process::id(), "creator pid");
+    assert_eq!(u32_at(20), Kind::SEMAPHORE.raw());
+    assert_eq!(u64_at(24), 128 + 12, "total size");
+    assert_eq!(raw.len(), 128 + 12, "file size");
+    assert_eq!(u64_at(32), 128, "object offset");
+    assert_eq!(u64_at(40), 12, "object size");
+    assert_eq!(u64_at(48), 4, "object align");
+    assert!(raw[56..128].iter().all(|&b| b == 0), "params and reserved");
+    assert_eq!(u32_at(128), 2, "the semaphore's count");
+}
