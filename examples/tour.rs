@@ -13,31 +13,7 @@ use std::time::{Duration, Instant};
 
 use shmipc::process::{self, Child};
 use shmipc::sync::{AtomicU32, AtomicU64, Ordering};
-use shmipc::{Event, Lock, Semaphore, SemaphoreConfig, Shared};
-
-/// Every name this tour creates, unlinked when the tour ends (even on panic).
-struct Names(Vec<String>);
-
-impl Names {
-    fn new() -> Names {
-        Names(Vec::new())
-    }
-
-    /// A name unique to this run, so tours never collide.
-    fn make(&mut self, label: &str) -> String {
-        let name = format!("/shmipc-tour-{}-{label}", std::process::id());
-        self.0.push(name.clone());
-        name
-    }
-}
-
-impl Drop for Names {
-    fn drop(&mut self) {
-        for name in &self.0 {
-            let _ = shmipc::unlink(name);
-        }
-    }
-}
+use shmipc::{Event, Lock, Semaphore, SemaphoreConfig, Shared, Unlinker};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -57,20 +33,20 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn tour() -> Res<()> {
     println!("shmipc tour: processes meeting in named shared memory\n");
-    let mut names = Names::new();
-    counter_under_lock(&mut names)?;
-    seats_with_semaphore(&mut names)?;
-    event_gate(&mut names)?;
+    let names = Unlinker::new("tour");
+    counter_under_lock(&names)?;
+    seats_with_semaphore(&names)?;
+    event_gate(&names)?;
     println!("\nEvery scenario ran across real processes; every segment is unlinked.");
     Ok(())
 }
 
 /// Ten processes decrement one shared number 1,000 times each, under a
 /// named Lock — the shared `num.txt` of the seeds, without the file.
-fn counter_under_lock(names: &mut Names) -> Res<()> {
+fn counter_under_lock(names: &Unlinker) -> Res<()> {
     println!("1. Ten processes decrement a shared counter under a named Lock");
-    let lock_name = names.make("counter-lock");
-    let num_name = names.make("counter-num");
+    let lock_name = names.name("counter-lock");
+    let num_name = names.name("counter-num");
     let _lock = Shared::<Lock>::create(&lock_name, ())?;
     let num = Shared::<AtomicU64>::create(&num_name, 10_000)?;
     println!("   start: {}", num.load(Ordering::SeqCst));
@@ -86,8 +62,13 @@ fn counter_under_lock(names: &mut Names) -> Res<()> {
     }
     for _ in 0..5 {
         children.push(process::spawn(
-            Command::new(std::env::current_exe()?)
-                .args(["attach", "decrement", &lock_name, &num_name, "1000"]),
+            Command::new(std::env::current_exe()?).args([
+                "attach",
+                "decrement",
+                &lock_name,
+                &num_name,
+                "1000",
+            ]),
         )?);
     }
     join_all(children)?;
@@ -118,11 +99,11 @@ fn decrement(lock_name: &str, num_name: &str, times: u32) -> Res<()> {
 
 /// Three seats, ten diners: a named Semaphore(3) lets at most three
 /// processes in at once.
-fn seats_with_semaphore(names: &mut Names) -> Res<()> {
+fn seats_with_semaphore(names: &Unlinker) -> Res<()> {
     println!("\n2. Ten diners share three seats through a named Semaphore(3)");
-    let sem_name = names.make("seats");
-    let seated_name = names.make("seated");
-    let peak_name = names.make("peak");
+    let sem_name = names.name("seats");
+    let seated_name = names.name("seated");
+    let peak_name = names.name("peak");
     let _seats = Shared::<Semaphore>::create(
         &sem_name,
         SemaphoreConfig {
@@ -172,9 +153,9 @@ fn dine(diner: u32, sem_name: &str, seated_name: &str, peak_name: &str) -> Res<(
 }
 
 /// Four processes wait at a gate (a named Event) until the parent opens it.
-fn event_gate(names: &mut Names) -> Res<()> {
+fn event_gate(names: &Unlinker) -> Res<()> {
     println!("\n3. Four processes wait at a named Event until the parent sets it");
-    let gate_name = names.make("gate");
+    let gate_name = names.name("gate");
     let gate = Shared::<Event>::create(&gate_name, ())?;
     let mut children = Vec::new();
     for i in 0..4 {
@@ -207,7 +188,7 @@ fn event_gate(names: &mut Names) -> Res<()> {
 }
 
 fn join_all(children: Vec<Child>) -> Res<()> {
-    for child in children {
+    for mut child in children {
         let pid = child.pid();
         match child.join_timeout(Duration::from_secs(60))? {
             Some(status) if status.success() => {}

@@ -16,7 +16,7 @@ fn peer(args: &[&str]) -> Child {
     process::spawn(Command::new(PEER).args(args)).expect("start shmipc-peer")
 }
 
-fn finish(child: Child) -> ExitStatus {
+fn finish(mut child: Child) -> ExitStatus {
     let pid = child.pid();
     child
         .join_timeout(Duration::from_secs(60))
@@ -44,7 +44,7 @@ fn forked_children_and_programs_share_one_lock() {
     let names = Unlinker::new("xbin-mixed");
     let (lock_name, num_name) = (names.name("lock"), names.name("num"));
     let lock = Shared::<Lock>::create(&lock_name, ()).unwrap();
-    let num = Shared::<AtomicU64>::create(&num_name, 0).unwrap();
+    let num = Shared::<AtomicU64>::create(&num_name, 1_000_000).unwrap();
     let mut children = Vec::new();
     for _ in 0..3 {
         children.push(peer(&["decrement", &lock_name, &num_name, "2000"]));
@@ -73,7 +73,7 @@ fn forked_children_and_programs_share_one_lock() {
         assert_eq!(finish(c), ExitStatus::Code(0));
     }
     // 3 programs -2000 each, 3 forks and this process +2000 each.
-    assert_eq!(num.load(Ordering::SeqCst), 2000);
+    assert_eq!(num.load(Ordering::SeqCst), 1_002_000);
 }
 
 #[test]
@@ -96,7 +96,11 @@ fn ten_programs_share_three_seats() {
     for p in peers {
         assert_eq!(finish(p), ExitStatus::Code(0));
     }
-    assert_eq!(peak_v.load(Ordering::SeqCst), 3, "peak of concurrent holders");
+    assert_eq!(
+        peak_v.load(Ordering::SeqCst),
+        3,
+        "peak of concurrent holders"
+    );
     assert_eq!(seats.value(), 3, "every seat was given back");
 }
 
@@ -105,9 +109,9 @@ fn programs_blocked_on_an_event_all_wake_on_set() {
     let names = Unlinker::new("xbin-event");
     let name = names.name("gate");
     let gate = Shared::<Event>::create(&name, ()).unwrap();
-    let peers: Vec<_> = (0..4).map(|_| peer(&["wait", &name, "30000"])).collect();
+    let mut peers: Vec<_> = (0..4).map(|_| peer(&["wait", &name, "30000"])).collect();
     std::thread::sleep(Duration::from_millis(100));
-    for p in &peers {
+    for p in &mut peers {
         assert!(p.is_alive(), "a waiter returned before the event was set");
     }
     gate.set();
@@ -123,7 +127,11 @@ fn a_program_waiting_on_an_unset_event_times_out() {
     let _gate = Shared::<Event>::create(&name, ()).unwrap();
     let t = Instant::now();
     let status = finish(peer(&["wait", &name, "300"]));
-    assert_eq!(status, ExitStatus::Code(3), "wait_timeout should report false");
+    assert_eq!(
+        status,
+        ExitStatus::Code(3),
+        "wait_timeout should report false"
+    );
     assert!(t.elapsed() >= Duration::from_millis(300));
 }
 
@@ -142,7 +150,10 @@ fn a_program_gets_clear_errors_for_missing_and_wrong_objects() {
     let names = Unlinker::new("xbin-errors");
     let missing = names.name("missing");
     let msg = open_error("lock", &missing);
-    assert!(msg.contains("not found") || msg.contains("does not exist"), "{msg}");
+    assert!(
+        msg.contains("not found") || msg.contains("does not exist"),
+        "{msg}"
+    );
     assert!(msg.contains(&missing), "{msg}");
 
     let lock_name = names.name("lock");

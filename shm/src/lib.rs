@@ -9,6 +9,7 @@
 //! | [`Anon<T>`] | the same in an anonymous shared mapping, for forked children |
 //! | [`Segment`] | raw named bytes, like `multiprocessing.shared_memory.SharedMemory` |
 //! | [`fork`], [`spawn`], [`Child`] | starting, joining and stopping processes |
+//! | [`Unlinker`] | unique names that are unlinked when their owner is done |
 //! | [`mapping`] | the validated-header layer the others are built on, for new kinds |
 //!
 //! Every segment starts with a 128-byte header (see [`header`]) that the
@@ -52,6 +53,7 @@ mod object;
 mod options;
 pub mod process;
 mod segment;
+mod unlinker;
 
 pub use error::{Error, Result};
 pub use header::Kind;
@@ -60,8 +62,10 @@ pub use object::{Anon, Shared, ShmObject};
 pub use options::Options;
 pub use process::{fork, spawn, Child, ExitStatus};
 pub use segment::Segment;
+pub use unlinker::Unlinker;
 
 pub use shmipc_core::semaphore::SemaphoreConfig;
+pub use shmipc_core::sync;
 pub use shmipc_core::sync::{AtomicU32, AtomicU64};
 pub use shmipc_core::{
     Deadline, Event, LayoutError, Lock, LockError, LockGuard, Semaphore, SemaphoreError,
@@ -76,3 +80,8 @@ pub use shmipc_core::{
 pub fn unlink(name: &str) -> Result<()> {
     mapping::unlink(name)
 }
+
+// The README's examples run as doctests, so they cannot rot.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

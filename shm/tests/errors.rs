@@ -5,7 +5,8 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::{join, off, poke, poke_u32, poke_u64, shm_path, Names};
+use common::{join, off, poke, poke_u32, poke_u64, shm_path};
+use shmipc::Unlinker;
 use shmipc::{fork, Anon, Error, Event, ExitStatus, Kind, Lock, Options, Segment, Shared};
 
 fn expect_invalid(name: &str) {
@@ -51,7 +52,7 @@ fn invalid_names() {
 
 #[test]
 fn not_found() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("missing");
     let e = Shared::<Lock>::open(&name).unwrap_err();
     assert!(
@@ -73,7 +74,7 @@ fn not_found() {
 
 #[test]
 fn already_exists() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("taken");
     let _lock = Shared::<Lock>::create(&name, ()).unwrap();
     assert!(matches!(
@@ -108,7 +109,7 @@ fn become_nobody() -> bool {
 
 #[test]
 fn permission_denied() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let private = names.name("private");
     let readable = names.name("readable");
     let rlock = names.name("rlock");
@@ -159,7 +160,7 @@ fn permission_denied() {
 
 #[test]
 fn not_shmipc_for_foreign_segments() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
 
     // As Python's multiprocessing.shared_memory makes them: shm_open +
     // ftruncate, all zeros.
@@ -219,7 +220,7 @@ fn not_shmipc_for_foreign_segments() {
 
 #[test]
 fn wrong_kind() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("a-lock");
     let _lock = Shared::<Lock>::create(&name, ()).unwrap();
     let e = Shared::<Event>::open(&name).unwrap_err();
@@ -252,7 +253,7 @@ fn wrong_kind() {
 
 #[test]
 fn version_mismatch() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("v2");
     let _lock = Shared::<Lock>::create(&name, ()).unwrap();
     poke_u32(&name, off::VERSION, 2);
@@ -273,7 +274,7 @@ fn version_mismatch() {
 
 #[test]
 fn too_small_when_truncated() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("truncated");
     let seg = Segment::create(&name, 4096, &Options::new()).unwrap();
     let file = std::fs::OpenOptions::new()
@@ -331,7 +332,7 @@ fn too_small_when_truncated() {
 
 #[test]
 fn corrupted_headers() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     type Poke = fn(&str);
     let cases: [(&str, Poke); 9] = [
         ("object offset", |n| poke_u64(n, off::OBJECT_OFFSET, 4096)),
@@ -392,7 +393,7 @@ fn slow_creator(name: &str, ready: &Anon<Event>, finish_after: Option<Duration>)
 
 #[test]
 fn init_timeout_then_creator_died() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("slow");
     drop(Shared::<Event>::create(&name, ()).unwrap());
     let ready = Anon::<Event>::new(()).unwrap();
@@ -426,7 +427,7 @@ fn init_timeout_then_creator_died() {
 
 #[test]
 fn opener_waits_for_a_slow_creator_to_finish() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("slow-ok");
     drop(Shared::<Event>::create(&name, ()).unwrap());
     let ready = Anon::<Event>::new(()).unwrap();
@@ -445,7 +446,7 @@ fn opener_waits_for_a_slow_creator_to_finish() {
 
 #[test]
 fn read_only_typed_objects_and_writes_are_refused() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("ro");
     let _lock = Shared::<Lock>::create(&name, ()).unwrap();
     assert!(matches!(
@@ -465,7 +466,7 @@ fn read_only_typed_objects_and_writes_are_refused() {
 
 #[test]
 fn modes_are_exact() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let default = names.name("mode-default");
     let _a = Segment::create(&default, 8, &Options::new()).unwrap();
     let mode = |n: &str| std::fs::metadata(shm_path(n)).unwrap().permissions().mode() & 0o777;

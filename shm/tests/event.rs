@@ -5,12 +5,13 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{eventually, join, join_all_ok, Names};
+use common::{eventually, join, join_all_ok};
+use shmipc::Unlinker;
 use shmipc::{fork, AtomicU32, Child, Event, ExitStatus, Shared};
 
 #[test]
 fn set_wakes_four_waiting_processes() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let event_name = names.name("event");
     let waiting_name = names.name("waiting");
     let event = Shared::<Event>::create(&event_name, ()).unwrap();
@@ -47,7 +48,7 @@ fn set_wakes_four_waiting_processes() {
 
 #[test]
 fn wait_timeout_returns_false_after_its_timeout() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("timeout");
     let event = Shared::<Event>::create(&name, ()).unwrap();
     let timeout = Duration::from_millis(200);
@@ -82,7 +83,7 @@ fn wait_timeout_returns_false_after_its_timeout() {
 
 #[test]
 fn clear_rearms_the_event() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("rearm");
     let event = Shared::<Event>::create(&name, ()).unwrap();
     event.set();

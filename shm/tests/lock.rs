@@ -5,7 +5,8 @@ mod common;
 
 use std::sync::atomic::Ordering;
 
-use common::{join_all_ok, Names};
+use common::join_all_ok;
+use shmipc::Unlinker;
 use shmipc::{fork, Anon, AtomicU64, Child, Lock, Shared};
 
 const PROCESSES: u64 = 10;
@@ -30,7 +31,7 @@ fn decrement_under_lock(lock: &Lock, counter: &AtomicU64) -> i32 {
 
 #[test]
 fn ten_processes_open_the_lock_by_name() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let lock_name = names.name("lock");
     let counter_name = names.name("counter");
     let lock = Shared::<Lock>::create(&lock_name, ()).unwrap();
@@ -70,7 +71,7 @@ fn ten_processes_inherit_an_anonymous_lock() {
 
 #[test]
 fn a_lock_held_in_another_process_times_out_here() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("held");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let holding = Anon::<shmipc::Event>::new(()).unwrap();

@@ -5,8 +5,9 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{join, join_all_ok, shm_path, Names};
+use common::{join, join_all_ok, shm_path};
 use shmipc::mapping::{Mapping, ObjectLayout};
+use shmipc::Unlinker;
 use shmipc::{
     fork, Anon, AtomicU32, AtomicU64, Child, Error, Event, ExitStatus, Kind, Lock, Options,
     Segment, Shared,
@@ -14,7 +15,7 @@ use shmipc::{
 
 #[test]
 fn bytes_written_in_one_process_are_read_in_another() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("bytes");
     let seg = Segment::create(&name, 1000, &Options::new()).unwrap();
     assert_eq!(seg.len(), 1000);
@@ -44,7 +45,7 @@ fn bytes_written_in_one_process_are_read_in_another() {
 
 #[test]
 fn accesses_out_of_bounds_are_errors() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("bounds");
     let seg = Segment::create(&name, 16, &Options::new()).unwrap();
     seg.write_at(16, b"").unwrap();
@@ -67,7 +68,7 @@ fn accesses_out_of_bounds_are_errors() {
 
 #[test]
 fn open_or_create_creates_once() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("ooc");
     let (a, created) = Shared::<AtomicU64>::open_or_create(&name, 41).unwrap();
     assert!(created);
@@ -90,7 +91,7 @@ fn open_or_create_creates_once() {
 
 #[test]
 fn open_or_create_race_between_eight_processes_creates_exactly_once() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("race");
     let creators = Anon::<AtomicU32>::new(0).unwrap();
     let go = Anon::<Event>::new(()).unwrap();
@@ -126,7 +127,7 @@ fn open_or_create_race_between_eight_processes_creates_exactly_once() {
 
 #[test]
 fn a_forked_child_dropping_its_handles_unlinks_nothing() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let parents = names.name("parents");
     let childs = names.name("childs");
     let lock = Shared::<Lock>::create(&parents, ()).unwrap();
@@ -151,7 +152,7 @@ fn a_forked_child_dropping_its_handles_unlinks_nothing() {
 
 #[test]
 fn an_unlinked_segment_lives_on_for_those_who_map_it() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("unlinked");
     let a = Shared::<AtomicU64>::create(&name, 7).unwrap();
     let b = Shared::<AtomicU64>::open(&name).unwrap();
@@ -170,7 +171,7 @@ fn an_unlinked_segment_lives_on_for_those_who_map_it() {
 
 #[test]
 fn a_creator_killed_during_initialisation_leaves_nothing_behind() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("killed-creator");
     let initialising = Anon::<Event>::new(()).unwrap();
     let mut creator = fork(|| {
@@ -210,7 +211,7 @@ fn a_creator_killed_during_initialisation_leaves_nothing_behind() {
 
 #[test]
 fn the_header_is_the_documented_layout() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("layout");
     let _sem = Shared::<shmipc::Semaphore>::create(
         &name,

@@ -5,7 +5,8 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{join_all_ok, Names};
+use common::join_all_ok;
+use shmipc::Unlinker;
 use shmipc::{fork, AtomicU32, Child, Event, Semaphore, SemaphoreConfig, Shared};
 
 const PROCESSES: usize = 10;
@@ -14,7 +15,7 @@ const ROUNDS: usize = 5;
 
 #[test]
 fn semaphore_of_three_admits_exactly_three_of_ten_processes() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let sem_name = names.name("sem");
     let holders_name = names.name("holders");
     let peak_name = names.name("peak");
@@ -81,7 +82,7 @@ fn semaphore_of_three_admits_exactly_three_of_ten_processes() {
 
 #[test]
 fn a_bounded_semaphore_keeps_its_bound_across_processes() {
-    let mut names = Names::new();
+    let names = Unlinker::new("test");
     let name = names.name("bounded");
     let sem = Shared::<Semaphore>::create(
         &name,

@@ -10,35 +10,6 @@ use shmipc::{Child, ExitStatus};
 /// How long any child may take before the test calls it hung.
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Unique segment names for one test, unlinked when the guard drops (also
-/// when the test panics).
-pub struct Names {
-    names: Vec<String>,
-}
-
-impl Names {
-    pub fn new() -> Names {
-        Names { names: Vec::new() }
-    }
-
-    /// `/shmipc-test-<pid>-<counter>-<label>`, registered for cleanup.
-    pub fn name(&mut self, label: &str) -> String {
-        static COUNTER: shmipc::AtomicU64 = shmipc::AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("/shmipc-test-{}-{n}-{label}", std::process::id());
-        self.names.push(name.clone());
-        name
-    }
-}
-
-impl Drop for Names {
-    fn drop(&mut self) {
-        for name in &self.names {
-            let _ = shmipc::unlink(name);
-        }
-    }
-}
-
 /// The file behind a segment name.
 pub fn shm_path(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/shm{name}"))
