@@ -12,6 +12,16 @@
 //! | [`Lock`] | a mutex whose word holds the owner's thread id (robust-futex format) |
 //! | [`Semaphore`] | a counting semaphore, optionally bounded |
 //! | [`Event`] | a manual-reset event, like Python's `Event` |
+//! | [`spsc::Spsc`] | a single-producer single-consumer ring of `Pod` items, with batch copies |
+//! | [`mpmc::Mpmc`] | Vyukov's bounded multi-producer multi-consumer queue of `Pod` items |
+//! | [`bytes::ByteQueue`] | variable-length byte messages, many producers and consumers, zero-copy reserve/commit |
+//!
+//! The queues live in caller-provided bytes of the size
+//! `layout(config)` returns: `init_at` writes a fresh queue, `attach` checks
+//! one another process wrote (magic, kind, element type, geometry against the
+//! mapping's length), and `new_in` does the former over `&mut [u8]` for
+//! single-process use. Their blocking calls spin briefly, then sleep on a
+//! futex, and make no system call when nobody sleeps (see [`queue`]).
 //!
 //! Waiting goes through one module, [`futex`]: process-shared futexes with
 //! absolute `CLOCK_MONOTONIC` deadlines, after a brief spin.
@@ -41,13 +51,19 @@ extern crate std;
 pub mod event;
 pub mod futex;
 pub mod lock;
+pub mod mpmc;
 pub mod place;
+pub mod queue;
 pub mod semaphore;
+pub mod spsc;
 pub mod sync;
 pub mod tid;
 
 pub use event::Event;
 pub use futex::Deadline;
 pub use lock::{Lock, LockError, LockGuard};
+pub use mpmc::Mpmc;
 pub use place::{LayoutError, SharedObject};
+pub use queue::{PopError, PushError, QueueError, RecvError, RingConfig, SendError};
 pub use semaphore::{Semaphore, SemaphoreError};
+pub use spsc::Spsc;

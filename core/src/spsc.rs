@@ -1,0 +1,984 @@
+//! A single-producer single-consumer ring of [`Pod`] items.
+//!
+//! The queue is a control block followed by `capacity` slots (a power of
+//! two):
+//!
+//! | field | written by | meaning |
+//! |---|---|---|
+//! | `header` | creator | magic, kind, element size/alignment, capacity, total size |
+//! | `closed` | anyone | non-zero once [`Producer::close`] or [`Consumer::close`] ran |
+//! | `tail` | producer | items ever pushed (a `u64` position, never wraps) |
+//! | `head` | consumer | items ever popped |
+//! | `not_empty`, `not_full` | both | sleep/wake words (see [`crate::queue`]) |
+//!
+//! `tail` and `head` sit on cache lines of their own. As in rtrb, each handle
+//! keeps its own index and a cached copy of the other side's, and reads the
+//! shared one only when the cached copy says full (or empty). Slot `i` of
+//! position `p` is `p & (capacity - 1)`.
+//!
+//! Nothing inside the shared layout is a pointer, so the queue works at any
+//! address in any process. Each handle keeps its own copy of the geometry,
+//! checked once when it attaches; indices read from shared memory are
+//! checked against it on every read (a position going backwards, or more
+//! items than slots, is [`PushError::Corrupted`] / [`PopError::Corrupted`]).
+//!
+//! A process that dies mid-push or mid-pop costs nothing but that item: the
+//! index is published only after the copy.
+
+use core::alloc::Layout;
+use core::fmt;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+use core::time::Duration;
+
+use bytemuck::Pod;
+
+use crate::futex::Deadline;
+use crate::place::LayoutError;
+use crate::queue::{
+    block, round_up, CachePadded, Cell, Cells, Header, Keep, Kind, Life, PopError, PushError,
+    QueueError, RingConfig, Signal, MAX_POS,
+};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+#[repr(C)]
+struct Control {
+    header: Header,
+    closed: AtomicU32,
+    tail: CachePadded<AtomicU64>,
+    head: CachePadded<AtomicU64>,
+    /// Consumers sleep here; pushes notify.
+    not_empty: CachePadded<Signal>,
+    /// Producers sleep here; pops notify.
+    not_full: CachePadded<Signal>,
+}
+
+impl Control {
+    fn new() -> Control {
+        Control {
+            header: Header::new(),
+            closed: AtomicU32::new(0),
+            tail: CachePadded(AtomicU64::new(0)),
+            head: CachePadded(AtomicU64::new(0)),
+            not_empty: CachePadded(Signal::new()),
+            not_full: CachePadded(Signal::new()),
+        }
+    }
+
+    fn close(&self) {
+        // SYNC POINT: AcqRel pairs with the Acquire loads of `closed` in
+        // `Consumer::available` and `Producer::check_open`.
+        self.closed.swap(1, Ordering::AcqRel);
+        self.not_empty.wake_all();
+        self.not_full.wake_all();
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Items in the queue now (a snapshot, clamped to `cap`).
+    fn len(&self, cap: u64) -> usize {
+        let head = self.head.load(Ordering::Acquire);
+        let tail = self.tail.load(Ordering::Acquire);
+        tail.saturating_sub(head).min(cap) as usize
+    }
+}
+
+/// The SPSC ring's constructors; the queue itself is used through its two
+/// handles, [`Producer`] and [`Consumer`].
+///
+/// ```
+/// use shmipc_core::spsc::Spsc;
+/// use shmipc_core::RingConfig;
+///
+/// #[repr(C, align(128))]
+/// struct Bytes([u8; 2048]);
+/// let mut mem = Bytes([0; 2048]);
+///
+/// let config = RingConfig::new(16);
+/// assert!(Spsc::<u64>::layout(config).unwrap().size() <= 2048);
+/// let (mut tx, mut rx) = Spsc::<u64>::new_in(&mut mem.0, config).unwrap();
+/// tx.push(7).unwrap();
+/// assert_eq!(tx.push_slice(&[8, 9]).unwrap(), 2);
+/// assert_eq!(rx.pop().unwrap(), 7);
+/// let mut out = [0u64; 4];
+/// assert_eq!(rx.pop_slice(&mut out).unwrap(), 2);
+/// assert_eq!(&out[..2], &[8, 9]);
+/// tx.close();
+/// assert!(rx.try_pop().is_err());
+/// ```
+pub struct Spsc<T>(PhantomData<T>);
+
+impl<T: Pod> Spsc<T> {
+    fn slots_offset() -> usize {
+        // Control is a multiple of 128 bytes; T's alignment is checked to be
+        // at most 128 in `layout`, so this is exact.
+        size_of::<Control>()
+    }
+
+    /// The size and alignment of a queue with `config`.
+    ///
+    /// Fails with [`LayoutError::InvalidParameters`] for a capacity that is
+    /// zero, not a power of two or above 2^32, for a zero-sized `T` or one
+    /// aligned to more than 128 bytes, or a size that overflows.
+    pub fn layout(config: RingConfig) -> Result<Layout, LayoutError> {
+        config.check(1)?;
+        if size_of::<T>() == 0 || align_of::<T>() > 128 {
+            return Err(LayoutError::InvalidParameters);
+        }
+        let size = config
+            .capacity
+            .checked_mul(size_of::<T>())
+            .and_then(|s| s.checked_add(Self::slots_offset()))
+            .and_then(|s| round_up(s, 128))
+            .ok_or(LayoutError::InvalidParameters)?;
+        crate::queue::layout(size, align_of::<Control>())
+    }
+
+    /// Writes a new, empty queue at `ptr` and returns its two handles.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is valid for reads and writes of `len` bytes for `'a`; nobody
+    /// else uses those bytes while this runs; afterwards they are accessed
+    /// only through this module's handles (in this or other processes), and
+    /// at most one [`Producer`] and one [`Consumer`] exist at a time.
+    #[cfg(not(loom))]
+    pub unsafe fn init_at<'a>(
+        ptr: *mut u8,
+        len: usize,
+        config: RingConfig,
+    ) -> Result<(Producer<'a, T>, Consumer<'a, T>), QueueError> {
+        let l = Self::layout(config)?;
+        crate::place::check(ptr, len, l.size(), l.align())?;
+        let ctrl = ptr.cast::<Control>();
+        // SAFETY: aligned and large enough (checked), exclusive (contract).
+        unsafe { ctrl.write(Control::new()) };
+        // SAFETY: the slot area lies inside the checked length; zeroing it
+        // means no slot is ever read uninitialised, even by a pop that a
+        // corrupted index sends to a slot never written.
+        unsafe {
+            ptr.add(Self::slots_offset())
+                .write_bytes(0, config.capacity * size_of::<T>())
+        };
+        // SAFETY: initialised just above; valid for 'a (contract).
+        let ctrl: &'a Control = unsafe { &*ctrl };
+        ctrl.header.publish(
+            Kind::Spsc,
+            (size_of::<T>(), align_of::<T>()),
+            config.to_words(),
+            l.size(),
+        );
+        // SAFETY: as above, the slot area is in bounds and aligned for T.
+        let cells = unsafe { Self::cells(ptr) };
+        let cap = config.capacity as u64;
+        Ok((
+            Producer::new(ctrl, cells, cap, Keep),
+            Consumer::new(ctrl, cells, cap, Keep),
+        ))
+    }
+
+    /// # Safety
+    ///
+    /// `ptr` starts a checked layout.
+    #[cfg(not(loom))]
+    unsafe fn cells(ptr: *mut u8) -> Cells<T> {
+        // SAFETY: in bounds of the checked layout (contract), non-null.
+        unsafe {
+            Cells::new(NonNull::new_unchecked(
+                ptr.add(Self::slots_offset()).cast::<Cell<T>>(),
+            ))
+        }
+    }
+
+    /// Checks the queue someone initialised at `ptr`: magic, kind, element
+    /// type, capacity and total size against `len`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Spsc::init_at`], except that the bytes were initialised.
+    #[cfg(not(loom))]
+    unsafe fn attach_raw<'a>(
+        ptr: *mut u8,
+        len: usize,
+    ) -> Result<(&'a Control, Cells<T>, u64), QueueError> {
+        crate::place::check(ptr, len, size_of::<Control>(), align_of::<Control>())?;
+        // SAFETY: aligned and large enough for a Control, which is made of
+        // atomics only: any bytes are a valid value.
+        let ctrl: &'a Control = unsafe { &*ptr.cast::<Control>() };
+        let info = ctrl
+            .header
+            .check(Kind::Spsc, (size_of::<T>(), align_of::<T>()))?;
+        let config = RingConfig::from_words(info.words)
+            .map_err(|_| QueueError::Corrupted("configuration words"))?;
+        let l = Self::layout(config).map_err(|_| QueueError::Corrupted("capacity"))?;
+        if info.total != l.size() as u64 {
+            return Err(QueueError::Corrupted("total size disagrees with capacity"));
+        }
+        crate::place::check(ptr, len, l.size(), l.align())?;
+        // SAFETY: the whole layout is in bounds (checked just above).
+        Ok((ctrl, unsafe { Self::cells(ptr) }, config.capacity as u64))
+    }
+
+    /// Attaches the producing side of a queue another party initialised.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Spsc::init_at`], except that the bytes hold a queue already.
+    #[cfg(not(loom))]
+    pub unsafe fn attach_producer<'a>(
+        ptr: *mut u8,
+        len: usize,
+    ) -> Result<Producer<'a, T>, QueueError> {
+        // SAFETY: forwarded contract.
+        let (ctrl, cells, cap) = unsafe { Self::attach_raw(ptr, len)? };
+        let p = Producer::new(ctrl, cells, cap, Keep);
+        if p.tail.wrapping_sub(p.head) > cap || p.head > p.tail || p.tail > MAX_POS {
+            return Err(QueueError::Corrupted("head and tail"));
+        }
+        Ok(p)
+    }
+
+    /// Attaches the consuming side of a queue another party initialised.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Spsc::attach_producer`].
+    #[cfg(not(loom))]
+    pub unsafe fn attach_consumer<'a>(
+        ptr: *mut u8,
+        len: usize,
+    ) -> Result<Consumer<'a, T>, QueueError> {
+        // SAFETY: forwarded contract.
+        let (ctrl, cells, cap) = unsafe { Self::attach_raw(ptr, len)? };
+        let c = Consumer::new(ctrl, cells, cap, Keep);
+        if c.tail.wrapping_sub(c.head) > cap || c.head > c.tail || c.tail > MAX_POS {
+            return Err(QueueError::Corrupted("head and tail"));
+        }
+        Ok(c)
+    }
+
+    /// A new queue in bytes the caller owns (single-process use and tests).
+    /// The bytes must be aligned to 128 and at least
+    /// [`Spsc::layout`]`(config).size()` long.
+    #[cfg(not(loom))]
+    pub fn new_in(
+        bytes: &mut [u8],
+        config: RingConfig,
+    ) -> Result<(Producer<'_, T>, Consumer<'_, T>), QueueError> {
+        let len = bytes.len();
+        // SAFETY: the exclusive borrow makes the bytes ours for its lifetime,
+        // and both handles borrow from it, so nothing else touches them.
+        unsafe { Self::init_at(bytes.as_mut_ptr(), len, config) }
+    }
+
+    /// A new queue in boxes, for loom models.
+    ///
+    /// # Panics
+    ///
+    /// If `config` is invalid.
+    #[cfg(loom)]
+    pub fn new_boxed(config: RingConfig) -> (Producer<'static, T>, Consumer<'static, T>) {
+        extern crate std;
+        use std::boxed::Box;
+        Self::layout(config).expect("invalid config");
+        let ctrl = Box::new(Control::new());
+        let cells: Box<[Cell<T>]> = (0..config.capacity)
+            .map(|_| Cell::new(T::zeroed()))
+            .collect();
+        let ctrl_ptr: *const Control = &*ctrl;
+        let cells_ptr = NonNull::from(&cells[0]);
+        let keep = Keep(std::sync::Arc::new(crate::queue::Boxed(ctrl, cells, ())));
+        // SAFETY: the boxes live as long as `keep`, which each handle holds.
+        let ctrl: &'static Control = unsafe { &*ctrl_ptr };
+        // SAFETY: `capacity` cells, kept alive by `keep`.
+        let cells = unsafe { Cells::new(cells_ptr) };
+        let cap = config.capacity as u64;
+        (
+            Producer::new(ctrl, cells, cap, keep.clone()),
+            Consumer::new(ctrl, cells, cap, keep),
+        )
+    }
+}
+
+/// The pushing half of an [`Spsc`] queue.
+pub struct Producer<'a, T> {
+    ctrl: &'a Control,
+    cells: Cells<T>,
+    cap: u64,
+    /// Our own position (trusted: only we write the shared tail).
+    tail: u64,
+    /// The consumer's position as last read; never ahead of the real one.
+    head: u64,
+    _keep: Keep,
+    _life: Life<'a, T>,
+}
+
+// SAFETY: the handle owns the right to push; the memory it points at is
+// shared through atomics, and the items are Pod, hence Send.
+unsafe impl<T: Send> Send for Producer<'_, T> {}
+
+impl<'a, T: Pod> Producer<'a, T> {
+    fn new(ctrl: &'a Control, cells: Cells<T>, cap: u64, keep: Keep) -> Self {
+        Producer {
+            ctrl,
+            cells,
+            cap,
+            tail: ctrl.tail.load(Ordering::Relaxed),
+            head: ctrl.head.load(Ordering::Acquire),
+            _keep: keep,
+            _life: PhantomData,
+        }
+    }
+
+    /// How many items the queue holds when full.
+    pub fn capacity(&self) -> usize {
+        self.cap as usize
+    }
+
+    /// Items in the queue now (a snapshot).
+    pub fn len(&self) -> usize {
+        self.ctrl.len(self.cap)
+    }
+
+    /// Whether the queue is empty now (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is full now (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() == self.cap as usize
+    }
+
+    /// Closes the queue: pushes fail from now on, pops drain what is left,
+    /// and every sleeper on either side is woken.
+    pub fn close(&self) {
+        self.ctrl.close()
+    }
+
+    /// Whether the queue has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.ctrl.is_closed()
+    }
+
+    /// Re-reads the consumer's position.
+    #[inline]
+    fn refresh(&mut self) -> Result<(), PushError> {
+        // SYNC POINT: Acquire pairs with the Release store of `head` in
+        // `Consumer::advance`: the consumer is done with the slots it freed.
+        let head = self.ctrl.head.load(Ordering::Acquire);
+        if head < self.head || head > self.tail {
+            return Err(PushError::Corrupted);
+        }
+        self.head = head;
+        Ok(())
+    }
+
+    /// Free slots, re-reading the consumer's position if fewer than `want`.
+    #[inline]
+    fn free(&mut self, want: u64) -> Result<u64, PushError> {
+        if self.ctrl.closed.load(Ordering::Acquire) != 0 {
+            return Err(PushError::Closed);
+        }
+        let mut free = self.cap - (self.tail - self.head);
+        if free < want {
+            self.refresh()?;
+            free = self.cap - (self.tail - self.head);
+        }
+        Ok(free)
+    }
+
+    #[inline]
+    fn advance(&mut self, n: u64) {
+        self.tail += n;
+        // SYNC POINT: Release pairs with the Acquire load of `tail` in
+        // `Consumer::refresh`: the items are copied in before they show.
+        self.ctrl.tail.store(self.tail, Ordering::Release);
+        self.ctrl.not_empty.notify();
+    }
+
+    /// Pushes `item` if there is room now.
+    #[inline]
+    pub fn try_push(&mut self, item: T) -> Result<(), PushError> {
+        if self.free(1)? == 0 {
+            return Err(PushError::Full);
+        }
+        let i = (self.tail & (self.cap - 1)) as usize;
+        // SAFETY: i < cap; the slot is free (between tail and head + cap),
+        // so the consumer does not touch it until we publish it.
+        unsafe { self.cells.write(i, item) };
+        self.advance(1);
+        Ok(())
+    }
+
+    /// Pushes `item`, sleeping while the queue is full.
+    #[inline]
+    pub fn push(&mut self, item: T) -> Result<(), PushError> {
+        self.push_until(item, None)
+    }
+
+    /// Pushes `item`, waiting at most `timeout` for room.
+    #[inline]
+    pub fn push_timeout(&mut self, item: T, timeout: Duration) -> Result<(), PushError> {
+        match self.try_push(item) {
+            Err(PushError::Full) => self.push_until(item, Some(&Deadline::after(timeout))),
+            r => r,
+        }
+    }
+
+    /// Pushes `item`, waiting for room until `deadline` (forever if `None`).
+    pub fn push_until(&mut self, item: T, deadline: Option<&Deadline>) -> Result<(), PushError> {
+        match self.try_push(item) {
+            Err(PushError::Full) => {}
+            r => return r,
+        }
+        let ctrl = self.ctrl;
+        block(&ctrl.not_full, deadline, || match self.try_push(item) {
+            Err(PushError::Full) => None,
+            r => Some(r),
+        })
+        .unwrap_or(Err(PushError::Timeout))
+    }
+
+    /// Copies as many of `items` as fit now (possibly across the wrap) and
+    /// publishes them at once. Returns how many were pushed; fails with
+    /// [`PushError::Full`] only if none fit and `items` is not empty.
+    pub fn push_slice(&mut self, items: &[T]) -> Result<usize, PushError> {
+        let free = self.free(items.len() as u64)?;
+        let n = (items.len() as u64).min(free) as usize;
+        if n == 0 {
+            return if items.is_empty() {
+                Ok(0)
+            } else {
+                Err(PushError::Full)
+            };
+        }
+        let start = (self.tail & (self.cap - 1)) as usize;
+        let first = n.min(self.cap as usize - start);
+        // SAFETY: start + first <= cap and n - first <= start, so both
+        // ranges are in bounds; all n slots are free (n <= free).
+        unsafe {
+            self.cells.write_slice(start, &items[..first]);
+            self.cells.write_slice(0, &items[first..n]);
+        }
+        self.advance(n as u64);
+        Ok(n)
+    }
+}
+
+impl<T> fmt::Debug for Producer<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("spsc::Producer")
+            .field("capacity", &self.cap)
+            .field("tail", &self.tail)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The popping half of an [`Spsc`] queue.
+pub struct Consumer<'a, T> {
+    ctrl: &'a Control,
+    cells: Cells<T>,
+    cap: u64,
+    /// Our own position (trusted: only we write the shared head).
+    head: u64,
+    /// The producer's position as last read; never ahead of the real one.
+    tail: u64,
+    _keep: Keep,
+    _life: Life<'a, T>,
+}
+
+// SAFETY: as for Producer.
+unsafe impl<T: Send> Send for Consumer<'_, T> {}
+
+impl<'a, T: Pod> Consumer<'a, T> {
+    fn new(ctrl: &'a Control, cells: Cells<T>, cap: u64, keep: Keep) -> Self {
+        Consumer {
+            ctrl,
+            cells,
+            cap,
+            head: ctrl.head.load(Ordering::Relaxed),
+            tail: ctrl.tail.load(Ordering::Acquire),
+            _keep: keep,
+            _life: PhantomData,
+        }
+    }
+
+    /// How many items the queue holds when full.
+    pub fn capacity(&self) -> usize {
+        self.cap as usize
+    }
+
+    /// Items in the queue now (a snapshot).
+    pub fn len(&self) -> usize {
+        self.ctrl.len(self.cap)
+    }
+
+    /// Whether the queue is empty now (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the queue is full now (a snapshot).
+    pub fn is_full(&self) -> bool {
+        self.len() == self.cap as usize
+    }
+
+    /// Closes the queue (see [`Producer::close`]).
+    pub fn close(&self) {
+        self.ctrl.close()
+    }
+
+    /// Whether the queue has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.ctrl.is_closed()
+    }
+
+    /// Re-reads the producer's position.
+    #[inline]
+    fn refresh(&mut self) -> Result<(), PopError> {
+        // SYNC POINT: Acquire pairs with the Release store of `tail` in
+        // `Producer::advance`: the items below it are fully copied in.
+        let tail = self.ctrl.tail.load(Ordering::Acquire);
+        if tail < self.tail || tail - self.head > self.cap {
+            return Err(PopError::Corrupted);
+        }
+        self.tail = tail;
+        Ok(())
+    }
+
+    /// Items ready to pop, re-reading the producer's position if fewer
+    /// than `want`; `Closed` once closed and drained.
+    #[inline]
+    fn available(&mut self, want: u64) -> Result<u64, PopError> {
+        let n = self.tail - self.head;
+        if n >= want {
+            return Ok(n);
+        }
+        self.refresh()?;
+        if self.tail != self.head {
+            return Ok(self.tail - self.head);
+        }
+        // SYNC POINT: Acquire pairs with the AcqRel swap in `Control::close`;
+        // whatever was pushed before the close is visible to the re-read.
+        if self.ctrl.closed.load(Ordering::Acquire) == 0 {
+            return Err(PopError::Empty);
+        }
+        self.refresh()?;
+        match self.tail - self.head {
+            0 => Err(PopError::Closed),
+            n => Ok(n),
+        }
+    }
+
+    #[inline]
+    fn advance(&mut self, n: u64) {
+        self.head += n;
+        // SYNC POINT: Release pairs with the Acquire load of `head` in
+        // `Producer::refresh`: our copies out finish before the slots are
+        // reused.
+        self.ctrl.head.store(self.head, Ordering::Release);
+        self.ctrl.not_full.notify();
+    }
+
+    /// Pops an item if one is ready now.
+    #[inline]
+    pub fn try_pop(&mut self) -> Result<T, PopError> {
+        self.available(1)?;
+        let i = (self.head & (self.cap - 1)) as usize;
+        // SAFETY: i < cap, and the slot lies between head and tail: the
+        // producer published it and does not touch it until we advance.
+        let item = unsafe { self.cells.read(i) };
+        self.advance(1);
+        Ok(item)
+    }
+
+    /// Pops an item, sleeping while the queue is empty.
+    #[inline]
+    pub fn pop(&mut self) -> Result<T, PopError> {
+        self.pop_until(None)
+    }
+
+    /// Pops an item, waiting at most `timeout` for one.
+    #[inline]
+    pub fn pop_timeout(&mut self, timeout: Duration) -> Result<T, PopError> {
+        match self.try_pop() {
+            Err(PopError::Empty) => self.pop_until(Some(&Deadline::after(timeout))),
+            r => r,
+        }
+    }
+
+    /// Pops an item, waiting until `deadline` (forever if `None`).
+    pub fn pop_until(&mut self, deadline: Option<&Deadline>) -> Result<T, PopError> {
+        match self.try_pop() {
+            Err(PopError::Empty) => {}
+            r => return r,
+        }
+        let ctrl = self.ctrl;
+        block(&ctrl.not_empty, deadline, || match self.try_pop() {
+            Err(PopError::Empty) => None,
+            r => Some(r),
+        })
+        .unwrap_or(Err(PopError::Timeout))
+    }
+
+    /// Copies out as many items as are ready (up to `out.len()`) and frees
+    /// their slots at once. Returns how many; fails with
+    /// [`PopError::Empty`] only if none were ready and `out` is not empty.
+    pub fn pop_slice(&mut self, out: &mut [T]) -> Result<usize, PopError> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        let ready = self.available(out.len() as u64)?;
+        let n = (out.len() as u64).min(ready) as usize;
+        let start = (self.head & (self.cap - 1)) as usize;
+        let first = n.min(self.cap as usize - start);
+        let (a, b) = out[..n].split_at_mut(first);
+        // SAFETY: both ranges are in bounds (as in push_slice) and hold
+        // published items that only we read until we advance.
+        unsafe {
+            self.cells.read_slice(start, a);
+            self.cells.read_slice(0, b);
+        }
+        self.advance(n as u64);
+        Ok(n)
+    }
+}
+
+impl<T> fmt::Debug for Consumer<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("spsc::Consumer")
+            .field("capacity", &self.cap)
+            .field("head", &self.head)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::queue::testbuf::AlignedBuf;
+    use std::vec::Vec;
+
+    fn buf(cap: usize) -> AlignedBuf {
+        AlignedBuf::for_layout(Spsc::<u64>::layout(RingConfig::new(cap)).unwrap())
+    }
+
+    #[test]
+    fn layout_rejects_bad_capacities() {
+        for cap in [0, 3, 6, 1 << 33, usize::MAX] {
+            assert_eq!(
+                Spsc::<u64>::layout(RingConfig::new(cap)),
+                Err(LayoutError::InvalidParameters),
+                "capacity {cap}"
+            );
+        }
+        assert_eq!(
+            Spsc::<()>::layout(RingConfig::new(4)),
+            Err(LayoutError::InvalidParameters)
+        );
+        let l = Spsc::<u64>::layout(RingConfig::new(4)).unwrap();
+        assert_eq!(l.align(), 128);
+        assert!(l.size() >= 4 * 8 + size_of::<Control>());
+    }
+
+    #[test]
+    fn config_words_round_trip() {
+        let c = RingConfig::new(64);
+        assert_eq!(RingConfig::from_words(c.to_words()), Ok(c));
+        assert!(RingConfig::from_words([64, 1, 0, 0]).is_err());
+    }
+
+    #[test]
+    fn push_pop_fill_and_drain() {
+        let mut b = buf(4);
+        let (mut tx, mut rx) = Spsc::<u64>::new_in(b.bytes(), RingConfig::new(4)).unwrap();
+        assert_eq!(rx.try_pop(), Err(PopError::Empty));
+        for round in 0..3u64 {
+            for i in 0..4 {
+                tx.try_push(round * 10 + i).unwrap();
+            }
+            assert!(tx.is_full());
+            assert_eq!(tx.try_push(99), Err(PushError::Full));
+            assert_eq!(rx.len(), 4);
+            for i in 0..4 {
+                assert_eq!(rx.try_pop(), Ok(round * 10 + i));
+            }
+            assert!(rx.is_empty());
+        }
+        assert_eq!(tx.capacity(), 4);
+    }
+
+    #[test]
+    fn slices_wrap_around() {
+        let mut b = buf(8);
+        let (mut tx, mut rx) = Spsc::<u64>::new_in(b.bytes(), RingConfig::new(8)).unwrap();
+        let mut next = 0u64;
+        let mut expect = 0u64;
+        let mut out = [0u64; 5];
+        for _ in 0..20 {
+            let items: Vec<u64> = (next..next + 5).collect();
+            let n = tx.push_slice(&items).unwrap();
+            next += n as u64;
+            let m = rx.pop_slice(&mut out).unwrap();
+            for v in &out[..m] {
+                assert_eq!(*v, expect);
+                expect += 1;
+            }
+        }
+        assert_eq!(tx.push_slice(&[]), Ok(0));
+        assert_eq!(rx.pop_slice(&mut []), Ok(0));
+    }
+
+    #[test]
+    fn threads_keep_order() {
+        let n: u64 = if cfg!(miri) { 300 } else { 200_000 };
+        let mut b = buf(16);
+        let (mut tx, mut rx) = Spsc::<u64>::new_in(b.bytes(), RingConfig::new(16)).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                let mut i = 0;
+                while i < n {
+                    if i % 3 == 0 {
+                        let batch: Vec<u64> = (i..(i + 4).min(n)).collect();
+                        let k = tx.push_slice(&batch).unwrap_or(0);
+                        i += k as u64;
+                        if k == 0 {
+                            tx.push(i).unwrap();
+                            i += 1;
+                        }
+                    } else {
+                        tx.push(i).unwrap();
+                        i += 1;
+                    }
+                }
+                tx.close();
+            });
+            let mut expect = 0;
+            let mut out = [0u64; 3];
+            loop {
+                if expect % 2 == 0 {
+                    match rx.pop() {
+                        Ok(v) => {
+                            assert_eq!(v, expect);
+                            expect += 1;
+                        }
+                        Err(PopError::Closed) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                } else {
+                    match rx.pop_slice(&mut out) {
+                        Ok(k) => {
+                            for v in &out[..k] {
+                                assert_eq!(*v, expect);
+                                expect += 1;
+                            }
+                        }
+                        Err(PopError::Empty) => {}
+                        Err(PopError::Closed) => break,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+            assert_eq!(expect, n);
+        });
+    }
+
+    #[test]
+    fn timeouts_on_empty_and_full() {
+        let mut b = buf(2);
+        let (mut tx, mut rx) = Spsc::<u64>::new_in(b.bytes(), RingConfig::new(2)).unwrap();
+        assert_eq!(
+            rx.pop_timeout(Duration::from_millis(10)),
+            Err(PopError::Timeout)
+        );
+        tx.push(1).unwrap();
+        tx.push(2).unwrap();
+        assert_eq!(
+            tx.push_timeout(3, Duration::from_millis(10)),
+            Err(PushError::Timeout)
+        );
+        assert_eq!(rx.ctrl.not_empty.sleepers(), 0);
+        assert_eq!(rx.pop(), Ok(1));
+    }
+
+    #[test]
+    fn close_drains_then_fails_and_wakes_sleepers() {
+        let mut b = buf(4);
+        let (mut tx, mut rx) = Spsc::<u64>::new_in(b.bytes(), RingConfig::new(4)).unwrap();
+        tx.push(5).unwrap();
+        tx.close();
+        assert_eq!(tx.try_push(6), Err(PushError::Closed));
+        assert_eq!(rx.pop(), Ok(5));
+        assert_eq!(rx.pop(), Err(PopError::Closed));
+
+        // A consumer asleep on an empty queue is woken by close.
+        let mut b = buf(4);
+        let (tx, mut rx) = Spsc::<u64>::new_in(b.bytes(), RingConfig::new(4)).unwrap();
+        std::thread::scope(|s| {
+            let h = s.spawn(move || rx.pop_timeout(Duration::from_secs(30)));
+            std::thread::sleep(Duration::from_millis(20));
+            tx.close();
+            assert_eq!(h.join().unwrap(), Err(PopError::Closed));
+        });
+
+        // A producer asleep on a full queue is woken by close.
+        let mut b = buf(1);
+        let (mut tx, rx) = Spsc::<u64>::new_in(b.bytes(), RingConfig::new(1)).unwrap();
+        tx.push(1).unwrap();
+        std::thread::scope(|s| {
+            let h = s.spawn(move || tx.push_timeout(2, Duration::from_secs(30)));
+            std::thread::sleep(Duration::from_millis(20));
+            rx.close();
+            assert_eq!(h.join().unwrap(), Err(PushError::Closed));
+        });
+    }
+
+    #[test]
+    fn no_wake_when_nobody_sleeps() {
+        let mut b = buf(4);
+        let (mut tx, mut rx) = Spsc::<u64>::new_in(b.bytes(), RingConfig::new(4)).unwrap();
+        for i in 0..100 {
+            tx.push(i).unwrap();
+            assert_eq!(rx.pop(), Ok(i));
+        }
+        // The epoch moves only when a notifier saw a sleeper.
+        assert_eq!(rx.ctrl.not_empty.epoch.load(Ordering::Relaxed), 0);
+        assert_eq!(rx.ctrl.not_full.epoch.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn attach_checks_the_header() {
+        let cfg = RingConfig::new(8);
+        let b = buf(8);
+        let (ptr, len) = (b.as_mut_ptr(), b.len());
+        // SAFETY: b outlives the handles; this test is the only user.
+        let r = unsafe { Spsc::<u64>::attach_consumer(ptr, len) };
+        assert_eq!(r.err(), Some(QueueError::NotAQueue));
+        // SAFETY: the buffer outlives every handle; only this test uses it.
+        let (mut tx, _rx) = unsafe { Spsc::<u64>::init_at(ptr, len, cfg) }.unwrap();
+        tx.push(42).unwrap();
+        // SAFETY: the buffer outlives every handle; only this test uses it.
+        let mut rx2 = unsafe { Spsc::<u64>::attach_consumer(ptr, len) }.unwrap();
+        assert_eq!(rx2.pop(), Ok(42));
+        // SAFETY: the buffer outlives every handle; only this test uses it.
+        let tx2 = unsafe { Spsc::<u64>::attach_producer(ptr, len) }.unwrap();
+        assert_eq!(tx2.capacity(), 8);
+        assert!(matches!(
+            // SAFETY: the buffer outlives every handle; only this test uses it.
+            unsafe { Spsc::<u32>::attach_consumer(ptr, len) },
+            Err(QueueError::Incompatible(_))
+        ));
+        assert!(matches!(
+            // SAFETY: the buffer outlives every handle; only this test uses it.
+            unsafe { crate::mpmc::Mpmc::<u64>::attach(ptr, len) },
+            Err(QueueError::Incompatible(_))
+        ));
+        assert!(matches!(
+            // SAFETY: the buffer outlives every handle; only this test uses it.
+            unsafe { Spsc::<u64>::attach_consumer(ptr, len - 8) },
+            Err(QueueError::Layout(LayoutError::TooSmall { .. }))
+        ));
+        assert!(matches!(
+            // SAFETY: the buffer outlives every handle; only this test uses it.
+            unsafe { Spsc::<u64>::attach_consumer(ptr.add(8), len - 8) },
+            Err(QueueError::Layout(LayoutError::Misaligned { .. }))
+        ));
+    }
+
+    #[test]
+    fn corrupted_control_blocks_are_errors() {
+        let cfg = RingConfig::new(8);
+        let b = buf(8);
+        let (ptr, len) = (b.as_mut_ptr(), b.len());
+        // SAFETY: b outlives the handles; only this test uses it.
+        let (mut tx, mut rx) = unsafe { Spsc::<u64>::init_at(ptr, len, cfg) }.unwrap();
+        tx.push(1).unwrap();
+        tx.push(2).unwrap();
+        let ctrl = tx.ctrl;
+        assert_eq!(rx.try_pop(), Ok(1));
+
+        // Tail far ahead of head: more items than slots.
+        ctrl.tail.store(1000, Ordering::Relaxed);
+        assert_eq!(rx.try_pop(), Ok(2)); // cached, still fine
+        assert_eq!(rx.try_pop(), Err(PopError::Corrupted));
+        assert!(matches!(
+            // SAFETY: the buffer outlives every handle; only this test uses it.
+            unsafe { Spsc::<u64>::attach_consumer(ptr, len) },
+            Err(QueueError::Corrupted(_))
+        ));
+        // Tail going backwards.
+        ctrl.tail.store(1, Ordering::Relaxed);
+        assert_eq!(rx.try_pop(), Err(PopError::Corrupted));
+        assert_eq!(
+            rx.pop_timeout(Duration::from_millis(1)),
+            Err(PopError::Corrupted)
+        );
+        // Head ahead of the producer's tail.
+        for _ in 0..6 {
+            tx.push(0).unwrap();
+        }
+        ctrl.head.store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(tx.try_push(0), Err(PushError::Corrupted));
+        assert_eq!(tx.push_slice(&[0; 3]), Err(PushError::Corrupted));
+
+        // Geometry that disagrees with the mapping.
+        ctrl.header.words[0].store(1 << 20, Ordering::Relaxed);
+        assert!(matches!(
+            // SAFETY: the buffer outlives every handle; only this test uses it.
+            unsafe { Spsc::<u64>::attach_producer(ptr, len) },
+            Err(QueueError::Corrupted(_))
+        ));
+        ctrl.header.words[0].store(5, Ordering::Relaxed);
+        assert!(matches!(
+            // SAFETY: the buffer outlives every handle; only this test uses it.
+            unsafe { Spsc::<u64>::attach_producer(ptr, len) },
+            Err(QueueError::Corrupted(_))
+        ));
+        ctrl.header.words[0].store(8, Ordering::Relaxed);
+        ctrl.header.total.store(1, Ordering::Relaxed);
+        assert!(matches!(
+            // SAFETY: the buffer outlives every handle; only this test uses it.
+            unsafe { Spsc::<u64>::attach_producer(ptr, len) },
+            Err(QueueError::Corrupted(_))
+        ));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        // Random control words: every call returns, none panics.
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let rounds = if cfg!(miri) { 20 } else { 2000 };
+        let b = buf(4);
+        let (ptr, len) = (b.as_mut_ptr(), b.len());
+        // SAFETY: b outlives the handles; only this test uses it.
+        let (mut tx, mut rx) =
+            // SAFETY: the buffer outlives every handle; only this test uses it.
+            unsafe { Spsc::<u64>::init_at(ptr, len, RingConfig::new(4)) }.unwrap();
+        let ctrl = tx.ctrl;
+        for _ in 0..rounds {
+            let r = rand();
+            ctrl.tail
+                .store(if r & 1 == 0 { r >> 60 } else { r }, Ordering::Relaxed);
+            ctrl.head.store(
+                if r & 2 == 0 { (r >> 56) & 7 } else { rand() },
+                Ordering::Relaxed,
+            );
+            let _ = tx.try_push(1);
+            let _ = tx.push_slice(&[1, 2, 3]);
+            let _ = rx.try_pop();
+            let _ = rx.pop_slice(&mut [0; 3]);
+            let _ = rx.len();
+            // SAFETY: as above.
+            let _ = unsafe { Spsc::<u64>::attach_consumer(ptr, len) };
+        }
+    }
+}
