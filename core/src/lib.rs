@@ -48,6 +48,7 @@
 #[cfg(any(test, loom))]
 extern crate std;
 
+pub mod bytes;
 pub mod event;
 pub mod futex;
 pub mod lock;
@@ -59,6 +60,7 @@ pub mod spsc;
 pub mod sync;
 pub mod tid;
 
+pub use bytes::{ByteQueue, BytesConfig, ReadGrant, WriteGrant};
 pub use event::Event;
 pub use futex::Deadline;
 pub use lock::{Lock, LockError, LockGuard};

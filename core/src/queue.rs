@@ -56,7 +56,6 @@ pub(crate) const MAX_POS: u64 = 1 << 62;
 pub(crate) enum Kind {
     Spsc = 1,
     Mpmc = 2,
-    #[allow(dead_code)] // until the byte queue lands
     Bytes = 3,
 }
 
@@ -520,19 +519,6 @@ impl<T: Copy> Cells<T> {
             // SAFETY: in bounds and owned (contract).
             unsafe { self.write(i + k, *s) };
         }
-    }
-
-    /// A raw pointer to slot `i` (zero-copy access outside loom).
-    ///
-    /// # Safety
-    ///
-    /// `i` is in bounds (one past the end is allowed).
-    #[cfg(not(loom))]
-    #[allow(dead_code)] // until the byte queue lands
-    #[inline]
-    pub(crate) unsafe fn ptr(&self, i: usize) -> *mut T {
-        // SAFETY: in bounds (contract).
-        unsafe { self.base.as_ptr().add(i) }
     }
 }
 

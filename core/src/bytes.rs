@@ -1,0 +1,1486 @@
+//! A queue of variable-length byte messages, for many producers and many
+//! consumers, with zero-copy reserve/commit and borrow/release.
+//!
+//! # Layout
+//!
+//! A control block, then a data ring of `capacity` bytes (a power of two).
+//! Messages are records in the ring, each an 8-byte header followed by the
+//! payload padded to 8 bytes. A record never wraps: when one does not fit
+//! before the end of the ring, a *skip* record fills the rest and the
+//! message starts at offset 0. Positions are `u64` byte counts that never
+//! wrap; offset = position & (capacity - 1).
+//!
+//! | control field | guarded by | meaning |
+//! |---|---|---|
+//! | `writer.lock` | — | serialises reservations |
+//! | `writer.tail` | writer lock | end of the last reserved record |
+//! | `writer.head` | writer lock | start of the oldest record not yet reclaimed |
+//! | `reader.lock` | — | serialises claims |
+//! | `reader.read` | reader lock | start of the oldest record no reader has claimed |
+//! | `closed` | — | non-zero once closed |
+//!
+//! `head <= read <= tail <= head + capacity` always holds.
+//!
+//! The header word of a record at position `p`:
+//!
+//! | bits | meaning |
+//! |---|---|
+//! | 0–31 | payload length |
+//! | 32–33 | state: 1 `PENDING` (reserved), 2 `READY` (committed), 3 `FREED` (released) |
+//! | 34 | `SKIP`: padding or a cancelled reservation, never delivered |
+//! | 35–63 | `(p / 8) mod 2^29`, a tag that catches headers in the wrong place |
+//!
+//! # Why a short lock on each side
+//!
+//! A record's header must be valid before anyone can look at it: readers
+//! decide from it where the next record starts, so a stale or forged header
+//! (old payload bytes can look like anything) must never be read as the
+//! current one. The writer therefore writes the `PENDING` header *before*
+//! it publishes the new `tail`, and a reader only reads headers below
+//! `tail`. With many writers that order needs them serialised for a moment;
+//! a lock-free claim (CAS on `tail`, header written afterwards) opens exactly
+//! the window in which a reader can take leftover payload bytes for a
+//! committed header and hand out a torn message. Likewise, on the reader
+//! side the lock makes "read the header, then advance past the record"
+//! atomic, so no reader ever loads a header whose bytes a writer may already
+//! be reusing as payload (which a lock-free CAS claim would allow, as a data
+//! race in the language's memory model).
+//!
+//! Both critical sections are a handful of loads and stores: no copying, no
+//! system call, no waiting for space. Payload copies happen outside the
+//! locks, so many producers fill their reservations and many consumers read
+//! their messages in parallel. Committing is one Release store of the
+//! header; releasing is one Release store of `FREED`. Space is reclaimed by
+//! writers, under the writer lock, by advancing `head` over freed records,
+//! so readers never contend with each other to give space back.
+//!
+//! Per-producer rings were the alternative: no writer lock, but consumers
+//! would need a fair scan over N rings and the memory is fixed per producer.
+//!
+//! # Crashes and hostile memory
+//!
+//! A writer that dies between reserve and commit leaves a `PENDING` record:
+//! readers deliver everything before it, then report `Empty` (or time out);
+//! a dropped [`WriteGrant`] turns its record into a skip, so only a real
+//! death costs this. A reader that dies holding a [`ReadGrant`] keeps its
+//! record from being reclaimed, which eventually stalls writers. A process
+//! that dies *inside* a critical section (a few dozen instructions) leaves
+//! its side's [`Lock`](crate::Lock) held; timed calls then time out.
+//!
+//! Every position, header, length and state read from the shared memory is
+//! checked against the handle's own copy of the geometry before use; a bad
+//! value yields `Corrupted`, never an out-of-bounds access or a torn
+//! message, and every loop is bounded by the ring's size.
+
+use core::alloc::Layout;
+use core::fmt;
+use core::marker::PhantomData;
+use core::time::Duration;
+
+use crate::futex::Deadline;
+use crate::lock::{Lock, LockError, LockGuard};
+use crate::place::LayoutError;
+use crate::queue::{
+    block, round_up, CachePadded, Header, Keep, Kind, QueueError, RecvError, SendError, Signal,
+    MAX_CAPACITY, MAX_POS,
+};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+const PENDING: u64 = 1;
+const READY: u64 = 2;
+const FREED: u64 = 3;
+const SKIP: u64 = 1 << 34;
+const TAG_SHIFT: u32 = 35;
+const TAG_MASK: u64 = (1 << 29) - 1;
+const HEADER: u64 = 8;
+
+/// How long a `try_` call waits for a side's lock before it gives up with
+/// `Timeout`: far longer than any critical section, so reached only when
+/// the holder was stopped or died inside one.
+const LOCK_PATIENCE: Duration = Duration::from_secs(1);
+
+#[inline]
+fn encode(pos: u64, state: u64, len: u64) -> u64 {
+    ((pos >> 3) & TAG_MASK) << TAG_SHIFT | state << 32 | len
+}
+
+/// The bytes a record of `len` payload bytes occupies.
+#[inline]
+fn record_size(len: u64) -> u64 {
+    HEADER + ((len + 7) & !7)
+}
+
+/// A decoded header.
+#[derive(Clone, Copy)]
+struct Rec {
+    len: u64,
+    state: u64,
+    skip: bool,
+    size: u64,
+}
+
+/// What a new [`ByteQueue`] holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BytesConfig {
+    /// Bytes in the data ring: a power of two, at least twice the largest
+    /// record (`8 + max_message` rounded up to 8), at most 2^32.
+    pub capacity: usize,
+    /// The largest message, in bytes.
+    pub max_message: usize,
+}
+
+impl BytesConfig {
+    /// A ring of `capacity` bytes for messages of up to `max_message`.
+    pub const fn new(capacity: usize, max_message: usize) -> BytesConfig {
+        BytesConfig {
+            capacity,
+            max_message,
+        }
+    }
+
+    /// The smallest valid configuration for messages of up to
+    /// `max_message` bytes, or `None` if there is none.
+    pub fn for_max_message(max_message: usize) -> Option<BytesConfig> {
+        let record = record_size(u64::try_from(max_message).ok()?);
+        let capacity = usize::try_from(record.checked_mul(2)?.checked_next_power_of_two()?).ok()?;
+        let c = BytesConfig::new(capacity.max(64), max_message);
+        c.check().ok().map(|_| c)
+    }
+
+    /// Encodes the configuration as four words: `[capacity, max_message, 0, 0]`.
+    pub const fn to_words(&self) -> [u64; 4] {
+        [self.capacity as u64, self.max_message as u64, 0, 0]
+    }
+
+    /// Decodes [`BytesConfig::to_words`]; the values are checked by
+    /// [`ByteQueue::layout`].
+    pub fn from_words(words: [u64; 4]) -> Result<BytesConfig, LayoutError> {
+        if words[2..] != [0, 0] {
+            return Err(LayoutError::InvalidParameters);
+        }
+        let capacity = usize::try_from(words[0]).map_err(|_| LayoutError::InvalidParameters)?;
+        let max_message = usize::try_from(words[1]).map_err(|_| LayoutError::InvalidParameters)?;
+        Ok(BytesConfig::new(capacity, max_message))
+    }
+
+    fn check(&self) -> Result<(), LayoutError> {
+        let cap = self.capacity as u64;
+        if !self.capacity.is_power_of_two() || !(64..=MAX_CAPACITY).contains(&cap) {
+            return Err(LayoutError::InvalidParameters);
+        }
+        let max = self.max_message as u64;
+        if max > u32::MAX as u64 || record_size(max) > cap / 2 {
+            return Err(LayoutError::InvalidParameters);
+        }
+        Ok(())
+    }
+}
+
+#[repr(C)]
+struct WriterSide {
+    lock: Lock,
+    tail: AtomicU64,
+    head: AtomicU64,
+}
+
+#[repr(C)]
+struct ReaderSide {
+    lock: Lock,
+    read: AtomicU64,
+}
+
+#[repr(C)]
+struct Control {
+    header: Header,
+    closed: AtomicU32,
+    writer: CachePadded<WriterSide>,
+    reader: CachePadded<ReaderSide>,
+    /// Readers sleep here; commits (and cancels) notify.
+    not_empty: CachePadded<Signal>,
+    /// Writers sleep here; releases (and skipped records) notify.
+    not_full: CachePadded<Signal>,
+}
+
+impl Control {
+    fn new() -> Control {
+        Control {
+            header: Header::new(),
+            closed: AtomicU32::new(0),
+            writer: CachePadded(WriterSide {
+                lock: Lock::new(),
+                tail: AtomicU64::new(0),
+                head: AtomicU64::new(0),
+            }),
+            reader: CachePadded(ReaderSide {
+                lock: Lock::new(),
+                read: AtomicU64::new(0),
+            }),
+            not_empty: CachePadded(Signal::new()),
+            not_full: CachePadded(Signal::new()),
+        }
+    }
+}
+
+/// The data ring: headers are atomics, payloads are copied in and out
+/// through raw pointers (or loom cells).
+#[derive(Clone, Copy)]
+struct Ring<'a> {
+    #[cfg(not(loom))]
+    base: core::ptr::NonNull<u8>,
+    #[cfg(loom)]
+    headers: &'a [AtomicU64],
+    #[cfg(loom)]
+    data: crate::queue::Cells<u8>,
+    mask: u64,
+    _life: PhantomData<&'a ()>,
+}
+
+impl<'a> Ring<'a> {
+    /// The header word of the record at `pos` (a multiple of 8).
+    #[inline]
+    fn header(&self, pos: u64) -> &'a AtomicU64 {
+        let off = (pos & self.mask & !7) as usize;
+        #[cfg(not(loom))]
+        // SAFETY: off + 8 <= capacity (8-aligned offset in a ring whose size
+        // is a multiple of 8), the ring base is 128-aligned, and the ring is
+        // valid for 'a; an AtomicU64 may be viewed over any 8 aligned bytes.
+        return unsafe { &*self.base.as_ptr().add(off).cast::<AtomicU64>() };
+        #[cfg(loom)]
+        return &self.headers[off / 8];
+    }
+
+    /// Copies `src` to the ring at `pos`.
+    ///
+    /// # Safety
+    ///
+    /// `pos & mask + src.len() <= capacity`, and the bytes belong to the
+    /// caller's reservation.
+    #[inline]
+    unsafe fn write(&self, pos: u64, src: &[u8]) {
+        let off = (pos & self.mask) as usize;
+        #[cfg(not(loom))]
+        // SAFETY: in bounds and owned (contract); `src` is the caller's own
+        // memory, so the ranges do not overlap.
+        unsafe {
+            core::ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(off), src.len())
+        };
+        #[cfg(loom)]
+        // SAFETY: as above.
+        unsafe {
+            self.data.write_slice(off, src)
+        };
+    }
+
+    /// Copies bytes at `pos` out to `dst`.
+    ///
+    /// # Safety
+    ///
+    /// `pos & mask + dst.len() <= capacity`, and the bytes belong to a
+    /// message the caller holds.
+    #[inline]
+    unsafe fn read(&self, pos: u64, dst: &mut [u8]) {
+        let off = (pos & self.mask) as usize;
+        #[cfg(not(loom))]
+        // SAFETY: as in `write`, in the other direction.
+        unsafe {
+            core::ptr::copy_nonoverlapping(self.base.as_ptr().add(off), dst.as_mut_ptr(), dst.len())
+        };
+        #[cfg(loom)]
+        // SAFETY: as above.
+        unsafe {
+            self.data.read_slice(off, dst)
+        };
+    }
+
+    #[cfg(not(loom))]
+    #[inline]
+    fn ptr(&self, pos: u64) -> *mut u8 {
+        // SAFETY: the offset is below the capacity.
+        unsafe { self.base.as_ptr().add((pos & self.mask) as usize) }
+    }
+}
+
+/// A queue of byte messages in (shared) memory. Handles are cheap to clone
+/// and every method takes `&self`.
+///
+/// ```
+/// use shmipc_core::bytes::{ByteQueue, BytesConfig};
+///
+/// #[repr(C, align(128))]
+/// struct Bytes([u8; 4096]);
+/// let mut mem = Bytes([0; 4096]);
+///
+/// let q = ByteQueue::new_in(&mut mem.0, BytesConfig::new(2048, 512)).unwrap();
+/// q.send(b"hello").unwrap();
+///
+/// // Zero-copy: reserve, fill in place, commit.
+/// let mut grant = q.reserve(3).unwrap();
+/// grant.write_at(0, b"abc").unwrap();
+/// grant.commit();
+///
+/// let mut buf = [0u8; 512];
+/// let n = q.recv_into(&mut buf).unwrap();
+/// assert_eq!(&buf[..n], b"hello");
+/// let msg = q.recv().unwrap();
+/// let mut out = [0u8; 3];
+/// msg.read_at(0, &mut out).unwrap();
+/// assert_eq!(&out, b"abc");
+/// msg.release();
+/// ```
+pub struct ByteQueue<'a> {
+    ctrl: &'a Control,
+    ring: Ring<'a>,
+    /// Trusted copies of the geometry (checked at attach, never re-read).
+    cap: u64,
+    max: u64,
+    _keep: Keep,
+}
+
+// SAFETY: every shared access goes through atomics, the two locks, or
+// payload bytes owned by a grant under the protocol above.
+unsafe impl Send for ByteQueue<'_> {}
+// SAFETY: as for Send.
+unsafe impl Sync for ByteQueue<'_> {}
+
+impl Clone for ByteQueue<'_> {
+    fn clone(&self) -> Self {
+        ByteQueue {
+            ctrl: self.ctrl,
+            ring: self.ring,
+            cap: self.cap,
+            max: self.max,
+            _keep: self._keep.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for ByteQueue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ByteQueue")
+            .field("capacity", &self.cap)
+            .field("max_message", &self.max)
+            .field("closed", &self.is_closed())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An out-of-range offset or length given to a grant's copy methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfBounds;
+
+impl fmt::Display for OutOfBounds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("range outside the message")
+    }
+}
+
+impl core::error::Error for OutOfBounds {}
+
+fn lock_error_send(e: LockError) -> SendError {
+    match e {
+        LockError::Timeout | LockError::WouldBlock => SendError::Timeout,
+        _ => SendError::Corrupted,
+    }
+}
+
+fn lock_error_recv(e: LockError) -> RecvError {
+    match e {
+        LockError::Timeout | LockError::WouldBlock => RecvError::Timeout,
+        _ => RecvError::Corrupted,
+    }
+}
+
+/// Takes `lock` at once if free, else waits until `deadline`, or (with no
+/// deadline) forever, or for [`LOCK_PATIENCE`] if `bounded`.
+fn take<'l>(
+    lock: &'l Lock,
+    deadline: Option<&Deadline>,
+    bounded: bool,
+) -> Result<LockGuard<'l>, LockError> {
+    match lock.try_lock() {
+        Err(LockError::WouldBlock) => {}
+        r => return r,
+    }
+    match deadline {
+        Some(d) => lock.lock_until(Some(d)),
+        None if bounded => lock.lock_until(Some(&Deadline::after(LOCK_PATIENCE))),
+        None => lock.lock(),
+    }
+}
+
+impl<'a> ByteQueue<'a> {
+    /// The size and alignment of a queue with `config`: a control block
+    /// plus `capacity` bytes, aligned to 128.
+    ///
+    /// Fails with [`LayoutError::InvalidParameters`] if `capacity` is not a
+    /// power of two in `64..=2^32`, or is less than twice the largest
+    /// record (`8 + max_message` rounded up to 8).
+    pub fn layout(config: BytesConfig) -> Result<Layout, LayoutError> {
+        config.check()?;
+        let size = size_of::<Control>()
+            .checked_add(config.capacity)
+            .and_then(|s| round_up(s, 128))
+            .ok_or(LayoutError::InvalidParameters)?;
+        crate::queue::layout(size, align_of::<Control>())
+    }
+
+    /// Writes a new, empty queue at `ptr` and returns a handle to it.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is valid for reads and writes of `len` bytes for `'a`; nobody
+    /// else uses those bytes while this runs; afterwards they are accessed
+    /// only through this module's handles (in this or other processes).
+    #[cfg(not(loom))]
+    pub unsafe fn init_at(
+        ptr: *mut u8,
+        len: usize,
+        config: BytesConfig,
+    ) -> Result<Self, QueueError> {
+        let l = Self::layout(config)?;
+        crate::place::check(ptr, len, l.size(), l.align())?;
+        // SAFETY: aligned and large enough (checked), exclusive (contract).
+        unsafe { ptr.cast::<Control>().write(Control::new()) };
+        // SAFETY: the ring lies inside the checked layout. Zeroed, so no
+        // header or payload byte is ever read uninitialised.
+        unsafe {
+            ptr.add(size_of::<Control>())
+                .write_bytes(0, config.capacity)
+        };
+        // SAFETY: initialised above, valid for 'a.
+        let ctrl: &'a Control = unsafe { &*ptr.cast::<Control>() };
+        ctrl.header
+            .publish(Kind::Bytes, (1, 1), config.to_words(), l.size());
+        // SAFETY: checked layout, initialised.
+        Ok(unsafe { Self::from_parts(ptr, config) })
+    }
+
+    /// # Safety
+    ///
+    /// `ptr` starts a checked, initialised layout for `config`, valid for `'a`.
+    #[cfg(not(loom))]
+    unsafe fn from_parts(ptr: *mut u8, config: BytesConfig) -> Self {
+        // SAFETY: in bounds and aligned; Control is atomics only.
+        let ctrl: &'a Control = unsafe { &*ptr.cast::<Control>() };
+        // SAFETY: the ring starts inside the layout; non-null.
+        let base = unsafe { core::ptr::NonNull::new_unchecked(ptr.add(size_of::<Control>())) };
+        ByteQueue {
+            ctrl,
+            ring: Ring {
+                base,
+                mask: config.capacity as u64 - 1,
+                _life: PhantomData,
+            },
+            cap: config.capacity as u64,
+            max: config.max_message as u64,
+            _keep: Keep,
+        }
+    }
+
+    /// Attaches to a queue another party initialised at `ptr`, after
+    /// checking its header against `len`.
+    ///
+    /// # Safety
+    ///
+    /// As for [`ByteQueue::init_at`], except that the bytes hold a queue.
+    #[cfg(not(loom))]
+    pub unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Self, QueueError> {
+        crate::place::check(ptr, len, size_of::<Control>(), align_of::<Control>())?;
+        // SAFETY: aligned and large enough; Control is atomics only.
+        let ctrl: &Control = unsafe { &*ptr.cast::<Control>() };
+        let info = ctrl.header.check(Kind::Bytes, (1, 1))?;
+        let config = BytesConfig::from_words(info.words)
+            .map_err(|_| QueueError::Corrupted("configuration words"))?;
+        let l = Self::layout(config).map_err(|_| QueueError::Corrupted("geometry"))?;
+        if info.total != l.size() as u64 {
+            return Err(QueueError::Corrupted("total size disagrees with capacity"));
+        }
+        crate::place::check(ptr, len, l.size(), l.align())?;
+        // SAFETY: checked layout, initialised by its creator (contract).
+        Ok(unsafe { Self::from_parts(ptr, config) })
+    }
+
+    /// A new queue in bytes the caller owns (single-process use and tests).
+    /// The bytes must be aligned to 128 and at least
+    /// [`ByteQueue::layout`]`(config).size()` long.
+    #[cfg(not(loom))]
+    pub fn new_in(bytes: &'a mut [u8], config: BytesConfig) -> Result<Self, QueueError> {
+        let len = bytes.len();
+        // SAFETY: the exclusive borrow makes the bytes ours for 'a.
+        unsafe { Self::init_at(bytes.as_mut_ptr(), len, config) }
+    }
+
+    /// A new queue in boxes, for loom models.
+    ///
+    /// # Panics
+    ///
+    /// If `config` is invalid.
+    #[cfg(loom)]
+    pub fn new_boxed(config: BytesConfig) -> ByteQueue<'static> {
+        extern crate std;
+        use crate::queue::Cell;
+        use std::boxed::Box;
+        Self::layout(config).expect("invalid config");
+        let cap = config.capacity;
+        let ctrl = Box::new(Control::new());
+        let headers: Box<[AtomicU64]> = (0..cap / 8).map(|_| AtomicU64::new(0)).collect();
+        let data: Box<[Cell<u8>]> = (0..cap).map(|_| Cell::new(0)).collect();
+        let ctrl_ptr: *const Control = &*ctrl;
+        let headers_ptr: *const [AtomicU64] = &*headers;
+        let data_ptr = core::ptr::NonNull::from(&data[0]);
+        let keep = Keep(std::sync::Arc::new(crate::queue::Boxed(
+            ctrl, headers, data,
+        )));
+        ByteQueue {
+            // SAFETY: the boxes live as long as `keep`, which every clone
+            // of the handle holds.
+            ctrl: unsafe { &*ctrl_ptr },
+            ring: Ring {
+                // SAFETY: as above.
+                headers: unsafe { &*headers_ptr },
+                // SAFETY: `cap` cells kept alive by `keep`.
+                data: unsafe { crate::queue::Cells::new(data_ptr) },
+                mask: cap as u64 - 1,
+                _life: PhantomData,
+            },
+            cap: cap as u64,
+            max: config.max_message as u64,
+            _keep: keep,
+        }
+    }
+
+    /// Bytes in the data ring.
+    pub fn capacity(&self) -> usize {
+        self.cap as usize
+    }
+
+    /// The largest message the queue takes.
+    pub fn max_message(&self) -> usize {
+        self.max as usize
+    }
+
+    /// Whether no message is waiting to be claimed now (a snapshot).
+    pub fn is_empty(&self) -> bool {
+        self.ctrl.reader.read.load(Ordering::Acquire)
+            >= self.ctrl.writer.tail.load(Ordering::Acquire)
+    }
+
+    /// Bytes of the ring in use (records reserved, waiting or held, plus
+    /// headers and padding), as of the last reservation (a snapshot).
+    pub fn used_bytes(&self) -> usize {
+        let head = self.ctrl.writer.head.load(Ordering::Relaxed);
+        let tail = self.ctrl.writer.tail.load(Ordering::Relaxed);
+        tail.saturating_sub(head).min(self.cap) as usize
+    }
+
+    /// Closes the queue: sends fail from now on, receivers drain what is
+    /// committed (and what outstanding grants still commit), then get
+    /// [`RecvError::Closed`]. Every sleeper is woken.
+    pub fn close(&self) {
+        // SYNC POINT: AcqRel pairs with the Acquire loads of `closed` in
+        // `reserve_locked` and `claim_locked`.
+        self.ctrl.closed.swap(1, Ordering::AcqRel);
+        self.ctrl.not_empty.wake_all();
+        self.ctrl.not_full.wake_all();
+    }
+
+    /// Whether the queue has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.ctrl.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Decodes and checks the header of the record at `pos`, which must lie
+    /// entirely below `limit` and not cross the end of the ring.
+    fn record(&self, pos: u64, limit: u64) -> Option<Rec> {
+        // SYNC POINT: Acquire pairs with the Release stores of the header
+        // in `WriteGrant::finish` (READY, SKIP) and `ReadGrant::finish`
+        // (FREED): the payload behind it is written / read out.
+        let h = self.ring.header(pos).load(Ordering::Acquire);
+        let len = h & 0xffff_ffff;
+        let state = (h >> 32) & 3;
+        let skip = h & SKIP != 0;
+        if h >> TAG_SHIFT != (pos >> 3) & TAG_MASK || state == 0 || (!skip && len > self.max) {
+            return None;
+        }
+        let size = record_size(len);
+        if size > limit - pos || (pos & self.ring.mask) + size > self.cap {
+            return None;
+        }
+        Some(Rec {
+            len,
+            state,
+            skip,
+            size,
+        })
+    }
+
+    // -- writing ----------------------------------------------------------
+
+    /// Under the writer lock: reclaims freed records, then reserves a
+    /// record for `len` bytes. Returns its position.
+    fn reserve_locked(&self, len: u64) -> Result<u64, SendError> {
+        let w = &self.ctrl.writer;
+        // SYNC POINT: pairs with the AcqRel swap in `close`.
+        if self.ctrl.closed.load(Ordering::Acquire) != 0 {
+            return Err(SendError::Closed);
+        }
+        // Both are only written under the writer lock, which we hold.
+        let tail = w.tail.load(Ordering::Relaxed);
+        let mut head = w.head.load(Ordering::Relaxed);
+        // SYNC POINT: Acquire pairs with the Release store of `read` in
+        // `claim_locked`.
+        let read = self.ctrl.reader.read.load(Ordering::Acquire);
+        if head > read
+            || read > tail
+            || tail - head > self.cap
+            || tail > MAX_POS
+            || (head | read | tail) & 7 != 0
+        {
+            return Err(SendError::Corrupted);
+        }
+        let start = head;
+        // Bounded: every step advances by at least 8 bytes, up to `read`.
+        while head < read {
+            let rec = self.record(head, read).ok_or(SendError::Corrupted)?;
+            match (rec.state, rec.skip) {
+                (FREED, _) | (READY, true) => head += rec.size,
+                (READY, false) => break,
+                _ => return Err(SendError::Corrupted),
+            }
+        }
+        if head != start {
+            w.head.store(head, Ordering::Relaxed);
+        }
+        let size = record_size(len);
+        let room_to_end = self.cap - (tail & self.ring.mask);
+        let pad = if size > room_to_end { room_to_end } else { 0 };
+        if tail + pad + size - head > self.cap {
+            return Err(SendError::Full);
+        }
+        if pad != 0 {
+            self.ring
+                .header(tail)
+                .store(encode(tail, READY, pad - HEADER) | SKIP, Ordering::Relaxed);
+        }
+        let pos = tail + pad;
+        self.ring
+            .header(pos)
+            .store(encode(pos, PENDING, len), Ordering::Relaxed);
+        // SYNC POINT: Release pairs with the Acquire load of `tail` in
+        // `claim_locked`: a reader that sees the new tail sees the headers
+        // written above, never stale bytes.
+        w.tail.store(pos + size, Ordering::Release);
+        Ok(pos)
+    }
+
+    fn try_reserve_inner(
+        &self,
+        len: usize,
+        deadline: Option<&Deadline>,
+        bounded: bool,
+    ) -> Result<WriteGrant<'_, 'a>, SendError> {
+        if len as u64 > self.max {
+            return Err(SendError::TooLarge);
+        }
+        let guard = take(&self.ctrl.writer.lock, deadline, bounded).map_err(lock_error_send)?;
+        let pos = self.reserve_locked(len as u64);
+        drop(guard);
+        Ok(WriteGrant {
+            q: self,
+            pos: pos?,
+            len,
+        })
+    }
+
+    /// Reserves room for a message of `len` bytes if there is room now.
+    /// Fill it with [`WriteGrant::write_at`] and publish it with
+    /// [`WriteGrant::commit`]; dropping the grant cancels it.
+    pub fn try_reserve(&self, len: usize) -> Result<WriteGrant<'_, 'a>, SendError> {
+        self.try_reserve_inner(len, None, true)
+    }
+
+    /// Reserves room for `len` bytes, sleeping while the queue is full.
+    pub fn reserve(&self, len: usize) -> Result<WriteGrant<'_, 'a>, SendError> {
+        self.reserve_until(len, None)
+    }
+
+    /// Reserves room for `len` bytes, waiting at most `timeout`.
+    pub fn reserve_timeout(
+        &self,
+        len: usize,
+        timeout: Duration,
+    ) -> Result<WriteGrant<'_, 'a>, SendError> {
+        match self.try_reserve(len) {
+            Err(SendError::Full) => self.reserve_until(len, Some(&Deadline::after(timeout))),
+            r => r,
+        }
+    }
+
+    /// Reserves room for `len` bytes, waiting until `deadline` (forever if
+    /// `None`).
+    pub fn reserve_until(
+        &self,
+        len: usize,
+        deadline: Option<&Deadline>,
+    ) -> Result<WriteGrant<'_, 'a>, SendError> {
+        match self.try_reserve_inner(len, deadline, false) {
+            Err(SendError::Full) => {}
+            r => return r,
+        }
+        block(&self.ctrl.not_full, deadline, || {
+            match self.try_reserve_inner(len, deadline, false) {
+                Err(SendError::Full) => None,
+                r => Some(r),
+            }
+        })
+        .unwrap_or(Err(SendError::Timeout))
+    }
+
+    /// Copies `msg` in as one message if there is room now.
+    pub fn try_send(&self, msg: &[u8]) -> Result<(), SendError> {
+        let mut g = self.try_reserve(msg.len())?;
+        g.fill(msg);
+        g.commit();
+        Ok(())
+    }
+
+    /// Copies `msg` in as one message, sleeping while the queue is full.
+    pub fn send(&self, msg: &[u8]) -> Result<(), SendError> {
+        self.send_until(msg, None)
+    }
+
+    /// Copies `msg` in, waiting at most `timeout` for room.
+    pub fn send_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
+        let mut g = self.reserve_timeout(msg.len(), timeout)?;
+        g.fill(msg);
+        g.commit();
+        Ok(())
+    }
+
+    /// Copies `msg` in, waiting for room until `deadline` (forever if
+    /// `None`).
+    pub fn send_until(&self, msg: &[u8], deadline: Option<&Deadline>) -> Result<(), SendError> {
+        let mut g = self.reserve_until(msg.len(), deadline)?;
+        g.fill(msg);
+        g.commit();
+        Ok(())
+    }
+
+    // -- reading ----------------------------------------------------------
+
+    /// Under the reader lock: claims the next ready message, stepping over
+    /// skip records. `room` refuses (without claiming) a message longer
+    /// than it.
+    fn claim_locked(&self, room: Option<usize>) -> Result<(u64, u64), RecvError> {
+        let r = &self.ctrl.reader;
+        let mut closed_seen = false;
+        let mut skipped = false;
+        let result = loop {
+            // Only written under the reader lock, which we hold.
+            let read = r.read.load(Ordering::Relaxed);
+            // SYNC POINT: Acquire pairs with the Release store of `tail` in
+            // `reserve_locked`: headers below it are written.
+            let tail = self.ctrl.writer.tail.load(Ordering::Acquire);
+            if read > tail || tail - read > self.cap || (read | tail) & 7 != 0 || tail > MAX_POS {
+                break Err(RecvError::Corrupted);
+            }
+            if read == tail {
+                // SYNC POINT: Acquire pairs with the AcqRel swap in `close`;
+                // reservations made before the close show in the re-read.
+                if closed_seen || self.ctrl.closed.load(Ordering::Acquire) == 0 {
+                    break Err(if closed_seen {
+                        RecvError::Closed
+                    } else {
+                        RecvError::Empty
+                    });
+                }
+                closed_seen = true;
+                continue;
+            }
+            let Some(rec) = self.record(read, tail) else {
+                break Err(RecvError::Corrupted);
+            };
+            match (rec.state, rec.skip) {
+                (PENDING, false) => break Err(RecvError::Empty),
+                (READY, true) => {
+                    skipped = true;
+                    // SYNC POINT: Release pairs with the Acquire load of
+                    // `read` in `reserve_locked`.
+                    r.read.store(read + rec.size, Ordering::Release);
+                    // Bounded: each step advances `read` towards `tail`,
+                    // which is at most `capacity` ahead.
+                }
+                (READY, false) => {
+                    if room.is_some_and(|room| rec.len > room as u64) {
+                        break Err(RecvError::BufferTooSmall(rec.len as usize));
+                    }
+                    // SYNC POINT: as above.
+                    r.read.store(read + rec.size, Ordering::Release);
+                    break Ok((read, rec.len));
+                }
+                _ => break Err(RecvError::Corrupted),
+            }
+        };
+        if skipped {
+            // Skipped records become reclaimable: a writer may be waiting.
+            self.ctrl.not_full.notify();
+        }
+        result
+    }
+
+    fn try_claim(
+        &self,
+        room: Option<usize>,
+        deadline: Option<&Deadline>,
+        bounded: bool,
+    ) -> Result<(u64, u64), RecvError> {
+        let guard = take(&self.ctrl.reader.lock, deadline, bounded).map_err(lock_error_recv)?;
+        let r = self.claim_locked(room);
+        drop(guard);
+        r
+    }
+
+    fn claim_until(
+        &self,
+        room: Option<usize>,
+        deadline: Option<&Deadline>,
+    ) -> Result<(u64, u64), RecvError> {
+        match self.try_claim(room, deadline, false) {
+            Err(RecvError::Empty) => {}
+            r => return r,
+        }
+        block(&self.ctrl.not_empty, deadline, || {
+            match self.try_claim(room, deadline, false) {
+                Err(RecvError::Empty) => None,
+                r => Some(r),
+            }
+        })
+        .unwrap_or(Err(RecvError::Timeout))
+    }
+
+    fn grant(&self, (pos, len): (u64, u64)) -> ReadGrant<'_, 'a> {
+        ReadGrant {
+            q: self,
+            pos,
+            len: len as usize,
+        }
+    }
+
+    /// Borrows the next message if one is ready now. Read it with
+    /// [`ReadGrant::read_at`]; dropping the grant releases its space.
+    pub fn try_recv(&self) -> Result<ReadGrant<'_, 'a>, RecvError> {
+        self.try_claim(None, None, true).map(|c| self.grant(c))
+    }
+
+    /// Borrows the next message, sleeping while there is none.
+    pub fn recv(&self) -> Result<ReadGrant<'_, 'a>, RecvError> {
+        self.recv_until(None)
+    }
+
+    /// Borrows the next message, waiting at most `timeout`.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<ReadGrant<'_, 'a>, RecvError> {
+        match self.try_recv() {
+            Err(RecvError::Empty) => self.recv_until(Some(&Deadline::after(timeout))),
+            r => r,
+        }
+    }
+
+    /// Borrows the next message, waiting until `deadline` (forever if
+    /// `None`).
+    pub fn recv_until(&self, deadline: Option<&Deadline>) -> Result<ReadGrant<'_, 'a>, RecvError> {
+        self.claim_until(None, deadline).map(|c| self.grant(c))
+    }
+
+    fn copy_out(&self, claim: (u64, u64), buf: &mut [u8]) -> usize {
+        let g = self.grant(claim);
+        let n = g.len;
+        // `claim_locked` refused messages longer than `buf`.
+        g.copy_to(buf);
+        n
+    }
+
+    /// Copies the next message into `buf` if one is ready now; returns its
+    /// length. A message longer than `buf` stays in the queue
+    /// ([`RecvError::BufferTooSmall`]).
+    pub fn try_recv_into(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        let c = self.try_claim(Some(buf.len()), None, true)?;
+        Ok(self.copy_out(c, buf))
+    }
+
+    /// Copies the next message into `buf`, sleeping while there is none.
+    pub fn recv_into(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        self.recv_into_until(buf, None)
+    }
+
+    /// Copies the next message into `buf`, waiting at most `timeout`.
+    pub fn recv_into_timeout(&self, buf: &mut [u8], timeout: Duration) -> Result<usize, RecvError> {
+        match self.try_recv_into(buf) {
+            Err(RecvError::Empty) => self.recv_into_until(buf, Some(&Deadline::after(timeout))),
+            r => r,
+        }
+    }
+
+    /// Copies the next message into `buf`, waiting until `deadline`
+    /// (forever if `None`).
+    pub fn recv_into_until(
+        &self,
+        buf: &mut [u8],
+        deadline: Option<&Deadline>,
+    ) -> Result<usize, RecvError> {
+        let c = self.claim_until(Some(buf.len()), deadline)?;
+        Ok(self.copy_out(c, buf))
+    }
+}
+
+/// Room for one message, reserved in the ring. Fill it, then
+/// [`commit`](WriteGrant::commit); dropping it uncommitted cancels it (the
+/// record becomes a skip that readers step over).
+#[must_use = "dropping a grant cancels the message"]
+pub struct WriteGrant<'q, 'a> {
+    q: &'q ByteQueue<'a>,
+    /// Position of the record's header.
+    pos: u64,
+    len: usize,
+}
+
+impl WriteGrant<'_, '_> {
+    /// The message's length, as reserved.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `src` into the message at `offset`.
+    pub fn write_at(&mut self, offset: usize, src: &[u8]) -> Result<(), OutOfBounds> {
+        match offset.checked_add(src.len()) {
+            Some(end) if end <= self.len => {}
+            _ => return Err(OutOfBounds),
+        }
+        // SAFETY: the range is inside our reserved record, which does not
+        // cross the end of the ring.
+        unsafe { self.q.ring.write(self.pos + HEADER + offset as u64, src) };
+        Ok(())
+    }
+
+    fn fill(&mut self, src: &[u8]) {
+        // SAFETY: `src.len() == self.len`, inside our reserved record.
+        unsafe { self.q.ring.write(self.pos + HEADER, src) };
+    }
+
+    /// A raw pointer to the message's first byte, for filling it in place.
+    /// Writing `len()` bytes from it is sound as long as the grant lives;
+    /// never create a reference to these bytes if another process could
+    /// write them (a hostile peer can write anywhere in shared memory).
+    #[cfg(not(loom))]
+    pub fn as_mut_ptr(&mut self) -> *mut u8 {
+        self.q.ring.ptr(self.pos + HEADER)
+    }
+
+    fn finish(&self, state: u64) {
+        // SYNC POINT: Release pairs with the Acquire load of the header in
+        // `ByteQueue::record` (via `claim_locked`): the payload is in place
+        // before the record reads READY.
+        self.q.ring.header(self.pos).store(
+            encode(self.pos, READY, self.len as u64) | state,
+            Ordering::Release,
+        );
+        self.q.ctrl.not_empty.notify();
+    }
+
+    /// Publishes the message.
+    pub fn commit(self) {
+        self.finish(0);
+        core::mem::forget(self);
+    }
+}
+
+impl Drop for WriteGrant<'_, '_> {
+    fn drop(&mut self) {
+        self.finish(SKIP);
+    }
+}
+
+impl fmt::Debug for WriteGrant<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteGrant")
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+/// A message borrowed from the ring. Read it with
+/// [`read_at`](ReadGrant::read_at) or [`copy_to`](ReadGrant::copy_to);
+/// dropping (or [`release`](ReadGrant::release)-ing) the grant gives its
+/// space back.
+#[must_use = "dropping a grant releases the message unread"]
+pub struct ReadGrant<'q, 'a> {
+    q: &'q ByteQueue<'a>,
+    pos: u64,
+    len: usize,
+}
+
+impl ReadGrant<'_, '_> {
+    /// The message's length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the message is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `dst.len()` bytes of the message from `offset` into `dst`.
+    pub fn read_at(&self, offset: usize, dst: &mut [u8]) -> Result<(), OutOfBounds> {
+        match offset.checked_add(dst.len()) {
+            Some(end) if end <= self.len => {}
+            _ => return Err(OutOfBounds),
+        }
+        // SAFETY: the range is inside our claimed record, which does not
+        // cross the end of the ring.
+        unsafe { self.q.ring.read(self.pos + HEADER + offset as u64, dst) };
+        Ok(())
+    }
+
+    /// Copies as much of the message as fits into `dst`; returns how much.
+    pub fn copy_to(&self, dst: &mut [u8]) -> usize {
+        let n = self.len.min(dst.len());
+        // SAFETY: the first n bytes of our claimed record.
+        unsafe { self.q.ring.read(self.pos + HEADER, &mut dst[..n]) };
+        n
+    }
+
+    /// A raw pointer to the message's first byte, for reading in place.
+    /// Reading `len()` bytes from it is sound as long as the grant lives;
+    /// prefer copying: a reference to shared bytes is unsound if a hostile
+    /// process could write them meanwhile.
+    #[cfg(not(loom))]
+    pub fn as_ptr(&self) -> *const u8 {
+        self.q.ring.ptr(self.pos + HEADER)
+    }
+
+    /// Gives the message's space back (the same as dropping the grant).
+    pub fn release(self) {}
+}
+
+impl Drop for ReadGrant<'_, '_> {
+    fn drop(&mut self) {
+        // SYNC POINT: Release pairs with the Acquire header load in
+        // `ByteQueue::record` (via `reserve_locked`): our copies out are
+        // finished before a writer reuses the bytes.
+        self.q
+            .ring
+            .header(self.pos)
+            .store(encode(self.pos, FREED, self.len as u64), Ordering::Release);
+        self.q.ctrl.not_full.notify();
+    }
+}
+
+impl fmt::Debug for ReadGrant<'_, '_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadGrant").field("len", &self.len).finish()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::queue::testbuf::AlignedBuf;
+    use std::vec;
+    use std::vec::Vec;
+
+    fn buf(config: BytesConfig) -> AlignedBuf {
+        AlignedBuf::for_layout(ByteQueue::layout(config).unwrap())
+    }
+
+    /// A message that carries its own check: id, length, then bytes derived
+    /// from both.
+    fn make(id: u64, len: usize) -> Vec<u8> {
+        let mut m = vec![0u8; len.max(8)];
+        m[..8].copy_from_slice(&id.to_le_bytes());
+        for (i, b) in m.iter_mut().enumerate().skip(8) {
+            *b = (id as usize).wrapping_mul(31).wrapping_add(i * 7) as u8;
+        }
+        m
+    }
+
+    fn check(m: &[u8]) -> u64 {
+        let id = u64::from_le_bytes(m[..8].try_into().unwrap());
+        assert_eq!(m, make(id, m.len()), "torn or corrupted message {id}");
+        id
+    }
+
+    #[test]
+    fn config_checks() {
+        for c in [
+            BytesConfig::new(0, 0),
+            BytesConfig::new(32, 0),
+            BytesConfig::new(1000, 10),
+            BytesConfig::new(128, 57),
+            BytesConfig::new(1 << 40, 8),
+        ] {
+            assert_eq!(
+                ByteQueue::layout(c),
+                Err(LayoutError::InvalidParameters),
+                "{c:?}"
+            );
+        }
+        assert!(ByteQueue::layout(BytesConfig::new(128, 56)).is_ok());
+        let c = BytesConfig::for_max_message(64 * 1024).unwrap();
+        assert_eq!(c.capacity, 256 * 1024);
+        assert_eq!(BytesConfig::from_words(c.to_words()), Ok(c));
+        assert!(BytesConfig::from_words([128, 8, 1, 0]).is_err());
+    }
+
+    #[test]
+    fn send_recv_and_sizes() {
+        let cfg = BytesConfig::new(256, 100);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        assert_eq!(q.try_recv().err(), Some(RecvError::Empty));
+        q.send(b"").unwrap();
+        q.send(b"0123456789").unwrap();
+        assert_eq!(q.send(&[0; 101]), Err(SendError::TooLarge));
+        let mut small = [0u8; 4];
+        assert_eq!(q.recv_into(&mut small), Ok(0));
+        assert_eq!(q.recv_into(&mut small), Err(RecvError::BufferTooSmall(10)));
+        let mut big = [0u8; 16];
+        assert_eq!(q.recv_into(&mut big), Ok(10));
+        assert_eq!(&big[..10], b"0123456789");
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn wraps_with_skip_records() {
+        let cfg = BytesConfig::new(256, 100);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        let mut out = [0u8; 100];
+        let rounds = if cfg!(miri) { 60 } else { 2000 };
+        let mut id = 0u64;
+        for r in 0..rounds {
+            // Up to three messages in flight, of lengths that do not divide
+            // the ring, so records land everywhere and skips are needed.
+            let k = 1 + r % 3;
+            let mut sent = 0;
+            for j in 0..k {
+                let len = 8 + (r * 13 + j * 29) % 93;
+                match q.try_send(&make(id + sent, len)) {
+                    Ok(()) => sent += 1,
+                    Err(SendError::Full) => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            for _ in 0..sent {
+                let n = q.try_recv_into(&mut out).unwrap();
+                assert_eq!(check(&out[..n]), id);
+                id += 1;
+            }
+        }
+        assert!(id > rounds as u64);
+        // Everything is reclaimed by the next reservation.
+        q.send(b"x").unwrap();
+        assert!(q.used_bytes() <= 16 + 256 / 2);
+    }
+
+    #[test]
+    fn zero_copy_out_of_order_commit_and_cancel() {
+        let cfg = BytesConfig::new(512, 64);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        let mut a = q.try_reserve(5).unwrap();
+        let mut c = q.try_reserve(3).unwrap();
+        let d = q.try_reserve(7).unwrap();
+        assert_eq!(a.write_at(3, b"xyz"), Err(OutOfBounds));
+        c.write_at(0, b"ccc").unwrap();
+        c.commit();
+        // `a` is still pending: nothing may be delivered past it.
+        assert_eq!(q.try_recv().err(), Some(RecvError::Empty));
+        a.write_at(0, b"aaaaa").unwrap();
+        a.commit();
+        drop(d); // cancelled: becomes a skip
+        let m1 = q.try_recv().unwrap();
+        let m2 = q.try_recv().unwrap();
+        assert_eq!(q.try_recv().err(), Some(RecvError::Empty));
+        let mut x = [0u8; 5];
+        m1.read_at(0, &mut x).unwrap();
+        assert_eq!(&x, b"aaaaa");
+        assert_eq!(m2.len(), 3);
+        assert_eq!(m2.read_at(1, &mut x[..3]), Err(OutOfBounds));
+        // Release out of order; space comes back once both are released.
+        drop(m2);
+        m1.release();
+        for _ in 0..20 {
+            q.send(&[1; 64]).unwrap();
+            assert_eq!(q.recv().unwrap().len(), 64);
+        }
+    }
+
+    #[test]
+    fn large_messages() {
+        let max = if cfg!(miri) { 3000 } else { 70_000 };
+        let cfg = BytesConfig::for_max_message(max).unwrap();
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        let mut out = vec![0u8; max];
+        for i in 0..5u64 {
+            let m = make(i, max - i as usize * 7);
+            q.send(&m).unwrap();
+            let n = q.recv_into(&mut out).unwrap();
+            assert_eq!(check(&out[..n]), i);
+        }
+    }
+
+    #[test]
+    fn many_producers_many_consumers() {
+        let producers = 3u64;
+        let consumers = 3;
+        let per = if cfg!(miri) { 25 } else { 20_000 };
+        let cfg = BytesConfig::new(1024, 200);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        let mut seen: Vec<u64> = std::thread::scope(|s| {
+            let ps: Vec<_> = (0..producers)
+                .map(|p| {
+                    let q = q.clone();
+                    s.spawn(move || {
+                        for i in 0..per {
+                            let id = p << 32 | i;
+                            let len = 8 + (id.wrapping_mul(2_654_435_761) % 192) as usize;
+                            if i % 2 == 0 {
+                                q.send(&make(id, len)).unwrap();
+                            } else {
+                                let m = make(id, len);
+                                let mut g = q.reserve(len).unwrap();
+                                g.write_at(0, &m).unwrap();
+                                g.commit();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            let hs: Vec<_> = (0..consumers)
+                .map(|c| {
+                    let q = q.clone();
+                    s.spawn(move || {
+                        let mut got = Vec::new();
+                        let mut out = [0u8; 200];
+                        loop {
+                            let r = if c == 0 {
+                                q.recv().map(|g| {
+                                    let n = g.copy_to(&mut out);
+                                    check(&out[..n])
+                                })
+                            } else {
+                                q.recv_into(&mut out).map(|n| check(&out[..n]))
+                            };
+                            match r {
+                                Ok(id) => got.push(id),
+                                Err(RecvError::Closed) => break got,
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    })
+                })
+                .collect();
+            // Close once every producer is done: consumers drain what is
+            // left, then see Closed.
+            for h in ps {
+                h.join().unwrap();
+            }
+            q.close();
+            hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        });
+        seen.sort_unstable();
+        let mut want: Vec<u64> = (0..producers)
+            .flat_map(|p| (0..per).map(move |i| p << 32 | i))
+            .collect();
+        want.sort_unstable();
+        assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn timeouts_close_and_wakeups() {
+        let cfg = BytesConfig::new(128, 40);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        assert_eq!(
+            q.recv_timeout(Duration::from_millis(10)).err(),
+            Some(RecvError::Timeout)
+        );
+        q.send(&[1; 40]).unwrap();
+        q.send(&[2; 40]).unwrap();
+        assert_eq!(q.try_send(&[3; 40]), Err(SendError::Full));
+        assert_eq!(
+            q.send_timeout(&[3; 40], Duration::from_millis(10)),
+            Err(SendError::Timeout)
+        );
+        // A sleeping sender is woken by a release.
+        std::thread::scope(|s| {
+            let h = s.spawn(|| q.send_timeout(&[3; 40], Duration::from_secs(30)));
+            while q.ctrl.not_full.sleepers() == 0 {
+                std::thread::yield_now();
+            }
+            let mut out = [0u8; 40];
+            assert_eq!(q.recv_into(&mut out), Ok(40));
+            assert_eq!(h.join().unwrap(), Ok(()));
+        });
+        q.close();
+        assert_eq!(q.send(b"late"), Err(SendError::Closed));
+        assert_eq!(q.recv().unwrap().len(), 40);
+        assert_eq!(q.recv().unwrap().len(), 40);
+        assert_eq!(q.recv().err(), Some(RecvError::Closed));
+
+        // A sleeping receiver is woken by close.
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        std::thread::scope(|s| {
+            let h = s.spawn(|| q.recv_timeout(Duration::from_secs(30)).map(|g| g.len()));
+            while q.ctrl.not_empty.sleepers() == 0 {
+                std::thread::yield_now();
+            }
+            q.close();
+            assert_eq!(h.join().unwrap(), Err(RecvError::Closed));
+        });
+    }
+
+    #[test]
+    fn no_wake_when_nobody_sleeps() {
+        let cfg = BytesConfig::new(256, 64);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        let mut out = [0u8; 64];
+        for i in 0..50 {
+            q.send(&[i as u8; 33]).unwrap();
+            assert_eq!(q.recv_into(&mut out), Ok(33));
+        }
+        assert_eq!(q.ctrl.not_empty.epoch.load(Ordering::Relaxed), 0);
+        assert_eq!(q.ctrl.not_full.epoch.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn attach_and_corruption() {
+        let cfg = BytesConfig::new(256, 64);
+        let b = buf(cfg);
+        let (ptr, len) = (b.as_mut_ptr(), b.len());
+        // SAFETY: b outlives the handles; only this test uses it.
+        assert_eq!(
+            // SAFETY: the buffer outlives every handle; only this test uses it.
+            unsafe { ByteQueue::attach(ptr, len) }.err(),
+            Some(QueueError::NotAQueue)
+        );
+        // SAFETY: as above.
+        let q = unsafe { ByteQueue::init_at(ptr, len, cfg) }.unwrap();
+        q.send(b"hello").unwrap();
+        // SAFETY: as above.
+        let q2 = unsafe { ByteQueue::attach(ptr, len) }.unwrap();
+        assert_eq!(q2.max_message(), 64);
+        assert_eq!(q2.recv().unwrap().len(), 5);
+        // SAFETY: as above.
+        assert!(matches!(
+            // SAFETY: the buffer outlives every handle; only this test uses it.
+            unsafe { crate::Spsc::<u8>::attach_consumer(ptr, len) },
+            Err(QueueError::Incompatible(_))
+        ));
+
+        // A record whose length runs past the end of the ring.
+        q.send(b"abc").unwrap();
+        let pos = q.ctrl.reader.read.load(Ordering::Relaxed);
+        let hdr = q.ring.header(pos);
+        let good = hdr.load(Ordering::Relaxed);
+        hdr.store(encode(pos, READY, 60), Ordering::Relaxed);
+        // (60 is within max_message but its record would not fit below tail)
+        assert_eq!(q.try_recv().err(), Some(RecvError::Corrupted));
+        hdr.store(encode(pos, READY, 1 << 31), Ordering::Relaxed);
+        assert_eq!(q.try_recv().err(), Some(RecvError::Corrupted));
+        hdr.store(good ^ (1 << 40), Ordering::Relaxed); // wrong tag
+        assert_eq!(q.try_recv().err(), Some(RecvError::Corrupted));
+        hdr.store(good, Ordering::Relaxed);
+        assert_eq!(q.try_recv().unwrap().len(), 3);
+
+        // Positions that make no sense.
+        q.ctrl.writer.tail.store(1 << 40, Ordering::Relaxed);
+        assert_eq!(q.try_recv().err(), Some(RecvError::Corrupted));
+        assert_eq!(q.recv().err(), Some(RecvError::Corrupted));
+        assert_eq!(q.try_send(b"x"), Err(SendError::Corrupted));
+        assert_eq!(q.send(b"x"), Err(SendError::Corrupted));
+        q.ctrl.writer.tail.store(13, Ordering::Relaxed);
+        assert_eq!(q.try_recv().err(), Some(RecvError::Corrupted));
+
+        // A lock word naming us: reported, not a deadlock.
+        q.ctrl.writer.tail.store(
+            q.ctrl.reader.read.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        let g = q.ctrl.writer.lock.try_lock().unwrap();
+        assert_eq!(q.try_send(b"x"), Err(SendError::Corrupted));
+        drop(g);
+
+        // Geometry that disagrees with the mapping.
+        q.ctrl.header.words[0].store(1 << 20, Ordering::Relaxed);
+        // SAFETY: as above.
+        assert!(matches!(
+            // SAFETY: the buffer outlives every handle; only this test uses it.
+            unsafe { ByteQueue::attach(ptr, len) },
+            Err(QueueError::Corrupted(_))
+        ));
+        q.ctrl.header.words[0].store(256, Ordering::Relaxed);
+        q.ctrl.header.words[1].store(200, Ordering::Relaxed);
+        // SAFETY: as above.
+        assert!(matches!(
+            // SAFETY: the buffer outlives every handle; only this test uses it.
+            unsafe { ByteQueue::attach(ptr, len) },
+            Err(QueueError::Corrupted(_))
+        ));
+    }
+
+    #[test]
+    fn garbage_never_panics_or_hangs() {
+        let mut seed = 0xdead_beef_cafe_f00du64;
+        let mut rand = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let rounds = if cfg!(miri) { 30 } else { 5000 };
+        let cfg = BytesConfig::new(128, 40);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        let mut out = [0u8; 40];
+        for _ in 0..rounds {
+            let r = rand();
+            let pick = |small: u64, big: u64| if r & 1 == 0 { small } else { big };
+            q.ctrl
+                .writer
+                .tail
+                .store(pick((r >> 8) % 256, rand()), Ordering::Relaxed);
+            q.ctrl
+                .writer
+                .head
+                .store(pick((r >> 16) % 128, rand()), Ordering::Relaxed);
+            q.ctrl
+                .reader
+                .read
+                .store(pick((r >> 24) % 192, rand()), Ordering::Relaxed);
+            for i in 0..16 {
+                let h = rand();
+                let pos = i * 8;
+                let forged = encode(pos, (h >> 8) % 4, h % 48) | (h & SKIP);
+                q.ring
+                    .header(pos)
+                    .store(if h & 1 == 0 { forged } else { h }, Ordering::Relaxed);
+            }
+            let _ = q.try_send(&[7; 20]);
+            let _ = q.try_recv_into(&mut out);
+            let _ = q.try_recv().map(|g| g.copy_to(&mut out));
+            let _ = q.send_timeout(&[1; 9], Duration::ZERO);
+            let _ = q.recv_into_timeout(&mut out, Duration::ZERO);
+            let _ = q.used_bytes();
+        }
+    }
+}
