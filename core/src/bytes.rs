@@ -80,6 +80,7 @@ use core::time::Duration;
 use crate::futex::Deadline;
 use crate::lock::{Lock, LockError, LockGuard};
 use crate::place::LayoutError;
+#[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
     block, round_up, CachePadded, Header, Keep, Kind, QueueError, RecvError, SendError, Signal,
     MAX_CAPACITY, MAX_POS,
@@ -525,6 +526,14 @@ impl<'a> ByteQueue<'a> {
         let ctrl = Box::new(Control::new());
         let headers: Box<[AtomicU64]> = (0..cap / 8).map(|_| AtomicU64::new(0)).collect();
         let data: Box<[Cell<u8>]> = (0..cap).map(|_| Cell::new(0)).collect();
+        // The same self-description as in shared memory (size: the
+        // layout a mapping would need).
+        ctrl.header.publish(
+            Kind::Bytes,
+            (1, 1),
+            config.to_words(),
+            Self::layout(config).map_or(0, |l| l.size()),
+        );
         let ctrl_ptr: *const Control = &*ctrl;
         let headers_ptr: *const [AtomicU64] = &*headers;
         let data_ptr = core::ptr::NonNull::from(&data[0]);
@@ -1271,12 +1280,13 @@ mod tests {
                         let mut out = [0u8; 200];
                         loop {
                             let r = if c == 0 {
-                                q.recv().map(|g| {
+                                q.recv_timeout(Duration::from_secs(60)).map(|g| {
                                     let n = g.copy_to(&mut out);
                                     check(&out[..n])
                                 })
                             } else {
-                                q.recv_into(&mut out).map(|n| check(&out[..n]))
+                                q.recv_into_timeout(&mut out, Duration::from_secs(60))
+                                    .map(|n| check(&out[..n]))
                             };
                             match r {
                                 Ok(id) => got.push(id),

@@ -47,6 +47,7 @@ use bytemuck::Pod;
 
 use crate::futex::Deadline;
 use crate::place::LayoutError;
+#[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
     block, round_up, CachePadded, Cell, Cells, Header, Keep, Kind, Life, PopError, PushError,
     QueueError, RingConfig, Signal,
@@ -290,6 +291,14 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         let ctrl = Box::new(Control::new());
         let seqs: Box<[AtomicU64]> = (0..cap).map(|i| AtomicU64::new(i as u64)).collect();
         let cells: Box<[Cell<T>]> = (0..cap).map(|_| Cell::new(T::zeroed())).collect();
+        // The same self-description as in shared memory (size: the
+        // layout a mapping would need).
+        ctrl.header.publish(
+            Kind::Mpmc,
+            (size_of::<T>(), align_of::<T>()),
+            config.to_words(),
+            Self::layout(config).map_or(0, |l| l.size()),
+        );
         let ctrl_ptr: *const Control = &*ctrl;
         let seqs_ptr: *const [AtomicU64] = &*seqs;
         let cells_ptr = NonNull::from(&cells[0]);
@@ -357,7 +366,11 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             return Err(PushError::Closed);
         }
         let cap = self.cap as i64;
-        let mut pos = self.ctrl.enqueue.load(Ordering::Relaxed);
+        // SYNC POINT: Acquire (here, on the reload below and on a failed
+        // claim) pairs with the AcqRel claims of earlier producers, so the
+        // sequence numbers they saw are the oldest we can see: a stale view
+        // never looks like corruption.
+        let mut pos = self.ctrl.enqueue.load(Ordering::Acquire);
         for _ in 0..MAX_RETRIES {
             let slot = self.seq(pos);
             // SYNC POINT: Acquire pairs with the Release store of
@@ -369,8 +382,8 @@ impl<'a, T: Pod> Mpmc<'a, T> {
                 match self.ctrl.enqueue.compare_exchange_weak(
                     pos,
                     pos.wrapping_add(1),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
                 ) {
                     Ok(_) => {
                         let i = (pos & (self.cap - 1)) as usize;
@@ -388,7 +401,9 @@ impl<'a, T: Pod> Mpmc<'a, T> {
                 }
             } else if diff < 0 {
                 // The slot still holds (or is being emptied of) the item
-                // from one lap ago: full. Further back is impossible.
+                // from one lap ago: full. Further back is impossible: the
+                // producer that claimed `pos - capacity` saw the sequence at
+                // `pos - capacity`, and its claim happens before our load.
                 return if diff >= -cap {
                     Err(PushError::Full)
                 } else {
@@ -398,7 +413,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
                 // Another producer took `pos` already; `enqueue` must have
                 // moved (its claim happens before its sequence store, which
                 // we just read with Acquire).
-                let p = self.ctrl.enqueue.load(Ordering::Relaxed);
+                let p = self.ctrl.enqueue.load(Ordering::Acquire);
                 if p == pos {
                     return Err(PushError::Corrupted);
                 }
@@ -411,7 +426,9 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     /// Pops an item if one is ready now.
     pub fn try_pop(&self) -> Result<T, PopError> {
         let cap = self.cap as i64;
-        let mut pos = self.ctrl.dequeue.load(Ordering::Relaxed);
+        // SYNC POINT: Acquire pairs with the AcqRel claims of earlier
+        // consumers, as in `try_push`.
+        let mut pos = self.ctrl.dequeue.load(Ordering::Acquire);
         let mut closed_seen = false;
         for _ in 0..MAX_RETRIES {
             let slot = self.seq(pos);
@@ -423,8 +440,8 @@ impl<'a, T: Pod> Mpmc<'a, T> {
                 match self.ctrl.dequeue.compare_exchange_weak(
                     pos,
                     pos.wrapping_add(1),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
                 ) {
                     Ok(_) => {
                         let i = (pos & (self.cap - 1)) as usize;
@@ -456,9 +473,9 @@ impl<'a, T: Pod> Mpmc<'a, T> {
                 if enq == pos {
                     return Err(PopError::Closed);
                 }
-                pos = self.ctrl.dequeue.load(Ordering::Relaxed);
+                pos = self.ctrl.dequeue.load(Ordering::Acquire);
             } else {
-                let p = self.ctrl.dequeue.load(Ordering::Relaxed);
+                let p = self.ctrl.dequeue.load(Ordering::Acquire);
                 if p == pos {
                     return Err(PopError::Corrupted);
                 }
@@ -571,7 +588,7 @@ mod tests {
     fn every_item_exactly_once() {
         let producers = 3u64;
         let consumers = 3;
-        let per = if cfg!(miri) { 60 } else { 50_000 };
+        let per = if cfg!(miri) { 30 } else { 50_000 };
         let mut b = buf::<u64>(8);
         let q = Mpmc::<u64>::new_in(b.bytes(), RingConfig::new(8)).unwrap();
         let mut seen: Vec<u64> = std::thread::scope(|s| {
@@ -579,7 +596,8 @@ mod tests {
                 let q = q.clone();
                 s.spawn(move || {
                     for i in 0..per {
-                        q.push(p << 32 | i).unwrap();
+                        q.push_timeout(p << 32 | i, Duration::from_secs(60))
+                            .unwrap();
                     }
                 });
             }
@@ -599,7 +617,9 @@ mod tests {
                 })
                 .collect();
             // Close once everything has been pushed and taken.
-            while q.ctrl.dequeue.load(Ordering::Relaxed) < producers * per {
+            while q.ctrl.dequeue.load(Ordering::Relaxed) < producers * per
+                && !hs.iter().any(|h| h.is_finished())
+            {
                 std::thread::yield_now();
             }
             q.close();

@@ -252,6 +252,7 @@ pub(crate) struct Header {
 }
 
 /// What an attacher found in a header that passed its checks.
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) struct HeaderInfo {
     pub(crate) words: [u64; 4],
     pub(crate) total: u64,
@@ -291,6 +292,7 @@ impl Header {
         self.magic.store(MAGIC, Ordering::Release);
     }
 
+    #[cfg_attr(loom, allow(dead_code))]
     /// Checks magic, kind, version and element type; returns the config
     /// words and total size for the caller to validate further.
     pub(crate) fn check(&self, kind: Kind, elem: (usize, usize)) -> Result<HeaderInfo, QueueError> {
@@ -363,7 +365,7 @@ impl Signal {
     }
 
     /// Whether any thread is in the slow path (a snapshot, for tests).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn sleepers(&self) -> u32 {
         self.sleepers.load(Ordering::Relaxed)
     }
@@ -532,7 +534,7 @@ pub(crate) struct Keep;
 /// (the lifetime does it), a reference count for loom's boxed models.
 #[cfg(loom)]
 #[derive(Clone)]
-pub(crate) struct Keep(#[allow(dead_code)] std::sync::Arc<dyn Send + Sync>);
+pub(crate) struct Keep(#[allow(dead_code)] pub(crate) std::sync::Arc<dyn Send + Sync>);
 
 /// Loom's stand-in for a mapping: boxes it owns, declared shareable because
 /// every access goes through loom's atomics and cells.

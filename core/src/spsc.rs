@@ -35,6 +35,7 @@ use bytemuck::Pod;
 
 use crate::futex::Deadline;
 use crate::place::LayoutError;
+#[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
     block, round_up, CachePadded, Cell, Cells, Header, Keep, Kind, Life, PopError, PushError,
     QueueError, RingConfig, Signal, MAX_POS,
@@ -287,6 +288,14 @@ impl<T: Pod> Spsc<T> {
         let cells: Box<[Cell<T>]> = (0..config.capacity)
             .map(|_| Cell::new(T::zeroed()))
             .collect();
+        // The same self-description as in shared memory (size: the
+        // layout a mapping would need).
+        ctrl.header.publish(
+            Kind::Spsc,
+            (size_of::<T>(), align_of::<T>()),
+            config.to_words(),
+            Self::layout(config).map_or(0, |l| l.size()),
+        );
         let ctrl_ptr: *const Control = &*ctrl;
         let cells_ptr = NonNull::from(&cells[0]);
         let keep = Keep(std::sync::Arc::new(crate::queue::Boxed(ctrl, cells, ())));
