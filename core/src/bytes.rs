@@ -694,11 +694,18 @@ impl<'a> ByteQueue<'a> {
         let guard = take(&self.ctrl.writer.lock, deadline, bounded).map_err(lock_error_send)?;
         let pos = self.reserve_locked(len as u64);
         drop(guard);
-        Ok(WriteGrant {
-            q: self,
-            pos: pos?,
-            len,
-        })
+        let pos = pos?;
+        // Miri's weak-memory emulation crashes (an internal error, not a
+        // finding) when an 8-byte word last written atomically, such as an
+        // old record header, is partly overwritten non-atomically and then
+        // written atomically again. Under Miri only, write the whole record
+        // body once so that every word is overwritten whole.
+        #[cfg(miri)]
+        for k in 0..(record_size(len as u64) - HEADER) / 8 {
+            // SAFETY: inside the record we just reserved.
+            unsafe { self.ring.write(pos + HEADER + 8 * k, &[0; 8]) };
+        }
+        Ok(WriteGrant { q: self, pos, len })
     }
 
     /// Reserves room for a message of `len` bytes if there is room now.
@@ -975,9 +982,19 @@ impl WriteGrant<'_, '_> {
         Ok(())
     }
 
+    /// Copies the whole message in, and zeroes the padding after it, so
+    /// that every 8-byte word of the record is written whole (no stale bytes
+    /// of an older message linger in the padding).
     fn fill(&mut self, src: &[u8]) {
-        // SAFETY: `src.len() == self.len`, inside our reserved record.
-        unsafe { self.q.ring.write(self.pos + HEADER, src) };
+        let pad = record_size(self.len as u64) - HEADER - self.len as u64;
+        // SAFETY: `src.len() == self.len`; the message and its padding lie
+        // inside our reserved record.
+        unsafe {
+            self.q.ring.write(self.pos + HEADER, src);
+            self.q
+                .ring
+                .write(self.pos + HEADER + self.len as u64, &[0; 8][..pad as usize]);
+        }
     }
 
     /// A raw pointer to the message's first byte, for filling it in place.
