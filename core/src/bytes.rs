@@ -65,7 +65,7 @@
 //! death costs this. A reader that dies holding a [`ReadGrant`] keeps its
 //! record from being reclaimed, which eventually stalls writers. A process
 //! that dies *inside* a critical section (a few dozen instructions) leaves
-//! its side's [`Lock`](crate::Lock) held; timed calls then time out.
+//! its side's [`Lock`] held; timed calls then time out.
 //!
 //! Every position, header, length and state read from the shared memory is
 //! checked against the handle's own copy of the geometry before use; a bad

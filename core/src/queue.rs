@@ -4,7 +4,7 @@
 //! # The sleep/wake protocol
 //!
 //! Each side of a queue that can wait ("not empty" for consumers, "not
-//! full" for producers) has a [`Signal`]: two 32-bit words, `epoch` (the
+//! full" for producers) has a `Signal`: two 32-bit words, `epoch` (the
 //! futex word) and `sleepers`.
 //!
 //! | step | sleeper | notifier |
