@@ -65,7 +65,10 @@
 //! death costs this. A reader that dies holding a [`ReadGrant`] keeps its
 //! record from being reclaimed, which eventually stalls writers. A process
 //! that dies *inside* a critical section (a few dozen instructions) leaves
-//! its side's [`Lock`] held; timed calls then time out.
+//! its side's [`Lock`] held until the next caller finds the owner dead
+//! (within [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL)).
+//! The queue does not yet repair a side after such a takeover, so that side
+//! becomes unrecoverable and its calls report `Corrupted` from then on.
 //!
 //! Every position, header, length and state read from the shared memory is
 //! checked against the handle's own copy of the geometry before use; a bad

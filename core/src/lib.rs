@@ -33,8 +33,8 @@
 //! ```
 //! use shmipc_core::{Lock, SharedObject};
 //!
-//! // Any 4-byte aligned bytes can hold a Lock; zeroed bytes are unlocked.
-//! let mut bytes = [0u32; 1];
+//! // Any 8-byte aligned 16 bytes can hold a Lock; zeroed bytes are unlocked.
+//! let mut bytes = [0u64; 2];
 //! let lock = Lock::from_bytes_mut(bytemuck::cast_slice_mut(&mut bytes)).unwrap();
 //! let guard = lock.lock().unwrap();
 //! assert!(lock.try_lock().is_err());
@@ -51,6 +51,7 @@ extern crate std;
 pub mod bytes;
 pub mod event;
 pub mod futex;
+pub mod liveness;
 pub mod lock;
 pub mod mpmc;
 pub mod place;

@@ -21,6 +21,14 @@ pub fn current() -> u32 {
     imp::current()
 }
 
+/// The calling thread's liveness stamp (see [`crate::liveness`]): its id and
+/// the low 32 bits of its start time, or 0 where the start time is not
+/// cached (no `std`, Miri, loom).
+#[inline]
+pub fn current_stamp() -> u64 {
+    imp::current_stamp()
+}
+
 #[cfg(any(loom, miri))]
 fn fresh_id() -> u32 {
     // Loom threads and Miri threads have no kernel ids we can ask for cheaply;
@@ -48,6 +56,10 @@ mod imp {
     pub fn current() -> u32 {
         TID.with(|t| *t)
     }
+
+    pub fn current_stamp() -> u64 {
+        0
+    }
 }
 
 #[cfg(all(not(loom), any(feature = "std", test)))]
@@ -59,7 +71,8 @@ mod imp {
     use crate::sync::{AtomicBool, Ordering};
 
     std::thread_local! {
-        static TID: Cell<u32> = const { Cell::new(0) };
+        /// The calling thread's id and liveness stamp; 0 until first asked.
+        static ID: Cell<(u32, u64)> = const { Cell::new((0, 0)) };
     }
 
     static ATFORK_INSTALLED: AtomicBool = AtomicBool::new(false);
@@ -67,11 +80,11 @@ mod imp {
     extern "C" fn forget_in_child() {
         // Only the forking thread exists in the child, and its cached id is
         // the parent's thread's id: drop it so the next lock asks again.
-        let _ = TID.try_with(|t| t.set(0));
+        let _ = ID.try_with(|t| t.set((0, 0)));
     }
 
     #[cold]
-    fn fetch() -> u32 {
+    fn fetch() -> (u32, u64) {
         if !ATFORK_INSTALLED.swap(true, Ordering::AcqRel) {
             // SAFETY: registering a child handler that only touches a
             // thread-local Cell is async-signal-safe enough for the post-fork
@@ -79,16 +92,37 @@ mod imp {
             unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
         }
         let id = super::fresh_id();
-        let _ = TID.try_with(|t| t.set(id));
-        id
+        let stamp = own_start_ticks().map_or(0, |t| crate::liveness::make_stamp(id, t));
+        let _ = ID.try_with(|t| t.set((id, stamp)));
+        (id, stamp)
+    }
+
+    #[cfg(not(miri))]
+    fn own_start_ticks() -> Option<u64> {
+        crate::liveness::read_stat(b"/proc/thread-self/stat\0").map(|(_, start)| start)
+    }
+
+    #[cfg(miri)]
+    fn own_start_ticks() -> Option<u64> {
+        None
+    }
+
+    #[inline]
+    fn get() -> (u32, u64) {
+        match ID.try_with(Cell::get) {
+            Ok((0, _)) | Err(_) => fetch(),
+            Ok(pair) => pair,
+        }
     }
 
     #[inline]
     pub fn current() -> u32 {
-        match TID.try_with(Cell::get) {
-            Ok(0) | Err(_) => fetch(),
-            Ok(id) => id,
-        }
+        get().0
+    }
+
+    #[inline]
+    pub fn current_stamp() -> u64 {
+        get().1
     }
 }
 
@@ -97,5 +131,10 @@ mod imp {
     #[inline]
     pub fn current() -> u32 {
         super::fresh_id()
+    }
+
+    #[inline]
+    pub fn current_stamp() -> u64 {
+        0
     }
 }
