@@ -7,6 +7,8 @@
 //! |---|---|
 //! | [`Shared<T>`] | a [`Lock`], [`Semaphore`], [`Event`], [`AtomicU32`] or [`AtomicU64`] in a named segment of its own |
 //! | [`Anon<T>`] | the same in an anonymous shared mapping, for forked children |
+//! | [`Queue<T>`] | a multi-producer multi-consumer queue of `Pod` items, like `multiprocessing.Queue` |
+//! | [`ByteQueue`] | variable-length byte messages, many producers and consumers |
 //! | [`Segment`] | raw named bytes, like `multiprocessing.shared_memory.SharedMemory` |
 //! | [`fork`], [`spawn`], [`Child`] | starting, joining and stopping processes |
 //! | [`Unlinker`] | unique names that are unlinked when their owner is done |
@@ -52,6 +54,7 @@ mod name;
 mod object;
 mod options;
 pub mod process;
+mod queue;
 mod segment;
 mod unlinker;
 
@@ -61,6 +64,7 @@ pub use name::MAX_LEN as MAX_NAME_LEN;
 pub use object::{Anon, Shared, ShmObject};
 pub use options::Options;
 pub use process::{fork, spawn, Child, ExitStatus};
+pub use queue::{ByteQueue, Queue};
 pub use segment::Segment;
 pub use unlinker::Unlinker;
 
@@ -68,8 +72,9 @@ pub use shmipc_core::semaphore::SemaphoreConfig;
 pub use shmipc_core::sync;
 pub use shmipc_core::sync::{AtomicU32, AtomicU64};
 pub use shmipc_core::{
-    Deadline, Event, LayoutError, Lock, LockError, LockGuard, Semaphore, SemaphoreError,
-    SharedObject,
+    BytesConfig, Deadline, Event, LayoutError, Lock, LockError, LockGuard, PopError, PushError,
+    ReadGrant, RecvError, RingConfig, Semaphore, SemaphoreError, SendError, SharedObject,
+    WriteGrant,
 };
 
 /// Removes the segment name `name` (with or without its leading slash).
