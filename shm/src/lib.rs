@@ -8,6 +8,7 @@
 //! | [`Shared<T>`] | a [`Lock`], [`Semaphore`], [`Event`], [`AtomicU32`] or [`AtomicU64`] in a named segment of its own |
 //! | [`Anon<T>`] | the same in an anonymous shared mapping, for forked children |
 //! | [`Queue<T>`] | a multi-producer multi-consumer queue of `Pod` items, like `multiprocessing.Queue` |
+//! | [`SpscQueue<T>`] | a single-producer single-consumer ring whose two roles processes claim |
 //! | [`ByteQueue`] | variable-length byte messages, many producers and consumers |
 //! | [`Segment`] | raw named bytes, like `multiprocessing.shared_memory.SharedMemory` |
 //! | [`fork`], [`spawn`], [`Child`] | starting, joining and stopping processes |
@@ -55,7 +56,9 @@ mod object;
 mod options;
 pub mod process;
 mod queue;
+mod roles;
 mod segment;
+mod spsc;
 mod unlinker;
 
 pub use error::{Error, Result};
@@ -66,6 +69,7 @@ pub use options::Options;
 pub use process::{fork, spawn, Child, ExitStatus};
 pub use queue::{ByteQueue, Queue};
 pub use segment::Segment;
+pub use spsc::{SpscConsumer, SpscProducer, SpscQueue};
 pub use unlinker::Unlinker;
 
 pub use shmipc_core::semaphore::SemaphoreConfig;
