@@ -10,6 +10,7 @@
 //! | [`Queue<T>`] | a multi-producer multi-consumer queue of `Pod` items, like `multiprocessing.Queue` |
 //! | [`SpscQueue<T>`] | a single-producer single-consumer ring whose two roles processes claim |
 //! | [`ByteQueue`] | variable-length byte messages, many producers and consumers |
+//! | [`Pipe`] | a duplex message channel with two ends, like `multiprocessing.Pipe` |
 //! | [`Segment`] | raw named bytes, like `multiprocessing.shared_memory.SharedMemory` |
 //! | [`fork`], [`spawn`], [`Child`] | starting, joining and stopping processes |
 //! | [`Unlinker`] | unique names that are unlinked when their owner is done |
@@ -54,6 +55,7 @@ pub mod mapping;
 mod name;
 mod object;
 mod options;
+mod pipe;
 pub mod process;
 mod queue;
 mod roles;
@@ -66,6 +68,7 @@ pub use header::Kind;
 pub use name::MAX_LEN as MAX_NAME_LEN;
 pub use object::{Anon, Shared, ShmObject};
 pub use options::Options;
+pub use pipe::{Pipe, PipeEnd, Side};
 pub use process::{fork, spawn, Child, ExitStatus};
 pub use queue::{ByteQueue, Queue};
 pub use segment::Segment;
