@@ -274,8 +274,10 @@ impl PipeEnd {
     /// to it, then [`RecvError::Closed`] (Python's `EOFError`). Sleepers at
     /// both ends wake. Dropping an end does not close the pipe.
     pub fn close(&self) {
-        self.tx.close();
+        // Incoming first: a peer that sees our outgoing ring closed (its
+        // receive reports Closed) then also finds its own sends refused.
         self.rx.close();
+        self.tx.close();
     }
 
     /// Whether the pipe has been closed (by either end).
