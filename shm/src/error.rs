@@ -84,7 +84,8 @@ pub enum Error {
         /// The process id the header names as the creator.
         creator_pid: u32,
     },
-    /// The header's fields contradict each other or the kind's layout.
+    /// The header's fields contradict each other or the kind's layout, or
+    /// the object's own description (a queue's control block) does.
     Corrupted {
         /// The segment's name.
         name: String,
@@ -208,7 +209,7 @@ impl fmt::Display for Error {
             ),
             Error::Corrupted { name, what } => write!(
                 f,
-                "shared memory segment {name:?} has a corrupted header: {what}"
+                "shared memory segment {name:?} is corrupted: {what}"
             ),
             Error::OutOfBounds {
                 name,

@@ -38,7 +38,11 @@ const CONSUMER: usize = 1;
 /// whose holder died (and was reaped) can be claimed again.
 ///
 /// The claim words live in a 128-byte block at the start of the object
-/// area, before the core ring (see `docs/DESIGN.md`).
+/// area, before the core ring (see `docs/DESIGN.md`). A claim names a
+/// process, not a handle: a child forked while its parent holds a role
+/// inherits the handle's bytes but must not use them while the parent
+/// does (a fork child drops nothing it inherited, so the claim stays the
+/// parent's).
 ///
 /// ```
 /// use shmipc::{fork, RingConfig, SpscQueue, Unlinker};

@@ -705,3 +705,15 @@ fn open_or_create_creates_once() {
         Err(shmipc::Error::Layout(_))
     ));
 }
+
+#[test]
+fn handles_can_move_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Queue<u64>>();
+    send_sync::<ByteQueue>();
+    send_sync::<shmipc::PipeEnd>();
+    send_sync::<SpscQueue<u64>>();
+    send::<shmipc::SpscProducer<u64>>();
+    send::<shmipc::SpscConsumer<u64>>();
+}
