@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use shmipc::process::{self, Child};
 use shmipc::sync::{AtomicU32, AtomicU64, Ordering};
-use shmipc::{Event, Lock, Semaphore, SemaphoreConfig, Shared, Unlinker};
+use shmipc::{
+    BytesConfig, Event, Lock, Options, Pipe, PopError, Queue, RecvError, RingConfig, Segment,
+    Semaphore, SemaphoreConfig, Shared, Unlinker,
+};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,6 +40,8 @@ fn tour() -> Res<()> {
     counter_under_lock(&names)?;
     seats_with_semaphore(&names)?;
     event_gate(&names)?;
+    queue_workers(&names)?;
+    pipe_conversation()?;
     println!("\nEvery scenario ran across real processes; every segment is unlinked.");
     Ok(())
 }
@@ -187,6 +192,181 @@ fn event_gate(names: &Unlinker) -> Res<()> {
     Ok(())
 }
 
+const WRITERS: u64 = 3;
+const READERS: usize = 2;
+const ITEMS_PER_WRITER: u64 = 100_000;
+
+/// Three writers and two readers share one named Queue (the seeds'
+/// `multiprocessing.Queue` scenario). Each reader marks what it gets in a
+/// shared bitmap, so the parent can tell that every item came exactly once.
+fn queue_workers(names: &Unlinker) -> Res<()> {
+    println!("\n4. Three writers and two readers share a named Queue of 64 slots");
+    let queue_name = names.name("queue");
+    let bits_name = names.name("queue-bits");
+    let stats_name = names.name("queue-stats");
+    let queue = Queue::<u64>::create(&queue_name, RingConfig::new(64))?;
+    let bits = Segment::create(
+        &bits_name,
+        (WRITERS * ITEMS_PER_WRITER).div_ceil(64) as usize * 8,
+        &Options::new(),
+    )?;
+    // Per reader: items received; then duplicates seen.
+    let stats = Segment::create(&stats_name, 8 * (READERS + 1), &Options::new())?;
+
+    let started = Instant::now();
+    let mut readers = Vec::new();
+    // One reader is a forked child, the other a separate program.
+    let (q, b, st) = (queue_name.clone(), bits_name.clone(), stats_name.clone());
+    readers.push(process::fork(move || {
+        read_queue(&q, &b, &st, 0).map_or(1, |()| 0)
+    })?);
+    readers.push(process::spawn(
+        Command::new(std::env::current_exe()?).args([
+            "attach",
+            "read-queue",
+            &queue_name,
+            &bits_name,
+            &stats_name,
+            "1",
+        ]),
+    )?);
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let q = queue_name.clone();
+        writers.push(process::fork(move || {
+            let Ok(queue) = Queue::<u64>::open(&q) else {
+                return 1;
+            };
+            for i in 0..ITEMS_PER_WRITER {
+                if queue.push(w << 32 | i).is_err() {
+                    return 2;
+                }
+            }
+            0
+        })?);
+    }
+    join_all(writers)?;
+    // Everything is in: the readers drain the rest, then see the close.
+    queue.close();
+    join_all(readers)?;
+
+    let counts: Vec<u64> = (0..READERS)
+        .map(|r| word(&stats, r).load(Ordering::SeqCst))
+        .collect();
+    let duplicates = word(&stats, READERS).load(Ordering::SeqCst);
+    let distinct: u64 = (0..bits.len() / 8)
+        .map(|k| u64::from(word(&bits, k).load(Ordering::SeqCst).count_ones()))
+        .sum();
+    for (r, n) in counts.iter().enumerate() {
+        println!("   reader {r} got {n} items");
+    }
+    let total = WRITERS * ITEMS_PER_WRITER;
+    let exact = distinct == total && duplicates == 0 && counts.iter().sum::<u64>() == total;
+    println!(
+        "   {total} items in {:.1?}: {}",
+        started.elapsed(),
+        if exact {
+            "every item exactly once"
+        } else {
+            "ITEMS LOST OR DUPLICATED"
+        }
+    );
+    if !exact {
+        return Err(format!("{distinct} distinct items, {duplicates} duplicates").into());
+    }
+    Ok(())
+}
+
+/// Word `k` of a segment's payload, as an atomic.
+fn word(seg: &Segment, k: usize) -> &AtomicU64 {
+    assert!(k < seg.len() / 8);
+    // SAFETY: the payload is 128-byte aligned and holds word k (asserted),
+    // it stays mapped while `seg` (which the result borrows) lives, and the
+    // tour accesses these words only atomically.
+    unsafe { &*seg.as_ptr().cast::<AtomicU64>().add(k) }
+}
+
+/// A reader: pops until the queue is closed and drained, marking each item.
+fn read_queue(queue: &str, bits: &str, stats: &str, reader: usize) -> Res<()> {
+    let queue = Queue::<u64>::open(queue)?;
+    let bits = Segment::open(bits, &Options::new())?;
+    let stats = Segment::open(stats, &Options::new())?;
+    let mut got = 0;
+    loop {
+        match queue.pop() {
+            Ok(v) => {
+                let bit = (v >> 32) * ITEMS_PER_WRITER + (v & 0xffff_ffff);
+                let mask = 1u64 << (bit % 64);
+                if word(&bits, (bit / 64) as usize).fetch_or(mask, Ordering::Relaxed) & mask != 0 {
+                    word(&stats, READERS).fetch_add(1, Ordering::Relaxed);
+                }
+                got += 1;
+            }
+            Err(PopError::Closed) => break,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    word(&stats, reader).store(got, Ordering::SeqCst);
+    Ok(())
+}
+
+/// A parent and the child it forks talk through a Pipe (Python's `Pipe()`).
+fn pipe_conversation() -> Res<()> {
+    println!("\n5. A parent and its child talk through a Pipe");
+    let (parent, child_end) = Pipe::anon(BytesConfig::for_max_message(1024).ok_or("config")?)?;
+    let child = process::fork(move || {
+        let me = child_end;
+        loop {
+            match me.recv_vec_timeout(Duration::from_secs(30)) {
+                Ok(question) => {
+                    let q = String::from_utf8_lossy(&question);
+                    let answer = match q.split_once(" x ") {
+                        Some((a, b)) => match (a.trim().parse::<u64>(), b.trim().parse::<u64>()) {
+                            (Ok(a), Ok(b)) => format!("{}", a * b),
+                            _ => "I cannot multiply that".to_owned(),
+                        },
+                        None => format!("you said {q:?}"),
+                    };
+                    if me.send(answer.as_bytes()).is_err() {
+                        return 1;
+                    }
+                }
+                Err(RecvError::Closed) => {
+                    println!("   child:  the pipe is closed; goodbye");
+                    return 0;
+                }
+                Err(_) => return 2,
+            }
+        }
+    })?;
+    for question in ["6 x 7", "12 x 12", "hello", "1234 x 5678"] {
+        parent.send(question.as_bytes())?;
+        let answer = parent.recv_vec_timeout(Duration::from_secs(30))?;
+        println!(
+            "   parent: {question:<12} child: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let rounds = 10_000;
+    let t_rounds = Instant::now();
+    let mut buf = [0u8; 64];
+    for i in 0..rounds {
+        parent.send(format!("{i} x 2").as_bytes())?;
+        let n = parent.recv_into_timeout(&mut buf, Duration::from_secs(30))?;
+        if buf[..n] != *format!("{}", i * 2).as_bytes() {
+            return Err(format!("wrong answer to {i} x 2").into());
+        }
+    }
+    println!(
+        "   then {rounds} more questions and answers in {:.1?} ({:.1?} per round trip)",
+        t_rounds.elapsed(),
+        t_rounds.elapsed() / rounds
+    );
+    parent.close();
+    join_all(vec![child])?;
+    Ok(())
+}
+
 fn join_all(children: Vec<Child>) -> Res<()> {
     for mut child in children {
         let pid = child.pid();
@@ -206,6 +386,10 @@ fn attach(args: &[String]) -> ExitCode {
             .parse()
             .map_err(|e| format!("bad count {times}: {e}").into())
             .and_then(|t| decrement(lock, num, t)),
+        [what, queue, bits, stats, reader] if what == "read-queue" => reader
+            .parse()
+            .map_err(|e| format!("bad reader {reader}: {e}").into())
+            .and_then(|r| read_queue(queue, bits, stats, r)),
         _ => Err(format!("unknown attach command {args:?}").into()),
     };
     match result {

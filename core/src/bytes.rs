@@ -789,8 +789,8 @@ impl<'a> ByteQueue<'a> {
 
     /// Under the reader lock: claims the next ready message, stepping over
     /// skip records. `room` refuses (without claiming) a message longer
-    /// than it.
-    fn claim_locked(&self, room: Option<usize>) -> Result<(u64, u64), RecvError> {
+    /// than it; so does [`Room::Peek`], which only looks.
+    fn claim_locked(&self, room: Room) -> Result<(u64, u64), RecvError> {
         let r = &self.ctrl.reader;
         let mut closed_seen = false;
         let mut skipped = false;
@@ -830,8 +830,11 @@ impl<'a> ByteQueue<'a> {
                     // which is at most `capacity` ahead.
                 }
                 (READY, false) => {
-                    if room.is_some_and(|room| rec.len > room as u64) {
-                        break Err(RecvError::BufferTooSmall(rec.len as usize));
+                    match room {
+                        Room::Any => {}
+                        Room::Upto(room) if rec.len <= room as u64 => {}
+                        Room::Upto(_) => break Err(RecvError::BufferTooSmall(rec.len as usize)),
+                        Room::Peek => break Ok((read, rec.len)),
                     }
                     // SYNC POINT: as above.
                     r.read.store(read + rec.size, Ordering::Release);
@@ -849,7 +852,7 @@ impl<'a> ByteQueue<'a> {
 
     fn try_claim(
         &self,
-        room: Option<usize>,
+        room: Room,
         deadline: Option<&Deadline>,
         bounded: bool,
     ) -> Result<(u64, u64), RecvError> {
@@ -861,7 +864,7 @@ impl<'a> ByteQueue<'a> {
 
     fn claim_until(
         &self,
-        room: Option<usize>,
+        room: Room,
         deadline: Option<&Deadline>,
     ) -> Result<(u64, u64), RecvError> {
         match self.try_claim(room, deadline, false) {
@@ -888,7 +891,7 @@ impl<'a> ByteQueue<'a> {
     /// Borrows the next message if one is ready now. Read it with
     /// [`ReadGrant::read_at`]; dropping the grant releases its space.
     pub fn try_recv(&self) -> Result<ReadGrant<'_, 'a>, RecvError> {
-        self.try_claim(None, None, true).map(|c| self.grant(c))
+        self.try_claim(Room::Any, None, true).map(|c| self.grant(c))
     }
 
     /// Borrows the next message, sleeping while there is none.
@@ -907,7 +910,7 @@ impl<'a> ByteQueue<'a> {
     /// Borrows the next message, waiting until `deadline` (forever if
     /// `None`).
     pub fn recv_until(&self, deadline: Option<&Deadline>) -> Result<ReadGrant<'_, 'a>, RecvError> {
-        self.claim_until(None, deadline).map(|c| self.grant(c))
+        self.claim_until(Room::Any, deadline).map(|c| self.grant(c))
     }
 
     fn copy_out(&self, claim: (u64, u64), buf: &mut [u8]) -> usize {
@@ -922,7 +925,7 @@ impl<'a> ByteQueue<'a> {
     /// length. A message longer than `buf` stays in the queue
     /// ([`RecvError::BufferTooSmall`]).
     pub fn try_recv_into(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
-        let c = self.try_claim(Some(buf.len()), None, true)?;
+        let c = self.try_claim(Room::Upto(buf.len()), None, true)?;
         Ok(self.copy_out(c, buf))
     }
 
@@ -946,9 +949,43 @@ impl<'a> ByteQueue<'a> {
         buf: &mut [u8],
         deadline: Option<&Deadline>,
     ) -> Result<usize, RecvError> {
-        let c = self.claim_until(Some(buf.len()), deadline)?;
+        let c = self.claim_until(Room::Upto(buf.len()), deadline)?;
         Ok(self.copy_out(c, buf))
     }
+
+    /// The length of the next message if one is ready now, without taking
+    /// it: [`RecvError::Empty`] if none is, [`RecvError::Closed`] once the
+    /// queue is closed and drained. Another consumer may take the message
+    /// before this caller receives it.
+    pub fn try_poll(&self) -> Result<usize, RecvError> {
+        self.try_claim(Room::Peek, None, true)
+            .map(|(_, len)| len as usize)
+    }
+
+    /// Waits at most `timeout` for a message to be ready (see
+    /// [`ByteQueue::try_poll`]); [`RecvError::Timeout`] if none came.
+    pub fn poll_timeout(&self, timeout: Duration) -> Result<usize, RecvError> {
+        match self.try_poll() {
+            Err(RecvError::Empty) => self.poll_until(Some(&Deadline::after(timeout))),
+            r => r,
+        }
+    }
+
+    /// Waits until `deadline` (forever if `None`) for a message to be ready
+    /// (see [`ByteQueue::try_poll`]).
+    pub fn poll_until(&self, deadline: Option<&Deadline>) -> Result<usize, RecvError> {
+        self.claim_until(Room::Peek, deadline)
+            .map(|(_, len)| len as usize)
+    }
+}
+
+/// What a claim may take: any message, one that fits a buffer, or none
+/// (a peek, which reports the next message's length).
+#[derive(Clone, Copy)]
+enum Room {
+    Any,
+    Upto(usize),
+    Peek,
 }
 
 /// Room for one message, reserved in the ring. Fill it, then
@@ -1181,6 +1218,33 @@ mod tests {
         assert_eq!(q.recv_into(&mut big), Ok(10));
         assert_eq!(&big[..10], b"0123456789");
         assert!(q.is_empty());
+    }
+
+    #[test]
+    fn poll_reports_the_next_length_without_taking_it() {
+        let cfg = BytesConfig::new(256, 100);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        assert_eq!(q.try_poll(), Err(RecvError::Empty));
+        assert_eq!(
+            q.poll_timeout(Duration::from_millis(1)),
+            Err(RecvError::Timeout)
+        );
+        // A cancelled reservation is never reported.
+        drop(q.reserve(5).unwrap());
+        assert_eq!(q.try_poll(), Err(RecvError::Empty));
+        q.send(b"abc").unwrap();
+        q.send(b"").unwrap();
+        assert_eq!(q.try_poll(), Ok(3));
+        assert_eq!(q.poll_until(None), Ok(3), "polling twice takes nothing");
+        let mut out = [0u8; 8];
+        assert_eq!(q.recv_into(&mut out), Ok(3));
+        assert_eq!(q.try_poll(), Ok(0));
+        q.close();
+        assert_eq!(q.try_poll(), Ok(0), "closed, but not drained");
+        assert_eq!(q.recv_into(&mut out), Ok(0));
+        assert_eq!(q.try_poll(), Err(RecvError::Closed));
+        assert_eq!(q.poll_until(None), Err(RecvError::Closed));
     }
 
     #[test]

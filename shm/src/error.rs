@@ -84,7 +84,8 @@ pub enum Error {
         /// The process id the header names as the creator.
         creator_pid: u32,
     },
-    /// The header's fields contradict each other or the kind's layout.
+    /// The header's fields contradict each other or the kind's layout, or
+    /// the object's own description (a queue's control block) does.
     Corrupted {
         /// The segment's name.
         name: String,
@@ -107,6 +108,34 @@ pub enum Error {
     ReadOnly {
         /// The segment's name.
         name: String,
+    },
+    /// The segment holds a queue of another element type than the one
+    /// asked for (opening a `Queue<u64>` as a `Queue<u32>`, say). Only the
+    /// size and alignment are recorded, so types that agree in both are not
+    /// told apart.
+    ElementMismatch {
+        /// The segment's name.
+        name: String,
+        /// The element type the caller asked for.
+        expected: &'static str,
+        /// Its size in bytes.
+        expected_size: u64,
+        /// Its alignment.
+        expected_align: u64,
+        /// The element size recorded in the segment.
+        found_size: u64,
+        /// The element alignment recorded in the segment.
+        found_align: u64,
+    },
+    /// A role (an SPSC queue's producer or consumer, a pipe's end) is
+    /// already held by a live process: each role has one holder at a time.
+    RoleTaken {
+        /// The segment's name.
+        name: String,
+        /// The role, such as `"producer"` or `"pipe end B"`.
+        role: &'static str,
+        /// The process that holds it (possibly this one).
+        pid: u32,
     },
     /// The requested object cannot be laid out (zero or overflowing size,
     /// impossible alignment, ...).
@@ -180,7 +209,7 @@ impl fmt::Display for Error {
             ),
             Error::Corrupted { name, what } => write!(
                 f,
-                "shared memory segment {name:?} has a corrupted header: {what}"
+                "shared memory segment {name:?} is corrupted: {what}"
             ),
             Error::OutOfBounds {
                 name,
@@ -195,6 +224,28 @@ impl fmt::Display for Error {
                 f,
                 "shared memory segment {name:?} is opened read-only and cannot be written"
             ),
+            Error::ElementMismatch {
+                name,
+                expected,
+                expected_size,
+                expected_align,
+                found_size,
+                found_align,
+            } => write!(
+                f,
+                "shared memory segment {name:?} holds a queue of {found_size}-byte items aligned to {found_align}, not of {expected} ({expected_size} bytes aligned to {expected_align})"
+            ),
+            Error::RoleTaken { name, role, pid } => {
+                let who = if *pid == std::process::id() {
+                    " (this process)"
+                } else {
+                    ""
+                };
+                write!(
+                    f,
+                    "the {role} of shared memory segment {name:?} is already held by process {pid}{who}"
+                )
+            }
             Error::Layout(e) => write!(f, "cannot lay out the shared object: {e}"),
             Error::Io { op, name, source } => write!(
                 f,
@@ -247,6 +298,20 @@ impl Error {
             Some(libc::EEXIST) => Error::AlreadyExists { name },
             Some(libc::EACCES | libc::EPERM) => Error::PermissionDenied { name },
             _ => Error::Io { op, name, source },
+        }
+    }
+
+    /// An error from the core's checks of a queue in a segment.
+    pub(crate) fn from_queue(name: &str, e: shmipc_core::QueueError) -> Error {
+        use shmipc_core::QueueError;
+        match e {
+            QueueError::Layout(l) => Error::Layout(l),
+            QueueError::NotAQueue => {
+                Error::corrupted(name, "the object holds no initialised queue")
+            }
+            QueueError::Incompatible(what) | QueueError::Corrupted(what) => {
+                Error::corrupted(name, what)
+            }
         }
     }
 

@@ -41,8 +41,9 @@ pub const READY: u32 = 2;
 /// What a segment holds.
 ///
 /// An open set: the constants below are the kinds this crate defines, and
-/// higher layers (queues, say) add their own with [`Kind::new`]. Values
-/// below 64 are reserved for this crate.
+/// higher layers add their own with [`Kind::new`]. Values below 64 are
+/// reserved for this crate's fixed-size objects and 64–127 for its queues;
+/// use 128 and above for kinds of your own.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Kind(u32);
 
@@ -59,6 +60,16 @@ impl Kind {
     pub const ATOMIC_U32: Kind = Kind(5);
     /// An [`AtomicU64`].
     pub const ATOMIC_U64: Kind = Kind(6);
+    /// A [`Queue<T>`](crate::Queue): a multi-producer multi-consumer queue
+    /// of `Pod` items. The first kind of the queue range (64 and above).
+    pub const QUEUE: Kind = Kind(64);
+    /// An [`SpscQueue<T>`](crate::SpscQueue): a single-producer
+    /// single-consumer ring whose two roles are claimed.
+    pub const SPSC_QUEUE: Kind = Kind(65);
+    /// A [`ByteQueue`](crate::ByteQueue) of variable-length messages.
+    pub const BYTE_QUEUE: Kind = Kind(66);
+    /// A [`Pipe`](crate::Pipe): two byte rings and two claimed ends.
+    pub const PIPE: Kind = Kind(67);
 
     /// The kind with raw value `raw`.
     pub const fn new(raw: u32) -> Kind {
@@ -79,6 +90,10 @@ impl Kind {
             Kind::EVENT => "an Event",
             Kind::ATOMIC_U32 => "an AtomicU32",
             Kind::ATOMIC_U64 => "an AtomicU64",
+            Kind::QUEUE => "a Queue",
+            Kind::SPSC_QUEUE => "an SpscQueue",
+            Kind::BYTE_QUEUE => "a ByteQueue",
+            Kind::PIPE => "a Pipe",
             _ => return None,
         })
     }

@@ -7,6 +7,10 @@
 //! |---|---|
 //! | [`Shared<T>`] | a [`Lock`], [`Semaphore`], [`Event`], [`AtomicU32`] or [`AtomicU64`] in a named segment of its own |
 //! | [`Anon<T>`] | the same in an anonymous shared mapping, for forked children |
+//! | [`Queue<T>`] | a multi-producer multi-consumer queue of `Pod` items, like `multiprocessing.Queue` |
+//! | [`SpscQueue<T>`] | a single-producer single-consumer ring whose two roles processes claim |
+//! | [`ByteQueue`] | variable-length byte messages, many producers and consumers |
+//! | [`Pipe`] | a duplex message channel with two ends, like `multiprocessing.Pipe` |
 //! | [`Segment`] | raw named bytes, like `multiprocessing.shared_memory.SharedMemory` |
 //! | [`fork`], [`spawn`], [`Child`] | starting, joining and stopping processes |
 //! | [`Unlinker`] | unique names that are unlinked when their owner is done |
@@ -51,8 +55,12 @@ pub mod mapping;
 mod name;
 mod object;
 mod options;
+mod pipe;
 pub mod process;
+mod queue;
+mod roles;
 mod segment;
+mod spsc;
 mod unlinker;
 
 pub use error::{Error, Result};
@@ -60,16 +68,20 @@ pub use header::Kind;
 pub use name::MAX_LEN as MAX_NAME_LEN;
 pub use object::{Anon, Shared, ShmObject};
 pub use options::Options;
+pub use pipe::{Pipe, PipeEnd, Side};
 pub use process::{fork, spawn, Child, ExitStatus};
+pub use queue::{ByteQueue, Queue};
 pub use segment::Segment;
+pub use spsc::{SpscConsumer, SpscProducer, SpscQueue};
 pub use unlinker::Unlinker;
 
 pub use shmipc_core::semaphore::SemaphoreConfig;
 pub use shmipc_core::sync;
 pub use shmipc_core::sync::{AtomicU32, AtomicU64};
 pub use shmipc_core::{
-    Deadline, Event, LayoutError, Lock, LockError, LockGuard, Semaphore, SemaphoreError,
-    SharedObject,
+    BytesConfig, Deadline, Event, LayoutError, Lock, LockError, LockGuard, PopError, PushError,
+    ReadGrant, RecvError, RingConfig, Semaphore, SemaphoreError, SendError, SharedObject,
+    WriteGrant,
 };
 
 /// Removes the segment name `name` (with or without its leading slash).

@@ -461,7 +461,7 @@ fn wait_ready(header: &RawHeader, name: &Name, timeout: Duration) -> Result<()> 
 /// out of range) counts as alive, so a hostile value can at worst make the
 /// opener wait for its timeout. A zombie (dead, not yet reaped) counts as
 /// alive, as does a process of another user (`EPERM`).
-fn process_is_gone(pid: u32) -> bool {
+pub(crate) fn process_is_gone(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
     };

@@ -203,7 +203,7 @@ impl<T: ShmObject> fmt::Debug for Shared<T> {
 /// ```
 pub struct Anon<T: SharedObject> {
     object: NonNull<T>,
-    len: usize,
+    _map: AnonMap,
 }
 
 // SAFETY: Anon<T> hands out only `&T`, and T: SharedObject is Sync; the
@@ -215,7 +215,35 @@ unsafe impl<T: SharedObject> Sync for Anon<T> {}
 impl<T: SharedObject> Anon<T> {
     /// Maps fresh shared memory and initialises a `T` from `config` in it.
     pub fn new(config: T::Config) -> Result<Anon<T>> {
-        let len = size_of::<T>().max(1);
+        let map = AnonMap::new(size_of::<T>())?;
+        // SAFETY: the mapping is fresh, page-aligned, `len` bytes, and no
+        // one else can see it yet; init_at checks size and alignment. The
+        // object lives as long as `map`, which `Anon` keeps.
+        let object = unsafe { T::init_at(map.as_ptr(), map.len(), config) }?;
+        Ok(Anon {
+            object: NonNull::from(object),
+            _map: map,
+        })
+    }
+}
+
+/// Zeroed anonymous shared memory (`MAP_SHARED | MAP_ANONYMOUS`), unmapped
+/// on drop. Page-aligned; children forked while it lives share it.
+pub(crate) struct AnonMap {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: a mapping belongs to no thread; what is stored in it is shared
+// through the atomics of the objects placed there.
+unsafe impl Send for AnonMap {}
+// SAFETY: as above.
+unsafe impl Sync for AnonMap {}
+
+impl AnonMap {
+    /// Maps `len` (at least 1) fresh, zeroed bytes.
+    pub(crate) fn new(len: usize) -> Result<AnonMap> {
+        let len = len.max(1);
         // SAFETY: a fresh anonymous mapping at an address the kernel picks
         // touches no existing memory.
         let ptr = unsafe {
@@ -235,22 +263,33 @@ impl<T: SharedObject> Anon<T> {
                 source: std::io::Error::last_os_error(),
             });
         }
-        let unmap = || {
-            // SAFETY: `ptr`/`len` are the mapping made above, unused since.
-            unsafe { libc::munmap(ptr, len) };
-        };
-        // SAFETY: the mapping is fresh, page-aligned, `len` bytes, and no
-        // one else can see it yet; init_at checks size and alignment.
-        match unsafe { T::init_at(ptr.cast(), len, config) } {
-            Ok(object) => Ok(Anon {
-                object: NonNull::from(object),
-                len,
-            }),
-            Err(e) => {
-                unmap();
-                Err(Error::Layout(e))
-            }
-        }
+        Ok(AnonMap {
+            // mmap never returns null on success (MAP_FIXED is not used).
+            ptr: NonNull::new(ptr.cast()).ok_or_else(|| Error::Io {
+                op: "mmap(MAP_SHARED | MAP_ANONYMOUS)",
+                name: "(anonymous)".to_owned(),
+                source: std::io::Error::other("mmap returned null"),
+            })?,
+            len,
+        })
+    }
+
+    /// The first byte (page-aligned).
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The mapping's length.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for AnonMap {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` are the mapping made in `new`; whoever placed
+        // objects in it keeps this value alive for as long as they are used.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
 }
 
@@ -261,14 +300,6 @@ impl<T: SharedObject> Deref for Anon<T> {
         // SAFETY: the mapping lives until drop; the object was initialised
         // in `new`, and T is accessed only through its atomic methods.
         unsafe { self.object.as_ref() }
-    }
-}
-
-impl<T: SharedObject> Drop for Anon<T> {
-    fn drop(&mut self) {
-        // SAFETY: `object`/`len` are the mapping made in `new`; no reference
-        // into it outlives `self` (Deref borrows self).
-        unsafe { libc::munmap(self.object.as_ptr().cast(), self.len) };
     }
 }
 

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use shmipc::sync::{AtomicU32, AtomicU64, Ordering};
-use shmipc::{Event, Lock, Semaphore, Shared};
+use shmipc::{Event, Lock, Pipe, RecvError, Semaphore, Shared};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -65,6 +65,24 @@ fn run(args: &[&str]) -> Res<u8> {
             let event = Shared::<Event>::open(event)?;
             let set = event.wait_timeout(Duration::from_millis(timeout_ms.parse()?));
             Ok(if set { 0 } else { 3 })
+        }
+        // Claim end B of a pipe, echo `rounds` messages back, then expect
+        // the other end to close it (exit code 4 if it does not).
+        ["pipe-echo", name, rounds] => {
+            let end = Pipe::open(name)?;
+            let wait = Duration::from_secs(30);
+            for _ in 0..rounds.parse::<u32>()? {
+                match end.recv_vec_timeout(wait) {
+                    Ok(m) => end.send(&m)?,
+                    Err(RecvError::Timeout) => return Ok(3),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            match end.recv_vec_timeout(wait) {
+                Err(RecvError::Closed) => Ok(0),
+                Err(RecvError::Timeout) => Ok(3),
+                _ => Ok(4),
+            }
         }
         // Open an object of the given kind and report the error, if any, on
         // stderr: how a separate program sees a wrong name or kind.

@@ -1,0 +1,398 @@
+//! A duplex message channel with two ends, like Python's
+//! `multiprocessing.Pipe()`: two byte rings in one segment.
+
+use std::alloc::Layout;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shmipc_core::bytes::ByteQueue as RawByteQueue;
+use shmipc_core::{BytesConfig, QueueError, ReadGrant, RecvError, SendError, WriteGrant};
+
+use crate::error::{Error, Result};
+use crate::header::Kind;
+use crate::mapping::{self, Mapping};
+use crate::options::Options;
+use crate::queue::{anon_backing, bytes_config, create_segment, open_segment, to_vec, Backing};
+use crate::roles::{release_role, Roles, ROLES_SIZE};
+
+/// Which end of a [`Pipe`]: A (made by [`Pipe::create`]) or B (claimed by
+/// [`Pipe::open`]). A sends on ring 0 and receives on ring 1; B the other
+/// way round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The creator's end.
+    A,
+    /// The opener's end.
+    B,
+}
+
+impl Side {
+    fn index(self) -> usize {
+        match self {
+            Side::A => 0,
+            Side::B => 1,
+        }
+    }
+
+    fn role(self) -> &'static str {
+        match self {
+            Side::A => "pipe end A",
+            Side::B => "pipe end B",
+        }
+    }
+
+    /// The other end.
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
+
+/// A duplex channel of byte messages between two processes, in one
+/// segment: Python's `multiprocessing.Pipe()`.
+///
+/// The segment holds a role block and two byte rings, one per direction.
+/// Each end is claimed by one process at a time, like the roles of an
+/// [`SpscQueue`](crate::SpscQueue): [`Pipe::create`] makes the segment and
+/// returns end A, [`Pipe::open`] claims end B, and a third claimant gets
+/// [`Error::RoleTaken`]. Dropping a [`PipeEnd`] gives its end back (it does
+/// not close the pipe); an end whose holder died can be claimed again.
+///
+/// [`Pipe::anon`] makes both ends at once in an anonymous mapping, for a
+/// parent and the child it forks.
+///
+/// ```
+/// use shmipc::{BytesConfig, Pipe, Unlinker};
+/// use std::time::Duration;
+///
+/// let names = Unlinker::new("doc-pipe");
+/// let name = names.name("chat");
+/// let a = Pipe::create(&name, BytesConfig::for_max_message(4096).unwrap())?;
+/// let b = Pipe::open(&name)?;                        // e.g. in another process
+/// assert!(Pipe::open(&name).is_err());               // two ends only
+///
+/// a.send(b"ping")?;
+/// assert!(b.poll(Duration::from_secs(1)));
+/// assert_eq!(b.recv_vec()?, b"ping");
+/// b.send(b"pong")?;
+/// let mut buf = [0u8; 4096];
+/// let n = a.recv_into(&mut buf)?;
+/// assert_eq!(&buf[..n], b"pong");
+///
+/// a.close();                                         // b drains, then gets Closed
+/// assert!(b.recv_vec().is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct Pipe(());
+
+impl Pipe {
+    /// The object layout (role block, ring 0, ring 1) and the offset of
+    /// each ring.
+    fn layout(config: BytesConfig) -> Result<(Layout, [usize; 2])> {
+        let ring = RawByteQueue::layout(config)?;
+        let bad = || Error::Layout(shmipc_core::LayoutError::InvalidParameters);
+        let second = ROLES_SIZE.checked_add(ring.size()).ok_or_else(bad)?;
+        let size = second.checked_add(ring.size()).ok_or_else(bad)?;
+        let whole =
+            Layout::from_size_align(size, ring.align().max(ROLES_SIZE)).map_err(|_| bad())?;
+        Ok((whole, [ROLES_SIZE, second]))
+    }
+
+    /// # Safety
+    ///
+    /// `ptr` is valid for `len` bytes, 128-byte aligned, and no one else
+    /// sees them yet.
+    unsafe fn init(
+        ptr: *mut u8,
+        len: usize,
+        config: BytesConfig,
+    ) -> std::result::Result<(), QueueError> {
+        let (whole, offsets) = Self::layout(config)
+            .map_err(|_| QueueError::Layout(shmipc_core::LayoutError::InvalidParameters))?;
+        shmipc_core::place::check(ptr, len, whole.size(), whole.align())?;
+        let ring = (whole.size() - ROLES_SIZE) / 2;
+        // SAFETY: the role block is the first ROLES_SIZE bytes (in bounds,
+        // checked), ours alone (contract).
+        unsafe { Roles::init(ptr) };
+        for off in offsets {
+            // SAFETY: each ring lies inside the checked length; init_at
+            // checks its size and alignment. The handles own nothing.
+            unsafe { RawByteQueue::init_at(ptr.add(off), ring, config) }.map(drop)?;
+        }
+        Ok(())
+    }
+
+    /// Creates the pipe segment `name` (both directions carry messages of
+    /// up to `config.max_message` bytes) and returns end A;
+    /// [`Error::AlreadyExists`] if the name is taken.
+    pub fn create(name: &str, config: BytesConfig) -> Result<PipeEnd> {
+        Self::create_with(name, config, &Options::default())
+    }
+
+    /// [`Pipe::create`] with explicit options.
+    pub fn create_with(name: &str, config: BytesConfig, opts: &Options) -> Result<PipeEnd> {
+        let (layout, _) = Self::layout(config)?;
+        let backing = create_segment(name, Kind::PIPE, layout, config.to_words(), opts, |p, n| {
+            // SAFETY: Mapping::create hands us the unnamed, zeroed
+            // object bytes, 128-byte aligned, ours alone for now.
+            unsafe { Self::init(p, n, config) }
+        })?;
+        PipeEnd::claim(Arc::new(backing), Side::A, true)
+    }
+
+    /// Opens the pipe segment `name` and claims end B.
+    pub fn open(name: &str) -> Result<PipeEnd> {
+        Self::open_end(name, Side::B, &Options::default())
+    }
+
+    /// Opens the pipe segment `name` and claims the given end (end A again,
+    /// say, after its creator gave it up).
+    pub fn open_end(name: &str, side: Side, opts: &Options) -> Result<PipeEnd> {
+        let backing = open_segment(name, Kind::PIPE, opts, |h| {
+            let config = bytes_config(name, h)?;
+            Self::layout(config)
+                .map(|(whole, _)| whole)
+                .map_err(|_| Error::corrupted(name, "the pipe's parameters are invalid"))
+        })?;
+        PipeEnd::claim(Arc::new(backing), side, true)
+    }
+
+    /// Claims end B of `name` if it exists, else creates it and takes end
+    /// A: whichever of two processes comes first is A. Returns whether
+    /// this call created it.
+    pub fn open_or_create(name: &str, config: BytesConfig) -> Result<(PipeEnd, bool)> {
+        let opts = Options::default();
+        Mapping::open_or_create(
+            || Self::open_end(name, Side::B, &opts),
+            || Self::create_with(name, config, &opts),
+        )
+    }
+
+    /// Both ends of a new pipe in an anonymous shared mapping: keep one,
+    /// fork, and use the other in the child (and drop it in the parent).
+    /// Anonymous ends have no claims.
+    pub fn anon(config: BytesConfig) -> Result<(PipeEnd, PipeEnd)> {
+        let (layout, _) = Self::layout(config)?;
+        let backing = Arc::new(anon_backing(layout, |p, n| {
+            // SAFETY: a fresh anonymous mapping, page-aligned, unseen.
+            unsafe { Self::init(p, n, config) }
+        })?);
+        Ok((
+            PipeEnd::claim(Arc::clone(&backing), Side::A, false)?,
+            PipeEnd::claim(backing, Side::B, false)?,
+        ))
+    }
+
+    /// Removes the name (see [`unlink`](crate::unlink)).
+    pub fn unlink(name: &str) -> Result<()> {
+        mapping::unlink(name)
+    }
+}
+
+/// One end of a [`Pipe`]: sends messages to the other end and receives
+/// the other end's. Every method takes `&self`.
+pub struct PipeEnd {
+    // Declared (so dropped) before the memory they point into.
+    tx: RawByteQueue<'static>,
+    rx: RawByteQueue<'static>,
+    side: Side,
+    claim: Option<u32>,
+    backing: Arc<Backing>,
+}
+
+impl PipeEnd {
+    /// Claims `side` of the pipe in `backing` (if `claim`) and attaches its
+    /// two rings.
+    fn claim(backing: Arc<Backing>, side: Side, claim: bool) -> Result<PipeEnd> {
+        let label = backing.label().to_owned();
+        let len = backing.len();
+        if len < ROLES_SIZE {
+            return Err(Error::corrupted(&label, "the object is too small"));
+        }
+        // The two rings have the same size: the object minus the role
+        // block, halved (the header check made the size exact).
+        let ring = (len - ROLES_SIZE) / 2;
+        let base = backing.ptr();
+        let claim = if claim {
+            // SAFETY: the object starts with the role block (len checked),
+            // mapped while `backing` lives, accessed only atomically.
+            let roles = unsafe { Roles::at(base) };
+            Some(roles.claim(side.index(), &label, side.role())?)
+        } else {
+            None
+        };
+        let attach = |i: usize| {
+            // SAFETY: ring `i` lies inside the object (offsets computed from
+            // its length), mapped while the end's Arc of the backing lives,
+            // and the end drops its rings first. The core checks each
+            // control block against the length.
+            unsafe { RawByteQueue::attach(base.add(ROLES_SIZE + i * ring), ring) }
+                .map_err(|e| Error::from_queue(&label, e))
+        };
+        let rings = attach(0).and_then(|r0| Ok((r0, attach(1)?)));
+        let (r0, r1) = match rings {
+            Ok(r) => r,
+            Err(e) => {
+                release_role(&backing, side.index(), claim);
+                return Err(e);
+            }
+        };
+        let (tx, rx) = match side {
+            Side::A => (r0, r1),
+            Side::B => (r1, r0),
+        };
+        Ok(PipeEnd {
+            tx,
+            rx,
+            side,
+            claim,
+            backing,
+        })
+    }
+
+    /// Which end this is.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// The segment's normalised name, or `None` for an anonymous pipe.
+    pub fn name(&self) -> Option<&str> {
+        self.backing.name()
+    }
+
+    /// The largest message either end may send.
+    pub fn max_message(&self) -> usize {
+        self.tx.max_message()
+    }
+
+    /// Closes the pipe, both ways: sends from either end fail with
+    /// [`SendError::Closed`], and each end receives what was already sent
+    /// to it, then [`RecvError::Closed`] (Python's `EOFError`). Sleepers at
+    /// both ends wake. Dropping an end does not close the pipe.
+    pub fn close(&self) {
+        // Incoming first: a peer that sees our outgoing ring closed (its
+        // receive reports Closed) then also finds its own sends refused.
+        self.rx.close();
+        self.tx.close();
+    }
+
+    /// Whether the pipe has been closed (by either end).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed() || self.rx.is_closed()
+    }
+
+    /// Sends `msg` to the other end if there is room now.
+    pub fn try_send(&self, msg: &[u8]) -> std::result::Result<(), SendError> {
+        self.tx.try_send(msg)
+    }
+
+    /// Sends `msg` to the other end, sleeping while its ring is full.
+    pub fn send(&self, msg: &[u8]) -> std::result::Result<(), SendError> {
+        self.tx.send(msg)
+    }
+
+    /// Sends `msg`, waiting at most `timeout` for room.
+    pub fn send_timeout(
+        &self,
+        msg: &[u8],
+        timeout: Duration,
+    ) -> std::result::Result<(), SendError> {
+        self.tx.send_timeout(msg, timeout)
+    }
+
+    /// Reserves room for a message of `len` bytes to fill in place, sleeping
+    /// while the ring is full; [`commit`](WriteGrant::commit) sends it.
+    pub fn reserve(&self, len: usize) -> std::result::Result<WriteGrant<'_, '_>, SendError> {
+        self.tx.reserve(len)
+    }
+
+    /// Reserves room for `len` bytes, waiting at most `timeout`.
+    pub fn reserve_timeout(
+        &self,
+        len: usize,
+        timeout: Duration,
+    ) -> std::result::Result<WriteGrant<'_, '_>, SendError> {
+        self.tx.reserve_timeout(len, timeout)
+    }
+
+    /// Borrows the next message if one is ready now.
+    pub fn try_recv(&self) -> std::result::Result<ReadGrant<'_, '_>, RecvError> {
+        self.rx.try_recv()
+    }
+
+    /// Borrows the next message, sleeping while there is none.
+    pub fn recv(&self) -> std::result::Result<ReadGrant<'_, '_>, RecvError> {
+        self.rx.recv()
+    }
+
+    /// Borrows the next message, waiting at most `timeout`.
+    pub fn recv_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<ReadGrant<'_, '_>, RecvError> {
+        self.rx.recv_timeout(timeout)
+    }
+
+    /// Copies the next message into `buf` if one is ready now; returns its
+    /// length. A longer message stays ([`RecvError::BufferTooSmall`]).
+    pub fn try_recv_into(&self, buf: &mut [u8]) -> std::result::Result<usize, RecvError> {
+        self.rx.try_recv_into(buf)
+    }
+
+    /// Copies the next message into `buf`, sleeping while there is none.
+    pub fn recv_into(&self, buf: &mut [u8]) -> std::result::Result<usize, RecvError> {
+        self.rx.recv_into(buf)
+    }
+
+    /// Copies the next message into `buf`, waiting at most `timeout`.
+    pub fn recv_into_timeout(
+        &self,
+        buf: &mut [u8],
+        timeout: Duration,
+    ) -> std::result::Result<usize, RecvError> {
+        self.rx.recv_into_timeout(buf, timeout)
+    }
+
+    /// Receives the next message into a new `Vec`, sleeping while there is
+    /// none.
+    pub fn recv_vec(&self) -> std::result::Result<Vec<u8>, RecvError> {
+        self.rx.recv().map(|g| to_vec(&g))
+    }
+
+    /// Receives the next message into a new `Vec`, waiting at most
+    /// `timeout`.
+    pub fn recv_vec_timeout(&self, timeout: Duration) -> std::result::Result<Vec<u8>, RecvError> {
+        self.rx.recv_timeout(timeout).map(|g| to_vec(&g))
+    }
+
+    /// Waits at most `timeout` until a receive would not block: a message
+    /// is ready, or the pipe is closed and drained (then the receive
+    /// reports [`RecvError::Closed`], as Python's `poll` is true at end of
+    /// file). Takes nothing. A zero timeout just looks.
+    pub fn poll(&self, timeout: Duration) -> bool {
+        !matches!(
+            self.rx.poll_timeout(timeout),
+            Err(RecvError::Timeout | RecvError::Empty)
+        )
+    }
+}
+
+impl Drop for PipeEnd {
+    fn drop(&mut self) {
+        release_role(&self.backing, self.side.index(), self.claim);
+    }
+}
+
+impl fmt::Debug for PipeEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipeEnd")
+            .field("name", &self.name())
+            .field("side", &self.side)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
