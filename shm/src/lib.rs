@@ -13,6 +13,7 @@
 //! | [`Pipe`] | a duplex message channel with two ends, like `multiprocessing.Pipe` |
 //! | [`Segment`] | raw named bytes, like `multiprocessing.shared_memory.SharedMemory` |
 //! | [`fork`], [`spawn`], [`Child`] | starting, joining and stopping processes |
+//! | [`Process`] | a named child, forked or spawned, optionally a daemon that dies with its parent |
 //! | [`Unlinker`] | unique names that are unlinked when their owner is done |
 //! | [`mapping`] | the validated-header layer the others are built on, for new kinds |
 //!
@@ -57,6 +58,7 @@ mod object;
 mod options;
 mod pipe;
 pub mod process;
+mod process_builder;
 mod queue;
 mod roles;
 mod segment;
@@ -70,6 +72,7 @@ pub use object::{Anon, Shared, ShmObject};
 pub use options::Options;
 pub use pipe::{Pipe, PipeEnd, Side};
 pub use process::{fork, spawn, Child, ExitStatus};
+pub use process_builder::{Process, ProcessHandle, ORPHANED_EXIT_CODE};
 pub use queue::{ByteQueue, Queue};
 pub use segment::Segment;
 pub use spsc::{SpscConsumer, SpscProducer, SpscQueue};
