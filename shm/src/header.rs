@@ -42,8 +42,10 @@ pub const READY: u32 = 2;
 ///
 /// An open set: the constants below are the kinds this crate defines, and
 /// higher layers add their own with [`Kind::new`]. Values below 64 are
-/// reserved for this crate's fixed-size objects and 64–127 for its queues;
-/// use 128 and above for kinds of your own.
+/// reserved for this crate's fixed-size objects, 64–127 for its queues and
+/// 128–191 for its shared data and synchronisation types (`Value`, `Array`,
+/// `SharedDict`, `SharedList`, `Condition`, `Barrier`); use 192 and above
+/// for kinds of your own.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Kind(u32);
 
@@ -70,6 +72,21 @@ impl Kind {
     pub const BYTE_QUEUE: Kind = Kind(66);
     /// A [`Pipe`](crate::Pipe): two byte rings and two claimed ends.
     pub const PIPE: Kind = Kind(67);
+    /// A [`Value<T>`](crate::Value): one `Pod` value under a lock. The
+    /// first kind of the shared-data range (128 and above).
+    pub const VALUE: Kind = Kind(128);
+    /// An [`Array<T>`](crate::Array): a fixed-length array of `Pod` values
+    /// under one lock.
+    pub const ARRAY: Kind = Kind(129);
+    /// A [`SharedDict`](crate::SharedDict): a byte-key, byte-value map.
+    pub const DICT: Kind = Kind(130);
+    /// A [`SharedList`](crate::SharedList): an append-only list of byte
+    /// items.
+    pub const LIST: Kind = Kind(131);
+    /// A [`Condition`](crate::Condition) variable with its own lock.
+    pub const CONDITION: Kind = Kind(132);
+    /// A [`Barrier`](crate::Barrier) for a fixed number of parties.
+    pub const BARRIER: Kind = Kind(133);
 
     /// The kind with raw value `raw`.
     pub const fn new(raw: u32) -> Kind {
@@ -94,6 +111,12 @@ impl Kind {
             Kind::SPSC_QUEUE => "an SpscQueue",
             Kind::BYTE_QUEUE => "a ByteQueue",
             Kind::PIPE => "a Pipe",
+            Kind::VALUE => "a Value",
+            Kind::ARRAY => "an Array",
+            Kind::DICT => "a SharedDict",
+            Kind::LIST => "a SharedList",
+            Kind::CONDITION => "a Condition",
+            Kind::BARRIER => "a Barrier",
             _ => return None,
         })
     }

@@ -14,6 +14,8 @@
 //! | [`Segment`] | raw named bytes, like `multiprocessing.shared_memory.SharedMemory` |
 //! | [`fork`], [`spawn`], [`Child`] | starting, joining and stopping processes |
 //! | [`Process`] | a named child, forked or spawned, optionally a daemon that dies with its parent |
+//! | [`Value<T>`], [`Array<T>`] | `Pod` data under a lock of its own, like `multiprocessing.Value` / `Array` |
+//! | [`SharedDict`], [`SharedList`] | a byte-key byte-value map and an append-only list for many processes |
 //! | [`Unlinker`] | unique names that are unlinked when their owner is done |
 //! | [`mapping`] | the validated-header layer the others are built on, for new kinds |
 //!
@@ -50,6 +52,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmipc needs Linux (futexes, /dev/shm, O_TMPFILE)");
 
+mod dict;
 mod error;
 pub mod header;
 pub mod mapping;
@@ -60,11 +63,14 @@ mod pipe;
 pub mod process;
 mod process_builder;
 mod queue;
+mod region;
 mod roles;
 mod segment;
 mod spsc;
 mod unlinker;
+mod value;
 
+pub use dict::{DictConfig, DictError, Entry, SharedDict, SharedList};
 pub use error::{Error, Result};
 pub use header::Kind;
 pub use name::MAX_LEN as MAX_NAME_LEN;
@@ -77,6 +83,7 @@ pub use queue::{ByteQueue, Queue};
 pub use segment::Segment;
 pub use spsc::{SpscConsumer, SpscProducer, SpscQueue};
 pub use unlinker::Unlinker;
+pub use value::{Array, ArrayError, Value};
 
 pub use shmipc_core::semaphore::SemaphoreConfig;
 pub use shmipc_core::sync;

@@ -1,0 +1,1078 @@
+//! [`SharedDict`], a byte-key byte-value map, and [`SharedList`], an
+//! append-only list of byte items, in shared memory: what Python's
+//! `Manager().dict()` and `Manager().list()` give, without a manager
+//! process.
+//!
+//! # SharedDict layout
+//!
+//! A fixed-capacity open-addressing table (linear probing, tombstones)
+//! under one [`Lock`]:
+//!
+//! | offset | field |
+//! |---|---|
+//! | 0 | [`Lock`] (16 bytes) |
+//! | 16 | `len: u32` — live entries (a hint; recounted on repair) |
+//! | 20 | `tombstones: u32` — likewise |
+//! | 24 | `next_seq: u64` — write counter |
+//! | 64 | `slots` slots of `stride` bytes |
+//!
+//! Each slot: `state: u32` (0 empty, 1 full, 2 tombstone), `key_len: u32`,
+//! `value_len: u32`, reserved `u32`, `hash: u64` (FNV-1a of the key),
+//! `seq: u64` (when it was written), then `max_key` key bytes and
+//! `max_value` value bytes; `stride` is that rounded up to 8. `params` =
+//! `[capacity, slots, max_key, max_value]`, with `slots = capacity +
+//! capacity / 4 + 1`, so a table holding `capacity` entries always has a
+//! free slot and every probe ends.
+//!
+//! **Crash safety.** A new entry is written into a free slot while that
+//! slot is still empty (or a tombstone), and only then published by storing
+//! `state = full`; replacing a key's value writes the new entry into a free
+//! slot first and then turns the old one into a tombstone. So a writer
+//! killed at any point leaves every key with its old or its new value —
+//! never a torn one — though possibly twice (old and new both full) and
+//! with `len` off by one. The next locker is told the owner died
+//! ([`LockGuard::owner_died`]) and repairs: slots with an impossible state
+//! or length, or whose hash does not match their key, become tombstones;
+//! of two entries for one key the one with the higher `seq` stays; `len`
+//! and `tombstones` are recounted. Then it marks the lock consistent.
+//!
+//! Lookups never run past `slots` probes, whatever the memory holds.
+//! Removing leaves tombstones, which lengthen probes until the table
+//! empties (then every slot is reset); a table used as a long-lived cache
+//! with much churn pays for that with longer probes, never with a wrong
+//! answer.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use shmipc_core::sync::{AtomicU32, AtomicU64, Ordering};
+use shmipc_core::{Lock, LockError, LockGuard, SharedObject};
+
+use crate::error::{Error, Result};
+use crate::header::Kind;
+use crate::mapping::{self, Mapping, ObjectLayout};
+use crate::options::Options;
+use crate::region::{round_up, Region};
+
+/// Where the slots (or items) start.
+const CONTROL: usize = 64;
+/// A dict slot's fixed part, before the key bytes.
+const SLOT_HEADER: usize = 32;
+/// A list item's fixed part, before its bytes.
+const ITEM_HEADER: usize = 8;
+
+const EMPTY: u32 = 0;
+const FULL: u32 = 1;
+const TOMBSTONE: u32 = 2;
+
+/// Largest capacity, key and value accepted (keeps every size in range).
+const MAX_CAPACITY: usize = 1 << 24;
+const MAX_KEY: usize = 1 << 20;
+const MAX_VALUE: usize = 1 << 26;
+
+/// Why a [`SharedDict`] or [`SharedList`] operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DictError {
+    /// The dict (or list) holds `capacity` entries already.
+    Full {
+        /// Its capacity.
+        capacity: usize,
+    },
+    /// A key, value or item is longer than the object was made for.
+    TooLarge {
+        /// `"key"`, `"value"` or `"item"`.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The longest allowed.
+        max: usize,
+    },
+    /// A list index not below the list's length.
+    OutOfBounds {
+        /// The index asked for.
+        index: usize,
+        /// The list's length.
+        len: usize,
+    },
+    /// The shared bytes hold something no writer of ours writes.
+    Corrupted(&'static str),
+    /// The lock could not be taken.
+    Lock(LockError),
+}
+
+impl fmt::Display for DictError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DictError::Full { capacity } => write!(f, "full: it holds {capacity} entries"),
+            DictError::TooLarge { what, len, max } => {
+                write!(f, "the {what} is {len} bytes long; at most {max} fit")
+            }
+            DictError::OutOfBounds { index, len } => {
+                write!(f, "index {index} is out of bounds for a list of {len}")
+            }
+            DictError::Corrupted(what) => write!(f, "the shared data is corrupted: {what}"),
+            DictError::Lock(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for DictError {}
+
+impl From<LockError> for DictError {
+    fn from(e: LockError) -> Self {
+        DictError::Lock(e)
+    }
+}
+
+/// A copied-out key and value.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// The geometry of a [`SharedDict`]: how many entries, and the longest key
+/// and value in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DictConfig {
+    /// How many entries it holds at most (1 ..= 2^24).
+    pub capacity: usize,
+    /// The longest key in bytes (1 ..= 2^20).
+    pub max_key: usize,
+    /// The longest value in bytes (0 ..= 2^26).
+    pub max_value: usize,
+}
+
+impl DictConfig {
+    /// A dict of `capacity` entries with keys up to `max_key` bytes and
+    /// values up to `max_value`.
+    pub const fn new(capacity: usize, max_key: usize, max_value: usize) -> DictConfig {
+        DictConfig {
+            capacity,
+            max_key,
+            max_value,
+        }
+    }
+}
+
+/// The checked geometry of a dict.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    capacity: usize,
+    slots: usize,
+    max_key: usize,
+    max_value: usize,
+    stride: usize,
+    size: usize,
+}
+
+impl Geometry {
+    fn new(c: DictConfig) -> Option<Geometry> {
+        if c.capacity == 0 || c.capacity > MAX_CAPACITY || c.max_key == 0 {
+            return None;
+        }
+        if c.max_key > MAX_KEY || c.max_value > MAX_VALUE {
+            return None;
+        }
+        let slots = c.capacity + c.capacity / 4 + 1;
+        Geometry::with_slots(c, slots)
+    }
+
+    fn with_slots(c: DictConfig, slots: usize) -> Option<Geometry> {
+        let stride = round_up(SLOT_HEADER + c.max_key + c.max_value, 8)?;
+        let size = stride
+            .checked_mul(slots)?
+            .checked_add(CONTROL)
+            .filter(|&s| s <= isize::MAX as usize / 2)?;
+        Some(Geometry {
+            capacity: c.capacity,
+            slots,
+            max_key: c.max_key,
+            max_value: c.max_value,
+            stride,
+            size,
+        })
+    }
+
+    fn params(&self) -> [u64; 4] {
+        [
+            self.capacity as u64,
+            self.slots as u64,
+            self.max_key as u64,
+            self.max_value as u64,
+        ]
+    }
+
+    fn layout(&self, kind: Kind) -> ObjectLayout {
+        ObjectLayout {
+            kind,
+            size: self.size as u64,
+            align: 8,
+            params: self.params(),
+        }
+    }
+
+    /// Decodes a named dict's header parameters.
+    fn from_params(name: &str, p: [u64; 4]) -> Result<Geometry> {
+        let bad = || Error::corrupted(name, "the dict's parameters are invalid");
+        let f = |v: u64| usize::try_from(v).map_err(|_| bad());
+        let c = DictConfig::new(f(p[0])?, f(p[2])?, f(p[3])?);
+        let expected = Geometry::new(c).ok_or_else(bad)?;
+        if expected.slots as u64 != p[1] {
+            return Err(bad());
+        }
+        Ok(expected)
+    }
+}
+
+/// 64-bit FNV-1a: the same in every process, no seed to share.
+fn hash(key: &[u8]) -> u64 {
+    key.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// A slot's fixed fields, as atomics.
+struct SlotHeader<'a> {
+    state: &'a AtomicU32,
+    key_len: &'a AtomicU32,
+    value_len: &'a AtomicU32,
+    hash: &'a AtomicU64,
+    seq: &'a AtomicU64,
+}
+
+/// The control block: lock, counters.
+fn control(region: &Region) -> (&Lock, &AtomicU32, &AtomicU32, &AtomicU64) {
+    let p = region.ptr();
+    // SAFETY: every region is at least CONTROL bytes, 8-aligned, mapped as
+    // long as `region`; these are atomics (valid for any bits) at offsets
+    // 0, 16, 20 and 24, which is how every process lays them out.
+    unsafe {
+        (
+            &*p.cast::<Lock>(),
+            &*p.add(16).cast::<AtomicU32>(),
+            &*p.add(20).cast::<AtomicU32>(),
+            &*p.add(24).cast::<AtomicU64>(),
+        )
+    }
+}
+
+/// Copies `len` shared bytes at `src` out.
+///
+/// # Safety
+///
+/// `src` is valid for reads of `len` bytes.
+unsafe fn copy_out(src: *const u8, len: usize) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    // SAFETY: the caller's contract; `v` holds `len` bytes and cannot
+    // overlap shared memory.
+    unsafe { std::ptr::copy_nonoverlapping(src, v.as_mut_ptr(), len) };
+    v
+}
+
+/// A map from byte keys to byte values in shared memory, for any number of
+/// processes: a fixed-capacity open-addressing table under one [`Lock`]
+/// (see the [module documentation](self) for its layout and crash safety).
+///
+/// Keys and values are copied in and out; nothing hands out references to
+/// the shared bytes.
+///
+/// ```
+/// use shmipc::{fork, DictConfig, DictError, SharedDict};
+/// use std::time::Duration;
+///
+/// let dict = SharedDict::anon(DictConfig::new(16, 32, 64))?;
+/// let mut child = fork(|| {
+///     dict.insert(b"from-child", b"hello").is_ok() as i32
+/// })?;
+/// assert_eq!(child.join_timeout(Duration::from_secs(10))?.unwrap().code(), Some(1));
+/// assert_eq!(dict.get(b"from-child")?.as_deref(), Some(&b"hello"[..]));
+/// assert_eq!(dict.insert(b"from-child", b"again")?.as_deref(), Some(&b"hello"[..]));
+/// dict.update(b"hits", |old| {
+///     let n = old.map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()));
+///     (n + 1).to_le_bytes().to_vec()
+/// })?;
+/// assert_eq!(dict.len()?, 2);
+/// assert!(matches!(dict.insert(&[0; 33], b""), Err(DictError::TooLarge { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SharedDict {
+    region: Region,
+    geo: Geometry,
+}
+
+impl SharedDict {
+    /// Creates the dict segment `name`; [`Error::AlreadyExists`] if the
+    /// name is taken, [`Error::Layout`] for an impossible `config`.
+    pub fn create(name: &str, config: DictConfig) -> Result<Self> {
+        Self::create_with(name, config, &Options::default())
+    }
+
+    /// [`SharedDict::create`] with explicit options.
+    pub fn create_with(name: &str, config: DictConfig, opts: &Options) -> Result<Self> {
+        let geo = Geometry::new(config)
+            .ok_or(Error::Layout(shmipc_core::LayoutError::InvalidParameters))?;
+        let region = Region::create(name, &geo.layout(Kind::DICT), opts, |ptr, len| {
+            // SAFETY: the bytes are ours alone until the segment is named;
+            // the object starts 8-aligned and is `len` long.
+            unsafe { Lock::init_at(ptr, len, ()) }?;
+            Ok(())
+        })?;
+        Ok(SharedDict { region, geo })
+    }
+
+    /// Opens the existing dict `name`; its geometry is the creator's.
+    pub fn open(name: &str) -> Result<Self> {
+        Self::open_with(name, &Options::default())
+    }
+
+    /// [`SharedDict::open`] with explicit options.
+    pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
+        let mut geo = None;
+        let region = Region::open(name, Kind::DICT, opts, |h| {
+            let g = Geometry::from_params(name, h.params)?;
+            geo = Some(g);
+            Ok((g.size as u64, 8))
+        })?;
+        let geo = geo.ok_or_else(|| Error::corrupted(name, "no geometry"))?;
+        Ok(SharedDict { region, geo })
+    }
+
+    /// Opens `name`, or creates it with `config`. Returns whether this call
+    /// created it.
+    pub fn open_or_create(name: &str, config: DictConfig) -> Result<(Self, bool)> {
+        let opts = Options::default();
+        Mapping::open_or_create(
+            || Self::open_with(name, &opts),
+            || Self::create_with(name, config, &opts),
+        )
+    }
+
+    /// A dict in an anonymous shared mapping, shared with children forked
+    /// after it was made.
+    pub fn anon(config: DictConfig) -> Result<Self> {
+        let geo = Geometry::new(config)
+            .ok_or(Error::Layout(shmipc_core::LayoutError::InvalidParameters))?;
+        let region = Region::anon(geo.size, |ptr, len| {
+            // SAFETY: a fresh page-aligned mapping no one else sees.
+            unsafe { Lock::init_at(ptr, len, ()) }?;
+            Ok(())
+        })?;
+        Ok(SharedDict { region, geo })
+    }
+
+    /// Removes the name (see [`unlink`](crate::unlink)).
+    pub fn unlink(name: &str) -> Result<()> {
+        mapping::unlink(name)
+    }
+
+    /// The normalised name, or `None` for an anonymous dict.
+    pub fn name(&self) -> Option<&str> {
+        self.region.name()
+    }
+
+    /// How many entries it holds at most.
+    pub fn capacity(&self) -> usize {
+        self.geo.capacity
+    }
+
+    /// The longest key, in bytes.
+    pub fn max_key(&self) -> usize {
+        self.geo.max_key
+    }
+
+    /// The longest value, in bytes.
+    pub fn max_value(&self) -> usize {
+        self.geo.max_value
+    }
+
+    fn slot(&self, i: usize) -> (SlotHeader<'_>, *mut u8) {
+        debug_assert!(i < self.geo.slots);
+        // SAFETY: i < slots, so the slot's `stride` bytes lie inside the
+        // region (size = CONTROL + slots * stride, checked); stride and
+        // CONTROL are multiples of 8, so the header atomics are aligned.
+        // Atomics are valid for any bits; the region outlives `self`'s
+        // borrow.
+        unsafe {
+            let p = self.region.ptr().add(CONTROL + i * self.geo.stride);
+            (
+                SlotHeader {
+                    state: &*p.cast::<AtomicU32>(),
+                    key_len: &*p.add(4).cast::<AtomicU32>(),
+                    value_len: &*p.add(8).cast::<AtomicU32>(),
+                    hash: &*p.add(16).cast::<AtomicU64>(),
+                    seq: &*p.add(24).cast::<AtomicU64>(),
+                },
+                p.add(SLOT_HEADER),
+            )
+        }
+    }
+
+    /// Takes the lock, repairing the table if the previous owner died.
+    fn lock(&self) -> std::result::Result<LockGuard<'_>, DictError> {
+        let (lock, ..) = control(&self.region);
+        let mut guard = lock.lock()?;
+        if guard.owner_died() {
+            self.repair();
+            guard.mark_consistent();
+        }
+        Ok(guard)
+    }
+
+    /// The key of a full slot, if its lengths and hash check out.
+    fn valid_key(&self, i: usize) -> Option<Vec<u8>> {
+        let (h, data) = self.slot(i);
+        let klen = h.key_len.load(Ordering::Relaxed) as usize;
+        let vlen = h.value_len.load(Ordering::Relaxed) as usize;
+        if klen > self.geo.max_key || vlen > self.geo.max_value {
+            return None;
+        }
+        // SAFETY: klen <= max_key bytes of key area in the slot.
+        let key = unsafe { copy_out(data, klen) };
+        (hash(&key) == h.hash.load(Ordering::Relaxed)).then_some(key)
+    }
+
+    /// After an owner's death: see the module documentation.
+    #[cold]
+    fn repair(&self) {
+        let mut newest: HashMap<Vec<u8>, (u64, usize)> = HashMap::new();
+        for i in 0..self.geo.slots {
+            let (h, _) = self.slot(i);
+            match h.state.load(Ordering::Relaxed) {
+                EMPTY | TOMBSTONE => {}
+                FULL => match self.valid_key(i) {
+                    Some(key) => {
+                        let seq = h.seq.load(Ordering::Relaxed);
+                        if let Some(&(s, j)) = newest.get(&key) {
+                            let loser = if s >= seq { i } else { j };
+                            self.slot(loser).0.state.store(TOMBSTONE, Ordering::Relaxed);
+                            if s < seq {
+                                newest.insert(key, (seq, i));
+                            }
+                        } else {
+                            newest.insert(key, (seq, i));
+                        }
+                    }
+                    None => h.state.store(TOMBSTONE, Ordering::Relaxed),
+                },
+                // Not a state we write: unusable, but it may sit inside a
+                // probe chain, so a tombstone rather than empty.
+                _ => h.state.store(TOMBSTONE, Ordering::Relaxed),
+            }
+        }
+        self.recount();
+    }
+
+    /// Recounts `len` and `tombstones` from the slots.
+    fn recount(&self) {
+        let (_, len, tombs, _) = control(&self.region);
+        let (mut full, mut dead) = (0u32, 0u32);
+        for i in 0..self.geo.slots {
+            match self.slot(i).0.state.load(Ordering::Relaxed) {
+                FULL => full += 1,
+                EMPTY => {}
+                _ => dead += 1,
+            }
+        }
+        len.store(full, Ordering::Relaxed);
+        tombs.store(dead, Ordering::Relaxed);
+    }
+
+    /// Probes for `key`: its slot if present, and the first slot a new
+    /// entry for it may go to (the first tombstone or empty slot of the
+    /// chain; when the key is present, the first one after it counts too).
+    /// Call with the lock held.
+    fn probe(&self, key: &[u8], h: u64) -> (Option<usize>, Option<usize>) {
+        let slots = self.geo.slots;
+        let start = (h % slots as u64) as usize;
+        let (mut found, mut free) = (None, None);
+        for k in 0..slots {
+            let i = (start + k) % slots;
+            let (hdr, data) = self.slot(i);
+            match hdr.state.load(Ordering::Relaxed) {
+                EMPTY => {
+                    free.get_or_insert(i);
+                    break;
+                }
+                TOMBSTONE => {
+                    free.get_or_insert(i);
+                }
+                FULL if found.is_none() => {
+                    let klen = hdr.key_len.load(Ordering::Relaxed) as usize;
+                    if klen == key.len() && hdr.hash.load(Ordering::Relaxed) == h {
+                        // SAFETY: klen == key.len() <= max_key.
+                        if unsafe { copy_out(data, klen) } == key {
+                            found = Some(i);
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if found.is_some() && free.is_some() {
+                break;
+            }
+        }
+        (found, free)
+    }
+
+    /// The value of the full slot `i`.
+    fn value_of(&self, i: usize) -> std::result::Result<Vec<u8>, DictError> {
+        let (h, data) = self.slot(i);
+        let vlen = h.value_len.load(Ordering::Relaxed) as usize;
+        if vlen > self.geo.max_value {
+            return Err(DictError::Corrupted("a value length exceeds the maximum"));
+        }
+        // SAFETY: the value area starts max_key bytes into the slot's data
+        // and holds max_value >= vlen bytes.
+        Ok(unsafe { copy_out(data.add(self.geo.max_key), vlen) })
+    }
+
+    /// Writes an entry into non-full slot `i` and publishes it.
+    fn write_entry(&self, i: usize, key: &[u8], value: &[u8], h: u64) {
+        let (_, _, _, next_seq) = control(&self.region);
+        let (hdr, data) = self.slot(i);
+        // SAFETY: key.len() <= max_key and value.len() <= max_value
+        // (checked by the callers), so both copies stay inside the slot;
+        // the sources are our own buffers.
+        unsafe {
+            std::ptr::copy_nonoverlapping(key.as_ptr(), data, key.len());
+            std::ptr::copy_nonoverlapping(value.as_ptr(), data.add(self.geo.max_key), value.len());
+        }
+        hdr.key_len.store(key.len() as u32, Ordering::Relaxed);
+        hdr.value_len.store(value.len() as u32, Ordering::Relaxed);
+        hdr.hash.store(h, Ordering::Relaxed);
+        hdr.seq
+            .store(next_seq.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        // SYNC POINT: Release so that a process which finds this state
+        // after our death (a takeover's Acquire) also finds the entry
+        // written; live readers are ordered by the lock.
+        hdr.state.store(FULL, Ordering::Release);
+    }
+
+    fn check_sizes(&self, key: &[u8], value: &[u8]) -> std::result::Result<(), DictError> {
+        if key.len() > self.geo.max_key {
+            return Err(DictError::TooLarge {
+                what: "key",
+                len: key.len(),
+                max: self.geo.max_key,
+            });
+        }
+        if value.len() > self.geo.max_value {
+            return Err(DictError::TooLarge {
+                what: "value",
+                len: value.len(),
+                max: self.geo.max_value,
+            });
+        }
+        Ok(())
+    }
+
+    /// Inserts or replaces under the lock; returns the old value.
+    fn put(
+        &self,
+        key: &[u8],
+        h: u64,
+        found: Option<usize>,
+        free: Option<usize>,
+        value: &[u8],
+    ) -> std::result::Result<Option<Vec<u8>>, DictError> {
+        let (_, len, tombs, _) = control(&self.region);
+        let full = DictError::Full {
+            capacity: self.geo.capacity,
+        };
+        let Some(slot) = free else {
+            return Err(full);
+        };
+        let was_tombstone = self.slot(slot).0.state.load(Ordering::Relaxed) == TOMBSTONE;
+        match found {
+            Some(old) => {
+                let previous = self.value_of(old)?;
+                self.write_entry(slot, key, value, h);
+                self.slot(old).0.state.store(TOMBSTONE, Ordering::Relaxed);
+                if !was_tombstone {
+                    tombs.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Some(previous))
+            }
+            None => {
+                if len.load(Ordering::Relaxed) as usize >= self.geo.capacity {
+                    return Err(full);
+                }
+                self.write_entry(slot, key, value, h);
+                if was_tombstone {
+                    tombs.fetch_sub(1, Ordering::Relaxed);
+                }
+                len.fetch_add(1, Ordering::Relaxed);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Inserts `key` → `value`; returns the value it replaces, if any.
+    /// [`DictError::Full`] when the dict holds `capacity` other keys,
+    /// [`DictError::TooLarge`] for a key or value longer than the maximum.
+    pub fn insert(
+        &self,
+        key: &[u8],
+        value: &[u8],
+    ) -> std::result::Result<Option<Vec<u8>>, DictError> {
+        self.check_sizes(key, value)?;
+        let h = hash(key);
+        let _guard = self.lock()?;
+        let (found, free) = self.probe(key, h);
+        self.put(key, h, found, free, value)
+    }
+
+    /// A copy of the value of `key`, if present.
+    pub fn get(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, DictError> {
+        if key.len() > self.geo.max_key {
+            return Ok(None);
+        }
+        let h = hash(key);
+        let _guard = self.lock()?;
+        match self.probe(key, h).0 {
+            Some(i) => self.value_of(i).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether `key` is present.
+    pub fn contains_key(&self, key: &[u8]) -> std::result::Result<bool, DictError> {
+        if key.len() > self.geo.max_key {
+            return Ok(false);
+        }
+        let h = hash(key);
+        let _guard = self.lock()?;
+        Ok(self.probe(key, h).0.is_some())
+    }
+
+    /// Runs `f` on the current value of `key` (`None` if absent) and
+    /// stores what it returns, all under the lock: a read-modify-write that
+    /// no other process can interleave with.
+    pub fn update(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> Vec<u8>,
+    ) -> std::result::Result<(), DictError> {
+        self.check_sizes(key, &[])?;
+        let h = hash(key);
+        let _guard = self.lock()?;
+        let (found, free) = self.probe(key, h);
+        let old = found.map(|i| self.value_of(i)).transpose()?;
+        let new = f(old.as_deref());
+        self.check_sizes(key, &new)?;
+        self.put(key, h, found, free, &new).map(drop)
+    }
+
+    /// Removes `key`; returns its value if it was present.
+    pub fn remove(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, DictError> {
+        if key.len() > self.geo.max_key {
+            return Ok(None);
+        }
+        let h = hash(key);
+        let _guard = self.lock()?;
+        let Some(i) = self.probe(key, h).0 else {
+            return Ok(None);
+        };
+        let (_, len, tombs, _) = control(&self.region);
+        let value = self.value_of(i)?;
+        self.slot(i).0.state.store(TOMBSTONE, Ordering::Relaxed);
+        tombs.fetch_add(1, Ordering::Relaxed);
+        if len.fetch_sub(1, Ordering::Relaxed) <= 1 {
+            self.reset_if_empty();
+        }
+        Ok(Some(value))
+    }
+
+    /// With no full slot left, makes every slot empty (clearing the
+    /// tombstones that lengthen probes).
+    fn reset_if_empty(&self) {
+        let any_full =
+            (0..self.geo.slots).any(|i| self.slot(i).0.state.load(Ordering::Relaxed) == FULL);
+        if any_full {
+            self.recount();
+            return;
+        }
+        for i in 0..self.geo.slots {
+            self.slot(i).0.state.store(EMPTY, Ordering::Relaxed);
+        }
+        self.recount();
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) -> std::result::Result<(), DictError> {
+        let _guard = self.lock()?;
+        for i in 0..self.geo.slots {
+            let (h, _) = self.slot(i);
+            if h.state.load(Ordering::Relaxed) == FULL {
+                h.state.store(TOMBSTONE, Ordering::Relaxed);
+            }
+        }
+        self.reset_if_empty();
+        Ok(())
+    }
+
+    /// How many entries it holds.
+    pub fn len(&self) -> std::result::Result<usize, DictError> {
+        let _guard = self.lock()?;
+        let (_, len, ..) = control(&self.region);
+        Ok((len.load(Ordering::Relaxed) as usize).min(self.geo.capacity))
+    }
+
+    /// Whether it holds no entry.
+    pub fn is_empty(&self) -> std::result::Result<bool, DictError> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// A copy of every key, taken under the lock (in table order).
+    pub fn keys(&self) -> std::result::Result<Vec<Vec<u8>>, DictError> {
+        Ok(self.items()?.into_iter().map(|(k, _)| k).collect())
+    }
+
+    /// A copy of every entry, taken under the lock (in table order).
+    pub fn items(&self) -> std::result::Result<Vec<Entry>, DictError> {
+        let _guard = self.lock()?;
+        let mut out = Vec::new();
+        for i in 0..self.geo.slots {
+            if self.slot(i).0.state.load(Ordering::Relaxed) != FULL {
+                continue;
+            }
+            let key = self.valid_key(i).ok_or(DictError::Corrupted(
+                "an entry's key does not match its hash",
+            ))?;
+            out.push((key, self.value_of(i)?));
+        }
+        Ok(out)
+    }
+}
+
+impl fmt::Debug for SharedDict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedDict")
+            .field("name", &self.name())
+            .field("capacity", &self.geo.capacity)
+            .field("max_key", &self.geo.max_key)
+            .field("max_value", &self.geo.max_value)
+            .finish()
+    }
+}
+
+/// An append-only list of byte items in shared memory, for any number of
+/// processes: `capacity` slots of up to `max_item` bytes under one
+/// [`Lock`].
+///
+/// Layout: the lock, `len: u32` at offset 16, then from offset 64
+/// `capacity` items of `len: u32`, 4 reserved bytes and `max_item` bytes
+/// (the stride rounded up to 8); `params` = `[capacity, max_item, 0, 0]`.
+/// An item is written first and counted (`len += 1`) last, so an appender
+/// killed half-way leaves the list as it was; a `len` a dead or hostile
+/// process left beyond `capacity` is clamped on the next takeover.
+///
+/// ```
+/// use shmipc::{fork, SharedList};
+/// use std::time::Duration;
+///
+/// let log = SharedList::anon(100, 64)?;
+/// let mut child = fork(|| log.append(b"child was here").is_ok() as i32)?;
+/// assert_eq!(child.join_timeout(Duration::from_secs(10))?.unwrap().code(), Some(1));
+/// log.append(b"parent too")?;
+/// assert_eq!(log.to_vec()?, vec![b"child was here".to_vec(), b"parent too".to_vec()]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct SharedList {
+    region: Region,
+    capacity: usize,
+    max_item: usize,
+    stride: usize,
+}
+
+impl SharedList {
+    fn geometry(capacity: usize, max_item: usize) -> Option<(usize, usize)> {
+        if capacity == 0 || capacity > MAX_CAPACITY || max_item > MAX_VALUE {
+            return None;
+        }
+        let stride = round_up(ITEM_HEADER + max_item, 8)?;
+        let size = stride.checked_mul(capacity)?.checked_add(CONTROL)?;
+        Some((stride, size))
+    }
+
+    fn layout(capacity: usize, max_item: usize) -> Result<(usize, ObjectLayout)> {
+        let (stride, size) = Self::geometry(capacity, max_item)
+            .ok_or(Error::Layout(shmipc_core::LayoutError::InvalidParameters))?;
+        Ok((
+            stride,
+            ObjectLayout {
+                kind: Kind::LIST,
+                size: size as u64,
+                align: 8,
+                params: [capacity as u64, max_item as u64, 0, 0],
+            },
+        ))
+    }
+
+    /// Creates the list segment `name` with room for `capacity` items of up
+    /// to `max_item` bytes each.
+    pub fn create(name: &str, capacity: usize, max_item: usize) -> Result<Self> {
+        let (stride, layout) = Self::layout(capacity, max_item)?;
+        let region = Region::create(name, &layout, &Options::default(), |ptr, len| {
+            // SAFETY: the bytes are ours alone until the segment is named.
+            unsafe { Lock::init_at(ptr, len, ()) }?;
+            Ok(())
+        })?;
+        Ok(SharedList {
+            region,
+            capacity,
+            max_item,
+            stride,
+        })
+    }
+
+    /// Opens the existing list `name`.
+    pub fn open(name: &str) -> Result<Self> {
+        let mut geo = None;
+        let region = Region::open(name, Kind::LIST, &Options::default(), |h| {
+            let bad = || Error::corrupted(name, "the list's parameters are invalid");
+            let capacity = usize::try_from(h.params[0]).map_err(|_| bad())?;
+            let max_item = usize::try_from(h.params[1]).map_err(|_| bad())?;
+            if h.params[2] != 0 || h.params[3] != 0 {
+                return Err(bad());
+            }
+            let (stride, size) = Self::geometry(capacity, max_item).ok_or_else(bad)?;
+            geo = Some((capacity, max_item, stride));
+            Ok((size as u64, 8))
+        })?;
+        let (capacity, max_item, stride) =
+            geo.ok_or_else(|| Error::corrupted(name, "no geometry"))?;
+        Ok(SharedList {
+            region,
+            capacity,
+            max_item,
+            stride,
+        })
+    }
+
+    /// A list in an anonymous shared mapping, shared with children forked
+    /// after it was made.
+    pub fn anon(capacity: usize, max_item: usize) -> Result<Self> {
+        let (stride, layout) = Self::layout(capacity, max_item)?;
+        let region = Region::anon(layout.size as usize, |ptr, len| {
+            // SAFETY: a fresh page-aligned mapping no one else sees.
+            unsafe { Lock::init_at(ptr, len, ()) }?;
+            Ok(())
+        })?;
+        Ok(SharedList {
+            region,
+            capacity,
+            max_item,
+            stride,
+        })
+    }
+
+    /// Removes the name (see [`unlink`](crate::unlink)).
+    pub fn unlink(name: &str) -> Result<()> {
+        mapping::unlink(name)
+    }
+
+    /// How many items it holds at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The longest item, in bytes.
+    pub fn max_item(&self) -> usize {
+        self.max_item
+    }
+
+    fn lock(&self) -> std::result::Result<LockGuard<'_>, DictError> {
+        let (lock, len, ..) = control(&self.region);
+        let mut guard = lock.lock()?;
+        if guard.owner_died() {
+            if len.load(Ordering::Relaxed) as usize > self.capacity {
+                len.store(self.capacity as u32, Ordering::Relaxed);
+            }
+            guard.mark_consistent();
+        }
+        Ok(guard)
+    }
+
+    fn item(&self, i: usize) -> (&AtomicU32, *mut u8) {
+        debug_assert!(i < self.capacity);
+        // SAFETY: i < capacity, so the item lies inside the region; stride
+        // and CONTROL are multiples of 8; the length word is an atomic.
+        unsafe {
+            let p = self.region.ptr().add(CONTROL + i * self.stride);
+            (&*p.cast::<AtomicU32>(), p.add(ITEM_HEADER))
+        }
+    }
+
+    fn len_locked(&self) -> usize {
+        let (_, len, ..) = control(&self.region);
+        (len.load(Ordering::Relaxed) as usize).min(self.capacity)
+    }
+
+    fn read(&self, i: usize) -> std::result::Result<Vec<u8>, DictError> {
+        let (len, data) = self.item(i);
+        let n = len.load(Ordering::Relaxed) as usize;
+        if n > self.max_item {
+            return Err(DictError::Corrupted("an item's length exceeds the maximum"));
+        }
+        // SAFETY: n <= max_item bytes of the item's area.
+        Ok(unsafe { copy_out(data, n) })
+    }
+
+    /// Appends `item`; returns its index. [`DictError::Full`] when the list
+    /// holds `capacity` items, [`DictError::TooLarge`] past `max_item`.
+    pub fn append(&self, item: &[u8]) -> std::result::Result<usize, DictError> {
+        if item.len() > self.max_item {
+            return Err(DictError::TooLarge {
+                what: "item",
+                len: item.len(),
+                max: self.max_item,
+            });
+        }
+        let _guard = self.lock()?;
+        let n = self.len_locked();
+        if n >= self.capacity {
+            return Err(DictError::Full {
+                capacity: self.capacity,
+            });
+        }
+        let (len, data) = self.item(n);
+        // SAFETY: item.len() <= max_item bytes fit the item's area; the
+        // source is our own buffer.
+        unsafe { std::ptr::copy_nonoverlapping(item.as_ptr(), data, item.len()) };
+        len.store(item.len() as u32, Ordering::Relaxed);
+        let (_, count, ..) = control(&self.region);
+        // SYNC POINT: Release pairs with the Acquire of a takeover after
+        // our death: a counted item is a written item.
+        count.store(n as u32 + 1, Ordering::Release);
+        Ok(n)
+    }
+
+    /// A copy of item `index`.
+    pub fn get(&self, index: usize) -> std::result::Result<Vec<u8>, DictError> {
+        let _guard = self.lock()?;
+        let len = self.len_locked();
+        if index >= len {
+            return Err(DictError::OutOfBounds { index, len });
+        }
+        self.read(index)
+    }
+
+    /// How many items it holds.
+    pub fn len(&self) -> std::result::Result<usize, DictError> {
+        let _guard = self.lock()?;
+        Ok(self.len_locked())
+    }
+
+    /// Whether it holds no item.
+    pub fn is_empty(&self) -> std::result::Result<bool, DictError> {
+        self.len().map(|n| n == 0)
+    }
+
+    /// A copy of every item, in order, taken under the lock.
+    pub fn to_vec(&self) -> std::result::Result<Vec<Vec<u8>>, DictError> {
+        let _guard = self.lock()?;
+        (0..self.len_locked()).map(|i| self.read(i)).collect()
+    }
+}
+
+impl fmt::Debug for SharedList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedList")
+            .field("name", &self.region.name())
+            .field("capacity", &self.capacity)
+            .field("max_item", &self.max_item)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_replace_remove_and_full() {
+        let d = SharedDict::anon(DictConfig::new(4, 8, 8)).unwrap();
+        for k in 0u8..4 {
+            assert_eq!(d.insert(&[k], &[k; 3]).unwrap(), None);
+        }
+        assert_eq!(d.insert(b"x", b"y"), Err(DictError::Full { capacity: 4 }));
+        // Replacing works when full (a free slot is always left).
+        assert_eq!(d.insert(&[2], b"two").unwrap(), Some(vec![2; 3]));
+        assert_eq!(d.get(&[2]).unwrap(), Some(b"two".to_vec()));
+        assert_eq!(d.len().unwrap(), 4);
+        assert_eq!(d.remove(&[1]).unwrap(), Some(vec![1; 3]));
+        assert_eq!(d.remove(&[1]).unwrap(), None);
+        assert_eq!(d.len().unwrap(), 3);
+        let mut keys = d.keys().unwrap();
+        keys.sort();
+        assert_eq!(keys, vec![vec![0], vec![2], vec![3]]);
+        d.clear().unwrap();
+        assert_eq!(d.len().unwrap(), 0);
+        assert!(matches!(
+            d.insert(b"123456789", b""),
+            Err(DictError::TooLarge { what: "key", .. })
+        ));
+    }
+
+    #[test]
+    fn churn_never_loses_a_key() {
+        let d = SharedDict::anon(DictConfig::new(64, 8, 8)).unwrap();
+        let mut model = std::collections::HashMap::new();
+        let mut x = 12345u64;
+        for _ in 0..20_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let k = ((x >> 33) % 100).to_le_bytes();
+            if x >> 63 == 0 {
+                let r = d.insert(&k, &x.to_le_bytes());
+                if model.len() < 64 || model.contains_key(&k) {
+                    assert_eq!(r.unwrap(), model.insert(k, x.to_le_bytes().to_vec()));
+                } else {
+                    assert!(matches!(r, Err(DictError::Full { .. })));
+                }
+            } else {
+                assert_eq!(d.remove(&k).unwrap(), model.remove(&k));
+            }
+            assert_eq!(d.len().unwrap(), model.len());
+        }
+        for (k, v) in &model {
+            assert_eq!(d.get(k).unwrap().as_ref(), Some(v));
+        }
+    }
+
+    #[test]
+    fn repair_keeps_the_newest_duplicate_and_recounts() {
+        let d = SharedDict::anon(DictConfig::new(8, 8, 8)).unwrap();
+        d.insert(b"a", b"old").unwrap();
+        // Simulate a writer killed between publishing the new entry and
+        // retiring the old one: two full slots for "a".
+        let _g = d.lock().unwrap();
+        let (found, free) = d.probe(b"a", hash(b"a"));
+        d.write_entry(free.unwrap(), b"a", b"new", hash(b"a"));
+        let _ = found;
+        drop(_g);
+        d.repair();
+        assert_eq!(d.get(b"a").unwrap(), Some(b"new".to_vec()));
+        assert_eq!(d.len().unwrap(), 1);
+        // A slot with a garbage state becomes a tombstone.
+        d.slot(5).0.state.store(77, Ordering::Relaxed);
+        d.repair();
+        assert_eq!(d.items().unwrap(), vec![(b"a".to_vec(), b"new".to_vec())]);
+    }
+
+    #[test]
+    fn list_appends_in_order_until_full() {
+        let l = SharedList::anon(3, 4).unwrap();
+        assert_eq!(l.append(b"a").unwrap(), 0);
+        assert_eq!(l.append(b"bb").unwrap(), 1);
+        assert_eq!(l.append(b"").unwrap(), 2);
+        assert_eq!(l.append(b"x"), Err(DictError::Full { capacity: 3 }));
+        assert!(matches!(
+            l.append(b"12345"),
+            Err(DictError::TooLarge { .. })
+        ));
+        assert_eq!(l.get(1).unwrap(), b"bb");
+        assert_eq!(l.get(3), Err(DictError::OutOfBounds { index: 3, len: 3 }));
+        assert_eq!(l.to_vec().unwrap().len(), 3);
+    }
+}

@@ -1,0 +1,247 @@
+//! Value, Array, SharedDict and SharedList shared by many real processes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, join, join_all_ok, CHILD_TIMEOUT};
+use shmipc::sync::{AtomicU32, Ordering};
+use shmipc::{
+    fork, Anon, Array, DictConfig, DictError, Error, SharedDict, SharedList, Unlinker, Value,
+};
+
+const PROCS: u64 = 8;
+const ROUNDS: u64 = 300;
+
+#[test]
+fn value_updates_from_many_processes_lose_nothing() {
+    let names = Unlinker::new("par-value");
+    let name = names.name("counter");
+    let counter = Value::<u64>::create(&name, 1_000_000).unwrap();
+    let mut children = Vec::new();
+    for _ in 0..PROCS {
+        let name = name.clone();
+        children.push(
+            fork(move || {
+                let Ok(v) = Value::<u64>::open(&name) else {
+                    return 1;
+                };
+                for _ in 0..ROUNDS {
+                    if v.update(|n| *n -= 1).is_err() {
+                        return 2;
+                    }
+                }
+                0
+            })
+            .unwrap(),
+        );
+    }
+    join_all_ok(&mut children);
+    assert_eq!(counter.get().unwrap(), 1_000_000 - PROCS * ROUNDS);
+    counter.set(5).unwrap();
+    assert_eq!(Value::<u64>::open(&name).unwrap().get().unwrap(), 5);
+    // Wrong type or kind is refused.
+    assert!(matches!(
+        Value::<u32>::open(&name),
+        Err(Error::ElementMismatch { .. })
+    ));
+    assert!(matches!(
+        Array::<u64>::open(&name),
+        Err(Error::WrongKind { .. })
+    ));
+    let (again, created) = Value::<u64>::open_or_create(&name, 0).unwrap();
+    assert!(!created);
+    assert_eq!(again.get().unwrap(), 5);
+}
+
+#[test]
+fn array_updates_from_many_processes_lose_nothing() {
+    let arr = Array::<u32>::anon(&[0; 16]).unwrap();
+    let mut children = Vec::new();
+    for p in 0..PROCS as usize {
+        let arr = &arr;
+        children.push(
+            fork(move || {
+                for _ in 0..ROUNDS {
+                    // Whole-array and single-element updates interleave.
+                    if arr.update(|a| a.iter_mut().for_each(|x| *x += 1)).is_err()
+                        || arr.update_at(p, |x| *x += 1).is_err()
+                    {
+                        return 1;
+                    }
+                }
+                0
+            })
+            .unwrap(),
+        );
+    }
+    join_all_ok(&mut children);
+    let snap = arr.snapshot().unwrap();
+    for (i, v) in snap.iter().enumerate() {
+        let own = if i < PROCS as usize { ROUNDS } else { 0 };
+        assert_eq!(u64::from(*v), PROCS * ROUNDS + own, "element {i}");
+    }
+    assert!(arr.get(16).is_err());
+    assert!(arr.set(16, 0).is_err());
+}
+
+#[test]
+fn the_shared_dict_under_concurrent_writers_loses_no_update() {
+    let names = Unlinker::new("par-dict");
+    let name = names.name("dict");
+    let dict = SharedDict::create(&name, DictConfig::new(2048, 32, 16)).unwrap();
+    let mut children = Vec::new();
+    for p in 0..PROCS {
+        let name = name.clone();
+        children.push(
+            fork(move || {
+                let Ok(d) = SharedDict::open(&name) else {
+                    return 1;
+                };
+                for i in 0..ROUNDS {
+                    // Ten shared counters, read-modify-write.
+                    let key = format!("counter-{}", i % 10);
+                    let r = d.update(key.as_bytes(), |old| {
+                        let n = old.map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap()));
+                        (n + 1).to_le_bytes().to_vec()
+                    });
+                    if r.is_err() {
+                        return 2;
+                    }
+                    // And keys of its own, some removed again.
+                    let own = format!("p{p}-{i}");
+                    if d.insert(own.as_bytes(), &i.to_le_bytes()).is_err() {
+                        return 3;
+                    }
+                    if i % 3 == 0 && d.remove(own.as_bytes()) != Ok(Some(i.to_le_bytes().to_vec()))
+                    {
+                        return 4;
+                    }
+                }
+                0
+            })
+            .unwrap(),
+        );
+    }
+    join_all_ok(&mut children);
+    let mut total = 0;
+    for c in 0..10 {
+        let v = dict
+            .get(format!("counter-{c}").as_bytes())
+            .unwrap()
+            .unwrap();
+        total += u64::from_le_bytes(v.try_into().unwrap());
+    }
+    assert_eq!(total, PROCS * ROUNDS, "an update was lost");
+    for p in 0..PROCS {
+        for i in 0..ROUNDS {
+            let got = dict.get(format!("p{p}-{i}").as_bytes()).unwrap();
+            if i % 3 == 0 {
+                assert_eq!(got, None);
+            } else {
+                assert_eq!(got, Some(i.to_le_bytes().to_vec()), "p{p}-{i}");
+            }
+        }
+    }
+    let own = PROCS * (ROUNDS - ROUNDS.div_ceil(3));
+    assert_eq!(dict.len().unwrap() as u64, 10 + own);
+    assert_eq!(dict.keys().unwrap().len() as u64, 10 + own);
+}
+
+#[test]
+fn a_full_dict_and_oversized_entries_are_errors() {
+    let names = Unlinker::new("par-dict-full");
+    let name = names.name("small");
+    let d = SharedDict::create(&name, DictConfig::new(3, 4, 4)).unwrap();
+    let other = SharedDict::open(&name).unwrap();
+    for k in [b"a", b"b", b"c"] {
+        other.insert(k, b"v").unwrap();
+    }
+    assert_eq!(d.insert(b"d", b"v"), Err(DictError::Full { capacity: 3 }));
+    assert_eq!(d.insert(b"a", b"new").unwrap(), Some(b"v".to_vec()));
+    assert_eq!(
+        d.insert(b"toolong", b""),
+        Err(DictError::TooLarge {
+            what: "key",
+            len: 7,
+            max: 4
+        })
+    );
+    assert_eq!(
+        d.insert(b"e", b"toolong"),
+        Err(DictError::TooLarge {
+            what: "value",
+            len: 7,
+            max: 4
+        })
+    );
+    assert!(matches!(
+        SharedDict::create(&name, DictConfig::new(3, 4, 4)),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        SharedDict::create(&names.name("zero"), DictConfig::new(0, 4, 4)),
+        Err(Error::Layout(_))
+    ));
+}
+
+#[test]
+fn a_writer_killed_holding_the_dict_lock_is_repaired_around() {
+    let dict = SharedDict::anon(DictConfig::new(64, 16, 16)).unwrap();
+    let inside = Anon::<AtomicU32>::new(0).unwrap();
+    dict.insert(b"kept", b"1").unwrap();
+    let mut child = fork(|| {
+        // Holds the dict's lock inside the update closure until killed.
+        let _ = dict.update(b"kept", |_| {
+            inside.store(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_secs(60));
+            b"2".to_vec()
+        });
+        0
+    })
+    .unwrap();
+    assert!(eventually(CHILD_TIMEOUT, || inside.load(Ordering::SeqCst) == 1));
+    child.kill().unwrap();
+    join(&mut child);
+    // The next locker takes the lock over, repairs, and goes on.
+    assert_eq!(dict.get(b"kept").unwrap(), Some(b"1".to_vec()));
+    dict.insert(b"more", b"x").unwrap();
+    assert_eq!(dict.len().unwrap(), 2);
+}
+
+#[test]
+fn a_shared_list_collects_appends_from_many_processes() {
+    let names = Unlinker::new("par-list");
+    let name = names.name("list");
+    let list = SharedList::create(&name, 200, 16).unwrap();
+    let mut children = Vec::new();
+    for p in 0..10 {
+        let name = name.clone();
+        children.push(
+            fork(move || {
+                let Ok(l) = SharedList::open(&name) else {
+                    return 1;
+                };
+                for i in 0..20 {
+                    if l.append(format!("{p}-{i}").as_bytes()).is_err() {
+                        return 2;
+                    }
+                }
+                0
+            })
+            .unwrap(),
+        );
+    }
+    join_all_ok(&mut children);
+    let mut items: Vec<String> = list
+        .to_vec()
+        .unwrap()
+        .into_iter()
+        .map(|b| String::from_utf8(b).unwrap())
+        .collect();
+    assert_eq!(items.len(), 200);
+    items.sort();
+    items.dedup();
+    assert_eq!(items.len(), 200, "every append exactly once");
+    assert_eq!(list.append(b"x"), Err(DictError::Full { capacity: 200 }));
+}
