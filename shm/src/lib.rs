@@ -16,6 +16,7 @@
 //! | [`Process`] | a named child, forked or spawned, optionally a daemon that dies with its parent |
 //! | [`Value<T>`], [`Array<T>`] | `Pod` data under a lock of its own, like `multiprocessing.Value` / `Array` |
 //! | [`SharedDict`], [`SharedList`] | a byte-key byte-value map and an append-only list for many processes |
+//! | [`Condition`], [`Barrier`] | a condition variable with its lock, and an n-party barrier |
 //! | [`Unlinker`] | unique names that are unlinked when their owner is done |
 //! | [`mapping`] | the validated-header layer the others are built on, for new kinds |
 //!
@@ -52,6 +53,7 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmipc needs Linux (futexes, /dev/shm, O_TMPFILE)");
 
+mod condition;
 mod dict;
 mod error;
 pub mod header;
@@ -70,6 +72,7 @@ mod spsc;
 mod unlinker;
 mod value;
 
+pub use condition::{Barrier, BarrierError, CondGuard, Condition};
 pub use dict::{DictConfig, DictError, Entry, SharedDict, SharedList};
 pub use error::{Error, Result};
 pub use header::Kind;
