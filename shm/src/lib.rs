@@ -14,6 +14,7 @@
 //! | [`Segment`] | raw named bytes, like `multiprocessing.shared_memory.SharedMemory` |
 //! | [`fork`], [`spawn`], [`Child`] | starting, joining and stopping processes |
 //! | [`Process`] | a named child, forked or spawned, optionally a daemon that dies with its parent |
+//! | [`Pool`] | N worker processes running tasks, surviving a worker's death, like `multiprocessing.Pool` |
 //! | [`Value<T>`], [`Array<T>`] | `Pod` data under a lock of its own, like `multiprocessing.Value` / `Array` |
 //! | [`SharedDict`], [`SharedList`] | a byte-key byte-value map and an append-only list for many processes |
 //! | [`Condition`], [`Barrier`] | a condition variable with its lock, and an n-party barrier |
@@ -62,6 +63,7 @@ mod name;
 mod object;
 mod options;
 mod pipe;
+mod pool;
 pub mod process;
 mod process_builder;
 mod queue;
@@ -80,6 +82,7 @@ pub use name::MAX_LEN as MAX_NAME_LEN;
 pub use object::{Anon, Shared, ShmObject};
 pub use options::Options;
 pub use pipe::{Pipe, PipeEnd, Side};
+pub use pool::{AsyncResult, ImapUnordered, Pool, PoolBuilder, TaskError, TaskFn};
 pub use process::{fork, spawn, Child, ExitStatus};
 pub use process_builder::{Process, ProcessHandle, ORPHANED_EXIT_CODE};
 pub use queue::{ByteQueue, Queue};

@@ -1,0 +1,979 @@
+//! [`Pool`]: N forked worker processes that run tasks, like Python's
+//! `multiprocessing.Pool` — except that a worker killed mid-task does not
+//! hang the pool.
+//!
+//! # Design
+//!
+//! **What a task is.** Closures cannot cross a `fork` made after the pool
+//! started, so the pool's *functions* are fixed when it is built:
+//! `Pool::new(n, f)` with `f: Fn(&[u8]) -> Vec<u8>` (or several, by
+//! [`PoolBuilder::function`], chosen per task by index). The workers are
+//! forked after that, so each inherits the functions as they are. A task is
+//! then `(task id, function index, argument bytes)` and a result `(task
+//! id, status, result bytes)`; encode what you need into bytes (for `Pod`
+//! data, `bytemuck::bytes_of` / `pod_read_unaligned` does it).
+//!
+//! **Transport.** Every worker has two anonymous [`ByteQueue`]s of its
+//! own: an inbox of tasks and an outbox of results, and an
+//! [`AtomicU64`](crate::AtomicU64) slot in shared memory that holds the id
+//! (plus one) of the task it is running, zero between tasks. Per-worker
+//! queues (rather than one shared task queue) mean a worker killed in the
+//! middle of a queue operation damages only its own queues, which are
+//! thrown away with it, and that the parent always knows which tasks each
+//! worker holds.
+//!
+//! **The supervisor.** A background thread of the parent owns the workers.
+//! It hands each worker at most two tasks at a time (one running, one
+//! queued behind it, so a worker never waits for the parent between tasks),
+//! moves results from the outboxes to the [`AsyncResult`] handles, and
+//! sleeps on a *doorbell* futex word that workers ring after each result and
+//! the parent rings when it submits, waking at least every 10 ms to reap.
+//!
+//! **A worker's death.** The supervisor reaps workers with `waitpid`
+//! (WNOHANG, by pid). When one has died it first takes whatever complete
+//! results are in the dead worker's outbox, then looks at the worker's
+//! shared slot: the task named there had started, so its handle gets
+//! [`TaskError::WorkerDied`] (with the pid and how it ended); a task still
+//! queued behind it had not started, so it goes back to the front of the
+//! pending tasks. (The worker writes the slot before calling the function,
+//! so a task that is not named there has not run any of it.) A replacement
+//! worker with fresh queues is forked, and the other tasks go on.
+//!
+//! **Lifetime.** Workers are forked by the supervisor thread and ask for
+//! `SIGKILL` when it dies (`PR_SET_PDEATHSIG`), so they die with the
+//! parent, even if it is killed. [`Pool::close`] lets the queued tasks
+//! finish and the workers exit; [`Pool::terminate`] stops them at once
+//! (`SIGTERM`, then `SIGKILL`), failing unfinished tasks with
+//! [`TaskError::Terminated`]; dropping the pool terminates it.
+//!
+//! As after any `fork` in a program with threads, a worker inherits only
+//! the forking thread: functions that take a lock another thread of the
+//! parent might hold (the stdout lock of a `println!` in progress, say)
+//! can deadlock in a worker. Workers should compute and use shmipc objects.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use shmipc_core::futex::{self, Deadline};
+use shmipc_core::sync::{AtomicU32, AtomicU64, Ordering};
+use shmipc_core::{BytesConfig, RecvError};
+
+use crate::error::{Error, Result};
+use crate::object::Anon;
+use crate::process::{self, Child, ExitStatus};
+use crate::process_builder::{die_with_parent, ORPHANED_EXIT_CODE};
+use crate::queue::{to_vec, ByteQueue};
+
+/// A task function: argument bytes in, result bytes out.
+pub type TaskFn = Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static>;
+
+/// The default largest argument or result, in bytes.
+const DEFAULT_MAX_MESSAGE: usize = 64 * 1024;
+/// Task header: id (8), function (4).
+const TASK_HEADER: usize = 12;
+/// Result header: id (8), status (1).
+const RESULT_HEADER: usize = 9;
+/// Tasks handed to one worker at a time.
+const DEPTH: usize = 2;
+/// How often the supervisor reaps at the latest.
+const REAP_INTERVAL: Duration = Duration::from_millis(10);
+
+const STATUS_OK: u8 = 0;
+const STATUS_PANICKED: u8 = 1;
+const STATUS_TOO_LARGE: u8 = 2;
+const STATUS_NO_FUNCTION: u8 = 3;
+
+/// Why a task gave no result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// The task function panicked; the panic message.
+    Panicked(String),
+    /// The worker running the task died (it was killed, say).
+    WorkerDied {
+        /// The worker's process id.
+        pid: u32,
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// The pool was terminated before the task finished.
+    Terminated,
+    /// The pool was closed (or terminated) before the task was submitted.
+    Closed,
+    /// The arguments or the result are longer than the pool's maximum
+    /// message.
+    TooLarge {
+        /// Their length.
+        len: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// No function has this index.
+    NoSuchFunction(usize),
+    /// [`AsyncResult::get_timeout`]: not ready in time (the task goes on).
+    Timeout,
+    /// The pool could not start a worker process.
+    Spawn(String),
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TaskError::Panicked(msg) => write!(f, "the task panicked: {msg}"),
+            TaskError::WorkerDied { pid, status } => {
+                write!(f, "worker process {pid} died running the task ({status})")
+            }
+            TaskError::Terminated => f.write_str("the pool was terminated"),
+            TaskError::Closed => f.write_str("the pool is closed"),
+            TaskError::TooLarge { len, max } => {
+                write!(f, "{len} bytes do not fit a pool message of at most {max}")
+            }
+            TaskError::NoSuchFunction(i) => write!(f, "the pool has no function {i}"),
+            TaskError::Timeout => f.write_str("the task's result is not ready yet"),
+            TaskError::Spawn(e) => write!(f, "the pool could not start a worker: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for TaskError {}
+
+type TaskResult = std::result::Result<Vec<u8>, TaskError>;
+
+/// Where a handle waits for a result.
+struct Slot {
+    result: Mutex<Option<TaskResult>>,
+    done: Condvar,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Where a task's result goes.
+enum Reply {
+    Slot(Arc<Slot>),
+    Channel(usize, mpsc::Sender<(usize, TaskResult)>),
+}
+
+impl Reply {
+    fn send(self, result: TaskResult) {
+        match self {
+            Reply::Slot(slot) => {
+                *lock(&slot.result) = Some(result);
+                slot.done.notify_all();
+            }
+            Reply::Channel(index, tx) => {
+                let _ = tx.send((index, result));
+            }
+        }
+    }
+}
+
+struct Task {
+    id: u64,
+    /// The message: id, function, arguments.
+    message: Vec<u8>,
+    reply: Reply,
+}
+
+/// The pending result of [`Pool::apply_async`] (Python's `AsyncResult`).
+pub struct AsyncResult {
+    slot: Arc<Slot>,
+}
+
+impl AsyncResult {
+    /// Waits for the result and returns a copy of it.
+    pub fn get(&self) -> TaskResult {
+        let mut r = lock(&self.slot.result);
+        loop {
+            if let Some(result) = &*r {
+                return result.clone();
+            }
+            r = self
+                .slot
+                .done
+                .wait(r)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    /// Waits at most `timeout`; [`TaskError::Timeout`] if the result is
+    /// not ready by then (the task goes on; ask again later).
+    pub fn get_timeout(&self, timeout: Duration) -> TaskResult {
+        if self.wait_timeout(timeout) {
+            self.get()
+        } else {
+            Err(TaskError::Timeout)
+        }
+    }
+
+    /// Whether the result is ready.
+    pub fn ready(&self) -> bool {
+        lock(&self.slot.result).is_some()
+    }
+
+    /// Whether the task is done and succeeded (`None` while not ready).
+    pub fn successful(&self) -> Option<bool> {
+        lock(&self.slot.result).as_ref().map(|r| r.is_ok())
+    }
+
+    /// Waits until the result is ready.
+    pub fn wait(&self) {
+        let _ = self.get();
+    }
+
+    /// Waits at most `timeout` for the result; returns whether it is ready.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut r = lock(&self.slot.result);
+        while r.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            r = self
+                .slot
+                .done
+                .wait_timeout(r, left)
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .0;
+        }
+        true
+    }
+}
+
+impl fmt::Debug for AsyncResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncResult")
+            .field("ready", &self.ready())
+            .finish()
+    }
+}
+
+/// Results of [`Pool::imap_unordered`] as they come: `(input index,
+/// result)`.
+pub struct ImapUnordered {
+    rx: mpsc::Receiver<(usize, TaskResult)>,
+    remaining: usize,
+}
+
+impl Iterator for ImapUnordered {
+    type Item = (usize, TaskResult);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.remaining == 0 {
+            return None;
+        }
+        // Every submitted task gets exactly one reply (a result, or an
+        // error when the pool is terminated or dropped), so this ends.
+        let item = self.rx.recv().ok()?;
+        self.remaining -= 1;
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl fmt::Debug for ImapUnordered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ImapUnordered")
+            .field("remaining", &self.remaining)
+            .finish()
+    }
+}
+
+/// The parent's bookkeeping, shared by the handle and the supervisor.
+struct State {
+    pending: VecDeque<Task>,
+    next_id: u64,
+    closed: bool,
+    terminate: bool,
+    pids: Vec<u32>,
+    restarts: u64,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    /// Rung by workers after each result and by the parent on submit.
+    doorbell: Anon<AtomicU32>,
+    functions: Vec<TaskFn>,
+    max_message: usize,
+}
+
+impl Inner {
+    fn ring(&self) {
+        // SYNC POINT: Release pairs with the supervisor's Acquire load
+        // before it scans; a change after that load makes its futex wait
+        // return at once.
+        self.doorbell.fetch_add(1, Ordering::Release);
+        futex::wake_all(&self.doorbell);
+    }
+}
+
+/// Builds a [`Pool`] with several functions or a larger message size.
+///
+/// ```
+/// use shmipc::Pool;
+///
+/// let pool = Pool::builder(2)
+///     .function(|x: &[u8]| x.iter().rev().copied().collect())   // 0: reverse
+///     .function(|x: &[u8]| x.to_ascii_uppercase())              // 1: shout
+///     .max_message(1024)
+///     .build()?;
+/// assert_eq!(pool.apply_with(0, b"abc")?, b"cba");
+/// assert_eq!(pool.apply_with(1, b"abc")?, b"ABC");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct PoolBuilder {
+    processes: usize,
+    functions: Vec<TaskFn>,
+    max_message: usize,
+}
+
+impl PoolBuilder {
+    /// Adds a task function; its index is the number added before it.
+    pub fn function<F>(mut self, f: F) -> PoolBuilder
+    where
+        F: Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
+    {
+        self.functions.push(Arc::new(f));
+        self
+    }
+
+    /// The largest arguments and result of one task, in bytes (64 KiB by
+    /// default). Each worker's two queues hold two such messages.
+    pub fn max_message(mut self, bytes: usize) -> PoolBuilder {
+        self.max_message = bytes;
+        self
+    }
+
+    /// Starts the workers.
+    pub fn build(self) -> Result<Pool> {
+        Pool::start(self)
+    }
+}
+
+impl fmt::Debug for PoolBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolBuilder")
+            .field("processes", &self.processes)
+            .field("functions", &self.functions.len())
+            .field("max_message", &self.max_message)
+            .finish()
+    }
+}
+
+/// A pool of worker processes: Python's `multiprocessing.Pool`, whose
+/// workers run a fixed function on argument bytes (see the [module
+/// documentation](self) for the design, and what happens when a worker
+/// dies).
+///
+/// ```
+/// use shmipc::{Pool, TaskError};
+/// use std::time::Duration;
+///
+/// // The function is fixed before the workers are forked; tasks are bytes.
+/// let pool = Pool::new(3, |arg: &[u8]| {
+///     let n = u64::from_le_bytes(arg.try_into().unwrap());
+///     if n == 13 {
+///         panic!("unlucky");
+///     }
+///     (n * n).to_le_bytes().to_vec()
+/// })?;
+/// let square = |r: Vec<u8>| u64::from_le_bytes(r.try_into().unwrap());
+///
+/// assert_eq!(square(pool.apply(&7u64.to_le_bytes())?), 49);
+/// let pending = pool.apply_async(&9u64.to_le_bytes())?;
+/// assert_eq!(square(pending.get_timeout(Duration::from_secs(10))?), 81);
+/// assert!(matches!(pool.apply(&13u64.to_le_bytes()), Err(TaskError::Panicked(_))));
+///
+/// let inputs: Vec<[u8; 8]> = (1..=5u64).map(u64::to_le_bytes).collect();
+/// let squares: Vec<u64> = pool.map(&inputs)?.into_iter().map(square).collect();
+/// assert_eq!(squares, [1, 4, 9, 16, 25]);
+///
+/// pool.close();
+/// pool.join();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Pool {
+    inner: Arc<Inner>,
+    supervisor: Mutex<Option<JoinHandle<()>>>,
+    processes: usize,
+}
+
+impl Pool {
+    /// Starts `processes` workers (at least one) that run `f` on each
+    /// task's argument bytes.
+    pub fn new<F>(processes: usize, f: F) -> Result<Pool>
+    where
+        F: Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
+    {
+        Pool::builder(processes).function(f).build()
+    }
+
+    /// A builder for a pool of `processes` workers.
+    pub fn builder(processes: usize) -> PoolBuilder {
+        PoolBuilder {
+            processes,
+            functions: Vec::new(),
+            max_message: DEFAULT_MAX_MESSAGE,
+        }
+    }
+
+    fn start(b: PoolBuilder) -> Result<Pool> {
+        let invalid = || Error::Layout(shmipc_core::LayoutError::InvalidParameters);
+        if b.processes == 0 || b.functions.is_empty() {
+            return Err(invalid());
+        }
+        queue_config(b.max_message).ok_or_else(invalid)?;
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State {
+                pending: VecDeque::new(),
+                next_id: 0,
+                closed: false,
+                terminate: false,
+                pids: Vec::new(),
+                restarts: 0,
+            }),
+            doorbell: Anon::<AtomicU32>::new(0)?,
+            functions: b.functions,
+            max_message: b.max_message,
+        });
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let for_thread = inner.clone();
+        let processes = b.processes;
+        let handle = std::thread::Builder::new()
+            .name("shmipc-pool".to_owned())
+            .spawn(move || Supervisor::run(for_thread, processes, ready_tx))
+            .map_err(|e| Error::Io {
+                op: "spawn the pool's supervisor thread",
+                name: "(pool)".to_owned(),
+                source: e,
+            })?;
+        let started = ready_rx.recv().unwrap_or_else(|_| {
+            Err(Error::Io {
+                op: "start the pool",
+                name: "(pool)".to_owned(),
+                source: std::io::Error::other("the supervisor thread ended"),
+            })
+        });
+        if let Err(e) = started {
+            let _ = handle.join();
+            return Err(e);
+        }
+        Ok(Pool {
+            inner,
+            supervisor: Mutex::new(Some(handle)),
+            processes,
+        })
+    }
+
+    /// The number of workers.
+    pub fn processes(&self) -> usize {
+        self.processes
+    }
+
+    /// The process ids of the current workers.
+    pub fn pids(&self) -> Vec<u32> {
+        lock(&self.inner.state).pids.clone()
+    }
+
+    /// How many workers have been replaced after dying.
+    pub fn restarts(&self) -> u64 {
+        lock(&self.inner.state).restarts
+    }
+
+    /// Queues a task; `Err` if it cannot be (closed, too large, no such
+    /// function).
+    fn submit(&self, func: usize, args: &[u8], reply: Reply) -> std::result::Result<(), TaskError> {
+        let checked = (|| {
+            if func >= self.inner.functions.len() {
+                return Err(TaskError::NoSuchFunction(func));
+            }
+            if args.len() > self.inner.max_message {
+                return Err(TaskError::TooLarge {
+                    len: args.len(),
+                    max: self.inner.max_message,
+                });
+            }
+            Ok(())
+        })();
+        let mut st = lock(&self.inner.state);
+        let checked = checked.and_then(|()| {
+            if st.closed || st.terminate {
+                Err(TaskError::Closed)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = checked {
+            drop(st);
+            reply.send(Err(e.clone()));
+            return Err(e);
+        }
+        let id = st.next_id;
+        st.next_id += 1;
+        let mut message = Vec::with_capacity(TASK_HEADER + args.len());
+        message.extend_from_slice(&id.to_le_bytes());
+        message.extend_from_slice(&(func as u32).to_le_bytes());
+        message.extend_from_slice(args);
+        st.pending.push_back(Task { id, message, reply });
+        drop(st);
+        self.inner.ring();
+        Ok(())
+    }
+
+    /// Runs function 0 on `args` and waits for its result.
+    pub fn apply(&self, args: &[u8]) -> TaskResult {
+        self.apply_async(args)?.get()
+    }
+
+    /// Runs function `func` on `args` and waits for its result.
+    pub fn apply_with(&self, func: usize, args: &[u8]) -> TaskResult {
+        self.apply_async_with(func, args)?.get()
+    }
+
+    /// Queues function 0 on `args`; the handle gets the result.
+    pub fn apply_async(&self, args: &[u8]) -> std::result::Result<AsyncResult, TaskError> {
+        self.apply_async_with(0, args)
+    }
+
+    /// Queues function `func` on `args`; the handle gets the result.
+    pub fn apply_async_with(
+        &self,
+        func: usize,
+        args: &[u8],
+    ) -> std::result::Result<AsyncResult, TaskError> {
+        let slot = Arc::new(Slot {
+            result: Mutex::new(None),
+            done: Condvar::new(),
+        });
+        self.submit(func, args, Reply::Slot(slot.clone()))?;
+        Ok(AsyncResult { slot })
+    }
+
+    /// Runs function 0 on every input and returns the results in input
+    /// order, or the first error (by input order).
+    pub fn map<I>(&self, inputs: I) -> std::result::Result<Vec<Vec<u8>>, TaskError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        let mut results: Vec<Option<TaskResult>> = Vec::new();
+        let it = self.imap_unordered(inputs);
+        results.resize_with(it.remaining, || None);
+        for (i, r) in it {
+            results[i] = Some(r);
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(TaskError::Terminated)))
+            .collect()
+    }
+
+    /// Runs function 0 on every input; yields `(input index, result)` in the
+    /// order the results come in (Python's `imap_unordered`, with the
+    /// index). Every input yields exactly one item.
+    pub fn imap_unordered<I>(&self, inputs: I) -> ImapUnordered
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        let (tx, rx) = mpsc::channel();
+        let mut n = 0;
+        for (i, input) in inputs.into_iter().enumerate() {
+            // A refused task has already sent its error to the channel.
+            let _ = self.submit(0, input.as_ref(), Reply::Channel(i, tx.clone()));
+            n += 1;
+        }
+        ImapUnordered { rx, remaining: n }
+    }
+
+    /// Accepts no more tasks; the queued ones still run, then the workers
+    /// exit. See [`Pool::join`].
+    pub fn close(&self) {
+        lock(&self.inner.state).closed = true;
+        self.inner.ring();
+    }
+
+    /// Stops the workers now (`SIGTERM`, then `SIGKILL` after a second) and
+    /// waits for them; unfinished tasks get [`TaskError::Terminated`].
+    pub fn terminate(&self) {
+        lock(&self.inner.state).terminate = true;
+        self.inner.ring();
+        self.join();
+    }
+
+    /// Waits until the workers have exited: after [`close`](Pool::close),
+    /// once every queued task is done. Closes the pool if it is still open
+    /// (Python requires `close` first).
+    pub fn join(&self) {
+        self.close();
+        let handle = lock(&self.supervisor).take();
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("processes", &self.processes)
+            .field("pids", &self.pids())
+            .finish()
+    }
+}
+
+/// Each queue holds DEPTH (two) of the largest messages, with room to spare
+/// for the ring's wrap-around.
+fn queue_config(max_message: usize) -> Option<BytesConfig> {
+    let c = BytesConfig::for_max_message(max_message.checked_add(TASK_HEADER)?)?;
+    Some(BytesConfig::new(c.capacity.checked_mul(2)?, c.max_message))
+}
+
+/// One worker as the supervisor sees it.
+struct Worker {
+    child: Child,
+    inbox: ByteQueue,
+    outbox: ByteQueue,
+    /// Id + 1 of the task the worker runs; 0 between tasks.
+    current: Anon<AtomicU64>,
+    assigned: VecDeque<Task>,
+}
+
+/// The background thread that owns the workers.
+struct Supervisor {
+    inner: Arc<Inner>,
+    workers: Vec<Worker>,
+    processes: usize,
+}
+
+impl Supervisor {
+    fn run(inner: Arc<Inner>, processes: usize, ready: mpsc::Sender<Result<()>>) {
+        let mut sup = Supervisor {
+            inner,
+            workers: Vec::new(),
+            processes,
+        };
+        for _ in 0..processes {
+            match sup.start_worker() {
+                Ok(w) => sup.workers.push(w),
+                Err(e) => {
+                    let _ = ready.send(Err(e));
+                    sup.stop_workers();
+                    return;
+                }
+            }
+        }
+        sup.publish_pids(0);
+        let _ = ready.send(Ok(()));
+        sup.supervise();
+    }
+
+    fn start_worker(&self) -> Result<Worker> {
+        let config = queue_config(self.inner.max_message)
+            .ok_or(Error::Layout(shmipc_core::LayoutError::InvalidParameters))?;
+        let inbox = ByteQueue::anon(config)?;
+        let outbox = ByteQueue::anon(config)?;
+        let current = Anon::<AtomicU64>::new(0)?;
+        // SAFETY: getpid has no preconditions.
+        let parent = unsafe { libc::getpid() };
+        let inner = &*self.inner;
+        let child = process::fork(|| {
+            if !die_with_parent(parent) {
+                return ORPHANED_EXIT_CODE;
+            }
+            worker_main(inner, &inbox, &outbox, &current)
+        })
+        .map_err(|e| Error::Io {
+            op: "fork a pool worker",
+            name: "(pool)".to_owned(),
+            source: e,
+        })?;
+        Ok(Worker {
+            child,
+            inbox,
+            outbox,
+            current,
+            assigned: VecDeque::new(),
+        })
+    }
+
+    fn publish_pids(&self, restarted: u64) {
+        let pids = self.workers.iter().map(|w| w.child.pid()).collect();
+        let mut st = lock(&self.inner.state);
+        st.pids = pids;
+        st.restarts += restarted;
+    }
+
+    fn supervise(&mut self) {
+        let inner = self.inner.clone();
+        let mut last_reap = Instant::now();
+        loop {
+            // SYNC POINT: Acquire pairs with the Release of `ring` and of
+            // the workers' rings.
+            let seen = self.inner.doorbell.load(Ordering::Acquire);
+            for i in 0..self.workers.len() {
+                drain(&mut self.workers[i], self.inner.max_message);
+            }
+            if last_reap.elapsed() >= REAP_INTERVAL {
+                last_reap = Instant::now();
+                self.reap();
+            }
+            let mut st = lock(&inner.state);
+            if st.terminate {
+                let pending: Vec<Task> = st.pending.drain(..).collect();
+                drop(st);
+                for t in pending {
+                    t.reply.send(Err(TaskError::Terminated));
+                }
+                self.stop_workers();
+                return;
+            }
+            if self.workers.is_empty() {
+                // No worker could be started: fail what waits.
+                let pending: Vec<Task> = st.pending.drain(..).collect();
+                drop(st);
+                for t in pending {
+                    t.reply
+                        .send(Err(TaskError::Spawn("no worker is running".into())));
+                }
+                if lock(&self.inner.state).closed {
+                    return;
+                }
+            } else {
+                self.dispatch(&mut st);
+                let idle = self.workers.iter().all(|w| w.assigned.is_empty());
+                if st.closed && st.pending.is_empty() && idle {
+                    drop(st);
+                    self.finish();
+                    return;
+                }
+                drop(st);
+            }
+            let slice = Deadline::after(REAP_INTERVAL);
+            futex::wait(&self.inner.doorbell, seen, Some(&slice));
+        }
+    }
+
+    /// Hands pending tasks to workers with room, one round at a time so
+    /// that every worker gets one before any gets two.
+    fn dispatch(&mut self, st: &mut MutexGuard<'_, State>) {
+        for depth in 1..=DEPTH {
+            for w in &mut self.workers {
+                if w.assigned.len() >= depth {
+                    continue;
+                }
+                let Some(task) = st.pending.pop_front() else {
+                    return;
+                };
+                // The inbox holds DEPTH messages of the largest size, and
+                // the worker has at most DEPTH; should it still be full,
+                // the task waits for the next round.
+                match w.inbox.try_send(&task.message) {
+                    Ok(()) => w.assigned.push_back(task),
+                    Err(_) => st.pending.push_front(task),
+                }
+            }
+        }
+    }
+
+    /// Reaps dead workers, settles their tasks and replaces them.
+    fn reap(&mut self) {
+        let mut i = 0;
+        let mut restarted = 0;
+        while i < self.workers.len() {
+            let status = match self.workers[i].child.try_wait() {
+                Ok(Some(status)) => status,
+                Ok(None) => {
+                    i += 1;
+                    continue;
+                }
+                Err(_) => ExitStatus::Signal(0),
+            };
+            let mut dead = self.workers.swap_remove(i);
+            drain(&mut dead, self.inner.max_message);
+            let running = dead.current.load(Ordering::SeqCst);
+            let mut not_started = Vec::new();
+            for task in dead.assigned.drain(..) {
+                if running == task.id + 1 {
+                    task.reply.send(Err(TaskError::WorkerDied {
+                        pid: dead.child.pid(),
+                        status,
+                    }));
+                } else {
+                    not_started.push(task);
+                }
+            }
+            let terminating = {
+                let mut st = lock(&self.inner.state);
+                for task in not_started.into_iter().rev() {
+                    st.pending.push_front(task);
+                }
+                st.terminate
+            };
+            if terminating {
+                continue;
+            }
+            restarted += 1;
+        }
+        // Replace the dead (and any worker that could not be started
+        // before). A failure is tried again at the next reap; with no
+        // worker left, `supervise` fails the pending tasks meanwhile.
+        if restarted > 0 || self.workers.len() < self.processes {
+            let terminating = lock(&self.inner.state).terminate;
+            while !terminating && self.workers.len() < self.processes {
+                match self.start_worker() {
+                    Ok(w) => self.workers.push(w),
+                    Err(_) => break,
+                }
+            }
+        }
+        if restarted > 0 || self.workers.len() != lock(&self.inner.state).pids.len() {
+            self.publish_pids(restarted);
+        }
+    }
+
+    /// After `close`: every task is done; let the workers exit.
+    fn finish(&mut self) {
+        for w in &self.workers {
+            w.inbox.close();
+        }
+        for w in &mut self.workers {
+            if !matches!(w.child.join_timeout(Duration::from_secs(10)), Ok(Some(_))) {
+                let _ = w.child.kill();
+                let _ = w.child.join();
+            }
+        }
+        self.workers.clear();
+        lock(&self.inner.state).pids.clear();
+    }
+
+    /// Terminates every worker and fails what they held.
+    fn stop_workers(&mut self) {
+        for w in &mut self.workers {
+            let _ = w.child.terminate();
+        }
+        for w in &mut self.workers {
+            if !matches!(w.child.join_timeout(Duration::from_secs(1)), Ok(Some(_))) {
+                let _ = w.child.kill();
+                let _ = w.child.join();
+            }
+            drain(w, self.inner.max_message);
+            for task in w.assigned.drain(..) {
+                task.reply.send(Err(TaskError::Terminated));
+            }
+        }
+        self.workers.clear();
+        lock(&self.inner.state).pids.clear();
+    }
+}
+
+/// Moves the complete results out of a worker's outbox to their handles.
+fn drain(w: &mut Worker, max: usize) {
+    while let Ok(grant) = w.outbox.try_recv() {
+        let msg = to_vec(&grant);
+        drop(grant);
+        if msg.len() < RESULT_HEADER {
+            continue;
+        }
+        let mut id = [0u8; 8];
+        id.copy_from_slice(&msg[..8]);
+        let id = u64::from_le_bytes(id);
+        let Some(pos) = w.assigned.iter().position(|t| t.id == id) else {
+            continue;
+        };
+        let Some(task) = w.assigned.remove(pos) else {
+            continue;
+        };
+        let payload = &msg[RESULT_HEADER..];
+        let result = match msg[8] {
+            STATUS_OK => Ok(payload.to_vec()),
+            STATUS_PANICKED => Err(TaskError::Panicked(
+                String::from_utf8_lossy(payload).into_owned(),
+            )),
+            STATUS_TOO_LARGE => {
+                let mut n = [0u8; 8];
+                let len = payload.get(..8).map_or(0, |b| {
+                    n.copy_from_slice(b);
+                    u64::from_le_bytes(n) as usize
+                });
+                Err(TaskError::TooLarge { len, max })
+            }
+            STATUS_NO_FUNCTION => Err(TaskError::NoSuchFunction(usize::MAX)),
+            _ => Err(TaskError::Panicked(
+                "the worker sent an unknown status".into(),
+            )),
+        };
+        task.reply.send(result);
+    }
+}
+
+/// A worker process: run tasks from the inbox until it is closed.
+fn worker_main(inner: &Inner, inbox: &ByteQueue, outbox: &ByteQueue, current: &AtomicU64) -> i32 {
+    let max = inner.max_message;
+    loop {
+        let msg = match inbox.recv_vec() {
+            Ok(m) => m,
+            Err(RecvError::Closed) => return 0,
+            Err(_) => return 3,
+        };
+        if msg.len() < TASK_HEADER {
+            return 4;
+        }
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&msg[..8]);
+        let id = u64::from_le_bytes(word);
+        let mut f = [0u8; 4];
+        f.copy_from_slice(&msg[8..12]);
+        let func = u32::from_le_bytes(f) as usize;
+        // SYNC POINT: SeqCst store before the function runs; the
+        // supervisor reads it after reaping us (waitpid orders it).
+        current.store(id + 1, Ordering::SeqCst);
+        let (status, payload) = match inner.functions.get(func) {
+            None => (STATUS_NO_FUNCTION, Vec::new()),
+            Some(f) => match panic::catch_unwind(AssertUnwindSafe(|| f(&msg[TASK_HEADER..]))) {
+                Ok(out) if out.len() <= max => (STATUS_OK, out),
+                Ok(out) => (STATUS_TOO_LARGE, (out.len() as u64).to_le_bytes().to_vec()),
+                Err(p) => {
+                    let mut text = panic_message(&*p).into_bytes();
+                    text.truncate(max);
+                    (STATUS_PANICKED, text)
+                }
+            },
+        };
+        let mut reply = Vec::with_capacity(RESULT_HEADER + payload.len());
+        reply.extend_from_slice(&id.to_le_bytes());
+        reply.push(status);
+        reply.extend_from_slice(&payload);
+        if outbox.send(&reply).is_err() {
+            return 5;
+        }
+        current.store(0, Ordering::SeqCst);
+        inner.ring();
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}
