@@ -14,8 +14,9 @@ use std::time::{Duration, Instant};
 use shmipc::process::{self, Child};
 use shmipc::sync::{AtomicU32, AtomicU64, Ordering};
 use shmipc::{
-    BytesConfig, Event, Lock, Options, Pipe, PopError, Queue, RecvError, RingConfig, Segment,
-    Semaphore, SemaphoreConfig, Shared, Unlinker,
+    Anon, Barrier, BytesConfig, Condition, DictConfig, Event, Lock, Options, Pipe, Pool, PopError,
+    Process, Queue, RecvError, RingConfig, Segment, Semaphore, SemaphoreConfig, Shared, SharedDict,
+    TaskError, Unlinker, Value,
 };
 
 fn main() -> ExitCode {
@@ -42,6 +43,10 @@ fn tour() -> Res<()> {
     event_gate(&names)?;
     queue_workers(&names)?;
     pipe_conversation()?;
+    pool_survives_a_killed_worker()?;
+    daemon_dies_with_parent()?;
+    value_and_dict(&names)?;
+    condition_and_barrier(&names)?;
     println!("\nEvery scenario ran across real processes; every segment is unlinked.");
     Ok(())
 }
@@ -363,6 +368,205 @@ fn pipe_conversation() -> Res<()> {
         t_rounds.elapsed() / rounds
     );
     parent.close();
+    join_all(vec![child])?;
+    Ok(())
+}
+
+/// A Pool of three: results of apply_async, then a worker killed in the
+/// middle of a task — its task fails, a replacement starts, the rest finish.
+fn pool_survives_a_killed_worker() -> Res<()> {
+    println!("\n6. A Pool of three workers; one is killed (SIGKILL) in the middle of a task");
+    let hung = std::sync::Arc::new(Anon::<AtomicU32>::new(0)?);
+    let hung_in_worker = hung.clone();
+    let pool = Pool::new(3, move |arg: &[u8]| {
+        if arg == b"hang" {
+            hung_in_worker.store(std::process::id(), Ordering::SeqCst);
+            std::thread::sleep(Duration::from_secs(30));
+        }
+        arg.iter().rev().copied().collect()
+    })?;
+    println!("   workers {:?}", pool.pids());
+    let doomed = pool.apply_async(b"hang")?;
+    let words: Vec<_> = ["stressed", "drawer", "live", "reward", "diaper"]
+        .iter()
+        .map(|w| pool.apply_async(w.as_bytes()))
+        .collect::<Result<_, _>>()?;
+    let t = Instant::now();
+    while hung.load(Ordering::SeqCst) == 0 && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let victim = hung.load(Ordering::SeqCst);
+    // SAFETY: kill takes a pid and a signal number; `victim` is a live worker.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    match doomed.get_timeout(Duration::from_secs(30)) {
+        Err(e @ TaskError::WorkerDied { .. }) => println!("   the hanging task: {e}"),
+        other => return Err(format!("expected WorkerDied, got {other:?}").into()),
+    }
+    for r in &words {
+        let w = r.get_timeout(Duration::from_secs(30))?;
+        print!("   {}", String::from_utf8_lossy(&w));
+    }
+    println!();
+    println!(
+        "   the others finished; workers now {:?} ({} restart)",
+        pool.pids(),
+        pool.restarts()
+    );
+    pool.close();
+    pool.join();
+    Ok(())
+}
+
+/// A daemon child dies with its parent, even when the parent is SIGKILLed.
+fn daemon_dies_with_parent() -> Res<()> {
+    println!("\n7. A daemon child dies with its SIGKILLed parent");
+    let pid = Anon::<AtomicU32>::new(0)?;
+    let mut parent = Process::new("parent").fork(|| {
+        let Ok(d) = Process::new("daemon").daemon(true).fork(|| {
+            std::thread::sleep(Duration::from_secs(30));
+            0
+        }) else {
+            return 1;
+        };
+        pid.store(d.pid(), Ordering::SeqCst);
+        std::thread::sleep(Duration::from_secs(30));
+        0
+    })?;
+    let t = Instant::now();
+    while pid.load(Ordering::SeqCst) == 0 && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let daemon = pid.load(Ordering::SeqCst);
+    parent.kill()?;
+    parent.join_timeout(Duration::from_secs(30))?;
+    let t = Instant::now();
+    let gone = |pid: u32| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.is_empty()
+            || stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|s| s.trim_start().starts_with('Z'))
+    };
+    while !gone(daemon) && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if !gone(daemon) {
+        return Err(format!("daemon {daemon} outlived its parent").into());
+    }
+    println!(
+        "   parent {} killed; its daemon {daemon} was gone {:.0?} later",
+        parent.pid(),
+        t.elapsed()
+    );
+    Ok(())
+}
+
+/// Five processes update a Value and a SharedDict by read-modify-write.
+fn value_and_dict(names: &Unlinker) -> Res<()> {
+    println!("\n8. Five processes update a shared Value<u64> and a SharedDict");
+    let value_name = names.name("value");
+    let dict_name = names.name("dict");
+    let total = Value::<u64>::create(&value_name, 0)?;
+    let dict = SharedDict::create(&dict_name, DictConfig::new(32, 16, 8))?;
+    let mut children = Vec::new();
+    for p in 0..5u64 {
+        let (v, d) = (value_name.clone(), dict_name.clone());
+        children.push(process::fork(move || {
+            let (Ok(v), Ok(d)) = (Value::<u64>::open(&v), SharedDict::open(&d)) else {
+                return 1;
+            };
+            for i in 0..200u64 {
+                let key = format!("key-{}", i % 4);
+                let ok = v.update(|n| *n += 1).is_ok()
+                    && d.update(key.as_bytes(), |old| {
+                        let n =
+                            old.map_or(0, |b| u64::from_le_bytes(b.try_into().unwrap_or_default()));
+                        (n + p).to_le_bytes().to_vec()
+                    })
+                    .is_ok();
+                if !ok {
+                    return 2;
+                }
+            }
+            0
+        })?);
+    }
+    join_all(children)?;
+    let mut sum = 0;
+    for (k, v) in dict.items()? {
+        let n = u64::from_le_bytes(v.as_slice().try_into()?);
+        sum += n;
+        println!("   {} = {n}", String::from_utf8_lossy(&k));
+    }
+    let count = total.get()?;
+    println!("   the Value counted {count} updates (1000 expected), the dict sums to {sum} (2000 expected)");
+    if count != 1000 || sum != 2000 {
+        return Err("an update was lost".into());
+    }
+    Ok(())
+}
+
+/// Four processes meet at a Barrier three times; then a Condition hands
+/// a value from the parent to a waiting child.
+fn condition_and_barrier(names: &Unlinker) -> Res<()> {
+    println!("\n9. Four processes meet at a Barrier, three rounds; a Condition wakes a waiter");
+    let barrier_name = names.name("barrier");
+    let barrier = Shared::<Barrier>::create(&barrier_name, 4)?;
+    let mut children = Vec::new();
+    for p in 1..4 {
+        let name = barrier_name.clone();
+        children.push(process::fork(move || {
+            let Ok(b) = Shared::<Barrier>::open(&name) else {
+                return 1;
+            };
+            for round in 0..3 {
+                std::thread::sleep(Duration::from_millis(10 * p));
+                match b.wait_timeout(Duration::from_secs(30)) {
+                    Ok(true) => println!("   round {round}: process {p} arrived last (the leader)"),
+                    Ok(false) => {}
+                    Err(_) => return 2,
+                }
+            }
+            0
+        })?);
+    }
+    for round in 0..3 {
+        if barrier.wait_timeout(Duration::from_secs(30))? {
+            println!("   round {round}: the parent arrived last (the leader)");
+        }
+    }
+    join_all(children)?;
+    let t = Instant::now();
+    let broken = barrier.wait_timeout(Duration::from_millis(50));
+    println!(
+        "   alone at the barrier: {broken:?} after {:.0?}; now broken: {}",
+        t.elapsed(),
+        barrier.is_broken()
+    );
+
+    let cond = Anon::<Condition>::new(())?;
+    let answer = Anon::<AtomicU32>::new(0)?;
+    let child = process::fork(|| {
+        let Ok(guard) = cond.lock() else {
+            return 1;
+        };
+        let Ok(guard) = guard.wait_while(|| answer.load(Ordering::SeqCst) == 0) else {
+            return 2;
+        };
+        drop(guard);
+        println!(
+            "   child: woken with the answer {}",
+            answer.load(Ordering::SeqCst)
+        );
+        0
+    })?;
+    std::thread::sleep(Duration::from_millis(50));
+    {
+        let _guard = cond.lock()?;
+        answer.store(42, Ordering::SeqCst);
+        cond.notify_all();
+    }
     join_all(vec![child])?;
     Ok(())
 }
