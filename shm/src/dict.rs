@@ -675,7 +675,10 @@ impl SharedDict {
         let value = self.value_of(i)?;
         self.slot(i).0.state.store(TOMBSTONE, Ordering::Relaxed);
         tombs.fetch_add(1, Ordering::Relaxed);
-        if len.fetch_sub(1, Ordering::Relaxed) <= 1 {
+        // `len` is only a hint a peer may have damaged: never wrap it.
+        let n = len.load(Ordering::Relaxed);
+        len.store(n.saturating_sub(1), Ordering::Relaxed);
+        if n <= 1 {
             self.reset_if_empty();
         }
         Ok(Some(value))
