@@ -374,6 +374,20 @@ impl<T: Pod> Queue<T> {
     pub fn pop_until(&self, deadline: Option<&Deadline>) -> std::result::Result<T, PopError> {
         self.q.pop_until(deadline)
     }
+
+    /// Test support: claims a slot as a push would and stops before
+    /// publishing it, as a producer killed at that moment would.
+    #[doc(hidden)]
+    pub fn claim_push_and_stop(&self) -> std::result::Result<u64, PushError> {
+        self.q.claim_push_and_stop()
+    }
+
+    /// Test support: claims an item as a pop would and stops before
+    /// copying it out, as a consumer killed at that moment would.
+    #[doc(hidden)]
+    pub fn claim_pop_and_stop(&self) -> std::result::Result<u64, PopError> {
+        self.q.claim_pop_and_stop()
+    }
 }
 
 impl<T: Pod> fmt::Debug for Queue<T> {
