@@ -116,8 +116,8 @@ use crate::lock::{Lock, LockError, LockGuard};
 use crate::place::LayoutError;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
-    block_checked, round_up, CachePadded, Header, Keep, Kind, QueueError, RecvError, SendError, Signal,
-    MAX_CAPACITY, MAX_POS,
+    block_checked, round_up, CachePadded, Header, Keep, Kind, QueueError, RecvError, SendError,
+    Signal, MAX_CAPACITY, MAX_POS,
 };
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::tid;
@@ -772,8 +772,7 @@ impl<'a> ByteQueue<'a> {
         if len as u64 > self.max {
             return Err(SendError::TooLarge);
         }
-        let mut guard =
-            take(&self.ctrl.writer.lock, deadline, bounded).map_err(lock_error_send)?;
+        let mut guard = take(&self.ctrl.writer.lock, deadline, bounded).map_err(lock_error_send)?;
         let pos = self.reserve_locked(len as u64, check);
         // After a takeover from a writer that died inside the section: every
         // state it can leave is consistent (see "Crashes" in the module
@@ -984,8 +983,7 @@ impl<'a> ByteQueue<'a> {
         bounded: bool,
         check: bool,
     ) -> Result<(u64, u64), RecvError> {
-        let mut guard =
-            take(&self.ctrl.reader.lock, deadline, bounded).map_err(lock_error_recv)?;
+        let mut guard = take(&self.ctrl.reader.lock, deadline, bounded).map_err(lock_error_recv)?;
         let r = self.claim_locked(room, check);
         // After a takeover from a reader that died inside the section: as
         // for writers, every state it can leave is consistent, and
@@ -1026,7 +1024,8 @@ impl<'a> ByteQueue<'a> {
     /// Borrows the next message if one is ready now. Read it with
     /// [`ReadGrant::read_at`]; dropping the grant releases its space.
     pub fn try_recv(&self) -> Result<ReadGrant<'_, 'a>, RecvError> {
-        self.try_claim(Room::Any, None, true, false).map(|c| self.grant(c))
+        self.try_claim(Room::Any, None, true, false)
+            .map(|c| self.grant(c))
     }
 
     /// Borrows the next message, sleeping while there is none.
@@ -1167,9 +1166,10 @@ impl WriteGrant<'_, '_> {
         // inside our reserved record.
         unsafe {
             self.q.ring.write(self.pos + HEADER, src);
-            self.q
-                .ring
-                .write(self.pos + HEADER + self.len as u64, &[0; 16][..pad as usize]);
+            self.q.ring.write(
+                self.pos + HEADER + self.len as u64,
+                &[0; 16][..pad as usize],
+            );
         }
     }
 
@@ -1672,7 +1672,9 @@ mod tests {
     /// A stamp naming a thread that has exited: a dead "process" to forge.
     #[cfg(not(miri))]
     fn dead_stamp() -> u64 {
-        std::thread::spawn(crate::tid::current_stamp).join().unwrap()
+        std::thread::spawn(crate::tid::current_stamp)
+            .join()
+            .unwrap()
     }
 
     #[cfg(not(miri))]
@@ -1691,11 +1693,20 @@ mod tests {
             q.recv_timeout(Duration::from_millis(120)).err(),
             Some(RecvError::Timeout)
         );
-        q.ring.header(pos + 8).store(dead_stamp(), Ordering::Relaxed);
-        assert_eq!(q.try_recv().err(), Some(RecvError::Empty), "try never waits");
+        q.ring
+            .header(pos + 8)
+            .store(dead_stamp(), Ordering::Relaxed);
+        assert_eq!(
+            q.try_recv().err(),
+            Some(RecvError::Empty),
+            "try never waits"
+        );
         let mut out = [0u8; 64];
         let t = std::time::Instant::now();
-        assert_eq!(q.recv_into_timeout(&mut out, Duration::from_secs(10)), Ok(5));
+        assert_eq!(
+            q.recv_into_timeout(&mut out, Duration::from_secs(10)),
+            Ok(5)
+        );
         assert_eq!(&out[..5], b"after");
         assert!(t.elapsed() < Duration::from_secs(5));
         // The space comes back.
@@ -1725,7 +1736,9 @@ mod tests {
             Err(SendError::Timeout),
             "a live holder is waited for"
         );
-        q.ring.header(pos + 8).store(dead_stamp(), Ordering::Relaxed);
+        q.ring
+            .header(pos + 8)
+            .store(dead_stamp(), Ordering::Relaxed);
         q.send_timeout(&[3; 40], Duration::from_secs(10)).unwrap();
         assert_eq!(q.recv_into(&mut out), Ok(40));
         assert_eq!(out, [3; 40]);
@@ -1745,7 +1758,10 @@ mod tests {
         });
         q.send_timeout(b"two", Duration::from_secs(10)).unwrap();
         let mut out = [0u8; 8];
-        assert_eq!(q.recv_into_timeout(&mut out, Duration::from_secs(10)), Ok(3));
+        assert_eq!(
+            q.recv_into_timeout(&mut out, Duration::from_secs(10)),
+            Ok(3)
+        );
         assert_eq!(&out[..3], b"one");
         assert!(!q.ctrl.writer.lock.is_unrecoverable());
         assert!(!q.ctrl.reader.lock.is_unrecoverable());

@@ -95,8 +95,8 @@ use crate::futex::Deadline;
 use crate::place::LayoutError;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
-    block_checked, round_up, CachePadded, Cell, Cells, Header, Keep, Kind, Life, PopError, PushError,
-    QueueError, RingConfig, Signal,
+    block_checked, round_up, CachePadded, Cell, Cells, Header, Keep, Kind, Life, PopError,
+    PushError, QueueError, RingConfig, Signal,
 };
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::tid;
@@ -476,6 +476,13 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     #[inline]
     fn push_inner(&self, item: T, check: bool) -> Result<(), PushError> {
         let pos = self.claim_push(check)?;
+        self.publish(pos, item);
+        Ok(())
+    }
+
+    /// Fills the slot of the claimed position `pos` and publishes it.
+    #[inline]
+    fn publish(&self, pos: u64, item: T) {
         let meta = self.meta(pos);
         let i = (pos & (self.cap - 1)) as usize;
         // SAFETY: i < cap; our owner claim on `pos` while the slot read
@@ -485,7 +492,6 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         // in `claim_pop`: the item is copied in before the slot reads full.
         meta.seq.store(pos.wrapping_add(1), Ordering::Release);
         self.ctrl.not_empty.notify();
-        Ok(())
     }
 
     /// Claims the slot of the next enqueue position for this process and
@@ -624,6 +630,12 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     #[inline]
     fn pop_inner(&self, check: bool) -> Result<T, PopError> {
         let pos = self.claim_pop(check)?;
+        Ok(self.take(pos))
+    }
+
+    /// Copies the item of the claimed position `pos` out and frees its slot.
+    #[inline]
+    fn take(&self, pos: u64) -> T {
         let meta = self.meta(pos);
         let i = (pos & (self.cap - 1)) as usize;
         // SAFETY: i < cap; our owner claim on `pos` while the slot read
@@ -631,9 +643,10 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         let item = unsafe { self.cells.read(i) };
         // SYNC POINT: Release pairs with the Acquire load of the sequence
         // in `claim_push` one lap later: our copy out is done.
-        meta.seq.store(pos.wrapping_add(self.cap), Ordering::Release);
+        meta.seq
+            .store(pos.wrapping_add(self.cap), Ordering::Release);
         self.ctrl.not_full.notify();
-        Ok(item)
+        item
     }
 
     /// Claims the slot of the next dequeue position, which holds a
@@ -771,6 +784,47 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             // Hostile bytes: leave the slot; `dequeue` has moved on.
             Err(_) => Skip::Moved,
         }
+    }
+
+    /// Test support: [`Mpmc::push_until`] that runs `pause` between
+    /// claiming the slot and filling it, so that a test can stop or kill
+    /// the process inside that window.
+    #[doc(hidden)]
+    pub fn push_pausing(
+        &self,
+        item: T,
+        deadline: Option<&Deadline>,
+        pause: impl FnOnce(),
+    ) -> Result<(), PushError> {
+        let pos = block_checked(&self.ctrl.not_full, deadline, |check| {
+            match self.claim_push(check) {
+                Err(PushError::Full) => None,
+                r => Some(r),
+            }
+        })
+        .unwrap_or(Err(PushError::Timeout))?;
+        pause();
+        self.publish(pos, item);
+        Ok(())
+    }
+
+    /// Test support: [`Mpmc::pop_until`] that runs `pause` between claiming
+    /// the item and copying it out.
+    #[doc(hidden)]
+    pub fn pop_pausing(
+        &self,
+        deadline: Option<&Deadline>,
+        pause: impl FnOnce(),
+    ) -> Result<T, PopError> {
+        let pos = block_checked(&self.ctrl.not_empty, deadline, |check| {
+            match self.claim_pop(check) {
+                Err(PopError::Empty) => None,
+                r => Some(r),
+            }
+        })
+        .unwrap_or(Err(PopError::Timeout))?;
+        pause();
+        Ok(self.take(pos))
     }
 
     /// Test support: claims the next enqueue position as a push would, and
@@ -1081,7 +1135,9 @@ mod tests {
     /// a thread with another start time): a dead "process" to forge.
     #[cfg(not(miri))]
     fn dead_stamp() -> u64 {
-        std::thread::spawn(crate::tid::current_stamp).join().unwrap()
+        std::thread::spawn(crate::tid::current_stamp)
+            .join()
+            .unwrap()
     }
 
     #[cfg(not(miri))]
@@ -1194,7 +1250,10 @@ mod tests {
             for m in q.metas {
                 m.seq.store(pick(rand(), rand()), Ordering::Relaxed);
                 let r = rand();
-                m.owner.store(if r & 1 == 0 { r & !POS_MASK } else { r }, Ordering::Relaxed);
+                m.owner.store(
+                    if r & 1 == 0 { r & !POS_MASK } else { r },
+                    Ordering::Relaxed,
+                );
             }
             let _ = q.try_push(1);
             let _ = q.try_pop();

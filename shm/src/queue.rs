@@ -375,6 +375,30 @@ impl<T: Pod> Queue<T> {
         self.q.pop_until(deadline)
     }
 
+    /// Test support: a push that runs `pause` between claiming its slot
+    /// and filling it (a window for tests to kill the process in).
+    #[doc(hidden)]
+    pub fn push_pausing(
+        &self,
+        item: T,
+        timeout: Duration,
+        pause: impl FnOnce(),
+    ) -> std::result::Result<(), PushError> {
+        self.q
+            .push_pausing(item, Some(&Deadline::after(timeout)), pause)
+    }
+
+    /// Test support: a pop that runs `pause` between claiming its item and
+    /// copying it out.
+    #[doc(hidden)]
+    pub fn pop_pausing(
+        &self,
+        timeout: Duration,
+        pause: impl FnOnce(),
+    ) -> std::result::Result<T, PopError> {
+        self.q.pop_pausing(Some(&Deadline::after(timeout)), pause)
+    }
+
     /// Test support: claims a slot as a push would and stops before
     /// publishing it, as a producer killed at that moment would.
     #[doc(hidden)]

@@ -126,7 +126,13 @@ fn a_role_whose_holder_is_a_zombie_can_be_claimed_again() {
     let stat = format!("/proc/{}/stat", child.pid());
     assert!(common::eventually(Duration::from_secs(30), || {
         std::fs::read_to_string(&stat)
-            .map(|s| s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
             .unwrap_or(false)
     }));
     let _tx = q.take_producer().expect("a zombie holder's role is free");
