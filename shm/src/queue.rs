@@ -178,9 +178,11 @@ pub(crate) fn anon_backing(
 ///
 /// Every method takes `&self`; share one handle between threads with an
 /// `Arc`, or open the name again. The algorithm is the core's
-/// [`Mpmc`] (Vyukov's bounded queue): lock-free, no system call unless
-/// someone sleeps. A process that dies in the middle of a push or pop
-/// stalls the queue at that slot (see [`shmipc_core::mpmc`]).
+/// [`Mpmc`] (Vyukov's bounded queue, with claims that name their owner):
+/// lock-free, no system call unless someone sleeps. A process killed in
+/// the middle of a push or pop loses only that item; the slot it held is
+/// skipped or freed by the next blocking call that waits on it, within
+/// about 50 ms (see [`shmipc_core::mpmc`]).
 ///
 /// ```
 /// use shmipc::{fork, Queue, RingConfig, Unlinker};
