@@ -560,7 +560,13 @@ impl<'a, T: Pod> Mpmc<'a, T> {
                 if diff < -cap {
                     return Err(PushError::Corrupted);
                 }
-                if check && diff == 1 - cap && self.free_dead_consumer(meta, pos, seq) {
+                // Held from one lap ago by a consumer (seq at `prev + 1`),
+                // or being skipped by one (seq still at `prev`, owner a
+                // consumer's): if that consumer is dead, finish for it.
+                if check
+                    && (diff == 1 - cap || diff == -cap)
+                    && self.free_dead_consumer(meta, pos, seq)
+                {
                     continue;
                 }
                 return Err(PushError::Full);
@@ -594,9 +600,11 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         );
     }
 
-    /// The slot of `pos` still holds the item of `pos - capacity`; if the
-    /// consumer that claimed it is dead, free the slot (the item is lost:
-    /// it was being received). Returns whether it did.
+    /// The slot of `pos` is still held for `pos - capacity` by the consumer
+    /// its owner word names: it claimed the item there (which is then lost:
+    /// it was being received), or was skipping a dead producer's empty
+    /// slot. If that consumer is dead, free the slot. Returns whether it
+    /// did.
     #[cold]
     fn free_dead_consumer(&self, meta: &Meta, pos: u64, seq: u64) -> bool {
         let prev = pos.wrapping_sub(self.cap);
@@ -1191,6 +1199,29 @@ mod tests {
         assert_eq!(q.pop(), Ok(3));
         assert_eq!(q.try_pop(), Err(PopError::Empty));
         for i in 0..8 {
+            q.push(i).unwrap();
+            assert_eq!(q.pop(), Ok(i));
+        }
+    }
+
+    #[cfg(not(miri))]
+    #[test]
+    fn a_consumer_dead_while_skipping_a_dead_producer_is_finished_for() {
+        let mut b = buf::<u64>(2);
+        let q = Mpmc::<u64>::new_in(b.bytes(), RingConfig::new(2)).unwrap();
+        // Slot 0: a producer claimed it and died; a consumer took it over
+        // to skip it and died too, before freeing it.
+        let pos = q.claim_push_and_stop().unwrap();
+        q.meta(pos)
+            .owner
+            .store(owner_word(CONSUMER, pos, dead_stamp()), Ordering::Relaxed);
+        q.push(1).unwrap();
+        assert_eq!(q.pop_timeout(Duration::from_secs(10)), Ok(1));
+        // The next lap's producer finds the slot still at `pos`.
+        assert_eq!(q.try_push(2), Err(PushError::Full));
+        q.push_timeout(2, Duration::from_secs(10)).unwrap();
+        assert_eq!(q.pop(), Ok(2));
+        for i in 0..6 {
             q.push(i).unwrap();
             assert_eq!(q.pop(), Ok(i));
         }
