@@ -4,8 +4,8 @@
 //! # Layout
 //!
 //! A control block, then a data ring of `capacity` bytes (a power of two).
-//! Messages are records in the ring, each an 8-byte header followed by the
-//! payload padded to 8 bytes. A record never wraps: when one does not fit
+//! Messages are records in the ring, each a 16-byte header (a state word
+//! and an owner word) followed by the payload padded to 16 bytes. A record never wraps: when one does not fit
 //! before the end of the ring, a *skip* record fills the rest and the
 //! message starts at offset 0. Positions are `u64` byte counts that never
 //! wrap; offset = position & (capacity - 1).
@@ -21,7 +21,10 @@
 //!
 //! `head <= read <= tail <= head + capacity` always holds.
 //!
-//! The header word of a record at position `p`:
+//! The owner word names the process (its [process
+//! stamp](crate::tid::process_stamp): pid and start time) that reserved the
+//! record, from reservation to commit, and then the one that claimed it,
+//! from claim to release. The state word of a record at position `p`:
 //!
 //! | bits | meaning |
 //! |---|---|
@@ -59,16 +62,44 @@
 //!
 //! # Crashes and hostile memory
 //!
-//! A writer that dies between reserve and commit leaves a `PENDING` record:
-//! readers deliver everything before it, then report `Empty` (or time out);
-//! a dropped [`WriteGrant`] turns its record into a skip, so only a real
-//! death costs this. A reader that dies holding a [`ReadGrant`] keeps its
-//! record from being reclaimed, which eventually stalls writers. A process
-//! that dies *inside* a critical section (a few dozen instructions) leaves
-//! its side's [`Lock`] held until the next caller finds the owner dead
-//! (within [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL)).
-//! The queue does not yet repair a side after such a takeover, so that side
-//! becomes unrecoverable and its calls report `Corrupted` from then on.
+//! A process may die at any instruction. What that costs:
+//!
+//! | dies | effect | recovered by |
+//! |---|---|---|
+//! | writer, between reserve and commit | a `PENDING` record: readers deliver everything before it, then report `Empty` | a blocking reader checks the record's owner once per [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL) of waiting; if it is dead, the record becomes a skip. The message was never sent. |
+//! | reader, holding a [`ReadGrant`] (between claim and release) | its record cannot be reclaimed; writers eventually find the ring full | a blocking writer checks the owner of the record at `head` the same way and frees it. The message was being received; it is lost. |
+//! | anyone, inside a side's critical section | that side's [`Lock`] stays held | the next locker takes the lock over (within one interval) and marks it consistent, after the section re-validates the positions (below) |
+//!
+//! **Why no critical section needs repair.** The writer's section reads
+//! `tail`, `head` and `read`, moves `head` over freed and skip records (a
+//! store that may or may not have landed: either value keeps `head <= read`
+//! and covers only reclaimable records), writes a skip header and the new
+//! record's `PENDING` header and owner word *beyond* the published `tail`
+//! (invisible to readers, overwritten by the next writer), and then
+//! publishes `tail` with one store: before it, nothing was reserved; after
+//! it, the record is a `PENDING` one with its owner named, which readers
+//! recover as above. The reader's section reads the header at `read`,
+//! writes the owner word (of a record it has not yet claimed, so harmless),
+//! and advances `read` with one store: before it, the record is unclaimed;
+//! after it, it is held by the dead reader, which writers recover as above.
+//! So a takeover finds one of these states; the section it then runs
+//! checks `head <= read <= tail <= head + capacity` and alignment as every
+//! section does, and only if they hold does the new owner call
+//! [`LockGuard::mark_consistent`]; otherwise the side reports `Corrupted`
+//! and the lock becomes not recoverable. (What the dead owner stored is all
+//! visible to the next one: it can no longer store anything, and its exit
+//! went through the kernel.)
+//!
+//! So a message is lost only if its writer died before committing it (it
+//! was never sent) or its reader died while holding it (it was being
+//! received). Nothing is delivered twice, and nothing torn: a record is
+//! handed out only after the Release store of its `READY` header, which
+//! follows the whole copy in. Recovery needs a blocking (or timed) call to
+//! wait: `try_` calls never wait and never recover. A dropped
+//! [`WriteGrant`] becomes a skip at once; only a real death costs an
+//! interval. A process alive but stopped (SIGSTOP) keeps what it holds. A
+//! forged owner word can delay recovery (it names a live process) or make a
+//! record be skipped or freed early, never be read out of bounds.
 //!
 //! Every position, header, length and state read from the shared memory is
 //! checked against the handle's own copy of the geometry before use; a bad
@@ -85,10 +116,11 @@ use crate::lock::{Lock, LockError, LockGuard};
 use crate::place::LayoutError;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
-    block, round_up, CachePadded, Header, Keep, Kind, QueueError, RecvError, SendError, Signal,
-    MAX_CAPACITY, MAX_POS,
+    block_checked, round_up, CachePadded, Header, Keep, Kind, QueueError, RecvError, SendError,
+    Signal, MAX_CAPACITY, MAX_POS,
 };
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::tid;
 
 const PENDING: u64 = 1;
 const READY: u64 = 2;
@@ -96,7 +128,11 @@ const FREED: u64 = 3;
 const SKIP: u64 = 1 << 34;
 const TAG_SHIFT: u32 = 35;
 const TAG_MASK: u64 = (1 << 29) - 1;
-const HEADER: u64 = 8;
+/// A record's header: the state word, then the owner word.
+const HEADER: u64 = 16;
+/// Records start on 16-byte boundaries (so that a skip record always has
+/// room for its header).
+const ALIGN: u64 = 16;
 
 /// How long a `try_` call waits for a side's lock before it gives up with
 /// `Timeout`: far longer than any critical section, so reached only when
@@ -111,7 +147,7 @@ fn encode(pos: u64, state: u64, len: u64) -> u64 {
 /// The bytes a record of `len` payload bytes occupies.
 #[inline]
 fn record_size(len: u64) -> u64 {
-    HEADER + ((len + 7) & !7)
+    HEADER + ((len + ALIGN - 1) & !(ALIGN - 1))
 }
 
 /// A decoded header.
@@ -630,7 +666,7 @@ impl<'a> ByteQueue<'a> {
 
     /// Under the writer lock: reclaims freed records, then reserves a
     /// record for `len` bytes. Returns its position.
-    fn reserve_locked(&self, len: u64) -> Result<u64, SendError> {
+    fn reserve_locked(&self, len: u64, check: bool) -> Result<u64, SendError> {
         let w = &self.ctrl.writer;
         // SYNC POINT: pairs with the AcqRel swap in `close`.
         if self.ctrl.closed.load(Ordering::Acquire) != 0 {
@@ -646,16 +682,32 @@ impl<'a> ByteQueue<'a> {
             || read > tail
             || tail - head > self.cap
             || tail > MAX_POS
-            || (head | read | tail) & 7 != 0
+            || (head | read | tail) & (ALIGN - 1) != 0
         {
             return Err(SendError::Corrupted);
         }
         let start = head;
-        // Bounded: every step advances by at least 8 bytes, up to `read`.
+        // The last reader asked about, and whether it was dead.
+        let mut asked = (0, false);
+        // Bounded: every step advances by at least 16 bytes, up to `read`.
         while head < read {
             let rec = self.record(head, read).ok_or(SendError::Corrupted)?;
             match (rec.state, rec.skip) {
                 (FREED, _) | (READY, true) => head += rec.size,
+                (READY, false) if check => {
+                    // Claimed (it is below `read`) and not yet released:
+                    // is the reader that holds it alive?
+                    // SYNC POINT: the owner word was written before the
+                    // claim's Release store of `read`, which we acquired.
+                    let owner = self.ring.header(head + 8).load(Ordering::Relaxed);
+                    if asked.0 != owner || owner == 0 {
+                        asked = (owner, crate::liveness::process_is_dead(owner));
+                    }
+                    if !asked.1 || !self.free_dead_reader(head, rec) {
+                        break;
+                    }
+                    head += rec.size;
+                }
                 (READY, false) => break,
                 _ => return Err(SendError::Corrupted),
             }
@@ -678,6 +730,11 @@ impl<'a> ByteQueue<'a> {
         self.ring
             .header(pos)
             .store(encode(pos, PENDING, len), Ordering::Relaxed);
+        // Name ourselves, so that readers stuck behind this record can
+        // tell whether we died before committing it.
+        self.ring
+            .header(pos + 8)
+            .store(tid::process_stamp(), Ordering::Relaxed);
         // SYNC POINT: Release pairs with the Acquire load of `tail` in
         // `claim_locked`: a reader that sees the new tail sees the headers
         // written above, never stale bytes.
@@ -685,17 +742,45 @@ impl<'a> ByteQueue<'a> {
         Ok(pos)
     }
 
+    /// The reader that claimed the record at `pos` (a `READY` record
+    /// below `read`) is dead: release the record for it. The message was
+    /// being received; it is lost. Returns whether the header was still
+    /// the one we decoded.
+    #[cold]
+    fn free_dead_reader(&self, pos: u64, rec: Rec) -> bool {
+        // SYNC POINT: Release pairs with the Acquire header loads in
+        // `record`, as in `ReadGrant::drop`; a compare-and-swap so that a
+        // header that changed under us is left alone.
+        self.ring
+            .header(pos)
+            .compare_exchange(
+                encode(pos, READY, rec.len),
+                encode(pos, FREED, rec.len),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
     fn try_reserve_inner(
         &self,
         len: usize,
         deadline: Option<&Deadline>,
         bounded: bool,
+        check: bool,
     ) -> Result<WriteGrant<'_, 'a>, SendError> {
         if len as u64 > self.max {
             return Err(SendError::TooLarge);
         }
-        let guard = take(&self.ctrl.writer.lock, deadline, bounded).map_err(lock_error_send)?;
-        let pos = self.reserve_locked(len as u64);
+        let mut guard = take(&self.ctrl.writer.lock, deadline, bounded).map_err(lock_error_send)?;
+        let pos = self.reserve_locked(len as u64, check);
+        // After a takeover from a writer that died inside the section: every
+        // state it can leave is consistent (see "Crashes" in the module
+        // docs), so once `reserve_locked` has re-validated the positions
+        // the section is sound again.
+        if guard.owner_died() && pos != Err(SendError::Corrupted) {
+            guard.mark_consistent();
+        }
         drop(guard);
         let pos = pos?;
         // Miri's weak-memory emulation crashes (an internal error, not a
@@ -715,7 +800,7 @@ impl<'a> ByteQueue<'a> {
     /// Fill it with [`WriteGrant::write_at`] and publish it with
     /// [`WriteGrant::commit`]; dropping the grant cancels it.
     pub fn try_reserve(&self, len: usize) -> Result<WriteGrant<'_, 'a>, SendError> {
-        self.try_reserve_inner(len, None, true)
+        self.try_reserve_inner(len, None, true, false)
     }
 
     /// Reserves room for `len` bytes, sleeping while the queue is full.
@@ -742,12 +827,12 @@ impl<'a> ByteQueue<'a> {
         len: usize,
         deadline: Option<&Deadline>,
     ) -> Result<WriteGrant<'_, 'a>, SendError> {
-        match self.try_reserve_inner(len, deadline, false) {
+        match self.try_reserve_inner(len, deadline, false, false) {
             Err(SendError::Full) => {}
             r => return r,
         }
-        block(&self.ctrl.not_full, deadline, || {
-            match self.try_reserve_inner(len, deadline, false) {
+        block_checked(&self.ctrl.not_full, deadline, |check| {
+            match self.try_reserve_inner(len, deadline, false, check) {
                 Err(SendError::Full) => None,
                 r => Some(r),
             }
@@ -790,7 +875,7 @@ impl<'a> ByteQueue<'a> {
     /// Under the reader lock: claims the next ready message, stepping over
     /// skip records. `room` refuses (without claiming) a message longer
     /// than it; so does [`Room::Peek`], which only looks.
-    fn claim_locked(&self, room: Room) -> Result<(u64, u64), RecvError> {
+    fn claim_locked(&self, room: Room, check: bool) -> Result<(u64, u64), RecvError> {
         let r = &self.ctrl.reader;
         let mut closed_seen = false;
         let mut skipped = false;
@@ -800,7 +885,11 @@ impl<'a> ByteQueue<'a> {
             // SYNC POINT: Acquire pairs with the Release store of `tail` in
             // `reserve_locked`: headers below it are written.
             let tail = self.ctrl.writer.tail.load(Ordering::Acquire);
-            if read > tail || tail - read > self.cap || (read | tail) & 7 != 0 || tail > MAX_POS {
+            if read > tail
+                || tail - read > self.cap
+                || (read | tail) & (ALIGN - 1) != 0
+                || tail > MAX_POS
+            {
                 break Err(RecvError::Corrupted);
             }
             if read == tail {
@@ -820,6 +909,11 @@ impl<'a> ByteQueue<'a> {
                 break Err(RecvError::Corrupted);
             };
             match (rec.state, rec.skip) {
+                (PENDING, false) if check && self.skip_dead_writer(read, rec) => {
+                    skipped = true;
+                    // SYNC POINT: as below.
+                    r.read.store(read + rec.size, Ordering::Release);
+                }
                 (PENDING, false) => break Err(RecvError::Empty),
                 (READY, true) => {
                     skipped = true;
@@ -836,7 +930,13 @@ impl<'a> ByteQueue<'a> {
                         Room::Upto(_) => break Err(RecvError::BufferTooSmall(rec.len as usize)),
                         Room::Peek => break Ok((read, rec.len)),
                     }
-                    // SYNC POINT: as above.
+                    // Name ourselves as the record's holder, so that
+                    // writers can release it if we die holding it.
+                    self.ring
+                        .header(read + 8)
+                        .store(tid::process_stamp(), Ordering::Relaxed);
+                    // SYNC POINT: as above; also publishes the owner word
+                    // to writers, who read it after acquiring `read`.
                     r.read.store(read + rec.size, Ordering::Release);
                     break Ok((read, rec.len));
                 }
@@ -850,14 +950,47 @@ impl<'a> ByteQueue<'a> {
         result
     }
 
+    /// The record at `pos` is `PENDING`: if the writer that reserved it is
+    /// dead, turn it into a skip record (the message was never sent).
+    /// Returns whether it did.
+    #[cold]
+    fn skip_dead_writer(&self, pos: u64, rec: Rec) -> bool {
+        // SYNC POINT: the owner word was written before the Release store
+        // of `tail` that made this record visible, which we acquired.
+        let owner = self.ring.header(pos + 8).load(Ordering::Relaxed);
+        if !crate::liveness::process_is_dead(owner) {
+            return false;
+        }
+        // A compare-and-swap: if the writer committed just before it died,
+        // the message is delivered, not skipped.
+        // SYNC POINT: Release pairs with the Acquire header loads in
+        // `record` (the writers' reclaiming loop).
+        self.ring
+            .header(pos)
+            .compare_exchange(
+                encode(pos, PENDING, rec.len),
+                encode(pos, READY, rec.len) | SKIP,
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
     fn try_claim(
         &self,
         room: Room,
         deadline: Option<&Deadline>,
         bounded: bool,
+        check: bool,
     ) -> Result<(u64, u64), RecvError> {
-        let guard = take(&self.ctrl.reader.lock, deadline, bounded).map_err(lock_error_recv)?;
-        let r = self.claim_locked(room);
+        let mut guard = take(&self.ctrl.reader.lock, deadline, bounded).map_err(lock_error_recv)?;
+        let r = self.claim_locked(room, check);
+        // After a takeover from a reader that died inside the section: as
+        // for writers, every state it can leave is consistent, and
+        // `claim_locked` has just re-validated the positions.
+        if guard.owner_died() && r != Err(RecvError::Corrupted) {
+            guard.mark_consistent();
+        }
         drop(guard);
         r
     }
@@ -867,12 +1000,12 @@ impl<'a> ByteQueue<'a> {
         room: Room,
         deadline: Option<&Deadline>,
     ) -> Result<(u64, u64), RecvError> {
-        match self.try_claim(room, deadline, false) {
+        match self.try_claim(room, deadline, false, false) {
             Err(RecvError::Empty) => {}
             r => return r,
         }
-        block(&self.ctrl.not_empty, deadline, || {
-            match self.try_claim(room, deadline, false) {
+        block_checked(&self.ctrl.not_empty, deadline, |check| {
+            match self.try_claim(room, deadline, false, check) {
                 Err(RecvError::Empty) => None,
                 r => Some(r),
             }
@@ -891,7 +1024,8 @@ impl<'a> ByteQueue<'a> {
     /// Borrows the next message if one is ready now. Read it with
     /// [`ReadGrant::read_at`]; dropping the grant releases its space.
     pub fn try_recv(&self) -> Result<ReadGrant<'_, 'a>, RecvError> {
-        self.try_claim(Room::Any, None, true).map(|c| self.grant(c))
+        self.try_claim(Room::Any, None, true, false)
+            .map(|c| self.grant(c))
     }
 
     /// Borrows the next message, sleeping while there is none.
@@ -925,7 +1059,7 @@ impl<'a> ByteQueue<'a> {
     /// length. A message longer than `buf` stays in the queue
     /// ([`RecvError::BufferTooSmall`]).
     pub fn try_recv_into(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
-        let c = self.try_claim(Room::Upto(buf.len()), None, true)?;
+        let c = self.try_claim(Room::Upto(buf.len()), None, true, false)?;
         Ok(self.copy_out(c, buf))
     }
 
@@ -958,7 +1092,7 @@ impl<'a> ByteQueue<'a> {
     /// queue is closed and drained. Another consumer may take the message
     /// before this caller receives it.
     pub fn try_poll(&self) -> Result<usize, RecvError> {
-        self.try_claim(Room::Peek, None, true)
+        self.try_claim(Room::Peek, None, true, false)
             .map(|(_, len)| len as usize)
     }
 
@@ -1027,13 +1161,15 @@ impl WriteGrant<'_, '_> {
     /// of an older message linger in the padding).
     fn fill(&mut self, src: &[u8]) {
         let pad = record_size(self.len as u64) - HEADER - self.len as u64;
+        debug_assert!(pad < ALIGN);
         // SAFETY: `src.len() == self.len`; the message and its padding lie
         // inside our reserved record.
         unsafe {
             self.q.ring.write(self.pos + HEADER, src);
-            self.q
-                .ring
-                .write(self.pos + HEADER + self.len as u64, &[0; 8][..pad as usize]);
+            self.q.ring.write(
+                self.pos + HEADER + self.len as u64,
+                &[0; 16][..pad as usize],
+            );
         }
     }
 
@@ -1195,7 +1331,8 @@ mod tests {
                 "{c:?}"
             );
         }
-        assert!(ByteQueue::layout(BytesConfig::new(128, 56)).is_ok());
+        assert!(ByteQueue::layout(BytesConfig::new(128, 48)).is_ok());
+        assert!(ByteQueue::layout(BytesConfig::new(128, 49)).is_err());
         let c = BytesConfig::for_max_message(64 * 1024).unwrap();
         assert_eq!(c.capacity, 256 * 1024);
         assert_eq!(BytesConfig::from_words(c.to_words()), Ok(c));
@@ -1530,6 +1667,107 @@ mod tests {
             unsafe { ByteQueue::attach(ptr, len) },
             Err(QueueError::Corrupted(_))
         ));
+    }
+
+    /// A stamp naming a thread that has exited: a dead "process" to forge.
+    #[cfg(not(miri))]
+    fn dead_stamp() -> u64 {
+        std::thread::spawn(crate::tid::current_stamp)
+            .join()
+            .unwrap()
+    }
+
+    #[cfg(not(miri))]
+    #[test]
+    fn a_writer_dead_between_reserve_and_commit_is_skipped() {
+        let cfg = BytesConfig::new(256, 64);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        let g = q.reserve(5).unwrap();
+        let pos = g.pos;
+        core::mem::forget(g); // never committed, never cancelled
+        q.send(b"after").unwrap();
+        // Reserved by us, alive: waited for, never skipped.
+        assert_eq!(q.try_recv().err(), Some(RecvError::Empty));
+        assert_eq!(
+            q.recv_timeout(Duration::from_millis(120)).err(),
+            Some(RecvError::Timeout)
+        );
+        q.ring
+            .header(pos + 8)
+            .store(dead_stamp(), Ordering::Relaxed);
+        assert_eq!(
+            q.try_recv().err(),
+            Some(RecvError::Empty),
+            "try never waits"
+        );
+        let mut out = [0u8; 64];
+        let t = std::time::Instant::now();
+        assert_eq!(
+            q.recv_into_timeout(&mut out, Duration::from_secs(10)),
+            Ok(5)
+        );
+        assert_eq!(&out[..5], b"after");
+        assert!(t.elapsed() < Duration::from_secs(5));
+        // The space comes back.
+        for i in 0..20u8 {
+            q.send(&[i; 64]).unwrap();
+            assert_eq!(q.recv_into(&mut out), Ok(64));
+        }
+    }
+
+    #[cfg(not(miri))]
+    #[test]
+    fn a_reader_dead_holding_a_grant_is_released_for_writers() {
+        let cfg = BytesConfig::new(128, 40);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        q.send(&[1; 40]).unwrap();
+        q.send(&[2; 40]).unwrap();
+        let g = q.recv().unwrap();
+        let pos = g.pos;
+        core::mem::forget(g); // held for ever
+        let mut out = [0u8; 40];
+        assert_eq!(q.recv_into(&mut out), Ok(40));
+        assert_eq!(out, [2; 40]);
+        assert_eq!(q.try_send(&[3; 40]), Err(SendError::Full));
+        assert_eq!(
+            q.send_timeout(&[3; 40], Duration::from_millis(120)),
+            Err(SendError::Timeout),
+            "a live holder is waited for"
+        );
+        q.ring
+            .header(pos + 8)
+            .store(dead_stamp(), Ordering::Relaxed);
+        q.send_timeout(&[3; 40], Duration::from_secs(10)).unwrap();
+        assert_eq!(q.recv_into(&mut out), Ok(40));
+        assert_eq!(out, [3; 40]);
+    }
+
+    #[cfg(not(miri))]
+    #[test]
+    fn a_side_whose_lock_holder_died_is_repaired_not_unrecoverable() {
+        let cfg = BytesConfig::new(256, 64);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        q.send(b"one").unwrap();
+        // Threads that take a side's lock and exit holding it.
+        std::thread::scope(|s| {
+            s.spawn(|| q.ctrl.writer.lock.lock().unwrap().leak());
+            s.spawn(|| q.ctrl.reader.lock.lock().unwrap().leak());
+        });
+        q.send_timeout(b"two", Duration::from_secs(10)).unwrap();
+        let mut out = [0u8; 8];
+        assert_eq!(
+            q.recv_into_timeout(&mut out, Duration::from_secs(10)),
+            Ok(3)
+        );
+        assert_eq!(&out[..3], b"one");
+        assert!(!q.ctrl.writer.lock.is_unrecoverable());
+        assert!(!q.ctrl.reader.lock.is_unrecoverable());
+        assert_eq!(q.try_recv_into(&mut out), Ok(3));
+        assert_eq!(&out[..3], b"two");
+        q.try_send(b"three").unwrap();
     }
 
     #[test]

@@ -35,7 +35,28 @@ pub fn make_stamp(tid: u32, start_ticks: u64) -> u64 {
 /// Errs on the side of "alive": when it cannot tell, the lock keeps waiting
 /// (and a caller's timeout still bounds the wait).
 pub fn is_dead(tid: u32, stamp: u64) -> bool {
-    imp::is_dead(tid, stamp)
+    let start = if (stamp >> 32) as u32 == tid {
+        stamp & 0xffff_ffff
+    } else {
+        0
+    };
+    imp::is_dead(tid, start, 0xffff_ffff)
+}
+
+/// Whether the process a [process stamp](crate::tid::process_stamp) names
+/// is gone: exited, a zombie, or its pid now names a process with another
+/// start time. A stamp of 0 names nobody and is never dead.
+pub fn process_is_dead(stamp: u64) -> bool {
+    is_dead((stamp >> 32) as u32, stamp)
+}
+
+/// [`is_dead`] for an owner record that keeps only the low bits of the
+/// start time: `start_bits` are compared with the live thread's start
+/// time under `mask` (a value of 0 means "not recorded"). Fewer bits make
+/// a reused id more likely to pass for the dead owner (1 in `mask + 1`),
+/// which only delays recovery: it never makes a live owner look dead.
+pub fn is_dead_masked(tid: u32, start_bits: u64, mask: u64) -> bool {
+    imp::is_dead(tid, start_bits & mask, mask)
 }
 
 /// The start time (clock ticks since boot) of `/proc/<path>/stat`'s thread,
@@ -88,7 +109,8 @@ pub(crate) fn parse_stat(line: &[u8]) -> Option<(u8, u64)> {
 
 #[cfg(not(any(loom, miri)))]
 mod imp {
-    pub fn is_dead(tid: u32, stamp: u64) -> bool {
+    /// `start` is the recorded start time under `mask`, 0 if unknown.
+    pub fn is_dead(tid: u32, start: u64, mask: u64) -> bool {
         if tid == 0 || tid > crate::tid::TID_MASK {
             return false;
         }
@@ -101,7 +123,7 @@ mod imp {
         }
         let mut path = [0u8; 32];
         let len = format_path(&mut path, tid);
-        let Some((state, start)) = super::read_stat(&path[..len]) else {
+        let Some((state, now_start)) = super::read_stat(&path[..len]) else {
             // Existed a moment ago; unreadable now means it just went away,
             // or /proc is unavailable. Only the first is death.
             // SAFETY: as above.
@@ -113,9 +135,7 @@ mod imp {
         if matches!(state, b'Z' | b'X' | b'x') {
             return true;
         }
-        let stamped_tid = (stamp >> 32) as u32;
-        let stamped_start = stamp & 0xffff_ffff;
-        stamped_tid == tid && stamped_start != 0 && (start & 0xffff_ffff) != stamped_start
+        start != 0 && (now_start & mask) != start
     }
 
     /// Writes `/proc/<tid>/stat\0` into `buf`; returns its length with the NUL.
@@ -153,7 +173,7 @@ mod imp {
 mod imp {
     /// Loom and Miri threads never die holding a lock in our tests, and
     /// neither can look at /proc.
-    pub fn is_dead(_tid: u32, _stamp: u64) -> bool {
+    pub fn is_dead(_tid: u32, _start: u64, _mask: u64) -> bool {
         false
     }
 }
@@ -185,6 +205,22 @@ mod tests {
         assert!(!is_dead(tid, 0), "no stamp: the id alone decides");
         // The same id with another start time is another thread.
         assert!(is_dead(tid, make_stamp(tid, (stamp & 0xffff_ffff) + 1)));
+        // The same through a masked record (start time low bits only).
+        assert!(!is_dead_masked(tid, stamp, 0xff));
+        assert!(is_dead_masked(tid, (stamp & 0xff) ^ 1, 0xff) || stamp & 0xff == 1);
+    }
+
+    #[cfg(not(miri))]
+    #[test]
+    fn this_process_is_alive_and_its_stamp_names_it() {
+        let stamp = crate::tid::process_stamp();
+        // SAFETY: getpid cannot fail.
+        let pid = unsafe { libc::getpid() } as u32;
+        assert_eq!((stamp >> 32) as u32, pid);
+        assert_ne!(stamp & 0xffff_ffff, 0, "the start time is known");
+        assert!(!process_is_dead(stamp));
+        assert!(!process_is_dead(0));
+        assert!(process_is_dead(make_stamp(pid, (stamp & 0xffff_ffff) + 1)));
     }
 
     #[cfg(not(miri))]

@@ -40,8 +40,10 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// The first word of every queue control block: `b"SHMIPCQ1"`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMIPCQ1");
-/// The layout version of the control blocks in this file.
-pub(crate) const VERSION: u32 = 1;
+/// The layout version of the control blocks in this file. 2: MPMC slots
+/// carry an owner word next to their sequence number, byte-queue records
+/// a 16-byte header (state word and owner word).
+pub(crate) const VERSION: u32 = 2;
 /// The largest capacity (slots or bytes) a queue may have. Keeps every
 /// position difference far from overflow and every index inside `u32`.
 pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
@@ -380,28 +382,59 @@ pub(crate) fn block<R>(
     deadline: Option<&Deadline>,
     mut attempt: impl FnMut() -> Option<R>,
 ) -> Option<R> {
+    block_checked(signal, deadline, |_| attempt())
+}
+
+/// [`block`], where `attempt(true)` also looks for a dead peer that keeps
+/// the queue stuck (and repairs what it left). Such a check costs a system
+/// call or two, so it is made at most once per
+/// [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL) of waiting,
+/// counted from when this call started to sleep, so that wake-ups from
+/// other peers' progress cannot postpone it; sleeps are cut to end at the
+/// next check. It is also made once when the caller's deadline passes, so
+/// that short timed waits in a loop still recover. Under loom no check is
+/// ever made (the models have no dead peers, and wall-clock time would
+/// make executions differ).
+#[cold]
+pub(crate) fn block_checked<R>(
+    signal: &Signal,
+    deadline: Option<&Deadline>,
+    mut attempt: impl FnMut(bool) -> Option<R>,
+) -> Option<R> {
     let mut out = None;
     if futex::spin_until(|| {
-        out = attempt();
+        out = attempt(false);
         out.is_some()
     }) {
         return out;
     }
+    let interval = crate::lock::OWNER_CHECK_INTERVAL;
+    let mut next_check = Deadline::after(interval);
     // SYNC POINT: pairs with the AcqRel read of `sleepers` in `notify`.
     signal.sleepers.fetch_add(1, Ordering::AcqRel);
     let out = loop {
         // SYNC POINT: Acquire pairs with the Release bump in `wake_all`.
         let seen = signal.epoch.load(Ordering::Acquire);
-        if let Some(r) = attempt() {
+        let check = cfg!(not(loom)) && next_check.has_passed();
+        if check {
+            next_check = Deadline::after(interval);
+        }
+        if let Some(r) = attempt(check) {
             break Some(r);
         }
         if deadline.is_some_and(Deadline::has_passed) {
             break None;
         }
-        if futex::wait(&signal.epoch, seen, deadline) == WaitOutcome::TimedOut {
+        let slice = match deadline {
+            Some(d) if *d < next_check => d,
+            _ => &next_check,
+        };
+        if futex::wait(&signal.epoch, seen, Some(slice)) == WaitOutcome::TimedOut
+            && deadline.is_some_and(Deadline::has_passed)
+        {
             // A wake-up may have come with the deadline: take what it
-            // offers rather than strand it.
-            break attempt();
+            // offers rather than strand it, and look for a dead peer once.
+            break attempt(cfg!(not(loom)));
         }
     };
     signal.sleepers.fetch_sub(1, Ordering::AcqRel);

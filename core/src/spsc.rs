@@ -22,8 +22,17 @@
 //! checked against it on every read (a position going backwards, or more
 //! items than slots, is [`PushError::Corrupted`] / [`PopError::Corrupted`]).
 //!
-//! A process that dies mid-push or mid-pop costs nothing but that item: the
-//! index is published only after the copy.
+//! # Crashes
+//!
+//! A process killed mid-push or mid-pop costs nothing but what that call
+//! was moving: [`Producer::push_slice`] copies the whole batch in and then
+//! publishes it with a single Release store of `tail`, so the consumer
+//! sees all of it or none of it, never a torn item; [`Consumer::pop_slice`]
+//! likewise frees its batch with one store of `head` after copying out, so
+//! a consumer killed mid-pop leaves the batch in the ring for the next
+//! consumer. Who may be the one producer and the one consumer is decided
+//! outside the core (the `shmipc` crate's role claims, which a dead holder
+//! does not keep).
 
 use core::alloc::Layout;
 use core::fmt;

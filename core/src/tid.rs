@@ -29,6 +29,17 @@ pub fn current_stamp() -> u64 {
     imp::current_stamp()
 }
 
+/// The calling process's liveness stamp: `pid << 32 | start_low32` of the
+/// process (its main thread's start time), or `pid << 32` where the start
+/// time is not known. Queues record it where a peer may have to ask whether
+/// the process that reserved or claimed something still lives: a process,
+/// not a thread, because a grant may move between threads of one process.
+/// Under loom and Miri it is a fixed stamp naming process 1.
+#[inline]
+pub fn process_stamp() -> u64 {
+    imp::process_stamp()
+}
+
 #[cfg(any(loom, miri))]
 fn fresh_id() -> u32 {
     // Loom threads and Miri threads have no kernel ids we can ask for cheaply;
@@ -60,6 +71,10 @@ mod imp {
     pub fn current_stamp() -> u64 {
         0
     }
+
+    pub fn process_stamp() -> u64 {
+        1 << 32
+    }
 }
 
 #[cfg(all(not(loom), any(feature = "std", test)))]
@@ -68,7 +83,7 @@ mod imp {
 
     use core::cell::Cell;
 
-    use crate::sync::{AtomicBool, Ordering};
+    use crate::sync::{AtomicBool, AtomicU64, Ordering};
 
     std::thread_local! {
         /// The calling thread's id and liveness stamp; 0 until first asked.
@@ -77,20 +92,70 @@ mod imp {
 
     static ATFORK_INSTALLED: AtomicBool = AtomicBool::new(false);
 
+    /// The process's stamp; 0 until first asked (and again in a forked
+    /// child, which is another process).
+    static PROCESS: AtomicU64 = AtomicU64::new(0);
+
     extern "C" fn forget_in_child() {
         // Only the forking thread exists in the child, and its cached id is
         // the parent's thread's id: drop it so the next lock asks again.
         let _ = ID.try_with(|t| t.set((0, 0)));
+        PROCESS.store(0, Ordering::Relaxed);
+    }
+
+    fn install_atfork() {
+        if !ATFORK_INSTALLED.swap(true, Ordering::AcqRel) {
+            // SAFETY: registering a child handler that only touches a
+            // thread-local Cell and an atomic is async-signal-safe enough
+            // for the post-fork child, where only the forking thread runs.
+            unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
+        }
+    }
+
+    #[inline]
+    pub fn process_stamp() -> u64 {
+        // A relaxed cache: every thread computes the same value.
+        match PROCESS.load(Ordering::Relaxed) {
+            0 => fetch_process(),
+            s => s,
+        }
+    }
+
+    #[cold]
+    fn fetch_process() -> u64 {
+        install_atfork();
+        let pid = own_pid();
+        let stamp = own_process_start().map_or(u64::from(pid) << 32, |t| {
+            crate::liveness::make_stamp(pid, t)
+        });
+        PROCESS.store(stamp, Ordering::Relaxed);
+        stamp
+    }
+
+    #[cfg(not(miri))]
+    fn own_pid() -> u32 {
+        // SAFETY: getpid takes no arguments and cannot fail.
+        (unsafe { libc::getpid() }) as u32 & super::TID_MASK
+    }
+
+    #[cfg(miri)]
+    fn own_pid() -> u32 {
+        1
+    }
+
+    #[cfg(not(miri))]
+    fn own_process_start() -> Option<u64> {
+        crate::liveness::read_stat(b"/proc/self/stat\0").map(|(_, start)| start)
+    }
+
+    #[cfg(miri)]
+    fn own_process_start() -> Option<u64> {
+        None
     }
 
     #[cold]
     fn fetch() -> (u32, u64) {
-        if !ATFORK_INSTALLED.swap(true, Ordering::AcqRel) {
-            // SAFETY: registering a child handler that only touches a
-            // thread-local Cell is async-signal-safe enough for the post-fork
-            // child, where only the forking thread runs.
-            unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
-        }
+        install_atfork();
         let id = super::fresh_id();
         let stamp = own_start_ticks().map_or(0, |t| crate::liveness::make_stamp(id, t));
         let _ = ID.try_with(|t| t.set((id, stamp)));
@@ -136,5 +201,11 @@ mod imp {
     #[inline]
     pub fn current_stamp() -> u64 {
         0
+    }
+
+    #[inline]
+    pub fn process_stamp() -> u64 {
+        // SAFETY: getpid takes no arguments and cannot fail.
+        u64::from((unsafe { libc::getpid() }) as u32 & super::TID_MASK) << 32
     }
 }

@@ -178,9 +178,11 @@ pub(crate) fn anon_backing(
 ///
 /// Every method takes `&self`; share one handle between threads with an
 /// `Arc`, or open the name again. The algorithm is the core's
-/// [`Mpmc`] (Vyukov's bounded queue): lock-free, no system call unless
-/// someone sleeps. A process that dies in the middle of a push or pop
-/// stalls the queue at that slot (see [`shmipc_core::mpmc`]).
+/// [`Mpmc`] (Vyukov's bounded queue, with claims that name their owner):
+/// lock-free, no system call unless someone sleeps. A process killed in
+/// the middle of a push or pop loses only that item; the slot it held is
+/// skipped or freed by the next blocking call that waits on it, within
+/// about 50 ms (see [`shmipc_core::mpmc`]).
 ///
 /// ```
 /// use shmipc::{fork, Queue, RingConfig, Unlinker};
@@ -373,6 +375,44 @@ impl<T: Pod> Queue<T> {
     /// Pops an item, waiting until `deadline` (forever if `None`).
     pub fn pop_until(&self, deadline: Option<&Deadline>) -> std::result::Result<T, PopError> {
         self.q.pop_until(deadline)
+    }
+
+    /// Test support: a push that runs `pause` between claiming its slot
+    /// and filling it (a window for tests to kill the process in).
+    #[doc(hidden)]
+    pub fn push_pausing(
+        &self,
+        item: T,
+        timeout: Duration,
+        pause: impl FnOnce(),
+    ) -> std::result::Result<(), PushError> {
+        self.q
+            .push_pausing(item, Some(&Deadline::after(timeout)), pause)
+    }
+
+    /// Test support: a pop that runs `pause` between claiming its item and
+    /// copying it out.
+    #[doc(hidden)]
+    pub fn pop_pausing(
+        &self,
+        timeout: Duration,
+        pause: impl FnOnce(),
+    ) -> std::result::Result<T, PopError> {
+        self.q.pop_pausing(Some(&Deadline::after(timeout)), pause)
+    }
+
+    /// Test support: claims a slot as a push would and stops before
+    /// publishing it, as a producer killed at that moment would.
+    #[doc(hidden)]
+    pub fn claim_push_and_stop(&self) -> std::result::Result<u64, PushError> {
+        self.q.claim_push_and_stop()
+    }
+
+    /// Test support: claims an item as a pop would and stops before
+    /// copying it out, as a consumer killed at that moment would.
+    #[doc(hidden)]
+    pub fn claim_pop_and_stop(&self) -> std::result::Result<u64, PopError> {
+        self.q.claim_pop_and_stop()
     }
 }
 

@@ -9,22 +9,26 @@
 //! |---|---|---|
 //! | 0 | `holders[0]` `u32` | pid holding role 0 (producer / end A); 0 when free |
 //! | 4 | `holders[1]` `u32` | pid holding role 1 (consumer / end B); 0 when free |
-//! | 8 | — | zero, reserved |
+//! | 8 | `stamps[0]` `u64` | role 0's holder's process stamp (pid, start time) |
+//! | 16 | `stamps[1]` `u64` | role 1's holder's process stamp |
+//! | 24 | — | zero, reserved |
 //!
-//! Claiming is one compare-and-swap `0 -> pid`; releasing (when the handle
-//! drops) is one compare-and-swap `pid -> 0`, made only by the process that
-//! claimed (a forked child dropping an inherited handle releases nothing).
-//! A role whose recorded pid no longer exists (`kill(pid, 0)` fails with
-//! `ESRCH`: the holder died and was reaped) is taken over by the same
+//! Claiming is one compare-and-swap `0 -> pid`, then a store of the
+//! holder's [process stamp](shmipc_core::tid::process_stamp); releasing
+//! (when the handle drops) is one compare-and-swap `pid -> 0`, made only by
+//! the process that claimed (a forked child dropping an inherited handle
+//! releases nothing). A role whose holder is dead is taken over by the same
 //! compare-and-swap `dead pid -> pid`, so a crashed holder does not lock a
-//! role for ever. A holder that is dead but not yet reaped (a zombie), or
-//! a pid the system has since reused, still counts as alive: the claim then
-//! fails with [`Error::RoleTaken`] rather than risk two holders.
+//! role for ever. Dead means what [`shmipc_core::liveness`] says: the pid
+//! no longer exists, or is a zombie (dead, not yet reaped), or now names a
+//! process with another start time than the stamp records (the pid was
+//! reused). A stamp that does not name the recorded pid (a claimant killed
+//! between its two stores) leaves the pid alone to decide.
 
-use shmipc_core::sync::{AtomicU32, Ordering};
+use shmipc_core::sync::{AtomicU32, AtomicU64, Ordering};
+use shmipc_core::{liveness, tid};
 
 use crate::error::{Error, Result};
-use crate::mapping::process_is_gone;
 use crate::queue::Backing;
 
 /// Bytes the role block takes in front of the ring(s).
@@ -34,6 +38,7 @@ pub(crate) const ROLES_SIZE: usize = 128;
 #[repr(C, align(128))]
 pub(crate) struct Roles {
     holders: [AtomicU32; 2],
+    stamps: [AtomicU64; 2],
 }
 
 const _: () = assert!(size_of::<Roles>() == ROLES_SIZE);
@@ -54,6 +59,7 @@ impl Roles {
         unsafe {
             ptr.cast::<Roles>().write(Roles {
                 holders: [AtomicU32::new(0), AtomicU32::new(0)],
+                stamps: [AtomicU64::new(0), AtomicU64::new(0)],
             })
         };
     }
@@ -81,9 +87,14 @@ impl Roles {
             // with an earlier claim): the new holder sees everything the
             // previous one did with the role, such as its ring position.
             match word.compare_exchange(expected, me, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Ok(me),
+                Ok(_) => {
+                    self.stamps[role].store(tid::process_stamp(), Ordering::Relaxed);
+                    return Ok(me);
+                }
                 Err(0) => expected = 0,
-                Err(holder) if holder != me && process_is_gone(holder) => expected = holder,
+                Err(holder) if holder != me && self.holder_is_dead(role, holder) => {
+                    expected = holder
+                }
                 Err(holder) => {
                     return Err(Error::RoleTaken {
                         name: name.to_owned(),
@@ -98,6 +109,17 @@ impl Roles {
             role: role_name,
             pid: word.load(Ordering::Relaxed),
         })
+    }
+
+    /// Whether `holder`, recorded for `role`, is dead (see the module docs).
+    fn holder_is_dead(&self, role: usize, holder: u32) -> bool {
+        let stamp = self.stamps[role].load(Ordering::Relaxed);
+        let stamp = if (stamp >> 32) as u32 == holder {
+            stamp
+        } else {
+            u64::from(holder) << 32
+        };
+        liveness::process_is_dead(stamp)
     }
 
     /// Gives role `role` back if `pid` (this process) still holds it.

@@ -35,7 +35,11 @@ const CONSUMER: usize = 1;
 /// one holder at a time, across all processes: a second claimant gets
 /// [`Error::RoleTaken`], naming the holder's pid. Dropping the
 /// [`SpscProducer`] or [`SpscConsumer`] gives the role back, and a role
-/// whose holder died (and was reaped) can be claimed again.
+/// whose holder died (even if not yet reaped: a zombie) can be claimed
+/// again. A producer killed in the middle of a push publishes nothing of
+/// it: items become visible through one store of the ring's tail, made
+/// after the whole batch is copied in, so the consumer sees whole items in
+/// order, and the next producer carries on after the last one published.
 ///
 /// The claim words live in a 128-byte block at the start of the object
 /// area, before the core ring (see `docs/DESIGN.md`). A claim names a

@@ -106,6 +106,41 @@ fn a_role_whose_holder_was_killed_can_be_claimed_again() {
 }
 
 #[test]
+fn a_role_whose_holder_is_a_zombie_can_be_claimed_again() {
+    let names = Unlinker::new("roles-zombie");
+    let (name, held_n) = (names.name("q"), names.name("held"));
+    let q = SpscQueue::<u64>::create(&name, RingConfig::new(16)).unwrap();
+    let held = Shared::<Event>::create(&held_n, ()).unwrap();
+    let mut child = fork(|| {
+        let Ok(_tx) = SpscQueue::<u64>::producer(&name) else {
+            return 1;
+        };
+        held.set();
+        std::thread::sleep(Duration::from_secs(60));
+        0
+    })
+    .unwrap();
+    assert!(held.wait_timeout(Duration::from_secs(30)));
+    child.kill().unwrap();
+    // Killed, not yet reaped: a zombie, which can never use its role.
+    let stat = format!("/proc/{}/stat", child.pid());
+    assert!(common::eventually(Duration::from_secs(30), || {
+        std::fs::read_to_string(&stat)
+            .map(|s| {
+                s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+            .unwrap_or(false)
+    }));
+    let _tx = q.take_producer().expect("a zombie holder's role is free");
+    assert_eq!(q.producer_pid(), Some(std::process::id()));
+    assert_eq!(join(&mut child).signal(), Some(libc::SIGKILL));
+}
+
+#[test]
 fn a_third_pipe_end_is_refused() {
     let names = Unlinker::new("roles-pipe");
     let name = names.name("p");
