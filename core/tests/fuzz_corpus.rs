@@ -2,7 +2,11 @@
 //! crash reproducers — through the harnesses the fuzzer runs (`fuzz/src/`,
 //! included as they are), so that a stable `cargo test` keeps every finding
 //! fixed. Fuzzing itself: see docs/DESIGN.md, "Fuzzing".
-#![cfg(not(loom))]
+//!
+//! Not under loom (these are no models) nor Miri (its isolation forbids
+//! reading the corpus files; the fuzzer runs the harnesses under
+//! AddressSanitizer instead).
+#![cfg(not(any(loom, miri)))]
 
 #[allow(dead_code)]
 #[path = "../../fuzz/src/hostile.rs"]
@@ -42,16 +46,12 @@ fn bytes_ops() {
     replay("bytes_ops", queues::bytes_ops);
 }
 
-// Hostile writes mix plain and atomic accesses to one word, which Miri's
-// weak-memory emulation cannot take (see `bytes.rs`); natively they run.
 #[test]
-#[cfg_attr(miri, ignore)]
 fn bytes_hostile() {
     replay("bytes_hostile", hostile::bytes_hostile);
 }
 
 #[test]
-#[cfg_attr(miri, ignore)]
 fn ring_hostile() {
     replay("ring_hostile", hostile::ring_hostile);
 }
