@@ -92,17 +92,17 @@ fn spsc<T: Elem>(input: &mut Input<'_>) {
                 }
             }
             10 => {
+                // A re-attached handle may have found a smaller queue that
+                // a hostile header describes: its own capacity is the bound.
                 if let Some(tx) = &tx {
-                    assert!(tx.len() <= cap);
-                    assert_eq!(tx.capacity(), cap);
+                    assert!(tx.len() <= tx.capacity());
                     let _ = (tx.is_empty(), tx.is_full(), tx.is_closed());
                     tx.close();
                 }
             }
             11 => {
                 if let Some(rx) = &rx {
-                    assert!(rx.len() <= cap);
-                    assert_eq!(rx.capacity(), cap);
+                    assert!(rx.len() <= rx.capacity());
                     let _ = (rx.is_empty(), rx.is_full(), rx.is_closed());
                     let _ = format!("{rx:?}");
                 }

@@ -127,7 +127,10 @@ pub fn segment_open(data: &[u8]) {
         }
     }
     if control >> 5 == 7 && control & 8 == 0 {
-        open_for_real(file, kind, &check, &pure);
+        // The typed openers run their own kind's checks, which are the
+        // harness's only for choices 0-5.
+        let typed = control & 7 <= 5;
+        open_for_real(file, kind, &check, &pure, typed);
     }
 }
 
@@ -157,6 +160,7 @@ fn open_for_real(
     kind: Kind,
     check: &dyn Fn(&HeaderSnapshot) -> Result<(), Error>,
     pure: &Result<HeaderSnapshot, Error>,
+    typed: bool,
 ) {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let name = format!(
@@ -188,6 +192,9 @@ fn open_for_real(
         assert_eq!(r.object_len() as u64, p.object_size);
     }
     drop(real);
+    if !typed {
+        return;
+    }
 
     // The typed openers run the same checks, then place the object.
     let typed = match kind {
