@@ -175,48 +175,50 @@ fn open_for_real(
         .mode(0o600)
         .open(&path)
         .expect("create a scratch segment");
-    let _unlink = Unlink(path);
+    let unlink = Unlink(path);
     f.write_all(file).expect("write the scratch segment");
     drop(f);
 
     // No waiting for a creator that never comes: the state check is the
     // same, and the pure one cannot wait either.
     let opts = Options::new().init_timeout(Duration::ZERO);
-    let real = Mapping::open(&name, kind, &opts, check);
+    let real = Mapping::open(&name, kind, &opts, check).map(|m| (*m.header(), m.object_len()));
+    // The typed openers run the same checks, then place the object.
+    let typed = match kind {
+        _ if !typed => None,
+        Kind::BYTES => Some(Segment::open(&name, &opts).map(|s| {
+            let mut b = vec![0; s.len().min(64)];
+            s.read_at(0, &mut b).expect("read inside the payload");
+        })),
+        Kind::LOCK => Some(Shared::<Lock>::open_with(&name, &opts).map(|l| {
+            let _ = l.try_lock().map(drop);
+        })),
+        Kind::SEMAPHORE => Some(Shared::<Semaphore>::open_with(&name, &opts).map(|s| {
+            let _ = s.value();
+        })),
+        Kind::EVENT => Some(Shared::<Event>::open_with(&name, &opts).map(|e| {
+            let _ = e.is_set();
+        })),
+        Kind::ATOMIC_U32 => Some(Shared::<AtomicU32>::open_with(&name, &opts).map(drop)),
+        Kind::ATOMIC_U64 => Some(Shared::<AtomicU64>::open_with(&name, &opts).map(drop)),
+        _ => None,
+    };
+    // The name goes before any check can fail: a failing input leaves no
+    // segment behind.
+    drop(unlink);
+
     assert!(
         agree(pure, &real),
         "open {real:?}, validate_header {pure:?}"
     );
-    if let (Ok(p), Ok(r)) = (pure, &real) {
-        assert_eq!(p, r.header());
-        assert_eq!(r.object_len() as u64, p.object_size);
+    if let (Ok(p), Ok((header, len))) = (pure, &real) {
+        assert_eq!(p, header);
+        assert_eq!(*len as u64, p.object_size);
     }
-    drop(real);
-    if !typed {
-        return;
+    if let Some(typed) = typed {
+        assert!(
+            agree(pure, &typed),
+            "typed open {typed:?}, validate_header {pure:?}"
+        );
     }
-
-    // The typed openers run the same checks, then place the object.
-    let typed = match kind {
-        Kind::BYTES => Segment::open(&name, &opts).map(|s| {
-            let mut b = vec![0; s.len().min(64)];
-            s.read_at(0, &mut b).expect("read inside the payload");
-        }),
-        Kind::LOCK => Shared::<Lock>::open_with(&name, &opts).map(|l| {
-            let _ = l.try_lock().map(drop);
-        }),
-        Kind::SEMAPHORE => Shared::<Semaphore>::open_with(&name, &opts).map(|s| {
-            let _ = s.value();
-        }),
-        Kind::EVENT => Shared::<Event>::open_with(&name, &opts).map(|e| {
-            let _ = e.is_set();
-        }),
-        Kind::ATOMIC_U32 => Shared::<AtomicU32>::open_with(&name, &opts).map(drop),
-        Kind::ATOMIC_U64 => Shared::<AtomicU64>::open_with(&name, &opts).map(drop),
-        _ => return,
-    };
-    assert!(
-        agree(pure, &typed),
-        "typed open {typed:?}, validate_header {pure:?}"
-    );
 }
