@@ -221,6 +221,35 @@ impl RawHeader {
 }
 
 impl HeaderSnapshot {
+    /// Decodes a header from a copy of its 128 bytes (native-endian, as
+    /// every process on the machine writes it). Every byte string is some
+    /// snapshot; [`validate_header`](crate::mapping::validate_header) says
+    /// whether it is a valid one.
+    pub fn from_bytes(bytes: &[u8; HEADER_SIZE as usize]) -> HeaderSnapshot {
+        let u32_at = |off: usize| {
+            let mut w = [0u8; 4];
+            w.copy_from_slice(&bytes[off..off + 4]);
+            u32::from_ne_bytes(w)
+        };
+        let u64_at = |off: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&bytes[off..off + 8]);
+            u64::from_ne_bytes(w)
+        };
+        HeaderSnapshot {
+            magic: u64_at(0),
+            version: u32_at(8),
+            state: u32_at(12),
+            creator_pid: u32_at(16),
+            kind: u32_at(20),
+            total_size: u64_at(24),
+            object_offset: u64_at(32),
+            object_size: u64_at(40),
+            object_align: u64_at(48),
+            params: [u64_at(56), u64_at(64), u64_at(72), u64_at(80)],
+        }
+    }
+
     /// The kind.
     pub fn kind(&self) -> Kind {
         Kind(self.kind)

@@ -291,15 +291,7 @@ impl Mapping {
 
         let size = file_size(&fd, &name)?;
         if size < HEADER_SIZE {
-            return Err(if starts_with_foreign_magic(&fd, size) {
-                Error::NotShmipc { name: n.to_owned() }
-            } else {
-                Error::TooSmall {
-                    name: n.to_owned(),
-                    required: HEADER_SIZE,
-                    actual: size,
-                }
-            });
+            return Err(too_small(n, size, first_word(&fd, size)));
         }
 
         let header_map = map_fd(fd.as_raw_fd(), HEADER_SIZE as usize, read_only, &name)?;
@@ -309,33 +301,18 @@ impl Mapping {
         // of atomics, so whatever a peer writes is a valid value and we only
         // ever access it atomically.
         let header = unsafe { &*header_map.as_ptr().cast::<RawHeader>() };
-        if header.magic.load(Ordering::Relaxed) != MAGIC {
-            return Err(Error::NotShmipc { name: n.to_owned() });
-        }
-        let version = header.version.load(Ordering::Relaxed);
-        if version != VERSION {
-            return Err(Error::VersionMismatch {
-                name: n.to_owned(),
-                expected: VERSION,
-                found: version,
-            });
-        }
+        check_identity(
+            n,
+            header.magic.load(Ordering::Relaxed),
+            header.version.load(Ordering::Relaxed),
+        )?;
         wait_ready(header, &name, opts.init_timeout)?;
 
         // From here on we use the snapshot only: a peer changing the header
         // later cannot make us use a size we did not check.
         let snap = header.snapshot();
-        check_common(&snap, kind, n)?;
-        validate(&snap)?;
         // Fresh size: the file may have been truncated while we waited.
-        let size = file_size(&fd, &name)?;
-        if snap.total_size > size {
-            return Err(Error::TooSmall {
-                name: n.to_owned(),
-                required: snap.total_size,
-                actual: size,
-            });
-        }
+        check_ready(&snap, kind, n, validate, || file_size(&fd, &name))?;
         let map = map_fd(fd.as_raw_fd(), snap.total_size as usize, read_only, &name)?;
         drop(header_map);
         Ok(Mapping {
@@ -423,15 +400,8 @@ fn wait_ready(header: &RawHeader, name: &Name, timeout: Duration) -> Result<()> 
         // SYNC POINT: this Acquire pairs with the creator's Release store of
         // READY in `Mapping::create`: seeing READY, we see the header and
         // the object it initialised.
-        match header.state.load(Ordering::Acquire) {
-            READY => return Ok(()),
-            INITIALIZING => {}
-            _ => {
-                return Err(Error::corrupted(
-                    name.as_str(),
-                    "the state word is neither INITIALIZING nor READY",
-                ))
-            }
+        if is_ready(name.as_str(), header.state.load(Ordering::Acquire))? {
+            return Ok(());
         }
         let creator_pid = header.creator_pid.load(Ordering::Relaxed);
         if process_is_gone(creator_pid) {
@@ -472,6 +442,132 @@ pub(crate) fn process_is_gone(pid: u32) -> bool {
     // `pid` is positive, so it names one process, never a group.
     let r = unsafe { libc::kill(pid, 0) };
     r != 0 && last_error().raw_os_error() == Some(libc::ESRCH)
+}
+
+/// Validates a segment's header without opening anything: the checks
+/// [`Mapping::open`] makes, in the same order and with the same errors, on a
+/// copy of the file's first bytes and its size. `open` itself is built from
+/// the same pieces, so this is what fuzzing and tests exercise.
+///
+/// `start` holds the file's first bytes: its whole header if the file has
+/// one (bytes past the header are ignored). If `start` is shorter than
+/// `min(file_size, 128)`, the file is judged by the bytes given, as if it
+/// were only `start.len()` bytes long. `name` is used in error messages
+/// only.
+///
+/// The one difference from `open` is the state word: `open` waits (up to
+/// [`Options::init_timeout`]) for a header still marked `INITIALIZING`;
+/// here there is nothing to wait for, and such a header is the
+/// [`Error::InitTimeout`] `open` reports if the creator never finishes.
+///
+/// ```
+/// use shmipc::mapping::validate_header;
+/// use shmipc::{Error, Kind};
+///
+/// let zeros = [0u8; 256];
+/// let r = validate_header(&zeros, 256, Kind::LOCK, "/x", |_| Ok(()));
+/// assert!(matches!(r, Err(Error::NotShmipc { .. })));
+/// // Our magic, then the file ends: a truncated segment.
+/// let r = validate_header(b"\x7fSHMIPC\0\x01", 9, Kind::LOCK, "/x", |_| Ok(()));
+/// assert!(matches!(r, Err(Error::TooSmall { actual: 9, .. })));
+/// ```
+pub fn validate_header(
+    start: &[u8],
+    file_size: u64,
+    kind: Kind,
+    name: &str,
+    validate: impl FnOnce(&HeaderSnapshot) -> Result<()>,
+) -> Result<HeaderSnapshot> {
+    let visible = file_size.min(start.len() as u64);
+    let header = match start.first_chunk::<{ HEADER_SIZE as usize }>() {
+        Some(header) if visible >= HEADER_SIZE => header,
+        _ => {
+            let word = match start.first_chunk::<8>() {
+                Some(word) if visible >= 8 => Some(u64::from_ne_bytes(*word)),
+                _ => None,
+            };
+            return Err(too_small(name, visible, word));
+        }
+    };
+    let snap = HeaderSnapshot::from_bytes(header);
+    check_identity(name, snap.magic, snap.version)?;
+    if !is_ready(name, snap.state)? {
+        return Err(Error::InitTimeout {
+            name: name.to_owned(),
+            creator_pid: snap.creator_pid,
+        });
+    }
+    check_ready(&snap, kind, name, validate, || Ok(file_size))?;
+    Ok(snap)
+}
+
+/// What a file shorter than a header is: [`Error::NotShmipc`] if it has a
+/// first 8-byte word (`first_word`) and that is not our magic, else
+/// [`Error::TooSmall`].
+fn too_small(name: &str, size: u64, first_word: Option<u64>) -> Error {
+    match first_word {
+        Some(word) if word != MAGIC => Error::NotShmipc {
+            name: name.to_owned(),
+        },
+        _ => Error::TooSmall {
+            name: name.to_owned(),
+            required: HEADER_SIZE,
+            actual: size,
+        },
+    }
+}
+
+/// The checks before the state word: magic, then version.
+fn check_identity(name: &str, magic: u64, version: u32) -> Result<()> {
+    if magic != MAGIC {
+        return Err(Error::NotShmipc {
+            name: name.to_owned(),
+        });
+    }
+    if version != VERSION {
+        return Err(Error::VersionMismatch {
+            name: name.to_owned(),
+            expected: VERSION,
+            found: version,
+        });
+    }
+    Ok(())
+}
+
+/// Whether the state word says READY (`true`) or INITIALIZING (`false`);
+/// anything else is [`Error::Corrupted`].
+fn is_ready(name: &str, state: u32) -> Result<bool> {
+    match state {
+        READY => Ok(true),
+        INITIALIZING => Ok(false),
+        _ => Err(Error::corrupted(
+            name,
+            "the state word is neither INITIALIZING nor READY",
+        )),
+    }
+}
+
+/// The checks on a READY header's snapshot: the common ones, then the
+/// kind's own (`validate`), then that the file (whose size `file_size`
+/// reports, asked only now) holds the whole object.
+fn check_ready(
+    snap: &HeaderSnapshot,
+    kind: Kind,
+    name: &str,
+    validate: impl FnOnce(&HeaderSnapshot) -> Result<()>,
+    file_size: impl FnOnce() -> Result<u64>,
+) -> Result<()> {
+    check_common(snap, kind, name)?;
+    validate(snap)?;
+    let file_size = file_size()?;
+    if snap.total_size > file_size {
+        return Err(Error::TooSmall {
+            name: name.to_owned(),
+            required: snap.total_size,
+            actual: file_size,
+        });
+    }
+    Ok(())
 }
 
 /// The checks every kind shares; see [`Mapping::open`].
@@ -529,17 +625,17 @@ fn file_size(fd: &OwnedFd, name: &Name) -> Result<u64> {
     Ok(u64::try_from(st.st_size).unwrap_or(0))
 }
 
-/// Whether a file too short for a header has at least 8 bytes that are not
-/// our magic (a foreign file rather than a truncated segment). Read with
-/// `pread`, which cannot fault however short the file is.
-fn starts_with_foreign_magic(fd: &OwnedFd, size: u64) -> bool {
+/// The first 8-byte word of a file too short for a header, if it has one
+/// (to tell a foreign file from a truncated segment). Read with `pread`,
+/// which cannot fault however short the file is.
+fn first_word(fd: &OwnedFd, size: u64) -> Option<u64> {
     if size < 8 {
-        return false;
+        return None;
     }
     let mut buf = [0u8; 8];
     // SAFETY: `buf` is valid for writes of 8 bytes; `fd` is open.
     let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), 8, 0) };
-    n == 8 && u64::from_ne_bytes(buf) != MAGIC
+    (n == 8).then(|| u64::from_ne_bytes(buf))
 }
 
 /// Maps `len` bytes of `fd` shared, read-write or read-only.
@@ -791,6 +887,74 @@ mod tests {
         assert!(matches!(failed, Err(Error::Corrupted { .. })), "{failed:?}");
         assert!(matches!(unlink(&other), Err(Error::NotFound { .. })));
         assert_eq!(temp_names(), Vec::<String>::new());
+        unlink(&name).unwrap();
+    }
+
+    #[test]
+    fn validate_header_agrees_with_open() {
+        let name = unique("validate");
+        let m = Mapping::create(&name, &layout(), &Options::new(), |_, _| Ok(())).unwrap();
+        let file = std::fs::read(format!("{SHM_DIR}{name}")).unwrap();
+        let size = file.len() as u64;
+        let expect = |h: &HeaderSnapshot| h.expect_layout(&name, 24, 8, [7, 0, 0, 1]);
+        let snap = validate_header(&file, size, Kind::new(1000), &name, expect).unwrap();
+        assert_eq!(&snap, m.header());
+        // The decoder reads the fields where RawHeader has them.
+        // SAFETY: the mapping is page-aligned and holds a whole header.
+        let raw = unsafe { &*m.map.as_ptr().cast::<RawHeader>() };
+        assert_eq!(raw.snapshot(), snap);
+
+        let v = |start: &[u8], size: u64, kind: Kind| {
+            validate_header(start, size, kind, &name, expect).map(|_| ())
+        };
+        assert!(matches!(
+            v(&file, size, Kind::LOCK),
+            Err(Error::WrongKind { found: 1000, .. })
+        ));
+        assert!(matches!(
+            v(&file, size - 1, Kind::new(1000)),
+            Err(Error::TooSmall {
+                required: 152,
+                actual: 151,
+                ..
+            })
+        ));
+        assert!(matches!(
+            v(&file[..100], size, Kind::new(1000)),
+            Err(Error::TooSmall { actual: 100, .. })
+        ));
+        assert!(matches!(
+            v(&file[..7], 7, Kind::new(1000)),
+            Err(Error::TooSmall { actual: 7, .. })
+        ));
+        assert!(matches!(
+            v(&[0; 8], 8, Kind::new(1000)),
+            Err(Error::NotShmipc { .. })
+        ));
+        let mut bad = file.clone();
+        bad[8] = 2;
+        assert!(matches!(
+            v(&bad, size, Kind::new(1000)),
+            Err(Error::VersionMismatch { found: 2, .. })
+        ));
+        let mut bad = file.clone();
+        bad[12] = INITIALIZING as u8;
+        assert!(matches!(
+            v(&bad, size, Kind::new(1000)),
+            Err(Error::InitTimeout { .. })
+        ));
+        bad[12] = 9;
+        assert!(matches!(
+            v(&bad, size, Kind::new(1000)),
+            Err(Error::Corrupted { .. })
+        ));
+        let mut bad = file.clone();
+        bad[56] = 8;
+        assert!(matches!(
+            v(&bad, size, Kind::new(1000)),
+            Err(Error::Corrupted { .. })
+        ));
+        drop(m);
         unlink(&name).unwrap();
     }
 

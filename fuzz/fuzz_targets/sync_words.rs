@@ -1,0 +1,6 @@
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(
+    init: shmipc_fuzz::support::tight_timers(),
+    |data: &[u8]| shmipc_fuzz::sync::sync_words(data)
+);

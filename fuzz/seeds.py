@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Writes the small seed corpus in fuzz/corpus/<target>/ (run from anywhere).
+
+Seeds only give the fuzzer a head start; any bytes are a valid input for
+every harness (see fuzz/src/). Re-run after a layout change, review the
+diff, commit. Crash reproducers go in fuzz/regressions/<target>/ instead.
+"""
+import os
+import random
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+MAGIC = b"\x7fSHMIPC\x00"
+INITIALIZING, READY = 1, 2
+BYTES, LOCK, SEMAPHORE, EVENT = 1, 2, 3, 4
+REAL = 0xE0  # control bits 5-7: also open a real /dev/shm segment
+
+
+def header(kind, size, align, state=READY, pid=1, params=(0, 0, 0, 0), version=1):
+    h = MAGIC + struct.pack("<IIII", version, state, pid, kind)
+    h += struct.pack("<QQQQ", 128 + size, 128, size, align)
+    h += struct.pack("<4Q", *params) + bytes(40)
+    assert len(h) == 128
+    return h
+
+
+def seeds():
+    rnd = random.Random(7)
+    noise = lambda n: bytes(rnd.randrange(256) for _ in range(n))
+    yield "segment_open", {
+        "lock_valid": bytes([1]) + header(LOCK, 4, 4) + bytes(4),
+        "lock_valid_real": bytes([REAL | 1]) + header(LOCK, 4, 4) + bytes(4),
+        "bytes_valid_real": bytes([REAL | 0]) + header(BYTES, 64, 1) + bytes(64),
+        "custom_kind": bytes([6]) + header(1000, 24, 8, params=(7, 0, 0, 1)) + bytes(24),
+        "truncated_header_real": bytes([REAL | 1]) + header(LOCK, 4, 4)[:40],
+        "truncated_object_real": bytes([REAL | 2]) + header(SEMAPHORE, 12, 4) + bytes(5),
+        "zeros_real": bytes([REAL | 3]) + bytes(256),
+        "empty_real": bytes([REAL | 5]),
+        # A Python multiprocessing.shared_memory block holding a pickle.
+        "python_foreign_real": bytes([REAL | 0]) + b"\x80\x04\x95\x1a\x00\x00\x00" + noise(57),
+        "initializing_alive_real": bytes([REAL | 3]) + header(EVENT, 4, 4, INITIALIZING, pid=1) + bytes(4),
+        "initializing_dead_real": bytes([REAL | 3]) + header(EVENT, 4, 4, INITIALIZING, pid=0x3FFFFFF0) + bytes(4),
+        "version_2": bytes([7]) + header(EVENT, 4, 4, version=2) + bytes(4),
+    }
+    yield "spsc_ops", {
+        # type u64, capacity 4; pushes, slices, pops, close, drain.
+        "fill_drain": bytes([0, 2] + [0] * 5 + [3] * 5 + [7]),
+        "slices_wrap": bytes([3, 3, 2, 5, 5, 3, 2, 7, 5, 9, 7, 8, 9, 10, 6, 0, 5, 9]),
+        "timeouts": bytes([1, 0, 4, 1, 0, 1, 1, 2, 3, 4, 1, 6, 1, 0, 3, 4, 0]),
+        "noise": bytes([2, 6]) + noise(200),
+    }
+    yield "mpmc_ops", {
+        "fill_drain": bytes([0, 1] + [0] * 5 + [2] * 5 + [5]),
+        "handles": bytes([3, 2, 6, 7, 0x10, 0x21, 1, 0x32, 3, 2, 8, 9, 4, 2, 2, 5]),
+        "noise": bytes([1, 5]) + noise(200),
+    }
+    yield "bytes_ops", {
+        # capacity 64, max 24: sends of growing length force skip records.
+        "send_recv_wrap": bytes([0, 24] + sum(([0, n, 8, 30] for n in range(0, 26, 3)), [])),
+        "grants": bytes([1, 40, 2, 10, 2, 20, 2, 30, 3, 1, 5, 5, 0, 0, 0, 0, 4, 0, 5, 0, 0, 0, 1, 3, 0, 3, 5, 0, 0, 0, 0, 7, 0, 11, 10, 8, 50, 11]),
+        "noise": bytes([2, 100]) + noise(300),
+    }
+    yield "bytes_hostile", {
+        "poke_control": bytes([0, 24, 4, 16, 4, 0, 0x10, 0, 64, 0, 0, 0, 0, 0, 0, 0, 7, 0, 9, 30, 0, 10, 0]),
+        "noise": bytes([1, 40]) + noise(300),
+        "noise_big": bytes([3, 200]) + noise(400),
+    }
+    yield "ring_hostile", {
+        "spsc_poke_tail": bytes([0, 2, 4, 4, 1, 0x11, 255, 7, 7, 7, 13, 12]),
+        "mpmc_poke_seq": bytes([4, 2, 4, 4, 3, 0x12, 5, 6, 6, 6, 9]),
+        "noise_spsc": bytes([3, 3]) + noise(300),
+        "noise_mpmc": bytes([7, 3]) + noise(300),
+    }
+    yield "sync_words", {
+        "zeros": bytes(32) + bytes([0, 3, 0, 1, 0, 2, 4, 6, 6, 4, 5, 0, 8, 10, 0, 9, 10, 1, 11]),
+        "ones": b"\xff" * 32 + bytes([0, 1, 0, 2, 4, 5, 0, 6, 8, 9, 10, 1]),
+        "noise": noise(32) + noise(200),
+    }
+
+
+def main():
+    for target, files in seeds():
+        d = os.path.join(HERE, "corpus", target)
+        os.makedirs(d, exist_ok=True)
+        for name, data in files.items():
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(data)
+
+
+if __name__ == "__main__":
+    main()

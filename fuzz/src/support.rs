@@ -1,0 +1,301 @@
+//! What every harness shares: a reader that turns the fuzzer's bytes into
+//! choices, aligned scratch memory, hostile writes, and element types.
+
+use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::fmt::Debug;
+use std::time::Duration;
+
+/// The most operations one input runs, so that every input ends quickly
+/// whatever its length.
+pub const MAX_OPS: usize = 256;
+
+/// Reads choices from the fuzzer's bytes. Once they run out every read is
+/// zero, so any input, even an empty one, is a complete program.
+pub struct Input<'a> {
+    data: &'a [u8],
+}
+
+impl<'a> Input<'a> {
+    /// A reader over `data`.
+    pub fn new(data: &'a [u8]) -> Input<'a> {
+        Input { data }
+    }
+
+    /// Whether every byte has been read.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The next byte, or 0.
+    pub fn u8(&mut self) -> u8 {
+        match self.data.split_first() {
+            Some((b, rest)) => {
+                self.data = rest;
+                *b
+            }
+            None => 0,
+        }
+    }
+
+    /// The next two bytes (little-endian), or what is left of them.
+    pub fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+
+    /// The next eight bytes (little-endian), or what is left of them.
+    pub fn u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        b.iter_mut().for_each(|b| *b = self.u8());
+        u64::from_le_bytes(b)
+    }
+
+    /// A number below `n` (0 if `n` is 0), from one byte when `n` fits one.
+    pub fn below(&mut self, n: usize) -> usize {
+        match n {
+            0 => 0,
+            1..=256 => self.u8() as usize % n,
+            _ => self.u16() as usize % n,
+        }
+    }
+
+    /// Up to `n` of the next bytes.
+    pub fn bytes(&mut self, n: usize) -> &'a [u8] {
+        let (head, rest) = self.data.split_at(n.min(self.data.len()));
+        self.data = rest;
+        head
+    }
+
+    /// What is left.
+    pub fn rest(&mut self) -> &'a [u8] {
+        self.bytes(usize::MAX)
+    }
+
+    /// A short timeout: mostly zero (expired before the call starts, which
+    /// still takes the blocking path once, without a system call), else
+    /// 1 µs, 20 µs, and for one byte value of 256 a whole millisecond.
+    /// Blocking calls in the harnesses wait only on a queue or word that
+    /// nothing else will change, so they always run into the deadline:
+    /// keeping real sleeps short and rare keeps the fuzzer fast. (The
+    /// fuzzer likes runs of `0x00` and `0xff`; both mean zero.)
+    pub fn timeout(&mut self) -> Duration {
+        Duration::from_micros(match self.u8() {
+            0x80..=0xbf => 1,
+            0xc0..=0xcf => 20,
+            0xd0 => 1000,
+            _ => 0,
+        })
+    }
+}
+
+/// Makes the calling thread's timed sleeps end when they should, instead of
+/// up to 50 µs later (the kernel's default timer slack): the fuzz targets
+/// sleep in many short timed waits. Called once by each target's `init`.
+pub fn tight_timers() {
+    // SAFETY: PR_SET_TIMERSLACK takes a plain integer and touches no memory.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
+}
+
+/// Zeroed memory aligned to 128 bytes, the most any shmipc object needs,
+/// that the harness owns and hands out only as a raw pointer: the objects
+/// placed in it see it as shared memory, and hostile writes go through the
+/// same pointer.
+///
+/// Outside fuzzing a 128-byte guard follows the `len` usable bytes and
+/// [`AlignedBuf::check_guard`] fails if anything wrote into it; under the
+/// fuzzer the allocation is exact, so AddressSanitizer sees any access past
+/// the end, reads included.
+pub struct AlignedBuf {
+    ptr: *mut u8,
+    len: usize,
+    layout: Layout,
+}
+
+const GUARD: usize = if cfg!(fuzzing) { 0 } else { 128 };
+const GUARD_BYTE: u8 = 0xa5;
+
+impl AlignedBuf {
+    /// `len` zeroed bytes (at least one).
+    pub fn new(len: usize) -> AlignedBuf {
+        let len = len.max(1);
+        let layout = Layout::from_size_align(len + GUARD, 128).expect("a sane buffer size");
+        // SAFETY: the layout's size is not zero.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        assert!(!ptr.is_null(), "out of memory");
+        // SAFETY: the guard lies inside the allocation, after `len` bytes.
+        unsafe { ptr.add(len).write_bytes(GUARD_BYTE, GUARD) };
+        AlignedBuf { ptr, len, layout }
+    }
+
+    /// `len` bytes, the first ones copied from `init` (the rest zero).
+    pub fn with_bytes(len: usize, init: &[u8]) -> AlignedBuf {
+        let b = AlignedBuf::new(len);
+        let n = init.len().min(b.len);
+        // SAFETY: `n` bytes fit in the buffer; `init` is a distinct slice.
+        unsafe { std::ptr::copy_nonoverlapping(init.as_ptr(), b.ptr, n) };
+        b
+    }
+
+    /// The first byte.
+    pub fn ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    /// The usable length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Never empty; here for clippy's sake.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes, exclusively borrowed.
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: `len` initialised bytes owned by `self`; the borrow of
+        // `self` keeps every other user away while the slice lives.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+
+    /// Panics if anything wrote past the usable bytes.
+    pub fn check_guard(&self) {
+        for i in 0..GUARD {
+            // SAFETY: inside the allocation.
+            let b = unsafe { self.ptr.add(self.len + i).read() };
+            assert_eq!(b, GUARD_BYTE, "write past the end of the object, at +{i}");
+        }
+    }
+
+    /// A hostile peer's write into the object: the input chooses where, how
+    /// wide and what (see [`poke`]).
+    pub fn poke(&self, input: &mut Input<'_>) {
+        // SAFETY: `ptr` is valid for `len` bytes.
+        unsafe { poke(self.ptr, self.len, input) }
+    }
+}
+
+impl Drop for AlignedBuf {
+    fn drop(&mut self) {
+        self.check_guard();
+        // SAFETY: allocated in `new` with this layout.
+        unsafe { dealloc(self.ptr, self.layout) }
+    }
+}
+
+/// Writes into `len` bytes at `base` as a hostile or buggy peer would.
+/// The input chooses an offset (anywhere, or 8-aligned) and one of:
+///
+/// - a raw value 1, 2, 4 or 8 bytes wide;
+/// - the 8-byte word there plus a small signed delta (a position or length
+///   that is plausible but wrong);
+/// - one bit of the word flipped (a state or flag bit);
+/// - the word copied from another 8-aligned place (a stale header or
+///   position, which a check by shape alone would accept).
+///
+/// # Safety
+///
+/// `base` is 8-aligned and valid for writes of `len` bytes, and nothing holds a reference
+/// to plain (non-atomic) bytes among them. The objects living there are
+/// made of atomics and are not in use by another thread: a peer process
+/// would write concurrently, which this single-threaded harness cannot
+/// imitate, but every value it can leave behind is one a peer could.
+pub unsafe fn poke(base: *mut u8, len: usize, input: &mut Input<'_>) {
+    let how = input.u8();
+    let mut off = input.below(len);
+    if how & 0x10 != 0 || how & 3 != 0 {
+        off &= !7;
+    }
+    let words = len / 8;
+    match how & 3 {
+        0 => {
+            let width = 1usize << ((how >> 2) & 3);
+            let value = input.u64().to_le_bytes();
+            let n = width.min(len - off);
+            // SAFETY: `off + n <= len`; `value` is a local array.
+            unsafe { std::ptr::copy_nonoverlapping(value.as_ptr(), base.add(off), n) };
+        }
+        _ if off + 8 > len || words == 0 => {}
+        1 => {
+            let delta = input.u8() as i8 as i64 * [1, 8][(how >> 2) as usize & 1];
+            let p = word(base, off);
+            // SAFETY: `off + 8 <= len`, 8-aligned (the base is 128-aligned).
+            unsafe { p.write(p.read().wrapping_add(delta as u64)) };
+        }
+        2 => {
+            let bit = input.u8() % 64;
+            let p = word(base, off);
+            // SAFETY: as above.
+            unsafe { p.write(p.read() ^ (1 << bit)) };
+        }
+        _ => {
+            let from = input.below(words) * 8;
+            // SAFETY: both words lie inside the buffer and are 8-aligned.
+            unsafe { word(base, off).write(word(base, from).read()) };
+        }
+    }
+}
+
+/// The 8-byte word at `off` bytes from `base`.
+fn word(base: *mut u8, off: usize) -> *mut u64 {
+    base.wrapping_add(off).cast::<u64>()
+}
+
+/// An item type for the slot queues: `Pod`, comparable, and made from a
+/// counter so that each item pushed is recognisable.
+pub trait Elem: bytemuck::Pod + PartialEq + Debug {
+    /// The item for counter value `n`.
+    fn make(n: u64) -> Self;
+}
+
+impl Elem for u8 {
+    fn make(n: u64) -> Self {
+        n as u8
+    }
+}
+
+impl Elem for u16 {
+    fn make(n: u64) -> Self {
+        n as u16
+    }
+}
+
+impl Elem for u64 {
+    fn make(n: u64) -> Self {
+        n.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    }
+}
+
+/// Twelve bytes aligned to four: a size that is not a power of two.
+impl Elem for [u32; 3] {
+    fn make(n: u64) -> Self {
+        [n as u32, (n >> 32) as u32, !(n as u32)]
+    }
+}
+
+/// Runs `run` on every committed input of `target`: its seed corpus
+/// (`fuzz/corpus/<target>/`, which must not be empty) and its crash
+/// reproducers (`fuzz/regressions/<target>/`, if any). `fuzz` is the fuzz
+/// folder. This is how stable `cargo test` replays them.
+pub fn replay(fuzz: &std::path::Path, target: &str, run: fn(&[u8])) {
+    let mut seeds = 0;
+    for (dir, required) in [("corpus", true), ("regressions", false)] {
+        let dir = fuzz.join(dir).join(target);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(_) if !required => continue,
+            Err(e) => panic!("{}: {e}", dir.display()),
+        };
+        let mut files: Vec<_> = entries
+            .map(|e| e.expect("a directory entry").path())
+            .filter(|p| p.is_file())
+            .collect();
+        files.sort();
+        for file in files {
+            let data = std::fs::read(&file).expect("read an input");
+            eprintln!("replaying {}", file.display());
+            run(&data);
+            seeds += 1;
+        }
+    }
+    assert!(seeds > 0, "no seeds for {target}");
+}
