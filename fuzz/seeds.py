@@ -28,11 +28,11 @@ def seeds():
     rnd = random.Random(7)
     noise = lambda n: bytes(rnd.randrange(256) for _ in range(n))
     yield "segment_open", {
-        "lock_valid": bytes([1]) + header(LOCK, 4, 4) + bytes(4),
-        "lock_valid_real": bytes([REAL | 1]) + header(LOCK, 4, 4) + bytes(4),
+        "lock_valid": bytes([1]) + header(LOCK, 16, 8) + bytes(16),
+        "lock_valid_real": bytes([REAL | 1]) + header(LOCK, 16, 8) + bytes(16),
         "bytes_valid_real": bytes([REAL | 0]) + header(BYTES, 64, 1) + bytes(64),
         "custom_kind": bytes([6]) + header(1000, 24, 8, params=(7, 0, 0, 1)) + bytes(24),
-        "truncated_header_real": bytes([REAL | 1]) + header(LOCK, 4, 4)[:40],
+        "truncated_header_real": bytes([REAL | 1]) + header(LOCK, 16, 8)[:40],
         "truncated_object_real": bytes([REAL | 2]) + header(SEMAPHORE, 12, 4) + bytes(5),
         "zeros_real": bytes([REAL | 3]) + bytes(256),
         "empty_real": bytes([REAL | 5]),

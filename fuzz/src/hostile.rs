@@ -200,7 +200,7 @@ fn mpmc<T: Elem>(input: &mut Input<'_>) {
 pub fn bytes_hostile(data: &[u8]) {
     let mut input = Input::new(data);
     let cap = 64usize << input.below(4);
-    let max = input.below(cap / 2 - 8 + 1);
+    let max = input.below(cap / 2 - 16 + 1);
     let config = BytesConfig::new(cap, max);
     let layout = ByteQueue::layout(config).expect("a valid configuration");
     let buf = AlignedBuf::new(layout.size());

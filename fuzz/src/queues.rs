@@ -318,10 +318,11 @@ fn mpmc<T: Elem>(input: &mut Input<'_>) {
 // The byte queue
 // ---------------------------------------------------------------------------
 
-/// The bytes a record of `len` payload bytes occupies: an 8-byte header
-/// and the payload padded to 8 (the queue's documented record format).
+/// The bytes a record of `len` payload bytes occupies: a 16-byte header
+/// (state and owner words) and the payload padded to 16 (the queue's
+/// documented record format).
 fn record_size(len: usize) -> u64 {
-    8 + (len as u64).div_ceil(8) * 8
+    16 + (len as u64).div_ceil(16) * 16
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -510,7 +511,7 @@ fn check_read(g: &ReadGrant<'_, '_>, want: &[u8], input: &mut Input<'_>) {
 pub fn bytes_ops(data: &[u8]) {
     let mut input = Input::new(data);
     let cap = 64usize << input.below(5);
-    let max = input.below(cap / 2 - 8 + 1);
+    let max = input.below(cap / 2 - 16 + 1);
     let config = BytesConfig::new(cap, max);
     let layout = ByteQueue::layout(config).expect("a valid configuration");
     let buf = AlignedBuf::new(layout.size());
