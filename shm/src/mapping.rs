@@ -427,21 +427,13 @@ fn wait_ready(header: &RawHeader, name: &Name, timeout: Duration) -> Result<()> 
     }
 }
 
-/// Whether `pid` names no process at all. A pid we cannot judge (zero or
-/// out of range) counts as alive, so a hostile value can at worst make the
-/// opener wait for its timeout. A zombie (dead, not yet reaped) counts as
-/// alive, as does a process of another user (`EPERM`).
+/// Whether the creator `pid` is gone: exited, or a zombie (killed, not yet
+/// reaped). A pid we cannot judge (zero or out of range) counts as alive,
+/// so a hostile value can at worst make the opener wait for its timeout,
+/// as does a process of another user. No start time is recorded for a
+/// creator, so a reused pid passes for it until the timeout.
 pub(crate) fn process_is_gone(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    if pid <= 0 {
-        return false;
-    }
-    // SAFETY: signal 0 sends nothing; it only asks whether `pid` exists.
-    // `pid` is positive, so it names one process, never a group.
-    let r = unsafe { libc::kill(pid, 0) };
-    r != 0 && last_error().raw_os_error() == Some(libc::ESRCH)
+    shmipc_core::liveness::is_dead(pid, 0)
 }
 
 /// Validates a segment's header without opening anything: the checks

@@ -426,6 +426,32 @@ fn init_timeout_then_creator_died() {
 }
 
 #[test]
+fn a_killed_creator_not_yet_reaped_counts_as_dead() {
+    let names = Unlinker::new("test");
+    let name = names.name("zombie-creator");
+    drop(Shared::<Event>::create(&name, ()).unwrap());
+    let ready = Anon::<Event>::new(()).unwrap();
+    let mut creator = slow_creator(&name, &ready, None);
+    assert!(ready.wait_timeout(Duration::from_secs(30)));
+    creator.kill().unwrap();
+    // Not reaped: the creator is a zombie until we join it. Opening must
+    // not wait for the full timeout on it.
+    let opts = Options::new().init_timeout(Duration::from_secs(20));
+    let start = Instant::now();
+    let e = Shared::<Event>::open_with(&name, &opts).unwrap_err();
+    assert!(
+        matches!(e, Error::CreatorDied { creator_pid, .. } if creator_pid == creator.pid()),
+        "{e:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(join(&mut creator), ExitStatus::Signal(libc::SIGKILL));
+}
+
+#[test]
 fn opener_waits_for_a_slow_creator_to_finish() {
     let names = Unlinker::new("test");
     let name = names.name("slow-ok");
