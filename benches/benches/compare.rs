@@ -49,8 +49,12 @@ fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
+/// The cores online. Not `available_parallelism`: that follows the
+/// calling thread's affinity, which is one core once we pinned ourselves.
 fn ncpu() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1).max(1)
 }
 
 /// Pins the calling thread to `core` (modulo the cores there are), or lets
@@ -66,7 +70,8 @@ fn pin(core: Option<usize>) {
         }
     }
     // SAFETY: `set` is a valid cpu_set_t of the size we pass; 0 = this thread.
-    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
+    let rc = unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set) };
+    check(rc, "sched_setaffinity");
 }
 
 /// Cores for the two parties of a two-party workload.
