@@ -120,9 +120,10 @@ pub fn deadline_after(timeout: Option<Duration>) -> Option<Deadline> {
 /// Why so few: a pause costs ~10 ns on older bare-metal x86, ~40 ns on
 /// Skylake and later, and ~100 ns on the 2-core AMD EPYC virtual machine
 /// our benchmarks ran on, where the 127 pauses of seven rounds came to
-/// 12–17 µs. That is longer than a whole futex wake-up there (~5 µs), so in
-/// a blocking round trip (`compare`'s `rt_block`, `sem_pingpong`) every wait
-/// spun the full budget and then slept anyway: 13.6 µs per round trip
+/// 12–17 µs. That is longer than a whole futex wake-up there (~5 µs with
+/// both parties on one core), so in a blocking round trip (`compare`'s
+/// `rt_block`, `sem_pingpong`, measured with both parties on one core) every
+/// wait spun the full budget and then slept anyway: 13.6 µs per round trip
 /// against 6.0 µs for a bare futex pair. With three rounds the spin stays
 /// well under one wake-up on any of these machines (shmipc 5.7 µs, futex
 /// 6.2 µs in the same run), and a partner that answers within a few hundred
