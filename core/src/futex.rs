@@ -114,10 +114,23 @@ pub fn deadline_after(timeout: Option<Duration>) -> Option<Deadline> {
 }
 
 /// How many rounds of back-off [`spin_until`] makes: round `k` spins `2^k`
-/// times, so seven rounds are 127 pause instructions, a few hundred
-/// nanoseconds to a few microseconds — about what one futex round trip costs.
+/// times, so three rounds are 7 pause instructions and four looks at the
+/// condition.
+///
+/// Why so few: a pause costs ~10 ns on older bare-metal x86, ~40 ns on
+/// Skylake and later, and ~100 ns on the 2-core AMD EPYC virtual machine
+/// our benchmarks ran on, where the 127 pauses of seven rounds came to
+/// 12–17 µs. That is longer than a whole futex wake-up there (~5 µs with
+/// both parties on one core), so in a blocking round trip (`compare`'s
+/// `rt_block`, `sem_pingpong`, measured with both parties on one core) every
+/// wait spun the full budget and then slept anyway: 13.6 µs per round trip
+/// against 6.0 µs for a bare futex pair. With three rounds the spin stays
+/// well under one wake-up on any of these machines (shmipc 5.7 µs, futex
+/// 6.2 µs in the same run), and a partner that answers within a few hundred
+/// nanoseconds (a lock held for a short critical section) is still caught
+/// without a system call.
 #[cfg(not(loom))]
-const SPIN_ROUNDS: u32 = 7;
+const SPIN_ROUNDS: u32 = 3;
 
 /// Polls `ready` with a growing back-off, and returns whether it became true
 /// before the spin budget ran out. Callers spin before they sleep, so a
