@@ -48,6 +48,7 @@
 #[cfg(any(test, loom))]
 extern crate std;
 
+pub mod barrier;
 pub mod bytes;
 pub mod event;
 pub mod futex;

@@ -334,6 +334,10 @@ pub(crate) struct Signal {
     pub(crate) epoch: AtomicU32,
     /// How many threads are in the slow path of a blocking call on this side.
     sleepers: AtomicU32,
+    /// Non-zero once a notifier of this side may use the cheap side of an
+    /// asymmetric barrier ([`Signal::notify_light`]): sleepers must then make
+    /// the heavy side ([`crate::barrier::heavy`]) before they re-check.
+    light: AtomicU32,
 }
 
 impl Signal {
@@ -341,6 +345,40 @@ impl Signal {
         Signal {
             epoch: AtomicU32::new(0),
             sleepers: AtomicU32::new(0),
+            light: AtomicU32::new(0),
+        }
+    }
+
+    /// Lets this process's notifiers of this side use
+    /// [`notify_light`](Signal::notify_light), if it can register for heavy
+    /// barriers. Call before the first notify.
+    pub(crate) fn enable_light(&self) {
+        if crate::barrier::register() {
+            // SYNC POINT: this SeqCst write and the sleeper's SeqCst
+            // increment of `sleepers` then load of `light` (in
+            // `block_checked`) are ordered in the single SeqCst order: a
+            // sleeper that read 0 here registered before this write, and our
+            // later plain loads of `sleepers` see it.
+            self.light.fetch_or(1, Ordering::SeqCst);
+        }
+    }
+
+    /// [`notify`](Signal::notify) for a notifier that called
+    /// [`enable_light`](Signal::enable_light): if this process is registered
+    /// for heavy barriers, a plain load of `sleepers` replaces the
+    /// read-modify-write, because every sleeper makes the heavy barrier
+    /// between registering and re-checking (`crate::barrier`).
+    #[inline]
+    pub(crate) fn notify_light(&self) {
+        if !crate::barrier::registered() {
+            return self.notify();
+        }
+        // Keep the compiler from moving the publishing store after this
+        // load; the processor's reordering is what the sleeper's heavy
+        // barrier takes care of.
+        crate::sync::compiler_fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) != 0 {
+            self.wake_all();
         }
     }
 
@@ -410,8 +448,17 @@ pub(crate) fn block_checked<R>(
     }
     let interval = crate::lock::OWNER_CHECK_INTERVAL;
     let mut next_check = Deadline::after(interval);
-    // SYNC POINT: pairs with the AcqRel read of `sleepers` in `notify`.
-    signal.sleepers.fetch_add(1, Ordering::AcqRel);
+    // SYNC POINT: pairs with the AcqRel read of `sleepers` in `notify`, and
+    // (SeqCst) with the write of `light` in `enable_light`.
+    signal.sleepers.fetch_add(1, Ordering::SeqCst);
+    // A notifier may check for us with a plain load: make the heavy side of
+    // the barrier, so that either our re-check below sees its item or its
+    // load sees us. If the kernel will not, sleep in short slices instead.
+    let slice_cap = if signal.light.load(Ordering::SeqCst) != 0 && !crate::barrier::heavy() {
+        Some(core::time::Duration::from_millis(1))
+    } else {
+        None
+    };
     let out = loop {
         // SYNC POINT: Acquire pairs with the Release bump in `wake_all`.
         let seen = signal.epoch.load(Ordering::Acquire);
@@ -425,10 +472,17 @@ pub(crate) fn block_checked<R>(
         if deadline.is_some_and(Deadline::has_passed) {
             break None;
         }
-        let slice = match deadline {
+        let capped;
+        let mut slice = match deadline {
             Some(d) if *d < next_check => d,
             _ => &next_check,
         };
+        if let Some(cap) = slice_cap {
+            capped = Deadline::after(cap);
+            if capped < *slice {
+                slice = &capped;
+            }
+        }
         if futex::wait(&signal.epoch, seen, Some(slice)) == WaitOutcome::TimedOut
             && deadline.is_some_and(Deadline::has_passed)
         {

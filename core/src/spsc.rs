@@ -339,6 +339,7 @@ unsafe impl<T: Send> Send for Producer<'_, T> {}
 
 impl<'a, T: Pod> Producer<'a, T> {
     fn new(ctrl: &'a Control, cells: Cells<T>, cap: u64, keep: Keep) -> Self {
+        ctrl.not_empty.enable_light();
         Producer {
             ctrl,
             cells,
@@ -414,7 +415,7 @@ impl<'a, T: Pod> Producer<'a, T> {
         // SYNC POINT: Release pairs with the Acquire load of `tail` in
         // `Consumer::refresh`: the items are copied in before they show.
         self.ctrl.tail.store(self.tail, Ordering::Release);
-        self.ctrl.not_empty.notify();
+        self.ctrl.not_empty.notify_light();
     }
 
     /// Pushes `item` if there is room now.
@@ -513,6 +514,7 @@ unsafe impl<T: Send> Send for Consumer<'_, T> {}
 
 impl<'a, T: Pod> Consumer<'a, T> {
     fn new(ctrl: &'a Control, cells: Cells<T>, cap: u64, keep: Keep) -> Self {
+        ctrl.not_full.enable_light();
         Consumer {
             ctrl,
             cells,
@@ -598,7 +600,7 @@ impl<'a, T: Pod> Consumer<'a, T> {
         // `Producer::refresh`: our copies out finish before the slots are
         // reused.
         self.ctrl.head.store(self.head, Ordering::Release);
-        self.ctrl.not_full.notify();
+        self.ctrl.not_full.notify_light();
     }
 
     /// Pops an item if one is ready now.

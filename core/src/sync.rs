@@ -24,6 +24,12 @@ pub fn fence(order: Ordering) {
     imp::fence(order)
 }
 
+/// A compiler-only fence (see [`core::sync::atomic::compiler_fence`]).
+#[inline]
+pub fn compiler_fence(order: Ordering) {
+    core::sync::atomic::compiler_fence(order)
+}
+
 /// A hint that we are spinning. Under loom it yields to the model's scheduler,
 /// which otherwise could not make progress in a spin loop.
 #[inline]
