@@ -35,13 +35,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
                 return 1;
             }
             let now = seated.fetch_add(1, Ordering::SeqCst) + 1;
-            let mut seen = peak.load(Ordering::SeqCst);
-            while now > seen {
-                match peak.compare_exchange(seen, now, Ordering::SeqCst, Ordering::SeqCst) {
-                    Ok(_) => break,
-                    Err(p) => seen = p,
-                }
-            }
+            peak.fetch_max(now, Ordering::SeqCst); // the most seated at once
             println!(
                 "  {:>4.0?}  diner {diner} sits down ({now} seated)",
                 started.elapsed()

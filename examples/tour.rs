@@ -148,13 +148,7 @@ fn dine(diner: u32, sem_name: &str, seated_name: &str, peak_name: &str) -> Res<(
         return Err("no seat within 30 s".into());
     }
     let now = seated.fetch_add(1, Ordering::SeqCst) + 1;
-    let mut seen = peak.load(Ordering::SeqCst);
-    while now > seen {
-        match peak.compare_exchange(seen, now, Ordering::SeqCst, Ordering::SeqCst) {
-            Ok(_) => break,
-            Err(p) => seen = p,
-        }
-    }
+    peak.fetch_max(now, Ordering::SeqCst); // the most seated at once
     println!("   diner {diner} sits down ({now} seated)");
     std::thread::sleep(Duration::from_millis(30));
     seated.fetch_sub(1, Ordering::SeqCst);

@@ -167,17 +167,7 @@ impl Ctl {
     fn finish(&self, count: u64) {
         self.count.0.fetch_add(count, Ordering::AcqRel);
         let now = now_ns();
-        let mut seen = self.end_ns.0.load(Ordering::Relaxed);
-        while seen < now {
-            match self
-                .end_ns
-                .0
-                .compare_exchange(seen, now, Ordering::AcqRel, Ordering::Relaxed)
-            {
-                Ok(_) => break,
-                Err(s) => seen = s,
-            }
-        }
+        self.end_ns.0.fetch_max(now, Ordering::AcqRel);
     }
 
     /// Whether a producer that started at `start_ns` should stop now.

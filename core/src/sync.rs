@@ -128,6 +128,18 @@ macro_rules! atomic_int {
                 self.0.fetch_or(v, order)
             }
 
+            /// See the `core` atomic of the same name.
+            #[inline]
+            pub fn fetch_max(&self, v: $int, order: Ordering) -> $int {
+                self.0.fetch_max(v, order)
+            }
+
+            /// See the `core` atomic of the same name.
+            #[inline]
+            pub fn fetch_min(&self, v: $int, order: Ordering) -> $int {
+                self.0.fetch_min(v, order)
+            }
+
             /// A raw pointer to the integer (for the futex system call).
             #[cfg(not(loom))]
             #[inline]

@@ -49,15 +49,8 @@ fn semaphore_of_three_admits_exactly_three_of_ten_processes() {
                 for _ in 0..ROUNDS {
                     sem.acquire();
                     let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
-                    // CAS-max: record the highest number of holders seen.
-                    let mut seen = peak.load(Ordering::SeqCst);
-                    while now > seen {
-                        match peak.compare_exchange(seen, now, Ordering::SeqCst, Ordering::SeqCst) {
-                            Ok(_) => break,
-                            Err(p) => seen = p,
-                        }
-                    }
-                    // Hold long enough that the others pile up behind us.
+                    peak.fetch_max(now, Ordering::SeqCst); // the most holders at once
+                                                           // Hold long enough that the others pile up behind us.
                     std::thread::sleep(Duration::from_millis(3));
                     holders.fetch_sub(1, Ordering::SeqCst);
                     if sem.release().is_err() {

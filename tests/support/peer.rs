@@ -48,13 +48,7 @@ fn run(args: &[&str]) -> Res<u8> {
                 return Ok(3);
             }
             let now = seated.fetch_add(1, Ordering::SeqCst) + 1;
-            let mut seen = peak.load(Ordering::SeqCst);
-            while now > seen {
-                match peak.compare_exchange(seen, now, Ordering::SeqCst, Ordering::SeqCst) {
-                    Ok(_) => break,
-                    Err(p) => seen = p,
-                }
-            }
+            peak.fetch_max(now, Ordering::SeqCst); // the most seated at once
             std::thread::sleep(Duration::from_millis(hold_ms.parse()?));
             seated.fetch_sub(1, Ordering::SeqCst);
             sem.release()?;
