@@ -337,6 +337,10 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         // SAFETY: as above.
         let cells =
             unsafe { Cells::new(NonNull::new_unchecked(ptr.add(slots_off).cast::<Cell<T>>())) };
+        // Publishing pushes and pops check for sleepers with a plain load
+        // where the kernel offers heavy barriers (`crate::barrier`).
+        ctrl.not_empty.enable_light();
+        ctrl.not_full.enable_light();
         Mpmc {
             ctrl,
             metas,
@@ -491,7 +495,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         // SYNC POINT: Release pairs with the Acquire load of the sequence
         // in `claim_pop`: the item is copied in before the slot reads full.
         meta.seq.store(pos.wrapping_add(1), Ordering::Release);
-        self.ctrl.not_empty.notify();
+        self.ctrl.not_empty.notify_light();
     }
 
     /// Claims the slot of the next enqueue position for this process and
@@ -653,7 +657,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         // in `claim_push` one lap later: our copy out is done.
         meta.seq
             .store(pos.wrapping_add(self.cap), Ordering::Release);
-        self.ctrl.not_full.notify();
+        self.ctrl.not_full.notify_light();
         item
     }
 
