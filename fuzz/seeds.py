@@ -16,31 +16,46 @@ BYTES, LOCK, SEMAPHORE, EVENT = 1, 2, 3, 4
 REAL = 0xE0  # control bits 5-7: also open a real /dev/shm segment
 
 
-def header(kind, size, align, state=READY, pid=1, params=(0, 0, 0, 0), version=1):
+SLOT = 32  # bytes per peer-table slot
+
+
+def header(kind, size, align, state=READY, pid=1, params=(0, 0, 0, 0), version=2, slots=2):
+    """A header (layout version 2); the segment is the header, the object,
+    padding to 128, then `slots` peer-table slots (see `segment`)."""
+    peers = (128 + size + 127) & ~127
     h = MAGIC + struct.pack("<IIII", version, state, pid, kind)
-    h += struct.pack("<QQQQ", 128 + size, 128, size, align)
-    h += struct.pack("<4Q", *params) + bytes(40)
+    h += struct.pack("<QQQQ", peers + slots * SLOT, 128, size, align)
+    h += struct.pack("<4Q", *params) + struct.pack("<QI", peers, slots) + bytes(28)
     assert len(h) == 128
     return h
+
+
+def segment(kind, size, align, **kw):
+    """A whole valid segment file: header, zeroed object and peer table."""
+    h = header(kind, size, align, **kw)
+    total = struct.unpack_from("<Q", h, 24)[0]
+    return h + bytes(total - 128)
 
 
 def seeds():
     rnd = random.Random(7)
     noise = lambda n: bytes(rnd.randrange(256) for _ in range(n))
     yield "segment_open", {
-        "lock_valid": bytes([1]) + header(LOCK, 16, 8) + bytes(16),
-        "lock_valid_real": bytes([REAL | 1]) + header(LOCK, 16, 8) + bytes(16),
-        "bytes_valid_real": bytes([REAL | 0]) + header(BYTES, 64, 1) + bytes(64),
-        "custom_kind": bytes([6]) + header(1000, 24, 8, params=(7, 0, 0, 1)) + bytes(24),
+        "lock_valid": bytes([1]) + segment(LOCK, 16, 8),
+        "lock_valid_real": bytes([REAL | 1]) + segment(LOCK, 16, 8),
+        "bytes_valid_real": bytes([REAL | 0]) + segment(BYTES, 64, 1),
+        "custom_kind": bytes([6]) + segment(1000, 24, 8, params=(7, 0, 0, 1)),
         "truncated_header_real": bytes([REAL | 1]) + header(LOCK, 16, 8)[:40],
         "truncated_object_real": bytes([REAL | 2]) + header(SEMAPHORE, 12, 4) + bytes(5),
+        "truncated_peer_table_real": bytes([REAL | 2]) + segment(SEMAPHORE, 12, 4)[:-1],
+        "too_many_slots": bytes([2]) + segment(SEMAPHORE, 12, 4, slots=4095),
         "zeros_real": bytes([REAL | 3]) + bytes(256),
         "empty_real": bytes([REAL | 5]),
         # A Python multiprocessing.shared_memory block holding a pickle.
         "python_foreign_real": bytes([REAL | 0]) + b"\x80\x04\x95\x1a\x00\x00\x00" + noise(57),
-        "initializing_alive_real": bytes([REAL | 3]) + header(EVENT, 4, 4, INITIALIZING, pid=1) + bytes(4),
-        "initializing_dead_real": bytes([REAL | 3]) + header(EVENT, 4, 4, INITIALIZING, pid=0x3FFFFFF0) + bytes(4),
-        "version_2": bytes([7]) + header(EVENT, 4, 4, version=2) + bytes(4),
+        "initializing_alive_real": bytes([REAL | 3]) + segment(EVENT, 4, 4, state=INITIALIZING, pid=1),
+        "initializing_dead_real": bytes([REAL | 3]) + segment(EVENT, 4, 4, state=INITIALIZING, pid=0x3FFFFFF0),
+        "version_1": bytes([7]) + segment(EVENT, 4, 4, version=1),
     }
     yield "spsc_ops", {
         # type u64, capacity 4; pushes, slices, pops, close, drain.

@@ -21,8 +21,8 @@
 //!
 //! `head <= read <= tail <= head + capacity` always holds.
 //!
-//! The owner word names the process (its [process
-//! stamp](crate::tid::process_stamp): pid and start time) that reserved the
+//! The owner word names the process (its [`Token`] among the mapping's
+//! peers, see [`crate::peers`]) that reserved the
 //! record, from reservation to commit, and then the one that claimed it,
 //! from claim to release. The state word of a record at position `p`:
 //!
@@ -113,6 +113,7 @@ use core::time::Duration;
 
 use crate::futex::Deadline;
 use crate::lock::{Lock, LockError, LockGuard};
+use crate::peers::{self, Peers, Token};
 use crate::place::LayoutError;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
@@ -120,7 +121,6 @@ use crate::queue::{
     Signal, MAX_CAPACITY, MAX_POS,
 };
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::tid;
 
 const PENDING: u64 = 1;
 const READY: u64 = 2;
@@ -373,6 +373,8 @@ pub struct ByteQueue<'a> {
     /// Trusted copies of the geometry (checked at attach, never re-read).
     cap: u64,
     max: u64,
+    /// Who we are, and who is dead, among the processes sharing the memory.
+    peers: &'a dyn Peers,
     _keep: Keep,
 }
 
@@ -389,6 +391,7 @@ impl Clone for ByteQueue<'_> {
             ring: self.ring,
             cap: self.cap,
             max: self.max,
+            peers: self.peers,
             _keep: self._keep.clone(),
         }
     }
@@ -434,17 +437,18 @@ fn lock_error_recv(e: LockError) -> RecvError {
 /// deadline) forever, or for [`LOCK_PATIENCE`] if `bounded`.
 fn take<'l>(
     lock: &'l Lock,
+    peers: &dyn Peers,
     deadline: Option<&Deadline>,
     bounded: bool,
 ) -> Result<LockGuard<'l>, LockError> {
-    match lock.try_lock() {
+    match lock.try_lock_with(peers) {
         Err(LockError::WouldBlock) => {}
         r => return r,
     }
     match deadline {
-        Some(d) => lock.lock_until(Some(d)),
-        None if bounded => lock.lock_until(Some(&Deadline::after(LOCK_PATIENCE))),
-        None => lock.lock(),
+        Some(d) => lock.lock_until_with(peers, Some(d)),
+        None if bounded => lock.lock_until_with(peers, Some(&Deadline::after(LOCK_PATIENCE))),
+        None => lock.lock_until_with(peers, None),
     }
 }
 
@@ -513,6 +517,7 @@ impl<'a> ByteQueue<'a> {
             },
             cap: config.capacity as u64,
             max: config.max_message as u64,
+            peers: peers::resolve(ptr as usize),
             _keep: Keep,
         }
     }
@@ -593,6 +598,7 @@ impl<'a> ByteQueue<'a> {
             },
             cap: cap as u64,
             max: config.max_message as u64,
+            peers: &peers::LOCAL,
             _keep: keep,
         }
     }
@@ -635,6 +641,23 @@ impl<'a> ByteQueue<'a> {
     /// Whether the queue has been closed.
     pub fn is_closed(&self) -> bool {
         self.ctrl.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// This handle, acting as a member of `peers` (tests and models that
+    /// decide who is dead); by default a handle uses the peers of the
+    /// mapping its memory lies in ([`crate::peers::resolve`]).
+    pub fn with_peers(mut self, peers: &'a dyn Peers) -> Self {
+        self.peers = peers;
+        self
+    }
+
+    /// Whether the process a record's owner word names is dead on evidence.
+    #[cold]
+    fn holder_dead(&self, owner: u64) -> bool {
+        u32::try_from(owner)
+            .ok()
+            .and_then(Token::from_raw)
+            .is_some_and(|t| self.peers.fate(t).is_dead())
     }
 
     /// Decodes and checks the header of the record at `pos`, which must lie
@@ -701,7 +724,7 @@ impl<'a> ByteQueue<'a> {
                     // claim's Release store of `read`, which we acquired.
                     let owner = self.ring.header(head + 8).load(Ordering::Relaxed);
                     if asked.0 != owner || owner == 0 {
-                        asked = (owner, crate::liveness::process_is_dead(owner));
+                        asked = (owner, self.holder_dead(owner));
                     }
                     if !asked.1 || !self.free_dead_reader(head, rec) {
                         break;
@@ -734,7 +757,7 @@ impl<'a> ByteQueue<'a> {
         // tell whether we died before committing it.
         self.ring
             .header(pos + 8)
-            .store(tid::process_stamp(), Ordering::Relaxed);
+            .store(u64::from(self.peers.me().raw()), Ordering::Relaxed);
         // SYNC POINT: Release pairs with the Acquire load of `tail` in
         // `claim_locked`: a reader that sees the new tail sees the headers
         // written above, never stale bytes.
@@ -772,7 +795,8 @@ impl<'a> ByteQueue<'a> {
         if len as u64 > self.max {
             return Err(SendError::TooLarge);
         }
-        let mut guard = take(&self.ctrl.writer.lock, deadline, bounded).map_err(lock_error_send)?;
+        let mut guard =
+            take(&self.ctrl.writer.lock, self.peers, deadline, bounded).map_err(lock_error_send)?;
         let pos = self.reserve_locked(len as u64, check);
         // After a takeover from a writer that died inside the section: every
         // state it can leave is consistent (see "Crashes" in the module
@@ -934,7 +958,7 @@ impl<'a> ByteQueue<'a> {
                     // writers can release it if we die holding it.
                     self.ring
                         .header(read + 8)
-                        .store(tid::process_stamp(), Ordering::Relaxed);
+                        .store(u64::from(self.peers.me().raw()), Ordering::Relaxed);
                     // SYNC POINT: as above; also publishes the owner word
                     // to writers, who read it after acquiring `read`.
                     r.read.store(read + rec.size, Ordering::Release);
@@ -958,7 +982,7 @@ impl<'a> ByteQueue<'a> {
         // SYNC POINT: the owner word was written before the Release store
         // of `tail` that made this record visible, which we acquired.
         let owner = self.ring.header(pos + 8).load(Ordering::Relaxed);
-        if !crate::liveness::process_is_dead(owner) {
+        if !self.holder_dead(owner) {
             return false;
         }
         // A compare-and-swap: if the writer committed just before it died,
@@ -983,7 +1007,8 @@ impl<'a> ByteQueue<'a> {
         bounded: bool,
         check: bool,
     ) -> Result<(u64, u64), RecvError> {
-        let mut guard = take(&self.ctrl.reader.lock, deadline, bounded).map_err(lock_error_recv)?;
+        let mut guard =
+            take(&self.ctrl.reader.lock, self.peers, deadline, bounded).map_err(lock_error_recv)?;
         let r = self.claim_locked(room, check);
         // After a takeover from a reader that died inside the section: as
         // for writers, every state it can leave is consistent, and
@@ -1291,6 +1316,7 @@ impl fmt::Debug for ReadGrant<'_, '_> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::peers::testing::{TestPeers, DEAD};
     use crate::queue::testbuf::AlignedBuf;
     use std::vec;
     use std::vec::Vec;
@@ -1669,20 +1695,15 @@ mod tests {
         ));
     }
 
-    /// A stamp naming a thread that has exited: a dead "process" to forge.
-    #[cfg(not(miri))]
-    fn dead_stamp() -> u64 {
-        std::thread::spawn(crate::tid::current_stamp)
-            .join()
-            .unwrap()
-    }
-
     #[cfg(not(miri))]
     #[test]
     fn a_writer_dead_between_reserve_and_commit_is_skipped() {
         let cfg = BytesConfig::new(256, 64);
         let mut b = buf(cfg);
-        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        let judge = TestPeers::new(0);
+        let q = ByteQueue::new_in(b.bytes(), cfg)
+            .unwrap()
+            .with_peers(&judge);
         let g = q.reserve(5).unwrap();
         let pos = g.pos;
         core::mem::forget(g); // never committed, never cancelled
@@ -1695,7 +1716,7 @@ mod tests {
         );
         q.ring
             .header(pos + 8)
-            .store(dead_stamp(), Ordering::Relaxed);
+            .store(u64::from(DEAD.raw()), Ordering::Relaxed);
         assert_eq!(
             q.try_recv().err(),
             Some(RecvError::Empty),
@@ -1721,7 +1742,10 @@ mod tests {
     fn a_reader_dead_holding_a_grant_is_released_for_writers() {
         let cfg = BytesConfig::new(128, 40);
         let mut b = buf(cfg);
-        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        let judge = TestPeers::new(0);
+        let q = ByteQueue::new_in(b.bytes(), cfg)
+            .unwrap()
+            .with_peers(&judge);
         q.send(&[1; 40]).unwrap();
         q.send(&[2; 40]).unwrap();
         let g = q.recv().unwrap();
@@ -1738,7 +1762,7 @@ mod tests {
         );
         q.ring
             .header(pos + 8)
-            .store(dead_stamp(), Ordering::Relaxed);
+            .store(u64::from(DEAD.raw()), Ordering::Relaxed);
         q.send_timeout(&[3; 40], Duration::from_secs(10)).unwrap();
         assert_eq!(q.recv_into(&mut out), Ok(40));
         assert_eq!(out, [3; 40]);
@@ -1749,12 +1773,30 @@ mod tests {
     fn a_side_whose_lock_holder_died_is_repaired_not_unrecoverable() {
         let cfg = BytesConfig::new(256, 64);
         let mut b = buf(cfg);
-        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        let judge = TestPeers::new(0);
+        let q = ByteQueue::new_in(b.bytes(), cfg)
+            .unwrap()
+            .with_peers(&judge);
         q.send(b"one").unwrap();
-        // Threads that take a side's lock and exit holding it.
+        // A process that takes each side's lock and dies holding it.
+        let doomed = TestPeers::doomed();
         std::thread::scope(|s| {
-            s.spawn(|| q.ctrl.writer.lock.lock().unwrap().leak());
-            s.spawn(|| q.ctrl.reader.lock.lock().unwrap().leak());
+            s.spawn(|| {
+                q.ctrl
+                    .writer
+                    .lock
+                    .lock_until_with(&doomed, None)
+                    .unwrap()
+                    .leak()
+            });
+            s.spawn(|| {
+                q.ctrl
+                    .reader
+                    .lock
+                    .lock_until_with(&doomed, None)
+                    .unwrap()
+                    .leak()
+            });
         });
         q.send_timeout(b"two", Duration::from_secs(10)).unwrap();
         let mut out = [0u8; 8];

@@ -153,10 +153,17 @@ pub fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
     false
 }
 
+/// How long [`wait`] sleeps, in plain time, when the kernel refuses to
+/// wait on a futex at all (a seccomp filter that forbids `futex`, say).
+pub const FALLBACK_SLICE: Duration = Duration::from_millis(1);
+
 /// Sleeps while `word` holds `expected`, until woken or `deadline` passes.
 ///
 /// Returns at once (with [`WaitOutcome::Retry`]) if the word already differs.
 /// May return spuriously; the caller re-checks its condition and calls again.
+/// If the kernel refuses the futex (`ENOSYS`, `EPERM`, `EINVAL`, ...), it
+/// sleeps [`FALLBACK_SLICE`] instead of returning at once, so no caller
+/// spins.
 #[inline]
 pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> WaitOutcome {
     imp::wait(word, expected, deadline)
@@ -218,11 +225,51 @@ mod imp {
                 BITSET_MATCH_ANY,
             )
         };
-        if r < 0 && errno() == libc::ETIMEDOUT {
+        if r == 0 {
+            return WaitOutcome::Retry;
+        }
+        match errno() {
+            libc::ETIMEDOUT => WaitOutcome::TimedOut,
+            // The value changed, or a signal came: the caller re-checks
+            // and, if it must, waits again.
+            libc::EAGAIN | libc::EINTR => WaitOutcome::Retry,
+            // The kernel will not sleep on this word at all (ENOSYS or
+            // EPERM from a seccomp filter, EINVAL, EFAULT). Returning at
+            // once would make every caller spin; sleep a short slice of
+            // plain time instead, so waits stay bounded and cheap, and
+            // wake-ups are late (at most one slice), never lost: callers
+            // re-check after every return.
+            _ => sleep_instead(deadline),
+        }
+    }
+
+    /// What `wait` does when futexes fail: sleep until the deadline or for
+    /// [`FALLBACK_SLICE`], whichever comes first.
+    #[cold]
+    fn sleep_instead(deadline: Option<&Deadline>) -> WaitOutcome {
+        let slice = Deadline::after(super::FALLBACK_SLICE);
+        let (until, last) = match deadline {
+            Some(d) if *d <= slice => (*d, true),
+            _ => (slice, false),
+        };
+        let ts = libc::timespec {
+            tv_sec: until.secs as libc::time_t,
+            tv_nsec: until.nanos as _,
+        };
+        // SAFETY: `ts` is a valid timespec that outlives the call; a null
+        // remainder is allowed with TIMER_ABSTIME. EINTR just ends the
+        // sleep early, which callers tolerate.
+        unsafe {
+            libc::clock_nanosleep(
+                libc::CLOCK_MONOTONIC,
+                libc::TIMER_ABSTIME,
+                &ts,
+                core::ptr::null_mut(),
+            )
+        };
+        if last && until.has_passed() {
             WaitOutcome::TimedOut
         } else {
-            // 0 (woken), EAGAIN (value changed), EINTR (signal): the caller
-            // re-checks and, if it must, waits again.
             WaitOutcome::Retry
         }
     }

@@ -26,6 +26,11 @@
 //! Waiting goes through one module, [`futex`]: process-shared futexes with
 //! absolute `CLOCK_MONOTONIC` deadlines, after a brief spin.
 //!
+//! Who holds what is recorded as a [`Token`], a process's identity among
+//! the peers of one mapping, and judged by the mapping's [`Peers`] (see
+//! [`peers`]): a holder is declared dead only on evidence that holds across
+//! pid namespaces and pid reuse, never because a pid looks unfamiliar.
+//!
 //! Bytes that another process can write are treated as hostile: every state
 //! word is validated before it is acted on, and a value that makes no sense
 //! gives an error or a timeout, never undefined behaviour.
@@ -52,9 +57,9 @@ pub mod barrier;
 pub mod bytes;
 pub mod event;
 pub mod futex;
-pub mod liveness;
 pub mod lock;
 pub mod mpmc;
+pub mod peers;
 pub mod place;
 pub mod queue;
 pub mod semaphore;
@@ -65,8 +70,9 @@ pub mod tid;
 pub use bytes::{ByteQueue, BytesConfig, ReadGrant, WriteGrant};
 pub use event::Event;
 pub use futex::Deadline;
-pub use lock::{Lock, LockError, LockGuard};
+pub use lock::{Lock, LockError, LockGuard, Owner};
 pub use mpmc::Mpmc;
+pub use peers::{Fate, Peers, Token};
 pub use place::{LayoutError, SharedObject};
 pub use queue::{PopError, PushError, QueueError, RecvError, RingConfig, SendError};
 pub use semaphore::{Semaphore, SemaphoreError};

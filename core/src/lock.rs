@@ -1,52 +1,72 @@
 //! A futex mutex that works across processes, and survives its owner's
 //! death.
 //!
-//! The lock word is a 32-bit value in the kernel's robust-futex format, so
-//! that the owner of a held lock is known by its thread id:
+//! The lock is 16 bytes:
 //!
-//! | bits | meaning |
-//! |---|---|
-//! | 0–29 (`TID_MASK`) | thread id of the owner; 0 when unlocked |
-//! | 30 (`OWNER_DIED`) | the previous owner died; the state is being repaired |
-//! | 31 (`WAITERS`) | someone may be asleep on the word: unlock must wake |
+//! | word | bits | meaning |
+//! |---|---|---|
+//! | `word` | 0–29 | the owner's [`Token`]: its identity among the peers of the mapping; 0 when unlocked |
+//! | `word` | 30 (`OWNER_DIED`) | the previous owner died; the state is being repaired |
+//! | `word` | 31 (`WAITERS`) | someone may be asleep on the word: unlock must wake |
+//! | `tid` | all | the owner's kernel thread id as its own pid namespace numbers it (for people; 0 when unlocked) |
+//! | `stamp` | all | the owner's [thread stamp](crate::tid::thread_stamp); 0 when unlocked |
 //!
-//! A second word holds the owner's *stamp* (its id and start time, see
-//! [`crate::liveness`]), written right after the lock is taken.
+//! The word keeps the kernel's robust-futex bit layout (`FUTEX_WAITERS`,
+//! `FUTEX_OWNER_DIED`, `FUTEX_TID_MASK`), but the owner field holds a
+//! token, not a thread id: thread ids differ between pid namespaces and are
+//! reused, so they can neither name an owner across a container boundary
+//! nor prove it dead. The token comes from the mapping's peers
+//! ([`crate::peers`]), found from the lock's own address
+//! ([`crate::peers::resolve`]) or passed in (`*_with`).
 //!
-//! Taking a free lock is one compare-and-swap plus the stamp store;
-//! releasing it is a load and a swap, and a `FUTEX_WAKE` system call only if
-//! the `WAITERS` bit was set. A thread that finds the lock held spins
-//! briefly, then sets `WAITERS` and sleeps. As in std's futex mutex, a thread
-//! that acquires after sleeping keeps `WAITERS` set, because it cannot know
-//! whether others still sleep; the price is at most one unneeded wake per
-//! contended episode.
+//! Taking a free lock is one compare-and-swap `0 -> token` and two stores
+//! (`tid`, `stamp`); releasing it is two stores and a swap, and a
+//! `FUTEX_WAKE` system call only if the `WAITERS` bit was set. A thread that
+//! finds the lock held spins briefly, then sets `WAITERS` and sleeps. As in
+//! std's futex mutex, a thread that acquires after sleeping keeps `WAITERS`
+//! set, because it cannot know whether others still sleep; the price is at
+//! most one unneeded wake per contended episode. A waiter that gives up
+//! (its timeout passed) after an unlock cleared `WAITERS` passes a wake on,
+//! so the sleepers behind it are never stranded.
+//!
+//! The stamp says which *thread* holds the lock: relocking from the owning
+//! thread is [`LockError::Deadlock`] rather than a hang, and only the
+//! owning thread's unlock releases it — a forked child that drops a guard
+//! it inherited (its stamp is another) releases nothing. The stamp is
+//! cleared before the release, and written by the owner only, so no thread
+//! ever reads its own stamp for a lock it does not hold.
 //!
 //! # When the owner dies
 //!
 //! A sleeper wakes at least every [`OWNER_CHECK_INTERVAL`]. If it was not
-//! woken and the lock is still held by the same thread, it asks
-//! [`liveness::is_dead`](crate::liveness::is_dead) about the owner. If the
-//! owner is gone, the sleeper takes the lock over with `OWNER_DIED` set
-//! and its guard says so ([`LockGuard::owner_died`]), as `EOWNERDEAD` does
-//! for a robust pthread mutex. The new owner repairs what the lock protects
-//! and calls [`LockGuard::mark_consistent`]. If it releases the lock
-//! without doing so, the lock becomes *not recoverable*: every later
-//! attempt fails with [`LockError::Unrecoverable`] rather than pretending
-//! the data is sound. A thread arriving after the death (no one was
-//! waiting) finds out within one interval the same way.
+//! woken and the word still names the same owner, it asks the peers for
+//! the owner's [`Fate`](crate::peers::Fate). Only if the owner is dead on
+//! evidence (its peer slot's kernel lock is gone, whatever its pid
+//! namespace) does the sleeper take the lock over with `OWNER_DIED` set;
+//! its guard says so ([`LockGuard::owner_died`]), as `EOWNERDEAD` does for
+//! a robust pthread mutex. An owner that cannot be judged counts as alive.
+//! The new owner repairs what the lock protects and calls
+//! [`LockGuard::mark_consistent`]. If it releases the lock without doing
+//! so, the lock becomes *not recoverable*: every later attempt fails with
+//! [`LockError::Unrecoverable`] rather than pretending the data is sound. A
+//! thread arriving after the death (no one was waiting) finds out within
+//! one interval the same way.
+//!
+//! Death is a process's: a thread that exits while its process lives, with
+//! a guard it leaked (`mem::forget`), leaves the lock held until the
+//! process ends.
 //!
 //! We chose this over the kernel's robust-futex list: that list is per
 //! thread and already owned by glibc, and joining it would mean following
 //! pointers stored in shared memory, which a hostile peer could aim
-//! anywhere. The price is detection latency (one interval, 50 ms) and the
-//! limits listed in [`crate::liveness`].
+//! anywhere. The price is detection latency (one interval, 50 ms).
 
 use core::fmt;
 use core::marker::PhantomData;
 use core::time::Duration;
 
 use crate::futex::{self, Deadline, WaitOutcome};
-use crate::liveness;
+use crate::peers::{self, Peers, Token};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::tid::{self, TID_MASK};
 
@@ -57,8 +77,9 @@ const WAITERS: u32 = 0x8000_0000;
 const OWNER_DIED: u32 = 0x4000_0000;
 /// The owner field of a lock that can never be taken again: an owner died,
 /// and its successor released the lock without repairing the state. No
-/// thread id is this large (Linux ids stay below 2^22).
+/// token is this value (its slot field is reserved).
 const NOT_RECOVERABLE: u32 = TID_MASK;
+const _: () = assert!(Token::MASK == TID_MASK && Token::from_raw(NOT_RECOVERABLE).is_none());
 
 /// How long a sleeper waits before asking whether the owner is still alive.
 /// Recovery from a dead owner takes at most about this long.
@@ -85,7 +106,7 @@ pub const OWNER_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 #[repr(C)]
 pub struct Lock {
     word: AtomicU32,
-    _reserved: AtomicU32,
+    tid: AtomicU32,
     stamp: AtomicU64,
 }
 
@@ -120,6 +141,19 @@ impl fmt::Display for LockError {
 
 impl core::error::Error for LockError {}
 
+/// Who holds a lock, as its words say (a snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    /// The owner's token among the mapping's peers.
+    pub token: Token,
+    /// The owner's kernel thread id in its own pid namespace, 0 if not yet
+    /// written (the owner has just taken the lock).
+    pub tid: u32,
+    /// Whether the owner took the lock over from a dead one and has not yet
+    /// marked the state consistent.
+    pub repairing: bool,
+}
+
 impl Lock {
     /// The size of a `Lock` in bytes.
     pub const SIZE: usize = size_of::<Lock>();
@@ -131,7 +165,7 @@ impl Lock {
     pub const fn new() -> Lock {
         Lock {
             word: AtomicU32::new(0),
-            _reserved: AtomicU32::new(0),
+            tid: AtomicU32::new(0),
             stamp: AtomicU64::new(0),
         }
     }
@@ -141,9 +175,15 @@ impl Lock {
     pub fn new() -> Lock {
         Lock {
             word: AtomicU32::new(0),
-            _reserved: AtomicU32::new(0),
+            tid: AtomicU32::new(0),
             stamp: AtomicU64::new(0),
         }
+    }
+
+    /// The peers of the mapping this lock lives in.
+    #[inline]
+    fn peers(&self) -> &dyn Peers {
+        peers::resolve(self as *const Lock as usize)
     }
 
     /// Takes the lock, sleeping as long as it takes.
@@ -155,20 +195,33 @@ impl Lock {
     /// marked consistent.
     #[inline]
     pub fn lock(&self) -> Result<LockGuard<'_>, LockError> {
-        self.acquire(None)
+        self.acquire(self.peers(), None)
     }
 
     /// Takes the lock, or fails with [`LockError::Timeout`] once `timeout`
-    /// has passed. Otherwise as [`Lock::lock`].
+    /// has passed. Otherwise as [`Lock::lock`]. `Duration::MAX` waits for
+    /// ever.
     #[inline]
     pub fn lock_timeout(&self, timeout: Duration) -> Result<LockGuard<'_>, LockError> {
-        self.acquire(Some(&Deadline::after(timeout)))
+        self.acquire(self.peers(), Some(&Deadline::after(timeout)))
     }
 
     /// Takes the lock with an optional absolute deadline.
     #[inline]
     pub fn lock_until(&self, deadline: Option<&Deadline>) -> Result<LockGuard<'_>, LockError> {
-        self.acquire(deadline)
+        self.acquire(self.peers(), deadline)
+    }
+
+    /// [`Lock::lock_until`] as the given peers' member: `peers` says who
+    /// the caller is and judges owners, instead of the peers found from the
+    /// lock's address.
+    #[inline]
+    pub fn lock_until_with(
+        &self,
+        peers: &dyn Peers,
+        deadline: Option<&Deadline>,
+    ) -> Result<LockGuard<'_>, LockError> {
+        self.acquire(peers, deadline)
     }
 
     /// Takes the lock if that needs no waiting, else fails with
@@ -177,17 +230,19 @@ impl Lock {
     /// waiting calls do.
     #[inline]
     pub fn try_lock(&self) -> Result<LockGuard<'_>, LockError> {
-        let tid = tid::current();
+        self.try_lock_with(self.peers())
+    }
+
+    /// [`Lock::try_lock`] as the given peers' member (see
+    /// [`Lock::lock_until_with`]).
+    #[inline]
+    pub fn try_lock_with(&self, peers: &dyn Peers) -> Result<LockGuard<'_>, LockError> {
+        let me = peers.me().raw();
+        let stamp = tid::thread_stamp();
         let mut state = self.word.load(Ordering::Relaxed);
         loop {
-            let owner = state & TID_MASK;
-            if owner == NOT_RECOVERABLE {
-                return Err(LockError::Unrecoverable);
-            }
-            if owner == tid {
-                return Err(LockError::Deadlock);
-            }
-            if owner != 0 {
+            self.check_held(state, stamp)?;
+            if state & TID_MASK != 0 {
                 return Err(LockError::WouldBlock);
             }
             // Keep the flag bits: a sleeper's WAITERS bit must survive, or
@@ -196,42 +251,71 @@ impl Lock {
             // SYNC POINT: Acquire pairs with the Release in `unlock`.
             match self.word.compare_exchange_weak(
                 state,
-                state | tid,
+                state | me,
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Ok(self.acquired(state & OWNER_DIED != 0)),
+                Ok(_) => return Ok(self.acquired(stamp, state & OWNER_DIED != 0)),
                 Err(s) => state = s,
             }
         }
     }
 
+    /// Errors for a held `state` that waiting cannot cure: not recoverable,
+    /// or held by the calling thread itself.
     #[inline]
-    fn acquire(&self, deadline: Option<&Deadline>) -> Result<LockGuard<'_>, LockError> {
-        let tid = tid::current();
+    fn check_held(&self, state: u32, stamp: u64) -> Result<(), LockError> {
+        let owner = state & TID_MASK;
+        if owner == NOT_RECOVERABLE {
+            return Err(LockError::Unrecoverable);
+        }
+        // Only the owning thread writes its stamp here, after taking the
+        // lock, and clears it before releasing; so our own stamp means we
+        // hold it (through whichever mapping).
+        if owner != 0 && self.stamp.load(Ordering::Relaxed) == stamp {
+            return Err(LockError::Deadlock);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn acquire(
+        &self,
+        peers: &dyn Peers,
+        deadline: Option<&Deadline>,
+    ) -> Result<LockGuard<'_>, LockError> {
+        let me = peers.me().raw();
+        let stamp = tid::thread_stamp();
         // SYNC POINT: this Acquire pairs with the Release swap in `unlock`,
         // so everything the previous owner wrote is visible to us.
         if self
             .word
-            .compare_exchange(0, tid, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
             .is_ok()
         {
-            return Ok(self.acquired(false));
+            return Ok(self.acquired(stamp, false));
         }
-        let owner_died = self.acquire_contended(tid, deadline)?;
-        Ok(self.acquired(owner_died))
+        let owner_died = self.acquire_contended(peers, me, stamp, deadline)?;
+        Ok(self.acquired(stamp, owner_died))
     }
 
-    /// Records our stamp and builds the guard, once the word is ours.
+    /// Records who we are and builds the guard, once the word is ours.
     #[inline]
-    fn acquired(&self, owner_died: bool) -> LockGuard<'_> {
-        self.stamp.store(tid::current_stamp(), Ordering::Relaxed);
-        LockGuard::new(self, owner_died)
+    fn acquired(&self, stamp: u64, owner_died: bool) -> LockGuard<'_> {
+        self.tid.store(tid::current(), Ordering::Relaxed);
+        self.stamp.store(stamp, Ordering::Relaxed);
+        LockGuard::new(self, stamp, owner_died)
     }
 
     /// The slow path; returns whether the previous owner died.
     #[cold]
-    fn acquire_contended(&self, tid: u32, deadline: Option<&Deadline>) -> Result<bool, LockError> {
+    fn acquire_contended(
+        &self,
+        peers: &dyn Peers,
+        me: u32,
+        stamp: u64,
+        deadline: Option<&Deadline>,
+    ) -> Result<bool, LockError> {
         let mut state = self.spin();
         loop {
             let owner = state & TID_MASK;
@@ -241,7 +325,7 @@ impl Lock {
                 // SYNC POINT: Acquire pairs with the Release in `unlock`.
                 match self.word.compare_exchange(
                     state,
-                    tid | WAITERS | (state & OWNER_DIED),
+                    me | WAITERS | (state & OWNER_DIED),
                     Ordering::Acquire,
                     Ordering::Relaxed,
                 ) {
@@ -252,12 +336,7 @@ impl Lock {
                     }
                 }
             }
-            if owner == NOT_RECOVERABLE {
-                return Err(LockError::Unrecoverable);
-            }
-            if owner == tid {
-                return Err(LockError::Deadlock);
-            }
+            self.check_held(state, stamp)?;
             if state & WAITERS == 0 {
                 // Announce that we are about to sleep, so the owner's unlock
                 // wakes us. If the word moved meanwhile, look again.
@@ -282,6 +361,7 @@ impl Lock {
                 // One last look: the lock may have been released just now.
                 state = self.word.load(Ordering::Relaxed);
                 if state & TID_MASK != 0 {
+                    self.pass_wake_on(state);
                     return Err(LockError::Timeout);
                 }
                 continue;
@@ -290,7 +370,7 @@ impl Lock {
                 // Held, unwoken, for a whole interval: is the owner alive?
                 let seen = self.word.load(Ordering::Relaxed);
                 if seen & TID_MASK == owner {
-                    if let Some(died) = self.take_over_from_dead(seen, tid) {
+                    if let Some(died) = self.take_over_from_dead(peers, seen, me) {
                         return Ok(died);
                     }
                 }
@@ -301,16 +381,23 @@ impl Lock {
         }
     }
 
+    /// We give up waiting. If an unlock cleared `WAITERS` and its one wake
+    /// came to us, the sleepers behind us would wait for nobody: wake one
+    /// of them, so it sets `WAITERS` again when it goes back to sleep.
+    #[cold]
+    fn pass_wake_on(&self, state: u32) {
+        if state & WAITERS == 0 {
+            futex::wake_one(&self.word);
+        }
+    }
+
     /// If the owner recorded in `state` is dead, takes the lock over with
     /// `OWNER_DIED` set and returns `Some(true)`; `None` if the owner lives
-    /// or someone else changed the word first.
+    /// (or cannot be judged) or someone else changed the word first.
     #[cold]
-    fn take_over_from_dead(&self, state: u32, tid: u32) -> Option<bool> {
-        let owner = state & TID_MASK;
-        if owner == 0 || owner == NOT_RECOVERABLE {
-            return None;
-        }
-        if !liveness::is_dead(owner, self.stamp.load(Ordering::Relaxed)) {
+    fn take_over_from_dead(&self, peers: &dyn Peers, state: u32, me: u32) -> Option<bool> {
+        let owner = Token::from_raw(state & TID_MASK)?;
+        if !peers.fate(owner).is_dead() {
             return None;
         }
         // Keep WAITERS: others may sleep too, and our unlock must wake them.
@@ -320,7 +407,7 @@ impl Lock {
         self.word
             .compare_exchange(
                 state,
-                tid | WAITERS | OWNER_DIED,
+                me | WAITERS | OWNER_DIED,
                 Ordering::Acquire,
                 Ordering::Relaxed,
             )
@@ -340,8 +427,10 @@ impl Lock {
         state
     }
 
-    /// Releases the lock. If it was taken over from a dead owner and not
-    /// marked consistent, it becomes not recoverable instead.
+    /// Releases the lock, if the calling thread holds it. If it was taken
+    /// over from a dead owner and not marked consistent, it becomes not
+    /// recoverable instead. A thread that does not hold it (a forked child
+    /// with a copy of its parent's guard, say) releases nothing.
     ///
     /// # Safety
     ///
@@ -349,6 +438,14 @@ impl Lock {
     /// forgotten (see [`LockGuard::leak`]).
     #[inline]
     pub unsafe fn unlock(&self) {
+        self.release(tid::thread_stamp());
+    }
+
+    #[inline]
+    fn release(&self, stamp: u64) {
+        if self.stamp.load(Ordering::Relaxed) != stamp {
+            return;
+        }
         // Only the owner clears OWNER_DIED, so this load cannot be stale on
         // that bit; others may only add WAITERS, which the swap below keeps
         // track of.
@@ -356,8 +453,10 @@ impl Lock {
             self.make_unrecoverable();
             return;
         }
+        self.tid.store(0, Ordering::Relaxed);
+        self.stamp.store(0, Ordering::Relaxed);
         // SYNC POINT: Release pairs with the Acquire compare-and-swap of the
-        // next owner in `acquire`, `acquire_contended` or `try_lock`.
+        // next owner in `acquire`, `acquire_contended` or `try_lock_with`.
         let state = self.word.swap(0, Ordering::Release);
         if state & WAITERS != 0 {
             self.wake_waiter();
@@ -366,6 +465,8 @@ impl Lock {
 
     #[cold]
     fn make_unrecoverable(&self) {
+        self.tid.store(0, Ordering::Relaxed);
+        self.stamp.store(0, Ordering::Relaxed);
         // SYNC POINT: Release pairs with the Acquire loads of waiters that
         // then report Unrecoverable.
         self.word
@@ -390,12 +491,16 @@ impl Lock {
         self.word.load(Ordering::Relaxed) & TID_MASK == NOT_RECOVERABLE
     }
 
-    /// The thread id of the current owner, if any (a snapshot).
-    pub fn owner(&self) -> Option<u32> {
-        match self.word.load(Ordering::Relaxed) & TID_MASK {
-            0 | NOT_RECOVERABLE => None,
-            tid => Some(tid),
-        }
+    /// The current owner, if any (a snapshot; `None` for a free or a not
+    /// recoverable lock, and for an owner field no peer writes).
+    pub fn owner(&self) -> Option<Owner> {
+        let state = self.word.load(Ordering::Relaxed);
+        let token = Token::from_raw(state & TID_MASK)?;
+        Some(Owner {
+            token,
+            tid: self.tid.load(Ordering::Relaxed),
+            repairing: state & OWNER_DIED != 0,
+        })
     }
 }
 
@@ -415,8 +520,9 @@ impl fmt::Debug for Lock {
 }
 
 // SAFETY: Lock is #[repr(C)] and made of atomics only, and every bit
-// pattern is a valid lock (an unknown owner id is a held lock, whose owner
-// is checked for liveness; an owner id of all ones is not recoverable).
+// pattern is a valid lock (an unknown owner token is a held lock, whose
+// owner is judged before any takeover; an owner field of all ones is not
+// recoverable).
 #[cfg(not(loom))]
 unsafe impl crate::place::SharedObject for Lock {
     type Config = ();
@@ -429,11 +535,12 @@ unsafe impl crate::place::SharedObject for Lock {
 
 /// Proof that the lock is held; dropping it releases the lock.
 ///
-/// The guard is not `Send`: the lock word names the owning thread, so the
-/// thread that took the lock is the one that releases it.
+/// The guard is not `Send`: the lock's stamp names the owning thread, so
+/// the thread that took the lock is the one that releases it.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     lock: &'a Lock,
+    stamp: u64,
     owner_died: bool,
     _not_send: PhantomData<*const ()>,
 }
@@ -442,9 +549,10 @@ pub struct LockGuard<'a> {
 unsafe impl Sync for LockGuard<'_> {}
 
 impl<'a> LockGuard<'a> {
-    fn new(lock: &'a Lock, owner_died: bool) -> Self {
+    fn new(lock: &'a Lock, stamp: u64, owner_died: bool) -> Self {
         LockGuard {
             lock,
+            stamp,
             owner_died,
             _not_send: PhantomData,
         }
@@ -475,7 +583,7 @@ impl<'a> LockGuard<'a> {
     }
 
     /// Keeps the lock held without a guard; release it later with
-    /// [`Lock::unlock`].
+    /// [`Lock::unlock`] from the same thread.
     pub fn leak(self) -> &'a Lock {
         let lock = self.lock;
         core::mem::forget(self);
@@ -486,8 +594,11 @@ impl<'a> LockGuard<'a> {
 impl Drop for LockGuard<'_> {
     #[inline]
     fn drop(&mut self) {
-        // SAFETY: the guard exists only while this thread holds the lock.
-        unsafe { self.lock.unlock() };
+        // The guard's own stamp, not the thread's: in a forked child the
+        // thread's stamp is new, and a copied guard must release nothing.
+        if self.stamp == tid::thread_stamp() {
+            self.lock.release(self.stamp);
+        }
     }
 }
 
@@ -502,6 +613,8 @@ impl fmt::Debug for LockGuard<'_> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::peers::testing::TestPeers;
+    use crate::peers::LOCAL;
     use crate::place::{LayoutError, SharedObject};
     use std::sync::Arc;
     use std::vec::Vec;
@@ -513,7 +626,9 @@ mod tests {
         assert!(!lock.is_locked());
         let g = lock.try_lock().unwrap();
         assert!(lock.is_locked());
-        assert_eq!(lock.owner(), Some(tid::current()));
+        let owner = lock.owner().unwrap();
+        assert_eq!(owner.token, LOCAL.me());
+        assert_eq!(owner.tid, tid::current());
         drop(g);
         assert_eq!(lock.owner(), None);
     }
@@ -541,6 +656,21 @@ mod tests {
         let _g = lock.lock().unwrap();
         assert_eq!(lock.try_lock().unwrap_err(), LockError::Deadlock);
         assert_eq!(lock.lock().unwrap_err(), LockError::Deadlock);
+        // Even as another peer (the same lock mapped twice, say).
+        let other = TestPeers::new(3);
+        assert_eq!(lock.try_lock_with(&other).unwrap_err(), LockError::Deadlock);
+    }
+
+    #[test]
+    fn another_thread_of_the_same_peer_waits_rather_than_deadlocks() {
+        let lock = Arc::new(Lock::new());
+        let g = lock.lock().unwrap();
+        let l2 = lock.clone();
+        let r = std::thread::spawn(move || l2.try_lock().map(drop))
+            .join()
+            .unwrap();
+        assert_eq!(r, Err(LockError::WouldBlock));
+        drop(g);
     }
 
     #[test]
@@ -582,64 +712,71 @@ mod tests {
         assert!(!lock.is_locked());
     }
 
-    /// Bytes holding a lock word that names `owner` (and its stamp).
-    fn lock_word(owner: u32, stamp: u64) -> [u64; 2] {
-        [u64::from(owner), stamp]
+    /// A lock held by the peer `holder` (on behalf of a thread that is not
+    /// ours), as another process would leave it.
+    fn held_by(holder: &TestPeers) -> Lock {
+        let lock = Lock::new();
+        lock.word.store(holder.me.raw(), Ordering::Relaxed);
+        lock.tid.store(12345, Ordering::Relaxed);
+        lock.stamp.store(0xdead_0000_0001, Ordering::Relaxed);
+        lock
     }
 
     #[test]
     fn a_live_foreign_owner_makes_waiters_time_out() {
-        // A thread that stays alive while we look at its "held" lock.
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        let (id_tx, id_rx) = std::sync::mpsc::channel();
-        let holder = std::thread::spawn(move || {
-            id_tx.send((tid::current(), tid::current_stamp())).unwrap();
-            rx.recv().unwrap();
-        });
-        let (owner, stamp) = id_rx.recv().unwrap();
-        let mut buf = lock_word(owner, stamp);
-        let lock = Lock::from_bytes_mut(bytemuck::cast_slice_mut(&mut buf)).unwrap();
-        assert_eq!(lock.try_lock().unwrap_err(), LockError::WouldBlock);
+        let holder = TestPeers::new(1);
+        let me = TestPeers::new(2);
+        let lock = held_by(&holder);
+        assert_eq!(lock.try_lock_with(&me).unwrap_err(), LockError::WouldBlock);
         let wait = if cfg!(miri) { 5 } else { 120 }; // more than one check interval
+        assert_eq!(
+            lock.lock_until_with(&me, Some(&Deadline::after(Duration::from_millis(wait))))
+                .unwrap_err(),
+            LockError::Timeout
+        );
+        assert_eq!(lock.owner().unwrap().token, holder.me);
+        assert_eq!(lock.owner().unwrap().tid, 12345);
+    }
+
+    #[test]
+    fn an_owner_that_cannot_be_judged_is_never_taken_over() {
+        // LOCAL judges every foreign token Unknown: alive.
+        let holder = TestPeers::new(1);
+        let lock = held_by(&holder);
+        let wait = if cfg!(miri) { 5 } else { 120 };
         assert_eq!(
             lock.lock_timeout(Duration::from_millis(wait)).unwrap_err(),
             LockError::Timeout
         );
-        assert_eq!(lock.owner(), Some(owner));
-        tx.send(()).unwrap();
-        holder.join().unwrap();
-    }
-
-    #[cfg(not(miri))]
-    fn dead_thread() -> (u32, u64) {
-        std::thread::spawn(|| (tid::current(), tid::current_stamp()))
-            .join()
-            .unwrap()
     }
 
     #[cfg(not(miri))]
     #[test]
     fn a_dead_owner_is_taken_over_and_repaired() {
-        let (owner, stamp) = dead_thread();
-        let mut buf = lock_word(owner, stamp);
-        let lock = Lock::from_bytes_mut(bytemuck::cast_slice_mut(&mut buf)).unwrap();
-        let mut guard = lock.lock_timeout(Duration::from_secs(5)).unwrap();
+        let holder = TestPeers::new(1);
+        let me = TestPeers::new(2);
+        me.kill_others();
+        let lock = held_by(&holder);
+        let deadline = Deadline::after(Duration::from_secs(5));
+        let mut guard = lock.lock_until_with(&me, Some(&deadline)).unwrap();
         assert!(guard.owner_died());
-        assert_eq!(lock.owner(), Some(tid::current()));
+        assert_eq!(lock.owner().unwrap().token, me.me);
+        assert!(lock.owner().unwrap().repairing);
         guard.mark_consistent();
         assert!(!guard.owner_died());
         drop(guard);
-        let guard = lock.try_lock().unwrap();
+        let guard = lock.try_lock_with(&me).unwrap();
         assert!(!guard.owner_died(), "repaired: the lock is ordinary again");
     }
 
     #[cfg(not(miri))]
     #[test]
     fn a_takeover_left_unrepaired_makes_the_lock_unrecoverable() {
-        let (owner, stamp) = dead_thread();
-        let mut buf = lock_word(owner, stamp);
-        let lock = Lock::from_bytes_mut(bytemuck::cast_slice_mut(&mut buf)).unwrap();
-        let guard = lock.lock().unwrap();
+        let holder = TestPeers::new(1);
+        let me = TestPeers::new(2);
+        me.kill_others();
+        let lock = held_by(&holder);
+        let guard = lock.lock_until_with(&me, None).unwrap();
         assert!(guard.owner_died());
         drop(guard);
         assert!(lock.is_unrecoverable());
@@ -648,32 +785,11 @@ mod tests {
         assert_eq!(lock.owner(), None);
     }
 
-    #[cfg(not(miri))]
-    #[test]
-    fn a_reused_thread_id_does_not_pass_for_the_dead_owner() {
-        // The word names a live thread (us, from another "incarnation"),
-        // but the stamp's start time is not ours: the recorded owner is a
-        // different, dead thread that happened to have our id.
-        let me = tid::current();
-        let forged = crate::liveness::make_stamp(me, (tid::current_stamp() & 0xffff_ffff) + 1);
-        let (tx, rx) = std::sync::mpsc::channel();
-        let t = std::thread::spawn(move || {
-            let mut buf = lock_word(me, forged);
-            let lock = Lock::from_bytes_mut(bytemuck::cast_slice_mut(&mut buf)).unwrap();
-            let got = lock
-                .lock_timeout(Duration::from_secs(5))
-                .map(|g| g.owner_died());
-            tx.send(got).unwrap();
-        });
-        assert_eq!(rx.recv().unwrap(), Ok(true));
-        t.join().unwrap();
-    }
-
     #[test]
     fn a_free_word_with_owner_died_reports_it() {
         // What the kernel's robust-futex cleanup leaves: no owner, OWNER_DIED.
-        let mut buf = lock_word(OWNER_DIED, 0);
-        let lock = Lock::from_bytes_mut(bytemuck::cast_slice_mut(&mut buf)).unwrap();
+        let lock = Lock::new();
+        lock.word.store(OWNER_DIED, Ordering::Relaxed);
         let mut g = lock.try_lock().unwrap();
         assert!(g.owner_died());
         g.mark_consistent();
@@ -681,12 +797,39 @@ mod tests {
 
     #[test]
     fn hostile_not_recoverable_word_is_an_error() {
-        let mut buf = lock_word(NOT_RECOVERABLE | OWNER_DIED | WAITERS, 0);
-        let lock = Lock::from_bytes_mut(bytemuck::cast_slice_mut(&mut buf)).unwrap();
+        let lock = Lock::new();
+        lock.word
+            .store(NOT_RECOVERABLE | OWNER_DIED | WAITERS, Ordering::Relaxed);
         assert_eq!(lock.try_lock().unwrap_err(), LockError::Unrecoverable);
         assert_eq!(
             lock.lock_timeout(Duration::from_millis(5)).unwrap_err(),
             LockError::Unrecoverable
         );
+    }
+
+    #[test]
+    fn a_guard_whose_stamp_is_not_the_threads_releases_nothing() {
+        // What a forked child holds: a copy of its parent's guard, whose
+        // stamp names the parent's thread.
+        let lock = Lock::new();
+        let g = lock.lock().unwrap();
+        let copy = LockGuard::new(&lock, g.stamp ^ 1, false);
+        drop(copy);
+        assert!(lock.is_locked(), "a stranger's guard released the lock");
+        drop(g);
+        assert!(!lock.is_locked());
+        // Likewise `unlock` from a thread that does not hold it.
+        let g = lock.lock().unwrap().leak();
+        let l = &lock;
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                // SAFETY: deliberately broken contract; the lock must survive it.
+                unsafe { l.unlock() }
+            });
+        });
+        assert!(g.is_locked());
+        // SAFETY: this thread holds it (leaked above).
+        unsafe { g.unlock() };
+        assert!(!lock.is_locked());
     }
 }

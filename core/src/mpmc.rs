@@ -25,8 +25,7 @@
 //! | bits | owner word |
 //! |---|---|
 //! | 0–31 | the claimed position, low 32 bits |
-//! | 32–53 | the claimant's pid |
-//! | 54–61 | the low 8 bits of its start time (against pid reuse) |
+//! | 32–61 | the claimant's [`Token`] among the mapping's peers |
 //! | 62–63 | 1 producer, 2 consumer, 0 never claimed |
 //!
 //! A producer at `p` may claim only over the word of the consumer that
@@ -73,11 +72,10 @@
 //! check once more when they time out); `try_` calls never wait, so they
 //! never recover — they report `Empty` / `Full` while a dead peer's slot is
 //! in the way. A process that is alive but stopped (SIGSTOP, a debugger)
-//! holds its slot until it continues, as a live one must. Limits: liveness
-//! is asked of the kernel (see [`crate::liveness`]); a claimant in another
-//! pid namespace counts as alive; pid reuse is caught by the start time's
-//! low 8 bits only (a reused pid passes for the dead claimant 1 time in
-//! 256, which delays recovery until the impostor exits).
+//! holds its slot until it continues, as a live one must. Who is dead is
+//! the mapping's [`Peers`]' judgement ([`crate::peers`]): evidence that
+//! holds across pid namespaces and pid reuse, and a claimant that cannot
+//! be judged counts as alive.
 //!
 //! The price on the fast path: the owner word shares the slot record's
 //! cache line with the sequence number, and each push and each pop makes
@@ -92,6 +90,7 @@ use core::time::Duration;
 use bytemuck::Pod;
 
 use crate::futex::Deadline;
+use crate::peers::{self, Peers, Token};
 use crate::place::LayoutError;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
@@ -99,7 +98,6 @@ use crate::queue::{
     PushError, QueueError, RingConfig, Signal,
 };
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
-use crate::tid;
 
 /// What [`Mpmc::skip_dead_producer`] did.
 enum Skip {
@@ -138,29 +136,17 @@ const ROLE_MASK: u64 = 3 << 62;
 const PRODUCER: u64 = 1 << 62;
 const CONSUMER: u64 = 2 << 62;
 const POS_MASK: u64 = 0xffff_ffff;
-const PID_MASK: u64 = 0x3f_ffff;
-const START_MASK: u64 = 0xff;
 
-/// The owner word naming this process as `role` of position `pos`.
+/// The owner word naming `token` as `role` of position `pos`.
 #[inline]
-fn owner_word(role: u64, pos: u64, stamp: u64) -> u64 {
-    role | (stamp & START_MASK) << 54 | ((stamp >> 32) & PID_MASK) << 32 | (pos & POS_MASK)
+fn owner_word(role: u64, pos: u64, token: Token) -> u64 {
+    role | u64::from(token.raw()) << 32 | (pos & POS_MASK)
 }
 
 /// Whether `w` is the claim of `role` on position `pos`.
 #[inline]
 fn claims(w: u64, role: u64, pos: u64) -> bool {
     w & ROLE_MASK == role && w & POS_MASK == pos & POS_MASK
-}
-
-/// Whether the process an owner word names is gone.
-#[cold]
-fn claimant_dead(w: u64) -> bool {
-    crate::liveness::is_dead_masked(
-        ((w >> 32) & PID_MASK) as u32,
-        (w >> 54) & START_MASK,
-        START_MASK,
-    )
 }
 
 #[repr(C)]
@@ -222,6 +208,8 @@ pub struct Mpmc<'a, T> {
     cells: Cells<T>,
     /// Trusted copy of the capacity (checked at attach, never re-read).
     cap: u64,
+    /// Who we are, and who is dead, among the processes sharing the memory.
+    peers: &'a dyn Peers,
     _keep: Keep,
     _life: Life<'a, T>,
 }
@@ -239,6 +227,7 @@ impl<T> Clone for Mpmc<'_, T> {
             metas: self.metas,
             cells: self.cells,
             cap: self.cap,
+            peers: self.peers,
             _keep: self._keep.clone(),
             _life: PhantomData,
         }
@@ -346,6 +335,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             metas,
             cells,
             cap: cap as u64,
+            peers: peers::resolve(ptr as usize),
             _keep: Keep,
             _life: PhantomData,
         }
@@ -422,6 +412,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             // SAFETY: `cap` cells, kept alive by `keep`.
             cells: unsafe { Cells::new(cells_ptr) },
             cap: cap as u64,
+            peers: &peers::LOCAL,
             _keep: keep,
             _life: PhantomData,
         }
@@ -463,6 +454,21 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     /// Whether the queue has been closed.
     pub fn is_closed(&self) -> bool {
         self.ctrl.closed.load(Ordering::Acquire) != 0
+    }
+
+    /// This handle, acting as a member of `peers` (tests and models that
+    /// decide who is dead); by default a handle uses the peers of the
+    /// mapping its memory lies in ([`crate::peers::resolve`]).
+    pub fn with_peers(mut self, peers: &'a dyn Peers) -> Self {
+        self.peers = peers;
+        self
+    }
+
+    /// Whether the process an owner word names is dead on evidence.
+    #[cold]
+    fn claimant_dead(&self, w: u64) -> bool {
+        Token::from_raw(((w & !ROLE_MASK) >> 32) as u32)
+            .is_some_and(|t| self.peers.fate(t).is_dead())
     }
 
     #[inline]
@@ -508,7 +514,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             return Err(PushError::Closed);
         }
         let cap = self.cap as i64;
-        let me = tid::process_stamp();
+        let me = self.peers.me();
         // SYNC POINT: Acquire (here and on every reload) pairs with the
         // AcqRel advances of `enqueue` by earlier producers, so the slots
         // they claimed are visible to us as claimed: a stale view never
@@ -614,7 +620,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         let prev = pos.wrapping_sub(self.cap);
         // SYNC POINT: Acquire pairs with the consumer's AcqRel owner CAS.
         let owner = meta.owner.load(Ordering::Acquire);
-        if !claims(owner, CONSUMER, prev) || !claimant_dead(owner) {
+        if !claims(owner, CONSUMER, prev) || !self.claimant_dead(owner) {
             return false;
         }
         // It may have died before advancing `dequeue`; do it for it, so
@@ -668,7 +674,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     #[inline]
     fn claim_pop(&self, check: bool) -> Result<u64, PopError> {
         let cap = self.cap as i64;
-        let me = tid::process_stamp();
+        let me = self.peers.me();
         // SYNC POINT: Acquire pairs with the AcqRel advances of `dequeue`,
         // as in `claim_push`.
         let mut pos = self.ctrl.dequeue.load(Ordering::Acquire);
@@ -761,8 +767,8 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     /// was published after all, in which case we now hold it as its
     /// consumer, as a normal claim would.
     #[cold]
-    fn skip_dead_producer(&self, meta: &Meta, pos: u64, owner: u64, me: u64) -> Skip {
-        if !claimant_dead(owner) {
+    fn skip_dead_producer(&self, meta: &Meta, pos: u64, owner: u64, me: Token) -> Skip {
+        if !self.claimant_dead(owner) {
             return Skip::Alive;
         }
         let mine = owner_word(CONSUMER, pos, me);
@@ -918,6 +924,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use crate::peers::testing::{TestPeers, DEAD};
     use crate::queue::testbuf::AlignedBuf;
     use std::vec::Vec;
 
@@ -1143,20 +1150,14 @@ mod tests {
         assert!(q.len() <= 4);
     }
 
-    /// A stamp naming a thread that has exited (its id is free, or names
-    /// a thread with another start time): a dead "process" to forge.
-    #[cfg(not(miri))]
-    fn dead_stamp() -> u64 {
-        std::thread::spawn(crate::tid::current_stamp)
-            .join()
-            .unwrap()
-    }
-
     #[cfg(not(miri))]
     #[test]
     fn a_producer_dead_between_claim_and_publish_is_skipped() {
         let mut b = buf::<u64>(4);
-        let q = Mpmc::<u64>::new_in(b.bytes(), RingConfig::new(4)).unwrap();
+        let judge = TestPeers::new(0);
+        let q = Mpmc::<u64>::new_in(b.bytes(), RingConfig::new(4))
+            .unwrap()
+            .with_peers(&judge);
         let pos = q.claim_push_and_stop().unwrap();
         q.push(2).unwrap();
         // Our own claim: we are alive, so it is waited for, never skipped.
@@ -1168,7 +1169,7 @@ mod tests {
         // Now say a dead process made it.
         let m = q.meta(pos);
         m.owner
-            .store(owner_word(PRODUCER, pos, dead_stamp()), Ordering::Relaxed);
+            .store(owner_word(PRODUCER, pos, DEAD), Ordering::Relaxed);
         assert_eq!(q.try_pop(), Err(PopError::Empty), "try_pop never waits");
         let t = std::time::Instant::now();
         assert_eq!(q.pop_timeout(Duration::from_secs(10)), Ok(2));
@@ -1184,7 +1185,10 @@ mod tests {
     #[test]
     fn a_consumer_dead_holding_a_slot_frees_it_for_producers() {
         let mut b = buf::<u64>(2);
-        let q = Mpmc::<u64>::new_in(b.bytes(), RingConfig::new(2)).unwrap();
+        let judge = TestPeers::new(0);
+        let q = Mpmc::<u64>::new_in(b.bytes(), RingConfig::new(2))
+            .unwrap()
+            .with_peers(&judge);
         q.push(1).unwrap();
         q.push(2).unwrap();
         let pos = q.claim_pop_and_stop().unwrap();
@@ -1196,7 +1200,7 @@ mod tests {
         );
         q.meta(pos)
             .owner
-            .store(owner_word(CONSUMER, pos, dead_stamp()), Ordering::Relaxed);
+            .store(owner_word(CONSUMER, pos, DEAD), Ordering::Relaxed);
         q.push_timeout(3, Duration::from_secs(10)).unwrap();
         // Item 1 was being received by the dead consumer: lost, nothing else.
         assert_eq!(q.pop(), Ok(2));
@@ -1212,13 +1216,16 @@ mod tests {
     #[test]
     fn a_consumer_dead_while_skipping_a_dead_producer_is_finished_for() {
         let mut b = buf::<u64>(2);
-        let q = Mpmc::<u64>::new_in(b.bytes(), RingConfig::new(2)).unwrap();
+        let judge = TestPeers::new(0);
+        let q = Mpmc::<u64>::new_in(b.bytes(), RingConfig::new(2))
+            .unwrap()
+            .with_peers(&judge);
         // Slot 0: a producer claimed it and died; a consumer took it over
         // to skip it and died too, before freeing it.
         let pos = q.claim_push_and_stop().unwrap();
         q.meta(pos)
             .owner
-            .store(owner_word(CONSUMER, pos, dead_stamp()), Ordering::Relaxed);
+            .store(owner_word(CONSUMER, pos, DEAD), Ordering::Relaxed);
         q.push(1).unwrap();
         assert_eq!(q.pop_timeout(Duration::from_secs(10)), Ok(1));
         // The next lap's producer finds the slot still at `pos`.
@@ -1235,12 +1242,15 @@ mod tests {
     #[test]
     fn a_claim_stopped_before_advancing_the_position_is_helped_along() {
         let mut b = buf::<u64>(4);
-        let q = Mpmc::<u64>::new_in(b.bytes(), RingConfig::new(4)).unwrap();
+        let judge = TestPeers::new(0);
+        let q = Mpmc::<u64>::new_in(b.bytes(), RingConfig::new(4))
+            .unwrap()
+            .with_peers(&judge);
         // A producer that named itself in the slot and died before moving
         // `enqueue`: the next producer helps, consumers skip the slot.
         let m = q.meta(0);
         m.owner
-            .store(owner_word(PRODUCER, 0, dead_stamp()), Ordering::Relaxed);
+            .store(owner_word(PRODUCER, 0, DEAD), Ordering::Relaxed);
         q.push(7).unwrap();
         assert_eq!(q.ctrl.enqueue.load(Ordering::Relaxed), 2);
         assert_eq!(q.pop_timeout(Duration::from_secs(10)), Ok(7));
@@ -1251,7 +1261,7 @@ mod tests {
         let pos = q.ctrl.dequeue.load(Ordering::Relaxed);
         q.meta(pos)
             .owner
-            .store(owner_word(CONSUMER, pos, dead_stamp()), Ordering::Relaxed);
+            .store(owner_word(CONSUMER, pos, DEAD), Ordering::Relaxed);
         assert_eq!(q.pop(), Ok(9));
         for i in 0..3 {
             q.push(i).unwrap();

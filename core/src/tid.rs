@@ -1,43 +1,56 @@
-//! The calling thread's kernel thread id, which a held [`Lock`](crate::Lock)
-//! records in its word.
+//! Who the caller is: its kernel thread id, a stamp unique to the calling
+//! thread, and a counter that tells a forked child from its parent.
 //!
-//! The id is what the kernel's robust-futex protocol stores in a lock word
-//! (`FUTEX_TID_MASK`), and it is unique across every process on the machine
-//! at any one time, so it names an owner across process boundaries.
+//! - [`current`] is the kernel's id of the calling thread, as the caller's
+//!   pid namespace numbers it. A [`Lock`](crate::Lock) records it for
+//!   people to read (debuggers, `shmipc inspect`); nothing is decided by
+//!   it, because another namespace numbers the same thread differently.
+//! - [`thread_stamp`] is what decisions use: a per-process random nonce
+//!   (new in every forked child) and a per-process thread number. Two
+//!   live threads anywhere on the machine share a stamp only if two
+//!   processes drew the same 32-bit nonce.
+//! - [`fork_generation`] goes up in every forked child, so that state a
+//!   child inherited from its parent (a peer slot, say) can be told stale.
 //!
-//! With the `std` feature the id is cached in a thread-local, so taking a
-//! lock makes no system call. A forked child starts with a copy of its
-//! parent's thread-locals, so a `pthread_atfork` handler (installed on first
-//! use) forgets the cached id in the child. Children created with a raw
-//! `clone`/`vfork` system call that bypasses `pthread_atfork` must not take a
-//! lock that their parent thread holds.
+//! With the `std` feature the stamp is cached in a thread-local, so taking a
+//! lock makes no system call. A `pthread_atfork` child handler (installed on
+//! first use) forgets the cached values in a forked child. Children created
+//! with a raw `clone`/`vfork` system call that bypasses `pthread_atfork`
+//! must not take a lock that their parent thread holds.
 
-/// The bits of a lock word that hold a thread id (`FUTEX_TID_MASK`).
+use crate::peers::Token;
+
+/// The bits of a lock word that hold an owner (`FUTEX_TID_MASK`).
 pub const TID_MASK: u32 = 0x3fff_ffff;
 
-/// The calling thread's id: non-zero and within [`TID_MASK`].
+/// The calling thread's kernel id (in the caller's pid namespace): non-zero
+/// and within [`TID_MASK`].
 #[inline]
 pub fn current() -> u32 {
     imp::current()
 }
 
-/// The calling thread's liveness stamp (see [`crate::liveness`]): its id and
-/// the low 32 bits of its start time, or 0 where the start time is not
-/// cached (no `std`, Miri, loom).
+/// A non-zero stamp naming the calling thread: the process's nonce in the
+/// high 32 bits, the thread's number within the process in the low 32.
 #[inline]
-pub fn current_stamp() -> u64 {
-    imp::current_stamp()
+pub fn thread_stamp() -> u64 {
+    imp::thread_stamp()
 }
 
-/// The calling process's liveness stamp: `pid << 32 | start_low32` of the
-/// process (its main thread's start time), or `pid << 32` where the start
-/// time is not known. Queues record it where a peer may have to ask whether
-/// the process that reserved or claimed something still lives: a process,
-/// not a thread, because a grant may move between threads of one process.
-/// Under loom and Miri it is a fixed stamp naming process 1.
+/// How many times this process's ancestry has forked since it started
+/// (0 in a process that never forked, 1 in its children, ...): a value
+/// that differs between a forked child and its parent at the moment of the
+/// fork.
 #[inline]
-pub fn process_stamp() -> u64 {
-    imp::process_stamp()
+pub fn fork_generation() -> u32 {
+    imp::fork_generation()
+}
+
+/// The token of the calling process in memory that has no peer table (see
+/// [`crate::peers::Local`]).
+#[inline]
+pub fn local_token() -> Token {
+    Token::unjudged((thread_stamp() >> 32) as u32)
 }
 
 #[cfg(any(loom, miri))]
@@ -58,6 +71,34 @@ fn fresh_id() -> u32 {
     tid & TID_MASK
 }
 
+/// A fresh, non-zero 32-bit nonce for this process.
+#[cfg(not(any(loom, miri)))]
+fn fresh_nonce() -> u32 {
+    let mut n = 0u32;
+    // SAFETY: getrandom writes at most 4 bytes into `n`, which is ours.
+    let got = unsafe { libc::getrandom((&mut n as *mut u32).cast(), 4, libc::GRND_NONBLOCK) };
+    if got != 4 {
+        // No entropy yet (very early boot) or no getrandom: mix what we
+        // have. Uniqueness is a convenience here (a clash only weakens
+        // deadlock detection between two processes), never a safety matter.
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: a valid timespec to fill; the clock always exists.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        // SAFETY: getpid cannot fail.
+        let pid = unsafe { libc::getpid() } as u32;
+        n = pid.rotate_left(16) ^ (ts.tv_nsec as u32) ^ (ts.tv_sec as u32).rotate_left(7);
+    }
+    n.max(1)
+}
+
+#[cfg(any(loom, miri))]
+fn fresh_nonce() -> u32 {
+    0x5eed
+}
+
 #[cfg(loom)]
 mod imp {
     loom::thread_local! {
@@ -68,12 +109,12 @@ mod imp {
         TID.with(|t| *t)
     }
 
-    pub fn current_stamp() -> u64 {
-        0
+    pub fn thread_stamp() -> u64 {
+        u64::from(super::fresh_nonce()) << 32 | u64::from(current())
     }
 
-    pub fn process_stamp() -> u64 {
-        1 << 32
+    pub fn fork_generation() -> u32 {
+        0
     }
 }
 
@@ -83,93 +124,61 @@ mod imp {
 
     use core::cell::Cell;
 
-    use crate::sync::{AtomicBool, AtomicU64, Ordering};
+    use crate::sync::{AtomicBool, AtomicU32, Ordering};
 
     std::thread_local! {
-        /// The calling thread's id and liveness stamp; 0 until first asked.
+        /// The calling thread's kernel id and stamp; 0 until first asked.
         static ID: Cell<(u32, u64)> = const { Cell::new((0, 0)) };
     }
 
     static ATFORK_INSTALLED: AtomicBool = AtomicBool::new(false);
-
-    /// The process's stamp; 0 until first asked (and again in a forked
+    /// This process's nonce; 0 until first asked (and again in a forked
     /// child, which is another process).
-    static PROCESS: AtomicU64 = AtomicU64::new(0);
+    static NONCE: AtomicU32 = AtomicU32::new(0);
+    /// The next thread number to hand out.
+    static NEXT_THREAD: AtomicU32 = AtomicU32::new(1);
+    /// See [`super::fork_generation`].
+    static FORKS: AtomicU32 = AtomicU32::new(0);
 
     extern "C" fn forget_in_child() {
-        // Only the forking thread exists in the child, and its cached id is
-        // the parent's thread's id: drop it so the next lock asks again.
+        // Only the forking thread exists in the child, and its cached
+        // values are its parent's: drop them so the next use asks again.
         let _ = ID.try_with(|t| t.set((0, 0)));
-        PROCESS.store(0, Ordering::Relaxed);
+        NONCE.store(0, Ordering::Relaxed);
+        FORKS.fetch_add(1, Ordering::Relaxed);
     }
 
     fn install_atfork() {
         if !ATFORK_INSTALLED.swap(true, Ordering::AcqRel) {
             // SAFETY: registering a child handler that only touches a
-            // thread-local Cell and an atomic is async-signal-safe enough
-            // for the post-fork child, where only the forking thread runs.
+            // thread-local Cell and atomics, which is fine in a freshly
+            // forked child where only the forking thread runs.
             unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
         }
     }
 
-    #[inline]
-    pub fn process_stamp() -> u64 {
-        // A relaxed cache: every thread computes the same value.
-        match PROCESS.load(Ordering::Relaxed) {
-            0 => fetch_process(),
-            s => s,
+    fn nonce() -> u32 {
+        match NONCE.load(Ordering::Relaxed) {
+            0 => {
+                let fresh = super::fresh_nonce();
+                // Threads racing here keep whichever nonce won.
+                match NONCE.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
+                    Ok(_) => fresh,
+                    Err(won) => won,
+                }
+            }
+            n => n,
         }
-    }
-
-    #[cold]
-    fn fetch_process() -> u64 {
-        install_atfork();
-        let pid = own_pid();
-        let stamp = own_process_start().map_or(u64::from(pid) << 32, |t| {
-            crate::liveness::make_stamp(pid, t)
-        });
-        PROCESS.store(stamp, Ordering::Relaxed);
-        stamp
-    }
-
-    #[cfg(not(miri))]
-    fn own_pid() -> u32 {
-        // SAFETY: getpid takes no arguments and cannot fail.
-        (unsafe { libc::getpid() }) as u32 & super::TID_MASK
-    }
-
-    #[cfg(miri)]
-    fn own_pid() -> u32 {
-        1
-    }
-
-    #[cfg(not(miri))]
-    fn own_process_start() -> Option<u64> {
-        crate::liveness::read_stat(b"/proc/self/stat\0").map(|(_, start)| start)
-    }
-
-    #[cfg(miri)]
-    fn own_process_start() -> Option<u64> {
-        None
     }
 
     #[cold]
     fn fetch() -> (u32, u64) {
         install_atfork();
         let id = super::fresh_id();
-        let stamp = own_start_ticks().map_or(0, |t| crate::liveness::make_stamp(id, t));
+        let number = NEXT_THREAD.fetch_add(1, Ordering::Relaxed).max(1);
+        let stamp = u64::from(nonce()) << 32 | u64::from(number);
         let _ = ID.try_with(|t| t.set((id, stamp)));
         (id, stamp)
-    }
-
-    #[cfg(not(miri))]
-    fn own_start_ticks() -> Option<u64> {
-        crate::liveness::read_stat(b"/proc/thread-self/stat\0").map(|(_, start)| start)
-    }
-
-    #[cfg(miri)]
-    fn own_start_ticks() -> Option<u64> {
-        None
     }
 
     #[inline]
@@ -186,26 +195,100 @@ mod imp {
     }
 
     #[inline]
-    pub fn current_stamp() -> u64 {
+    pub fn thread_stamp() -> u64 {
         get().1
+    }
+
+    #[inline]
+    pub fn fork_generation() -> u32 {
+        install_atfork();
+        FORKS.load(Ordering::Relaxed)
     }
 }
 
 #[cfg(all(not(loom), not(any(feature = "std", test))))]
 mod imp {
+    use crate::sync::{AtomicBool, AtomicU32, Ordering};
+
+    static ATFORK_INSTALLED: AtomicBool = AtomicBool::new(false);
+    static NONCE: AtomicU32 = AtomicU32::new(0);
+    static FORKS: AtomicU32 = AtomicU32::new(0);
+
+    extern "C" fn forget_in_child() {
+        NONCE.store(0, Ordering::Relaxed);
+        FORKS.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn install_atfork() {
+        if !ATFORK_INSTALLED.swap(true, Ordering::AcqRel) {
+            // SAFETY: the handler only stores to atomics.
+            unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
+        }
+    }
+
     #[inline]
     pub fn current() -> u32 {
         super::fresh_id()
     }
 
     #[inline]
-    pub fn current_stamp() -> u64 {
-        0
+    pub fn thread_stamp() -> u64 {
+        install_atfork();
+        let nonce = match NONCE.load(Ordering::Relaxed) {
+            0 => {
+                let fresh = super::fresh_nonce();
+                match NONCE.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
+                    Ok(_) => fresh,
+                    Err(won) => won,
+                }
+            }
+            n => n,
+        };
+        // Without thread-locals the kernel id numbers the thread: unique
+        // among the process's live threads, which is what a stamp needs.
+        u64::from(nonce) << 32 | u64::from(current())
     }
 
     #[inline]
-    pub fn process_stamp() -> u64 {
-        // SAFETY: getpid takes no arguments and cannot fail.
-        u64::from((unsafe { libc::getpid() }) as u32 & super::TID_MASK) << 32
+    pub fn fork_generation() -> u32 {
+        install_atfork();
+        FORKS.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_per_thread_and_stable() {
+        let a = thread_stamp();
+        assert_eq!(a, thread_stamp());
+        assert_ne!(a, 0);
+        let b = std::thread::spawn(thread_stamp).join().unwrap();
+        assert_ne!(a, b, "another thread, another stamp");
+        assert_eq!(a >> 32, b >> 32, "one process, one nonce");
+        assert_eq!(local_token(), local_token());
+        assert_eq!(local_token().slot(), None);
+    }
+
+    #[cfg(not(miri))]
+    #[test]
+    fn a_forked_child_is_told_apart() {
+        let stamp = thread_stamp();
+        let gen = fork_generation();
+        // SAFETY: the child only calls async-signal-safe-enough functions
+        // of ours (thread-locals and atomics) and _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            let ok = thread_stamp() != stamp && fork_generation() == gen + 1;
+            // SAFETY: ending the child without unwinding into the harness.
+            unsafe { libc::_exit(if ok { 0 } else { 1 }) };
+        }
+        let mut status = 0;
+        // SAFETY: waiting for the child we just forked.
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
     }
 }

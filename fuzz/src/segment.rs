@@ -110,9 +110,16 @@ pub fn segment_open(data: &[u8]) {
             assert_eq!(snap.object_offset, HEADER_SIZE);
             assert!(snap.object_align.is_power_of_two() && snap.object_align <= MAX_ALIGN);
             assert!(snap.object_size > 0);
+            // The peer table starts at the object's end rounded up to 128
+            // and the segment ends with its last slot.
+            assert!(snap.peer_slots >= 1 && snap.peer_slots <= shmipc_core::Token::MAX_SLOTS);
+            let end = HEADER_SIZE + snap.object_size;
+            assert_eq!(snap.peers_offset, (end + 127) & !127);
             assert_eq!(
                 Some(snap.total_size),
-                HEADER_SIZE.checked_add(snap.object_size)
+                snap.peers_offset.checked_add(
+                    u64::from(snap.peer_slots) * shmipc_core::peers::PEER_SLOT_SIZE as u64
+                )
             );
             assert!(snap.total_size <= size && snap.total_size <= isize::MAX as u64);
         }
@@ -145,7 +152,8 @@ impl Drop for Unlink {
 
 /// Whether two outcomes agree: equal snapshots, or errors of the same
 /// variant. A header still initialising is `InitTimeout` to the pure check
-/// and, to a real opener, `CreatorDied` if the pid it names is gone.
+/// and, to a real opener, `CreatorDied` if no creator holds the file's
+/// creator lock (none does, for a file the harness wrote).
 fn agree<T>(pure: &Result<HeaderSnapshot, Error>, real: &Result<T, Error>) -> bool {
     match (pure, real) {
         (Ok(_), Ok(_)) => true,

@@ -134,8 +134,12 @@ pub enum Error {
         name: String,
         /// The role, such as `"producer"` or `"pipe end B"`.
         role: &'static str,
-        /// The process that holds it (possibly this one).
+        /// The pid the holder recorded, as its own pid namespace numbers
+        /// it (0 if unknown); for people, not for decisions.
         pid: u32,
+        /// Who holds it and whether that holder is alive, dead or cannot
+        /// be judged.
+        holder: String,
     },
     /// The requested object cannot be laid out (zero or overflowing size,
     /// impossible alignment, ...).
@@ -235,17 +239,12 @@ impl fmt::Display for Error {
                 f,
                 "shared memory segment {name:?} holds a queue of {found_size}-byte items aligned to {found_align}, not of {expected} ({expected_size} bytes aligned to {expected_align})"
             ),
-            Error::RoleTaken { name, role, pid } => {
-                let who = if *pid == std::process::id() {
-                    " (this process)"
-                } else {
-                    ""
-                };
-                write!(
-                    f,
-                    "the {role} of shared memory segment {name:?} is already held by process {pid}{who}"
-                )
-            }
+            Error::RoleTaken {
+                name, role, holder, ..
+            } => write!(
+                f,
+                "the {role} of shared memory segment {name:?} is already held by {holder}"
+            ),
             Error::Layout(e) => write!(f, "cannot lay out the shared object: {e}"),
             Error::Io { op, name, source } => write!(
                 f,

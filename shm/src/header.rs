@@ -1,5 +1,5 @@
 //! The 128-byte header at the start of every shmipc segment (layout
-//! version 1).
+//! version 2).
 //!
 //! | offset | field | type | meaning |
 //! |---|---|---|---|
@@ -8,12 +8,21 @@
 //! | 12 | `state` | u32 | [`INITIALIZING`] or [`READY`]; a futex word |
 //! | 16 | `creator_pid` | u32 | the process that created the segment |
 //! | 20 | `kind` | u32 | what the object is ([`Kind`]) |
-//! | 24 | `total_size` | u64 | header + object: [`HEADER_SIZE`] + `object_size` |
+//! | 24 | `total_size` | u64 | header + object + peer table |
 //! | 32 | `object_offset` | u64 | where the object starts: [`HEADER_SIZE`] |
 //! | 40 | `object_size` | u64 | the object's bytes |
 //! | 48 | `object_align` | u64 | the object's alignment: a power of two ≤ [`MAX_ALIGN`] |
 //! | 56 | `params` | [u64; 4] | kind-specific (a capacity, say); zero for fixed-size kinds |
-//! | 88 | reserved | 40 bytes | zero |
+//! | 88 | `peers_offset` | u64 | where the peer table starts: the object's end rounded up to 128 |
+//! | 96 | `peer_slots` | u32 | the peer table's slots (1 to [`Token::MAX_SLOTS`](shmipc_core::Token::MAX_SLOTS)), 32 bytes each |
+//! | 100 | reserved | 28 bytes | zero |
+//!
+//! After the object comes the segment's *peer table*
+//! ([`shmipc_core::peers`]): one 32-byte slot per process attached to the
+//! segment, each tied to a byte-range lock on the segment's file that the
+//! kernel drops when the process dies. It is what owner tokens in lock
+//! words, queue claims and role blocks name, and what a waiter asks
+//! whether a holder is dead.
 //!
 //! All integers are native-endian (every process on one machine shares the
 //! byte order). The header lives in memory that any process with access can
@@ -26,8 +35,9 @@ use shmipc_core::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// The magic number at offset 0: `u64::from_le_bytes(*b"\x7fSHMIPC\0")`.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"\x7fSHMIPC\0");
-/// The header layout version this build writes and understands.
-pub const VERSION: u32 = 1;
+/// The header layout version this build writes and understands. 2: a peer
+/// table follows the object, and owners are recorded as peer tokens.
+pub const VERSION: u32 = 2;
 /// The size of the header; the object starts right after it.
 pub const HEADER_SIZE: u64 = 128;
 /// The largest object alignment a segment can have (the object starts at
@@ -151,7 +161,10 @@ pub(crate) struct RawHeader {
     pub(crate) object_size: AtomicU64,
     pub(crate) object_align: AtomicU64,
     pub(crate) params: [AtomicU64; 4],
-    pub(crate) reserved: [AtomicU64; 5],
+    pub(crate) peers_offset: AtomicU64,
+    pub(crate) peer_slots: AtomicU32,
+    pub(crate) reserved32: AtomicU32,
+    pub(crate) reserved: [AtomicU64; 3],
 }
 
 const _: () = {
@@ -166,7 +179,9 @@ const _: () = {
     assert!(std::mem::offset_of!(RawHeader, object_size) == 40);
     assert!(std::mem::offset_of!(RawHeader, object_align) == 48);
     assert!(std::mem::offset_of!(RawHeader, params) == 56);
-    assert!(std::mem::offset_of!(RawHeader, reserved) == 88);
+    assert!(std::mem::offset_of!(RawHeader, peers_offset) == 88);
+    assert!(std::mem::offset_of!(RawHeader, peer_slots) == 96);
+    assert!(std::mem::offset_of!(RawHeader, reserved) == 104);
 };
 
 /// A copy of a segment's header, read once after the segment was seen
@@ -194,6 +209,10 @@ pub struct HeaderSnapshot {
     pub object_align: u64,
     /// Kind-specific parameters.
     pub params: [u64; 4],
+    /// Where the peer table starts.
+    pub peers_offset: u64,
+    /// The peer table's number of slots.
+    pub peer_slots: u32,
 }
 
 impl RawHeader {
@@ -216,6 +235,8 @@ impl RawHeader {
                 self.params[2].load(Ordering::Relaxed),
                 self.params[3].load(Ordering::Relaxed),
             ],
+            peers_offset: self.peers_offset.load(Ordering::Relaxed),
+            peer_slots: self.peer_slots.load(Ordering::Relaxed),
         }
     }
 }
@@ -247,6 +268,8 @@ impl HeaderSnapshot {
             object_size: u64_at(40),
             object_align: u64_at(48),
             params: [u64_at(56), u64_at(64), u64_at(72), u64_at(80)],
+            peers_offset: u64_at(88),
+            peer_slots: u32_at(96),
         }
     }
 

@@ -64,6 +64,7 @@ mod object;
 mod options;
 mod pipe;
 mod pool;
+mod presence;
 pub mod process;
 mod process_builder;
 mod queue;

@@ -177,14 +177,13 @@ impl<T: ShmObject> fmt::Debug for Shared<T> {
     }
 }
 
-/// A `T` in an anonymous shared mapping (`MAP_SHARED | MAP_ANONYMOUS`):
-/// no name, nothing to clean up, and children forked after it was made
-/// share it with their parent.
+/// A `T` in anonymous shared memory: no name, nothing to clean up, and
+/// children forked after it was made share it with their parent.
 ///
-/// This is the `mmap` system call made directly: memmap2's
-/// `MmapMut::map_anon` maps `MAP_PRIVATE` (checked in memmap2 0.9.12,
-/// `src/unix.rs`), so a forked child would get a copy-on-write copy and
-/// never see the parent's updates.
+/// The memory is a `memfd` mapped shared (not `MAP_PRIVATE`, whose pages a
+/// forked child would copy on write), with a peer table like a named
+/// segment's, so that a `Lock` in it is recovered from a dead holder the
+/// same way.
 ///
 /// ```
 /// use shmipc::{fork, Anon, AtomicU64};
@@ -227,69 +226,41 @@ impl<T: SharedObject> Anon<T> {
     }
 }
 
-/// Zeroed anonymous shared memory (`MAP_SHARED | MAP_ANONYMOUS`), unmapped
-/// on drop. Page-aligned; children forked while it lives share it.
-pub(crate) struct AnonMap {
-    ptr: NonNull<u8>,
-    len: usize,
-}
-
-// SAFETY: a mapping belongs to no thread; what is stored in it is shared
-// through the atomics of the objects placed there.
-unsafe impl Send for AnonMap {}
-// SAFETY: as above.
-unsafe impl Sync for AnonMap {}
+/// Zeroed anonymous shared memory, unmapped on drop: an anonymous
+/// [`Mapping`] (a `memfd` with the same header and peer table as a named
+/// segment, so that owners in it are judged the same way). The bytes start
+/// 128-byte aligned; children forked while it lives share it.
+pub(crate) struct AnonMap(Mapping);
 
 impl AnonMap {
     /// Maps `len` (at least 1) fresh, zeroed bytes.
     pub(crate) fn new(len: usize) -> Result<AnonMap> {
-        let len = len.max(1);
-        // SAFETY: a fresh anonymous mapping at an address the kernel picks
-        // touches no existing memory.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
+        let layout = ObjectLayout {
+            kind: Kind::BYTES,
+            size: len.max(1) as u64,
+            align: 128,
+            params: [0; 4],
         };
-        if ptr == libc::MAP_FAILED {
-            return Err(Error::Io {
-                op: "mmap(MAP_SHARED | MAP_ANONYMOUS)",
-                name: "(anonymous)".to_owned(),
-                source: std::io::Error::last_os_error(),
-            });
-        }
-        Ok(AnonMap {
-            // mmap never returns null on success (MAP_FIXED is not used).
-            ptr: NonNull::new(ptr.cast()).ok_or_else(|| Error::Io {
-                op: "mmap(MAP_SHARED | MAP_ANONYMOUS)",
-                name: "(anonymous)".to_owned(),
-                source: std::io::Error::other("mmap returned null"),
-            })?,
-            len,
-        })
+        Ok(AnonMap(Mapping::anon(
+            &layout,
+            &Options::default(),
+            |_, _| Ok(()),
+        )?))
     }
 
-    /// The first byte (page-aligned).
+    /// The first byte (128-byte aligned).
     pub(crate) fn as_ptr(&self) -> *mut u8 {
-        self.ptr.as_ptr()
+        self.0.object_ptr()
     }
 
-    /// The mapping's length.
+    /// The bytes' length.
     pub(crate) fn len(&self) -> usize {
-        self.len
+        self.0.object_len()
     }
-}
 
-impl Drop for AnonMap {
-    fn drop(&mut self) {
-        // SAFETY: `ptr`/`len` are the mapping made in `new`; whoever placed
-        // objects in it keeps this value alive for as long as they are used.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    /// The mapping behind the bytes.
+    pub(crate) fn mapping(&self) -> &Mapping {
+        &self.0
     }
 }
 

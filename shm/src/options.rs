@@ -30,6 +30,12 @@ pub struct Options {
     /// it with [`Error::ReadOnly`](crate::Error::ReadOnly): every operation
     /// on a lock, semaphore or event writes. Default `false`.
     pub read_only: bool,
+    /// How many processes (or openings) a new segment's peer table holds:
+    /// each attached handle that takes a lock, claims a queue slot or holds
+    /// a role needs one, and a handle beyond it works with an owner token
+    /// no one can judge (never taken over after its death). 1 to 4094;
+    /// default 256 (8 KiB of table).
+    pub peer_slots: u32,
 }
 
 impl Default for Options {
@@ -38,6 +44,7 @@ impl Default for Options {
             mode: 0o600,
             init_timeout: Duration::from_secs(2),
             read_only: false,
+            peer_slots: crate::presence::DEFAULT_PEER_SLOTS,
         }
     }
 }
@@ -59,6 +66,14 @@ impl Options {
     #[must_use]
     pub fn init_timeout(mut self, timeout: Duration) -> Options {
         self.init_timeout = timeout;
+        self
+    }
+
+    /// Sets how many slots a new segment's peer table has (see
+    /// [`Options::peer_slots`]).
+    #[must_use]
+    pub fn peer_slots(mut self, slots: u32) -> Options {
+        self.peer_slots = slots;
         self
     }
 

@@ -15,6 +15,7 @@ use crate::mapping::{self, Mapping};
 use crate::options::Options;
 use crate::queue::{anon_backing, bytes_config, create_segment, open_segment, to_vec, Backing};
 use crate::roles::{release_role, Roles, ROLES_SIZE};
+use shmipc_core::Token;
 
 /// Which end of a [`Pipe`]: A (made by [`Pipe::create`]) or B (claimed by
 /// [`Pipe::open`]). A sends on ring 0 and receives on ring 1; B the other
@@ -200,7 +201,7 @@ pub struct PipeEnd {
     tx: RawByteQueue<'static>,
     rx: RawByteQueue<'static>,
     side: Side,
-    claim: Option<u32>,
+    claim: Option<Token>,
     backing: Arc<Backing>,
 }
 
@@ -221,7 +222,7 @@ impl PipeEnd {
             // SAFETY: the object starts with the role block (len checked),
             // mapped while `backing` lives, accessed only atomically.
             let roles = unsafe { Roles::at(base) };
-            Some(roles.claim(side.index(), &label, side.role())?)
+            Some(roles.claim(side.index(), backing.presence(), &label, side.role())?)
         } else {
             None
         };

@@ -70,6 +70,14 @@ impl Backing {
     pub(crate) fn label(&self) -> &str {
         self.name().unwrap_or("(anonymous)")
     }
+
+    /// This process's presence in the memory's peer table.
+    pub(crate) fn presence(&self) -> &crate::presence::Presence {
+        match self {
+            Backing::Named(m) => m.presence(),
+            Backing::Anon(a) => a.mapping().presence(),
+        }
+    }
 }
 
 /// The element word of a typed queue's `params`: `size | align << 32`.

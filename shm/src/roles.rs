@@ -7,28 +7,27 @@
 //!
 //! | offset | field | meaning |
 //! |---|---|---|
-//! | 0 | `holders[0]` `u32` | pid holding role 0 (producer / end A); 0 when free |
-//! | 4 | `holders[1]` `u32` | pid holding role 1 (consumer / end B); 0 when free |
-//! | 8 | `stamps[0]` `u64` | role 0's holder's process stamp (pid, start time) |
-//! | 16 | `stamps[1]` `u64` | role 1's holder's process stamp |
-//! | 24 | — | zero, reserved |
+//! | 0 | `holders[0]` `u32` | the [`Token`] holding role 0 (producer / end A); 0 when free |
+//! | 4 | `holders[1]` `u32` | the token holding role 1 (consumer / end B); 0 when free |
+//! | 8 | — | zero, reserved |
 //!
-//! Claiming is one compare-and-swap `0 -> pid`, then a store of the
-//! holder's [process stamp](shmipc_core::tid::process_stamp); releasing
-//! (when the handle drops) is one compare-and-swap `pid -> 0`, made only by
-//! the process that claimed (a forked child dropping an inherited handle
-//! releases nothing). A role whose holder is dead is taken over by the same
-//! compare-and-swap `dead pid -> pid`, so a crashed holder does not lock a
-//! role for ever. Dead means what [`shmipc_core::liveness`] says: the pid
-//! no longer exists, or is a zombie (dead, not yet reaped), or now names a
-//! process with another start time than the stamp records (the pid was
-//! reused). A stamp that does not name the recorded pid (a claimant killed
-//! between its two stores) leaves the pid alone to decide.
+//! A token is the holder's identity in the segment's peer table
+//! ([`crate::presence`]). Claiming is one compare-and-swap `0 -> token`;
+//! releasing (when the handle drops) is one compare-and-swap `token -> 0`,
+//! made only by the process that claimed (a forked child dropping an
+//! inherited handle has another token, and releases nothing). A role whose
+//! holder is dead is taken over by the same compare-and-swap `dead token
+//! -> token`, so a crashed holder does not lock a role for ever. Dead means
+//! what the peer table says on evidence — the holder's slot lock is gone,
+//! or its slot has a newer holder — which holds across pid namespaces and
+//! pid reuse; a holder that cannot be judged keeps the role, and the error
+//! says so.
 
-use shmipc_core::sync::{AtomicU32, AtomicU64, Ordering};
-use shmipc_core::{liveness, tid};
+use shmipc_core::sync::{AtomicU32, Ordering};
+use shmipc_core::{Fate, Peers, Token};
 
 use crate::error::{Error, Result};
+use crate::presence::Presence;
 use crate::queue::Backing;
 
 /// Bytes the role block takes in front of the ring(s).
@@ -38,13 +37,12 @@ pub(crate) const ROLES_SIZE: usize = 128;
 #[repr(C, align(128))]
 pub(crate) struct Roles {
     holders: [AtomicU32; 2],
-    stamps: [AtomicU64; 2],
 }
 
 const _: () = assert!(size_of::<Roles>() == ROLES_SIZE);
 
 /// How many times a claim goes round when the word keeps changing under
-/// it (a holder releasing while we look, a rival reclaiming a dead pid).
+/// it (a holder releasing while we look, a rival reclaiming a dead one).
 const CLAIM_ROUNDS: usize = 16;
 
 impl Roles {
@@ -59,7 +57,6 @@ impl Roles {
         unsafe {
             ptr.cast::<Roles>().write(Roles {
                 holders: [AtomicU32::new(0), AtomicU32::new(0)],
-                stamps: [AtomicU64::new(0), AtomicU64::new(0)],
             })
         };
     }
@@ -76,79 +73,96 @@ impl Roles {
         unsafe { &*ptr.cast::<Roles>() }
     }
 
-    /// Claims role `role` (0 or 1) for this process; `name` and
-    /// `role_name` are for the error. Returns the pid recorded.
-    pub(crate) fn claim(&self, role: usize, name: &str, role_name: &'static str) -> Result<u32> {
-        let me = std::process::id();
+    /// Claims role `role` (0 or 1) for this process, as `presence`'s
+    /// member; `name` and `role_name` are for the error. Returns the token
+    /// recorded.
+    pub(crate) fn claim(
+        &self,
+        role: usize,
+        presence: &Presence,
+        name: &str,
+        role_name: &'static str,
+    ) -> Result<Token> {
+        let me = presence.me();
         let word = &self.holders[role];
         let mut expected = 0;
         for _ in 0..CLAIM_ROUNDS {
             // SYNC POINT: AcqRel pairs with the Release in `release` (and
             // with an earlier claim): the new holder sees everything the
             // previous one did with the role, such as its ring position.
-            match word.compare_exchange(expected, me, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => {
-                    self.stamps[role].store(tid::process_stamp(), Ordering::Relaxed);
-                    return Ok(me);
-                }
+            match word.compare_exchange(expected, me.raw(), Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Ok(me),
                 Err(0) => expected = 0,
-                Err(holder) if holder != me && self.holder_is_dead(role, holder) => {
+                Err(holder) if holder != me.raw() && holder_fate(presence, holder).is_dead() => {
                     expected = holder
                 }
-                Err(holder) => {
-                    return Err(Error::RoleTaken {
-                        name: name.to_owned(),
-                        role: role_name,
-                        pid: holder,
-                    })
-                }
+                Err(holder) => return Err(taken(presence, name, role_name, holder)),
             }
         }
-        Err(Error::RoleTaken {
-            name: name.to_owned(),
-            role: role_name,
-            pid: word.load(Ordering::Relaxed),
-        })
+        Err(taken(
+            presence,
+            name,
+            role_name,
+            word.load(Ordering::Relaxed),
+        ))
     }
 
-    /// Whether `holder`, recorded for `role`, is dead (see the module docs).
-    fn holder_is_dead(&self, role: usize, holder: u32) -> bool {
-        let stamp = self.stamps[role].load(Ordering::Relaxed);
-        let stamp = if (stamp >> 32) as u32 == holder {
-            stamp
-        } else {
-            u64::from(holder) << 32
-        };
-        liveness::process_is_dead(stamp)
-    }
-
-    /// Gives role `role` back if `pid` (this process) still holds it.
-    pub(crate) fn release(&self, role: usize, pid: u32) {
-        if pid != std::process::id() {
+    /// Gives role `role` back if `token` still holds it and is this
+    /// process's token (a forked child's differs).
+    pub(crate) fn release(&self, role: usize, presence: &Presence, token: Token) {
+        if presence.claimed_token() != Some(token) {
             return;
         }
         // SYNC POINT: Release pairs with the AcqRel claim of the next
-        // holder. A failure means someone took the role over (it thought
+        // holder. A failure means someone took the role over (it judged
         // us dead); it is theirs then.
-        let _ = self.holders[role].compare_exchange(pid, 0, Ordering::Release, Ordering::Relaxed);
+        let _ = self.holders[role].compare_exchange(
+            token.raw(),
+            0,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
     }
 
-    /// The pid holding role `role`, if any (a snapshot).
-    pub(crate) fn holder(&self, role: usize) -> Option<u32> {
-        match self.holders[role].load(Ordering::Acquire) {
-            0 => None,
-            pid => Some(pid),
-        }
+    /// The token holding role `role`, if any (a snapshot).
+    pub(crate) fn holder(&self, role: usize) -> Option<Token> {
+        Token::from_raw(self.holders[role].load(Ordering::Acquire))
+    }
+}
+
+/// What the peer table says about the role holder `raw` (a value from
+/// shared memory: a garbage one cannot be judged).
+fn holder_fate(presence: &Presence, raw: u32) -> Fate {
+    match Token::from_raw(raw) {
+        Some(t) => presence.fate(t),
+        None => Fate::Unknown("the role word holds no valid token"),
+    }
+}
+
+/// The error for role `role_name` held by `raw`.
+fn taken(presence: &Presence, name: &str, role_name: &'static str, raw: u32) -> Error {
+    let (pid, holder) = match Token::from_raw(raw) {
+        Some(t) => (presence.peer_pid(t).unwrap_or(0), presence.describe(t)),
+        None => (
+            0,
+            format!("a value that is no token ({raw:#x}), which cannot be judged"),
+        ),
+    };
+    Error::RoleTaken {
+        name: name.to_owned(),
+        role: role_name,
+        pid,
+        holder,
     }
 }
 
 /// Releases a claimed role (if any) in the role block at the start of
 /// `backing`.
-pub(crate) fn release_role(backing: &Backing, role: usize, claim: Option<u32>) {
-    if let Some(pid) = claim {
+pub(crate) fn release_role(backing: &Backing, role: usize, claim: Option<Token>) {
+    if let Some(token) = claim {
         // SAFETY: the callers built their handles over a backing that
         // starts with a role block (its length checked), and hold the
         // backing alive across this call.
-        unsafe { Roles::at(backing.ptr()) }.release(role, pid);
+        unsafe { Roles::at(backing.ptr()) }.release(role, backing.presence(), token);
     }
 }

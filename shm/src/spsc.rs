@@ -19,6 +19,7 @@ use crate::queue::{
     anon_backing, create_segment, open_segment, typed_config, typed_params, Backing,
 };
 use crate::roles::{release_role, Roles, ROLES_SIZE};
+use shmipc_core::Token;
 
 const PRODUCER: usize = 0;
 const CONSUMER: usize = 1;
@@ -212,22 +213,28 @@ impl<T: Pod> SpscQueue<T> {
 
     /// Claims the producer role for this process.
     pub fn take_producer(&self) -> Result<SpscProducer<T>> {
-        let pid = self.roles().claim(PRODUCER, self.label(), "producer")?;
+        let token =
+            self.roles()
+                .claim(PRODUCER, self.backing.presence(), self.label(), "producer")?;
         // On error the handle is not built; give the role back.
-        self.producer_handle(Some(pid)).inspect_err(|_| {
-            self.roles().release(PRODUCER, pid);
+        self.producer_handle(Some(token)).inspect_err(|_| {
+            self.roles()
+                .release(PRODUCER, self.backing.presence(), token);
         })
     }
 
     /// Claims the consumer role for this process.
     pub fn take_consumer(&self) -> Result<SpscConsumer<T>> {
-        let pid = self.roles().claim(CONSUMER, self.label(), "consumer")?;
-        self.consumer_handle(Some(pid)).inspect_err(|_| {
-            self.roles().release(CONSUMER, pid);
+        let token =
+            self.roles()
+                .claim(CONSUMER, self.backing.presence(), self.label(), "consumer")?;
+        self.consumer_handle(Some(token)).inspect_err(|_| {
+            self.roles()
+                .release(CONSUMER, self.backing.presence(), token);
         })
     }
 
-    fn producer_handle(&self, claim: Option<u32>) -> Result<SpscProducer<T>> {
+    fn producer_handle(&self, claim: Option<Token>) -> Result<SpscProducer<T>> {
         let (ptr, len) = self.ring();
         // SAFETY: the ring stays mapped while the handle's Arc of the
         // backing lives, and the handle drops `p` first; the role claim
@@ -241,7 +248,7 @@ impl<T: Pod> SpscQueue<T> {
         })
     }
 
-    fn consumer_handle(&self, claim: Option<u32>) -> Result<SpscConsumer<T>> {
+    fn consumer_handle(&self, claim: Option<Token>) -> Result<SpscConsumer<T>> {
         let (ptr, len) = self.ring();
         // SAFETY: as in producer_handle, for the one consumer.
         let c = unsafe { Spsc::<T>::attach_consumer(ptr, len) }
@@ -258,14 +265,19 @@ impl<T: Pod> SpscQueue<T> {
         self.backing.name()
     }
 
-    /// The pid holding the producer role, if any (a snapshot).
+    /// The pid of the process holding the producer role, as that process
+    /// numbers itself (another pid namespace numbers it differently), if
+    /// the role is held (a snapshot).
     pub fn producer_pid(&self) -> Option<u32> {
-        self.roles().holder(PRODUCER)
+        let t = self.roles().holder(PRODUCER)?;
+        self.backing.presence().peer_pid(t)
     }
 
-    /// The pid holding the consumer role, if any (a snapshot).
+    /// The pid of the process holding the consumer role (see
+    /// [`SpscQueue::producer_pid`]).
     pub fn consumer_pid(&self) -> Option<u32> {
-        self.roles().holder(CONSUMER)
+        let t = self.roles().holder(CONSUMER)?;
+        self.backing.presence().peer_pid(t)
     }
 }
 
@@ -285,7 +297,7 @@ pub struct SpscProducer<T: Pod> {
     // Declared (so dropped) before the memory it points into.
     p: Producer<'static, T>,
     /// The pid recorded in the role block, for named queues.
-    claim: Option<u32>,
+    claim: Option<Token>,
     backing: Arc<Backing>,
 }
 
@@ -376,7 +388,7 @@ impl<T: Pod> fmt::Debug for SpscProducer<T> {
 pub struct SpscConsumer<T: Pod> {
     // Declared (so dropped) before the memory it points into.
     c: Consumer<'static, T>,
-    claim: Option<u32>,
+    claim: Option<Token>,
     backing: Arc<Backing>,
 }
 

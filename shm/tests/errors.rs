@@ -256,20 +256,21 @@ fn version_mismatch() {
     let names = Unlinker::new("test");
     let name = names.name("v2");
     let _lock = Shared::<Lock>::create(&name, ()).unwrap();
-    poke_u32(&name, off::VERSION, 2);
+    // Version 1 (no peer table) is what the previous release wrote.
+    poke_u32(&name, off::VERSION, 1);
     let e = Shared::<Lock>::open(&name).unwrap_err();
     assert!(
         matches!(
             e,
             Error::VersionMismatch {
-                expected: 1,
-                found: 2,
+                expected: 2,
+                found: 1,
                 ..
             }
         ),
         "{e:?}"
     );
-    assert!(e.to_string().contains("version 2"), "{e}");
+    assert!(e.to_string().contains("version 1"), "{e}");
 }
 
 #[test]
@@ -282,14 +283,15 @@ fn too_small_when_truncated() {
         .open(shm_path(&name))
         .unwrap();
 
-    // Below its total size (128 + 4096): checked before mapping the rest.
+    // Below its total size (the header, 4096 bytes, and the default
+    // peer table of 256 32-byte slots): checked before mapping the rest.
     file.set_len(128 + 100).unwrap();
     let e = Segment::open(&name, &Options::new()).unwrap_err();
     assert!(
         matches!(
             e,
             Error::TooSmall {
-                required: 4224,
+                required: 12416, // 128 + 4096 + 256 * 32
                 actual: 228,
                 ..
             }
@@ -334,17 +336,20 @@ fn too_small_when_truncated() {
 fn corrupted_headers() {
     let names = Unlinker::new("test");
     type Poke = fn(&str);
-    let cases: [(&str, Poke); 9] = [
+    let cases: [(&str, Poke); 12] = [
         ("object offset", |n| poke_u64(n, off::OBJECT_OFFSET, 4096)),
         ("object offset", |n| {
             poke_u64(n, off::OBJECT_OFFSET, u64::MAX)
         }),
         ("total size", |n| poke_u64(n, off::OBJECT_SIZE, u64::MAX)),
         ("total size", |n| poke_u64(n, off::TOTAL_SIZE, 1 << 40)),
+        // 8 bytes where a Lock has 16: the table still starts at 256.
         ("object size does not match", |n| {
-            poke_u64(n, off::OBJECT_SIZE, 8);
-            poke_u64(n, off::TOTAL_SIZE, 136);
+            poke_u64(n, off::OBJECT_SIZE, 8)
         }),
+        ("peer table offset", |n| poke_u64(n, off::PEERS_OFFSET, 128)),
+        ("slot count", |n| poke_u32(n, off::PEER_SLOTS, 0)),
+        ("slot count", |n| poke_u32(n, off::PEER_SLOTS, 5000)),
         ("object size is zero", |n| {
             poke_u64(n, off::OBJECT_SIZE, 0);
             poke_u64(n, off::TOTAL_SIZE, 128);
@@ -373,9 +378,11 @@ fn corrupted_headers() {
 }
 
 /// A "slow creator": a forked process that marks an existing segment as
-/// still initialising, names itself the creator, and sleeps.
+/// still initialising, names itself the creator, holds the creator's lock
+/// byte as a real creator does, and sleeps.
 fn slow_creator(name: &str, ready: &Anon<Event>, finish_after: Option<Duration>) -> shmipc::Child {
     fork(|| {
+        let _creating = common::hold_byte(name, shmipc::mapping::CREATOR_LOCK);
         poke_u32(name, off::CREATOR_PID, std::process::id());
         poke_u32(name, off::STATE, 1); // INITIALIZING
         ready.set();

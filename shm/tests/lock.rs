@@ -89,11 +89,9 @@ fn a_lock_held_in_another_process_times_out_here() {
     .unwrap();
     assert!(holding.wait_timeout(std::time::Duration::from_secs(30)));
     assert!(lock.is_locked());
-    assert_eq!(
-        lock.owner(),
-        Some(child.pid()),
-        "the owner is the child's thread id"
-    );
+    let owner = lock.owner().expect("held");
+    assert_eq!(owner.tid, child.pid(), "the owner's thread is the child's");
+    assert!(owner.token.slot().is_some(), "the owner has a peer slot");
     assert_eq!(
         lock.lock_timeout(std::time::Duration::from_millis(50))
             .unwrap_err(),

@@ -225,15 +225,27 @@ fn the_header_is_the_documented_layout() {
     let u32_at = |o: usize| u32::from_ne_bytes(raw[o..o + 4].try_into().unwrap());
     let u64_at = |o: usize| u64::from_ne_bytes(raw[o..o + 8].try_into().unwrap());
     assert_eq!(&raw[..8], b"\x7fSHMIPC\0");
-    assert_eq!(u32_at(8), 1, "version");
+    assert_eq!(u32_at(8), 2, "version");
     assert_eq!(u32_at(12), 2, "state READY");
     assert_eq!(u32_at(16), std::process::id(), "creator pid");
     assert_eq!(u32_at(20), Kind::SEMAPHORE.raw());
-    assert_eq!(u64_at(24), 128 + 12, "total size");
-    assert_eq!(raw.len(), 128 + 12, "file size");
+    // The peer table starts at the object's end rounded up to 128 and has
+    // the default 256 slots of 32 bytes.
+    assert_eq!(u64_at(24), 256 + 256 * 32, "total size");
+    assert_eq!(raw.len(), 256 + 256 * 32, "file size");
     assert_eq!(u64_at(32), 128, "object offset");
     assert_eq!(u64_at(40), 12, "object size");
     assert_eq!(u64_at(48), 4, "object align");
-    assert!(raw[56..128].iter().all(|&b| b == 0), "params and reserved");
+    assert!(raw[56..88].iter().all(|&b| b == 0), "params");
+    assert_eq!(u64_at(88), 256, "peer table offset");
+    assert_eq!(u32_at(96), 256, "peer slots");
+    assert!(raw[100..128].iter().all(|&b| b == 0), "reserved");
     assert_eq!(u32_at(128), 2, "the semaphore's count");
+    // Our own slot: this handle claimed one when it created the segment,
+    // recording its generation (1) and our pid.
+    let slots: Vec<(u32, u32)> = (0..256)
+        .map(|i| (u32_at(256 + 32 * i), u32_at(256 + 32 * i + 4)))
+        .filter(|&(generation, _)| generation != 0)
+        .collect();
+    assert_eq!(slots, vec![(1, std::process::id())], "one slot claimed");
 }

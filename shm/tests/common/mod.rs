@@ -76,4 +76,28 @@ pub mod off {
     pub const OBJECT_SIZE: u64 = 40;
     pub const OBJECT_ALIGN: u64 = 48;
     pub const PARAMS: u64 = 56;
+    pub const PEERS_OFFSET: u64 = 88;
+    pub const PEER_SLOTS: u64 = 96;
+}
+
+/// Takes the write lock on byte `at` of the segment's file through a
+/// description of its own (`F_OFD_SETLK`), as a creator or a peer does;
+/// the lock lasts as long as the returned file is open.
+pub fn hold_byte(name: &str, at: i64) -> std::fs::File {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(shm_path(name))
+        .expect("open segment file");
+    // SAFETY: flock is plain data; zero is valid for every field.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = at;
+    fl.l_len = 1;
+    // SAFETY: a valid flock for the call.
+    let r = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &fl) };
+    assert_eq!(r, 0, "F_OFD_SETLK: {}", std::io::Error::last_os_error());
+    file
 }

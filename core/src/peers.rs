@@ -1,0 +1,754 @@
+//! Who shares a piece of memory, and whether each of them still lives.
+//!
+//! A lock word, a queue slot's owner word and a role block all record *who*
+//! holds something, so that a waiter can ask whether the holder died and
+//! take over. The record is a [`Token`]: a process's identity among the
+//! processes attached to one mapping, not a pid. Pids are no good for this:
+//! they differ between pid namespaces (a process in a container sees other
+//! numbers than one outside, and `kill(pid, 0)` across the boundary names
+//! the wrong process or none), and they are reused.
+//!
+//! A token names a *slot* of the mapping's peer table and the slot's
+//! *generation*. The `shmipc` crate gives every attached process a slot and
+//! ties it to a lock that the kernel drops when the process dies, whatever
+//! its namespace (an open-file-description byte-range lock on the
+//! segment's file); the generation goes up each time the slot changes
+//! hands, so a token of a process that died is never confused with the
+//! slot's next holder. This module has the pieces that need no operating
+//! system: the token format, the [`Fate`] a judgement returns, the
+//! [`Peers`] trait the algorithms ask, the shared [`PeerSlot`] records, and
+//! the claim and judgement logic over a [`SlotLocks`] implementation that
+//! the caller provides.
+//!
+//! **Evidence, or nothing.** A peer is [`Fate::Dead`] only on evidence: its
+//! slot's kernel lock is free, or the slot has moved to a newer generation.
+//! Anything that cannot be judged — a token from memory that has no peer
+//! table, a slot number beyond the table, a failed system call — is
+//! [`Fate::Unknown`] with the reason, and every caller treats it as alive:
+//! it keeps waiting, and a timeout bounds the wait.
+
+use core::fmt;
+
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+
+/// A process's identity among the processes attached to one mapping: a
+/// slot of the mapping's peer table and that slot's generation.
+///
+/// It fits in the 30 owner bits of a [`Lock`](crate::Lock) word
+/// (`FUTEX_TID_MASK`) and is never 0:
+///
+/// | bits | meaning |
+/// |---|---|
+/// | 0–11 | slot index + 1; 0 for a token that names no slot (unjudgeable) |
+/// | 12–29 | the slot's generation when its holder claimed it (18 bits) |
+///
+/// Slot field 4095 is never issued, so the all-ones owner field keeps its
+/// meaning of "not recoverable" in a lock word.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(transparent)]
+pub struct Token(u32);
+
+impl Token {
+    /// Bits of the slot field.
+    pub const SLOT_BITS: u32 = 12;
+    /// Bits of the generation field.
+    pub const GEN_BITS: u32 = 18;
+    /// The largest number of slots a peer table can have.
+    pub const MAX_SLOTS: u32 = (1 << Token::SLOT_BITS) - 2;
+    /// The mask of a token's bits in a word (`FUTEX_TID_MASK`).
+    pub const MASK: u32 = (1 << (Token::SLOT_BITS + Token::GEN_BITS)) - 1;
+    const SLOT_MASK: u32 = (1 << Token::SLOT_BITS) - 1;
+    const GEN_MASK: u32 = (1 << Token::GEN_BITS) - 1;
+
+    /// The token of the holder of slot `slot` (0-based, below
+    /// [`Token::MAX_SLOTS`]) at generation `generation` (its low 18 bits
+    /// count).
+    pub const fn new(slot: u32, generation: u32) -> Option<Token> {
+        if slot >= Token::MAX_SLOTS {
+            return None;
+        }
+        Some(Token(
+            (slot + 1) | (generation & Token::GEN_MASK) << Token::SLOT_BITS,
+        ))
+    }
+
+    /// A token that names no slot, for memory without a peer table: it is
+    /// never judged dead. `nonce` (its low 18 bits, made non-zero) tells
+    /// such tokens apart.
+    pub const fn unjudged(nonce: u32) -> Token {
+        let g = nonce & Token::GEN_MASK;
+        Token((if g == 0 { 1 } else { g }) << Token::SLOT_BITS)
+    }
+
+    /// The token stored as `raw`, if `raw` is one: non-zero, within
+    /// [`Token::MASK`], and not the reserved slot field.
+    pub const fn from_raw(raw: u32) -> Option<Token> {
+        if raw == 0 || raw & !Token::MASK != 0 || raw & Token::SLOT_MASK == Token::SLOT_MASK {
+            return None;
+        }
+        Some(Token(raw))
+    }
+
+    /// The token as stored in a word.
+    pub const fn raw(self) -> u32 {
+        self.0
+    }
+
+    /// The 0-based slot this token names, or `None` for an unjudged one.
+    pub const fn slot(self) -> Option<u32> {
+        match self.0 & Token::SLOT_MASK {
+            0 => None,
+            s => Some(s - 1),
+        }
+    }
+
+    /// The generation the token records (18 bits).
+    pub const fn generation(self) -> u32 {
+        self.0 >> Token::SLOT_BITS
+    }
+
+    /// Whether `generation` (a slot's full counter) is the one this token
+    /// records.
+    pub const fn matches_generation(self, generation: u32) -> bool {
+        generation & Token::GEN_MASK == self.generation()
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.slot() {
+            Some(s) => write!(f, "Token(slot {s}, generation {})", self.generation()),
+            None => write!(f, "Token(unjudged {})", self.generation()),
+        }
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.slot() {
+            Some(s) => write!(f, "peer slot {s} (generation {})", self.generation()),
+            None => f.write_str("a peer without a slot"),
+        }
+    }
+}
+
+/// What the evidence says about the process a [`Token`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// It is attached and alive (its slot's kernel lock is held).
+    Alive,
+    /// It is gone: its slot's kernel lock is free, or the slot has a newer
+    /// holder. Whatever it held may be taken over.
+    Dead,
+    /// It cannot be judged, for the reason given; it counts as alive.
+    Unknown(&'static str),
+}
+
+impl Fate {
+    /// Whether the peer is dead on evidence. `Unknown` is not.
+    pub const fn is_dead(self) -> bool {
+        matches!(self, Fate::Dead)
+    }
+}
+
+impl fmt::Display for Fate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fate::Alive => f.write_str("alive"),
+            Fate::Dead => f.write_str("dead"),
+            Fate::Unknown(why) => write!(f, "cannot be judged ({why}), so it counts as alive"),
+        }
+    }
+}
+
+/// The peers of one mapping, as the algorithms see them: who the caller is,
+/// and whether the holder of a token lives.
+///
+/// The `shmipc` crate implements it for every segment and anonymous
+/// mapping; [`LOCAL`] serves memory with no peer table; tests and loom
+/// models implement it to decide who is dead.
+pub trait Peers: Sync {
+    /// The calling process's token in this mapping. Cheap: called on fast
+    /// paths (taking a lock, claiming a queue slot).
+    fn me(&self) -> Token;
+
+    /// What evidence says about `token`'s holder. Called on slow paths only
+    /// (after a waiter has been blocked for a check interval).
+    fn fate(&self, token: Token) -> Fate;
+}
+
+/// The peers of memory that has no peer table (a [`Lock`](crate::Lock) on
+/// the stack, a queue in a `Vec`, a mapping `shmipc` did not make): the
+/// caller's token names no slot, and no one is ever judged dead.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Local;
+
+/// The one [`Local`].
+pub static LOCAL: Local = Local;
+
+impl Peers for Local {
+    #[inline]
+    fn me(&self) -> Token {
+        crate::tid::local_token()
+    }
+
+    fn fate(&self, token: Token) -> Fate {
+        if token == self.me() {
+            Fate::Alive
+        } else {
+            Fate::Unknown("the memory has no peer table")
+        }
+    }
+}
+
+/// Finds the peers of the mapping that holds an address: for an address
+/// inside a mapping the resolver knows, that mapping's peers and the
+/// mapping's address range (`start..end`), which callers may cache.
+///
+/// The `shmipc` crate installs one ([`set_resolver`]) that knows every
+/// segment and anonymous mapping it made, so that a [`Lock`](crate::Lock)
+/// anywhere inside one (on its own, inside a `Value`, at an offset of raw
+/// segment bytes) is taken under that mapping's token and judged by its
+/// peer table, with no argument to pass.
+pub type Resolver = fn(usize) -> Option<(usize, usize, &'static dyn Peers)>;
+
+#[cfg(not(loom))]
+static RESOLVER: crate::sync::AtomicUsize = crate::sync::AtomicUsize::new(0);
+#[cfg(not(loom))]
+static EPOCH: AtomicU64 = AtomicU64::new(1);
+
+/// Installs the process's resolver (see [`Resolver`]). Later calls replace
+/// it.
+pub fn set_resolver(resolver: Resolver) {
+    #[cfg(not(loom))]
+    {
+        // SYNC POINT: Release pairs with the Acquire load in `resolve`.
+        RESOLVER.store(resolver as usize, Ordering::Release);
+        mappings_changed();
+    }
+    #[cfg(loom)]
+    let _ = resolver;
+}
+
+/// Tells [`resolve`] that a mapping appeared or went away, so that cached
+/// answers are asked again. The resolver's owner calls it after every
+/// change (and before the memory of a removed mapping is reused).
+pub fn mappings_changed() {
+    #[cfg(not(loom))]
+    EPOCH.fetch_add(1, Ordering::AcqRel);
+}
+
+/// The peers of the memory at `addr`: those of the mapping that holds it,
+/// if the installed [`Resolver`] knows one, else [`LOCAL`].
+///
+/// With the `std` feature the last answer is cached per thread, so a
+/// repeated lookup in the same mapping costs a few compares.
+///
+/// The returned reference is valid while the mapping that holds `addr`
+/// stays mapped, which a caller holding a reference into that mapping
+/// guarantees; do not keep it beyond.
+#[inline]
+pub fn resolve(addr: usize) -> &'static dyn Peers {
+    #[cfg(not(loom))]
+    {
+        cache::resolve(addr)
+    }
+    #[cfg(loom)]
+    {
+        let _ = addr;
+        &LOCAL
+    }
+}
+
+#[cfg(not(loom))]
+fn resolve_uncached(addr: usize) -> Option<(usize, usize, &'static dyn Peers)> {
+    // SYNC POINT: Acquire pairs with the Release store in `set_resolver`.
+    let raw = RESOLVER.load(Ordering::Acquire);
+    if raw == 0 {
+        return None;
+    }
+    // SAFETY: only `set_resolver` stores here, and it stores a `Resolver`
+    // (a function pointer, the size of a usize); 0 was ruled out above.
+    let resolver: Resolver = unsafe { core::mem::transmute::<usize, Resolver>(raw) };
+    resolver(addr)
+}
+
+#[cfg(all(not(loom), any(feature = "std", test)))]
+mod cache {
+    extern crate std;
+    use super::{Peers, EPOCH, LOCAL};
+    use crate::sync::Ordering;
+    use core::cell::Cell;
+
+    /// The last answer: epoch, start, end, peers.
+    type Entry = Option<(u64, usize, usize, *const dyn Peers)>;
+
+    std::thread_local! {
+        static LAST: Cell<Entry> = const { Cell::new(None) };
+    }
+
+    #[inline]
+    pub(super) fn resolve(addr: usize) -> &'static dyn Peers {
+        let epoch = EPOCH.load(Ordering::Relaxed);
+        if let Ok(Some((e, start, end, peers))) = LAST.try_with(Cell::get) {
+            if e == epoch && start <= addr && addr < end {
+                // SAFETY: cached from the resolver under the current epoch,
+                // so the mapping is still there (see `resolve`'s contract).
+                return unsafe { &*peers };
+            }
+        }
+        miss(addr, epoch)
+    }
+
+    #[cold]
+    fn miss(addr: usize, epoch: u64) -> &'static dyn Peers {
+        match super::resolve_uncached(addr) {
+            Some((start, end, peers)) => {
+                let _ = LAST.try_with(|c| c.set(Some((epoch, start, end, peers as *const _))));
+                peers
+            }
+            None => &LOCAL,
+        }
+    }
+}
+
+#[cfg(all(not(loom), not(any(feature = "std", test))))]
+mod cache {
+    use super::{Peers, LOCAL};
+
+    #[inline]
+    pub(super) fn resolve(addr: usize) -> &'static dyn Peers {
+        match super::resolve_uncached(addr) {
+            Some((_, _, peers)) => peers,
+            None => &LOCAL,
+        }
+    }
+}
+
+/// One slot of a peer table, in shared memory (32 bytes, atomics only).
+///
+/// | field | meaning |
+/// |---|---|
+/// | `generation` | bumped by each new holder, right after it took the slot's kernel lock |
+/// | `pid` | the holder's pid as it sees itself (for people: another namespace numbers it differently) |
+/// | `pidns` | the holder's pid namespace (the inode of `/proc/self/ns/pid`), 0 if unknown |
+/// | `since` | when the holder claimed the slot (`CLOCK_MONOTONIC` nanoseconds) |
+/// | `ends` | reserved for endpoint bookkeeping; zero |
+#[repr(C)]
+pub struct PeerSlot {
+    generation: AtomicU32,
+    pid: AtomicU32,
+    pidns: AtomicU64,
+    since: AtomicU64,
+    ends: AtomicU64,
+}
+
+/// The bytes one [`PeerSlot`] takes.
+pub const PEER_SLOT_SIZE: usize = 32;
+#[cfg(not(loom))]
+const _: () = assert!(size_of::<PeerSlot>() == PEER_SLOT_SIZE);
+
+/// What a process records about itself when it claims a slot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Its pid, as it sees itself.
+    pub pid: u32,
+    /// Its pid namespace's inode, 0 if unknown.
+    pub pidns: u64,
+    /// When it claimed the slot (`CLOCK_MONOTONIC` nanoseconds).
+    pub since: u64,
+}
+
+impl PeerSlot {
+    /// The slot's generation counter now.
+    pub fn generation(&self) -> u32 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// What the slot's latest holder recorded about itself (a snapshot;
+    /// the holder may be gone).
+    pub fn info(&self) -> PeerInfo {
+        PeerInfo {
+            pid: self.pid.load(Ordering::Relaxed),
+            pidns: self.pidns.load(Ordering::Relaxed),
+            since: self.since.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The operating system's half of a peer table: one lock per slot that the
+/// kernel drops when the holder dies.
+///
+/// `shmipc` implements it with open-file-description locks (`F_OFD_SETLK`)
+/// on one byte per slot of the segment's file, through a file description
+/// of the caller's own, so that a lock is held by exactly one attached
+/// process and vanishes with it.
+pub trait SlotLocks {
+    /// Takes slot `slot`'s lock for the caller if no one holds it: `Ok(true)`
+    /// if taken, `Ok(false)` if someone else holds it, `Err(errno)` if the
+    /// system refused.
+    fn try_take(&self, slot: u32) -> Result<bool, i32>;
+
+    /// Whether someone other than the caller holds slot `slot`'s lock, or
+    /// `Err(errno)` if the system cannot tell.
+    fn held_by_other(&self, slot: u32) -> Result<bool, i32>;
+}
+
+/// Why no slot could be claimed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimError {
+    /// Every slot is held by a live process.
+    Full {
+        /// The table's number of slots.
+        slots: u32,
+    },
+    /// The system refused to take a lock (`errno`).
+    System(i32),
+}
+
+impl fmt::Display for ClaimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClaimError::Full { slots } => {
+                write!(f, "all {slots} peer slots are held by live processes")
+            }
+            ClaimError::System(errno) => {
+                write!(f, "the kernel refused a slot lock (errno {errno})")
+            }
+        }
+    }
+}
+
+impl core::error::Error for ClaimError {}
+
+/// A peer table: an array of [`PeerSlot`]s in shared memory, with a trusted
+/// slot count (checked once by whoever found the table).
+#[derive(Clone, Copy)]
+pub struct PeerTable<'a> {
+    slots: &'a [PeerSlot],
+}
+
+impl fmt::Debug for PeerTable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerTable")
+            .field("slots", &self.slots.len())
+            .finish()
+    }
+}
+
+impl<'a> PeerTable<'a> {
+    /// The bytes a table of `slots` slots takes.
+    pub const fn size(slots: u32) -> usize {
+        slots as usize * PEER_SLOT_SIZE
+    }
+
+    /// Views the table of `slots` slots at `ptr`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is 8-byte aligned and valid for reads and writes of
+    /// [`PeerTable::size`]`(slots)` bytes for `'a`, which are only ever
+    /// accessed atomically. (Any bytes are a valid table: it is made of
+    /// atomics, and every value is checked before it is used.)
+    pub unsafe fn from_ptr(ptr: *mut u8, slots: u32) -> PeerTable<'a> {
+        let n = slots.min(Token::MAX_SLOTS) as usize;
+        // SAFETY: aligned, valid and atomics-only for 'a (contract); at most
+        // `slots` records.
+        let slots = unsafe { core::slice::from_raw_parts(ptr.cast::<PeerSlot>(), n) };
+        PeerTable { slots }
+    }
+
+    /// The number of slots.
+    pub fn len(&self) -> u32 {
+        self.slots.len() as u32
+    }
+
+    /// Whether the table has no slots.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Slot `i`, if the table has one.
+    pub fn slot(&self, i: u32) -> Option<&'a PeerSlot> {
+        self.slots.get(i as usize)
+    }
+
+    /// Claims a free slot for the caller, trying slots from `start` on
+    /// (round the table once), and returns the caller's new token.
+    ///
+    /// The slot's kernel lock is taken first and the generation bumped
+    /// after, so a judge that still sees the old generation sees the lock
+    /// held and calls the old holder alive — late, never wrong.
+    pub fn claim(
+        &self,
+        locks: &impl SlotLocks,
+        start: u32,
+        info: PeerInfo,
+    ) -> Result<Token, ClaimError> {
+        let n = self.len();
+        if n == 0 {
+            return Err(ClaimError::Full { slots: 0 });
+        }
+        for k in 0..n {
+            let i = (start.wrapping_add(k)) % n;
+            match locks.try_take(i) {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => return Err(ClaimError::System(e)),
+            }
+            let slot = &self.slots[i as usize];
+            // SYNC POINT: Release pairs with the Acquire load in
+            // `PeerSlot::generation` (a judge's, in `fate`): whoever sees
+            // the new generation judges by it.
+            let generation = slot
+                .generation
+                .fetch_add(1, Ordering::AcqRel)
+                .wrapping_add(1);
+            slot.pid.store(info.pid, Ordering::Relaxed);
+            slot.pidns.store(info.pidns, Ordering::Relaxed);
+            slot.since.store(info.since, Ordering::Relaxed);
+            slot.ends.store(0, Ordering::Relaxed);
+            return Ok(Token::new(i, generation).expect("slot is below the table's length"));
+        }
+        Err(ClaimError::Full { slots: n })
+    }
+
+    /// Judges `token`, a holder recorded in this table's mapping. `mine` is
+    /// the caller's own token, if it has claimed one (a token is alive if it
+    /// is the caller's; the caller's own slot under an older generation is
+    /// dead, since the caller took it over).
+    pub fn fate(&self, locks: &impl SlotLocks, mine: Option<Token>, token: Token) -> Fate {
+        let Some(i) = token.slot() else {
+            return Fate::Unknown("the holder attached without a peer slot");
+        };
+        if mine == Some(token) {
+            return Fate::Alive;
+        }
+        if mine.and_then(Token::slot) == Some(i) {
+            return Fate::Dead;
+        }
+        let Some(slot) = self.slot(i) else {
+            return Fate::Unknown("the token names a slot beyond the peer table");
+        };
+        if !token.matches_generation(slot.generation()) {
+            return Fate::Dead;
+        }
+        match locks.held_by_other(i) {
+            Ok(true) => Fate::Alive,
+            Ok(false) => {
+                // Free now. A new holder takes the lock before it bumps the
+                // generation, so a free lock means the token's holder let
+                // go: it died (or detached, holding nothing).
+                Fate::Dead
+            }
+            Err(_) => Fate::Unknown("the kernel would not report the slot's lock"),
+        }
+    }
+}
+
+/// Peers that unit tests control.
+#[cfg(all(test, not(loom)))]
+pub(crate) mod testing {
+    use super::{Fate, Peers, Token};
+    use crate::sync::{AtomicBool, Ordering};
+
+    /// A token that [`TestPeers`] always judge dead.
+    pub(crate) const DEAD: Token = match Token::new(77, 1) {
+        Some(t) => t,
+        None => panic!(),
+    };
+
+    /// The caller is `me`; [`DEAD`] is dead; every other token is alive,
+    /// until [`TestPeers::kill_others`] makes all of them dead.
+    pub(crate) struct TestPeers {
+        pub(crate) me: Token,
+        others_dead: AtomicBool,
+    }
+
+    impl TestPeers {
+        pub(crate) fn new(slot: u32) -> TestPeers {
+            TestPeers {
+                me: Token::new(slot, 1).unwrap(),
+                others_dead: AtomicBool::new(false),
+            }
+        }
+
+        /// Peers whose caller is the always-dead [`DEAD`]: what a process
+        /// that is about to die did its work as.
+        pub(crate) fn doomed() -> TestPeers {
+            TestPeers {
+                me: DEAD,
+                others_dead: AtomicBool::new(false),
+            }
+        }
+
+        pub(crate) fn kill_others(&self) {
+            self.others_dead.store(true, Ordering::Relaxed);
+        }
+    }
+
+    impl Peers for TestPeers {
+        fn me(&self) -> Token {
+            self.me
+        }
+
+        fn fate(&self, token: Token) -> Fate {
+            if token == self.me {
+                Fate::Alive
+            } else if token == DEAD || self.others_dead.load(Ordering::Relaxed) {
+                Fate::Dead
+            } else {
+                Fate::Alive
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::vec;
+    use std::vec::Vec;
+
+    /// Slot locks that a test holds and drops by hand: `held[i]` names who
+    /// holds slot i (0 = nobody, 1 = the caller, 2 = someone else).
+    struct Stub {
+        held: RefCell<Vec<u8>>,
+        fail: bool,
+    }
+
+    impl SlotLocks for Stub {
+        fn try_take(&self, slot: u32) -> Result<bool, i32> {
+            if self.fail {
+                return Err(22);
+            }
+            let mut h = self.held.borrow_mut();
+            if h[slot as usize] == 0 {
+                h[slot as usize] = 1;
+                Ok(true)
+            } else {
+                Ok(false)
+            }
+        }
+
+        fn held_by_other(&self, slot: u32) -> Result<bool, i32> {
+            if self.fail {
+                return Err(22);
+            }
+            Ok(self.held.borrow()[slot as usize] == 2)
+        }
+    }
+
+    #[test]
+    fn tokens_round_trip_and_refuse_garbage() {
+        let t = Token::new(5, 0x4_0007).unwrap();
+        assert_eq!(t.slot(), Some(5));
+        assert_eq!(t.generation(), 7, "18 bits of the generation");
+        assert_eq!(Token::from_raw(t.raw()), Some(t));
+        assert!(t.raw() <= Token::MASK);
+        assert_eq!(Token::new(Token::MAX_SLOTS, 1), None);
+        assert_eq!(Token::from_raw(0), None);
+        assert_eq!(Token::from_raw(1 << 30), None);
+        assert_eq!(
+            Token::from_raw(Token::MASK),
+            None,
+            "the reserved slot field"
+        );
+        let u = Token::unjudged(0);
+        assert_eq!(u.slot(), None);
+        assert_ne!(u.raw(), 0);
+        assert_eq!(Token::from_raw(u.raw()), Some(u));
+    }
+
+    #[test]
+    fn claims_take_free_slots_and_bump_generations() {
+        let mut mem = vec![0u64; 4 * PEER_SLOT_SIZE / 8];
+        // SAFETY: the Vec is aligned, large enough and outlives the table.
+        let table = unsafe { PeerTable::from_ptr(mem.as_mut_ptr().cast(), 4) };
+        let locks = Stub {
+            held: RefCell::new(vec![2, 0, 0, 2]),
+            fail: false,
+        };
+        let info = PeerInfo {
+            pid: 42,
+            pidns: 7,
+            since: 1,
+        };
+        let t = table.claim(&locks, 3, info).unwrap();
+        assert_eq!(t.slot(), Some(1), "slots 3 and 0 are held");
+        assert_eq!(t.generation(), 1);
+        assert_eq!(table.slot(1).unwrap().info(), info);
+        let t2 = table.claim(&locks, 0, info).unwrap();
+        assert_eq!(t2.slot(), Some(2));
+        assert_eq!(
+            table.claim(&locks, 0, info),
+            Err(ClaimError::Full { slots: 4 })
+        );
+        let failing = Stub {
+            held: RefCell::new(vec![0; 4]),
+            fail: true,
+        };
+        assert_eq!(table.claim(&failing, 0, info), Err(ClaimError::System(22)));
+    }
+
+    #[test]
+    fn judgement_needs_evidence() {
+        let mut mem = vec![0u64; 4 * PEER_SLOT_SIZE / 8];
+        // SAFETY: as above.
+        let table = unsafe { PeerTable::from_ptr(mem.as_mut_ptr().cast(), 4) };
+        let locks = Stub {
+            held: RefCell::new(vec![0, 0, 0, 0]),
+            fail: false,
+        };
+        let info = PeerInfo::default();
+        let other = table.claim(&locks, 0, info).unwrap();
+        let mine = table.claim(&locks, 1, info).unwrap();
+        // `other` is slot 0; pretend another process holds it.
+        locks.held.borrow_mut()[0] = 2;
+        assert_eq!(table.fate(&locks, Some(mine), other), Fate::Alive);
+        assert_eq!(table.fate(&locks, Some(mine), mine), Fate::Alive);
+        // It lets go: dead.
+        locks.held.borrow_mut()[0] = 0;
+        assert_eq!(table.fate(&locks, Some(mine), other), Fate::Dead);
+        // Someone new holds slot 0 now, at a newer generation: the old
+        // token is dead even though the lock is held.
+        let newer = table.claim(&locks, 0, info).unwrap();
+        locks.held.borrow_mut()[0] = 2;
+        assert_eq!(newer.slot(), Some(0));
+        assert_eq!(table.fate(&locks, Some(mine), other), Fate::Dead);
+        assert_eq!(table.fate(&locks, Some(mine), newer), Fate::Alive);
+        // Our own slot under an older generation: we took it over.
+        let old_mine = Token::new(1, mine.generation().wrapping_sub(1)).unwrap();
+        assert_eq!(table.fate(&locks, Some(mine), old_mine), Fate::Dead);
+        // Things that cannot be judged count as alive.
+        assert!(matches!(
+            table.fate(&locks, Some(mine), Token::unjudged(3)),
+            Fate::Unknown(_)
+        ));
+        assert!(matches!(
+            table.fate(&locks, Some(mine), Token::new(9, 1).unwrap()),
+            Fate::Unknown(_)
+        ));
+        let failing = Stub {
+            held: RefCell::new(vec![0; 4]),
+            fail: true,
+        };
+        assert!(matches!(
+            table.fate(&failing, Some(mine), newer),
+            Fate::Unknown(_)
+        ));
+        assert!(!Fate::Unknown("x").is_dead());
+    }
+
+    #[test]
+    fn local_peers_never_judge_anyone_dead() {
+        let me = LOCAL.me();
+        assert_eq!(me.slot(), None);
+        assert_eq!(LOCAL.fate(me), Fate::Alive);
+        assert!(matches!(
+            LOCAL.fate(Token::new(0, 1).unwrap()),
+            Fate::Unknown(_)
+        ));
+    }
+}

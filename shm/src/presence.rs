@@ -1,0 +1,716 @@
+//! A process's presence in a mapping: its peer slot, held by a lock the
+//! kernel drops when the process dies.
+//!
+//! Every [`Mapping`](crate::mapping::Mapping) (named segment or anonymous
+//! memory) ends in a peer table ([`shmipc_core::peers`]). The first time a
+//! process needs a token in a mapping (to take a lock, claim a queue slot,
+//! hold a role), it opens a file description of its own on the mapping's
+//! file (`open("/proc/self/fd/<fd>")`: a new description, even for an
+//! unlinked file or a memfd) and takes an **open-file-description lock**
+//! (`F_OFD_SETLK`, write lock) on one byte per slot, at
+//! [`SLOT_LOCK_BASE`]` + slot`, far past the file's end. Then it bumps the
+//! slot's generation; its token is (slot, generation).
+//!
+//! Why this lock: the kernel releases it when the last descriptor of the
+//! description closes, which a process's death does, whatever its pid
+//! namespace, and it is visible to every process that has the file open —
+//! in a container, outside one, across pid reuse. A judge asks with
+//! `F_OFD_GETLK` through a description of its own: a held byte is a live
+//! peer; a free one, or a slot whose generation moved on, a dead one. There
+//! is no pid anywhere in the verdict.
+//!
+//! **Fork.** A forked child shares its parent's descriptions, so the
+//! inherited lock would keep a dead parent looking alive for as long as the
+//! child lives. A `pthread_atfork` child handler therefore closes every
+//! slot-lock descriptor in the child (they are listed in a fixed table,
+//! [`FORK_CLOSE`]); the child claims a slot of its own the first time it
+//! needs one. Descriptors are `O_CLOEXEC`, so `exec` drops them too. A
+//! child made by a raw `clone` that skips `pthread_atfork` keeps its
+//! parent's locks alive until it execs or exits (a parent that dies
+//! meanwhile is not recovered from until then: late, never wrong).
+//!
+//! **The resolver.** Every mapping registers its address range here
+//! ([`register`]), so that [`shmipc_core::peers::resolve`] finds its
+//! presence from the address of any object inside it: a `Lock` inside a
+//! segment is taken under that segment's token with no argument.
+//!
+//! **What cannot be judged.** If the process cannot open a description
+//! (no `/proc`), every slot is held, or the kernel refuses the lock, it
+//! uses a token that names no slot: it works, but no one can ever judge it
+//! dead, and [`Presence::claim_problem`] says why.
+
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use shmipc_core::peers::{ClaimError, PeerInfo, PeerTable, SlotLocks};
+use shmipc_core::sync::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use shmipc_core::{tid, Fate, Peers, Token};
+
+/// Where the slot locks start in the file's byte range: past any file this
+/// crate makes (segments are far smaller than a tebibyte), so the locks
+/// never cover bytes anyone reads or writes.
+pub const SLOT_LOCK_BASE: i64 = 1 << 40;
+/// The byte a creator holds locked while it initialises a segment, so that
+/// an opener can tell a creator that died from one that is slow.
+pub const CREATOR_LOCK: i64 = SLOT_LOCK_BASE - 1;
+
+/// The peer table's default number of slots: how many handles (processes,
+/// or one process's several openings) may be attached to one segment at
+/// once with a judgeable token.
+pub const DEFAULT_PEER_SLOTS: u32 = 256;
+
+/// `flock` for one byte at `start`.
+fn one_byte(kind: libc::c_int, start: i64) -> libc::flock {
+    // SAFETY: flock is plain data; zero is a valid value for every field.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = kind as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start as libc::off_t;
+    fl.l_len = 1;
+    fl
+}
+
+fn errno() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+/// Takes the write lock on byte `at` through `fd`: `Ok(true)` if taken,
+/// `Ok(false)` if another description holds it.
+pub(crate) fn ofd_try_lock(fd: RawFd, at: i64) -> Result<bool, i32> {
+    let fl = one_byte(libc::F_WRLCK, at);
+    // SAFETY: `fl` is a valid flock that outlives the call; fcntl reads it.
+    if unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &fl) } == 0 {
+        return Ok(true);
+    }
+    match errno() {
+        libc::EAGAIN | libc::EACCES => Ok(false),
+        e => Err(e),
+    }
+}
+
+/// Releases byte `at`'s lock held through `fd`.
+pub(crate) fn ofd_unlock(fd: RawFd, at: i64) {
+    let fl = one_byte(libc::F_UNLCK, at);
+    // SAFETY: as in `ofd_try_lock`.
+    unsafe { libc::fcntl(fd, libc::F_OFD_SETLK, &fl) };
+}
+
+/// Whether a description other than `fd`'s holds a lock on byte `at`.
+pub(crate) fn ofd_held_by_other(fd: RawFd, at: i64) -> Result<bool, i32> {
+    let mut fl = one_byte(libc::F_WRLCK, at);
+    // SAFETY: `fl` is a valid, writable flock; F_OFD_GETLK fills it in.
+    if unsafe { libc::fcntl(fd, libc::F_OFD_GETLK, &mut fl) } != 0 {
+        return Err(errno());
+    }
+    Ok(fl.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+/// A new file description of the file behind `fd` (not a `dup`, which
+/// would share the description and its locks). Allocation-free: it runs
+/// on a queue's first operation in a forked child.
+pub(crate) fn reopen(fd: RawFd, writable: bool) -> Result<RawFd, i32> {
+    let mut path = [0u8; 32];
+    let prefix = b"/proc/self/fd/";
+    path[..prefix.len()].copy_from_slice(prefix);
+    let mut digits = [0u8; 10];
+    let (mut n, mut k) = (fd.max(0) as u32, 0);
+    loop {
+        digits[k] = b'0' + (n % 10) as u8;
+        k += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut len = prefix.len();
+    while k > 0 {
+        k -= 1;
+        path[len] = digits[k];
+        len += 1;
+    }
+    // path[len] is already 0: the terminating NUL.
+    let mode = if writable {
+        libc::O_RDWR
+    } else {
+        libc::O_RDONLY
+    };
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    let new = unsafe { libc::open(path.as_ptr().cast(), mode | libc::O_CLOEXEC) };
+    if new < 0 {
+        Err(errno())
+    } else {
+        Ok(new)
+    }
+}
+
+struct FdLocks(RawFd);
+
+impl SlotLocks for FdLocks {
+    fn try_take(&self, slot: u32) -> Result<bool, i32> {
+        ofd_try_lock(self.0, SLOT_LOCK_BASE + i64::from(slot))
+    }
+
+    fn held_by_other(&self, slot: u32) -> Result<bool, i32> {
+        ofd_held_by_other(self.0, SLOT_LOCK_BASE + i64::from(slot))
+    }
+}
+
+/// What this process records about itself in a slot it claims.
+fn my_info() -> PeerInfo {
+    // SAFETY: a zeroed stat is a valid value for stat to overwrite; the
+    // path is a NUL-terminated literal.
+    let pidns = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::stat(c"/proc/self/ns/pid".as_ptr(), &mut st) == 0 {
+            st.st_ino
+        } else {
+            0
+        }
+    };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    let since = (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64);
+    PeerInfo {
+        pid: std::process::id(),
+        pidns,
+        since,
+    }
+}
+
+/// A process's presence in one mapping (see the module docs).
+pub(crate) struct Presence {
+    table: PeerTable<'static>,
+    /// The mapping's own descriptor (owned by the mapping, which outlives
+    /// us): the file to open descriptions of.
+    map_fd: RawFd,
+    writable: bool,
+    /// `(fork generation + 1) << 32 | token`, 0 before the first claim.
+    state: AtomicU64,
+    /// Our slot-lock description + 1 (0: none), valid in the fork
+    /// generation `state` records.
+    lock_fd: AtomicU32,
+    /// Whether `lock_fd` is listed in [`FORK_CLOSE`] (so a forked child
+    /// has it closed for it).
+    listed: AtomicU32,
+    /// A description for judging when we hold no slot: `(fork generation
+    /// + 1) << 32 | fd + 1`, 0 if none.
+    query: AtomicU64,
+    /// Serialises claims in this process: `fork generation + 1` of the
+    /// claimer, 0 when free. A holder from an older generation is a thread
+    /// of the parent that does not exist in this child.
+    claiming: AtomicU32,
+    /// Why the last claim failed: 0, or a [`ClaimProblem`] code.
+    problem: AtomicU64,
+}
+
+// SAFETY: the table is atomics in shared memory; every other field is an
+// atomic.
+unsafe impl Sync for Presence {}
+// SAFETY: as above; nothing is tied to a thread.
+unsafe impl Send for Presence {}
+
+/// Why a process holds no slot of a mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimProblem {
+    /// A new description of the file could not be opened (errno).
+    Reopen(i32),
+    /// Every slot is held by a live process.
+    Full(u32),
+    /// The kernel refused the slot lock (errno).
+    Refused(i32),
+}
+
+impl std::fmt::Display for ClaimProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClaimProblem::Reopen(e) => write!(
+                f,
+                "could not open /proc/self/fd/N for a lock description: {}",
+                std::io::Error::from_raw_os_error(*e)
+            ),
+            ClaimProblem::Full(n) => write!(f, "all {n} peer slots are held by live processes"),
+            ClaimProblem::Refused(e) => write!(
+                f,
+                "the kernel refused an F_OFD_SETLK lock: {}",
+                std::io::Error::from_raw_os_error(*e)
+            ),
+        }
+    }
+}
+
+impl ClaimProblem {
+    fn code(self) -> u64 {
+        match self {
+            ClaimProblem::Reopen(e) => 1 << 32 | e as u32 as u64,
+            ClaimProblem::Full(n) => 2 << 32 | u64::from(n),
+            ClaimProblem::Refused(e) => 3 << 32 | e as u32 as u64,
+        }
+    }
+
+    fn from_code(c: u64) -> Option<ClaimProblem> {
+        let v = c as u32;
+        match c >> 32 {
+            1 => Some(ClaimProblem::Reopen(v as i32)),
+            2 => Some(ClaimProblem::Full(v)),
+            3 => Some(ClaimProblem::Refused(v as i32)),
+            _ => None,
+        }
+    }
+}
+
+impl Presence {
+    /// A presence over the peer table at `table` (of `slots` slots, which
+    /// the caller validated against the mapping), for the file `map_fd`.
+    ///
+    /// # Safety
+    ///
+    /// `table` is valid for the whole table, inside a mapping that outlives
+    /// the presence; `map_fd` stays open as long.
+    pub(crate) unsafe fn new(table: *mut u8, slots: u32, map_fd: RawFd, writable: bool) -> Self {
+        Presence {
+            // SAFETY: forwarded contract; the 'static stands for "as long
+            // as the mapping", which owns us.
+            table: unsafe { PeerTable::from_ptr(table, slots) },
+            map_fd,
+            writable,
+            state: AtomicU64::new(0),
+            lock_fd: AtomicU32::new(0),
+            listed: AtomicU32::new(0),
+            query: AtomicU64::new(0),
+            claiming: AtomicU32::new(0),
+            problem: AtomicU64::new(0),
+        }
+    }
+
+    /// Our token, if we claimed one in this fork generation.
+    fn claimed(&self) -> Option<Token> {
+        let s = self.state.load(Ordering::Acquire);
+        let gen = u64::from(tid::fork_generation()) + 1;
+        if s >> 32 == gen {
+            Token::from_raw(s as u32)
+        } else {
+            None
+        }
+    }
+
+    /// Our token, if this process has claimed one here (never claims).
+    pub(crate) fn claimed_token(&self) -> Option<Token> {
+        self.claimed()
+    }
+
+    /// The pid the holder of `token`'s slot recorded (as its own pid
+    /// namespace numbers it), if the token names a slot.
+    pub(crate) fn peer_pid(&self, token: Token) -> Option<u32> {
+        self.table.slot(token.slot()?).map(|s| s.info().pid)
+    }
+
+    /// A description of `token`'s holder for people: its slot, the pid and
+    /// pid namespace it recorded, and its fate.
+    pub(crate) fn describe(&self, token: Token) -> String {
+        if self.claimed() == Some(token) {
+            return match self.claim_problem() {
+                None => format!("{token} (this process)"),
+                Some(p) => format!("this process, which holds no peer slot ({p})"),
+            };
+        }
+        let fate = self.fate(token);
+        match token.slot().and_then(|i| self.table.slot(i)) {
+            Some(slot) => {
+                let info = slot.info();
+                let mine = my_info();
+                if fate == Fate::Alive && info.pid == mine.pid && info.pidns == mine.pidns {
+                    return format!("{token} (this process, through another handle)");
+                }
+                let ns = if info.pidns == 0 {
+                    String::new()
+                } else {
+                    format!(" in pid namespace {}", info.pidns)
+                };
+                format!("{token}: pid {}{ns}, {fate}", info.pid)
+            }
+            None => format!("{token}, {fate}"),
+        }
+    }
+
+    /// Why this process has no judgeable token here, if it has none.
+    pub(crate) fn claim_problem(&self) -> Option<ClaimProblem> {
+        ClaimProblem::from_code(self.problem.load(Ordering::Relaxed))
+    }
+
+    #[cold]
+    fn claim(&self) -> Token {
+        let gen = tid::fork_generation() + 1;
+        // Take the process-local claim lock (see `claiming`).
+        loop {
+            let cur = self.claiming.load(Ordering::Acquire);
+            if cur == gen {
+                std::thread::sleep(Duration::from_micros(50));
+                if let Some(t) = self.claimed() {
+                    return t;
+                }
+                continue;
+            }
+            if self
+                .claiming
+                .compare_exchange(cur, gen, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                break;
+            }
+        }
+        let token = match self.claimed() {
+            Some(t) => t,
+            None => self.claim_locked(gen),
+        };
+        // SYNC POINT: Release pairs with the Acquire load of `claiming`
+        // above in the next claimer.
+        self.claiming.store(0, Ordering::Release);
+        token
+    }
+
+    fn claim_locked(&self, gen: u32) -> Token {
+        let old = self.state.load(Ordering::Relaxed);
+        if old != 0 && old >> 32 != u64::from(gen) {
+            // Claimed in an ancestor of this process. If its description
+            // was not closed by the fork handler, close our copy now (it
+            // is ours to close: the number was not reused, since the
+            // handler only closes what it lists).
+            let fd = self.lock_fd.load(Ordering::Relaxed);
+            if fd != 0 && self.listed.load(Ordering::Relaxed) == 0 {
+                // SAFETY: an inherited descriptor nobody else in this
+                // process uses.
+                unsafe { libc::close(fd as RawFd - 1) };
+            }
+            self.lock_fd.store(0, Ordering::Relaxed);
+            self.listed.store(0, Ordering::Relaxed);
+        }
+        let result = self.try_claim();
+        let token = match result {
+            Ok(t) => {
+                self.problem.store(0, Ordering::Relaxed);
+                t
+            }
+            Err(p) => {
+                self.problem.store(p.code(), Ordering::Relaxed);
+                tid::local_token()
+            }
+        };
+        // SYNC POINT: Release pairs with the Acquire load in `claimed`:
+        // whoever sees the token sees the slot and descriptor behind it.
+        self.state.store(
+            u64::from(gen) << 32 | u64::from(token.raw()),
+            Ordering::Release,
+        );
+        token
+    }
+
+    fn try_claim(&self) -> Result<Token, ClaimProblem> {
+        if !self.writable {
+            return Err(ClaimProblem::Refused(libc::EBADF));
+        }
+        let fd = reopen(self.map_fd, true).map_err(ClaimProblem::Reopen)?;
+        let start = std::process::id().wrapping_mul(2654435761) % self.table.len().max(1);
+        match self.table.claim(&FdLocks(fd), start, my_info()) {
+            Ok(token) => {
+                self.lock_fd.store(fd as u32 + 1, Ordering::Relaxed);
+                let listed = fork_close_add(fd);
+                self.listed.store(u32::from(listed), Ordering::Relaxed);
+                Ok(token)
+            }
+            Err(e) => {
+                // SAFETY: the descriptor we just opened, unused elsewhere.
+                unsafe { libc::close(fd) };
+                Err(match e {
+                    ClaimError::Full { slots } => ClaimProblem::Full(slots),
+                    ClaimError::System(errno) => ClaimProblem::Refused(errno),
+                })
+            }
+        }
+    }
+
+    /// A description to judge through: our slot-lock one if we hold a slot
+    /// in this fork generation, else a lock-free one opened for the
+    /// purpose.
+    fn judge_fd(&self) -> Result<RawFd, i32> {
+        if self.claimed().is_some() {
+            let fd = self.lock_fd.load(Ordering::Relaxed);
+            if fd != 0 {
+                return Ok(fd as RawFd - 1);
+            }
+        }
+        let gen = u64::from(tid::fork_generation()) + 1;
+        let q = self.query.load(Ordering::Acquire);
+        if q >> 32 == gen && q as u32 != 0 {
+            return Ok((q as u32 - 1) as RawFd);
+        }
+        // A description with no locks: inherited from the parent is fine
+        // too, but a fresh one costs nothing on this slow path.
+        let fd = reopen(self.map_fd, self.writable)?;
+        let new = gen << 32 | u64::from(fd as u32 + 1);
+        match self
+            .query
+            .compare_exchange(q, new, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => {
+                if q as u32 != 0 {
+                    // An ancestor's query description, inherited: our copy
+                    // holds no locks, and closing it is ours to do.
+                    // SAFETY: an inherited descriptor we just replaced.
+                    unsafe { libc::close((q as u32 - 1) as RawFd) };
+                }
+                Ok(fd)
+            }
+            Err(won) => {
+                // SAFETY: ours, unused.
+                unsafe { libc::close(fd) };
+                Ok((won as u32 - 1) as RawFd)
+            }
+        }
+    }
+
+    /// Releases our slot (the mapping is going away).
+    pub(crate) fn release(&self) {
+        let s = self.state.load(Ordering::Acquire);
+        if s != 0 && self.claimed().is_none() && self.listed.load(Ordering::Relaxed) == 0 {
+            // Claimed by an ancestor and not closed by the fork handler:
+            // our inherited copy keeps the ancestor looking alive; drop it.
+            let fd = self.lock_fd.swap(0, Ordering::Relaxed);
+            if fd != 0 {
+                // SAFETY: an inherited descriptor nobody else here uses.
+                unsafe { libc::close(fd as RawFd - 1) };
+            }
+        }
+        if self.claimed().is_some() {
+            let fd = self.lock_fd.swap(0, Ordering::Relaxed);
+            if fd != 0 {
+                let fd = fd as RawFd - 1;
+                if self.listed.load(Ordering::Relaxed) != 0 {
+                    fork_close_remove(fd);
+                }
+                // Closing the description drops its lock: we are gone.
+                // SAFETY: our own descriptor.
+                unsafe { libc::close(fd) };
+            }
+        }
+        let q = self.query.swap(0, Ordering::AcqRel);
+        if q >> 32 == u64::from(tid::fork_generation()) + 1 && q as u32 != 0 {
+            // SAFETY: our own descriptor.
+            unsafe { libc::close((q as u32 - 1) as RawFd) };
+        }
+    }
+}
+
+impl Peers for Presence {
+    #[inline]
+    fn me(&self) -> Token {
+        match self.claimed() {
+            Some(t) => t,
+            None => self.claim(),
+        }
+    }
+
+    fn fate(&self, token: Token) -> Fate {
+        let mine = self.claimed();
+        match self.judge_fd() {
+            Ok(fd) => self.table.fate(&FdLocks(fd), mine, token),
+            Err(_) => {
+                if mine == Some(token) {
+                    Fate::Alive
+                } else {
+                    Fate::Unknown("no file description to ask the kernel about slot locks")
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Descriptors a forked child must close
+// ---------------------------------------------------------------------------
+
+/// How many slot-lock descriptors the fork handler can know of. A process
+/// with more (a mapping more) still works; a child it forks keeps those
+/// extra parents' locks alive until it execs or exits.
+const FORK_CLOSE_LEN: usize = 4096;
+
+/// Slot-lock descriptors (`fd + 1`; 0 is a free entry) that a forked child
+/// closes (see the module docs).
+static FORK_CLOSE: [AtomicU32; FORK_CLOSE_LEN] = [const { AtomicU32::new(0) }; FORK_CLOSE_LEN];
+
+fn install_fork_handlers() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: the handlers only use atomics and close/raw memory
+        // operations, which is fine around fork.
+        unsafe {
+            libc::pthread_atfork(
+                Some(registry_lock_for_fork),
+                Some(registry_unlock_after_fork),
+                Some(in_forked_child),
+            )
+        };
+    });
+}
+
+extern "C" fn in_forked_child() {
+    for e in &FORK_CLOSE {
+        let v = e.swap(0, Ordering::Relaxed);
+        if v != 0 {
+            // SAFETY: an inherited slot-lock descriptor; the child's copy
+            // is its own to close, and close is async-signal-safe.
+            unsafe { libc::close(v as RawFd - 1) };
+        }
+    }
+    registry_unlock_after_fork();
+}
+
+fn fork_close_add(fd: RawFd) -> bool {
+    install_fork_handlers();
+    let v = fd as u32 + 1;
+    FORK_CLOSE.iter().any(|e| {
+        e.compare_exchange(0, v, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    })
+}
+
+fn fork_close_remove(fd: RawFd) {
+    let v = fd as u32 + 1;
+    for e in &FORK_CLOSE {
+        if e.compare_exchange(v, 0, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The registry behind `shmipc_core::peers::resolve`
+// ---------------------------------------------------------------------------
+
+/// How many mappings a process can register. Mappings beyond it still
+/// work, but objects in them resolve to no peers (owners are not judged,
+/// so never taken over: late, never wrong).
+const REGISTRY_LEN: usize = 8192;
+
+/// One registered mapping: its address range and presence (0 when free).
+/// Atomics, but only touched while [`REGISTRY_LOCK`] is held.
+struct Entry {
+    start: AtomicUsize,
+    end: AtomicUsize,
+    presence: AtomicUsize,
+}
+
+/// 1 while a thread (or a fork in progress) holds the registry.
+static REGISTRY_LOCK: AtomicU32 = AtomicU32::new(0);
+/// How many entries are in use (a prefix of [`REGISTRY`]).
+static REGISTRY_LEN_USED: AtomicUsize = AtomicUsize::new(0);
+static REGISTRY: [Entry; REGISTRY_LEN] = [const {
+    Entry {
+        start: AtomicUsize::new(0),
+        end: AtomicUsize::new(0),
+        presence: AtomicUsize::new(0),
+    }
+}; REGISTRY_LEN];
+
+/// Whether the resolver was installed (once per process).
+static INSTALLED: AtomicUsize = AtomicUsize::new(0);
+
+fn registry_lock() {
+    while REGISTRY_LOCK
+        .compare_exchange_weak(0, 1, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        std::thread::yield_now();
+    }
+}
+
+fn registry_unlock() {
+    // SYNC POINT: Release pairs with the Acquire in `registry_lock`.
+    REGISTRY_LOCK.store(0, Ordering::Release);
+}
+
+extern "C" fn registry_lock_for_fork() {
+    registry_lock();
+}
+
+extern "C" fn registry_unlock_after_fork() {
+    if REGISTRY_LOCK.load(Ordering::Relaxed) != 0 {
+        registry_unlock();
+    }
+}
+
+fn set(e: &Entry, start: usize, end: usize, presence: usize) {
+    e.start.store(start, Ordering::Relaxed);
+    e.end.store(end, Ordering::Relaxed);
+    e.presence.store(presence, Ordering::Relaxed);
+}
+
+/// Registers the mapping `start..end` with its presence, so that objects
+/// inside it resolve to it. Returns whether there was room.
+///
+/// # Safety
+///
+/// `presence` stays valid until [`unregister`] is called with the same
+/// `start`, which happens before the mapping goes away.
+pub(crate) unsafe fn register(start: usize, end: usize, presence: *const Presence) -> bool {
+    install_fork_handlers();
+    if INSTALLED.swap(1, Ordering::AcqRel) == 0 {
+        shmipc_core::peers::set_resolver(resolve);
+    }
+    registry_lock();
+    let len = REGISTRY_LEN_USED.load(Ordering::Relaxed);
+    let ok = len < REGISTRY_LEN;
+    if ok {
+        set(&REGISTRY[len], start, end, presence as usize);
+        REGISTRY_LEN_USED.store(len + 1, Ordering::Relaxed);
+    }
+    registry_unlock();
+    shmipc_core::peers::mappings_changed();
+    ok
+}
+
+/// Removes the mapping that starts at `start`.
+pub(crate) fn unregister(start: usize) {
+    registry_lock();
+    let len = REGISTRY_LEN_USED.load(Ordering::Relaxed);
+    if let Some(i) = REGISTRY[..len]
+        .iter()
+        .position(|e| e.start.load(Ordering::Relaxed) == start)
+    {
+        let last = &REGISTRY[len - 1];
+        set(
+            &REGISTRY[i],
+            last.start.load(Ordering::Relaxed),
+            last.end.load(Ordering::Relaxed),
+            last.presence.load(Ordering::Relaxed),
+        );
+        set(last, 0, 0, 0);
+        REGISTRY_LEN_USED.store(len - 1, Ordering::Relaxed);
+    }
+    registry_unlock();
+    shmipc_core::peers::mappings_changed();
+}
+
+fn resolve(addr: usize) -> Option<(usize, usize, &'static dyn Peers)> {
+    registry_lock();
+    let len = REGISTRY_LEN_USED.load(Ordering::Relaxed);
+    let found = REGISTRY[..len].iter().find_map(|e| {
+        let (start, end) = (e.start.load(Ordering::Relaxed), e.end.load(Ordering::Relaxed));
+        (start <= addr && addr < end).then(|| (start, end, e.presence.load(Ordering::Relaxed)))
+    });
+    registry_unlock();
+    found.map(|(start, end, p)| {
+        // SAFETY: registered presences live until unregistered (the
+        // contract of `register`), and the caller holds a reference into
+        // the mapping (the contract of `shmipc_core::peers::resolve`).
+        let p: &'static Presence = unsafe { &*(p as *const Presence) };
+        (start, end, p as &'static dyn Peers)
+    })
+}

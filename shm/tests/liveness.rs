@@ -1,0 +1,557 @@
+//! Death is judged right or not at all: holders that are alive are never
+//! taken over, wherever they run, and holders that died are.
+//!
+//! The cases that a pid-based check gets wrong, each across real
+//! processes: a holder in another pid namespace (a container sharing
+//! `/dev/shm`), in both directions; a holder whose main thread has exited
+//! (its leader is a zombie while its other threads run); a new holder that
+//! got a dead holder's pid; a forked child dropping a guard it inherited;
+//! and a kernel that refuses futexes.
+//!
+//! The namespace tests need root (`unshare(CLONE_NEWPID)` needs
+//! `CAP_SYS_ADMIN`); run as another user they say so and skip. CI runs as
+//! root, where a failing `unshare` fails the test.
+
+mod common;
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, Instant};
+
+use common::join;
+use shmipc::{
+    fork, Anon, AtomicU32, ByteQueue, BytesConfig, Child, Error, Event, ExitStatus, Lock,
+    LockError, Pipe, PopError, Queue, RecvError, RingConfig, Shared, Side, SpscQueue, Unlinker,
+};
+
+/// Longer than several owner-check intervals (50 ms): a waiter that judged
+/// a live holder dead would have taken over by then.
+const SEVERAL_CHECKS: Duration = Duration::from_millis(400);
+const LONG: Duration = Duration::from_secs(30);
+
+/// The exit code of an intermediate process whose `unshare` failed.
+const NO_NAMESPACE: i32 = 77;
+
+/// Runs `f` as the first process (pid 1) of a new pid namespace: a
+/// grandchild, since `unshare(CLONE_NEWPID)` applies to the caller's later
+/// children. Returns the intermediate child, whose exit code is `f`'s (or
+/// 128 + the signal that ended it), and stores the grandchild's pid as the
+/// parent's namespace numbers it in `inner`. `None` if this user cannot
+/// make namespaces (not root); as root that is a failure.
+fn in_new_pid_namespace(inner: &Anon<AtomicU32>, f: impl FnOnce() -> i32) -> Option<Child> {
+    let mut child = fork(|| {
+        // SAFETY: unshare(CLONE_NEWPID) only changes the namespace of
+        // children made from now on.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            return NO_NAMESPACE;
+        }
+        // SAFETY: this process has one thread; the grandchild runs `f` and
+        // ends in _exit.
+        match unsafe { libc::fork() } {
+            -1 => 2,
+            0 => {
+                // SAFETY: getpid cannot fail.
+                let code = if unsafe { libc::getpid() } != 1 {
+                    3 // not in a new namespace after all
+                } else {
+                    f()
+                };
+                // SAFETY: ends the grandchild without running the parent's
+                // destructors.
+                unsafe { libc::_exit(code) }
+            }
+            g => {
+                inner.store(g as u32, SeqCst);
+                let mut status = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(g, &mut status, 0) };
+                if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    128 + libc::WTERMSIG(status)
+                }
+            }
+        }
+    })
+    .expect("fork");
+    // Wait until the grandchild exists, or the intermediate gave up.
+    let start = Instant::now();
+    while inner.load(SeqCst) == 0 && start.elapsed() < LONG {
+        if let Some(status) = child.try_wait().expect("waitpid") {
+            assert_eq!(status, ExitStatus::Code(NO_NAMESPACE));
+            // SAFETY: geteuid cannot fail.
+            if unsafe { libc::geteuid() } == 0 {
+                panic!("running as root, but unshare(CLONE_NEWPID) failed");
+            }
+            eprintln!("skipped: unshare(CLONE_NEWPID) needs root (CAP_SYS_ADMIN)");
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Some(child)
+}
+
+/// SIGKILLs the grandchild [`in_new_pid_namespace`] made.
+fn kill_grandchild(inner: &Anon<AtomicU32>) {
+    let pid = inner.load(SeqCst) as libc::pid_t;
+    assert!(pid > 0);
+    // SAFETY: the grandchild we made, by the pid our namespace gives it;
+    // its parent (our child) has not reaped it, so the pid is still its.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
+}
+
+#[test]
+fn a_lock_held_in_another_pid_namespace_is_not_taken_over() {
+    let names = Unlinker::new("ns-lock-in");
+    let name = names.name("lock");
+    let lock = Shared::<Lock>::create(&name, ()).unwrap();
+    let (held, release) = (
+        Anon::<Event>::new(()).unwrap(),
+        Anon::<Event>::new(()).unwrap(),
+    );
+    let inner = Anon::<AtomicU32>::new(0).unwrap();
+    let Some(mut child) = in_new_pid_namespace(&inner, || {
+        let lock = Shared::<Lock>::open(&name).unwrap();
+        let guard = lock.lock().unwrap();
+        held.set();
+        if !release.wait_timeout(LONG) {
+            return 4;
+        }
+        drop(guard);
+        0
+    }) else {
+        return;
+    };
+    assert!(held.wait_timeout(LONG));
+    match lock.lock_timeout(SEVERAL_CHECKS) {
+        Err(LockError::Timeout) => {}
+        Ok(g) => panic!(
+            "took over a live holder in another pid namespace (owner_died = {})",
+            g.owner_died()
+        ),
+        Err(e) => panic!("{e}"),
+    }
+    release.set();
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    let g = lock.lock_timeout(LONG).unwrap();
+    assert!(!g.owner_died(), "the holder released it normally");
+}
+
+#[test]
+fn a_lock_held_outside_is_not_taken_over_from_inside_a_pid_namespace() {
+    let names = Unlinker::new("ns-lock-out");
+    let name = names.name("lock");
+    let lock = Shared::<Lock>::create(&name, ()).unwrap();
+    let guard = lock.lock().unwrap();
+    let inner = Anon::<AtomicU32>::new(0).unwrap();
+    let Some(mut child) = in_new_pid_namespace(&inner, || {
+        let lock = Shared::<Lock>::open(&name).unwrap();
+        let code = match lock.lock_timeout(SEVERAL_CHECKS) {
+            Err(LockError::Timeout) => 0,
+            Ok(_) => 5, // took over a live holder outside its namespace
+            Err(_) => 6,
+        };
+        code
+    }) else {
+        return;
+    };
+    assert_eq!(
+        join(&mut child),
+        ExitStatus::Code(0),
+        "5: the holder outside the namespace was taken over"
+    );
+    assert!(!guard.owner_died());
+    drop(guard);
+}
+
+#[test]
+fn a_holder_killed_inside_a_pid_namespace_is_taken_over_outside() {
+    let names = Unlinker::new("ns-lock-killed");
+    let name = names.name("lock");
+    let lock = Shared::<Lock>::create(&name, ()).unwrap();
+    let held = Anon::<Event>::new(()).unwrap();
+    let inner = Anon::<AtomicU32>::new(0).unwrap();
+    let Some(mut child) = in_new_pid_namespace(&inner, || {
+        let lock = Shared::<Lock>::open(&name).unwrap();
+        let _guard = lock.lock().unwrap().leak();
+        held.set();
+        std::thread::sleep(LONG);
+        0
+    }) else {
+        return;
+    };
+    assert!(held.wait_timeout(LONG));
+    kill_grandchild(&inner);
+    assert_eq!(join(&mut child), ExitStatus::Code(128 + libc::SIGKILL));
+    let mut g = lock.lock_timeout(LONG).unwrap();
+    assert!(g.owner_died(), "the dead holder's lock was taken over");
+    g.mark_consistent();
+}
+
+#[test]
+fn a_queue_slot_claimed_in_another_pid_namespace_is_not_recovered_while_it_lives() {
+    let names = Unlinker::new("ns-mpmc");
+    let name = names.name("q");
+    let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
+    let (claimed, release) = (
+        Anon::<Event>::new(()).unwrap(),
+        Anon::<Event>::new(()).unwrap(),
+    );
+    let inner = Anon::<AtomicU32>::new(0).unwrap();
+    let Some(mut child) = in_new_pid_namespace(&inner, || {
+        let q = Queue::<u64>::open(&name).unwrap();
+        let r = q.push_pausing(7, LONG, || {
+            claimed.set();
+            assert!(release.wait_timeout(LONG));
+        });
+        i32::from(r.is_err())
+    }) else {
+        return;
+    };
+    assert!(claimed.wait_timeout(LONG));
+    assert_eq!(
+        q.pop_timeout(SEVERAL_CHECKS),
+        Err(PopError::Timeout),
+        "a live producer's claimed slot was skipped"
+    );
+    release.set();
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    assert_eq!(q.pop_timeout(LONG), Ok(7), "its item arrives");
+    for i in 0..12 {
+        q.push(i).unwrap();
+        assert_eq!(q.pop(), Ok(i), "the ring stays consistent");
+    }
+}
+
+#[test]
+fn a_byte_grant_held_in_another_pid_namespace_is_not_skipped_while_it_lives() {
+    let names = Unlinker::new("ns-bytes");
+    let name = names.name("q");
+    let q = ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
+    let (reserved, release) = (
+        Anon::<Event>::new(()).unwrap(),
+        Anon::<Event>::new(()).unwrap(),
+    );
+    let inner = Anon::<AtomicU32>::new(0).unwrap();
+    let Some(mut child) = in_new_pid_namespace(&inner, || {
+        let q = ByteQueue::open(&name).unwrap();
+        let mut g = q.reserve(5).unwrap();
+        g.write_at(0, b"early").unwrap();
+        reserved.set();
+        if !release.wait_timeout(LONG) {
+            return 4;
+        }
+        g.commit();
+        0
+    }) else {
+        return;
+    };
+    assert!(reserved.wait_timeout(LONG));
+    q.send(b"later").unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        q.recv_into_timeout(&mut buf, SEVERAL_CHECKS),
+        Err(RecvError::Timeout),
+        "a live writer's reservation was skipped"
+    );
+    release.set();
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    assert_eq!(q.recv_into_timeout(&mut buf, LONG), Ok(5));
+    assert_eq!(&buf[..5], b"early");
+    assert_eq!(q.recv_into_timeout(&mut buf, LONG), Ok(5));
+    assert_eq!(&buf[..5], b"later");
+}
+
+#[test]
+fn roles_held_in_another_pid_namespace_are_refused_not_taken_over() {
+    let names = Unlinker::new("ns-roles");
+    let (qname, pname) = (names.name("spsc"), names.name("pipe"));
+    let _q = SpscQueue::<u32>::create(&qname, RingConfig::new(8)).unwrap();
+    let _a = Pipe::create(&pname, BytesConfig::new(1024, 64)).unwrap();
+    let (held, release) = (
+        Anon::<Event>::new(()).unwrap(),
+        Anon::<Event>::new(()).unwrap(),
+    );
+    let inner = Anon::<AtomicU32>::new(0).unwrap();
+    let Some(mut child) = in_new_pid_namespace(&inner, || {
+        let tx = SpscQueue::<u32>::producer(&qname).unwrap();
+        let b = Pipe::open(&pname).unwrap();
+        held.set();
+        if !release.wait_timeout(LONG) {
+            return 4;
+        }
+        drop((tx, b));
+        0
+    }) else {
+        return;
+    };
+    assert!(held.wait_timeout(LONG));
+    // Give a wrong judgement time to happen (roles are judged at once).
+    std::thread::sleep(Duration::from_millis(100));
+    match SpscQueue::<u32>::producer(&qname) {
+        Err(Error::RoleTaken { .. }) => {}
+        other => panic!("expected RoleTaken, got {other:?}"),
+    }
+    match Pipe::open(&pname) {
+        Err(Error::RoleTaken { .. }) => {}
+        other => panic!("expected RoleTaken for {:?}, got {other:?}", Side::B),
+    }
+    release.set();
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    assert!(SpscQueue::<u32>::producer(&qname).is_ok());
+    assert!(Pipe::open(&pname).is_ok());
+}
+
+#[test]
+fn a_new_holder_with_a_dead_holders_pid_takes_the_role_over() {
+    // Pid reuse on demand: the first process of a new pid namespace is
+    // always pid 1.
+    let names = Unlinker::new("ns-reuse");
+    let name = names.name("spsc");
+    let _q = SpscQueue::<u32>::create(&name, RingConfig::new(8)).unwrap();
+    let held = Anon::<Event>::new(()).unwrap();
+    let inner = Anon::<AtomicU32>::new(0).unwrap();
+    let Some(mut first) = in_new_pid_namespace(&inner, || {
+        let _tx = SpscQueue::<u32>::producer(&name).unwrap();
+        held.set();
+        std::thread::sleep(LONG);
+        0
+    }) else {
+        return;
+    };
+    assert!(held.wait_timeout(LONG));
+    kill_grandchild(&inner);
+    assert_eq!(join(&mut first), ExitStatus::Code(128 + libc::SIGKILL));
+    let inner2 = Anon::<AtomicU32>::new(0).unwrap();
+    let mut second = in_new_pid_namespace(&inner2, || {
+        match SpscQueue::<u32>::producer(&name) {
+            Ok(_) => 0,
+            Err(Error::RoleTaken { .. }) => 5, // refused: "held" by its own pid
+            Err(_) => 6,
+        }
+    })
+    .expect("made one a moment ago");
+    assert_eq!(
+        join(&mut second),
+        ExitStatus::Code(0),
+        "5: the dead holder's pid, reused, kept the role"
+    );
+}
+
+/// The state letter of `/proc/<pid>/stat` (the process's leader thread).
+fn leader_state(pid: u32) -> Option<u8> {
+    let s = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let close = s.iter().rposition(|&b| b == b')')?;
+    s.get(close + 2).copied()
+}
+
+/// Forks a child whose main thread exits (leaving a zombie leader) while a
+/// second thread runs `work`, then ends the process with `work`'s code.
+fn child_with_exited_main_thread(work: impl FnOnce() -> i32 + Send + 'static) -> Child {
+    fork(|| {
+        std::thread::spawn(move || {
+            let code = work();
+            // SAFETY: ends the whole process (exit_group).
+            unsafe { libc::_exit(code) }
+        });
+        // SAFETY: SYS_exit ends only the calling thread, without unwinding;
+        // the process lives on in the thread spawned above.
+        unsafe { libc::syscall(libc::SYS_exit, 0) };
+        unreachable!("the main thread has exited")
+    })
+    .expect("fork")
+}
+
+#[test]
+fn a_producer_whose_main_thread_exited_keeps_its_claim() {
+    let names = Unlinker::new("zombie-leader-mpmc");
+    let name = names.name("q");
+    let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
+    let (n, c, r) = (name.clone(), names.name("claimed"), names.name("release"));
+    let claimed = Shared::<Event>::create(&c, ()).unwrap();
+    let release = Shared::<Event>::create(&r, ()).unwrap();
+    let mut child = child_with_exited_main_thread(move || {
+        let q = Queue::<u64>::open(&n).unwrap();
+        let (claimed, release) = (
+            Shared::<Event>::open(&c).unwrap(),
+            Shared::<Event>::open(&r).unwrap(),
+        );
+        let res = q.push_pausing(7, LONG, || {
+            claimed.set();
+            assert!(release.wait_timeout(LONG));
+        });
+        i32::from(res.is_err())
+    });
+    assert!(claimed.wait_timeout(LONG));
+    assert_eq!(
+        leader_state(child.pid()),
+        Some(b'Z'),
+        "the scenario: the leader is a zombie, the process alive"
+    );
+    assert_eq!(
+        q.pop_timeout(SEVERAL_CHECKS),
+        Err(PopError::Timeout),
+        "the claim of a live process with an exited main thread was skipped"
+    );
+    release.set();
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    assert_eq!(q.pop_timeout(LONG), Ok(7));
+    for i in 0..12 {
+        q.push(i).unwrap();
+        assert_eq!(q.pop(), Ok(i));
+    }
+}
+
+#[test]
+fn a_writer_whose_main_thread_exited_keeps_its_reservation() {
+    let names = Unlinker::new("zombie-leader-bytes");
+    let name = names.name("q");
+    let q = ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
+    let (n, c, r) = (name.clone(), names.name("reserved"), names.name("release"));
+    let reserved = Shared::<Event>::create(&c, ()).unwrap();
+    let release = Shared::<Event>::create(&r, ()).unwrap();
+    let mut child = child_with_exited_main_thread(move || {
+        let q = ByteQueue::open(&n).unwrap();
+        let (reserved, release) = (
+            Shared::<Event>::open(&c).unwrap(),
+            Shared::<Event>::open(&r).unwrap(),
+        );
+        let mut g = q.reserve(5).unwrap();
+        g.write_at(0, b"early").unwrap();
+        reserved.set();
+        if !release.wait_timeout(LONG) {
+            return 4;
+        }
+        g.commit();
+        0
+    });
+    assert!(reserved.wait_timeout(LONG));
+    assert_eq!(leader_state(child.pid()), Some(b'Z'));
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        q.recv_into_timeout(&mut buf, SEVERAL_CHECKS),
+        Err(RecvError::Timeout),
+        "the reservation of a live process with an exited main thread was skipped"
+    );
+    release.set();
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    assert_eq!(q.recv_into_timeout(&mut buf, LONG), Ok(5));
+    assert_eq!(&buf[..5], b"early");
+}
+
+#[test]
+fn a_forked_child_dropping_an_inherited_guard_releases_nothing() {
+    let names = Unlinker::new("inherited-guard");
+    let name = names.name("lock");
+    let lock = Shared::<Lock>::create(&name, ()).unwrap();
+    let guard = lock.lock().unwrap();
+    let held = &guard;
+    let mut child = fork(|| {
+        // The child's copy of the parent's guard, dropped here.
+        // SAFETY: a bitwise copy of a guard in the child's copy of our
+        // memory; the parent's own guard is untouched.
+        drop(unsafe { std::ptr::read(held) });
+        0
+    })
+    .unwrap();
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    assert!(lock.is_locked(), "the child's drop released our lock");
+    // Another process must still find it held.
+    let mut probe = fork(|| {
+        let l = Shared::<Lock>::open(&name).unwrap();
+        let refused = matches!(l.try_lock(), Err(LockError::WouldBlock));
+        i32::from(!refused)
+    })
+    .unwrap();
+    assert_eq!(join(&mut probe), ExitStatus::Code(0));
+    drop(guard);
+    assert!(!lock.is_locked());
+}
+
+/// Installs a seccomp filter that makes every `futex` system call fail
+/// with `ENOSYS`, as some sandboxes do.
+fn forbid_futex() -> bool {
+    let filter = [
+        // Load the system call number (offset 0 of seccomp_data).
+        libc::sock_filter {
+            code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_futex as u32,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
+        },
+        libc::sock_filter {
+            code: (libc::BPF_RET | libc::BPF_K) as u16,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        },
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: plain prctl calls; `prog` and `filter` outlive them.
+    unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+            && libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog,
+            ) == 0
+    }
+}
+
+/// CPU time (user + system) this process has used.
+fn cpu_time() -> Duration {
+    // SAFETY: a zeroed rusage is valid for getrusage to fill.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is valid and writable.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+#[test]
+fn a_refused_futex_makes_waits_sleep_not_spin() {
+    let names = Unlinker::new("no-futex");
+    let name = names.name("lock");
+    let lock = Shared::<Lock>::create(&name, ()).unwrap();
+    let _guard = lock.lock().unwrap();
+    let mut child = fork(|| {
+        let lock = Shared::<Lock>::open(&name).unwrap();
+        if !forbid_futex() {
+            return 10;
+        }
+        let (cpu, wall) = (cpu_time(), Instant::now());
+        let r = lock.lock_timeout(Duration::from_millis(500));
+        let (cpu, wall) = (cpu_time() - cpu, wall.elapsed());
+        if r.err() != Some(LockError::Timeout) {
+            return 11;
+        }
+        if wall > Duration::from_secs(5) {
+            return 12; // not bounded
+        }
+        // A spinning wait burns the whole 500 ms; a sleeping one, a few.
+        if cpu > Duration::from_millis(250) {
+            return 13;
+        }
+        0
+    })
+    .unwrap();
+    assert_eq!(
+        join(&mut child),
+        ExitStatus::Code(0),
+        "10: no seccomp; 11: not a timeout; 12: unbounded; 13: it spun"
+    );
+}
