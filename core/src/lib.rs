@@ -67,7 +67,7 @@ pub use event::Event;
 pub use futex::Deadline;
 pub use lock::{Lock, LockError, LockGuard};
 pub use mpmc::Mpmc;
-pub use place::{LayoutError, SharedObject};
+pub use place::{LayoutError, Rule, SharedObject};
 pub use queue::{PopError, PushError, QueueError, RecvError, RingConfig, SendError};
 pub use semaphore::{Semaphore, SemaphoreError};
 pub use spsc::Spsc;

@@ -109,10 +109,10 @@ pub enum Error {
         /// The segment's name.
         name: String,
     },
-    /// The segment holds a queue of another element type than the one
-    /// asked for (opening a `Queue<u64>` as a `Queue<u32>`, say). Only the
-    /// size and alignment are recorded, so types that agree in both are not
-    /// told apart.
+    /// The segment holds elements of another type than the one asked for
+    /// (opening a `Queue<u64>` as a `Queue<u32>`, or a `Value<u64>` as a
+    /// `Value<u32>`, say). Only the size and alignment are recorded, so
+    /// types that agree in both are not told apart.
     ElementMismatch {
         /// The segment's name.
         name: String,
@@ -137,9 +137,16 @@ pub enum Error {
         /// The process that holds it (possibly this one).
         pid: u32,
     },
-    /// The requested object cannot be laid out (zero or overflowing size,
-    /// impossible alignment, ...).
-    Layout(shmipc_core::LayoutError),
+    /// The requested object cannot be made: a size, capacity or count
+    /// breaks its rule (the [`LayoutError`](shmipc_core::LayoutError) says
+    /// which parameter, its value and the rule). Nothing was created.
+    Layout {
+        /// The segment's name; `"(anonymous)"` for an anonymous mapping,
+        /// `"(pool)"` for a [`Pool`](crate::Pool).
+        name: String,
+        /// What is wrong.
+        source: shmipc_core::LayoutError,
+    },
     /// Any other operating-system error.
     Io {
         /// The operation that failed, such as `"ftruncate"`.
@@ -233,7 +240,7 @@ impl fmt::Display for Error {
                 found_align,
             } => write!(
                 f,
-                "shared memory segment {name:?} holds a queue of {found_size}-byte items aligned to {found_align}, not of {expected} ({expected_size} bytes aligned to {expected_align})"
+                "shared memory segment {name:?} holds elements of {found_size} bytes aligned to {found_align}, not {expected} ({expected_size} bytes aligned to {expected_align})"
             ),
             Error::RoleTaken { name, role, pid } => {
                 let who = if *pid == std::process::id() {
@@ -246,7 +253,11 @@ impl fmt::Display for Error {
                     "the {role} of shared memory segment {name:?} is already held by process {pid}{who}"
                 )
             }
-            Error::Layout(e) => write!(f, "cannot lay out the shared object: {e}"),
+            Error::Layout { name, source } => match name.as_str() {
+                "(anonymous)" => write!(f, "cannot make the anonymous shared object: {source}"),
+                "(pool)" => write!(f, "cannot start the pool: {source}"),
+                _ => write!(f, "cannot create shared memory segment {name:?}: {source}"),
+            },
             Error::Io { op, name, source } => write!(
                 f,
                 "{op} failed for shared memory segment {name:?}: {source}"
@@ -259,15 +270,9 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
-            Error::Layout(e) => Some(e),
+            Error::Layout { source, .. } => Some(source),
             _ => None,
         }
-    }
-}
-
-impl From<shmipc_core::LayoutError> for Error {
-    fn from(e: shmipc_core::LayoutError) -> Self {
-        Error::Layout(e)
     }
 }
 
@@ -301,11 +306,19 @@ impl Error {
         }
     }
 
+    /// An object that cannot be made (see [`Error::Layout`]).
+    pub(crate) fn layout(name: &str, source: shmipc_core::LayoutError) -> Error {
+        Error::Layout {
+            name: name.to_owned(),
+            source,
+        }
+    }
+
     /// An error from the core's checks of a queue in a segment.
     pub(crate) fn from_queue(name: &str, e: shmipc_core::QueueError) -> Error {
         use shmipc_core::QueueError;
         match e {
-            QueueError::Layout(l) => Error::Layout(l),
+            QueueError::Layout(l) => Error::layout(name, l),
             QueueError::NotAQueue => {
                 Error::corrupted(name, "the object holds no initialised queue")
             }

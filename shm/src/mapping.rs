@@ -107,15 +107,23 @@ impl ObjectLayout {
     /// The total size of a segment holding this object, if the layout is
     /// possible.
     fn total_size(&self) -> std::result::Result<u64, shmipc_core::LayoutError> {
-        let bad = shmipc_core::LayoutError::InvalidParameters;
-        if self.size == 0 || !self.align.is_power_of_two() || self.align > MAX_ALIGN {
-            return Err(bad);
+        use shmipc_core::{LayoutError, Rule};
+        let largest = isize::MAX as u64 - HEADER_SIZE;
+        if self.size == 0 || self.size > largest {
+            let rule = Rule::Range {
+                min: 1,
+                max: largest,
+            };
+            return Err(LayoutError::parameter("size", self.size, rule));
         }
-        let total = HEADER_SIZE.checked_add(self.size).ok_or(bad)?;
-        if total > isize::MAX as u64 {
-            return Err(bad);
+        if !self.align.is_power_of_two() || self.align > MAX_ALIGN {
+            let rule = Rule::PowerOfTwo {
+                min: 1,
+                max: MAX_ALIGN,
+            };
+            return Err(LayoutError::parameter("alignment", self.align, rule));
         }
-        Ok(total)
+        Ok(HEADER_SIZE + self.size)
     }
 }
 
@@ -194,11 +202,13 @@ impl Mapping {
         force_fallback: bool,
     ) -> Result<Mapping> {
         let name = Name::new(name)?;
-        let total = layout.total_size()?;
+        let total = layout
+            .total_size()
+            .map_err(|e| Error::layout(name.as_str(), e))?;
         let staging = Staging::new(&name, opts.mode & 0o777, force_fallback)?;
         let fd = staging.fd();
-        let total_off = libc::off_t::try_from(total)
-            .map_err(|_| Error::Layout(shmipc_core::LayoutError::InvalidParameters))?;
+        // Fits: total_size keeps it at most isize::MAX.
+        let total_off = total as libc::off_t;
         // SAFETY: `fd` is an open descriptor we own; ftruncate touches no
         // memory of ours.
         if unsafe { libc::ftruncate(fd, total_off) } != 0 {
@@ -836,8 +846,12 @@ mod tests {
             .collect()
     }
 
+    /// The tests that look for temporary names run one at a time.
+    static FALLBACK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn the_fallback_publishes_and_removes_its_temporary_name() {
+        let _one = FALLBACK.lock().unwrap_or_else(|p| p.into_inner());
         let name = unique("fallback");
         let m = Mapping::create_impl(
             &name,
@@ -974,8 +988,11 @@ mod tests {
             let r = Mapping::create(&name, &bad, &Options::new(), |_, _| Ok(()));
             assert!(
                 matches!(
-                    r,
-                    Err(Error::Layout(shmipc_core::LayoutError::InvalidParameters))
+                    &r,
+                    Err(Error::Layout {
+                        name: n,
+                        source: shmipc_core::LayoutError::Parameter { .. }
+                    }) if *n == name
                 ),
                 "{bad:?}: {r:?}"
             );
