@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 
 use crate::header::Kind;
+use crate::mapping::SHM_DIR;
 
 /// Everything that can go wrong when creating, opening or using a named
 /// segment. Every variant that concerns a segment carries its (normalised)
@@ -147,6 +148,18 @@ pub enum Error {
         /// What is wrong.
         source: shmipc_core::LayoutError,
     },
+    /// `/dev/shm` has too little free space for a new segment. Checked,
+    /// and the memory reserved, when the segment is created, so that a
+    /// segment that exists is backed: touching it never raises `SIGBUS`.
+    /// Nothing was created.
+    NoSpace {
+        /// The segment's name.
+        name: String,
+        /// The bytes the segment needs.
+        needed: u64,
+        /// The bytes free for it when creation failed.
+        free: u64,
+    },
     /// Any other operating-system error.
     Io {
         /// The operation that failed, such as `"ftruncate"`.
@@ -258,6 +271,11 @@ impl fmt::Display for Error {
                 "(pool)" => write!(f, "cannot start the pool: {source}"),
                 _ => write!(f, "cannot create shared memory segment {name:?}: {source}"),
             },
+            Error::NoSpace { name, needed, free } => write!(
+                f,
+                "cannot create shared memory segment {name:?}: it needs {needed} bytes, \
+                 and {SHM_DIR} has {free} free"
+            ),
             Error::Io { op, name, source } => write!(
                 f,
                 "{op} failed for shared memory segment {name:?}: {source}"

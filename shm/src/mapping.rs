@@ -13,7 +13,10 @@
 //! 1. it creates the file *unnamed*, with
 //!    `open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, mode)`;
 //! 2. `fchmod`s it to exactly the requested mode (so the umask cannot
-//!    change it), `ftruncate`s it to its full size and maps it;
+//!    change it), `ftruncate`s it to its full size, reserves that size
+//!    (`fstatvfs`, then `posix_fallocate`: a size `/dev/shm` cannot hold is
+//!    [`Error::NoSpace`] now, not a `SIGBUS` when a page is first touched)
+//!    and maps it;
 //! 3. writes the header with state [`INITIALIZING`] and its own pid, then
 //!    initialises the object;
 //! 4. stores [`READY`] (Release) and wakes any futex waiters on the state;
@@ -184,6 +187,10 @@ impl Mapping {
     /// which are zeroed. It runs while the segment has no name yet, so no
     /// other process can see the bytes until it returned `Ok`. If `init`
     /// fails, nothing is left behind and its error is returned.
+    ///
+    /// The segment's memory is reserved before `init` runs: a size that
+    /// `/dev/shm` cannot hold is [`Error::NoSpace`] (naming the bytes
+    /// needed and free), and nothing is left behind.
     pub fn create(
         name: &str,
         layout: &ObjectLayout,
@@ -214,6 +221,7 @@ impl Mapping {
         if unsafe { libc::ftruncate(fd, total_off) } != 0 {
             return Err(Error::from_io("ftruncate", name.as_str(), last_error()));
         }
+        reserve(fd, total, &name)?;
         let map = map_fd(fd, total as usize, false, &name)?;
         let base = map.as_mut_ptr();
         // SAFETY: the mapping is page-aligned and at least HEADER_SIZE
@@ -627,6 +635,59 @@ fn file_size(fd: &OwnedFd, name: &Name) -> Result<u64> {
     Ok(u64::try_from(st.st_size).unwrap_or(0))
 }
 
+/// Reserves the `total` bytes of a new segment's file, so that touching
+/// them later cannot fault with `SIGBUS` for want of space: first a check
+/// of the free space (so that an impossible size fails at once, without
+/// filling the file system first), then `posix_fallocate`. Either failure
+/// is [`Error::NoSpace`], with the space that is free.
+fn reserve(fd: libc::c_int, total: u64, name: &Name) -> Result<()> {
+    let no_space = || Error::NoSpace {
+        name: name.as_str().to_owned(),
+        needed: total,
+        free: free_bytes(fd).unwrap_or(0),
+    };
+    if free_bytes(fd).is_some_and(|free| free < total) {
+        return Err(no_space());
+    }
+    loop {
+        // SAFETY: `fd` is an open descriptor we own; total fits off_t
+        // (at most isize::MAX, checked by total_size).
+        let r = unsafe { libc::posix_fallocate(fd, 0, total as libc::off_t) };
+        match r {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            libc::ENOSPC | libc::EFBIG => return Err(no_space()),
+            // A file system that cannot preallocate at all: nothing to
+            // reserve with, as before.
+            libc::EOPNOTSUPP => return Ok(()),
+            e => {
+                return Err(Error::Io {
+                    op: "posix_fallocate",
+                    name: name.as_str().to_owned(),
+                    source: io::Error::from_raw_os_error(e),
+                })
+            }
+        }
+    }
+}
+
+/// The bytes free for an unprivileged writer on the file system of `fd`.
+fn free_bytes(fd: libc::c_int) -> Option<u64> {
+    // SAFETY: a zeroed statvfs is a valid value for fstatvfs to overwrite.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open and `st` is a valid, writable statvfs.
+    if unsafe { libc::fstatvfs(fd, &mut st) } != 0 {
+        return None;
+    }
+    // A file system that reports no blocks at all (some pseudo file
+    // systems) tells us nothing about its space.
+    if st.f_blocks == 0 {
+        return None;
+    }
+    #[allow(clippy::useless_conversion)]
+    Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
+}
+
 /// The first 8-byte word of a file too short for a header, if it has one
 /// (to tell a foreign file from a truncated segment). Read with `pread`,
 /// which cannot fault however short the file is.
@@ -894,6 +955,25 @@ mod tests {
         assert!(matches!(unlink(&other), Err(Error::NotFound { .. })));
         assert_eq!(temp_names(), Vec::<String>::new());
         unlink(&name).unwrap();
+    }
+
+    #[test]
+    fn a_size_that_does_not_fit_is_no_space_and_leaves_nothing() {
+        let _one = FALLBACK.lock().unwrap_or_else(|p| p.into_inner());
+        let name = unique("no-space");
+        let huge = ObjectLayout {
+            size: 1 << 50,
+            ..layout()
+        };
+        for fallback in [false, true] {
+            let r = Mapping::create_impl(&name, &huge, &Options::new(), |_, _| Ok(()), fallback);
+            assert!(
+                matches!(&r, Err(Error::NoSpace { needed, .. }) if *needed == (1 << 50) + 128),
+                "fallback {fallback}: {r:?}"
+            );
+        }
+        assert!(matches!(unlink(&name), Err(Error::NotFound { .. })));
+        assert_eq!(temp_names(), Vec::<String>::new());
     }
 
     #[test]
