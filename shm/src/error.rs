@@ -160,6 +160,21 @@ pub enum Error {
         /// The bytes free for it when creation failed.
         free: u64,
     },
+    /// The segment belongs to another user, who may have made it to be
+    /// joined by this process (a squatter): refused unless
+    /// [`Options::trust_owner`](crate::Options::trust_owner) or
+    /// [`Options::trust_any_owner`](crate::Options::trust_any_owner) says
+    /// to trust that owner.
+    UntrustedOwner {
+        /// The segment's name.
+        name: String,
+        /// The uid that owns the segment's file.
+        owner: u32,
+        /// That user's name, if the system knows it.
+        owner_name: Option<String>,
+        /// This process's effective uid.
+        euid: u32,
+    },
     /// Any other operating-system error.
     Io {
         /// The operation that failed, such as `"ftruncate"`.
@@ -276,6 +291,23 @@ impl fmt::Display for Error {
                 "cannot create shared memory segment {name:?}: it needs {needed} bytes, \
                  and {SHM_DIR} has {free} free"
             ),
+            Error::UntrustedOwner {
+                name,
+                owner,
+                owner_name,
+                euid,
+            } => {
+                let who = match owner_name {
+                    Some(n) => format!("uid {owner} ({n})"),
+                    None => format!("uid {owner}"),
+                };
+                write!(
+                    f,
+                    "shared memory segment {name:?} is owned by {who}, not by this process's \
+                     user (uid {euid}), so another user may have made it; to join it anyway, \
+                     open it with Options::trust_owner({owner}) or Options::trust_any_owner()"
+                )
+            }
             Error::Io { op, name, source } => write!(
                 f,
                 "{op} failed for shared memory segment {name:?}: {source}"

@@ -40,7 +40,10 @@
 //!
 //! # Opening
 //!
-//! `shm_open`, then `fstat`: a file shorter than the header is
+//! `shm_open`, then `fstat`: a file another user owns is
+//! [`Error::UntrustedOwner`] unless [`Options::trusted_owners`] (or
+//! [`Options::trust_any_owner`]) says to trust that owner — anyone can
+//! create a name in `/dev/shm` first. A file shorter than the header is
 //! [`Error::TooSmall`] (or [`Error::NotShmipc`] if its first 8 bytes are
 //! not our magic), checked before anything is mapped, so no access can run
 //! past the end of the file. Then the header alone is mapped and checked:
@@ -271,7 +274,9 @@ impl Mapping {
 
     /// Opens the segment `name`, which must hold an object of `kind`.
     ///
-    /// Checks, in order: the file is at least a header long (else
+    /// Checks, in order: the file's owner is this process's effective user
+    /// or one `opts` trusts (else [`Error::UntrustedOwner`]); the file is
+    /// at least a header long (else
     /// [`Error::TooSmall`], or [`Error::NotShmipc`] if it does not start
     /// with the magic); magic ([`Error::NotShmipc`]); version
     /// ([`Error::VersionMismatch`]); state, waiting for `READY` as the
@@ -306,6 +311,7 @@ impl Mapping {
         }
         // SAFETY: shm_open returned a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        check_owner(&fd, &name, opts)?;
 
         let size = file_size(&fd, &name)?;
         if size < HEADER_SIZE {
@@ -633,6 +639,52 @@ fn file_size(fd: &OwnedFd, name: &Name) -> Result<u64> {
         return Err(Error::from_io("fstat", name.as_str(), last_error()));
     }
     Ok(u64::try_from(st.st_size).unwrap_or(0))
+}
+
+/// Refuses a segment whose file another user owns, unless `opts` trusts
+/// that owner (see [`Options::trusted_owners`]).
+fn check_owner(fd: &OwnedFd, name: &Name, opts: &Options) -> Result<()> {
+    // SAFETY: a zeroed stat is a valid value for fstat to overwrite.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open and `st` is a valid, writable stat.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(Error::from_io("fstat", name.as_str(), last_error()));
+    }
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let euid = unsafe { libc::geteuid() };
+    if opts.trusts(st.st_uid, euid) {
+        return Ok(());
+    }
+    Err(Error::UntrustedOwner {
+        name: name.as_str().to_owned(),
+        owner: st.st_uid,
+        owner_name: user_name(st.st_uid),
+        euid,
+    })
+}
+
+/// The name of user `uid`, if the system knows it (`getpwuid_r`).
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 1024];
+    loop {
+        // SAFETY: zeroed is a valid passwd for getpwuid_r to overwrite.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; `buf` holds
+        // `buf.len()` bytes for the strings `pwd` will point into.
+        let r = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
+        if r == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if r != 0 || found.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: on success `pw_name` is a NUL-terminated string in `buf`,
+        // which outlives this borrow.
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+        return Some(name.to_string_lossy().into_owned());
+    }
 }
 
 /// Reserves the `total` bytes of a new segment's file, so that touching
