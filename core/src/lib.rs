@@ -73,7 +73,7 @@ pub use futex::Deadline;
 pub use lock::{Lock, LockError, LockGuard, Owner};
 pub use mpmc::Mpmc;
 pub use peers::{Fate, Peers, Token};
-pub use place::{LayoutError, SharedObject};
+pub use place::{LayoutError, Rule, SharedObject};
 pub use queue::{PopError, PushError, QueueError, RecvError, RingConfig, SendError};
 pub use semaphore::{Semaphore, SemaphoreError};
 pub use spsc::Spsc;

@@ -678,9 +678,49 @@ impl RingConfig {
     pub(crate) fn check(&self, min: usize) -> Result<(), LayoutError> {
         let c = self.capacity;
         if c < min || !c.is_power_of_two() || c as u64 > MAX_CAPACITY {
-            return Err(LayoutError::InvalidParameters);
+            return Err(LayoutError::parameter(
+                "capacity",
+                c as u64,
+                crate::place::Rule::PowerOfTwo {
+                    min: min as u64,
+                    max: MAX_CAPACITY,
+                },
+            ));
         }
         Ok(())
+    }
+
+    /// [`RingConfig::check`], and that `T` can be a slot: not zero-sized,
+    /// aligned to at most 128.
+    pub(crate) fn check_for<T>(&self, min: usize) -> Result<(), LayoutError> {
+        self.check(min)?;
+        if size_of::<T>() == 0 {
+            return Err(LayoutError::parameter(
+                "item size",
+                0,
+                crate::place::Rule::Text("must be at least 1 byte"),
+            ));
+        }
+        if align_of::<T>() > 128 {
+            return Err(LayoutError::parameter(
+                "item alignment",
+                align_of::<T>() as u64,
+                crate::place::Rule::AtMost {
+                    max: 128,
+                    why: "a slot starts on a 128-byte boundary",
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// The error for a capacity whose slots do not fit the address space.
+    pub(crate) fn too_large(&self) -> LayoutError {
+        LayoutError::parameter(
+            "capacity",
+            self.capacity as u64,
+            crate::place::Rule::Text("makes the queue larger than the address space"),
+        )
     }
 }
 

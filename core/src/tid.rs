@@ -149,7 +149,8 @@ mod imp {
     }
 
     fn install_atfork() {
-        if !ATFORK_INSTALLED.swap(true, Ordering::AcqRel) {
+        // Miri cannot fork (nor call pthread_atfork).
+        if cfg!(not(miri)) && !ATFORK_INSTALLED.swap(true, Ordering::AcqRel) {
             // SAFETY: registering a child handler that only touches a
             // thread-local Cell and atomics, which is fine in a freshly
             // forked child where only the forking thread runs.
@@ -220,7 +221,8 @@ mod imp {
     }
 
     fn install_atfork() {
-        if !ATFORK_INSTALLED.swap(true, Ordering::AcqRel) {
+        // Miri cannot fork (nor call pthread_atfork).
+        if cfg!(not(miri)) && !ATFORK_INSTALLED.swap(true, Ordering::AcqRel) {
             // SAFETY: the handler only stores to atomics.
             unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
         }

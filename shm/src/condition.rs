@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use shmipc_core::futex::{self, Deadline, WaitOutcome};
 use shmipc_core::sync::{AtomicU32, AtomicU64, Ordering};
-use shmipc_core::{Lock, LockError, LockGuard, SharedObject};
+use shmipc_core::{LayoutError, Lock, LockError, LockGuard, Rule, SharedObject};
 
 use crate::header::Kind;
 use crate::object::ShmObject;
@@ -96,7 +96,8 @@ impl Condition {
     }
 
     /// Takes the condition's lock (see [`Lock::lock`], including what an
-    /// owner's death means).
+    /// owner's death means), waiting as long as it takes (see
+    /// [`Condition::lock_timeout`]).
     pub fn lock(&self) -> Result<CondGuard<'_>, LockError> {
         Ok(CondGuard {
             cond: self,
@@ -170,6 +171,11 @@ impl ShmObject for Condition {
     const KIND: Kind = Kind::CONDITION;
 }
 
+/// How long past its deadline a timed wait may take to get its lock back
+/// (see [`CondGuard::wait_timeout`]): ample for a holder that is running,
+/// short enough to keep the call bounded when it is not.
+const RELOCK_GRACE: Duration = Duration::from_millis(50);
+
 /// The lock of a [`Condition`], held; it waits on the condition.
 ///
 /// Dropping it releases the lock. Like [`LockGuard`], it reports whether
@@ -193,7 +199,8 @@ impl<'a> CondGuard<'a> {
     }
 
     /// Releases the lock, sleeps until notified (or spuriously), and takes
-    /// the lock again.
+    /// the lock again, waiting for both as long as it takes (see
+    /// [`CondGuard::wait_timeout`]).
     pub fn wait(self) -> Result<CondGuard<'a>, LockError> {
         self.wait_until(None).map(|(g, _)| g)
     }
@@ -201,6 +208,11 @@ impl<'a> CondGuard<'a> {
     /// As [`wait`](Self::wait), for at most `timeout`; the flag is false if
     /// the timeout passed without a notify (Python's `wait` returning
     /// `False`).
+    ///
+    /// Taking the lock back is bounded too: by the same deadline, or, once
+    /// that has passed, by 50 ms more. A holder that keeps the
+    /// lock longer (a process stopped while it holds it, say) makes this
+    /// [`LockError::Timeout`], and the lock is not held.
     pub fn wait_timeout(self, timeout: Duration) -> Result<(CondGuard<'a>, bool), LockError> {
         self.wait_until(Some(&Deadline::after(timeout)))
     }
@@ -215,7 +227,13 @@ impl<'a> CondGuard<'a> {
         let outcome = futex::wait(&cond.seq, seq, deadline);
         cond.sleepers.fetch_sub(1, Ordering::SeqCst);
         let notified = outcome != WaitOutcome::TimedOut || cond.seq.load(Ordering::SeqCst) != seq;
-        let guard = cond.lock.lock()?;
+        let guard = match deadline {
+            None => cond.lock.lock()?,
+            Some(d) => {
+                let relock = Deadline::after(RELOCK_GRACE).max(*d);
+                cond.lock.lock_until(Some(&relock))?
+            }
+        };
         Ok((CondGuard { cond, guard }, notified))
     }
 
@@ -234,6 +252,8 @@ impl<'a> CondGuard<'a> {
 
     /// As [`wait_while`](Self::wait_while), for at most `timeout`; the flag
     /// is true if `condition` became false, false if the time ran out.
+    /// Taking the lock back is bounded as in
+    /// [`wait_timeout`](Self::wait_timeout).
     pub fn wait_timeout_while(
         mut self,
         timeout: Duration,
@@ -350,7 +370,9 @@ impl Barrier {
     pub const MAX_PARTIES: u32 = ARRIVED_MASK;
 
     /// A barrier for `parties` parties (1 to [`Barrier::MAX_PARTIES`]; other
-    /// counts make every wait fail with [`BarrierError::InvalidParties`]).
+    /// counts make every wait fail with [`BarrierError::InvalidParties`],
+    /// and are refused when the barrier is placed in shared memory by
+    /// [`Shared`](crate::Shared) or [`Anon`](crate::Anon)).
     pub const fn new(parties: u32) -> Barrier {
         Barrier {
             state: AtomicU32::new(0),
@@ -374,8 +396,9 @@ impl Barrier {
         self.state.load(Ordering::Relaxed) & BROKEN != 0
     }
 
-    /// Waits until all parties have arrived; returns whether this party is
-    /// the leader (the last to arrive; exactly one per round).
+    /// Waits until all parties have arrived, as long as it takes (see
+    /// [`Barrier::wait_timeout`]); returns whether this party is the
+    /// leader (the last to arrive; exactly one per round).
     pub fn wait(&self) -> Result<bool, BarrierError> {
         self.wait_until(None)
     }
@@ -502,6 +525,17 @@ unsafe impl SharedObject for Barrier {
     unsafe fn init(this: *mut Self, parties: u32) {
         // SAFETY: the caller guarantees `this` is valid and exclusive.
         unsafe { this.write(Barrier::new(parties)) };
+    }
+
+    fn check_config(parties: &u32) -> Result<(), LayoutError> {
+        if (1..=Barrier::MAX_PARTIES).contains(parties) {
+            return Ok(());
+        }
+        let rule = Rule::Range {
+            min: 1,
+            max: Barrier::MAX_PARTIES.into(),
+        };
+        Err(LayoutError::parameter("parties", (*parties).into(), rule))
     }
 }
 

@@ -90,7 +90,7 @@ pub use queue::{ByteQueue, Queue};
 pub use segment::Segment;
 pub use spsc::{SpscConsumer, SpscProducer, SpscQueue};
 pub use unlinker::Unlinker;
-pub use value::{Array, ArrayError, Value};
+pub use value::{Array, ArrayError, Value, ValueError};
 
 pub use shmipc_core::semaphore::SemaphoreConfig;
 pub use shmipc_core::sync;

@@ -86,7 +86,7 @@ impl<T: ShmObject> Shared<T> {
             // SAFETY: the bytes are ours alone while the segment is unnamed
             // (Mapping::create's contract), valid for `len` bytes for as
             // long as the mapping lives; init_at checks size and alignment.
-            unsafe { T::init_at(ptr, len, config) }?;
+            unsafe { T::init_at(ptr, len, config) }.map_err(|e| Error::layout(name, e))?;
             Ok(())
         })?;
         Self::from_mapping(map)
@@ -149,7 +149,8 @@ impl<T: ShmObject> Shared<T> {
         // SAFETY: the mapping's object bytes stay mapped as long as `map`,
         // which we keep beside the reference's only use (Deref borrows
         // self). They are only accessed atomically, through T's methods.
-        let object: &T = unsafe { T::from_ptr(map.object_ptr(), map.object_len()) }?;
+        let object: &T = unsafe { T::from_ptr(map.object_ptr(), map.object_len()) }
+            .map_err(|e| Error::layout(map.name(), e))?;
         Ok(Shared {
             object: NonNull::from(object),
             map,
@@ -218,7 +219,8 @@ impl<T: SharedObject> Anon<T> {
         // SAFETY: the mapping is fresh, page-aligned, `len` bytes, and no
         // one else can see it yet; init_at checks size and alignment. The
         // object lives as long as `map`, which `Anon` keeps.
-        let object = unsafe { T::init_at(map.as_ptr(), map.len(), config) }?;
+        let object = unsafe { T::init_at(map.as_ptr(), map.len(), config) }
+            .map_err(|e| Error::layout("(anonymous)", e))?;
         Ok(Anon {
             object: NonNull::from(object),
             _map: map,

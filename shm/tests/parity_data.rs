@@ -181,7 +181,7 @@ fn a_full_dict_and_oversized_entries_are_errors() {
     ));
     assert!(matches!(
         SharedDict::create(&names.name("zero"), DictConfig::new(0, 4, 4)),
-        Err(Error::Layout(_))
+        Err(Error::Layout { .. })
     ));
 }
 
