@@ -25,7 +25,7 @@
 //!
 //! A sleeper wakes at least every [`OWNER_CHECK_INTERVAL`]. If it was not
 //! woken and the lock is still held by the same thread, it asks
-//! [`liveness::is_dead`](crate::liveness::is_dead) about the owner. If the
+//! [`liveness::is_dead`] about the owner. If the
 //! owner is gone, the sleeper takes the lock over with `OWNER_DIED` set
 //! and its guard says so ([`LockGuard::owner_died`]), as `EOWNERDEAD` does
 //! for a robust pthread mutex. The new owner repairs what the lock protects
