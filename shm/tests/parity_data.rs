@@ -7,7 +7,8 @@ use std::time::Duration;
 use common::{eventually, join, join_all_ok, CHILD_TIMEOUT};
 use shmipc::sync::{AtomicU32, Ordering};
 use shmipc::{
-    fork, Anon, Array, DictConfig, DictError, Error, SharedDict, SharedList, Unlinker, Value,
+    fork, Anon, Array, ArrayError, DictConfig, DictError, Error, SharedDict, SharedList, Unlinker,
+    Value,
 };
 
 const PROCS: u64 = 8;
@@ -81,8 +82,9 @@ fn array_updates_from_many_processes_lose_nothing() {
         let own = if i < PROCS as usize { ROUNDS } else { 0 };
         assert_eq!(u64::from(*v), PROCS * ROUNDS + own, "element {i}");
     }
-    assert!(arr.get(16).is_err());
-    assert!(arr.set(16, 0).is_err());
+    let beyond = ArrayError::OutOfBounds { index: 16, len: 16 };
+    assert_eq!(arr.get(16), Err(beyond));
+    assert_eq!(arr.set(16, 0), Err(beyond));
 }
 
 #[test]
