@@ -412,6 +412,7 @@ impl SharedDict {
         let (lock, ..) = control(&self.region);
         let mut guard = lock.lock()?;
         if guard.owner_died() {
+            crate::fault::repaired();
             self.repair();
             guard.mark_consistent();
         }
@@ -542,6 +543,7 @@ impl SharedDict {
         hdr.hash.store(h, Ordering::Relaxed);
         hdr.seq
             .store(next_seq.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        crate::fault::pause(crate::fault::Point::DictBeforePublish);
         // SYNC POINT: Release so that a process which finds this state
         // after our death (a takeover's Acquire) also finds the entry
         // written; live readers are ordered by the lock.
@@ -587,6 +589,7 @@ impl SharedDict {
             Some(old) => {
                 let previous = self.value_of(old)?;
                 self.write_entry(slot, key, value, h);
+                crate::fault::pause(crate::fault::Point::DictBeforeTombstone);
                 self.slot(old).0.state.store(TOMBSTONE, Ordering::Relaxed);
                 if !was_tombstone {
                     tombs.fetch_add(1, Ordering::Relaxed);
