@@ -189,6 +189,7 @@ fn a_full_dict_and_oversized_entries_are_errors() {
 
 #[test]
 fn a_writer_killed_holding_the_dict_lock_is_repaired_around() {
+    let _one = repairing();
     let dict = SharedDict::anon(DictConfig::new(64, 16, 16)).unwrap();
     let inside = Anon::<AtomicU32>::new(0).unwrap();
     dict.insert(b"kept", b"1").unwrap();
@@ -274,6 +275,15 @@ impl RawDict {
     }
 }
 
+/// Held by the tests that take over a dead dict writer's lock:
+/// `fault::repairs()` counts for the whole process, and `cargo test` runs
+/// the tests of a file as threads of one.
+static REPAIRING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn repairing() -> std::sync::MutexGuard<'static, ()> {
+    REPAIRING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Forks a writer that runs `write` on `dict` with the dict's pause point
 /// `point` armed, waits until it reports (through shared memory) that it
 /// has reached the point, and SIGKILLs it there.
@@ -298,6 +308,7 @@ fn kill_at(dict: &SharedDict, point: fault::Point, write: impl FnOnce(&SharedDic
 
 #[test]
 fn a_dict_writer_killed_before_publishing_a_new_entry_loses_only_it() {
+    let _one = repairing();
     let names = Unlinker::new("dict-kill-publish");
     let name = names.name("d");
     let config = (16, 16, 16);
@@ -338,6 +349,7 @@ fn a_dict_writer_killed_before_publishing_a_new_entry_loses_only_it() {
 
 #[test]
 fn a_dict_writer_killed_between_replacing_and_tombstoning_leaves_a_duplicate_that_is_repaired() {
+    let _one = repairing();
     let names = Unlinker::new("dict-kill-replace");
     let name = names.name("d");
     let config = (16, 16, 16);
