@@ -3,44 +3,7 @@
 //! `Manager().dict()` and `Manager().list()` give, without a manager
 //! process.
 //!
-//! # SharedDict layout
-//!
-//! A fixed-capacity open-addressing table (linear probing, tombstones)
-//! under one [`Lock`]:
-//!
-//! | offset | field |
-//! |---|---|
-//! | 0 | [`Lock`] (16 bytes) |
-//! | 16 | `len: u32` — live entries (a hint; recounted on repair) |
-//! | 20 | `tombstones: u32` — likewise |
-//! | 24 | `next_seq: u64` — write counter |
-//! | 64 | `slots` slots of `stride` bytes |
-//!
-//! Each slot: `state: u32` (0 empty, 1 full, 2 tombstone), `key_len: u32`,
-//! `value_len: u32`, reserved `u32`, `hash: u64` (FNV-1a of the key),
-//! `seq: u64` (when it was written), then `max_key` key bytes and
-//! `max_value` value bytes; `stride` is that rounded up to 8. `params` =
-//! `[capacity, slots, max_key, max_value]`, with `slots = capacity +
-//! capacity / 4 + 1`, so a table holding `capacity` entries always has a
-//! free slot and every probe ends.
-//!
-//! **Crash safety.** A new entry is written into a free slot while that
-//! slot is still empty (or a tombstone), and only then published by storing
-//! `state = full`; replacing a key's value writes the new entry into a free
-//! slot first and then turns the old one into a tombstone. So a writer
-//! killed at any point leaves every key with its old or its new value —
-//! never a torn one — though possibly twice (old and new both full) and
-//! with `len` off by one. The next locker is told the owner died
-//! ([`LockGuard::owner_died`]) and repairs: slots with an impossible state
-//! or length, or whose hash does not match their key, become tombstones;
-//! of two entries for one key the one with the higher `seq` stays; `len`
-//! and `tombstones` are recounted. Then it marks the lock consistent.
-//!
-//! Lookups never run past `slots` probes, whatever the memory holds.
-//! Removing leaves tombstones, which lengthen probes until the table
-//! empties (then every slot is reset); a table used as a long-lived cache
-//! with much churn pays for that with longer probes, never with a wrong
-//! answer.
+//! The layout and what a writer's death costs are on [`SharedDict`].
 
 use std::collections::HashMap;
 use std::fmt;
@@ -321,7 +284,7 @@ unsafe fn copy_out(src: *const u8, len: usize) -> Vec<u8> {
 
 /// A map from byte keys to byte values in shared memory, for any number of
 /// processes: a fixed-capacity open-addressing table under one [`Lock`]
-/// (see the [module documentation](self) for its layout and crash safety).
+/// (see *Layout* below, and what a writer's death costs).
 ///
 /// Keys and values are copied in and out; nothing hands out references to
 /// the shared bytes.
@@ -345,6 +308,45 @@ unsafe fn copy_out(src: *const u8, len: usize) -> Vec<u8> {
 /// assert!(matches!(dict.insert(&[0; 33], b""), Err(DictError::TooLarge { .. })));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Layout
+///
+/// A fixed-capacity open-addressing table (linear probing, tombstones)
+/// under one [`Lock`]:
+///
+/// | offset | field |
+/// |---|---|
+/// | 0 | [`Lock`] (16 bytes) |
+/// | 16 | `len: u32` — live entries (a hint; recounted on repair) |
+/// | 20 | `tombstones: u32` — likewise |
+/// | 24 | `next_seq: u64` — write counter |
+/// | 64 | `slots` slots of `stride` bytes |
+///
+/// Each slot: `state: u32` (0 empty, 1 full, 2 tombstone), `key_len: u32`,
+/// `value_len: u32`, reserved `u32`, `hash: u64` (FNV-1a of the key),
+/// `seq: u64` (when it was written), then `max_key` key bytes and
+/// `max_value` value bytes; `stride` is that rounded up to 8. `params` =
+/// `[capacity, slots, max_key, max_value]`, with `slots = capacity +
+/// capacity / 4 + 1`, so a table holding `capacity` entries always has a
+/// free slot and every probe ends.
+///
+/// **Crash safety.** A new entry is written into a free slot while that
+/// slot is still empty (or a tombstone), and only then published by storing
+/// `state = full`; replacing a key's value writes the new entry into a free
+/// slot first and then turns the old one into a tombstone. So a writer
+/// killed at any point leaves every key with its old or its new value —
+/// never a torn one — though possibly twice (old and new both full) and
+/// with `len` off by one. The next locker is told the owner died
+/// ([`LockGuard::owner_died`]) and repairs: slots with an impossible state
+/// or length, or whose hash does not match their key, become tombstones;
+/// of two entries for one key the one with the higher `seq` stays; `len`
+/// and `tombstones` are recounted. Then it marks the lock consistent.
+///
+/// Lookups never run past `slots` probes, whatever the memory holds.
+/// Removing leaves tombstones, which lengthen probes until the table
+/// empties (then every slot is reset); a table used as a long-lived cache
+/// with much churn pays for that with longer probes, never with a wrong
+/// answer.
 pub struct SharedDict {
     region: Region,
     geo: Geometry,
@@ -461,6 +463,7 @@ impl SharedDict {
         let (lock, ..) = control(&self.region);
         let mut guard = take(lock, timeout, &self.region)?;
         if guard.owner_died() {
+            crate::fault::repaired();
             self.repair();
             guard.mark_consistent();
         }
@@ -480,7 +483,7 @@ impl SharedDict {
         (hash(&key) == h.hash.load(Ordering::Relaxed)).then_some(key)
     }
 
-    /// After an owner's death: see the module documentation.
+    /// After an owner's death: see *Crash safety* on [`SharedDict`].
     #[cold]
     fn repair(&self) {
         let mut newest: HashMap<Vec<u8>, (u64, usize)> = HashMap::new();
@@ -591,6 +594,7 @@ impl SharedDict {
         hdr.hash.store(h, Ordering::Relaxed);
         hdr.seq
             .store(next_seq.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        crate::fault::pause(crate::fault::Point::DictBeforePublish);
         // SYNC POINT: Release so that a process which finds this state
         // after our death (a takeover's Acquire) also finds the entry
         // written; live readers are ordered by the lock.
@@ -636,6 +640,7 @@ impl SharedDict {
             Some(old) => {
                 let previous = self.value_of(old)?;
                 self.write_entry(slot, key, value, h);
+                crate::fault::pause(crate::fault::Point::DictBeforeTombstone);
                 self.slot(old).0.state.store(TOMBSTONE, Ordering::Relaxed);
                 if !was_tombstone {
                     tombs.fetch_add(1, Ordering::Relaxed);

@@ -57,6 +57,11 @@ compile_error!("shmipc needs Linux (futexes, /dev/shm, O_TMPFILE)");
 mod condition;
 mod dict;
 mod error;
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub mod fault;
+#[cfg(not(feature = "fault-injection"))]
+mod fault;
 pub mod header;
 pub mod mapping;
 mod name;

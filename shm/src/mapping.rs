@@ -197,7 +197,7 @@ fn segment_sizes(object_size: u64, peer_slots: u32) -> Option<(u64, u64)> {
 /// (by [`Mapping::open`]): a named one, or anonymous memory for forked
 /// children ([`Mapping::anon`]). It keeps the file open, and with it this
 /// process's presence in the segment's peer table (see
-/// [`crate::presence`]). Dropping it releases the presence and unmaps the
+/// [`shmipc_core::peers`]). Dropping it releases the presence and unmaps the
 /// segment; it never unlinks the name.
 pub struct Mapping {
     map: MmapRaw,

@@ -2,54 +2,7 @@
 //! `multiprocessing.Pool` — except that a worker killed mid-task does not
 //! hang the pool.
 //!
-//! # Design
-//!
-//! **What a task is.** Closures cannot cross a `fork` made after the pool
-//! started, so the pool's *functions* are fixed when it is built:
-//! `Pool::new(n, f)` with `f: Fn(&[u8]) -> Vec<u8>` (or several, by
-//! [`PoolBuilder::function`], chosen per task by index). The workers are
-//! forked after that, so each inherits the functions as they are. A task is
-//! then `(task id, function index, argument bytes)` and a result `(task
-//! id, status, result bytes)`; encode what you need into bytes (for `Pod`
-//! data, `bytemuck::bytes_of` / `pod_read_unaligned` does it).
-//!
-//! **Transport.** Every worker has two anonymous [`ByteQueue`]s of its
-//! own: an inbox of tasks and an outbox of results, and an
-//! [`AtomicU64`](crate::AtomicU64) slot in shared memory that holds the id
-//! (plus one) of the task it is running, zero between tasks. Per-worker
-//! queues (rather than one shared task queue) mean a worker killed in the
-//! middle of a queue operation damages only its own queues, which are
-//! thrown away with it, and that the parent always knows which tasks each
-//! worker holds.
-//!
-//! **The supervisor.** A background thread of the parent owns the workers.
-//! It hands each worker at most two tasks at a time (one running, one
-//! queued behind it, so a worker never waits for the parent between tasks),
-//! moves results from the outboxes to the [`AsyncResult`] handles, and
-//! sleeps on a *doorbell* futex word that workers ring after each result and
-//! the parent rings when it submits, waking at least every 10 ms to reap.
-//!
-//! **A worker's death.** The supervisor reaps workers with `waitpid`
-//! (WNOHANG, by pid). When one has died it first takes whatever complete
-//! results are in the dead worker's outbox, then looks at the worker's
-//! shared slot: the task named there had started, so its handle gets
-//! [`TaskError::WorkerDied`] (with the pid and how it ended); a task still
-//! queued behind it had not started, so it goes back to the front of the
-//! pending tasks. (The worker writes the slot before calling the function,
-//! so a task that is not named there has not run any of it.) A replacement
-//! worker with fresh queues is forked, and the other tasks go on.
-//!
-//! **Lifetime.** Workers are forked by the supervisor thread and ask for
-//! `SIGKILL` when it dies (`PR_SET_PDEATHSIG`), so they die with the
-//! parent, even if it is killed. [`Pool::close`] lets the queued tasks
-//! finish and the workers exit; [`Pool::terminate`] stops them at once
-//! (`SIGTERM`, then `SIGKILL`), failing unfinished tasks with
-//! [`TaskError::Terminated`]; dropping the pool terminates it.
-//!
-//! As after any `fork` in a program with threads, a worker inherits only
-//! the forking thread: functions that take a lock another thread of the
-//! parent might hold (the stdout lock of a `println!` in progress, say)
-//! can deadlock in a worker. Workers should compute and use shmipc objects.
+//! The design, and what a worker's death costs, are on [`Pool`].
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -407,9 +360,8 @@ impl fmt::Debug for PoolBuilder {
 }
 
 /// A pool of worker processes: Python's `multiprocessing.Pool`, whose
-/// workers run a fixed function on argument bytes (see the [module
-/// documentation](self) for the design, and what happens when a worker
-/// dies).
+/// workers run a fixed function on argument bytes (see *Design* below for
+/// how, and what happens when a worker dies).
 ///
 /// ```
 /// use shmipc::{Pool, TaskError};
@@ -438,6 +390,57 @@ impl fmt::Debug for PoolBuilder {
 /// pool.join();
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Design
+///
+/// **What a task is.** Closures cannot cross a `fork` made after the pool
+/// started, so the pool's *functions* are fixed when it is built:
+/// `Pool::new(n, f)` with `f: Fn(&[u8]) -> Vec<u8>` (or several, by
+/// [`PoolBuilder::function`], chosen per task by index). The workers are
+/// forked after that, so each inherits the functions as they are. A task is
+/// then `(task id, function index, argument bytes)` and a result `(task
+/// id, status, result bytes)`; encode what you need into bytes (for `Pod`
+/// data, `bytemuck::bytes_of` / `pod_read_unaligned` does it).
+///
+/// **Transport.** Every worker has two anonymous [`ByteQueue`]s of its
+/// own: an inbox of tasks and an outbox of results, and an
+/// [`AtomicU64`](crate::AtomicU64) slot in shared memory that holds the id
+/// (plus one) of the task it is running, zero between tasks. Per-worker
+/// queues (rather than one shared task queue) mean a worker killed in the
+/// middle of a queue operation damages only its own queues, which are
+/// thrown away with it, and that the parent always knows which tasks each
+/// worker holds.
+///
+/// **The supervisor.** A background thread of the parent owns the workers.
+/// It hands each worker at most two tasks at a time (one running, one
+/// queued behind it, so a worker never waits for the parent between tasks),
+/// moves results from the outboxes to the [`AsyncResult`] handles, and
+/// sleeps on a *doorbell* futex word that workers ring after each result and
+/// the parent rings when it submits, waking at least every 10 ms to reap.
+///
+/// **A worker's death.** The supervisor reaps workers with `waitpid`
+/// (WNOHANG, by pid). When one has died it first takes whatever complete
+/// results are in the dead worker's outbox, then looks at the worker's
+/// shared slot: the task named there had started, so its handle gets
+/// [`TaskError::WorkerDied`] (with the pid and how it ended); a task still
+/// queued behind it had not started, so it goes back to the front of the
+/// pending tasks. (The worker writes the slot before calling the function,
+/// so a task that is not named there has not run any of it.) A replacement
+/// worker with fresh queues is forked, and the other tasks go on.
+///
+/// **Lifetime.** Workers are forked by the supervisor thread and ask for
+/// `SIGKILL` when it dies (`PR_SET_PDEATHSIG`), so they die with the
+/// parent, even if it is killed. [`Pool::close`] lets the queued tasks
+/// finish and the workers exit; [`Pool::terminate`] stops them at once
+/// (`SIGTERM`, then `SIGKILL`), failing unfinished tasks with
+/// [`TaskError::Terminated`]; dropping the pool terminates it.
+///
+/// # Workers and the parent's locks
+///
+/// As after any `fork` in a program with threads, a worker inherits only
+/// the forking thread: functions that take a lock another thread of the
+/// parent might hold (the stdout lock of a `println!` in progress, say)
+/// can deadlock in a worker. Workers should compute and use shmipc objects.
 pub struct Pool {
     inner: Arc<Inner>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
