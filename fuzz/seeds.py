@@ -110,7 +110,19 @@ def seeds():
         "zeros": bytes(32) + bytes([0, 3, 0, 1, 0, 2, 4, 6, 6, 4, 5, 0, 8, 10, 0, 9, 10, 1, 11]),
         "ones": b"\xff" * 32 + bytes([0, 1, 0, 2, 4, 5, 0, 6, 8, 9, 10, 1]),
         "noise": noise(32) + noise(200),
+        # A lock held by peer slot 5 (generation 1): judged dead it is taken
+        # over (op 12, 0xa5, verdict 1), then released; judged alive (0) or
+        # unjudgeable (2) it is waited for and not taken.
+        "takeover_dead": held_lock(6 | 1 << 12) + bytes(16) + bytes([12, 0xA5, 1, 3, 2, 0, 2]),
+        "takeover_alive": held_lock(6 | 1 << 12) + bytes(16) + bytes([12, 0xA5, 0, 12, 0xA5, 2, 3]),
+        "takeover_garbage_owner": held_lock(0x3FFF_FFFF) + bytes(16) + bytes([12, 0xA5, 1, 3]),
     }
+
+
+def held_lock(owner):
+    """A Lock's 16 bytes with `owner` in the word, a tid, and a stamp that
+    is not this process's."""
+    return struct.pack("<IIQ", owner, 4242, 0xDEAD_0000_0001)
 
 
 def main():
