@@ -53,11 +53,11 @@
 #[cfg(any(test, loom))]
 extern crate std;
 
-pub mod barrier;
 pub mod bytes;
 pub mod event;
 pub mod futex;
 pub mod lock;
+pub mod membarrier;
 pub mod mpmc;
 pub mod peers;
 pub mod place;
