@@ -331,26 +331,34 @@ mod imp {
 /// forgets is a deadlock in loom, not a late return.
 ///
 /// **Clock.** Every [`Deadline`] is measured on a clock that starts at zero
-/// in each execution and moves only when a thread of the model calls
-/// [`advance`]; that call also makes every sleeper re-check its deadline,
-/// as the kernel's timer would. A model that never advances the clock has
-/// deadlines that never pass, as before there was a clock. A model that
-/// advances it by [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL)
-/// lets a Lock's sleepers make their owner check, and by more than a
-/// caller's timeout lets that timeout expire, at whichever point of the
-/// other threads' work loom chooses.
+/// in each execution and moves only when a thread of the model moves it:
+/// [`advance`] by a given step, or [`fire`], a timer that waits until some
+/// thread sleeps with a deadline and then moves the clock to that deadline.
+/// Either makes every sleeper re-check its deadline, as the kernel's timer
+/// would. A model that never moves the clock has deadlines that never
+/// pass. One that moves it past
+/// [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL) lets a
+/// Lock's sleepers make their owner check, and past a caller's timeout
+/// lets that timeout expire, at whichever point of the other threads' work
+/// loom chooses. The clock is kept under the model's mutex, so every
+/// reading is the latest time, as with a real clock.
+///
+/// A model moves the clock a bounded number of times: a thread that moved
+/// it in a loop until the others were done would give loom schedules of
+/// unbounded length.
 #[cfg(loom)]
 pub mod model {
     use core::time::Duration;
     use std::vec::Vec;
 
     use super::{Deadline, WaitOutcome, NANOS_PER_SEC};
-    use crate::sync::{AtomicU32, AtomicU64, Ordering};
+    use crate::sync::{AtomicU32, Ordering};
     use loom::sync::{Condvar, Mutex};
 
     struct Sleeper {
         id: u64,
         word: usize,
+        deadline: Option<Deadline>,
         woken: bool,
     }
 
@@ -358,12 +366,14 @@ pub mod model {
     struct Bucket {
         sleepers: Vec<Sleeper>,
         next_id: u64,
+        /// Set by [`stop_timers`]: [`fire`] returns at once.
+        stopped: bool,
+        /// The clock: nanoseconds since the execution began.
+        clock: u64,
     }
 
     loom::lazy_static! {
         static ref BUCKET: (Mutex<Bucket>, Condvar) = (Mutex::new(Bucket::default()), Condvar::new());
-        /// Nanoseconds since the execution began; written under `BUCKET`.
-        static ref CLOCK: AtomicU64 = AtomicU64::new(0);
     }
 
     fn from_nanos(n: u64) -> Deadline {
@@ -374,26 +384,74 @@ pub mod model {
         }
     }
 
-    /// The model's current time.
+    /// The model's current time. The clock lives under the bucket's mutex,
+    /// so every reading is the latest time, as with a real clock (an atomic
+    /// could, in loom, be read at an old value again and again).
     pub fn now() -> Deadline {
-        // SYNC POINT: Acquire pairs with the Release store in `advance`.
-        from_nanos(CLOCK.load(Ordering::Acquire))
+        from_nanos(BUCKET.0.lock().unwrap().clock)
     }
 
     /// Moves the model's clock on by `by`, and makes every sleeper whose
     /// deadline that passes return [`WaitOutcome::TimedOut`].
     pub fn advance(by: Duration) {
         let (lock, cvar) = &*BUCKET;
-        let _bucket = lock.lock().unwrap();
+        let mut bucket = lock.lock().unwrap();
         let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
-        let now = CLOCK.load(Ordering::Relaxed).saturating_add(by);
-        // SYNC POINT: Release pairs with the Acquire load in `now`.
-        CLOCK.store(now, Ordering::Release);
+        bucket.clock = bucket.clock.saturating_add(by);
         cvar.notify_all();
     }
 
-    fn passed(deadline: Option<&Deadline>) -> bool {
-        deadline.is_some_and(|d| now() >= *d)
+    fn to_nanos(d: &Deadline) -> u64 {
+        let n = d.secs.saturating_mul(NANOS_PER_SEC).saturating_add(d.nanos);
+        u64::try_from(n).unwrap_or(0)
+    }
+
+    /// A timer going off: waits until some thread sleeps with a deadline
+    /// still ahead (or [`stop_timers`] is called), then moves the clock to
+    /// the earliest such deadline, so that sleeper (and any other with that
+    /// deadline) times out. Returns false if it was stopped instead.
+    ///
+    /// Unlike [`advance`], it cannot go off before anyone waits for it, so
+    /// a model with a fixed number of timers still lets every one of them
+    /// end a sleep; and unlike a thread that advances the clock in a loop,
+    /// it blocks rather than spins, which loom needs to stay finite.
+    pub fn fire() -> bool {
+        let (lock, cvar) = &*BUCKET;
+        let mut bucket = lock.lock().unwrap();
+        loop {
+            if bucket.stopped {
+                return false;
+            }
+            // Sleepers whose deadline has passed are timing out already:
+            // this timer ends a sleep that would otherwise go on.
+            let now = bucket.clock;
+            let earliest = bucket
+                .sleepers
+                .iter()
+                .filter(|s| !s.woken)
+                .filter_map(|s| s.deadline.as_ref().map(to_nanos))
+                .filter(|&at| at > now)
+                .min();
+            if let Some(at) = earliest {
+                bucket.clock = at;
+                cvar.notify_all();
+                return true;
+            }
+            bucket = cvar.wait(bucket).unwrap();
+        }
+    }
+
+    /// Makes every [`fire`], waiting or to come, return false: the model is
+    /// done with its timers.
+    pub fn stop_timers() {
+        let (lock, cvar) = &*BUCKET;
+        let mut bucket = lock.lock().unwrap();
+        bucket.stopped = true;
+        cvar.notify_all();
+    }
+
+    fn passed(bucket: &Bucket, deadline: Option<&Deadline>) -> bool {
+        deadline.is_some_and(|d| bucket.clock >= to_nanos(d))
     }
 
     /// The model of `FUTEX_WAIT_BITSET` with an absolute deadline.
@@ -404,7 +462,7 @@ pub mod model {
         if word.load(Ordering::SeqCst) != expected {
             return WaitOutcome::Retry;
         }
-        if passed(deadline) {
+        if passed(&bucket, deadline) {
             return WaitOutcome::TimedOut;
         }
         let id = bucket.next_id;
@@ -412,8 +470,13 @@ pub mod model {
         bucket.sleepers.push(Sleeper {
             id,
             word: word as *const AtomicU32 as usize,
+            deadline: deadline.copied(),
             woken: false,
         });
+        if deadline.is_some() {
+            // A timer may be waiting for a sleeper to time out.
+            cvar.notify_all();
+        }
         loop {
             bucket = cvar.wait(bucket).unwrap();
             let i = bucket
@@ -425,7 +488,7 @@ pub mod model {
                 bucket.sleepers.remove(i);
                 return WaitOutcome::Retry;
             }
-            if passed(deadline) {
+            if passed(&bucket, deadline) {
                 bucket.sleepers.remove(i);
                 return WaitOutcome::TimedOut;
             }
