@@ -441,6 +441,16 @@ pub mod model {
         }
     }
 
+    /// Blocks until at least `n` threads sleep in `wait` (on any word), so a
+    /// model can make sure a waiter is asleep before it acts.
+    pub fn until_sleeping(n: usize) {
+        let (lock, cvar) = &*BUCKET;
+        let mut bucket = lock.lock().unwrap();
+        while bucket.sleepers.iter().filter(|s| !s.woken).count() < n {
+            bucket = cvar.wait(bucket).unwrap();
+        }
+    }
+
     /// Makes every [`fire`], waiting or to come, return false: the model is
     /// done with its timers.
     pub fn stop_timers() {
@@ -473,10 +483,8 @@ pub mod model {
             deadline: deadline.copied(),
             woken: false,
         });
-        if deadline.is_some() {
-            // A timer may be waiting for a sleeper to time out.
-            cvar.notify_all();
-        }
+        // A timer, or `until_sleeping`, may be waiting for a sleeper.
+        cvar.notify_all();
         loop {
             bucket = cvar.wait(bucket).unwrap();
             let i = bucket

@@ -4,6 +4,7 @@
 
 use loom::sync::Arc;
 use loom::thread;
+use shmipc_core::futex::model::until_sleeping;
 use shmipc_core::Event;
 
 #[test]
@@ -43,6 +44,39 @@ fn clear_then_set_wakes_a_waiter() {
         event.set();
         let e2 = event.clone();
         let t = thread::spawn(move || e2.wait());
+        event.clear();
+        event.set();
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn a_set_then_clear_still_releases_a_sleeping_waiter() {
+    // A pulse, set and at once clear, while the waiter sleeps: it must
+    // return, though the flag is down again by the time it looks (the
+    // generation says a set happened), with no later set to help it.
+    loom::model(|| {
+        let event = Arc::new(Event::new());
+        let e2 = event.clone();
+        let t = thread::spawn(move || e2.wait());
+        until_sleeping(1);
+        event.set();
+        event.clear();
+        assert!(!event.is_set());
+        t.join().unwrap();
+    });
+}
+
+#[test]
+fn a_set_then_clear_racing_the_arrival() {
+    // The same pulse while the waiter may still be on its way: one that
+    // saw the flag down before the set returns; one that arrives after the
+    // clear waits for the next set. Neither hangs nor misreads the word.
+    loom::model(|| {
+        let event = Arc::new(Event::new());
+        let e2 = event.clone();
+        let t = thread::spawn(move || e2.wait());
+        event.set();
         event.clear();
         event.set();
         t.join().unwrap();
