@@ -6,16 +6,19 @@
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p shmipc-core --release --test 'loom_*'`.
 #![cfg(loom)]
 
+mod loom_support;
+
 use std::time::Duration;
 
 use loom::sync::Arc;
 use loom::thread;
+use loom_support::model_with_preemptions;
 use shmipc_core::futex::model::{fire, stop_timers};
 use shmipc_core::{Barrier, BarrierError};
 
 #[test]
 fn three_parties_one_leader() {
-    loom::model(|| {
+    model_with_preemptions(3, || {
         let barrier = Arc::new(Barrier::new(3));
         let others: Vec<_> = (0..2)
             .map(|_| {
@@ -36,7 +39,7 @@ fn three_parties_one_leader() {
 fn two_rounds_each_with_one_leader() {
     // A fast party arrives for round two while the other is still waking
     // from round one: the generation keeps the rounds apart.
-    loom::model(|| {
+    model_with_preemptions(3, || {
         let barrier = Arc::new(Barrier::new(2));
         let b = barrier.clone();
         let other = thread::spawn(move || [b.wait().unwrap(), b.wait().unwrap()]);
@@ -85,7 +88,7 @@ fn reset_wakes_a_waiter_of_the_old_generation_without_passing_it() {
     // A party waits alone; `reset` races its arrival. If it arrived first,
     // it must wake with Broken (not pass: no one else arrived); either way
     // it then meets this thread in the new generation.
-    loom::model(|| {
+    model_with_preemptions(3, || {
         let barrier = Arc::new(Barrier::new(2));
         let b = barrier.clone();
         let waiter = thread::spawn(move || {

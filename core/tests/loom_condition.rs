@@ -7,9 +7,12 @@
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p shmipc-core --release --test 'loom_*'`.
 #![cfg(loom)]
 
+mod loom_support;
+
 use loom::cell::UnsafeCell;
 use loom::sync::Arc;
 use loom::thread;
+use loom_support::model_with_preemptions;
 use shmipc_core::Condition;
 
 /// A condition and the state it is about, guarded by its lock.
@@ -56,7 +59,7 @@ fn give_tokens(s: &Shared, n: u32, all: bool) {
 
 #[test]
 fn notify_one_racing_wait_is_never_lost() {
-    loom::model(|| {
+    model_with_preemptions(3, || {
         let s = shared();
         let s2 = s.clone();
         let waiter = thread::spawn(move || take_token(&s2));

@@ -13,10 +13,13 @@
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p shmipc-core --release --test 'loom_*'`.
 #![cfg(loom)]
 
+mod loom_support;
+
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicBool, Ordering};
 use loom::sync::Arc;
 use loom::thread;
+use loom_support::model_with_preemptions;
 use shmipc_core::futex::model::{advance, fire, stop_timers};
 use shmipc_core::lock::OWNER_CHECK_INTERVAL;
 use shmipc_core::{Fate, Lock, Peers, Token};
@@ -127,7 +130,7 @@ fn a_waiter_takes_over_a_dead_owners_lock() {
     // while a waiter blocks on it and time passes. The waiter must get the
     // lock with `owner_died()`, see the dead owner's writes, and leave the
     // lock repaired.
-    loom::model(|| {
+    model_with_preemptions(3, || {
         let world = world(WhileAlive::Alive);
         let mine = peers(OWNER, &world);
         let guard = world.lock.lock_until_with(&mine, None).unwrap();
@@ -182,7 +185,7 @@ fn live_owner_is_never_taken_over(while_alive: WhileAlive) {
     // (the clock passes two check intervals), then releases it. The waiter
     // must wait for the release: a takeover would race the owner's write to
     // the value (a loom error) and report `owner_died()`.
-    loom::model(move || {
+    model_with_preemptions(3, move || {
         let world = world(while_alive);
         let mine = peers(OWNER, &world);
         let guard = world.lock.lock_until_with(&mine, None).unwrap();

@@ -10,10 +10,13 @@
 //! Run with `RUSTFLAGS="--cfg loom" cargo test -p shmipc-core --release --test 'loom_*'`.
 #![cfg(loom)]
 
+mod loom_support;
+
 use std::time::Duration;
 
 use loom::sync::Arc;
 use loom::thread;
+use loom_support::model_with_preemptions;
 use shmipc_core::futex::model::{advance, fire, stop_timers};
 use shmipc_core::{Condition, Deadline, Event, Lock, LockError};
 
@@ -24,7 +27,7 @@ fn a_lock_released_before_the_deadline_is_taken() {
     // The holder releases, then the deadline passes. The waiter, whether
     // it is woken by the unlock or first notices its deadline, must take
     // the lock: it was free before the time ran out.
-    loom::model(|| {
+    model_with_preemptions(3, || {
         let lock = Arc::new(Lock::new());
         let guard = lock.lock().unwrap();
         let l = lock.clone();
@@ -74,7 +77,7 @@ fn a_sleeper_that_times_out_passes_the_wake_on() {
 fn an_event_set_before_the_deadline_is_seen() {
     // Set, then the deadline passes: the waiter reports the set, whether
     // it was asleep, about to sleep, or woken by the clock first.
-    loom::model(|| {
+    model_with_preemptions(3, || {
         let event = Arc::new(Event::new());
         let e = event.clone();
         let waiter = thread::spawn(move || e.wait_timeout(TIMEOUT));
@@ -89,7 +92,7 @@ fn a_condition_notified_before_the_deadline_reports_it() {
     // The notifier notifies under the lock, then the deadline passes. A
     // waiter that was already waiting when the notify came must report it
     // (`true`), even if it looks at the clock only after the deadline.
-    loom::model(|| {
+    model_with_preemptions(3, || {
         let cond = Arc::new(Condition::new());
         let waiting = Arc::new(loom::sync::atomic::AtomicBool::new(false));
         let (c, w) = (cond.clone(), waiting.clone());
