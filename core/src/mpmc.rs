@@ -325,7 +325,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         let cells =
             unsafe { Cells::new(NonNull::new_unchecked(ptr.add(slots_off).cast::<Cell<T>>())) };
         // Publishing pushes and pops check for sleepers with a plain load
-        // where the kernel offers heavy barriers (`crate::barrier`).
+        // where the kernel offers heavy barriers (`crate::membarrier`).
         ctrl.not_empty.enable_light();
         ctrl.not_full.enable_light();
         Mpmc {

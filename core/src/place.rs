@@ -2,7 +2,8 @@
 //! already there.
 //!
 //! Every fixed-size primitive ([`Lock`](crate::Lock),
-//! [`Semaphore`](crate::Semaphore), [`Event`](crate::Event)) is a
+//! [`Semaphore`](crate::Semaphore), [`Event`](crate::Event),
+//! [`Condition`](crate::Condition), [`Barrier`](crate::Barrier)) is a
 //! `#[repr(C)]` struct of atomics for which every bit pattern is a valid
 //! value. That is what makes it sound to look at bytes that another process
 //! maps and may scribble on: the worst a hostile peer can do is put the

@@ -336,7 +336,7 @@ pub(crate) struct Signal {
     sleepers: AtomicU32,
     /// Non-zero once a notifier of this side may use the cheap side of an
     /// asymmetric barrier ([`Signal::notify_light`]): sleepers must then make
-    /// the heavy side ([`crate::barrier::heavy`]) before they re-check.
+    /// the heavy side ([`crate::membarrier::heavy`]) before they re-check.
     light: AtomicU32,
 }
 
@@ -353,7 +353,7 @@ impl Signal {
     /// [`notify_light`](Signal::notify_light), if it can register for heavy
     /// barriers. Call before the first notify.
     pub(crate) fn enable_light(&self) {
-        if crate::barrier::register() {
+        if crate::membarrier::register() {
             // SYNC POINT: this SeqCst write and the sleeper's SeqCst
             // increment of `sleepers` then load of `light` (in
             // `block_checked`) are ordered in the single SeqCst order: a
@@ -367,10 +367,10 @@ impl Signal {
     /// [`enable_light`](Signal::enable_light): if this process is registered
     /// for heavy barriers, a plain load of `sleepers` replaces the
     /// read-modify-write, because every sleeper makes the heavy barrier
-    /// between registering and re-checking (`crate::barrier`).
+    /// between registering and re-checking (`crate::membarrier`).
     #[inline]
     pub(crate) fn notify_light(&self) {
-        if !crate::barrier::registered() {
+        if !crate::membarrier::registered() {
             return self.notify();
         }
         // Keep the compiler from moving the publishing store after this
@@ -454,7 +454,7 @@ pub(crate) fn block_checked<R>(
     // A notifier may check for us with a plain load: make the heavy side of
     // the barrier, so that either our re-check below sees its item or its
     // load sees us. If the kernel will not, sleep in short slices instead.
-    let slice_cap = if signal.light.load(Ordering::SeqCst) != 0 && !crate::barrier::heavy() {
+    let slice_cap = if signal.light.load(Ordering::SeqCst) != 0 && !crate::membarrier::heavy() {
         Some(core::time::Duration::from_millis(1))
     } else {
         None

@@ -7,7 +7,7 @@ use std::ops::Deref;
 use std::ptr::NonNull;
 
 use shmipc_core::sync::{AtomicU32, AtomicU64};
-use shmipc_core::{Event, Lock, Semaphore, SharedObject};
+use shmipc_core::{Barrier, Condition, Event, Lock, Semaphore, SharedObject};
 
 use crate::error::{Error, Result};
 use crate::header::Kind;
@@ -40,6 +40,69 @@ impl ShmObject for AtomicU32 {
 
 impl ShmObject for AtomicU64 {
     const KIND: Kind = Kind::ATOMIC_U64;
+}
+
+/// A [`Condition`] in a segment of its own ([`Shared`]) or in an anonymous
+/// mapping ([`Anon`]), so that processes wait on it:
+///
+/// ```
+/// use shmipc::sync::{AtomicU32, Ordering};
+/// use shmipc::{fork, Anon, Condition};
+/// use std::time::Duration;
+///
+/// let cond = Anon::<Condition>::new(())?;
+/// let ready = Anon::<AtomicU32>::new(0)?;
+/// let mut child = fork(|| {
+///     let guard = cond.lock().unwrap();
+///     let guard = guard.wait_while(|| ready.load(Ordering::Relaxed) == 0).unwrap();
+///     drop(guard);
+///     ready.load(Ordering::Relaxed) as i32            // 42
+/// })?;
+/// {
+///     let _guard = cond.lock()?;
+///     ready.store(42, Ordering::Relaxed);
+///     cond.notify_all();
+/// }
+/// assert_eq!(child.join_timeout(Duration::from_secs(10))?.unwrap().code(), Some(42));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl ShmObject for Condition {
+    const KIND: Kind = Kind::CONDITION;
+}
+
+/// A [`Barrier`] in a segment of its own ([`Shared`]) or in an anonymous
+/// mapping ([`Anon`]), so that processes meet at it; its config is the
+/// number of parties:
+///
+/// ```
+/// use shmipc::{fork, Anon, Barrier, BarrierError};
+/// use std::time::Duration;
+///
+/// let barrier = Anon::<Barrier>::new(3)?;              // three parties
+/// let mut children = Vec::new();
+/// for _ in 0..2 {
+///     children.push(fork(|| match barrier.wait() {
+///         Ok(leader) => leader as i32,
+///         Err(_) => 99,
+///     })?);
+/// }
+/// let leader = barrier.wait()?;
+/// let leaders: i32 = children
+///     .iter_mut()
+///     .map(|c| c.join_timeout(Duration::from_secs(10)).unwrap().unwrap().code().unwrap())
+///     .sum::<i32>()
+///     + leader as i32;
+/// assert_eq!(leaders, 1);                               // exactly one leader
+///
+/// // Alone at the barrier: the timeout breaks it.
+/// assert_eq!(barrier.wait_timeout(Duration::from_millis(10)), Err(BarrierError::Timeout));
+/// assert_eq!(barrier.wait(), Err(BarrierError::Broken));
+/// barrier.reset();
+/// assert!(!barrier.is_broken());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl ShmObject for Barrier {
+    const KIND: Kind = Kind::BARRIER;
 }
 
 /// A `T` in a named segment of its own, which other processes open by name.

@@ -231,7 +231,7 @@ fn every_public_blocking_call_has_a_bounded_form() {
         "shm::SharedDict::insert",
         "shm::Child::join_timeout",
         "shm::Pool::apply",
-        "shm::CondGuard::wait_timeout",
+        "core::CondGuard::wait_timeout",
     ] {
         assert!(
             seen.contains(known),

@@ -141,7 +141,7 @@ fn sync_primitives_take_any_timeout() {
 
     let cond = Anon::<Condition>::new(()).unwrap();
     ready_max(
-        "shm::Condition::lock_timeout",
+        "core::Condition::lock_timeout",
         |t| cond.lock_timeout(t).map(drop),
         |r| r.is_ok(),
     );
@@ -150,7 +150,7 @@ fn sync_primitives_take_any_timeout() {
         std::thread::scope(|s| {
             s.spawn(|| {
                 not_ready(
-                    "shm::Condition::lock_timeout",
+                    "core::Condition::lock_timeout",
                     |t| cond.lock_timeout(t).map(drop),
                     |r| *r == Err(LockError::Timeout),
                 );
@@ -158,7 +158,7 @@ fn sync_primitives_take_any_timeout() {
         });
     }
     not_ready(
-        "shm::CondGuard::wait_timeout",
+        "core::CondGuard::wait_timeout",
         |t| {
             cond.lock()
                 .unwrap()
@@ -168,7 +168,7 @@ fn sync_primitives_take_any_timeout() {
         |r| *r == Ok(false),
     );
     not_ready(
-        "shm::CondGuard::wait_timeout_while",
+        "core::CondGuard::wait_timeout_while",
         |t| {
             cond.lock()
                 .unwrap()
@@ -180,8 +180,8 @@ fn sync_primitives_take_any_timeout() {
     // Waits for ever, until another process notifies.
     let flag = Anon::<shmipc::AtomicU32>::new(0).unwrap();
     for path in [
-        "shm::CondGuard::wait_timeout",
-        "shm::CondGuard::wait_timeout_while",
+        "core::CondGuard::wait_timeout",
+        "core::CondGuard::wait_timeout_while",
     ] {
         flag.store(0, Ordering::SeqCst);
         let guard = cond.lock().unwrap();
@@ -224,14 +224,14 @@ fn sync_primitives_take_any_timeout() {
 
     let barrier = Anon::<Barrier>::new(2).unwrap();
     check(
-        "shm::Barrier::wait_timeout",
+        "core::Barrier::wait_timeout",
         Duration::ZERO,
         |t| barrier.wait_timeout(t),
         |r| *r == Err(BarrierError::Timeout),
     );
     barrier.reset();
     check(
-        "shm::Barrier::wait_timeout",
+        "core::Barrier::wait_timeout",
         SMALL,
         |t| barrier.wait_timeout(t),
         |r| *r == Err(BarrierError::Timeout),
@@ -239,7 +239,7 @@ fn sync_primitives_take_any_timeout() {
     barrier.reset();
     let mut child = fork(|| barrier.wait().map_or(9, |_| 0)).unwrap();
     ready_max(
-        "shm::Barrier::wait_timeout",
+        "core::Barrier::wait_timeout",
         |t| barrier.wait_timeout(t),
         |r| r.is_ok(),
     );
