@@ -3,7 +3,6 @@
 //! how the increments split between the two and how often the lock
 //! passed from one to the other.
 
-use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use shmipc::sync::Ordering;
@@ -14,6 +13,11 @@ use crate::stats::Sample;
 use crate::sys::{pin, pthread_mutex_init, Meter, Scope};
 
 /// Nanoseconds per `op()` on one thread (core A).
+///
+/// No `black_box` around the guards: locking is an atomic read-modify-write
+/// the compiler keeps anyway, and forcing a 16-byte guard through memory
+/// costs a store-forwarding stall (~10 ns here) that some guards' code
+/// paths pay and others do not (see BENCHMARKS.md on raw_sync).
 fn per_op(dur: Duration, mut op: impl FnMut()) -> Sample {
     pin(CORE_A);
     for _ in 0..10_000 {
@@ -53,7 +57,7 @@ fn raw_sync_mutex(map: &CtlMap) -> Box<dyn raw_sync::locks::LockImpl> {
 pub fn unc_shmipc(env: &Env) -> Sample {
     let name = Name::new(env, "lock");
     let lock = Shared::<Lock>::create(&name.0, ()).unwrap();
-    per_op(env.dur, || drop(black_box(lock.lock().unwrap())))
+    per_op(env.dur, || drop(lock.lock().unwrap()))
 }
 
 /// A process-shared glibc mutex of `kind`, locked and unlocked directly.
@@ -72,7 +76,7 @@ pub fn unc_pthread(env: &Env, kind: libc::c_int) -> Sample {
 pub fn unc_raw_sync(env: &Env) -> Sample {
     let map = CtlMap::new();
     let m = raw_sync_mutex(&map);
-    per_op(env.dur, || drop(black_box(m.lock().unwrap())))
+    per_op(env.dur, || drop(m.lock().unwrap()))
 }
 
 /// Two processes (cores A and B) increment one counter under a lock;
