@@ -264,7 +264,8 @@ fn costs(cases: &[Case], ctx: &Context, mains: &[&str]) {
     header(ctx, "cost per operation (round trip, message or lock op)");
     println!("   cpu: getrusage (user + system) of every party over its measured interval, divided by the operations; cores: that CPU time over the wall time");
     println!("   IPIs: function-call interrupts (/proc/interrupts CAL, all CPUs, machine-wide: other work on the machine counts too) over the measured interval;");
-    println!("   membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) sends one to every other core running a registered process. syscalls and membarrier calls:");
+    println!("   membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED) sends one to every other core running a registered process, and waking a task on");
+    println!("   another core is one too (so every blocking transport shows ~1 per wake-up). syscalls and membarrier calls:");
     println!("   counted with tracepoint counters (raw_syscalls:sys_enter, syscalls:sys_enter_membarrier) on every party's thread, in a separate pass");
     println!(
         "   whose figures are not used anywhere else (the tracepoint slows every system call)."
