@@ -31,6 +31,11 @@ use core::fmt;
 
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
+/// Who the calling process is, for the implementors of [`Peers`]: how
+/// often its ancestry forked (a forked child's inherited slot is not its
+/// own), and its token where there is no peer table.
+pub use crate::sys::tid::{fork_generation, local_token};
+
 /// A process's identity among the processes attached to one mapping: a
 /// slot of the mapping's peer table and that slot's generation.
 ///

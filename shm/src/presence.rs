@@ -42,9 +42,9 @@
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use shmipc_core::peers::{ClaimError, PeerInfo, PeerTable, SlotLocks};
+use shmipc_core::peers::{self, ClaimError, PeerInfo, PeerTable, SlotLocks};
 use shmipc_core::sync::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use shmipc_core::{tid, Fate, Peers, Token};
+use shmipc_core::{Fate, Peers, Token};
 
 /// Where the slot locks start in the file's byte range: past any file this
 /// crate makes (segments are far smaller than a tebibyte), so the locks
@@ -291,7 +291,7 @@ impl Presence {
     /// Our token, if we claimed one in this fork generation.
     fn claimed(&self) -> Option<Token> {
         let s = self.state.load(Ordering::Acquire);
-        let gen = u64::from(tid::fork_generation()) + 1;
+        let gen = u64::from(peers::fork_generation()) + 1;
         if s >> 32 == gen {
             Token::from_raw(s as u32)
         } else {
@@ -345,7 +345,7 @@ impl Presence {
 
     #[cold]
     fn claim(&self) -> Token {
-        let gen = tid::fork_generation() + 1;
+        let gen = peers::fork_generation() + 1;
         // Take the process-local claim lock (see `claiming`).
         loop {
             let cur = self.claiming.load(Ordering::Acquire);
@@ -398,7 +398,7 @@ impl Presence {
             }
             Err(p) => {
                 self.problem.store(p.code(), Ordering::Relaxed);
-                tid::local_token()
+                peers::local_token()
             }
         };
         // SYNC POINT: Release pairs with the Acquire load in `claimed`:
@@ -444,7 +444,7 @@ impl Presence {
                 return Ok(fd as RawFd - 1);
             }
         }
-        let gen = u64::from(tid::fork_generation()) + 1;
+        let gen = u64::from(peers::fork_generation()) + 1;
         let q = self.query.load(Ordering::Acquire);
         if q >> 32 == gen && q as u32 != 0 {
             return Ok((q as u32 - 1) as RawFd);
@@ -499,7 +499,7 @@ impl Presence {
             }
         }
         let q = self.query.swap(0, Ordering::AcqRel);
-        if q >> 32 == u64::from(tid::fork_generation()) + 1 && q as u32 != 0 {
+        if q >> 32 == u64::from(peers::fork_generation()) + 1 && q as u32 != 0 {
             // SAFETY: our own descriptor.
             unsafe { libc::close((q as u32 - 1) as RawFd) };
         }

@@ -20,7 +20,7 @@
 //! process still waiting in the old one can tell a reset from a release).
 //!
 //! (This is the n-party barrier; the asymmetric memory fence the queues use
-//! is [`crate::membarrier`].)
+//! is machinery, in `core/src/sys/membarrier.rs`.)
 
 use core::fmt;
 use core::time::Duration;

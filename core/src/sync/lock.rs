@@ -9,7 +9,7 @@
 //! | `word` | 30 (`OWNER_DIED`) | the previous owner died; the state is being repaired |
 //! | `word` | 31 (`WAITERS`) | someone may be asleep on the word: unlock must wake |
 //! | `tid` | all | the owner's kernel thread id as its own pid namespace numbers it (for people; 0 when unlocked) |
-//! | `stamp` | all | the owner's [thread stamp](crate::tid::thread_stamp); 0 when unlocked |
+//! | `stamp` | all | the owner's thread stamp (a per-process random nonce and a per-process thread number, `core/src/sys/tid.rs`); 0 when unlocked |
 //!
 //! The word keeps the kernel's robust-futex bit layout (`FUTEX_WAITERS`,
 //! `FUTEX_OWNER_DIED`, `FUTEX_TID_MASK`), but the owner field holds a
