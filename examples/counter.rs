@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use shmipc::{fork, Unlinker, Value};
+use shmipc::{fork, Named, Unlinker, Value};
 
 fn main() -> ExitCode {
     match run() {

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use shmipc::{fork, Event, Shared, Unlinker};
+use shmipc::{fork, Event, Named, Shared, Unlinker};
 
 fn main() -> ExitCode {
     match run() {

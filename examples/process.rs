@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmipc::sync::{AtomicU64, Ordering};
-use shmipc::{Anon, Process};
+use shmipc::{Named, Process, Shared};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -65,7 +65,7 @@ fn run() -> Res<()> {
     );
 
     // A parent that starts a daemon and a plain child, then is SIGKILLed.
-    let pids = Anon::<AtomicU64>::new(0)?;
+    let pids = Shared::<AtomicU64>::anon(0)?;
     let mut parent = Process::new("parent").fork(|| {
         let nap = || {
             std::thread::sleep(Duration::from_secs(30));

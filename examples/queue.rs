@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use shmipc::{fork, Array, PopError, Queue, RingConfig};
+use shmipc::{fork, Array, Named, PopError, Queue, RingConfig};
 
 const PRODUCERS: u64 = 3;
 const CONSUMERS: usize = 2;

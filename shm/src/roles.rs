@@ -12,7 +12,7 @@
 //! | 8 | — | zero, reserved |
 //!
 //! A token is the holder's identity in the segment's peer table
-//! ([`crate::presence`]). Claiming is one compare-and-swap `0 -> token`;
+//! ([`crate::memory::presence`]). Claiming is one compare-and-swap `0 -> token`;
 //! releasing (when the handle drops) is one compare-and-swap `token -> 0`,
 //! made only by the process that claimed (a forked child dropping an
 //! inherited handle has another token, and releases nothing). A role whose
@@ -27,7 +27,7 @@ use shmipc_core::sync::{AtomicU32, Ordering};
 use shmipc_core::{Fate, Peers, Token};
 
 use crate::error::{Error, Result};
-use crate::presence::Presence;
+use crate::memory::presence::Presence;
 use crate::queue::Backing;
 
 /// Bytes the role block takes in front of the ring(s).
@@ -163,6 +163,6 @@ pub(crate) fn release_role(backing: &Backing, role: usize, claim: Option<Token>)
         // SAFETY: the callers built their handles over a backing that
         // starts with a role block (its length checked), and hold the
         // backing alive across this call.
-        unsafe { Roles::at(backing.ptr()) }.release(role, backing.presence(), token);
+        unsafe { Roles::at(backing.object_ptr()) }.release(role, backing.presence(), token);
     }
 }

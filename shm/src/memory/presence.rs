@@ -1,7 +1,7 @@
 //! A process's presence in a mapping: its peer slot, held by a lock the
 //! kernel drops when the process dies.
 //!
-//! Every [`Mapping`](crate::mapping::Mapping) (named segment or anonymous
+//! Every [`Mapping`](crate::memory::Mapping) (named segment or anonymous
 //! memory) ends in a peer table ([`shmipc_core::peers`]). The first time a
 //! process needs a token in a mapping (to take a lock, claim a queue slot,
 //! hold a role), it opens a file description of its own on the mapping's

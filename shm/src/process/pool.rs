@@ -18,11 +18,12 @@ use shmipc_core::{BytesConfig, RecvError};
 
 use shmipc_core::{LayoutError, Rule};
 
+use super::process::{die_with_parent, ORPHANED_EXIT_CODE};
 use crate::error::{Error, Result};
-use crate::object::Anon;
+use crate::named::Named;
 use crate::process::{self, Child, ExitStatus};
-use crate::process_builder::{die_with_parent, ORPHANED_EXIT_CODE};
 use crate::queue::{to_vec, ByteQueue};
+use crate::shared::Shared;
 
 /// A task function: argument bytes in, result bytes out.
 pub type TaskFn = Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static>;
@@ -291,7 +292,7 @@ struct State {
 struct Inner {
     state: Mutex<State>,
     /// Rung by workers after each result and by the parent on submit.
-    doorbell: Anon<AtomicU32>,
+    doorbell: Shared<AtomicU32>,
     functions: Vec<TaskFn>,
     max_message: usize,
 }
@@ -404,7 +405,7 @@ impl fmt::Debug for PoolBuilder {
 ///
 /// **Transport.** Every worker has two anonymous [`ByteQueue`]s of its
 /// own: an inbox of tasks and an outbox of results, and an
-/// [`AtomicU64`](crate::AtomicU64) slot in shared memory that holds the id
+/// [`AtomicU64`] slot in shared memory that holds the id
 /// (plus one) of the task it is running, zero between tasks. Per-worker
 /// queues (rather than one shared task queue) mean a worker killed in the
 /// middle of a queue operation damages only its own queues, which are
@@ -494,7 +495,7 @@ impl Pool {
                 pids: Vec::new(),
                 restarts: 0,
             }),
-            doorbell: Anon::<AtomicU32>::new(0)?,
+            doorbell: Shared::<AtomicU32>::anon(0)?,
             functions: b.functions,
             max_message: b.max_message,
         });
@@ -809,7 +810,7 @@ struct Worker {
     inbox: ByteQueue,
     outbox: ByteQueue,
     /// Id + 1 of the task the worker runs; 0 between tasks.
-    current: Anon<AtomicU64>,
+    current: Shared<AtomicU64>,
     assigned: VecDeque<Task>,
 }
 
@@ -847,7 +848,7 @@ impl Supervisor {
             queue_config(self.inner.max_message).map_err(|e| Error::layout("(pool)", e))?;
         let inbox = ByteQueue::anon(config)?;
         let outbox = ByteQueue::anon(config)?;
-        let current = Anon::<AtomicU64>::new(0)?;
+        let current = Shared::<AtomicU64>::anon(0)?;
         // SAFETY: getpid has no preconditions.
         let parent = unsafe { libc::getpid() };
         let inner = &*self.inner;
