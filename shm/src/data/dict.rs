@@ -414,12 +414,16 @@ impl SharedDict {
     }
 
     /// After an owner's death: see *Crash safety* on [`SharedDict`].
+    ///
+    /// SYNC POINT: the Acquire loads of `state` pair with the Release store
+    /// that publishes an entry in [`Self::write_entry`].
     #[cold]
     fn repair(&self) {
         let mut newest: HashMap<Vec<u8>, (u64, usize)> = HashMap::new();
         for i in 0..self.geo.slots {
             let (h, _) = self.slot(i);
-            match h.state.load(Ordering::Relaxed) {
+            // SYNC POINT: Acquire (paired in the doc comment above).
+            match h.state.load(Ordering::Acquire) {
                 EMPTY | TOMBSTONE => {}
                 FULL => match self.valid_key(i) {
                     Some(key) => {
@@ -509,6 +513,11 @@ impl SharedDict {
     }
 
     /// Writes an entry into non-full slot `i` and publishes it.
+    ///
+    /// SYNC POINT: the Release store of `state = full` pairs with the
+    /// Acquire load of `state` in [`Self::repair`]: a process that finds
+    /// the entry published after our death (taking the lock over) finds it
+    /// written. Live readers are ordered by the lock.
     fn write_entry(&self, i: usize, key: &[u8], value: &[u8], h: u64) {
         let (_, _, _, next_seq) = control(&self.memory);
         let (hdr, data) = self.slot(i);
@@ -525,9 +534,7 @@ impl SharedDict {
         hdr.seq
             .store(next_seq.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
         crate::fault::pause(crate::fault::Point::DictBeforePublish);
-        // SYNC POINT: Release so that a process which finds this state
-        // after our death (a takeover's Acquire) also finds the entry
-        // written; live readers are ordered by the lock.
+        // SYNC POINT: Release (paired in the doc comment above).
         hdr.state.store(FULL, Ordering::Release);
     }
 

@@ -152,11 +152,18 @@ impl SharedList {
         self.max_item
     }
 
+    /// Takes the lock (waiting at most `timeout`, for ever if `None`),
+    /// clamping `len` if the previous owner died.
+    ///
+    /// SYNC POINT: on a takeover, the Acquire load of `len` pairs with the
+    /// Release store of the count in [`Self::append_inner`]: a counted item
+    /// is a written item. Live appenders are ordered by the lock.
     fn lock(&self, timeout: Option<Duration>) -> std::result::Result<LockGuard<'_>, DictError> {
         let (_, len, ..) = control(&self.memory);
         let mut guard = lock_table(&self.memory, timeout)?;
         if guard.owner_died() {
-            if len.load(Ordering::Relaxed) as usize > self.capacity {
+            // SYNC POINT: Acquire (paired in the doc comment above).
+            if len.load(Ordering::Acquire) as usize > self.capacity {
                 len.store(self.capacity as u32, Ordering::Relaxed);
             }
             guard.mark_consistent();
@@ -207,6 +214,10 @@ impl SharedList {
         self.append_inner(item, Some(timeout))
     }
 
+    /// [`SharedList::append`] with an optional timeout.
+    ///
+    /// SYNC POINT: the Release store of the count pairs with the Acquire
+    /// load of `len` in [`Self::lock`] after our death.
     fn append_inner(
         &self,
         item: &[u8],
@@ -232,8 +243,7 @@ impl SharedList {
         unsafe { std::ptr::copy_nonoverlapping(item.as_ptr(), data, item.len()) };
         len.store(item.len() as u32, Ordering::Relaxed);
         let (_, count, ..) = control(&self.memory);
-        // SYNC POINT: Release pairs with the Acquire of a takeover after
-        // our death: a counted item is a written item.
+        // SYNC POINT: Release (paired in the doc comment above).
         count.store(n as u32 + 1, Ordering::Release);
         Ok(n)
     }

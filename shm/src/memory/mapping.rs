@@ -214,7 +214,8 @@ impl Mapping {
         force_fallback: bool,
     ) -> Result<Mapping> {
         let name = Name::new(name)?;
-        let (peers_offset, total) = layout
+        // Check the layout before anything is made.
+        layout
             .sizes(opts.peer_slots)
             .map_err(|e| Error::layout(name.as_str(), e))?;
         let staging = Staging::new(&name, opts.mode & 0o777, force_fallback)?;
@@ -225,32 +226,9 @@ impl Mapping {
         // one; the kernel drops it if we die. Best effort: without it an
         // opener just waits for its timeout.
         let _ = presence::ofd_try_lock(fd, CREATOR_LOCK);
-        // Fits: `sizes` keeps it at most isize::MAX.
-        let total_off = total as libc::off_t;
-        // SAFETY: `fd` is an open descriptor we own; ftruncate touches no
-        // memory of ours.
-        if unsafe { libc::ftruncate(fd, total_off) } != 0 {
-            return Err(Error::from_io("ftruncate", name.as_str(), last_error()));
-        }
-        reserve(fd, total, name.as_str())?;
-        let map = map_fd(fd, total as usize, false, &name)?;
-        let header = write_header(&map, layout, peers_offset, opts.peer_slots, total);
-        let base = map.as_mut_ptr();
-
-        // SAFETY: `total` bytes are mapped, and the object's bytes start at
-        // HEADER_SIZE, inside them.
-        let object = unsafe { base.add(HEADER_SIZE as usize) };
-        init(object, layout.size as usize)?;
-
-        // SYNC POINT: this Release pairs with the Acquire load of `state` in
-        // `wait_ready`: an opener that sees READY sees the header fields and
-        // the initialised object.
-        header.state.store(READY, Ordering::Release);
-        futex::wake_all(&header.state);
-
+        let (map, snapshot) = build(fd, name.as_str(), layout, opts.peer_slots, init)?;
         staging.publish(&name)?;
         presence::ofd_unlock(fd, CREATOR_LOCK);
-        let snapshot = header.snapshot();
         let fd = dup_fd(fd, &name)?;
         Ok(Mapping::assemble(map, fd, Some(name), snapshot, false))
     }
@@ -266,7 +244,7 @@ impl Mapping {
         opts: &Options,
         init: impl FnOnce(*mut u8, usize) -> Result<()>,
     ) -> Result<Mapping> {
-        let (peers_offset, total) = layout
+        layout
             .sizes(opts.peer_slots)
             .map_err(|e| Error::layout(ANON, e))?;
         // SAFETY: the name is a NUL-terminated literal; memfd_create
@@ -277,25 +255,9 @@ impl Mapping {
         }
         // SAFETY: memfd_create returned a fresh descriptor we now own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // Fits: `sizes` keeps it at most isize::MAX.
-        let total_off = total as libc::off_t;
-        // SAFETY: `fd` is open; ftruncate touches no memory of ours.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), total_off) } != 0 {
-            return Err(Error::from_io("ftruncate", ANON, last_error()));
-        }
         // Anonymous memory is reserved too, so that touching it never
         // raises SIGBUS.
-        reserve(fd.as_raw_fd(), total, ANON)?;
-        let map = MmapOptions::new()
-            .len(total as usize)
-            .map_raw(fd.as_raw_fd())
-            .map_err(|e| Error::from_io("mmap", ANON, e))?;
-        let header = write_header(&map, layout, peers_offset, opts.peer_slots, total);
-        // SAFETY: as in `create_impl`.
-        let object = unsafe { map.as_mut_ptr().add(HEADER_SIZE as usize) };
-        init(object, layout.size as usize)?;
-        header.state.store(READY, Ordering::Release);
-        let snapshot = header.snapshot();
+        let (map, snapshot) = build(fd.as_raw_fd(), ANON, layout, opts.peer_slots, init)?;
         Ok(Mapping::assemble(map, fd, None, snapshot, false))
     }
 
@@ -348,6 +310,46 @@ impl Mapping {
         }
         Mapping(mapped)
     }
+}
+
+/// Makes the new, empty file `fd` a segment holding the object `layout`
+/// describes (with a peer table of `peer_slots`): sizes it, reserves its
+/// memory, maps it, writes the header (state INITIALIZING), runs `init`
+/// over the zeroed object bytes, then marks it READY. `label` names it in
+/// errors.
+///
+/// SYNC POINT: the Release store of READY pairs with the Acquire load of
+/// `state` in [`wait_ready`]: an opener that sees READY sees the header
+/// fields and the initialised object.
+fn build(
+    fd: libc::c_int,
+    label: &str,
+    layout: &ObjectLayout,
+    peer_slots: u32,
+    init: impl FnOnce(*mut u8, usize) -> Result<()>,
+) -> Result<(MmapRaw, HeaderSnapshot)> {
+    let (peers_offset, total) = layout
+        .sizes(peer_slots)
+        .map_err(|e| Error::layout(label, e))?;
+    // Fits: `sizes` keeps it at most isize::MAX.
+    let total_off = total as libc::off_t;
+    // SAFETY: `fd` is an open descriptor; ftruncate touches no memory of
+    // ours.
+    if unsafe { libc::ftruncate(fd, total_off) } != 0 {
+        return Err(Error::from_io("ftruncate", label, last_error()));
+    }
+    reserve(fd, total, label)?;
+    let map = map_fd(fd, total as usize, false, label)?;
+    let header = write_header(&map, layout, peers_offset, peer_slots, total);
+    // SAFETY: `total` bytes are mapped, and the object's bytes start at
+    // HEADER_SIZE, inside them.
+    let object = unsafe { map.as_mut_ptr().add(HEADER_SIZE as usize) };
+    init(object, layout.size as usize)?;
+    // SYNC POINT: Release (paired in the doc comment above).
+    header.state.store(READY, Ordering::Release);
+    futex::wake_all(&header.state);
+    let snapshot = header.snapshot();
+    Ok((map, snapshot))
 }
 
 /// Writes a new segment's header (state INITIALIZING) into `map`.
@@ -446,7 +448,7 @@ impl Mapping {
             return Err(too_small(n, size, first_word(&fd, size)));
         }
 
-        let header_map = map_fd(fd.as_raw_fd(), HEADER_SIZE as usize, read_only, &name)?;
+        let header_map = map_fd(fd.as_raw_fd(), HEADER_SIZE as usize, read_only, n)?;
         // SAFETY: the mapping is page-aligned, HEADER_SIZE bytes long (the
         // file holds at least that many, checked above), and lives until
         // the end of this function, longer than `header`. RawHeader is made
@@ -465,7 +467,7 @@ impl Mapping {
         let snap = header.snapshot();
         // Fresh size: the file may have been truncated while we waited.
         check_ready(&snap, kind, n, validate, || file_size(&fd, &name))?;
-        let map = map_fd(fd.as_raw_fd(), snap.total_size as usize, read_only, &name)?;
+        let map = map_fd(fd.as_raw_fd(), snap.total_size as usize, read_only, n)?;
         drop(header_map);
         Ok(Mapping::assemble(map, fd, Some(name), snap, read_only))
     }
@@ -557,12 +559,14 @@ pub fn unlink(name: &str) -> Result<()> {
 /// holds it, the creator died (or never held it: a hostile writer); that
 /// judgement holds across pid namespaces, unlike the recorded pid, which
 /// is only reported.
+///
+/// SYNC POINT: the Acquire loads of `state` pair with the creator's Release
+/// store of READY in [`build`]: seeing READY, we see the header and the
+/// object it initialised.
 fn wait_ready(header: &RawHeader, name: &Name, timeout: Duration, fd: libc::c_int) -> Result<()> {
     let deadline = Deadline::after(timeout);
     loop {
-        // SYNC POINT: this Acquire pairs with the creator's Release store of
-        // READY in `Mapping::create`: seeing READY, we see the header and
-        // the object it initialised.
+        // SYNC POINT: Acquire (paired in the doc comment above).
         if is_ready(name.as_str(), header.state.load(Ordering::Acquire))? {
             return Ok(());
         }
@@ -893,7 +897,7 @@ fn first_word(fd: &OwnedFd, size: u64) -> Option<u64> {
 }
 
 /// Maps `len` bytes of `fd` shared, read-write or read-only.
-fn map_fd(fd: libc::c_int, len: usize, read_only: bool, name: &Name) -> Result<MmapRaw> {
+fn map_fd(fd: libc::c_int, len: usize, read_only: bool, name: &str) -> Result<MmapRaw> {
     let mut options = MmapOptions::new();
     options.len(len);
     let map = if read_only {
@@ -901,7 +905,7 @@ fn map_fd(fd: libc::c_int, len: usize, read_only: bool, name: &Name) -> Result<M
     } else {
         options.map_raw(fd)
     };
-    map.map_err(|e| Error::from_io("mmap", name.as_str(), e))
+    map.map_err(|e| Error::from_io("mmap", name, e))
 }
 
 fn last_error() -> io::Error {

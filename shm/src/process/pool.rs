@@ -298,10 +298,14 @@ struct Inner {
 }
 
 impl Inner {
+    /// Rings the supervisor's doorbell (a task queued, a result sent, the
+    /// pool closing).
+    ///
+    /// SYNC POINT: the Release increment pairs with the Acquire load of the
+    /// doorbell in [`Supervisor::supervise`] before it scans; a ring after
+    /// that load makes its futex wait return at once.
     fn ring(&self) {
-        // SYNC POINT: Release pairs with the supervisor's Acquire load
-        // before it scans; a change after that load makes its futex wait
-        // return at once.
+        // SYNC POINT: Release (paired in the doc comment above).
         self.doorbell.fetch_add(1, Ordering::Release);
         futex::wake_all(&self.doorbell);
     }
@@ -879,12 +883,17 @@ impl Supervisor {
         st.restarts += restarted;
     }
 
+    /// The supervisor's loop: drain results, reap and replace dead
+    /// workers, dispatch tasks, sleep on the doorbell.
+    ///
+    /// SYNC POINT: the Acquire load of the doorbell pairs with the Release
+    /// increments in [`Inner::ring`] (by the pool's callers and by the
+    /// workers): what they did before ringing is seen by the scan after.
     fn supervise(&mut self) {
         let inner = self.inner.clone();
         let mut last_reap = Instant::now();
         loop {
-            // SYNC POINT: Acquire pairs with the Release of `ring` and of
-            // the workers' rings.
+            // SYNC POINT: Acquire (paired in the doc comment above).
             let seen = self.inner.doorbell.load(Ordering::Acquire);
             for i in 0..self.workers.len() {
                 drain(&mut self.workers[i], self.inner.max_message);
@@ -1083,6 +1092,11 @@ fn drain(w: &mut Worker, max: usize) {
 }
 
 /// A worker process: run tasks from the inbox until it is closed.
+///
+/// SYNC POINT: the SeqCst stores of `current` (which task runs) need no
+/// Acquire partner: the supervisor reads them in [`Supervisor::reap`] only
+/// after `waitpid` reaped this process, which orders all of its stores
+/// before the call returns.
 fn worker_main(inner: &Inner, inbox: &ByteQueue, outbox: &ByteQueue, current: &AtomicU64) -> i32 {
     let max = inner.max_message;
     loop {
@@ -1100,8 +1114,8 @@ fn worker_main(inner: &Inner, inbox: &ByteQueue, outbox: &ByteQueue, current: &A
         let mut f = [0u8; 4];
         f.copy_from_slice(&msg[8..12]);
         let func = u32::from_le_bytes(f) as usize;
-        // SYNC POINT: SeqCst store before the function runs; the
-        // supervisor reads it after reaping us (waitpid orders it).
+        // SYNC POINT: SeqCst, before the function runs (see the doc
+        // comment above).
         current.store(id + 1, Ordering::SeqCst);
         let (status, payload) = match inner.functions.get(func) {
             None => (STATUS_NO_FUNCTION, Vec::new()),
