@@ -4,24 +4,13 @@
 //!
 //! `cargo run --release --example dict`
 
-use std::process::ExitCode;
 use std::time::Duration;
 
 use shmipc::{fork, DictConfig, ListConfig, Named, SharedDict, SharedList, Unlinker};
 
 const TEXT: &str = "the quick brown fox jumps over the lazy dog the end";
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("dict: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let names = Unlinker::new("example-dict");
     let (dict_name, list_name) = (names.name("dict"), names.name("log"));
     let dict = SharedDict::create(&dict_name, DictConfig::new(64, 32, 32))?;

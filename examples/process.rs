@@ -4,23 +4,12 @@
 //!
 //! `cargo run --release --example process`
 
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmipc::sync::{AtomicU64, Ordering};
 use shmipc::{Named, Process, Shared};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
-
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("process: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
 
 fn alive(pid: u32) -> bool {
     // A zombie still "exists"; ask /proc for its state too.
@@ -32,7 +21,7 @@ fn alive(pid: u32) -> bool {
     !matches!(state, None | Some("Z") | Some("X"))
 }
 
-fn run() -> Res<()> {
+fn main() -> Res<()> {
     let wait = Duration::from_secs(30);
 
     let mut worker = Process::new("worker").fork(|| {

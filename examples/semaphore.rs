@@ -3,23 +3,12 @@
 //!
 //! `cargo run --release --example semaphore`
 
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmipc::sync::{AtomicU32, Ordering};
 use shmipc::{fork, Named, Semaphore, SemaphoreConfig, Shared};
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("semaphore: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seats = Shared::<Semaphore>::anon(SemaphoreConfig {
         initial: 3,
         max: std::num::NonZeroU32::new(3),
