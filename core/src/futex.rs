@@ -183,6 +183,14 @@ pub fn wake_all(word: &AtomicU32) -> usize {
     imp::wake(word, i32::MAX)
 }
 
+/// With the `counters` feature (for tests): how many `FUTEX_WAKE` system
+/// calls this process has made, so that a test can assert that a path
+/// makes none (or few), rather than time it.
+#[cfg(all(feature = "counters", not(loom)))]
+pub fn wake_calls() -> u64 {
+    imp::WAKE_CALLS.load(crate::sync::Ordering::Relaxed)
+}
+
 #[cfg(all(not(loom), target_os = "linux"))]
 mod imp {
     use super::{Deadline, WaitOutcome};
@@ -274,8 +282,14 @@ mod imp {
         }
     }
 
+    /// `FUTEX_WAKE` calls made by this process (the `counters` feature).
+    #[cfg(feature = "counters")]
+    pub static WAKE_CALLS: crate::sync::AtomicU64 = crate::sync::AtomicU64::new(0);
+
     #[inline]
     pub fn wake(word: &AtomicU32, count: i32) -> usize {
+        #[cfg(feature = "counters")]
+        WAKE_CALLS.fetch_add(1, crate::sync::Ordering::Relaxed);
         // SAFETY: `word` is a live, aligned AtomicU32; FUTEX_WAKE only uses
         // its address as a key and does not dereference anything else.
         let r = unsafe {
@@ -309,27 +323,33 @@ mod imp {
     use loom::sync::{Condvar, Mutex};
 
     loom::lazy_static! {
-        static ref BUCKET: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+        /// The bucket lock (holding how many threads wait) and its queue.
+        static ref BUCKET: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
     }
 
     pub fn wait(word: &AtomicU32, expected: u32, _deadline: Option<&Deadline>) -> WaitOutcome {
         let (lock, cvar) = &*BUCKET;
-        let guard = lock.lock().unwrap();
+        let mut waiting = lock.lock().unwrap();
         // The kernel compares under its bucket lock; so do we.
         if word.load(Ordering::SeqCst) != expected {
             return WaitOutcome::Retry;
         }
-        drop(cvar.wait(guard).unwrap());
+        *waiting += 1;
+        let mut waiting = cvar.wait(waiting).unwrap();
+        *waiting -= 1;
         WaitOutcome::Retry
     }
 
     pub fn wake(_word: &AtomicU32, _count: i32) -> usize {
         let (lock, cvar) = &*BUCKET;
-        let _guard = lock.lock().unwrap();
+        let waiting = lock.lock().unwrap();
         // One bucket serves every address, so wake everyone: waking too many
-        // is a spurious wake-up, which every caller tolerates.
+        // is a spurious wake-up, which every caller tolerates. Report how
+        // many were asleep (on any word), as the kernel reports how many it
+        // woke: a wake that finds nobody is what the sleeper counts' wipe
+        // (`crate::queue`) reacts to.
         cvar.notify_all();
-        1
+        *waiting
     }
 }
 
