@@ -55,8 +55,11 @@
 //! | flag, loses to a consumer that did not | not yet | below it | `Closed` |
 //!
 //! A push that looks once the close is done refuses at once (it checks a
-//! `closed` hint on a line nobody writes, set after the flag). The line is
-//! in shared memory, so a consumer taking the role over later keeps it.
+//! `closed` hint on a line nobody writes, set after the flag), and so does
+//! every push of a producer that has arbitrated once: a line the producer
+//! drew is its own last `tail`, so no item beyond it is ever published and
+//! the consumer need not look for that line. The line is in shared memory,
+//! so a consumer (or producer) taking the role over later keeps it.
 //!
 //! # Crashes
 //!
@@ -399,6 +402,11 @@ pub struct Producer<'a, T> {
     tail: u64,
     /// The consumer's position as last read; never ahead of the real one.
     head: u64,
+    /// Set once this handle has seen the close after publishing (and
+    /// arbitrated), or found the line drawn when it attached: no push of
+    /// it may publish again, since a line the producer drew is one the
+    /// consumer does not look at (module docs, "Closing").
+    ended: bool,
     _keep: Keep,
     _life: Life<'a, T>,
 }
@@ -416,6 +424,7 @@ impl<'a, T: Pod> Producer<'a, T> {
             cap,
             tail: ctrl.tail.load(Ordering::Relaxed),
             head: ctrl.head.load(Ordering::Acquire),
+            ended: ctrl.line().is_some(),
             _keep: keep,
             _life: PhantomData,
         }
@@ -483,9 +492,9 @@ impl<'a, T: Pod> Producer<'a, T> {
     /// Free slots, re-reading the consumer's position if fewer than `want`.
     #[inline]
     fn free(&mut self, want: u64) -> Result<u64, PushError> {
-        // Only a shortcut: a push racing the close is caught after it
-        // publishes (module docs, "Closing").
-        if self.ctrl.closed_hint() {
+        // The hint is a shortcut: a push racing the close is caught after
+        // it publishes (module docs, "Closing").
+        if self.ended || self.ctrl.closed_hint() {
             return Err(PushError::Closed);
         }
         let mut free = self.cap - (self.tail - self.head);
@@ -522,6 +531,7 @@ impl<'a, T: Pod> Producer<'a, T> {
     /// first decides (module docs, "Closing").
     #[cold]
     fn arbitrate(&mut self) -> Result<(), PushError> {
+        self.ended = true;
         // SYNC POINT: AcqRel pairs with the consumer's compare-and-swap
         // of `line` in `decide_closed`, and with its Acquire loads.
         match self
