@@ -18,7 +18,7 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let config = BytesConfig::for_max_message(256).ok_or("config")?;
+    let config = BytesConfig::for_max_message(256)?;
     let (parent, child_end) = Pipe::anon(config)?;
     let mut child = fork(move || {
         let me = child_end;

@@ -312,7 +312,7 @@ fn read_queue(queue: &str, bits: &str, stats: &str, reader: usize) -> Res<()> {
 /// A parent and the child it forks talk through a Pipe (Python's `Pipe()`).
 fn pipe_conversation() -> Res<()> {
     println!("\n5. A parent and its child talk through a Pipe");
-    let (parent, child_end) = Pipe::anon(BytesConfig::for_max_message(1024).ok_or("config")?)?;
+    let (parent, child_end) = Pipe::anon(BytesConfig::for_max_message(1024)?)?;
     let child = process::fork(move || {
         let me = child_end;
         loop {

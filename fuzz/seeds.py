@@ -75,22 +75,54 @@ def seeds():
         "grants": bytes([1, 40, 2, 10, 2, 20, 2, 30, 3, 1, 5, 5, 0, 0, 0, 0, 4, 0, 5, 0, 0, 0, 1, 3, 0, 3, 5, 0, 0, 0, 0, 7, 0, 11, 10, 8, 50, 11]),
         "noise": bytes([2, 100]) + noise(300),
     }
+    # The hostile targets' first byte: the queue in its low bits, then the
+    # mode (fuzz/src/hostile.rs): CONCURRENT (a script of writes that a
+    # second thread runs while the operations do) and PAYLOAD_ONLY (writes
+    # only into payload bytes, and a model checked).
+    # Their noise comes from a generator of its own, so that adding seeds
+    # leaves the others as they were.
+    CONCURRENT, PAYLOAD_ONLY = 1, 2
+    rnd2 = random.Random(11)
+    noise2 = lambda n: bytes(rnd2.randrange(256) for _ in range(n))
+    script = lambda n: bytes([n - 4]) + noise2(n)
     yield "bytes_hostile", {
         "poke_control": bytes([0, 24, 4, 16, 4, 0, 0x10, 0, 64, 0, 0, 0, 0, 0, 0, 0, 7, 0, 9, 30, 0, 10, 0]),
         "noise": bytes([1, 40]) + noise(300),
         "noise_big": bytes([3, 200]) + noise(400),
+        # capacity 128, max 40, messages of 16 bytes (32-byte records).
+        "payload_model": bytes([PAYLOAD_ONLY << 2 | 1, 40, 16]) + bytes([4, 0, 0, 4, 0, 0, 0, 0x11, 3, 7, 9, 0, 40, 9, 0, 8, 10, 0, 4, 0, 0, 5, 0x80, 0, 10, 0x80, 9, 0, 40, 9, 0, 40]),
+        "payload_model_concurrent": bytes([(PAYLOAD_ONLY | CONCURRENT) << 2 | 1, 40, 16]) + script(64) + bytes([4, 0, 0] * 3 + [9, 0, 40] * 2 + [7, 0] + [10, 0]) + noise2(200),
+        "concurrent_anywhere": bytes([CONCURRENT << 2 | 2, 60]) + script(96) + noise2(300),
     }
     yield "ring_hostile", {
         "spsc_poke_tail": bytes([0, 2, 4, 4, 1, 0x11, 255, 7, 7, 7, 13, 12]),
         "mpmc_poke_seq": bytes([4, 2, 4, 4, 3, 0x12, 5, 6, 6, 6, 9]),
         "noise_spsc": bytes([3, 3]) + noise(300),
         "noise_mpmc": bytes([7, 3]) + noise(300),
+        "spsc_payload_model": bytes([PAYLOAD_ONLY << 3 | 0, 2]) + bytes([4, 4, 6, 9, 0, 0x22, 7, 9, 10, 11, 12, 13, 7, 8, 0]) + noise2(100),
+        "mpmc_payload_model": bytes([PAYLOAD_ONLY << 3 | 7, 2]) + bytes([4, 4, 0, 0x21, 5, 6, 7, 8, 9, 8]) + noise2(100),
+        "spsc_concurrent_model": bytes([(PAYLOAD_ONLY | CONCURRENT) << 3 | 3, 3]) + script(48) + noise2(300),
+        "mpmc_concurrent_model": bytes([(PAYLOAD_ONLY | CONCURRENT) << 3 | 4, 3]) + script(48) + noise2(300),
+        "spsc_concurrent_anywhere": bytes([CONCURRENT << 3 | 1, 3]) + script(64) + noise2(300),
+        "mpmc_concurrent_anywhere": bytes([CONCURRENT << 3 | 6, 3]) + script(64) + noise2(300),
     }
     yield "sync_words", {
         "zeros": bytes(32) + bytes([0, 3, 0, 1, 0, 2, 4, 6, 6, 4, 5, 0, 8, 10, 0, 9, 10, 1, 11]),
         "ones": b"\xff" * 32 + bytes([0, 1, 0, 2, 4, 5, 0, 6, 8, 9, 10, 1]),
         "noise": noise(32) + noise(200),
+        # A lock held by peer slot 5 (generation 1): judged dead it is taken
+        # over (op 12, 0xa5, verdict 1), then released; judged alive (0) or
+        # unjudgeable (2) it is waited for and not taken.
+        "takeover_dead": held_lock(6 | 1 << 12) + bytes(16) + bytes([12, 0xA5, 1, 3, 2, 0, 2]),
+        "takeover_alive": held_lock(6 | 1 << 12) + bytes(16) + bytes([12, 0xA5, 0, 12, 0xA5, 2, 3]),
+        "takeover_garbage_owner": held_lock(0x3FFF_FFFF) + bytes(16) + bytes([12, 0xA5, 1, 3]),
     }
+
+
+def held_lock(owner):
+    """A Lock's 16 bytes with `owner` in the word, a tid, and a stamp that
+    is not this process's."""
+    return struct.pack("<IIQ", owner, 4242, 0xDEAD_0000_0001)
 
 
 def main():

@@ -1,94 +1,346 @@
-//! Asymmetric memory barriers: a cheap side and a heavy side.
+//! A barrier for a fixed number of threads or processes: Python's
+//! `multiprocessing.Barrier`.
 //!
-//! A notifier that publishes an item and then checks for sleepers needs a
-//! store-then-load barrier between the two, or a sleeper that registered
-//! just then could miss the item and sleep through it. A full barrier costs
-//! little in itself, but placed right after the publishing store it stalls
-//! until that store's cache line comes back from the other core — on every
-//! item. For the SPSC queue that was most of its cost (about 40 million
-//! items a second across processes, against close to 300 million without).
+//! 16 bytes:
 //!
-//! The kernel offers a way to move that cost to the rare side:
-//! `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` makes every running thread
-//! of every process that registered for it execute a full barrier before
-//! the call returns. So a notifier whose process has registered
-//! ([`register`]) may check for sleepers with a plain load after a compiler
-//! fence, and a sleeper calls [`heavy`] after it registers as a sleeper and
-//! before it re-checks the queue: either the sleeper's re-check sees the
-//! item, or the notifier's load sees the sleeper.
+//! | offset | field | meaning |
+//! |---|---|---|
+//! | 0 | `state` | the futex word: bits 0–15 the parties arrived, bits 16–30 the generation, bit 31 *broken* |
+//! | 4 | `parties` | how many parties a round needs |
+//! | 8 | reserved | zero |
 //!
-//! Where `membarrier` is missing or forbidden (old kernels, some seccomp
-//! profiles), [`register`] fails and notifiers keep their full barrier; a
-//! sleeper whose [`heavy`] fails sleeps in short slices instead, so a wake-up
-//! can be late but never lost. Loom and Miri cannot model `membarrier`:
-//! there, [`register`] always fails and the full-barrier protocol is what
-//! they check.
+//! Arriving is a compare-and-swap adding one; the last party instead resets
+//! the count and advances the generation in the same compare-and-swap (it
+//! is the leader), then wakes everyone sleeping on the word. A waiter sleeps
+//! until the generation moves (passed) or the broken bit appears. A waiter
+//! whose deadline passes sets the broken bit (if its generation is still
+//! current) and wakes everyone: all of them get [`BarrierError::Broken`],
+//! itself [`BarrierError::Timeout`], and so does every later arrival until
+//! [`Barrier::reset`], which advances the generation by two (so that a
+//! process still waiting in the old one can tell a reset from a release).
+//!
+//! (This is the n-party barrier; the asymmetric memory fence the queues use
+//! is [`crate::membarrier`].)
 
-#[cfg(not(any(loom, miri)))]
-use crate::sync::{AtomicU8, Ordering};
+use core::fmt;
+use core::time::Duration;
 
-/// Whether this process is registered: 0 not yet tried, 1 yes, 2 no.
-#[cfg(not(any(loom, miri)))]
-static STATE: AtomicU8 = AtomicU8::new(0);
+use crate::futex::{self, Deadline};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
-#[cfg(not(any(loom, miri)))]
-const CMD_GLOBAL_EXPEDITED: libc::c_long = 1 << 1;
-#[cfg(not(any(loom, miri)))]
-const CMD_REGISTER_GLOBAL_EXPEDITED: libc::c_long = 1 << 2;
-
-#[cfg(not(any(loom, miri)))]
-fn membarrier(cmd: libc::c_long) -> bool {
-    // SAFETY: membarrier takes two integers and touches no memory of ours.
-    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_long) == 0 }
+/// Why [`Barrier::wait`] did not pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BarrierError {
+    /// The barrier is broken: a party timed out, [`Barrier::abort`] was
+    /// called, or [`Barrier::reset`] ran while this party waited (Python's
+    /// `BrokenBarrierError`). It stays broken until `reset`.
+    Broken,
+    /// This party's timeout passed; it broke the barrier for everyone.
+    Timeout,
+    /// The barrier's party count is zero or above [`Barrier::MAX_PARTIES`].
+    InvalidParties(u32),
 }
 
-#[cfg(not(any(loom, miri)))]
-extern "C" fn reregister_in_child() {
-    // A forked child is a new process; make sure it is a target too, and if
-    // it cannot be, its notifiers fall back to the full barrier.
-    let ok = membarrier(CMD_REGISTER_GLOBAL_EXPEDITED);
-    STATE.store(if ok { 1 } else { 2 }, Ordering::Relaxed);
-}
-
-/// Registers this process as a target of [`heavy`] barriers, once; returns
-/// whether its notifiers may use the cheap side ([`registered`]).
-pub fn register() -> bool {
-    #[cfg(any(loom, miri))]
-    return false;
-    #[cfg(not(any(loom, miri)))]
-    {
-        match STATE.load(Ordering::Relaxed) {
-            1 => return true,
-            2 => return false,
-            _ => {}
+impl fmt::Display for BarrierError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BarrierError::Broken => f.write_str("the barrier is broken"),
+            BarrierError::Timeout => {
+                f.write_str("timed out waiting at the barrier, which is now broken")
+            }
+            BarrierError::InvalidParties(n) => write!(
+                f,
+                "a barrier of {n} parties is invalid (1 to {} allowed)",
+                Barrier::MAX_PARTIES
+            ),
         }
-        let ok = membarrier(CMD_REGISTER_GLOBAL_EXPEDITED);
-        if ok && STATE.swap(1, Ordering::Relaxed) == 0 {
-            // SAFETY: the handler only makes a system call and stores to a
-            // static, which is fine in a freshly forked child.
-            unsafe { libc::pthread_atfork(None, None, Some(reregister_in_child)) };
-        } else if !ok {
-            STATE.store(2, Ordering::Relaxed);
-        }
-        ok
     }
 }
 
-/// Whether this process is registered, so that its notifiers may check for
-/// sleepers with a plain load. One relaxed load of a process-local static.
-#[inline]
-pub fn registered() -> bool {
-    #[cfg(any(loom, miri))]
-    return false;
-    #[cfg(not(any(loom, miri)))]
-    return STATE.load(Ordering::Relaxed) == 1;
+impl core::error::Error for BarrierError {}
+
+const ARRIVED_MASK: u32 = 0xffff;
+const GEN_SHIFT: u32 = 16;
+const GEN_MASK: u32 = 0x7fff;
+const BROKEN: u32 = 0x8000_0000;
+
+fn generation(state: u32) -> u32 {
+    (state >> GEN_SHIFT) & GEN_MASK
 }
 
-/// Makes every running thread of every registered process execute a full
-/// memory barrier; returns false if the kernel will not.
-pub fn heavy() -> bool {
-    #[cfg(any(loom, miri))]
-    return false;
-    #[cfg(not(any(loom, miri)))]
-    return membarrier(CMD_GLOBAL_EXPEDITED);
+/// A barrier for a fixed number of threads or processes: Python's
+/// `multiprocessing.Barrier`.
+///
+/// Each party calls [`wait`](Barrier::wait); all are released together
+/// when the last one arrives, which is told it is the *leader* (`true`).
+/// The barrier then serves the next round (generation) at once. A party
+/// whose [`wait_timeout`](Barrier::wait_timeout) runs out *breaks* the
+/// barrier: every party waiting, and every later arrival, gets
+/// [`BarrierError::Broken`] until [`reset`](Barrier::reset).
+///
+/// ```
+/// use shmipc_core::{Barrier, BarrierError};
+/// use std::time::Duration;
+///
+/// let barrier = Barrier::new(3); // three parties
+/// let leaders: u32 = std::thread::scope(|s| {
+///     let others: Vec<_> = (0..2).map(|_| s.spawn(|| barrier.wait().unwrap())).collect();
+///     let me = barrier.wait().unwrap();
+///     others.into_iter().map(|t| t.join().unwrap() as u32).sum::<u32>() + me as u32
+/// });
+/// assert_eq!(leaders, 1); // exactly one leader
+///
+/// // Alone at the barrier: the timeout breaks it.
+/// assert_eq!(barrier.wait_timeout(Duration::from_millis(10)), Err(BarrierError::Timeout));
+/// assert_eq!(barrier.wait(), Err(BarrierError::Broken));
+/// barrier.reset();
+/// assert!(!barrier.is_broken());
+/// ```
+#[repr(C)]
+pub struct Barrier {
+    state: AtomicU32,
+    parties: AtomicU32,
+    _reserved: AtomicU64,
+}
+
+impl Barrier {
+    /// The most parties a barrier can have.
+    pub const MAX_PARTIES: u32 = ARRIVED_MASK;
+
+    /// A barrier for `parties` parties (1 to [`Barrier::MAX_PARTIES`]; other
+    /// counts make every wait fail with [`BarrierError::InvalidParties`],
+    /// and are refused when the barrier is placed in shared memory).
+    #[cfg(not(loom))]
+    pub const fn new(parties: u32) -> Barrier {
+        Barrier {
+            state: AtomicU32::new(0),
+            parties: AtomicU32::new(parties),
+            _reserved: AtomicU64::new(0),
+        }
+    }
+
+    /// A barrier for `parties` parties (see the non-loom `new`).
+    #[cfg(loom)]
+    pub fn new(parties: u32) -> Barrier {
+        Barrier {
+            state: AtomicU32::new(0),
+            parties: AtomicU32::new(parties),
+            _reserved: AtomicU64::new(0),
+        }
+    }
+
+    /// How many parties it waits for.
+    pub fn parties(&self) -> u32 {
+        self.parties.load(Ordering::Relaxed)
+    }
+
+    /// How many parties wait now (a snapshot).
+    pub fn n_waiting(&self) -> u32 {
+        self.state.load(Ordering::Relaxed) & ARRIVED_MASK
+    }
+
+    /// Whether the barrier is broken.
+    pub fn is_broken(&self) -> bool {
+        self.state.load(Ordering::Relaxed) & BROKEN != 0
+    }
+
+    /// Waits until all parties have arrived, as long as it takes (see
+    /// [`Barrier::wait_timeout`]); returns whether this party is the
+    /// leader (the last to arrive; exactly one per round).
+    pub fn wait(&self) -> Result<bool, BarrierError> {
+        self.wait_until(None)
+    }
+
+    /// As [`wait`](Barrier::wait), for at most `timeout`; running out
+    /// breaks the barrier for every party.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, BarrierError> {
+        self.wait_until(Some(&Deadline::after(timeout)))
+    }
+
+    /// As [`wait`](Barrier::wait), until `deadline` (forever if `None`).
+    pub fn wait_until(&self, deadline: Option<&Deadline>) -> Result<bool, BarrierError> {
+        let parties = self.parties();
+        if parties == 0 || parties > Self::MAX_PARTIES {
+            return Err(BarrierError::InvalidParties(parties));
+        }
+        let mut state = self.state.load(Ordering::Acquire);
+        let mine = loop {
+            if state & BROKEN != 0 {
+                return Err(BarrierError::Broken);
+            }
+            let arrived = state & ARRIVED_MASK;
+            let gen = generation(state);
+            if arrived + 1 >= parties {
+                // The last party: release this generation.
+                let next = ((gen + 1) & GEN_MASK) << GEN_SHIFT;
+                // SYNC POINT: AcqRel: Acquire pairs with every earlier
+                // party's Release arrival (we see what they wrote), Release
+                // pairs with the waiters' Acquire loads of the new
+                // generation (they see what we all wrote).
+                match self
+                    .state
+                    .compare_exchange(state, next, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => {
+                        futex::wake_all(&self.state);
+                        return Ok(true);
+                    }
+                    Err(s) => state = s,
+                }
+                continue;
+            }
+            // SYNC POINT: AcqRel, pairing with the leader as above.
+            match self
+                .state
+                .compare_exchange(state, state + 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break gen,
+                Err(s) => state = s,
+            }
+        };
+        loop {
+            // SYNC POINT: Acquire pairs with the leader's Release.
+            let now = self.state.load(Ordering::Acquire);
+            let gen = generation(now);
+            if gen != mine {
+                // Released (one step on), or reset (two steps) meanwhile.
+                return if gen == (mine + 1) & GEN_MASK {
+                    Ok(false)
+                } else {
+                    Err(BarrierError::Broken)
+                };
+            }
+            if now & BROKEN != 0 {
+                return Err(BarrierError::Broken);
+            }
+            if deadline.is_some_and(Deadline::has_passed) {
+                if self
+                    .state
+                    .compare_exchange(now, now | BROKEN, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    futex::wake_all(&self.state);
+                    return Err(BarrierError::Timeout);
+                }
+                continue;
+            }
+            futex::wait(&self.state, now, deadline);
+        }
+    }
+
+    /// Breaks the barrier: every waiting party, and every later arrival,
+    /// gets [`BarrierError::Broken`] until [`reset`](Barrier::reset).
+    pub fn abort(&self) {
+        self.state.fetch_or(BROKEN, Ordering::AcqRel);
+        futex::wake_all(&self.state);
+    }
+
+    /// Makes the barrier whole and empty again (a new generation). Parties
+    /// waiting at that moment get [`BarrierError::Broken`].
+    pub fn reset(&self) {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            let next = ((generation(state) + 2) & GEN_MASK) << GEN_SHIFT;
+            match self
+                .state
+                .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(s) => state = s,
+            }
+        }
+        futex::wake_all(&self.state);
+    }
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties())
+            .field("waiting", &self.n_waiting())
+            .field("broken", &self.is_broken())
+            .finish()
+    }
+}
+
+// SAFETY: #[repr(C)], atomics only; every bit pattern is valid: any state
+// decodes to a count, a generation and a flag, and a party count out of
+// range is reported as InvalidParties.
+#[cfg(not(loom))]
+unsafe impl crate::place::SharedObject for Barrier {
+    /// The number of parties.
+    type Config = u32;
+
+    unsafe fn init(this: *mut Self, parties: u32) {
+        // SAFETY: the caller guarantees `this` is valid and exclusive.
+        unsafe { this.write(Barrier::new(parties)) };
+    }
+
+    fn check_config(parties: &u32) -> Result<(), crate::place::LayoutError> {
+        if (1..=Barrier::MAX_PARTIES).contains(parties) {
+            return Ok(());
+        }
+        let rule = crate::place::Rule::Range {
+            min: 1,
+            max: Barrier::MAX_PARTIES.into(),
+        };
+        Err(crate::place::LayoutError::parameter(
+            "parties",
+            (*parties).into(),
+            rule,
+        ))
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::place::SharedObject;
+    use std::sync::Arc;
+    use std::vec::Vec;
+
+    #[test]
+    fn barrier_rounds_between_threads() {
+        let rounds = if cfg!(miri) { 5 } else { 50 };
+        let b = Arc::new(Barrier::new(4));
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let b = b.clone();
+                std::thread::spawn(move || {
+                    (0..rounds).map(|_| b.wait().unwrap() as u32).sum::<u32>()
+                })
+            })
+            .collect();
+        let mine: u32 = (0..rounds).map(|_| b.wait().unwrap() as u32).sum();
+        let total: u32 = mine + handles.into_iter().map(|h| h.join().unwrap()).sum::<u32>();
+        assert_eq!(total, rounds, "one leader per round");
+    }
+
+    #[test]
+    fn zeroed_bytes_are_a_barrier_of_no_parties_which_is_an_error() {
+        assert_eq!(size_of::<Barrier>(), 16);
+        let mut buf = [0u64; 2];
+        let b = Barrier::from_bytes_mut(bytemuck::cast_slice_mut(&mut buf)).unwrap();
+        assert_eq!(b.wait(), Err(BarrierError::InvalidParties(0)));
+        let mut buf = [0u64; 2];
+        let b = Barrier::init_in(bytemuck::cast_slice_mut(&mut buf), 1).unwrap();
+        assert_eq!(b.wait(), Ok(true), "a party of one leads every round");
+        let b = Barrier::new(Barrier::MAX_PARTIES + 1);
+        assert_eq!(
+            b.wait(),
+            Err(BarrierError::InvalidParties(Barrier::MAX_PARTIES + 1))
+        );
+    }
+
+    #[test]
+    fn abort_breaks_and_reset_mends() {
+        let b = Barrier::new(2);
+        b.abort();
+        assert!(b.is_broken());
+        assert_eq!(b.wait(), Err(BarrierError::Broken));
+        b.reset();
+        assert!(!b.is_broken());
+        assert_eq!(b.n_waiting(), 0);
+    }
 }

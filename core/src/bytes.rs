@@ -150,7 +150,7 @@ use core::time::Duration;
 use crate::futex::Deadline;
 use crate::lock::{Lock, LockError, LockGuard};
 use crate::peers::{self, Peers, Token};
-use crate::place::LayoutError;
+use crate::place::{LayoutError, Rule};
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
     block_checked, round_up, CachePadded, Header, Keep, Kind, QueueError, RecvError, SendError,
@@ -199,8 +199,9 @@ struct Rec {
 /// What a new [`ByteQueue`] holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BytesConfig {
-    /// Bytes in the data ring: a power of two, at least twice the largest
-    /// record (`8 + max_message` rounded up to 8), at most 2^32.
+    /// Bytes in the data ring: a power of two from 64 to 2^32, at least
+    /// twice the largest record (a 16-byte header, then `max_message`
+    /// rounded up to 16).
     pub capacity: usize,
     /// The largest message, in bytes.
     pub max_message: usize,
@@ -216,12 +217,35 @@ impl BytesConfig {
     }
 
     /// The smallest valid configuration for messages of up to
-    /// `max_message` bytes, or `None` if there is none.
-    pub fn for_max_message(max_message: usize) -> Option<BytesConfig> {
-        let record = record_size(u64::try_from(max_message).ok()?);
-        let capacity = usize::try_from(record.checked_mul(2)?.checked_next_power_of_two()?).ok()?;
-        let c = BytesConfig::new(capacity.max(64), max_message);
-        c.check().ok().map(|_| c)
+    /// `max_message` bytes: a ring that holds two of the largest records
+    /// (at least 64 bytes). A `max_message` too large for the largest ring
+    /// (2^31 bytes less a record header, with rings of at most 2^32) is a
+    /// [`LayoutError::Parameter`] naming it.
+    pub fn for_max_message(max_message: usize) -> Result<BytesConfig, LayoutError> {
+        let largest = MAX_CAPACITY / 2 - HEADER;
+        let max = max_message as u64;
+        if max > largest {
+            return Err(LayoutError::parameter(
+                "max_message",
+                max,
+                Rule::AtMost {
+                    max: largest,
+                    why:
+                        "the largest ring must hold two records of 16 header bytes and the message",
+                },
+            ));
+        }
+        // No overflow: max <= 2^31, so the record is at most 2^31 + 16.
+        let record = record_size(max);
+        let capacity = usize::try_from((record * 2).next_power_of_two().max(64)).map_err(|_| {
+            LayoutError::parameter(
+                "max_message",
+                max,
+                Rule::Text("needs a ring larger than this platform's address space"),
+            )
+        })?;
+        let c = BytesConfig::new(capacity, max_message);
+        c.check().map(|()| c)
     }
 
     /// Encodes the configuration as four words: `[capacity, max_message, 0, 0]`.
@@ -243,11 +267,30 @@ impl BytesConfig {
     fn check(&self) -> Result<(), LayoutError> {
         let cap = self.capacity as u64;
         if !self.capacity.is_power_of_two() || !(64..=MAX_CAPACITY).contains(&cap) {
-            return Err(LayoutError::InvalidParameters);
+            return Err(LayoutError::parameter(
+                "capacity",
+                cap,
+                Rule::PowerOfTwo {
+                    min: 64,
+                    max: MAX_CAPACITY,
+                },
+            ));
         }
+        // A record is the header plus the message padded to ALIGN; two of
+        // the largest must fit. `cap / 2 - HEADER` is a multiple of ALIGN,
+        // so this is exactly `record_size(max) <= cap / 2`, without the
+        // overflow `record_size` would risk for a huge `max_message`.
+        let largest = cap / 2 - HEADER;
         let max = self.max_message as u64;
-        if max > u32::MAX as u64 || record_size(max) > cap / 2 {
-            return Err(LayoutError::InvalidParameters);
+        if max > largest {
+            return Err(LayoutError::parameter(
+                "max_message",
+                max,
+                Rule::AtMost {
+                    max: largest,
+                    why: "two records of 16 header bytes and the message must fit in the ring",
+                },
+            ));
         }
         Ok(())
     }
@@ -510,9 +553,9 @@ impl<'a> ByteQueue<'a> {
     /// The size and alignment of a queue with `config`: a control block
     /// plus `capacity` bytes, aligned to 128.
     ///
-    /// Fails with [`LayoutError::InvalidParameters`] if `capacity` is not a
-    /// power of two in `64..=2^32`, or is less than twice the largest
-    /// record (`8 + max_message` rounded up to 8).
+    /// Fails with a [`LayoutError::Parameter`] naming `capacity` if it is
+    /// not a power of two in `64..=2^32`, or `max_message` if two of the
+    /// largest records (16 + `max_message` rounded up to 16) do not fit.
     pub fn layout(config: BytesConfig) -> Result<Layout, LayoutError> {
         config.check()?;
         let size = size_of::<Control>()
@@ -1530,9 +1573,8 @@ mod tests {
             BytesConfig::new(1 << 40, 8),
             BytesConfig::new(1 << 32, 8),
         ] {
-            assert_eq!(
-                ByteQueue::layout(c),
-                Err(LayoutError::InvalidParameters),
+            assert!(
+                matches!(ByteQueue::layout(c), Err(LayoutError::Parameter { .. })),
                 "{c:?}"
             );
         }

@@ -19,11 +19,17 @@
 //!   machine; [`spin_until`] polls briefly with a growing back-off before the
 //!   caller commits to sleeping.
 //!
-//! Under `cfg(loom)` the syscall is replaced by a model: one global mutex and
-//! condition variable. A waiter checks the word and sleeps under the mutex, a
-//! waker takes the mutex and notifies, which is the atomicity the kernel
-//! gives (it compares the word under the hash-bucket lock). A missed wake-up
-//! then shows up in loom as a deadlock. Deadlines are ignored under loom.
+//! Under `cfg(loom)` the syscall is replaced by a model (see `model`): a
+//! waiter checks the word and joins a list of sleepers under one global
+//! mutex, and a waker takes the mutex and marks as many sleepers *of that
+//! word* as it wakes — exactly one for [`wake_one`] — which is the atomicity
+//! the kernel gives (it compares the word under the hash-bucket lock). A
+//! sleeper returns only when it was marked or its deadline passed, so a
+//! missed wake-up shows up in loom as a deadlock. Time is a modelled clock
+//! that stands still until a thread of the model moves it
+//! (`model::advance`); a sleeper whose deadline the clock passes returns
+//! [`WaitOutcome::TimedOut`], which is how loom models reach the timeout
+//! and owner-check paths.
 
 use core::time::Duration;
 
@@ -52,20 +58,26 @@ pub struct Deadline {
 const NANOS_PER_SEC: i64 = 1_000_000_000;
 
 impl Deadline {
-    /// The current time on `CLOCK_MONOTONIC`.
+    /// The current time on `CLOCK_MONOTONIC` (under loom, on the model's
+    /// clock: see `model::now`).
     pub fn now() -> Deadline {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always
-        // exists on Linux, so the call cannot fail.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        // time_t and c_long are i64 on 64-bit Linux but not everywhere.
-        #[allow(clippy::useless_conversion)]
-        Deadline {
-            secs: i64::from(ts.tv_sec),
-            nanos: i64::from(ts.tv_nsec),
+        #[cfg(loom)]
+        return model::now();
+        #[cfg(not(loom))]
+        {
+            let mut ts = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC
+            // always exists on Linux, so the call cannot fail.
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+            // time_t and c_long are i64 on 64-bit Linux but not everywhere.
+            #[allow(clippy::useless_conversion)]
+            Deadline {
+                secs: i64::from(ts.tv_sec),
+                nanos: i64::from(ts.tv_nsec),
+            }
         }
     }
 
@@ -85,10 +97,7 @@ impl Deadline {
 
     /// Whether the deadline is already behind us.
     pub fn has_passed(&self) -> bool {
-        #[cfg(loom)]
-        return false;
-        #[cfg(not(loom))]
-        return Deadline::now() >= *self;
+        Deadline::now() >= *self
     }
 
     /// The time left until the deadline (zero once it has passed).
@@ -318,38 +327,215 @@ mod imp {
 
 #[cfg(loom)]
 mod imp {
-    use super::{Deadline, WaitOutcome};
+    pub use super::model::{wait, wake};
+}
+
+/// The futex and the clock as loom sees them (only under `cfg(loom)`).
+///
+/// **Futex.** One global loom mutex stands for the kernel's hash-bucket
+/// lock. [`wait`](super::wait) compares the word under it and, if the word
+/// still holds the expected value, appends itself to a list of sleepers and
+/// sleeps on a loom condition variable; it returns [`WaitOutcome::Retry`]
+/// only once a waker has marked *it* woken, and [`WaitOutcome::TimedOut`]
+/// once the clock has passed its deadline. A wake marks at most `count`
+/// unmarked sleepers of the same word, oldest first, as `FUTEX_WAKE`
+/// does; [`wake_one`](super::wake_one) really wakes one, so a protocol that
+/// needs a woken thread to pass the wake on is checked for it. Loom has
+/// no spurious wake-ups, so neither does this model: a wake-up the code
+/// forgets is a deadlock in loom, not a late return.
+///
+/// **Clock.** Every [`Deadline`] is measured on a clock that starts at zero
+/// in each execution and moves only when a thread of the model moves it:
+/// [`advance`] by a given step, or [`fire`], a timer that waits until some
+/// thread sleeps with a deadline and then moves the clock to that deadline.
+/// Either makes every sleeper re-check its deadline, as the kernel's timer
+/// would. A model that never moves the clock has deadlines that never
+/// pass. One that moves it past
+/// [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL) lets a
+/// Lock's sleepers make their owner check, and past a caller's timeout
+/// lets that timeout expire, at whichever point of the other threads' work
+/// loom chooses. The clock is kept under the model's mutex, so every
+/// reading is the latest time, as with a real clock.
+///
+/// A model moves the clock a bounded number of times: a thread that moved
+/// it in a loop until the others were done would give loom schedules of
+/// unbounded length.
+#[cfg(loom)]
+pub mod model {
+    use core::time::Duration;
+    use std::vec::Vec;
+
+    use super::{Deadline, WaitOutcome, NANOS_PER_SEC};
     use crate::sync::{AtomicU32, Ordering};
     use loom::sync::{Condvar, Mutex};
 
-    loom::lazy_static! {
-        /// The bucket lock (holding how many threads wait) and its queue.
-        static ref BUCKET: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+    struct Sleeper {
+        id: u64,
+        word: usize,
+        deadline: Option<Deadline>,
+        woken: bool,
     }
 
-    pub fn wait(word: &AtomicU32, expected: u32, _deadline: Option<&Deadline>) -> WaitOutcome {
+    #[derive(Default)]
+    struct Bucket {
+        sleepers: Vec<Sleeper>,
+        next_id: u64,
+        /// Set by [`stop_timers`]: [`fire`] returns at once.
+        stopped: bool,
+        /// The clock: nanoseconds since the execution began.
+        clock: u64,
+    }
+
+    loom::lazy_static! {
+        static ref BUCKET: (Mutex<Bucket>, Condvar) = (Mutex::new(Bucket::default()), Condvar::new());
+    }
+
+    fn from_nanos(n: u64) -> Deadline {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        Deadline {
+            secs: n / NANOS_PER_SEC,
+            nanos: n % NANOS_PER_SEC,
+        }
+    }
+
+    /// The model's current time. The clock lives under the bucket's mutex,
+    /// so every reading is the latest time, as with a real clock (an atomic
+    /// could, in loom, be read at an old value again and again).
+    pub fn now() -> Deadline {
+        from_nanos(BUCKET.0.lock().unwrap().clock)
+    }
+
+    /// Moves the model's clock on by `by`, and makes every sleeper whose
+    /// deadline that passes return [`WaitOutcome::TimedOut`].
+    pub fn advance(by: Duration) {
         let (lock, cvar) = &*BUCKET;
-        let mut waiting = lock.lock().unwrap();
+        let mut bucket = lock.lock().unwrap();
+        let by = u64::try_from(by.as_nanos()).unwrap_or(u64::MAX);
+        bucket.clock = bucket.clock.saturating_add(by);
+        cvar.notify_all();
+    }
+
+    fn to_nanos(d: &Deadline) -> u64 {
+        let n = d.secs.saturating_mul(NANOS_PER_SEC).saturating_add(d.nanos);
+        u64::try_from(n).unwrap_or(0)
+    }
+
+    /// A timer going off: waits until some thread sleeps with a deadline
+    /// still ahead (or [`stop_timers`] is called), then moves the clock to
+    /// the earliest such deadline, so that sleeper (and any other with that
+    /// deadline) times out. Returns false if it was stopped instead.
+    ///
+    /// Unlike [`advance`], it cannot go off before anyone waits for it, so
+    /// a model with a fixed number of timers still lets every one of them
+    /// end a sleep; and unlike a thread that advances the clock in a loop,
+    /// it blocks rather than spins, which loom needs to stay finite.
+    pub fn fire() -> bool {
+        let (lock, cvar) = &*BUCKET;
+        let mut bucket = lock.lock().unwrap();
+        loop {
+            if bucket.stopped {
+                return false;
+            }
+            // Sleepers whose deadline has passed are timing out already:
+            // this timer ends a sleep that would otherwise go on.
+            let now = bucket.clock;
+            let earliest = bucket
+                .sleepers
+                .iter()
+                .filter(|s| !s.woken)
+                .filter_map(|s| s.deadline.as_ref().map(to_nanos))
+                .filter(|&at| at > now)
+                .min();
+            if let Some(at) = earliest {
+                bucket.clock = at;
+                cvar.notify_all();
+                return true;
+            }
+            bucket = cvar.wait(bucket).unwrap();
+        }
+    }
+
+    /// Blocks until at least `n` threads sleep in `wait` (on any word), so a
+    /// model can make sure a waiter is asleep before it acts.
+    pub fn until_sleeping(n: usize) {
+        let (lock, cvar) = &*BUCKET;
+        let mut bucket = lock.lock().unwrap();
+        while bucket.sleepers.iter().filter(|s| !s.woken).count() < n {
+            bucket = cvar.wait(bucket).unwrap();
+        }
+    }
+
+    /// Makes every [`fire`], waiting or to come, return false: the model is
+    /// done with its timers.
+    pub fn stop_timers() {
+        let (lock, cvar) = &*BUCKET;
+        let mut bucket = lock.lock().unwrap();
+        bucket.stopped = true;
+        cvar.notify_all();
+    }
+
+    fn passed(bucket: &Bucket, deadline: Option<&Deadline>) -> bool {
+        deadline.is_some_and(|d| bucket.clock >= to_nanos(d))
+    }
+
+    /// The model of `FUTEX_WAIT_BITSET` with an absolute deadline.
+    pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> WaitOutcome {
+        let (lock, cvar) = &*BUCKET;
+        let mut bucket = lock.lock().unwrap();
         // The kernel compares under its bucket lock; so do we.
         if word.load(Ordering::SeqCst) != expected {
             return WaitOutcome::Retry;
         }
-        *waiting += 1;
-        let mut waiting = cvar.wait(waiting).unwrap();
-        *waiting -= 1;
-        WaitOutcome::Retry
+        if passed(&bucket, deadline) {
+            return WaitOutcome::TimedOut;
+        }
+        let id = bucket.next_id;
+        bucket.next_id += 1;
+        bucket.sleepers.push(Sleeper {
+            id,
+            word: word as *const AtomicU32 as usize,
+            deadline: deadline.copied(),
+            woken: false,
+        });
+        // A timer, or `until_sleeping`, may be waiting for a sleeper.
+        cvar.notify_all();
+        loop {
+            bucket = cvar.wait(bucket).unwrap();
+            let i = bucket
+                .sleepers
+                .iter()
+                .position(|s| s.id == id)
+                .expect("a sleeper leaves the list only itself");
+            if bucket.sleepers[i].woken {
+                bucket.sleepers.remove(i);
+                return WaitOutcome::Retry;
+            }
+            if passed(&bucket, deadline) {
+                bucket.sleepers.remove(i);
+                return WaitOutcome::TimedOut;
+            }
+        }
     }
 
-    pub fn wake(_word: &AtomicU32, _count: i32) -> usize {
+    /// The model of `FUTEX_WAKE`: wakes at most `count` sleepers of `word`.
+    pub fn wake(word: &AtomicU32, count: i32) -> usize {
         let (lock, cvar) = &*BUCKET;
-        let waiting = lock.lock().unwrap();
-        // One bucket serves every address, so wake everyone: waking too many
-        // is a spurious wake-up, which every caller tolerates. Report how
-        // many were asleep (on any word), as the kernel reports how many it
-        // woke: a wake that finds nobody is what the sleeper counts' wipe
-        // (`crate::queue`) reacts to.
-        cvar.notify_all();
-        *waiting
+        let mut bucket = lock.lock().unwrap();
+        let addr = word as *const AtomicU32 as usize;
+        let mut woken = 0;
+        for s in bucket.sleepers.iter_mut() {
+            if woken == count.max(0) as usize {
+                break;
+            }
+            if s.word == addr && !s.woken {
+                s.woken = true;
+                woken += 1;
+            }
+        }
+        if woken > 0 {
+            cvar.notify_all();
+        }
+        woken
     }
 }
 

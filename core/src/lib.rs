@@ -12,6 +12,8 @@
 //! | [`Lock`] | a mutex whose word holds the owner's thread id (robust-futex format) |
 //! | [`Semaphore`] | a counting semaphore, optionally bounded |
 //! | [`Event`] | a manual-reset event, like Python's `Event` |
+//! | [`Condition`] | a condition variable with its own lock, like Python's `Condition` |
+//! | [`Barrier`] | an n-party barrier, like Python's `Barrier` |
 //! | [`spsc::Spsc`] | a single-producer single-consumer ring of `Pod` items, with batch copies |
 //! | [`mpmc::Mpmc`] | Vyukov's bounded multi-producer multi-consumer queue of `Pod` items |
 //! | [`bytes::ByteQueue`] | variable-length byte messages, many producers and consumers, zero-copy reserve/commit |
@@ -55,9 +57,11 @@ extern crate std;
 
 pub mod barrier;
 pub mod bytes;
+pub mod condition;
 pub mod event;
 pub mod futex;
 pub mod lock;
+pub mod membarrier;
 pub mod mpmc;
 pub mod peers;
 pub mod place;
@@ -67,13 +71,15 @@ pub mod spsc;
 pub mod sync;
 pub mod tid;
 
+pub use barrier::{Barrier, BarrierError};
 pub use bytes::{ByteQueue, BytesConfig, ReadGrant, WriteGrant};
+pub use condition::{CondGuard, Condition};
 pub use event::Event;
 pub use futex::Deadline;
 pub use lock::{Lock, LockError, LockGuard, Owner};
 pub use mpmc::Mpmc;
 pub use peers::{Fate, Peers, Token};
-pub use place::{LayoutError, SharedObject};
+pub use place::{LayoutError, Rule, SharedObject};
 pub use queue::{PopError, PushError, QueueError, RecvError, RingConfig, SendError};
 pub use semaphore::{Semaphore, SemaphoreError};
 pub use spsc::Spsc;

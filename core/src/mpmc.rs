@@ -373,16 +373,13 @@ fn offsets<T>(cap: usize) -> Option<(usize, usize, usize)> {
 impl<'a, T: Pod> Mpmc<'a, T> {
     /// The size and alignment of a queue with `config`.
     ///
-    /// Fails with [`LayoutError::InvalidParameters`] for a capacity below 2,
-    /// not a power of two or above 2^31
-    /// ([`MAX_CAPACITY`](crate::queue::MAX_CAPACITY)), a zero-sized `T` or
-    /// one aligned to more than 128 bytes, or a size that overflows.
+    /// Fails with a [`LayoutError::Parameter`] naming what is wrong: a
+    /// capacity below 2, not a power of two or above the maximum, a
+    /// zero-sized `T` or one aligned to more than 128 bytes, or a size that
+    /// overflows.
     pub fn layout(config: RingConfig) -> Result<Layout, LayoutError> {
-        config.check(2)?;
-        if size_of::<T>() == 0 || align_of::<T>() > 128 {
-            return Err(LayoutError::InvalidParameters);
-        }
-        let (_, _, end) = offsets::<T>(config.capacity).ok_or(LayoutError::InvalidParameters)?;
+        config.check_for::<T>(2)?;
+        let (_, _, end) = offsets::<T>(config.capacity).ok_or(config.too_large())?;
         crate::queue::layout(end, align_of::<Control>())
     }
 
@@ -443,7 +440,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         let cells =
             unsafe { Cells::new(NonNull::new_unchecked(ptr.add(slots_off).cast::<Cell<T>>())) };
         // Publishing pushes and pops check for sleepers with a plain load
-        // where the kernel offers heavy barriers (`crate::barrier`).
+        // where the kernel offers heavy barriers (`crate::membarrier`).
         ctrl.not_empty.enable_light();
         ctrl.not_full.enable_light();
         Mpmc {
@@ -1299,9 +1296,11 @@ mod tests {
     #[test]
     fn layout_rejects_bad_capacities() {
         for cap in [0, 1, 3, 12, 1 << 33, usize::MAX] {
-            assert_eq!(
-                Mpmc::<u64>::layout(RingConfig::new(cap)),
-                Err(LayoutError::InvalidParameters),
+            assert!(
+                matches!(
+                    Mpmc::<u64>::layout(RingConfig::new(cap)),
+                    Err(LayoutError::Parameter { param: "capacity", value, .. }) if value == cap as u64
+                ),
                 "capacity {cap}"
             );
         }

@@ -2,7 +2,8 @@
 //! already there.
 //!
 //! Every fixed-size primitive ([`Lock`](crate::Lock),
-//! [`Semaphore`](crate::Semaphore), [`Event`](crate::Event)) is a
+//! [`Semaphore`](crate::Semaphore), [`Event`](crate::Event),
+//! [`Condition`](crate::Condition), [`Barrier`](crate::Barrier)) is a
 //! `#[repr(C)]` struct of atomics for which every bit pattern is a valid
 //! value. That is what makes it sound to look at bytes that another process
 //! maps and may scribble on: the worst a hostile peer can do is put the
@@ -13,8 +14,10 @@
 
 use core::fmt;
 
-/// Why bytes could not hold a primitive.
+/// Why bytes could not hold a primitive, or why its parameters describe
+/// none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LayoutError {
     /// The address is not a multiple of the type's alignment.
     Misaligned {
@@ -30,9 +33,86 @@ pub enum LayoutError {
         /// The bytes that were offered.
         available: usize,
     },
-    /// The requested parameters describe no valid object (for example a
-    /// queue capacity of zero, or one whose size overflows).
+    /// The requested parameters describe no valid object, without saying
+    /// which (prefer [`LayoutError::Parameter`], which does).
     InvalidParameters,
+    /// A parameter breaks its rule: `"capacity 3 must be a power of two
+    /// from 2 to 2^31"`.
+    Parameter {
+        /// The parameter, as the caller names it (`"capacity"`).
+        param: &'static str,
+        /// The value it was given.
+        value: u64,
+        /// What it must be.
+        rule: Rule,
+    },
+}
+
+/// What a parameter must be (see [`LayoutError::Parameter`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Rule {
+    /// A power of two from `min` to `max`, both included.
+    PowerOfTwo {
+        /// The smallest allowed.
+        min: u64,
+        /// The largest allowed.
+        max: u64,
+    },
+    /// From `min` to `max`, both included.
+    Range {
+        /// The smallest allowed.
+        min: u64,
+        /// The largest allowed.
+        max: u64,
+    },
+    /// At most `max`, for the reason given.
+    AtMost {
+        /// The largest allowed.
+        max: u64,
+        /// Why, as a phrase (`"half the ring, less a record header"`).
+        why: &'static str,
+    },
+    /// A rule in words, read after the value (`"makes the queue larger
+    /// than the address space"`).
+    Text(&'static str),
+}
+
+impl LayoutError {
+    /// A [`LayoutError::Parameter`].
+    pub const fn parameter(param: &'static str, value: u64, rule: Rule) -> LayoutError {
+        LayoutError::Parameter { param, value, rule }
+    }
+}
+
+/// A number as a reader wants it in a rule: powers of two from 2^16 on as
+/// `2^k`.
+struct Num(u64);
+
+impl fmt::Display for Num {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_power_of_two() && self.0 >= 1 << 16 {
+            write!(f, "2^{}", self.0.trailing_zeros())
+        } else {
+            write!(f, "{}", self.0)
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Rule::PowerOfTwo { min, max } => write!(
+                f,
+                "must be a power of two from {} to {}",
+                Num(min),
+                Num(max)
+            ),
+            Rule::Range { min, max } => write!(f, "must be from {} to {}", Num(min), Num(max)),
+            Rule::AtMost { max, why } => write!(f, "must be at most {} ({why})", Num(max)),
+            Rule::Text(text) => f.write_str(text),
+        }
+    }
 }
 
 impl fmt::Display for LayoutError {
@@ -50,6 +130,7 @@ impl fmt::Display for LayoutError {
                 "{available} bytes offered where the object needs {required}"
             ),
             LayoutError::InvalidParameters => f.write_str("the object's parameters are invalid"),
+            LayoutError::Parameter { param, value, rule } => write!(f, "{param} {value} {rule}"),
         }
     }
 }
@@ -96,6 +177,15 @@ pub unsafe trait SharedObject: Sized + Sync {
     /// no other thread or process uses the object yet.
     unsafe fn init(this: *mut Self, config: Self::Config);
 
+    /// Checks `config` before anything is written: a configuration that
+    /// describes no valid object (a barrier of zero parties, say) is a
+    /// [`LayoutError::Parameter`] here rather than a failure later. The
+    /// default accepts every configuration.
+    fn check_config(config: &Self::Config) -> Result<(), LayoutError> {
+        let _ = config;
+        Ok(())
+    }
+
     /// Views an object that already lives at `ptr`, checking alignment and
     /// size first.
     ///
@@ -112,8 +202,9 @@ pub unsafe trait SharedObject: Sized + Sync {
         Ok(unsafe { &*ptr.cast::<Self>() })
     }
 
-    /// Initialises a new object at `ptr` (see [`SharedObject::init`]) and
-    /// returns a reference to it.
+    /// Checks `config` ([`SharedObject::check_config`]), initialises a new
+    /// object at `ptr` (see [`SharedObject::init`]) and returns a reference
+    /// to it.
     ///
     /// # Safety
     ///
@@ -124,6 +215,7 @@ pub unsafe trait SharedObject: Sized + Sync {
         len: usize,
         config: Self::Config,
     ) -> Result<&'a Self, LayoutError> {
+        Self::check_config(&config)?;
         check(ptr, len, size_of::<Self>(), align_of::<Self>())?;
         // SAFETY: checked aligned and large enough; exclusive during init
         // by the caller's contract.
@@ -194,5 +286,36 @@ mod tests {
             AtomicU64::from_bytes_mut(&mut bytes[4..12]),
             Err(LayoutError::Misaligned { required: 8, .. })
         ));
+    }
+
+    #[test]
+    fn parameter_errors_say_the_parameter_its_value_and_the_rule() {
+        use std::string::ToString;
+        let e = LayoutError::parameter(
+            "capacity",
+            3,
+            Rule::PowerOfTwo {
+                min: 2,
+                max: 1 << 31,
+            },
+        );
+        assert_eq!(
+            e.to_string(),
+            "capacity 3 must be a power of two from 2 to 2^31"
+        );
+        let e = LayoutError::parameter("parties", 0, Rule::Range { min: 1, max: 65535 });
+        assert_eq!(e.to_string(), "parties 0 must be from 1 to 65535");
+        let e = LayoutError::parameter(
+            "max_message",
+            100,
+            Rule::AtMost {
+                max: 16,
+                why: "half the ring, less a record header",
+            },
+        );
+        assert_eq!(
+            e.to_string(),
+            "max_message 100 must be at most 16 (half the ring, less a record header)"
+        );
     }
 }

@@ -515,7 +515,7 @@ pub(crate) struct Signal {
     misses: AtomicU32,
     /// Non-zero once a notifier of this side may use the cheap side of an
     /// asymmetric barrier ([`Signal::notify_light`]): sleepers must then make
-    /// the heavy side ([`crate::barrier::heavy`]) before they re-check.
+    /// the heavy side ([`crate::membarrier::heavy`]) before they re-check.
     light: AtomicU32,
     _pad: AtomicU32,
     /// Generation and count of the sleepers, and the flag bit (see
@@ -538,7 +538,7 @@ impl Signal {
     /// [`notify_light`](Signal::notify_light), if it can register for heavy
     /// barriers. Call before the first notify.
     pub(crate) fn enable_light(&self) {
-        if crate::barrier::register() {
+        if crate::membarrier::register() {
             // SYNC POINT: this SeqCst write and the sleeper's SeqCst
             // registration in `sleepers` then load of `light` (in
             // `block_checked`) are ordered in the single SeqCst order: a
@@ -559,11 +559,11 @@ impl Signal {
     /// [`enable_light`](Signal::enable_light): if this process is registered
     /// for heavy barriers, a plain load of `sleepers` replaces the
     /// read-modify-write, because every sleeper makes the heavy barrier
-    /// between registering and re-checking (`crate::barrier`). Returns the
+    /// between registering and re-checking (`crate::membarrier`). Returns the
     /// word it read.
     #[inline]
     pub(crate) fn notify_light(&self) -> u64 {
-        if !crate::barrier::registered() {
+        if !crate::membarrier::registered() {
             return self.notify();
         }
         // Keep the compiler from moving the publishing store after this
@@ -662,7 +662,7 @@ pub(crate) fn block<R>(
 /// refused the barrier).
 #[inline]
 pub(crate) fn heavy_if_light(signal: &Signal) -> bool {
-    !signal.is_light() || crate::barrier::heavy()
+    !signal.is_light() || crate::membarrier::heavy()
 }
 
 /// [`block`], where `attempt(true)` also looks for a dead peer that keeps
@@ -935,9 +935,49 @@ impl RingConfig {
     pub(crate) fn check(&self, min: usize) -> Result<(), LayoutError> {
         let c = self.capacity;
         if c < min || !c.is_power_of_two() || c as u64 > MAX_CAPACITY {
-            return Err(LayoutError::InvalidParameters);
+            return Err(LayoutError::parameter(
+                "capacity",
+                c as u64,
+                crate::place::Rule::PowerOfTwo {
+                    min: min as u64,
+                    max: MAX_CAPACITY,
+                },
+            ));
         }
         Ok(())
+    }
+
+    /// [`RingConfig::check`], and that `T` can be a slot: not zero-sized,
+    /// aligned to at most 128.
+    pub(crate) fn check_for<T>(&self, min: usize) -> Result<(), LayoutError> {
+        self.check(min)?;
+        if size_of::<T>() == 0 {
+            return Err(LayoutError::parameter(
+                "item size",
+                0,
+                crate::place::Rule::Text("must be at least 1 byte"),
+            ));
+        }
+        if align_of::<T>() > 128 {
+            return Err(LayoutError::parameter(
+                "item alignment",
+                align_of::<T>() as u64,
+                crate::place::Rule::AtMost {
+                    max: 128,
+                    why: "a slot starts on a 128-byte boundary",
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// The error for a capacity whose slots do not fit the address space.
+    pub(crate) fn too_large(&self) -> LayoutError {
+        LayoutError::parameter(
+            "capacity",
+            self.capacity as u64,
+            crate::place::Rule::Text("makes the queue larger than the address space"),
+        )
     }
 }
 

@@ -202,20 +202,18 @@ impl<T: Pod> Spsc<T> {
 
     /// The size and alignment of a queue with `config`.
     ///
-    /// Fails with [`LayoutError::InvalidParameters`] for a capacity that is
-    /// zero, not a power of two or above 2^32, for a zero-sized `T` or one
-    /// aligned to more than 128 bytes, or a size that overflows.
+    /// Fails with a [`LayoutError::Parameter`] naming what is wrong: a
+    /// capacity that is zero, not a power of two or above the maximum, a
+    /// zero-sized `T` or one aligned to more than 128 bytes, or a size that
+    /// overflows.
     pub fn layout(config: RingConfig) -> Result<Layout, LayoutError> {
-        config.check(1)?;
-        if size_of::<T>() == 0 || align_of::<T>() > 128 {
-            return Err(LayoutError::InvalidParameters);
-        }
+        config.check_for::<T>(1)?;
         let size = config
             .capacity
             .checked_mul(size_of::<T>())
             .and_then(|s| s.checked_add(Self::slots_offset()))
             .and_then(|s| round_up(s, 128))
-            .ok_or(LayoutError::InvalidParameters)?;
+            .ok_or(config.too_large())?;
         crate::queue::layout(size, align_of::<Control>())
     }
 
@@ -873,16 +871,21 @@ mod tests {
     #[test]
     fn layout_rejects_bad_capacities() {
         for cap in [0, 3, 6, 1 << 33, usize::MAX] {
-            assert_eq!(
-                Spsc::<u64>::layout(RingConfig::new(cap)),
-                Err(LayoutError::InvalidParameters),
+            assert!(
+                matches!(
+                    Spsc::<u64>::layout(RingConfig::new(cap)),
+                    Err(LayoutError::Parameter { param: "capacity", value, .. }) if value == cap as u64
+                ),
                 "capacity {cap}"
             );
         }
-        assert_eq!(
+        assert!(matches!(
             Spsc::<()>::layout(RingConfig::new(4)),
-            Err(LayoutError::InvalidParameters)
-        );
+            Err(LayoutError::Parameter {
+                param: "item size",
+                ..
+            })
+        ));
         let l = Spsc::<u64>::layout(RingConfig::new(4)).unwrap();
         assert_eq!(l.align(), 128);
         assert!(l.size() >= 4 * 8 + size_of::<Control>());

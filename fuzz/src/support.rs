@@ -5,6 +5,8 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::fmt::Debug;
 use std::time::Duration;
 
+use shmipc_core::sync::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+
 /// The most operations one input runs, so that every input ends quickly
 /// whatever its length.
 pub const MAX_OPS: usize = 256;
@@ -238,6 +240,279 @@ pub unsafe fn poke(base: *mut u8, len: usize, input: &mut Input<'_>) {
 /// The 8-byte word at `off` bytes from `base`.
 fn word(base: *mut u8, off: usize) -> *mut u64 {
     base.wrapping_add(off).cast::<u64>()
+}
+
+/// The second thread of [`Hostile::run`] under the fuzzer: one thread for
+/// the whole run, handed each input's writer and script in turn (a thread
+/// per input would cost a spawn each time, and its thread-local
+/// bookkeeping, freed after the join returns, looks like a leak to
+/// LeakSanitizer).
+mod writer {
+    use std::sync::{Condvar, Mutex, OnceLock};
+
+    use super::{AtomicBool, Hostile, Input, Ordering};
+
+    /// The job: the writer and the script, as addresses (valid from
+    /// `start` until `stop` returns, which waits for the thread to leave
+    /// them), and a number so that a job is run once.
+    #[derive(Clone, Copy, Default)]
+    struct State {
+        job: Option<(usize, usize, usize)>,
+        number: u64,
+        running: bool,
+    }
+
+    struct Writer {
+        state: Mutex<State>,
+        changed: Condvar,
+        stop: AtomicBool,
+    }
+
+    fn writer() -> &'static Writer {
+        static WRITER: OnceLock<&'static Writer> = OnceLock::new();
+        WRITER.get_or_init(|| {
+            let w: &'static Writer = Box::leak(Box::new(Writer {
+                state: Mutex::new(State::default()),
+                changed: Condvar::new(),
+                stop: AtomicBool::new(false),
+            }));
+            std::thread::spawn(move || work(w));
+            w
+        })
+    }
+
+    fn work(w: &'static Writer) {
+        let mut done = 0;
+        loop {
+            let mut st = w.state.lock().unwrap();
+            let (hostile, ptr, len) = loop {
+                match st.job {
+                    Some(job) if st.number != done => break job,
+                    _ => st = w.changed.wait(st).unwrap(),
+                }
+            };
+            done = st.number;
+            st.running = true;
+            drop(st);
+            // SAFETY: `start` handed these over, and `stop` waits for
+            // `running` to drop before they may go away.
+            let (hostile, script) = unsafe {
+                (
+                    &*(hostile as *const Hostile),
+                    std::slice::from_raw_parts(ptr as *const u8, len),
+                )
+            };
+            let mut cursor = Input::new(script);
+            while !w.stop.load(Ordering::Relaxed) {
+                hostile.write_next(script, &mut cursor);
+                std::thread::yield_now();
+            }
+            w.state.lock().unwrap().running = false;
+            w.changed.notify_all();
+        }
+    }
+
+    /// Has the thread write with `hostile` through `script` until `stop`.
+    pub(super) fn start(hostile: &Hostile, script: &[u8]) {
+        let w = writer();
+        w.stop.store(false, Ordering::Relaxed);
+        let mut st = w.state.lock().unwrap();
+        st.job = Some((
+            hostile as *const Hostile as usize,
+            script.as_ptr() as usize,
+            script.len(),
+        ));
+        st.number += 1;
+        drop(st);
+        w.changed.notify_all();
+    }
+
+    /// Ends the job, and returns once the thread has let go of it.
+    pub(super) fn stop() {
+        let w = writer();
+        w.stop.store(true, Ordering::Relaxed);
+        let mut st = w.state.lock().unwrap();
+        st.job = None;
+        while st.running {
+            st = w.changed.wait(st).unwrap();
+        }
+    }
+}
+
+/// The two item bytes [`Hostile::payload_only`] fills the queue with.
+pub const MARKS: [u8; 2] = [0xe7, 0xdb];
+
+/// A hostile peer of a queue: writes into the queue's memory anywhere, or
+/// only into the bytes that hold items or message payloads (see
+/// [`Hostile::payload_only`]), between operations or from a second thread
+/// while they run ([`Hostile::run`]).
+///
+/// Its writes are atomic stores (byte-wise where a value is not aligned),
+/// so the writer itself takes part in no data race; the queue's plain
+/// copies of payload bytes do race with it, as they race with a peer
+/// process.
+pub struct Hostile {
+    base: *mut u8,
+    len: usize,
+    /// Where it may write: `[start, end)` ranges, or anywhere if empty.
+    only: Vec<(usize, usize)>,
+}
+
+// SAFETY: a view of the buffer that only makes atomic loads and stores
+// through it; `Hostile::new`'s contract keeps the buffer alive.
+unsafe impl Send for Hostile {}
+// SAFETY: as for Send; `&Hostile` offers nothing else.
+unsafe impl Sync for Hostile {}
+
+impl Hostile {
+    /// A writer over `len` bytes at `base`.
+    ///
+    /// # Safety
+    ///
+    /// `base` is 8-aligned and valid for `len` bytes for as long as the
+    /// writer lives, and nothing holds a reference to plain bytes there.
+    pub unsafe fn new(base: *mut u8, len: usize) -> Hostile {
+        Hostile {
+            base,
+            len,
+            only: Vec::new(),
+        }
+    }
+
+    fn byte(&self, i: usize) -> &AtomicU8 {
+        assert!(i < self.len);
+        // SAFETY: in bounds (new's contract); AtomicU8 has the layout of u8
+        // and any byte is a valid one.
+        unsafe { &*self.base.add(i).cast::<AtomicU8>() }
+    }
+
+    fn word(&self, off: usize) -> &AtomicU64 {
+        assert!(off % 8 == 0 && off + 8 <= self.len);
+        // SAFETY: in bounds and 8-aligned (the base is); AtomicU64 has the
+        // layout of u64.
+        unsafe { &*self.base.add(off).cast::<AtomicU64>() }
+    }
+
+    /// The bytes as they are now.
+    pub fn snapshot(&self) -> Vec<u8> {
+        (0..self.len)
+            .map(|i| self.byte(i).load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Whether writes are restricted to payload bytes.
+    pub fn is_payload_only(&self) -> bool {
+        !self.only.is_empty()
+    }
+
+    /// Restricts the writes to the bytes that hold item (or message)
+    /// payload. `cycle(mark, snap)` fills the queue with items made of the
+    /// byte `mark` only, calls `snap()` while it is full, and empties it
+    /// again; it runs once per [`MARKS`] byte. The payload is where the
+    /// first fill left 0xe7 and the second 0xdb: positions and sequence
+    /// numbers only grow and stay far below either at these capacities,
+    /// and a stamp or owner word that holds one of them in the first fill
+    /// still holds it in the second. Returns whether payload was found (a
+    /// queue of zero-length messages has none).
+    pub fn payload_only(&mut self, mut cycle: impl FnMut(u8, &mut dyn FnMut())) -> bool {
+        let mut snaps = Vec::new();
+        for m in MARKS {
+            let mut snap = None;
+            cycle(m, &mut || snap = Some(self.snapshot()));
+            snaps.push(snap.expect("the fill took a snapshot"));
+        }
+        let mut only = Vec::new();
+        let mut i = 0;
+        while i < self.len {
+            if snaps[0][i] == MARKS[0] && snaps[1][i] == MARKS[1] {
+                let start = i;
+                while i < self.len && snaps[0][i] == MARKS[0] && snaps[1][i] == MARKS[1] {
+                    i += 1;
+                }
+                only.push((start, i));
+            } else {
+                i += 1;
+            }
+        }
+        self.only = only;
+        self.is_payload_only()
+    }
+
+    /// One hostile write, chosen by `input`: anywhere, as [`poke`]
+    /// describes, or a raw value of 1 to 8 bytes inside one payload range.
+    pub fn write(&self, input: &mut Input<'_>) {
+        if !self.only.is_empty() {
+            let (start, end) = self.only[input.below(self.only.len())];
+            let off = start + input.below(end - start);
+            let width = (1 + input.below(8)).min(end - off);
+            for (k, b) in input.u64().to_le_bytes()[..width].iter().enumerate() {
+                self.byte(off + k).store(*b, Ordering::Relaxed);
+            }
+            return;
+        }
+        let how = input.u8();
+        let mut off = input.below(self.len);
+        if how & 0x10 != 0 || how & 3 != 0 {
+            off &= !7;
+        }
+        match how & 3 {
+            0 => {
+                let width = 1usize << ((how >> 2) & 3);
+                let value = input.u64().to_le_bytes();
+                for (k, b) in value[..width.min(self.len - off)].iter().enumerate() {
+                    self.byte(off + k).store(*b, Ordering::Relaxed);
+                }
+            }
+            _ if off + 8 > self.len => {}
+            1 => {
+                let delta = input.u8() as i8 as i64 * [1, 8][(how >> 2) as usize & 1];
+                let w = self.word(off);
+                w.store(
+                    w.load(Ordering::Relaxed).wrapping_add(delta as u64),
+                    Ordering::Relaxed,
+                );
+            }
+            2 => {
+                let bit = input.u8() % 64;
+                let w = self.word(off);
+                w.store(w.load(Ordering::Relaxed) ^ (1 << bit), Ordering::Relaxed);
+            }
+            _ => {
+                let from = input.below(self.len / 8) * 8;
+                let v = self.word(from).load(Ordering::Relaxed);
+                self.word(off).store(v, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Runs `body` with this writer working through `script` (its own
+    /// bytes, over and over, until `body` returns). Under the fuzzer it
+    /// writes from a second thread while `body`'s operations run; in the
+    /// stable replay tests (no `cfg(fuzzing)`) it makes one write each
+    /// time `body` calls the `between` function it is given, so that a
+    /// replay is deterministic. An empty script writes nothing.
+    pub fn run<R>(&self, script: &[u8], body: impl FnOnce(&mut dyn FnMut()) -> R) -> R {
+        if script.is_empty() {
+            return body(&mut || {});
+        }
+        if cfg!(fuzzing) {
+            writer::start(self, script);
+            let r = body(&mut || {});
+            writer::stop();
+            r
+        } else {
+            let mut cursor = Input::new(script);
+            body(&mut || self.write_next(script, &mut cursor))
+        }
+    }
+
+    /// The next write of `script`, starting over at its end.
+    fn write_next<'s>(&self, script: &'s [u8], cursor: &mut Input<'s>) {
+        if cursor.is_empty() {
+            *cursor = Input::new(script);
+        }
+        self.write(cursor);
+    }
 }
 
 /// An item type for the slot queues: `Pod`, comparable, and made from a

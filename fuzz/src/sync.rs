@@ -11,13 +11,57 @@
 //! is set, after `clear` it is not, and a `wait_timeout` by the only thread
 //! there is returns whether it was set.
 //!
-//! The lock's layout is the lock module's business (it is growing an
-//! owner-death story): this harness knows only `Lock::SIZE`, `Lock::ALIGN`,
-//! `SharedObject::from_bytes_mut` and the public calls. Stronger lock
-//! checks apply from zeroed bytes, which are documented to be an unlocked
-//! lock.
+//! The lock's layout is the lock module's business: this harness knows only
+//! `Lock::SIZE`, `Lock::ALIGN`, `SharedObject::from_bytes_mut` and the
+//! public calls. Stronger lock checks apply from zeroed bytes, which are
+//! documented to be an unlocked lock.
+//!
+//! **Takeovers.** Now and then (op 12) the harness waits for the lock as a
+//! member of peers whose verdict on every other token the input chooses
+//! (dead, alive, or cannot be judged), long enough for an owner check:
+//! whatever the bytes, a lock whose owner field names a token judged dead
+//! must be taken over (`owner_died()`), and one whose owner is alive, cannot
+//! be judged, or is no token at all must not be (a timeout). These waits
+//! last one owner-check interval (50 ms), so the input has to ask for them.
 
-use shmipc_core::{Event, Lock, LockError, LockGuard, Semaphore, SemaphoreError, SharedObject};
+use std::time::{Duration, Instant};
+
+use shmipc_core::peers::{Fate, Peers, Token};
+use shmipc_core::sync::{AtomicU32, Ordering};
+use shmipc_core::{
+    Deadline, Event, Lock, LockError, LockGuard, Semaphore, SemaphoreError, SharedObject,
+};
+
+/// Peers whose caller is [`FuzzPeers::ME`] and whose verdict on every other
+/// token the input sets.
+struct FuzzPeers {
+    /// 0 alive, 1 dead, 2 cannot be judged.
+    verdict: AtomicU32,
+}
+
+impl FuzzPeers {
+    const ME: Token = match Token::new(0, 1) {
+        Some(t) => t,
+        None => panic!(),
+    };
+}
+
+impl Peers for FuzzPeers {
+    fn me(&self) -> Token {
+        FuzzPeers::ME
+    }
+
+    fn fate(&self, token: Token) -> Fate {
+        if token == FuzzPeers::ME {
+            return Fate::Alive;
+        }
+        match self.verdict.load(Ordering::Relaxed) {
+            1 => Fate::Dead,
+            2 => Fate::Unknown("the fuzz input says so"),
+            _ => Fate::Alive,
+        }
+    }
+}
 
 use crate::support::{AlignedBuf, Input, MAX_OPS};
 
@@ -110,6 +154,12 @@ pub fn sync_words(data: &[u8]) {
                 11 => {
                     let _ = (event.is_set(), format!("{event:?}"));
                 }
+                // Rare on purpose: each costs an owner-check interval.
+                12 if input.u8() == 0xa5 => {
+                    let verdict = u32::from(input.u8() % 3);
+                    takeover(lock, verdict, &mut guard);
+                }
+                12 => {}
                 _ => break Some(input.below(3)),
             }
         };
@@ -119,6 +169,64 @@ pub fn sync_words(data: &[u8]) {
             Some(1) => sem_buf.poke(&mut input),
             Some(_) => event_buf.poke(&mut input),
             None => {}
+        }
+    }
+}
+
+/// Waits for `lock` as a member of peers that judge every other token by
+/// `verdict` (see [`FuzzPeers`]), long enough for one owner check, and
+/// checks the outcome against what the lock's public state says.
+fn takeover<'a>(lock: &'a Lock, verdict: u32, guard: &mut Option<LockGuard<'a>>) {
+    let peers = FuzzPeers {
+        verdict: AtomicU32::new(verdict),
+    };
+    // What decides the outcome, read before the call (nothing else writes
+    // the lock meanwhile).
+    let unrecoverable = lock.is_unrecoverable();
+    let held = lock.is_locked();
+    let owner = lock.owner().map(|o| o.token);
+    let ours = guard.is_some();
+    let dead = held && !ours && owner.is_some_and(|t| peers.fate(t).is_dead());
+    // A dead owner is taken over after one check interval (50 ms): give it
+    // plenty. Any other held lock must be waited for until the deadline,
+    // past one check.
+    let wait = if dead {
+        Duration::from_secs(5)
+    } else {
+        Duration::from_millis(60)
+    };
+    let start = Instant::now();
+    let r = lock.lock_until_with(&peers, Some(&Deadline::after(wait)));
+    let took = start.elapsed();
+    match r {
+        Err(LockError::Unrecoverable) => assert!(unrecoverable, "Unrecoverable, but it was not"),
+        Err(LockError::Deadlock) => assert!(ours, "Deadlock on a lock we do not hold"),
+        Err(LockError::Timeout) => {
+            assert!(
+                held && !ours && !dead && !unrecoverable,
+                "timed out on a lock whose owner {owner:?} is judged dead (verdict {verdict}) \
+                 or that was free, after {took:?}"
+            );
+            assert!(took >= wait, "timed out early, after {took:?}");
+        }
+        Err(e) => panic!("lock_until_with: {e}"),
+        Ok(g) => {
+            assert!(
+                !ours && !unrecoverable,
+                "took a lock we hold, or a dead one"
+            );
+            if held {
+                assert!(dead, "took over a live or unjudgeable owner {owner:?}");
+                assert!(
+                    g.owner_died(),
+                    "a takeover that does not say the owner died"
+                );
+            }
+            assert_eq!(lock.owner().map(|o| o.token), Some(FuzzPeers::ME));
+            // Repair, so the lock stays usable for the rest of the input.
+            let mut g = g;
+            g.mark_consistent();
+            *guard = Some(g);
         }
     }
 }

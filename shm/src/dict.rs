@@ -3,50 +3,14 @@
 //! `Manager().dict()` and `Manager().list()` give, without a manager
 //! process.
 //!
-//! # SharedDict layout
-//!
-//! A fixed-capacity open-addressing table (linear probing, tombstones)
-//! under one [`Lock`]:
-//!
-//! | offset | field |
-//! |---|---|
-//! | 0 | [`Lock`] (16 bytes) |
-//! | 16 | `len: u32` — live entries (a hint; recounted on repair) |
-//! | 20 | `tombstones: u32` — likewise |
-//! | 24 | `next_seq: u64` — write counter |
-//! | 64 | `slots` slots of `stride` bytes |
-//!
-//! Each slot: `state: u32` (0 empty, 1 full, 2 tombstone), `key_len: u32`,
-//! `value_len: u32`, reserved `u32`, `hash: u64` (FNV-1a of the key),
-//! `seq: u64` (when it was written), then `max_key` key bytes and
-//! `max_value` value bytes; `stride` is that rounded up to 8. `params` =
-//! `[capacity, slots, max_key, max_value]`, with `slots = capacity +
-//! capacity / 4 + 1`, so a table holding `capacity` entries always has a
-//! free slot and every probe ends.
-//!
-//! **Crash safety.** A new entry is written into a free slot while that
-//! slot is still empty (or a tombstone), and only then published by storing
-//! `state = full`; replacing a key's value writes the new entry into a free
-//! slot first and then turns the old one into a tombstone. So a writer
-//! killed at any point leaves every key with its old or its new value —
-//! never a torn one — though possibly twice (old and new both full) and
-//! with `len` off by one. The next locker is told the owner died
-//! ([`LockGuard::owner_died`]) and repairs: slots with an impossible state
-//! or length, or whose hash does not match their key, become tombstones;
-//! of two entries for one key the one with the higher `seq` stays; `len`
-//! and `tombstones` are recounted. Then it marks the lock consistent.
-//!
-//! Lookups never run past `slots` probes, whatever the memory holds.
-//! Removing leaves tombstones, which lengthen probes until the table
-//! empties (then every slot is reset); a table used as a long-lived cache
-//! with much churn pays for that with longer probes, never with a wrong
-//! answer.
+//! The layout and what a writer's death costs are on [`SharedDict`].
 
 use std::collections::HashMap;
 use std::fmt;
+use std::time::Duration;
 
 use shmipc_core::sync::{AtomicU32, AtomicU64, Ordering};
-use shmipc_core::{Lock, LockError, LockGuard, SharedObject};
+use shmipc_core::{LayoutError, Lock, LockError, LockGuard, Rule, SharedObject};
 
 use crate::error::{Error, Result};
 use crate::header::Kind;
@@ -71,7 +35,7 @@ const MAX_KEY: usize = 1 << 20;
 const MAX_VALUE: usize = 1 << 26;
 
 /// Why a [`SharedDict`] or [`SharedList`] operation failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DictError {
     /// The dict (or list) holds `capacity` entries already.
@@ -97,6 +61,12 @@ pub enum DictError {
     },
     /// The shared bytes hold something no writer of ours writes.
     Corrupted(&'static str),
+    /// The lock was not free within the timeout of a `_timeout` call (its
+    /// holder is slow, or stopped: a stopped process is alive).
+    Timeout {
+        /// The segment's name, `"(anonymous)"` for an anonymous one.
+        name: String,
+    },
     /// The lock could not be taken.
     Lock(LockError),
 }
@@ -112,6 +82,7 @@ impl fmt::Display for DictError {
                 write!(f, "index {index} is out of bounds for a list of {len}")
             }
             DictError::Corrupted(what) => write!(f, "the shared data is corrupted: {what}"),
+            DictError::Timeout { name } => write!(f, "{}", crate::value::timeout_text(name)),
             DictError::Lock(e) => write!(f, "{e}"),
         }
     }
@@ -163,16 +134,41 @@ struct Geometry {
     size: usize,
 }
 
+/// The name errors give an anonymous dict or list.
+const ANON: &str = "(anonymous)";
+
+/// Checks `value` against `min..=max`, as the parameter `param`.
+fn in_range(
+    param: &'static str,
+    value: usize,
+    min: usize,
+    max: usize,
+) -> std::result::Result<(), LayoutError> {
+    if (min..=max).contains(&value) {
+        return Ok(());
+    }
+    let rule = Rule::Range {
+        min: min as u64,
+        max: max as u64,
+    };
+    Err(LayoutError::parameter(param, value as u64, rule))
+}
+
 impl Geometry {
-    fn new(c: DictConfig) -> Option<Geometry> {
-        if c.capacity == 0 || c.capacity > MAX_CAPACITY || c.max_key == 0 {
-            return None;
-        }
-        if c.max_key > MAX_KEY || c.max_value > MAX_VALUE {
-            return None;
-        }
+    fn new(c: DictConfig) -> std::result::Result<Geometry, LayoutError> {
+        in_range("capacity", c.capacity, 1, MAX_CAPACITY)?;
+        in_range("max_key", c.max_key, 1, MAX_KEY)?;
+        in_range("max_value", c.max_value, 0, MAX_VALUE)?;
         let slots = c.capacity + c.capacity / 4 + 1;
-        Geometry::with_slots(c, slots)
+        // Within the limits above the table is at most ~2^46 bytes: this
+        // fails only where that does not fit the address space.
+        Geometry::with_slots(c, slots).ok_or(LayoutError::parameter(
+            "capacity",
+            c.capacity as u64,
+            Rule::Text(
+                "with these key and value sizes makes a table larger than the address space",
+            ),
+        ))
     }
 
     fn with_slots(c: DictConfig, slots: usize) -> Option<Geometry> {
@@ -214,7 +210,7 @@ impl Geometry {
         let bad = || Error::corrupted(name, "the dict's parameters are invalid");
         let f = |v: u64| usize::try_from(v).map_err(|_| bad());
         let c = DictConfig::new(f(p[0])?, f(p[2])?, f(p[3])?);
-        let expected = Geometry::new(c).ok_or_else(bad)?;
+        let expected = Geometry::new(c).map_err(|_| bad())?;
         if expected.slots as u64 != p[1] {
             return Err(bad());
         }
@@ -254,6 +250,25 @@ fn control(region: &Region) -> (&Lock, &AtomicU32, &AtomicU32, &AtomicU64) {
     }
 }
 
+/// Takes `lock`, waiting at most `timeout` (for ever if `None`); a timeout
+/// is [`DictError::Timeout`] naming the region's segment.
+fn take<'a>(
+    lock: &'a Lock,
+    timeout: Option<Duration>,
+    region: &Region,
+) -> std::result::Result<LockGuard<'a>, DictError> {
+    let r = match timeout {
+        None => lock.lock(),
+        Some(t) => lock.lock_timeout(t),
+    };
+    r.map_err(|e| match e {
+        LockError::Timeout => DictError::Timeout {
+            name: region.name().unwrap_or(ANON).to_owned(),
+        },
+        e => DictError::Lock(e),
+    })
+}
+
 /// Copies `len` shared bytes at `src` out.
 ///
 /// # Safety
@@ -269,7 +284,7 @@ unsafe fn copy_out(src: *const u8, len: usize) -> Vec<u8> {
 
 /// A map from byte keys to byte values in shared memory, for any number of
 /// processes: a fixed-capacity open-addressing table under one [`Lock`]
-/// (see the [module documentation](self) for its layout and crash safety).
+/// (see *Layout* below, and what a writer's death costs).
 ///
 /// Keys and values are copied in and out; nothing hands out references to
 /// the shared bytes.
@@ -293,6 +308,45 @@ unsafe fn copy_out(src: *const u8, len: usize) -> Vec<u8> {
 /// assert!(matches!(dict.insert(&[0; 33], b""), Err(DictError::TooLarge { .. })));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Layout
+///
+/// A fixed-capacity open-addressing table (linear probing, tombstones)
+/// under one [`Lock`]:
+///
+/// | offset | field |
+/// |---|---|
+/// | 0 | [`Lock`] (16 bytes) |
+/// | 16 | `len: u32` — live entries (a hint; recounted on repair) |
+/// | 20 | `tombstones: u32` — likewise |
+/// | 24 | `next_seq: u64` — write counter |
+/// | 64 | `slots` slots of `stride` bytes |
+///
+/// Each slot: `state: u32` (0 empty, 1 full, 2 tombstone), `key_len: u32`,
+/// `value_len: u32`, reserved `u32`, `hash: u64` (FNV-1a of the key),
+/// `seq: u64` (when it was written), then `max_key` key bytes and
+/// `max_value` value bytes; `stride` is that rounded up to 8. `params` =
+/// `[capacity, slots, max_key, max_value]`, with `slots = capacity +
+/// capacity / 4 + 1`, so a table holding `capacity` entries always has a
+/// free slot and every probe ends.
+///
+/// **Crash safety.** A new entry is written into a free slot while that
+/// slot is still empty (or a tombstone), and only then published by storing
+/// `state = full`; replacing a key's value writes the new entry into a free
+/// slot first and then turns the old one into a tombstone. So a writer
+/// killed at any point leaves every key with its old or its new value —
+/// never a torn one — though possibly twice (old and new both full) and
+/// with `len` off by one. The next locker is told the owner died
+/// ([`LockGuard::owner_died`]) and repairs: slots with an impossible state
+/// or length, or whose hash does not match their key, become tombstones;
+/// of two entries for one key the one with the higher `seq` stays; `len`
+/// and `tombstones` are recounted. Then it marks the lock consistent.
+///
+/// Lookups never run past `slots` probes, whatever the memory holds.
+/// Removing leaves tombstones, which lengthen probes until the table
+/// empties (then every slot is reset); a table used as a long-lived cache
+/// with much churn pays for that with longer probes, never with a wrong
+/// answer.
 pub struct SharedDict {
     region: Region,
     geo: Geometry,
@@ -307,12 +361,11 @@ impl SharedDict {
 
     /// [`SharedDict::create`] with explicit options.
     pub fn create_with(name: &str, config: DictConfig, opts: &Options) -> Result<Self> {
-        let geo = Geometry::new(config)
-            .ok_or(Error::Layout(shmipc_core::LayoutError::InvalidParameters))?;
+        let geo = Geometry::new(config).map_err(|e| Error::layout(name, e))?;
         let region = Region::create(name, &geo.layout(Kind::DICT), opts, |ptr, len| {
             // SAFETY: the bytes are ours alone until the segment is named;
             // the object starts 8-aligned and is `len` long.
-            unsafe { Lock::init_at(ptr, len, ()) }?;
+            unsafe { Lock::init_at(ptr, len, ()) }.map_err(|e| Error::layout(name, e))?;
             Ok(())
         })?;
         Ok(SharedDict { region, geo })
@@ -348,11 +401,10 @@ impl SharedDict {
     /// A dict in an anonymous shared mapping, shared with children forked
     /// after it was made.
     pub fn anon(config: DictConfig) -> Result<Self> {
-        let geo = Geometry::new(config)
-            .ok_or(Error::Layout(shmipc_core::LayoutError::InvalidParameters))?;
+        let geo = Geometry::new(config).map_err(|e| Error::layout(ANON, e))?;
         let region = Region::anon(geo.size, |ptr, len| {
             // SAFETY: a fresh page-aligned mapping no one else sees.
-            unsafe { Lock::init_at(ptr, len, ()) }?;
+            unsafe { Lock::init_at(ptr, len, ()) }.map_err(|e| Error::layout(ANON, e))?;
             Ok(())
         })?;
         Ok(SharedDict { region, geo })
@@ -405,11 +457,13 @@ impl SharedDict {
         }
     }
 
-    /// Takes the lock, repairing the table if the previous owner died.
-    fn lock(&self) -> std::result::Result<LockGuard<'_>, DictError> {
+    /// Takes the lock (waiting at most `timeout`, for ever if `None`),
+    /// repairing the table if the previous owner died.
+    fn lock(&self, timeout: Option<Duration>) -> std::result::Result<LockGuard<'_>, DictError> {
         let (lock, ..) = control(&self.region);
-        let mut guard = lock.lock()?;
+        let mut guard = take(lock, timeout, &self.region)?;
         if guard.owner_died() {
+            crate::fault::repaired();
             self.repair();
             guard.mark_consistent();
         }
@@ -429,7 +483,7 @@ impl SharedDict {
         (hash(&key) == h.hash.load(Ordering::Relaxed)).then_some(key)
     }
 
-    /// After an owner's death: see the module documentation.
+    /// After an owner's death: see *Crash safety* on [`SharedDict`].
     #[cold]
     fn repair(&self) {
         let mut newest: HashMap<Vec<u8>, (u64, usize)> = HashMap::new();
@@ -540,6 +594,7 @@ impl SharedDict {
         hdr.hash.store(h, Ordering::Relaxed);
         hdr.seq
             .store(next_seq.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        crate::fault::pause(crate::fault::Point::DictBeforePublish);
         // SYNC POINT: Release so that a process which finds this state
         // after our death (a takeover's Acquire) also finds the entry
         // written; live readers are ordered by the lock.
@@ -585,6 +640,7 @@ impl SharedDict {
             Some(old) => {
                 let previous = self.value_of(old)?;
                 self.write_entry(slot, key, value, h);
+                crate::fault::pause(crate::fault::Point::DictBeforeTombstone);
                 self.slot(old).0.state.store(TOMBSTONE, Ordering::Relaxed);
                 if !was_tombstone {
                     tombs.fetch_add(1, Ordering::Relaxed);
@@ -608,52 +664,130 @@ impl SharedDict {
     /// Inserts `key` → `value`; returns the value it replaces, if any.
     /// [`DictError::Full`] when the dict holds `capacity` other keys,
     /// [`DictError::TooLarge`] for a key or value longer than the maximum.
+    /// Waits for the lock as long as it takes (see
+    /// [`SharedDict::insert_timeout`]).
     pub fn insert(
         &self,
         key: &[u8],
         value: &[u8],
     ) -> std::result::Result<Option<Vec<u8>>, DictError> {
+        self.insert_inner(key, value, None)
+    }
+
+    /// [`SharedDict::insert`], waiting at most `timeout` for the lock
+    /// ([`DictError::Timeout`] if a holder keeps it longer).
+    pub fn insert_timeout(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        timeout: Duration,
+    ) -> std::result::Result<Option<Vec<u8>>, DictError> {
+        self.insert_inner(key, value, Some(timeout))
+    }
+
+    fn insert_inner(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        timeout: Option<Duration>,
+    ) -> std::result::Result<Option<Vec<u8>>, DictError> {
         self.check_sizes(key, value)?;
         let h = hash(key);
-        let _guard = self.lock()?;
+        let _guard = self.lock(timeout)?;
         let (found, free) = self.probe(key, h);
         self.put(key, h, found, free, value)
     }
 
-    /// A copy of the value of `key`, if present.
+    /// A copy of the value of `key`, if present. Waits for the lock as long
+    /// as it takes.
     pub fn get(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, DictError> {
+        self.get_inner(key, None)
+    }
+
+    /// [`SharedDict::get`], waiting at most `timeout` for the lock.
+    pub fn get_timeout(
+        &self,
+        key: &[u8],
+        timeout: Duration,
+    ) -> std::result::Result<Option<Vec<u8>>, DictError> {
+        self.get_inner(key, Some(timeout))
+    }
+
+    fn get_inner(
+        &self,
+        key: &[u8],
+        timeout: Option<Duration>,
+    ) -> std::result::Result<Option<Vec<u8>>, DictError> {
         if key.len() > self.geo.max_key {
             return Ok(None);
         }
         let h = hash(key);
-        let _guard = self.lock()?;
+        let _guard = self.lock(timeout)?;
         match self.probe(key, h).0 {
             Some(i) => self.value_of(i).map(Some),
             None => Ok(None),
         }
     }
 
-    /// Whether `key` is present.
+    /// Whether `key` is present. Waits for the lock as long as it takes.
     pub fn contains_key(&self, key: &[u8]) -> std::result::Result<bool, DictError> {
+        self.contains_key_inner(key, None)
+    }
+
+    /// [`SharedDict::contains_key`], waiting at most `timeout` for the lock.
+    pub fn contains_key_timeout(
+        &self,
+        key: &[u8],
+        timeout: Duration,
+    ) -> std::result::Result<bool, DictError> {
+        self.contains_key_inner(key, Some(timeout))
+    }
+
+    fn contains_key_inner(
+        &self,
+        key: &[u8],
+        timeout: Option<Duration>,
+    ) -> std::result::Result<bool, DictError> {
         if key.len() > self.geo.max_key {
             return Ok(false);
         }
         let h = hash(key);
-        let _guard = self.lock()?;
+        let _guard = self.lock(timeout)?;
         Ok(self.probe(key, h).0.is_some())
     }
 
     /// Runs `f` on the current value of `key` (`None` if absent) and
     /// stores what it returns, all under the lock: a read-modify-write that
-    /// no other process can interleave with.
+    /// no other process can interleave with. Waits for the lock as long as
+    /// it takes.
     pub fn update(
         &self,
         key: &[u8],
         f: impl FnOnce(Option<&[u8]>) -> Vec<u8>,
     ) -> std::result::Result<(), DictError> {
+        self.update_inner(key, f, None)
+    }
+
+    /// [`SharedDict::update`], waiting at most `timeout` for the lock (`f`
+    /// does not run if it times out).
+    pub fn update_timeout(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> Vec<u8>,
+        timeout: Duration,
+    ) -> std::result::Result<(), DictError> {
+        self.update_inner(key, f, Some(timeout))
+    }
+
+    fn update_inner(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Option<&[u8]>) -> Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<(), DictError> {
         self.check_sizes(key, &[])?;
         let h = hash(key);
-        let _guard = self.lock()?;
+        let _guard = self.lock(timeout)?;
         let (found, free) = self.probe(key, h);
         let old = found.map(|i| self.value_of(i)).transpose()?;
         let new = f(old.as_deref());
@@ -661,13 +795,31 @@ impl SharedDict {
         self.put(key, h, found, free, &new).map(drop)
     }
 
-    /// Removes `key`; returns its value if it was present.
+    /// Removes `key`; returns its value if it was present. Waits for the
+    /// lock as long as it takes.
     pub fn remove(&self, key: &[u8]) -> std::result::Result<Option<Vec<u8>>, DictError> {
+        self.remove_inner(key, None)
+    }
+
+    /// [`SharedDict::remove`], waiting at most `timeout` for the lock.
+    pub fn remove_timeout(
+        &self,
+        key: &[u8],
+        timeout: Duration,
+    ) -> std::result::Result<Option<Vec<u8>>, DictError> {
+        self.remove_inner(key, Some(timeout))
+    }
+
+    fn remove_inner(
+        &self,
+        key: &[u8],
+        timeout: Option<Duration>,
+    ) -> std::result::Result<Option<Vec<u8>>, DictError> {
         if key.len() > self.geo.max_key {
             return Ok(None);
         }
         let h = hash(key);
-        let _guard = self.lock()?;
+        let _guard = self.lock(timeout)?;
         let Some(i) = self.probe(key, h).0 else {
             return Ok(None);
         };
@@ -699,9 +851,18 @@ impl SharedDict {
         self.recount();
     }
 
-    /// Removes every entry.
+    /// Removes every entry. Waits for the lock as long as it takes.
     pub fn clear(&self) -> std::result::Result<(), DictError> {
-        let _guard = self.lock()?;
+        self.clear_inner(None)
+    }
+
+    /// [`SharedDict::clear`], waiting at most `timeout` for the lock.
+    pub fn clear_timeout(&self, timeout: Duration) -> std::result::Result<(), DictError> {
+        self.clear_inner(Some(timeout))
+    }
+
+    fn clear_inner(&self, timeout: Option<Duration>) -> std::result::Result<(), DictError> {
+        let _guard = self.lock(timeout)?;
         for i in 0..self.geo.slots {
             let (h, _) = self.slot(i);
             if h.state.load(Ordering::Relaxed) == FULL {
@@ -712,26 +873,60 @@ impl SharedDict {
         Ok(())
     }
 
-    /// How many entries it holds.
+    /// How many entries it holds. Waits for the lock as long as it takes.
     pub fn len(&self) -> std::result::Result<usize, DictError> {
-        let _guard = self.lock()?;
+        self.len_inner(None)
+    }
+
+    /// [`SharedDict::len`], waiting at most `timeout` for the lock.
+    pub fn len_timeout(&self, timeout: Duration) -> std::result::Result<usize, DictError> {
+        self.len_inner(Some(timeout))
+    }
+
+    fn len_inner(&self, timeout: Option<Duration>) -> std::result::Result<usize, DictError> {
+        let _guard = self.lock(timeout)?;
         let (_, len, ..) = control(&self.region);
         Ok((len.load(Ordering::Relaxed) as usize).min(self.geo.capacity))
     }
 
-    /// Whether it holds no entry.
+    /// Whether it holds no entry. Waits for the lock as long as it takes.
     pub fn is_empty(&self) -> std::result::Result<bool, DictError> {
         self.len().map(|n| n == 0)
     }
 
-    /// A copy of every key, taken under the lock (in table order).
+    /// [`SharedDict::is_empty`], waiting at most `timeout` for the lock.
+    pub fn is_empty_timeout(&self, timeout: Duration) -> std::result::Result<bool, DictError> {
+        self.len_timeout(timeout).map(|n| n == 0)
+    }
+
+    /// A copy of every key, taken under the lock (in table order). Waits
+    /// for the lock as long as it takes.
     pub fn keys(&self) -> std::result::Result<Vec<Vec<u8>>, DictError> {
         Ok(self.items()?.into_iter().map(|(k, _)| k).collect())
     }
 
-    /// A copy of every entry, taken under the lock (in table order).
+    /// [`SharedDict::keys`], waiting at most `timeout` for the lock.
+    pub fn keys_timeout(&self, timeout: Duration) -> std::result::Result<Vec<Vec<u8>>, DictError> {
+        Ok(self
+            .items_timeout(timeout)?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    /// A copy of every entry, taken under the lock (in table order). Waits
+    /// for the lock as long as it takes.
     pub fn items(&self) -> std::result::Result<Vec<Entry>, DictError> {
-        let _guard = self.lock()?;
+        self.items_inner(None)
+    }
+
+    /// [`SharedDict::items`], waiting at most `timeout` for the lock.
+    pub fn items_timeout(&self, timeout: Duration) -> std::result::Result<Vec<Entry>, DictError> {
+        self.items_inner(Some(timeout))
+    }
+
+    fn items_inner(&self, timeout: Option<Duration>) -> std::result::Result<Vec<Entry>, DictError> {
+        let _guard = self.lock(timeout)?;
         let mut out = Vec::new();
         for i in 0..self.geo.slots {
             if self.slot(i).0.state.load(Ordering::Relaxed) != FULL {
@@ -787,18 +982,30 @@ pub struct SharedList {
 }
 
 impl SharedList {
-    fn geometry(capacity: usize, max_item: usize) -> Option<(usize, usize)> {
-        if capacity == 0 || capacity > MAX_CAPACITY || max_item > MAX_VALUE {
-            return None;
-        }
-        let stride = round_up(ITEM_HEADER + max_item, 8)?;
-        let size = stride.checked_mul(capacity)?.checked_add(CONTROL)?;
-        Some((stride, size))
+    fn geometry(
+        capacity: usize,
+        max_item: usize,
+    ) -> std::result::Result<(usize, usize), LayoutError> {
+        in_range("capacity", capacity, 1, MAX_CAPACITY)?;
+        in_range("max_item", max_item, 0, MAX_VALUE)?;
+        let too_large = LayoutError::parameter(
+            "capacity",
+            capacity as u64,
+            Rule::Text("with this item size makes a list larger than the address space"),
+        );
+        let stride = round_up(ITEM_HEADER + max_item, 8).ok_or(too_large)?;
+        let size = stride
+            .checked_mul(capacity)
+            .and_then(|b| b.checked_add(CONTROL))
+            .filter(|&s| s <= isize::MAX as usize / 2)
+            .ok_or(too_large)?;
+        Ok((stride, size))
     }
 
-    fn layout(capacity: usize, max_item: usize) -> Result<(usize, ObjectLayout)> {
-        let (stride, size) = Self::geometry(capacity, max_item)
-            .ok_or(Error::Layout(shmipc_core::LayoutError::InvalidParameters))?;
+    /// The layout; `name` is for the error.
+    fn layout(name: &str, capacity: usize, max_item: usize) -> Result<(usize, ObjectLayout)> {
+        let (stride, size) =
+            Self::geometry(capacity, max_item).map_err(|e| Error::layout(name, e))?;
         Ok((
             stride,
             ObjectLayout {
@@ -813,10 +1020,10 @@ impl SharedList {
     /// Creates the list segment `name` with room for `capacity` items of up
     /// to `max_item` bytes each.
     pub fn create(name: &str, capacity: usize, max_item: usize) -> Result<Self> {
-        let (stride, layout) = Self::layout(capacity, max_item)?;
+        let (stride, layout) = Self::layout(name, capacity, max_item)?;
         let region = Region::create(name, &layout, &Options::default(), |ptr, len| {
             // SAFETY: the bytes are ours alone until the segment is named.
-            unsafe { Lock::init_at(ptr, len, ()) }?;
+            unsafe { Lock::init_at(ptr, len, ()) }.map_err(|e| Error::layout(name, e))?;
             Ok(())
         })?;
         Ok(SharedList {
@@ -837,7 +1044,7 @@ impl SharedList {
             if h.params[2] != 0 || h.params[3] != 0 {
                 return Err(bad());
             }
-            let (stride, size) = Self::geometry(capacity, max_item).ok_or_else(bad)?;
+            let (stride, size) = Self::geometry(capacity, max_item).map_err(|_| bad())?;
             geo = Some((capacity, max_item, stride));
             Ok((size as u64, 8))
         })?;
@@ -854,10 +1061,10 @@ impl SharedList {
     /// A list in an anonymous shared mapping, shared with children forked
     /// after it was made.
     pub fn anon(capacity: usize, max_item: usize) -> Result<Self> {
-        let (stride, layout) = Self::layout(capacity, max_item)?;
+        let (stride, layout) = Self::layout(ANON, capacity, max_item)?;
         let region = Region::anon(layout.size as usize, |ptr, len| {
             // SAFETY: a fresh page-aligned mapping no one else sees.
-            unsafe { Lock::init_at(ptr, len, ()) }?;
+            unsafe { Lock::init_at(ptr, len, ()) }.map_err(|e| Error::layout(ANON, e))?;
             Ok(())
         })?;
         Ok(SharedList {
@@ -873,6 +1080,11 @@ impl SharedList {
         mapping::unlink(name)
     }
 
+    /// The normalised name, or `None` for an anonymous list.
+    pub fn name(&self) -> Option<&str> {
+        self.region.name()
+    }
+
     /// How many items it holds at most.
     pub fn capacity(&self) -> usize {
         self.capacity
@@ -883,9 +1095,9 @@ impl SharedList {
         self.max_item
     }
 
-    fn lock(&self) -> std::result::Result<LockGuard<'_>, DictError> {
+    fn lock(&self, timeout: Option<Duration>) -> std::result::Result<LockGuard<'_>, DictError> {
         let (lock, len, ..) = control(&self.region);
-        let mut guard = lock.lock()?;
+        let mut guard = take(lock, timeout, &self.region)?;
         if guard.owner_died() {
             if len.load(Ordering::Relaxed) as usize > self.capacity {
                 len.store(self.capacity as u32, Ordering::Relaxed);
@@ -922,7 +1134,27 @@ impl SharedList {
 
     /// Appends `item`; returns its index. [`DictError::Full`] when the list
     /// holds `capacity` items, [`DictError::TooLarge`] past `max_item`.
+    /// Waits for the lock as long as it takes (see
+    /// [`SharedList::append_timeout`]).
     pub fn append(&self, item: &[u8]) -> std::result::Result<usize, DictError> {
+        self.append_inner(item, None)
+    }
+
+    /// [`SharedList::append`], waiting at most `timeout` for the lock
+    /// ([`DictError::Timeout`] if a holder keeps it longer).
+    pub fn append_timeout(
+        &self,
+        item: &[u8],
+        timeout: Duration,
+    ) -> std::result::Result<usize, DictError> {
+        self.append_inner(item, Some(timeout))
+    }
+
+    fn append_inner(
+        &self,
+        item: &[u8],
+        timeout: Option<Duration>,
+    ) -> std::result::Result<usize, DictError> {
         if item.len() > self.max_item {
             return Err(DictError::TooLarge {
                 what: "item",
@@ -930,7 +1162,7 @@ impl SharedList {
                 max: self.max_item,
             });
         }
-        let _guard = self.lock()?;
+        let _guard = self.lock(timeout)?;
         let n = self.len_locked();
         if n >= self.capacity {
             return Err(DictError::Full {
@@ -949,9 +1181,26 @@ impl SharedList {
         Ok(n)
     }
 
-    /// A copy of item `index`.
+    /// A copy of item `index`. Waits for the lock as long as it takes.
     pub fn get(&self, index: usize) -> std::result::Result<Vec<u8>, DictError> {
-        let _guard = self.lock()?;
+        self.get_inner(index, None)
+    }
+
+    /// [`SharedList::get`], waiting at most `timeout` for the lock.
+    pub fn get_timeout(
+        &self,
+        index: usize,
+        timeout: Duration,
+    ) -> std::result::Result<Vec<u8>, DictError> {
+        self.get_inner(index, Some(timeout))
+    }
+
+    fn get_inner(
+        &self,
+        index: usize,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<Vec<u8>, DictError> {
+        let _guard = self.lock(timeout)?;
         let len = self.len_locked();
         if index >= len {
             return Err(DictError::OutOfBounds { index, len });
@@ -959,20 +1208,41 @@ impl SharedList {
         self.read(index)
     }
 
-    /// How many items it holds.
+    /// How many items it holds. Waits for the lock as long as it takes.
     pub fn len(&self) -> std::result::Result<usize, DictError> {
-        let _guard = self.lock()?;
+        let _guard = self.lock(None)?;
         Ok(self.len_locked())
     }
 
-    /// Whether it holds no item.
+    /// [`SharedList::len`], waiting at most `timeout` for the lock.
+    pub fn len_timeout(&self, timeout: Duration) -> std::result::Result<usize, DictError> {
+        let _guard = self.lock(Some(timeout))?;
+        Ok(self.len_locked())
+    }
+
+    /// Whether it holds no item. Waits for the lock as long as it takes.
     pub fn is_empty(&self) -> std::result::Result<bool, DictError> {
         self.len().map(|n| n == 0)
     }
 
-    /// A copy of every item, in order, taken under the lock.
+    /// [`SharedList::is_empty`], waiting at most `timeout` for the lock.
+    pub fn is_empty_timeout(&self, timeout: Duration) -> std::result::Result<bool, DictError> {
+        self.len_timeout(timeout).map(|n| n == 0)
+    }
+
+    /// A copy of every item, in order, taken under the lock. Waits for the
+    /// lock as long as it takes.
     pub fn to_vec(&self) -> std::result::Result<Vec<Vec<u8>>, DictError> {
-        let _guard = self.lock()?;
+        let _guard = self.lock(None)?;
+        (0..self.len_locked()).map(|i| self.read(i)).collect()
+    }
+
+    /// [`SharedList::to_vec`], waiting at most `timeout` for the lock.
+    pub fn to_vec_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<Vec<Vec<u8>>, DictError> {
+        let _guard = self.lock(Some(timeout))?;
         (0..self.len_locked()).map(|i| self.read(i)).collect()
     }
 }
@@ -1049,7 +1319,7 @@ mod tests {
         d.insert(b"a", b"old").unwrap();
         // Simulate a writer killed between publishing the new entry and
         // retiring the old one: two full slots for "a".
-        let _g = d.lock().unwrap();
+        let _g = d.lock(None).unwrap();
         let (found, free) = d.probe(b"a", hash(b"a"));
         d.write_entry(free.unwrap(), b"a", b"new", hash(b"a"));
         let _ = found;

@@ -4,6 +4,7 @@ use std::fmt;
 use std::io;
 
 use crate::header::Kind;
+use crate::mapping::SHM_DIR;
 
 /// Everything that can go wrong when creating, opening or using a named
 /// segment. Every variant that concerns a segment carries its (normalised)
@@ -109,10 +110,10 @@ pub enum Error {
         /// The segment's name.
         name: String,
     },
-    /// The segment holds a queue of another element type than the one
-    /// asked for (opening a `Queue<u64>` as a `Queue<u32>`, say). Only the
-    /// size and alignment are recorded, so types that agree in both are not
-    /// told apart.
+    /// The segment holds elements of another type than the one asked for
+    /// (opening a `Queue<u64>` as a `Queue<u32>`, or a `Value<u64>` as a
+    /// `Value<u32>`, say). Only the size and alignment are recorded, so
+    /// types that agree in both are not told apart.
     ElementMismatch {
         /// The segment's name.
         name: String,
@@ -141,9 +142,43 @@ pub enum Error {
         /// be judged.
         holder: String,
     },
-    /// The requested object cannot be laid out (zero or overflowing size,
-    /// impossible alignment, ...).
-    Layout(shmipc_core::LayoutError),
+    /// The requested object cannot be made: a size, capacity or count
+    /// breaks its rule (the [`LayoutError`](shmipc_core::LayoutError) says
+    /// which parameter, its value and the rule). Nothing was created.
+    Layout {
+        /// The segment's name; `"(anonymous)"` for an anonymous mapping,
+        /// `"(pool)"` for a [`Pool`](crate::Pool).
+        name: String,
+        /// What is wrong.
+        source: shmipc_core::LayoutError,
+    },
+    /// `/dev/shm` has too little free space for a new segment. Checked,
+    /// and the memory reserved, when the segment is created, so that a
+    /// segment that exists is backed: touching it never raises `SIGBUS`.
+    /// Nothing was created.
+    NoSpace {
+        /// The segment's name.
+        name: String,
+        /// The bytes the segment needs.
+        needed: u64,
+        /// The bytes free for it when creation failed.
+        free: u64,
+    },
+    /// The segment belongs to another user, who may have made it to be
+    /// joined by this process (a squatter): refused unless
+    /// [`Options::trust_owner`](crate::Options::trust_owner) or
+    /// [`Options::trust_any_owner`](crate::Options::trust_any_owner) says
+    /// to trust that owner.
+    UntrustedOwner {
+        /// The segment's name.
+        name: String,
+        /// The uid that owns the segment's file.
+        owner: u32,
+        /// That user's name, if the system knows it.
+        owner_name: Option<String>,
+        /// This process's effective uid.
+        euid: u32,
+    },
     /// Any other operating-system error.
     Io {
         /// The operation that failed, such as `"ftruncate"`.
@@ -237,7 +272,7 @@ impl fmt::Display for Error {
                 found_align,
             } => write!(
                 f,
-                "shared memory segment {name:?} holds a queue of {found_size}-byte items aligned to {found_align}, not of {expected} ({expected_size} bytes aligned to {expected_align})"
+                "shared memory segment {name:?} holds elements of {found_size} bytes aligned to {found_align}, not {expected} ({expected_size} bytes aligned to {expected_align})"
             ),
             Error::RoleTaken {
                 name, role, holder, ..
@@ -245,7 +280,33 @@ impl fmt::Display for Error {
                 f,
                 "the {role} of shared memory segment {name:?} is already held by {holder}"
             ),
-            Error::Layout(e) => write!(f, "cannot lay out the shared object: {e}"),
+            Error::Layout { name, source } => match name.as_str() {
+                "(anonymous)" => write!(f, "cannot make the anonymous shared object: {source}"),
+                "(pool)" => write!(f, "cannot start the pool: {source}"),
+                _ => write!(f, "cannot create shared memory segment {name:?}: {source}"),
+            },
+            Error::NoSpace { name, needed, free } => write!(
+                f,
+                "cannot create shared memory segment {name:?}: it needs {needed} bytes, \
+                 and {SHM_DIR} has {free} free"
+            ),
+            Error::UntrustedOwner {
+                name,
+                owner,
+                owner_name,
+                euid,
+            } => {
+                let who = match owner_name {
+                    Some(n) => format!("uid {owner} ({n})"),
+                    None => format!("uid {owner}"),
+                };
+                write!(
+                    f,
+                    "shared memory segment {name:?} is owned by {who}, not by this process's \
+                     user (uid {euid}), so another user may have made it; to join it anyway, \
+                     open it with Options::trust_owner({owner}) or Options::trust_any_owner()"
+                )
+            }
             Error::Io { op, name, source } => write!(
                 f,
                 "{op} failed for shared memory segment {name:?}: {source}"
@@ -258,15 +319,9 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
-            Error::Layout(e) => Some(e),
+            Error::Layout { source, .. } => Some(source),
             _ => None,
         }
-    }
-}
-
-impl From<shmipc_core::LayoutError> for Error {
-    fn from(e: shmipc_core::LayoutError) -> Self {
-        Error::Layout(e)
     }
 }
 
@@ -300,11 +355,19 @@ impl Error {
         }
     }
 
+    /// An object that cannot be made (see [`Error::Layout`]).
+    pub(crate) fn layout(name: &str, source: shmipc_core::LayoutError) -> Error {
+        Error::Layout {
+            name: name.to_owned(),
+            source,
+        }
+    }
+
     /// An error from the core's checks of a queue in a segment.
     pub(crate) fn from_queue(name: &str, e: shmipc_core::QueueError) -> Error {
         use shmipc_core::QueueError;
         match e {
-            QueueError::Layout(l) => Error::Layout(l),
+            QueueError::Layout(l) => Error::layout(name, l),
             QueueError::NotAQueue => {
                 Error::corrupted(name, "the object holds no initialised queue")
             }

@@ -54,9 +54,13 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmipc needs Linux (futexes, /dev/shm, O_TMPFILE)");
 
-mod condition;
 mod dict;
 mod error;
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub mod fault;
+#[cfg(not(feature = "fault-injection"))]
+mod fault;
 pub mod header;
 pub mod mapping;
 mod name;
@@ -75,7 +79,6 @@ mod spsc;
 mod unlinker;
 mod value;
 
-pub use condition::{Barrier, BarrierError, CondGuard, Condition};
 pub use dict::{DictConfig, DictError, Entry, SharedDict, SharedList};
 pub use error::{Error, Result};
 pub use header::Kind;
@@ -90,15 +93,15 @@ pub use queue::{ByteQueue, Queue};
 pub use segment::Segment;
 pub use spsc::{SpscConsumer, SpscProducer, SpscQueue};
 pub use unlinker::Unlinker;
-pub use value::{Array, ArrayError, Value};
+pub use value::{Array, ArrayError, Value, ValueError};
 
 pub use shmipc_core::semaphore::SemaphoreConfig;
 pub use shmipc_core::sync;
 pub use shmipc_core::sync::{AtomicU32, AtomicU64};
 pub use shmipc_core::{
-    BytesConfig, Deadline, Event, LayoutError, Lock, LockError, LockGuard, PopError, PushError,
-    ReadGrant, RecvError, RingConfig, Semaphore, SemaphoreError, SendError, SharedObject,
-    WriteGrant,
+    Barrier, BarrierError, BytesConfig, CondGuard, Condition, Deadline, Event, LayoutError, Lock,
+    LockError, LockGuard, PopError, PushError, ReadGrant, RecvError, RingConfig, Semaphore,
+    SemaphoreError, SendError, SharedObject, WriteGrant,
 };
 
 /// Removes the segment name `name` (with or without its leading slash).

@@ -13,7 +13,10 @@
 //! 1. it creates the file *unnamed*, with
 //!    `open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, mode)`;
 //! 2. `fchmod`s it to exactly the requested mode (so the umask cannot
-//!    change it), `ftruncate`s it to its full size and maps it;
+//!    change it), `ftruncate`s it to its full size, reserves that size
+//!    (`fstatvfs`, then `posix_fallocate`: a size `/dev/shm` cannot hold is
+//!    [`Error::NoSpace`] now, not a `SIGBUS` when a page is first touched)
+//!    and maps it;
 //! 3. writes the header with state [`INITIALIZING`] and its own pid, then
 //!    initialises the object;
 //! 4. stores [`READY`] (Release) and wakes any futex waiters on the state;
@@ -37,7 +40,10 @@
 //!
 //! # Opening
 //!
-//! `shm_open`, then `fstat`: a file shorter than the header is
+//! `shm_open`, then `fstat`: a file another user owns is
+//! [`Error::UntrustedOwner`] unless [`Options::trusted_owners`] (or
+//! [`Options::trust_any_owner`]) says to trust that owner — anyone can
+//! create a name in `/dev/shm` first. A file shorter than the header is
 //! [`Error::TooSmall`] (or [`Error::NotShmipc`] if its first 8 bytes are
 //! not our magic), checked before anything is mapped, so no access can run
 //! past the end of the file. Then the header alone is mapped and checked:
@@ -112,14 +118,41 @@ impl ObjectLayout {
     /// Where the peer table of `peer_slots` slots starts and the total size
     /// of a segment holding this object, if the layout is possible.
     fn sizes(&self, peer_slots: u32) -> std::result::Result<(u64, u64), shmipc_core::LayoutError> {
-        let bad = shmipc_core::LayoutError::InvalidParameters;
-        if self.size == 0 || !self.align.is_power_of_two() || self.align > MAX_ALIGN {
-            return Err(bad);
+        use shmipc_core::{LayoutError, Rule};
+        let largest = isize::MAX as u64 - HEADER_SIZE;
+        if self.size == 0 || self.size > largest {
+            let rule = Rule::Range {
+                min: 1,
+                max: largest,
+            };
+            return Err(LayoutError::parameter("size", self.size, rule));
+        }
+        if !self.align.is_power_of_two() || self.align > MAX_ALIGN {
+            let rule = Rule::PowerOfTwo {
+                min: 1,
+                max: MAX_ALIGN,
+            };
+            return Err(LayoutError::parameter("alignment", self.align, rule));
         }
         if peer_slots == 0 || peer_slots > Token::MAX_SLOTS {
-            return Err(bad);
+            let rule = Rule::Range {
+                min: 1,
+                max: u64::from(Token::MAX_SLOTS),
+            };
+            return Err(LayoutError::parameter(
+                "peer_slots",
+                u64::from(peer_slots),
+                rule,
+            ));
         }
-        segment_sizes(self.size, peer_slots).ok_or(bad)
+        segment_sizes(self.size, peer_slots).ok_or(LayoutError::parameter(
+            "size",
+            self.size,
+            Rule::Range {
+                min: 1,
+                max: largest - u64::from(peer_slots) * PEER_SLOT_SIZE as u64 - 127,
+            },
+        ))
     }
 }
 
@@ -164,7 +197,7 @@ fn segment_sizes(object_size: u64, peer_slots: u32) -> Option<(u64, u64)> {
 /// (by [`Mapping::open`]): a named one, or anonymous memory for forked
 /// children ([`Mapping::anon`]). It keeps the file open, and with it this
 /// process's presence in the segment's peer table (see
-/// [`crate::presence`]). Dropping it releases the presence and unmaps the
+/// [`shmipc_core::peers`]). Dropping it releases the presence and unmaps the
 /// segment; it never unlinks the name.
 pub struct Mapping {
     map: MmapRaw,
@@ -204,6 +237,10 @@ impl Mapping {
     /// which are zeroed. It runs while the segment has no name yet, so no
     /// other process can see the bytes until it returned `Ok`. If `init`
     /// fails, nothing is left behind and its error is returned.
+    ///
+    /// The segment's memory is reserved before `init` runs: a size that
+    /// `/dev/shm` cannot hold is [`Error::NoSpace`] (naming the bytes
+    /// needed and free), and nothing is left behind.
     pub fn create(
         name: &str,
         layout: &ObjectLayout,
@@ -222,7 +259,9 @@ impl Mapping {
         force_fallback: bool,
     ) -> Result<Mapping> {
         let name = Name::new(name)?;
-        let (peers_offset, total) = layout.sizes(opts.peer_slots)?;
+        let (peers_offset, total) = layout
+            .sizes(opts.peer_slots)
+            .map_err(|e| Error::layout(name.as_str(), e))?;
         let staging = Staging::new(&name, opts.mode & 0o777, force_fallback)?;
         let fd = staging.fd();
         // Held while we build the segment, so that an opener who finds it
@@ -231,13 +270,14 @@ impl Mapping {
         // one; the kernel drops it if we die. Best effort: without it an
         // opener just waits for its timeout.
         let _ = presence::ofd_try_lock(fd, CREATOR_LOCK);
-        let total_off = libc::off_t::try_from(total)
-            .map_err(|_| Error::Layout(shmipc_core::LayoutError::InvalidParameters))?;
+        // Fits: `sizes` keeps it at most isize::MAX.
+        let total_off = total as libc::off_t;
         // SAFETY: `fd` is an open descriptor we own; ftruncate touches no
         // memory of ours.
         if unsafe { libc::ftruncate(fd, total_off) } != 0 {
             return Err(Error::from_io("ftruncate", name.as_str(), last_error()));
         }
+        reserve(fd, total, name.as_str())?;
         let map = map_fd(fd, total as usize, false, &name)?;
         let header = write_header(&map, layout, peers_offset, opts.peer_slots, total);
         let base = map.as_mut_ptr();
@@ -272,7 +312,9 @@ impl Mapping {
         init: impl FnOnce(*mut u8, usize) -> Result<()>,
     ) -> Result<Mapping> {
         const ANON: &str = "(anonymous)";
-        let (peers_offset, total) = layout.sizes(opts.peer_slots)?;
+        let (peers_offset, total) = layout
+            .sizes(opts.peer_slots)
+            .map_err(|e| Error::layout(ANON, e))?;
         // SAFETY: the name is a NUL-terminated literal; memfd_create
         // returns a fresh descriptor or -1.
         let raw = unsafe { libc::memfd_create(c"shmipc-anon".as_ptr(), libc::MFD_CLOEXEC) };
@@ -281,12 +323,15 @@ impl Mapping {
         }
         // SAFETY: memfd_create returned a fresh descriptor we now own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let total_off = libc::off_t::try_from(total)
-            .map_err(|_| Error::Layout(shmipc_core::LayoutError::InvalidParameters))?;
+        // Fits: `sizes` keeps it at most isize::MAX.
+        let total_off = total as libc::off_t;
         // SAFETY: `fd` is open; ftruncate touches no memory of ours.
         if unsafe { libc::ftruncate(fd.as_raw_fd(), total_off) } != 0 {
             return Err(Error::from_io("ftruncate", ANON, last_error()));
         }
+        // Anonymous memory is reserved too, so that touching it never
+        // raises SIGBUS.
+        reserve(fd.as_raw_fd(), total, ANON)?;
         let map = MmapOptions::new()
             .len(total as usize)
             .map_raw(fd.as_raw_fd())
@@ -402,7 +447,9 @@ fn dup_fd(fd: libc::c_int, name: &Name) -> Result<OwnedFd> {
 impl Mapping {
     /// Opens the segment `name`, which must hold an object of `kind`.
     ///
-    /// Checks, in order: the file is at least a header long (else
+    /// Checks, in order: the file's owner is this process's effective user
+    /// or one `opts` trusts (else [`Error::UntrustedOwner`]); the file is
+    /// at least a header long (else
     /// [`Error::TooSmall`], or [`Error::NotShmipc`] if it does not start
     /// with the magic); magic ([`Error::NotShmipc`]); version
     /// ([`Error::VersionMismatch`]); state, waiting for `READY` as the
@@ -437,6 +484,7 @@ impl Mapping {
         }
         // SAFETY: shm_open returned a fresh descriptor that nothing else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        check_owner(&fd, &name, opts)?;
 
         let size = file_size(&fd, &name)?;
         if size < HEADER_SIZE {
@@ -777,6 +825,105 @@ fn file_size(fd: &OwnedFd, name: &Name) -> Result<u64> {
     Ok(u64::try_from(st.st_size).unwrap_or(0))
 }
 
+/// Refuses a segment whose file another user owns, unless `opts` trusts
+/// that owner (see [`Options::trusted_owners`]).
+fn check_owner(fd: &OwnedFd, name: &Name, opts: &Options) -> Result<()> {
+    // SAFETY: a zeroed stat is a valid value for fstat to overwrite.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open and `st` is a valid, writable stat.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Err(Error::from_io("fstat", name.as_str(), last_error()));
+    }
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let euid = unsafe { libc::geteuid() };
+    if opts.trusts(st.st_uid, euid) {
+        return Ok(());
+    }
+    Err(Error::UntrustedOwner {
+        name: name.as_str().to_owned(),
+        owner: st.st_uid,
+        owner_name: user_name(st.st_uid),
+        euid,
+    })
+}
+
+/// The name of user `uid`, if the system knows it (`getpwuid_r`).
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 1024];
+    loop {
+        // SAFETY: zeroed is a valid passwd for getpwuid_r to overwrite.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call; `buf` holds
+        // `buf.len()` bytes for the strings `pwd` will point into.
+        let r = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found) };
+        if r == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if r != 0 || found.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: on success `pw_name` is a NUL-terminated string in `buf`,
+        // which outlives this borrow.
+        let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+        return Some(name.to_string_lossy().into_owned());
+    }
+}
+
+/// Reserves the `total` bytes of a new segment's file, so that touching
+/// them later cannot fault with `SIGBUS` for want of space: first a check
+/// of the free space (so that an impossible size fails at once, without
+/// filling the file system first), then `posix_fallocate`. Either failure
+/// is [`Error::NoSpace`], with the space that is free.
+fn reserve(fd: libc::c_int, total: u64, name: &str) -> Result<()> {
+    let no_space = || Error::NoSpace {
+        name: name.to_owned(),
+        needed: total,
+        free: free_bytes(fd).unwrap_or(0),
+    };
+    if free_bytes(fd).is_some_and(|free| free < total) {
+        return Err(no_space());
+    }
+    loop {
+        // SAFETY: `fd` is an open descriptor we own; total fits off_t
+        // (at most isize::MAX, checked by total_size).
+        let r = unsafe { libc::posix_fallocate(fd, 0, total as libc::off_t) };
+        match r {
+            0 => return Ok(()),
+            libc::EINTR => continue,
+            libc::ENOSPC | libc::EFBIG => return Err(no_space()),
+            // A file system that cannot preallocate at all: nothing to
+            // reserve with, as before.
+            libc::EOPNOTSUPP => return Ok(()),
+            e => {
+                return Err(Error::Io {
+                    op: "posix_fallocate",
+                    name: name.to_owned(),
+                    source: io::Error::from_raw_os_error(e),
+                })
+            }
+        }
+    }
+}
+
+/// The bytes free for an unprivileged writer on the file system of `fd`.
+fn free_bytes(fd: libc::c_int) -> Option<u64> {
+    // SAFETY: a zeroed statvfs is a valid value for fstatvfs to overwrite.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `fd` is open and `st` is a valid, writable statvfs.
+    if unsafe { libc::fstatvfs(fd, &mut st) } != 0 {
+        return None;
+    }
+    // A file system that reports no blocks at all (some pseudo file
+    // systems) tells us nothing about its space.
+    if st.f_blocks == 0 {
+        return None;
+    }
+    #[allow(clippy::useless_conversion)]
+    Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
+}
+
 /// The first 8-byte word of a file too short for a header, if it has one
 /// (to tell a foreign file from a truncated segment). Read with `pread`,
 /// which cannot fault however short the file is.
@@ -996,8 +1143,12 @@ mod tests {
             .collect()
     }
 
+    /// The tests that look for temporary names run one at a time.
+    static FALLBACK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn the_fallback_publishes_and_removes_its_temporary_name() {
+        let _one = FALLBACK.lock().unwrap_or_else(|p| p.into_inner());
         let name = unique("fallback");
         let m = Mapping::create_impl(
             &name,
@@ -1040,6 +1191,26 @@ mod tests {
         assert!(matches!(unlink(&other), Err(Error::NotFound { .. })));
         assert_eq!(temp_names(), Vec::<String>::new());
         unlink(&name).unwrap();
+    }
+
+    #[test]
+    fn a_size_that_does_not_fit_is_no_space_and_leaves_nothing() {
+        let _one = FALLBACK.lock().unwrap_or_else(|p| p.into_inner());
+        let name = unique("no-space");
+        let huge = ObjectLayout {
+            size: 1 << 50,
+            ..layout()
+        };
+        for fallback in [false, true] {
+            let r = Mapping::create_impl(&name, &huge, &Options::new(), |_, _| Ok(()), fallback);
+            assert!(
+                // The header, the object, and the default peer table.
+                matches!(&r, Err(Error::NoSpace { needed, .. }) if *needed == (1 << 50) + 128 + 256 * 32),
+                "fallback {fallback}: {r:?}"
+            );
+        }
+        assert!(matches!(unlink(&name), Err(Error::NotFound { .. })));
+        assert_eq!(temp_names(), Vec::<String>::new());
     }
 
     #[test]
@@ -1134,8 +1305,11 @@ mod tests {
             let r = Mapping::create(&name, &bad, &Options::new(), |_, _| Ok(()));
             assert!(
                 matches!(
-                    r,
-                    Err(Error::Layout(shmipc_core::LayoutError::InvalidParameters))
+                    &r,
+                    Err(Error::Layout {
+                        name: n,
+                        source: shmipc_core::LayoutError::Parameter { .. }
+                    }) if *n == name
                 ),
                 "{bad:?}: {r:?}"
             );

@@ -7,7 +7,7 @@ use std::ops::Deref;
 use std::ptr::NonNull;
 
 use shmipc_core::sync::{AtomicU32, AtomicU64};
-use shmipc_core::{Event, Lock, Semaphore, SharedObject};
+use shmipc_core::{Barrier, Condition, Event, Lock, Semaphore, SharedObject};
 
 use crate::error::{Error, Result};
 use crate::header::Kind;
@@ -40,6 +40,69 @@ impl ShmObject for AtomicU32 {
 
 impl ShmObject for AtomicU64 {
     const KIND: Kind = Kind::ATOMIC_U64;
+}
+
+/// A [`Condition`] in a segment of its own ([`Shared`]) or in an anonymous
+/// mapping ([`Anon`]), so that processes wait on it:
+///
+/// ```
+/// use shmipc::sync::{AtomicU32, Ordering};
+/// use shmipc::{fork, Anon, Condition};
+/// use std::time::Duration;
+///
+/// let cond = Anon::<Condition>::new(())?;
+/// let ready = Anon::<AtomicU32>::new(0)?;
+/// let mut child = fork(|| {
+///     let guard = cond.lock().unwrap();
+///     let guard = guard.wait_while(|| ready.load(Ordering::Relaxed) == 0).unwrap();
+///     drop(guard);
+///     ready.load(Ordering::Relaxed) as i32            // 42
+/// })?;
+/// {
+///     let _guard = cond.lock()?;
+///     ready.store(42, Ordering::Relaxed);
+///     cond.notify_all();
+/// }
+/// assert_eq!(child.join_timeout(Duration::from_secs(10))?.unwrap().code(), Some(42));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl ShmObject for Condition {
+    const KIND: Kind = Kind::CONDITION;
+}
+
+/// A [`Barrier`] in a segment of its own ([`Shared`]) or in an anonymous
+/// mapping ([`Anon`]), so that processes meet at it; its config is the
+/// number of parties:
+///
+/// ```
+/// use shmipc::{fork, Anon, Barrier, BarrierError};
+/// use std::time::Duration;
+///
+/// let barrier = Anon::<Barrier>::new(3)?;              // three parties
+/// let mut children = Vec::new();
+/// for _ in 0..2 {
+///     children.push(fork(|| match barrier.wait() {
+///         Ok(leader) => leader as i32,
+///         Err(_) => 99,
+///     })?);
+/// }
+/// let leader = barrier.wait()?;
+/// let leaders: i32 = children
+///     .iter_mut()
+///     .map(|c| c.join_timeout(Duration::from_secs(10)).unwrap().unwrap().code().unwrap())
+///     .sum::<i32>()
+///     + leader as i32;
+/// assert_eq!(leaders, 1);                               // exactly one leader
+///
+/// // Alone at the barrier: the timeout breaks it.
+/// assert_eq!(barrier.wait_timeout(Duration::from_millis(10)), Err(BarrierError::Timeout));
+/// assert_eq!(barrier.wait(), Err(BarrierError::Broken));
+/// barrier.reset();
+/// assert!(!barrier.is_broken());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl ShmObject for Barrier {
+    const KIND: Kind = Kind::BARRIER;
 }
 
 /// A `T` in a named segment of its own, which other processes open by name.
@@ -86,7 +149,7 @@ impl<T: ShmObject> Shared<T> {
             // SAFETY: the bytes are ours alone while the segment is unnamed
             // (Mapping::create's contract), valid for `len` bytes for as
             // long as the mapping lives; init_at checks size and alignment.
-            unsafe { T::init_at(ptr, len, config) }?;
+            unsafe { T::init_at(ptr, len, config) }.map_err(|e| Error::layout(name, e))?;
             Ok(())
         })?;
         Self::from_mapping(map)
@@ -149,7 +212,8 @@ impl<T: ShmObject> Shared<T> {
         // SAFETY: the mapping's object bytes stay mapped as long as `map`,
         // which we keep beside the reference's only use (Deref borrows
         // self). They are only accessed atomically, through T's methods.
-        let object: &T = unsafe { T::from_ptr(map.object_ptr(), map.object_len()) }?;
+        let object: &T = unsafe { T::from_ptr(map.object_ptr(), map.object_len()) }
+            .map_err(|e| Error::layout(map.name(), e))?;
         Ok(Shared {
             object: NonNull::from(object),
             map,
@@ -218,7 +282,8 @@ impl<T: SharedObject> Anon<T> {
         // SAFETY: the mapping is fresh, page-aligned, `len` bytes, and no
         // one else can see it yet; init_at checks size and alignment. The
         // object lives as long as `map`, which `Anon` keeps.
-        let object = unsafe { T::init_at(map.as_ptr(), map.len(), config) }?;
+        let object = unsafe { T::init_at(map.as_ptr(), map.len(), config) }
+            .map_err(|e| Error::layout("(anonymous)", e))?;
         Ok(Anon {
             object: NonNull::from(object),
             _map: map,

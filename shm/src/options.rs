@@ -14,6 +14,9 @@ use std::time::Duration;
 /// let opts = Options::new().mode(0o644).init_timeout(Duration::from_millis(500));
 /// assert_eq!(opts.mode, 0o644);
 /// assert!(!opts.read_only);
+/// // Join segments that root made, too (not only our own user's).
+/// let opts = opts.trust_owner(0);
+/// assert_eq!(opts.trusted_owners, [0]);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -36,6 +39,16 @@ pub struct Options {
     /// no one can judge (never taken over after its death). 1 to 4094;
     /// default 256 (8 KiB of table).
     pub peer_slots: u32,
+    /// Owners, other than this process's effective user, whose segments
+    /// `open` (and `open_or_create`) joins. Empty by default: a segment
+    /// owned by another user is refused with
+    /// [`Error::UntrustedOwner`](crate::Error::UntrustedOwner), because
+    /// anyone can create a name in `/dev/shm` before you do (mode 0666, a
+    /// valid header) and read or forge everything you exchange through it.
+    pub trusted_owners: Vec<u32>,
+    /// Join segments of any owner (see [`Options::trusted_owners`]).
+    /// Default `false`.
+    pub trust_any_owner: bool,
 }
 
 impl Default for Options {
@@ -45,12 +58,15 @@ impl Default for Options {
             init_timeout: Duration::from_secs(2),
             read_only: false,
             peer_slots: crate::presence::DEFAULT_PEER_SLOTS,
+            trusted_owners: Vec::new(),
+            trust_any_owner: false,
         }
     }
 }
 
 impl Options {
-    /// The defaults: mode `0o600`, a 2 s initialisation timeout, read-write.
+    /// The defaults: mode `0o600`, a 2 s initialisation timeout,
+    /// read-write, and only segments of this process's own user are opened.
     pub fn new() -> Options {
         Options::default()
     }
@@ -82,5 +98,31 @@ impl Options {
     pub fn read_only(mut self, read_only: bool) -> Options {
         self.read_only = read_only;
         self
+    }
+
+    /// Also opens segments owned by the user `uid` (root is `0`). By
+    /// default only segments of this process's effective user are opened;
+    /// call this once for each other owner you trust.
+    #[must_use]
+    pub fn trust_owner(mut self, uid: u32) -> Options {
+        if !self.trusted_owners.contains(&uid) {
+            self.trusted_owners.push(uid);
+        }
+        self
+    }
+
+    /// Opens segments whatever user owns them: for names only trusted
+    /// users can create (a private `/dev/shm`, say), or when the protocol
+    /// on top authenticates its peers.
+    #[must_use]
+    pub fn trust_any_owner(mut self) -> Options {
+        self.trust_any_owner = true;
+        self
+    }
+
+    /// Whether a segment owned by `owner` may be opened by a process whose
+    /// effective uid is `euid`.
+    pub(crate) fn trusts(&self, owner: u32, euid: u32) -> bool {
+        owner == euid || self.trust_any_owner || self.trusted_owners.contains(&owner)
     }
 }

@@ -93,9 +93,17 @@ pub struct Pipe(());
 impl Pipe {
     /// The object layout (role block, ring 0, ring 1) and the offset of
     /// each ring.
-    fn layout(config: BytesConfig) -> Result<(Layout, [usize; 2])> {
+    fn layout(
+        config: BytesConfig,
+    ) -> std::result::Result<(Layout, [usize; 2]), shmipc_core::LayoutError> {
         let ring = RawByteQueue::layout(config)?;
-        let bad = || Error::Layout(shmipc_core::LayoutError::InvalidParameters);
+        let bad = || {
+            shmipc_core::LayoutError::parameter(
+                "capacity",
+                config.capacity as u64,
+                shmipc_core::Rule::Text("makes the pipe larger than the address space"),
+            )
+        };
         let second = ROLES_SIZE.checked_add(ring.size()).ok_or_else(bad)?;
         let size = second.checked_add(ring.size()).ok_or_else(bad)?;
         let whole =
@@ -112,8 +120,7 @@ impl Pipe {
         len: usize,
         config: BytesConfig,
     ) -> std::result::Result<(), QueueError> {
-        let (whole, offsets) = Self::layout(config)
-            .map_err(|_| QueueError::Layout(shmipc_core::LayoutError::InvalidParameters))?;
+        let (whole, offsets) = Self::layout(config)?;
         shmipc_core::place::check(ptr, len, whole.size(), whole.align())?;
         let ring = (whole.size() - ROLES_SIZE) / 2;
         // SAFETY: the role block is the first ROLES_SIZE bytes (in bounds,
@@ -136,7 +143,7 @@ impl Pipe {
 
     /// [`Pipe::create`] with explicit options.
     pub fn create_with(name: &str, config: BytesConfig, opts: &Options) -> Result<PipeEnd> {
-        let (layout, _) = Self::layout(config)?;
+        let (layout, _) = Self::layout(config).map_err(|e| Error::layout(name, e))?;
         let backing = create_segment(name, Kind::PIPE, layout, config.to_words(), opts, |p, n| {
             // SAFETY: Mapping::create hands us the unnamed, zeroed
             // object bytes, 128-byte aligned, ours alone for now.
@@ -177,7 +184,7 @@ impl Pipe {
     /// fork, and use the other in the child (and drop it in the parent).
     /// Anonymous ends have no claims.
     pub fn anon(config: BytesConfig) -> Result<(PipeEnd, PipeEnd)> {
-        let (layout, _) = Self::layout(config)?;
+        let (layout, _) = Self::layout(config).map_err(|e| Error::layout("(anonymous)", e))?;
         let backing = Arc::new(anon_backing(layout, |p, n| {
             // SAFETY: a fresh anonymous mapping, page-aligned, unseen.
             unsafe { Self::init(p, n, config) }

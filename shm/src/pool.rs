@@ -2,54 +2,7 @@
 //! `multiprocessing.Pool` — except that a worker killed mid-task does not
 //! hang the pool.
 //!
-//! # Design
-//!
-//! **What a task is.** Closures cannot cross a `fork` made after the pool
-//! started, so the pool's *functions* are fixed when it is built:
-//! `Pool::new(n, f)` with `f: Fn(&[u8]) -> Vec<u8>` (or several, by
-//! [`PoolBuilder::function`], chosen per task by index). The workers are
-//! forked after that, so each inherits the functions as they are. A task is
-//! then `(task id, function index, argument bytes)` and a result `(task
-//! id, status, result bytes)`; encode what you need into bytes (for `Pod`
-//! data, `bytemuck::bytes_of` / `pod_read_unaligned` does it).
-//!
-//! **Transport.** Every worker has two anonymous [`ByteQueue`]s of its
-//! own: an inbox of tasks and an outbox of results, and an
-//! [`AtomicU64`](crate::AtomicU64) slot in shared memory that holds the id
-//! (plus one) of the task it is running, zero between tasks. Per-worker
-//! queues (rather than one shared task queue) mean a worker killed in the
-//! middle of a queue operation damages only its own queues, which are
-//! thrown away with it, and that the parent always knows which tasks each
-//! worker holds.
-//!
-//! **The supervisor.** A background thread of the parent owns the workers.
-//! It hands each worker at most two tasks at a time (one running, one
-//! queued behind it, so a worker never waits for the parent between tasks),
-//! moves results from the outboxes to the [`AsyncResult`] handles, and
-//! sleeps on a *doorbell* futex word that workers ring after each result and
-//! the parent rings when it submits, waking at least every 10 ms to reap.
-//!
-//! **A worker's death.** The supervisor reaps workers with `waitpid`
-//! (WNOHANG, by pid). When one has died it first takes whatever complete
-//! results are in the dead worker's outbox, then looks at the worker's
-//! shared slot: the task named there had started, so its handle gets
-//! [`TaskError::WorkerDied`] (with the pid and how it ended); a task still
-//! queued behind it had not started, so it goes back to the front of the
-//! pending tasks. (The worker writes the slot before calling the function,
-//! so a task that is not named there has not run any of it.) A replacement
-//! worker with fresh queues is forked, and the other tasks go on.
-//!
-//! **Lifetime.** Workers are forked by the supervisor thread and ask for
-//! `SIGKILL` when it dies (`PR_SET_PDEATHSIG`), so they die with the
-//! parent, even if it is killed. [`Pool::close`] lets the queued tasks
-//! finish and the workers exit; [`Pool::terminate`] stops them at once
-//! (`SIGTERM`, then `SIGKILL`), failing unfinished tasks with
-//! [`TaskError::Terminated`]; dropping the pool terminates it.
-//!
-//! As after any `fork` in a program with threads, a worker inherits only
-//! the forking thread: functions that take a lock another thread of the
-//! parent might hold (the stdout lock of a `println!` in progress, say)
-//! can deadlock in a worker. Workers should compute and use shmipc objects.
+//! The design, and what a worker's death costs, are on [`Pool`].
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -62,6 +15,8 @@ use std::time::{Duration, Instant};
 use shmipc_core::futex::{self, Deadline};
 use shmipc_core::sync::{AtomicU32, AtomicU64, Ordering};
 use shmipc_core::{BytesConfig, RecvError};
+
+use shmipc_core::{LayoutError, Rule};
 
 use crate::error::{Error, Result};
 use crate::object::Anon;
@@ -82,6 +37,9 @@ const RESULT_HEADER: usize = 9;
 const DEPTH: usize = 2;
 /// How often the supervisor reaps at the latest.
 const REAP_INTERVAL: Duration = Duration::from_millis(10);
+/// The most workers a pool may have: far more than cores on any machine,
+/// and few enough that a mistaken count does not fork without end.
+pub(crate) const MAX_PROCESSES: usize = 4096;
 
 const STATUS_OK: u8 = 0;
 const STATUS_PANICKED: u8 = 1;
@@ -115,7 +73,9 @@ pub enum TaskError {
     },
     /// No function has this index.
     NoSuchFunction(usize),
-    /// [`AsyncResult::get_timeout`]: not ready in time (the task goes on).
+    /// A `_timeout` call ([`AsyncResult::get_timeout`],
+    /// [`Pool::apply_timeout`], [`Pool::map_timeout`], ...): not ready in
+    /// time (the task goes on; its result is dropped if nobody waits).
     Timeout,
     /// The pool could not start a worker process.
     Spawn(String),
@@ -187,7 +147,8 @@ pub struct AsyncResult {
 }
 
 impl AsyncResult {
-    /// Waits for the result and returns a copy of it.
+    /// Waits for the result, as long as it takes, and returns a copy of it
+    /// (see [`AsyncResult::get_timeout`]).
     pub fn get(&self) -> TaskResult {
         let mut r = lock(&self.slot.result);
         loop {
@@ -222,14 +183,18 @@ impl AsyncResult {
         lock(&self.slot.result).as_ref().map(|r| r.is_ok())
     }
 
-    /// Waits until the result is ready.
+    /// Waits until the result is ready, as long as it takes.
     pub fn wait(&self) {
         let _ = self.get();
     }
 
     /// Waits at most `timeout` for the result; returns whether it is ready.
+    /// `Duration::MAX` waits for ever.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            self.wait();
+            return true;
+        };
         let mut r = lock(&self.slot.result);
         while r.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -262,9 +227,33 @@ pub struct ImapUnordered {
     remaining: usize,
 }
 
+impl ImapUnordered {
+    /// The next result, waiting at most `timeout` for it: `Ok(None)` once
+    /// every input has yielded, [`TaskError::Timeout`] if no result came in
+    /// time (ask again later; nothing is lost).
+    pub fn next_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> std::result::Result<Option<(usize, TaskResult)>, TaskError> {
+        if self.remaining == 0 {
+            return Ok(None);
+        }
+        match self.rx.recv_timeout(timeout) {
+            Ok(item) => {
+                self.remaining -= 1;
+                Ok(Some(item))
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(TaskError::Timeout),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Ok(None),
+        }
+    }
+}
+
 impl Iterator for ImapUnordered {
     type Item = (usize, TaskResult);
 
+    /// Waits for the next result as long as it takes (see
+    /// [`ImapUnordered::next_timeout`]).
     fn next(&mut self) -> Option<Self::Item> {
         if self.remaining == 0 {
             return None;
@@ -371,9 +360,8 @@ impl fmt::Debug for PoolBuilder {
 }
 
 /// A pool of worker processes: Python's `multiprocessing.Pool`, whose
-/// workers run a fixed function on argument bytes (see the [module
-/// documentation](self) for the design, and what happens when a worker
-/// dies).
+/// workers run a fixed function on argument bytes (see *Design* below for
+/// how, and what happens when a worker dies).
 ///
 /// ```
 /// use shmipc::{Pool, TaskError};
@@ -402,6 +390,57 @@ impl fmt::Debug for PoolBuilder {
 /// pool.join();
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// # Design
+///
+/// **What a task is.** Closures cannot cross a `fork` made after the pool
+/// started, so the pool's *functions* are fixed when it is built:
+/// `Pool::new(n, f)` with `f: Fn(&[u8]) -> Vec<u8>` (or several, by
+/// [`PoolBuilder::function`], chosen per task by index). The workers are
+/// forked after that, so each inherits the functions as they are. A task is
+/// then `(task id, function index, argument bytes)` and a result `(task
+/// id, status, result bytes)`; encode what you need into bytes (for `Pod`
+/// data, `bytemuck::bytes_of` / `pod_read_unaligned` does it).
+///
+/// **Transport.** Every worker has two anonymous [`ByteQueue`]s of its
+/// own: an inbox of tasks and an outbox of results, and an
+/// [`AtomicU64`](crate::AtomicU64) slot in shared memory that holds the id
+/// (plus one) of the task it is running, zero between tasks. Per-worker
+/// queues (rather than one shared task queue) mean a worker killed in the
+/// middle of a queue operation damages only its own queues, which are
+/// thrown away with it, and that the parent always knows which tasks each
+/// worker holds.
+///
+/// **The supervisor.** A background thread of the parent owns the workers.
+/// It hands each worker at most two tasks at a time (one running, one
+/// queued behind it, so a worker never waits for the parent between tasks),
+/// moves results from the outboxes to the [`AsyncResult`] handles, and
+/// sleeps on a *doorbell* futex word that workers ring after each result and
+/// the parent rings when it submits, waking at least every 10 ms to reap.
+///
+/// **A worker's death.** The supervisor reaps workers with `waitpid`
+/// (WNOHANG, by pid). When one has died it first takes whatever complete
+/// results are in the dead worker's outbox, then looks at the worker's
+/// shared slot: the task named there had started, so its handle gets
+/// [`TaskError::WorkerDied`] (with the pid and how it ended); a task still
+/// queued behind it had not started, so it goes back to the front of the
+/// pending tasks. (The worker writes the slot before calling the function,
+/// so a task that is not named there has not run any of it.) A replacement
+/// worker with fresh queues is forked, and the other tasks go on.
+///
+/// **Lifetime.** Workers are forked by the supervisor thread and ask for
+/// `SIGKILL` when it dies (`PR_SET_PDEATHSIG`), so they die with the
+/// parent, even if it is killed. [`Pool::close`] lets the queued tasks
+/// finish and the workers exit; [`Pool::terminate`] stops them at once
+/// (`SIGTERM`, then `SIGKILL`), failing unfinished tasks with
+/// [`TaskError::Terminated`]; dropping the pool terminates it.
+///
+/// # Workers and the parent's locks
+///
+/// As after any `fork` in a program with threads, a worker inherits only
+/// the forking thread: functions that take a lock another thread of the
+/// parent might hold (the stdout lock of a `println!` in progress, say)
+/// can deadlock in a worker. Workers should compute and use shmipc objects.
 pub struct Pool {
     inner: Arc<Inner>,
     supervisor: Mutex<Option<JoinHandle<()>>>,
@@ -409,8 +448,8 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts `processes` workers (at least one) that run `f` on each
-    /// task's argument bytes.
+    /// Starts `processes` workers (1 to 4096) that run `f` on each task's
+    /// argument bytes.
     pub fn new<F>(processes: usize, f: F) -> Result<Pool>
     where
         F: Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static,
@@ -428,11 +467,24 @@ impl Pool {
     }
 
     fn start(b: PoolBuilder) -> Result<Pool> {
-        let invalid = || Error::Layout(shmipc_core::LayoutError::InvalidParameters);
-        if b.processes == 0 || b.functions.is_empty() {
-            return Err(invalid());
+        let invalid = |param, value: usize, rule| {
+            Error::layout("(pool)", LayoutError::parameter(param, value as u64, rule))
+        };
+        if !(1..=MAX_PROCESSES).contains(&b.processes) {
+            let rule = Rule::Range {
+                min: 1,
+                max: MAX_PROCESSES as u64,
+            };
+            return Err(invalid("processes", b.processes, rule));
         }
-        queue_config(b.max_message).ok_or_else(invalid)?;
+        if b.functions.is_empty() || b.functions.len() > u32::MAX as usize {
+            let rule = Rule::Range {
+                min: 1,
+                max: u32::MAX.into(),
+            };
+            return Err(invalid("functions", b.functions.len(), rule));
+        }
+        queue_config(b.max_message).map_err(|e| Error::layout("(pool)", e))?;
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 pending: VecDeque::new(),
@@ -530,14 +582,29 @@ impl Pool {
         Ok(())
     }
 
-    /// Runs function 0 on `args` and waits for its result.
+    /// Runs function 0 on `args` and waits for its result, as long as it
+    /// takes (see [`Pool::apply_timeout`]).
     pub fn apply(&self, args: &[u8]) -> TaskResult {
         self.apply_async(args)?.get()
     }
 
-    /// Runs function `func` on `args` and waits for its result.
+    /// Runs function 0 on `args` and waits at most `timeout` for its
+    /// result: [`TaskError::Timeout`] if it is not ready by then (the task
+    /// goes on; its result is dropped).
+    pub fn apply_timeout(&self, args: &[u8], timeout: Duration) -> TaskResult {
+        self.apply_async(args)?.get_timeout(timeout)
+    }
+
+    /// Runs function `func` on `args` and waits for its result, as long as
+    /// it takes.
     pub fn apply_with(&self, func: usize, args: &[u8]) -> TaskResult {
         self.apply_async_with(func, args)?.get()
+    }
+
+    /// Runs function `func` on `args` and waits at most `timeout` for its
+    /// result (see [`Pool::apply_timeout`]).
+    pub fn apply_with_timeout(&self, func: usize, args: &[u8], timeout: Duration) -> TaskResult {
+        self.apply_async_with(func, args)?.get_timeout(timeout)
     }
 
     /// Queues function 0 on `args`; the handle gets the result.
@@ -560,16 +627,49 @@ impl Pool {
     }
 
     /// Runs function 0 on every input and returns the results in input
-    /// order, or the first error (by input order).
+    /// order, or the first error (by input order). Waits as long as it
+    /// takes (see [`Pool::map_timeout`]).
     pub fn map<I>(&self, inputs: I) -> std::result::Result<Vec<Vec<u8>>, TaskError>
     where
         I: IntoIterator,
         I::Item: AsRef<[u8]>,
     {
+        self.map_inner(inputs, None)
+    }
+
+    /// [`Pool::map`], waiting at most `timeout` for all the results:
+    /// [`TaskError::Timeout`] if they are not all in by then (the tasks go
+    /// on; their results are dropped).
+    pub fn map_timeout<I>(
+        &self,
+        inputs: I,
+        timeout: Duration,
+    ) -> std::result::Result<Vec<Vec<u8>>, TaskError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
+        self.map_inner(inputs, Some(Deadline::after(timeout)))
+    }
+
+    fn map_inner<I>(
+        &self,
+        inputs: I,
+        deadline: Option<Deadline>,
+    ) -> std::result::Result<Vec<Vec<u8>>, TaskError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<[u8]>,
+    {
         let mut results: Vec<Option<TaskResult>> = Vec::new();
-        let it = self.imap_unordered(inputs);
+        let mut it = self.imap_unordered(inputs);
         results.resize_with(it.remaining, || None);
-        for (i, r) in it {
+        loop {
+            let next = match &deadline {
+                None => it.next(),
+                Some(d) => it.next_timeout(d.remaining())?,
+            };
+            let Some((i, r)) = next else { break };
             results[i] = Some(r);
         }
         results
@@ -613,12 +713,42 @@ impl Pool {
 
     /// Waits until the workers have exited: after [`close`](Pool::close),
     /// once every queued task is done. Closes the pool if it is still open
-    /// (Python requires `close` first).
+    /// (Python requires `close` first). Waits as long as it takes (see
+    /// [`Pool::join_timeout`]).
     pub fn join(&self) {
         self.close();
         let handle = lock(&self.supervisor).take();
         if let Some(h) = handle {
             let _ = h.join();
+        }
+    }
+
+    /// [`Pool::join`], waiting at most `timeout`; returns whether the
+    /// workers have exited (if not, the pool stays closed and a later
+    /// `join` or `terminate` finishes it).
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.close();
+        let deadline = Deadline::after(timeout);
+        let mut nap = Duration::from_micros(100);
+        loop {
+            let mut slot = lock(&self.supervisor);
+            match slot.take() {
+                None => return true,
+                Some(h) if h.is_finished() => {
+                    drop(slot);
+                    let _ = h.join();
+                    return true;
+                }
+                Some(h) => *slot = Some(h),
+            }
+            drop(slot);
+            let left = deadline.remaining();
+            if left.is_zero() {
+                return false;
+            }
+            // The supervisor thread has no timed join: look again soon.
+            std::thread::sleep(nap.min(left));
+            nap = (nap * 2).min(Duration::from_millis(5));
         }
     }
 }
@@ -640,9 +770,37 @@ impl fmt::Debug for Pool {
 
 /// Each queue holds DEPTH (two) of the largest messages, with room to spare
 /// for the ring's wrap-around.
-fn queue_config(max_message: usize) -> Option<BytesConfig> {
-    let c = BytesConfig::for_max_message(max_message.checked_add(TASK_HEADER)?)?;
-    Some(BytesConfig::new(c.capacity.checked_mul(2)?, c.max_message))
+fn queue_config(max_message: usize) -> std::result::Result<BytesConfig, LayoutError> {
+    fitting_config(max_message).ok_or_else(|| {
+        let rule = Rule::AtMost {
+            max: largest_message() as u64,
+            why: "each worker's two queues hold two tasks of it",
+        };
+        LayoutError::parameter("max_message", max_message as u64, rule)
+    })
+}
+
+/// [`queue_config`], if there is one.
+fn fitting_config(max_message: usize) -> Option<BytesConfig> {
+    let c = BytesConfig::for_max_message(max_message.checked_add(TASK_HEADER)?).ok()?;
+    let c = BytesConfig::new(c.capacity.checked_mul(2)?, c.max_message);
+    shmipc_core::ByteQueue::layout(c).ok().map(|_| c)
+}
+
+/// The largest `max_message` a pool accepts, found by bisection on
+/// `fitting_config` itself (so that it follows the byte queue's limits),
+/// for the error message.
+fn largest_message() -> usize {
+    let (mut lo, mut hi) = (0usize, 1usize << 40);
+    while lo < hi {
+        let mid = lo + (hi - lo).div_ceil(2);
+        if fitting_config(mid).is_some() {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    lo
 }
 
 /// One worker as the supervisor sees it.
@@ -685,8 +843,8 @@ impl Supervisor {
     }
 
     fn start_worker(&self) -> Result<Worker> {
-        let config = queue_config(self.inner.max_message)
-            .ok_or(Error::Layout(shmipc_core::LayoutError::InvalidParameters))?;
+        let config =
+            queue_config(self.inner.max_message).map_err(|e| Error::layout("(pool)", e))?;
         let inbox = ByteQueue::anon(config)?;
         let outbox = ByteQueue::anon(config)?;
         let current = Anon::<AtomicU64>::new(0)?;

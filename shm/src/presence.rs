@@ -702,7 +702,10 @@ fn resolve(addr: usize) -> Option<(usize, usize, &'static dyn Peers)> {
     registry_lock();
     let len = REGISTRY_LEN_USED.load(Ordering::Relaxed);
     let found = REGISTRY[..len].iter().find_map(|e| {
-        let (start, end) = (e.start.load(Ordering::Relaxed), e.end.load(Ordering::Relaxed));
+        let (start, end) = (
+            e.start.load(Ordering::Relaxed),
+            e.end.load(Ordering::Relaxed),
+        );
         (start <= addr && addr < end).then(|| (start, end, e.presence.load(Ordering::Relaxed)))
     });
     registry_unlock();

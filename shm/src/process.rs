@@ -181,8 +181,9 @@ impl Child {
         self.std.as_mut()
     }
 
-    /// Waits for the child to end and returns how it ended. Returns the
-    /// same status again on later calls.
+    /// Waits for the child to end, as long as it takes, and returns how it
+    /// ended (see [`Child::join_timeout`]). Returns the same status again
+    /// on later calls.
     pub fn join(&mut self) -> io::Result<ExitStatus> {
         if let Some(status) = self.status {
             return Ok(status);
@@ -195,12 +196,15 @@ impl Child {
     }
 
     /// Waits at most `timeout` for the child to end. `Ok(None)` if it still
-    /// runs.
+    /// runs. `Duration::MAX` (or any timeout past the end of the clock)
+    /// waits for ever, as [`Child::join`] does.
     ///
     /// Sleeps in `poll` on a pidfd, so there is no busy loop; where pidfds
     /// are unavailable it polls `waitpid(WNOHANG)` with short sleeps.
     pub fn join_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
-        let deadline = Instant::now() + timeout;
+        let Some(deadline) = Instant::now().checked_add(timeout) else {
+            return self.join().map(Some);
+        };
         let mut nap = Duration::from_micros(100);
         loop {
             if let Some(status) = self.try_wait()? {

@@ -90,7 +90,10 @@ fn elem_word<T>() -> u64 {
 pub(crate) fn typed_params<T>(config: RingConfig) -> Result<[u64; 4]> {
     let w = config.to_words();
     if w[3] != 0 {
-        return Err(Error::Layout(shmipc_core::LayoutError::InvalidParameters));
+        return Err(Error::layout(
+            "(unnamed)",
+            shmipc_core::LayoutError::InvalidParameters,
+        ));
     }
     Ok([w[0], w[1], w[2], elem_word::<T>()])
 }
@@ -231,7 +234,7 @@ impl<T: Pod> Queue<T> {
 
     /// [`Queue::create`] with explicit options.
     pub fn create_with(name: &str, config: RingConfig, opts: &Options) -> Result<Self> {
-        let layout = Mpmc::<T>::layout(config)?;
+        let layout = Mpmc::<T>::layout(config).map_err(|e| Error::layout(name, e))?;
         let params = typed_params::<T>(config)?;
         let backing = create_segment(name, Kind::QUEUE, layout, params, opts, |ptr, len| {
             // SAFETY: the bytes are ours alone until the segment is named
@@ -280,7 +283,7 @@ impl<T: Pod> Queue<T> {
     /// A queue in an anonymous shared mapping: no name, and children forked
     /// after it was made share it with their parent.
     pub fn anon(config: RingConfig) -> Result<Self> {
-        let layout = Mpmc::<T>::layout(config)?;
+        let layout = Mpmc::<T>::layout(config).map_err(|e| Error::layout("(anonymous)", e))?;
         let backing = anon_backing(layout, |ptr, len| {
             // SAFETY: a fresh mapping of `len` bytes that no one else sees
             // yet, kept alive by the backing; init_at checks the layout.
@@ -483,7 +486,7 @@ impl ByteQueue {
 
     /// [`ByteQueue::create`] with explicit options.
     pub fn create_with(name: &str, config: BytesConfig, opts: &Options) -> Result<Self> {
-        let layout = RawByteQueue::layout(config)?;
+        let layout = RawByteQueue::layout(config).map_err(|e| Error::layout(name, e))?;
         let backing = create_segment(
             name,
             Kind::BYTE_QUEUE,
@@ -535,7 +538,7 @@ impl ByteQueue {
     /// A byte queue in an anonymous shared mapping, shared with children
     /// forked after it was made.
     pub fn anon(config: BytesConfig) -> Result<Self> {
-        let layout = RawByteQueue::layout(config)?;
+        let layout = RawByteQueue::layout(config).map_err(|e| Error::layout("(anonymous)", e))?;
         let backing = anon_backing(layout, |ptr, len| {
             // SAFETY: as in `Queue::anon`.
             unsafe { RawByteQueue::init_at(ptr, len, config) }.map(drop)

@@ -81,13 +81,18 @@ pub struct SpscQueue<T: Pod> {
 }
 
 impl<T: Pod> SpscQueue<T> {
-    fn layout(config: RingConfig) -> Result<(Layout, Layout)> {
+    fn layout(
+        config: RingConfig,
+    ) -> std::result::Result<(Layout, Layout), shmipc_core::LayoutError> {
         let ring = Spsc::<T>::layout(config)?;
-        let size = ROLES_SIZE
-            .checked_add(ring.size())
-            .ok_or(Error::Layout(shmipc_core::LayoutError::InvalidParameters))?;
-        let whole = Layout::from_size_align(size, ring.align().max(ROLES_SIZE))
-            .map_err(|_| Error::Layout(shmipc_core::LayoutError::InvalidParameters))?;
+        let too_large = shmipc_core::LayoutError::parameter(
+            "capacity",
+            config.capacity as u64,
+            shmipc_core::Rule::Text("makes the queue larger than the address space"),
+        );
+        let size = ROLES_SIZE.checked_add(ring.size()).ok_or(too_large)?;
+        let whole =
+            Layout::from_size_align(size, ring.align().max(ROLES_SIZE)).map_err(|_| too_large)?;
         Ok((whole, ring))
     }
 
@@ -119,7 +124,7 @@ impl<T: Pod> SpscQueue<T> {
 
     /// [`SpscQueue::create`] with explicit options.
     pub fn create_with(name: &str, config: RingConfig, opts: &Options) -> Result<Self> {
-        let (layout, _) = Self::layout(config)?;
+        let (layout, _) = Self::layout(config).map_err(|e| Error::layout(name, e))?;
         let params = typed_params::<T>(config)?;
         let backing = create_segment(name, Kind::SPSC_QUEUE, layout, params, opts, |p, n| {
             // SAFETY: Mapping::create hands us the unnamed, zeroed object
@@ -170,7 +175,7 @@ impl<T: Pod> SpscQueue<T> {
     /// one and hand the other to a child you fork (and do not use it in the
     /// parent any more). Anonymous queues have no role claims.
     pub fn anon(config: RingConfig) -> Result<(SpscProducer<T>, SpscConsumer<T>)> {
-        let (layout, _) = Self::layout(config)?;
+        let (layout, _) = Self::layout(config).map_err(|e| Error::layout("(anonymous)", e))?;
         let backing = anon_backing(layout, |p, n| {
             // SAFETY: a fresh anonymous mapping, page-aligned, unseen.
             unsafe { Self::init(p, n, config) }

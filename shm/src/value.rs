@@ -25,9 +25,10 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use bytemuck::Pod;
-use shmipc_core::{Lock, LockError, LockGuard, SharedObject};
+use shmipc_core::{LayoutError, Lock, LockError, LockGuard, Rule, SharedObject};
 
 use crate::error::{Error, Result};
 use crate::header::Kind;
@@ -38,6 +39,9 @@ use crate::region::{check_elem, elem_word, Region};
 /// Where the values start in the object.
 const DATA_OFFSET: usize = 64;
 
+/// The name errors give an anonymous value or array.
+const ANON: &str = "(anonymous)";
+
 /// The lock and `len` values of `T` in a region.
 struct Cells<T: Pod> {
     region: Region,
@@ -46,16 +50,36 @@ struct Cells<T: Pod> {
 }
 
 impl<T: Pod> Cells<T> {
-    fn object_layout(kind: Kind, len: usize) -> Result<ObjectLayout> {
-        let bad = || Error::Layout(shmipc_core::LayoutError::InvalidParameters);
-        if align_of::<T>() > DATA_OFFSET || (kind == Kind::ARRAY && len == 0) {
-            return Err(bad());
+    /// The layout of `len` values; `name` is for the error.
+    fn object_layout(name: &str, kind: Kind, len: usize) -> Result<ObjectLayout> {
+        let bad = |param, value: usize, rule| {
+            Error::layout(name, LayoutError::parameter(param, value as u64, rule))
+        };
+        if size_of::<T>() == 0 {
+            return Err(bad(
+                "element size",
+                0,
+                Rule::Text("must be at least 1 byte"),
+            ));
         }
-        let size = size_of::<T>()
-            .checked_mul(len)
-            .and_then(|b| b.checked_add(DATA_OFFSET))
-            .filter(|&s| s <= isize::MAX as usize / 2)
-            .ok_or_else(bad)?;
+        if align_of::<T>() > DATA_OFFSET {
+            let why = "the values start 64 bytes into the object";
+            let rule = Rule::AtMost {
+                max: DATA_OFFSET as u64,
+                why,
+            };
+            return Err(bad("element alignment", align_of::<T>(), rule));
+        }
+        // Half the address space at most, and a length the header can say.
+        let most = (isize::MAX as usize / 2 - DATA_OFFSET) / size_of::<T>();
+        if kind == Kind::ARRAY && !(1..=most).contains(&len) {
+            let rule = Rule::Range {
+                min: 1,
+                max: most as u64,
+            };
+            return Err(bad("length", len, rule));
+        }
+        let size = size_of::<T>() * len + DATA_OFFSET;
         Ok(ObjectLayout {
             kind,
             size: size as u64,
@@ -72,7 +96,7 @@ impl<T: Pod> Cells<T> {
     /// alignment, and no one else uses them yet.
     unsafe fn init(ptr: *mut u8, len: usize, initial: &[T]) -> Result<()> {
         // SAFETY: the caller's contract; init_at checks size and alignment.
-        unsafe { Lock::init_at(ptr, len, ()) }?;
+        unsafe { Lock::init_at(ptr, len, ()) }.map_err(|e| Error::layout(ANON, e))?;
         for (i, v) in initial.iter().enumerate() {
             // SAFETY: the layout holds `initial.len()` values after
             // DATA_OFFSET, which is a multiple of T's alignment.
@@ -82,7 +106,7 @@ impl<T: Pod> Cells<T> {
     }
 
     fn create(name: &str, kind: Kind, initial: &[T], opts: &Options) -> Result<Self> {
-        let layout = Self::object_layout(kind, initial.len())?;
+        let layout = Self::object_layout(name, kind, initial.len())?;
         let region = Region::create(name, &layout, opts, |ptr, len| {
             // SAFETY: the bytes are ours alone until the segment is named
             // (Mapping::create's contract), sized and aligned by `layout`.
@@ -104,7 +128,7 @@ impl<T: Pod> Cells<T> {
             if h.params[2] != 0 || h.params[3] != 0 || (kind == Kind::VALUE && n != 1) {
                 return Err(Error::corrupted(name, "the object parameters are invalid"));
             }
-            let l = Self::object_layout(kind, n)
+            let l = Self::object_layout(name, kind, n)
                 .map_err(|_| Error::corrupted(name, "the length is impossible"))?;
             len = n;
             Ok((l.size, l.align))
@@ -117,7 +141,7 @@ impl<T: Pod> Cells<T> {
     }
 
     fn anon(kind: Kind, initial: &[T]) -> Result<Self> {
-        let layout = Self::object_layout(kind, initial.len())?;
+        let layout = Self::object_layout(ANON, kind, initial.len())?;
         let region = Region::anon(layout.size as usize, |ptr, len| {
             // SAFETY: a fresh page-aligned mapping that no one else sees.
             unsafe { Self::init(ptr, len, initial) }
@@ -136,14 +160,32 @@ impl<T: Pod> Cells<T> {
         unsafe { &*self.region.ptr().cast::<Lock>() }
     }
 
-    /// Takes the lock; a takeover from a dead owner is accepted as is (see
-    /// the module documentation).
-    fn lock(&self) -> std::result::Result<LockGuard<'_>, LockError> {
-        let mut guard = self.lock_ref().lock()?;
+    /// Takes the lock, waiting at most `timeout` (for ever if `None`); a
+    /// takeover from a dead owner is accepted as is (see the module
+    /// documentation). A timeout is `Err(None)`.
+    fn lock(
+        &self,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<LockGuard<'_>, Option<LockError>> {
+        let lock = self.lock_ref();
+        let r = match timeout {
+            None => lock.lock(),
+            Some(t) => lock.lock_timeout(t),
+        };
+        let mut guard = match r {
+            Ok(g) => g,
+            Err(LockError::Timeout) => return Err(None),
+            Err(e) => return Err(Some(e)),
+        };
         if guard.owner_died() {
             guard.mark_consistent();
         }
         Ok(guard)
+    }
+
+    /// The name for errors.
+    fn label(&self) -> &str {
+        self.region.name().unwrap_or(ANON)
     }
 
     fn slot(&self, i: usize) -> *mut T {
@@ -253,24 +295,68 @@ impl<T: Pod> Value<T> {
         self.cells.region.name()
     }
 
-    /// A copy of the value.
-    pub fn get(&self) -> std::result::Result<T, LockError> {
-        let _guard = self.cells.lock()?;
+    fn lock(&self, timeout: Option<Duration>) -> std::result::Result<LockGuard<'_>, ValueError> {
+        self.cells.lock(timeout).map_err(|e| match e {
+            None => ValueError::Timeout {
+                name: self.cells.label().to_owned(),
+            },
+            Some(e) => ValueError::Lock(e),
+        })
+    }
+
+    /// A copy of the value. Waits for the lock as long as it takes (see
+    /// [`Value::get_timeout`]).
+    pub fn get(&self) -> std::result::Result<T, ValueError> {
+        let _guard = self.lock(None)?;
         Ok(self.cells.read(0))
     }
 
-    /// Replaces the value.
-    pub fn set(&self, v: T) -> std::result::Result<(), LockError> {
-        let _guard = self.cells.lock()?;
+    /// A copy of the value, waiting at most `timeout` for the lock
+    /// ([`ValueError::Timeout`] if a holder keeps it longer, such as a
+    /// process stopped while it holds it).
+    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<T, ValueError> {
+        let _guard = self.lock(Some(timeout))?;
+        Ok(self.cells.read(0))
+    }
+
+    /// Replaces the value. Waits for the lock as long as it takes.
+    pub fn set(&self, v: T) -> std::result::Result<(), ValueError> {
+        let _guard = self.lock(None)?;
+        self.cells.write(0, v);
+        Ok(())
+    }
+
+    /// Replaces the value, waiting at most `timeout` for the lock.
+    pub fn set_timeout(&self, v: T, timeout: Duration) -> std::result::Result<(), ValueError> {
+        let _guard = self.lock(Some(timeout))?;
         self.cells.write(0, v);
         Ok(())
     }
 
     /// Runs `f` on a copy of the value and writes the copy back, all under
-    /// the lock; returns what `f` returns. Calling this value's methods
-    /// inside `f` fails with [`LockError::Deadlock`].
-    pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> std::result::Result<R, LockError> {
-        let _guard = self.cells.lock()?;
+    /// the lock; returns what `f` returns. Waits for the lock as long as
+    /// it takes. Calling this value's methods inside `f` fails with
+    /// [`LockError::Deadlock`].
+    pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> std::result::Result<R, ValueError> {
+        self.update_inner(None, f)
+    }
+
+    /// [`Value::update`], waiting at most `timeout` for the lock (`f` does
+    /// not run if it times out).
+    pub fn update_timeout<R>(
+        &self,
+        f: impl FnOnce(&mut T) -> R,
+        timeout: Duration,
+    ) -> std::result::Result<R, ValueError> {
+        self.update_inner(Some(timeout), f)
+    }
+
+    fn update_inner<R>(
+        &self,
+        timeout: Option<Duration>,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> std::result::Result<R, ValueError> {
+        let _guard = self.lock(timeout)?;
         let mut v = self.cells.read(0);
         let r = f(&mut v);
         self.cells.write(0, v);
@@ -294,8 +380,48 @@ impl<T: Pod + fmt::Debug> fmt::Debug for Value<T> {
     }
 }
 
+/// Why a [`Value`] access failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ValueError {
+    /// The lock was not free within the timeout of a `_timeout` call (its
+    /// holder is slow, or stopped: a stopped process is alive).
+    Timeout {
+        /// The segment's name, `"(anonymous)"` for an anonymous value.
+        name: String,
+    },
+    /// The value's lock could not be taken (see [`LockError`]).
+    Lock(LockError),
+}
+
+impl fmt::Display for ValueError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueError::Timeout { name } => write!(f, "{}", timeout_text(name)),
+            ValueError::Lock(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ValueError {}
+
+impl From<LockError> for ValueError {
+    fn from(e: LockError) -> Self {
+        ValueError::Lock(e)
+    }
+}
+
+/// The message of a lock timeout on the object in segment `name`.
+pub(crate) fn timeout_text(name: &str) -> String {
+    if name.starts_with('(') {
+        "timed out waiting for the lock of an anonymous shared object".to_owned()
+    } else {
+        format!("timed out waiting for the lock of shared memory segment {name:?}")
+    }
+}
+
 /// Why an [`Array`] access failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ArrayError {
     /// The index is not below the array's length.
@@ -304,6 +430,12 @@ pub enum ArrayError {
         index: usize,
         /// The array's length.
         len: usize,
+    },
+    /// The lock was not free within the timeout of a `_timeout` call (its
+    /// holder is slow, or stopped: a stopped process is alive).
+    Timeout {
+        /// The segment's name, `"(anonymous)"` for an anonymous array.
+        name: String,
     },
     /// The array's lock could not be taken.
     Lock(LockError),
@@ -315,6 +447,7 @@ impl fmt::Display for ArrayError {
             ArrayError::OutOfBounds { index, len } => {
                 write!(f, "index {index} is out of bounds for an array of {len}")
             }
+            ArrayError::Timeout { name } => write!(f, "{}", timeout_text(name)),
             ArrayError::Lock(e) => write!(f, "{e}"),
         }
     }
@@ -422,30 +555,96 @@ impl<T: Pod> Array<T> {
         }
     }
 
-    /// A copy of element `index`.
+    fn lock(&self, timeout: Option<Duration>) -> std::result::Result<LockGuard<'_>, ArrayError> {
+        self.cells.lock(timeout).map_err(|e| match e {
+            None => ArrayError::Timeout {
+                name: self.cells.label().to_owned(),
+            },
+            Some(e) => ArrayError::Lock(e),
+        })
+    }
+
+    /// A copy of element `index`. Waits for the lock as long as it takes
+    /// (see [`Array::get_timeout`]).
     pub fn get(&self, index: usize) -> std::result::Result<T, ArrayError> {
+        self.get_inner(index, None)
+    }
+
+    /// A copy of element `index`, waiting at most `timeout` for the lock
+    /// ([`ArrayError::Timeout`] if a holder keeps it longer).
+    pub fn get_timeout(
+        &self,
+        index: usize,
+        timeout: Duration,
+    ) -> std::result::Result<T, ArrayError> {
+        self.get_inner(index, Some(timeout))
+    }
+
+    fn get_inner(
+        &self,
+        index: usize,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<T, ArrayError> {
         self.check(index)?;
-        let _guard = self.cells.lock()?;
+        let _guard = self.lock(timeout)?;
         Ok(self.cells.read(index))
     }
 
-    /// Replaces element `index`.
+    /// Replaces element `index`. Waits for the lock as long as it takes.
     pub fn set(&self, index: usize, v: T) -> std::result::Result<(), ArrayError> {
+        self.set_inner(index, v, None)
+    }
+
+    /// Replaces element `index`, waiting at most `timeout` for the lock.
+    pub fn set_timeout(
+        &self,
+        index: usize,
+        v: T,
+        timeout: Duration,
+    ) -> std::result::Result<(), ArrayError> {
+        self.set_inner(index, v, Some(timeout))
+    }
+
+    fn set_inner(
+        &self,
+        index: usize,
+        v: T,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<(), ArrayError> {
         self.check(index)?;
-        let _guard = self.cells.lock()?;
+        let _guard = self.lock(timeout)?;
         self.cells.write(index, v);
         Ok(())
     }
 
     /// Runs `f` on a copy of element `index` and writes it back, under the
-    /// lock.
+    /// lock. Waits for the lock as long as it takes.
     pub fn update_at<R>(
         &self,
         index: usize,
         f: impl FnOnce(&mut T) -> R,
     ) -> std::result::Result<R, ArrayError> {
+        self.update_at_inner(index, f, None)
+    }
+
+    /// [`Array::update_at`], waiting at most `timeout` for the lock.
+    pub fn update_at_timeout<R>(
+        &self,
+        index: usize,
+        f: impl FnOnce(&mut T) -> R,
+        timeout: Duration,
+    ) -> std::result::Result<R, ArrayError> {
+        self.update_at_inner(index, f, Some(timeout))
+    }
+
+    fn update_at_inner<R>(
+        &self,
+        index: usize,
+        f: impl FnOnce(&mut T) -> R,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<R, ArrayError> {
         self.check(index)?;
-        let _guard = self.cells.lock()?;
+        let _guard = self.lock(timeout)?;
         let mut v = self.cells.read(index);
         let r = f(&mut v);
         self.cells.write(index, v);
@@ -453,9 +652,27 @@ impl<T: Pod> Array<T> {
     }
 
     /// Runs `f` on a copy of the whole array and writes back the elements
-    /// that changed, under the lock.
+    /// that changed, under the lock. Waits for the lock as long as it
+    /// takes.
     pub fn update<R>(&self, f: impl FnOnce(&mut [T]) -> R) -> std::result::Result<R, ArrayError> {
-        let _guard = self.cells.lock()?;
+        self.update_inner(f, None)
+    }
+
+    /// [`Array::update`], waiting at most `timeout` for the lock.
+    pub fn update_timeout<R>(
+        &self,
+        f: impl FnOnce(&mut [T]) -> R,
+        timeout: Duration,
+    ) -> std::result::Result<R, ArrayError> {
+        self.update_inner(f, Some(timeout))
+    }
+
+    fn update_inner<R>(
+        &self,
+        f: impl FnOnce(&mut [T]) -> R,
+        timeout: Option<Duration>,
+    ) -> std::result::Result<R, ArrayError> {
+        let _guard = self.lock(timeout)?;
         let before = self.cells.snapshot();
         let mut after = before.clone();
         let r = f(&mut after);
@@ -467,9 +684,16 @@ impl<T: Pod> Array<T> {
         Ok(r)
     }
 
-    /// A copy of the whole array, taken under the lock.
+    /// A copy of the whole array, taken under the lock. Waits for the lock
+    /// as long as it takes.
     pub fn snapshot(&self) -> std::result::Result<Vec<T>, ArrayError> {
-        let _guard = self.cells.lock()?;
+        let _guard = self.lock(None)?;
+        Ok(self.cells.snapshot())
+    }
+
+    /// A copy of the whole array, waiting at most `timeout` for the lock.
+    pub fn snapshot_timeout(&self, timeout: Duration) -> std::result::Result<Vec<T>, ArrayError> {
+        let _guard = self.lock(Some(timeout))?;
         Ok(self.cells.snapshot())
     }
 

@@ -120,17 +120,19 @@ fn permission_denied() {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         // Root bypasses file modes, so provoke EACCES from an unprivileged
-        // child.
+        // child (which trusts root's segments: by default it would refuse
+        // them before trying, as segments of another user).
         let mut child = fork(|| {
             if !become_nobody() {
                 return 10;
             }
-            let ro = Options::new().read_only(true);
-            let rw_private = Segment::open(&private, &Options::new());
+            let rw = Options::new().trust_owner(0);
+            let ro = rw.clone().read_only(true);
+            let rw_private = Segment::open(&private, &rw);
             let ro_private = Segment::open(&private, &ro);
-            let rw_public = Segment::open(&readable, &Options::new());
+            let rw_public = Segment::open(&readable, &rw);
             let ro_public = Segment::open(&readable, &ro);
-            let typed = Shared::<Lock>::open(&rlock);
+            let typed = Shared::<Lock>::open_with(&rlock, &rw);
             match (rw_private, ro_private, rw_public, ro_public, typed) {
                 (
                     Err(Error::PermissionDenied { name: a }),

@@ -147,7 +147,12 @@ fn byte_queues_and_pipes_do_not_allocate() {
         b.try_send(&msg).unwrap();
         assert_eq!(b.recv_into(&mut buf).unwrap(), 100);
         assert_eq!(a.try_recv_into(&mut buf).unwrap(), 100);
-        assert!(a.poll(Duration::ZERO) || !a.poll(Duration::ZERO));
+        assert!(!a.poll(Duration::ZERO), "nothing is waiting for end A");
+        b.send(&msg).unwrap();
+        assert!(a.poll(Duration::ZERO), "a message is waiting for end A");
+        assert!(a.poll(Duration::ZERO), "poll takes nothing");
+        assert_eq!(a.try_recv_into(&mut buf).unwrap(), 100);
+        assert!(!a.poll(Duration::ZERO), "end A was drained");
     });
 }
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 use common::{eventually, join, join_all_ok, CHILD_TIMEOUT};
 use shmipc::sync::{AtomicU32, Ordering};
 use shmipc::{
-    fork, Anon, Array, DictConfig, DictError, Error, SharedDict, SharedList, Unlinker, Value,
+    fault, fork, Anon, Array, ArrayError, DictConfig, DictError, Error, ExitStatus, SharedDict,
+    SharedList, Unlinker, Value,
 };
 
 const PROCS: u64 = 8;
@@ -81,8 +82,9 @@ fn array_updates_from_many_processes_lose_nothing() {
         let own = if i < PROCS as usize { ROUNDS } else { 0 };
         assert_eq!(u64::from(*v), PROCS * ROUNDS + own, "element {i}");
     }
-    assert!(arr.get(16).is_err());
-    assert!(arr.set(16, 0).is_err());
+    let beyond = || ArrayError::OutOfBounds { index: 16, len: 16 };
+    assert_eq!(arr.get(16), Err(beyond()));
+    assert_eq!(arr.set(16, 0), Err(beyond()));
 }
 
 #[test]
@@ -181,12 +183,13 @@ fn a_full_dict_and_oversized_entries_are_errors() {
     ));
     assert!(matches!(
         SharedDict::create(&names.name("zero"), DictConfig::new(0, 4, 4)),
-        Err(Error::Layout(_))
+        Err(Error::Layout { .. })
     ));
 }
 
 #[test]
 fn a_writer_killed_holding_the_dict_lock_is_repaired_around() {
+    let _one = repairing();
     let dict = SharedDict::anon(DictConfig::new(64, 16, 16)).unwrap();
     let inside = Anon::<AtomicU32>::new(0).unwrap();
     dict.insert(b"kept", b"1").unwrap();
@@ -207,6 +210,181 @@ fn a_writer_killed_holding_the_dict_lock_is_repaired_around() {
     assert_eq!(dict.get(b"kept").unwrap(), Some(b"1".to_vec()));
     dict.insert(b"more", b"x").unwrap();
     assert_eq!(dict.len().unwrap(), 2);
+}
+
+/// A dict's table read from its segment file, as the layout on
+/// `SharedDict` documents it: the control block's counters and every slot.
+struct RawDict {
+    len: u32,
+    tombstones: u32,
+    /// `(state, key, value, seq)` per slot.
+    slots: Vec<(u32, Vec<u8>, Vec<u8>, u64)>,
+}
+
+const FULL: u32 = 1;
+const TOMBSTONE: u32 = 2;
+
+impl RawDict {
+    fn read(name: &str, config: (usize, usize, usize)) -> RawDict {
+        let (capacity, max_key, max_value) = config;
+        let file = std::fs::read(common::shm_path(name)).unwrap();
+        let u32_at = |o: usize| u32::from_ne_bytes(file[o..o + 4].try_into().unwrap());
+        let u64_at = |o: usize| u64::from_ne_bytes(file[o..o + 8].try_into().unwrap());
+        let base = u64_at(common::off::OBJECT_OFFSET as usize) as usize;
+        let stride = (32 + max_key + max_value).div_ceil(8) * 8;
+        let slots = (0..capacity + capacity / 4 + 1)
+            .map(|i| {
+                let s = base + 64 + i * stride;
+                let (klen, vlen) = (u32_at(s + 4) as usize, u32_at(s + 8) as usize);
+                let key = file[s + 32..s + 32 + klen.min(max_key)].to_vec();
+                let v = s + 32 + max_key;
+                (
+                    u32_at(s),
+                    key,
+                    file[v..v + vlen.min(max_value)].to_vec(),
+                    u64_at(s + 24),
+                )
+            })
+            .collect();
+        RawDict {
+            len: u32_at(base + 16),
+            tombstones: u32_at(base + 20),
+            slots,
+        }
+    }
+
+    /// The values of the full slots holding `key`.
+    fn full(&self, key: &[u8]) -> Vec<&[u8]> {
+        let full = self.slots.iter().filter(|s| s.0 == FULL && s.1 == key);
+        full.map(|s| &s.2[..]).collect()
+    }
+
+    fn count(&self, state: u32) -> u32 {
+        self.slots.iter().filter(|s| s.0 == state).count() as u32
+    }
+
+    /// Whether the counters agree with the slots.
+    fn counted(&self) -> bool {
+        let states_known = self.count(0) + self.count(FULL) + self.count(TOMBSTONE);
+        assert_eq!(
+            states_known as usize,
+            self.slots.len(),
+            "slot states are 0, 1 or 2"
+        );
+        self.len == self.count(FULL) && self.tombstones == self.count(TOMBSTONE)
+    }
+}
+
+/// Held by the tests that take over a dead dict writer's lock:
+/// `fault::repairs()` counts for the whole process, and `cargo test` runs
+/// the tests of a file as threads of one.
+static REPAIRING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn repairing() -> std::sync::MutexGuard<'static, ()> {
+    REPAIRING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Forks a writer that runs `write` on `dict` with the dict's pause point
+/// `point` armed, waits until it reports (through shared memory) that it
+/// has reached the point, and SIGKILLs it there.
+fn kill_at(dict: &SharedDict, point: fault::Point, write: impl FnOnce(&SharedDict)) {
+    let reached = Anon::<AtomicU32>::new(0).unwrap();
+    let mut child = fork(|| {
+        // SAFETY: the Anon mapping outlives this process's use of it (the
+        // process is killed while paused, or exits).
+        unsafe { fault::arm(point, &*reached) };
+        write(dict);
+        1 // not reached: the writer pauses until killed
+    })
+    .unwrap();
+    assert!(
+        eventually(CHILD_TIMEOUT, || reached.load(Ordering::SeqCst)
+            == point as u32),
+        "the writer never reached {point:?}"
+    );
+    child.kill().unwrap();
+    assert_eq!(join(&mut child), ExitStatus::Signal(libc::SIGKILL));
+}
+
+#[test]
+fn a_dict_writer_killed_before_publishing_a_new_entry_loses_only_it() {
+    let _one = repairing();
+    let names = Unlinker::new("dict-kill-publish");
+    let name = names.name("d");
+    let config = (16, 16, 16);
+    let dict = SharedDict::create(&name, DictConfig::new(config.0, config.1, config.2)).unwrap();
+    for k in [&b"a"[..], b"b", b"c"] {
+        dict.insert(k, b"old").unwrap();
+    }
+    dict.remove(b"c").unwrap();
+    kill_at(&dict, fault::Point::DictBeforePublish, |d| {
+        let _ = d.insert(b"new", b"unpublished");
+    });
+    // Killed inside the window: the entry's bytes are in a slot that is
+    // not published, and the lock names a dead owner.
+    let raw = RawDict::read(&name, config);
+    let written = raw
+        .slots
+        .iter()
+        .filter(|s| s.1 == b"new" && s.2 == b"unpublished");
+    assert_eq!(written.count(), 1, "the entry was written");
+    assert!(raw.full(b"new").is_empty(), "and not published");
+    let repairs = fault::repairs();
+    // The next locker takes over, repairs, and the insert that never
+    // returned is all that is missing.
+    assert_eq!(dict.get(b"new").unwrap(), None);
+    assert_eq!(
+        fault::repairs(),
+        repairs + 1,
+        "the next locker saw owner_died and repaired"
+    );
+    assert_eq!(dict.len().unwrap(), 2);
+    assert_eq!(dict.get(b"a").unwrap().as_deref(), Some(&b"old"[..]));
+    let raw = RawDict::read(&name, config);
+    assert!(raw.counted(), "len and tombstones recounted");
+    dict.insert(b"new", b"again").unwrap();
+    assert_eq!(dict.get(b"new").unwrap().as_deref(), Some(&b"again"[..]));
+    assert_eq!(fault::repairs(), repairs + 1, "repaired once");
+}
+
+#[test]
+fn a_dict_writer_killed_between_replacing_and_tombstoning_leaves_a_duplicate_that_is_repaired() {
+    let _one = repairing();
+    let names = Unlinker::new("dict-kill-replace");
+    let name = names.name("d");
+    let config = (16, 16, 16);
+    let dict = SharedDict::create(&name, DictConfig::new(config.0, config.1, config.2)).unwrap();
+    for k in [&b"k"[..], b"x", b"y"] {
+        dict.insert(k, b"old").unwrap();
+    }
+    dict.remove(b"y").unwrap();
+    kill_at(&dict, fault::Point::DictBeforeTombstone, |d| {
+        let _ = d.insert(b"k", b"new");
+    });
+    // Killed inside the window: the key is in the table twice, old and
+    // new, and the counters are behind the slots.
+    let raw = RawDict::read(&name, config);
+    let mut both = raw.full(b"k");
+    both.sort();
+    assert_eq!(both, [&b"new"[..], b"old"], "old and new both published");
+    assert!(!raw.counted(), "the counters are off");
+    let repairs = fault::repairs();
+    // The next locker repairs: the newer entry wins, the older becomes a
+    // tombstone, the counters are recounted.
+    assert_eq!(dict.get(b"k").unwrap().as_deref(), Some(&b"new"[..]));
+    assert_eq!(
+        fault::repairs(),
+        repairs + 1,
+        "the next locker saw owner_died and repaired"
+    );
+    let raw = RawDict::read(&name, config);
+    assert_eq!(raw.full(b"k"), [&b"new"[..]], "one entry left, the newest");
+    assert!(raw.counted(), "len and tombstones recounted");
+    assert_eq!(raw.len, 2);
+    assert_eq!(dict.len().unwrap(), 2);
+    let mut keys = dict.keys().unwrap();
+    keys.sort();
+    assert_eq!(keys, [b"k".to_vec(), b"x".to_vec()]);
 }
 
 #[test]

@@ -179,6 +179,12 @@ fn a_barrier_timeout_breaks_it_for_everyone_until_reset() {
     let total = me + join(&mut a).code().unwrap() + join(&mut b).code().unwrap();
     assert_eq!(total, 1, "one leader after the reset");
 
-    let invalid = Anon::<Barrier>::new(0).unwrap();
-    assert_eq!(invalid.wait(), Err(BarrierError::InvalidParties(0)));
+    // Zero parties is refused when the barrier is made; a party count
+    // found in memory (a hostile write) fails every wait instead.
+    let e = Anon::<Barrier>::new(0).unwrap_err();
+    assert!(
+        e.to_string().contains("parties 0 must be from 1 to 65535"),
+        "{e}"
+    );
+    assert_eq!(Barrier::new(0).wait(), Err(BarrierError::InvalidParties(0)));
 }

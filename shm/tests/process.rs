@@ -100,7 +100,11 @@ fn spawned_commands() {
     assert!(sleeper.is_alive());
     sleeper.terminate().unwrap();
     assert_eq!(join(&mut sleeper), ExitStatus::Signal(15));
-    assert!(spawn(&mut Command::new("/nonexistent/shmipc-no-such-program")).is_err());
+    let missing = spawn(&mut Command::new("/nonexistent/shmipc-no-such-program"));
+    assert_eq!(
+        missing.map(|_| ()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::NotFound)
+    );
 }
 
 /// Whether `pid` is still our unreaped child.

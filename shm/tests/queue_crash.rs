@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use common::join;
 use shmipc::sync::{AtomicU64, Ordering};
 use shmipc::{
-    fork, ByteQueue, BytesConfig, Child, Event, ExitStatus, Options, PopError, Queue, RecvError,
-    RingConfig, Segment, Shared, SpscQueue, Unlinker,
+    fork, ByteQueue, BytesConfig, Child, Event, ExitStatus, Options, PopError, PushError, Queue,
+    RecvError, RingConfig, Segment, SendError, Shared, SpscQueue, Unlinker,
 };
 
 const ITERATIONS: usize = 30;
@@ -511,8 +511,9 @@ fn mpmc_consumer_killed_between_claim_and_free() {
     });
     assert_eq!(q.try_pop(), Ok(2));
     // The next push goes to the slot the dead consumer claimed.
-    assert!(
-        q.try_push(3).is_err(),
+    assert_eq!(
+        q.try_push(3),
+        Err(PushError::Full),
         "the dead consumer's slot is in the way"
     );
     let t = Instant::now();
@@ -544,7 +545,7 @@ fn byte_writer_killed_between_reserve_and_commit() {
     let t = Instant::now();
     assert_eq!(q.recv_vec_timeout(WAIT).unwrap(), b"after");
     eprintln!("dead writer's record skipped after {:?}", t.elapsed());
-    assert!(q.try_recv().is_err());
+    assert_eq!(q.try_recv().err(), Some(RecvError::Empty));
 }
 
 #[test]
@@ -560,8 +561,9 @@ fn byte_reader_killed_holding_a_grant() {
         std::mem::forget(q.recv().unwrap()); // holds message 1 until killed
     });
     assert_eq!(q.recv_vec().unwrap(), [2; 40]);
-    assert!(
-        q.try_send(&[3; 40]).is_err(),
+    assert_eq!(
+        q.try_send(&[3; 40]),
+        Err(SendError::Full),
         "the held record is in the way"
     );
     let t = Instant::now();
@@ -598,7 +600,8 @@ fn spsc_producer_killed_mid_stream_then_replaced() {
             batch.extend((0..1 + seq % 7).map(|k| Item::new(generation, seq + k)));
             match tx.push_slice(&batch) {
                 Ok(n) => seq += n as u64,
-                Err(_) => std::thread::yield_now(),
+                Err(PushError::Full) => std::thread::yield_now(),
+                Err(e) => panic!("producer {generation}: {e}"),
             }
         }
     };

@@ -83,9 +83,12 @@ fn a_queue_opened_with_another_element_type_is_element_mismatch() {
         ),
         "{e:?}"
     );
-    assert!(m.contains("8-byte items") && m.contains("u32"), "{m}");
+    assert!(
+        m.contains("elements of 8 bytes") && m.contains("u32"),
+        "{m}"
+    );
     let (_, m) = message(SpscQueue::<[u8; 4]>::consumer(&sn));
-    assert!(m.contains("3-byte items aligned to 1"), "{m}");
+    assert!(m.contains("elements of 3 bytes aligned to 1"), "{m}");
     // Same size, other alignment.
     let (e, _) = message(Queue::<[u32; 2]>::open(&qn));
     assert!(matches!(e, Error::ElementMismatch { .. }), "{e:?}");

@@ -702,7 +702,7 @@ fn open_or_create_creates_once() {
     ));
     assert!(matches!(
         Queue::<u64>::create(&names.name("bad"), RingConfig::new(3)),
-        Err(shmipc::Error::Layout(_))
+        Err(shmipc::Error::Layout { .. })
     ));
 }
 

@@ -62,7 +62,14 @@ fn accesses_out_of_bounds_are_errors() {
     }
     assert!(matches!(
         Segment::create(&names.name("empty"), 0, &Options::new()),
-        Err(Error::Layout(shmipc::LayoutError::InvalidParameters))
+        Err(Error::Layout {
+            source: shmipc::LayoutError::Parameter {
+                param: "size",
+                value: 0,
+                ..
+            },
+            ..
+        })
     ));
 }
 

@@ -1,7 +1,7 @@
 //! Blocking ping-pong across processes, on an SPSC queue and on an MPMC
 //! queue: each side sleeps on every message, so every message needs a
 //! wake-up that works. Their notifiers use the cheap side of an asymmetric
-//! barrier (`shmipc_core::barrier`) when the kernel allows; a wake-up the
+//! barrier (`shmipc_core::membarrier`) when the kernel allows; a wake-up the
 //! protocol failed to deliver would be rescued only by the 50 ms liveness
 //! re-check, and shows up here as a slow trip.
 

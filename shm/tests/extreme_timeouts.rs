@@ -1,0 +1,775 @@
+//! Every public call that takes a timeout accepts every `Duration`:
+//! `Duration::ZERO` and a small timeout on something that is not ready give
+//! the call's timeout result at once (or after the small wait), and
+//! `Duration::MAX` means "for ever": on something that is, or becomes,
+//! ready it succeeds, and it never panics (as `Instant + Duration::MAX`
+//! does).
+//!
+//! The calls are enumerated from the sources (`api_scan`): the last test
+//! fails if a public function taking a `Duration` is not called here.
+
+mod api_scan;
+mod common;
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use shmipc::sync::Ordering;
+use shmipc::{
+    fork, Anon, Array, Barrier, BarrierError, ByteQueue, BytesConfig, Condition, DictConfig, Event,
+    Lock, LockError, Options, Pipe, Pool, PopError, Process, PushError, Queue, RecvError,
+    RingConfig, Semaphore, SemaphoreConfig, SendError, Shared, SharedDict, SharedList, SpscQueue,
+    TaskError, Unlinker, Value,
+};
+
+const SMALL: Duration = Duration::from_millis(10);
+/// How long a not-ready call with [`SMALL`] may take, generously.
+const LATE: Duration = Duration::from_secs(5);
+
+thread_local! {
+    static COVERED: RefCell<BTreeSet<String>> = const { RefCell::new(BTreeSet::new()) };
+}
+
+/// Runs `call` and checks that it did not panic and that `ok` accepts what
+/// it returned; records `path` as covered.
+#[track_caller]
+fn check<R: Debug>(
+    path: &str,
+    d: Duration,
+    call: impl FnOnce(Duration) -> R,
+    ok: impl Fn(&R) -> bool,
+) {
+    COVERED.with(|c| c.borrow_mut().insert(path.to_owned()));
+    let start = Instant::now();
+    let r = catch_unwind(AssertUnwindSafe(|| call(d)));
+    let took = start.elapsed();
+    let r = r.unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        panic!("{path}({d:?}) panicked: {msg}")
+    });
+    assert!(ok(&r), "{path}({d:?}) returned {r:?}");
+    if d != Duration::MAX {
+        assert!(took <= d + LATE, "{path}({d:?}) took {took:?}");
+    }
+}
+
+fn is_ok<T, E>(r: &Result<T, E>) -> bool {
+    r.is_ok()
+}
+
+/// `call` on something not ready, with zero and a small timeout: `timed_out`
+/// must accept both results.
+#[track_caller]
+fn not_ready<R: Debug>(
+    path: &str,
+    mut call: impl FnMut(Duration) -> R,
+    timed_out: impl Fn(&R) -> bool,
+) {
+    check(path, Duration::ZERO, &mut call, &timed_out);
+    check(path, SMALL, &mut call, &timed_out);
+}
+
+/// `call` with `Duration::MAX` on something that is (or becomes) ready.
+#[track_caller]
+fn ready_max<R: Debug>(path: &str, call: impl FnOnce(Duration) -> R, ok: impl Fn(&R) -> bool) {
+    check(path, Duration::MAX, call, ok);
+}
+
+#[test]
+fn sync_primitives_take_any_timeout() {
+    // Lock: held by another thread, then released.
+    let lock = Anon::<Lock>::new(()).unwrap();
+    let lock = &lock;
+    std::thread::scope(|s| {
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let holder = s.spawn(move || {
+            let _g = lock.lock().unwrap();
+            held_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        });
+        held_rx.recv().unwrap();
+        not_ready(
+            "core::Lock::lock_timeout",
+            |t| lock.lock_timeout(t).map(drop),
+            |r| *r == Err(LockError::Timeout),
+        );
+        // Becomes free while we wait for ever.
+        ready_max(
+            "core::Lock::lock_timeout",
+            |t| lock.lock_timeout(t).map(drop),
+            |r| r.is_ok(),
+        );
+        holder.join().unwrap();
+    });
+
+    let sem = Anon::<Semaphore>::new(SemaphoreConfig {
+        initial: 0,
+        max: None,
+    })
+    .unwrap();
+    not_ready(
+        "core::Semaphore::acquire_timeout",
+        |t| sem.acquire_timeout(t),
+        |r| !r,
+    );
+    sem.release().unwrap();
+    ready_max(
+        "core::Semaphore::acquire_timeout",
+        |t| sem.acquire_timeout(t),
+        |r| *r,
+    );
+
+    let event = Anon::<Event>::new(()).unwrap();
+    not_ready(
+        "core::Event::wait_timeout",
+        |t| event.wait_timeout(t),
+        |r| !r,
+    );
+    event.set();
+    ready_max(
+        "core::Event::wait_timeout",
+        |t| event.wait_timeout(t),
+        |r| *r,
+    );
+
+    let cond = Anon::<Condition>::new(()).unwrap();
+    ready_max(
+        "core::Condition::lock_timeout",
+        |t| cond.lock_timeout(t).map(drop),
+        |r| r.is_ok(),
+    );
+    {
+        let _held = cond.lock().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                not_ready(
+                    "core::Condition::lock_timeout",
+                    |t| cond.lock_timeout(t).map(drop),
+                    |r| *r == Err(LockError::Timeout),
+                );
+            });
+        });
+    }
+    not_ready(
+        "core::CondGuard::wait_timeout",
+        |t| {
+            cond.lock()
+                .unwrap()
+                .wait_timeout(t)
+                .map(|(_, notified)| notified)
+        },
+        |r| *r == Ok(false),
+    );
+    not_ready(
+        "core::CondGuard::wait_timeout_while",
+        |t| {
+            cond.lock()
+                .unwrap()
+                .wait_timeout_while(t, || true)
+                .map(|(_, done)| done)
+        },
+        |r| *r == Ok(false),
+    );
+    // Waits for ever, until another process notifies.
+    let flag = Anon::<shmipc::AtomicU32>::new(0).unwrap();
+    for path in [
+        "core::CondGuard::wait_timeout",
+        "core::CondGuard::wait_timeout_while",
+    ] {
+        flag.store(0, Ordering::SeqCst);
+        let guard = cond.lock().unwrap();
+        let mut child = fork(|| {
+            let _g = cond.lock().unwrap();
+            flag.store(1, Ordering::SeqCst);
+            cond.notify_all();
+            0
+        })
+        .unwrap();
+        if path.ends_with("while") {
+            ready_max(
+                path,
+                |t| {
+                    guard
+                        .wait_timeout_while(t, || flag.load(Ordering::SeqCst) == 0)
+                        .map(|(_, done)| done)
+                },
+                |r| *r == Ok(true),
+            );
+        } else {
+            ready_max(
+                path,
+                |t| {
+                    // A spurious return is allowed; loop as a caller would.
+                    let mut g = guard;
+                    loop {
+                        let (next, _) = g.wait_timeout(t)?;
+                        if flag.load(Ordering::SeqCst) == 1 {
+                            return Ok::<_, LockError>(());
+                        }
+                        g = next;
+                    }
+                },
+                |r| r.is_ok(),
+            );
+        }
+        assert!(common::join(&mut child).success());
+    }
+
+    let barrier = Anon::<Barrier>::new(2).unwrap();
+    check(
+        "core::Barrier::wait_timeout",
+        Duration::ZERO,
+        |t| barrier.wait_timeout(t),
+        |r| *r == Err(BarrierError::Timeout),
+    );
+    barrier.reset();
+    check(
+        "core::Barrier::wait_timeout",
+        SMALL,
+        |t| barrier.wait_timeout(t),
+        |r| *r == Err(BarrierError::Timeout),
+    );
+    barrier.reset();
+    let mut child = fork(|| barrier.wait().map_or(9, |_| 0)).unwrap();
+    ready_max(
+        "core::Barrier::wait_timeout",
+        |t| barrier.wait_timeout(t),
+        |r| r.is_ok(),
+    );
+    assert!(common::join(&mut child).success());
+}
+
+#[test]
+fn queues_take_any_timeout() {
+    let q = Queue::<u64>::anon(RingConfig::new(2)).unwrap();
+    not_ready(
+        "shm::Queue::pop_timeout",
+        |t| q.pop_timeout(t),
+        |r| *r == Err(PopError::Timeout),
+    );
+    ready_max(
+        "shm::Queue::push_timeout",
+        |t| q.push_timeout(1, t),
+        |r| r.is_ok(),
+    );
+    ready_max(
+        "shm::Queue::push_timeout",
+        |t| q.push_timeout(2, t),
+        |r| r.is_ok(),
+    );
+    not_ready(
+        "shm::Queue::push_timeout",
+        |t| q.push_timeout(3, t),
+        |r| *r == Err(PushError::Timeout),
+    );
+    ready_max(
+        "shm::Queue::pop_timeout",
+        |t| q.pop_timeout(t),
+        |r| *r == Ok(1),
+    );
+    ready_max(
+        "shm::Queue::pop_timeout",
+        |t| q.pop_timeout(t),
+        |r| *r == Ok(2),
+    );
+
+    let (mut p, mut c) = SpscQueue::<u64>::anon(RingConfig::new(1)).unwrap();
+    not_ready(
+        "shm::SpscConsumer::pop_timeout",
+        |t| c.pop_timeout(t),
+        |r| *r == Err(PopError::Timeout),
+    );
+    ready_max(
+        "shm::SpscProducer::push_timeout",
+        |t| p.push_timeout(1, t),
+        |r| r.is_ok(),
+    );
+    not_ready(
+        "shm::SpscProducer::push_timeout",
+        |t| p.push_timeout(2, t),
+        |r| *r == Err(PushError::Timeout),
+    );
+    ready_max(
+        "shm::SpscConsumer::pop_timeout",
+        |t| c.pop_timeout(t),
+        |r| *r == Ok(1),
+    );
+
+    // A ring of 64 bytes holds two records of 16-byte messages.
+    let b = ByteQueue::anon(BytesConfig::new(64, 16)).unwrap();
+    let empty = |r: &RecvError| *r == RecvError::Timeout;
+    not_ready(
+        "shm::ByteQueue::recv_timeout",
+        |t| b.recv_timeout(t).map(drop),
+        |r| r.as_ref().err().is_some_and(empty),
+    );
+    not_ready(
+        "shm::ByteQueue::recv_into_timeout",
+        |t| b.recv_into_timeout(&mut [0; 16], t),
+        |r| r.as_ref().err().is_some_and(empty),
+    );
+    not_ready(
+        "shm::ByteQueue::recv_vec_timeout",
+        |t| b.recv_vec_timeout(t),
+        |r| r.as_ref().err().is_some_and(empty),
+    );
+    not_ready(
+        "shm::ByteQueue::poll_timeout",
+        |t| b.poll_timeout(t),
+        |r| r.as_ref().err().is_some_and(empty),
+    );
+    ready_max(
+        "shm::ByteQueue::send_timeout",
+        |t| b.send_timeout(b"one", t),
+        |r| r.is_ok(),
+    );
+    ready_max(
+        "shm::ByteQueue::reserve_timeout",
+        |t| {
+            b.reserve_timeout(3, t).map(|mut g| {
+                g.write_at(0, b"two").unwrap();
+                g.commit();
+            })
+        },
+        |r| r.is_ok(),
+    );
+    let full = |r: &SendError| *r == SendError::Timeout;
+    not_ready(
+        "shm::ByteQueue::send_timeout",
+        |t| b.send_timeout(b"x", t),
+        |r| r.as_ref().err().is_some_and(full),
+    );
+    not_ready(
+        "shm::ByteQueue::reserve_timeout",
+        |t| b.reserve_timeout(1, t).map(drop),
+        |r| r.as_ref().err().is_some_and(full),
+    );
+    ready_max(
+        "shm::ByteQueue::poll_timeout",
+        |t| b.poll_timeout(t),
+        |r| *r == Ok(3),
+    );
+    ready_max(
+        "shm::ByteQueue::recv_timeout",
+        |t| b.recv_timeout(t).map(|g| g.len()),
+        |r| *r == Ok(3),
+    );
+    ready_max(
+        "shm::ByteQueue::recv_into_timeout",
+        |t| b.recv_into_timeout(&mut [0; 16], t),
+        |r| *r == Ok(3),
+    );
+    b.send(b"three").unwrap();
+    ready_max(
+        "shm::ByteQueue::recv_vec_timeout",
+        |t| b.recv_vec_timeout(t),
+        |r| r.as_deref() == Ok(&b"three"[..]),
+    );
+
+    let (a, z) = Pipe::anon(BytesConfig::new(64, 16)).unwrap();
+    not_ready("shm::PipeEnd::poll", |t| z.poll(t), |r| !r);
+    not_ready(
+        "shm::PipeEnd::recv_timeout",
+        |t| z.recv_timeout(t).map(drop),
+        |r| r.as_ref().err().is_some_and(empty),
+    );
+    not_ready(
+        "shm::PipeEnd::recv_into_timeout",
+        |t| z.recv_into_timeout(&mut [0; 16], t),
+        |r| r.as_ref().err().is_some_and(empty),
+    );
+    not_ready(
+        "shm::PipeEnd::recv_vec_timeout",
+        |t| z.recv_vec_timeout(t),
+        |r| r.as_ref().err().is_some_and(empty),
+    );
+    ready_max(
+        "shm::PipeEnd::send_timeout",
+        |t| a.send_timeout(b"one", t),
+        |r| r.is_ok(),
+    );
+    ready_max(
+        "shm::PipeEnd::reserve_timeout",
+        |t| {
+            a.reserve_timeout(3, t).map(|mut g| {
+                g.write_at(0, b"two").unwrap();
+                g.commit();
+            })
+        },
+        |r| r.is_ok(),
+    );
+    not_ready(
+        "shm::PipeEnd::send_timeout",
+        |t| a.send_timeout(b"x", t),
+        |r| r.as_ref().err().is_some_and(full),
+    );
+    not_ready(
+        "shm::PipeEnd::reserve_timeout",
+        |t| a.reserve_timeout(1, t).map(drop),
+        |r| r.as_ref().err().is_some_and(full),
+    );
+    ready_max("shm::PipeEnd::poll", |t| z.poll(t), |r| *r);
+    ready_max(
+        "shm::PipeEnd::recv_timeout",
+        |t| z.recv_timeout(t).map(|g| g.len()),
+        |r| *r == Ok(3),
+    );
+    ready_max(
+        "shm::PipeEnd::recv_into_timeout",
+        |t| z.recv_into_timeout(&mut [0; 16], t),
+        |r| *r == Ok(3),
+    );
+    a.send(b"three").unwrap();
+    ready_max(
+        "shm::PipeEnd::recv_vec_timeout",
+        |t| z.recv_vec_timeout(t),
+        |r| r.as_deref() == Ok(&b"three"[..]),
+    );
+}
+
+#[test]
+fn shared_data_takes_any_timeout() {
+    // Free locks: every call succeeds, whatever the timeout. (A held lock
+    // and the timeouts are in `stopped_holder.rs`.)
+    let v = Value::<u64>::anon(1).unwrap();
+    let a = Array::<u32>::anon(&[1, 2]).unwrap();
+    let d = SharedDict::anon(DictConfig::new(4, 4, 4)).unwrap();
+    let l = SharedList::anon(4, 4).unwrap();
+    for t in [Duration::ZERO, SMALL, Duration::MAX] {
+        check("shm::Value::get_timeout", t, |t| v.get_timeout(t), is_ok);
+        check("shm::Value::set_timeout", t, |t| v.set_timeout(2, t), is_ok);
+        check(
+            "shm::Value::update_timeout",
+            t,
+            |t| v.update_timeout(|x| *x += 1, t),
+            is_ok,
+        );
+        check(
+            "shm::Array::get_timeout",
+            t,
+            |t| a.get_timeout(1, t),
+            |r| *r == Ok(2),
+        );
+        check(
+            "shm::Array::set_timeout",
+            t,
+            |t| a.set_timeout(0, 5, t),
+            |r| r.is_ok(),
+        );
+        check(
+            "shm::Array::update_at_timeout",
+            t,
+            |t| a.update_at_timeout(0, |x| *x += 1, t),
+            |r| r.is_ok(),
+        );
+        check(
+            "shm::Array::update_timeout",
+            t,
+            |t| a.update_timeout(|all| all[1] = 2, t),
+            |r| r.is_ok(),
+        );
+        check(
+            "shm::Array::snapshot_timeout",
+            t,
+            |t| a.snapshot_timeout(t),
+            |r| r.is_ok(),
+        );
+        check(
+            "shm::SharedDict::insert_timeout",
+            t,
+            |t| d.insert_timeout(b"k", b"v", t),
+            is_ok,
+        );
+        check(
+            "shm::SharedDict::get_timeout",
+            t,
+            |t| d.get_timeout(b"k", t),
+            is_ok,
+        );
+        check(
+            "shm::SharedDict::contains_key_timeout",
+            t,
+            |t| d.contains_key_timeout(b"k", t),
+            is_ok,
+        );
+        check(
+            "shm::SharedDict::update_timeout",
+            t,
+            |t| d.update_timeout(b"k", |_| b"w".to_vec(), t),
+            is_ok,
+        );
+        check(
+            "shm::SharedDict::len_timeout",
+            t,
+            |t| d.len_timeout(t),
+            is_ok,
+        );
+        check(
+            "shm::SharedDict::is_empty_timeout",
+            t,
+            |t| d.is_empty_timeout(t),
+            is_ok,
+        );
+        check(
+            "shm::SharedDict::keys_timeout",
+            t,
+            |t| d.keys_timeout(t),
+            is_ok,
+        );
+        check(
+            "shm::SharedDict::items_timeout",
+            t,
+            |t| d.items_timeout(t),
+            is_ok,
+        );
+        check(
+            "shm::SharedDict::remove_timeout",
+            t,
+            |t| d.remove_timeout(b"k", t),
+            is_ok,
+        );
+        check(
+            "shm::SharedDict::clear_timeout",
+            t,
+            |t| d.clear_timeout(t),
+            is_ok,
+        );
+        check(
+            "shm::SharedList::append_timeout",
+            t,
+            |t| l.append_timeout(b"i", t),
+            is_ok,
+        );
+        check(
+            "shm::SharedList::get_timeout",
+            t,
+            |t| l.get_timeout(0, t),
+            is_ok,
+        );
+        check(
+            "shm::SharedList::len_timeout",
+            t,
+            |t| l.len_timeout(t),
+            is_ok,
+        );
+        check(
+            "shm::SharedList::is_empty_timeout",
+            t,
+            |t| l.is_empty_timeout(t),
+            is_ok,
+        );
+        check(
+            "shm::SharedList::to_vec_timeout",
+            t,
+            |t| l.to_vec_timeout(t),
+            is_ok,
+        );
+    }
+
+    // An opener's wait for a creator: any timeout, on a ready segment.
+    let names = Unlinker::new("extreme");
+    let name = names.name("event");
+    let _e = Shared::<Event>::create(&name, ()).unwrap();
+    for t in [Duration::ZERO, SMALL, Duration::MAX] {
+        check(
+            "shm::Options::init_timeout",
+            t,
+            |t| Shared::<Event>::open_with(&name, &Options::new().init_timeout(t)).map(drop),
+            |r| r.is_ok(),
+        );
+    }
+}
+
+#[test]
+fn processes_and_pools_take_any_timeout() {
+    let mut sleeper = fork(|| {
+        std::thread::sleep(Duration::from_millis(200));
+        3
+    })
+    .unwrap();
+    not_ready(
+        "shm::Child::join_timeout",
+        |t| sleeper.join_timeout(t).map_err(drop),
+        |r| *r == Ok(None),
+    );
+    // Ends while we wait for ever.
+    ready_max(
+        "shm::Child::join_timeout",
+        |t| sleeper.join_timeout(t).map_err(drop),
+        |r| matches!(r, Ok(Some(s)) if s.code() == Some(3)),
+    );
+
+    let mut named = Process::new("sleeper")
+        .fork(|| {
+            std::thread::sleep(Duration::from_millis(200));
+            4
+        })
+        .unwrap();
+    not_ready(
+        "shm::ProcessHandle::join_timeout",
+        |t| named.join_timeout(t).map_err(drop),
+        |r| *r == Ok(None),
+    );
+    ready_max(
+        "shm::ProcessHandle::join_timeout",
+        |t| named.join_timeout(t).map_err(drop),
+        |r| matches!(r, Ok(Some(s)) if s.code() == Some(4)),
+    );
+
+    // Function 0 returns at once, function 1 after 200 ms.
+    let pool = Pool::builder(2)
+        .function(|x: &[u8]| x.to_vec())
+        .function(|_: &[u8]| {
+            std::thread::sleep(Duration::from_millis(200));
+            b"slow".to_vec()
+        })
+        .build()
+        .unwrap();
+    let timed_out = |r: &Result<Vec<u8>, TaskError>| *r == Err(TaskError::Timeout);
+    not_ready(
+        "shm::Pool::apply_with_timeout",
+        |t| pool.apply_with_timeout(1, b"", t),
+        timed_out,
+    );
+    ready_max(
+        "shm::Pool::apply_with_timeout",
+        |t| pool.apply_with_timeout(1, b"", t),
+        |r| r.as_deref() == Ok(&b"slow"[..]),
+    );
+    ready_max(
+        "shm::Pool::apply_timeout",
+        |t| pool.apply_timeout(b"a", t),
+        |r| r.as_deref() == Ok(&b"a"[..]),
+    );
+    check(
+        "shm::Pool::apply_timeout",
+        Duration::ZERO,
+        |t| pool.apply_timeout(b"a", t),
+        |r| r.is_ok() || *r == Err(TaskError::Timeout),
+    );
+    let pending = pool.apply_async_with(1, b"").unwrap();
+    not_ready(
+        "shm::AsyncResult::get_timeout",
+        |t| pending.get_timeout(t),
+        timed_out,
+    );
+    not_ready(
+        "shm::AsyncResult::wait_timeout",
+        |t| pending.wait_timeout(t),
+        |r| !r,
+    );
+    ready_max(
+        "shm::AsyncResult::get_timeout",
+        |t| pending.get_timeout(t),
+        |r| r.is_ok(),
+    );
+    ready_max(
+        "shm::AsyncResult::wait_timeout",
+        |t| pending.wait_timeout(t),
+        |r| *r,
+    );
+
+    let mut it = pool.imap_unordered([b"x"]);
+    ready_max(
+        "shm::ImapUnordered::next_timeout",
+        |t| it.next_timeout(t),
+        |r| matches!(r, Ok(Some((0, Ok(v)))) if v == b"x"),
+    );
+    check(
+        "shm::ImapUnordered::next_timeout",
+        SMALL,
+        |t| it.next_timeout(t),
+        |r| matches!(r, Ok(None)),
+    );
+    let mut slow = pool.imap_unordered([b""; 0]);
+    check(
+        "shm::ImapUnordered::next_timeout",
+        Duration::ZERO,
+        |t| slow.next_timeout(t),
+        |r| matches!(r, Ok(None)),
+    );
+    check(
+        "shm::Pool::map_timeout",
+        Duration::ZERO,
+        |t| pool.map_timeout([b"a"], t),
+        |r| r.is_ok() || *r == Err(TaskError::Timeout),
+    );
+    ready_max(
+        "shm::Pool::map_timeout",
+        |t| pool.map_timeout([b"a", b"b"], t),
+        |r| *r == Ok(vec![b"a".to_vec(), b"b".to_vec()]),
+    );
+    check(
+        "shm::Pool::map_timeout",
+        SMALL,
+        |t| pool.map_timeout([b"c"], t),
+        |r| r.is_ok() || *r == Err(TaskError::Timeout),
+    );
+
+    // A slow task keeps the workers busy after `close`.
+    let _slow = pool.apply_async_with(1, b"").unwrap();
+    not_ready("shm::Pool::join_timeout", |t| pool.join_timeout(t), |r| !r);
+    ready_max("shm::Pool::join_timeout", |t| pool.join_timeout(t), |r| *r);
+}
+
+/// Every public function that takes a `Duration` is called above (core's
+/// queue, lock, semaphore and event calls through the shm types that
+/// forward to them, or directly where shm hands out the core type).
+#[test]
+fn every_public_timeout_is_covered() {
+    // Run the other tests' calls here too, to collect what they cover (the
+    // tests run on threads of their own, so their records are not shared).
+    sync_primitives_take_any_timeout();
+    queues_take_any_timeout();
+    shared_data_takes_any_timeout();
+    processes_and_pools_take_any_timeout();
+    let covered = COVERED.with(|c| c.borrow().clone());
+    // Core calls that shm forwards, covered by the shm call named.
+    let through = |path: &str| -> Option<&'static str> {
+        Some(match path {
+            "core::Mpmc::push_timeout" => "shm::Queue::push_timeout",
+            "core::Mpmc::pop_timeout" => "shm::Queue::pop_timeout",
+            "core::Producer::push_timeout" => "shm::SpscProducer::push_timeout",
+            "core::Consumer::pop_timeout" => "shm::SpscConsumer::pop_timeout",
+            "core::ByteQueue::send_timeout" => "shm::ByteQueue::send_timeout",
+            "core::ByteQueue::reserve_timeout" => "shm::ByteQueue::reserve_timeout",
+            "core::ByteQueue::recv_timeout" => "shm::ByteQueue::recv_timeout",
+            "core::ByteQueue::recv_into_timeout" => "shm::ByteQueue::recv_into_timeout",
+            "core::ByteQueue::poll_timeout" => "shm::ByteQueue::poll_timeout",
+            // Turns a timeout into a deadline (saturating): every call
+            // above goes through it.
+            "core::Deadline::after" => "core::Lock::lock_timeout",
+            _ => return None,
+        })
+    };
+    let (fns, pub_types) = api_scan::scan();
+    let mut missing = BTreeSet::new();
+    for f in &fns {
+        let public =
+            f.ty.as_ref()
+                .map_or(true, |t| pub_types[f.krate].contains(t));
+        // Free functions (`futex::deadline_after`) take an Option and are
+        // plumbing under the methods checked here.
+        if !public || f.hidden || f.ty.is_none() || !f.params.contains("Duration") {
+            continue;
+        }
+        let path = f.path();
+        let via = through(&path).unwrap_or(&path);
+        if !covered.contains(via) {
+            missing.insert(path);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "public functions taking a Duration that no test here calls with ZERO, a small \
+         value and Duration::MAX:\n  {}",
+        missing.into_iter().collect::<Vec<_>>().join("\n  ")
+    );
+}
