@@ -13,11 +13,10 @@
 //! | control field | guarded by | meaning |
 //! |---|---|---|
 //! | `writer.lock` | — | serialises reservations |
-//! | `writer.tail` | writer lock | end of the last reserved record |
+//! | `writer.tail` | writer lock | end of the last reserved record; bit 63 is `CLOSED` (set by `close`, without the lock) |
 //! | `writer.head` | writer lock | start of the oldest record not yet reclaimed |
 //! | `reader.lock` | — | serialises claims |
 //! | `reader.read` | reader lock | start of the oldest record no reader has claimed |
-//! | `closed` | — | non-zero once closed |
 //!
 //! `head <= read <= tail <= head + capacity` always holds.
 //!
@@ -53,12 +52,36 @@
 //! system call, no waiting for space. Payload copies happen outside the
 //! locks, so many producers fill their reservations and many consumers read
 //! their messages in parallel. Committing is one Release store of the
-//! header; releasing is one Release store of `FREED`. Space is reclaimed by
+//! header; releasing is one Release store of `FREED` (both compare-and-swaps
+//! from the header the grant holds, below). Space is reclaimed by
 //! writers, under the writer lock, by advancing `head` over freed records,
 //! so readers never contend with each other to give space back.
 //!
 //! Per-producer rings were the alternative: no writer lock, but consumers
 //! would need a fair scan over N rings and the memory is fixed per producer.
+//!
+//! **The locks never stretch a call.** A `try_` call takes a side's lock
+//! only if it is free (after a brief spin, never a sleep): a holder that is
+//! inside its critical section at that moment, or stopped or dead there,
+//! makes the call report `Full` (sending) or `Empty` (receiving), as "not
+//! now". Timed and blocking calls wait for the lock within their own
+//! deadline (and take it over from a holder that died).
+//!
+//! # Closing
+//!
+//! `CLOSED` is bit 63 of `writer.tail`, the word every reservation must
+//! change. `close` sets it with one read-modify-write, without the writer
+//! lock; a reservation publishes its new `tail` with a compare-and-swap
+//! from the value it read, which the bit makes fail. The two are ordered in
+//! `tail`'s modification order, so a reservation either took effect before
+//! the close (its message is received before `Closed`, whenever it is
+//! committed) or never does (the send returns `Closed`; the headers it
+//! wrote beyond `tail` are never read). A reader reports `Closed` only when
+//! `read` has reached the frozen `tail`: every record below it committed and
+//! claimed, or skipped (cancelled, or recovered from a dead writer). So once
+//! any reader is told `Closed`, no message whose send returned `Ok` is left
+//! or arrives later. A reservation made before the close and committed
+//! after it is delivered; readers wait for it (`Empty`) as for any.
 //!
 //! # Crashes and hostile memory
 //!
@@ -93,8 +116,21 @@
 //! So a message is lost only if its writer died before committing it (it
 //! was never sent) or its reader died while holding it (it was being
 //! received). Nothing is delivered twice, and nothing torn: a record is
-//! handed out only after the Release store of its `READY` header, which
-//! follows the whole copy in. Recovery needs a blocking (or timed) call to
+//! handed out only after the Release compare-and-swap of its `READY`
+//! header, which follows the whole copy in.
+//!
+//! **A holder wrongly judged dead** (which takes forged peer bookkeeping:
+//! judgements are made on evidence) finds out: committing and releasing are
+//! compare-and-swaps from the header its grant holds, so a writer whose
+//! record was skipped meanwhile gets [`SendError::Corrupted`] from its send
+//! (or [`WriteGrant::commit_checked`]) and its message is not delivered, and
+//! a reader whose record was freed gets [`RecvError::Corrupted`] (from
+//! `recv_into`, `recv_vec`, [`ReadGrant::release_checked`]) instead of bytes
+//! that may be torn; the ring's state is left as the recovering party made
+//! it. What it cannot undo: payload bytes it copied into a record a writer
+//! had already reused.
+//!
+//! Recovery needs a blocking (or timed) call to
 //! wait: `try_` calls never wait and never recover. A dropped
 //! [`WriteGrant`] becomes a skip at once; only a real death costs an
 //! interval. A process alive but stopped (SIGSTOP) keeps what it holds. A
@@ -120,7 +156,7 @@ use crate::queue::{
     block_checked, round_up, CachePadded, Header, Keep, Kind, QueueError, RecvError, SendError,
     Signal, MAX_CAPACITY, MAX_POS,
 };
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering};
 
 const PENDING: u64 = 1;
 const READY: u64 = 2;
@@ -134,10 +170,11 @@ const HEADER: u64 = 16;
 /// room for its header).
 const ALIGN: u64 = 16;
 
-/// How long a `try_` call waits for a side's lock before it gives up with
-/// `Timeout`: far longer than any critical section, so reached only when
-/// the holder was stopped or died inside one.
-const LOCK_PATIENCE: Duration = Duration::from_secs(1);
+/// `writer.tail`'s bit 63: the queue is closed. `close` sets it with one
+/// read-modify-write, and every reservation publishes its new `tail` with
+/// a compare-and-swap from the value it read, which the bit makes fail: so
+/// a reservation either took effect before the close or never does.
+const CLOSED: u64 = 1 << 63;
 
 #[inline]
 fn encode(pos: u64, state: u64, len: u64) -> u64 {
@@ -275,7 +312,6 @@ struct ReaderSide {
 #[repr(C)]
 struct Control {
     header: Header,
-    closed: AtomicU32,
     writer: CachePadded<WriterSide>,
     reader: CachePadded<ReaderSide>,
     /// Readers sleep here; commits (and cancels) notify.
@@ -288,7 +324,6 @@ impl Control {
     fn new() -> Control {
         Control {
             header: Header::new(),
-            closed: AtomicU32::new(0),
             writer: CachePadded(WriterSide {
                 lock: Lock::new(),
                 tail: AtomicU64::new(0),
@@ -462,36 +497,55 @@ impl fmt::Display for OutOfBounds {
 
 impl core::error::Error for OutOfBounds {}
 
+/// A lock error as a send error. A lock held by someone else is "not now":
+/// `Full` for a call that does not wait (`WouldBlock`), `Timeout` for one
+/// whose deadline passed.
 fn lock_error_send(e: LockError) -> SendError {
     match e {
-        LockError::Timeout | LockError::WouldBlock => SendError::Timeout,
+        LockError::WouldBlock => SendError::Full,
+        LockError::Timeout => SendError::Timeout,
         _ => SendError::Corrupted,
     }
 }
 
+/// As [`lock_error_send`]: `Empty` for a call that does not wait.
 fn lock_error_recv(e: LockError) -> RecvError {
     match e {
-        LockError::Timeout | LockError::WouldBlock => RecvError::Timeout,
+        LockError::WouldBlock => RecvError::Empty,
+        LockError::Timeout => RecvError::Timeout,
         _ => RecvError::Corrupted,
     }
 }
 
-/// Takes `lock` at once if free, else waits until `deadline`, or (with no
-/// deadline) forever, or for [`LOCK_PATIENCE`] if `bounded`.
-fn take<'l>(
-    lock: &'l Lock,
-    peers: &dyn Peers,
-    deadline: Option<&Deadline>,
-    bounded: bool,
-) -> Result<LockGuard<'l>, LockError> {
-    match lock.try_lock_with(peers) {
-        Err(LockError::WouldBlock) => {}
-        r => return r,
-    }
-    match deadline {
-        Some(d) => lock.lock_until_with(peers, Some(d)),
-        None if bounded => lock.lock_until_with(peers, Some(&Deadline::after(LOCK_PATIENCE))),
-        None => lock.lock_until_with(peers, None),
+/// How long a side's lock may be waited for.
+#[derive(Clone, Copy)]
+enum Wait<'d> {
+    /// Not at all: a brief spin, never a sleep (`try_` calls).
+    Never,
+    /// Until the deadline (for ever if `None`).
+    Until(Option<&'d Deadline>),
+}
+
+/// Takes `lock` at once if free, else as `wait` allows: `Never` spins
+/// briefly (a holder is inside a critical section of a few loads and
+/// stores) and then gives up with `WouldBlock`; `Until` sleeps until the
+/// deadline, and takes the lock over from a holder that died.
+fn take<'l>(lock: &'l Lock, peers: &dyn Peers, wait: Wait<'_>) -> Result<LockGuard<'l>, LockError> {
+    let mut r = lock.try_lock_with(peers);
+    match wait {
+        Wait::Never => {
+            if matches!(r, Err(LockError::WouldBlock)) {
+                crate::futex::spin_until(|| {
+                    r = lock.try_lock_with(peers);
+                    !matches!(r, Err(LockError::WouldBlock))
+                });
+            }
+            r
+        }
+        Wait::Until(deadline) => match r {
+            Err(LockError::WouldBlock) => lock.lock_until_with(peers, deadline),
+            r => r,
+        },
     }
 }
 
@@ -659,31 +713,79 @@ impl<'a> ByteQueue<'a> {
     /// Whether no message is waiting to be claimed now (a snapshot).
     pub fn is_empty(&self) -> bool {
         self.ctrl.reader.read.load(Ordering::Acquire)
-            >= self.ctrl.writer.tail.load(Ordering::Acquire)
+            >= self.ctrl.writer.tail.load(Ordering::Acquire) & !CLOSED
     }
 
     /// Bytes of the ring in use (records reserved, waiting or held, plus
     /// headers and padding), as of the last reservation (a snapshot).
     pub fn used_bytes(&self) -> usize {
         let head = self.ctrl.writer.head.load(Ordering::Relaxed);
-        let tail = self.ctrl.writer.tail.load(Ordering::Relaxed);
+        let tail = self.ctrl.writer.tail.load(Ordering::Relaxed) & !CLOSED;
         tail.saturating_sub(head).min(self.cap) as usize
     }
 
     /// Closes the queue: sends fail from now on, receivers drain what is
     /// committed (and what outstanding grants still commit), then get
-    /// [`RecvError::Closed`]. Every sleeper is woken.
+    /// [`RecvError::Closed`]. Every sleeper is woken. A send racing the
+    /// close either reserved its record before the line (it returns `Ok`,
+    /// and receivers get the message before they are told `Closed`) or did
+    /// not (it returns `Closed`, and nobody ever receives the message).
     pub fn close(&self) {
-        // SYNC POINT: AcqRel pairs with the Acquire loads of `closed` in
+        // SYNC POINT: AcqRel read-modify-write of `tail`, ordered with the
+        // compare-and-swap that publishes every reservation (module docs,
+        // "Closing"); pairs with the Acquire loads of `tail` in
         // `reserve_locked` and `claim_locked`.
-        self.ctrl.closed.swap(1, Ordering::AcqRel);
+        self.ctrl.writer.tail.fetch_or(CLOSED, Ordering::AcqRel);
         self.ctrl.not_empty.wake_all();
         self.ctrl.not_full.wake_all();
     }
 
     /// Whether the queue has been closed.
     pub fn is_closed(&self) -> bool {
-        self.ctrl.closed.load(Ordering::Acquire) != 0
+        self.ctrl.writer.tail.load(Ordering::Acquire) & CLOSED != 0
+    }
+
+    /// Test support: registers a sleeper on the readers' side (`true`) or
+    /// the writers' (`false`) that never sleeps and never leaves, as a
+    /// process killed while blocked leaves it.
+    #[doc(hidden)]
+    pub fn register_dead_sleeper(&self, readers: bool) {
+        self.signal(readers).register_and_stop();
+    }
+
+    /// Test support: how many sleepers the readers' side (`true`) or the
+    /// writers' (`false`) counts now.
+    #[doc(hidden)]
+    pub fn counted_sleepers(&self, readers: bool) -> u64 {
+        self.signal(readers).sleepers()
+    }
+
+    fn signal(&self, readers: bool) -> &Signal {
+        if readers {
+            &self.ctrl.not_empty
+        } else {
+            &self.ctrl.not_full
+        }
+    }
+
+    /// Test support: takes the writers' (`true`) or the readers' (`false`)
+    /// lock, as a reservation or a claim does, runs `while_held` (a test
+    /// stops or kills the process there), and lets go.
+    #[doc(hidden)]
+    pub fn hold_side_lock(
+        &self,
+        writers: bool,
+        while_held: impl FnOnce(),
+    ) -> Result<(), LockError> {
+        let lock = if writers {
+            &self.ctrl.writer.lock
+        } else {
+            &self.ctrl.reader.lock
+        };
+        let guard = lock.lock_until_with(self.peers, None)?;
+        while_held();
+        drop(guard);
+        Ok(())
     }
 
     /// This handle, acting as a member of `peers` (tests and models that
@@ -734,12 +836,14 @@ impl<'a> ByteQueue<'a> {
     /// record for `len` bytes. Returns its position.
     fn reserve_locked(&self, len: u64, check: bool) -> Result<u64, SendError> {
         let w = &self.ctrl.writer;
-        // SYNC POINT: pairs with the AcqRel swap in `close`.
-        if self.ctrl.closed.load(Ordering::Acquire) != 0 {
+        // Written only under the writer lock, which we hold, and by
+        // `close`, whose bit we look at here (SYNC POINT: Acquire pairs
+        // with its AcqRel) and again in the publishing compare-and-swap.
+        let tail = w.tail.load(Ordering::Acquire);
+        if tail & CLOSED != 0 {
             return Err(SendError::Closed);
         }
-        // Both are only written under the writer lock, which we hold.
-        let tail = w.tail.load(Ordering::Relaxed);
+        // Only written under the writer lock, which we hold.
         let mut head = w.head.load(Ordering::Relaxed);
         // SYNC POINT: Acquire pairs with the Release store of `read` in
         // `claim_locked`.
@@ -803,9 +907,18 @@ impl<'a> ByteQueue<'a> {
             .store(u64::from(self.peers.me().raw()), Ordering::Relaxed);
         // SYNC POINT: Release pairs with the Acquire load of `tail` in
         // `claim_locked`: a reader that sees the new tail sees the headers
-        // written above, never stale bytes.
-        w.tail.store(pos + size, Ordering::Release);
-        Ok(pos)
+        // written above, never stale bytes. A compare-and-swap from the
+        // value we read, so that a close since then (which set `CLOSED` in
+        // the same word) makes it fail: then nothing was reserved, and the
+        // headers we wrote beyond `tail` are never read.
+        match w
+            .tail
+            .compare_exchange(tail, pos + size, Ordering::Release, Ordering::Relaxed)
+        {
+            Ok(_) => Ok(pos),
+            Err(now) if now == tail | CLOSED => Err(SendError::Closed),
+            Err(_) => Err(SendError::Corrupted),
+        }
     }
 
     /// The reader that claimed the record at `pos` (a `READY` record
@@ -831,15 +944,13 @@ impl<'a> ByteQueue<'a> {
     fn try_reserve_inner(
         &self,
         len: usize,
-        deadline: Option<&Deadline>,
-        bounded: bool,
+        wait: Wait<'_>,
         check: bool,
     ) -> Result<WriteGrant<'_, 'a>, SendError> {
         if len as u64 > self.max {
             return Err(SendError::TooLarge);
         }
-        let mut guard =
-            take(&self.ctrl.writer.lock, self.peers, deadline, bounded).map_err(lock_error_send)?;
+        let mut guard = take(&self.ctrl.writer.lock, self.peers, wait).map_err(lock_error_send)?;
         let pos = self.reserve_locked(len as u64, check);
         // After a takeover from a writer that died inside the section: every
         // state it can leave is consistent (see "Crashes" in the module
@@ -866,8 +977,14 @@ impl<'a> ByteQueue<'a> {
     /// Reserves room for a message of `len` bytes if there is room now.
     /// Fill it with [`WriteGrant::write_at`] and publish it with
     /// [`WriteGrant::commit`]; dropping the grant cancels it.
+    ///
+    /// Never sleeps: if another process is inside the writers' short
+    /// critical section at this moment (or stopped, or died, there), this
+    /// reports [`SendError::Full`], as for a full ring: there is no room
+    /// *now*. The blocking and timed forms wait for the lock instead, within
+    /// their deadline, and take it over from a holder that died.
     pub fn try_reserve(&self, len: usize) -> Result<WriteGrant<'_, 'a>, SendError> {
-        self.try_reserve_inner(len, None, true, false)
+        self.try_reserve_inner(len, Wait::Never, false)
     }
 
     /// Reserves room for `len` bytes, sleeping while the queue is full.
@@ -894,12 +1011,12 @@ impl<'a> ByteQueue<'a> {
         len: usize,
         deadline: Option<&Deadline>,
     ) -> Result<WriteGrant<'_, 'a>, SendError> {
-        match self.try_reserve_inner(len, deadline, false, false) {
+        match self.try_reserve_inner(len, Wait::Until(deadline), false) {
             Err(SendError::Full) => {}
             r => return r,
         }
         block_checked(&self.ctrl.not_full, deadline, |check| {
-            match self.try_reserve_inner(len, deadline, false, check) {
+            match self.try_reserve_inner(len, Wait::Until(deadline), check) {
                 Err(SendError::Full) => None,
                 r => Some(r),
             }
@@ -907,12 +1024,12 @@ impl<'a> ByteQueue<'a> {
         .unwrap_or(Err(SendError::Timeout))
     }
 
-    /// Copies `msg` in as one message if there is room now.
+    /// Copies `msg` in as one message if there is room now (never sleeps:
+    /// see [`ByteQueue::try_reserve`]).
     pub fn try_send(&self, msg: &[u8]) -> Result<(), SendError> {
         let mut g = self.try_reserve(msg.len())?;
         g.fill(msg);
-        g.commit();
-        Ok(())
+        g.commit_checked()
     }
 
     /// Copies `msg` in as one message, sleeping while the queue is full.
@@ -924,8 +1041,7 @@ impl<'a> ByteQueue<'a> {
     pub fn send_timeout(&self, msg: &[u8], timeout: Duration) -> Result<(), SendError> {
         let mut g = self.reserve_timeout(msg.len(), timeout)?;
         g.fill(msg);
-        g.commit();
-        Ok(())
+        g.commit_checked()
     }
 
     /// Copies `msg` in, waiting for room until `deadline` (forever if
@@ -933,8 +1049,7 @@ impl<'a> ByteQueue<'a> {
     pub fn send_until(&self, msg: &[u8], deadline: Option<&Deadline>) -> Result<(), SendError> {
         let mut g = self.reserve_until(msg.len(), deadline)?;
         g.fill(msg);
-        g.commit();
-        Ok(())
+        g.commit_checked()
     }
 
     // -- reading ----------------------------------------------------------
@@ -944,14 +1059,15 @@ impl<'a> ByteQueue<'a> {
     /// than it; so does [`Room::Peek`], which only looks.
     fn claim_locked(&self, room: Room, check: bool) -> Result<(u64, u64), RecvError> {
         let r = &self.ctrl.reader;
-        let mut closed_seen = false;
         let mut skipped = false;
         let result = loop {
             // Only written under the reader lock, which we hold.
             let read = r.read.load(Ordering::Relaxed);
-            // SYNC POINT: Acquire pairs with the Release store of `tail` in
-            // `reserve_locked`: headers below it are written.
-            let tail = self.ctrl.writer.tail.load(Ordering::Acquire);
+            // SYNC POINT: Acquire pairs with the Release compare-and-swap
+            // of `tail` in `reserve_locked` (headers below it are written)
+            // and with the AcqRel `fetch_or` in `close`.
+            let word = self.ctrl.writer.tail.load(Ordering::Acquire);
+            let tail = word & !CLOSED;
             if read > tail
                 || tail - read > self.cap
                 || (read | tail) & (ALIGN - 1) != 0
@@ -960,17 +1076,14 @@ impl<'a> ByteQueue<'a> {
                 break Err(RecvError::Corrupted);
             }
             if read == tail {
-                // SYNC POINT: Acquire pairs with the AcqRel swap in `close`;
-                // reservations made before the close show in the re-read.
-                if closed_seen || self.ctrl.closed.load(Ordering::Acquire) == 0 {
-                    break Err(if closed_seen {
-                        RecvError::Closed
-                    } else {
-                        RecvError::Empty
-                    });
-                }
-                closed_seen = true;
-                continue;
+                // Closed and drained only if the close froze `tail` here:
+                // no reservation takes effect after it, and every one
+                // before it has been claimed (or skipped).
+                break Err(if word & CLOSED != 0 {
+                    RecvError::Closed
+                } else {
+                    RecvError::Empty
+                });
             }
             let Some(rec) = self.record(read, tail) else {
                 break Err(RecvError::Corrupted);
@@ -1043,15 +1156,8 @@ impl<'a> ByteQueue<'a> {
             .is_ok()
     }
 
-    fn try_claim(
-        &self,
-        room: Room,
-        deadline: Option<&Deadline>,
-        bounded: bool,
-        check: bool,
-    ) -> Result<(u64, u64), RecvError> {
-        let mut guard =
-            take(&self.ctrl.reader.lock, self.peers, deadline, bounded).map_err(lock_error_recv)?;
+    fn try_claim(&self, room: Room, wait: Wait<'_>, check: bool) -> Result<(u64, u64), RecvError> {
+        let mut guard = take(&self.ctrl.reader.lock, self.peers, wait).map_err(lock_error_recv)?;
         let r = self.claim_locked(room, check);
         // After a takeover from a reader that died inside the section: as
         // for writers, every state it can leave is consistent, and
@@ -1068,12 +1174,12 @@ impl<'a> ByteQueue<'a> {
         room: Room,
         deadline: Option<&Deadline>,
     ) -> Result<(u64, u64), RecvError> {
-        match self.try_claim(room, deadline, false, false) {
+        match self.try_claim(room, Wait::Until(deadline), false) {
             Err(RecvError::Empty) => {}
             r => return r,
         }
         block_checked(&self.ctrl.not_empty, deadline, |check| {
-            match self.try_claim(room, deadline, false, check) {
+            match self.try_claim(room, Wait::Until(deadline), check) {
                 Err(RecvError::Empty) => None,
                 r => Some(r),
             }
@@ -1091,8 +1197,14 @@ impl<'a> ByteQueue<'a> {
 
     /// Borrows the next message if one is ready now. Read it with
     /// [`ReadGrant::read_at`]; dropping the grant releases its space.
+    ///
+    /// Never sleeps: if another process is inside the readers' short
+    /// critical section at this moment (or stopped, or died, there), this
+    /// reports [`RecvError::Empty`]: nothing can be taken *now*. The
+    /// blocking and timed forms wait for the lock instead, within their
+    /// deadline, and take it over from a holder that died.
     pub fn try_recv(&self) -> Result<ReadGrant<'_, 'a>, RecvError> {
-        self.try_claim(Room::Any, None, true, false)
+        self.try_claim(Room::Any, Wait::Never, false)
             .map(|c| self.grant(c))
     }
 
@@ -1115,20 +1227,25 @@ impl<'a> ByteQueue<'a> {
         self.claim_until(Room::Any, deadline).map(|c| self.grant(c))
     }
 
-    fn copy_out(&self, claim: (u64, u64), buf: &mut [u8]) -> usize {
+    /// Copies the claimed message into `buf` and releases it; `Corrupted`
+    /// if the record was taken from us meanwhile (see
+    /// [`ReadGrant::release_checked`]): the bytes copied may be torn.
+    fn copy_out(&self, claim: (u64, u64), buf: &mut [u8]) -> Result<usize, RecvError> {
         let g = self.grant(claim);
         let n = g.len;
         // `claim_locked` refused messages longer than `buf`.
         g.copy_to(buf);
-        n
+        g.release_checked()?;
+        Ok(n)
     }
 
     /// Copies the next message into `buf` if one is ready now; returns its
     /// length. A message longer than `buf` stays in the queue
-    /// ([`RecvError::BufferTooSmall`]).
+    /// ([`RecvError::BufferTooSmall`]). Never sleeps (see
+    /// [`ByteQueue::try_recv`]).
     pub fn try_recv_into(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
-        let c = self.try_claim(Room::Upto(buf.len()), None, true, false)?;
-        Ok(self.copy_out(c, buf))
+        let c = self.try_claim(Room::Upto(buf.len()), Wait::Never, false)?;
+        self.copy_out(c, buf)
     }
 
     /// Copies the next message into `buf`, sleeping while there is none.
@@ -1152,15 +1269,16 @@ impl<'a> ByteQueue<'a> {
         deadline: Option<&Deadline>,
     ) -> Result<usize, RecvError> {
         let c = self.claim_until(Room::Upto(buf.len()), deadline)?;
-        Ok(self.copy_out(c, buf))
+        self.copy_out(c, buf)
     }
 
     /// The length of the next message if one is ready now, without taking
-    /// it: [`RecvError::Empty`] if none is, [`RecvError::Closed`] once the
-    /// queue is closed and drained. Another consumer may take the message
-    /// before this caller receives it.
+    /// it: [`RecvError::Empty`] if none is (or the readers' lock is held at
+    /// this moment, see [`ByteQueue::try_recv`]), [`RecvError::Closed`] once
+    /// the queue is closed and drained. Another consumer may take the
+    /// message before this caller receives it.
     pub fn try_poll(&self) -> Result<usize, RecvError> {
-        self.try_claim(Room::Peek, None, true, false)
+        self.try_claim(Room::Peek, Wait::Never, false)
             .map(|(_, len)| len as usize)
     }
 
@@ -1250,21 +1368,51 @@ impl WriteGrant<'_, '_> {
         self.q.ring.ptr(self.pos + HEADER)
     }
 
-    fn finish(&self, state: u64) {
+    /// Turns our `PENDING` record into a `READY` one (`state` 0) or a skip
+    /// (`SKIP`). A compare-and-swap from the header we wrote, not a store:
+    /// if a reader judged us dead and turned the record into a skip
+    /// meanwhile (which takes forged peer bookkeeping), the record is no
+    /// longer ours and we leave it alone. Returns whether it was ours.
+    fn finish(&self, state: u64) -> bool {
         // SYNC POINT: Release pairs with the Acquire load of the header in
         // `ByteQueue::record` (via `claim_locked`): the payload is in place
         // before the record reads READY.
-        self.q.ring.header(self.pos).store(
-            encode(self.pos, READY, self.len as u64) | state,
-            Ordering::Release,
-        );
+        let ours = self
+            .q
+            .ring
+            .header(self.pos)
+            .compare_exchange(
+                encode(self.pos, PENDING, self.len as u64),
+                encode(self.pos, READY, self.len as u64) | state,
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok();
         self.q.ctrl.not_empty.notify();
+        ours
     }
 
     /// Publishes the message.
+    ///
+    /// If this process was judged dead while it held the grant (which takes
+    /// forged peer bookkeeping: judgements are made on evidence) and a
+    /// reader skipped the record, the message is not delivered; use
+    /// [`commit_checked`](WriteGrant::commit_checked) to be told.
     pub fn commit(self) {
-        self.finish(0);
+        let _ = self.commit_checked();
+    }
+
+    /// Publishes the message, or fails with [`SendError::Corrupted`] if
+    /// the record was no longer ours to publish (see
+    /// [`commit`](WriteGrant::commit)): the message is then not delivered.
+    pub fn commit_checked(self) -> Result<(), SendError> {
+        let ours = self.finish(0);
         core::mem::forget(self);
+        if ours {
+            Ok(())
+        } else {
+            Err(SendError::Corrupted)
+        }
     }
 }
 
@@ -1335,18 +1483,48 @@ impl ReadGrant<'_, '_> {
 
     /// Gives the message's space back (the same as dropping the grant).
     pub fn release(self) {}
+
+    /// Gives the message's space back, or fails with
+    /// [`RecvError::Corrupted`] if it had been taken from us already: a
+    /// writer judged this process dead (which takes forged peer
+    /// bookkeeping) and freed the record, so the bytes read from it may
+    /// have been overwritten meanwhile and must not be trusted.
+    pub fn release_checked(self) -> Result<(), RecvError> {
+        let ours = self.finish();
+        core::mem::forget(self);
+        if ours {
+            Ok(())
+        } else {
+            Err(RecvError::Corrupted)
+        }
+    }
+
+    /// Marks our `READY` record `FREED`: a compare-and-swap from the header
+    /// we claimed, not a store, so that a record a writer freed for us (and
+    /// perhaps reused) is left alone. Returns whether it was still ours.
+    fn finish(&self) -> bool {
+        // SYNC POINT: Release pairs with the Acquire header load in
+        // `ByteQueue::record` (via `reserve_locked`): our copies out are
+        // finished before a writer reuses the bytes.
+        let ours = self
+            .q
+            .ring
+            .header(self.pos)
+            .compare_exchange(
+                encode(self.pos, READY, self.len as u64),
+                encode(self.pos, FREED, self.len as u64),
+                Ordering::Release,
+                Ordering::Relaxed,
+            )
+            .is_ok();
+        self.q.ctrl.not_full.notify();
+        ours
+    }
 }
 
 impl Drop for ReadGrant<'_, '_> {
     fn drop(&mut self) {
-        // SYNC POINT: Release pairs with the Acquire header load in
-        // `ByteQueue::record` (via `reserve_locked`): our copies out are
-        // finished before a writer reuses the bytes.
-        self.q
-            .ring
-            .header(self.pos)
-            .store(encode(self.pos, FREED, self.len as u64), Ordering::Release);
-        self.q.ctrl.not_full.notify();
+        self.finish();
     }
 }
 
@@ -1393,6 +1571,7 @@ mod tests {
             BytesConfig::new(1000, 10),
             BytesConfig::new(128, 57),
             BytesConfig::new(1 << 40, 8),
+            BytesConfig::new(1 << 32, 8),
         ] {
             assert!(
                 matches!(ByteQueue::layout(c), Err(LayoutError::Parameter { .. })),
@@ -1854,8 +2033,35 @@ mod tests {
         q.try_send(b"three").unwrap();
     }
 
+    /// Writes hostile values (small ones half the time) into the
+    /// positions and the record headers of a 128-byte queue.
+    fn garble(q: &ByteQueue<'_>, r: u64, rand: &mut impl FnMut() -> u64) {
+        let pick = |small: u64, big: u64| if r & 1 == 0 { small } else { big };
+        q.ctrl
+            .writer
+            .tail
+            .store(pick((r >> 8) % 256, rand()), Ordering::Relaxed);
+        q.ctrl
+            .writer
+            .head
+            .store(pick((r >> 16) % 128, rand()), Ordering::Relaxed);
+        q.ctrl
+            .reader
+            .read
+            .store(pick((r >> 24) % 192, rand()), Ordering::Relaxed);
+        for i in 0..16 {
+            let h = rand();
+            let pos = i * 8;
+            let forged = encode(pos, (h >> 8) % 4, h % 48) | (h & SKIP);
+            q.ring
+                .header(pos)
+                .store(if h & 1 == 0 { forged } else { h }, Ordering::Relaxed);
+        }
+    }
+
     #[test]
-    fn garbage_never_panics_or_hangs() {
+    fn garbage_gives_allowed_answers_and_a_reset_queue_works() {
+        let mut seen = [0u32; 4]; // an Ok send, receive, and each kind of error
         let mut seed = 0xdead_beef_cafe_f00du64;
         let mut rand = move || {
             seed ^= seed << 13;
@@ -1870,33 +2076,150 @@ mod tests {
         let mut out = [0u8; 40];
         for _ in 0..rounds {
             let r = rand();
-            let pick = |small: u64, big: u64| if r & 1 == 0 { small } else { big };
-            q.ctrl
-                .writer
-                .tail
-                .store(pick((r >> 8) % 256, rand()), Ordering::Relaxed);
-            q.ctrl
-                .writer
-                .head
-                .store(pick((r >> 16) % 128, rand()), Ordering::Relaxed);
-            q.ctrl
-                .reader
-                .read
-                .store(pick((r >> 24) % 192, rand()), Ordering::Relaxed);
-            for i in 0..16 {
-                let h = rand();
-                let pos = i * 8;
-                let forged = encode(pos, (h >> 8) % 4, h % 48) | (h & SKIP);
-                q.ring
-                    .header(pos)
-                    .store(if h & 1 == 0 { forged } else { h }, Ordering::Relaxed);
+            if r % 8 == 0 {
+                // Now and then a sound queue, for the calls to work on.
+                reset(&q);
+            } else {
+                garble(&q, r, &mut rand);
             }
-            let _ = q.try_send(&[7; 20]);
-            let _ = q.try_recv_into(&mut out);
-            let _ = q.try_recv().map(|g| g.copy_to(&mut out));
-            let _ = q.send_timeout(&[1; 9], Duration::ZERO);
-            let _ = q.recv_into_timeout(&mut out, Duration::ZERO);
-            let _ = q.used_bytes();
+            // Only 20-byte messages of 7s and 9-byte ones of 1s are ever
+            // sent, so a message handed out is one of those, or bytes of
+            // the ring that a forged header pointed at, within the
+            // geometry (at most `max_message` long).
+            let sent = |r: Result<(), SendError>, timed: bool| match r {
+                Ok(()) => Some(0),
+                Err(SendError::Full) if !timed => None,
+                Err(SendError::Timeout) if timed => None,
+                Err(SendError::Closed | SendError::Corrupted) => Some(2),
+                Err(e) => panic!("send gave {e:?}"),
+            };
+            let got = |r: Result<usize, RecvError>, timed: bool| match r {
+                Ok(n) => {
+                    assert!(n <= 40, "a {n}-byte message from a 40-byte queue");
+                    Some(1)
+                }
+                Err(RecvError::Empty) if !timed => None,
+                Err(RecvError::Timeout) if timed => None,
+                Err(RecvError::Closed | RecvError::Corrupted) => Some(3),
+                Err(e) => panic!("recv gave {e:?}"),
+            };
+            let outcomes = [
+                sent(q.try_send(&[7; 20]), false),
+                got(q.try_recv_into(&mut out), false),
+                got(q.try_recv().map(|g| g.copy_to(&mut out)), false),
+                sent(q.send_timeout(&[1; 9], Duration::ZERO), true),
+                got(q.recv_into_timeout(&mut out, Duration::ZERO), true),
+            ];
+            for k in outcomes.into_iter().flatten() {
+                seen[k] += 1;
+            }
+            assert!(q.used_bytes() <= 128);
         }
+        assert!(
+            seen.iter().all(|&n| n > 0),
+            "the garbage never reached some outcome: {seen:?}"
+        );
+        reset(&q);
+        for i in 0..20u8 {
+            q.send(&[i; 40]).unwrap();
+            q.send(&[i; 9]).unwrap();
+            assert_eq!(q.try_recv_into(&mut out), Ok(40));
+            assert_eq!(out, [i; 40]);
+            assert_eq!(q.try_recv_into(&mut out), Ok(9));
+            assert_eq!(out[..9], [i; 9]);
+        }
+        assert_eq!(q.try_recv_into(&mut out), Err(RecvError::Empty));
+    }
+
+    /// Puts a 128-byte queue back to a fresh one's state, as `init_at`
+    /// leaves it.
+    fn reset(q: &ByteQueue<'_>) {
+        q.ctrl.writer.tail.store(0, Ordering::Relaxed);
+        q.ctrl.writer.head.store(0, Ordering::Relaxed);
+        q.ctrl.reader.read.store(0, Ordering::Relaxed);
+        for i in 0..16 {
+            q.ring.header(i * 8).store(0, Ordering::Relaxed);
+        }
+    }
+
+    #[cfg(not(miri))]
+    #[test]
+    fn a_live_writer_judged_dead_cannot_corrupt_the_ring() {
+        let cfg = BytesConfig::new(256, 64);
+        let b = buf(cfg);
+        let (ptr, len) = (b.as_mut_ptr(), b.len());
+        // The writer, and a judge that (wrongly) finds every other peer
+        // dead, as a forged peer table would make it.
+        let writer_peers = TestPeers::new(1);
+        let judge = TestPeers::new(0);
+        judge.kill_others();
+        // SAFETY: the buffer outlives every handle; only this test uses it.
+        let writer = unsafe { ByteQueue::init_at(ptr, len, cfg) }
+            .unwrap()
+            .with_peers(&writer_peers);
+        // SAFETY: as above.
+        let q = unsafe { ByteQueue::attach(ptr, len) }
+            .unwrap()
+            .with_peers(&judge);
+        let mut g = writer.reserve(5).unwrap();
+        q.send(b"after").unwrap();
+        let mut out = [0u8; 64];
+        // The judge's blocking receive skips the "dead" writer's record.
+        assert_eq!(
+            q.recv_into_timeout(&mut out, Duration::from_secs(10)),
+            Ok(5)
+        );
+        assert_eq!(&out[..5], b"after");
+        // The writer was only slow: its late commit fails and changes
+        // nothing.
+        g.write_at(0, b"late!").unwrap();
+        assert_eq!(g.commit_checked(), Err(SendError::Corrupted));
+        assert_eq!(q.try_recv_into(&mut out), Err(RecvError::Empty));
+        for i in 0..20u64 {
+            let m = make(i, 8 + (i as usize * 7) % 56);
+            q.try_send(&m).unwrap();
+            let n = q.try_recv_into(&mut out).unwrap();
+            assert_eq!(check(&out[..n]), i);
+        }
+        assert_eq!(q.try_recv_into(&mut out), Err(RecvError::Empty));
+    }
+
+    #[cfg(not(miri))]
+    #[test]
+    fn a_live_reader_judged_dead_cannot_corrupt_the_ring() {
+        let cfg = BytesConfig::new(128, 40);
+        let b = buf(cfg);
+        let (ptr, len) = (b.as_mut_ptr(), b.len());
+        let reader_peers = TestPeers::new(1);
+        let judge = TestPeers::new(0);
+        judge.kill_others();
+        // SAFETY: the buffer outlives every handle; only this test uses it.
+        let reader = unsafe { ByteQueue::init_at(ptr, len, cfg) }
+            .unwrap()
+            .with_peers(&reader_peers);
+        // SAFETY: as above.
+        let q = unsafe { ByteQueue::attach(ptr, len) }
+            .unwrap()
+            .with_peers(&judge);
+        q.send(&[1; 40]).unwrap();
+        q.send(&[2; 40]).unwrap();
+        let g = reader.recv().unwrap();
+        let mut out = [0u8; 40];
+        assert_eq!(q.recv_into(&mut out), Ok(40));
+        assert_eq!(out, [2; 40]);
+        // The judge's blocking send frees the "dead" reader's record and
+        // reuses its bytes.
+        q.send_timeout(&[3; 40], Duration::from_secs(10)).unwrap();
+        // The reader was only slow: its late release fails (what it read
+        // may be torn) and changes nothing.
+        assert_eq!(g.release_checked(), Err(RecvError::Corrupted));
+        assert_eq!(q.try_recv_into(&mut out), Ok(40));
+        assert_eq!(out, [3; 40]);
+        for i in 4..30u8 {
+            q.try_send(&[i; 40]).unwrap();
+            assert_eq!(q.try_recv_into(&mut out), Ok(40));
+            assert_eq!(out, [i; 40]);
+        }
+        assert_eq!(q.try_recv_into(&mut out), Err(RecvError::Empty));
     }
 }

@@ -192,6 +192,14 @@ pub fn wake_all(word: &AtomicU32) -> usize {
     imp::wake(word, i32::MAX)
 }
 
+/// With the `counters` feature (for tests): how many `FUTEX_WAKE` system
+/// calls this process has made, so that a test can assert that a path
+/// makes none (or few), rather than time it.
+#[cfg(all(feature = "counters", not(loom)))]
+pub fn wake_calls() -> u64 {
+    imp::WAKE_CALLS.load(crate::sync::Ordering::Relaxed)
+}
+
 #[cfg(all(not(loom), target_os = "linux"))]
 mod imp {
     use super::{Deadline, WaitOutcome};
@@ -283,8 +291,14 @@ mod imp {
         }
     }
 
+    /// `FUTEX_WAKE` calls made by this process (the `counters` feature).
+    #[cfg(feature = "counters")]
+    pub static WAKE_CALLS: crate::sync::AtomicU64 = crate::sync::AtomicU64::new(0);
+
     #[inline]
     pub fn wake(word: &AtomicU32, count: i32) -> usize {
+        #[cfg(feature = "counters")]
+        WAKE_CALLS.fetch_add(1, crate::sync::Ordering::Relaxed);
         // SAFETY: `word` is a live, aligned AtomicU32; FUTEX_WAKE only uses
         // its address as a key and does not dereference anything else.
         let r = unsafe {

@@ -26,23 +26,77 @@
 //! |---|---|
 //! | 0–31 | the claimed position, low 32 bits |
 //! | 32–61 | the claimant's [`Token`] among the mapping's peers |
-//! | 62–63 | 1 producer, 2 consumer, 0 never claimed |
+//! | 62–63 | 1 producer, 2 consumer, 3 abandoned (below), 0 never claimed |
 //!
 //! A producer at `p` may claim only over the word of the consumer that
 //! freed the slot one lap ago (`p - capacity`), a consumer only over the
 //! word of the producer that published `p`, so each claim compare-and-swap
 //! succeeds for one party per position and lap. The claimant then moves
-//! `enqueue` (or `dequeue`) from `p` to `p + 1` with a compare-and-swap
-//! that anyone who finds the claim first also makes (helping), so a
-//! claimant stopped between its two steps stops nobody. Because the claim
+//! `enqueue` (or `dequeue`) from `p` to `p + 1` with a compare-and-swap.
+//! Producers that find a producer's claim first help with that step, so a
+//! producer stopped between its two steps stops nobody. Because the claim
 //! and the name are one atomic write, there is no instant at which a slot
 //! is claimed by an unknown process.
 //!
-//! The layout is a control block (header, `closed`, `enqueue` and `dequeue`
-//! each on a cache line of its own, two sleep/wake words), then `capacity`
-//! 16-byte slot records (sequence number, owner word), then `capacity`
-//! slots. Capacity is a power of two and at least 2 (with one slot, "free
-//! for `p + 1`" and "full at `p`" would be the same number).
+//! **32 bits of a position.** The owner word has room for 32 bits of the
+//! position, so a claimant that stood still for 2^32 positions between
+//! reading the slot and its compare-and-swap could find the word it read
+//! back in place, written by a later lap. Every claimant therefore re-reads
+//! the sequence number (all 64 bits) right after its compare-and-swap: it
+//! must still say "free for `p`" (producer) or "full at `p`" (consumer). If
+//! it does not, the claim was a mistake. A producer's mistaken word reads
+//! as a claim of the slot's next position, which producers may already have
+//! helped past, so it cannot be taken back; the producer turns it into an
+//! *abandoned* claim (role 3, keeping the token of the consumer that may
+//! still hold the slot, so that its death stays detectable), which
+//! consumers skip at once, and pushes again. A consumer's mistaken word is
+//! put back as it was: no one acts on a consumer's claim but its owner
+//! (next paragraph). The capacity is at most 2^31 (`MAX_CAPACITY`), so
+//! that positions one lap apart differ in those 32 bits.
+//!
+//! **Consumers wait for each other.** A consumer that finds a rival
+//! consumer's claim of the item at `dequeue` (a rival between its claim
+//! and its advance, a few instructions) spins briefly and, if the rival is
+//! still there, reports `Empty` rather than advance `dequeue` for it; a
+//! blocking caller sleeps and looks again, and after a check interval
+//! advances it for a rival that died. Helping would let a consumer's claim
+//! be acted on before its owner knows the claim is good, and then a
+//! mistaken claim (above) could not be taken back.
+//!
+//! **Closing.** `enqueue`'s bit 63 is `CLOSED`. `close` sets it with one
+//! read-modify-write of `enqueue`; every claim takes effect only by
+//! advancing `enqueue` past its position (a compare-and-swap from the
+//! position, which the bit makes fail), so the two are ordered in
+//! `enqueue`'s modification order:
+//!
+//! | a producer that claimed `p` finds its advance | so | it |
+//! |---|---|---|
+//! | succeeded, or `enqueue` already past `p` (a helper) | the claim took effect before the close | publishes, returns `Ok` |
+//! | failed on `p \| CLOSED` | the close came first: `enqueue` is frozen at `p` for good | never publishes, returns `Closed` |
+//!
+//! A consumer reports `Closed` only at a position `p` whose slot holds no
+//! published item and where it reads `enqueue == p | CLOSED`: every claim
+//! below `p` took effect and has been taken by a consumer (`dequeue` is at
+//! `p`), and none at `p` or later ever will. A claim below the line whose
+//! producer is slow keeps consumers waiting (`Empty`); one whose producer
+//! died is skipped. So once any consumer is told `Closed`, no item whose
+//! push returned `Ok` is left in the queue or arrives later.
+//!
+//! **Publishing and freeing are compare-and-swaps** from the sequence
+//! number the claim saw (`p` to `p + 1`, and `p + 1` to `p + capacity`),
+//! not stores: a claimant that was wrongly judged dead (which takes forged
+//! peer bookkeeping: judgements are made on evidence) and whose slot was
+//! skipped or freed meanwhile finds the slot changed, and its push or pop
+//! returns `Corrupted` — the item undelivered, or (a pop) not handed out,
+//! since the copy may be torn — instead of overwriting the slot's state.
+//! What it cannot undo: a payload copy it made into a slot that a later
+//! lap's producer already filled.
+//!
+//! The layout is a control block (header, `enqueue` and `dequeue` each on a
+//! cache line of its own, two sleep/wake words), then `capacity` 16-byte
+//! slot records (sequence number, owner word), then `capacity` slots.
+//! Capacity is a power of two from 2 to 2^31 (with one slot, "free for
+//! `p + 1`" and "full at `p`" would be the same number).
 //!
 //! **Hostile memory.** A legal sequence number is within `capacity` of the
 //! position being tried; anything else is [`PopError::Corrupted`] /
@@ -51,7 +105,7 @@
 //! be kept spinning by a stuck value; the loops are bounded besides. A
 //! forged owner word can delay recovery or make a waiter check a stranger's
 //! liveness, never hand out a slot twice: claims still need the sequence
-//! number to agree.
+//! number to agree. A forged `CLOSED` bit closes the queue.
 //!
 //! # Crashes
 //!
@@ -67,7 +121,9 @@
 //! So an item is lost only if its producer died before its push returned
 //! (it was never sent), or its consumer died before its pop returned (it
 //! was being received); nothing is ever delivered twice or torn, since a
-//! slot is published by one Release store after the whole copy. Recovery
+//! slot is published by one Release compare-and-swap after the whole copy.
+//! A consumer killed between its claim and its advance of `dequeue` holds
+//! up other consumers until a blocking one finds it dead. Recovery
 //! takes one check interval of some caller's blocking wait (timed waits
 //! check once more when they time out); `try_` calls never wait, so they
 //! never recover — they report `Empty` / `Full` while a dead peer's slot is
@@ -78,8 +134,10 @@
 //! be judged counts as alive.
 //!
 //! The price on the fast path: the owner word shares the slot record's
-//! cache line with the sequence number, and each push and each pop makes
-//! one more compare-and-swap (the claim) than Vyukov's queue.
+//! cache line with the sequence number; each push and each pop makes one
+//! more compare-and-swap (the claim) than Vyukov's queue, publishes or
+//! frees with a compare-and-swap instead of a store, and re-reads the
+//! sequence number once (a load of the line it just wrote).
 
 use core::alloc::Layout;
 use core::fmt;
@@ -99,7 +157,7 @@ use crate::queue::{
 };
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
-/// What [`Mpmc::skip_dead_producer`] did.
+/// What [`Mpmc::skip_unpublished`] did.
 enum Skip {
     /// The producer lives: the slot is still being filled.
     Alive,
@@ -109,10 +167,28 @@ enum Skip {
     Published,
 }
 
+/// What a claim compare-and-swap came to.
+enum Claim {
+    /// The position is ours.
+    Taken,
+    /// A rival changed the owner word first: look again.
+    Lost,
+    /// Our view of the slot was a lap (2^32 positions) old; the claim was
+    /// given up or put back (module docs): look again, afresh.
+    Stale,
+}
+
 /// How many times one push or pop retries after losing a race before it
 /// reports corruption. Every retry means another thread made progress, so
 /// only a peer rewriting the positions in a loop gets anywhere near this.
 const MAX_RETRIES: u32 = 1 << 20;
+
+/// How long a consumer spins for a rival that claimed the item before it
+/// (and has not yet advanced `dequeue`), per look, and how many looks it
+/// takes before it reports `Empty` (a blocking caller then sleeps).
+/// (One of each under loom, where a spin is a yield to the model.)
+const RIVAL_SPINS: u32 = if cfg!(loom) { 1 } else { 64 };
+const RIVAL_WAITS: u32 = if cfg!(loom) { 1 } else { 4 };
 
 /// A slot's bookkeeping: its sequence number (Vyukov's) and the owner word
 /// of its latest claim (see the module docs).
@@ -135,7 +211,42 @@ impl Meta {
 const ROLE_MASK: u64 = 3 << 62;
 const PRODUCER: u64 = 1 << 62;
 const CONSUMER: u64 = 2 << 62;
+/// A producer's claim that will never be published: a claimant found,
+/// after its compare-and-swap, that its view of the slot was a lap (2^32
+/// positions) old, and gave the position up. Consumers skip it at once.
+const ABANDONED: u64 = 3 << 62;
 const POS_MASK: u64 = 0xffff_ffff;
+const TOKEN_MASK: u64 = !ROLE_MASK & !POS_MASK;
+
+/// `enqueue`'s bit 63: the queue is closed. `close` sets it with one
+/// read-modify-write of `enqueue`, the word every claim must advance, so
+/// from then on no claim can take effect: the positions below it are the
+/// last that will ever hold items (module docs, "Closing").
+const CLOSED: u64 = 1 << 63;
+
+/// Moves a slot's sequence number from `from` (what our claim saw) to `to`
+/// with Release ordering, only if it is still `from`; returns whether it
+/// was. Publishing and freeing use it (module docs).
+///
+/// Under loom it is a plain Release store: the models never judge anyone
+/// dead, so no slot is ever taken from its claimant and the swap would
+/// always succeed; a store synchronises no more than the swap does (it
+/// starts no release sequence of other writers), so a model that passes
+/// with the store passes with the swap, and it explores far fewer
+/// interleavings. The unit tests check the failing swap.
+#[inline]
+fn hand_on(seq: &AtomicU64, from: u64, to: u64) -> bool {
+    #[cfg(not(loom))]
+    return seq
+        .compare_exchange(from, to, Ordering::Release, Ordering::Relaxed)
+        .is_ok();
+    #[cfg(loom)]
+    {
+        let _ = from;
+        seq.store(to, Ordering::Release);
+        true
+    }
+}
 
 /// The owner word naming `token` as `role` of position `pos`.
 #[inline]
@@ -152,7 +263,11 @@ fn claims(w: u64, role: u64, pos: u64) -> bool {
 #[repr(C)]
 struct Control {
     header: Header,
+    /// Non-zero once `close` has set [`CLOSED`] in `enqueue`: a hint that
+    /// lets consumers on an empty slot skip the load of `enqueue` (a line
+    /// producers keep busy) until there is a close to look for.
     closed: AtomicU32,
+    /// The next position to claim for a push; bit 63 is [`CLOSED`].
     enqueue: CachePadded<AtomicU64>,
     dequeue: CachePadded<AtomicU64>,
     /// Consumers sleep here; pushes notify.
@@ -424,7 +539,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     /// Items in the queue now (a snapshot, clamped to the capacity).
     pub fn len(&self) -> usize {
         let deq = self.ctrl.dequeue.load(Ordering::Acquire);
-        let enq = self.ctrl.enqueue.load(Ordering::Acquire);
+        let enq = self.ctrl.enqueue.load(Ordering::Acquire) & !CLOSED;
         enq.saturating_sub(deq).min(self.cap) as usize
     }
 
@@ -440,18 +555,37 @@ impl<'a, T: Pod> Mpmc<'a, T> {
 
     /// Closes the queue: pushes fail from now on, pops drain what is left
     /// and then fail with [`PopError::Closed`], and every sleeper on either
-    /// side is woken.
+    /// side is woken. A push racing the close either lands before the line
+    /// (it returns `Ok`, and consumers receive the item before they are
+    /// told `Closed`) or after it (it returns `Closed`, and nobody ever
+    /// receives the item).
     pub fn close(&self) {
-        // SYNC POINT: AcqRel pairs with the Acquire loads of `closed` in
-        // `try_push` and `try_pop`.
-        self.ctrl.closed.swap(1, Ordering::AcqRel);
+        // SYNC POINT: AcqRel read-modify-write of `enqueue`, ordered with
+        // every claim's advance of the same word (module docs, "Closing"),
+        // and paired with the Acquire loads of `enqueue` in `claim_push`
+        // and `claim_pop`.
+        self.ctrl.enqueue.fetch_or(CLOSED, Ordering::AcqRel);
+        // SYNC POINT: Release pairs with the Acquire load in `closed_at`:
+        // whoever sees the hint sees the bit.
+        self.ctrl.closed.store(1, Ordering::Release);
         self.ctrl.not_empty.wake_all();
         self.ctrl.not_full.wake_all();
     }
 
+    /// Whether the close froze `enqueue` at `pos`: then no claim at `pos`
+    /// or later ever takes effect (module docs, "Closing").
+    #[inline]
+    fn closed_at(&self, pos: u64) -> bool {
+        // SYNC POINT: Acquire pairs with the Release store of the hint in
+        // `close`, and the Acquire load of `enqueue` with `close`'s AcqRel
+        // `fetch_or` and the claims' AcqRel advances.
+        self.ctrl.closed.load(Ordering::Acquire) != 0
+            && self.ctrl.enqueue.load(Ordering::Acquire) == pos | CLOSED
+    }
+
     /// Whether the queue has been closed.
     pub fn is_closed(&self) -> bool {
-        self.ctrl.closed.load(Ordering::Acquire) != 0
+        self.ctrl.enqueue.load(Ordering::Acquire) & CLOSED != 0
     }
 
     /// This handle, acting as a member of `peers` (tests and models that
@@ -465,7 +599,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     /// Whether the process an owner word names is dead on evidence.
     #[cold]
     fn claimant_dead(&self, w: u64) -> bool {
-        Token::from_raw(((w & !ROLE_MASK) >> 32) as u32)
+        Token::from_raw(((w & TOKEN_MASK) >> 32) as u32)
             .is_some_and(|t| self.peers.fate(t).is_dead())
     }
 
@@ -484,13 +618,18 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     #[inline]
     fn push_inner(&self, item: T, check: bool) -> Result<(), PushError> {
         let pos = self.claim_push(check)?;
-        self.publish(pos, item);
-        Ok(())
+        self.publish(pos, item)
     }
 
     /// Fills the slot of the claimed position `pos` and publishes it.
+    ///
+    /// The publication is a compare-and-swap from the sequence our claim
+    /// saw, not a store: if a consumer judged us dead and skipped the slot
+    /// meanwhile (which needs forged peer bookkeeping: the judgement is made
+    /// on evidence), the slot is no longer ours, and we report `Corrupted`
+    /// with the item undelivered instead of overwriting the slot's state.
     #[inline]
-    fn publish(&self, pos: u64, item: T) {
+    fn publish(&self, pos: u64, item: T) -> Result<(), PushError> {
         let meta = self.meta(pos);
         let i = (pos & (self.cap - 1)) as usize;
         // SAFETY: i < cap; our owner claim on `pos` while the slot read
@@ -498,8 +637,11 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         unsafe { self.cells.write(i, item) };
         // SYNC POINT: Release pairs with the Acquire load of the sequence
         // in `claim_pop`: the item is copied in before the slot reads full.
-        meta.seq.store(pos.wrapping_add(1), Ordering::Release);
+        if !hand_on(&meta.seq, pos, pos.wrapping_add(1)) {
+            return Err(PushError::Corrupted);
+        }
         self.ctrl.not_empty.notify_light();
+        Ok(())
     }
 
     /// Claims the slot of the next enqueue position for this process and
@@ -508,22 +650,23 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     /// lap.
     #[inline]
     fn claim_push(&self, check: bool) -> Result<u64, PushError> {
-        if self.is_closed() {
-            return Err(PushError::Closed);
-        }
         let cap = self.cap as i64;
         let me = self.peers.me();
         // SYNC POINT: Acquire (here and on every reload) pairs with the
         // AcqRel advances of `enqueue` by earlier producers, so the slots
         // they claimed are visible to us as claimed: a stale view never
-        // looks like corruption.
+        // looks like corruption. It also pairs with `close`'s AcqRel.
         let mut pos = self.ctrl.enqueue.load(Ordering::Acquire);
         for _ in 0..MAX_RETRIES {
+            if pos & CLOSED != 0 {
+                return Err(PushError::Closed);
+            }
             let meta = self.meta(pos);
-            // SYNC POINT: Acquire pairs with the Release store of the
-            // sequence in `pop_inner` / `recover_pop` (or the AcqRel one in
-            // `free_dead_consumer`): the previous item is copied out, and
-            // the owner word of that consumer's claim is visible.
+            // SYNC POINT: Acquire pairs with the Release compare-and-swap
+            // of the sequence in `take` (or the AcqRel ones in
+            // `free_dead_consumer` and `skip_unpublished`): the previous
+            // item is copied out, and the owner word of that consumer's
+            // claim is visible.
             let seq = meta.seq.load(Ordering::Acquire);
             let diff = seq.wrapping_sub(pos) as i64;
             if diff == 0 {
@@ -532,26 +675,21 @@ impl<'a, T: Pod> Mpmc<'a, T> {
                 let owner = meta.owner.load(Ordering::Acquire);
                 let prev = pos.wrapping_sub(self.cap);
                 if claims(owner, CONSUMER, prev) || (pos < self.cap && owner == 0) {
-                    // Free for `pos` and unclaimed: claim it. The owner
-                    // CAS is the claim; it names us, so a death from here
-                    // on is found by whoever waits on the slot.
-                    let mine = owner_word(PRODUCER, pos, me);
-                    // SYNC POINT: AcqRel: one claimant per position; pairs
-                    // with the Acquire owner loads of other claimants.
-                    if meta
-                        .owner
-                        .compare_exchange(owner, mine, Ordering::AcqRel, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        self.advance(&self.ctrl.enqueue, pos);
-                        return Ok(pos);
+                    // Free for `pos` and unclaimed: claim it.
+                    match self.claim_push_at(meta, pos, owner, me)? {
+                        Claim::Taken => return Ok(pos),
+                        Claim::Lost => continue,
+                        Claim::Stale => {
+                            pos = self.ctrl.enqueue.load(Ordering::Acquire);
+                            continue;
+                        }
                     }
-                    continue;
                 }
-                if claims(owner, PRODUCER, pos) {
-                    // Another producer claimed `pos` and may not have
-                    // advanced `enqueue` yet: help it, then move on.
-                    self.advance(&self.ctrl.enqueue, pos);
+                if claims(owner, PRODUCER, pos) || claims(owner, ABANDONED, pos) {
+                    // Another producer claimed `pos` (or gave it up) and
+                    // may not have advanced `enqueue` yet: help it, then
+                    // move on.
+                    let _ = self.advance(&self.ctrl.enqueue, pos);
                 }
                 // A newer owner than our view of the slot: `enqueue` has
                 // moved (every claim advances it before publishing).
@@ -592,20 +730,85 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         Err(PushError::Corrupted)
     }
 
+    /// Claims position `pos`, whose slot we read free for it with owner
+    /// word `owner`. The owner CAS is the claim; it names us, so a death
+    /// from here on is found by whoever waits on the slot.
+    #[inline]
+    fn claim_push_at(
+        &self,
+        meta: &Meta,
+        pos: u64,
+        owner: u64,
+        me: Token,
+    ) -> Result<Claim, PushError> {
+        let mine = owner_word(PRODUCER, pos, me);
+        // SYNC POINT: AcqRel: one claimant per position; pairs with the
+        // Acquire owner loads of other claimants.
+        if meta
+            .owner
+            .compare_exchange(owner, mine, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return Ok(Claim::Lost);
+        }
+        // The owner word keeps 32 bits of the position: if we stood still
+        // for 2^32 positions between reading the sequence and our CAS, the
+        // word we replaced may be a later lap's. The sequence has all 64
+        // bits: it must still say "free for pos". (Not under loom: its
+        // models never come near 2^32 positions, and every extra load
+        // multiplies the interleavings it explores.)
+        if cfg!(not(loom)) && meta.seq.load(Ordering::Acquire) != pos {
+            self.abandon(meta, owner, mine)?;
+            return Ok(Claim::Stale);
+        }
+        match self.advance(&self.ctrl.enqueue, pos) {
+            Ok(()) => Ok(Claim::Taken),
+            // The close came before our claim could take effect: the queue
+            // ends below `pos`, and our claim is void (we never publish it).
+            Err(now) if now == pos | CLOSED => Err(PushError::Closed),
+            // Someone who saw our claim moved `enqueue` past it for us,
+            // before any close.
+            Err(now) if now & !CLOSED > pos => Ok(Claim::Taken),
+            Err(_) => Err(PushError::Corrupted),
+        }
+    }
+
+    /// Our claim CAS replaced `was` by `mine`, but the slot had moved on
+    /// while we stood still: `mine` now reads as a producer's claim of a
+    /// position 2^32·k later, which no one will fill. Turn it into an
+    /// [`ABANDONED`] claim (keeping `was`'s token: the consumer that may
+    /// still hold the slot from the lap before, whose death must stay
+    /// detectable), which consumers skip at once and producers step over.
+    #[cold]
+    fn abandon(&self, meta: &Meta, was: u64, mine: u64) -> Result<(), PushError> {
+        let given_up = ABANDONED | (was & TOKEN_MASK) | (mine & POS_MASK);
+        // SYNC POINT: AcqRel, as the claim itself.
+        meta.owner
+            .compare_exchange(mine, given_up, Ordering::AcqRel, Ordering::Relaxed)
+            .map_err(|_| PushError::Corrupted)?;
+        // Consumers may be waiting for this slot to be filled.
+        self.ctrl.not_empty.notify();
+        Ok(())
+    }
+
     /// Moves `word` (a position) from `pos` to `pos + 1` if nobody has yet:
     /// the claimant of `pos` does, and anyone who finds the claim first
     /// helps, so a claimant stopped between its two steps stops nobody.
+    /// Fails (with the word's value) if the word is not `pos`: someone
+    /// moved it already, or (`enqueue` only) the queue was closed at `pos`.
     #[inline]
-    fn advance(&self, word: &AtomicU64, pos: u64) {
+    fn advance(&self, word: &AtomicU64, pos: u64) -> Result<(), u64> {
         // SYNC POINT: AcqRel pairs with the Acquire loads of the position
         // in `claim_push` / `claim_pop`: whoever sees the new position
-        // sees the owner claim that made it.
-        let _ = word.compare_exchange(
+        // sees the owner claim that made it. On `enqueue` it is also
+        // ordered with `close`'s read-modify-write (module docs).
+        word.compare_exchange(
             pos,
             pos.wrapping_add(1),
             Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
+            Ordering::Acquire,
+        )
+        .map(drop)
     }
 
     /// The slot of `pos` is still held for `pos - capacity` by the consumer
@@ -618,12 +821,15 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         let prev = pos.wrapping_sub(self.cap);
         // SYNC POINT: Acquire pairs with the consumer's AcqRel owner CAS.
         let owner = meta.owner.load(Ordering::Acquire);
-        if !claims(owner, CONSUMER, prev) || !self.claimant_dead(owner) {
+        // An abandoned claim of `pos` keeps the token of the consumer that
+        // held the slot before it (see `abandon`).
+        let named = claims(owner, CONSUMER, prev) || claims(owner, ABANDONED, pos);
+        if !named || !self.claimant_dead(owner) {
             return false;
         }
         // It may have died before advancing `dequeue`; do it for it, so
         // that consumers do not find a freed slot behind their position.
-        self.advance(&self.ctrl.dequeue, prev);
+        let _ = self.advance(&self.ctrl.dequeue, prev);
         // SYNC POINT: AcqRel pairs with the Acquire sequence load of the
         // producer at `pos` (ourselves, or a rival).
         let freed = meta
@@ -646,12 +852,18 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     #[inline]
     fn pop_inner(&self, check: bool) -> Result<T, PopError> {
         let pos = self.claim_pop(check)?;
-        Ok(self.take(pos))
+        self.take(pos)
     }
 
     /// Copies the item of the claimed position `pos` out and frees its slot.
+    ///
+    /// Freeing is a compare-and-swap from "full at `pos`": if a producer
+    /// judged us dead and freed the slot meanwhile (forged peer
+    /// bookkeeping), the slot may already hold the next lap's item and our
+    /// copy may be torn, so we report `Corrupted` rather than hand it out,
+    /// and leave the slot as the producer left it.
     #[inline]
-    fn take(&self, pos: u64) -> T {
+    fn take(&self, pos: u64) -> Result<T, PopError> {
         let meta = self.meta(pos);
         let i = (pos & (self.cap - 1)) as usize;
         // SAFETY: i < cap; our owner claim on `pos` while the slot read
@@ -659,10 +871,11 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         let item = unsafe { self.cells.read(i) };
         // SYNC POINT: Release pairs with the Acquire load of the sequence
         // in `claim_push` one lap later: our copy out is done.
-        meta.seq
-            .store(pos.wrapping_add(self.cap), Ordering::Release);
+        if !hand_on(&meta.seq, pos.wrapping_add(1), pos.wrapping_add(self.cap)) {
+            return Err(PopError::Corrupted);
+        }
         self.ctrl.not_full.notify_light();
-        item
+        Ok(item)
     }
 
     /// Claims the slot of the next dequeue position, which holds a
@@ -676,11 +889,11 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         // SYNC POINT: Acquire pairs with the AcqRel advances of `dequeue`,
         // as in `claim_push`.
         let mut pos = self.ctrl.dequeue.load(Ordering::Acquire);
-        let mut closed_seen = false;
+        let mut waits = 0;
         for _ in 0..MAX_RETRIES {
             let meta = self.meta(pos);
-            // SYNC POINT: Acquire pairs with the Release store of `pos + 1`
-            // in `push_inner`: the item is fully copied in.
+            // SYNC POINT: Acquire pairs with the Release compare-and-swap
+            // to `pos + 1` in `publish`: the item is fully copied in.
             let seq = meta.seq.load(Ordering::Acquire);
             let diff = seq.wrapping_sub(pos.wrapping_add(1)) as i64;
             if diff == 0 {
@@ -688,20 +901,24 @@ impl<'a, T: Pod> Mpmc<'a, T> {
                 // the slot's last claimant.
                 let owner = meta.owner.load(Ordering::Acquire);
                 if claims(owner, PRODUCER, pos) {
-                    let mine = owner_word(CONSUMER, pos, me);
-                    // SYNC POINT: AcqRel, as in `claim_push`.
-                    if meta
-                        .owner
-                        .compare_exchange(owner, mine, Ordering::AcqRel, Ordering::Relaxed)
-                        .is_ok()
-                    {
-                        self.advance(&self.ctrl.dequeue, pos);
-                        return Ok(pos);
+                    match self.claim_pop_at(meta, pos, owner, me)? {
+                        Claim::Taken => return Ok(pos),
+                        Claim::Lost => continue,
+                        Claim::Stale => {
+                            pos = self.ctrl.dequeue.load(Ordering::Acquire);
+                            continue;
+                        }
                     }
-                    continue;
                 }
                 if claims(owner, CONSUMER, pos) {
-                    self.advance(&self.ctrl.dequeue, pos);
+                    // A rival claimed the item and is about to advance
+                    // `dequeue`. We wait for it rather than help (see
+                    // "Consumers wait for each other" in the module docs).
+                    match self.wait_for_rival(meta, pos, owner, check, &mut waits) {
+                        Some(p) => pos = p,
+                        None => return Err(PopError::Empty),
+                    }
+                    continue;
                 }
                 let p = self.ctrl.dequeue.load(Ordering::Acquire);
                 if p == pos {
@@ -715,39 +932,45 @@ impl<'a, T: Pod> Mpmc<'a, T> {
                 if diff == -1 {
                     // SYNC POINT: as above.
                     let owner = meta.owner.load(Ordering::Acquire);
-                    if claims(owner, PRODUCER, pos) {
+                    let abandoned = claims(owner, ABANDONED, pos);
+                    if claims(owner, PRODUCER, pos) || abandoned {
                         // Claimed, not yet published: a producer is copying
-                        // its item in, or died doing so.
-                        match check.then(|| self.skip_dead_producer(meta, pos, owner, me)) {
-                            None | Some(Skip::Alive) => return Err(PopError::Empty),
-                            Some(Skip::Published) => return Ok(pos),
-                            Some(Skip::Moved) => {
+                        // its item in, or died doing so, or gave the
+                        // position up — or the claim came too late, and the
+                        // close froze `enqueue` at it: then the queue ends
+                        // here.
+                        if self.closed_at(pos) {
+                            return Err(PopError::Closed);
+                        }
+                        if !abandoned && !check {
+                            return Err(PopError::Empty);
+                        }
+                        match self.skip_unpublished(meta, pos, owner, me, abandoned)? {
+                            Skip::Alive => return Err(PopError::Empty),
+                            Skip::Published => return Ok(pos),
+                            Skip::Moved => {
                                 pos = self.ctrl.dequeue.load(Ordering::Acquire);
                                 continue;
                             }
                         }
                     }
                     if claims(owner, CONSUMER, pos) {
-                        // A rival is skipping it: help, then move on.
-                        self.advance(&self.ctrl.dequeue, pos);
-                        pos = self.ctrl.dequeue.load(Ordering::Acquire);
+                        // A rival is skipping it: as above.
+                        match self.wait_for_rival(meta, pos, owner, check, &mut waits) {
+                            Some(p) => pos = p,
+                            None => return Err(PopError::Empty),
+                        }
                         continue;
                     }
                 }
-                // Empty at `pos`. Closed and drained only if no producer
-                // has claimed `pos` either (one that has will publish).
-                if closed_seen || !self.is_closed() {
-                    return Err(PopError::Empty);
-                }
-                // SYNC POINT: after the Acquire of `closed` (pairs with the
-                // AcqRel swap in `close`), pushes finished before the close
-                // are visible; look once more.
-                closed_seen = true;
-                let enq = self.ctrl.enqueue.load(Ordering::Acquire);
-                if enq == pos && !claims(meta.owner.load(Ordering::Acquire), PRODUCER, pos) {
-                    return Err(PopError::Closed);
-                }
-                pos = self.ctrl.dequeue.load(Ordering::Acquire);
+                // Empty at `pos`. Closed and drained only if the close
+                // froze `enqueue` at `pos`: then no claim at `pos` or later
+                // ever takes effect, and every one below it has been taken.
+                return if self.closed_at(pos) {
+                    Err(PopError::Closed)
+                } else {
+                    Err(PopError::Empty)
+                };
             } else {
                 let p = self.ctrl.dequeue.load(Ordering::Acquire);
                 if p == pos {
@@ -759,15 +982,110 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         Err(PopError::Corrupted)
     }
 
-    /// The slot of `pos` was claimed by the producer `owner` names and not
-    /// published. If that producer is dead, take the slot as its consumer
-    /// and free it without an item (the item was never sent) — unless it
-    /// was published after all, in which case we now hold it as its
-    /// consumer, as a normal claim would.
+    /// Claims the item at `pos`, whose slot we read full for it with owner
+    /// word `owner` (its producer's claim).
+    #[inline]
+    fn claim_pop_at(
+        &self,
+        meta: &Meta,
+        pos: u64,
+        owner: u64,
+        me: Token,
+    ) -> Result<Claim, PopError> {
+        let mine = owner_word(CONSUMER, pos, me);
+        // SYNC POINT: AcqRel, as in `claim_push_at`.
+        if meta
+            .owner
+            .compare_exchange(owner, mine, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            return Ok(Claim::Lost);
+        }
+        // As in `claim_push_at`: the sequence must still say "full at pos"
+        // (all 64 bits), or our CAS took a later lap's claim for this one.
+        if cfg!(not(loom)) && meta.seq.load(Ordering::Acquire) != pos.wrapping_add(1) {
+            self.unclaim(meta, owner, mine)?;
+            return Ok(Claim::Stale);
+        }
+        let _ = self.advance(&self.ctrl.dequeue, pos);
+        Ok(Claim::Taken)
+    }
+
+    /// A rival consumer's claim of `pos` stands in the slot and `dequeue`
+    /// is still at `pos`: it is between its claim and its advance (a few
+    /// instructions), or it died there. Spins briefly for it; with `check`,
+    /// advances `dequeue` for a dead one. Returns the position to look at
+    /// next, or `None` (report `Empty`: a blocking caller sleeps and looks
+    /// again).
     #[cold]
-    fn skip_dead_producer(&self, meta: &Meta, pos: u64, owner: u64, me: Token) -> Skip {
-        if !self.claimant_dead(owner) {
-            return Skip::Alive;
+    fn wait_for_rival(
+        &self,
+        meta: &Meta,
+        pos: u64,
+        owner: u64,
+        check: bool,
+        waits: &mut u32,
+    ) -> Option<u64> {
+        for _ in 0..RIVAL_SPINS {
+            let p = self.ctrl.dequeue.load(Ordering::Acquire);
+            if p != pos || meta.owner.load(Ordering::Acquire) != owner {
+                return Some(p);
+            }
+            crate::sync::spin_loop();
+        }
+        if check && self.claimant_dead(owner) {
+            let _ = self.advance(&self.ctrl.dequeue, pos);
+            return Some(self.ctrl.dequeue.load(Ordering::Acquire));
+        }
+        *waits += 1;
+        if *waits > RIVAL_WAITS {
+            return None;
+        }
+        Some(pos)
+    }
+
+    /// Our claim CAS replaced the producer's word `was` by `mine`, but the
+    /// slot is at another lap: we stood still for 2^32 positions, and
+    /// `was` is a later producer's claim that merely looks like the one we
+    /// saw. Put it back. Nobody acted on our word meanwhile: consumers wait
+    /// for a rival's claim rather than help it, and producers never read
+    /// a consumer's claim of a published slot. Consumers waiting for us
+    /// are woken.
+    #[cold]
+    fn unclaim(&self, meta: &Meta, was: u64, mine: u64) -> Result<(), PopError> {
+        // SYNC POINT: AcqRel, as the claim.
+        meta.owner
+            .compare_exchange(mine, was, Ordering::AcqRel, Ordering::Relaxed)
+            .map_err(|_| PopError::Corrupted)?;
+        self.ctrl.not_empty.notify();
+        Ok(())
+    }
+
+    /// The slot of `pos` was claimed by the producer `owner` names and not
+    /// published (or the claim was [`ABANDONED`]). If the claim took effect
+    /// (it is below `enqueue`) and its producer is dead (or gave it up),
+    /// take the slot as its consumer and free it without an item (the item
+    /// was never sent) — unless it was published after all, in which case
+    /// we now hold it as its consumer, as a normal claim would. A claim the
+    /// close made void ends the queue here: `Closed`.
+    #[cold]
+    fn skip_unpublished(
+        &self,
+        meta: &Meta,
+        pos: u64,
+        owner: u64,
+        me: Token,
+        abandoned: bool,
+    ) -> Result<Skip, PopError> {
+        if !abandoned && !self.claimant_dead(owner) {
+            return Ok(Skip::Alive);
+        }
+        // The claimant may have died (or given up) before advancing
+        // `enqueue`: do it for it. If the close came first, its claim is
+        // void, and the queue is closed and drained at `pos`.
+        match self.advance(&self.ctrl.enqueue, pos) {
+            Err(now) if now == pos | CLOSED => return Err(PopError::Closed),
+            _ => {}
         }
         let mine = owner_word(CONSUMER, pos, me);
         // SYNC POINT: AcqRel, as in `claim_push`: one consumer takes it.
@@ -776,11 +1094,15 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             .compare_exchange(owner, mine, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
-            return Skip::Moved; // a rival took it; look again
+            return Ok(Skip::Moved); // a rival took it; look again
         }
-        // The producer may have died before advancing `enqueue`.
-        self.advance(&self.ctrl.enqueue, pos);
-        self.advance(&self.ctrl.dequeue, pos);
+        // As after every claim: the slot must be at this lap.
+        let seq = meta.seq.load(Ordering::Acquire);
+        if seq != pos && seq != pos.wrapping_add(1) {
+            self.unclaim(meta, owner, mine)?;
+            return Ok(Skip::Moved);
+        }
+        let _ = self.advance(&self.ctrl.dequeue, pos);
         // SYNC POINT: AcqRel pairs with the Acquire sequence load of the
         // producer one lap later (Release side), and with the producer's
         // Release publication (Acquire side). A compare-and-swap, not a
@@ -794,11 +1116,13 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         ) {
             Ok(_) => {
                 self.ctrl.not_full.notify();
-                Skip::Moved
+                // Consumers behind us waited while our claim stood.
+                self.ctrl.not_empty.notify();
+                Ok(Skip::Moved)
             }
-            Err(seq) if seq == pos.wrapping_add(1) => Skip::Published,
+            Err(seq) if seq == pos.wrapping_add(1) => Ok(Skip::Published),
             // Hostile bytes: leave the slot; `dequeue` has moved on.
-            Err(_) => Skip::Moved,
+            Err(_) => Ok(Skip::Moved),
         }
     }
 
@@ -820,8 +1144,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         })
         .unwrap_or(Err(PushError::Timeout))?;
         pause();
-        self.publish(pos, item);
-        Ok(())
+        self.publish(pos, item)
     }
 
     /// Test support: [`Mpmc::pop_until`] that runs `pause` between claiming
@@ -840,7 +1163,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         })
         .unwrap_or(Err(PopError::Timeout))?;
         pause();
-        Ok(self.take(pos))
+        self.take(pos)
     }
 
     /// Test support: claims the next enqueue position as a push would, and
@@ -851,6 +1174,15 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         self.claim_push(false)
     }
 
+    /// Test support: the rest of a push whose claim
+    /// [`claim_push_and_stop`](Mpmc::claim_push_and_stop) made: fills and
+    /// publishes position `pos`, as a claimant that was only slow (not
+    /// dead) finally would.
+    #[doc(hidden)]
+    pub fn publish_claimed(&self, pos: u64, item: T) -> Result<(), PushError> {
+        self.publish(pos, item)
+    }
+
     /// Test support: claims the next dequeue position as a pop would, and
     /// stops before copying the item out and freeing the slot, as a
     /// consumer killed at that moment would. Returns the position.
@@ -858,6 +1190,37 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     pub fn claim_pop_and_stop(&self) -> Result<u64, PopError> {
         self.claim_pop(false)
     }
+
+    /// Test support: the rest of a pop whose claim
+    /// [`claim_pop_and_stop`](Mpmc::claim_pop_and_stop) made.
+    #[doc(hidden)]
+    pub fn take_claimed(&self, pos: u64) -> Result<T, PopError> {
+        self.take(pos)
+    }
+
+    /// Test support: registers a sleeper on the consumers' side (`true`)
+    /// or the producers' (`false`) that never sleeps and never leaves, as a
+    /// process killed while blocked in a pop (or push) leaves it.
+    #[doc(hidden)]
+    pub fn register_dead_sleeper(&self, consumers: bool) {
+        self.signal(consumers).register_and_stop();
+    }
+
+    /// Test support: how many sleepers the consumers' side (`true`) or the
+    /// producers' (`false`) counts now.
+    #[doc(hidden)]
+    pub fn counted_sleepers(&self, consumers: bool) -> u64 {
+        self.signal(consumers).sleepers()
+    }
+
+    fn signal(&self, consumers: bool) -> &Signal {
+        if consumers {
+            &self.ctrl.not_empty
+        } else {
+            &self.ctrl.not_full
+        }
+    }
+
     /// Pushes `item`, sleeping while the queue is full.
     #[inline]
     pub fn push(&self, item: T) -> Result<(), PushError> {
@@ -1272,8 +1635,53 @@ mod tests {
         }
     }
 
+    /// Puts the control block and slot records of a `cap`-slot queue back
+    /// to a fresh queue's, as after `init_at`.
+    fn reset(q: &Mpmc<'_, u64>) {
+        q.ctrl.enqueue.store(0, Ordering::Relaxed);
+        q.ctrl.dequeue.store(0, Ordering::Relaxed);
+        q.ctrl.closed.store(0, Ordering::Relaxed);
+        for (i, m) in q.metas.iter().enumerate() {
+            m.seq.store(i as u64, Ordering::Relaxed);
+            m.owner.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Fills the queue to its capacity, checks it is then full, and
+    /// empties it in order: a ring that lost or duplicated a slot fails.
+    fn holds_exactly(q: &Mpmc<'_, u64>, cap: u64, base: u64) {
+        for i in 0..cap {
+            assert_eq!(q.try_push(base + i), Ok(()), "slot {i} of {cap}");
+        }
+        assert_eq!(q.try_push(0), Err(PushError::Full), "more than {cap} slots");
+        for i in 0..cap {
+            assert_eq!(q.try_pop(), Ok(base + i));
+        }
+        assert_eq!(q.try_pop(), Err(PopError::Empty));
+    }
+
+    /// Writes hostile values (small ones half the time) into every word
+    /// of the control block and the slot records.
+    fn garble(q: &Mpmc<'_, u64>, r: u64, rand: &mut impl FnMut() -> u64) {
+        let small = |x: u64| x % 16;
+        let pick = |x: u64, y: u64| if r & 1 == 0 { small(x) } else { y };
+        q.ctrl.enqueue.store(pick(r >> 8, r), Ordering::Relaxed);
+        q.ctrl
+            .dequeue
+            .store(pick(r >> 16, rand()), Ordering::Relaxed);
+        q.ctrl.closed.store((r >> 40) as u32 & 1, Ordering::Relaxed);
+        for m in q.metas {
+            m.seq.store(pick(rand(), rand()), Ordering::Relaxed);
+            let r = rand();
+            m.owner.store(
+                if r & 1 == 0 { r & !POS_MASK } else { r },
+                Ordering::Relaxed,
+            );
+        }
+    }
+
     #[test]
-    fn garbage_never_panics_or_hangs() {
+    fn garbage_gives_allowed_answers_and_a_reset_queue_works() {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
         let mut rand = move || {
             seed ^= seed << 13;
@@ -1284,26 +1692,250 @@ mod tests {
         let rounds = if cfg!(miri) { 20 } else { 5000 };
         let mut b = buf::<u64>(4);
         let q = Mpmc::<u64>::new_in(b.bytes(), RingConfig::new(4)).unwrap();
+        let mut seen = [0u32; 4]; // an Ok push, pop, and each kind of error
         for _ in 0..rounds {
             let r = rand();
-            let small = |x: u64| x % 16;
-            let pick = |x: u64, y: u64| if r & 1 == 0 { small(x) } else { y };
-            q.ctrl.enqueue.store(pick(r >> 8, r), Ordering::Relaxed);
-            q.ctrl
-                .dequeue
-                .store(pick(r >> 16, rand()), Ordering::Relaxed);
-            for m in q.metas {
-                m.seq.store(pick(rand(), rand()), Ordering::Relaxed);
-                let r = rand();
-                m.owner.store(
-                    if r & 1 == 0 { r & !POS_MASK } else { r },
-                    Ordering::Relaxed,
-                );
+            if r % 8 == 0 {
+                // Now and then a sound queue, for the calls to work on.
+                reset(&q);
+            } else {
+                garble(&q, r, &mut rand);
             }
-            let _ = q.try_push(1);
-            let _ = q.try_pop();
-            let _ = q.pop_timeout(Duration::ZERO);
-            let _ = q.push_timeout(1, Duration::ZERO);
+            // The only items ever written are 1s; the slots start zeroed.
+            // Which counter of `seen` a pop's answer bumps, if any.
+            let item = |r: Result<u64, PopError>, timed: bool| match r {
+                Ok(v) => {
+                    assert!(v <= 1, "popped {v}, which nobody pushed");
+                    Some(1)
+                }
+                Err(PopError::Empty) if !timed => None,
+                Err(PopError::Timeout) if timed => None,
+                Err(PopError::Closed | PopError::Corrupted) => Some(3),
+                Err(e) => panic!("pop gave {e:?}"),
+            };
+            match q.try_push(1) {
+                Ok(()) => seen[0] += 1,
+                Err(PushError::Full) => {}
+                Err(PushError::Closed | PushError::Corrupted) => seen[2] += 1,
+                Err(e) => panic!("try_push gave {e:?}"),
+            }
+            for k in [
+                item(q.try_pop(), false),
+                item(q.pop_timeout(Duration::ZERO), true),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                seen[k] += 1;
+            }
+            match q.push_timeout(1, Duration::ZERO) {
+                Ok(()) => seen[0] += 1,
+                Err(PushError::Timeout | PushError::Closed | PushError::Corrupted) => {}
+                Err(e) => panic!("push_timeout gave {e:?}"),
+            }
+            assert!(q.len() <= 4);
         }
+        assert!(
+            seen.iter().all(|&n| n > 0),
+            "the garbage never reached some outcome: {seen:?}"
+        );
+        reset(&q);
+        holds_exactly(&q, 4, 100);
+        holds_exactly(&q, 4, 200);
+    }
+
+    #[test]
+    fn capacities_stop_at_2_to_the_31() {
+        assert!(Mpmc::<u8>::layout(RingConfig::new(1 << 31)).is_ok());
+        assert!(matches!(
+            Mpmc::<u8>::layout(RingConfig::new(1 << 32)),
+            Err(LayoutError::Parameter {
+                param: "capacity",
+                ..
+            })
+        ));
+    }
+
+    /// Makes a 4-slot queue look as it does at position `base` after
+    /// whole laps of pushes and pops by `me`: enqueue = dequeue = base,
+    /// every slot free for its next position, each owner word naming the
+    /// consumer that freed it a lap before.
+    fn forge_lap(q: &Mpmc<'_, u64>, base: u64, me: Token) {
+        q.ctrl.enqueue.store(base, Ordering::Relaxed);
+        q.ctrl.dequeue.store(base, Ordering::Relaxed);
+        for p in base..base + 4 {
+            let m = q.meta(p);
+            m.seq.store(p, Ordering::Relaxed);
+            m.owner
+                .store(owner_word(CONSUMER, p - 4, me), Ordering::Relaxed);
+        }
+    }
+
+    /// 2^32 positions: a lap of the owner word's position field.
+    const LAP: u64 = 1 << 32;
+
+    #[test]
+    fn a_producer_stalled_for_2_32_positions_does_not_misclaim() {
+        let mut b = buf::<u64>(4);
+        let judge = TestPeers::new(0);
+        let q = Mpmc::<u64>::new_in(b.bytes(), RingConfig::new(4))
+            .unwrap()
+            .with_peers(&judge);
+        holds_exactly(&q, 4, 0); // every slot one lap on: positions 4..8
+                                 // A producer reads slot 0 free for position 4, and the owner word of
+                                 // the consumer that freed it; then it stands still.
+        let meta = q.meta(4);
+        let owner = meta.owner.load(Ordering::Relaxed);
+        assert_eq!(meta.seq.load(Ordering::Relaxed), 4);
+        // 2^32 positions later the slot is free again, with the same word.
+        forge_lap(&q, 4 + LAP, judge.me);
+        assert_eq!(meta.owner.load(Ordering::Relaxed), owner);
+        match q.claim_push_at(meta, 4, owner, judge.me) {
+            Ok(Claim::Taken) => {
+                // What a claim that goes on does: publish at position 4.
+                let _ = q.publish(4, 99);
+            }
+            Ok(_) => {}
+            Err(e) => panic!("{e}"),
+        }
+        // Nothing of that claim shows, and the ring still has 4 slots: the
+        // given-up position costs one slot's turn, no item.
+        assert_eq!(q.ctrl.enqueue.load(Ordering::Relaxed), 4 + LAP);
+        for i in 0..3 {
+            assert_eq!(q.try_push(i), Ok(()));
+        }
+        for i in 0..3 {
+            assert_eq!(q.try_pop(), Ok(i), "the stale claim's item leaked in");
+        }
+        assert_eq!(q.try_pop(), Err(PopError::Empty));
+        holds_exactly(&q, 4, 10);
+        holds_exactly(&q, 4, 20);
+    }
+
+    #[test]
+    fn a_consumer_stalled_for_2_32_positions_does_not_misclaim() {
+        let mut b = buf::<u64>(4);
+        let judge = TestPeers::new(0);
+        let q = Mpmc::<u64>::new_in(b.bytes(), RingConfig::new(4))
+            .unwrap()
+            .with_peers(&judge);
+        holds_exactly(&q, 4, 0);
+        // A consumer reads slot 0 full at position 4, with its producer's
+        // claim word; then it stands still.
+        q.try_push(5).unwrap();
+        let meta = q.meta(4);
+        let owner = meta.owner.load(Ordering::Relaxed);
+        assert_eq!(q.try_pop(), Ok(5));
+        // The queue moves on by 2^32 positions; there the same producer
+        // claims slot 0 again (the same claim word) and is still copying
+        // its item in.
+        forge_lap(&q, 4 + LAP, judge.me);
+        let pos = q.claim_push_and_stop().unwrap();
+        assert_eq!(pos, 4 + LAP);
+        assert_eq!(meta.owner.load(Ordering::Relaxed), owner);
+        match q.claim_pop_at(meta, 4, owner, judge.me) {
+            Ok(Claim::Taken) => panic!("a claim of an item not yet published"),
+            Ok(_) => {}
+            Err(e) => panic!("{e}"),
+        }
+        // The producer publishes; its item is received once, at its place.
+        assert_eq!(q.publish_claimed(pos, 77), Ok(()));
+        assert_eq!(q.try_pop(), Ok(77));
+        assert_eq!(q.try_pop(), Err(PopError::Empty));
+        holds_exactly(&q, 4, 10);
+    }
+
+    #[test]
+    fn a_consumer_stalled_for_2_32_positions_leaves_a_published_item_alone() {
+        let mut b = buf::<u64>(4);
+        let judge = TestPeers::new(0);
+        let q = Mpmc::<u64>::new_in(b.bytes(), RingConfig::new(4))
+            .unwrap()
+            .with_peers(&judge);
+        holds_exactly(&q, 4, 0);
+        q.try_push(5).unwrap();
+        let meta = q.meta(4);
+        let owner = meta.owner.load(Ordering::Relaxed);
+        assert_eq!(q.try_pop(), Ok(5));
+        forge_lap(&q, 4 + LAP, judge.me);
+        // This time the producer of the later lap has published already.
+        q.try_push(77).unwrap();
+        assert_eq!(meta.owner.load(Ordering::Relaxed), owner);
+        match q.claim_pop_at(meta, 4, owner, judge.me) {
+            Ok(Claim::Taken) => {
+                // What a claim that goes on does: take position 4's item.
+                let _ = q.take(4);
+            }
+            Ok(_) => {}
+            Err(e) => panic!("{e}"),
+        }
+        assert_eq!(q.try_pop(), Ok(77), "the item went to a stale claim");
+        assert_eq!(q.try_pop(), Err(PopError::Empty));
+        holds_exactly(&q, 4, 10);
+    }
+
+    #[cfg(not(miri))]
+    #[test]
+    fn a_live_producer_judged_dead_cannot_corrupt_the_ring() {
+        let b = buf::<u64>(4);
+        let (ptr, len) = (b.as_mut_ptr(), b.len());
+        // The claimant, and a judge that (wrongly) finds every other peer
+        // dead, as a forged peer table would make it.
+        let claimant_peers = TestPeers::new(1);
+        let judge = TestPeers::new(0);
+        judge.kill_others();
+        // SAFETY: the buffer outlives every handle; only this test uses it.
+        let claimant = unsafe { Mpmc::<u64>::init_at(ptr, len, RingConfig::new(4)) }
+            .unwrap()
+            .with_peers(&claimant_peers);
+        // SAFETY: as above.
+        let q = unsafe { Mpmc::<u64>::attach(ptr, len) }
+            .unwrap()
+            .with_peers(&judge);
+        let pos = claimant.claim_push_and_stop().unwrap();
+        q.push(2).unwrap();
+        // The judge's blocking pop skips the "dead" claimant's slot.
+        assert_eq!(q.pop_timeout(Duration::from_secs(10)), Ok(2));
+        // The claimant was only slow: its late publication must fail and
+        // change nothing.
+        assert_eq!(claimant.publish_claimed(pos, 1), Err(PushError::Corrupted));
+        assert_eq!(q.try_pop(), Err(PopError::Empty), "the late item arrived");
+        holds_exactly(&q, 4, 10);
+        holds_exactly(&q, 4, 20);
+    }
+
+    #[cfg(not(miri))]
+    #[test]
+    fn a_live_consumer_judged_dead_cannot_corrupt_the_ring() {
+        let b = buf::<u64>(4);
+        let (ptr, len) = (b.as_mut_ptr(), b.len());
+        let claimant_peers = TestPeers::new(1);
+        let judge = TestPeers::new(0);
+        judge.kill_others();
+        // SAFETY: the buffer outlives every handle; only this test uses it.
+        let claimant = unsafe { Mpmc::<u64>::init_at(ptr, len, RingConfig::new(4)) }
+            .unwrap()
+            .with_peers(&claimant_peers);
+        // SAFETY: as above.
+        let q = unsafe { Mpmc::<u64>::attach(ptr, len) }
+            .unwrap()
+            .with_peers(&judge);
+        for i in 1..=4 {
+            q.push(i).unwrap();
+        }
+        let pos = claimant.claim_pop_and_stop().unwrap();
+        // The judge's blocking push frees the "dead" consumer's slot (item
+        // 1 counts as lost with it) and fills it.
+        q.push_timeout(5, Duration::from_secs(10)).unwrap();
+        // The consumer was only slow: it must not hand out what the slot
+        // holds now (item 5, which would then be received twice), nor free
+        // it again.
+        assert_eq!(claimant.take_claimed(pos), Err(PopError::Corrupted));
+        for i in 2..=5 {
+            assert_eq!(q.try_pop(), Ok(i));
+        }
+        assert_eq!(q.try_pop(), Err(PopError::Empty));
+        holds_exactly(&q, 4, 10);
+        holds_exactly(&q, 4, 20);
     }
 }

@@ -4,31 +4,76 @@
 //! # The sleep/wake protocol
 //!
 //! Each side of a queue that can wait ("not empty" for consumers, "not
-//! full" for producers) has a `Signal`: two 32-bit words, `epoch` (the
-//! futex word) and `sleepers`.
+//! full" for producers) has a `Signal`: `epoch` (the 32-bit futex word) and
+//! `sleepers`, a 64-bit word holding the number of registered sleepers
+//! (bits 0–31) and the *generation* of that count (bits 32–62).
 //!
 //! | step | sleeper | notifier |
 //! |---|---|---|
-//! | 1 | `sleepers += 1` (AcqRel RMW) | publish the data (Release) |
+//! | 1 | register: `sleepers += 1` (SeqCst RMW), remember the generation | publish the data (Release) |
 //! | 2 | `seen = epoch` (Acquire) | `s = sleepers + 0` (AcqRel RMW) |
-//! | 3 | re-check the queue | if `s != 0`: `epoch += 1` (Release), `FUTEX_WAKE` all |
-//! | 4 | `FUTEX_WAIT(epoch, seen)` | |
+//! | 3 | if the generation moved on: register again | if `s` counts a sleeper: `epoch += 1` (Release), `FUTEX_WAKE` all |
+//! | 4 | re-check the queue | |
+//! | 5 | `FUTEX_WAIT(epoch, seen)`, then back to 2 | |
 //!
-//! Both step-2 RMWs of the notifier and step-1 RMW of the sleeper act on the
-//! same word, so they are totally ordered. If the notifier's comes first, the
-//! sleeper's increment reads from it (a release sequence), so the published
-//! data is visible to the sleeper's re-check in step 3. If the sleeper's
-//! comes first, the notifier sees `s != 0` and bumps the epoch; the sleeper
-//! then either read the new epoch in step 2 (and with it the data) or the
-//! kernel finds `epoch != seen` in step 4 and does not sleep. No wake-up is
-//! lost, and a notifier makes no system call while nobody sleeps. This uses
-//! only acquire/release read-modify-writes, which loom models exactly.
+//! Both step-2 RMWs of the notifier and every registration of the sleeper
+//! act on the same word, so they are totally ordered. If the notifier's
+//! comes first, the sleeper's registration reads from it (a release
+//! sequence), so the published data is visible to the sleeper's re-check.
+//! If the sleeper's comes first, the notifier sees it and bumps the epoch;
+//! the sleeper then either read the new epoch in step 2 (and with it the
+//! data) or the kernel finds `epoch != seen` in step 5 and does not sleep.
+//! No wake-up is lost, and a notifier makes no system call while nobody
+//! sleeps. This uses only acquire/release read-modify-writes, which loom
+//! models exactly.
 //!
 //! Wakes are broadcast. The slots of these queues are handed out in order, so
 //! the one waiter a `FUTEX_WAKE(1)` picks may find its slot still busy (a
 //! slower peer holds the one before it) and go back to sleep, while the wake
 //! that would have let another waiter proceed is gone. Waking every sleeper
 //! costs a herd only when many sleep, and never costs anything when none do.
+//!
+//! ## A sleeper that dies
+//!
+//! A sleeper killed while registered never takes its registration back, so
+//! the count would say "someone sleeps" for ever and every later notify
+//! would make a `FUTEX_WAKE` system call (an SPSC push and pop went from
+//! 13 ns to ~300 ns that way). The count therefore recovers by itself:
+//!
+//! - A notifier whose `FUTEX_WAKE` woke nobody although the count said
+//!   someone sleeps counts a *miss* in a per-side word. At the
+//!   [`MISS_LIMIT`]th miss it *wipes* the count: one compare-and-swap to
+//!   (generation + 1, count 0), then `epoch += 1` (Release) and
+//!   `FUTEX_WAKE` all, and the misses start again from 0. (Misses are not
+//!   reset by wakes that find someone: that would cost a write on every
+//!   wake, and a wipe that comes early only wakes the live sleepers once.)
+//! - A sleeper checks, after each read of `epoch` (step 3), that its
+//!   registration's generation is still the word's; if not, it registers
+//!   again (and makes the heavy barrier again, see below) before it
+//!   re-checks and sleeps. Leaving takes the registration back only if its
+//!   generation is still current (a compare-and-swap).
+//!
+//! Why no wake-up is lost: a live sleeper's registration disappears only in
+//! a wipe, and the wiper bumps `epoch` after it. A sleeper that read `epoch`
+//! before that bump has its `FUTEX_WAIT` refused or woken by the wiper's
+//! wake; one that read it after acquired the bump, so it sees the new
+//! generation in step 3. Either way it registers again and re-checks before
+//! it sleeps, and the handshake above applies to the new registration. A
+//! notifier that saw the count at 0 only because of a wipe is covered by the
+//! same argument: the sleeper it would have woken registers again after the
+//! wipe, so its re-check sees the notifier's data. Too high a count is only
+//! extra system calls (and is wiped again); too low a count cannot arise.
+//! A dead sleeper's registration, which nobody ever re-makes, is gone after
+//! the first wipe: a dead sleeper costs at most [`MISS_LIMIT`] wake system
+//! calls, and nothing on the fast path. A false wipe (sleepers that were
+//! registered but not yet asleep when the wakes came) costs every live
+//! sleeper one spurious wake-up. The generation has 31 bits, so a
+//! registration could be mistaken for a current one only after 2^31 wipes
+//! while its sleeper stood still between two instructions.
+//!
+//! The count's bit 63 is a flag the queue may use: the SPSC ring keeps its
+//! `CLOSED` bit there ([`crate::spsc`]), so that the read a push makes to
+//! look for sleepers also tells it whether a close came. Wipes keep it.
 
 use core::fmt;
 use core::marker::PhantomData;
@@ -42,11 +87,17 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMIPCQ1");
 /// The layout version of the control blocks in this file. 2: MPMC slots
 /// carry an owner word next to their sequence number, byte-queue records
-/// a 16-byte header (state word and owner word).
-pub(crate) const VERSION: u32 = 2;
-/// The largest capacity (slots or bytes) a queue may have. Keeps every
-/// position difference far from overflow and every index inside `u32`.
-pub(crate) const MAX_CAPACITY: u64 = 1 << 32;
+/// a 16-byte header (state word and owner word). 3: `CLOSED` lives in the
+/// word a claim must change (MPMC `enqueue`, byte-queue `tail`, the SPSC
+/// ring's `not_empty` sleeper word) and the sleeper counts have
+/// generations.
+pub(crate) const VERSION: u32 = 3;
+/// The largest capacity (slots or bytes) a queue may have: 2^31. Keeps
+/// every position difference far from overflow and every index inside
+/// `u32`, and keeps an MPMC slot's owner word unambiguous: it records 32
+/// bits of a position, and positions one lap apart must differ there
+/// ([`crate::mpmc`]). The one place that rule lives.
+pub const MAX_CAPACITY: u64 = 1 << 31;
 /// Positions (items or bytes ever passed through a queue) stay below this;
 /// a larger one read from shared memory is corruption. At 2^62 there is
 /// room to add any capacity without overflow, and no real queue gets there.
@@ -95,7 +146,10 @@ simple_error!(
         Closed => "the queue is closed",
         /// The queue stayed full until the deadline.
         Timeout => "timed out waiting for room in the queue",
-        /// The shared control block holds values no correct peer writes.
+        /// The shared control block holds values no correct peer writes,
+        /// or this process's claim was taken from it because its peers
+        /// judged it dead (which takes forged peer bookkeeping); the item
+        /// was then not delivered.
         Corrupted => "the queue's shared memory is corrupted",
     }
 );
@@ -109,7 +163,10 @@ simple_error!(
         Closed => "the queue is closed and drained",
         /// The queue stayed empty until the deadline.
         Timeout => "timed out waiting for an item",
-        /// The shared control block holds values no correct peer writes.
+        /// The shared control block holds values no correct peer writes,
+        /// or this process's claim was taken from it because its peers
+        /// judged it dead (which takes forged peer bookkeeping); the item
+        /// was then not delivered.
         Corrupted => "the queue's shared memory is corrupted",
     }
 );
@@ -125,7 +182,10 @@ simple_error!(
         Closed => "the queue is closed",
         /// No room appeared before the deadline.
         Timeout => "timed out waiting for room in the queue",
-        /// The shared control block holds values no correct peer writes.
+        /// The shared control block holds values no correct peer writes,
+        /// or this process's claim was taken from it because its peers
+        /// judged it dead (which takes forged peer bookkeeping); the item
+        /// was then not delivered.
         Corrupted => "the queue's shared memory is corrupted",
     }
 );
@@ -139,7 +199,9 @@ pub enum RecvError {
     Closed,
     /// No message arrived before the deadline.
     Timeout,
-    /// The shared memory holds values no correct peer writes.
+    /// The shared memory holds values no correct peer writes, or this
+    /// process's claim was taken from it because its peers judged it dead
+    /// (which takes forged peer bookkeeping); nothing was handed out.
     Corrupted,
     /// The next message is longer than the buffer offered to
     /// `recv_into`; it stays in the queue. Holds the message's length.
@@ -327,25 +389,148 @@ impl Header {
 // Sleeping and waking
 // ---------------------------------------------------------------------------
 
+/// The `sleepers` word of a [`Signal`]: the count of registered sleepers
+/// (bits 0–31), the generation of the count (bits 32–62, see "A sleeper
+/// that dies" in the module docs), and one flag bit (63) that the queue may
+/// use for its own purposes (the SPSC ring keeps its `CLOSED` bit there, so
+/// that a push's notify also tells it whether a close came).
+const COUNT_MASK: u64 = 0xffff_ffff;
+const GEN_ONE: u64 = 1 << 32;
+const GEN_MASK: u64 = 0x7fff_ffff << 32;
+/// The flag bit of a [`Signal`]'s word, kept across wipes.
+pub(crate) const SIGNAL_FLAG: u64 = 1 << 63;
+
+/// How many notifies must wake nobody, although the count says someone
+/// sleeps, before the count is wiped.
+pub const MISS_LIMIT: u32 = 64;
+
+/// [`MISS_LIMIT`], or under loom the limit a model set with
+/// [`set_miss_limit`] (none by default: wipes multiply the interleavings a
+/// model explores, so only the models about them turn them on).
+#[inline]
+fn miss_limit() -> u32 {
+    #[cfg(not(loom))]
+    return MISS_LIMIT;
+    #[cfg(loom)]
+    return LOOM_MISS_LIMIT.load(std::sync::atomic::Ordering::Relaxed);
+}
+
+#[cfg(loom)]
+#[allow(clippy::disallowed_types)]
+static LOOM_MISS_LIMIT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(u32::MAX);
+
+/// Loom models only: wipe sleeper counts after `n` missed wakes (the
+/// models about wipes set a small one; the default is never). The setting
+/// is process-wide and outside the model, so the models that use it live
+/// in a test binary of their own.
+#[cfg(loom)]
+#[doc(hidden)]
+pub fn set_miss_limit(n: u32) {
+    LOOM_MISS_LIMIT.store(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The sleeper count (bits 0–31) of a sleepers word.
+#[inline]
+pub(crate) const fn sleeping(word: u64) -> u64 {
+    word & COUNT_MASK
+}
+
+/// One registration in a wipeable sleeper count: the generation it was
+/// counted in. Shared by [`Signal`] and the [`Semaphore`](crate::Semaphore).
+#[derive(Clone, Copy)]
+pub(crate) struct Registration(u64);
+
+/// Registers a sleeper in `word`. The read-modify-write is SeqCst: it is the
+/// sleeper's half of every Dekker handshake its notifiers make.
+#[inline]
+pub(crate) fn register(word: &AtomicU64) -> Registration {
+    // SYNC POINT: pairs with the notifiers' read-modify-writes (or, on the
+    // light path, their loads behind the heavy barrier) of the same word.
+    Registration(word.fetch_add(1, Ordering::SeqCst) & GEN_MASK)
+}
+
+/// Whether `reg` still counts in `word` (no wipe since it was made).
+#[inline]
+pub(crate) fn counted(word: &AtomicU64, reg: Registration) -> bool {
+    word.load(Ordering::Acquire) & GEN_MASK == reg.0
+}
+
+/// Takes `reg` back out of `word`, unless a wipe already did.
+pub(crate) fn unregister(word: &AtomicU64, reg: Registration) {
+    let mut w = word.load(Ordering::Relaxed);
+    // Bounded: each failure means someone else changed the word; a
+    // hostile writer can at worst leave our registration counted (a
+    // spurious wake per notify until the next wipe).
+    for _ in 0..64 {
+        if w & GEN_MASK != reg.0 || sleeping(w) == 0 {
+            return;
+        }
+        match word.compare_exchange_weak(w, w - 1, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(now) => w = now,
+        }
+    }
+}
+
+/// Counts a notify that found `word` saying someone sleeps and then woke
+/// nobody (`woken == 0`), in `misses`; after [`MISS_LIMIT`] of them, wipes
+/// the count (new generation, count 0, flag kept) and returns true: the
+/// caller must then bump its futex word and wake everyone, so that every
+/// live sleeper sees the wipe and registers again.
+#[inline]
+pub(crate) fn count_miss(word: &AtomicU64, misses: &AtomicU32, woken: usize) -> bool {
+    // (Under loom, a model that never wipes does not count either.)
+    woken == 0 && (cfg!(not(loom)) || miss_limit() != u32::MAX) && wipe_after_misses(word, misses)
+}
+
+#[cold]
+fn wipe_after_misses(word: &AtomicU64, misses: &AtomicU32) -> bool {
+    if misses.fetch_add(1, Ordering::Relaxed).saturating_add(1) < miss_limit() {
+        return false;
+    }
+    misses.store(0, Ordering::Relaxed);
+    let mut w = word.load(Ordering::Relaxed);
+    for _ in 0..64 {
+        let wiped = (w & SIGNAL_FLAG) | (w.wrapping_add(GEN_ONE) & GEN_MASK);
+        // SYNC POINT: SeqCst, as a registration is: a sleeper registering
+        // after the wipe is counted in the new generation; one registered
+        // before it sees the new generation once it acquires the futex
+        // word's bump that the caller makes next (Release), and registers
+        // again before it re-checks and sleeps.
+        match word.compare_exchange_weak(w, wiped, Ordering::SeqCst, Ordering::Relaxed) {
+            Ok(_) => return true,
+            Err(now) => w = now,
+        }
+    }
+    false
+}
+
 /// One side's futex word and sleeper count (see the module docs).
 #[repr(C)]
 pub(crate) struct Signal {
     /// Bumped by every notifier that sees a sleeper; the futex word.
     pub(crate) epoch: AtomicU32,
-    /// How many threads are in the slow path of a blocking call on this side.
-    sleepers: AtomicU32,
+    /// Notifies that found a sleeper counted and woke nobody, since the
+    /// last wipe.
+    misses: AtomicU32,
     /// Non-zero once a notifier of this side may use the cheap side of an
     /// asymmetric barrier ([`Signal::notify_light`]): sleepers must then make
     /// the heavy side ([`crate::membarrier::heavy`]) before they re-check.
     light: AtomicU32,
+    _pad: AtomicU32,
+    /// Generation and count of the sleepers, and the flag bit (see
+    /// [`SIGNAL_FLAG`]).
+    sleepers: AtomicU64,
 }
 
 impl Signal {
     pub(crate) fn new() -> Signal {
         Signal {
             epoch: AtomicU32::new(0),
-            sleepers: AtomicU32::new(0),
+            misses: AtomicU32::new(0),
             light: AtomicU32::new(0),
+            _pad: AtomicU32::new(0),
+            sleepers: AtomicU64::new(0),
         }
     }
 
@@ -355,7 +540,7 @@ impl Signal {
     pub(crate) fn enable_light(&self) {
         if crate::membarrier::register() {
             // SYNC POINT: this SeqCst write and the sleeper's SeqCst
-            // increment of `sleepers` then load of `light` (in
+            // registration in `sleepers` then load of `light` (in
             // `block_checked`) are ordered in the single SeqCst order: a
             // sleeper that read 0 here registered before this write, and our
             // later plain loads of `sleepers` see it.
@@ -363,13 +548,21 @@ impl Signal {
         }
     }
 
+    /// Whether notifiers may check this side with a plain load, so that
+    /// whoever must be seen by them makes the heavy barrier.
+    #[inline]
+    pub(crate) fn is_light(&self) -> bool {
+        self.light.load(Ordering::SeqCst) != 0
+    }
+
     /// [`notify`](Signal::notify) for a notifier that called
     /// [`enable_light`](Signal::enable_light): if this process is registered
     /// for heavy barriers, a plain load of `sleepers` replaces the
     /// read-modify-write, because every sleeper makes the heavy barrier
-    /// between registering and re-checking (`crate::membarrier`).
+    /// between registering and re-checking (`crate::membarrier`). Returns the
+    /// word it read.
     #[inline]
-    pub(crate) fn notify_light(&self) {
+    pub(crate) fn notify_light(&self) -> u64 {
         if !crate::membarrier::registered() {
             return self.notify();
         }
@@ -377,37 +570,77 @@ impl Signal {
         // load; the processor's reordering is what the sleeper's heavy
         // barrier takes care of.
         crate::sync::compiler_fence(Ordering::SeqCst);
-        if self.sleepers.load(Ordering::SeqCst) != 0 {
-            self.wake_all();
+        let w = self.sleepers.load(Ordering::SeqCst);
+        if sleeping(w) != 0 {
+            self.wake(true);
         }
+        w
     }
 
     /// Called after the notifier has published its change: wakes every
-    /// sleeper, if there is one. No system call when nobody sleeps.
+    /// sleeper, if there is one. No system call when nobody sleeps. Returns
+    /// the word it read.
     #[inline]
-    pub(crate) fn notify(&self) {
-        // SYNC POINT: this AcqRel read-modify-write pairs with the AcqRel
-        // increment of `sleepers` in `block` (same word, so one reads the
+    pub(crate) fn notify(&self) -> u64 {
+        // SYNC POINT: this AcqRel read-modify-write pairs with the SeqCst
+        // registration in `block_checked` (same word, so one reads the
         // other): either we see the sleeper, or it sees our published data.
-        if self.sleepers.fetch_add(0, Ordering::AcqRel) != 0 {
-            self.wake_all();
+        let w = self.sleepers.fetch_add(0, Ordering::AcqRel);
+        if sleeping(w) != 0 {
+            self.wake(true);
         }
+        w
     }
 
     /// Wakes every sleeper unconditionally (used by `close`).
     #[cold]
     pub(crate) fn wake_all(&self) {
-        // SYNC POINT: Release pairs with the Acquire load of `epoch` in
-        // `block`: a sleeper that reads the new epoch also sees what we
-        // published before it.
-        self.epoch.fetch_add(1, Ordering::Release);
-        futex::wake_all(&self.epoch);
+        self.wake(false);
     }
 
-    /// Whether any thread is in the slow path (a snapshot, for tests).
-    #[cfg(all(test, not(loom)))]
-    pub(crate) fn sleepers(&self) -> u32 {
-        self.sleepers.load(Ordering::Relaxed)
+    /// Bumps the epoch and wakes every sleeper. With `counted` (a notifier
+    /// that saw the count non-zero), a wake that finds nobody asleep counts
+    /// towards a wipe of the count (module docs).
+    #[cold]
+    fn wake(&self, counted: bool) {
+        // SYNC POINT: Release pairs with the Acquire load of `epoch` in
+        // `block_checked`: a sleeper that reads the new epoch also sees what
+        // we published (or wiped) before it.
+        self.epoch.fetch_add(1, Ordering::Release);
+        let woken = futex::wake_all(&self.epoch);
+        if counted && count_miss(&self.sleepers, &self.misses, woken) {
+            // Wiped: wake everyone again, so that every live sleeper sees
+            // the new generation and registers again (module docs).
+            self.epoch.fetch_add(1, Ordering::Release);
+            futex::wake_all(&self.epoch);
+        }
+    }
+
+    /// Sets the flag bit with a SeqCst read-modify-write (a sleeper's
+    /// registration, as far as the Dekker handshakes go) and returns the
+    /// word as it was.
+    #[inline]
+    pub(crate) fn set_flag(&self) -> u64 {
+        // SYNC POINT: SeqCst RMW, paired like a registration with the
+        // notifiers' read of the word after their publishing store.
+        self.sleepers.fetch_or(SIGNAL_FLAG, Ordering::SeqCst)
+    }
+
+    /// Whether the flag bit is set (Acquire: pairs with `set_flag`).
+    #[inline]
+    pub(crate) fn flag(&self) -> bool {
+        self.sleepers.load(Ordering::Acquire) & SIGNAL_FLAG != 0
+    }
+
+    /// How many sleepers are counted now (a snapshot, for tests).
+    pub(crate) fn sleepers(&self) -> u64 {
+        sleeping(self.sleepers.load(Ordering::Relaxed))
+    }
+
+    /// Test support: counts a sleeper that never sleeps and never leaves,
+    /// as a process killed while blocked leaves its registration.
+    pub(crate) fn register_and_stop(&self) {
+        register(&self.sleepers);
     }
 }
 
@@ -421,6 +654,15 @@ pub(crate) fn block<R>(
     mut attempt: impl FnMut() -> Option<R>,
 ) -> Option<R> {
     block_checked(signal, deadline, |_| attempt())
+}
+
+/// Makes the heavy side of the asymmetric barrier if `signal`'s notifiers
+/// may use the light side; returns whether a notifier that checks with a
+/// plain load is now sure to see what we wrote before (false if the kernel
+/// refused the barrier).
+#[inline]
+pub(crate) fn heavy_if_light(signal: &Signal) -> bool {
+    !signal.is_light() || crate::membarrier::heavy()
 }
 
 /// [`block`], where `attempt(true)` also looks for a dead peer that keeps
@@ -448,20 +690,35 @@ pub(crate) fn block_checked<R>(
     }
     let interval = crate::lock::OWNER_CHECK_INTERVAL;
     let mut next_check = Deadline::after(interval);
+    // SYNC POINT: Acquire pairs with the Release bumps in `wake` (and the
+    // wipe's): a sleeper that reads a bump sees what came before it, a wipe
+    // included. Read before registering: a notifier that sees us bumps the
+    // epoch after this read, so our wait below returns at once.
+    let mut seen = signal.epoch.load(Ordering::Acquire);
     // SYNC POINT: pairs with the AcqRel read of `sleepers` in `notify`, and
     // (SeqCst) with the write of `light` in `enable_light`.
-    signal.sleepers.fetch_add(1, Ordering::SeqCst);
+    let mut reg = register(&signal.sleepers);
     // A notifier may check for us with a plain load: make the heavy side of
     // the barrier, so that either our re-check below sees its item or its
     // load sees us. If the kernel will not, sleep in short slices instead.
-    let slice_cap = if signal.light.load(Ordering::SeqCst) != 0 && !crate::membarrier::heavy() {
-        Some(core::time::Duration::from_millis(1))
-    } else {
-        None
-    };
+    let mut slice_cap = !heavy_if_light(signal);
+    let mut first = true;
     let out = loop {
-        // SYNC POINT: Acquire pairs with the Release bump in `wake_all`.
-        let seen = signal.epoch.load(Ordering::Acquire);
+        if !first {
+            // SYNC POINT: as above.
+            seen = signal.epoch.load(Ordering::Acquire);
+            // A wipe since we registered bumped the epoch after it (so not
+            // before `seen` of our first round, which we read before
+            // registering): only later rounds need to look.
+            if !counted(&signal.sleepers, reg) {
+                // Wiped by notifiers that kept waking nobody: register
+                // again, and make the barrier again, before re-checking
+                // (module docs).
+                reg = register(&signal.sleepers);
+                slice_cap |= !heavy_if_light(signal);
+            }
+        }
+        first = false;
         let check = cfg!(not(loom)) && next_check.has_passed();
         if check {
             next_check = Deadline::after(interval);
@@ -477,8 +734,8 @@ pub(crate) fn block_checked<R>(
             Some(d) if *d < next_check => d,
             _ => &next_check,
         };
-        if let Some(cap) = slice_cap {
-            capped = Deadline::after(cap);
+        if slice_cap {
+            capped = Deadline::after(core::time::Duration::from_millis(1));
             if capped < *slice {
                 slice = &capped;
             }
@@ -491,7 +748,7 @@ pub(crate) fn block_checked<R>(
             break attempt(cfg!(not(loom)));
         }
     };
-    signal.sleepers.fetch_sub(1, Ordering::AcqRel);
+    unregister(&signal.sleepers, reg);
     out
 }
 

@@ -1,32 +1,46 @@
 //! A counting semaphore that works across processes.
 //!
-//! Three words:
+//! Five words:
 //!
 //! | field | meaning |
 //! |---|---|
-//! | `count` | permits available now; the futex word sleepers wait on |
-//! | `sleepers` | how many acquirers are in the slow path (may sleep) |
+//! | `count` | permits available now |
 //! | `max` | the bound for `release`, or 0 for an unbounded semaphore |
+//! | `epoch` | bumped by a release that sees a sleeper; the futex word sleepers wait on |
+//! | `misses` | releases since the last wipe whose wake found nobody asleep |
+//! | `sleepers` | how many acquirers are in the slow path (may sleep), and the count's generation |
 //!
-//! A release adds a permit and then, only if `sleepers` is non-zero, wakes
-//! one sleeper. An acquirer that must wait first increments `sleepers`, then
-//! re-reads `count`, then sleeps on `count == 0`. That is a store-then-load
-//! handshake on two words (Dekker's pattern), where at least one side must
-//! see the other's store. The sleeper re-reads `count` with a
-//! read-modify-write (`fetch_add(0)`), and the releaser updates it with one,
-//! so the two are ordered in `count`'s modification order: if the release
-//! comes first, the sleeper reads the permit; if the sleeper comes first, the
-//! releaser's acquire compare-and-swap synchronises with it and sees the
-//! `sleepers` increment. This needs acquire/release only — no `SeqCst`,
-//! which loom models as acquire/release and so could not check. The kernel's
-//! compare in `FUTEX_WAIT` closes the gap between the re-read and the sleep.
+//! A release adds a permit and then, only if `sleepers` counts someone,
+//! bumps `epoch` and wakes one sleeper. An acquirer that must wait first
+//! registers in `sleepers`, then reads `epoch`, then re-reads `count`, then
+//! sleeps on `epoch`. That is a store-then-load handshake on two words
+//! (Dekker's pattern), where at least one side must see the other's store.
+//! The sleeper re-reads `count` with a read-modify-write (`fetch_add(0)`),
+//! and the releaser updates it with one, so the two are ordered in
+//! `count`'s modification order: if the release comes first, the sleeper
+//! reads the permit; if the sleeper comes first, the releaser's acquire
+//! compare-and-swap synchronises with it (a release sequence) and sees the
+//! registration, and its `epoch` bump comes after the sleeper read `epoch`,
+//! so the sleeper's `FUTEX_WAIT` returns at once. This needs acquire/release
+//! only — no `SeqCst`, which loom models as acquire/release and so could
+//! not check.
+//!
+//! **A sleeper that dies** (killed while blocked in `acquire`) never takes
+//! its registration back. The count has a generation and is wiped by
+//! releasers whose wakes keep finding nobody asleep, exactly as the queues'
+//! sleeper counts are ([`crate::queue`], "A sleeper that dies"): a dead
+//! sleeper costs at most [`MISS_LIMIT`](crate::queue::MISS_LIMIT) wake
+//! system calls, then releases make none again. That is why sleepers wait
+//! on `epoch` and not on `count`: the wiper must be able to wake, with one
+//! bump, every live sleeper, so that each registers again.
 
 use core::fmt;
 use core::num::NonZeroU32;
 use core::time::Duration;
 
 use crate::futex::{self, Deadline, WaitOutcome};
-use crate::sync::{AtomicU32, Ordering};
+use crate::queue::{count_miss, counted, register, sleeping, unregister};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 /// A counting semaphore that lives in (shared) memory.
 ///
@@ -51,8 +65,10 @@ use crate::sync::{AtomicU32, Ordering};
 #[repr(C)]
 pub struct Semaphore {
     count: AtomicU32,
-    sleepers: AtomicU32,
     max: AtomicU32,
+    epoch: AtomicU32,
+    misses: AtomicU32,
+    sleepers: AtomicU64,
 }
 
 /// Why a semaphore operation failed.
@@ -115,8 +131,10 @@ impl Semaphore {
         };
         Semaphore {
             count: AtomicU32::new(initial),
-            sleepers: AtomicU32::new(0),
             max: AtomicU32::new(max),
+            epoch: AtomicU32::new(0),
+            misses: AtomicU32::new(0),
+            sleepers: AtomicU64::new(0),
         }
     }
 
@@ -172,15 +190,24 @@ impl Semaphore {
         if futex::spin_until(|| self.try_acquire()) {
             return true;
         }
-        // SYNC POINT: the handshake with `release` (module docs): we bump
-        // `sleepers`, then read `count` with a read-modify-write; `release`
-        // bumps `count`, then reads `sleepers` with a read-modify-write.
-        self.sleepers.fetch_add(1, Ordering::AcqRel);
+        // SYNC POINT: the handshake with `release` (module docs): we
+        // register in `sleepers`, read `epoch`, then read `count` with a
+        // read-modify-write; `release` bumps `count` with a
+        // read-modify-write, then reads `sleepers` and bumps `epoch`.
+        let mut reg = register(&self.sleepers);
         let acquired = loop {
+            // SYNC POINT: Acquire pairs with the Release bumps of `epoch`
+            // in `release` and in a wipe: after one, we see the wipe.
+            let seen = self.epoch.load(Ordering::Acquire);
+            if !counted(&self.sleepers, reg) {
+                // Wiped by releasers that kept waking nobody: register
+                // again before re-reading `count` (module docs).
+                reg = register(&self.sleepers);
+            }
             if self.try_acquire_from(self.count.fetch_add(0, Ordering::AcqRel)) {
                 break true;
             }
-            let timed_out = futex::wait(&self.count, 0, deadline) == WaitOutcome::TimedOut
+            let timed_out = futex::wait(&self.epoch, seen, deadline) == WaitOutcome::TimedOut
                 || deadline.is_some_and(Deadline::has_passed);
             if timed_out {
                 // A wake-up meant for us may have arrived with the deadline;
@@ -188,7 +215,7 @@ impl Semaphore {
                 break self.try_acquire();
             }
         };
-        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+        unregister(&self.sleepers, reg);
         acquired
     }
 
@@ -218,12 +245,42 @@ impl Semaphore {
         }
         // Our compare-and-swap either came after the sleeper's
         // read-modify-write of `count` (then it acquired that write, and the
-        // sleeper's earlier `sleepers` increment is visible here) or before
-        // it (then the sleeper reads our permit and does not sleep).
-        if self.sleepers.load(Ordering::Relaxed) != 0 {
-            futex::wake_one(&self.count);
+        // sleeper's earlier registration is visible here) or before it (then
+        // the sleeper reads our permit and does not sleep).
+        if sleeping(self.sleepers.load(Ordering::Relaxed)) != 0 {
+            self.wake();
         }
         Ok(())
+    }
+
+    /// Wakes one sleeper; counts a wake that found nobody, and after enough
+    /// of them wipes the sleeper count and wakes everyone, so that each
+    /// live sleeper registers again (module docs).
+    #[cold]
+    fn wake(&self) {
+        // SYNC POINT: Release pairs with the Acquire load of `epoch` in
+        // `acquire_slow`.
+        self.epoch.fetch_add(1, Ordering::Release);
+        let woken = futex::wake_one(&self.epoch);
+        if count_miss(&self.sleepers, &self.misses, woken) {
+            // SYNC POINT: as above; a sleeper that reads this bump sees
+            // the wipe before it.
+            self.epoch.fetch_add(1, Ordering::Release);
+            futex::wake_all(&self.epoch);
+        }
+    }
+
+    /// Test support: registers an acquirer that never sleeps and never
+    /// leaves, as a process killed while blocked in `acquire` leaves it.
+    #[doc(hidden)]
+    pub fn register_dead_sleeper(&self) {
+        register(&self.sleepers);
+    }
+
+    /// Test support: how many sleepers are counted now.
+    #[doc(hidden)]
+    pub fn counted_sleepers(&self) -> u64 {
+        sleeping(self.sleepers.load(Ordering::Relaxed))
     }
 
     /// The number of permits available now (a snapshot).
@@ -249,8 +306,9 @@ impl fmt::Debug for Semaphore {
     }
 }
 
-// SAFETY: #[repr(C)], three AtomicU32s; every bit pattern is a valid state
-// (a hostile count or bound only changes which calls succeed).
+// SAFETY: #[repr(C)], four AtomicU32s and an AtomicU64; every bit pattern
+// is a valid state (a hostile count or bound only changes which calls
+// succeed; a hostile sleeper word costs wake-ups, never a lost one).
 #[cfg(not(loom))]
 unsafe impl crate::place::SharedObject for Semaphore {
     type Config = SemaphoreConfig;
@@ -304,7 +362,7 @@ mod tests {
 
     #[test]
     fn zeroed_bytes_are_empty_and_unbounded() {
-        let mut buf = [0u32; 3];
+        let mut buf = [0u64; 3];
         let s = Semaphore::from_bytes_mut(bytemuck::cast_slice_mut(&mut buf)).unwrap();
         assert_eq!(s.value(), 0);
         assert_eq!(s.max(), None);
@@ -314,7 +372,7 @@ mod tests {
 
     #[test]
     fn init_in_writes_the_config() {
-        let mut buf = [0xffu32; 3];
+        let mut buf = [u64::MAX; 3];
         let s = Semaphore::init_in(
             bytemuck::cast_slice_mut(&mut buf),
             SemaphoreConfig {

@@ -6,10 +6,11 @@
 //! | field | written by | meaning |
 //! |---|---|---|
 //! | `header` | creator | magic, kind, element size/alignment, capacity, total size |
-//! | `closed` | anyone | non-zero once [`Producer::close`] or [`Consumer::close`] ran |
+//! | `closed` | anyone | non-zero once a close is done: a hint (the flag below is the truth) |
+//! | `line` | producer or consumer, once | where the close ended the queue (below) |
 //! | `tail` | producer | items ever pushed (a `u64` position, never wraps) |
 //! | `head` | consumer | items ever popped |
-//! | `not_empty`, `not_full` | both | sleep/wake words (see [`crate::queue`]) |
+//! | `not_empty`, `not_full` | both | sleep/wake words (see [`crate::queue`]); `not_empty`'s flag bit is `CLOSED` |
 //!
 //! `tail` and `head` sit on cache lines of their own. As in rtrb, each handle
 //! keeps its own index and a cached copy of the other side's, and reads the
@@ -21,6 +22,44 @@
 //! checked once when it attaches; indices read from shared memory are
 //! checked against it on every read (a position going backwards, or more
 //! items than slots, is [`PushError::Corrupted`] / [`PopError::Corrupted`]).
+//!
+//! # Closing
+//!
+//! Once the consumer has been told `Closed`, no push that returned `Ok` may
+//! be left in the ring or arrive later. The producer's push is a plain
+//! store of `tail`, with no read-modify-write on the fast path, so a close
+//! (from the consumer, typically) cannot stop a push that already looked
+//! and found the queue open. Instead the push finds out afterwards, at no
+//! cost: `CLOSED` is the flag bit of the `not_empty` sleeper word, which
+//! every push reads right after publishing, to see whether to wake the
+//! consumer.
+//!
+//! - `close` sets the flag with a SeqCst read-modify-write, as a sleeper
+//!   registers. The consumer, before it decides "closed and drained", does
+//!   the same (and the heavy barrier, where pushes read the word with a
+//!   plain load: the sleep/wake handshake of [`crate::queue`], unchanged).
+//!   So for every push in flight, either the consumer's re-read of `tail`
+//!   sees it, or the push's read of the word sees the flag.
+//! - A push that sees the flag *arbitrates*: it compare-and-swaps `line`
+//!   from "undecided" to its own `tail`. The consumer decides the same way,
+//!   with the `tail` it read. The first to write `line` wins: a push whose
+//!   items lie below the line returns `Ok` (the consumer drains them before
+//!   it reports `Closed`), one whose items lie beyond it returns `Closed`,
+//!   and the consumer never hands out an item at or beyond the line.
+//!
+//! | push's read of the word | consumer's re-read of `tail` | line | push returns |
+//! |---|---|---|---|
+//! | no flag | sees the push (handshake) | includes it | `Ok` |
+//! | flag, wins the arbitration | — | its `tail` | `Ok` |
+//! | flag, loses to a consumer that saw it | sees the push | includes it | `Ok` |
+//! | flag, loses to a consumer that did not | not yet | below it | `Closed` |
+//!
+//! A push that looks once the close is done refuses at once (it checks a
+//! `closed` hint on a line nobody writes, set after the flag), and so does
+//! every push of a producer that has arbitrated once: a line the producer
+//! drew is its own last `tail`, so no item beyond it is ever published and
+//! the consumer need not look for that line. The line is in shared memory,
+//! so a consumer (or producer) taking the role over later keeps it.
 //!
 //! # Crashes
 //!
@@ -46,15 +85,22 @@ use crate::futex::Deadline;
 use crate::place::LayoutError;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
-    block, round_up, CachePadded, Cell, Cells, Header, Keep, Kind, Life, PopError, PushError,
-    QueueError, RingConfig, Signal, MAX_POS,
+    block, heavy_if_light, round_up, CachePadded, Cell, Cells, Header, Keep, Kind, Life, PopError,
+    PushError, QueueError, RingConfig, Signal, MAX_POS, SIGNAL_FLAG,
 };
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 #[repr(C)]
 struct Control {
     header: Header,
+    /// Non-zero once a close has set `CLOSED` (the flag of `not_empty`'s
+    /// sleeper word): a hint on a line nobody writes, so that a push's
+    /// check before it copies costs no more than it did before `CLOSED`
+    /// moved into the sleeper word.
     closed: AtomicU32,
+    /// Where the close put the end of the queue: 0 while undecided, else
+    /// the last position that counts, plus one (module docs, "Closing").
+    line: AtomicU64,
     tail: CachePadded<AtomicU64>,
     head: CachePadded<AtomicU64>,
     /// Consumers sleep here; pushes notify.
@@ -68,6 +114,7 @@ impl Control {
         Control {
             header: Header::new(),
             closed: AtomicU32::new(0),
+            line: AtomicU64::new(0),
             tail: CachePadded(AtomicU64::new(0)),
             head: CachePadded(AtomicU64::new(0)),
             not_empty: CachePadded(Signal::new()),
@@ -76,15 +123,41 @@ impl Control {
     }
 
     fn close(&self) {
-        // SYNC POINT: AcqRel pairs with the Acquire loads of `closed` in
-        // `Consumer::available` and `Producer::check_open`.
-        self.closed.swap(1, Ordering::AcqRel);
+        // SYNC POINT: a SeqCst read-modify-write of the word every push
+        // reads after publishing (module docs, "Closing"); the flag also
+        // pairs with the Acquire loads in `Producer::free` and
+        // `Consumer::available`.
+        self.not_empty.set_flag();
+        // SYNC POINT: Release pairs with the Acquire load in `closed_hint`:
+        // whoever sees the hint sees the flag.
+        self.closed.store(1, Ordering::Release);
         self.not_empty.wake_all();
         self.not_full.wake_all();
     }
 
     fn is_closed(&self) -> bool {
+        self.not_empty.flag()
+    }
+
+    /// Whether a close has finished setting the flag (see `closed`).
+    #[inline]
+    fn closed_hint(&self) -> bool {
         self.closed.load(Ordering::Acquire) != 0
+    }
+
+    fn signal(&self, consumers: bool) -> &Signal {
+        if consumers {
+            &self.not_empty
+        } else {
+            &self.not_full
+        }
+    }
+
+    /// The line as recorded: `None` while undecided.
+    fn line(&self) -> Option<u64> {
+        // SYNC POINT: Acquire pairs with the AcqRel compare-and-swaps that
+        // decide it (`Producer::arbitrate`, `Consumer::decide_closed`).
+        self.line.load(Ordering::Acquire).checked_sub(1)
     }
 
     /// Items in the queue now (a snapshot, clamped to `cap`).
@@ -327,6 +400,11 @@ pub struct Producer<'a, T> {
     tail: u64,
     /// The consumer's position as last read; never ahead of the real one.
     head: u64,
+    /// Set once this handle has seen the close after publishing (and
+    /// arbitrated), or found the line drawn when it attached: no push of
+    /// it may publish again, since a line the producer drew is one the
+    /// consumer does not look at (module docs, "Closing").
+    ended: bool,
     _keep: Keep,
     _life: Life<'a, T>,
 }
@@ -344,6 +422,7 @@ impl<'a, T: Pod> Producer<'a, T> {
             cap,
             tail: ctrl.tail.load(Ordering::Relaxed),
             head: ctrl.head.load(Ordering::Acquire),
+            ended: ctrl.line().is_some(),
             _keep: keep,
             _life: PhantomData,
         }
@@ -380,6 +459,21 @@ impl<'a, T: Pod> Producer<'a, T> {
         self.ctrl.is_closed()
     }
 
+    /// Test support: registers a sleeper on the consumer's side (`true`)
+    /// or the producer's (`false`) that never sleeps and never leaves, as a
+    /// process killed while blocked leaves it.
+    #[doc(hidden)]
+    pub fn register_dead_sleeper(&self, consumers: bool) {
+        self.ctrl.signal(consumers).register_and_stop();
+    }
+
+    /// Test support: how many sleepers the consumer's side (`true`) or the
+    /// producer's (`false`) counts now.
+    #[doc(hidden)]
+    pub fn counted_sleepers(&self, consumers: bool) -> u64 {
+        self.ctrl.signal(consumers).sleepers()
+    }
+
     /// Re-reads the consumer's position.
     #[inline]
     fn refresh(&mut self) -> Result<(), PushError> {
@@ -396,7 +490,9 @@ impl<'a, T: Pod> Producer<'a, T> {
     /// Free slots, re-reading the consumer's position if fewer than `want`.
     #[inline]
     fn free(&mut self, want: u64) -> Result<u64, PushError> {
-        if self.ctrl.closed.load(Ordering::Acquire) != 0 {
+        // The hint is a shortcut: a push racing the close is caught after
+        // it publishes (module docs, "Closing").
+        if self.ended || self.ctrl.closed_hint() {
             return Err(PushError::Closed);
         }
         let mut free = self.cap - (self.tail - self.head);
@@ -407,13 +503,45 @@ impl<'a, T: Pod> Producer<'a, T> {
         Ok(free)
     }
 
+    /// Publishes `n` more items with one store of `tail`. Fails with
+    /// `Closed` if a close came while they were being pushed and the
+    /// consumer drew the line below them (they will never be received).
     #[inline]
-    fn advance(&mut self, n: u64) {
+    fn advance(&mut self, n: u64) -> Result<(), PushError> {
         self.tail += n;
         // SYNC POINT: Release pairs with the Acquire load of `tail` in
         // `Consumer::refresh`: the items are copied in before they show.
         self.ctrl.tail.store(self.tail, Ordering::Release);
-        self.ctrl.not_empty.notify_light();
+        // SYNC POINT: the read of the sleeper word after the publishing
+        // store (a read-modify-write, or a plain load behind the heavy
+        // barrier) pairs with the SeqCst read-modify-writes of sleepers
+        // registering and of `close` / `Consumer::decide_closed` setting
+        // the flag: either they see our tail, or we see them.
+        let word = self.ctrl.not_empty.notify_light();
+        if word & SIGNAL_FLAG != 0 {
+            return self.arbitrate();
+        }
+        Ok(())
+    }
+
+    /// A close came while our last items were in flight, and the consumer
+    /// may already have drawn the line without them: whoever writes `line`
+    /// first decides (module docs, "Closing").
+    #[cold]
+    fn arbitrate(&mut self) -> Result<(), PushError> {
+        self.ended = true;
+        // SYNC POINT: AcqRel pairs with the consumer's compare-and-swap
+        // of `line` in `decide_closed`, and with its Acquire loads.
+        match self
+            .ctrl
+            .line
+            .compare_exchange(0, self.tail + 1, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => Ok(()),
+            // The consumer saw our tail before it drew the line.
+            Err(line) if line > self.tail => Ok(()),
+            Err(_) => Err(PushError::Closed),
+        }
     }
 
     /// Pushes `item` if there is room now.
@@ -426,8 +554,7 @@ impl<'a, T: Pod> Producer<'a, T> {
         // SAFETY: i < cap; the slot is free (between tail and head + cap),
         // so the consumer does not touch it until we publish it.
         unsafe { self.cells.write(i, item) };
-        self.advance(1);
-        Ok(())
+        self.advance(1)
     }
 
     /// Pushes `item`, sleeping while the queue is full.
@@ -480,7 +607,7 @@ impl<'a, T: Pod> Producer<'a, T> {
             self.cells.write_slice(start, &items[..first]);
             self.cells.write_slice(0, &items[first..n]);
         }
-        self.advance(n as u64);
+        self.advance(n as u64)?;
         Ok(n)
     }
 }
@@ -501,8 +628,12 @@ pub struct Consumer<'a, T> {
     cap: u64,
     /// Our own position (trusted: only we write the shared head).
     head: u64,
-    /// The producer's position as last read; never ahead of the real one.
+    /// The producer's position as last read, cut at `line`; never ahead of
+    /// the real one.
     tail: u64,
+    /// The close's line once decided (`u64::MAX` before): items at or
+    /// beyond it are never handed out.
+    line: u64,
     _keep: Keep,
     _life: Life<'a, T>,
 }
@@ -513,12 +644,14 @@ unsafe impl<T: Send> Send for Consumer<'_, T> {}
 impl<'a, T: Pod> Consumer<'a, T> {
     fn new(ctrl: &'a Control, cells: Cells<T>, cap: u64, keep: Keep) -> Self {
         ctrl.not_full.enable_light();
+        let line = ctrl.line().unwrap_or(u64::MAX);
         Consumer {
             ctrl,
             cells,
             cap,
             head: ctrl.head.load(Ordering::Relaxed),
-            tail: ctrl.tail.load(Ordering::Acquire),
+            tail: ctrl.tail.load(Ordering::Acquire).min(line),
+            line,
             _keep: keep,
             _life: PhantomData,
         }
@@ -554,7 +687,22 @@ impl<'a, T: Pod> Consumer<'a, T> {
         self.ctrl.is_closed()
     }
 
-    /// Re-reads the producer's position.
+    /// Test support: registers a sleeper on the consumer's side (`true`)
+    /// or the producer's (`false`) that never sleeps and never leaves, as a
+    /// process killed while blocked leaves it.
+    #[doc(hidden)]
+    pub fn register_dead_sleeper(&self, consumers: bool) {
+        self.ctrl.signal(consumers).register_and_stop();
+    }
+
+    /// Test support: how many sleepers the consumer's side (`true`) or the
+    /// producer's (`false`) counts now.
+    #[doc(hidden)]
+    pub fn counted_sleepers(&self, consumers: bool) -> u64 {
+        self.ctrl.signal(consumers).sleepers()
+    }
+
+    /// Re-reads the producer's position (cut at the close's line).
     #[inline]
     fn refresh(&mut self) -> Result<(), PopError> {
         // SYNC POINT: Acquire pairs with the Release store of `tail` in
@@ -563,7 +711,7 @@ impl<'a, T: Pod> Consumer<'a, T> {
         if tail < self.tail || tail - self.head > self.cap {
             return Err(PopError::Corrupted);
         }
-        self.tail = tail;
+        self.tail = tail.min(self.line);
         Ok(())
     }
 
@@ -579,10 +727,46 @@ impl<'a, T: Pod> Consumer<'a, T> {
         if self.tail != self.head {
             return Ok(self.tail - self.head);
         }
-        // SYNC POINT: Acquire pairs with the AcqRel swap in `Control::close`;
-        // whatever was pushed before the close is visible to the re-read.
-        if self.ctrl.closed.load(Ordering::Acquire) == 0 {
+        if !self.ctrl.closed_hint() {
+            // (A close still setting it wakes every sleeper after.)
             return Err(PopError::Empty);
+        }
+        self.decide_closed()
+    }
+
+    /// Closed, and nothing left below our view of `tail`: draws the line
+    /// (module docs, "Closing") if nobody has, and reports what is left
+    /// below it, or `Closed`.
+    #[cold]
+    fn decide_closed(&mut self) -> Result<u64, PopError> {
+        if self.line == u64::MAX {
+            // Make ourselves a party to the handshake a push makes after
+            // publishing, as a sleeper does: a SeqCst read-modify-write of
+            // the word it reads, then the heavy barrier if pushes read it
+            // with a plain load. After that, a push in flight either shows
+            // in our re-read of `tail` or sees the flag and arbitrates.
+            self.ctrl.not_empty.set_flag();
+            if !heavy_if_light(&self.ctrl.not_empty) {
+                // The kernel refused the barrier: we cannot tell yet
+                // whether a push is in flight. Look again later.
+                return Err(PopError::Empty);
+            }
+            self.refresh()?;
+            // SYNC POINT: AcqRel pairs with the producer's compare-and-swap
+            // in `Producer::arbitrate`: the first to write `line` decides.
+            let line = match self.ctrl.line.compare_exchange(
+                0,
+                self.tail + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => self.tail,
+                // The producer decided first, at its own tail, which it
+                // stored before: our next re-read sees it.
+                Err(l) if l > self.head && l - 1 - self.head <= self.cap => l - 1,
+                Err(_) => return Err(PopError::Corrupted),
+            };
+            self.line = line;
         }
         self.refresh()?;
         match self.tail - self.head {
@@ -969,9 +1153,68 @@ mod tests {
         ));
     }
 
+    /// A push that looked before the close and publishes after it: what
+    /// `try_push` does past its check for `Closed`.
+    fn push_in_flight(tx: &mut Producer<'_, u64>, item: u64) -> Result<(), PushError> {
+        let i = (tx.tail & (tx.cap - 1)) as usize;
+        // SAFETY: i < cap and the slot is free (the ring is not full here).
+        unsafe { tx.cells.write(i, item) };
+        tx.advance(1)
+    }
+
     #[test]
-    fn garbage_never_panics() {
-        // Random control words: every call returns, none panics.
+    fn a_push_in_flight_after_the_consumer_drew_the_line_is_refused() {
+        let b = buf(4);
+        let (ptr, len) = (b.as_mut_ptr(), b.len());
+        // SAFETY: the buffer outlives every handle; only this test uses it.
+        let (mut tx, mut rx) =
+            unsafe { Spsc::<u64>::init_at(ptr, len, RingConfig::new(4)) }.unwrap();
+        tx.push(1).unwrap();
+        rx.close();
+        assert_eq!(rx.pop(), Ok(1));
+        assert_eq!(rx.pop(), Err(PopError::Closed), "the line is drawn at 1");
+        // A push that had found the ring open lands now: it sees the close
+        // after publishing and loses the arbitration, so it says Closed and
+        // its item is never handed out.
+        assert_eq!(push_in_flight(&mut tx, 2), Err(PushError::Closed));
+        assert_eq!(rx.try_pop(), Err(PopError::Closed));
+        // A consumer taking the role over keeps the line.
+        // SAFETY: as above.
+        let mut rx2 = unsafe { Spsc::<u64>::attach_consumer(ptr, len) }.unwrap();
+        assert_eq!(rx2.try_pop(), Err(PopError::Closed));
+        assert_eq!(tx.try_push(3), Err(PushError::Closed));
+    }
+
+    #[test]
+    fn a_push_in_flight_that_draws_the_line_first_is_delivered() {
+        let mut b = buf(4);
+        let (mut tx, mut rx) = Spsc::<u64>::new_in(b.bytes(), RingConfig::new(4)).unwrap();
+        rx.close();
+        // The push lands before the consumer looks: it wins, its item is
+        // below the line and is received before Closed.
+        assert_eq!(push_in_flight(&mut tx, 7), Ok(()));
+        assert_eq!(rx.pop(), Ok(7));
+        assert_eq!(rx.pop(), Err(PopError::Closed));
+        assert_eq!(tx.try_push(8), Err(PushError::Closed));
+    }
+
+    #[test]
+    fn capacities_stop_at_2_to_the_31() {
+        assert!(Spsc::<u8>::layout(RingConfig::new(1 << 31)).is_ok());
+        assert!(matches!(
+            Spsc::<u8>::layout(RingConfig::new(1 << 32)),
+            Err(LayoutError::Parameter {
+                param: "capacity",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn garbage_gives_allowed_answers_and_a_reset_queue_works() {
+        // Random control words: every call returns one of the answers a
+        // hostile ring may give, lengths stay within the geometry, and once
+        // the words are sound again the ring works.
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut rand = move || {
             seed ^= seed << 13;
@@ -982,11 +1225,11 @@ mod tests {
         let rounds = if cfg!(miri) { 20 } else { 2000 };
         let b = buf(4);
         let (ptr, len) = (b.as_mut_ptr(), b.len());
-        // SAFETY: b outlives the handles; only this test uses it.
         let (mut tx, mut rx) =
             // SAFETY: the buffer outlives every handle; only this test uses it.
             unsafe { Spsc::<u64>::init_at(ptr, len, RingConfig::new(4)) }.unwrap();
         let ctrl = tx.ctrl;
+        let mut seen = [0u32; 4]; // an Ok push, pop, and a Corrupted each side
         for _ in 0..rounds {
             let r = rand();
             ctrl.tail
@@ -995,13 +1238,66 @@ mod tests {
                 if r & 2 == 0 { (r >> 56) & 7 } else { rand() },
                 Ordering::Relaxed,
             );
-            let _ = tx.try_push(1);
-            let _ = tx.push_slice(&[1, 2, 3]);
-            let _ = rx.try_pop();
-            let _ = rx.pop_slice(&mut [0; 3]);
-            let _ = rx.len();
+            match tx.try_push(1) {
+                Ok(()) => seen[0] += 1,
+                Err(PushError::Full) => {}
+                Err(PushError::Corrupted) => seen[2] += 1,
+                Err(e) => panic!("try_push gave {e:?}"),
+            }
+            match tx.push_slice(&[1, 2, 3]) {
+                Ok(n) => assert!((1..=3).contains(&n), "pushed {n} of 3"),
+                Err(PushError::Full | PushError::Corrupted) => {}
+                Err(e) => panic!("push_slice gave {e:?}"),
+            }
+            // Only 1, 2 and 3 are ever pushed; the slots start zeroed.
+            match rx.try_pop() {
+                Ok(v) => {
+                    assert!(v <= 3, "popped {v}, which nobody pushed");
+                    seen[1] += 1;
+                }
+                Err(PopError::Empty) => {}
+                Err(PopError::Corrupted) => seen[3] += 1,
+                Err(e) => panic!("try_pop gave {e:?}"),
+            }
+            let mut out = [9u64; 3];
+            match rx.pop_slice(&mut out) {
+                Ok(n) => {
+                    assert!((1..=3).contains(&n), "popped {n} into 3");
+                    assert!(out[..n].iter().all(|&v| v <= 3), "{out:?}");
+                }
+                Err(PopError::Empty | PopError::Corrupted) => {}
+                Err(e) => panic!("pop_slice gave {e:?}"),
+            }
+            assert!(rx.len() <= 4);
             // SAFETY: as above.
-            let _ = unsafe { Spsc::<u64>::attach_consumer(ptr, len) };
+            match unsafe { Spsc::<u64>::attach_consumer(ptr, len) } {
+                Ok(c) => assert!(c.tail - c.head <= 4),
+                Err(QueueError::Corrupted(_)) => {}
+                Err(e) => panic!("attach gave {e:?}"),
+            }
+        }
+        assert!(
+            seen.iter().all(|&n| n > 0),
+            "the garbage never reached some outcome: {seen:?}"
+        );
+        // Sound words again, and fresh handles (each keeps its own copy of
+        // its position): the ring works.
+        ctrl.tail.store(0, Ordering::Relaxed);
+        ctrl.head.store(0, Ordering::Relaxed);
+        let _ = (tx, rx);
+        // SAFETY: as above.
+        let mut tx = unsafe { Spsc::<u64>::attach_producer(ptr, len) }.unwrap();
+        // SAFETY: as above.
+        let mut rx = unsafe { Spsc::<u64>::attach_consumer(ptr, len) }.unwrap();
+        for lap in 0..3u64 {
+            for i in 0..4 {
+                tx.try_push(lap * 4 + i).unwrap();
+            }
+            assert_eq!(tx.try_push(0), Err(PushError::Full));
+            for i in 0..4 {
+                assert_eq!(rx.try_pop(), Ok(lap * 4 + i));
+            }
+            assert_eq!(rx.try_pop(), Err(PopError::Empty));
         }
     }
 }

@@ -10,7 +10,7 @@ use shmipc_core::{BytesConfig, QueueError, ReadGrant, RecvError, SendError, Writ
 
 use crate::error::{Error, Result};
 use crate::memory::{self, Kind, Mapping, Options};
-use crate::queue::{anon_backing, bytes_config, create_segment, open_segment, to_vec, Backing};
+use crate::queue::{anon_backing, bytes_config, create_segment, open_segment, take_vec, Backing};
 use crate::roles::{release_role, Roles, ROLES_SIZE};
 use shmipc_core::Token;
 
@@ -365,13 +365,13 @@ impl PipeEnd {
     /// Receives the next message into a new `Vec`, sleeping while there is
     /// none.
     pub fn recv_vec(&self) -> std::result::Result<Vec<u8>, RecvError> {
-        self.rx.recv().map(|g| to_vec(&g))
+        self.rx.recv().and_then(take_vec)
     }
 
     /// Receives the next message into a new `Vec`, waiting at most
     /// `timeout`.
     pub fn recv_vec_timeout(&self, timeout: Duration) -> std::result::Result<Vec<u8>, RecvError> {
-        self.rx.recv_timeout(timeout).map(|g| to_vec(&g))
+        self.rx.recv_timeout(timeout).and_then(take_vec)
     }
 
     /// Waits at most `timeout` until a receive would not block: a message

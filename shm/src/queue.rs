@@ -636,13 +636,25 @@ impl ByteQueue {
     /// Receives the next message into a new `Vec`, sleeping while there is
     /// none.
     pub fn recv_vec(&self) -> std::result::Result<Vec<u8>, RecvError> {
-        self.q.recv().map(|g| to_vec(&g))
+        self.q.recv().and_then(take_vec)
     }
 
     /// Receives the next message into a new `Vec`, waiting at most
     /// `timeout`.
     pub fn recv_vec_timeout(&self, timeout: Duration) -> std::result::Result<Vec<u8>, RecvError> {
-        self.q.recv_timeout(timeout).map(|g| to_vec(&g))
+        self.q.recv_timeout(timeout).and_then(take_vec)
+    }
+
+    /// Test support: takes the writers' (`true`) or the readers' (`false`)
+    /// lock of the ring, runs `while_held` (a test stops or kills the
+    /// process there), and lets go.
+    #[doc(hidden)]
+    pub fn hold_side_lock(
+        &self,
+        writers: bool,
+        while_held: impl FnOnce(),
+    ) -> std::result::Result<(), shmipc_core::LockError> {
+        self.q.hold_side_lock(writers, while_held)
     }
 
     /// Waits at most `timeout` for a message to be ready, without taking
@@ -659,6 +671,15 @@ pub(crate) fn to_vec(g: &ReadGrant<'_, '_>) -> Vec<u8> {
     let mut v = vec![0; g.len()];
     g.copy_to(&mut v);
     v
+}
+
+/// Copies a borrowed message out and releases it; `Corrupted` if the
+/// record was taken from us meanwhile (see [`ReadGrant::release_checked`]):
+/// the copy may be torn.
+pub(crate) fn take_vec(g: ReadGrant<'_, '_>) -> std::result::Result<Vec<u8>, RecvError> {
+    let v = to_vec(&g);
+    g.release_checked()?;
+    Ok(v)
 }
 
 impl fmt::Debug for ByteQueue {

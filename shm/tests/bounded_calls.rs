@@ -124,7 +124,13 @@ const NON_BLOCKING: &[(&str, &str, &str, &str)] = &[
         "core",
         "WriteGrant",
         "commit",
-        "one store and a wake; the space is already held",
+        "one compare-and-swap and a wake; the space is already held",
+    ),
+    (
+        "core",
+        "WriteGrant",
+        "commit_checked",
+        "one compare-and-swap and a wake; the space is already held",
     ),
     (
         "core",

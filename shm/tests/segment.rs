@@ -241,8 +241,8 @@ fn the_header_is_the_documented_layout() {
     assert_eq!(u64_at(24), 256 + 256 * 32, "total size");
     assert_eq!(raw.len(), 256 + 256 * 32, "file size");
     assert_eq!(u64_at(32), 128, "object offset");
-    assert_eq!(u64_at(40), 12, "object size");
-    assert_eq!(u64_at(48), 4, "object align");
+    assert_eq!(u64_at(40), 24, "object size");
+    assert_eq!(u64_at(48), 8, "object align");
     assert!(raw[56..88].iter().all(|&b| b == 0), "params");
     assert_eq!(u64_at(88), 256, "peer table offset");
     assert_eq!(u32_at(96), 256, "peer slots");
