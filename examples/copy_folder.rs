@@ -14,7 +14,6 @@ use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,16 +27,6 @@ type Progress = [u64; 2];
 
 const CHUNK: usize = 256 * 1024;
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("copy_folder: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
 /// Removes a temporary directory when dropped (also on errors).
 struct TempDir(PathBuf);
 
@@ -47,7 +36,7 @@ impl Drop for TempDir {
     }
 }
 
-fn run() -> Res<()> {
+fn main() -> Res<()> {
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
     let scratch = TempDir(std::env::temp_dir().join(format!("shmipc-copy-{}", std::process::id())));
     std::fs::create_dir_all(&scratch.0)?;

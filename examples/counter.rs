@@ -4,22 +4,11 @@
 //!
 //! `cargo run --release --example counter`
 
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use shmipc::{fork, Unlinker, Value};
+use shmipc::{fork, Named, Unlinker, Value};
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("counter: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let names = Unlinker::new("example-counter");
     let name = names.name("num");
     let num = Value::<u64>::create(&name, 10_000)?;

@@ -4,28 +4,17 @@
 //!
 //! `cargo run --release --example dict`
 
-use std::process::ExitCode;
 use std::time::Duration;
 
-use shmipc::{fork, DictConfig, SharedDict, SharedList, Unlinker};
+use shmipc::{fork, DictConfig, ListConfig, Named, SharedDict, SharedList, Unlinker};
 
 const TEXT: &str = "the quick brown fox jumps over the lazy dog the end";
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("dict: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let names = Unlinker::new("example-dict");
     let (dict_name, list_name) = (names.name("dict"), names.name("log"));
     let dict = SharedDict::create(&dict_name, DictConfig::new(64, 32, 32))?;
-    let log = SharedList::create(&list_name, 64, 64)?;
+    let log = SharedList::create(&list_name, ListConfig::new(64, 64))?;
     let mut children = Vec::new();
     for p in 0..10 {
         let (dict_name, list_name) = (dict_name.clone(), list_name.clone());

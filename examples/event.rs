@@ -2,22 +2,11 @@
 //!
 //! `cargo run --release --example event`
 
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use shmipc::{fork, Event, Shared, Unlinker};
+use shmipc::{fork, Event, Named, Shared, Unlinker};
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("event: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let names = Unlinker::new("example-event");
     let name = names.name("go");
     let go = Shared::<Event>::create(&name, ())?;

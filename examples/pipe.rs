@@ -2,22 +2,11 @@
 //!
 //! `cargo run --release --example pipe`
 
-use std::process::ExitCode;
 use std::time::Duration;
 
 use shmipc::{fork, BytesConfig, Pipe, RecvError};
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("pipe: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = BytesConfig::for_max_message(256)?;
     let (parent, child_end) = Pipe::anon(config)?;
     let mut child = fork(move || {

@@ -3,7 +3,6 @@
 //!
 //! `cargo run --release --example pool`
 
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmipc::Pool;
@@ -19,17 +18,7 @@ fn sum_of_squares(arg: &[u8]) -> Vec<u8> {
     out
 }
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("pool: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let pool = Pool::new(3, sum_of_squares)?;
     println!(

@@ -4,23 +4,12 @@
 //!
 //! `cargo run --release --example process`
 
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmipc::sync::{AtomicU64, Ordering};
-use shmipc::{Anon, Process};
+use shmipc::{Named, Process, Shared};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
-
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("process: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
 
 fn alive(pid: u32) -> bool {
     // A zombie still "exists"; ask /proc for its state too.
@@ -32,7 +21,7 @@ fn alive(pid: u32) -> bool {
     !matches!(state, None | Some("Z") | Some("X"))
 }
 
-fn run() -> Res<()> {
+fn main() -> Res<()> {
     let wait = Duration::from_secs(30);
 
     let mut worker = Process::new("worker").fork(|| {
@@ -65,7 +54,7 @@ fn run() -> Res<()> {
     );
 
     // A parent that starts a daemon and a plain child, then is SIGKILLed.
-    let pids = Anon::<AtomicU64>::new(0)?;
+    let pids = Shared::<AtomicU64>::anon(0)?;
     let mut parent = Process::new("parent").fork(|| {
         let nap = || {
             std::thread::sleep(Duration::from_secs(30));

@@ -3,26 +3,15 @@
 //!
 //! `cargo run --release --example queue`
 
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use shmipc::{fork, Array, PopError, Queue, RingConfig};
+use shmipc::{fork, Array, Named, PopError, Queue, RingConfig};
 
 const PRODUCERS: u64 = 3;
 const CONSUMERS: usize = 2;
 const ITEMS: u64 = 50_000;
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("queue: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let queue = Queue::<u64>::anon(RingConfig::new(256))?;
     // Per consumer: items received and their sum.
     let tally = Array::<u64>::anon(&[0; 2 * CONSUMERS])?;

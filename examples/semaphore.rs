@@ -3,29 +3,18 @@
 //!
 //! `cargo run --release --example semaphore`
 
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmipc::sync::{AtomicU32, Ordering};
-use shmipc::{fork, Anon, Semaphore, SemaphoreConfig};
+use shmipc::{fork, Named, Semaphore, SemaphoreConfig, Shared};
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("semaphore: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let seats = Anon::<Semaphore>::new(SemaphoreConfig {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let seats = Shared::<Semaphore>::anon(SemaphoreConfig {
         initial: 3,
         max: std::num::NonZeroU32::new(3),
     })?;
-    let seated = Anon::<AtomicU32>::new(0)?;
-    let peak = Anon::<AtomicU32>::new(0)?;
+    let seated = Shared::<AtomicU32>::anon(0)?;
+    let peak = Shared::<AtomicU32>::anon(0)?;
     let started = Instant::now();
     let mut diners = Vec::new();
     for diner in 0..10 {

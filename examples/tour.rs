@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use shmipc::process::{self, Child};
 use shmipc::sync::{AtomicU32, AtomicU64, Ordering};
 use shmipc::{
-    Anon, Barrier, BytesConfig, Condition, DictConfig, Event, Lock, Options, Pipe, Pool, PopError,
+    Barrier, BytesConfig, Condition, DictConfig, Event, Lock, Named, Options, Pipe, Pool, PopError,
     Process, Queue, RecvError, RingConfig, Segment, Semaphore, SemaphoreConfig, Shared, SharedDict,
     TaskError, Unlinker, Value,
 };
@@ -204,13 +204,13 @@ fn queue_workers(names: &Unlinker) -> Res<()> {
     let bits_name = names.name("queue-bits");
     let stats_name = names.name("queue-stats");
     let queue = Queue::<u64>::create(&queue_name, RingConfig::new(64))?;
-    let bits = Segment::create(
+    let bits = Segment::create_with(
         &bits_name,
         (WRITERS * ITEMS_PER_WRITER).div_ceil(64) as usize * 8,
         &Options::new(),
     )?;
     // Per reader: items received; then duplicates seen.
-    let stats = Segment::create(&stats_name, 8 * (READERS + 1), &Options::new())?;
+    let stats = Segment::create_with(&stats_name, 8 * (READERS + 1), &Options::new())?;
 
     let started = Instant::now();
     let mut readers = Vec::new();
@@ -288,8 +288,8 @@ fn word(seg: &Segment, k: usize) -> &AtomicU64 {
 /// A reader: pops until the queue is closed and drained, marking each item.
 fn read_queue(queue: &str, bits: &str, stats: &str, reader: usize) -> Res<()> {
     let queue = Queue::<u64>::open(queue)?;
-    let bits = Segment::open(bits, &Options::new())?;
-    let stats = Segment::open(stats, &Options::new())?;
+    let bits = Segment::open_with(bits, &Options::new())?;
+    let stats = Segment::open_with(stats, &Options::new())?;
     let mut got = 0;
     loop {
         match queue.pop() {
@@ -370,7 +370,7 @@ fn pipe_conversation() -> Res<()> {
 /// middle of a task — its task fails, a replacement starts, the rest finish.
 fn pool_survives_a_killed_worker() -> Res<()> {
     println!("\n6. A Pool of three workers; one is killed (SIGKILL) in the middle of a task");
-    let hung = std::sync::Arc::new(Anon::<AtomicU32>::new(0)?);
+    let hung = std::sync::Arc::new(Shared::<AtomicU32>::anon(0)?);
     let hung_in_worker = hung.clone();
     let pool = Pool::new(3, move |arg: &[u8]| {
         if arg == b"hang" {
@@ -414,7 +414,7 @@ fn pool_survives_a_killed_worker() -> Res<()> {
 /// A daemon child dies with its parent, even when the parent is SIGKILLed.
 fn daemon_dies_with_parent() -> Res<()> {
     println!("\n7. A daemon child dies with its SIGKILLed parent");
-    let pid = Anon::<AtomicU32>::new(0)?;
+    let pid = Shared::<AtomicU32>::anon(0)?;
     let mut parent = Process::new("parent").fork(|| {
         let Ok(d) = Process::new("daemon").daemon(true).fork(|| {
             std::thread::sleep(Duration::from_secs(30));
@@ -539,8 +539,8 @@ fn condition_and_barrier(names: &Unlinker) -> Res<()> {
         barrier.is_broken()
     );
 
-    let cond = Anon::<Condition>::new(())?;
-    let answer = Anon::<AtomicU32>::new(0)?;
+    let cond = Shared::<Condition>::anon(())?;
+    let answer = Shared::<AtomicU32>::anon(0)?;
     let child = process::fork(|| {
         let Ok(guard) = cond.lock() else {
             return 1;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use shmipc::process::{self, Child, ExitStatus};
 use shmipc::sync::{AtomicU32, AtomicU64, Ordering};
-use shmipc::{BytesConfig, Event, Lock, Pipe, Semaphore, SemaphoreConfig, Shared, Unlinker};
+use shmipc::{BytesConfig, Event, Lock, Named, Pipe, Semaphore, SemaphoreConfig, Shared, Unlinker};
 
 const PEER: &str = env!("CARGO_BIN_EXE_shmipc-peer");
 

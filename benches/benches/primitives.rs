@@ -9,17 +9,17 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shmipc::{
-    Anon, ByteQueue, BytesConfig, Event, Lock, Queue, RingConfig, Semaphore, SemaphoreConfig,
-    SpscQueue,
+    ByteQueue, BytesConfig, Event, Lock, Named, Queue, RingConfig, Semaphore, SemaphoreConfig,
+    Shared, SpscQueue,
 };
 
 fn sync_primitives(c: &mut Criterion) {
-    let lock = Anon::<Lock>::new(()).unwrap();
+    let lock = Shared::<Lock>::anon(()).unwrap();
     c.bench_function("lock+unlock", |b| {
         b.iter(|| drop(black_box(lock.lock().unwrap())))
     });
 
-    let sem = Anon::<Semaphore>::new(SemaphoreConfig {
+    let sem = Shared::<Semaphore>::anon(SemaphoreConfig {
         initial: 0,
         max: None,
     })
@@ -31,7 +31,7 @@ fn sync_primitives(c: &mut Criterion) {
         })
     });
 
-    let event = Anon::<Event>::new(()).unwrap();
+    let event = Shared::<Event>::anon(()).unwrap();
     c.bench_function("event set+wait (already set)", |b| {
         b.iter(|| {
             event.set();

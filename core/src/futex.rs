@@ -261,7 +261,7 @@ mod imp {
     }
 
     /// What `wait` does when futexes fail: sleep until the deadline or for
-    /// [`FALLBACK_SLICE`], whichever comes first.
+    /// [`FALLBACK_SLICE`](super::FALLBACK_SLICE), whichever comes first.
     #[cold]
     fn sleep_instead(deadline: Option<&Deadline>) -> WaitOutcome {
         let slice = Deadline::after(super::FALLBACK_SLICE);

@@ -31,6 +31,11 @@ use core::fmt;
 
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
+/// Who the calling process is, for the implementors of [`Peers`]: how
+/// often its ancestry forked (a forked child's inherited slot is not its
+/// own), and its token where there is no peer table.
+pub use crate::sys::tid::{fork_generation, local_token};
+
 /// A process's identity among the processes attached to one mapping: a
 /// slot of the mapping's peer table and that slot's generation.
 ///
@@ -219,10 +224,14 @@ static EPOCH: AtomicU64 = AtomicU64::new(1);
 
 /// Installs the process's resolver (see [`Resolver`]). Later calls replace
 /// it.
+///
+/// SYNC POINT: the Release store pairs with the Acquire load of the
+/// resolver in [`resolve`] (on a cache miss): whoever finds the resolver
+/// sees what was written before it was installed.
 pub fn set_resolver(resolver: Resolver) {
     #[cfg(not(loom))]
     {
-        // SYNC POINT: Release pairs with the Acquire load in `resolve`.
+        // SYNC POINT: Release (paired in the doc comment above).
         RESOLVER.store(resolver as usize, Ordering::Release);
         mappings_changed();
     }
@@ -233,7 +242,14 @@ pub fn set_resolver(resolver: Resolver) {
 /// Tells [`resolve`] that a mapping appeared or went away, so that cached
 /// answers are asked again. The resolver's owner calls it after every
 /// change (and before the memory of a removed mapping is reused).
+///
+/// SYNC POINT: the AcqRel bump needs no Acquire partner. [`resolve`]'s
+/// cache reads the epoch relaxed and only compares it; a thread can hold
+/// an address in a new mapping only through something that happens after
+/// the mapping's registration and so after this bump, and coherence then
+/// shows it the new epoch.
 pub fn mappings_changed() {
+    // SYNC POINT: AcqRel (see the doc comment above).
     #[cfg(not(loom))]
     EPOCH.fetch_add(1, Ordering::AcqRel);
 }
@@ -260,9 +276,13 @@ pub fn resolve(addr: usize) -> &'static dyn Peers {
     }
 }
 
+/// Asks the installed resolver, if any.
+///
+/// SYNC POINT: the Acquire load pairs with the Release store in
+/// [`set_resolver`].
 #[cfg(not(loom))]
 fn resolve_uncached(addr: usize) -> Option<(usize, usize, &'static dyn Peers)> {
-    // SYNC POINT: Acquire pairs with the Release store in `set_resolver`.
+    // SYNC POINT: Acquire (paired in the doc comment above).
     let raw = RESOLVER.load(Ordering::Acquire);
     if raw == 0 {
         return None;
@@ -479,6 +499,10 @@ impl<'a> PeerTable<'a> {
     /// The slot's kernel lock is taken first and the generation bumped
     /// after, so a judge that still sees the old generation sees the lock
     /// held and calls the old holder alive — late, never wrong.
+    ///
+    /// SYNC POINT: the AcqRel bump of the generation pairs with the
+    /// Acquire load in [`PeerSlot::generation`] (a judge's, in
+    /// [`PeerTable::fate`]): whoever sees the new generation judges by it.
     pub fn claim(
         &self,
         locks: &impl SlotLocks,
@@ -497,9 +521,7 @@ impl<'a> PeerTable<'a> {
                 Err(e) => return Err(ClaimError::System(e)),
             }
             let slot = &self.slots[i as usize];
-            // SYNC POINT: Release pairs with the Acquire load in
-            // `PeerSlot::generation` (a judge's, in `fate`): whoever sees
-            // the new generation judges by it.
+            // SYNC POINT: AcqRel (paired in the doc comment above).
             let generation = slot
                 .generation
                 .fetch_add(1, Ordering::AcqRel)

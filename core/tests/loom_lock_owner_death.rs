@@ -21,7 +21,7 @@ use loom::sync::Arc;
 use loom::thread;
 use loom_support::model_with_preemptions;
 use shmipc_core::futex::model::{advance, fire, stop_timers};
-use shmipc_core::lock::OWNER_CHECK_INTERVAL;
+use shmipc_core::sync::lock::OWNER_CHECK_INTERVAL;
 use shmipc_core::{Fate, Lock, Peers, Token};
 
 /// What the owner's peers say about it while it lives.

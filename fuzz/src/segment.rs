@@ -19,10 +19,12 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
-use shmipc::header::{HeaderSnapshot, Kind, HEADER_SIZE, MAGIC, MAX_ALIGN, READY, VERSION};
-use shmipc::mapping::{validate_header, Mapping};
+use shmipc::memory::header::{HeaderSnapshot, Kind, HEADER_SIZE, MAGIC, MAX_ALIGN, READY, VERSION};
+use shmipc::memory::{validate_header, Mapping};
 use shmipc::sync::Ordering;
-use shmipc::{AtomicU32, AtomicU64, Error, Event, Lock, Options, Segment, Semaphore, Shared};
+use shmipc::{
+    AtomicU32, AtomicU64, Error, Event, Lock, Named, Options, Segment, Semaphore, Shared,
+};
 
 use crate::support::Input;
 
@@ -194,7 +196,7 @@ fn open_for_real(
     // The typed openers run the same checks, then place the object.
     let typed = match kind {
         _ if !typed => None,
-        Kind::BYTES => Some(Segment::open(&name, &opts).map(|s| {
+        Kind::BYTES => Some(Segment::open_with(&name, &opts).map(|s| {
             let mut b = vec![0; s.len().min(64)];
             s.read_at(0, &mut b).expect("read inside the payload");
         })),

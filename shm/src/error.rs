@@ -3,8 +3,7 @@
 use std::fmt;
 use std::io;
 
-use crate::header::Kind;
-use crate::mapping::SHM_DIR;
+use crate::memory::{Kind, SHM_DIR};
 
 /// Everything that can go wrong when creating, opening or using a named
 /// segment. Every variant that concerns a segment carries its (normalised)

@@ -1,11 +1,11 @@
 //! Pause points for crash tests (the `fault-injection` feature; hidden, and
 //! never part of a release build).
 //!
-//! A test forks a process, arms one [`Point`] in it with [`arm`], and has
+//! A test forks a process, arms one [`Point`] in it with `arm`, and has
 //! it run an operation: when the operation reaches the point, the process
 //! stores the point's number into the test's shared word and sleeps there
 //! until it is killed. So a SIGKILL lands exactly inside the window, and
-//! the test knows it did. [`repairs`] counts the repairs this process ran
+//! the test knows it did. `repairs` counts the repairs this process ran
 //! after finding a dead owner's lock.
 //!
 //! Without the feature the calls the library makes compile to nothing.

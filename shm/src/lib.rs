@@ -5,8 +5,7 @@
 //!
 //! | type | what it is |
 //! |---|---|
-//! | [`Shared<T>`] | a [`Lock`], [`Semaphore`], [`Event`], [`AtomicU32`] or [`AtomicU64`] in a named segment of its own |
-//! | [`Anon<T>`] | the same in an anonymous shared mapping, for forked children |
+//! | [`Shared<T>`] | a [`Lock`], [`Semaphore`], [`Event`], [`Condition`], [`Barrier`], [`AtomicU32`] or [`AtomicU64`] in shared memory of its own |
 //! | [`Queue<T>`] | a multi-producer multi-consumer queue of `Pod` items, like `multiprocessing.Queue` |
 //! | [`SpscQueue<T>`] | a single-producer single-consumer ring whose two roles processes claim |
 //! | [`ByteQueue`] | variable-length byte messages, many producers and consumers |
@@ -17,19 +16,24 @@
 //! | [`Pool`] | N worker processes running tasks, surviving a worker's death, like `multiprocessing.Pool` |
 //! | [`Value<T>`], [`Array<T>`] | `Pod` data under a lock of its own, like `multiprocessing.Value` / `Array` |
 //! | [`SharedDict`], [`SharedList`] | a byte-key byte-value map and an append-only list for many processes |
-//! | [`Condition`], [`Barrier`] | a condition variable with its lock, and an n-party barrier |
 //! | [`Unlinker`] | unique names that are unlinked when their owner is done |
-//! | [`mapping`] | the validated-header layer the others are built on, for new kinds |
+//! | [`memory`] | the validated-header layer the others are built on, for new kinds |
 //!
-//! Every segment starts with a 128-byte header (see [`header`]) that the
-//! creator writes before the segment gets its name, and every opener
+//! Every object is made and found the same way, through the [`Named`]
+//! trait: `create`, `create_with`, `open`, `open_with`, `open_or_create`,
+//! `open_or_create_with`, `anon` (anonymous memory, shared with children
+//! forked after it was made) and `unlink`. `use shmipc::prelude::*` brings
+//! the trait in with the types.
+//!
+//! Every segment starts with a 128-byte header (see [`memory::header`])
+//! that the creator writes before the segment gets its name, and every opener
 //! validates: opening a segment of another kind, another layout version, or
 //! one shmipc did not make is an [`Error`], never undefined behaviour.
 //! Names are never unlinked behind your back: call [`unlink`] (or
-//! `Shared::unlink`) when the segment's work is done.
+//! [`Named::unlink`]) when the segment's work is done.
 //!
 //! ```
-//! use shmipc::{fork, Lock, Shared};
+//! use shmipc::{fork, Lock, Named, Shared};
 //! use std::time::Duration;
 //!
 //! let name = format!("/shmipc-doc-lock-{}", std::process::id());
@@ -54,46 +58,41 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmipc needs Linux (futexes, /dev/shm, O_TMPFILE)");
 
-mod dict;
+mod data;
 mod error;
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod fault;
 #[cfg(not(feature = "fault-injection"))]
 mod fault;
-pub mod header;
-pub mod mapping;
-mod name;
-mod object;
-mod options;
+pub mod memory;
+mod named;
 mod pipe;
-mod pool;
-mod presence;
+pub mod prelude;
 pub mod process;
-mod process_builder;
 mod queue;
-mod region;
 mod roles;
 mod segment;
+mod shared;
 mod spsc;
 mod unlinker;
-mod value;
 
-pub use dict::{DictConfig, DictError, Entry, SharedDict, SharedList};
+pub use data::{
+    Array, ArrayError, DictConfig, DictError, Entry, ListConfig, SharedDict, SharedList,
+};
+pub use data::{Value, ValueError};
 pub use error::{Error, Result};
-pub use header::Kind;
-pub use name::MAX_LEN as MAX_NAME_LEN;
-pub use object::{Anon, Shared, ShmObject};
-pub use options::Options;
+pub use memory::{Kind, Options, MAX_NAME_LEN};
+pub use named::Named;
 pub use pipe::{Pipe, PipeEnd, Side};
-pub use pool::{AsyncResult, ImapUnordered, Pool, PoolBuilder, TaskError, TaskFn};
 pub use process::{fork, spawn, Child, ExitStatus};
-pub use process_builder::{Process, ProcessHandle, ORPHANED_EXIT_CODE};
+pub use process::{AsyncResult, ImapUnordered, Pool, PoolBuilder, TaskError, TaskFn};
+pub use process::{Process, ProcessHandle, ORPHANED_EXIT_CODE};
 pub use queue::{ByteQueue, Queue};
 pub use segment::Segment;
+pub use shared::{Shared, ShmObject};
 pub use spsc::{SpscConsumer, SpscProducer, SpscQueue};
 pub use unlinker::Unlinker;
-pub use value::{Array, ArrayError, Value, ValueError};
 
 pub use shmipc_core::semaphore::SemaphoreConfig;
 pub use shmipc_core::sync;
@@ -110,7 +109,7 @@ pub use shmipc_core::{
 /// freed when the last of them unmaps it. [`Error::NotFound`] if there is
 /// no such name.
 pub fn unlink(name: &str) -> Result<()> {
-    mapping::unlink(name)
+    memory::unlink(name)
 }
 
 // The README's examples run as doctests, so they cannot rot.

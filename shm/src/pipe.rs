@@ -3,16 +3,13 @@
 
 use std::alloc::Layout;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use shmipc_core::bytes::ByteQueue as RawByteQueue;
 use shmipc_core::{BytesConfig, QueueError, ReadGrant, RecvError, SendError, WriteGrant};
 
 use crate::error::{Error, Result};
-use crate::header::Kind;
-use crate::mapping::{self, Mapping};
-use crate::options::Options;
+use crate::memory::{self, Kind, Mapping, Options};
 use crate::queue::{anon_backing, bytes_config, create_segment, open_segment, take_vec, Backing};
 use crate::roles::{release_role, Roles, ROLES_SIZE};
 use shmipc_core::Token;
@@ -149,7 +146,7 @@ impl Pipe {
             // object bytes, 128-byte aligned, ours alone for now.
             unsafe { Self::init(p, n, config) }
         })?;
-        PipeEnd::claim(Arc::new(backing), Side::A, true)
+        PipeEnd::claim(backing, Side::A, true)
     }
 
     /// Opens the pipe segment `name` and claims end B.
@@ -166,7 +163,7 @@ impl Pipe {
                 .map(|(whole, _)| whole)
                 .map_err(|_| Error::corrupted(name, "the pipe's parameters are invalid"))
         })?;
-        PipeEnd::claim(Arc::new(backing), side, true)
+        PipeEnd::claim(backing, side, true)
     }
 
     /// Claims end B of `name` if it exists, else creates it and takes end
@@ -185,19 +182,19 @@ impl Pipe {
     /// Anonymous ends have no claims.
     pub fn anon(config: BytesConfig) -> Result<(PipeEnd, PipeEnd)> {
         let (layout, _) = Self::layout(config).map_err(|e| Error::layout("(anonymous)", e))?;
-        let backing = Arc::new(anon_backing(layout, |p, n| {
+        let backing = anon_backing(layout, |p, n| {
             // SAFETY: a fresh anonymous mapping, page-aligned, unseen.
             unsafe { Self::init(p, n, config) }
-        })?);
+        })?;
         Ok((
-            PipeEnd::claim(Arc::clone(&backing), Side::A, false)?,
+            PipeEnd::claim(backing.clone(), Side::A, false)?,
             PipeEnd::claim(backing, Side::B, false)?,
         ))
     }
 
     /// Removes the name (see [`unlink`](crate::unlink)).
     pub fn unlink(name: &str) -> Result<()> {
-        mapping::unlink(name)
+        memory::unlink(name)
     }
 }
 
@@ -209,22 +206,22 @@ pub struct PipeEnd {
     rx: RawByteQueue<'static>,
     side: Side,
     claim: Option<Token>,
-    backing: Arc<Backing>,
+    backing: Backing,
 }
 
 impl PipeEnd {
     /// Claims `side` of the pipe in `backing` (if `claim`) and attaches its
     /// two rings.
-    fn claim(backing: Arc<Backing>, side: Side, claim: bool) -> Result<PipeEnd> {
+    fn claim(backing: Backing, side: Side, claim: bool) -> Result<PipeEnd> {
         let label = backing.label().to_owned();
-        let len = backing.len();
+        let len = backing.object_len();
         if len < ROLES_SIZE {
             return Err(Error::corrupted(&label, "the object is too small"));
         }
         // The two rings have the same size: the object minus the role
         // block, halved (the header check made the size exact).
         let ring = (len - ROLES_SIZE) / 2;
-        let base = backing.ptr();
+        let base = backing.object_ptr();
         let claim = if claim {
             // SAFETY: the object starts with the role block (len checked),
             // mapped while `backing` lives, accessed only atomically.
@@ -235,7 +232,7 @@ impl PipeEnd {
         };
         let attach = |i: usize| {
             // SAFETY: ring `i` lies inside the object (offsets computed from
-            // its length), mapped while the end's Arc of the backing lives,
+            // its length), mapped while the end's clone of the mapping lives,
             // and the end drops its rings first. The core checks each
             // control block against the length.
             unsafe { RawByteQueue::attach(base.add(ROLES_SIZE + i * ring), ring) }

@@ -29,56 +29,10 @@ use shmipc_core::{
 };
 
 use crate::error::{Error, Result};
-use crate::header::{HeaderSnapshot, Kind};
-use crate::mapping::{self, Mapping, ObjectLayout};
-use crate::object::AnonMap;
-use crate::options::Options;
+use crate::memory::{self, HeaderSnapshot, Kind, Mapping, ObjectLayout, Options};
 
-/// The memory a queue lives in: a named segment's object area, or an
-/// anonymous shared mapping.
-pub(crate) enum Backing {
-    Named(Mapping),
-    Anon(AnonMap),
-}
-
-impl Backing {
-    /// The object's first byte (128-byte aligned).
-    pub(crate) fn ptr(&self) -> *mut u8 {
-        match self {
-            Backing::Named(m) => m.object_ptr(),
-            Backing::Anon(a) => a.as_ptr(),
-        }
-    }
-
-    /// The object's length.
-    pub(crate) fn len(&self) -> usize {
-        match self {
-            Backing::Named(m) => m.object_len(),
-            Backing::Anon(a) => a.len(),
-        }
-    }
-
-    /// The segment's name, if it has one.
-    pub(crate) fn name(&self) -> Option<&str> {
-        match self {
-            Backing::Named(m) => Some(m.name()),
-            Backing::Anon(_) => None,
-        }
-    }
-
-    /// The name for error messages.
-    pub(crate) fn label(&self) -> &str {
-        self.name().unwrap_or("(anonymous)")
-    }
-
-    /// This process's presence in the memory's peer table.
-    pub(crate) fn presence(&self) -> &crate::presence::Presence {
-        match self {
-            Backing::Named(m) => m.presence(),
-            Backing::Anon(a) => a.mapping().presence(),
-        }
-    }
-}
+/// The memory a queue lives in (its one owner: see [`Mapping`]).
+pub(crate) type Backing = Mapping;
 
 /// The element word of a typed queue's `params`: `size | align << 32`.
 fn elem_word<T>() -> u64 {
@@ -142,10 +96,9 @@ pub(crate) fn create_segment(
         align: layout.align() as u64,
         params,
     };
-    let map = Mapping::create(name, &object, opts, |ptr, len| {
+    Mapping::create(name, &object, opts, |ptr, len| {
         init(ptr, len).map_err(|e| Error::from_queue(name, e))
-    })?;
-    Ok(Backing::Named(map))
+    })
 }
 
 /// Opens segment `name` of `kind`; `validate` checks the header and
@@ -162,11 +115,10 @@ pub(crate) fn open_segment(
             name: name.to_owned(),
         });
     }
-    let map = Mapping::open(name, kind, opts, |h| {
+    Mapping::open(name, kind, opts, |h| {
         let l = validate(h)?;
         h.expect_layout(name, l.size() as u64, l.align() as u64, h.params)
-    })?;
-    Ok(Backing::Named(map))
+    })
 }
 
 /// Maps anonymous shared memory for `layout` and runs `init` over it.
@@ -174,9 +126,15 @@ pub(crate) fn anon_backing(
     layout: std::alloc::Layout,
     init: impl FnOnce(*mut u8, usize) -> std::result::Result<(), QueueError>,
 ) -> Result<Backing> {
-    let map = AnonMap::new(layout.size())?;
-    init(map.as_ptr(), map.len()).map_err(|e| Error::from_queue("(anonymous)", e))?;
-    Ok(Backing::Anon(map))
+    let object = ObjectLayout {
+        kind: Kind::BYTES,
+        size: layout.size().max(1) as u64,
+        align: 128,
+        params: [0; 4],
+    };
+    Mapping::anon(&object, &Options::default(), |ptr, len| {
+        init(ptr, len).map_err(|e| Error::from_queue("(anonymous)", e))
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -294,7 +252,7 @@ impl<T: Pod> Queue<T> {
 
     /// Removes the name (see [`unlink`](crate::unlink)).
     pub fn unlink(name: &str) -> Result<()> {
-        mapping::unlink(name)
+        memory::unlink(name)
     }
 
     fn attach(backing: Backing) -> Result<Self> {
@@ -302,7 +260,7 @@ impl<T: Pod> Queue<T> {
         // the returned value owns and drops after `q`; `q` is never handed
         // out, so nothing outlives the mapping. The core checks the control
         // block against the length before it is used.
-        let q = unsafe { Mpmc::<T>::attach(backing.ptr(), backing.len()) }
+        let q = unsafe { Mpmc::<T>::attach(backing.object_ptr(), backing.object_len()) }
             .map_err(|e| Error::from_queue(backing.label(), e))?;
         Ok(Queue { q, backing })
     }
@@ -548,13 +506,13 @@ impl ByteQueue {
 
     /// Removes the name (see [`unlink`](crate::unlink)).
     pub fn unlink(name: &str) -> Result<()> {
-        mapping::unlink(name)
+        memory::unlink(name)
     }
 
     fn attach(backing: Backing) -> Result<Self> {
         // SAFETY: as in `Queue::attach`: the handle never leaves `self`,
         // which drops it before the mapping.
-        let q = unsafe { RawByteQueue::attach(backing.ptr(), backing.len()) }
+        let q = unsafe { RawByteQueue::attach(backing.object_ptr(), backing.object_len()) }
             .map_err(|e| Error::from_queue(backing.label(), e))?;
         Ok(ByteQueue { q, backing })
     }

@@ -12,7 +12,7 @@
 //! | 8 | — | zero, reserved |
 //!
 //! A token is the holder's identity in the segment's peer table
-//! ([`crate::presence`]). Claiming is one compare-and-swap `0 -> token`;
+//! ([`crate::memory::presence`]). Claiming is one compare-and-swap `0 -> token`;
 //! releasing (when the handle drops) is one compare-and-swap `token -> 0`,
 //! made only by the process that claimed (a forked child dropping an
 //! inherited handle has another token, and releases nothing). A role whose
@@ -27,7 +27,7 @@ use shmipc_core::sync::{AtomicU32, Ordering};
 use shmipc_core::{Fate, Peers, Token};
 
 use crate::error::{Error, Result};
-use crate::presence::Presence;
+use crate::memory::presence::Presence;
 use crate::queue::Backing;
 
 /// Bytes the role block takes in front of the ring(s).
@@ -76,6 +76,11 @@ impl Roles {
     /// Claims role `role` (0 or 1) for this process, as `presence`'s
     /// member; `name` and `role_name` are for the error. Returns the token
     /// recorded.
+    ///
+    /// SYNC POINT: the AcqRel compare-and-swap pairs with the Release in
+    /// [`Roles::release`] (and with an earlier claim, for a takeover): the
+    /// new holder sees everything the previous one did with the role, such
+    /// as its ring position.
     pub(crate) fn claim(
         &self,
         role: usize,
@@ -87,9 +92,7 @@ impl Roles {
         let word = &self.holders[role];
         let mut expected = 0;
         for _ in 0..CLAIM_ROUNDS {
-            // SYNC POINT: AcqRel pairs with the Release in `release` (and
-            // with an earlier claim): the new holder sees everything the
-            // previous one did with the role, such as its ring position.
+            // SYNC POINT: AcqRel (paired in the doc comment above).
             match word.compare_exchange(expected, me.raw(), Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => return Ok(me),
                 Err(0) => expected = 0,
@@ -109,13 +112,16 @@ impl Roles {
 
     /// Gives role `role` back if `token` still holds it and is this
     /// process's token (a forked child's differs).
+    ///
+    /// SYNC POINT: the Release compare-and-swap pairs with the AcqRel claim
+    /// of the next holder in [`Roles::claim`].
     pub(crate) fn release(&self, role: usize, presence: &Presence, token: Token) {
         if presence.claimed_token() != Some(token) {
             return;
         }
-        // SYNC POINT: Release pairs with the AcqRel claim of the next
-        // holder. A failure means someone took the role over (it judged
-        // us dead); it is theirs then.
+        // SYNC POINT: Release (paired in the doc comment above). A failure
+        // means someone took the role over (it judged us dead); it is
+        // theirs then.
         let _ = self.holders[role].compare_exchange(
             token.raw(),
             0,
@@ -163,6 +169,6 @@ pub(crate) fn release_role(backing: &Backing, role: usize, claim: Option<Token>)
         // SAFETY: the callers built their handles over a backing that
         // starts with a role block (its length checked), and hold the
         // backing alive across this call.
-        unsafe { Roles::at(backing.ptr()) }.release(role, backing.presence(), token);
+        unsafe { Roles::at(backing.object_ptr()) }.release(role, backing.presence(), token);
     }
 }

@@ -1,12 +1,14 @@
 //! Raw named byte segments, like Python's
 //! `multiprocessing.shared_memory.SharedMemory`.
 
-use crate::error::{Error, Result};
-use crate::header::Kind;
-use crate::mapping::{self, Mapping, ObjectLayout};
-use crate::options::Options;
+use shmipc_core::QueueError;
 
-/// A named segment of raw bytes that several processes map.
+use crate::error::{Error, Result};
+use crate::memory::{HeaderSnapshot, Kind, Mapping, ObjectLayout};
+use crate::named::Named;
+
+/// A named segment of raw bytes that several processes map (or anonymous
+/// bytes that forked children share, [`Named::anon`]).
 ///
 /// The payload starts 128 bytes into the segment, after the shmipc header
 /// (so at a 128-byte aligned address), and is zeroed on creation. It is
@@ -15,13 +17,13 @@ use crate::options::Options;
 /// process may write it at any time.
 ///
 /// ```
-/// use shmipc::{Options, Segment};
+/// use shmipc::{Named, Options, Segment};
 ///
 /// let name = format!("/shmipc-doc-segment-{}", std::process::id());
-/// let seg = Segment::create(&name, 64, &Options::new())?;
+/// let seg = Segment::create(&name, 64)?;
 /// seg.write_at(8, b"hello")?;
 ///
-/// let reader = Segment::open(&name, &Options::new().read_only(true))?;
+/// let reader = Segment::open_with(&name, &Options::new().read_only(true))?;
 /// let mut buf = [0u8; 5];
 /// reader.read_at(8, &mut buf)?;
 /// assert_eq!(&buf, b"hello");
@@ -32,64 +34,60 @@ use crate::options::Options;
 /// ```
 #[derive(Debug)]
 pub struct Segment {
-    map: Mapping,
+    memory: Mapping,
+}
+
+impl Named for Segment {
+    const KIND: Kind = Kind::BYTES;
+    const READ_ONLY: bool = true;
+    /// The payload size in bytes (not zero).
+    type Config<'a> = usize;
+    type Anon = Self;
+
+    fn layout(size: &usize) -> std::result::Result<ObjectLayout, shmipc_core::LayoutError> {
+        Ok(ObjectLayout {
+            kind: Kind::BYTES,
+            size: *size as u64,
+            align: 1,
+            params: [0; 4],
+        })
+    }
+
+    unsafe fn init(_: *mut u8, _: usize, _: usize) -> std::result::Result<(), QueueError> {
+        // The payload is already zero (a fresh file): nothing to write.
+        Ok(())
+    }
+
+    fn check(name: &str, header: &HeaderSnapshot) -> Result<()> {
+        // Any size and alignment the common checks allow; no parameters.
+        if header.params != [0; 4] {
+            return Err(Error::corrupted(
+                name,
+                "raw byte segments have no parameters",
+            ));
+        }
+        Ok(())
+    }
+
+    fn attach(memory: Mapping, _created: bool) -> Result<Self> {
+        Ok(Segment { memory })
+    }
+
+    fn attach_anon(memory: Mapping) -> Result<Self> {
+        Ok(Segment { memory })
+    }
 }
 
 impl Segment {
-    /// Creates the segment `name` with `size` zeroed payload bytes;
-    /// [`Error::AlreadyExists`] if the name is taken. A size of zero is
-    /// [`Error::Layout`]. The creator always maps it read-write.
-    pub fn create(name: &str, size: usize, opts: &Options) -> Result<Segment> {
-        let layout = ObjectLayout {
-            kind: Kind::BYTES,
-            size: size as u64,
-            align: 1,
-            params: [0; 4],
-        };
-        // The payload is already zero (a fresh file): nothing to initialise.
-        let map = Mapping::create(name, &layout, opts, |_, _| Ok(()))?;
-        Ok(Segment { map })
-    }
-
-    /// Opens the existing segment `name` (read-only with
-    /// [`Options::read_only`]).
-    pub fn open(name: &str, opts: &Options) -> Result<Segment> {
-        let map = Mapping::open(name, Kind::BYTES, opts, |header| {
-            // Any size and alignment the common checks allow; no parameters.
-            if header.params != [0; 4] {
-                return Err(Error::corrupted(
-                    name,
-                    "raw byte segments have no parameters",
-                ));
-            }
-            Ok(())
-        })?;
-        Ok(Segment { map })
-    }
-
-    /// Opens `name`, or creates it with `size` bytes if it does not exist.
-    /// Returns whether this call created it. An existing segment keeps its
-    /// own size, which may differ from `size`.
-    pub fn open_or_create(name: &str, size: usize, opts: &Options) -> Result<(Segment, bool)> {
-        Mapping::open_or_create(
-            || Segment::open(name, opts),
-            || Segment::create(name, size, opts),
-        )
-    }
-
-    /// Removes the name (see [`unlink`](crate::unlink)).
-    pub fn unlink(name: &str) -> Result<()> {
-        mapping::unlink(name)
-    }
-
-    /// The normalised name, with its leading slash.
-    pub fn name(&self) -> &str {
-        self.map.name()
+    /// The normalised name, with its leading slash, or `None` for
+    /// anonymous bytes.
+    pub fn name(&self) -> Option<&str> {
+        self.memory.name()
     }
 
     /// The payload size in bytes.
     pub fn len(&self) -> usize {
-        self.map.object_len()
+        self.memory.object_len()
     }
 
     /// Whether the payload is empty (never, for segments shmipc creates).
@@ -102,7 +100,7 @@ impl Segment {
     /// Other processes may read and write these bytes at any moment, so
     /// never make a `&`/`&mut` reference to them — copy in and out.
     pub fn as_ptr(&self) -> *mut u8 {
-        self.map.object_ptr()
+        self.memory.object_ptr()
     }
 
     /// Copies `buf.len()` payload bytes starting at `offset` into `buf`.
@@ -122,7 +120,7 @@ impl Segment {
     pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<()> {
         if self.is_read_only() {
             return Err(Error::ReadOnly {
-                name: self.name().to_owned(),
+                name: self.memory.label().to_owned(),
             });
         }
         self.check_bounds(offset, data.len())?;
@@ -135,19 +133,19 @@ impl Segment {
 
     /// Whether the segment was opened read-only.
     pub fn is_read_only(&self) -> bool {
-        self.map.is_read_only()
+        self.memory.is_read_only()
     }
 
     /// The process id the header names as the creator.
     pub fn creator_pid(&self) -> u32 {
-        self.map.header().creator_pid
+        self.memory.header().creator_pid
     }
 
     fn check_bounds(&self, offset: usize, len: usize) -> Result<()> {
         match offset.checked_add(len) {
             Some(end) if end <= self.len() => Ok(()),
             _ => Err(Error::OutOfBounds {
-                name: self.name().to_owned(),
+                name: self.memory.label().to_owned(),
                 offset: offset as u64,
                 len: len as u64,
                 size: self.len() as u64,

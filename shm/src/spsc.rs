@@ -4,7 +4,6 @@
 use std::alloc::Layout;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytemuck::Pod;
@@ -12,9 +11,7 @@ use shmipc_core::spsc::{Consumer, Producer};
 use shmipc_core::{Deadline, PopError, PushError, RingConfig, Spsc};
 
 use crate::error::{Error, Result};
-use crate::header::Kind;
-use crate::mapping::{self, Mapping};
-use crate::options::Options;
+use crate::memory::{self, Kind, Mapping, Options};
 use crate::queue::{
     anon_backing, create_segment, open_segment, typed_config, typed_params, Backing,
 };
@@ -76,7 +73,7 @@ const CONSUMER: usize = 1;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct SpscQueue<T: Pod> {
-    backing: Arc<Backing>,
+    backing: Backing,
     _items: PhantomData<fn() -> T>,
 }
 
@@ -186,15 +183,15 @@ impl<T: Pod> SpscQueue<T> {
 
     /// Removes the name (see [`unlink`](crate::unlink)).
     pub fn unlink(name: &str) -> Result<()> {
-        mapping::unlink(name)
+        memory::unlink(name)
     }
 
     fn from_backing(backing: Backing) -> Result<Self> {
-        if backing.len() < ROLES_SIZE {
+        if backing.object_len() < ROLES_SIZE {
             return Err(Error::corrupted(backing.label(), "the object is too small"));
         }
         Ok(SpscQueue {
-            backing: Arc::new(backing),
+            backing,
             _items: PhantomData,
         })
     }
@@ -203,13 +200,13 @@ impl<T: Pod> SpscQueue<T> {
         // SAFETY: the object area is at least ROLES_SIZE bytes (checked in
         // from_backing), 128-byte aligned, mapped while `self.backing`
         // lives, and the role block is only accessed atomically.
-        unsafe { Roles::at(self.backing.ptr()) }
+        unsafe { Roles::at(self.backing.object_ptr()) }
     }
 
     fn ring(&self) -> (*mut u8, usize) {
         // SAFETY: in bounds: the object area is at least ROLES_SIZE bytes.
-        let ptr = unsafe { self.backing.ptr().add(ROLES_SIZE) };
-        (ptr, self.backing.len() - ROLES_SIZE)
+        let ptr = unsafe { self.backing.object_ptr().add(ROLES_SIZE) };
+        (ptr, self.backing.object_len() - ROLES_SIZE)
     }
 
     fn label(&self) -> &str {
@@ -241,15 +238,15 @@ impl<T: Pod> SpscQueue<T> {
 
     fn producer_handle(&self, claim: Option<Token>) -> Result<SpscProducer<T>> {
         let (ptr, len) = self.ring();
-        // SAFETY: the ring stays mapped while the handle's Arc of the
-        // backing lives, and the handle drops `p` first; the role claim
+        // SAFETY: the ring stays mapped while the handle's clone of the
+        // mapping lives, and the handle drops `p` first; the role claim
         // makes this the only producer. The core checks the control block.
         let p = unsafe { Spsc::<T>::attach_producer(ptr, len) }
             .map_err(|e| Error::from_queue(self.label(), e))?;
         Ok(SpscProducer {
             p,
             claim,
-            backing: Arc::clone(&self.backing),
+            backing: self.backing.clone(),
         })
     }
 
@@ -261,7 +258,7 @@ impl<T: Pod> SpscQueue<T> {
         Ok(SpscConsumer {
             c,
             claim,
-            backing: Arc::clone(&self.backing),
+            backing: self.backing.clone(),
         })
     }
 
@@ -303,7 +300,7 @@ pub struct SpscProducer<T: Pod> {
     p: Producer<'static, T>,
     /// The pid recorded in the role block, for named queues.
     claim: Option<Token>,
-    backing: Arc<Backing>,
+    backing: Backing,
 }
 
 impl<T: Pod> SpscProducer<T> {
@@ -394,7 +391,7 @@ pub struct SpscConsumer<T: Pod> {
     // Declared (so dropped) before the memory it points into.
     c: Consumer<'static, T>,
     claim: Option<Token>,
-    backing: Arc<Backing>,
+    backing: Backing,
 }
 
 impl<T: Pod> SpscConsumer<T> {

@@ -11,7 +11,7 @@ use crate::sync::{AtomicU64, Ordering};
 /// happens to drop a copy leaves its parent's segments alone.
 ///
 /// ```
-/// use shmipc::{Event, Shared, Unlinker};
+/// use shmipc::{Event, Named, Shared, Unlinker};
 ///
 /// let names = Unlinker::new("doc");
 /// let name = names.name("ready");            // "/shmipc-doc-<pid>-<n>-0-ready"

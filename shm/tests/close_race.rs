@@ -19,8 +19,8 @@ mod common;
 use common::join;
 use shmipc::sync::{AtomicU64, Ordering};
 use shmipc::{
-    fork, ByteQueue, BytesConfig, ExitStatus, Options, Pipe, PopError, PushError, Queue, RecvError,
-    RingConfig, Segment, SendError, SpscQueue, Unlinker,
+    fork, ByteQueue, BytesConfig, ExitStatus, Named, Options, Pipe, PopError, PushError, Queue,
+    RecvError, RingConfig, Segment, SendError, SpscQueue, Unlinker,
 };
 
 const PER_PRODUCER: u64 = 1500;
@@ -75,8 +75,8 @@ impl Books {
         let bytes = (MAX_PRODUCERS * PER_PRODUCER).div_ceil(64) as usize * 8;
         let opts = Options::new();
         Books {
-            acked: Segment::create(&names.name("acked"), bytes, &opts).unwrap(),
-            received: Segment::create(&names.name("received"), bytes, &opts).unwrap(),
+            acked: Segment::create_with(&names.name("acked"), bytes, &opts).unwrap(),
+            received: Segment::create_with(&names.name("received"), bytes, &opts).unwrap(),
         }
     }
 

@@ -14,9 +14,9 @@ use std::num::NonZeroU32;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use shmipc::{
-    Anon, Array, Barrier, ByteQueue, BytesConfig, DictConfig, Error, Options, Pipe, Pool, Queue,
-    RingConfig, Segment, Semaphore, SemaphoreConfig, Shared, SharedDict, SharedList, SpscQueue,
-    Unlinker, Value,
+    Array, Barrier, ByteQueue, BytesConfig, DictConfig, Error, ListConfig, Named, Options, Pipe,
+    Pool, Queue, RingConfig, Segment, Semaphore, SemaphoreConfig, Shared, SharedDict, SharedList,
+    SpscQueue, Unlinker, Value,
 };
 
 const MAX: usize = usize::MAX;
@@ -315,14 +315,14 @@ fn data_configs() {
         let n = t.name();
         let what = format!("SharedList::create({capacity}, {max_item})");
         t.row(&what, Some(&n), expect, || {
-            SharedList::create(&n, capacity, max_item).map(drop)
+            SharedList::create(&n, ListConfig::new(capacity, max_item)).map(drop)
         });
     }
     t.row(
-        "SharedList::anon(0, 4)",
+        "SharedList::anon(ListConfig::new(0, 4))",
         None,
         Expect::Err(&["cannot make the anonymous shared object: capacity 0 must be from 1 to"]),
-        || SharedList::anon(0, 4).map(drop),
+        || SharedList::anon(ListConfig::new(0, 4)).map(drop),
     );
 
     let n = t.name();
@@ -372,25 +372,25 @@ fn segment_sync_and_pool_configs() {
             &format!("Segment::create({size})"),
             Some(&n),
             expect,
-            || Segment::create(&n, size, &Options::new()).map(drop),
+            || Segment::create_with(&n, size, &Options::new()).map(drop),
         );
     }
 
     const PARTIES: &str = "parties 0 must be from 1 to 65535";
     t.row(
-        "Anon::<Barrier>::new(0)",
+        "Shared::<Barrier>::anon(0)",
         None,
         Expect::Err(&["cannot make the anonymous shared object", PARTIES]),
-        || Anon::<Barrier>::new(0).map(drop),
+        || Shared::<Barrier>::anon(0).map(drop),
     );
-    t.row("Anon::<Barrier>::new(1)", None, Expect::Ok, || {
-        Anon::<Barrier>::new(1).map(drop)
+    t.row("Shared::<Barrier>::anon(1)", None, Expect::Ok, || {
+        Shared::<Barrier>::anon(1).map(drop)
     });
     t.row(
-        "Anon::<Barrier>::new(u32::MAX)",
+        "Shared::<Barrier>::anon(u32::MAX)",
         None,
         Expect::Err(&["parties 4294967295 must be from 1 to 65535"]),
-        || Anon::<Barrier>::new(u32::MAX).map(drop),
+        || Shared::<Barrier>::anon(u32::MAX).map(drop),
     );
     let n = t.name();
     t.row(
@@ -406,11 +406,11 @@ fn segment_sync_and_pool_configs() {
         for max in [None, NonZeroU32::new(1), NonZeroU32::new(u32::MAX)] {
             let config = SemaphoreConfig { initial, max };
             t.row(
-                &format!("Anon::<Semaphore>::new({config:?})"),
+                &format!("Shared::<Semaphore>::anon({config:?})"),
                 None,
                 Expect::Ok,
                 || {
-                    let s = Anon::<Semaphore>::new(config)?;
+                    let s = Shared::<Semaphore>::anon(config)?;
                     let bound = max.map_or(u32::MAX, NonZeroU32::get);
                     assert_eq!(s.value(), initial.min(bound));
                     Ok::<_, Error>(())

@@ -19,8 +19,8 @@ mod common;
 use std::time::Duration;
 
 use shmipc::{
-    fork, ByteQueue, BytesConfig, Child, ExitStatus, Queue, RingConfig, Semaphore, SemaphoreConfig,
-    Shared, SpscQueue, Unlinker,
+    fork, ByteQueue, BytesConfig, Child, ExitStatus, Named, Queue, RingConfig, Semaphore,
+    SemaphoreConfig, Shared, SpscQueue, Unlinker,
 };
 use shmipc_core::futex::wake_calls;
 use shmipc_core::queue::MISS_LIMIT;

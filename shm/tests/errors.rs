@@ -7,17 +7,17 @@ use std::time::{Duration, Instant};
 
 use common::{join, off, poke, poke_u32, poke_u64, shm_path};
 use shmipc::Unlinker;
-use shmipc::{fork, Anon, Error, Event, ExitStatus, Kind, Lock, Options, Segment, Shared};
+use shmipc::{fork, Error, Event, ExitStatus, Kind, Lock, Named, Options, Segment, Shared};
 
 fn expect_invalid(name: &str) {
     let checks: [(&str, shmipc::Result<()>); 4] = [
         (
             "Segment::create",
-            Segment::create(name, 8, &Options::new()).map(drop),
+            Segment::create_with(name, 8, &Options::new()).map(drop),
         ),
         (
             "Segment::open",
-            Segment::open(name, &Options::new()).map(drop),
+            Segment::open_with(name, &Options::new()).map(drop),
         ),
         ("Shared::open", Shared::<Lock>::open(name).map(drop)),
         ("unlink", shmipc::unlink(name)),
@@ -43,7 +43,7 @@ fn invalid_names() {
     expect_invalid(&"x".repeat(256));
     expect_invalid(&format!("/{}", "x".repeat(255)));
     expect_invalid("..");
-    let e = Segment::open("a/b", &Options::new()).unwrap_err();
+    let e = Segment::open_with("a/b", &Options::new()).unwrap_err();
     assert_eq!(
         e.to_string(),
         "\"a/b\" is not a valid shared memory name: it contains a '/' other than the leading one"
@@ -61,13 +61,13 @@ fn not_found() {
     );
     assert!(e.to_string().contains(&name), "{e}");
     assert!(matches!(
-        Segment::open(&name, &Options::new()),
+        Segment::open_with(&name, &Options::new()),
         Err(Error::NotFound { .. })
     ));
     assert!(matches!(shmipc::unlink(&name), Err(Error::NotFound { .. })));
     // Without the leading slash it is the same name.
     assert!(matches!(
-        Segment::open(&name[1..], &Options::new()),
+        Segment::open_with(&name[1..], &Options::new()),
         Err(Error::NotFound { name: n }) if n == name
     ));
 }
@@ -83,7 +83,7 @@ fn already_exists() {
     ));
     // Whatever the kind asked for.
     assert!(matches!(
-        Segment::create(&name, 100, &Options::new()),
+        Segment::create_with(&name, 100, &Options::new()),
         Err(Error::AlreadyExists { .. })
     ));
     // A foreign file of that name counts too.
@@ -113,8 +113,8 @@ fn permission_denied() {
     let private = names.name("private");
     let readable = names.name("readable");
     let rlock = names.name("rlock");
-    let _seg = Segment::create(&private, 64, &Options::new()).unwrap(); // 0600
-    let _pub = Segment::create(&readable, 64, &Options::new().mode(0o644)).unwrap();
+    let _seg = Segment::create_with(&private, 64, &Options::new()).unwrap(); // 0600
+    let _pub = Segment::create_with(&readable, 64, &Options::new().mode(0o644)).unwrap();
     let _lock = Shared::<Lock>::create_with(&rlock, (), &Options::new().mode(0o644)).unwrap();
 
     // SAFETY: geteuid cannot fail.
@@ -128,10 +128,10 @@ fn permission_denied() {
             }
             let rw = Options::new().trust_owner(0);
             let ro = rw.clone().read_only(true);
-            let rw_private = Segment::open(&private, &rw);
-            let ro_private = Segment::open(&private, &ro);
-            let rw_public = Segment::open(&readable, &rw);
-            let ro_public = Segment::open(&readable, &ro);
+            let rw_private = Segment::open_with(&private, &rw);
+            let ro_private = Segment::open_with(&private, &ro);
+            let rw_public = Segment::open_with(&readable, &rw);
+            let ro_public = Segment::open_with(&readable, &ro);
             let typed = Shared::<Lock>::open_with(&rlock, &rw);
             match (rw_private, ro_private, rw_public, ro_public, typed) {
                 (
@@ -152,9 +152,9 @@ fn permission_denied() {
     } else {
         // Not root: a mode of 0 locks out even the owner.
         let locked = names.name("mode-0");
-        let _s = Segment::create(&locked, 64, &Options::new().mode(0)).unwrap();
+        let _s = Segment::create_with(&locked, 64, &Options::new().mode(0)).unwrap();
         assert!(matches!(
-            Segment::open(&locked, &Options::new()),
+            Segment::open_with(&locked, &Options::new()),
             Err(Error::PermissionDenied { .. })
         ));
     }
@@ -183,7 +183,7 @@ fn not_shmipc_for_foreign_segments() {
         libc::close(fd);
     }
     for result in [
-        Segment::open(&zeros, &Options::new()).map(drop),
+        Segment::open_with(&zeros, &Options::new()).map(drop),
         Shared::<Lock>::open(&zeros).map(drop),
     ] {
         assert!(
@@ -213,10 +213,10 @@ fn not_shmipc_for_foreign_segments() {
     let short = names.name("short");
     std::fs::write(shm_path(&short), b"hello, world").unwrap();
     assert!(matches!(
-        Segment::open(&short, &Options::new()),
+        Segment::open_with(&short, &Options::new()),
         Err(Error::NotShmipc { .. })
     ));
-    let e = Segment::open(&short, &Options::new()).unwrap_err();
+    let e = Segment::open_with(&short, &Options::new()).unwrap_err();
     assert!(e.to_string().contains("not created by shmipc"), "{e}");
 }
 
@@ -240,7 +240,7 @@ fn wrong_kind() {
     }
     assert!(e.to_string().contains("holds a Lock, not an Event"), "{e}");
     assert!(matches!(
-        Segment::open(&name, &Options::new()),
+        Segment::open_with(&name, &Options::new()),
         Err(Error::WrongKind {
             expected: Kind::BYTES,
             ..
@@ -279,7 +279,7 @@ fn version_mismatch() {
 fn too_small_when_truncated() {
     let names = Unlinker::new("test");
     let name = names.name("truncated");
-    let seg = Segment::create(&name, 4096, &Options::new()).unwrap();
+    let seg = Segment::create_with(&name, 4096, &Options::new()).unwrap();
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(shm_path(&name))
@@ -288,7 +288,7 @@ fn too_small_when_truncated() {
     // Below its total size (the header, 4096 bytes, and the default
     // peer table of 256 32-byte slots): checked before mapping the rest.
     file.set_len(128 + 100).unwrap();
-    let e = Segment::open(&name, &Options::new()).unwrap_err();
+    let e = Segment::open_with(&name, &Options::new()).unwrap_err();
     assert!(
         matches!(
             e,
@@ -303,7 +303,7 @@ fn too_small_when_truncated() {
 
     // Below the header, magic intact: truncated, not foreign.
     file.set_len(100).unwrap();
-    let e = Segment::open(&name, &Options::new()).unwrap_err();
+    let e = Segment::open_with(&name, &Options::new()).unwrap_err();
     assert!(
         matches!(
             e,
@@ -322,7 +322,7 @@ fn too_small_when_truncated() {
 
     file.set_len(0).unwrap();
     assert!(matches!(
-        Segment::open(&name, &Options::new()),
+        Segment::open_with(&name, &Options::new()),
         Err(Error::TooSmall {
             required: 128,
             actual: 0,
@@ -382,9 +382,13 @@ fn corrupted_headers() {
 /// A "slow creator": a forked process that marks an existing segment as
 /// still initialising, names itself the creator, holds the creator's lock
 /// byte as a real creator does, and sleeps.
-fn slow_creator(name: &str, ready: &Anon<Event>, finish_after: Option<Duration>) -> shmipc::Child {
+fn slow_creator(
+    name: &str,
+    ready: &Shared<Event>,
+    finish_after: Option<Duration>,
+) -> shmipc::Child {
     fork(|| {
-        let _creating = common::hold_byte(name, shmipc::mapping::CREATOR_LOCK);
+        let _creating = common::hold_byte(name, shmipc::memory::CREATOR_LOCK);
         poke_u32(name, off::CREATOR_PID, std::process::id());
         poke_u32(name, off::STATE, 1); // INITIALIZING
         ready.set();
@@ -405,7 +409,7 @@ fn init_timeout_then_creator_died() {
     let names = Unlinker::new("test");
     let name = names.name("slow");
     drop(Shared::<Event>::create(&name, ()).unwrap());
-    let ready = Anon::<Event>::new(()).unwrap();
+    let ready = Shared::<Event>::anon(()).unwrap();
     let mut creator = slow_creator(&name, &ready, None);
     assert!(ready.wait_timeout(Duration::from_secs(30)));
 
@@ -439,7 +443,7 @@ fn a_killed_creator_not_yet_reaped_counts_as_dead() {
     let names = Unlinker::new("test");
     let name = names.name("zombie-creator");
     drop(Shared::<Event>::create(&name, ()).unwrap());
-    let ready = Anon::<Event>::new(()).unwrap();
+    let ready = Shared::<Event>::anon(()).unwrap();
     let mut creator = slow_creator(&name, &ready, None);
     assert!(ready.wait_timeout(Duration::from_secs(30)));
     creator.kill().unwrap();
@@ -465,7 +469,7 @@ fn opener_waits_for_a_slow_creator_to_finish() {
     let names = Unlinker::new("test");
     let name = names.name("slow-ok");
     drop(Shared::<Event>::create(&name, ()).unwrap());
-    let ready = Anon::<Event>::new(()).unwrap();
+    let ready = Shared::<Event>::anon(()).unwrap();
     let mut creator = slow_creator(&name, &ready, Some(Duration::from_millis(300)));
     assert!(ready.wait_timeout(Duration::from_secs(30)));
     let start = Instant::now();
@@ -489,8 +493,8 @@ fn read_only_typed_objects_and_writes_are_refused() {
         Err(Error::ReadOnly { .. })
     ));
     let bytes = names.name("ro-bytes");
-    let _seg = Segment::create(&bytes, 16, &Options::new()).unwrap();
-    let ro = Segment::open(&bytes, &Options::new().read_only(true)).unwrap();
+    let _seg = Segment::create_with(&bytes, 16, &Options::new()).unwrap();
+    let ro = Segment::open_with(&bytes, &Options::new().read_only(true)).unwrap();
     let e = ro.write_at(0, b"x").unwrap_err();
     assert!(
         matches!(&e, Error::ReadOnly { name } if *name == bytes),
@@ -503,7 +507,7 @@ fn read_only_typed_objects_and_writes_are_refused() {
 fn modes_are_exact() {
     let names = Unlinker::new("test");
     let default = names.name("mode-default");
-    let _a = Segment::create(&default, 8, &Options::new()).unwrap();
+    let _a = Segment::create_with(&default, 8, &Options::new()).unwrap();
     let mode = |n: &str| std::fs::metadata(shm_path(n)).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&default), 0o600);
 
@@ -514,7 +518,7 @@ fn modes_are_exact() {
         // SAFETY: umask cannot fail.
         unsafe { libc::umask(0o077) };
         let a = Shared::<Lock>::create_with(&custom, (), &Options::new().mode(0o644));
-        let b = Segment::create(&open, 8, &Options::new().mode(0o666));
+        let b = Segment::create_with(&open, 8, &Options::new().mode(0o666));
         i32::from(a.is_err() || b.is_err())
     })
     .unwrap();

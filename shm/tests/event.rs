@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::{eventually, join, join_all_ok};
 use shmipc::Unlinker;
-use shmipc::{fork, AtomicU32, Child, Event, ExitStatus, Shared};
+use shmipc::{fork, AtomicU32, Child, Event, ExitStatus, Named, Shared};
 
 #[test]
 fn set_wakes_four_waiting_processes() {

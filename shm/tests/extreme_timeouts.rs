@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use shmipc::sync::Ordering;
 use shmipc::{
-    fork, Anon, Array, Barrier, BarrierError, ByteQueue, BytesConfig, Condition, DictConfig, Event,
-    Lock, LockError, Options, Pipe, Pool, PopError, Process, PushError, Queue, RecvError,
-    RingConfig, Semaphore, SemaphoreConfig, SendError, Shared, SharedDict, SharedList, SpscQueue,
-    TaskError, Unlinker, Value,
+    fork, Array, Barrier, BarrierError, ByteQueue, BytesConfig, Condition, DictConfig, Event,
+    ListConfig, Lock, LockError, Named, Options, Pipe, Pool, PopError, Process, PushError, Queue,
+    RecvError, RingConfig, Semaphore, SemaphoreConfig, SendError, Shared, SharedDict, SharedList,
+    SpscQueue, TaskError, Unlinker, Value,
 };
 
 const SMALL: Duration = Duration::from_millis(10);
@@ -85,7 +85,7 @@ fn ready_max<R: Debug>(path: &str, call: impl FnOnce(Duration) -> R, ok: impl Fn
 #[test]
 fn sync_primitives_take_any_timeout() {
     // Lock: held by another thread, then released.
-    let lock = Anon::<Lock>::new(()).unwrap();
+    let lock = Shared::<Lock>::anon(()).unwrap();
     let lock = &lock;
     std::thread::scope(|s| {
         let (held_tx, held_rx) = std::sync::mpsc::channel();
@@ -109,7 +109,7 @@ fn sync_primitives_take_any_timeout() {
         holder.join().unwrap();
     });
 
-    let sem = Anon::<Semaphore>::new(SemaphoreConfig {
+    let sem = Shared::<Semaphore>::anon(SemaphoreConfig {
         initial: 0,
         max: None,
     })
@@ -126,7 +126,7 @@ fn sync_primitives_take_any_timeout() {
         |r| *r,
     );
 
-    let event = Anon::<Event>::new(()).unwrap();
+    let event = Shared::<Event>::anon(()).unwrap();
     not_ready(
         "core::Event::wait_timeout",
         |t| event.wait_timeout(t),
@@ -139,7 +139,7 @@ fn sync_primitives_take_any_timeout() {
         |r| *r,
     );
 
-    let cond = Anon::<Condition>::new(()).unwrap();
+    let cond = Shared::<Condition>::anon(()).unwrap();
     ready_max(
         "core::Condition::lock_timeout",
         |t| cond.lock_timeout(t).map(drop),
@@ -178,7 +178,7 @@ fn sync_primitives_take_any_timeout() {
         |r| *r == Ok(false),
     );
     // Waits for ever, until another process notifies.
-    let flag = Anon::<shmipc::AtomicU32>::new(0).unwrap();
+    let flag = Shared::<shmipc::AtomicU32>::anon(0).unwrap();
     for path in [
         "core::CondGuard::wait_timeout",
         "core::CondGuard::wait_timeout_while",
@@ -222,7 +222,7 @@ fn sync_primitives_take_any_timeout() {
         assert!(common::join(&mut child).success());
     }
 
-    let barrier = Anon::<Barrier>::new(2).unwrap();
+    let barrier = Shared::<Barrier>::anon(2).unwrap();
     check(
         "core::Barrier::wait_timeout",
         Duration::ZERO,
@@ -441,7 +441,7 @@ fn shared_data_takes_any_timeout() {
     let v = Value::<u64>::anon(1).unwrap();
     let a = Array::<u32>::anon(&[1, 2]).unwrap();
     let d = SharedDict::anon(DictConfig::new(4, 4, 4)).unwrap();
-    let l = SharedList::anon(4, 4).unwrap();
+    let l = SharedList::anon(ListConfig::new(4, 4)).unwrap();
     for t in [Duration::ZERO, SMALL, Duration::MAX] {
         check("shm::Value::get_timeout", t, |t| v.get_timeout(t), is_ok);
         check("shm::Value::set_timeout", t, |t| v.set_timeout(2, t), is_ok);

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use common::join;
 use shmipc::{
-    fork, Anon, AtomicU32, ByteQueue, BytesConfig, Child, Error, Event, ExitStatus, Lock,
-    LockError, Pipe, PopError, Queue, RecvError, RingConfig, Shared, Side, SpscQueue, Unlinker,
+    fork, AtomicU32, ByteQueue, BytesConfig, Child, Error, Event, ExitStatus, Lock, LockError,
+    Named, Pipe, PopError, Queue, RecvError, RingConfig, Shared, Side, SpscQueue, Unlinker,
 };
 
 /// Longer than several owner-check intervals (50 ms): a waiter that judged
@@ -37,7 +37,7 @@ const NO_NAMESPACE: i32 = 77;
 /// 128 + the signal that ended it), and stores the grandchild's pid as the
 /// parent's namespace numbers it in `inner`. `None` if this user cannot
 /// make namespaces (not root); as root that is a failure.
-fn in_new_pid_namespace(inner: &Anon<AtomicU32>, f: impl FnOnce() -> i32) -> Option<Child> {
+fn in_new_pid_namespace(inner: &Shared<AtomicU32>, f: impl FnOnce() -> i32) -> Option<Child> {
     let mut child = fork(|| {
         // SAFETY: unshare(CLONE_NEWPID) only changes the namespace of
         // children made from now on.
@@ -91,7 +91,7 @@ fn in_new_pid_namespace(inner: &Anon<AtomicU32>, f: impl FnOnce() -> i32) -> Opt
 }
 
 /// SIGKILLs the grandchild [`in_new_pid_namespace`] made.
-fn kill_grandchild(inner: &Anon<AtomicU32>) {
+fn kill_grandchild(inner: &Shared<AtomicU32>) {
     let pid = inner.load(SeqCst) as libc::pid_t;
     assert!(pid > 0);
     // SAFETY: the grandchild we made, by the pid our namespace gives it;
@@ -105,10 +105,10 @@ fn a_lock_held_in_another_pid_namespace_is_not_taken_over() {
     let name = names.name("lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let (held, release) = (
-        Anon::<Event>::new(()).unwrap(),
-        Anon::<Event>::new(()).unwrap(),
+        Shared::<Event>::anon(()).unwrap(),
+        Shared::<Event>::anon(()).unwrap(),
     );
-    let inner = Anon::<AtomicU32>::new(0).unwrap();
+    let inner = Shared::<AtomicU32>::anon(0).unwrap();
     let Some(mut child) = in_new_pid_namespace(&inner, || {
         let lock = Shared::<Lock>::open(&name).unwrap();
         let guard = lock.lock().unwrap();
@@ -142,7 +142,7 @@ fn a_lock_held_outside_is_not_taken_over_from_inside_a_pid_namespace() {
     let name = names.name("lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let guard = lock.lock().unwrap();
-    let inner = Anon::<AtomicU32>::new(0).unwrap();
+    let inner = Shared::<AtomicU32>::anon(0).unwrap();
     let Some(mut child) = in_new_pid_namespace(&inner, || {
         let lock = Shared::<Lock>::open(&name).unwrap();
         let code = match lock.lock_timeout(SEVERAL_CHECKS) {
@@ -168,8 +168,8 @@ fn a_holder_killed_inside_a_pid_namespace_is_taken_over_outside() {
     let names = Unlinker::new("ns-lock-killed");
     let name = names.name("lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
-    let held = Anon::<Event>::new(()).unwrap();
-    let inner = Anon::<AtomicU32>::new(0).unwrap();
+    let held = Shared::<Event>::anon(()).unwrap();
+    let inner = Shared::<AtomicU32>::anon(0).unwrap();
     let Some(mut child) = in_new_pid_namespace(&inner, || {
         let lock = Shared::<Lock>::open(&name).unwrap();
         let _guard = lock.lock().unwrap().leak();
@@ -193,10 +193,10 @@ fn a_queue_slot_claimed_in_another_pid_namespace_is_not_recovered_while_it_lives
     let name = names.name("q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let (claimed, release) = (
-        Anon::<Event>::new(()).unwrap(),
-        Anon::<Event>::new(()).unwrap(),
+        Shared::<Event>::anon(()).unwrap(),
+        Shared::<Event>::anon(()).unwrap(),
     );
-    let inner = Anon::<AtomicU32>::new(0).unwrap();
+    let inner = Shared::<AtomicU32>::anon(0).unwrap();
     let Some(mut child) = in_new_pid_namespace(&inner, || {
         let q = Queue::<u64>::open(&name).unwrap();
         let r = q.push_pausing(7, LONG, || {
@@ -228,10 +228,10 @@ fn a_byte_grant_held_in_another_pid_namespace_is_not_skipped_while_it_lives() {
     let name = names.name("q");
     let q = ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let (reserved, release) = (
-        Anon::<Event>::new(()).unwrap(),
-        Anon::<Event>::new(()).unwrap(),
+        Shared::<Event>::anon(()).unwrap(),
+        Shared::<Event>::anon(()).unwrap(),
     );
-    let inner = Anon::<AtomicU32>::new(0).unwrap();
+    let inner = Shared::<AtomicU32>::anon(0).unwrap();
     let Some(mut child) = in_new_pid_namespace(&inner, || {
         let q = ByteQueue::open(&name).unwrap();
         let mut g = q.reserve(5).unwrap();
@@ -268,10 +268,10 @@ fn roles_held_in_another_pid_namespace_are_refused_not_taken_over() {
     let _q = SpscQueue::<u32>::create(&qname, RingConfig::new(8)).unwrap();
     let _a = Pipe::create(&pname, BytesConfig::new(1024, 64)).unwrap();
     let (held, release) = (
-        Anon::<Event>::new(()).unwrap(),
-        Anon::<Event>::new(()).unwrap(),
+        Shared::<Event>::anon(()).unwrap(),
+        Shared::<Event>::anon(()).unwrap(),
     );
-    let inner = Anon::<AtomicU32>::new(0).unwrap();
+    let inner = Shared::<AtomicU32>::anon(0).unwrap();
     let Some(mut child) = in_new_pid_namespace(&inner, || {
         let tx = SpscQueue::<u32>::producer(&qname).unwrap();
         let b = Pipe::open(&pname).unwrap();
@@ -308,8 +308,8 @@ fn a_new_holder_with_a_dead_holders_pid_takes_the_role_over() {
     let names = Unlinker::new("ns-reuse");
     let name = names.name("spsc");
     let _q = SpscQueue::<u32>::create(&name, RingConfig::new(8)).unwrap();
-    let held = Anon::<Event>::new(()).unwrap();
-    let inner = Anon::<AtomicU32>::new(0).unwrap();
+    let held = Shared::<Event>::anon(()).unwrap();
+    let inner = Shared::<AtomicU32>::anon(0).unwrap();
     let Some(mut first) = in_new_pid_namespace(&inner, || {
         let _tx = SpscQueue::<u32>::producer(&name).unwrap();
         held.set();
@@ -321,7 +321,7 @@ fn a_new_holder_with_a_dead_holders_pid_takes_the_role_over() {
     assert!(held.wait_timeout(LONG));
     kill_grandchild(&inner);
     assert_eq!(join(&mut first), ExitStatus::Code(128 + libc::SIGKILL));
-    let inner2 = Anon::<AtomicU32>::new(0).unwrap();
+    let inner2 = Shared::<AtomicU32>::anon(0).unwrap();
     let mut second = in_new_pid_namespace(&inner2, || {
         match SpscQueue::<u32>::producer(&name) {
             Ok(_) => 0,

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use common::join_all_ok;
 use shmipc::Unlinker;
-use shmipc::{fork, Anon, AtomicU64, Child, Lock, Shared};
+use shmipc::{fork, AtomicU64, Child, Lock, Named, Shared};
 
 const PROCESSES: u64 = 10;
 const ROUNDS: u64 = 1_000;
@@ -59,8 +59,8 @@ fn ten_processes_open_the_lock_by_name() {
 
 #[test]
 fn ten_processes_inherit_an_anonymous_lock() {
-    let lock = Anon::<Lock>::new(()).unwrap();
-    let counter = Anon::<AtomicU64>::new(PROCESSES * ROUNDS).unwrap();
+    let lock = Shared::<Lock>::anon(()).unwrap();
+    let counter = Shared::<AtomicU64>::anon(PROCESSES * ROUNDS).unwrap();
     let mut children: Vec<Child> = (0..PROCESSES)
         .map(|_| fork(|| decrement_under_lock(&lock, &counter)).unwrap())
         .collect();
@@ -74,8 +74,8 @@ fn a_lock_held_in_another_process_times_out_here() {
     let names = Unlinker::new("test");
     let name = names.name("held");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
-    let holding = Anon::<shmipc::Event>::new(()).unwrap();
-    let release = Anon::<shmipc::Event>::new(()).unwrap();
+    let holding = Shared::<shmipc::Event>::anon(()).unwrap();
+    let release = Shared::<shmipc::Event>::anon(()).unwrap();
     let mut child = fork(|| {
         let lock = Shared::<Lock>::open(&name).unwrap();
         let _guard = lock.lock().unwrap();

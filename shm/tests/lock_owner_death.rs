@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use common::join;
 use shmipc::sync::{AtomicU32, AtomicU64, Ordering};
-use shmipc::{fork, Child, ExitStatus, Lock, LockError, Shared, Unlinker};
+use shmipc::{fork, Child, ExitStatus, Lock, LockError, Named, Shared, Unlinker};
 
 /// The state the lock protects: `a` and `b` are equal whenever the lock is
 /// free. A holder that dies between its two writes leaves them unequal.
@@ -41,7 +41,7 @@ impl Pair {
 /// `holding`, and then hangs until it is killed.
 fn holder_that_dies_mid_update(n: &[String; 3], holding: &Shared<AtomicU32>) -> Child {
     let n = n.clone();
-    let holding_name = holding.name().to_owned();
+    let holding_name = holding.name().expect("a named segment").to_owned();
     fork(move || {
         let p = Pair::open(&n);
         let holding = Shared::<AtomicU32>::open(&holding_name).unwrap();

@@ -10,8 +10,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use shmipc::{
-    Anon, ByteQueue, BytesConfig, Event, Lock, Pipe, Queue, RingConfig, Semaphore, SemaphoreConfig,
-    Shared, SpscQueue, Unlinker,
+    ByteQueue, BytesConfig, Event, Lock, Named, Pipe, Queue, RingConfig, Semaphore,
+    SemaphoreConfig, Shared, SpscQueue, Unlinker,
 };
 
 struct Counting;
@@ -168,7 +168,7 @@ fn sync_primitives_do_not_allocate() {
         drop(lock.lock_timeout(Duration::from_secs(1)).unwrap());
     });
 
-    let sem = Anon::<Semaphore>::new(SemaphoreConfig {
+    let sem = Shared::<Semaphore>::anon(SemaphoreConfig {
         initial: 1,
         max: None,
     })

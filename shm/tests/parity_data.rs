@@ -7,8 +7,8 @@ use std::time::Duration;
 use common::{eventually, join, join_all_ok, CHILD_TIMEOUT};
 use shmipc::sync::{AtomicU32, Ordering};
 use shmipc::{
-    fault, fork, Anon, Array, ArrayError, DictConfig, DictError, Error, ExitStatus, SharedDict,
-    SharedList, Unlinker, Value,
+    fault, fork, Array, ArrayError, DictConfig, DictError, Error, ExitStatus, ListConfig, Named,
+    Shared, SharedDict, SharedList, Unlinker, Value,
 };
 
 const PROCS: u64 = 8;
@@ -191,7 +191,7 @@ fn a_full_dict_and_oversized_entries_are_errors() {
 fn a_writer_killed_holding_the_dict_lock_is_repaired_around() {
     let _one = repairing();
     let dict = SharedDict::anon(DictConfig::new(64, 16, 16)).unwrap();
-    let inside = Anon::<AtomicU32>::new(0).unwrap();
+    let inside = Shared::<AtomicU32>::anon(0).unwrap();
     dict.insert(b"kept", b"1").unwrap();
     let mut child = fork(|| {
         // Holds the dict's lock inside the update closure until killed.
@@ -288,9 +288,9 @@ fn repairing() -> std::sync::MutexGuard<'static, ()> {
 /// `point` armed, waits until it reports (through shared memory) that it
 /// has reached the point, and SIGKILLs it there.
 fn kill_at(dict: &SharedDict, point: fault::Point, write: impl FnOnce(&SharedDict)) {
-    let reached = Anon::<AtomicU32>::new(0).unwrap();
+    let reached = Shared::<AtomicU32>::anon(0).unwrap();
     let mut child = fork(|| {
-        // SAFETY: the Anon mapping outlives this process's use of it (the
+        // SAFETY: the anonymous mapping outlives this process's use of it (the
         // process is killed while paused, or exits).
         unsafe { fault::arm(point, &*reached) };
         write(dict);
@@ -391,7 +391,7 @@ fn a_dict_writer_killed_between_replacing_and_tombstoning_leaves_a_duplicate_tha
 fn a_shared_list_collects_appends_from_many_processes() {
     let names = Unlinker::new("par-list");
     let name = names.name("list");
-    let list = SharedList::create(&name, 200, 16).unwrap();
+    let list = SharedList::create(&name, ListConfig::new(200, 16)).unwrap();
     let mut children = Vec::new();
     for p in 0..10 {
         let name = name.clone();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmipc::sync::{AtomicU32, Ordering};
-use shmipc::{Anon, Pool, TaskError};
+use shmipc::{Named, Pool, Shared, TaskError};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -21,7 +21,7 @@ fn task(cmd: u8, n: u64) -> Vec<u8> {
 
 /// `d` doubles, `s` sleeps n ms then doubles, `p` panics, `h` records its
 /// pid in `hung` and sleeps a minute.
-fn worker(hung: Arc<Anon<AtomicU32>>) -> impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static {
+fn worker(hung: Arc<Shared<AtomicU32>>) -> impl Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static {
     move |arg: &[u8]| {
         let n = num(&arg[1..]);
         match arg[0] {
@@ -41,8 +41,8 @@ fn worker(hung: Arc<Anon<AtomicU32>>) -> impl Fn(&[u8]) -> Vec<u8> + Send + Sync
     }
 }
 
-fn pool(n: usize) -> (Pool, Arc<Anon<AtomicU32>>) {
-    let hung = Arc::new(Anon::<AtomicU32>::new(0).unwrap());
+fn pool(n: usize) -> (Pool, Arc<Shared<AtomicU32>>) {
+    let hung = Arc::new(Shared::<AtomicU32>::anon(0).unwrap());
     (Pool::new(n, worker(hung.clone())).unwrap(), hung)
 }
 

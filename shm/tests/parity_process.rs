@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::{eventually, CHILD_TIMEOUT};
 use shmipc::sync::{AtomicU64, Ordering};
-use shmipc::{fork, Anon, ExitStatus, Process};
+use shmipc::{fork, ExitStatus, Named, Process, Shared};
 
 fn join(p: &mut shmipc::ProcessHandle) -> ExitStatus {
     p.join_timeout(CHILD_TIMEOUT)
@@ -107,7 +107,7 @@ fn exited_within(fd: &OwnedFd, timeout: Duration) -> bool {
 #[test]
 fn a_daemon_dies_with_its_sigkilled_parent_and_a_non_daemon_survives() {
     // word: daemon pid | non-daemon pid << 32, written by the middle process.
-    let pids = Anon::<AtomicU64>::new(0).unwrap();
+    let pids = Shared::<AtomicU64>::anon(0).unwrap();
     let mut middle = fork(|| {
         let nap = || {
             std::thread::sleep(Duration::from_secs(60));

@@ -6,15 +6,15 @@ use std::time::{Duration, Instant};
 
 use common::{join, join_all_ok, CHILD_TIMEOUT};
 use shmipc::sync::{AtomicU32, Ordering};
-use shmipc::{fork, Anon, Barrier, BarrierError, Condition, ExitStatus, Shared, Unlinker};
+use shmipc::{fork, Barrier, BarrierError, Condition, ExitStatus, Named, Shared, Unlinker};
 
 #[test]
 fn notify_all_wakes_every_waiting_process() {
     let names = Unlinker::new("par-cond");
     let name = names.name("cond");
     let cond = Shared::<Condition>::create(&name, ()).unwrap();
-    let go = Anon::<AtomicU32>::new(0).unwrap();
-    let waiting = Anon::<AtomicU32>::new(0).unwrap();
+    let go = Shared::<AtomicU32>::anon(0).unwrap();
+    let waiting = Shared::<AtomicU32>::anon(0).unwrap();
     let mut children = Vec::new();
     for _ in 0..4 {
         let name = name.clone();
@@ -51,9 +51,9 @@ fn notify_all_wakes_every_waiting_process() {
 
 #[test]
 fn notify_one_hands_out_tokens_one_at_a_time() {
-    let cond = Anon::<Condition>::new(()).unwrap();
-    let tokens = Anon::<AtomicU32>::new(0).unwrap();
-    let taken = Anon::<AtomicU32>::new(0).unwrap();
+    let cond = Shared::<Condition>::anon(()).unwrap();
+    let tokens = Shared::<AtomicU32>::anon(0).unwrap();
+    let taken = Shared::<AtomicU32>::anon(0).unwrap();
     let mut children = Vec::new();
     for _ in 0..3 {
         let (cond, tokens, taken) = (&cond, &tokens, &taken);
@@ -88,7 +88,7 @@ fn notify_one_hands_out_tokens_one_at_a_time() {
 
 #[test]
 fn wait_timeout_without_a_notify_times_out() {
-    let cond = Anon::<Condition>::new(()).unwrap();
+    let cond = Shared::<Condition>::anon(()).unwrap();
     let guard = cond.lock().unwrap();
     let t = Instant::now();
     let (guard, notified) = guard.wait_timeout(Duration::from_millis(50)).unwrap();
@@ -107,8 +107,8 @@ fn a_barrier_releases_all_parties_together_round_after_round() {
     let name = names.name("barrier");
     let barrier = Shared::<Barrier>::create(&name, PARTIES).unwrap();
     // Per round: arrivals, then leaders.
-    let arrivals: Vec<Anon<AtomicU32>> = (0..ROUNDS).map(|_| Anon::new(0).unwrap()).collect();
-    let leaders: Vec<Anon<AtomicU32>> = (0..ROUNDS).map(|_| Anon::new(0).unwrap()).collect();
+    let arrivals: Vec<Shared<AtomicU32>> = (0..ROUNDS).map(|_| Shared::anon(0).unwrap()).collect();
+    let leaders: Vec<Shared<AtomicU32>> = (0..ROUNDS).map(|_| Shared::anon(0).unwrap()).collect();
     let party = |b: &Barrier| -> i32 {
         for r in 0..ROUNDS {
             arrivals[r].fetch_add(1, Ordering::SeqCst);
@@ -147,7 +147,7 @@ fn a_barrier_releases_all_parties_together_round_after_round() {
 
 #[test]
 fn a_barrier_timeout_breaks_it_for_everyone_until_reset() {
-    let barrier = Anon::<Barrier>::new(3).unwrap();
+    let barrier = Shared::<Barrier>::anon(3).unwrap();
     let mut waiter = fork(|| match barrier.wait() {
         Err(BarrierError::Broken) => 0,
         Ok(_) => 1,
@@ -181,7 +181,7 @@ fn a_barrier_timeout_breaks_it_for_everyone_until_reset() {
 
     // Zero parties is refused when the barrier is made; a party count
     // found in memory (a hostile write) fails every wait instead.
-    let e = Anon::<Barrier>::new(0).unwrap_err();
+    let e = Shared::<Barrier>::anon(0).unwrap_err();
     assert!(
         e.to_string().contains("parties 0 must be from 1 to 65535"),
         "{e}"

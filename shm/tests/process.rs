@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::join;
-use shmipc::{fork, spawn, ExitStatus};
+use shmipc::{fork, spawn, ExitStatus, Named};
 
 #[test]
 fn exit_codes_come_back() {
@@ -161,7 +161,7 @@ static EXIT_COUNTER: shmipc_core::sync::AtomicUsize = shmipc_core::sync::AtomicU
 extern "C" fn count_exit() {
     let p = EXIT_COUNTER.load(std::sync::atomic::Ordering::SeqCst);
     if p != 0 {
-        // SAFETY: `p` is the address of a live Anon<AtomicU32> while it is
+        // SAFETY: `p` is the address of a live Shared<AtomicU32> while it is
         // non-zero (the test resets it before dropping the mapping).
         unsafe { &*(p as *const shmipc::AtomicU32) }
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -177,8 +177,8 @@ fn a_child_runs_neither_atexit_handlers_nor_the_parents_destructors() {
             self.0.fetch_add(1, SeqCst);
         }
     }
-    let exits = shmipc::Anon::<shmipc::AtomicU32>::new(0).unwrap();
-    let drops = shmipc::Anon::<shmipc::AtomicU32>::new(0).unwrap();
+    let exits = shmipc::Shared::<shmipc::AtomicU32>::anon(0).unwrap();
+    let drops = shmipc::Shared::<shmipc::AtomicU32>::anon(0).unwrap();
     EXIT_COUNTER.store(&*exits as *const shmipc::AtomicU32 as usize, SeqCst);
     // SAFETY: registers a plain extern "C" function.
     assert_eq!(unsafe { libc::atexit(count_exit) }, 0);

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use common::join;
 use shmipc::sync::{AtomicU64, Ordering};
 use shmipc::{
-    fork, ByteQueue, BytesConfig, Child, Event, ExitStatus, Options, PopError, PushError, Queue,
-    RecvError, RingConfig, Segment, SendError, Shared, SpscQueue, Unlinker,
+    fork, ByteQueue, BytesConfig, Child, Event, ExitStatus, Named, Options, PopError, PushError,
+    Queue, RecvError, RingConfig, Segment, SendError, Shared, SpscQueue, Unlinker,
 };
 
 const ITERATIONS: usize = 30;
@@ -109,9 +109,9 @@ impl Books {
         let bits = (PRODUCERS * PER_PRODUCER).div_ceil(64) as usize * 8;
         let opts = Options::new();
         Books {
-            done: Segment::create(&names.name("done"), bits, &opts).unwrap(),
-            received: Segment::create(&names.name("received"), bits, &opts).unwrap(),
-            stats: Segment::create(&names.name("stats"), 8 * (BUSY + MAX_CONSUMERS), &opts)
+            done: Segment::create_with(&names.name("done"), bits, &opts).unwrap(),
+            received: Segment::create_with(&names.name("received"), bits, &opts).unwrap(),
+            stats: Segment::create_with(&names.name("stats"), 8 * (BUSY + MAX_CONSUMERS), &opts)
                 .unwrap(),
         }
     }

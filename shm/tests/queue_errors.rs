@@ -5,8 +5,8 @@ mod common;
 
 use common::{off, poke, poke_u64};
 use shmipc::{
-    ByteQueue, BytesConfig, Error, Kind, Lock, Options, Pipe, Queue, RingConfig, Segment, Shared,
-    SpscQueue, Unlinker,
+    ByteQueue, BytesConfig, Error, Kind, Lock, Named, Options, Pipe, Queue, RingConfig, Segment,
+    Shared, SpscQueue, Unlinker,
 };
 
 fn message(r: Result<impl std::fmt::Debug, Error>) -> (Error, String) {
@@ -31,7 +31,7 @@ fn a_queue_opened_as_another_kind_is_wrong_kind() {
     let _s = SpscQueue::<u64>::create(&sn, RingConfig::new(8)).unwrap();
     let _p = Pipe::create(&pn, BytesConfig::new(256, 64)).unwrap();
     let _l = Shared::<Lock>::create(&ln, ()).unwrap();
-    let _seg = Segment::create(&segn, 4096, &Options::new()).unwrap();
+    let _seg = Segment::create_with(&segn, 4096, &Options::new()).unwrap();
 
     let (e, m) = message(ByteQueue::open(&qn));
     assert!(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::{join, join_all_ok};
 use shmipc::{
-    fork, AtomicU64, ByteQueue, BytesConfig, Child, ExitStatus, PopError, PushError, Queue,
+    fork, AtomicU64, ByteQueue, BytesConfig, Child, ExitStatus, Named, PopError, PushError, Queue,
     RecvError, RingConfig, Segment, SendError, SpscQueue, Unlinker,
 };
 use shmipc::{Options, Segment as Seg};
@@ -24,7 +24,7 @@ fn words(seg: &Seg) -> &[AtomicU64] {
 }
 
 fn open_words(name: &str) -> Seg {
-    Segment::open(name, &Options::new()).expect("open segment")
+    Segment::open_with(name, &Options::new()).expect("open segment")
 }
 
 /// Sets bit `bit`; returns whether it was set already.
@@ -58,13 +58,13 @@ fn three_producers_two_consumers_move_every_item_exactly_once() {
     let names = Unlinker::new("mpmc-once");
     let (qn, bitsn, statsn) = (names.name("q"), names.name("bits"), names.name("stats"));
     let q = Queue::<u64>::create(&qn, RingConfig::new(64)).unwrap();
-    let bits_seg = Segment::create(
+    let bits_seg = Segment::create_with(
         &bitsn,
         (MPMC_PRODUCERS * per).div_ceil(64) as usize * 8,
         &Options::new(),
     )
     .unwrap();
-    let stats_seg = Segment::create(&statsn, 8 * 8, &Options::new()).unwrap();
+    let stats_seg = Segment::create_with(&statsn, 8 * 8, &Options::new()).unwrap();
 
     let started = Instant::now();
     let mut consumers: Vec<Child> = (0..MPMC_CONSUMERS)
@@ -324,13 +324,13 @@ fn byte_messages_of_every_size_arrive_intact_exactly_once() {
     let (qn, bitsn, statsn) = (names.name("q"), names.name("bits"), names.name("stats"));
     let config = BytesConfig::for_max_message(MAX_MESSAGE).unwrap();
     let q = ByteQueue::create(&qn, config).unwrap();
-    let _bits = Segment::create(
+    let _bits = Segment::create_with(
         &bitsn,
         (BYTE_PRODUCERS * MESSAGES).div_ceil(64) as usize * 8,
         &Options::new(),
     )
     .unwrap();
-    let stats_seg = Segment::create(&statsn, 16 * 8, &Options::new()).unwrap();
+    let stats_seg = Segment::create_with(&statsn, 16 * 8, &Options::new()).unwrap();
 
     let started = Instant::now();
     let mut consumers: Vec<Child> = (0..BYTE_CONSUMERS)

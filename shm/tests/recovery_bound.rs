@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use common::join;
 use shmipc::{
-    fork, ByteQueue, BytesConfig, Event, ExitStatus, Lock, Queue, RingConfig, Shared, Unlinker,
+    fork, ByteQueue, BytesConfig, Event, ExitStatus, Lock, Named, Queue, RingConfig, Shared,
+    Unlinker,
 };
 
 /// Twenty owner-check intervals.

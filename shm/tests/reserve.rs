@@ -15,7 +15,7 @@ mod common;
 use std::ffi::CString;
 use std::time::Duration;
 
-use shmipc::{fork, Error, ExitStatus, Options, Segment, Unlinker};
+use shmipc::{fork, Error, ExitStatus, Named, Options, Segment, Unlinker};
 
 const MIB: usize = 1 << 20;
 const PAGE: usize = 4096;
@@ -47,7 +47,7 @@ fn dev_shm_entries() -> Vec<String> {
 /// returns how it ended (a `SIGBUS` if the pages are not backed).
 fn touch_every_page(name: &str) -> ExitStatus {
     let mut child = fork(|| {
-        let seg = match Segment::open(name, &Options::new()) {
+        let seg = match Segment::open_with(name, &Options::new()) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("open {name}: {e}");
@@ -92,7 +92,7 @@ fn a_segment_larger_than_the_free_space_is_refused_and_leaves_nothing() {
     let name = names.name("huge");
     // More than is free (the 1 TiB, or more on a huge /dev/shm).
     let size = (free_in_dev_shm() as usize + (1 << 30)).max(1 << 40);
-    let r = Segment::create(&name, size, &Options::new());
+    let r = Segment::create_with(&name, size, &Options::new());
     let e = r.expect_err("a segment larger than /dev/shm's free space was created");
     let m = e.to_string();
     assert!(matches!(e, Error::NoSpace { .. }), "{e:?}");
@@ -113,7 +113,7 @@ fn a_segment_larger_than_the_free_space_is_refused_and_leaves_nothing() {
 fn a_large_segment_that_fits_is_backed() {
     let names = Unlinker::new("reserve");
     let name = names.name("large");
-    let _seg = Segment::create(&name, 64 * MIB, &Options::new()).unwrap();
+    let _seg = Segment::create_with(&name, 64 * MIB, &Options::new()).unwrap();
     // The file's blocks are allocated at creation, not on first touch.
     let blocks = std::fs::metadata(common::shm_path(&name)).unwrap();
     use std::os::unix::fs::MetadataExt;
@@ -159,7 +159,7 @@ fn two_segments_that_do_not_fit_together_fail_at_create_not_with_sigbus() {
         }
         // This /dev/shm is ours alone and starts empty.
         let (a, b) = ("/reserve-a", "/reserve-b");
-        let _first = match Segment::create(a, 40 * MIB, &Options::new()) {
+        let _first = match Segment::create_with(a, 40 * MIB, &Options::new()) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("the first segment: {e}");
@@ -170,7 +170,7 @@ fn two_segments_that_do_not_fit_together_fail_at_create_not_with_sigbus() {
             eprintln!("touching the first segment failed");
             return 2;
         }
-        match Segment::create(b, 40 * MIB, &Options::new()) {
+        match Segment::create_with(b, 40 * MIB, &Options::new()) {
             Err(e @ Error::NoSpace { .. }) => {
                 let m = e.to_string();
                 let (needed, free) = numbers(&m);

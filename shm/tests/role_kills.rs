@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use common::{eventually, join};
 use shmipc::sync::{AtomicU64, Ordering};
 use shmipc::{
-    fork, BytesConfig, Child, ExitStatus, Options, Pipe, PipeEnd, PopError, PushError, RecvError,
-    RingConfig, Segment, SendError, SpscProducer, SpscQueue, Unlinker,
+    fork, BytesConfig, Child, ExitStatus, Named, Options, Pipe, PipeEnd, PopError, PushError,
+    RecvError, RingConfig, Segment, SendError, SpscProducer, SpscQueue, Unlinker,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -60,7 +60,7 @@ struct Books {
 impl Books {
     fn create(name: &str) -> Books {
         Books {
-            seg: Segment::create(name, WORDS * 8, &Options::new()).unwrap(),
+            seg: Segment::create_with(name, WORDS * 8, &Options::new()).unwrap(),
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::join;
 use shmipc::{
-    fork, BytesConfig, Error, Event, ExitStatus, Pipe, RingConfig, Shared, Side, SpscQueue,
+    fork, BytesConfig, Error, Event, ExitStatus, Named, Pipe, RingConfig, Shared, Side, SpscQueue,
     Unlinker,
 };
 

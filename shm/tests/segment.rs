@@ -6,10 +6,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::{join, join_all_ok, shm_path};
-use shmipc::mapping::{Mapping, ObjectLayout};
+use shmipc::memory::{Mapping, ObjectLayout};
 use shmipc::Unlinker;
 use shmipc::{
-    fork, Anon, AtomicU32, AtomicU64, Child, Error, Event, ExitStatus, Kind, Lock, Options,
+    fork, AtomicU32, AtomicU64, Child, Error, Event, ExitStatus, Kind, Lock, Named, Options,
     Segment, Shared,
 };
 
@@ -17,9 +17,9 @@ use shmipc::{
 fn bytes_written_in_one_process_are_read_in_another() {
     let names = Unlinker::new("test");
     let name = names.name("bytes");
-    let seg = Segment::create(&name, 1000, &Options::new()).unwrap();
+    let seg = Segment::create_with(&name, 1000, &Options::new()).unwrap();
     assert_eq!(seg.len(), 1000);
-    assert_eq!(seg.name(), name);
+    assert_eq!(seg.name(), Some(name.as_str()));
     assert_eq!(seg.creator_pid(), std::process::id());
     assert!(!seg.is_read_only());
     assert_eq!(seg.as_ptr() as usize % 128, 0, "payload is 128-aligned");
@@ -28,7 +28,7 @@ fn bytes_written_in_one_process_are_read_in_another() {
     assert!(zero.iter().all(|&b| b == 0), "a new payload is zeroed");
 
     let mut child = fork(|| {
-        let Ok(seg) = Segment::open(&name, &Options::new()) else {
+        let Ok(seg) = Segment::open_with(&name, &Options::new()) else {
             return 1;
         };
         if seg.len() != 1000 || seg.write_at(990, b"0123456789").is_err() {
@@ -47,7 +47,7 @@ fn bytes_written_in_one_process_are_read_in_another() {
 fn accesses_out_of_bounds_are_errors() {
     let names = Unlinker::new("test");
     let name = names.name("bounds");
-    let seg = Segment::create(&name, 16, &Options::new()).unwrap();
+    let seg = Segment::create_with(&name, 16, &Options::new()).unwrap();
     seg.write_at(16, b"").unwrap();
     for (offset, len) in [(0, 17), (16, 1), (15, 2), (usize::MAX, 2)] {
         let e = seg.write_at(offset, &vec![0; len]).unwrap_err();
@@ -61,7 +61,7 @@ fn accesses_out_of_bounds_are_errors() {
         ));
     }
     assert!(matches!(
-        Segment::create(&names.name("empty"), 0, &Options::new()),
+        Segment::create_with(&names.name("empty"), 0, &Options::new()),
         Err(Error::Layout {
             source: shmipc::LayoutError::Parameter {
                 param: "size",
@@ -85,9 +85,9 @@ fn open_or_create_creates_once() {
     assert_eq!(a.load(Ordering::SeqCst), 42, "the existing value, not 99");
 
     let bytes = names.name("ooc-bytes");
-    let (s, created) = Segment::open_or_create(&bytes, 64, &Options::new()).unwrap();
+    let (s, created) = Segment::open_or_create_with(&bytes, 64, &Options::new()).unwrap();
     assert!(created);
-    let (t, created) = Segment::open_or_create(&bytes, 4096, &Options::new()).unwrap();
+    let (t, created) = Segment::open_or_create_with(&bytes, 4096, &Options::new()).unwrap();
     assert!(!created);
     assert_eq!(
         (s.len(), t.len()),
@@ -100,8 +100,8 @@ fn open_or_create_creates_once() {
 fn open_or_create_race_between_eight_processes_creates_exactly_once() {
     let names = Unlinker::new("test");
     let name = names.name("race");
-    let creators = Anon::<AtomicU32>::new(0).unwrap();
-    let go = Anon::<Event>::new(()).unwrap();
+    let creators = Shared::<AtomicU32>::anon(0).unwrap();
+    let go = Shared::<Event>::anon(()).unwrap();
     let mut children: Vec<Child> = (0..8)
         .map(|_| {
             fork(|| {
@@ -180,7 +180,7 @@ fn an_unlinked_segment_lives_on_for_those_who_map_it() {
 fn a_creator_killed_during_initialisation_leaves_nothing_behind() {
     let names = Unlinker::new("test");
     let name = names.name("killed-creator");
-    let initialising = Anon::<Event>::new(()).unwrap();
+    let initialising = Shared::<Event>::anon(()).unwrap();
     let mut creator = fork(|| {
         let layout = ObjectLayout {
             kind: Kind::new(1000),
@@ -199,7 +199,7 @@ fn a_creator_killed_during_initialisation_leaves_nothing_behind() {
     assert!(initialising.wait_timeout(Duration::from_secs(30)));
     // Mid-initialisation: no name yet, so no one sees a half-built segment.
     assert!(matches!(
-        Segment::open(&name, &Options::new()),
+        Segment::open_with(&name, &Options::new()),
         Err(Error::NotFound { .. })
     ));
     creator.kill().unwrap();

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::join_all_ok;
 use shmipc::Unlinker;
-use shmipc::{fork, AtomicU32, Child, Event, Semaphore, SemaphoreConfig, Shared};
+use shmipc::{fork, AtomicU32, Child, Event, Named, Semaphore, SemaphoreConfig, Shared};
 
 const PROCESSES: usize = 10;
 const PERMITS: u32 = 3;

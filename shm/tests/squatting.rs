@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use shmipc::{fork, Error, Event, ExitStatus, Options, Queue, RingConfig, Shared, Unlinker};
+use shmipc::{fork, Error, Event, ExitStatus, Named, Options, Queue, RingConfig, Shared, Unlinker};
 
 const NOBODY: u32 = 65534;
 

@@ -18,8 +18,9 @@ use std::time::{Duration, Instant};
 
 use shmipc::sync::{AtomicU32, Ordering};
 use shmipc::{
-    fork, Anon, Array, ArrayError, Child, Condition, DictConfig, DictError, Lock, LockError, Pool,
-    Shared, SharedDict, SharedList, SharedObject, TaskError, Unlinker, Value, ValueError,
+    fork, Array, ArrayError, Child, Condition, DictConfig, DictError, ListConfig, Lock, LockError,
+    Named, Pool, Shared, SharedDict, SharedList, SharedObject, TaskError, Unlinker, Value,
+    ValueError,
 };
 
 /// The timeout every bounded call gets here.
@@ -34,7 +35,7 @@ const WATCHDOG: Duration = Duration::from_secs(20);
 /// continues and kills it, and reaps it.
 struct StoppedHolder {
     child: Option<Child>,
-    holding: Anon<AtomicU32>,
+    holding: Shared<AtomicU32>,
     watchdog: Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>,
 }
 
@@ -43,7 +44,7 @@ impl StoppedHolder {
     /// says so, and stops itself. Returns at once; see
     /// [`StoppedHolder::wait_stopped`].
     fn spawn(take: impl FnOnce()) -> StoppedHolder {
-        let holding = Anon::<AtomicU32>::new(0).unwrap();
+        let holding = Shared::<AtomicU32>::anon(0).unwrap();
         let child = fork(|| {
             take();
             holding.store(1, Ordering::SeqCst);
@@ -136,9 +137,9 @@ fn raw_lock(name: &str) -> &'static Lock {
         .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut kind, 20))
         .expect("read the segment's kind");
     let kind = shmipc::Kind::new(u32::from_ne_bytes(kind));
-    let map = shmipc::mapping::Mapping::open(name, kind, &shmipc::Options::new(), |_| Ok(()))
+    let map = shmipc::memory::Mapping::open(name, kind, &shmipc::Options::new(), |_| Ok(()))
         .expect("map the segment");
-    let map: &'static shmipc::mapping::Mapping = Box::leak(Box::new(map));
+    let map: &'static shmipc::memory::Mapping = Box::leak(Box::new(map));
     // SAFETY: the mapping lives for ever (leaked); the Lock's bytes are only
     // used through its atomics, as every other process does.
     unsafe { Lock::from_ptr(map.object_ptr(), map.object_len()) }
@@ -224,7 +225,7 @@ fn dict_and_list_calls_time_out_behind_a_stopped_holder() {
     let (dn, ln) = (names.name("dict"), names.name("list"));
     let dict = SharedDict::create(&dn, DictConfig::new(8, 8, 8)).unwrap();
     dict.insert(b"k", b"v").unwrap();
-    let list = SharedList::create(&ln, 8, 8).unwrap();
+    let list = SharedList::create(&ln, ListConfig::new(8, 8)).unwrap();
     list.append(b"x").unwrap();
     let _d = StoppedHolder::of_segment(&dn);
     let _l = StoppedHolder::of_segment(&ln);
@@ -330,7 +331,7 @@ fn condition_calls_time_out_behind_a_stopped_holder() {
             guard.mark_consistent();
         }
         let cn2 = cn.clone();
-        let asking = Anon::<AtomicU32>::new(0).unwrap();
+        let asking = Shared::<AtomicU32>::anon(0).unwrap();
         let holder = StoppedHolder::spawn(|| {
             let c = Shared::<Condition>::open(&cn2).unwrap();
             asking.store(1, Ordering::SeqCst);

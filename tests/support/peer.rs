@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use shmipc::sync::{AtomicU32, AtomicU64, Ordering};
-use shmipc::{Event, Lock, Pipe, RecvError, Semaphore, Shared};
+use shmipc::{Event, Lock, Named, Pipe, RecvError, Semaphore, Shared};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use shmipc::sync::Ordering;
-use shmipc::{Lock, Shared};
+use shmipc::{Lock, Named, Shared};
 
 use crate::harness::{in_procs, Ctl, CtlMap, Env, Name, CORE_A, CORE_B};
 use crate::stats::Sample;

@@ -6,7 +6,7 @@
 use std::os::fd::RawFd;
 
 use shmipc::sync::{AtomicU32, Ordering};
-use shmipc::{Event, RingConfig, Semaphore, SemaphoreConfig, Shared, SpscQueue};
+use shmipc::{Event, Named, RingConfig, Semaphore, SemaphoreConfig, Shared, SpscQueue};
 
 use crate::harness::{echo, initiate, round_trip, spin_until, CtlMap, Env, Name};
 use crate::stats::Sample;

@@ -9,7 +9,7 @@
 //! | `word` | 30 (`OWNER_DIED`) | the previous owner died; the state is being repaired |
 //! | `word` | 31 (`WAITERS`) | someone may be asleep on the word: unlock must wake |
 //! | `tid` | all | the owner's kernel thread id as its own pid namespace numbers it (for people; 0 when unlocked) |
-//! | `stamp` | all | the owner's [thread stamp](crate::tid::thread_stamp); 0 when unlocked |
+//! | `stamp` | all | the owner's thread stamp (a per-process random nonce and a per-process thread number, `core/src/sys/tid.rs`); 0 when unlocked |
 //!
 //! The word keeps the kernel's robust-futex bit layout (`FUTEX_WAITERS`,
 //! `FUTEX_OWNER_DIED`, `FUTEX_TID_MASK`), but the owner field holds a
@@ -235,6 +235,10 @@ impl Lock {
 
     /// [`Lock::try_lock`] as the given peers' member (see
     /// [`Lock::lock_until_with`]).
+    ///
+    /// SYNC POINT: its Acquire compare-and-swap pairs with the Release swap
+    /// in [`Lock::unlock`] (and in a guard's drop), so everything the
+    /// previous owner wrote is visible to the new one.
     #[inline]
     pub fn try_lock_with(&self, peers: &dyn Peers) -> Result<LockGuard<'_>, LockError> {
         let me = peers.me().raw();
@@ -248,7 +252,7 @@ impl Lock {
             // Keep the flag bits: a sleeper's WAITERS bit must survive, or
             // its wake-up would be lost; an OWNER_DIED bit with no owner
             // means the owner died and we inherit the repair.
-            // SYNC POINT: Acquire pairs with the Release in `unlock`.
+            // SYNC POINT: Acquire (paired in the doc comment above).
             match self.word.compare_exchange_weak(
                 state,
                 state | me,
@@ -278,6 +282,11 @@ impl Lock {
         Ok(())
     }
 
+    /// Takes the lock: the fast path, then [`Self::acquire_contended`].
+    ///
+    /// SYNC POINT: the Acquire compare-and-swap pairs with the Release
+    /// swap in [`Self::release`], so everything the previous owner wrote is
+    /// visible to us.
     #[inline]
     fn acquire(
         &self,
@@ -286,8 +295,7 @@ impl Lock {
     ) -> Result<LockGuard<'_>, LockError> {
         let me = peers.me().raw();
         let stamp = tid::thread_stamp();
-        // SYNC POINT: this Acquire pairs with the Release swap in `unlock`,
-        // so everything the previous owner wrote is visible to us.
+        // SYNC POINT: Acquire (paired in the doc comment above).
         if self
             .word
             .compare_exchange(0, me, Ordering::Acquire, Ordering::Relaxed)
@@ -308,6 +316,10 @@ impl Lock {
     }
 
     /// The slow path; returns whether the previous owner died.
+    ///
+    /// SYNC POINT: the Acquire compare-and-swap that takes a free lock
+    /// pairs with the Release swap in [`Self::release`], as in
+    /// [`Self::acquire`]; a takeover's is in [`Self::take_over_from_dead`].
     #[cold]
     fn acquire_contended(
         &self,
@@ -322,7 +334,7 @@ impl Lock {
             if owner == 0 {
                 // Free. Take it with WAITERS set: we cannot know whether
                 // others are still asleep, so our unlock must wake one.
-                // SYNC POINT: Acquire pairs with the Release in `unlock`.
+                // SYNC POINT: Acquire (paired in the doc comment above).
                 match self.word.compare_exchange(
                     state,
                     me | WAITERS | (state & OWNER_DIED),
@@ -394,6 +406,11 @@ impl Lock {
     /// If the owner recorded in `state` is dead, takes the lock over with
     /// `OWNER_DIED` set and returns `Some(true)`; `None` if the owner lives
     /// (or cannot be judged) or someone else changed the word first.
+    ///
+    /// SYNC POINT: the Acquire compare-and-swap pairs with whatever Release
+    /// the dead owner made ([`Self::release`] of an earlier round); what it
+    /// wrote without one may be half done, which is what the `OWNER_DIED`
+    /// report ([`LockGuard::owner_died`]) is for.
     #[cold]
     fn take_over_from_dead(&self, peers: &dyn Peers, state: u32, me: u32) -> Option<bool> {
         let owner = Token::from_raw(state & TID_MASK)?;
@@ -401,9 +418,7 @@ impl Lock {
             return None;
         }
         // Keep WAITERS: others may sleep too, and our unlock must wake them.
-        // SYNC POINT: Acquire pairs with whatever Release the dead owner
-        // made; what it wrote without one may be half done, which is what
-        // the OWNER_DIED report is for.
+        // SYNC POINT: Acquire (paired in the doc comment above).
         self.word
             .compare_exchange(
                 state,
@@ -441,6 +456,11 @@ impl Lock {
         self.release(tid::thread_stamp());
     }
 
+    /// Releases the lock if `stamp` holds it.
+    ///
+    /// SYNC POINT: the Release swap pairs with the Acquire compare-and-swap
+    /// of the next owner in [`Self::acquire`], [`Self::acquire_contended`]
+    /// or [`Self::try_lock_with`].
     #[inline]
     fn release(&self, stamp: u64) {
         if self.stamp.load(Ordering::Relaxed) != stamp {
@@ -455,20 +475,24 @@ impl Lock {
         }
         self.tid.store(0, Ordering::Relaxed);
         self.stamp.store(0, Ordering::Relaxed);
-        // SYNC POINT: Release pairs with the Acquire compare-and-swap of the
-        // next owner in `acquire`, `acquire_contended` or `try_lock_with`.
+        // SYNC POINT: Release (paired in the doc comment above).
         let state = self.word.swap(0, Ordering::Release);
         if state & WAITERS != 0 {
             self.wake_waiter();
         }
     }
 
+    /// Marks the lock not recoverable and wakes every waiter.
+    ///
+    /// SYNC POINT: the Release store orders the cleared `tid` and `stamp`
+    /// before the word. It needs no Acquire partner: the waiters that see
+    /// the word ([`Self::check_held`], through relaxed loads) only report
+    /// [`LockError::Unrecoverable`] and read nothing the releaser wrote.
     #[cold]
     fn make_unrecoverable(&self) {
         self.tid.store(0, Ordering::Relaxed);
         self.stamp.store(0, Ordering::Relaxed);
-        // SYNC POINT: Release pairs with the Acquire loads of waiters that
-        // then report Unrecoverable.
+        // SYNC POINT: Release (see the doc comment above).
         self.word
             .store(NOT_RECOVERABLE | OWNER_DIED, Ordering::Release);
         futex::wake_all(&self.word);

@@ -1,4 +1,4 @@
-//! [`SharedDict`], a byte-key byte-value map, and [`SharedList`], an
+//! [`SharedDict`], a byte-key byte-value map, and [`SharedList`](crate::SharedList), an
 //! append-only list of byte items, in shared memory: what Python's
 //! `Manager().dict()` and `Manager().list()` give, without a manager
 //! process.
@@ -10,31 +10,29 @@ use std::fmt;
 use std::time::Duration;
 
 use shmipc_core::sync::{AtomicU32, AtomicU64, Ordering};
-use shmipc_core::{LayoutError, Lock, LockError, LockGuard, Rule, SharedObject};
+use shmipc_core::{LayoutError, Lock, LockError, LockGuard, QueueError, Rule, SharedObject};
 
+use super::{copy_out, in_range, round_up, take, timeout_text};
 use crate::error::{Error, Result};
-use crate::header::Kind;
-use crate::mapping::{self, Mapping, ObjectLayout};
-use crate::options::Options;
-use crate::region::{round_up, Region};
+use crate::memory::{HeaderSnapshot, Kind, Mapping, ObjectLayout};
+use crate::named::Named;
 
-/// Where the slots (or items) start.
-const CONTROL: usize = 64;
+/// Where the slots (or a list's items) start.
+pub(super) const CONTROL: usize = 64;
 /// A dict slot's fixed part, before the key bytes.
 const SLOT_HEADER: usize = 32;
-/// A list item's fixed part, before its bytes.
-const ITEM_HEADER: usize = 8;
 
 const EMPTY: u32 = 0;
 const FULL: u32 = 1;
 const TOMBSTONE: u32 = 2;
 
-/// Largest capacity, key and value accepted (keeps every size in range).
-const MAX_CAPACITY: usize = 1 << 24;
+/// Largest capacity, key and value (or list item) accepted (keeps every
+/// size in range).
+pub(super) const MAX_CAPACITY: usize = 1 << 24;
 const MAX_KEY: usize = 1 << 20;
-const MAX_VALUE: usize = 1 << 26;
+pub(super) const MAX_VALUE: usize = 1 << 26;
 
-/// Why a [`SharedDict`] or [`SharedList`] operation failed.
+/// Why a [`SharedDict`] or [`SharedList`](crate::SharedList) operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum DictError {
@@ -82,7 +80,7 @@ impl fmt::Display for DictError {
                 write!(f, "index {index} is out of bounds for a list of {len}")
             }
             DictError::Corrupted(what) => write!(f, "the shared data is corrupted: {what}"),
-            DictError::Timeout { name } => write!(f, "{}", crate::value::timeout_text(name)),
+            DictError::Timeout { name } => write!(f, "{}", timeout_text(name)),
             DictError::Lock(e) => write!(f, "{e}"),
         }
     }
@@ -132,26 +130,6 @@ struct Geometry {
     max_value: usize,
     stride: usize,
     size: usize,
-}
-
-/// The name errors give an anonymous dict or list.
-const ANON: &str = "(anonymous)";
-
-/// Checks `value` against `min..=max`, as the parameter `param`.
-fn in_range(
-    param: &'static str,
-    value: usize,
-    min: usize,
-    max: usize,
-) -> std::result::Result<(), LayoutError> {
-    if (min..=max).contains(&value) {
-        return Ok(());
-    }
-    let rule = Rule::Range {
-        min: min as u64,
-        max: max as u64,
-    };
-    Err(LayoutError::parameter(param, value as u64, rule))
 }
 
 impl Geometry {
@@ -234,12 +212,13 @@ struct SlotHeader<'a> {
     seq: &'a AtomicU64,
 }
 
-/// The control block: lock, counters.
-fn control(region: &Region) -> (&Lock, &AtomicU32, &AtomicU32, &AtomicU64) {
-    let p = region.ptr();
-    // SAFETY: every region is at least CONTROL bytes, 8-aligned, mapped as
-    // long as `region`; these are atomics (valid for any bits) at offsets
-    // 0, 16, 20 and 24, which is how every process lays them out.
+/// The control block of a dict or list: lock, counters.
+pub(super) fn control(memory: &Mapping) -> (&Lock, &AtomicU32, &AtomicU32, &AtomicU64) {
+    let p = memory.object_ptr();
+    // SAFETY: every dict and list object is at least CONTROL bytes,
+    // 8-aligned, mapped as long as `memory`; these are atomics (valid for
+    // any bits) at offsets 0, 16, 20 and 24, which is how every process
+    // lays them out.
     unsafe {
         (
             &*p.cast::<Lock>(),
@@ -250,36 +229,19 @@ fn control(region: &Region) -> (&Lock, &AtomicU32, &AtomicU32, &AtomicU64) {
     }
 }
 
-/// Takes `lock`, waiting at most `timeout` (for ever if `None`); a timeout
-/// is [`DictError::Timeout`] naming the region's segment.
-fn take<'a>(
-    lock: &'a Lock,
+/// Takes the lock of the dict or list in `memory`, waiting at most
+/// `timeout` (for ever if `None`); a timeout is [`DictError::Timeout`]
+/// naming the segment.
+pub(super) fn lock_table(
+    memory: &Mapping,
     timeout: Option<Duration>,
-    region: &Region,
-) -> std::result::Result<LockGuard<'a>, DictError> {
-    let r = match timeout {
-        None => lock.lock(),
-        Some(t) => lock.lock_timeout(t),
-    };
-    r.map_err(|e| match e {
+) -> std::result::Result<LockGuard<'_>, DictError> {
+    take(control(memory).0, timeout).map_err(|e| match e {
         LockError::Timeout => DictError::Timeout {
-            name: region.name().unwrap_or(ANON).to_owned(),
+            name: memory.label().to_owned(),
         },
         e => DictError::Lock(e),
     })
-}
-
-/// Copies `len` shared bytes at `src` out.
-///
-/// # Safety
-///
-/// `src` is valid for reads of `len` bytes.
-unsafe fn copy_out(src: *const u8, len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    // SAFETY: the caller's contract; `v` holds `len` bytes and cannot
-    // overlap shared memory.
-    unsafe { std::ptr::copy_nonoverlapping(src, v.as_mut_ptr(), len) };
-    v
 }
 
 /// A map from byte keys to byte values in shared memory, for any number of
@@ -290,7 +252,7 @@ unsafe fn copy_out(src: *const u8, len: usize) -> Vec<u8> {
 /// the shared bytes.
 ///
 /// ```
-/// use shmipc::{fork, DictConfig, DictError, SharedDict};
+/// use shmipc::{fork, DictConfig, DictError, Named, SharedDict};
 /// use std::time::Duration;
 ///
 /// let dict = SharedDict::anon(DictConfig::new(16, 32, 64))?;
@@ -348,76 +310,45 @@ unsafe fn copy_out(src: *const u8, len: usize) -> Vec<u8> {
 /// with much churn pays for that with longer probes, never with a wrong
 /// answer.
 pub struct SharedDict {
-    region: Region,
+    memory: Mapping,
     geo: Geometry,
 }
 
+impl Named for SharedDict {
+    const KIND: Kind = Kind::DICT;
+    type Config<'a> = DictConfig;
+    type Anon = Self;
+
+    fn layout(config: &DictConfig) -> std::result::Result<ObjectLayout, LayoutError> {
+        Geometry::new(*config).map(|g| g.layout(Kind::DICT))
+    }
+
+    unsafe fn init(ptr: *mut u8, len: usize, _: DictConfig) -> std::result::Result<(), QueueError> {
+        // SAFETY: the caller's contract: the object starts 8-aligned, is
+        // `len` long and zeroed (every slot empty); the lock comes first.
+        unsafe { Lock::init_at(ptr, len, ()) }?;
+        Ok(())
+    }
+
+    fn check(name: &str, h: &HeaderSnapshot) -> Result<()> {
+        let g = Geometry::from_params(name, h.params)?;
+        h.expect_layout(name, g.size as u64, 8, h.params)
+    }
+
+    fn attach(memory: Mapping, _created: bool) -> Result<Self> {
+        let geo = Geometry::from_params(memory.label(), memory.header().params)?;
+        Ok(SharedDict { memory, geo })
+    }
+
+    fn attach_anon(memory: Mapping) -> Result<Self> {
+        Self::attach(memory, true)
+    }
+}
+
 impl SharedDict {
-    /// Creates the dict segment `name`; [`Error::AlreadyExists`] if the
-    /// name is taken, [`Error::Layout`] for an impossible `config`.
-    pub fn create(name: &str, config: DictConfig) -> Result<Self> {
-        Self::create_with(name, config, &Options::default())
-    }
-
-    /// [`SharedDict::create`] with explicit options.
-    pub fn create_with(name: &str, config: DictConfig, opts: &Options) -> Result<Self> {
-        let geo = Geometry::new(config).map_err(|e| Error::layout(name, e))?;
-        let region = Region::create(name, &geo.layout(Kind::DICT), opts, |ptr, len| {
-            // SAFETY: the bytes are ours alone until the segment is named;
-            // the object starts 8-aligned and is `len` long.
-            unsafe { Lock::init_at(ptr, len, ()) }.map_err(|e| Error::layout(name, e))?;
-            Ok(())
-        })?;
-        Ok(SharedDict { region, geo })
-    }
-
-    /// Opens the existing dict `name`; its geometry is the creator's.
-    pub fn open(name: &str) -> Result<Self> {
-        Self::open_with(name, &Options::default())
-    }
-
-    /// [`SharedDict::open`] with explicit options.
-    pub fn open_with(name: &str, opts: &Options) -> Result<Self> {
-        let mut geo = None;
-        let region = Region::open(name, Kind::DICT, opts, |h| {
-            let g = Geometry::from_params(name, h.params)?;
-            geo = Some(g);
-            Ok((g.size as u64, 8))
-        })?;
-        let geo = geo.ok_or_else(|| Error::corrupted(name, "no geometry"))?;
-        Ok(SharedDict { region, geo })
-    }
-
-    /// Opens `name`, or creates it with `config`. Returns whether this call
-    /// created it.
-    pub fn open_or_create(name: &str, config: DictConfig) -> Result<(Self, bool)> {
-        let opts = Options::default();
-        Mapping::open_or_create(
-            || Self::open_with(name, &opts),
-            || Self::create_with(name, config, &opts),
-        )
-    }
-
-    /// A dict in an anonymous shared mapping, shared with children forked
-    /// after it was made.
-    pub fn anon(config: DictConfig) -> Result<Self> {
-        let geo = Geometry::new(config).map_err(|e| Error::layout(ANON, e))?;
-        let region = Region::anon(geo.size, |ptr, len| {
-            // SAFETY: a fresh page-aligned mapping no one else sees.
-            unsafe { Lock::init_at(ptr, len, ()) }.map_err(|e| Error::layout(ANON, e))?;
-            Ok(())
-        })?;
-        Ok(SharedDict { region, geo })
-    }
-
-    /// Removes the name (see [`unlink`](crate::unlink)).
-    pub fn unlink(name: &str) -> Result<()> {
-        mapping::unlink(name)
-    }
-
     /// The normalised name, or `None` for an anonymous dict.
     pub fn name(&self) -> Option<&str> {
-        self.region.name()
+        self.memory.name()
     }
 
     /// How many entries it holds at most.
@@ -438,12 +369,12 @@ impl SharedDict {
     fn slot(&self, i: usize) -> (SlotHeader<'_>, *mut u8) {
         debug_assert!(i < self.geo.slots);
         // SAFETY: i < slots, so the slot's `stride` bytes lie inside the
-        // region (size = CONTROL + slots * stride, checked); stride and
+        // object (size = CONTROL + slots * stride, checked); stride and
         // CONTROL are multiples of 8, so the header atomics are aligned.
-        // Atomics are valid for any bits; the region outlives `self`'s
+        // Atomics are valid for any bits; the mapping outlives `self`'s
         // borrow.
         unsafe {
-            let p = self.region.ptr().add(CONTROL + i * self.geo.stride);
+            let p = self.memory.object_ptr().add(CONTROL + i * self.geo.stride);
             (
                 SlotHeader {
                     state: &*p.cast::<AtomicU32>(),
@@ -460,8 +391,7 @@ impl SharedDict {
     /// Takes the lock (waiting at most `timeout`, for ever if `None`),
     /// repairing the table if the previous owner died.
     fn lock(&self, timeout: Option<Duration>) -> std::result::Result<LockGuard<'_>, DictError> {
-        let (lock, ..) = control(&self.region);
-        let mut guard = take(lock, timeout, &self.region)?;
+        let mut guard = lock_table(&self.memory, timeout)?;
         if guard.owner_died() {
             crate::fault::repaired();
             self.repair();
@@ -484,12 +414,16 @@ impl SharedDict {
     }
 
     /// After an owner's death: see *Crash safety* on [`SharedDict`].
+    ///
+    /// SYNC POINT: the Acquire loads of `state` pair with the Release store
+    /// that publishes an entry in [`Self::write_entry`].
     #[cold]
     fn repair(&self) {
         let mut newest: HashMap<Vec<u8>, (u64, usize)> = HashMap::new();
         for i in 0..self.geo.slots {
             let (h, _) = self.slot(i);
-            match h.state.load(Ordering::Relaxed) {
+            // SYNC POINT: Acquire (paired in the doc comment above).
+            match h.state.load(Ordering::Acquire) {
                 EMPTY | TOMBSTONE => {}
                 FULL => match self.valid_key(i) {
                     Some(key) => {
@@ -516,7 +450,7 @@ impl SharedDict {
 
     /// Recounts `len` and `tombstones` from the slots.
     fn recount(&self) {
-        let (_, len, tombs, _) = control(&self.region);
+        let (_, len, tombs, _) = control(&self.memory);
         let (mut full, mut dead) = (0u32, 0u32);
         for i in 0..self.geo.slots {
             match self.slot(i).0.state.load(Ordering::Relaxed) {
@@ -579,8 +513,13 @@ impl SharedDict {
     }
 
     /// Writes an entry into non-full slot `i` and publishes it.
+    ///
+    /// SYNC POINT: the Release store of `state = full` pairs with the
+    /// Acquire load of `state` in [`Self::repair`]: a process that finds
+    /// the entry published after our death (taking the lock over) finds it
+    /// written. Live readers are ordered by the lock.
     fn write_entry(&self, i: usize, key: &[u8], value: &[u8], h: u64) {
-        let (_, _, _, next_seq) = control(&self.region);
+        let (_, _, _, next_seq) = control(&self.memory);
         let (hdr, data) = self.slot(i);
         // SAFETY: key.len() <= max_key and value.len() <= max_value
         // (checked by the callers), so both copies stay inside the slot;
@@ -595,9 +534,7 @@ impl SharedDict {
         hdr.seq
             .store(next_seq.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
         crate::fault::pause(crate::fault::Point::DictBeforePublish);
-        // SYNC POINT: Release so that a process which finds this state
-        // after our death (a takeover's Acquire) also finds the entry
-        // written; live readers are ordered by the lock.
+        // SYNC POINT: Release (paired in the doc comment above).
         hdr.state.store(FULL, Ordering::Release);
     }
 
@@ -628,7 +565,7 @@ impl SharedDict {
         free: Option<usize>,
         value: &[u8],
     ) -> std::result::Result<Option<Vec<u8>>, DictError> {
-        let (_, len, tombs, _) = control(&self.region);
+        let (_, len, tombs, _) = control(&self.memory);
         let full = DictError::Full {
             capacity: self.geo.capacity,
         };
@@ -823,7 +760,7 @@ impl SharedDict {
         let Some(i) = self.probe(key, h).0 else {
             return Ok(None);
         };
-        let (_, len, tombs, _) = control(&self.region);
+        let (_, len, tombs, _) = control(&self.memory);
         let value = self.value_of(i)?;
         self.slot(i).0.state.store(TOMBSTONE, Ordering::Relaxed);
         tombs.fetch_add(1, Ordering::Relaxed);
@@ -885,7 +822,7 @@ impl SharedDict {
 
     fn len_inner(&self, timeout: Option<Duration>) -> std::result::Result<usize, DictError> {
         let _guard = self.lock(timeout)?;
-        let (_, len, ..) = control(&self.region);
+        let (_, len, ..) = control(&self.memory);
         Ok((len.load(Ordering::Relaxed) as usize).min(self.geo.capacity))
     }
 
@@ -948,311 +885,6 @@ impl fmt::Debug for SharedDict {
             .field("capacity", &self.geo.capacity)
             .field("max_key", &self.geo.max_key)
             .field("max_value", &self.geo.max_value)
-            .finish()
-    }
-}
-
-/// An append-only list of byte items in shared memory, for any number of
-/// processes: `capacity` slots of up to `max_item` bytes under one
-/// [`Lock`].
-///
-/// Layout: the lock, `len: u32` at offset 16, then from offset 64
-/// `capacity` items of `len: u32`, 4 reserved bytes and `max_item` bytes
-/// (the stride rounded up to 8); `params` = `[capacity, max_item, 0, 0]`.
-/// An item is written first and counted (`len += 1`) last, so an appender
-/// killed half-way leaves the list as it was; a `len` a dead or hostile
-/// process left beyond `capacity` is clamped on the next takeover.
-///
-/// ```
-/// use shmipc::{fork, SharedList};
-/// use std::time::Duration;
-///
-/// let log = SharedList::anon(100, 64)?;
-/// let mut child = fork(|| log.append(b"child was here").is_ok() as i32)?;
-/// assert_eq!(child.join_timeout(Duration::from_secs(10))?.unwrap().code(), Some(1));
-/// log.append(b"parent too")?;
-/// assert_eq!(log.to_vec()?, vec![b"child was here".to_vec(), b"parent too".to_vec()]);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub struct SharedList {
-    region: Region,
-    capacity: usize,
-    max_item: usize,
-    stride: usize,
-}
-
-impl SharedList {
-    fn geometry(
-        capacity: usize,
-        max_item: usize,
-    ) -> std::result::Result<(usize, usize), LayoutError> {
-        in_range("capacity", capacity, 1, MAX_CAPACITY)?;
-        in_range("max_item", max_item, 0, MAX_VALUE)?;
-        let too_large = LayoutError::parameter(
-            "capacity",
-            capacity as u64,
-            Rule::Text("with this item size makes a list larger than the address space"),
-        );
-        let stride = round_up(ITEM_HEADER + max_item, 8).ok_or(too_large)?;
-        let size = stride
-            .checked_mul(capacity)
-            .and_then(|b| b.checked_add(CONTROL))
-            .filter(|&s| s <= isize::MAX as usize / 2)
-            .ok_or(too_large)?;
-        Ok((stride, size))
-    }
-
-    /// The layout; `name` is for the error.
-    fn layout(name: &str, capacity: usize, max_item: usize) -> Result<(usize, ObjectLayout)> {
-        let (stride, size) =
-            Self::geometry(capacity, max_item).map_err(|e| Error::layout(name, e))?;
-        Ok((
-            stride,
-            ObjectLayout {
-                kind: Kind::LIST,
-                size: size as u64,
-                align: 8,
-                params: [capacity as u64, max_item as u64, 0, 0],
-            },
-        ))
-    }
-
-    /// Creates the list segment `name` with room for `capacity` items of up
-    /// to `max_item` bytes each.
-    pub fn create(name: &str, capacity: usize, max_item: usize) -> Result<Self> {
-        let (stride, layout) = Self::layout(name, capacity, max_item)?;
-        let region = Region::create(name, &layout, &Options::default(), |ptr, len| {
-            // SAFETY: the bytes are ours alone until the segment is named.
-            unsafe { Lock::init_at(ptr, len, ()) }.map_err(|e| Error::layout(name, e))?;
-            Ok(())
-        })?;
-        Ok(SharedList {
-            region,
-            capacity,
-            max_item,
-            stride,
-        })
-    }
-
-    /// Opens the existing list `name`.
-    pub fn open(name: &str) -> Result<Self> {
-        let mut geo = None;
-        let region = Region::open(name, Kind::LIST, &Options::default(), |h| {
-            let bad = || Error::corrupted(name, "the list's parameters are invalid");
-            let capacity = usize::try_from(h.params[0]).map_err(|_| bad())?;
-            let max_item = usize::try_from(h.params[1]).map_err(|_| bad())?;
-            if h.params[2] != 0 || h.params[3] != 0 {
-                return Err(bad());
-            }
-            let (stride, size) = Self::geometry(capacity, max_item).map_err(|_| bad())?;
-            geo = Some((capacity, max_item, stride));
-            Ok((size as u64, 8))
-        })?;
-        let (capacity, max_item, stride) =
-            geo.ok_or_else(|| Error::corrupted(name, "no geometry"))?;
-        Ok(SharedList {
-            region,
-            capacity,
-            max_item,
-            stride,
-        })
-    }
-
-    /// A list in an anonymous shared mapping, shared with children forked
-    /// after it was made.
-    pub fn anon(capacity: usize, max_item: usize) -> Result<Self> {
-        let (stride, layout) = Self::layout(ANON, capacity, max_item)?;
-        let region = Region::anon(layout.size as usize, |ptr, len| {
-            // SAFETY: a fresh page-aligned mapping no one else sees.
-            unsafe { Lock::init_at(ptr, len, ()) }.map_err(|e| Error::layout(ANON, e))?;
-            Ok(())
-        })?;
-        Ok(SharedList {
-            region,
-            capacity,
-            max_item,
-            stride,
-        })
-    }
-
-    /// Removes the name (see [`unlink`](crate::unlink)).
-    pub fn unlink(name: &str) -> Result<()> {
-        mapping::unlink(name)
-    }
-
-    /// The normalised name, or `None` for an anonymous list.
-    pub fn name(&self) -> Option<&str> {
-        self.region.name()
-    }
-
-    /// How many items it holds at most.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// The longest item, in bytes.
-    pub fn max_item(&self) -> usize {
-        self.max_item
-    }
-
-    fn lock(&self, timeout: Option<Duration>) -> std::result::Result<LockGuard<'_>, DictError> {
-        let (lock, len, ..) = control(&self.region);
-        let mut guard = take(lock, timeout, &self.region)?;
-        if guard.owner_died() {
-            if len.load(Ordering::Relaxed) as usize > self.capacity {
-                len.store(self.capacity as u32, Ordering::Relaxed);
-            }
-            guard.mark_consistent();
-        }
-        Ok(guard)
-    }
-
-    fn item(&self, i: usize) -> (&AtomicU32, *mut u8) {
-        debug_assert!(i < self.capacity);
-        // SAFETY: i < capacity, so the item lies inside the region; stride
-        // and CONTROL are multiples of 8; the length word is an atomic.
-        unsafe {
-            let p = self.region.ptr().add(CONTROL + i * self.stride);
-            (&*p.cast::<AtomicU32>(), p.add(ITEM_HEADER))
-        }
-    }
-
-    fn len_locked(&self) -> usize {
-        let (_, len, ..) = control(&self.region);
-        (len.load(Ordering::Relaxed) as usize).min(self.capacity)
-    }
-
-    fn read(&self, i: usize) -> std::result::Result<Vec<u8>, DictError> {
-        let (len, data) = self.item(i);
-        let n = len.load(Ordering::Relaxed) as usize;
-        if n > self.max_item {
-            return Err(DictError::Corrupted("an item's length exceeds the maximum"));
-        }
-        // SAFETY: n <= max_item bytes of the item's area.
-        Ok(unsafe { copy_out(data, n) })
-    }
-
-    /// Appends `item`; returns its index. [`DictError::Full`] when the list
-    /// holds `capacity` items, [`DictError::TooLarge`] past `max_item`.
-    /// Waits for the lock as long as it takes (see
-    /// [`SharedList::append_timeout`]).
-    pub fn append(&self, item: &[u8]) -> std::result::Result<usize, DictError> {
-        self.append_inner(item, None)
-    }
-
-    /// [`SharedList::append`], waiting at most `timeout` for the lock
-    /// ([`DictError::Timeout`] if a holder keeps it longer).
-    pub fn append_timeout(
-        &self,
-        item: &[u8],
-        timeout: Duration,
-    ) -> std::result::Result<usize, DictError> {
-        self.append_inner(item, Some(timeout))
-    }
-
-    fn append_inner(
-        &self,
-        item: &[u8],
-        timeout: Option<Duration>,
-    ) -> std::result::Result<usize, DictError> {
-        if item.len() > self.max_item {
-            return Err(DictError::TooLarge {
-                what: "item",
-                len: item.len(),
-                max: self.max_item,
-            });
-        }
-        let _guard = self.lock(timeout)?;
-        let n = self.len_locked();
-        if n >= self.capacity {
-            return Err(DictError::Full {
-                capacity: self.capacity,
-            });
-        }
-        let (len, data) = self.item(n);
-        // SAFETY: item.len() <= max_item bytes fit the item's area; the
-        // source is our own buffer.
-        unsafe { std::ptr::copy_nonoverlapping(item.as_ptr(), data, item.len()) };
-        len.store(item.len() as u32, Ordering::Relaxed);
-        let (_, count, ..) = control(&self.region);
-        // SYNC POINT: Release pairs with the Acquire of a takeover after
-        // our death: a counted item is a written item.
-        count.store(n as u32 + 1, Ordering::Release);
-        Ok(n)
-    }
-
-    /// A copy of item `index`. Waits for the lock as long as it takes.
-    pub fn get(&self, index: usize) -> std::result::Result<Vec<u8>, DictError> {
-        self.get_inner(index, None)
-    }
-
-    /// [`SharedList::get`], waiting at most `timeout` for the lock.
-    pub fn get_timeout(
-        &self,
-        index: usize,
-        timeout: Duration,
-    ) -> std::result::Result<Vec<u8>, DictError> {
-        self.get_inner(index, Some(timeout))
-    }
-
-    fn get_inner(
-        &self,
-        index: usize,
-        timeout: Option<Duration>,
-    ) -> std::result::Result<Vec<u8>, DictError> {
-        let _guard = self.lock(timeout)?;
-        let len = self.len_locked();
-        if index >= len {
-            return Err(DictError::OutOfBounds { index, len });
-        }
-        self.read(index)
-    }
-
-    /// How many items it holds. Waits for the lock as long as it takes.
-    pub fn len(&self) -> std::result::Result<usize, DictError> {
-        let _guard = self.lock(None)?;
-        Ok(self.len_locked())
-    }
-
-    /// [`SharedList::len`], waiting at most `timeout` for the lock.
-    pub fn len_timeout(&self, timeout: Duration) -> std::result::Result<usize, DictError> {
-        let _guard = self.lock(Some(timeout))?;
-        Ok(self.len_locked())
-    }
-
-    /// Whether it holds no item. Waits for the lock as long as it takes.
-    pub fn is_empty(&self) -> std::result::Result<bool, DictError> {
-        self.len().map(|n| n == 0)
-    }
-
-    /// [`SharedList::is_empty`], waiting at most `timeout` for the lock.
-    pub fn is_empty_timeout(&self, timeout: Duration) -> std::result::Result<bool, DictError> {
-        self.len_timeout(timeout).map(|n| n == 0)
-    }
-
-    /// A copy of every item, in order, taken under the lock. Waits for the
-    /// lock as long as it takes.
-    pub fn to_vec(&self) -> std::result::Result<Vec<Vec<u8>>, DictError> {
-        let _guard = self.lock(None)?;
-        (0..self.len_locked()).map(|i| self.read(i)).collect()
-    }
-
-    /// [`SharedList::to_vec`], waiting at most `timeout` for the lock.
-    pub fn to_vec_timeout(
-        &self,
-        timeout: Duration,
-    ) -> std::result::Result<Vec<Vec<u8>>, DictError> {
-        let _guard = self.lock(Some(timeout))?;
-        (0..self.len_locked()).map(|i| self.read(i)).collect()
-    }
-}
-
-impl fmt::Debug for SharedList {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SharedList")
-            .field("name", &self.region.name())
-            .field("capacity", &self.capacity)
-            .field("max_item", &self.max_item)
             .finish()
     }
 }
@@ -1331,21 +963,5 @@ mod tests {
         d.slot(5).0.state.store(77, Ordering::Relaxed);
         d.repair();
         assert_eq!(d.items().unwrap(), vec![(b"a".to_vec(), b"new".to_vec())]);
-    }
-
-    #[test]
-    fn list_appends_in_order_until_full() {
-        let l = SharedList::anon(3, 4).unwrap();
-        assert_eq!(l.append(b"a").unwrap(), 0);
-        assert_eq!(l.append(b"bb").unwrap(), 1);
-        assert_eq!(l.append(b"").unwrap(), 2);
-        assert_eq!(l.append(b"x"), Err(DictError::Full { capacity: 3 }));
-        assert!(matches!(
-            l.append(b"12345"),
-            Err(DictError::TooLarge { .. })
-        ));
-        assert_eq!(l.get(1).unwrap(), b"bb");
-        assert_eq!(l.get(3), Err(DictError::OutOfBounds { index: 3, len: 3 }));
-        assert_eq!(l.to_vec().unwrap().len(), 3);
     }
 }

@@ -148,8 +148,13 @@ mod imp {
         FORKS.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Installs the fork handler, once per process.
+    ///
+    /// SYNC POINT: the AcqRel swap is a once-flag that carries no data
+    /// (`pthread_atfork` keeps its own registry); it needs no partner.
     fn install_atfork() {
         // Miri cannot fork (nor call pthread_atfork).
+        // SYNC POINT: AcqRel (see the doc comment above).
         if cfg!(not(miri)) && !ATFORK_INSTALLED.swap(true, Ordering::AcqRel) {
             // SAFETY: registering a child handler that only touches a
             // thread-local Cell and atomics, which is fine in a freshly
@@ -220,8 +225,13 @@ mod imp {
         FORKS.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Installs the fork handler, once per process.
+    ///
+    /// SYNC POINT: the AcqRel swap is a once-flag that carries no data
+    /// (`pthread_atfork` keeps its own registry); it needs no partner.
     fn install_atfork() {
         // Miri cannot fork (nor call pthread_atfork).
+        // SYNC POINT: AcqRel (see the doc comment above).
         if cfg!(not(miri)) && !ATFORK_INSTALLED.swap(true, Ordering::AcqRel) {
             // SAFETY: the handler only stores to atomics.
             unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };

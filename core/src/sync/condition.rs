@@ -124,9 +124,13 @@ impl Condition {
 
     /// Wakes one waiting process (or thread), if any waits. Call it with
     /// the lock held, after changing the state the waiters check.
+    ///
+    /// SYNC POINT: the SeqCst increment of `seq` and load of `sleepers`
+    /// pair with the waiter's SeqCst increment of `sleepers` and load of
+    /// `seq` in [`CondGuard::wait`] and [`CondGuard::wait_timeout`]: a
+    /// notifier that sees no sleeper is seen by the sleeper's `seq`.
     pub fn notify_one(&self) {
-        // SYNC POINT: SeqCst, paired with the waiter's SeqCst increment of
-        // `sleepers` and load of `seq` in `CondGuard::wait_until`.
+        // SYNC POINT: SeqCst (paired in the doc comment above).
         self.seq.fetch_add(1, Ordering::SeqCst);
         if self.sleepers.load(Ordering::SeqCst) != 0 {
             futex::wake_one(&self.seq);
@@ -134,8 +138,10 @@ impl Condition {
     }
 
     /// Wakes every waiting process (or thread).
+    ///
+    /// SYNC POINT: as in [`Condition::notify_one`].
     pub fn notify_all(&self) {
-        // SYNC POINT: as in `notify_one`.
+        // SYNC POINT: SeqCst (paired in the doc comment above).
         self.seq.fetch_add(1, Ordering::SeqCst);
         if self.sleepers.load(Ordering::SeqCst) != 0 {
             futex::wake_all(&self.seq);
@@ -218,10 +224,14 @@ impl<'a> CondGuard<'a> {
         self.wait_until(Some(&Deadline::after(timeout)))
     }
 
+    /// [`CondGuard::wait`] with an optional deadline.
+    ///
+    /// SYNC POINT: the SeqCst increment of `sleepers` and load of `seq`
+    /// pair with the SeqCst `seq` increment and `sleepers` load in
+    /// [`Condition::notify_one`] and [`Condition::notify_all`].
     fn wait_until(self, deadline: Option<&Deadline>) -> Result<(CondGuard<'a>, bool), LockError> {
         let cond = self.cond;
-        // SYNC POINT: SeqCst, paired with the SeqCst `seq` increment and
-        // `sleepers` load in `Condition::notify_one` / `notify_all`.
+        // SYNC POINT: SeqCst (paired in the doc comment above).
         cond.sleepers.fetch_add(1, Ordering::SeqCst);
         let seq = cond.seq.load(Ordering::SeqCst);
         drop(self.guard);

@@ -1,7 +1,7 @@
 //! A process's presence in a mapping: its peer slot, held by a lock the
 //! kernel drops when the process dies.
 //!
-//! Every [`Mapping`](crate::mapping::Mapping) (named segment or anonymous
+//! Every [`Mapping`](crate::memory::Mapping) (named segment or anonymous
 //! memory) ends in a peer table ([`shmipc_core::peers`]). The first time a
 //! process needs a token in a mapping (to take a lock, claim a queue slot,
 //! hold a role), it opens a file description of its own on the mapping's
@@ -42,9 +42,9 @@
 use std::os::fd::RawFd;
 use std::time::Duration;
 
-use shmipc_core::peers::{ClaimError, PeerInfo, PeerTable, SlotLocks};
+use shmipc_core::peers::{self, ClaimError, PeerInfo, PeerTable, SlotLocks};
 use shmipc_core::sync::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use shmipc_core::{tid, Fate, Peers, Token};
+use shmipc_core::{Fate, Peers, Token};
 
 /// Where the slot locks start in the file's byte range: past any file this
 /// crate makes (segments are far smaller than a tebibyte), so the locks
@@ -291,7 +291,7 @@ impl Presence {
     /// Our token, if we claimed one in this fork generation.
     fn claimed(&self) -> Option<Token> {
         let s = self.state.load(Ordering::Acquire);
-        let gen = u64::from(tid::fork_generation()) + 1;
+        let gen = u64::from(peers::fork_generation()) + 1;
         if s >> 32 == gen {
             Token::from_raw(s as u32)
         } else {
@@ -343,9 +343,15 @@ impl Presence {
         ClaimProblem::from_code(self.problem.load(Ordering::Relaxed))
     }
 
+    /// Claims this process's slot, under the process-local claim lock
+    /// (`claiming`), unless another thread of it just did.
+    ///
+    /// SYNC POINT: the AcqRel compare-and-swap that takes `claiming` pairs
+    /// with the Release store that frees it (here, in the previous
+    /// claimer), so each claimer sees what the one before it did.
     #[cold]
     fn claim(&self) -> Token {
-        let gen = tid::fork_generation() + 1;
+        let gen = peers::fork_generation() + 1;
         // Take the process-local claim lock (see `claiming`).
         loop {
             let cur = self.claiming.load(Ordering::Acquire);
@@ -356,6 +362,7 @@ impl Presence {
                 }
                 continue;
             }
+            // SYNC POINT: AcqRel (paired in the doc comment above).
             if self
                 .claiming
                 .compare_exchange(cur, gen, Ordering::AcqRel, Ordering::Relaxed)
@@ -368,12 +375,16 @@ impl Presence {
             Some(t) => t,
             None => self.claim_locked(gen),
         };
-        // SYNC POINT: Release pairs with the Acquire load of `claiming`
-        // above in the next claimer.
+        // SYNC POINT: Release (paired in the doc comment above).
         self.claiming.store(0, Ordering::Release);
         token
     }
 
+    /// Claims a slot for fork generation `gen`, with `claiming` held.
+    ///
+    /// SYNC POINT: the Release store of `state` pairs with the Acquire load
+    /// in [`Self::claimed`]: whoever sees the token sees the slot and the
+    /// descriptor behind it.
     fn claim_locked(&self, gen: u32) -> Token {
         let old = self.state.load(Ordering::Relaxed);
         if old != 0 && old >> 32 != u64::from(gen) {
@@ -398,11 +409,10 @@ impl Presence {
             }
             Err(p) => {
                 self.problem.store(p.code(), Ordering::Relaxed);
-                tid::local_token()
+                peers::local_token()
             }
         };
-        // SYNC POINT: Release pairs with the Acquire load in `claimed`:
-        // whoever sees the token sees the slot and descriptor behind it.
+        // SYNC POINT: Release (paired in the doc comment above).
         self.state.store(
             u64::from(gen) << 32 | u64::from(token.raw()),
             Ordering::Release,
@@ -437,6 +447,12 @@ impl Presence {
     /// A description to judge through: our slot-lock one if we hold a slot
     /// in this fork generation, else a lock-free one opened for the
     /// purpose.
+    ///
+    /// SYNC POINT: the query descriptor is published by the AcqRel
+    /// compare-and-swap of `query`, which pairs with the Acquire load of
+    /// `query` here in another thread (and with the swap in
+    /// [`Self::release`]): whoever reads the number sees the descriptor
+    /// opened.
     fn judge_fd(&self) -> Result<RawFd, i32> {
         if self.claimed().is_some() {
             let fd = self.lock_fd.load(Ordering::Relaxed);
@@ -444,7 +460,7 @@ impl Presence {
                 return Ok(fd as RawFd - 1);
             }
         }
-        let gen = u64::from(tid::fork_generation()) + 1;
+        let gen = u64::from(peers::fork_generation()) + 1;
         let q = self.query.load(Ordering::Acquire);
         if q >> 32 == gen && q as u32 != 0 {
             return Ok((q as u32 - 1) as RawFd);
@@ -453,6 +469,7 @@ impl Presence {
         // too, but a fresh one costs nothing on this slow path.
         let fd = reopen(self.map_fd, self.writable)?;
         let new = gen << 32 | u64::from(fd as u32 + 1);
+        // SYNC POINT: AcqRel (paired in the doc comment above).
         match self
             .query
             .compare_exchange(q, new, Ordering::AcqRel, Ordering::Acquire)
@@ -498,8 +515,10 @@ impl Presence {
                 unsafe { libc::close(fd) };
             }
         }
+        // SYNC POINT: AcqRel: takes the query descriptor from under the
+        // Acquire load in `judge_fd` (paired in its doc comment).
         let q = self.query.swap(0, Ordering::AcqRel);
-        if q >> 32 == u64::from(tid::fork_generation()) + 1 && q as u32 != 0 {
+        if q >> 32 == u64::from(peers::fork_generation()) + 1 && q as u32 != 0 {
             // SAFETY: our own descriptor.
             unsafe { libc::close((q as u32 - 1) as RawFd) };
         }
@@ -631,8 +650,13 @@ fn registry_lock() {
     }
 }
 
+/// Frees the registry.
+///
+/// SYNC POINT: the Release store pairs with the Acquire compare-and-swap
+/// in [`registry_lock`], so the next holder sees the entries as we left
+/// them.
 fn registry_unlock() {
-    // SYNC POINT: Release pairs with the Acquire in `registry_lock`.
+    // SYNC POINT: Release (paired in the doc comment above).
     REGISTRY_LOCK.store(0, Ordering::Release);
 }
 
@@ -661,6 +685,8 @@ fn set(e: &Entry, start: usize, end: usize, presence: usize) {
 /// `start`, which happens before the mapping goes away.
 pub(crate) unsafe fn register(start: usize, end: usize, presence: *const Presence) -> bool {
     install_fork_handlers();
+    // SYNC POINT: AcqRel, a once-flag that carries no data: the resolver
+    // itself is published by `set_resolver`'s own Release.
     if INSTALLED.swap(1, Ordering::AcqRel) == 0 {
         shmipc_core::peers::set_resolver(resolve);
     }

@@ -11,6 +11,17 @@
 //! A `Child` that is dropped while its process still runs **kills it with
 //! `SIGKILL` and reaps it**, so a failing test or an early return never
 //! leaks processes. [`Child::detach`] opts out.
+//!
+//! On top of these: [`Process`], a named child that can be a daemon, and
+//! [`Pool`], worker processes that run tasks (each in the file named after
+//! it).
+
+mod pool;
+#[allow(clippy::module_inception)] // the file is named after the type it holds
+mod process;
+
+pub use pool::{AsyncResult, ImapUnordered, Pool, PoolBuilder, TaskError, TaskFn};
+pub use process::{Process, ProcessHandle, ORPHANED_EXIT_CODE};
 
 use std::fmt;
 use std::io;

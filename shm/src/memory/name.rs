@@ -67,7 +67,7 @@ impl Name {
     /// The segment's path in the file system (`/dev/shm/<name>`).
     pub(crate) fn dev_shm_path(&self) -> CString {
         // The name holds no NUL, so neither does the path.
-        CString::new(format!("{}{}", crate::mapping::SHM_DIR, self.normalised)).unwrap_or_default()
+        CString::new(format!("{}{}", super::mapping::SHM_DIR, self.normalised)).unwrap_or_default()
     }
 }
 

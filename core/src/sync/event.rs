@@ -71,6 +71,10 @@ impl Event {
 
     /// Raises the flag and wakes every waiter. Setting a set event does
     /// nothing.
+    ///
+    /// SYNC POINT: the Release compare-and-swap pairs with the Acquire
+    /// loads in [`Event::wait_until`] and [`Event::is_set`], so what the
+    /// setter wrote before `set` is visible to whoever sees the flag.
     pub fn set(&self) {
         let mut state = self.word.load(Ordering::Relaxed);
         loop {
@@ -80,9 +84,7 @@ impl Event {
             // New generation, flag up, WAITERS cleared: everyone asleep now
             // is woken below, and later sleepers set the bit again.
             let next = (state & !WAITERS).wrapping_add(GENERATION) | SET;
-            // SYNC POINT: Release pairs with the Acquire loads in `wait` and
-            // `is_set`, so what the setter wrote before `set` is visible to
-            // whoever sees the flag.
+            // SYNC POINT: Release (paired in the doc comment above).
             match self
                 .word
                 .compare_exchange_weak(state, next, Ordering::Release, Ordering::Relaxed)

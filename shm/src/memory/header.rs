@@ -186,7 +186,7 @@ const _: () = {
 
 /// A copy of a segment's header, read once after the segment was seen
 /// [`READY`]. Nothing in it has been trusted yet except what
-/// [`Mapping::open`](crate::mapping::Mapping::open) documents it checked.
+/// [`Mapping::open`](crate::memory::Mapping::open) documents it checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderSnapshot {
     /// The magic number.
@@ -244,7 +244,7 @@ impl RawHeader {
 impl HeaderSnapshot {
     /// Decodes a header from a copy of its 128 bytes (native-endian, as
     /// every process on the machine writes it). Every byte string is some
-    /// snapshot; [`validate_header`](crate::mapping::validate_header) says
+    /// snapshot; [`validate_header`](crate::memory::validate_header) says
     /// whether it is a valid one.
     pub fn from_bytes(bytes: &[u8; HEADER_SIZE as usize]) -> HeaderSnapshot {
         let u32_at = |off: usize| {

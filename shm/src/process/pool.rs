@@ -18,11 +18,12 @@ use shmipc_core::{BytesConfig, RecvError};
 
 use shmipc_core::{LayoutError, Rule};
 
+use super::process::{die_with_parent, ORPHANED_EXIT_CODE};
 use crate::error::{Error, Result};
-use crate::object::Anon;
+use crate::named::Named;
 use crate::process::{self, Child, ExitStatus};
-use crate::process_builder::{die_with_parent, ORPHANED_EXIT_CODE};
 use crate::queue::{to_vec, ByteQueue};
+use crate::shared::Shared;
 
 /// A task function: argument bytes in, result bytes out.
 pub type TaskFn = Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static>;
@@ -291,16 +292,20 @@ struct State {
 struct Inner {
     state: Mutex<State>,
     /// Rung by workers after each result and by the parent on submit.
-    doorbell: Anon<AtomicU32>,
+    doorbell: Shared<AtomicU32>,
     functions: Vec<TaskFn>,
     max_message: usize,
 }
 
 impl Inner {
+    /// Rings the supervisor's doorbell (a task queued, a result sent, the
+    /// pool closing).
+    ///
+    /// SYNC POINT: the Release increment pairs with the Acquire load of the
+    /// doorbell in [`Supervisor::supervise`] before it scans; a ring after
+    /// that load makes its futex wait return at once.
     fn ring(&self) {
-        // SYNC POINT: Release pairs with the supervisor's Acquire load
-        // before it scans; a change after that load makes its futex wait
-        // return at once.
+        // SYNC POINT: Release (paired in the doc comment above).
         self.doorbell.fetch_add(1, Ordering::Release);
         futex::wake_all(&self.doorbell);
     }
@@ -404,7 +409,7 @@ impl fmt::Debug for PoolBuilder {
 ///
 /// **Transport.** Every worker has two anonymous [`ByteQueue`]s of its
 /// own: an inbox of tasks and an outbox of results, and an
-/// [`AtomicU64`](crate::AtomicU64) slot in shared memory that holds the id
+/// [`AtomicU64`] slot in shared memory that holds the id
 /// (plus one) of the task it is running, zero between tasks. Per-worker
 /// queues (rather than one shared task queue) mean a worker killed in the
 /// middle of a queue operation damages only its own queues, which are
@@ -494,7 +499,7 @@ impl Pool {
                 pids: Vec::new(),
                 restarts: 0,
             }),
-            doorbell: Anon::<AtomicU32>::new(0)?,
+            doorbell: Shared::<AtomicU32>::anon(0)?,
             functions: b.functions,
             max_message: b.max_message,
         });
@@ -809,7 +814,7 @@ struct Worker {
     inbox: ByteQueue,
     outbox: ByteQueue,
     /// Id + 1 of the task the worker runs; 0 between tasks.
-    current: Anon<AtomicU64>,
+    current: Shared<AtomicU64>,
     assigned: VecDeque<Task>,
 }
 
@@ -847,7 +852,7 @@ impl Supervisor {
             queue_config(self.inner.max_message).map_err(|e| Error::layout("(pool)", e))?;
         let inbox = ByteQueue::anon(config)?;
         let outbox = ByteQueue::anon(config)?;
-        let current = Anon::<AtomicU64>::new(0)?;
+        let current = Shared::<AtomicU64>::anon(0)?;
         // SAFETY: getpid has no preconditions.
         let parent = unsafe { libc::getpid() };
         let inner = &*self.inner;
@@ -878,12 +883,17 @@ impl Supervisor {
         st.restarts += restarted;
     }
 
+    /// The supervisor's loop: drain results, reap and replace dead
+    /// workers, dispatch tasks, sleep on the doorbell.
+    ///
+    /// SYNC POINT: the Acquire load of the doorbell pairs with the Release
+    /// increments in [`Inner::ring`] (by the pool's callers and by the
+    /// workers): what they did before ringing is seen by the scan after.
     fn supervise(&mut self) {
         let inner = self.inner.clone();
         let mut last_reap = Instant::now();
         loop {
-            // SYNC POINT: Acquire pairs with the Release of `ring` and of
-            // the workers' rings.
+            // SYNC POINT: Acquire (paired in the doc comment above).
             let seen = self.inner.doorbell.load(Ordering::Acquire);
             for i in 0..self.workers.len() {
                 drain(&mut self.workers[i], self.inner.max_message);
@@ -1082,6 +1092,11 @@ fn drain(w: &mut Worker, max: usize) {
 }
 
 /// A worker process: run tasks from the inbox until it is closed.
+///
+/// SYNC POINT: the SeqCst stores of `current` (which task runs) need no
+/// Acquire partner: the supervisor reads them in [`Supervisor::reap`] only
+/// after `waitpid` reaped this process, which orders all of its stores
+/// before the call returns.
 fn worker_main(inner: &Inner, inbox: &ByteQueue, outbox: &ByteQueue, current: &AtomicU64) -> i32 {
     let max = inner.max_message;
     loop {
@@ -1099,8 +1114,8 @@ fn worker_main(inner: &Inner, inbox: &ByteQueue, outbox: &ByteQueue, current: &A
         let mut f = [0u8; 4];
         f.copy_from_slice(&msg[8..12]);
         let func = u32::from_le_bytes(f) as usize;
-        // SYNC POINT: SeqCst store before the function runs; the
-        // supervisor reads it after reaping us (waitpid orders it).
+        // SYNC POINT: SeqCst, before the function runs (see the doc
+        // comment above).
         current.store(id + 1, Ordering::SeqCst);
         let (status, payload) = match inner.functions.get(func) {
             None => (STATUS_NO_FUNCTION, Vec::new()),

@@ -20,7 +20,7 @@
 //! process still waiting in the old one can tell a reset from a release).
 //!
 //! (This is the n-party barrier; the asymmetric memory fence the queues use
-//! is [`crate::membarrier`].)
+//! is machinery, in `core/src/sys/membarrier.rs`.)
 
 use core::fmt;
 use core::time::Duration;
@@ -159,6 +159,15 @@ impl Barrier {
     }
 
     /// As [`wait`](Barrier::wait), until `deadline` (forever if `None`).
+    ///
+    /// SYNC POINT: each arrival is an AcqRel compare-and-swap on `state`,
+    /// so the arrivals form one release sequence: the leader's (the last
+    /// arrival's) Acquire sees what every earlier party wrote, and its
+    /// Release of the new generation pairs with the waiters' Acquire loads
+    /// of `state` in this function, so they see what all wrote. A timeout's
+    /// AcqRel compare-and-swap of `BROKEN` (here), [`Barrier::abort`] and
+    /// [`Barrier::reset`] are read by the same Acquire loads; they carry
+    /// no data, only the verdict.
     pub fn wait_until(&self, deadline: Option<&Deadline>) -> Result<bool, BarrierError> {
         let parties = self.parties();
         if parties == 0 || parties > Self::MAX_PARTIES {
@@ -174,10 +183,7 @@ impl Barrier {
             if arrived + 1 >= parties {
                 // The last party: release this generation.
                 let next = ((gen + 1) & GEN_MASK) << GEN_SHIFT;
-                // SYNC POINT: AcqRel: Acquire pairs with every earlier
-                // party's Release arrival (we see what they wrote), Release
-                // pairs with the waiters' Acquire loads of the new
-                // generation (they see what we all wrote).
+                // SYNC POINT: AcqRel, the leader's (see the doc comment).
                 match self
                     .state
                     .compare_exchange(state, next, Ordering::AcqRel, Ordering::Acquire)
@@ -190,7 +196,7 @@ impl Barrier {
                 }
                 continue;
             }
-            // SYNC POINT: AcqRel, pairing with the leader as above.
+            // SYNC POINT: AcqRel, an arrival (see the doc comment).
             match self
                 .state
                 .compare_exchange(state, state + 1, Ordering::AcqRel, Ordering::Acquire)
@@ -200,7 +206,8 @@ impl Barrier {
             }
         };
         loop {
-            // SYNC POINT: Acquire pairs with the leader's Release.
+            // SYNC POINT: Acquire of the leader's Release (see the doc
+            // comment).
             let now = self.state.load(Ordering::Acquire);
             let gen = generation(now);
             if gen != mine {
@@ -215,6 +222,7 @@ impl Barrier {
                 return Err(BarrierError::Broken);
             }
             if deadline.is_some_and(Deadline::has_passed) {
+                // SYNC POINT: AcqRel, breaking (see the doc comment).
                 if self
                     .state
                     .compare_exchange(now, now | BROKEN, Ordering::AcqRel, Ordering::Acquire)
@@ -231,17 +239,25 @@ impl Barrier {
 
     /// Breaks the barrier: every waiting party, and every later arrival,
     /// gets [`BarrierError::Broken`] until [`reset`](Barrier::reset).
+    ///
+    /// SYNC POINT: the AcqRel `fetch_or` is read by the Acquire loads in
+    /// [`Barrier::wait_until`]; it carries no data.
     pub fn abort(&self) {
+        // SYNC POINT: AcqRel (paired in the doc comment above).
         self.state.fetch_or(BROKEN, Ordering::AcqRel);
         futex::wake_all(&self.state);
     }
 
     /// Makes the barrier whole and empty again (a new generation). Parties
     /// waiting at that moment get [`BarrierError::Broken`].
+    ///
+    /// SYNC POINT: the AcqRel compare-and-swap is read by the Acquire
+    /// loads in [`Barrier::wait_until`]; it carries no data.
     pub fn reset(&self) {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             let next = ((generation(state) + 2) & GEN_MASK) << GEN_SHIFT;
+            // SYNC POINT: AcqRel (paired in the doc comment above).
             match self
                 .state
                 .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)

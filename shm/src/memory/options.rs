@@ -57,7 +57,7 @@ impl Default for Options {
             mode: 0o600,
             init_timeout: Duration::from_secs(2),
             read_only: false,
-            peer_slots: crate::presence::DEFAULT_PEER_SLOTS,
+            peer_slots: super::presence::DEFAULT_PEER_SLOTS,
             trusted_owners: Vec::new(),
             trust_any_owner: false,
         }

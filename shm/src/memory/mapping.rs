@@ -1,66 +1,11 @@
-//! A named segment mapped with a validated header: the layer every
-//! segment type ([`Segment`](crate::Segment), [`Shared`](crate::Shared), and
-//! the queues built on top) is made of.
-//!
-//! This is the extension point for new kinds of object: pick a [`Kind`],
-//! compute the object's size, alignment and parameters into an
-//! [`ObjectLayout`], and build on [`Mapping::create`] and [`Mapping::open`].
-//!
-//! # Creation is published by `link`
-//!
-//! A creator never lets anyone see a half-built segment:
-//!
-//! 1. it creates the file *unnamed*, with
-//!    `open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, mode)`;
-//! 2. `fchmod`s it to exactly the requested mode (so the umask cannot
-//!    change it), `ftruncate`s it to its full size, reserves that size
-//!    (`fstatvfs`, then `posix_fallocate`: a size `/dev/shm` cannot hold is
-//!    [`Error::NoSpace`] now, not a `SIGBUS` when a page is first touched)
-//!    and maps it;
-//! 3. writes the header with state [`INITIALIZING`] and its own pid, then
-//!    initialises the object;
-//! 4. stores [`READY`] (Release) and wakes any futex waiters on the state;
-//! 5. and only then gives the file its name, with
-//!    `linkat(AT_FDCWD, "/proc/self/fd/<fd>", AT_FDCWD, "/dev/shm/<name>",
-//!    AT_SYMLINK_FOLLOW)`. If the name is taken, `linkat` fails with
-//!    `EEXIST` and we report [`Error::AlreadyExists`]; the unnamed file
-//!    vanishes when its descriptor closes.
-//!
-//! So a creator killed at any instruction leaves nothing behind, and an
-//! opener always finds a `READY` header — unless some other program wrote
-//! the bytes, which is why openers still check everything.
-//!
-//! **Fallback.** Where `O_TMPFILE` is unsupported (`EOPNOTSUPP`, `EISDIR`,
-//! `EINVAL`) or `/proc` is not mounted, the creator `shm_open`s a unique
-//! temporary name (`/.shmipc-tmp-<pid>-<counter>-<nanos>`, `O_CREAT |
-//! O_EXCL`), does the same steps, publishes with `link()` inside `/dev/shm`
-//! and `shm_unlink`s the temporary name, also on every error path. A
-//! creator *killed* during this fallback leaves its temporary name behind
-//! (never the real name); such `.shmipc-tmp-*` files can be removed by hand.
-//!
-//! # Opening
-//!
-//! `shm_open`, then `fstat`: a file another user owns is
-//! [`Error::UntrustedOwner`] unless [`Options::trusted_owners`] (or
-//! [`Options::trust_any_owner`]) says to trust that owner — anyone can
-//! create a name in `/dev/shm` first. A file shorter than the header is
-//! [`Error::TooSmall`] (or [`Error::NotShmipc`] if its first 8 bytes are
-//! not our magic), checked before anything is mapped, so no access can run
-//! past the end of the file. Then the header alone is mapped and checked:
-//! magic, version, and the state — if it is not yet `READY` the opener
-//! waits on the state futex (re-checking every few milliseconds) up to
-//! [`Options::init_timeout`], reporting [`Error::CreatorDied`] if the
-//! creator's pid no longer exists and [`Error::InitTimeout`] otherwise.
-//! Finally every field is validated ([`Mapping::open`] lists the checks)
-//! before the whole segment is mapped.
-//!
-//! A peer that shrinks (`ftruncate`s) a segment *after* others mapped it
-//! makes their next access fault with `SIGBUS`; that is the nature of
-//! shared files, and no check at open time can prevent it.
+//! [`Mapping`]: a mapped segment (named or anonymous) with a validated
+//! header, and how it is created and opened (see the [module
+//! documentation](crate::memory)).
 
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
 use std::time::Duration;
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -70,14 +15,16 @@ use shmipc_core::sync::{AtomicU64, Ordering};
 use shmipc_core::peers::PEER_SLOT_SIZE;
 use shmipc_core::{Peers, Token};
 
-use crate::error::{Error, Result};
-use crate::header::{
+use super::header::{
     HeaderSnapshot, Kind, RawHeader, HEADER_SIZE, INITIALIZING, MAGIC, MAX_ALIGN, READY, VERSION,
 };
-use crate::name::Name;
-use crate::options::Options;
-use crate::presence::{self, Presence};
-pub use crate::presence::{CREATOR_LOCK, SLOT_LOCK_BASE};
+use super::name::Name;
+use super::options::Options;
+use super::presence::{self, Presence, CREATOR_LOCK};
+use crate::error::{Error, Result};
+
+/// What messages call anonymous memory, which has no name.
+pub(crate) const ANON: &str = "(anonymous)";
 
 /// Where glibc's `shm_open` keeps its files.
 pub(crate) const SHM_DIR: &str = "/dev/shm";
@@ -195,22 +142,30 @@ fn segment_sizes(object_size: u64, peer_slots: u32) -> Option<(u64, u64)> {
 
 /// A mapped segment whose header has been written (by us) or validated
 /// (by [`Mapping::open`]): a named one, or anonymous memory for forked
-/// children ([`Mapping::anon`]). It keeps the file open, and with it this
-/// process's presence in the segment's peer table (see
-/// [`shmipc_core::peers`]). Dropping it releases the presence and unmaps the
-/// segment; it never unlinks the name.
-pub struct Mapping {
+/// children ([`Mapping::anon`]).
+///
+/// It is the one owner of an object's bytes: every handle keeps the
+/// mapping it lives in, and clones are cheap (they share one mapping).
+/// The mapping keeps the file open, and with it this process's presence in
+/// the segment's peer table (see [`shmipc_core::peers`]). When the last
+/// clone drops, the presence is released and the segment unmapped; the
+/// name is never unlinked.
+#[derive(Clone)]
+pub struct Mapping(Arc<Mapped>);
+
+/// What a [`Mapping`] shares between its clones.
+struct Mapped {
     map: MmapRaw,
     name: Option<Name>,
     header: HeaderSnapshot,
     read_only: bool,
-    presence: Box<Presence>,
+    presence: Presence,
     /// The segment's file, kept open: the presence opens descriptions of
     /// its own from it (`/proc/self/fd/N`) when it claims a slot.
     _file: OwnedFd,
 }
 
-impl Drop for Mapping {
+impl Drop for Mapped {
     fn drop(&mut self) {
         presence::unregister(self.map.as_ptr() as usize);
         self.presence.release();
@@ -221,9 +176,9 @@ impl std::fmt::Debug for Mapping {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mapping")
             .field("name", &self.name())
-            .field("kind", &self.header.kind())
-            .field("object_size", &self.header.object_size)
-            .field("read_only", &self.read_only)
+            .field("kind", &self.0.header.kind())
+            .field("object_size", &self.0.header.object_size)
+            .field("read_only", &self.0.read_only)
             .finish()
     }
 }
@@ -259,7 +214,8 @@ impl Mapping {
         force_fallback: bool,
     ) -> Result<Mapping> {
         let name = Name::new(name)?;
-        let (peers_offset, total) = layout
+        // Check the layout before anything is made.
+        layout
             .sizes(opts.peer_slots)
             .map_err(|e| Error::layout(name.as_str(), e))?;
         let staging = Staging::new(&name, opts.mode & 0o777, force_fallback)?;
@@ -270,32 +226,9 @@ impl Mapping {
         // one; the kernel drops it if we die. Best effort: without it an
         // opener just waits for its timeout.
         let _ = presence::ofd_try_lock(fd, CREATOR_LOCK);
-        // Fits: `sizes` keeps it at most isize::MAX.
-        let total_off = total as libc::off_t;
-        // SAFETY: `fd` is an open descriptor we own; ftruncate touches no
-        // memory of ours.
-        if unsafe { libc::ftruncate(fd, total_off) } != 0 {
-            return Err(Error::from_io("ftruncate", name.as_str(), last_error()));
-        }
-        reserve(fd, total, name.as_str())?;
-        let map = map_fd(fd, total as usize, false, &name)?;
-        let header = write_header(&map, layout, peers_offset, opts.peer_slots, total);
-        let base = map.as_mut_ptr();
-
-        // SAFETY: `total` bytes are mapped, and the object's bytes start at
-        // HEADER_SIZE, inside them.
-        let object = unsafe { base.add(HEADER_SIZE as usize) };
-        init(object, layout.size as usize)?;
-
-        // SYNC POINT: this Release pairs with the Acquire load of `state` in
-        // `wait_ready`: an opener that sees READY sees the header fields and
-        // the initialised object.
-        header.state.store(READY, Ordering::Release);
-        futex::wake_all(&header.state);
-
+        let (map, snapshot) = build(fd, name.as_str(), layout, opts.peer_slots, init)?;
         staging.publish(&name)?;
         presence::ofd_unlock(fd, CREATOR_LOCK);
-        let snapshot = header.snapshot();
         let fd = dup_fd(fd, &name)?;
         Ok(Mapping::assemble(map, fd, Some(name), snapshot, false))
     }
@@ -311,8 +244,7 @@ impl Mapping {
         opts: &Options,
         init: impl FnOnce(*mut u8, usize) -> Result<()>,
     ) -> Result<Mapping> {
-        const ANON: &str = "(anonymous)";
-        let (peers_offset, total) = layout
+        layout
             .sizes(opts.peer_slots)
             .map_err(|e| Error::layout(ANON, e))?;
         // SAFETY: the name is a NUL-terminated literal; memfd_create
@@ -323,25 +255,9 @@ impl Mapping {
         }
         // SAFETY: memfd_create returned a fresh descriptor we now own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        // Fits: `sizes` keeps it at most isize::MAX.
-        let total_off = total as libc::off_t;
-        // SAFETY: `fd` is open; ftruncate touches no memory of ours.
-        if unsafe { libc::ftruncate(fd.as_raw_fd(), total_off) } != 0 {
-            return Err(Error::from_io("ftruncate", ANON, last_error()));
-        }
         // Anonymous memory is reserved too, so that touching it never
         // raises SIGBUS.
-        reserve(fd.as_raw_fd(), total, ANON)?;
-        let map = MmapOptions::new()
-            .len(total as usize)
-            .map_raw(fd.as_raw_fd())
-            .map_err(|e| Error::from_io("mmap", ANON, e))?;
-        let header = write_header(&map, layout, peers_offset, opts.peer_slots, total);
-        // SAFETY: as in `create_impl`.
-        let object = unsafe { map.as_mut_ptr().add(HEADER_SIZE as usize) };
-        init(object, layout.size as usize)?;
-        header.state.store(READY, Ordering::Release);
-        let snapshot = header.snapshot();
+        let (map, snapshot) = build(fd.as_raw_fd(), ANON, layout, opts.peer_slots, init)?;
         Ok(Mapping::assemble(map, fd, None, snapshot, false))
     }
 
@@ -359,22 +275,30 @@ impl Mapping {
         // SAFETY: the header's peer table lies inside the mapping (checked
         // on open, made so on create: peers_offset + slots * 32 =
         // total_size = the mapping's length), which the presence does not
-        // outlive; `fd` is kept beside it.
-        let presence = Box::new(unsafe {
+        // outlive (both are fields of one `Mapped`); `fd` is kept beside it.
+        let presence = unsafe {
             Presence::new(
                 base.add(header.peers_offset as usize),
                 header.peer_slots,
                 fd.as_raw_fd(),
                 !read_only,
             )
+        };
+        let mapped = Arc::new(Mapped {
+            map,
+            name,
+            header,
+            read_only,
+            presence,
+            _file: fd,
         });
-        // SAFETY: the presence is boxed (its address is stable) and
-        // unregistered in `Drop` before it is freed.
+        // SAFETY: the presence lives inside the Arc (its address is stable)
+        // and is unregistered in `Mapped::drop` before it is freed.
         unsafe {
             presence::register(
                 base as usize,
-                base as usize + map.len(),
-                &*presence as *const Presence,
+                base as usize + mapped.map.len(),
+                &mapped.presence as *const Presence,
             )
         };
         if !read_only {
@@ -382,17 +306,50 @@ impl Mapping {
             // open and a lock or two) belongs to attaching, and from here on
             // the segment's peer table shows us. A forked child claims its
             // own on first use.
-            let _ = presence.me();
+            let _ = mapped.presence.me();
         }
-        Mapping {
-            map,
-            name,
-            header,
-            read_only,
-            presence,
-            _file: fd,
-        }
+        Mapping(mapped)
     }
+}
+
+/// Makes the new, empty file `fd` a segment holding the object `layout`
+/// describes (with a peer table of `peer_slots`): sizes it, reserves its
+/// memory, maps it, writes the header (state INITIALIZING), runs `init`
+/// over the zeroed object bytes, then marks it READY. `label` names it in
+/// errors.
+///
+/// SYNC POINT: the Release store of READY pairs with the Acquire load of
+/// `state` in [`wait_ready`]: an opener that sees READY sees the header
+/// fields and the initialised object.
+fn build(
+    fd: libc::c_int,
+    label: &str,
+    layout: &ObjectLayout,
+    peer_slots: u32,
+    init: impl FnOnce(*mut u8, usize) -> Result<()>,
+) -> Result<(MmapRaw, HeaderSnapshot)> {
+    let (peers_offset, total) = layout
+        .sizes(peer_slots)
+        .map_err(|e| Error::layout(label, e))?;
+    // Fits: `sizes` keeps it at most isize::MAX.
+    let total_off = total as libc::off_t;
+    // SAFETY: `fd` is an open descriptor; ftruncate touches no memory of
+    // ours.
+    if unsafe { libc::ftruncate(fd, total_off) } != 0 {
+        return Err(Error::from_io("ftruncate", label, last_error()));
+    }
+    reserve(fd, total, label)?;
+    let map = map_fd(fd, total as usize, false, label)?;
+    let header = write_header(&map, layout, peers_offset, peer_slots, total);
+    // SAFETY: `total` bytes are mapped, and the object's bytes start at
+    // HEADER_SIZE, inside them.
+    let object = unsafe { map.as_mut_ptr().add(HEADER_SIZE as usize) };
+    init(object, layout.size as usize)?;
+    // SYNC POINT: Release (paired in the doc comment above).
+    header.state.store(READY, Ordering::Release);
+    futex::wake_all(&header.state);
+    let snapshot = header.snapshot();
+    Ok((map, snapshot))
 }
 
 /// Writes a new segment's header (state INITIALIZING) into `map`.
@@ -491,7 +448,7 @@ impl Mapping {
             return Err(too_small(n, size, first_word(&fd, size)));
         }
 
-        let header_map = map_fd(fd.as_raw_fd(), HEADER_SIZE as usize, read_only, &name)?;
+        let header_map = map_fd(fd.as_raw_fd(), HEADER_SIZE as usize, read_only, n)?;
         // SAFETY: the mapping is page-aligned, HEADER_SIZE bytes long (the
         // file holds at least that many, checked above), and lives until
         // the end of this function, longer than `header`. RawHeader is made
@@ -510,7 +467,7 @@ impl Mapping {
         let snap = header.snapshot();
         // Fresh size: the file may have been truncated while we waited.
         check_ready(&snap, kind, n, validate, || file_size(&fd, &name))?;
-        let map = map_fd(fd.as_raw_fd(), snap.total_size as usize, read_only, &name)?;
+        let map = map_fd(fd.as_raw_fd(), snap.total_size as usize, read_only, n)?;
         drop(header_map);
         Ok(Mapping::assemble(map, fd, Some(name), snap, read_only))
     }
@@ -541,44 +498,44 @@ impl Mapping {
         }
     }
 
-    /// The segment's normalised name (with its leading slash), or
-    /// `"(anonymous)"` for anonymous memory.
-    pub fn name(&self) -> &str {
-        self.name.as_ref().map_or("(anonymous)", Name::as_str)
+    /// The segment's normalised name (with its leading slash), or `None`
+    /// for anonymous memory ([`Mapping::anon`]).
+    pub fn name(&self) -> Option<&str> {
+        self.0.name.as_ref().map(Name::as_str)
     }
 
-    /// Whether this is anonymous memory ([`Mapping::anon`]).
-    pub fn is_anonymous(&self) -> bool {
-        self.name.is_none()
+    /// The name for messages: the segment's, or `"(anonymous)"`.
+    pub(crate) fn label(&self) -> &str {
+        self.name().unwrap_or(ANON)
     }
 
     /// This process's presence in the segment: its peer slot, and the
     /// judge of other peers' tokens.
     pub(crate) fn presence(&self) -> &Presence {
-        &self.presence
+        &self.0.presence
     }
 
     /// The header as written (by us) or validated (on open).
     pub fn header(&self) -> &HeaderSnapshot {
-        &self.header
+        &self.0.header
     }
 
     /// The object's first byte, aligned to `header().object_align`.
     pub fn object_ptr(&self) -> *mut u8 {
         // SAFETY: the mapping holds total_size >= HEADER_SIZE + object_size
         // bytes (checked on open, made so on create).
-        unsafe { self.map.as_mut_ptr().add(HEADER_SIZE as usize) }
+        unsafe { self.0.map.as_mut_ptr().add(HEADER_SIZE as usize) }
     }
 
     /// The object's size in bytes.
     pub fn object_len(&self) -> usize {
         // Fits: total_size <= isize::MAX was checked.
-        self.header.object_size as usize
+        self.0.header.object_size as usize
     }
 
     /// Whether the segment is mapped read-only.
     pub fn is_read_only(&self) -> bool {
-        self.read_only
+        self.0.read_only
     }
 }
 
@@ -602,12 +559,14 @@ pub fn unlink(name: &str) -> Result<()> {
 /// holds it, the creator died (or never held it: a hostile writer); that
 /// judgement holds across pid namespaces, unlike the recorded pid, which
 /// is only reported.
+///
+/// SYNC POINT: the Acquire loads of `state` pair with the creator's Release
+/// store of READY in [`build`]: seeing READY, we see the header and the
+/// object it initialised.
 fn wait_ready(header: &RawHeader, name: &Name, timeout: Duration, fd: libc::c_int) -> Result<()> {
     let deadline = Deadline::after(timeout);
     loop {
-        // SYNC POINT: this Acquire pairs with the creator's Release store of
-        // READY in `Mapping::create`: seeing READY, we see the header and
-        // the object it initialised.
+        // SYNC POINT: Acquire (paired in the doc comment above).
         if is_ready(name.as_str(), header.state.load(Ordering::Acquire))? {
             return Ok(());
         }
@@ -652,7 +611,7 @@ fn wait_ready(header: &RawHeader, name: &Name, timeout: Duration, fd: libc::c_in
 /// [`Error::InitTimeout`] `open` reports if the creator never finishes.
 ///
 /// ```
-/// use shmipc::mapping::validate_header;
+/// use shmipc::memory::validate_header;
 /// use shmipc::{Error, Kind};
 ///
 /// let zeros = [0u8; 256];
@@ -938,7 +897,7 @@ fn first_word(fd: &OwnedFd, size: u64) -> Option<u64> {
 }
 
 /// Maps `len` bytes of `fd` shared, read-write or read-only.
-fn map_fd(fd: libc::c_int, len: usize, read_only: bool, name: &Name) -> Result<MmapRaw> {
+fn map_fd(fd: libc::c_int, len: usize, read_only: bool, name: &str) -> Result<MmapRaw> {
     let mut options = MmapOptions::new();
     options.len(len);
     let map = if read_only {
@@ -946,7 +905,7 @@ fn map_fd(fd: libc::c_int, len: usize, read_only: bool, name: &Name) -> Result<M
     } else {
         options.map_raw(fd)
     };
-    map.map_err(|e| Error::from_io("mmap", name.as_str(), e))
+    map.map_err(|e| Error::from_io("mmap", name, e))
 }
 
 fn last_error() -> io::Error {
@@ -1224,7 +1183,7 @@ mod tests {
         assert_eq!(&snap, m.header());
         // The decoder reads the fields where RawHeader has them.
         // SAFETY: the mapping is page-aligned and holds a whole header.
-        let raw = unsafe { &*m.map.as_ptr().cast::<RawHeader>() };
+        let raw = unsafe { &*m.0.map.as_ptr().cast::<RawHeader>() };
         assert_eq!(raw.snapshot(), snap);
 
         let v = |start: &[u8], size: u64, kind: Kind| {

@@ -1,0 +1,8 @@
+//! Machinery under the primitives: the atomics shim (loom's or the real
+//! ones), thread identities and the asymmetric memory barrier. Nothing
+//! here is an algorithm; everything the primitives ask of the system goes
+//! through these files.
+
+pub(crate) mod atomic;
+pub(crate) mod membarrier;
+pub(crate) mod tid;

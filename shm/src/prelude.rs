@@ -1,0 +1,9 @@
+//! The types most programs use, and the [`Named`] trait that gives them
+//! their constructors: `use shmipc::prelude::*;`.
+
+pub use crate::{
+    fork, spawn, Array, Barrier, ByteQueue, BytesConfig, Child, Condition, DictConfig, Event,
+    ListConfig, Lock, Named, Options, Pipe, Pool, Process, Queue, RingConfig, Segment, Semaphore,
+    SemaphoreConfig, Shared, SharedDict, SharedList, SpscQueue, Unlinker, Value,
+};
+pub use crate::{AtomicU32, AtomicU64};
