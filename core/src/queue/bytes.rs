@@ -153,8 +153,8 @@ use crate::peers::{self, Peers, Token};
 use crate::place::{LayoutError, Rule};
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
-    block_checked, round_up, CachePadded, Header, Keep, Kind, QueueError, RecvError, SendError,
-    Signal, MAX_CAPACITY, MAX_POS,
+    block_checked, control, round_up, CachePadded, ControlHeader, Keep, QueueError, QueueKind,
+    RecvError, SendError, Signal, MAX_CAPACITY, MAX_POS,
 };
 use crate::sync::{AtomicU64, Ordering};
 
@@ -311,7 +311,7 @@ struct ReaderSide {
 
 #[repr(C)]
 struct Control {
-    header: Header,
+    header: ControlHeader,
     writer: CachePadded<WriterSide>,
     reader: CachePadded<ReaderSide>,
     /// Readers sleep here; commits (and cancels) notify.
@@ -323,7 +323,7 @@ struct Control {
 impl Control {
     fn new() -> Control {
         Control {
-            header: Header::new(),
+            header: ControlHeader::new(),
             writer: CachePadded(WriterSide {
                 lock: Lock::new(),
                 tail: AtomicU64::new(0),
@@ -591,7 +591,7 @@ impl<'a> ByteQueue<'a> {
         // SAFETY: initialised above, valid for 'a.
         let ctrl: &'a Control = unsafe { &*ptr.cast::<Control>() };
         ctrl.header
-            .publish(Kind::Bytes, (1, 1), config.to_words(), l.size());
+            .publish(QueueKind::Bytes, (1, 1), config.to_words(), l.size());
         // SAFETY: checked layout, initialised.
         Ok(unsafe { Self::from_parts(ptr, config) })
     }
@@ -627,17 +627,18 @@ impl<'a> ByteQueue<'a> {
     /// As for [`ByteQueue::init_at`], except that the bytes hold a queue.
     #[cfg(not(loom))]
     pub unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Self, QueueError> {
-        crate::place::check(ptr, len, size_of::<Control>(), align_of::<Control>())?;
-        // SAFETY: aligned and large enough; Control is atomics only.
-        let ctrl: &Control = unsafe { &*ptr.cast::<Control>() };
-        let info = ctrl.header.check(Kind::Bytes, (1, 1))?;
-        let config = BytesConfig::from_words(info.words)
-            .map_err(|_| QueueError::Corrupted("configuration words"))?;
-        let l = Self::layout(config).map_err(|_| QueueError::Corrupted("geometry"))?;
-        if info.total != l.size() as u64 {
-            return Err(QueueError::Corrupted("total size disagrees with capacity"));
-        }
-        crate::place::check(ptr, len, l.size(), l.align())?;
+        // SAFETY: forwarded contract; Control is made of atomics only.
+        let (_, config) = unsafe {
+            control::attach(
+                ptr,
+                len,
+                |c: &Control| &c.header,
+                QueueKind::Bytes,
+                (1, 1),
+                BytesConfig::from_words,
+                Self::layout,
+            )?
+        };
         // SAFETY: checked layout, initialised by its creator (contract).
         Ok(unsafe { Self::from_parts(ptr, config) })
     }
@@ -670,7 +671,7 @@ impl<'a> ByteQueue<'a> {
         // The same self-description as in shared memory (size: the
         // layout a mapping would need).
         ctrl.header.publish(
-            Kind::Bytes,
+            QueueKind::Bytes,
             (1, 1),
             config.to_words(),
             Self::layout(config).map_or(0, |l| l.size()),

@@ -152,8 +152,8 @@ use crate::peers::{self, Peers, Token};
 use crate::place::LayoutError;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
-    block_checked, round_up, CachePadded, Cell, Cells, Header, Keep, Kind, Life, PopError,
-    PushError, QueueError, RingConfig, Signal,
+    block_checked, control, round_up, CachePadded, Cell, Cells, ControlHeader, Keep, Life,
+    PopError, PushError, QueueError, QueueKind, RingConfig, Signal,
 };
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -262,7 +262,7 @@ fn claims(w: u64, role: u64, pos: u64) -> bool {
 
 #[repr(C)]
 struct Control {
-    header: Header,
+    header: ControlHeader,
     /// Non-zero once `close` has set [`CLOSED`] in `enqueue`: a hint that
     /// lets consumers on an empty slot skip the load of `enqueue` (a line
     /// producers keep busy) until there is a close to look for.
@@ -279,7 +279,7 @@ struct Control {
 impl Control {
     fn new() -> Control {
         Control {
-            header: Header::new(),
+            header: ControlHeader::new(),
             closed: AtomicU32::new(0),
             enqueue: CachePadded(AtomicU64::new(0)),
             dequeue: CachePadded(AtomicU64::new(0)),
@@ -415,7 +415,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         // SAFETY: initialised above; valid for 'a (contract).
         let ctrl: &'a Control = unsafe { &*ptr.cast::<Control>() };
         ctrl.header.publish(
-            Kind::Mpmc,
+            QueueKind::Mpmc,
             (size_of::<T>(), align_of::<T>()),
             config.to_words(),
             l.size(),
@@ -463,19 +463,18 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     /// As for [`Mpmc::init_at`], except that the bytes hold a queue already.
     #[cfg(not(loom))]
     pub unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Self, QueueError> {
-        crate::place::check(ptr, len, size_of::<Control>(), align_of::<Control>())?;
-        // SAFETY: aligned and large enough; Control is atomics only.
-        let ctrl: &Control = unsafe { &*ptr.cast::<Control>() };
-        let info = ctrl
-            .header
-            .check(Kind::Mpmc, (size_of::<T>(), align_of::<T>()))?;
-        let config = RingConfig::from_words(info.words)
-            .map_err(|_| QueueError::Corrupted("configuration words"))?;
-        let l = Self::layout(config).map_err(|_| QueueError::Corrupted("capacity"))?;
-        if info.total != l.size() as u64 {
-            return Err(QueueError::Corrupted("total size disagrees with capacity"));
-        }
-        crate::place::check(ptr, len, l.size(), l.align())?;
+        // SAFETY: forwarded contract; Control is made of atomics only.
+        let (_, config) = unsafe {
+            control::attach(
+                ptr,
+                len,
+                |c: &Control| &c.header,
+                QueueKind::Mpmc,
+                (size_of::<T>(), align_of::<T>()),
+                RingConfig::from_words,
+                Self::layout,
+            )?
+        };
         // SAFETY: checked layout, initialised by its creator (contract).
         Ok(unsafe { Self::from_parts(ptr, config.capacity) })
     }
@@ -507,7 +506,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         // The same self-description as in shared memory (size: the
         // layout a mapping would need).
         ctrl.header.publish(
-            Kind::Mpmc,
+            QueueKind::Mpmc,
             (size_of::<T>(), align_of::<T>()),
             config.to_words(),
             Self::layout(config).map_or(0, |l| l.size()),

@@ -85,14 +85,14 @@ use crate::futex::Deadline;
 use crate::place::LayoutError;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
-    block, heavy_if_light, round_up, CachePadded, Cell, Cells, Header, Keep, Kind, Life, PopError,
-    PushError, QueueError, RingConfig, Signal, MAX_POS, SIGNAL_FLAG,
+    block, control, heavy_if_light, round_up, CachePadded, Cell, Cells, ControlHeader, Keep, Life,
+    PopError, PushError, QueueError, QueueKind, RingConfig, Signal, MAX_POS, SIGNAL_FLAG,
 };
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 #[repr(C)]
 struct Control {
-    header: Header,
+    header: ControlHeader,
     /// Non-zero once a close has set `CLOSED` (the flag of `not_empty`'s
     /// sleeper word): a hint on a line nobody writes, so that a push's
     /// check before it copies costs no more than it did before `CLOSED`
@@ -112,7 +112,7 @@ struct Control {
 impl Control {
     fn new() -> Control {
         Control {
-            header: Header::new(),
+            header: ControlHeader::new(),
             closed: AtomicU32::new(0),
             line: AtomicU64::new(0),
             tail: CachePadded(AtomicU64::new(0)),
@@ -246,7 +246,7 @@ impl<T: Pod> Spsc<T> {
         // SAFETY: initialised just above; valid for 'a (contract).
         let ctrl: &'a Control = unsafe { &*ctrl };
         ctrl.header.publish(
-            Kind::Spsc,
+            QueueKind::Spsc,
             (size_of::<T>(), align_of::<T>()),
             config.to_words(),
             l.size(),
@@ -284,20 +284,18 @@ impl<T: Pod> Spsc<T> {
         ptr: *mut u8,
         len: usize,
     ) -> Result<(&'a Control, Cells<T>, u64), QueueError> {
-        crate::place::check(ptr, len, size_of::<Control>(), align_of::<Control>())?;
-        // SAFETY: aligned and large enough for a Control, which is made of
-        // atomics only: any bytes are a valid value.
-        let ctrl: &'a Control = unsafe { &*ptr.cast::<Control>() };
-        let info = ctrl
-            .header
-            .check(Kind::Spsc, (size_of::<T>(), align_of::<T>()))?;
-        let config = RingConfig::from_words(info.words)
-            .map_err(|_| QueueError::Corrupted("configuration words"))?;
-        let l = Self::layout(config).map_err(|_| QueueError::Corrupted("capacity"))?;
-        if info.total != l.size() as u64 {
-            return Err(QueueError::Corrupted("total size disagrees with capacity"));
-        }
-        crate::place::check(ptr, len, l.size(), l.align())?;
+        // SAFETY: forwarded contract; Control is made of atomics only.
+        let (ctrl, config) = unsafe {
+            control::attach(
+                ptr,
+                len,
+                |c: &Control| &c.header,
+                QueueKind::Spsc,
+                (size_of::<T>(), align_of::<T>()),
+                RingConfig::from_words,
+                Self::layout,
+            )?
+        };
         // SAFETY: the whole layout is in bounds (checked just above).
         Ok((ctrl, unsafe { Self::cells(ptr) }, config.capacity as u64))
     }
@@ -371,7 +369,7 @@ impl<T: Pod> Spsc<T> {
         // The same self-description as in shared memory (size: the
         // layout a mapping would need).
         ctrl.header.publish(
-            Kind::Spsc,
+            QueueKind::Spsc,
             (size_of::<T>(), align_of::<T>()),
             config.to_words(),
             Self::layout(config).map_or(0, |l| l.size()),
