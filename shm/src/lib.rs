@@ -67,14 +67,11 @@ pub mod fault;
 mod fault;
 pub mod memory;
 mod named;
-mod pipe;
 pub mod prelude;
 pub mod process;
 mod queue;
-mod roles;
 mod segment;
 mod shared;
-mod spsc;
 mod unlinker;
 
 pub use data::{
@@ -84,14 +81,13 @@ pub use data::{Value, ValueError};
 pub use error::{Error, Result};
 pub use memory::{Kind, Options, MAX_NAME_LEN};
 pub use named::Named;
-pub use pipe::{Pipe, PipeEnd, Side};
 pub use process::{fork, spawn, Child, ExitStatus};
 pub use process::{AsyncResult, ImapUnordered, Pool, PoolBuilder, TaskError, TaskFn};
 pub use process::{Process, ProcessHandle, ORPHANED_EXIT_CODE};
-pub use queue::{ByteQueue, Queue};
+pub use queue::{ByteQueue, HeldRole, Pipe, PipeEnd, Queue, Side};
+pub use queue::{SpscConsumer, SpscProducer, SpscQueue};
 pub use segment::Segment;
 pub use shared::{Shared, ShmObject};
-pub use spsc::{SpscConsumer, SpscProducer, SpscQueue};
 pub use unlinker::Unlinker;
 
 pub use shmipc_core::semaphore::SemaphoreConfig;

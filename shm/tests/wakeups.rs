@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::join;
-use shmipc::{fork, ExitStatus, Queue, RingConfig, SpscQueue, Unlinker};
+use shmipc::{fork, ExitStatus, Named, Queue, RingConfig, SpscQueue, Unlinker};
 
 const ROUNDS: u64 = 3_000;
 const PATIENCE: Duration = Duration::from_secs(30);

@@ -86,6 +86,7 @@ mod wait;
 
 pub use config::{RingConfig, MAX_CAPACITY};
 pub use error::{PopError, PushError, QueueError, RecvError, SendError};
+pub use storage::Keep;
 #[cfg(loom)]
 #[doc(hidden)]
 pub use wait::set_miss_limit;
@@ -96,7 +97,7 @@ pub(crate) use control::{ControlHeader, QueueKind, MAX_POS};
 pub(crate) use storage::testbuf;
 #[cfg(loom)]
 pub(crate) use storage::Boxed;
-pub(crate) use storage::{layout, round_up, CachePadded, Cell, Cells, Keep, Life};
+pub(crate) use storage::{layout, round_up, CachePadded, Cell, Cells, Life};
 pub(crate) use wait::{
     block, block_checked, count_miss, counted, heavy_if_light, register, sleeping, unregister,
     Signal, SIGNAL_FLAG,

@@ -317,7 +317,7 @@ impl Control {
 ///     assert_eq!(sum, 2 * 45 + 100 * 10);
 /// });
 /// ```
-pub struct Mpmc<'a, T> {
+pub struct Mpmc<'a, T, K = Keep> {
     ctrl: &'a Control,
     metas: &'a [Meta],
     cells: Cells<T>,
@@ -325,17 +325,18 @@ pub struct Mpmc<'a, T> {
     cap: u64,
     /// Who we are, and who is dead, among the processes sharing the memory.
     peers: &'a dyn Peers,
-    _keep: Keep,
+    /// What keeps the memory alive (see [`Keep`]).
+    _keep: K,
     _life: Life<'a, T>,
 }
 
 // SAFETY: every access to the shared memory goes through atomics or through
 // slots owned by the claim protocol; items are Pod.
-unsafe impl<T: Send> Send for Mpmc<'_, T> {}
+unsafe impl<T: Send, K: Send> Send for Mpmc<'_, T, K> {}
 // SAFETY: as for Send; all methods take &self and are thread-safe.
-unsafe impl<T: Send> Sync for Mpmc<'_, T> {}
+unsafe impl<T: Send, K: Sync> Sync for Mpmc<'_, T, K> {}
 
-impl<T> Clone for Mpmc<'_, T> {
+impl<T, K: Clone> Clone for Mpmc<'_, T, K> {
     fn clone(&self) -> Self {
         Mpmc {
             ctrl: self.ctrl,
@@ -349,7 +350,7 @@ impl<T> Clone for Mpmc<'_, T> {
     }
 }
 
-impl<T> fmt::Debug for Mpmc<'_, T> {
+impl<T, K> fmt::Debug for Mpmc<'_, T, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mpmc")
             .field("capacity", &self.cap)
@@ -528,6 +529,41 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             _keep: keep,
             _life: PhantomData,
         }
+    }
+
+    /// [`Mpmc::attach`] for a handle that owns its memory: `owner` (a
+    /// mapping) keeps the bytes alive, and the handle and each clone hold
+    /// it, so they can be moved anywhere and live as long as they like.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Mpmc::attach`], with the bytes valid for as long as `owner`
+    /// or any clone of it lives, instead of for `'a`.
+    #[cfg(not(loom))]
+    pub unsafe fn attach_owned<K>(
+        ptr: *mut u8,
+        len: usize,
+        owner: K,
+    ) -> Result<Mpmc<'a, T, K>, QueueError> {
+        // SAFETY: forwarded contract.
+        let q = unsafe { Self::attach(ptr, len)? };
+        Ok(Mpmc {
+            ctrl: q.ctrl,
+            metas: q.metas,
+            cells: q.cells,
+            cap: q.cap,
+            peers: q.peers,
+            _keep: owner,
+            _life: PhantomData,
+        })
+    }
+}
+
+impl<'a, T: Pod, K> Mpmc<'a, T, K> {
+    /// What keeps the memory alive: [`Keep`] for a handle that borrows
+    /// it, the owner given to an `attach_owned` constructor otherwise.
+    pub fn owner(&self) -> &K {
+        &self._keep
     }
 
     /// How many items the queue holds when full.

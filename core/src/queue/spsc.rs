@@ -311,8 +311,27 @@ impl<T: Pod> Spsc<T> {
         len: usize,
     ) -> Result<Producer<'a, T>, QueueError> {
         // SAFETY: forwarded contract.
+        unsafe { Self::attach_producer_owned(ptr, len, Keep) }
+    }
+
+    /// [`Spsc::attach_producer`] for a handle that owns its memory: `owner`
+    /// (a mapping, with the role it holds) keeps the bytes alive, and the
+    /// handle holds it, so it can be moved anywhere and live as long as it
+    /// likes.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Spsc::attach_producer`], with the bytes valid for as long
+    /// as `owner` lives, instead of for `'a`.
+    #[cfg(not(loom))]
+    pub unsafe fn attach_producer_owned<'a, K>(
+        ptr: *mut u8,
+        len: usize,
+        owner: K,
+    ) -> Result<Producer<'a, T, K>, QueueError> {
+        // SAFETY: forwarded contract.
         let (ctrl, cells, cap) = unsafe { Self::attach_raw(ptr, len)? };
-        let p = Producer::new(ctrl, cells, cap, Keep);
+        let p = Producer::new(ctrl, cells, cap, owner);
         if p.tail.wrapping_sub(p.head) > cap || p.head > p.tail || p.tail > MAX_POS {
             return Err(QueueError::Corrupted("head and tail"));
         }
@@ -330,8 +349,24 @@ impl<T: Pod> Spsc<T> {
         len: usize,
     ) -> Result<Consumer<'a, T>, QueueError> {
         // SAFETY: forwarded contract.
+        unsafe { Self::attach_consumer_owned(ptr, len, Keep) }
+    }
+
+    /// [`Spsc::attach_consumer`] for a handle that owns its memory (see
+    /// [`Spsc::attach_producer_owned`]).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Spsc::attach_producer_owned`].
+    #[cfg(not(loom))]
+    pub unsafe fn attach_consumer_owned<'a, K>(
+        ptr: *mut u8,
+        len: usize,
+        owner: K,
+    ) -> Result<Consumer<'a, T, K>, QueueError> {
+        // SAFETY: forwarded contract.
         let (ctrl, cells, cap) = unsafe { Self::attach_raw(ptr, len)? };
-        let c = Consumer::new(ctrl, cells, cap, Keep);
+        let c = Consumer::new(ctrl, cells, cap, owner);
         if c.tail.wrapping_sub(c.head) > cap || c.head > c.tail || c.tail > MAX_POS {
             return Err(QueueError::Corrupted("head and tail"));
         }
@@ -390,7 +425,7 @@ impl<T: Pod> Spsc<T> {
 }
 
 /// The pushing half of an [`Spsc`] queue.
-pub struct Producer<'a, T> {
+pub struct Producer<'a, T, K = Keep> {
     ctrl: &'a Control,
     cells: Cells<T>,
     cap: u64,
@@ -403,16 +438,23 @@ pub struct Producer<'a, T> {
     /// it may publish again, since a line the producer drew is one the
     /// consumer does not look at (module docs, "Closing").
     ended: bool,
-    _keep: Keep,
+    /// What keeps the memory alive (see [`Keep`]).
+    _keep: K,
     _life: Life<'a, T>,
 }
 
 // SAFETY: the handle owns the right to push; the memory it points at is
 // shared through atomics, and the items are Pod, hence Send.
-unsafe impl<T: Send> Send for Producer<'_, T> {}
+unsafe impl<T: Send, K: Send> Send for Producer<'_, T, K> {}
 
-impl<'a, T: Pod> Producer<'a, T> {
-    fn new(ctrl: &'a Control, cells: Cells<T>, cap: u64, keep: Keep) -> Self {
+impl<'a, T: Pod, K> Producer<'a, T, K> {
+    /// What keeps the memory alive: [`Keep`] for a handle that borrows
+    /// it, the owner given to an `attach_owned` constructor otherwise.
+    pub fn owner(&self) -> &K {
+        &self._keep
+    }
+
+    fn new(ctrl: &'a Control, cells: Cells<T>, cap: u64, keep: K) -> Self {
         ctrl.not_empty.enable_light();
         Producer {
             ctrl,
@@ -610,7 +652,7 @@ impl<'a, T: Pod> Producer<'a, T> {
     }
 }
 
-impl<T> fmt::Debug for Producer<'_, T> {
+impl<T, K> fmt::Debug for Producer<'_, T, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("spsc::Producer")
             .field("capacity", &self.cap)
@@ -620,7 +662,7 @@ impl<T> fmt::Debug for Producer<'_, T> {
 }
 
 /// The popping half of an [`Spsc`] queue.
-pub struct Consumer<'a, T> {
+pub struct Consumer<'a, T, K = Keep> {
     ctrl: &'a Control,
     cells: Cells<T>,
     cap: u64,
@@ -632,15 +674,22 @@ pub struct Consumer<'a, T> {
     /// The close's line once decided (`u64::MAX` before): items at or
     /// beyond it are never handed out.
     line: u64,
-    _keep: Keep,
+    /// What keeps the memory alive (see [`Keep`]).
+    _keep: K,
     _life: Life<'a, T>,
 }
 
 // SAFETY: as for Producer.
-unsafe impl<T: Send> Send for Consumer<'_, T> {}
+unsafe impl<T: Send, K: Send> Send for Consumer<'_, T, K> {}
 
-impl<'a, T: Pod> Consumer<'a, T> {
-    fn new(ctrl: &'a Control, cells: Cells<T>, cap: u64, keep: Keep) -> Self {
+impl<'a, T: Pod, K> Consumer<'a, T, K> {
+    /// What keeps the memory alive: [`Keep`] for a handle that borrows
+    /// it, the owner given to an `attach_owned` constructor otherwise.
+    pub fn owner(&self) -> &K {
+        &self._keep
+    }
+
+    fn new(ctrl: &'a Control, cells: Cells<T>, cap: u64, keep: K) -> Self {
         ctrl.not_full.enable_light();
         let line = ctrl.line().unwrap_or(u64::MAX);
         Consumer {
@@ -847,7 +896,7 @@ impl<'a, T: Pod> Consumer<'a, T> {
     }
 }
 
-impl<T> fmt::Debug for Consumer<'_, T> {
+impl<T, K> fmt::Debug for Consumer<'_, T, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("spsc::Consumer")
             .field("capacity", &self.cap)

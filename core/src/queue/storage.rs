@@ -144,17 +144,22 @@ impl<T: Copy> Cells<T> {
     }
 }
 
-/// What keeps a queue's memory alive: nothing for caller-provided bytes
-/// (the lifetime does it), a reference count for loom's boxed models.
+/// The owner of a queue handle's memory when the handle does not own it:
+/// nothing for caller-provided bytes (the lifetime keeps them alive), a
+/// reference count for loom's boxed models. The handles' last type
+/// parameter defaults to it; a handle made by an `attach_owned`
+/// constructor holds its owner there instead (shmipc's mapping), and can
+/// then be moved anywhere and live as long as it likes.
 #[cfg(not(loom))]
-#[derive(Clone, Default)]
-pub(crate) struct Keep;
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Keep;
 
-/// What keeps a queue's memory alive: nothing for caller-provided bytes
-/// (the lifetime does it), a reference count for loom's boxed models.
+/// The owner of a queue handle's memory when the handle does not own it:
+/// nothing for caller-provided bytes (the lifetime keeps them alive), a
+/// reference count for loom's boxed models.
 #[cfg(loom)]
 #[derive(Clone)]
-pub(crate) struct Keep(#[allow(dead_code)] pub(crate) std::sync::Arc<dyn Send + Sync>);
+pub struct Keep(#[allow(dead_code)] pub(crate) std::sync::Arc<dyn Send + Sync>);
 
 /// Loom's stand-in for a mapping: boxes it owns, declared shareable because
 /// every access goes through loom's atomics and cells.
