@@ -272,12 +272,14 @@ impl Semaphore {
 
     /// Test support: registers an acquirer that never sleeps and never
     /// leaves, as a process killed while blocked in `acquire` leaves it.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn register_dead_sleeper(&self) {
         register(&self.sleepers);
     }
 
     /// Test support: how many sleepers are counted now.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn counted_sleepers(&self) -> u64 {
         sleeping(self.sleepers.load(Ordering::Relaxed))

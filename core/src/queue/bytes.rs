@@ -784,6 +784,7 @@ impl<'a, K> ByteQueue<'a, K> {
     /// Test support: registers a sleeper on the readers' side (`true`) or
     /// the writers' (`false`) that never sleeps and never leaves, as a
     /// process killed while blocked leaves it.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn register_dead_sleeper(&self, readers: bool) {
         self.signal(readers).register_and_stop();
@@ -791,11 +792,13 @@ impl<'a, K> ByteQueue<'a, K> {
 
     /// Test support: how many sleepers the readers' side (`true`) or the
     /// writers' (`false`) counts now.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn counted_sleepers(&self, readers: bool) -> u64 {
         self.signal(readers).sleepers()
     }
 
+    #[cfg(any(test, feature = "fault-injection"))]
     fn signal(&self, readers: bool) -> &Signal {
         if readers {
             &self.ctrl.not_empty
@@ -807,6 +810,7 @@ impl<'a, K> ByteQueue<'a, K> {
     /// Test support: takes the writers' (`true`) or the readers' (`false`)
     /// lock, as a reservation or a claim does, runs `while_held` (a test
     /// stops or kills the process there), and lets go.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn hold_side_lock(
         &self,

@@ -1164,6 +1164,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     /// Test support: [`Mpmc::push_until`] that runs `pause` between
     /// claiming the slot and filling it, so that a test can stop or kill
     /// the process inside that window.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn push_pausing(
         &self,
@@ -1184,6 +1185,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
 
     /// Test support: [`Mpmc::pop_until`] that runs `pause` between claiming
     /// the item and copying it out.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn pop_pausing(
         &self,
@@ -1204,6 +1206,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     /// Test support: claims the next enqueue position as a push would, and
     /// stops before filling and publishing the slot, as a producer killed
     /// at that moment would. Returns the position.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn claim_push_and_stop(&self) -> Result<u64, PushError> {
         self.claim_push(false)
@@ -1213,6 +1216,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     /// [`claim_push_and_stop`](Mpmc::claim_push_and_stop) made: fills and
     /// publishes position `pos`, as a claimant that was only slow (not
     /// dead) finally would.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn publish_claimed(&self, pos: u64, item: T) -> Result<(), PushError> {
         self.publish(pos, item)
@@ -1221,6 +1225,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     /// Test support: claims the next dequeue position as a pop would, and
     /// stops before copying the item out and freeing the slot, as a
     /// consumer killed at that moment would. Returns the position.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn claim_pop_and_stop(&self) -> Result<u64, PopError> {
         self.claim_pop(false)
@@ -1228,6 +1233,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
 
     /// Test support: the rest of a pop whose claim
     /// [`claim_pop_and_stop`](Mpmc::claim_pop_and_stop) made.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn take_claimed(&self, pos: u64) -> Result<T, PopError> {
         self.take(pos)
@@ -1236,6 +1242,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     /// Test support: registers a sleeper on the consumers' side (`true`)
     /// or the producers' (`false`) that never sleeps and never leaves, as a
     /// process killed while blocked in a pop (or push) leaves it.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn register_dead_sleeper(&self, consumers: bool) {
         self.signal(consumers).register_and_stop();
@@ -1243,11 +1250,13 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
 
     /// Test support: how many sleepers the consumers' side (`true`) or the
     /// producers' (`false`) counts now.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn counted_sleepers(&self, consumers: bool) -> u64 {
         self.signal(consumers).sleepers()
     }
 
+    #[cfg(any(test, feature = "fault-injection"))]
     fn signal(&self, consumers: bool) -> &Signal {
         if consumers {
             &self.ctrl.not_empty

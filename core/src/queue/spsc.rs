@@ -145,6 +145,7 @@ impl Control {
         self.closed.load(Ordering::Acquire) != 0
     }
 
+    #[cfg(any(test, feature = "fault-injection"))]
     fn signal(&self, consumers: bool) -> &Signal {
         if consumers {
             &self.not_empty
@@ -502,6 +503,7 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
     /// Test support: registers a sleeper on the consumer's side (`true`)
     /// or the producer's (`false`) that never sleeps and never leaves, as a
     /// process killed while blocked leaves it.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn register_dead_sleeper(&self, consumers: bool) {
         self.ctrl.signal(consumers).register_and_stop();
@@ -509,6 +511,7 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
 
     /// Test support: how many sleepers the consumer's side (`true`) or the
     /// producer's (`false`) counts now.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn counted_sleepers(&self, consumers: bool) -> u64 {
         self.ctrl.signal(consumers).sleepers()
@@ -737,6 +740,7 @@ impl<'a, T: Pod, K> Consumer<'a, T, K> {
     /// Test support: registers a sleeper on the consumer's side (`true`)
     /// or the producer's (`false`) that never sleeps and never leaves, as a
     /// process killed while blocked leaves it.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn register_dead_sleeper(&self, consumers: bool) {
         self.ctrl.signal(consumers).register_and_stop();
@@ -744,6 +748,7 @@ impl<'a, T: Pod, K> Consumer<'a, T, K> {
 
     /// Test support: how many sleepers the consumer's side (`true`) or the
     /// producer's (`false`) counts now.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn counted_sleepers(&self, consumers: bool) -> u64 {
         self.ctrl.signal(consumers).sleepers()

@@ -249,12 +249,14 @@ impl Signal {
     }
 
     /// How many sleepers are counted now (a snapshot, for tests).
+    #[cfg(any(test, feature = "fault-injection"))]
     pub(crate) fn sleepers(&self) -> u64 {
         sleeping(self.sleepers.load(Ordering::Relaxed))
     }
 
     /// Test support: counts a sleeper that never sleeps and never leaves,
     /// as a process killed while blocked leaves its registration.
+    #[cfg(any(test, feature = "fault-injection"))]
     pub(crate) fn register_and_stop(&self) {
         register(&self.sleepers);
     }
