@@ -55,11 +55,9 @@
 #[cfg(any(test, loom))]
 extern crate std;
 
-pub mod futex;
 pub mod peers;
 pub mod place;
 pub mod queue;
-pub mod semaphore;
 pub mod sync;
 mod sys;
 
@@ -68,8 +66,11 @@ mod sys;
 pub(crate) use sync::lock;
 pub(crate) use sys::{membarrier, tid};
 
-// The queues live in `queue/`; these are the paths users know them by.
+// The queues live in `queue/`, the semaphore in `sync/` and the futex
+// calls in `sys/`; these are the paths users know them by.
 pub use queue::{bytes, mpmc, spsc};
+pub use sync::semaphore;
+pub use sys::futex;
 
 pub use bytes::{ByteQueue, BytesConfig, ReadGrant, WriteGrant};
 pub use futex::Deadline;
