@@ -169,6 +169,60 @@ impl Control {
     }
 }
 
+/// What both handles of the ring tell about it, and how either closes it:
+/// written once, for [`Producer`] and [`Consumer`] alike.
+macro_rules! ring_state {
+    () => {
+        /// How many items the queue holds when full.
+        pub fn capacity(&self) -> usize {
+            self.cap as usize
+        }
+
+        /// Items in the queue now (a snapshot).
+        pub fn len(&self) -> usize {
+            self.ctrl.len(self.cap)
+        }
+
+        /// Whether the queue is empty now (a snapshot).
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// Whether the queue is full now (a snapshot).
+        pub fn is_full(&self) -> bool {
+            self.len() == self.cap as usize
+        }
+
+        /// Closes the queue: pushes fail from now on, pops drain what is left,
+        /// and every sleeper on either side is woken.
+        pub fn close(&self) {
+            self.ctrl.close()
+        }
+
+        /// Whether the queue has been closed.
+        pub fn is_closed(&self) -> bool {
+            self.ctrl.is_closed()
+        }
+
+        /// Test support: registers a sleeper on the consumer's side (`true`)
+        /// or the producer's (`false`) that never sleeps and never leaves, as a
+        /// process killed while blocked leaves it.
+        #[cfg(any(test, feature = "fault-injection"))]
+        #[doc(hidden)]
+        pub fn register_dead_sleeper(&self, consumers: bool) {
+            self.ctrl.signal(consumers).register_and_stop();
+        }
+
+        /// Test support: how many sleepers the consumer's side (`true`) or the
+        /// producer's (`false`) counts now.
+        #[cfg(any(test, feature = "fault-injection"))]
+        #[doc(hidden)]
+        pub fn counted_sleepers(&self, consumers: bool) -> u64 {
+            self.ctrl.signal(consumers).sleepers()
+        }
+    };
+}
+
 /// The SPSC ring's constructors; the queue itself is used through its two
 /// handles, [`Producer`] and [`Consumer`].
 ///
@@ -469,53 +523,7 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
         }
     }
 
-    /// How many items the queue holds when full.
-    pub fn capacity(&self) -> usize {
-        self.cap as usize
-    }
-
-    /// Items in the queue now (a snapshot).
-    pub fn len(&self) -> usize {
-        self.ctrl.len(self.cap)
-    }
-
-    /// Whether the queue is empty now (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the queue is full now (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() == self.cap as usize
-    }
-
-    /// Closes the queue: pushes fail from now on, pops drain what is left,
-    /// and every sleeper on either side is woken.
-    pub fn close(&self) {
-        self.ctrl.close()
-    }
-
-    /// Whether the queue has been closed.
-    pub fn is_closed(&self) -> bool {
-        self.ctrl.is_closed()
-    }
-
-    /// Test support: registers a sleeper on the consumer's side (`true`)
-    /// or the producer's (`false`) that never sleeps and never leaves, as a
-    /// process killed while blocked leaves it.
-    #[cfg(any(test, feature = "fault-injection"))]
-    #[doc(hidden)]
-    pub fn register_dead_sleeper(&self, consumers: bool) {
-        self.ctrl.signal(consumers).register_and_stop();
-    }
-
-    /// Test support: how many sleepers the consumer's side (`true`) or the
-    /// producer's (`false`) counts now.
-    #[cfg(any(test, feature = "fault-injection"))]
-    #[doc(hidden)]
-    pub fn counted_sleepers(&self, consumers: bool) -> u64 {
-        self.ctrl.signal(consumers).sleepers()
-    }
+    ring_state!();
 
     /// Re-reads the consumer's position.
     #[inline]
@@ -707,52 +715,7 @@ impl<'a, T: Pod, K> Consumer<'a, T, K> {
         }
     }
 
-    /// How many items the queue holds when full.
-    pub fn capacity(&self) -> usize {
-        self.cap as usize
-    }
-
-    /// Items in the queue now (a snapshot).
-    pub fn len(&self) -> usize {
-        self.ctrl.len(self.cap)
-    }
-
-    /// Whether the queue is empty now (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the queue is full now (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() == self.cap as usize
-    }
-
-    /// Closes the queue (see [`Producer::close`]).
-    pub fn close(&self) {
-        self.ctrl.close()
-    }
-
-    /// Whether the queue has been closed.
-    pub fn is_closed(&self) -> bool {
-        self.ctrl.is_closed()
-    }
-
-    /// Test support: registers a sleeper on the consumer's side (`true`)
-    /// or the producer's (`false`) that never sleeps and never leaves, as a
-    /// process killed while blocked leaves it.
-    #[cfg(any(test, feature = "fault-injection"))]
-    #[doc(hidden)]
-    pub fn register_dead_sleeper(&self, consumers: bool) {
-        self.ctrl.signal(consumers).register_and_stop();
-    }
-
-    /// Test support: how many sleepers the consumer's side (`true`) or the
-    /// producer's (`false`) counts now.
-    #[cfg(any(test, feature = "fault-injection"))]
-    #[doc(hidden)]
-    pub fn counted_sleepers(&self, consumers: bool) -> u64 {
-        self.ctrl.signal(consumers).sleepers()
-    }
+    ring_state!();
 
     /// Re-reads the producer's position (cut at the close's line).
     #[inline]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use shmipc_core::bytes::ByteQueue as CoreByteQueue;
 use shmipc_core::{BytesConfig, QueueError, RecvError};
 
-use super::{bytes_config, expect, object, take_vec};
+use super::{check_bytes, object, take_vec};
 use crate::error::{Error, Result};
 use crate::memory::{HeaderSnapshot, Kind, Mapping, ObjectLayout};
 use crate::named::Named;
@@ -53,12 +53,7 @@ impl Named for ByteQueue {
 
     fn layout(config: &BytesConfig) -> std::result::Result<ObjectLayout, shmipc_core::LayoutError> {
         let l = CoreByteQueue::layout(*config)?;
-        Ok(ObjectLayout {
-            kind: Self::KIND,
-            size: l.size() as u64,
-            align: l.align() as u64,
-            params: config.to_words(),
-        })
+        Ok(ObjectLayout::new(Self::KIND, l, config.to_words()))
     }
 
     unsafe fn init(
@@ -71,10 +66,7 @@ impl Named for ByteQueue {
     }
 
     fn check(name: &str, header: &HeaderSnapshot) -> Result<()> {
-        let config = bytes_config(name, header)?;
-        let l = CoreByteQueue::layout(config)
-            .map_err(|_| Error::corrupted(name, "the queue's parameters are invalid"))?;
-        expect(name, header, l)
+        check_bytes(name, header, super::PARAMS_INVALID, CoreByteQueue::layout)
     }
 
     fn attach(memory: Mapping, _created: bool) -> Result<Self> {

@@ -46,12 +46,7 @@ pub use spsc_queue::{SpscConsumer, SpscProducer, SpscQueue};
 /// ring's words, with the element type in the last one.
 fn typed_layout<T>(kind: Kind, l: Layout, config: RingConfig) -> ObjectLayout {
     let [a, b, c, _] = config.to_words();
-    ObjectLayout {
-        kind,
-        size: l.size() as u64,
-        align: l.align() as u64,
-        params: [a, b, c, elem_word::<T>()],
-    }
+    ObjectLayout::new(kind, l, [a, b, c, elem_word::<T>()])
 }
 
 /// Checks the element type recorded in a typed queue's header, decodes its
@@ -71,14 +66,23 @@ fn check_typed<T>(
     expect(name, h, l)
 }
 
-/// Decodes a byte queue's (or pipe's) configuration from its header.
-fn bytes_config(name: &str, h: &HeaderSnapshot) -> Result<BytesConfig> {
-    let config = BytesConfig::from_words(h.params)
-        .map_err(|_| Error::corrupted(name, "the queue's parameters are invalid"))?;
-    CoreByteQueue::layout(config)
-        .map_err(|_| Error::corrupted(name, "the queue's parameters are invalid"))?;
-    Ok(config)
+/// Decodes a byte queue's (or pipe's) configuration from its header and
+/// checks that the object has exactly the layout `layout` gives for it
+/// (`bad_layout`: the error text if it gives none).
+fn check_bytes(
+    name: &str,
+    h: &HeaderSnapshot,
+    bad_layout: &'static str,
+    layout: impl FnOnce(BytesConfig) -> std::result::Result<Layout, shmipc_core::LayoutError>,
+) -> Result<()> {
+    let bad = |what| move |_| Error::corrupted(name, what);
+    let config = BytesConfig::from_words(h.params).map_err(bad(PARAMS_INVALID))?;
+    CoreByteQueue::layout(config).map_err(bad(PARAMS_INVALID))?;
+    expect(name, h, layout(config).map_err(bad(bad_layout))?)
 }
+
+/// What a byte queue's header with parameters no queue has is.
+const PARAMS_INVALID: &str = "the queue's parameters are invalid";
 
 /// Checks that the object in `h` has exactly the layout `l`.
 fn expect(name: &str, h: &HeaderSnapshot, l: Layout) -> Result<()> {

@@ -9,7 +9,7 @@ use shmipc_core::bytes::ByteQueue as CoreByteQueue;
 use shmipc_core::{BytesConfig, QueueError, ReadGrant, RecvError, SendError, Token, WriteGrant};
 
 use super::roles::{release_role, Roles, ROLES_SIZE};
-use super::{bytes_config, expect, object, take_vec};
+use super::{check_bytes, object, take_vec};
 use crate::error::{Error, Result};
 use crate::memory::{HeaderSnapshot, Kind, Mapping, ObjectLayout, Options};
 use crate::named::{open_memory, Named};
@@ -98,12 +98,7 @@ impl Named for PipeEnd {
 
     fn layout(config: &BytesConfig) -> std::result::Result<ObjectLayout, shmipc_core::LayoutError> {
         let (whole, _) = Self::layouts(*config)?;
-        Ok(ObjectLayout {
-            kind: Self::KIND,
-            size: whole.size() as u64,
-            align: whole.align() as u64,
-            params: config.to_words(),
-        })
+        Ok(ObjectLayout::new(Self::KIND, whole, config.to_words()))
     }
 
     unsafe fn init(
@@ -126,10 +121,9 @@ impl Named for PipeEnd {
     }
 
     fn check(name: &str, header: &HeaderSnapshot) -> Result<()> {
-        let config = bytes_config(name, header)?;
-        let (whole, _) = Self::layouts(config)
-            .map_err(|_| Error::corrupted(name, "the pipe's parameters are invalid"))?;
-        expect(name, header, whole)
+        check_bytes(name, header, "the pipe's parameters are invalid", |c| {
+            Self::layouts(c).map(|(whole, _)| whole)
+        })
     }
 
     /// The creator takes end A, an opener end B.
