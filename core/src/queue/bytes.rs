@@ -781,31 +781,7 @@ impl<'a, K> ByteQueue<'a, K> {
         self.ctrl.writer.tail.load(Ordering::Acquire) & CLOSED != 0
     }
 
-    /// Test support: registers a sleeper on the readers' side (`true`) or
-    /// the writers' (`false`) that never sleeps and never leaves, as a
-    /// process killed while blocked leaves it.
-    #[cfg(any(test, feature = "fault-injection"))]
-    #[doc(hidden)]
-    pub fn register_dead_sleeper(&self, readers: bool) {
-        self.signal(readers).register_and_stop();
-    }
-
-    /// Test support: how many sleepers the readers' side (`true`) or the
-    /// writers' (`false`) counts now.
-    #[cfg(any(test, feature = "fault-injection"))]
-    #[doc(hidden)]
-    pub fn counted_sleepers(&self, readers: bool) -> u64 {
-        self.signal(readers).sleepers()
-    }
-
-    #[cfg(any(test, feature = "fault-injection"))]
-    fn signal(&self, readers: bool) -> &Signal {
-        if readers {
-            &self.ctrl.not_empty
-        } else {
-            &self.ctrl.not_full
-        }
-    }
+    dead_sleeper_hooks!();
 
     /// Test support: takes the writers' (`true`) or the readers' (`false`)
     /// lock, as a reservation or a claim does, runs `while_held` (a test

@@ -75,6 +75,42 @@
 //! `CLOSED` bit there ([`crate::spsc`]), so that the read a push makes to
 //! look for sleepers also tells it whether a close came. Wipes keep it.
 
+/// The test hooks that fake a sleeper killed while it waited, written once
+/// for the three queues (each has a `ctrl` with `not_empty` and
+/// `not_full` signals): `register_dead_sleeper(true)` registers one on the
+/// side that waits for items (consumers, readers), `false` on the side
+/// that waits for room; `counted_sleepers` says how many that side counts.
+macro_rules! dead_sleeper_hooks {
+    () => {
+        /// Test support: registers a sleeper on the side that waits for
+        /// items (`true`: consumers, readers) or for room (`false`) that
+        /// never sleeps and never leaves, as a process killed while blocked
+        /// leaves it.
+        #[cfg(any(test, feature = "fault-injection"))]
+        #[doc(hidden)]
+        pub fn register_dead_sleeper(&self, consumers: bool) {
+            self.dead_sleeper_signal(consumers).register_and_stop();
+        }
+
+        /// Test support: how many sleepers the side that waits for items
+        /// (`true`) or for room (`false`) counts now.
+        #[cfg(any(test, feature = "fault-injection"))]
+        #[doc(hidden)]
+        pub fn counted_sleepers(&self, consumers: bool) -> u64 {
+            self.dead_sleeper_signal(consumers).sleepers()
+        }
+
+        #[cfg(any(test, feature = "fault-injection"))]
+        fn dead_sleeper_signal(&self, consumers: bool) -> &$crate::queue::Signal {
+            if consumers {
+                &self.ctrl.not_empty
+            } else {
+                &self.ctrl.not_full
+            }
+        }
+    };
+}
+
 pub mod bytes;
 mod config;
 mod control;

@@ -1239,31 +1239,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         self.take(pos)
     }
 
-    /// Test support: registers a sleeper on the consumers' side (`true`)
-    /// or the producers' (`false`) that never sleeps and never leaves, as a
-    /// process killed while blocked in a pop (or push) leaves it.
-    #[cfg(any(test, feature = "fault-injection"))]
-    #[doc(hidden)]
-    pub fn register_dead_sleeper(&self, consumers: bool) {
-        self.signal(consumers).register_and_stop();
-    }
-
-    /// Test support: how many sleepers the consumers' side (`true`) or the
-    /// producers' (`false`) counts now.
-    #[cfg(any(test, feature = "fault-injection"))]
-    #[doc(hidden)]
-    pub fn counted_sleepers(&self, consumers: bool) -> u64 {
-        self.signal(consumers).sleepers()
-    }
-
-    #[cfg(any(test, feature = "fault-injection"))]
-    fn signal(&self, consumers: bool) -> &Signal {
-        if consumers {
-            &self.ctrl.not_empty
-        } else {
-            &self.ctrl.not_full
-        }
-    }
+    dead_sleeper_hooks!();
 
     /// Pushes `item`, sleeping while the queue is full.
     #[inline]

@@ -145,15 +145,6 @@ impl Control {
         self.closed.load(Ordering::Acquire) != 0
     }
 
-    #[cfg(any(test, feature = "fault-injection"))]
-    fn signal(&self, consumers: bool) -> &Signal {
-        if consumers {
-            &self.not_empty
-        } else {
-            &self.not_full
-        }
-    }
-
     /// The line as recorded: `None` while undecided.
     fn line(&self) -> Option<u64> {
         // SYNC POINT: Acquire pairs with the AcqRel compare-and-swaps that
@@ -204,22 +195,7 @@ macro_rules! ring_state {
             self.ctrl.is_closed()
         }
 
-        /// Test support: registers a sleeper on the consumer's side (`true`)
-        /// or the producer's (`false`) that never sleeps and never leaves, as a
-        /// process killed while blocked leaves it.
-        #[cfg(any(test, feature = "fault-injection"))]
-        #[doc(hidden)]
-        pub fn register_dead_sleeper(&self, consumers: bool) {
-            self.ctrl.signal(consumers).register_and_stop();
-        }
-
-        /// Test support: how many sleepers the consumer's side (`true`) or the
-        /// producer's (`false`) counts now.
-        #[cfg(any(test, feature = "fault-injection"))]
-        #[doc(hidden)]
-        pub fn counted_sleepers(&self, consumers: bool) -> u64 {
-            self.ctrl.signal(consumers).sleepers()
-        }
+        dead_sleeper_hooks!();
     };
 }
 

@@ -59,8 +59,8 @@ fn check_typed<T>(
 ) -> Result<()> {
     check_elem::<T>(name, h.params[3])?;
     let [a, b, c, _] = h.params;
-    let config = RingConfig::from_words([a, b, c, 0])
-        .map_err(|_| Error::corrupted(name, "the queue's parameters are invalid"))?;
+    let config =
+        RingConfig::from_words([a, b, c, 0]).map_err(|_| Error::corrupted(name, PARAMS_INVALID))?;
     let l =
         layout(config).map_err(|_| Error::corrupted(name, "the queue's capacity is invalid"))?;
     expect(name, h, l)

@@ -22,8 +22,8 @@ use crate::named::Named;
 /// Every method takes `&self` and is the core [`Mpmc`]'s, which the queue
 /// dereferences to; share one handle between threads with an `Arc`, or
 /// open the name again. The algorithm (Vyukov's bounded queue, with claims
-/// that name their owner) is
-/// lock-free, no system call unless someone sleeps. A process killed in
+/// that name their owner) is lock-free and makes no system call unless
+/// someone sleeps. A process killed in
 /// the middle of a push or pop loses only that item; the slot it held is
 /// skipped or freed by the next blocking call that waits on it, within
 /// about 50 ms (see [`shmipc_core::mpmc`]).
