@@ -71,11 +71,10 @@ impl Named for ByteQueue {
 
     fn attach(memory: Mapping, _created: bool) -> Result<Self> {
         let (ptr, len) = object(&memory, 0)?;
-        let label = memory.label().to_owned();
         // SAFETY: as in `Queue::attach`: the handle and each clone own the
         // mapping the bytes live in.
-        let q = unsafe { CoreByteQueue::attach_owned(ptr, len, memory) }
-            .map_err(|e| Error::from_queue(&label, e))?;
+        let q = unsafe { CoreByteQueue::attach_owned(ptr, len, memory.clone()) }
+            .map_err(|e| Error::from_queue(memory.label(), e))?;
         Ok(ByteQueue(q))
     }
 

@@ -80,12 +80,11 @@ impl<T: Pod> Named for Queue<T> {
 
     fn attach(memory: Mapping, _created: bool) -> Result<Self> {
         let (ptr, len) = object(&memory, 0)?;
-        let label = memory.label().to_owned();
         // SAFETY: the object bytes stay mapped as long as the mapping,
         // which the handle (and each clone of it) owns. The core checks the
         // control block against the length before it is used.
-        let q = unsafe { Mpmc::<T>::attach_owned(ptr, len, memory) }
-            .map_err(|e| Error::from_queue(&label, e))?;
+        let q = unsafe { Mpmc::<T>::attach_owned(ptr, len, memory.clone()) }
+            .map_err(|e| Error::from_queue(memory.label(), e))?;
         Ok(Queue(q))
     }
 
