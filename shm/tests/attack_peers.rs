@@ -62,7 +62,6 @@ fn bump_every_generation(name: &str) -> u32 {
 }
 
 #[test]
-#[ignore = "defect: a forged generation word makes a live lock holder Dead"]
 fn a_forged_generation_does_not_make_a_live_lock_holder_dead() {
     let names = Unlinker::new("atk-gen-lock");
     let name = names.name("lock");
@@ -104,7 +103,6 @@ fn a_forged_generation_does_not_make_a_live_lock_holder_dead() {
 }
 
 #[test]
-#[ignore = "defect: a forged generation word recovers a live producer's claim"]
 fn a_forged_generation_does_not_recover_a_live_producers_claim() {
     let names = Unlinker::new("atk-gen-mpmc");
     let name = names.name("q");

@@ -9,15 +9,19 @@
 //! unlinked file or a memfd) and takes an **open-file-description lock**
 //! (`F_OFD_SETLK`, write lock) on one byte per slot, at
 //! [`SLOT_LOCK_BASE`]` + slot`, far past the file's end. Then it bumps the
-//! slot's generation; its token is (slot, generation).
+//! slot's generation; its token is (slot, generation), and it locks that
+//! token's *stamp* byte too, at [`STAMP_LOCK_BASE`]` + slot · 2^18 +
+//! generation` (18 bits of it), through the same description.
 //!
 //! Why this lock: the kernel releases it when the last descriptor of the
 //! description closes, which a process's death does, whatever its pid
 //! namespace, and it is visible to every process that has the file open —
 //! in a container, outside one, across pid reuse. A judge asks with
-//! `F_OFD_GETLK` through a description of its own: a held byte is a live
-//! peer; a free one, or a slot whose generation moved on, a dead one. There
-//! is no pid anywhere in the verdict.
+//! `F_OFD_GETLK` through a description of its own about the token's stamp:
+//! a held byte is a live peer, a free one a dead one. There is no pid
+//! anywhere in the verdict, and nothing from shared memory either: a peer
+//! that rewrites the slot's generation word cannot make a live holder look
+//! dead.
 //!
 //! **Fork.** A forked child shares its parent's descriptions, so the
 //! inherited lock would keep a dead parent looking alive for as long as the
@@ -53,6 +57,16 @@ pub const SLOT_LOCK_BASE: i64 = 1 << 40;
 /// The byte a creator holds locked while it initialises a segment, so that
 /// an opener can tell a creator that died from one that is slow.
 pub const CREATOR_LOCK: i64 = SLOT_LOCK_BASE - 1;
+/// Where the stamp locks start: the stamp of slot `s` at generation `g`
+/// (the 18 bits a token keeps) is byte `STAMP_LOCK_BASE + s · 2^18 + g`,
+/// past every slot lock.
+pub const STAMP_LOCK_BASE: i64 = SLOT_LOCK_BASE + (1 << 32);
+
+/// The byte of the stamp lock of `slot` at `generation`.
+fn stamp_byte(slot: u32, generation: u32) -> i64 {
+    let generation = generation & ((1 << Token::GEN_BITS) - 1);
+    STAMP_LOCK_BASE + (i64::from(slot) << Token::GEN_BITS) + i64::from(generation)
+}
 
 /// The peer table's default number of slots: how many handles (processes,
 /// or one process's several openings) may be attached to one segment at
@@ -150,8 +164,12 @@ impl SlotLocks for FdLocks {
         ofd_try_lock(self.0, SLOT_LOCK_BASE + i64::from(slot))
     }
 
-    fn held_by_other(&self, slot: u32) -> Result<bool, i32> {
-        ofd_held_by_other(self.0, SLOT_LOCK_BASE + i64::from(slot))
+    fn try_stamp(&self, slot: u32, generation: u32) -> Result<bool, i32> {
+        ofd_try_lock(self.0, stamp_byte(slot, generation))
+    }
+
+    fn stamp_held_by_other(&self, slot: u32, generation: u32) -> Result<bool, i32> {
+        ofd_held_by_other(self.0, stamp_byte(slot, generation))
     }
 }
 
