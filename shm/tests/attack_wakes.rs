@@ -94,7 +94,6 @@ fn expect_noticed(
 }
 
 #[test]
-#[ignore = "defect: a peer killed between its state change and its wake strands untimed sleepers"]
 fn an_event_set_whose_setter_died_before_waking_wakes_its_waiter() {
     let names = Unlinker::new("atk-wake-event");
     let name = names.name("ev");
@@ -116,7 +115,6 @@ fn an_event_set_whose_setter_died_before_waking_wakes_its_waiter() {
 }
 
 #[test]
-#[ignore = "defect: a peer killed between its state change and its wake strands untimed sleepers"]
 fn a_permit_whose_releaser_died_before_waking_reaches_the_sleeper() {
     let names = Unlinker::new("atk-wake-sem");
     let name = names.name("sem");
@@ -143,7 +141,6 @@ fn a_permit_whose_releaser_died_before_waking_reaches_the_sleeper() {
 }
 
 #[test]
-#[ignore = "defect: a peer killed between its state change and its wake strands untimed sleepers"]
 fn a_barrier_whose_last_party_died_before_waking_releases_the_others() {
     let names = Unlinker::new("atk-wake-barrier");
     let name = names.name("b");
@@ -168,7 +165,6 @@ fn a_barrier_whose_last_party_died_before_waking_releases_the_others() {
 }
 
 #[test]
-#[ignore = "defect: a peer killed between its state change and its wake strands untimed sleepers"]
 fn a_notify_whose_notifier_died_before_waking_reaches_the_waiter() {
     let names = Unlinker::new("atk-wake-cond");
     let name = names.name("c");
