@@ -147,3 +147,81 @@ fn a_forged_generation_does_not_recover_a_live_producers_claim() {
         "the live producer's item arrives"
     );
 }
+
+/// A full peer table: a process that finds every slot held by a live one
+/// still attaches and works (its token names no slot, so it is never
+/// judged dead); nothing hangs, and a slot that frees up is used by the
+/// next process to attach.
+#[test]
+fn a_full_peer_table_refuses_no_one_and_hangs_nothing() {
+    const SLOTS: u32 = 4;
+    let names = Unlinker::new("atk-full");
+    let name = names.name("q");
+    let opts = shmipc::Options::default().peer_slots(SLOTS);
+    let q = Queue::<u64>::create_with(&name, RingConfig::new(8), &opts).unwrap();
+    // The creator holds one slot; these hold the rest.
+    let mut others: Vec<_> = (1..SLOTS)
+        .map(|_| Queue::<u64>::open(&name).unwrap())
+        .collect();
+    for (i, o) in others.iter().enumerate() {
+        o.push(i as u64).unwrap();
+    }
+    let run = |first: u64| {
+        let name = name.clone();
+        fork(move || {
+            let Ok(q) = Queue::<u64>::open(&name) else {
+                return 2;
+            };
+            if q.push_timeout(first, LONG).is_err() {
+                return 3;
+            }
+            0
+        })
+        .unwrap()
+    };
+    let mut child = run(100);
+    assert_eq!(
+        join(&mut child),
+        ExitStatus::Code(0),
+        "an attacher beyond the table"
+    );
+    // A slot frees up: the next attacher gets it.
+    others.pop();
+    let mut child = run(101);
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    let got: Vec<u64> = (0..SLOTS as usize + 1)
+        .map(|_| q.pop_timeout(LONG).unwrap())
+        .collect();
+    assert_eq!(got, [0, 1, 2, 100, 101]);
+}
+
+/// `exec` ends the program that held the slot: its slot-lock description
+/// is close-on-exec, so the lock it held is taken over (with `owner_died`)
+/// while the process itself, now another program, lives on.
+#[test]
+fn a_holder_that_execs_is_taken_over() {
+    let names = Unlinker::new("atk-exec");
+    let name = names.name("lock");
+    let lock = Shared::<Lock>::create(&name, ()).unwrap();
+    let held = Shared::<Event>::anon(()).unwrap();
+    let mut child = fork(|| {
+        let guard = lock.lock().unwrap();
+        std::mem::forget(guard);
+        held.set();
+        let prog = c"/bin/sleep";
+        let args = [prog.as_ptr(), c"30".as_ptr(), std::ptr::null()];
+        // SAFETY: NUL-terminated strings and a NULL-terminated argv that
+        // outlive the call; execv returns only on failure.
+        unsafe { libc::execv(prog.as_ptr(), args.as_ptr()) };
+        9
+    })
+    .unwrap();
+    assert!(held.wait_timeout(LONG));
+    let r = lock.lock_timeout(Duration::from_secs(10));
+    let alive = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = join(&mut child);
+    assert!(alive, "the exec'd program was still running");
+    let g = r.expect("the lock of a holder that exec'd is taken over");
+    assert!(g.owner_died());
+}
