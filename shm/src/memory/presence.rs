@@ -28,7 +28,9 @@
 //! child lives. A `pthread_atfork` child handler therefore closes every
 //! slot-lock descriptor in the child (they are listed in a fixed table,
 //! [`FORK_CLOSE`]); the child claims a slot of its own the first time it
-//! needs one. Descriptors are `O_CLOEXEC`, so `exec` drops them too. A
+//! needs one. A descriptor is opened and listed, and unlisted and closed,
+//! under the registry lock that the handler's prepare step takes too, so
+//! a fork in another thread never lands between the two. Descriptors are `O_CLOEXEC`, so `exec` drops them too. A
 //! child made by a raw `clone` that skips `pthread_atfork` keeps its
 //! parent's locks alive until it execs or exits (a parent that dies
 //! meanwhile is not recovered from until then: late, never wrong).
@@ -442,18 +444,16 @@ impl Presence {
         if !self.writable {
             return Err(ClaimProblem::Refused(libc::EBADF));
         }
-        let fd = reopen(self.map_fd, true).map_err(ClaimProblem::Reopen)?;
+        let (fd, listed) = open_listed(self.map_fd)?;
         let start = std::process::id().wrapping_mul(2654435761) % self.table.len().max(1);
         match self.table.claim(&FdLocks(fd), start, my_info()) {
             Ok(token) => {
                 self.lock_fd.store(fd as u32 + 1, Ordering::Relaxed);
-                let listed = fork_close_add(fd);
                 self.listed.store(u32::from(listed), Ordering::Relaxed);
                 Ok(token)
             }
             Err(e) => {
-                // SAFETY: the descriptor we just opened, unused elsewhere.
-                unsafe { libc::close(fd) };
+                close_listed(fd, listed);
                 Err(match e {
                     ClaimError::Full { slots } => ClaimProblem::Full(slots),
                     ClaimError::System(errno) => ClaimProblem::Refused(errno),
@@ -524,13 +524,8 @@ impl Presence {
         if self.claimed().is_some() {
             let fd = self.lock_fd.swap(0, Ordering::Relaxed);
             if fd != 0 {
-                let fd = fd as RawFd - 1;
-                if self.listed.load(Ordering::Relaxed) != 0 {
-                    fork_close_remove(fd);
-                }
                 // Closing the description drops its lock: we are gone.
-                // SAFETY: our own descriptor.
-                unsafe { libc::close(fd) };
+                close_listed(fd as RawFd - 1, self.listed.load(Ordering::Relaxed) != 0);
             }
         }
         // SYNC POINT: AcqRel: takes the query descriptor from under the
@@ -605,6 +600,41 @@ extern "C" fn in_forked_child() {
         }
     }
     registry_unlock_after_fork();
+}
+
+/// Opens a new description of `map_fd`'s file for slot locks, and lists it
+/// in [`FORK_CLOSE`] (if there is room): `(fd, listed)`.
+///
+/// Both happen under the registry lock, which the fork handler's prepare
+/// step takes too, so no fork lands between them: a child forked in that
+/// gap would hold a copy of the description unknown to its handler, and
+/// with it every lock we then take through it (a dead parent would look
+/// alive for as long as the child lives).
+fn open_listed(map_fd: RawFd) -> Result<(RawFd, bool), ClaimProblem> {
+    // First, outside the lock: installing takes the C library's fork
+    // lock, which a fork in another thread holds while its prepare step
+    // waits for ours.
+    install_fork_handlers();
+    registry_lock();
+    let r = reopen(map_fd, true).map(|fd| (fd, fork_close_add(fd)));
+    registry_unlock();
+    r.map_err(ClaimProblem::Reopen)
+}
+
+/// Unlists (if `listed`) and closes a slot-lock description, under the
+/// registry lock for the reason [`open_listed`] gives: a fork between the
+/// two would hand the child a copy its handler no longer knows of.
+fn close_listed(fd: RawFd, listed: bool) {
+    if !listed {
+        // SAFETY: our own descriptor, unused elsewhere.
+        unsafe { libc::close(fd) };
+        return;
+    }
+    registry_lock();
+    fork_close_remove(fd);
+    // SAFETY: our own descriptor, unused elsewhere.
+    unsafe { libc::close(fd) };
+    registry_unlock();
 }
 
 fn fork_close_add(fd: RawFd) -> bool {
