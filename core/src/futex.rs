@@ -178,6 +178,33 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> Wai
     imp::wait(word, expected, deadline)
 }
 
+/// [`wait`], but for at most one
+/// [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL) (or until
+/// `deadline`, if that is sooner). For sleepers whose waker changes the
+/// word's state first and wakes after (a set, a release, a notify): a waker
+/// killed or stopped between the two never wakes anyone, and a sleeper that
+/// slept on would sleep for ever although the state says to go on. With
+/// slices, it re-reads its state within one interval.
+///
+/// Returns [`WaitOutcome::TimedOut`] when the slice ends too: callers
+/// decide "timed out" by their own deadline, not by the outcome. Under loom
+/// it is [`wait`] (the models kill no one, and extra timed waits multiply
+/// the interleavings they explore).
+#[inline]
+pub fn wait_sliced(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> WaitOutcome {
+    #[cfg(loom)]
+    return wait(word, expected, deadline);
+    #[cfg(not(loom))]
+    {
+        let slice = Deadline::after(crate::lock::OWNER_CHECK_INTERVAL);
+        let end = match deadline {
+            Some(d) if *d < slice => *d,
+            _ => slice,
+        };
+        wait(word, expected, Some(&end))
+    }
+}
+
 /// Wakes at most one process or thread sleeping on `word`. Returns how many
 /// were woken.
 #[inline]

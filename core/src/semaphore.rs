@@ -38,7 +38,7 @@ use core::fmt;
 use core::num::NonZeroU32;
 use core::time::Duration;
 
-use crate::futex::{self, Deadline, WaitOutcome};
+use crate::futex::{self, Deadline};
 use crate::queue::{count_miss, counted, register, sleeping, unregister};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -207,9 +207,10 @@ impl Semaphore {
             if self.try_acquire_from(self.count.fetch_add(0, Ordering::AcqRel)) {
                 break true;
             }
-            let timed_out = futex::wait(&self.epoch, seen, deadline) == WaitOutcome::TimedOut
-                || deadline.is_some_and(Deadline::has_passed);
-            if timed_out {
+            // Sliced: a releaser killed between its permit and its wake
+            // must not strand us (`futex::wait_sliced`); we re-read `count`.
+            futex::wait_sliced(&self.epoch, seen, deadline);
+            if deadline.is_some_and(Deadline::has_passed) {
                 // A wake-up meant for us may have arrived with the deadline;
                 // take the permit rather than strand it.
                 break self.try_acquire();

@@ -18,10 +18,10 @@
 //! inherited handle has another token, and releases nothing). A role whose
 //! holder is dead is taken over by the same compare-and-swap `dead token
 //! -> token`, so a crashed holder does not lock a role for ever. Dead means
-//! what the peer table says on evidence — the holder's slot lock is gone,
-//! or its slot has a newer holder — which holds across pid namespaces and
-//! pid reuse; a holder that cannot be judged keeps the role, and the error
-//! says so.
+//! what the peer table says on evidence — the kernel lock on the holder's
+//! token stamp is gone — which holds across pid namespaces and pid reuse
+//! and cannot be forged by writing shared memory; a holder that cannot be
+//! judged keeps the role, and the error says so.
 
 use shmipc_core::sync::{AtomicU32, Ordering};
 use shmipc_core::{Fate, Peers, Token};

@@ -233,7 +233,9 @@ impl Barrier {
                 }
                 continue;
             }
-            futex::wait(&self.state, now, deadline);
+            // Sliced: a leader killed between its release and its wake
+            // must not strand us (`futex::wait_sliced`).
+            futex::wait_sliced(&self.state, now, deadline);
         }
     }
 

@@ -235,9 +235,19 @@ impl<'a> CondGuard<'a> {
         cond.sleepers.fetch_add(1, Ordering::SeqCst);
         let seq = cond.seq.load(Ordering::SeqCst);
         drop(self.guard);
-        let outcome = futex::wait(&cond.seq, seq, deadline);
+        // Sliced: a notifier killed between its `seq` increment and its
+        // wake must not strand us (`futex::wait_sliced`). A slice that
+        // ends with `seq` unchanged and time left is slept again.
+        let notified = loop {
+            let outcome = futex::wait_sliced(&cond.seq, seq, deadline);
+            if outcome != WaitOutcome::TimedOut || cond.seq.load(Ordering::SeqCst) != seq {
+                break true;
+            }
+            if deadline.is_some_and(Deadline::has_passed) {
+                break false;
+            }
+        };
         cond.sleepers.fetch_sub(1, Ordering::SeqCst);
-        let notified = outcome != WaitOutcome::TimedOut || cond.seq.load(Ordering::SeqCst) != seq;
         let guard = match deadline {
             None => cond.lock.lock()?,
             Some(d) => {

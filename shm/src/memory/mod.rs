@@ -80,4 +80,4 @@ pub(crate) use mapping::SHM_DIR;
 pub use mapping::{unlink, validate_header, Mapping, ObjectLayout};
 pub use name::MAX_LEN as MAX_NAME_LEN;
 pub use options::Options;
-pub use presence::{CREATOR_LOCK, DEFAULT_PEER_SLOTS, SLOT_LOCK_BASE};
+pub use presence::{CREATOR_LOCK, DEFAULT_PEER_SLOTS, SLOT_LOCK_BASE, STAMP_LOCK_BASE};
