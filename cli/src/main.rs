@@ -343,8 +343,11 @@ fn gc_verdict(
                 "no process maps it and no peer ever attached".to_owned()
             } else {
                 format!(
-                    "no process maps it and all its {} peers are dead ({})",
-                    r.peers.len(),
+                    "no process maps it and {} dead ({})",
+                    match r.peers.len() {
+                        1 => "its one peer is".to_owned(),
+                        n => format!("all its {n} peers are"),
+                    },
                     r.peers
                         .iter()
                         .map(|p| format!("slot {} pid {}", p.slot, p.pid))

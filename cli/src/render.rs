@@ -131,7 +131,7 @@ pub fn ls_text(entries: &[&Entry], mappers: &Mappers) -> String {
         "MODE",
         "OWNER",
         "CREATOR",
-        "PEERS",
+        "PEERS (SLOT PID)",
         "MAPPED BY",
     ]
     .map(str::to_owned)];
@@ -158,7 +158,11 @@ pub fn ls_text(entries: &[&Entry], mappers: &Mappers) -> String {
                     if r.peers.is_empty() {
                         "-".to_owned()
                     } else {
-                        r.peers.iter().map(peer_text).collect::<Vec<_>>().join("; ")
+                        r.peers
+                            .iter()
+                            .map(|p| format!("{} pid {} {}", p.slot, p.pid, fate_word(&p.fate)))
+                            .collect::<Vec<_>>()
+                            .join("; ")
                     },
                     if pids.is_empty() {
                         "-".to_owned()
@@ -209,8 +213,8 @@ pub fn ls_text(entries: &[&Entry], mappers: &Mappers) -> String {
     if !mappers.unreadable.is_empty() {
         let _ = writeln!(
             out,
-            "({} processes' maps could not be read)",
-            mappers.unreadable.len()
+            "(the maps of {} could not be read)",
+            pid_list(&mappers.unreadable)
         );
     }
     out
@@ -327,13 +331,12 @@ fn queue_text(out: &mut String, q: &QueueState) {
 pub fn inspect_text(r: &Report, mappers: &Mappers) -> String {
     let mut out = String::new();
     let h = &r.header;
-    let _ = writeln!(
-        out,
-        "{}: {} ({})",
-        r.name,
-        kind_name(h.kind()),
-        params_text(&r.state)
-    );
+    let params = params_text(&r.state);
+    if params == "-" {
+        let _ = writeln!(out, "{}: {}", r.name, kind_name(h.kind()));
+    } else {
+        let _ = writeln!(out, "{}: {} ({params})", r.name, kind_name(h.kind()));
+    }
     if let Some(f) = &r.file {
         let _ = writeln!(
             out,
