@@ -104,6 +104,10 @@ enum Command {
         /// Stop after this many refreshes (default: never).
         #[arg(long)]
         count: Option<u64>,
+        /// Print one JSON report per refresh, one per line, instead of
+        /// redrawing the screen.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -123,7 +127,8 @@ fn main() -> ExitCode {
             name,
             interval,
             count,
-        } => watch(&name, interval, count),
+            json,
+        } => watch(&name, interval, count, json),
     };
     if ok {
         ExitCode::SUCCESS
@@ -458,7 +463,7 @@ fn gc(dry_run: bool, prefix: Option<&str>, ignore_unreadable: bool, json: bool) 
     errors.is_empty()
 }
 
-fn watch(name: &str, interval: f64, count: Option<u64>) -> bool {
+fn watch(name: &str, interval: f64, count: Option<u64>, json: bool) -> bool {
     if !(interval.is_finite() && interval > 0.0 && interval <= 86_400.0) {
         return fail(format_args!(
             "--interval {interval}: must be a number of seconds above 0 and at most 86400"
@@ -467,12 +472,19 @@ fn watch(name: &str, interval: f64, count: Option<u64>) -> bool {
     let interval = Duration::from_secs_f64(interval);
     let mut n = 0u64;
     loop {
-        let text = match Report::open(name) {
-            Ok(r) => render::inspect_text(&r, &Mappers::scan()),
+        let report = match Report::open(name) {
+            Ok(r) => r,
             Err(e) => return fail(e),
         };
-        // Clear the screen and home the cursor, then the report.
-        print!("\x1b[2J\x1b[H{text}");
+        let mappers = Mappers::scan();
+        if json {
+            println!("{}", render::report_json(&report, &mappers));
+        } else {
+            // Clear the screen and home the cursor, then the report.
+            print!("\x1b[2J\x1b[H{}", render::inspect_text(&report, &mappers));
+        }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
         n += 1;
         if count.is_some_and(|c| n >= c) {
             return true;

@@ -154,7 +154,15 @@ pub fn ls_text(entries: &[&Entry], mappers: &Mappers) -> String {
                     size_text(f.size),
                     format!("{:04o}", f.mode),
                     owner_text(f.uid),
-                    r.header.creator_pid.to_string(),
+                    format!(
+                        "{} ({})",
+                        r.header.creator_pid,
+                        if creator_attached(r) {
+                            "attached"
+                        } else {
+                            "detached"
+                        }
+                    ),
                     if r.peers.is_empty() {
                         "-".to_owned()
                     } else {
@@ -558,6 +566,15 @@ fn state_json(s: &State) -> Value {
     }
 }
 
+/// Whether a live peer recorded the creator's pid: the creator (or a
+/// process that now has its pid in another namespace, which the pid
+/// namespace in the slot tells apart for people) is still attached.
+pub fn creator_attached(r: &Report) -> bool {
+    r.peers
+        .iter()
+        .any(|p| p.pid == r.header.creator_pid && p.fate == Fate::Alive)
+}
+
 /// One segment's report as JSON.
 pub fn report_json(r: &Report, mappers: &Mappers) -> Value {
     let h = &r.header;
@@ -599,6 +616,7 @@ pub fn report_json(r: &Report, mappers: &Mappers) -> Value {
             "since_ns": p.since_ns,
             "fate": fate_json(&p.fate),
         })).collect::<Vec<_>>(),
+        "creator_attached": creator_attached(r),
         "mapped_by": mapped_by,
         "state": state_json(&r.state),
     })

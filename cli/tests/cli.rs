@@ -142,10 +142,14 @@ fn gc_removes_the_segment_of_a_sigkilled_creator() {
     );
     assert!(path(&name).exists());
 
+    let ls = json(&["ls", "--prefix", &prefix, "--json"]);
+    assert_eq!(ls["segments"][0]["creator_attached"], true, "{ls}");
+
     kill_and_reap(&mut child);
     let ls = json(&["ls", "--prefix", &prefix, "--json"]);
     let seg = &ls["segments"][0];
     assert_eq!(seg["name"], name.as_str());
+    assert_eq!(seg["creator_attached"], false, "{ls}");
     assert_eq!(seg["header"]["creator_pid"], pid);
     assert_eq!(seg["peers"][0]["pid"], pid);
     assert_eq!(seg["peers"][0]["fate"]["state"], "dead");
@@ -416,7 +420,72 @@ fn watch_refreshes_inspect() {
     let out = ok(&["watch", &name, "--interval", "0.05", "--count", "3"]);
     assert_eq!(out.matches("items: 0 of 4").count(), 3, "{out}");
     assert_eq!(out.matches("\x1b[2J").count(), 3);
+    let lines = ok(&[
+        "watch",
+        &name,
+        "--interval",
+        "0.01",
+        "--count",
+        "2",
+        "--json",
+    ]);
+    let reports: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON report per line"))
+        .collect();
+    assert_eq!(reports.len(), 2, "{lines}");
+    assert!(reports.iter().all(|r| r["state"]["capacity"] == 4));
     let o = shmipc(&["watch", &name, "--interval", "0"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--interval 0"), "{}", stderr(&o));
+}
+
+#[test]
+fn gc_collects_temporary_files_once_their_creator_is_gone() {
+    let names = Unlinker::new("cli-tmp");
+    let prefix = format!("/.shmipc-tmp-{}-clitest", std::process::id());
+    let name = format!("{prefix}-0");
+    names.adopt(&name);
+    std::fs::write(path(&name), [0u8; 256]).expect("make the file");
+    // A creator still initialising holds its creator lock byte.
+    let p = path(&name);
+    let mut child = holder(move || {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&p)
+            .expect("open");
+        // SAFETY: flock is plain data; zero is valid for every field.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = shmipc::memory::CREATOR_LOCK as libc::off_t;
+        fl.l_len = 1;
+        // SAFETY: a valid flock for a descriptor we own.
+        let rc =
+            unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), libc::F_OFD_SETLK, &fl) };
+        assert_eq!(rc, 0, "F_OFD_SETLK");
+        f
+    });
+    let all = json(&["ls", "--all", "--prefix", &prefix, "--json"]);
+    assert_eq!(all["segments"][0]["status"], "temporary", "{all}");
+    assert_eq!(all["segments"][0]["creator_alive"], true, "{all}");
+    let ls = json(&["ls", "--prefix", &prefix, "--json"]);
+    assert_eq!(ls["segments"].as_array().map(Vec::len), Some(0), "{ls}");
+    let out = ok(&["gc", "--prefix", &prefix, "--ignore-unreadable"]);
+    assert!(
+        out.contains(&format!(
+            "kept {name}: its creator is still initialising it"
+        )),
+        "{out}"
+    );
+    assert!(path(&name).exists());
+
+    kill_and_reap(&mut child);
+    let out = ok(&["gc", "--prefix", &prefix, "--ignore-unreadable"]);
+    assert!(
+        out.contains(&format!("removed {name}: a temporary creation file")),
+        "{out}"
+    );
+    assert!(!path(&name).exists());
 }
