@@ -2223,3 +2223,62 @@ mod tests {
         assert_eq!(q.try_recv_into(&mut out), Err(RecvError::Empty));
     }
 }
+
+/// What a byte queue's control block says, decoded from a copy of its
+/// bytes ([`state_of`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByteRingState {
+    /// Positions (in bytes), closed flag and sleepers; `tail - head` is
+    /// what is committed or reserved and not yet claimed by a reader.
+    pub ring: crate::queue::RingState,
+    /// Where the oldest record still held lies (bytes before it are free):
+    /// `tail - released` is the ring's bytes in use.
+    pub released: u64,
+    /// Who holds the writers' lock (a reservation in progress), if anyone.
+    pub writer_lock: Option<crate::lock::Owner>,
+    /// Who holds the readers' lock (a claim in progress), if anyone.
+    pub reader_lock: Option<crate::lock::Owner>,
+    /// Whether either side's lock is not recoverable.
+    pub unrecoverable: bool,
+}
+
+/// What the byte-queue control block at the start of `control` (a copy of
+/// a queue's bytes, at least its control block) says; `None` if `control`
+/// is too short to hold one. Decodes words only: nothing is checked or
+/// trusted, and no memory but the copy is read.
+#[cfg(not(loom))]
+pub fn state_of(control: &[u8]) -> Option<ByteRingState> {
+    use crate::place::SharedObject;
+    use crate::queue::{signal_word_at, sleeping, word_at};
+    use core::mem::offset_of;
+    if control.len() < size_of::<Control>() {
+        return None;
+    }
+    let writer = offset_of!(Control, writer);
+    let reader = offset_of!(Control, reader);
+    let tail = word_at(control, writer + offset_of!(WriterSide, tail))?;
+    // A private, aligned copy of each side's lock, read through the lock's
+    // own accessors (every bit pattern is a lock state).
+    let lock_at = |off: usize| {
+        let mut words = [0u64; 2];
+        let src = control.get(off..off + Lock::SIZE)?;
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words).copy_from_slice(src);
+        let lock = Lock::from_bytes_mut(bytemuck::cast_slice_mut(&mut words)).ok()?;
+        Some((lock.owner(), lock.is_unrecoverable()))
+    };
+    let (writer_lock, w_dead) = lock_at(writer + offset_of!(WriterSide, lock))?;
+    let (reader_lock, r_dead) = lock_at(reader + offset_of!(ReaderSide, lock))?;
+    Some(ByteRingState {
+        ring: crate::queue::RingState {
+            tail: tail & !CLOSED,
+            head: word_at(control, reader + offset_of!(ReaderSide, read))?,
+            closed: tail & CLOSED != 0,
+            consumer_sleepers: sleeping(signal_word_at(control, offset_of!(Control, not_empty))?),
+            producer_sleepers: sleeping(signal_word_at(control, offset_of!(Control, not_full))?),
+        },
+        released: word_at(control, writer + offset_of!(WriterSide, head))?,
+        writer_lock,
+        reader_lock,
+        unrecoverable: w_dead || r_dead,
+    })
+}

@@ -1939,3 +1939,24 @@ mod tests {
         holds_exactly(&q, 4, 20);
     }
 }
+
+/// What the MPMC control block at the start of `control` (a copy of a
+/// queue's bytes, at least its control block) says; `None` if `control`
+/// is too short to hold one. Decodes words only: nothing is checked or
+/// trusted, and no memory but the copy is read.
+#[cfg(not(loom))]
+pub fn state_of(control: &[u8]) -> Option<crate::queue::RingState> {
+    use crate::queue::{signal_word_at, sleeping, word_at};
+    use core::mem::offset_of;
+    if control.len() < size_of::<Control>() {
+        return None;
+    }
+    let enq = word_at(control, offset_of!(Control, enqueue))?;
+    Some(crate::queue::RingState {
+        tail: enq & !CLOSED,
+        head: word_at(control, offset_of!(Control, dequeue))?,
+        closed: enq & CLOSED != 0,
+        consumer_sleepers: sleeping(signal_word_at(control, offset_of!(Control, not_empty))?),
+        producer_sleepers: sleeping(signal_word_at(control, offset_of!(Control, not_full))?),
+    })
+}

@@ -1301,3 +1301,24 @@ mod tests {
         }
     }
 }
+
+/// What the SPSC control block at the start of `control` (a copy of a
+/// ring's bytes, at least its control block) says; `None` if `control` is
+/// too short to hold one. Decodes words only: nothing is checked or
+/// trusted, and no memory but the copy is read.
+#[cfg(not(loom))]
+pub fn state_of(control: &[u8]) -> Option<crate::queue::RingState> {
+    use crate::queue::{signal_word_at, sleeping, word_at, SIGNAL_FLAG};
+    use core::mem::offset_of;
+    if control.len() < size_of::<Control>() {
+        return None;
+    }
+    let not_empty = signal_word_at(control, offset_of!(Control, not_empty))?;
+    Some(crate::queue::RingState {
+        tail: word_at(control, offset_of!(Control, tail))?,
+        head: word_at(control, offset_of!(Control, head))?,
+        closed: not_empty & SIGNAL_FLAG != 0,
+        consumer_sleepers: sleeping(not_empty),
+        producer_sleepers: sleeping(signal_word_at(control, offset_of!(Control, not_full))?),
+    })
+}

@@ -18,6 +18,7 @@
 //! | [`SharedDict`], [`SharedList`] | a byte-key byte-value map and an append-only list for many processes |
 //! | [`Unlinker`] | unique names that are unlinked when their owner is done |
 //! | [`memory`] | the validated-header layer the others are built on, for new kinds |
+//! | [`inspect`] | a read-only look at any segment: header, peers, live state |
 //!
 //! Every object is made and found the same way, through the [`Named`]
 //! trait: `create`, `create_with`, `open`, `open_with`, `open_or_create`,
@@ -65,6 +66,7 @@ mod error;
 pub mod fault;
 #[cfg(not(feature = "fault-injection"))]
 mod fault;
+pub mod inspect;
 pub mod memory;
 mod named;
 mod pipe;

@@ -140,6 +140,12 @@ impl Barrier {
         self.state.load(Ordering::Relaxed) & ARRIVED_MASK
     }
 
+    /// The round it is in (a snapshot; 15 bits that wrap): bumped when a
+    /// round passes, by two when it is reset.
+    pub fn generation(&self) -> u32 {
+        generation(self.state.load(Ordering::Relaxed))
+    }
+
     /// Whether the barrier is broken.
     pub fn is_broken(&self) -> bool {
         self.state.load(Ordering::Relaxed) & BROKEN != 0

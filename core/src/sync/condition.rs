@@ -122,6 +122,13 @@ impl Condition {
         &self.lock
     }
 
+    /// How many waiters may be asleep on it now (a snapshot; a waiter
+    /// killed while asleep stays counted until a notify finds the count
+    /// wrong).
+    pub fn sleepers(&self) -> u32 {
+        self.sleepers.load(Ordering::Relaxed)
+    }
+
     /// Wakes one waiting process (or thread), if any waits. Call it with
     /// the lock held, after changing the state the waiters check.
     ///
