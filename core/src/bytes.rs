@@ -321,6 +321,9 @@ struct Control {
 }
 
 impl Control {
+    /// Under loom only: elsewhere the block is zeroed in place (zero bytes are
+    /// this value; see `init_at`).
+    #[cfg(loom)]
     fn new() -> Control {
         Control {
             header: Header::new(),
@@ -581,7 +584,11 @@ impl<'a> ByteQueue<'a> {
         let l = Self::layout(config)?;
         crate::place::check(ptr, len, l.size(), l.align())?;
         // SAFETY: aligned and large enough (checked), exclusive (contract).
-        unsafe { ptr.cast::<Control>().write(Control::new()) };
+        // Zeroed, not written as a struct: every field of `Control::new()`
+        // is an atomic holding 0, so zero bytes are that value, and a typed
+        // write would copy the struct's padding from the stack into shared
+        // memory (this process's addresses, for any reader to see).
+        unsafe { ptr.write_bytes(0, size_of::<Control>()) };
         // SAFETY: the ring lies inside the checked layout. Zeroed, so no
         // header or payload byte is ever read uninitialised.
         unsafe {

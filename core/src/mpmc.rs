@@ -277,6 +277,9 @@ struct Control {
 }
 
 impl Control {
+    /// Under loom only: elsewhere the block is zeroed in place (zero bytes are
+    /// this value; see `init_at`).
+    #[cfg(loom)]
     fn new() -> Control {
         Control {
             header: Header::new(),
@@ -401,7 +404,11 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         let cap = config.capacity;
         let (seqs_off, slots_off, _) = offsets::<T>(cap).ok_or(LayoutError::InvalidParameters)?;
         // SAFETY: aligned and large enough (checked), exclusive (contract).
-        unsafe { ptr.cast::<Control>().write(Control::new()) };
+        // Zeroed, not written as a struct: every field of `Control::new()`
+        // is an atomic holding 0, so zero bytes are that value, and a typed
+        // write would copy the struct's padding from the stack into shared
+        // memory (this process's addresses, for any reader to see).
+        unsafe { ptr.write_bytes(0, size_of::<Control>()) };
         // SAFETY: the slot metadata array is in bounds, 8-aligned (offset
         // is a multiple of 128 from a 128-aligned base), exclusive.
         let metas = unsafe { ptr.add(seqs_off).cast::<Meta>() };

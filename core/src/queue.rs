@@ -323,6 +323,9 @@ pub(crate) struct HeaderInfo {
 }
 
 impl Header {
+    /// Under loom only: elsewhere the block is zeroed in place (zero bytes are
+    /// this value; see `init_at`).
+    #[cfg(loom)]
     pub(crate) fn new() -> Header {
         Header {
             magic: AtomicU64::new(0),
@@ -524,6 +527,9 @@ pub(crate) struct Signal {
 }
 
 impl Signal {
+    /// Under loom only: elsewhere the block is zeroed in place (zero bytes are
+    /// this value; see `init_at`).
+    #[cfg(loom)]
     pub(crate) fn new() -> Signal {
         Signal {
             epoch: AtomicU32::new(0),

@@ -110,6 +110,9 @@ struct Control {
 }
 
 impl Control {
+    /// Under loom only: elsewhere the block is zeroed in place (zero bytes are
+    /// this value; see `init_at`).
+    #[cfg(loom)]
     fn new() -> Control {
         Control {
             header: Header::new(),
@@ -235,7 +238,11 @@ impl<T: Pod> Spsc<T> {
         crate::place::check(ptr, len, l.size(), l.align())?;
         let ctrl = ptr.cast::<Control>();
         // SAFETY: aligned and large enough (checked), exclusive (contract).
-        unsafe { ctrl.write(Control::new()) };
+        // Zeroed, not written as a struct: every field of `Control::new()`
+        // is an atomic holding 0, so zero bytes are that value, and a typed
+        // write would copy the struct's padding from the stack into shared
+        // memory (this process's addresses, for any reader to see).
+        unsafe { ptr.write_bytes(0, size_of::<Control>()) };
         // SAFETY: the slot area lies inside the checked length; zeroing it
         // means no slot is ever read uninitialised, even by a pop that a
         // corrupted index sends to a slot never written.

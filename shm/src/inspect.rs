@@ -64,8 +64,8 @@ pub use shmipc_core::RingState;
 
 use crate::error::{Error, Result};
 use crate::memory::header::HEADER_SIZE;
-use crate::memory::presence::ofd_held_by_other;
-use crate::memory::{validate_header, HeaderSnapshot, Kind, SLOT_LOCK_BASE};
+use crate::memory::presence::{ofd_held_by_other, stamp_byte};
+use crate::memory::{validate_header, HeaderSnapshot, Kind};
 
 /// How many bytes of an object's start are read to decode its state: more
 /// than any control block (the largest, a byte queue's, is under 1 KiB).
@@ -593,8 +593,13 @@ impl SlotLocks for GetLk {
         Err(libc::EBADF)
     }
 
-    fn held_by_other(&self, slot: u32) -> std::result::Result<bool, i32> {
-        ofd_held_by_other(self.0, SLOT_LOCK_BASE + i64::from(slot))
+    fn try_stamp(&self, _slot: u32, _generation: u32) -> std::result::Result<bool, i32> {
+        // Nor a stamp.
+        Err(libc::EBADF)
+    }
+
+    fn stamp_held_by_other(&self, slot: u32, generation: u32) -> std::result::Result<bool, i32> {
+        ofd_held_by_other(self.0, stamp_byte(slot, generation))
     }
 }
 

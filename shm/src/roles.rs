@@ -53,12 +53,10 @@ impl Roles {
     /// `ptr` is valid for writes of [`ROLES_SIZE`] bytes, 128-byte aligned,
     /// and no one else uses them yet.
     pub(crate) unsafe fn init(ptr: *mut u8) {
-        // SAFETY: forwarded contract.
-        unsafe {
-            ptr.cast::<Roles>().write(Roles {
-                holders: [AtomicU32::new(0), AtomicU32::new(0)],
-            })
-        };
+        // SAFETY: forwarded contract. Zero bytes are both roles free (the
+        // holders are atomics holding 0); a typed write would copy the
+        // block's 120 padding bytes from the stack into shared memory.
+        unsafe { ptr.write_bytes(0, ROLES_SIZE) };
     }
 
     /// Views the block at `ptr`.

@@ -65,7 +65,7 @@ pub const CREATOR_LOCK: i64 = SLOT_LOCK_BASE - 1;
 pub const STAMP_LOCK_BASE: i64 = SLOT_LOCK_BASE + (1 << 32);
 
 /// The byte of the stamp lock of `slot` at `generation`.
-fn stamp_byte(slot: u32, generation: u32) -> i64 {
+pub(crate) fn stamp_byte(slot: u32, generation: u32) -> i64 {
     let generation = generation & ((1 << Token::GEN_BITS) - 1);
     STAMP_LOCK_BASE + (i64::from(slot) << Token::GEN_BITS) + i64::from(generation)
 }
