@@ -94,6 +94,32 @@ pub use shared::{Shared, ShmObject};
 pub use spsc::{SpscConsumer, SpscProducer, SpscQueue};
 pub use unlinker::Unlinker;
 
+/// The `bytemuck` crate, re-exported so that the derives below need no
+/// dependency of your own: add `#[bytemuck(crate = "shmipc::bytemuck")]`
+/// beside `#[derive(shmipc::Pod, shmipc::Zeroable)]`.
+pub use bytemuck;
+/// Plain old data, the items of [`Queue`], [`SpscQueue`], [`Value`] and
+/// [`Array`]: both the trait and its derive. Deriving from a crate that
+/// does not depend on bytemuck itself takes the crate path:
+///
+/// ```
+/// #[derive(Clone, Copy, shmipc::Pod, shmipc::Zeroable)]
+/// #[bytemuck(crate = "shmipc::bytemuck")]
+/// #[repr(C)]
+/// struct Point {
+///     x: f64,
+///     y: f64,
+/// }
+/// let q = shmipc::Queue::<Point>::anon(shmipc::RingConfig::new(4))?;
+/// q.push(Point { x: 1.0, y: 2.0 })?;
+/// assert_eq!(q.pop()?.y, 2.0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub use bytemuck::Pod;
+/// Types whose all-zero bytes are a valid value: the trait and its derive
+/// (see [`Pod`]).
+pub use bytemuck::Zeroable;
+
 pub use shmipc_core::semaphore::SemaphoreConfig;
 pub use shmipc_core::sync;
 pub use shmipc_core::sync::{AtomicU32, AtomicU64};
