@@ -16,6 +16,7 @@
 //! | [`Pool`] | N worker processes running tasks, surviving a worker's death, like `multiprocessing.Pool` |
 //! | [`Value<T>`], [`Array<T>`] | `Pod` data under a lock of its own, like `multiprocessing.Value` / `Array` |
 //! | [`SharedDict`], [`SharedList`] | a byte-key byte-value map and an append-only list for many processes |
+//! | [`TypedQueue<T>`], [`TypedPipe`], [`TypedDict<K, V>`] | any serde type as messages, keys and values ([`typed`]) |
 //! | [`Unlinker`] | unique names that are unlinked when their owner is done |
 //! | [`memory`] | the validated-header layer the others are built on, for new kinds |
 //!
@@ -75,6 +76,7 @@ mod roles;
 mod segment;
 mod shared;
 mod spsc;
+pub mod typed;
 mod unlinker;
 
 pub use data::{
@@ -92,7 +94,13 @@ pub use queue::{ByteQueue, Queue};
 pub use segment::Segment;
 pub use shared::{Shared, ShmObject};
 pub use spsc::{SpscConsumer, SpscProducer, SpscQueue};
+pub use typed::{MessageError, TypedDict, TypedPipe, TypedPipeEnd, TypedQueue};
 pub use unlinker::Unlinker;
+
+/// serde, re-exported: derive `Serialize` and `Deserialize` for the typed
+/// objects without a serde dependency of your own, with
+/// `#[serde(crate = "shmipc::serde")]`.
+pub use serde;
 
 /// The `bytemuck` crate, re-exported so that the derives below need no
 /// dependency of your own: add `#[bytemuck(crate = "shmipc::bytemuck")]`

@@ -170,6 +170,18 @@ const NON_BLOCKING: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "shm",
+        "TypedQueue",
+        "put_nowait",
+        "Python's name for try_push: never waits",
+    ),
+    (
+        "shm",
+        "TypedQueue",
+        "get_nowait",
+        "Python's name for try_pop: never waits",
+    ),
+    (
+        "shm",
         "Pool",
         "apply_async",
         "queues the task; the handle waits, with get_timeout",
