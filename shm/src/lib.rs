@@ -14,6 +14,7 @@
 //! | [`fork`], [`spawn`], [`Child`] | starting, joining and stopping processes |
 //! | [`Process`] | a named child, forked or spawned, optionally a daemon that dies with its parent |
 //! | [`Pool`] | N worker processes running tasks, surviving a worker's death, like `multiprocessing.Pool` |
+//! | [`TypedPool`] | any `fn(A) -> R` of serde types, chosen per call, run by a [`Pool`]'s workers |
 //! | [`Value<T>`], [`Array<T>`] | `Pod` data under a lock of its own, like `multiprocessing.Value` / `Array` |
 //! | [`SharedDict`], [`SharedList`] | a byte-key byte-value map and an append-only list for many processes |
 //! | [`TypedQueue<T>`], [`TypedPipe`], [`TypedDict<K, V>`] | any serde type as messages, keys and values ([`typed`]) |
@@ -90,6 +91,9 @@ pub use pipe::{Pipe, PipeEnd, Side};
 pub use process::{fork, spawn, Child, ExitStatus};
 pub use process::{AsyncResult, ImapUnordered, Pool, PoolBuilder, TaskError, TaskFn};
 pub use process::{Process, ProcessHandle, ORPHANED_EXIT_CODE};
+pub use process::{
+    TypedAsyncResult, TypedImap, TypedImapUnordered, TypedMapResult, TypedPool, TypedPoolBuilder,
+};
 pub use queue::{ByteQueue, Queue};
 pub use segment::Segment;
 pub use shared::{Shared, ShmObject};

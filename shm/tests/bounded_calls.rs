@@ -182,6 +182,30 @@ const NON_BLOCKING: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "shm",
+        "TypedPool",
+        "apply_async",
+        "queues the tasks; the handle waits, with get_timeout",
+    ),
+    (
+        "shm",
+        "TypedPool",
+        "apply_async_then",
+        "queues the tasks; the handle waits, with get_timeout",
+    ),
+    (
+        "shm",
+        "TypedPool",
+        "map_async",
+        "queues the tasks; the handle waits, with get_timeout",
+    ),
+    (
+        "shm",
+        "TypedPool",
+        "map_async_then",
+        "queues the tasks; the handle waits, with get_timeout",
+    ),
+    (
+        "shm",
         "Pool",
         "apply_async",
         "queues the task; the handle waits, with get_timeout",

@@ -24,7 +24,7 @@ use shmipc::{
     RecvError, RingConfig, Semaphore, SemaphoreConfig, SendError, Shared, SharedDict, SharedList,
     SpscQueue, TaskError, Unlinker, Value,
 };
-use shmipc::{MessageError, TypedDict, TypedPipe, TypedQueue};
+use shmipc::{MessageError, TypedDict, TypedPipe, TypedPool, TypedQueue};
 
 const SMALL: Duration = Duration::from_millis(10);
 /// How long a not-ready call with [`SMALL`] may take, generously.
@@ -571,6 +571,140 @@ fn typed_objects_take_any_timeout() {
     }
 }
 
+fn slow(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn typed_pools_take_any_timeout() {
+    let pool = TypedPool::new(2).unwrap();
+    let timed_out = |r: &Result<u64, TaskError>| *r == Err(TaskError::Timeout);
+    let all_timed_out = |r: &Result<Vec<u64>, TaskError>| *r == Err(TaskError::Timeout);
+    let p = "shm::TypedPool::";
+    not_ready(
+        &format!("{p}apply_timeout"),
+        |t| pool.apply_timeout(slow, 200, t),
+        timed_out,
+    );
+    ready_max(
+        &format!("{p}apply_timeout"),
+        |t| pool.apply_timeout(slow, 1, t),
+        |r| *r == Ok(1),
+    );
+    not_ready(
+        &format!("{p}map_timeout"),
+        |t| pool.map_timeout(slow, [200], 1, t),
+        all_timed_out,
+    );
+    ready_max(
+        &format!("{p}map_timeout"),
+        |t| pool.map_timeout(slow, [1, 2], 1, t),
+        |r| *r == Ok(vec![1, 2]),
+    );
+    let star = |a: u64, b: u64| slow(a + b);
+    not_ready(
+        &format!("{p}starmap_timeout"),
+        |t| pool.starmap_timeout(star, [(100, 100)], 1, t),
+        all_timed_out,
+    );
+    ready_max(
+        &format!("{p}starmap_timeout"),
+        |t| pool.starmap_timeout(star, [(1, 1)], 1, t),
+        |r| *r == Ok(vec![2]),
+    );
+
+    let r = pool.apply_async(slow, 300).unwrap();
+    not_ready(
+        "shm::TypedAsyncResult::get_timeout",
+        |t| r.get_timeout(t),
+        timed_out,
+    );
+    not_ready(
+        "shm::TypedAsyncResult::wait_timeout",
+        |t| r.wait_timeout(t),
+        |r| !r,
+    );
+    ready_max(
+        "shm::TypedAsyncResult::wait_timeout",
+        |t| r.wait_timeout(t),
+        |r| *r,
+    );
+    ready_max(
+        "shm::TypedAsyncResult::get_timeout",
+        |t| r.get_timeout(t),
+        |r| *r == Ok(300),
+    );
+    let m = pool.map_async(slow, [300], 1);
+    not_ready(
+        "shm::TypedMapResult::get_timeout",
+        |t| m.get_timeout(t),
+        all_timed_out,
+    );
+    not_ready(
+        "shm::TypedMapResult::wait_timeout",
+        |t| m.wait_timeout(t),
+        |r| !r,
+    );
+    ready_max(
+        "shm::TypedMapResult::wait_timeout",
+        |t| m.wait_timeout(t),
+        |r| *r,
+    );
+    ready_max(
+        "shm::TypedMapResult::get_timeout",
+        |t| m.get_timeout(t),
+        |r| *r == Ok(vec![300]),
+    );
+
+    let none_yet =
+        |r: &Result<Option<Result<u64, TaskError>>, TaskError>| *r == Err(TaskError::Timeout);
+    let mut it = pool.imap(slow, [300], 1);
+    not_ready(
+        "shm::TypedImap::next_timeout",
+        |t| it.next_timeout(t),
+        none_yet,
+    );
+    ready_max(
+        "shm::TypedImap::next_timeout",
+        |t| it.next_timeout(t),
+        |r| *r == Ok(Some(Ok(300))),
+    );
+    ready_max(
+        "shm::TypedImap::next_timeout",
+        |t| it.next_timeout(t),
+        |r| *r == Ok(None),
+    );
+    let mut it = pool.imap_unordered(slow, [300], 1);
+    not_ready(
+        "shm::TypedImapUnordered::next_timeout",
+        |t| it.next_timeout(t),
+        none_yet,
+    );
+    ready_max(
+        "shm::TypedImapUnordered::next_timeout",
+        |t| it.next_timeout(t),
+        |r| *r == Ok(Some(Ok(300))),
+    );
+    ready_max(
+        "shm::TypedImapUnordered::next_timeout",
+        |t| it.next_timeout(t),
+        |r| *r == Ok(None),
+    );
+
+    let _busy = pool.apply_async(slow, 300).unwrap();
+    not_ready(
+        "shm::TypedPool::join_timeout",
+        |t| pool.join_timeout(t),
+        |r| !r,
+    );
+    ready_max(
+        "shm::TypedPool::join_timeout",
+        |t| pool.join_timeout(t),
+        |r| *r,
+    );
+}
+
 #[test]
 fn shared_data_takes_any_timeout() {
     // Free locks: every call succeeds, whatever the timeout. (A held lock
@@ -868,6 +1002,7 @@ fn every_public_timeout_is_covered() {
     shared_data_takes_any_timeout();
     processes_and_pools_take_any_timeout();
     typed_objects_take_any_timeout();
+    typed_pools_take_any_timeout();
     let covered = COVERED.with(|c| c.borrow().clone());
     // Core calls that shm forwards, covered by the shm call named.
     let through = |path: &str| -> Option<&'static str> {

@@ -80,6 +80,10 @@ pub enum TaskError {
     Timeout,
     /// The pool could not start a worker process.
     Spawn(String),
+    /// A typed task's argument or result did not encode or decode (see
+    /// [`TypedPool`](crate::TypedPool)); the codec's reason, naming the
+    /// type.
+    Message(String),
 }
 
 impl fmt::Display for TaskError {
@@ -97,6 +101,7 @@ impl fmt::Display for TaskError {
             TaskError::NoSuchFunction(i) => write!(f, "the pool has no function {i}"),
             TaskError::Timeout => f.write_str("the task's result is not ready yet"),
             TaskError::Spawn(e) => write!(f, "the pool could not start a worker: {e}"),
+            TaskError::Message(e) => write!(f, "the task's data did not cross: {e}"),
         }
     }
 }
@@ -115,10 +120,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A function the supervisor thread calls with a task's result.
+pub(crate) type Callback = Box<dyn FnOnce(TaskResult) + Send>;
+
 /// Where a task's result goes.
 enum Reply {
     Slot(Arc<Slot>),
     Channel(usize, mpsc::Sender<(usize, TaskResult)>),
+    /// Called on the supervisor thread, like the callbacks of Python's
+    /// result-handler thread: it should return quickly.
+    Call(Callback),
 }
 
 impl Reply {
@@ -130,6 +141,10 @@ impl Reply {
             }
             Reply::Channel(index, tx) => {
                 let _ = tx.send((index, result));
+            }
+            Reply::Call(f) => {
+                // A panicking callback must not take the supervisor down.
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| f(result)));
             }
         }
     }
@@ -295,7 +310,12 @@ struct Inner {
     doorbell: Shared<AtomicU32>,
     functions: Vec<TaskFn>,
     max_message: usize,
+    initializer: Option<Initializer>,
+    max_tasks_per_child: Option<u64>,
 }
+
+/// What each worker runs once before its first task.
+pub type Initializer = Arc<dyn Fn() + Send + Sync + 'static>;
 
 impl Inner {
     /// Rings the supervisor's doorbell (a task queued, a result sent, the
@@ -329,6 +349,8 @@ pub struct PoolBuilder {
     processes: usize,
     functions: Vec<TaskFn>,
     max_message: usize,
+    initializer: Option<Initializer>,
+    max_tasks_per_child: Option<u64>,
 }
 
 impl PoolBuilder {
@@ -348,6 +370,24 @@ impl PoolBuilder {
         self
     }
 
+    /// Runs `f` in each worker when it starts, before its first task
+    /// (Python's `initializer`). A worker whose initializer panics exits;
+    /// it is replaced like any dead worker.
+    pub fn initializer<F>(mut self, f: F) -> PoolBuilder
+    where
+        F: Fn() + Send + Sync + 'static,
+    {
+        self.initializer = Some(Arc::new(f));
+        self
+    }
+
+    /// Each worker exits after `n` tasks (at least 1) and is replaced by a
+    /// fresh one (Python's `maxtasksperchild`): for functions that leak.
+    pub fn max_tasks_per_child(mut self, n: u64) -> PoolBuilder {
+        self.max_tasks_per_child = Some(n);
+        self
+    }
+
     /// Starts the workers.
     pub fn build(self) -> Result<Pool> {
         Pool::start(self)
@@ -360,6 +400,7 @@ impl fmt::Debug for PoolBuilder {
             .field("processes", &self.processes)
             .field("functions", &self.functions.len())
             .field("max_message", &self.max_message)
+            .field("max_tasks_per_child", &self.max_tasks_per_child)
             .finish()
     }
 }
@@ -468,6 +509,8 @@ impl Pool {
             processes,
             functions: Vec::new(),
             max_message: DEFAULT_MAX_MESSAGE,
+            initializer: None,
+            max_tasks_per_child: None,
         }
     }
 
@@ -490,6 +533,16 @@ impl Pool {
             return Err(invalid("functions", b.functions.len(), rule));
         }
         queue_config(b.max_message).map_err(|e| Error::layout("(pool)", e))?;
+        if b.max_tasks_per_child == Some(0) {
+            let rule = Rule::Range {
+                min: 1,
+                max: u64::MAX,
+            };
+            return Err(Error::layout(
+                "(pool)",
+                LayoutError::parameter("max_tasks_per_child", 0, rule),
+            ));
+        }
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 pending: VecDeque::new(),
@@ -502,6 +555,8 @@ impl Pool {
             doorbell: Shared::<AtomicU32>::anon(0)?,
             functions: b.functions,
             max_message: b.max_message,
+            initializer: b.initializer,
+            max_tasks_per_child: b.max_tasks_per_child,
         });
         let (ready_tx, ready_rx) = mpsc::channel();
         let for_thread = inner.clone();
@@ -615,6 +670,18 @@ impl Pool {
     /// Queues function 0 on `args`; the handle gets the result.
     pub fn apply_async(&self, args: &[u8]) -> std::result::Result<AsyncResult, TaskError> {
         self.apply_async_with(0, args)
+    }
+
+    /// Queues function `func` on `args`; `then` gets the result, on the
+    /// pool's supervisor thread (or at once, on this one, if the task is
+    /// refused, which is also returned).
+    pub(crate) fn apply_then(
+        &self,
+        func: usize,
+        args: &[u8],
+        then: Callback,
+    ) -> std::result::Result<(), TaskError> {
+        self.submit(func, args, Reply::Call(then))
     }
 
     /// Queues function `func` on `args`; the handle gets the result.
@@ -1099,7 +1166,18 @@ fn drain(w: &mut Worker, max: usize) {
 /// before the call returns.
 fn worker_main(inner: &Inner, inbox: &ByteQueue, outbox: &ByteQueue, current: &AtomicU64) -> i32 {
     let max = inner.max_message;
+    if let Some(init) = &inner.initializer {
+        if panic::catch_unwind(AssertUnwindSafe(|| init())).is_err() {
+            return 6;
+        }
+    }
+    let mut done: u64 = 0;
     loop {
+        if inner.max_tasks_per_child.is_some_and(|n| done >= n) {
+            // Retired: the supervisor replaces it, and gives a task it
+            // had queued here (not started: `current` is 0) to another.
+            return 0;
+        }
         let msg = match inbox.recv_vec() {
             Ok(m) => m,
             Err(RecvError::Closed) => return 0,
@@ -1137,6 +1215,7 @@ fn worker_main(inner: &Inner, inbox: &ByteQueue, outbox: &ByteQueue, current: &A
             return 5;
         }
         current.store(0, Ordering::SeqCst);
+        done += 1;
         inner.ring();
     }
 }
