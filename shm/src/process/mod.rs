@@ -20,6 +20,7 @@
 mod pool;
 #[allow(clippy::module_inception)] // the file is named after the type it holds
 mod process;
+mod spawned;
 mod typed_pool;
 
 pub use pool::{AsyncResult, ImapUnordered, Initializer, Pool, PoolBuilder, TaskError, TaskFn};

@@ -19,11 +19,13 @@ use shmipc_core::{BytesConfig, RecvError};
 use shmipc_core::{LayoutError, Rule};
 
 use super::process::{die_with_parent, ORPHANED_EXIT_CODE};
+use super::spawned::{self, SpawnSpec, WorkerNames};
 use crate::error::{Error, Result};
 use crate::named::Named;
 use crate::process::{self, Child, ExitStatus};
 use crate::queue::{to_vec, ByteQueue};
 use crate::shared::Shared;
+use crate::unlinker::Unlinker;
 
 /// A task function: argument bytes in, result bytes out.
 pub type TaskFn = Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static>;
@@ -312,6 +314,10 @@ struct Inner {
     max_message: usize,
     initializer: Option<Initializer>,
     max_tasks_per_child: Option<u64>,
+    /// Spawned workers: what they run, and the doorbell's name (which
+    /// `names` unlinks when the pool is gone).
+    spawn: Option<(SpawnSpec, String)>,
+    _names: Option<Unlinker>,
 }
 
 /// What each worker runs once before its first task.
@@ -351,6 +357,7 @@ pub struct PoolBuilder {
     max_message: usize,
     initializer: Option<Initializer>,
     max_tasks_per_child: Option<u64>,
+    spawn: Option<SpawnSpec>,
 }
 
 impl PoolBuilder {
@@ -385,6 +392,13 @@ impl PoolBuilder {
     /// fresh one (Python's `maxtasksperchild`): for functions that leak.
     pub fn max_tasks_per_child(mut self, n: u64) -> PoolBuilder {
         self.max_tasks_per_child = Some(n);
+        self
+    }
+
+    /// Starts the workers as new processes of this executable, run with
+    /// `spec.args`, instead of forking them (see [`spawned`]).
+    pub(crate) fn spawned(mut self, spec: SpawnSpec) -> PoolBuilder {
+        self.spawn = Some(spec);
         self
     }
 
@@ -511,6 +525,7 @@ impl Pool {
             max_message: DEFAULT_MAX_MESSAGE,
             initializer: None,
             max_tasks_per_child: None,
+            spawn: None,
         }
     }
 
@@ -543,6 +558,24 @@ impl Pool {
                 LayoutError::parameter("max_tasks_per_child", 0, rule),
             ));
         }
+        if b.spawn.is_some() && std::env::var_os(spawned::ENV).is_some() {
+            return Err(Error::Io {
+                op: "start a spawned pool",
+                name: "(pool)".to_owned(),
+                source: std::io::Error::other(
+                    "this process was started as a pool worker: call TypedPool::serve_if_worker() before anything else",
+                ),
+            });
+        }
+        let (doorbell, names, spawn) = match b.spawn {
+            None => (Shared::<AtomicU32>::anon(0)?, None, None),
+            Some(spec) => {
+                let names = Unlinker::new("pool");
+                let name = names.name("doorbell");
+                let doorbell = Shared::<AtomicU32>::create(&name, 0)?;
+                (doorbell, Some(names), Some((spec, name)))
+            }
+        };
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 pending: VecDeque::new(),
@@ -552,11 +585,13 @@ impl Pool {
                 pids: Vec::new(),
                 restarts: 0,
             }),
-            doorbell: Shared::<AtomicU32>::anon(0)?,
+            doorbell,
             functions: b.functions,
             max_message: b.max_message,
             initializer: b.initializer,
             max_tasks_per_child: b.max_tasks_per_child,
+            spawn,
+            _names: names,
         });
         let (ready_tx, ready_rx) = mpsc::channel();
         let for_thread = inner.clone();
@@ -883,6 +918,9 @@ struct Worker {
     /// Id + 1 of the task the worker runs; 0 between tasks.
     current: Shared<AtomicU64>,
     assigned: VecDeque<Task>,
+    /// A spawned worker's segment names, unlinked when it is dropped (the
+    /// worker unlinks them itself once it has opened them).
+    _names: Option<Unlinker>,
 }
 
 /// The background thread that owns the workers.
@@ -917,6 +955,9 @@ impl Supervisor {
     fn start_worker(&self) -> Result<Worker> {
         let config =
             queue_config(self.inner.max_message).map_err(|e| Error::layout("(pool)", e))?;
+        if let Some((spec, doorbell)) = &self.inner.spawn {
+            return self.spawn_worker(config, spec, doorbell);
+        }
         let inbox = ByteQueue::anon(config)?;
         let outbox = ByteQueue::anon(config)?;
         let current = Shared::<AtomicU64>::anon(0)?;
@@ -940,6 +981,47 @@ impl Supervisor {
             outbox,
             current,
             assigned: VecDeque::new(),
+            _names: None,
+        })
+    }
+
+    /// [`Supervisor::start_worker`] for spawned workers: named segments,
+    /// and this executable run again.
+    fn spawn_worker(
+        &self,
+        config: BytesConfig,
+        spec: &SpawnSpec,
+        doorbell: &str,
+    ) -> Result<Worker> {
+        let names = Unlinker::new("pool-worker");
+        let (inbox_name, outbox_name, current_name) =
+            (names.name("in"), names.name("out"), names.name("current"));
+        let inbox = ByteQueue::create(&inbox_name, config)?;
+        let outbox = ByteQueue::create(&outbox_name, config)?;
+        let current = Shared::<AtomicU64>::create(&current_name, 0)?;
+        let child = spawned::start(
+            spec,
+            &WorkerNames {
+                doorbell,
+                inbox: &inbox_name,
+                outbox: &outbox_name,
+                current: &current_name,
+                max_message: self.inner.max_message,
+                max_tasks_per_child: self.inner.max_tasks_per_child,
+            },
+        )
+        .map_err(|e| Error::Io {
+            op: "spawn a pool worker",
+            name: "(pool)".to_owned(),
+            source: e,
+        })?;
+        Ok(Worker {
+            child,
+            inbox,
+            outbox,
+            current,
+            assigned: VecDeque::new(),
+            _names: Some(names),
         })
     }
 
@@ -1156,6 +1238,55 @@ fn drain(w: &mut Worker, max: usize) {
         };
         task.reply.send(result);
     }
+}
+
+/// What a spawned worker was told to open and run.
+pub(crate) struct ServeConfig {
+    pub(crate) function: fn(&[u8]) -> Vec<u8>,
+    pub(crate) initializer: Option<fn()>,
+    pub(crate) doorbell: String,
+    pub(crate) inbox: String,
+    pub(crate) outbox: String,
+    pub(crate) current: String,
+    pub(crate) max_message: usize,
+    pub(crate) max_tasks_per_child: Option<u64>,
+}
+
+/// A spawned worker: opens its segments by name (and unlinks the names
+/// only it needed), then runs [`worker_main`] like a forked one.
+pub(crate) fn serve(c: ServeConfig) -> i32 {
+    let opened = (|| -> Result<_> {
+        let doorbell = Shared::<AtomicU32>::open(&c.doorbell)?;
+        let inbox = ByteQueue::open(&c.inbox)?;
+        let outbox = ByteQueue::open(&c.outbox)?;
+        let current = Shared::<AtomicU64>::open(&c.current)?;
+        Ok((doorbell, inbox, outbox, current))
+    })();
+    let Ok((doorbell, inbox, outbox, current)) = opened else {
+        return spawned::WRONG_BINARY_EXIT;
+    };
+    for name in [&c.inbox, &c.outbox, &c.current] {
+        let _ = crate::unlink(name);
+    }
+    let init = c.initializer;
+    let inner = Inner {
+        state: Mutex::new(State {
+            pending: VecDeque::new(),
+            next_id: 0,
+            closed: false,
+            terminate: false,
+            pids: Vec::new(),
+            restarts: 0,
+        }),
+        doorbell,
+        functions: vec![Arc::new(c.function)],
+        max_message: c.max_message,
+        initializer: init.map(|f| Arc::new(f) as Initializer),
+        max_tasks_per_child: c.max_tasks_per_child,
+        spawn: None,
+        _names: None,
+    };
+    worker_main(&inner, &inbox, &outbox, &current)
 }
 
 /// A worker process: run tasks from the inbox until it is closed.

@@ -4,14 +4,15 @@
 //! # How a function crosses
 //!
 //! A task names its function by two offsets from one known function of
-//! this binary (`anchor`): the offset of the function itself, and the
+//! this binary (the anchor in `spawned.rs`): the offset of the function itself, and the
 //! offset of a *trampoline*, `call_chunk::<A, R>` (monomorphised for the
 //! task's types), that decodes the arguments, calls the function and
 //! encodes the results. Offsets rather than addresses, so that they mean
 //! the same in any process that runs this same binary wherever the loader
 //! put it (a position-independent executable moves every function by the
 //! same base): a forked worker, whose image is the parent's, or a worker
-//! started from the same executable. The byte pool's one function,
+//! started from the same executable ([`TypedPoolBuilder::spawn`], which
+//! checks that it is the same file). The byte pool's one function,
 //! `dispatch`, turns the offsets back into the two function pointers.
 //!
 //! The limits, which the types enforce where they can: functions only, no
@@ -30,6 +31,7 @@ use serde::Serialize;
 use shmipc_core::futex::Deadline;
 
 use super::pool::{Callback, Pool, PoolBuilder, TaskError};
+use super::spawned::{self, address_at, offset_of, SpawnSpec};
 use crate::error::Result;
 use crate::typed::decode;
 
@@ -45,19 +47,6 @@ const HEADER: usize = 16;
 const OK: u8 = 0;
 /// Result status: a message (a codec error) follows.
 const FAILED: u8 = 1;
-
-/// The known point every offset is taken from. Never called; it only has
-/// to be a function of this binary that the linker keeps.
-#[inline(never)]
-fn anchor() {}
-
-fn base() -> usize {
-    anchor as fn() as usize
-}
-
-fn offset_of(addr: usize) -> u64 {
-    addr.wrapping_sub(base()) as u64
-}
 
 /// Decodes a chunk of `A`s, calls `f` on each, encodes the `R`s.
 fn call_chunk<A: DeserializeOwned, R: Serialize>(
@@ -119,25 +108,47 @@ fn run(msg: &[u8]) -> std::result::Result<Vec<u8>, String> {
             .ok_or_else(|| format!("a task of {} bytes has no header", msg.len()))
     };
     let (t, f) = (word(0)?, word(1)?);
-    let base = base();
-    // SAFETY: the inbox this task came from is written only by the pool's
-    // supervisor (anonymous shared memory that only the parent and this
-    // worker map), which wrote the offsets of a trampoline of type
-    // `Trampoline` and of the function it expects, in this same image.
+    // SAFETY: the inbox this task came from is written by the pool's
+    // supervisor only (anonymous shared memory that only the parent and
+    // this worker map, or, for a spawned worker, a segment of the parent's
+    // user, mode 0600), which wrote the offsets of a trampoline of type
+    // `Trampoline` and of the function it expects, in this same binary.
+    // (A process that can write that segment could as well ptrace us.)
     let trampoline =
-        unsafe { std::mem::transmute::<*const (), Trampoline>(base.wrapping_add(t) as *const ()) };
-    trampoline(base.wrapping_add(f), &msg[HEADER..])
+        unsafe { std::mem::transmute::<*const (), Trampoline>(address_at(t as u64) as *const ()) };
+    trampoline(address_at(f as u64), &msg[HEADER..])
 }
 
 /// Builds a [`TypedPool`].
 pub struct TypedPoolBuilder {
     pool: PoolBuilder,
+    initializer: Option<fn()>,
+    spawn: Option<Vec<String>>,
 }
 
 impl TypedPoolBuilder {
     /// Runs `f` in each worker when it starts (Python's `initializer`).
     pub fn initializer(mut self, f: fn()) -> TypedPoolBuilder {
-        self.pool = self.pool.initializer(f);
+        self.initializer = Some(f);
+        self
+    }
+
+    /// Starts the workers as new processes of this same executable (the
+    /// file this process was started from), run with `args`, instead of
+    /// forking them: Python's `spawn` start method. The program must call
+    /// [`TypedPool::serve_if_worker`] first thing in `main` (a test
+    /// binary: first thing in the test, with `args` selecting that test);
+    /// a worker checks that it runs the same binary (device, inode, size
+    /// and modification time of `/proc/self/exe`) and exits with code 7
+    /// and a message on stderr otherwise. Its segments are named
+    /// (`/shmipc-pool-...`): the doorbell's name lives as long as the pool,
+    /// each worker's until it has opened them.
+    pub fn spawn<I, S>(mut self, args: I) -> TypedPoolBuilder
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.spawn = Some(args.into_iter().map(Into::into).collect());
         self
     }
 
@@ -157,8 +168,19 @@ impl TypedPoolBuilder {
 
     /// Starts the workers.
     pub fn build(self) -> Result<TypedPool> {
+        let pool = match self.spawn {
+            Some(args) => self.pool.spawned(SpawnSpec {
+                function: dispatch,
+                initializer: self.initializer,
+                args,
+            }),
+            None => match self.initializer {
+                Some(f) => self.pool.initializer(f),
+                None => self.pool,
+            },
+        };
         Ok(TypedPool {
-            pool: self.pool.build()?,
+            pool: pool.build()?,
         })
     }
 }
@@ -167,6 +189,7 @@ impl fmt::Debug for TypedPoolBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TypedPoolBuilder")
             .field("pool", &self.pool)
+            .field("spawn", &self.spawn)
             .finish()
     }
 }
@@ -201,10 +224,11 @@ impl fmt::Debug for TypedPoolBuilder {
 ///
 /// The workers, their supervision, what a worker's death costs and how the
 /// pool ends are [`Pool`]'s: a `TypedPool` is a `Pool` whose one function
-/// runs the function each task names (see the module source for how a
-/// function is named so that it means the same in another process). The
-/// workers must run this same binary: forked workers do. Dropping the pool
-/// terminates it.
+/// runs the function each task names, by its offset from a known function
+/// of the binary, so that it means the same in another process. The
+/// workers are forked, or, with [`TypedPoolBuilder::spawn`], started from
+/// this same executable (Python's `spawn`). Dropping the pool terminates
+/// it.
 pub struct TypedPool {
     pool: Pool,
 }
@@ -295,7 +319,16 @@ impl TypedPool {
     pub fn builder(processes: usize) -> TypedPoolBuilder {
         TypedPoolBuilder {
             pool: Pool::builder(processes).function(dispatch),
+            initializer: None,
+            spawn: None,
         }
+    }
+
+    /// In a worker that a spawned pool started ([`TypedPoolBuilder::spawn`]),
+    /// serves the pool and exits the process; anywhere else returns at once.
+    /// Call it first thing in `main` of a program that spawns pools.
+    pub fn serve_if_worker() {
+        spawned::serve_if_worker();
     }
 
     /// The byte pool underneath (its workers' pids, restarts).
