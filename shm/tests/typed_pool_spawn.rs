@@ -16,9 +16,12 @@ const LONG: Duration = Duration::from_secs(60);
 struct Where {
     pid: u32,
     ppid: u32,
-    /// Whether the worker was started with the pool's variable (a forked
-    /// worker would have this process's environment, without it).
+    /// Whether the worker's memory is a fresh image: a forked worker
+    /// would see the MARK this process set before building the pool.
     spawned: bool,
+    /// Whether the pool's variable is still in the worker's environment
+    /// (it must not be: programs a task starts are not workers).
+    leaked_env: bool,
     /// This function's address in the worker.
     addr: usize,
     setting: u32,
@@ -26,6 +29,7 @@ struct Where {
 }
 
 static SETTING: AtomicU32 = AtomicU32::new(0);
+static MARK: AtomicU32 = AtomicU32::new(0);
 
 fn setup() {
     SETTING.store(7, Ordering::SeqCst);
@@ -36,7 +40,8 @@ fn where_am_i(text: String) -> Where {
         pid: std::process::id(),
         // SAFETY: getppid has no preconditions.
         ppid: unsafe { libc::getppid() } as u32,
-        spawned: std::env::var_os("SHMIPC_POOL_WORKER").is_some(),
+        spawned: MARK.load(Ordering::SeqCst) == 0,
+        leaked_env: std::env::var_os("SHMIPC_POOL_WORKER").is_some(),
         addr: where_am_i as fn(String) -> Where as usize,
         setting: SETTING.load(Ordering::SeqCst),
         text: text.to_uppercase(),
@@ -59,6 +64,7 @@ fn aslr_on() -> bool {
 #[test]
 fn spawned_workers_run_any_function_across_exec() {
     TypedPool::serve_if_worker();
+    MARK.store(1, Ordering::SeqCst);
     let pool = TypedPool::builder(2)
         .spawn([
             "--exact",
@@ -70,6 +76,7 @@ fn spawned_workers_run_any_function_across_exec() {
         .unwrap();
     let w = pool.apply(where_am_i, "hello".to_owned()).unwrap();
     assert!(w.spawned, "the worker was not spawned");
+    assert!(!w.leaked_env, "the worker kept the pool's variable");
     assert_eq!(w.ppid, std::process::id());
     assert_ne!(w.pid, std::process::id());
     assert_eq!(w.text, "HELLO");

@@ -115,6 +115,9 @@ pub(crate) fn serve_if_worker() {
     let Some(env) = std::env::var_os(ENV) else {
         return;
     };
+    // Not passed on: a program a task starts is not a worker of this pool.
+    // (Called first thing in `main`, before the program has threads.)
+    std::env::remove_var(ENV);
     let code = match parse(&env.to_string_lossy()) {
         Ok(config) => serve(config),
         Err(why) => {
