@@ -664,6 +664,12 @@ impl ByteQueue {
     pub fn poll_timeout(&self, timeout: Duration) -> std::result::Result<usize, RecvError> {
         self.q.poll_timeout(timeout)
     }
+
+    /// The memory it lives in (the typed queue keeps its count in the
+    /// header).
+    pub(crate) fn memory(&self) -> &Mapping {
+        &self.backing
+    }
 }
 
 /// Copies a borrowed message out.
