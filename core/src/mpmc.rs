@@ -1166,6 +1166,16 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         self.take(pos)
     }
 
+    /// Test support: whether this handle's notifies check for sleepers
+    /// with a plain load (the light side of the asymmetric barrier,
+    /// `crate::membarrier`) on both sides.
+    #[doc(hidden)]
+    pub fn light_notify(&self) -> bool {
+        crate::membarrier::registered()
+            && self.ctrl.not_empty.is_light()
+            && self.ctrl.not_full.is_light()
+    }
+
     /// Test support: claims the next enqueue position as a push would, and
     /// stops before filling and publishing the slot, as a producer killed
     /// at that moment would. Returns the position.

@@ -730,17 +730,14 @@ pub(crate) fn block_checked<R>(
             break None;
         }
         let capped;
-        let mut slice = match deadline {
-            Some(d) if *d < next_check => d,
-            _ => &next_check,
-        };
-        if slice_cap {
+        let mut slice = futex::sleep_end(deadline, &next_check);
+        if slice_cap && !futex::STRICT_WAKES {
             capped = Deadline::after(core::time::Duration::from_millis(1));
-            if capped < *slice {
-                slice = &capped;
+            if slice.map_or(true, |s| capped < *s) {
+                slice = Some(&capped);
             }
         }
-        if futex::wait(&signal.epoch, seen, Some(slice)) == WaitOutcome::TimedOut
+        if futex::wait(&signal.epoch, seen, slice) == WaitOutcome::TimedOut
             && deadline.is_some_and(Deadline::has_passed)
         {
             // A wake-up may have come with the deadline: take what it
