@@ -405,7 +405,7 @@ pub(crate) const SIGNAL_FLAG: u64 = 1 << 63;
 pub const MISS_LIMIT: u32 = 64;
 
 /// [`MISS_LIMIT`], or under loom the limit a model set with
-/// [`set_miss_limit`] (none by default: wipes multiply the interleavings a
+/// `set_miss_limit` (none by default: wipes multiply the interleavings a
 /// model explores, so only the models about them turn them on).
 #[inline]
 fn miss_limit() -> u32 {
