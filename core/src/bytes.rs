@@ -380,7 +380,7 @@ impl<'a> Ring<'a> {
         // SAFETY: in bounds and owned (contract); `src` is the caller's own
         // memory, so the ranges do not overlap.
         unsafe {
-            core::ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(off), src.len())
+            crate::sys::copy::store_bytes(src, self.base.as_ptr().add(off))
         };
         #[cfg(loom)]
         // SAFETY: as above.
@@ -401,7 +401,7 @@ impl<'a> Ring<'a> {
         #[cfg(not(loom))]
         // SAFETY: as in `write`, in the other direction.
         unsafe {
-            core::ptr::copy_nonoverlapping(self.base.as_ptr().add(off), dst.as_mut_ptr(), dst.len())
+            crate::sys::copy::load_bytes(self.base.as_ptr().add(off), dst)
         };
         #[cfg(loom)]
         // SAFETY: as above.
