@@ -166,6 +166,31 @@ pub fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
 /// wait on a futex at all (a seccomp filter that forbids `futex`, say).
 pub const FALLBACK_SLICE: Duration = Duration::from_millis(1);
 
+/// Whether this build has the `strict-wakes` feature (for tests only):
+/// sleeps that would also end at the next periodic owner check, or in
+/// short slices because the kernel refused a heavy barrier, end only when
+/// woken or at their caller's deadline. A wake-up the protocol fails to
+/// deliver then costs the whole timeout instead of one slice, so a test
+/// that treats a timeout as a failure sees every lost wake. Dead peers are
+/// then noticed only when a caller's deadline passes.
+#[doc(hidden)]
+pub const STRICT_WAKES: bool = cfg!(feature = "strict-wakes");
+
+/// When a sleep that also watches for a dead peer ends: at the earlier of
+/// the caller's `deadline` and the next owner `check`, or, with
+/// [`STRICT_WAKES`], at the caller's deadline only (`None`: when woken).
+#[inline]
+pub(crate) fn sleep_end<'a>(
+    deadline: Option<&'a Deadline>,
+    check: &'a Deadline,
+) -> Option<&'a Deadline> {
+    match deadline {
+        _ if STRICT_WAKES => deadline,
+        Some(d) if d < check => Some(d),
+        _ => Some(check),
+    }
+}
+
 /// Sleeps while `word` holds `expected`, until woken or `deadline` passes.
 ///
 /// Returns at once (with [`WaitOutcome::Retry`]) if the word already differs.

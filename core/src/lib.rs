@@ -56,6 +56,8 @@
 extern crate std;
 
 pub mod bytes;
+#[doc(hidden)]
+pub mod fault;
 pub mod futex;
 pub mod mpmc;
 pub mod peers;

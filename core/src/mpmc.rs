@@ -607,7 +607,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     #[cold]
     fn claimant_dead(&self, w: u64) -> bool {
         Token::from_raw(((w & TOKEN_MASK) >> 32) as u32)
-            .is_some_and(|t| self.peers.fate(t).is_dead())
+            .is_some_and(|t| !crate::fault::claim_recovery_off() && self.peers.fate(t).is_dead())
     }
 
     #[inline]
@@ -1171,6 +1171,16 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         .unwrap_or(Err(PopError::Timeout))?;
         pause();
         self.take(pos)
+    }
+
+    /// Test support: whether this handle's notifies check for sleepers
+    /// with a plain load (the light side of the asymmetric barrier,
+    /// `crate::membarrier`) on both sides.
+    #[doc(hidden)]
+    pub fn light_notify(&self) -> bool {
+        crate::membarrier::registered()
+            && self.ctrl.not_empty.is_light()
+            && self.ctrl.not_full.is_light()
     }
 
     /// Test support: claims the next enqueue position as a push would, and

@@ -736,17 +736,14 @@ pub(crate) fn block_checked<R>(
             break None;
         }
         let capped;
-        let mut slice = match deadline {
-            Some(d) if *d < next_check => d,
-            _ => &next_check,
-        };
-        if slice_cap {
+        let mut slice = futex::sleep_end(deadline, &next_check);
+        if slice_cap && !futex::STRICT_WAKES {
             capped = Deadline::after(core::time::Duration::from_millis(1));
-            if capped < *slice {
-                slice = &capped;
+            if slice.map_or(true, |s| capped < *s) {
+                slice = Some(&capped);
             }
         }
-        if futex::wait(&signal.epoch, seen, Some(slice)) == WaitOutcome::TimedOut
+        if futex::wait(&signal.epoch, seen, slice) == WaitOutcome::TimedOut
             && deadline.is_some_and(Deadline::has_passed)
         {
             // A wake-up may have come with the deadline: take what it
@@ -785,7 +782,7 @@ impl<T> Clone for Cells<T> {
 }
 impl<T> Copy for Cells<T> {}
 
-impl<T: Copy> Cells<T> {
+impl<T: bytemuck::Pod> Cells<T> {
     /// # Safety
     ///
     /// `base` points at `len` slots that stay valid while this value (and
@@ -804,9 +801,9 @@ impl<T: Copy> Cells<T> {
         // SAFETY: in bounds and owned by the caller (contract).
         let cell = unsafe { self.base.as_ptr().add(i) };
         #[cfg(not(loom))]
-        // SAFETY: in bounds, aligned (the array is aligned for T), and T is
-        // Pod, so any bytes are a valid value.
-        return unsafe { cell.read() };
+        // SAFETY: in bounds, aligned (the array is aligned for T); a racing
+        // writer can only leave bytes, a valid T (Pod) (`sys::copy`).
+        return unsafe { crate::sys::copy::load_item(cell) };
         #[cfg(loom)]
         // SAFETY: as above; loom checks the access.
         return unsafe { (*cell).with(|p| p.read()) };
@@ -822,9 +819,9 @@ impl<T: Copy> Cells<T> {
         // SAFETY: in bounds and owned by the caller (contract).
         let cell = unsafe { self.base.as_ptr().add(i) };
         #[cfg(not(loom))]
-        // SAFETY: in bounds, aligned, owned by the caller.
+        // SAFETY: in bounds, aligned, owned by the caller; `v` is ours.
         unsafe {
-            cell.write(v)
+            crate::sys::copy::store_items(&v, cell, 1)
         };
         #[cfg(loom)]
         // SAFETY: as above; loom checks the access.
@@ -845,7 +842,7 @@ impl<T: Copy> Cells<T> {
         // destination is a distinct, caller-owned slice, so they do not
         // overlap.
         unsafe {
-            core::ptr::copy_nonoverlapping(self.base.as_ptr().add(i), dst.as_mut_ptr(), dst.len())
+            crate::sys::copy::load_items(self.base.as_ptr().add(i), dst.as_mut_ptr(), dst.len())
         };
         #[cfg(loom)]
         for (k, d) in dst.iter_mut().enumerate() {
@@ -864,7 +861,7 @@ impl<T: Copy> Cells<T> {
         #[cfg(not(loom))]
         // SAFETY: as in read_slice, in the other direction.
         unsafe {
-            core::ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(i), src.len())
+            crate::sys::copy::store_items(src.as_ptr(), self.base.as_ptr().add(i), src.len())
         };
         #[cfg(loom)]
         for (k, s) in src.iter().enumerate() {

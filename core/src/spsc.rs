@@ -466,6 +466,14 @@ impl<'a, T: Pod> Producer<'a, T> {
         self.ctrl.is_closed()
     }
 
+    /// Test support: whether this handle's notifies check for sleepers
+    /// with a plain load (the light side of the asymmetric barrier,
+    /// `crate::membarrier`).
+    #[doc(hidden)]
+    pub fn light_notify(&self) -> bool {
+        crate::membarrier::registered() && self.ctrl.not_empty.is_light()
+    }
+
     /// Test support: registers a sleeper on the consumer's side (`true`)
     /// or the producer's (`false`) that never sleeps and never leaves, as a
     /// process killed while blocked leaves it.

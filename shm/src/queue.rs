@@ -372,6 +372,13 @@ impl<T: Pod> Queue<T> {
 
     /// Test support: claims a slot as a push would and stops before
     /// publishing it, as a producer killed at that moment would.
+    /// Test support: whether this handle's notifies use the light side of
+    /// the asymmetric barrier (`shmipc_core::Mpmc::light_notify`).
+    #[doc(hidden)]
+    pub fn light_notify(&self) -> bool {
+        self.q.light_notify()
+    }
+
     #[doc(hidden)]
     pub fn claim_push_and_stop(&self) -> std::result::Result<u64, PushError> {
         self.q.claim_push_and_stop()

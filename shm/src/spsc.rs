@@ -304,6 +304,13 @@ pub struct SpscProducer<T: Pod> {
 }
 
 impl<T: Pod> SpscProducer<T> {
+    /// Test support: whether this producer's notifies use the light side
+    /// of the asymmetric barrier (`shmipc_core::spsc::Producer::light_notify`).
+    #[doc(hidden)]
+    pub fn light_notify(&self) -> bool {
+        self.p.light_notify()
+    }
+
     /// How many items the queue holds when full.
     pub fn capacity(&self) -> usize {
         self.p.capacity()

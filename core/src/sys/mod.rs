@@ -4,5 +4,7 @@
 //! through these files.
 
 pub(crate) mod atomic;
+#[cfg(not(loom))]
+pub(crate) mod copy;
 pub(crate) mod membarrier;
 pub(crate) mod tid;
