@@ -213,8 +213,7 @@ pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> Wai
 ///
 /// Returns [`WaitOutcome::TimedOut`] when the slice ends too: callers
 /// decide "timed out" by their own deadline, not by the outcome. With
-/// [`STRICT_WAKES`] there are no slices (see [`sleep_end`]). Under loom
-/// it is [`wait`] (the models kill no one, and extra timed waits multiply
+/// [`STRICT_WAKES`] there are no slices. Under loom it is [`wait`] (the models kill no one, and extra timed waits multiply
 /// the interleavings they explore).
 #[inline]
 pub fn wait_sliced(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> WaitOutcome {
