@@ -10,6 +10,9 @@ script once per repetition and reads its figures from stdout).
         SIZE-byte bytes objects one way through a multiprocessing.Queue
         bounded to MAXSIZE items (as many as shmipc's ring holds),
         producer on core 0, consumer on core 1
+    py_mp.py typed_small DURATION_MS MAXSIZE
+        (int, 16-character str, eight floats) tuples one way through a
+        multiprocessing.Queue bounded to MAXSIZE items; `value` in Mmsg/s
 
 Output: one "key value..." line per figure: `value` (ns per round trip,
 or GB/s), `ops` (round trips or messages in the measured interval),
@@ -171,6 +174,64 @@ def bytes_stream(dur_ns, size, maxsize):
         print("ipis", ipi)
 
 
+def small_producer(q, barrier, dur_ns, res):
+    pin(0)
+    barrier.wait()
+    c0 = cpu()
+    start = time.monotonic_ns()
+    i = 0
+    while True:
+        for _ in range(16):
+            q.put((i, "sixteen-byte-str", [float(i)] * 8))
+            i += 1
+        if time.monotonic_ns() - start >= dur_ns:
+            break
+    q.put((STOP, "sixteen-byte-str", [0.0] * 8))
+    q.close()
+    q.join_thread()
+    c1 = cpu()
+    res.send((c1[0] - c0[0], c1[1] - c0[1]))
+
+
+def small_consumer(q, barrier, res):
+    pin(1)
+    barrier.wait()
+    ipi0, c0 = ipis(), cpu()
+    t0 = time.monotonic_ns()
+    n = 0
+    while True:
+        m = q.get()
+        if m[0] == STOP:
+            break
+        assert len(m[1]) == 16
+        n += 1
+    t1 = time.monotonic_ns()
+    c1, ipi1 = cpu(), ipis()
+    ipi = ipi1 - ipi0 if ipi0 is not None and ipi1 is not None else None
+    res.send((n, t1 - t0, c1[0] - c0[0], c1[1] - c0[1], ipi))
+
+
+def typed_small(dur_ns, maxsize):
+    ctx = mp.get_context("fork")
+    q = ctx.Queue(maxsize)
+    barrier = ctx.Barrier(2)
+    (p_rx, p_tx), (c_rx, c_tx) = ctx.Pipe(False), ctx.Pipe(False)
+    prod = ctx.Process(target=small_producer, args=(q, barrier, dur_ns, p_tx))
+    cons = ctx.Process(target=small_consumer, args=(q, barrier, c_tx))
+    prod.start()
+    cons.start()
+    p_cpu, p_sys = p_rx.recv()
+    n, elapsed, c_cpu, c_sys, ipi = c_rx.recv()
+    prod.join()
+    cons.join()
+    print("value", n * 1e3 / elapsed)
+    print("ops", n)
+    print("cpu_ns", p_cpu + c_cpu)
+    print("sys_ns", p_sys + c_sys)
+    if ipi is not None:
+        print("ipis", ipi)
+
+
 def main():
     what, dur_ms = sys.argv[1], int(sys.argv[2])
     dur_ns = dur_ms * 1_000_000
@@ -178,8 +239,10 @@ def main():
         rt_block(dur_ns)
     elif what == "bytes":
         bytes_stream(dur_ns, int(sys.argv[3]), int(sys.argv[4]))
+    elif what == "typed_small":
+        typed_small(dur_ns, int(sys.argv[3]))
     else:
-        sys.exit(f"py_mp.py: unknown workload {what!r} (rt_block or bytes)")
+        sys.exit(f"py_mp.py: unknown workload {what!r} (rt_block, bytes or typed_small)")
 
 
 if __name__ == "__main__":

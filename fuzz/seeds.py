@@ -117,6 +117,52 @@ def seeds():
         "takeover_alive": held_lock(6 | 1 << 12) + bytes(16) + bytes([12, 0xA5, 0, 12, 0xA5, 2, 3]),
         "takeover_garbage_owner": held_lock(0x3FFF_FFFF) + bytes(16) + bytes([12, 0xA5, 1, 3]),
     }
+    # Whole segment files for the inspector's decoder (no control byte).
+    # The queue offsets follow the control blocks' structs (a 64-byte
+    # queue header, then 128-byte padded words): enqueue/tail at 128,
+    # dequeue/head (or a byte queue's readers) at 256, the two sleeper
+    # signals at 384 and 512. Exactness only helps the fuzzer start.
+    tok = 1 | 1 << 12  # peer slot 0, generation 1
+    peer0 = struct.pack("<IIQQQ", 1, 4242, 4026531836, 1, 0)
+    yield "inspect", {
+        "lock_held": with_object(segment(LOCK, 16, 8), held_lock(tok), peer=peer0),
+        "lock_unrecoverable": with_object(segment(LOCK, 16, 8), held_lock(0x3FFF_FFFF)),
+        "event_set": with_object(segment(EVENT, 4, 4), struct.pack("<I", 1 | 4)),
+        "semaphore": with_object(segment(SEMAPHORE, 24, 8), struct.pack("<IIIIQ", 3, 5, 0, 0, 2)),
+        "barrier_broken": with_object(segment(133, 16, 8), struct.pack("<IIQ", 1 | 2 << 16 | 1 << 31, 3, 0)),
+        "queue_items": with_object(
+            segment(64, 1024, 128, params=(4, 0, 0, 8 | 8 << 32)),
+            {128: struct.pack("<Q", 3 | 1 << 63), 256: struct.pack("<Q", 1)},
+            peer=peer0,
+        ),
+        "spsc_roles": with_object(
+            segment(65, 1024, 128, params=(4, 0, 0, 4 | 4 << 32)),
+            {0: struct.pack("<II", tok, 0), 128 + 128: struct.pack("<Q", 2)},
+            peer=peer0,
+        ),
+        "byte_queue": with_object(
+            segment(66, 1024, 128, params=(64, 16, 0, 0)),
+            {128: held_lock(tok) + struct.pack("<QQ", 48, 16), 256 + 16: struct.pack("<Q", 32)},
+            peer=peer0,
+        ),
+        "pipe": with_object(segment(67, 4096, 128, params=(64, 16, 0, 0)), struct.pack("<II", tok, 0), peer=peer0),
+        "dict": with_object(segment(130, 64 + 7 * 48, 8, params=(5, 7, 8, 8)), bytes(16) + struct.pack("<IIQ", 2, 1, 9)),
+        "zeros": bytes(4096),
+        "noise": MAGIC + noise(600),
+    }
+
+
+def with_object(seg, obj, peer=None):
+    """`seg` with its object's first bytes replaced by `obj` (or, for a
+    dict `{offset: bytes}`, those bytes at those offsets of the object), and
+    its first peer slot by `peer`."""
+    b = bytearray(seg)
+    for off, data in (obj.items() if isinstance(obj, dict) else [(0, obj)]):
+        b[128 + off:128 + off + len(data)] = data
+    if peer is not None:
+        peers = struct.unpack_from("<Q", b, 88)[0]
+        b[peers:peers + len(peer)] = peer
+    return bytes(b)
 
 
 def held_lock(owner):

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use shmipc::process::{self, Child, ExitStatus};
 use shmipc::sync::{AtomicU32, AtomicU64, Ordering};
-use shmipc::{BytesConfig, Event, Lock, Named, Pipe, Semaphore, SemaphoreConfig, Shared, Unlinker};
+use shmipc::{
+    BytesConfig, Event, Lock, Named, Pipe, Semaphore, SemaphoreConfig, Shared, TypedPipe,
+    TypedQueue, Unlinker,
+};
 
 const PEER: &str = env!("CARGO_BIN_EXE_shmipc-peer");
 
@@ -206,4 +209,42 @@ fn a_pipe_ping_pong_with_a_separate_program() {
     a.close();
     assert_eq!(finish(echo), ExitStatus::Code(0), "the peer saw the close");
     eprintln!("{rounds} round trips with a separate program in {elapsed:.2?}");
+}
+
+#[test]
+fn typed_records_cross_to_a_separate_program_and_back() {
+    let names = Unlinker::new("xbin-typed");
+    let name = names.name("pipe");
+    type Record = (u64, String, Vec<u32>);
+    let a =
+        TypedPipe::<Record>::create(&name, BytesConfig::for_max_message(4096).unwrap()).unwrap();
+    let echo = peer(&["typed-echo", &name]);
+    for id in 0..200u64 {
+        let nums: Vec<u32> = (0..(id % 50) as u32).collect();
+        let text = format!("record {id} ünïcode");
+        a.send_timeout(&(id, text.clone(), nums.clone()), Duration::from_secs(30))
+            .unwrap();
+        let (got_id, upper, sum) = a.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!(got_id, id);
+        assert_eq!(upper, text.to_uppercase());
+        assert_eq!(sum, vec![nums.iter().sum::<u32>()]);
+    }
+    a.close();
+    assert_eq!(finish(echo), ExitStatus::Code(0));
+
+    // A program that asks for another type gets a clear error naming both
+    // types: this one by name, the recorded one by what that program knows
+    // (it has never seen the tuple type, so its hash).
+    let q = names.name("queue");
+    let _q = TypedQueue::<Record>::create(&q, BytesConfig::for_max_message(64).unwrap()).unwrap();
+    let out = Command::new(PEER)
+        .args(["typed-open-u64", &q])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "opening as u64 should fail");
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(msg.contains(&q), "{msg}");
+    assert!(msg.contains("not u64"), "{msg}");
+    assert!(msg.contains("name hash 0x"), "{msg}");
 }

@@ -46,6 +46,8 @@ mod stats;
 mod sys;
 #[path = "compare/tp.rs"]
 mod tp;
+#[path = "compare/typed.rs"]
+mod typed;
 
 use std::time::{Duration, Instant};
 
@@ -267,6 +269,30 @@ fn cases(env: &Env) -> Vec<Case> {
             "py_mp",
             Rt,
             Box::new(py::rt_block),
+        ));
+    }
+    // ---- typed messages (serde)
+    v.extend([
+        Case::new(
+            &["typed_small"],
+            "shmipc",
+            Mmsg,
+            Box::new(typed::typed_shmipc),
+        ),
+        Case::new(
+            &["typed_small"],
+            "ipc_channel",
+            Mmsg,
+            Box::new(typed::typed_ipc_channel),
+        ),
+        Case::new(&["typed_small"], "pipe", Mmsg, Box::new(typed::typed_pipe)),
+    ]);
+    if py {
+        v.push(Case::new(
+            &["typed_small"],
+            "py_mp",
+            Mmsg,
+            Box::new(py::typed_small),
         ));
     }
     // ---- locks

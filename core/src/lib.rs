@@ -55,6 +55,8 @@
 #[cfg(any(test, loom))]
 extern crate std;
 
+#[doc(hidden)]
+pub mod fault;
 pub mod peers;
 pub mod place;
 pub mod queue;
@@ -77,7 +79,7 @@ pub use futex::Deadline;
 pub use mpmc::Mpmc;
 pub use peers::{Fate, Peers, Token};
 pub use place::{LayoutError, Rule, SharedObject};
-pub use queue::{PopError, PushError, QueueError, RecvError, RingConfig, SendError};
+pub use queue::{PopError, PushError, QueueError, RecvError, RingConfig, RingState, SendError};
 pub use semaphore::{Semaphore, SemaphoreError};
 pub use spsc::Spsc;
 pub use sync::barrier::{Barrier, BarrierError};

@@ -14,14 +14,18 @@
 //! its namespace (an open-file-description byte-range lock on the
 //! segment's file); the generation goes up each time the slot changes
 //! hands, so a token of a process that died is never confused with the
-//! slot's next holder. This module has the pieces that need no operating
+//! slot's next holder. The holder also keeps a second kernel lock, the
+//! *stamp* of its (slot, generation) pair, and the stamp alone decides its
+//! fate: the generation word is shared memory, which any peer can rewrite,
+//! and a rewritten word must not turn a live holder into a dead one. This module has the pieces that need no operating
 //! system: the token format, the [`Fate`] a judgement returns, the
 //! [`Peers`] trait the algorithms ask, the shared [`PeerSlot`] records, and
 //! the claim and judgement logic over a [`SlotLocks`] implementation that
 //! the caller provides.
 //!
-//! **Evidence, or nothing.** A peer is [`Fate::Dead`] only on evidence: its
-//! slot's kernel lock is free, or the slot has moved to a newer generation.
+//! **Evidence, or nothing.** A peer is [`Fate::Dead`] only on evidence: the
+//! kernel lock of its token's stamp is free (it let go of its slot, which
+//! only death or detaching does). Nothing in shared memory counts.
 //! Anything that cannot be judged — a token from memory that has no peer
 //! table, a slot number beyond the table, a failed system call — is
 //! [`Fate::Unknown`] with the reason, and every caller treats it as alive:
@@ -142,8 +146,8 @@ impl fmt::Display for Token {
 pub enum Fate {
     /// It is attached and alive (its slot's kernel lock is held).
     Alive,
-    /// It is gone: its slot's kernel lock is free, or the slot has a newer
-    /// holder. Whatever it held may be taken over.
+    /// It is gone: the kernel lock of its token's stamp is free. Whatever
+    /// it held may be taken over.
     Dead,
     /// It cannot be judged, for the reason given; it counts as alive.
     Unknown(&'static str),
@@ -396,22 +400,29 @@ impl PeerSlot {
     }
 }
 
-/// The operating system's half of a peer table: one lock per slot that the
-/// kernel drops when the holder dies.
+/// The operating system's half of a peer table: one lock per slot, and one
+/// per (slot, generation) *stamp*, that the kernel drops when the holder
+/// dies.
 ///
 /// `shmipc` implements it with open-file-description locks (`F_OFD_SETLK`)
-/// on one byte per slot of the segment's file, through a file description
-/// of the caller's own, so that a lock is held by exactly one attached
-/// process and vanishes with it.
+/// on one byte per slot and one byte per stamp of the segment's file,
+/// through a file description of the caller's own, so that a lock is held
+/// by exactly one attached process and vanishes with it.
 pub trait SlotLocks {
     /// Takes slot `slot`'s lock for the caller if no one holds it: `Ok(true)`
     /// if taken, `Ok(false)` if someone else holds it, `Err(errno)` if the
     /// system refused.
     fn try_take(&self, slot: u32) -> Result<bool, i32>;
 
-    /// Whether someone other than the caller holds slot `slot`'s lock, or
-    /// `Err(errno)` if the system cannot tell.
-    fn held_by_other(&self, slot: u32) -> Result<bool, i32>;
+    /// Takes the stamp lock of `slot` at `generation` (a token's 18-bit
+    /// generation) for the caller, which holds the slot's lock: `Ok(true)`
+    /// if taken, `Ok(false)` if someone else holds it, `Err(errno)` if the
+    /// system refused.
+    fn try_stamp(&self, slot: u32, generation: u32) -> Result<bool, i32>;
+
+    /// Whether someone other than the caller holds the stamp lock of `slot`
+    /// at `generation`, or `Err(errno)` if the system cannot tell.
+    fn stamp_held_by_other(&self, slot: u32, generation: u32) -> Result<bool, i32>;
 }
 
 /// Why no slot could be claimed.
@@ -496,9 +507,12 @@ impl<'a> PeerTable<'a> {
     /// Claims a free slot for the caller, trying slots from `start` on
     /// (round the table once), and returns the caller's new token.
     ///
-    /// The slot's kernel lock is taken first and the generation bumped
-    /// after, so a judge that still sees the old generation sees the lock
-    /// held and calls the old holder alive — late, never wrong.
+    /// The slot's kernel lock is taken first, so one process at a time
+    /// holds the slot and bumps its generation; then the stamp of the new
+    /// (slot, generation) pair is locked, before the token is returned, so
+    /// the stamp is held for as long as anyone can know the token. (The
+    /// stamp of a token 2^18 generations old is the same byte: such a token
+    /// reads as alive while the slot's holder lives — late, never wrong.)
     ///
     /// SYNC POINT: the AcqRel bump of the generation pairs with the
     /// Acquire load in [`PeerSlot::generation`] (a judge's, in
@@ -530,7 +544,14 @@ impl<'a> PeerTable<'a> {
             slot.pidns.store(info.pidns, Ordering::Relaxed);
             slot.since.store(info.since, Ordering::Relaxed);
             slot.ends.store(0, Ordering::Relaxed);
-            return Ok(Token::new(i, generation).expect("slot is below the table's length"));
+            let token = Token::new(i, generation).expect("slot is below the table's length");
+            // Ok(false): someone else holds this stamp's byte (a hostile
+            // peer, nothing of ours); our token then reads as alive, which
+            // it is.
+            if let Err(e) = locks.try_stamp(i, token.generation()) {
+                return Err(ClaimError::System(e));
+            }
+            return Ok(token);
         }
         Err(ClaimError::Full { slots: n })
     }
@@ -549,18 +570,17 @@ impl<'a> PeerTable<'a> {
         if mine.and_then(Token::slot) == Some(i) {
             return Fate::Dead;
         }
-        let Some(slot) = self.slot(i) else {
+        if self.slot(i).is_none() {
             return Fate::Unknown("the token names a slot beyond the peer table");
-        };
-        if !token.matches_generation(slot.generation()) {
-            return Fate::Dead;
         }
-        match locks.held_by_other(i) {
+        // Only the kernel's word counts: the slot's generation word is
+        // shared memory, which any peer can rewrite.
+        match locks.stamp_held_by_other(i, token.generation()) {
             Ok(true) => Fate::Alive,
             Ok(false) => {
-                // Free now. A new holder takes the lock before it bumps the
-                // generation, so a free lock means the token's holder let
-                // go: it died (or detached, holding nothing).
+                // Free. Its holder locked the stamp before anyone could
+                // know the token, and keeps it until its description
+                // closes: it died (or detached, holding nothing).
                 Fate::Dead
             }
             Err(_) => Fate::Unknown("the kernel would not report the slot's lock"),
@@ -634,10 +654,34 @@ mod tests {
     use std::vec::Vec;
 
     /// Slot locks that a test holds and drops by hand: `held[i]` names who
-    /// holds slot i (0 = nobody, 1 = the caller, 2 = someone else).
+    /// holds slot i (0 = nobody, 1 = the caller, 2 = someone else), and
+    /// `stamps` who holds the stamp of (slot, generation) the same way
+    /// (absent = nobody).
     struct Stub {
         held: RefCell<Vec<u8>>,
+        stamps: RefCell<Vec<(u32, u32, u8)>>,
         fail: bool,
+    }
+
+    impl Stub {
+        fn new(held: Vec<u8>, fail: bool) -> Stub {
+            Stub {
+                held: RefCell::new(held),
+                stamps: RefCell::new(Vec::new()),
+                fail,
+            }
+        }
+
+        /// Who holds `token`'s stamp from now on (0 = nobody), and its slot.
+        fn set(&self, token: Token, who: u8) {
+            let (slot, generation) = (token.slot().unwrap(), token.generation());
+            self.held.borrow_mut()[slot as usize] = who;
+            let mut st = self.stamps.borrow_mut();
+            st.retain(|&(s, g, _)| (s, g) != (slot, generation));
+            if who != 0 {
+                st.push((slot, generation, who));
+            }
+        }
     }
 
     impl SlotLocks for Stub {
@@ -654,11 +698,27 @@ mod tests {
             }
         }
 
-        fn held_by_other(&self, slot: u32) -> Result<bool, i32> {
+        fn try_stamp(&self, slot: u32, generation: u32) -> Result<bool, i32> {
             if self.fail {
                 return Err(22);
             }
-            Ok(self.held.borrow()[slot as usize] == 2)
+            let mut st = self.stamps.borrow_mut();
+            if st.iter().any(|&(s, g, _)| (s, g) == (slot, generation)) {
+                return Ok(false);
+            }
+            st.push((slot, generation, 1));
+            Ok(true)
+        }
+
+        fn stamp_held_by_other(&self, slot: u32, generation: u32) -> Result<bool, i32> {
+            if self.fail {
+                return Err(22);
+            }
+            Ok(self
+                .stamps
+                .borrow()
+                .iter()
+                .any(|&(s, g, who)| (s, g, who) == (slot, generation, 2)))
         }
     }
 
@@ -688,10 +748,7 @@ mod tests {
         let mut mem = vec![0u64; 4 * PEER_SLOT_SIZE / 8];
         // SAFETY: the Vec is aligned, large enough and outlives the table.
         let table = unsafe { PeerTable::from_ptr(mem.as_mut_ptr().cast(), 4) };
-        let locks = Stub {
-            held: RefCell::new(vec![2, 0, 0, 2]),
-            fail: false,
-        };
+        let locks = Stub::new(vec![2, 0, 0, 2], false);
         let info = PeerInfo {
             pid: 42,
             pidns: 7,
@@ -707,10 +764,7 @@ mod tests {
             table.claim(&locks, 0, info),
             Err(ClaimError::Full { slots: 4 })
         );
-        let failing = Stub {
-            held: RefCell::new(vec![0; 4]),
-            fail: true,
-        };
+        let failing = Stub::new(vec![0; 4], true);
         assert_eq!(table.claim(&failing, 0, info), Err(ClaimError::System(22)));
     }
 
@@ -719,24 +773,26 @@ mod tests {
         let mut mem = vec![0u64; 4 * PEER_SLOT_SIZE / 8];
         // SAFETY: as above.
         let table = unsafe { PeerTable::from_ptr(mem.as_mut_ptr().cast(), 4) };
-        let locks = Stub {
-            held: RefCell::new(vec![0, 0, 0, 0]),
-            fail: false,
-        };
+        let locks = Stub::new(vec![0, 0, 0, 0], false);
         let info = PeerInfo::default();
         let other = table.claim(&locks, 0, info).unwrap();
         let mine = table.claim(&locks, 1, info).unwrap();
         // `other` is slot 0; pretend another process holds it.
-        locks.held.borrow_mut()[0] = 2;
+        locks.set(other, 2);
         assert_eq!(table.fate(&locks, Some(mine), other), Fate::Alive);
         assert_eq!(table.fate(&locks, Some(mine), mine), Fate::Alive);
+        // A forged generation word is no evidence: still alive.
+        let g = &table.slot(0).unwrap().generation;
+        g.fetch_add(5, Ordering::Relaxed);
+        assert_eq!(table.fate(&locks, Some(mine), other), Fate::Alive);
+        g.fetch_sub(5, Ordering::Relaxed);
         // It lets go: dead.
-        locks.held.borrow_mut()[0] = 0;
+        locks.set(other, 0);
         assert_eq!(table.fate(&locks, Some(mine), other), Fate::Dead);
         // Someone new holds slot 0 now, at a newer generation: the old
-        // token is dead even though the lock is held.
+        // token is dead even though the slot's lock is held.
         let newer = table.claim(&locks, 0, info).unwrap();
-        locks.held.borrow_mut()[0] = 2;
+        locks.set(newer, 2);
         assert_eq!(newer.slot(), Some(0));
         assert_eq!(table.fate(&locks, Some(mine), other), Fate::Dead);
         assert_eq!(table.fate(&locks, Some(mine), newer), Fate::Alive);
@@ -752,10 +808,7 @@ mod tests {
             table.fate(&locks, Some(mine), Token::new(9, 1).unwrap()),
             Fate::Unknown(_)
         ));
-        let failing = Stub {
-            held: RefCell::new(vec![0; 4]),
-            fail: true,
-        };
+        let failing = Stub::new(vec![0; 4], true);
         assert!(matches!(
             table.fate(&failing, Some(mine), newer),
             Fate::Unknown(_)

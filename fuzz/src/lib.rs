@@ -10,6 +10,7 @@
 //! which is why the files refer to each other through `crate::`.
 
 pub mod hostile;
+pub mod inspect;
 pub mod queues;
 pub mod segment;
 pub mod support;

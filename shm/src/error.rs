@@ -127,6 +127,24 @@ pub enum Error {
         /// The element alignment recorded in the segment.
         found_align: u64,
     },
+    /// A typed segment was made for another message type than the one
+    /// asked for (see [`Fingerprint`](crate::typed::Fingerprint) for what
+    /// it can and cannot tell apart), or has no recorded type at all.
+    TypeMismatch {
+        /// The segment's name.
+        name: String,
+        /// The message type the caller asked for.
+        expected: &'static str,
+        /// The recorded type's name, when this process knows it.
+        found: Option<&'static str>,
+        /// The recorded type's name hash: zero for a segment made without
+        /// a type (a plain `ByteQueue`, say).
+        found_hash: u64,
+        /// The recorded type's size.
+        found_size: u64,
+        /// The recorded type's alignment.
+        found_align: u64,
+    },
     /// A role (an SPSC queue's producer or consumer, a pipe's end) is
     /// already held by a live process: each role has one holder at a time.
     RoleTaken {
@@ -273,6 +291,33 @@ impl fmt::Display for Error {
                 f,
                 "shared memory segment {name:?} holds elements of {found_size} bytes aligned to {found_align}, not {expected} ({expected_size} bytes aligned to {expected_align})"
             ),
+            Error::TypeMismatch {
+                name,
+                expected,
+                found_hash: 0,
+                ..
+            } => write!(
+                f,
+                "shared memory segment {name:?} records no message type (it was not made as a typed object), so it cannot be opened for messages of type {expected}"
+            ),
+            Error::TypeMismatch {
+                name,
+                expected,
+                found,
+                found_hash,
+                found_size,
+                found_align,
+            } => {
+                write!(f, "shared memory segment {name:?} was made for messages of ")?;
+                match found {
+                    Some(t) => write!(f, "type {t}")?,
+                    None => write!(f, "another type (name hash {found_hash:#018x})")?,
+                }
+                write!(
+                    f,
+                    " ({found_size} bytes aligned to {found_align}), not {expected}"
+                )
+            }
             Error::RoleTaken {
                 name, role, holder, ..
             } => write!(

@@ -14,10 +14,13 @@
 //! | [`fork`], [`spawn`], [`Child`] | starting, joining and stopping processes |
 //! | [`Process`] | a named child, forked or spawned, optionally a daemon that dies with its parent |
 //! | [`Pool`] | N worker processes running tasks, surviving a worker's death, like `multiprocessing.Pool` |
+//! | [`TypedPool`] | any `fn(A) -> R` of serde types, chosen per call, run by a [`Pool`]'s workers |
 //! | [`Value<T>`], [`Array<T>`] | `Pod` data under a lock of its own, like `multiprocessing.Value` / `Array` |
 //! | [`SharedDict`], [`SharedList`] | a byte-key byte-value map and an append-only list for many processes |
+//! | [`TypedQueue<T>`], [`TypedPipe`], [`TypedDict<K, V>`] | any serde type as messages, keys and values ([`typed`]) |
 //! | [`Unlinker`] | unique names that are unlinked when their owner is done |
 //! | [`memory`] | the validated-header layer the others are built on, for new kinds |
+//! | [`inspect`] | a read-only look at any segment: header, peers, live state |
 //!
 //! Every object is made and found the same way, through the [`Named`]
 //! trait: `create`, `create_with`, `open`, `open_with`, `open_or_create`,
@@ -65,6 +68,7 @@ mod error;
 pub mod fault;
 #[cfg(not(feature = "fault-injection"))]
 mod fault;
+pub mod inspect;
 pub mod memory;
 mod named;
 pub mod prelude;
@@ -72,6 +76,7 @@ pub mod process;
 mod queue;
 mod segment;
 mod shared;
+pub mod typed;
 mod unlinker;
 
 pub use data::{
@@ -84,11 +89,48 @@ pub use named::Named;
 pub use process::{fork, spawn, Child, ExitStatus};
 pub use process::{AsyncResult, ImapUnordered, Pool, PoolBuilder, TaskError, TaskFn};
 pub use process::{Process, ProcessHandle, ORPHANED_EXIT_CODE};
+pub use process::{
+    TypedAsyncResult, TypedImap, TypedImapUnordered, TypedMapResult, TypedPool, TypedPoolBuilder,
+};
 pub use queue::{ByteQueue, HeldRole, Pipe, PipeEnd, Queue, Side};
 pub use queue::{SpscConsumer, SpscProducer, SpscQueue};
 pub use segment::Segment;
 pub use shared::{Shared, ShmObject};
+pub use typed::{MessageError, TypedDict, TypedPipe, TypedPipeEnd, TypedQueue};
 pub use unlinker::Unlinker;
+
+/// serde, re-exported: derive `Serialize` and `Deserialize` for the typed
+/// objects without a serde dependency of your own, with
+/// `#[serde(crate = "shmipc::serde")]`.
+pub use serde;
+
+/// The `bytemuck` crate, re-exported so that the derives below need no
+/// dependency of your own: add `#[bytemuck(crate = "shmipc::bytemuck")]`
+/// beside `#[derive(shmipc::Pod, shmipc::Zeroable)]`.
+pub use bytemuck;
+/// Plain old data, the items of [`Queue`], [`SpscQueue`], [`Value`] and
+/// [`Array`]: both the trait and its derive. Deriving from a crate that
+/// does not depend on bytemuck itself takes the crate path:
+///
+/// ```
+/// use shmipc::Named;
+///
+/// #[derive(Clone, Copy, shmipc::Pod, shmipc::Zeroable)]
+/// #[bytemuck(crate = "shmipc::bytemuck")]
+/// #[repr(C)]
+/// struct Point {
+///     x: f64,
+///     y: f64,
+/// }
+/// let q = shmipc::Queue::<Point>::anon(shmipc::RingConfig::new(4))?;
+/// q.push(Point { x: 1.0, y: 2.0 })?;
+/// assert_eq!(q.pop()?.y, 2.0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub use bytemuck::Pod;
+/// Types whose all-zero bytes are a valid value: the trait and its derive
+/// (see [`Pod`]).
+pub use bytemuck::Zeroable;
 
 pub use shmipc_core::semaphore::SemaphoreConfig;
 pub use shmipc_core::sync;

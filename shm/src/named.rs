@@ -1,8 +1,11 @@
 //! [`Named`]: one set of constructors for every object that lives in a
 //! segment of its own, written once.
 
+use std::borrow::Cow;
+
 use crate::error::{Error, Result};
 use crate::memory::{self, HeaderSnapshot, Kind, Mapping, ObjectLayout, Options};
+use crate::typed::Fingerprint;
 
 /// An object that lives in a segment of its own: created once by name,
 /// opened by name from any process, or made anonymous for forked
@@ -38,6 +41,13 @@ pub trait Named: Sized {
     /// operation on any other object writes). Others refuse it with
     /// [`Error::ReadOnly`].
     const READ_ONLY: bool = false;
+
+    /// The message type a typed object records in its header on create
+    /// and requires of openers ([`Fingerprint`]); `None`, the default,
+    /// records and checks nothing.
+    fn fingerprint() -> Option<Fingerprint> {
+        None
+    }
 
     /// What a creator chooses: a capacity, an initial value, a number of
     /// parties. An existing object keeps its creator's.
@@ -96,6 +106,7 @@ pub trait Named: Sized {
 
     /// [`create`](Named::create) with explicit options (mode, peer slots).
     fn create_with(name: &str, config: Self::Config<'_>, opts: &Options) -> Result<Self> {
+        let opts = &with_fingerprint::<Self>(opts);
         let layout = Self::layout(&config).map_err(|e| Error::layout(name, e))?;
         let memory = Mapping::create(name, &layout, opts, |ptr, len| {
             // SAFETY: Mapping::create hands us the object's zeroed bytes,
@@ -115,7 +126,7 @@ pub trait Named: Sized {
     /// [`open`](Named::open) with explicit options (`init_timeout`,
     /// trusted owners).
     fn open_with(name: &str, opts: &Options) -> Result<Self> {
-        let memory = open_memory::<Self>(name, opts)?;
+        let memory = open_memory::<Self>(name, &with_fingerprint::<Self>(opts))?;
         Self::attach(memory, false)
     }
 
@@ -158,6 +169,14 @@ pub trait Named: Sized {
     /// have the object keep using it.
     fn unlink(name: &str) -> Result<()> {
         memory::unlink(name)
+    }
+}
+
+/// `opts`, with `T`'s fingerprint if it has one.
+fn with_fingerprint<T: Named>(opts: &Options) -> Cow<'_, Options> {
+    match T::fingerprint() {
+        Some(f) => Cow::Owned(opts.clone().fingerprint(f)),
+        None => Cow::Borrowed(opts),
     }
 }
 

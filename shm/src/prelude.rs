@@ -4,6 +4,7 @@
 pub use crate::{
     fork, spawn, Array, Barrier, ByteQueue, BytesConfig, Child, Condition, DictConfig, Event,
     ListConfig, Lock, Named, Options, Pipe, Pool, Process, Queue, RingConfig, Segment, Semaphore,
-    SemaphoreConfig, Shared, SharedDict, SharedList, SpscQueue, Unlinker, Value,
+    SemaphoreConfig, Shared, SharedDict, SharedList, SpscQueue, TypedDict, TypedPipe, TypedPool,
+    TypedQueue, Unlinker, Value,
 };
 pub use crate::{AtomicU32, AtomicU64};

@@ -158,6 +158,42 @@ const NON_BLOCKING: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "shm",
+        "TypedQueue",
+        "put_nowait",
+        "Python's name for try_push: never waits",
+    ),
+    (
+        "shm",
+        "TypedQueue",
+        "get_nowait",
+        "Python's name for try_pop: never waits",
+    ),
+    (
+        "shm",
+        "TypedPool",
+        "apply_async",
+        "queues the tasks; the handle waits, with get_timeout",
+    ),
+    (
+        "shm",
+        "TypedPool",
+        "apply_async_then",
+        "queues the tasks; the handle waits, with get_timeout",
+    ),
+    (
+        "shm",
+        "TypedPool",
+        "map_async",
+        "queues the tasks; the handle waits, with get_timeout",
+    ),
+    (
+        "shm",
+        "TypedPool",
+        "map_async_then",
+        "queues the tasks; the handle waits, with get_timeout",
+    ),
+    (
+        "shm",
         "Pool",
         "apply_async",
         "queues the task; the handle waits, with get_timeout",

@@ -13,6 +13,12 @@
 //! The queues: `Queue<u64>` and `ByteQueue` with three producer processes,
 //! `SpscQueue<u64>` and a `Pipe` with one (closed from the consumer's
 //! side, which is the close that can race a push in flight).
+//!
+//! Every blocking call waits at most `common::WAKE_PATIENCE`, and a timeout
+//! fails the round: built with the `strict-wakes` feature (a step of
+//! `.ci/run`), where no periodic re-check rescues a lost wake-up, that is
+//! one second, so a single wake-up that a close or a push failed to
+//! deliver fails the test.
 
 mod common;
 
@@ -188,10 +194,24 @@ fn round(
     let mut children: Vec<_> = (0..producers)
         .map(|p| fork(|| produce_one(p)).unwrap())
         .collect();
+    // A receive whose wake-up was lost can still succeed at its deadline
+    // (its last look finds the item): one that took the whole timeout
+    // fails the round too.
+    let recv = |consumer: &mut dyn Consumer| {
+        let t = std::time::Instant::now();
+        let r = consumer.recv();
+        if t.elapsed() >= common::WAKE_PATIENCE {
+            return Err(format!(
+                "a receive took {:?}, its whole timeout",
+                t.elapsed()
+            ));
+        }
+        r
+    };
     let mut outcome = Ok(());
     let mut taken = 0;
     while outcome.is_ok() && taken < close_after {
-        match consumer.recv() {
+        match recv(consumer) {
             Ok(Some(id)) => {
                 outcome = books.receive(id);
                 taken += 1;
@@ -202,7 +222,7 @@ fn round(
     }
     consumer.close();
     while outcome.is_ok() {
-        match consumer.recv() {
+        match recv(consumer) {
             Ok(Some(id)) => outcome = books.receive(id),
             Ok(None) => break,
             Err(e) => outcome = Err(e),
@@ -283,7 +303,7 @@ struct MpmcConsumer(Queue<u64>);
 
 impl Consumer for MpmcConsumer {
     fn recv(&mut self) -> Result<Option<u64>, String> {
-        match self.0.pop_timeout(common::CHILD_TIMEOUT) {
+        match self.0.pop_timeout(common::WAKE_PATIENCE) {
             Ok(v) => Ok(Some(v)),
             Err(PopError::Closed) => Ok(None),
             Err(e) => Err(format!("pop: {e}")),
@@ -325,7 +345,7 @@ fn mpmc_queue_close_loses_no_acknowledged_push() {
         let produce_one = |p: u64| {
             let q = Queue::<u64>::open(&name).unwrap();
             produce(books, p, |id| {
-                pushed(q.push_timeout(id, common::CHILD_TIMEOUT))
+                pushed(q.push_timeout(id, common::WAKE_PATIENCE))
             })
         };
         let r = round(
@@ -354,7 +374,7 @@ fn bytes_id(r: Result<usize, RecvError>, buf: &[u8; 8]) -> Result<Option<u64>, S
 impl Consumer for BytesConsumer {
     fn recv(&mut self) -> Result<Option<u64>, String> {
         let mut buf = [0u8; 8];
-        let r = self.0.recv_into_timeout(&mut buf, common::CHILD_TIMEOUT);
+        let r = self.0.recv_into_timeout(&mut buf, common::WAKE_PATIENCE);
         bytes_id(r, &buf)
     }
     fn try_recv(&mut self) -> Result<Option<u64>, String> {
@@ -375,7 +395,7 @@ fn byte_queue_close_loses_no_acknowledged_send() {
         let produce_one = |p: u64| {
             let q = ByteQueue::open(&name).unwrap();
             produce(books, p, |id| {
-                sent(q.send_timeout(&id.to_le_bytes(), common::CHILD_TIMEOUT))
+                sent(q.send_timeout(&id.to_le_bytes(), common::WAKE_PATIENCE))
             })
         };
         let r = round(
@@ -394,7 +414,7 @@ struct SpscConsumerSide(shmipc::SpscConsumer<u64>);
 
 impl Consumer for SpscConsumerSide {
     fn recv(&mut self) -> Result<Option<u64>, String> {
-        match self.0.pop_timeout(common::CHILD_TIMEOUT) {
+        match self.0.pop_timeout(common::WAKE_PATIENCE) {
             Ok(v) => Ok(Some(v)),
             Err(PopError::Closed) => Ok(None),
             Err(e) => Err(format!("pop: {e}")),
@@ -421,7 +441,7 @@ fn spsc_queue_consumer_close_loses_no_acknowledged_push() {
         let produce_one = |p: u64| {
             let mut tx = SpscQueue::<u64>::producer(&name).unwrap();
             produce(books, p, |id| {
-                pushed(tx.push_timeout(id, common::CHILD_TIMEOUT))
+                pushed(tx.push_timeout(id, common::WAKE_PATIENCE))
             })
         };
         let r = round(
@@ -442,7 +462,7 @@ struct PipeConsumer(shmipc::PipeEnd);
 impl Consumer for PipeConsumer {
     fn recv(&mut self) -> Result<Option<u64>, String> {
         let mut buf = [0u8; 8];
-        let r = self.0.recv_into_timeout(&mut buf, common::CHILD_TIMEOUT);
+        let r = self.0.recv_into_timeout(&mut buf, common::WAKE_PATIENCE);
         bytes_id(r, &buf)
     }
     fn try_recv(&mut self) -> Result<Option<u64>, String> {
@@ -463,7 +483,7 @@ fn pipe_close_loses_no_acknowledged_send() {
         let produce_one = |p: u64| {
             let b = Pipe::open(&name).unwrap();
             produce(books, p, |id| {
-                sent(b.send_timeout(&id.to_le_bytes(), common::CHILD_TIMEOUT))
+                sent(b.send_timeout(&id.to_le_bytes(), common::WAKE_PATIENCE))
             })
         };
         let r = round(books, 1, close_after, &produce_one, &mut PipeConsumer(a));

@@ -24,6 +24,7 @@ use shmipc::{
     RecvError, RingConfig, Semaphore, SemaphoreConfig, SendError, Shared, SharedDict, SharedList,
     SpscQueue, TaskError, Unlinker, Value,
 };
+use shmipc::{MessageError, TypedDict, TypedPipe, TypedPool, TypedQueue};
 
 const SMALL: Duration = Duration::from_millis(10);
 /// How long a not-ready call with [`SMALL`] may take, generously.
@@ -435,6 +436,276 @@ fn queues_take_any_timeout() {
 }
 
 #[test]
+fn typed_objects_take_any_timeout() {
+    // Two records of 16-byte messages fit a ring of 64 bytes.
+    let q = TypedQueue::<String>::anon(BytesConfig::new(64, 16)).unwrap();
+    let timed_out = |r: &Result<String, MessageError>| r.as_ref().is_err_and(|e| e.is_timeout());
+    not_ready(
+        "shm::TypedQueue::get_timeout",
+        |t| q.get_timeout(t),
+        timed_out,
+    );
+    not_ready(
+        "shm::TypedQueue::pop_timeout",
+        |t| q.pop_timeout(t),
+        timed_out,
+    );
+    let one = "one".to_owned();
+    ready_max(
+        "shm::TypedQueue::put_timeout",
+        |t| q.put_timeout(&one, t),
+        is_ok,
+    );
+    ready_max(
+        "shm::TypedQueue::push_timeout",
+        |t| q.push_timeout(&one, t),
+        is_ok,
+    );
+    let full = |r: &Result<(), MessageError>| r.as_ref().is_err_and(|e| e.is_timeout());
+    not_ready(
+        "shm::TypedQueue::put_timeout",
+        |t| q.put_timeout(&one, t),
+        full,
+    );
+    not_ready(
+        "shm::TypedQueue::push_timeout",
+        |t| q.push_timeout(&one, t),
+        full,
+    );
+    let got_one = |r: &Result<String, MessageError>| r.as_ref().is_ok_and(|s| s == "one");
+    ready_max(
+        "shm::TypedQueue::get_timeout",
+        |t| q.get_timeout(t),
+        got_one,
+    );
+    ready_max(
+        "shm::TypedQueue::pop_timeout",
+        |t| q.pop_timeout(t),
+        got_one,
+    );
+
+    let (a, b) = TypedPipe::<u64>::anon(BytesConfig::new(64, 16)).unwrap();
+    let timed_out = |r: &Result<u64, MessageError>| r.as_ref().is_err_and(|e| e.is_timeout());
+    not_ready(
+        "shm::TypedPipeEnd::recv_timeout",
+        |t| b.recv_timeout(t),
+        timed_out,
+    );
+    not_ready("shm::TypedPipeEnd::poll", |t| b.poll(t), |r| !r);
+    ready_max(
+        "shm::TypedPipeEnd::send_timeout",
+        |t| a.send_timeout(&7, t),
+        is_ok,
+    );
+    ready_max(
+        "shm::TypedPipeEnd::send_timeout",
+        |t| a.send_timeout(&8, t),
+        is_ok,
+    );
+    let full = |r: &Result<(), MessageError>| r.as_ref().is_err_and(|e| e.is_timeout());
+    not_ready(
+        "shm::TypedPipeEnd::send_timeout",
+        |t| a.send_timeout(&9, t),
+        full,
+    );
+    ready_max("shm::TypedPipeEnd::poll", |t| b.poll(t), |r| *r);
+    ready_max(
+        "shm::TypedPipeEnd::recv_timeout",
+        |t| b.recv_timeout(t),
+        |r| *r == Ok(7),
+    );
+
+    let d = TypedDict::<String, u32>::anon(DictConfig::new(4, 8, 8)).unwrap();
+    let k = "k".to_owned();
+    for t in [Duration::ZERO, SMALL, Duration::MAX] {
+        let p = "shm::TypedDict::";
+        check(
+            &format!("{p}insert_timeout"),
+            t,
+            |t| d.insert_timeout(&k, &1, t),
+            is_ok,
+        );
+        check(
+            &format!("{p}get_timeout"),
+            t,
+            |t| d.get_timeout(&k, t),
+            |r| *r == Ok(Some(1)),
+        );
+        check(
+            &format!("{p}contains_key_timeout"),
+            t,
+            |t| d.contains_key_timeout(&k, t),
+            is_ok,
+        );
+        check(
+            &format!("{p}len_timeout"),
+            t,
+            |t| d.len_timeout(t),
+            |r| *r == Ok(1),
+        );
+        check(
+            &format!("{p}is_empty_timeout"),
+            t,
+            |t| d.is_empty_timeout(t),
+            is_ok,
+        );
+        check(&format!("{p}keys_timeout"), t, |t| d.keys_timeout(t), is_ok);
+        check(
+            &format!("{p}items_timeout"),
+            t,
+            |t| d.items_timeout(t),
+            is_ok,
+        );
+        check(
+            &format!("{p}remove_timeout"),
+            t,
+            |t| d.remove_timeout(&k, t),
+            |r| *r == Ok(Some(1)),
+        );
+        check(
+            &format!("{p}clear_timeout"),
+            t,
+            |t| d.clear_timeout(t),
+            is_ok,
+        );
+    }
+}
+
+fn slow(ms: u64) -> u64 {
+    std::thread::sleep(Duration::from_millis(ms));
+    ms
+}
+
+#[test]
+fn typed_pools_take_any_timeout() {
+    let pool = TypedPool::new(2).unwrap();
+    let timed_out = |r: &Result<u64, TaskError>| *r == Err(TaskError::Timeout);
+    let all_timed_out = |r: &Result<Vec<u64>, TaskError>| *r == Err(TaskError::Timeout);
+    let p = "shm::TypedPool::";
+    not_ready(
+        &format!("{p}apply_timeout"),
+        |t| pool.apply_timeout(slow, 200, t),
+        timed_out,
+    );
+    ready_max(
+        &format!("{p}apply_timeout"),
+        |t| pool.apply_timeout(slow, 1, t),
+        |r| *r == Ok(1),
+    );
+    not_ready(
+        &format!("{p}map_timeout"),
+        |t| pool.map_timeout(slow, [200], 1, t),
+        all_timed_out,
+    );
+    ready_max(
+        &format!("{p}map_timeout"),
+        |t| pool.map_timeout(slow, [1, 2], 1, t),
+        |r| *r == Ok(vec![1, 2]),
+    );
+    let star = |a: u64, b: u64| slow(a + b);
+    not_ready(
+        &format!("{p}starmap_timeout"),
+        |t| pool.starmap_timeout(star, [(100, 100)], 1, t),
+        all_timed_out,
+    );
+    ready_max(
+        &format!("{p}starmap_timeout"),
+        |t| pool.starmap_timeout(star, [(1, 1)], 1, t),
+        |r| *r == Ok(vec![2]),
+    );
+
+    let r = pool.apply_async(slow, 300).unwrap();
+    not_ready(
+        "shm::TypedAsyncResult::get_timeout",
+        |t| r.get_timeout(t),
+        timed_out,
+    );
+    not_ready(
+        "shm::TypedAsyncResult::wait_timeout",
+        |t| r.wait_timeout(t),
+        |r| !r,
+    );
+    ready_max(
+        "shm::TypedAsyncResult::wait_timeout",
+        |t| r.wait_timeout(t),
+        |r| *r,
+    );
+    ready_max(
+        "shm::TypedAsyncResult::get_timeout",
+        |t| r.get_timeout(t),
+        |r| *r == Ok(300),
+    );
+    let m = pool.map_async(slow, [300], 1);
+    not_ready(
+        "shm::TypedMapResult::get_timeout",
+        |t| m.get_timeout(t),
+        all_timed_out,
+    );
+    not_ready(
+        "shm::TypedMapResult::wait_timeout",
+        |t| m.wait_timeout(t),
+        |r| !r,
+    );
+    ready_max(
+        "shm::TypedMapResult::wait_timeout",
+        |t| m.wait_timeout(t),
+        |r| *r,
+    );
+    ready_max(
+        "shm::TypedMapResult::get_timeout",
+        |t| m.get_timeout(t),
+        |r| *r == Ok(vec![300]),
+    );
+
+    let none_yet =
+        |r: &Result<Option<Result<u64, TaskError>>, TaskError>| *r == Err(TaskError::Timeout);
+    let mut it = pool.imap(slow, [300], 1);
+    not_ready(
+        "shm::TypedImap::next_timeout",
+        |t| it.next_timeout(t),
+        none_yet,
+    );
+    ready_max(
+        "shm::TypedImap::next_timeout",
+        |t| it.next_timeout(t),
+        |r| *r == Ok(Some(Ok(300))),
+    );
+    ready_max(
+        "shm::TypedImap::next_timeout",
+        |t| it.next_timeout(t),
+        |r| *r == Ok(None),
+    );
+    let mut it = pool.imap_unordered(slow, [300], 1);
+    not_ready(
+        "shm::TypedImapUnordered::next_timeout",
+        |t| it.next_timeout(t),
+        none_yet,
+    );
+    ready_max(
+        "shm::TypedImapUnordered::next_timeout",
+        |t| it.next_timeout(t),
+        |r| *r == Ok(Some(Ok(300))),
+    );
+    ready_max(
+        "shm::TypedImapUnordered::next_timeout",
+        |t| it.next_timeout(t),
+        |r| *r == Ok(None),
+    );
+
+    let _busy = pool.apply_async(slow, 300).unwrap();
+    not_ready(
+        "shm::TypedPool::join_timeout",
+        |t| pool.join_timeout(t),
+        |r| !r,
+    );
+    ready_max(
+        "shm::TypedPool::join_timeout",
+        |t| pool.join_timeout(t),
+        |r| *r,
+    );
+}
+
+#[test]
 fn shared_data_takes_any_timeout() {
     // Free locks: every call succeeds, whatever the timeout. (A held lock
     // and the timeouts are in `stopped_holder.rs`.)
@@ -730,6 +1001,8 @@ fn every_public_timeout_is_covered() {
     queues_take_any_timeout();
     shared_data_takes_any_timeout();
     processes_and_pools_take_any_timeout();
+    typed_objects_take_any_timeout();
+    typed_pools_take_any_timeout();
     let covered = COVERED.with(|c| c.borrow().clone());
     // Core calls that shm forwards, covered by the shm call named.
     let through = |path: &str| -> Option<&'static str> {

@@ -191,3 +191,33 @@ fn sync_primitives_do_not_allocate() {
         assert!(!event.wait_timeout(Duration::ZERO));
     });
 }
+
+#[test]
+fn typed_queues_and_pipes_do_not_allocate_once_warm() {
+    // Values that own no heap memory: what remains is the codec's, and
+    // its buffers are reused once they have grown.
+    type Sample = (u64, [f32; 8], Option<u16>);
+    let names = Unlinker::new("noalloc");
+    let q = shmipc::TypedQueue::<Sample>::create(
+        &names.name("typed"),
+        BytesConfig::for_max_message(128).unwrap(),
+    )
+    .unwrap();
+    let v: Sample = (u64::MAX, [1.5; 8], Some(7));
+    q.put(&v).unwrap();
+    q.get().unwrap();
+    assert_no_alloc("typed queue put/get", || {
+        q.put(black_box(&v)).unwrap();
+        q.put_timeout(&v, Duration::from_secs(1)).unwrap();
+        assert_eq!(q.get().unwrap(), v);
+        assert_eq!(q.get_timeout(Duration::from_secs(1)).unwrap(), v);
+    });
+    let (a, b) =
+        shmipc::TypedPipe::<Sample>::anon(BytesConfig::for_max_message(128).unwrap()).unwrap();
+    a.send(&v).unwrap();
+    b.recv().unwrap();
+    assert_no_alloc("typed pipe send/recv", || {
+        a.send(black_box(&v)).unwrap();
+        assert_eq!(b.recv().unwrap(), v);
+    });
+}

@@ -19,6 +19,19 @@
 //! - `received && !done` items number at most the producers killed (each
 //!   can die after its last push returned and before recording it);
 //! - every process not killed exits normally, within a bound.
+//!
+//! # Proof that the kills hit
+//!
+//! Each process keeps a `window` word at 1 while it is certainly inside a
+//! dangerous window: an MPMC claim not yet published or freed (set and
+//! cleared inside the `push_pausing`/`pop_pausing` pause), a byte-queue
+//! reservation not yet committed, a read grant not yet released (set after
+//! the call that returned the reservation or grant, cleared before the
+//! commit or release). A killed process whose word reads 1 died inside
+//! one. A stress test fails if none of its kills did (it runs up to three
+//! times its iterations to find one). And the same stress runs with
+//! dead-claimant recovery turned off (`shmipc_core::fault`, in a forked
+//! child with short timeouts) must fail, after a kill inside a window.
 
 mod common;
 
@@ -32,7 +45,15 @@ use shmipc::{
 };
 
 const ITERATIONS: usize = 30;
-const WAIT: Duration = Duration::from_secs(30);
+
+/// How long any blocking call of a stress run waits, in milliseconds: 30 s,
+/// or less in the run with recovery turned off, which is expected to
+/// time out. Process-wide, so forked processes inherit it.
+static WAIT_MS: AtomicU64 = AtomicU64::new(30_000);
+
+fn wait() -> Duration {
+    Duration::from_millis(WAIT_MS.load(Ordering::Relaxed))
+}
 
 /// xorshift64*, seeded per test (the seed is printed on failure).
 struct Rng(u64);
@@ -78,7 +99,7 @@ fn get_bit(bits: &[AtomicU64], bit: u64) -> bool {
 fn join_within(child: &mut Child, what: &str) -> ExitStatus {
     let pid = child.pid();
     child
-        .join_timeout(WAIT)
+        .join_timeout(Duration::from_secs(30) + wait())
         .expect("waitpid")
         .unwrap_or_else(|| panic!("{what} {pid} hung"))
 }
@@ -96,6 +117,9 @@ const PER_PRODUCER: u64 = 2000;
 const DUPLICATES: usize = 0;
 const INVALID: usize = 1;
 const BUSY: usize = 2; // + consumer slot
+const PRODUCER_WINDOW: usize = BUSY + MAX_CONSUMERS; // + producer
+const CONSUMER_WINDOW: usize = PRODUCER_WINDOW + PRODUCERS as usize; // + consumer slot
+const STATS: usize = CONSUMER_WINDOW + MAX_CONSUMERS;
 
 /// One run's shared bookkeeping.
 struct Books {
@@ -111,8 +135,7 @@ impl Books {
         Books {
             done: Segment::create_with(&names.name("done"), bits, &opts).unwrap(),
             received: Segment::create_with(&names.name("received"), bits, &opts).unwrap(),
-            stats: Segment::create_with(&names.name("stats"), 8 * (BUSY + MAX_CONSUMERS), &opts)
-                .unwrap(),
+            stats: Segment::create_with(&names.name("stats"), 8 * STATS, &opts).unwrap(),
         }
     }
 
@@ -126,6 +149,16 @@ impl Books {
 
     fn stats(&self) -> &[AtomicU64] {
         words(&self.stats)
+    }
+
+    /// Producer `p`'s window word (module docs).
+    fn producer_window(&self, p: u64) -> &AtomicU64 {
+        &self.stats()[PRODUCER_WINDOW + p as usize]
+    }
+
+    /// The window word of the consumer in `slot`.
+    fn consumer_window(&self, slot: usize) -> &AtomicU64 {
+        &self.stats()[CONSUMER_WINDOW + slot]
     }
 
     /// Records a received id (or an invalid item).
@@ -153,9 +186,17 @@ trait Subject: Sync {
 
 /// One stress iteration: start everyone, kill some at a random moment,
 /// replace the killed consumers, let the rest finish, check the books.
-/// Returns how many producers were killed before they finished, and how
-/// many completed pushes were lost with a killed consumer.
-fn stress_once(subject: &dyn Subject, books: &Books, rng: &mut Rng, seed: u64) -> (usize, usize) {
+/// Returns how many producers were killed before they finished, how many
+/// completed pushes were lost with a killed consumer, and how many kills
+/// landed inside a dangerous window; adds the last to `hits` as soon as it
+/// knows them (before its checks, which may fail).
+fn stress_once(
+    subject: &dyn Subject,
+    books: &Books,
+    rng: &mut Rng,
+    seed: u64,
+    hits: &AtomicU64,
+) -> (usize, usize, usize) {
     let mut producers: Vec<Child> = (0..PRODUCERS)
         .map(|p| fork(|| subject.produce(books, p)).unwrap())
         .collect();
@@ -172,13 +213,19 @@ fn stress_once(subject: &dyn Subject, books: &Books, rng: &mut Rng, seed: u64) -
         }
     };
     let mut killed_producers = 0;
+    let mut in_window = 0;
     let mut lost_budget = 0;
     let mut next_slot = CONSUMERS;
     for (i, child) in producers.iter_mut().enumerate() {
         if (victims >> (2 * i)) & 3 == 0 {
             child.kill().unwrap();
             match join_within(child, "killed producer") {
-                ExitStatus::Signal(libc::SIGKILL) => killed_producers += 1,
+                ExitStatus::Signal(libc::SIGKILL) => {
+                    killed_producers += 1;
+                    if books.producer_window(i as u64).load(Ordering::SeqCst) != 0 {
+                        in_window += 1;
+                    }
+                }
                 ExitStatus::Code(0) => {} // it had finished already
                 other => panic!("seed {seed}: producer ended with {other:?}"),
             }
@@ -193,6 +240,9 @@ fn stress_once(subject: &dyn Subject, books: &Books, rng: &mut Rng, seed: u64) -
             if books.stats()[BUSY + slot].load(Ordering::SeqCst) != 0 {
                 lost_budget += 1;
             }
+            if books.consumer_window(slot).load(Ordering::SeqCst) != 0 {
+                in_window += 1;
+            }
             let s = next_slot;
             next_slot += 1;
             survivors.push((s, fork(|| subject.consume(books, s)).unwrap()));
@@ -200,6 +250,7 @@ fn stress_once(subject: &dyn Subject, books: &Books, rng: &mut Rng, seed: u64) -
             survivors.push((slot, child));
         }
     }
+    hits.fetch_add(in_window as u64, Ordering::SeqCst);
     for child in producers.iter_mut() {
         let status = join_within(child, "producer");
         assert!(
@@ -240,27 +291,69 @@ fn stress_once(subject: &dyn Subject, books: &Books, rng: &mut Rng, seed: u64) -
         "seed {seed}: {unrecorded} received items never recorded as pushed, \
          with {killed_producers} producers killed"
     );
-    (killed_producers, missing as usize)
+    (killed_producers, missing as usize, in_window)
 }
 
-fn stress(prefix: &str, make: impl Fn(&Unlinker) -> Box<dyn Subject>) {
+/// Runs [`ITERATIONS`] stress iterations, and up to twice as many more
+/// until a kill has landed inside a dangerous window; fails if none did.
+/// Counts those kills in `hits`.
+fn stress(prefix: &str, make: impl Fn(&Unlinker) -> Box<dyn Subject>, hits: &AtomicU64) {
     let mut rng = Rng::seeded();
     let seed = rng.0;
     let started = Instant::now();
     let (mut kp, mut kc) = (0, 0);
-    for _ in 0..ITERATIONS {
+    let mut iterations = 0;
+    while iterations < ITERATIONS
+        || (hits.load(Ordering::SeqCst) == 0 && iterations < 3 * ITERATIONS)
+    {
         let names = Unlinker::new(prefix);
         let books = Books::create(&names);
         let subject = make(&names);
-        let (p, c) = stress_once(&*subject, &books, &mut rng, seed);
+        let (p, c, _) = stress_once(&*subject, &books, &mut rng, seed, hits);
         kp += p;
         kc += c;
+        iterations += 1;
     }
+    let hit = hits.load(Ordering::SeqCst);
     eprintln!(
-        "{prefix}: {ITERATIONS} iterations in {:?} (seed {seed}); producers killed mid-run: \
-         {kp}, completed pushes lost with a killed consumer: {kc}",
+        "{prefix}: {iterations} iterations in {:?} (seed {seed}); producers killed mid-run: \
+         {kp}, kills inside a claim or commit window: {hit}, completed pushes lost with a \
+         killed consumer: {kc}",
         started.elapsed()
     );
+    assert!(
+        hit > 0,
+        "seed {seed}: none of the kills of {iterations} iterations landed inside a claim or \
+         commit window, so the run proved nothing about recovery"
+    );
+}
+
+/// Runs [`stress`] in a forked child with dead-claimant recovery turned
+/// off and two-second timeouts, and asserts that it fails (the child
+/// panics, exit code 101) after at least one kill inside a window: the
+/// stress can tell a queue that recovers from one that does not.
+fn stress_fails_without_recovery(prefix: &str, make: impl Fn(&Unlinker) -> Box<dyn Subject>) {
+    let names = Unlinker::new(prefix);
+    let report = Segment::create_with(&names.name("hits"), 8, &Options::new()).unwrap();
+    let hits = &words(&report)[0];
+    let mut child = fork(|| {
+        shmipc_core::fault::disable_claim_recovery();
+        WAIT_MS.store(2_000, Ordering::Relaxed);
+        stress(prefix, &make, hits);
+        0
+    })
+    .unwrap();
+    let status = child
+        .join_timeout(Duration::from_secs(150))
+        .expect("waitpid")
+        .unwrap_or_else(|| panic!("the run without recovery hung past its own timeouts"));
+    let hit = hits.load(Ordering::SeqCst);
+    assert_eq!(
+        status,
+        ExitStatus::Code(shmipc::process::PANIC_EXIT_CODE),
+        "the stress run with claim recovery off must fail ({hit} kills inside a window)"
+    );
+    assert!(hit > 0, "it failed, but no kill landed inside a window");
 }
 
 // -- MPMC Queue<u64> ---------------------------------------------------------
@@ -289,9 +382,9 @@ impl Subject for Mpmc {
             // publishing it (a test hook), so that kills land inside that
             // window often, not once in a blue moon.
             let r = if seq % 8 == 0 {
-                q.push_pausing(mpmc_item(id), WAIT, pause)
+                q.push_pausing(mpmc_item(id), wait(), || pause(books.producer_window(p)))
             } else {
-                q.push_timeout(mpmc_item(id), WAIT)
+                q.push_timeout(mpmc_item(id), wait())
             };
             if r.is_err() {
                 return 2;
@@ -308,9 +401,9 @@ impl Subject for Mpmc {
             busy.store(1, Ordering::SeqCst);
             // Likewise, every 8th pop pauses holding its claim.
             let r = if k % 8 == 0 {
-                q.pop_pausing(WAIT, pause)
+                q.pop_pausing(wait(), || pause(books.consumer_window(slot)))
             } else {
-                q.pop_timeout(WAIT)
+                q.pop_timeout(wait())
             };
             match r {
                 Ok(v) => books.receive(mpmc_id(v)),
@@ -327,18 +420,27 @@ impl Subject for Mpmc {
     }
 }
 
-/// The pause inside a claimed slot.
-fn pause() {
+/// The pause inside a claimed slot, marked in the process's window word.
+fn pause(window: &AtomicU64) {
+    window.store(1, Ordering::SeqCst);
     std::thread::sleep(Duration::from_micros(200));
+    window.store(0, Ordering::SeqCst);
+}
+
+fn mpmc_subject(names: &Unlinker) -> Box<dyn Subject> {
+    let name = names.name("q");
+    let q = Queue::<u64>::create(&name, RingConfig::new(8)).unwrap();
+    Box::new(Mpmc { name, q })
 }
 
 #[test]
 fn mpmc_producers_and_consumers_killed_at_random() {
-    stress("crash-mpmc", |names| {
-        let name = names.name("q");
-        let q = Queue::<u64>::create(&name, RingConfig::new(8)).unwrap();
-        Box::new(Mpmc { name, q })
-    });
+    stress("crash-mpmc", mpmc_subject, &AtomicU64::new(0));
+}
+
+#[test]
+fn mpmc_stress_fails_with_claim_recovery_off() {
+    stress_fails_without_recovery("crash-mpmc-norec", mpmc_subject);
 }
 
 // -- ByteQueue ---------------------------------------------------------------
@@ -384,19 +486,27 @@ impl Subject for Bytes {
             let id = p * PER_PRODUCER + seq;
             let m = message(id);
             if seq % 2 == 0 {
-                if q.send_timeout(&m, WAIT).is_err() {
+                if q.send_timeout(&m, wait()).is_err() {
                     return 2;
                 }
             } else {
                 // Zero-copy, in two halves: a kill in between leaves a
                 // half-written reservation.
-                let Ok(mut g) = q.reserve_timeout(m.len(), WAIT) else {
+                let Ok(mut g) = q.reserve_timeout(m.len(), wait()) else {
                     return 2;
                 };
+                let window = books.producer_window(p);
+                window.store(1, Ordering::SeqCst);
                 let half = m.len() / 2;
                 g.write_at(0, &m[..half]).unwrap();
                 std::hint::black_box(&g);
+                if seq % 8 == 1 {
+                    // Every 8th reservation stays open a while, so that
+                    // kills land inside one often.
+                    std::thread::sleep(Duration::from_micros(200));
+                }
                 g.write_at(half, &m[half..]).unwrap();
+                window.store(0, Ordering::SeqCst);
                 g.commit();
             }
             set_bit(books.done(), id);
@@ -411,14 +521,17 @@ impl Subject for Bytes {
         for k in 0.. {
             busy.store(1, Ordering::SeqCst);
             let r = if k % 2 == 0 {
-                q.recv_into_timeout(&mut buf, WAIT)
+                q.recv_into_timeout(&mut buf, wait())
             } else {
                 // Borrowed in place, read in pieces, then released.
-                q.recv_timeout(WAIT).map(|g| {
+                q.recv_timeout(wait()).map(|g| {
+                    let window = books.consumer_window(slot);
+                    window.store(1, Ordering::SeqCst);
                     let n = g.len().min(MAX_MESSAGE);
                     for i in 0..n {
                         g.read_at(i, &mut buf[i..=i]).unwrap();
                     }
+                    window.store(0, Ordering::SeqCst);
                     n
                 })
             };
@@ -437,13 +550,20 @@ impl Subject for Bytes {
     }
 }
 
+fn bytes_subject(names: &Unlinker) -> Box<dyn Subject> {
+    let name = names.name("q");
+    let q = ByteQueue::create(&name, BytesConfig::new(2048, MAX_MESSAGE)).unwrap();
+    Box::new(Bytes { name, q })
+}
+
 #[test]
 fn byte_queue_writers_and_readers_killed_at_random() {
-    stress("crash-bytes", |names| {
-        let name = names.name("q");
-        let q = ByteQueue::create(&name, BytesConfig::new(2048, MAX_MESSAGE)).unwrap();
-        Box::new(Bytes { name, q })
-    });
+    stress("crash-bytes", bytes_subject, &AtomicU64::new(0));
+}
+
+#[test]
+fn byte_queue_stress_fails_with_claim_recovery_off() {
+    stress_fails_without_recovery("crash-bytes-norec", bytes_subject);
 }
 
 // ---------------------------------------------------------------------------
@@ -460,7 +580,7 @@ fn kill_after(ready: &Shared<Event>, step: impl FnOnce()) {
         9
     })
     .unwrap();
-    assert!(ready.wait_timeout(WAIT), "the child never got there");
+    assert!(ready.wait_timeout(wait()), "the child never got there");
     child.kill().unwrap();
     assert_eq!(join(&mut child), ExitStatus::Signal(libc::SIGKILL));
 }
@@ -486,7 +606,7 @@ fn mpmc_producer_killed_between_claim_and_publish() {
         "the dead claim is in the way"
     );
     let t = Instant::now();
-    assert_eq!(q.pop_timeout(WAIT), Ok(3), "skipped within an interval");
+    assert_eq!(q.pop_timeout(wait()), Ok(3), "skipped within an interval");
     eprintln!("dead producer's slot skipped after {:?}", t.elapsed());
     assert!(t.elapsed() < Duration::from_secs(5));
     for i in 10..30 {
@@ -517,7 +637,7 @@ fn mpmc_consumer_killed_between_claim_and_free() {
         "the dead consumer's slot is in the way"
     );
     let t = Instant::now();
-    q.push_timeout(3, WAIT).unwrap();
+    q.push_timeout(3, wait()).unwrap();
     eprintln!("dead consumer's slot freed after {:?}", t.elapsed());
     q.push(4).unwrap();
     // Item 1 was being received by the dead consumer: lost, and only it.
@@ -540,10 +660,10 @@ fn byte_writer_killed_between_reserve_and_commit() {
         std::mem::forget(g); // dies before commit
     });
     q.send(b"after").unwrap();
-    assert_eq!(q.recv_vec_timeout(WAIT).unwrap(), b"before");
+    assert_eq!(q.recv_vec_timeout(wait()).unwrap(), b"before");
     assert_eq!(q.try_recv().err(), Some(RecvError::Empty));
     let t = Instant::now();
-    assert_eq!(q.recv_vec_timeout(WAIT).unwrap(), b"after");
+    assert_eq!(q.recv_vec_timeout(wait()).unwrap(), b"after");
     eprintln!("dead writer's record skipped after {:?}", t.elapsed());
     assert_eq!(q.try_recv().err(), Some(RecvError::Empty));
 }
@@ -567,7 +687,7 @@ fn byte_reader_killed_holding_a_grant() {
         "the held record is in the way"
     );
     let t = Instant::now();
-    q.send_timeout(&[3; 40], WAIT).unwrap();
+    q.send_timeout(&[3; 40], wait()).unwrap();
     eprintln!("dead reader's record freed after {:?}", t.elapsed());
     assert_eq!(q.recv_vec().unwrap(), [3; 40]);
 }
@@ -630,7 +750,7 @@ fn spsc_producer_killed_mid_stream_then_replaced() {
     let mut child = fork(|| produce(2)).unwrap();
     let mut next = 0u64;
     while next < 1000 {
-        let item = rx.pop_timeout(WAIT).expect("the new producer streams");
+        let item = rx.pop_timeout(wait()).expect("the new producer streams");
         assert_eq!(item, Item::new(2, next));
         next += 1;
     }

@@ -579,9 +579,12 @@ fn close_wakes_every_sleeping_producer_and_consumer_in_other_processes() {
     bfull.send(&[0; 48]).unwrap();
     assert_eq!(bfull.try_send(&[0; 48]), Err(SendError::Full));
 
-    let long = Duration::from_secs(30);
-    let code = |closed: bool| {
-        if closed {
+    let long = common::SLEEPER_PATIENCE;
+    // `Closed`, and before the sleeper's own deadline: a wake-up that the
+    // close failed to deliver can still end in `Closed` (the last look at
+    // the deadline finds the close), but only once the timeout has run.
+    let code = |closed: bool, started: Instant| {
+        if closed && started.elapsed() < long {
             GOT_CLOSED
         } else {
             GOT_SOMETHING_ELSE
@@ -592,29 +595,33 @@ fn close_wakes_every_sleeping_producer_and_consumer_in_other_processes() {
         sleepers.push(
             fork(|| {
                 let q = Queue::<u64>::open(&empty_n).unwrap();
-                code(q.pop_timeout(long) == Err(PopError::Closed))
+                let t = Instant::now();
+                code(q.pop_timeout(long) == Err(PopError::Closed), t)
             })
             .unwrap(),
         );
         sleepers.push(
             fork(|| {
                 let q = Queue::<u64>::open(&full_n).unwrap();
-                code(q.push_timeout(3, long) == Err(PushError::Closed))
+                let t = Instant::now();
+                code(q.push_timeout(3, long) == Err(PushError::Closed), t)
             })
             .unwrap(),
         );
         sleepers.push(
             fork(|| {
                 let q = ByteQueue::open(&bempty_n).unwrap();
+                let t = Instant::now();
                 let closed = matches!(q.recv_timeout(long), Err(RecvError::Closed));
-                code(closed)
+                code(closed, t)
             })
             .unwrap(),
         );
         sleepers.push(
             fork(|| {
                 let q = ByteQueue::open(&bfull_n).unwrap();
-                code(q.send_timeout(&[1; 40], long) == Err(SendError::Closed))
+                let t = Instant::now();
+                code(q.send_timeout(&[1; 40], long) == Err(SendError::Closed), t)
             })
             .unwrap(),
         );

@@ -8,7 +8,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use shmipc::sync::{AtomicU32, AtomicU64, Ordering};
-use shmipc::{Event, Lock, Named, Pipe, RecvError, Semaphore, Shared};
+use shmipc::{Event, Lock, Named, Pipe, RecvError, Semaphore, Shared, TypedPipe, TypedQueue};
+
+/// The typed peer's message: no derive needed (tuples of std types are
+/// serde types already).
+type Record = (u64, String, Vec<u32>);
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -77,6 +81,29 @@ fn run(args: &[&str]) -> Res<u8> {
                 Err(RecvError::Timeout) => Ok(3),
                 _ => Ok(4),
             }
+        }
+        // Claim end B of a typed pipe of Records and answer each with the
+        // record's id, its text upper-cased and its numbers summed, until
+        // the other end closes it.
+        ["typed-echo", name] => {
+            let end = TypedPipe::<Record>::open(name)?;
+            loop {
+                match end.recv_timeout(Duration::from_secs(30)) {
+                    Ok((id, text, nums)) => {
+                        let sum = nums.iter().sum::<u32>();
+                        end.send(&(id, text.to_uppercase(), vec![sum]))?;
+                    }
+                    Err(e) if e.is_closed() => return Ok(0),
+                    Err(e) if e.is_timeout() => return Ok(3),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        // Open a typed queue of u64s: how a program with the wrong type
+        // sees a typed segment.
+        ["typed-open-u64", name] => {
+            drop(TypedQueue::<u64>::open(name)?);
+            Ok(0)
         }
         // Open an object of the given kind and report the error, if any, on
         // stderr: how a separate program sees a wrong name or kind.

@@ -90,3 +90,18 @@ pub fn bytes(env: &Env, size: usize) -> Sample {
     ));
     s
 }
+
+/// The `typed_small` message (an int, a 16-character str, eight floats, as
+/// a tuple) through a `multiprocessing.Queue` bounded to 512 items.
+pub fn typed_small(env: &Env) -> Sample {
+    let mut s = run(
+        env,
+        &[
+            "typed_small".into(),
+            env.dur.as_millis().to_string(),
+            "512".into(),
+        ],
+    );
+    s.note = Some("(int, str, [float] * 8) through multiprocessing.Queue(maxsize=512)".into());
+    s
+}

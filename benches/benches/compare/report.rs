@@ -33,6 +33,7 @@ const MAIN: &[&str] = &[
     "bytes_64",
     "bytes_4k",
     "bytes_64k",
+    "typed_small",
     "lock_uncontended",
     "lock_contended",
 ];
@@ -51,6 +52,7 @@ const ABOUT: &[(&str, &str)] = &[
     ("bytes_64", "one-way 64-byte messages, copied in and out, 2 processes pinned"),
     ("bytes_4k", "as bytes_64, 4 KiB messages"),
     ("bytes_64k", "as bytes_64, 64 KiB messages"),
+    ("typed_small", "one-way serde structs (u64, 16-byte String, 8 f32s) built and decoded afresh, 2 processes pinned"),
     ("lock_uncontended", "lock + unlock on one thread"),
     ("lock_contended", "2 processes on 2 cores increment one counter under the lock; ns per increment"),
 ];
@@ -533,6 +535,13 @@ const TARGETS: &[Target] = &[
     t("bytes_64k", "uds", 5.0),
 ];
 
+/// Issue 11 ([typed]).
+const TYPED: &[Target] = &[
+    t("typed_small", "ipc_channel", 5.0),
+    t("typed_small", "pipe", 5.0),
+    t("typed_small", "py_mp", 50.0),
+];
+
 /// Earlier targets, kept as regression checks, with the fair peers beside
 /// the ones they were first set against.
 const EARLIER: &[Target] = &[
@@ -620,6 +629,8 @@ fn targets(cases: &[Case], ctx: &Context) {
     println!("  issue 15 [speed]:");
     target_lines(cases, ctx, TARGETS);
     println!("  {:<20} not measured: needs a wait-strategy API in the library (rt_adaptive <= 3x rt_busy; idle waiter <= 2% of a core)", "rt_adaptive");
+    println!("  issue 11 [typed]:");
+    target_lines(cases, ctx, TYPED);
     println!("  earlier targets, with the fair peers beside the first ones:");
     target_lines(cases, ctx, EARLIER);
 }

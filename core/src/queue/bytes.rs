@@ -321,6 +321,9 @@ struct Control {
 }
 
 impl Control {
+    /// Under loom only: elsewhere the block is zeroed in place (zero bytes are
+    /// this value; see `init_at`).
+    #[cfg(loom)]
     fn new() -> Control {
         Control {
             header: ControlHeader::new(),
@@ -380,7 +383,7 @@ impl<'a> Ring<'a> {
         // SAFETY: in bounds and owned (contract); `src` is the caller's own
         // memory, so the ranges do not overlap.
         unsafe {
-            core::ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(off), src.len())
+            crate::sys::copy::store_bytes(src, self.base.as_ptr().add(off))
         };
         #[cfg(loom)]
         // SAFETY: as above.
@@ -401,7 +404,7 @@ impl<'a> Ring<'a> {
         #[cfg(not(loom))]
         // SAFETY: as in `write`, in the other direction.
         unsafe {
-            core::ptr::copy_nonoverlapping(self.base.as_ptr().add(off), dst.as_mut_ptr(), dst.len())
+            crate::sys::copy::load_bytes(self.base.as_ptr().add(off), dst)
         };
         #[cfg(loom)]
         // SAFETY: as above.
@@ -582,7 +585,11 @@ impl<'a> ByteQueue<'a> {
         let l = Self::layout(config)?;
         crate::place::check(ptr, len, l.size(), l.align())?;
         // SAFETY: aligned and large enough (checked), exclusive (contract).
-        unsafe { ptr.cast::<Control>().write(Control::new()) };
+        // Zeroed, not written as a struct: every field of `Control::new()`
+        // is an atomic holding 0, so zero bytes are that value, and a typed
+        // write would copy the struct's padding from the stack into shared
+        // memory (this process's addresses, for any reader to see).
+        unsafe { ptr.write_bytes(0, size_of::<Control>()) };
         // SAFETY: the ring lies inside the checked layout. Zeroed, so no
         // header or payload byte is ever read uninitialised.
         unsafe {
@@ -818,7 +825,7 @@ impl<'a, K> ByteQueue<'a, K> {
         u32::try_from(owner)
             .ok()
             .and_then(Token::from_raw)
-            .is_some_and(|t| self.peers.fate(t).is_dead())
+            .is_some_and(|t| !crate::fault::claim_recovery_off() && self.peers.fate(t).is_dead())
     }
 
     /// Decodes and checks the header of the record at `pos`, which must lie
@@ -2241,4 +2248,63 @@ mod tests {
         }
         assert_eq!(q.try_recv_into(&mut out), Err(RecvError::Empty));
     }
+}
+
+/// What a byte queue's control block says, decoded from a copy of its
+/// bytes ([`state_of`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByteRingState {
+    /// Positions (in bytes), closed flag and sleepers; `tail - head` is
+    /// what is committed or reserved and not yet claimed by a reader.
+    pub ring: crate::queue::RingState,
+    /// Where the oldest record still held lies (bytes before it are free):
+    /// `tail - released` is the ring's bytes in use.
+    pub released: u64,
+    /// Who holds the writers' lock (a reservation in progress), if anyone.
+    pub writer_lock: Option<crate::lock::Owner>,
+    /// Who holds the readers' lock (a claim in progress), if anyone.
+    pub reader_lock: Option<crate::lock::Owner>,
+    /// Whether either side's lock is not recoverable.
+    pub unrecoverable: bool,
+}
+
+/// What the byte-queue control block at the start of `control` (a copy of
+/// a queue's bytes, at least its control block) says; `None` if `control`
+/// is too short to hold one. Decodes words only: nothing is checked or
+/// trusted, and no memory but the copy is read.
+#[cfg(not(loom))]
+pub fn state_of(control: &[u8]) -> Option<ByteRingState> {
+    use crate::place::SharedObject;
+    use crate::queue::{signal_word_at, sleeping, word_at};
+    use core::mem::offset_of;
+    if control.len() < size_of::<Control>() {
+        return None;
+    }
+    let writer = offset_of!(Control, writer);
+    let reader = offset_of!(Control, reader);
+    let tail = word_at(control, writer + offset_of!(WriterSide, tail))?;
+    // A private, aligned copy of each side's lock, read through the lock's
+    // own accessors (every bit pattern is a lock state).
+    let lock_at = |off: usize| {
+        let mut words = [0u64; 2];
+        let src = control.get(off..off + Lock::SIZE)?;
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words).copy_from_slice(src);
+        let lock = Lock::from_bytes_mut(bytemuck::cast_slice_mut(&mut words)).ok()?;
+        Some((lock.owner(), lock.is_unrecoverable()))
+    };
+    let (writer_lock, w_dead) = lock_at(writer + offset_of!(WriterSide, lock))?;
+    let (reader_lock, r_dead) = lock_at(reader + offset_of!(ReaderSide, lock))?;
+    Some(ByteRingState {
+        ring: crate::queue::RingState {
+            tail: tail & !CLOSED,
+            head: word_at(control, reader + offset_of!(ReaderSide, read))?,
+            closed: tail & CLOSED != 0,
+            consumer_sleepers: sleeping(signal_word_at(control, offset_of!(Control, not_empty))?),
+            producer_sleepers: sleeping(signal_word_at(control, offset_of!(Control, not_full))?),
+        },
+        released: word_at(control, writer + offset_of!(WriterSide, head))?,
+        writer_lock,
+        reader_lock,
+        unrecoverable: w_dead || r_dead,
+    })
 }

@@ -55,6 +55,9 @@ pub(crate) struct HeaderInfo {
 }
 
 impl ControlHeader {
+    /// Under loom only: elsewhere the block is zeroed in place (zero bytes are
+    /// this value; see `init_at`).
+    #[cfg(loom)]
     pub(crate) fn new() -> ControlHeader {
         ControlHeader {
             magic: AtomicU64::new(0),

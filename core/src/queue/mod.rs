@@ -117,15 +117,21 @@ mod control;
 mod error;
 pub mod mpmc;
 pub mod spsc;
+mod state;
 mod storage;
 mod wait;
 
 pub use config::{RingConfig, MAX_CAPACITY};
 pub use error::{PopError, PushError, QueueError, RecvError, SendError};
+#[cfg(not(loom))]
+pub(crate) use state::word_at;
+pub use state::RingState;
 pub use storage::Keep;
 #[cfg(loom)]
 #[doc(hidden)]
 pub use wait::set_miss_limit;
+#[cfg(not(loom))]
+pub(crate) use wait::signal_word_at;
 pub use wait::MISS_LIMIT;
 
 pub(crate) use control::{ControlHeader, QueueKind, MAX_POS};

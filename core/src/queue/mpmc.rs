@@ -277,6 +277,9 @@ struct Control {
 }
 
 impl Control {
+    /// Under loom only: elsewhere the block is zeroed in place (zero bytes are
+    /// this value; see `init_at`).
+    #[cfg(loom)]
     fn new() -> Control {
         Control {
             header: ControlHeader::new(),
@@ -402,7 +405,11 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         let cap = config.capacity;
         let (seqs_off, slots_off, _) = offsets::<T>(cap).ok_or(LayoutError::InvalidParameters)?;
         // SAFETY: aligned and large enough (checked), exclusive (contract).
-        unsafe { ptr.cast::<Control>().write(Control::new()) };
+        // Zeroed, not written as a struct: every field of `Control::new()`
+        // is an atomic holding 0, so zero bytes are that value, and a typed
+        // write would copy the struct's padding from the stack into shared
+        // memory (this process's addresses, for any reader to see).
+        unsafe { ptr.write_bytes(0, size_of::<Control>()) };
         // SAFETY: the slot metadata array is in bounds, 8-aligned (offset
         // is a multiple of 128 from a 128-aligned base), exclusive.
         let metas = unsafe { ptr.add(seqs_off).cast::<Meta>() };
@@ -635,7 +642,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     #[cold]
     fn claimant_dead(&self, w: u64) -> bool {
         Token::from_raw(((w & TOKEN_MASK) >> 32) as u32)
-            .is_some_and(|t| self.peers.fate(t).is_dead())
+            .is_some_and(|t| !crate::fault::claim_recovery_off() && self.peers.fate(t).is_dead())
     }
 
     #[inline]
@@ -1201,6 +1208,16 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         .unwrap_or(Err(PopError::Timeout))?;
         pause();
         self.take(pos)
+    }
+
+    /// Test support: whether this handle's notifies check for sleepers
+    /// with a plain load (the light side of the asymmetric barrier,
+    /// `crate::membarrier`) on both sides.
+    #[doc(hidden)]
+    pub fn light_notify(&self) -> bool {
+        crate::membarrier::registered()
+            && self.ctrl.not_empty.is_light()
+            && self.ctrl.not_full.is_light()
     }
 
     /// Test support: claims the next enqueue position as a push would, and
@@ -1958,4 +1975,25 @@ mod tests {
         holds_exactly(&q, 4, 10);
         holds_exactly(&q, 4, 20);
     }
+}
+
+/// What the MPMC control block at the start of `control` (a copy of a
+/// queue's bytes, at least its control block) says; `None` if `control`
+/// is too short to hold one. Decodes words only: nothing is checked or
+/// trusted, and no memory but the copy is read.
+#[cfg(not(loom))]
+pub fn state_of(control: &[u8]) -> Option<crate::queue::RingState> {
+    use crate::queue::{signal_word_at, sleeping, word_at};
+    use core::mem::offset_of;
+    if control.len() < size_of::<Control>() {
+        return None;
+    }
+    let enq = word_at(control, offset_of!(Control, enqueue))?;
+    Some(crate::queue::RingState {
+        tail: enq & !CLOSED,
+        head: word_at(control, offset_of!(Control, dequeue))?,
+        closed: enq & CLOSED != 0,
+        consumer_sleepers: sleeping(signal_word_at(control, offset_of!(Control, not_empty))?),
+        producer_sleepers: sleeping(signal_word_at(control, offset_of!(Control, not_full))?),
+    })
 }

@@ -110,6 +110,9 @@ struct Control {
 }
 
 impl Control {
+    /// Under loom only: elsewhere the block is zeroed in place (zero bytes are
+    /// this value; see `init_at`).
+    #[cfg(loom)]
     fn new() -> Control {
         Control {
             header: ControlHeader::new(),
@@ -266,7 +269,11 @@ impl<T: Pod> Spsc<T> {
         crate::place::check(ptr, len, l.size(), l.align())?;
         let ctrl = ptr.cast::<Control>();
         // SAFETY: aligned and large enough (checked), exclusive (contract).
-        unsafe { ctrl.write(Control::new()) };
+        // Zeroed, not written as a struct: every field of `Control::new()`
+        // is an atomic holding 0, so zero bytes are that value, and a typed
+        // write would copy the struct's padding from the stack into shared
+        // memory (this process's addresses, for any reader to see).
+        unsafe { ptr.write_bytes(0, size_of::<Control>()) };
         // SAFETY: the slot area lies inside the checked length; zeroing it
         // means no slot is ever read uninitialised, even by a pop that a
         // corrupted index sends to a slot never written.
@@ -500,6 +507,14 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
     }
 
     ring_state!();
+
+    /// Test support: whether this handle's notifies check for sleepers
+    /// with a plain load (the light side of the asymmetric barrier,
+    /// `crate::membarrier`).
+    #[doc(hidden)]
+    pub fn light_notify(&self) -> bool {
+        crate::membarrier::registered() && self.ctrl.not_empty.is_light()
+    }
 
     /// Re-reads the consumer's position.
     #[inline]
@@ -1291,4 +1306,25 @@ mod tests {
             assert_eq!(rx.try_pop(), Err(PopError::Empty));
         }
     }
+}
+
+/// What the SPSC control block at the start of `control` (a copy of a
+/// ring's bytes, at least its control block) says; `None` if `control` is
+/// too short to hold one. Decodes words only: nothing is checked or
+/// trusted, and no memory but the copy is read.
+#[cfg(not(loom))]
+pub fn state_of(control: &[u8]) -> Option<crate::queue::RingState> {
+    use crate::queue::{signal_word_at, sleeping, word_at, SIGNAL_FLAG};
+    use core::mem::offset_of;
+    if control.len() < size_of::<Control>() {
+        return None;
+    }
+    let not_empty = signal_word_at(control, offset_of!(Control, not_empty))?;
+    Some(crate::queue::RingState {
+        tail: word_at(control, offset_of!(Control, tail))?,
+        head: word_at(control, offset_of!(Control, head))?,
+        closed: not_empty & SIGNAL_FLAG != 0,
+        consumer_sleepers: sleeping(not_empty),
+        producer_sleepers: sleeping(signal_word_at(control, offset_of!(Control, not_full))?),
+    })
 }

@@ -55,7 +55,7 @@ impl<T> Clone for Cells<T> {
 }
 impl<T> Copy for Cells<T> {}
 
-impl<T: Copy> Cells<T> {
+impl<T: bytemuck::Pod> Cells<T> {
     /// # Safety
     ///
     /// `base` points at `len` slots that stay valid while this value (and
@@ -74,9 +74,9 @@ impl<T: Copy> Cells<T> {
         // SAFETY: in bounds and owned by the caller (contract).
         let cell = unsafe { self.base.as_ptr().add(i) };
         #[cfg(not(loom))]
-        // SAFETY: in bounds, aligned (the array is aligned for T), and T is
-        // Pod, so any bytes are a valid value.
-        return unsafe { cell.read() };
+        // SAFETY: in bounds, aligned (the array is aligned for T); a racing
+        // writer can only leave bytes, a valid T (Pod) (`sys::copy`).
+        return unsafe { crate::sys::copy::load_item(cell) };
         #[cfg(loom)]
         // SAFETY: as above; loom checks the access.
         return unsafe { (*cell).with(|p| p.read()) };
@@ -92,9 +92,9 @@ impl<T: Copy> Cells<T> {
         // SAFETY: in bounds and owned by the caller (contract).
         let cell = unsafe { self.base.as_ptr().add(i) };
         #[cfg(not(loom))]
-        // SAFETY: in bounds, aligned, owned by the caller.
+        // SAFETY: in bounds, aligned, owned by the caller; `v` is ours.
         unsafe {
-            cell.write(v)
+            crate::sys::copy::store_items(&v, cell, 1)
         };
         #[cfg(loom)]
         // SAFETY: as above; loom checks the access.
@@ -115,7 +115,7 @@ impl<T: Copy> Cells<T> {
         // destination is a distinct, caller-owned slice, so they do not
         // overlap.
         unsafe {
-            core::ptr::copy_nonoverlapping(self.base.as_ptr().add(i), dst.as_mut_ptr(), dst.len())
+            crate::sys::copy::load_items(self.base.as_ptr().add(i), dst.as_mut_ptr(), dst.len())
         };
         #[cfg(loom)]
         for (k, d) in dst.iter_mut().enumerate() {
@@ -134,7 +134,7 @@ impl<T: Copy> Cells<T> {
         #[cfg(not(loom))]
         // SAFETY: as in read_slice, in the other direction.
         unsafe {
-            core::ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(i), src.len())
+            crate::sys::copy::store_items(src.as_ptr(), self.base.as_ptr().add(i), src.len())
         };
         #[cfg(loom)]
         for (k, s) in src.iter().enumerate() {

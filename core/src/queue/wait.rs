@@ -140,6 +140,9 @@ pub(crate) struct Signal {
 }
 
 impl Signal {
+    /// Under loom only: elsewhere the block is zeroed in place (zero bytes are
+    /// this value; see `init_at`).
+    #[cfg(loom)]
     pub(crate) fn new() -> Signal {
         Signal {
             epoch: AtomicU32::new(0),
@@ -348,17 +351,14 @@ pub(crate) fn block_checked<R>(
             break None;
         }
         let capped;
-        let mut slice = match deadline {
-            Some(d) if *d < next_check => d,
-            _ => &next_check,
-        };
-        if slice_cap {
+        let mut slice = futex::sleep_end(deadline, &next_check);
+        if slice_cap && !futex::STRICT_WAKES {
             capped = Deadline::after(core::time::Duration::from_millis(1));
-            if capped < *slice {
-                slice = &capped;
+            if slice.map_or(true, |s| capped < *s) {
+                slice = Some(&capped);
             }
         }
-        if futex::wait(&signal.epoch, seen, Some(slice)) == WaitOutcome::TimedOut
+        if futex::wait(&signal.epoch, seen, slice) == WaitOutcome::TimedOut
             && deadline.is_some_and(Deadline::has_passed)
         {
             // A wake-up may have come with the deadline: take what it
@@ -368,4 +368,13 @@ pub(crate) fn block_checked<R>(
     };
     unregister(&signal.sleepers, reg);
     out
+}
+
+/// The sleeper word of the [`Signal`] at `off` of `bytes`.
+#[cfg(not(loom))]
+pub(crate) fn signal_word_at(bytes: &[u8], off: usize) -> Option<u64> {
+    super::word_at(
+        bytes,
+        off.checked_add(core::mem::offset_of!(Signal, sleepers))?,
+    )
 }

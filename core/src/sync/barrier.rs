@@ -140,6 +140,12 @@ impl Barrier {
         self.state.load(Ordering::Relaxed) & ARRIVED_MASK
     }
 
+    /// The round it is in (a snapshot; 15 bits that wrap): bumped when a
+    /// round passes, by two when it is reset.
+    pub fn generation(&self) -> u32 {
+        generation(self.state.load(Ordering::Relaxed))
+    }
+
     /// Whether the barrier is broken.
     pub fn is_broken(&self) -> bool {
         self.state.load(Ordering::Relaxed) & BROKEN != 0
@@ -233,7 +239,9 @@ impl Barrier {
                 }
                 continue;
             }
-            futex::wait(&self.state, now, deadline);
+            // Sliced: a leader killed between its release and its wake
+            // must not strand us (`futex::wait_sliced`).
+            futex::wait_sliced(&self.state, now, deadline);
         }
     }
 

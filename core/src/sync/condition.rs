@@ -122,6 +122,13 @@ impl Condition {
         &self.lock
     }
 
+    /// How many waiters may be asleep on it now (a snapshot; a waiter
+    /// killed while asleep stays counted until a notify finds the count
+    /// wrong).
+    pub fn sleepers(&self) -> u32 {
+        self.sleepers.load(Ordering::Relaxed)
+    }
+
     /// Wakes one waiting process (or thread), if any waits. Call it with
     /// the lock held, after changing the state the waiters check.
     ///
@@ -235,9 +242,19 @@ impl<'a> CondGuard<'a> {
         cond.sleepers.fetch_add(1, Ordering::SeqCst);
         let seq = cond.seq.load(Ordering::SeqCst);
         drop(self.guard);
-        let outcome = futex::wait(&cond.seq, seq, deadline);
+        // Sliced: a notifier killed between its `seq` increment and its
+        // wake must not strand us (`futex::wait_sliced`). A slice that
+        // ends with `seq` unchanged and time left is slept again.
+        let notified = loop {
+            let outcome = futex::wait_sliced(&cond.seq, seq, deadline);
+            if outcome != WaitOutcome::TimedOut || cond.seq.load(Ordering::SeqCst) != seq {
+                break true;
+            }
+            if deadline.is_some_and(Deadline::has_passed) {
+                break false;
+            }
+        };
         cond.sleepers.fetch_sub(1, Ordering::SeqCst);
-        let notified = outcome != WaitOutcome::TimedOut || cond.seq.load(Ordering::SeqCst) != seq;
         let guard = match deadline {
             None => cond.lock.lock()?,
             Some(d) => {

@@ -19,7 +19,7 @@
 use core::fmt;
 use core::time::Duration;
 
-use crate::futex::{self, Deadline, WaitOutcome};
+use crate::futex::{self, Deadline};
 use crate::sync::{AtomicU32, Ordering};
 
 const SET: u32 = 1;
@@ -152,11 +152,11 @@ impl Event {
                     continue;
                 }
             }
-            let outcome = futex::wait(&self.word, state | WAITERS, deadline);
+            // Sliced: a setter killed between its compare-and-swap and its
+            // wake must not strand us (`futex::wait_sliced`).
+            futex::wait_sliced(&self.word, state | WAITERS, deadline);
             state = self.word.load(Ordering::Acquire);
-            let timed_out =
-                outcome == WaitOutcome::TimedOut || deadline.is_some_and(Deadline::has_passed);
-            if timed_out {
+            if deadline.is_some_and(Deadline::has_passed) {
                 return fired(state);
             }
         }

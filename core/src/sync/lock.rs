@@ -362,13 +362,11 @@ impl Lock {
                     continue;
                 }
             }
-            // Sleep at most one check interval, so a dead owner is noticed.
+            // Sleep at most one check interval, so a dead owner is noticed
+            // (except under `strict-wakes`, `futex::STRICT_WAKES`).
             let check = Deadline::after(OWNER_CHECK_INTERVAL);
-            let slice = match deadline {
-                Some(d) if *d < check => d,
-                _ => &check,
-            };
-            let outcome = futex::wait(&self.word, state | WAITERS, Some(slice));
+            let slice = futex::sleep_end(deadline, &check);
+            let outcome = futex::wait(&self.word, state | WAITERS, slice);
             if deadline.is_some_and(Deadline::has_passed) {
                 // One last look: the lock may have been released just now.
                 state = self.word.load(Ordering::Relaxed);

@@ -38,7 +38,7 @@ use core::fmt;
 use core::num::NonZeroU32;
 use core::time::Duration;
 
-use crate::futex::{self, Deadline, WaitOutcome};
+use crate::futex::{self, Deadline};
 use crate::queue::{count_miss, counted, register, sleeping, unregister};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -207,9 +207,10 @@ impl Semaphore {
             if self.try_acquire_from(self.count.fetch_add(0, Ordering::AcqRel)) {
                 break true;
             }
-            let timed_out = futex::wait(&self.epoch, seen, deadline) == WaitOutcome::TimedOut
-                || deadline.is_some_and(Deadline::has_passed);
-            if timed_out {
+            // Sliced: a releaser killed between its permit and its wake
+            // must not strand us (`futex::wait_sliced`); we re-read `count`.
+            futex::wait_sliced(&self.epoch, seen, deadline);
+            if deadline.is_some_and(Deadline::has_passed) {
                 // A wake-up meant for us may have arrived with the deadline;
                 // take the permit rather than strand it.
                 break self.try_acquire();
@@ -278,11 +279,18 @@ impl Semaphore {
         register(&self.sleepers);
     }
 
-    /// Test support: how many sleepers are counted now.
+    /// How many sleepers are counted now (a snapshot, for tools such as
+    /// `shmipc inspect`; a count may include a sleeper that died, until
+    /// the count's next wipe).
+    pub fn sleepers(&self) -> u64 {
+        sleeping(self.sleepers.load(Ordering::Relaxed))
+    }
+
+    /// Test support: [`Semaphore::sleepers`].
     #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn counted_sleepers(&self) -> u64 {
-        sleeping(self.sleepers.load(Ordering::Relaxed))
+        self.sleepers()
     }
 
     /// The number of permits available now (a snapshot).

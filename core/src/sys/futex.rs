@@ -166,6 +166,31 @@ pub fn spin_until(mut ready: impl FnMut() -> bool) -> bool {
 /// wait on a futex at all (a seccomp filter that forbids `futex`, say).
 pub const FALLBACK_SLICE: Duration = Duration::from_millis(1);
 
+/// Whether this build has the `strict-wakes` feature (for tests only):
+/// sleeps that would also end at the next periodic owner check, or in
+/// short slices because the kernel refused a heavy barrier, end only when
+/// woken or at their caller's deadline. A wake-up the protocol fails to
+/// deliver then costs the whole timeout instead of one slice, so a test
+/// that treats a timeout as a failure sees every lost wake. Dead peers are
+/// then noticed only when a caller's deadline passes.
+#[doc(hidden)]
+pub const STRICT_WAKES: bool = cfg!(feature = "strict-wakes");
+
+/// When a sleep that also watches for a dead peer ends: at the earlier of
+/// the caller's `deadline` and the next owner `check`, or, with
+/// [`STRICT_WAKES`], at the caller's deadline only (`None`: when woken).
+#[inline]
+pub(crate) fn sleep_end<'a>(
+    deadline: Option<&'a Deadline>,
+    check: &'a Deadline,
+) -> Option<&'a Deadline> {
+    match deadline {
+        _ if STRICT_WAKES => deadline,
+        Some(d) if d < check => Some(d),
+        _ => Some(check),
+    }
+}
+
 /// Sleeps while `word` holds `expected`, until woken or `deadline` passes.
 ///
 /// Returns at once (with [`WaitOutcome::Retry`]) if the word already differs.
@@ -176,6 +201,31 @@ pub const FALLBACK_SLICE: Duration = Duration::from_millis(1);
 #[inline]
 pub fn wait(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> WaitOutcome {
     imp::wait(word, expected, deadline)
+}
+
+/// [`wait`], but for at most one
+/// [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL) (or until
+/// `deadline`, if that is sooner). For sleepers whose waker changes the
+/// word's state first and wakes after (a set, a release, a notify): a waker
+/// killed or stopped between the two never wakes anyone, and a sleeper that
+/// slept on would sleep for ever although the state says to go on. With
+/// slices, it re-reads its state within one interval.
+///
+/// Returns [`WaitOutcome::TimedOut`] when the slice ends too: callers
+/// decide "timed out" by their own deadline, not by the outcome. With
+/// [`STRICT_WAKES`] there are no slices. Under loom it is [`wait`] (the models kill no one, and extra timed waits multiply
+/// the interleavings they explore).
+#[inline]
+pub fn wait_sliced(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>) -> WaitOutcome {
+    #[cfg(loom)]
+    return wait(word, expected, deadline);
+    #[cfg(not(loom))]
+    {
+        let slice = Deadline::after(crate::lock::OWNER_CHECK_INTERVAL);
+        // With `STRICT_WAKES` no slice: a wake lost by the protocol then
+        // costs the caller's whole timeout, which strict tests see.
+        wait(word, expected, sleep_end(deadline, &slice))
+    }
 }
 
 /// Wakes at most one process or thread sleeping on `word`. Returns how many

@@ -4,6 +4,8 @@
 //! of the system goes through these files.
 
 pub(crate) mod atomic;
+#[cfg(not(loom))]
+pub(crate) mod copy;
 pub mod futex;
 pub(crate) mod membarrier;
 pub(crate) mod tid;

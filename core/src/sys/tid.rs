@@ -99,6 +99,52 @@ fn fresh_nonce() -> u32 {
     0x5eed
 }
 
+/// [`install_atfork_once`]'s states.
+#[cfg(not(loom))]
+const ATFORK_NONE: u32 = 0;
+#[cfg(not(loom))]
+const ATFORK_INSTALLING: u32 = 1;
+#[cfg(not(loom))]
+const ATFORK_DONE: u32 = 2;
+
+/// Registers `child` with `pthread_atfork`, once per process, and returns
+/// only once it is registered: a thread that finds another one
+/// registering waits for it, so no thread goes on (and forks) while the
+/// handler is not yet there, which would give that child its parent's fork
+/// generation and so its parent's token.
+///
+/// SYNC POINT: the Release store of `ATFORK_DONE` pairs with the Acquire
+/// loads here; the flag orders only the registration, which
+/// `pthread_atfork` keeps in its own registry.
+#[cfg(not(loom))]
+fn install_atfork_once(state: &crate::sync::AtomicU32, child: extern "C" fn()) {
+    use crate::sync::Ordering;
+    // Miri cannot fork (nor call pthread_atfork).
+    if cfg!(miri) || state.load(Ordering::Acquire) == ATFORK_DONE {
+        return;
+    }
+    match state.compare_exchange(
+        ATFORK_NONE,
+        ATFORK_INSTALLING,
+        Ordering::Acquire,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => {
+            // SAFETY: `child` is an `extern "C"` function with no
+            // arguments, as pthread_atfork expects; the caller's handler
+            // is async-signal-safe (atomics and thread-locals only).
+            unsafe { libc::pthread_atfork(None, None, Some(child)) };
+            state.store(ATFORK_DONE, Ordering::Release);
+        }
+        Err(_) => {
+            // Registration is one short call in another thread: wait for it.
+            while state.load(Ordering::Acquire) != ATFORK_DONE {
+                core::hint::spin_loop();
+            }
+        }
+    }
+}
+
 #[cfg(loom)]
 mod imp {
     loom::thread_local! {
@@ -124,14 +170,14 @@ mod imp {
 
     use core::cell::Cell;
 
-    use crate::sync::{AtomicBool, AtomicU32, Ordering};
+    use crate::sync::{AtomicU32, Ordering};
 
     std::thread_local! {
         /// The calling thread's kernel id and stamp; 0 until first asked.
         static ID: Cell<(u32, u64)> = const { Cell::new((0, 0)) };
     }
 
-    static ATFORK_INSTALLED: AtomicBool = AtomicBool::new(false);
+    static ATFORK: AtomicU32 = AtomicU32::new(super::ATFORK_NONE);
     /// This process's nonce; 0 until first asked (and again in a forked
     /// child, which is another process).
     static NONCE: AtomicU32 = AtomicU32::new(0);
@@ -148,19 +194,12 @@ mod imp {
         FORKS.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Installs the fork handler, once per process.
-    ///
-    /// SYNC POINT: the AcqRel swap is a once-flag that carries no data
-    /// (`pthread_atfork` keeps its own registry); it needs no partner.
+    /// Installs the fork handler, once per process
+    /// ([`super::install_atfork_once`]). The handler only touches a
+    /// thread-local Cell and atomics, which is fine in a freshly forked
+    /// child where only the forking thread runs.
     fn install_atfork() {
-        // Miri cannot fork (nor call pthread_atfork).
-        // SYNC POINT: AcqRel (see the doc comment above).
-        if cfg!(not(miri)) && !ATFORK_INSTALLED.swap(true, Ordering::AcqRel) {
-            // SAFETY: registering a child handler that only touches a
-            // thread-local Cell and atomics, which is fine in a freshly
-            // forked child where only the forking thread runs.
-            unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
-        }
+        super::install_atfork_once(&ATFORK, forget_in_child);
     }
 
     fn nonce() -> u32 {
@@ -214,9 +253,9 @@ mod imp {
 
 #[cfg(all(not(loom), not(any(feature = "std", test))))]
 mod imp {
-    use crate::sync::{AtomicBool, AtomicU32, Ordering};
+    use crate::sync::{AtomicU32, Ordering};
 
-    static ATFORK_INSTALLED: AtomicBool = AtomicBool::new(false);
+    static ATFORK: AtomicU32 = AtomicU32::new(super::ATFORK_NONE);
     static NONCE: AtomicU32 = AtomicU32::new(0);
     static FORKS: AtomicU32 = AtomicU32::new(0);
 
@@ -225,17 +264,10 @@ mod imp {
         FORKS.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Installs the fork handler, once per process.
-    ///
-    /// SYNC POINT: the AcqRel swap is a once-flag that carries no data
-    /// (`pthread_atfork` keeps its own registry); it needs no partner.
+    /// Installs the fork handler, once per process
+    /// ([`super::install_atfork_once`]); the handler only stores to atomics.
     fn install_atfork() {
-        // Miri cannot fork (nor call pthread_atfork).
-        // SYNC POINT: AcqRel (see the doc comment above).
-        if cfg!(not(miri)) && !ATFORK_INSTALLED.swap(true, Ordering::AcqRel) {
-            // SAFETY: the handler only stores to atomics.
-            unsafe { libc::pthread_atfork(None, None, Some(forget_in_child)) };
-        }
+        super::install_atfork_once(&ATFORK, forget_in_child);
     }
 
     #[inline]

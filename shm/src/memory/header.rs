@@ -15,7 +15,10 @@
 //! | 56 | `params` | [u64; 4] | kind-specific (a capacity, say); zero for fixed-size kinds |
 //! | 88 | `peers_offset` | u64 | where the peer table starts: the object's end rounded up to 128 |
 //! | 96 | `peer_slots` | u32 | the peer table's slots (1 to [`Token::MAX_SLOTS`](shmipc_core::Token::MAX_SLOTS)), 32 bytes each |
-//! | 100 | reserved | 28 bytes | zero |
+//! | 100 | reserved | u32 | zero |
+//! | 104 | `type_hash` | u64 | a typed segment's message type: the hash of its name ([`Fingerprint`](crate::typed::Fingerprint)); zero for the others |
+//! | 112 | `type_layout` | u64 | that type's `size \| align << 32`; zero for untyped segments |
+//! | 120 | `messages` | u64 | a typed queue's approximate message count (its `qsize`); zero for the others |
 //!
 //! After the object comes the segment's *peer table*
 //! ([`shmipc_core::peers`]): one 32-byte slot per process attached to the
@@ -164,7 +167,9 @@ pub(crate) struct RawHeader {
     pub(crate) peers_offset: AtomicU64,
     pub(crate) peer_slots: AtomicU32,
     pub(crate) reserved32: AtomicU32,
-    pub(crate) reserved: [AtomicU64; 3],
+    pub(crate) type_hash: AtomicU64,
+    pub(crate) type_layout: AtomicU64,
+    pub(crate) messages: AtomicU64,
 }
 
 const _: () = {
@@ -181,7 +186,9 @@ const _: () = {
     assert!(std::mem::offset_of!(RawHeader, params) == 56);
     assert!(std::mem::offset_of!(RawHeader, peers_offset) == 88);
     assert!(std::mem::offset_of!(RawHeader, peer_slots) == 96);
-    assert!(std::mem::offset_of!(RawHeader, reserved) == 104);
+    assert!(std::mem::offset_of!(RawHeader, type_hash) == 104);
+    assert!(std::mem::offset_of!(RawHeader, type_layout) == 112);
+    assert!(std::mem::offset_of!(RawHeader, messages) == 120);
 };
 
 /// A copy of a segment's header, read once after the segment was seen
@@ -213,6 +220,10 @@ pub struct HeaderSnapshot {
     pub peers_offset: u64,
     /// The peer table's number of slots.
     pub peer_slots: u32,
+    /// A typed segment's message type name hash (zero if untyped).
+    pub type_hash: u64,
+    /// That type's `size | align << 32` (zero if untyped).
+    pub type_layout: u64,
 }
 
 impl RawHeader {
@@ -237,6 +248,8 @@ impl RawHeader {
             ],
             peers_offset: self.peers_offset.load(Ordering::Relaxed),
             peer_slots: self.peer_slots.load(Ordering::Relaxed),
+            type_hash: self.type_hash.load(Ordering::Relaxed),
+            type_layout: self.type_layout.load(Ordering::Relaxed),
         }
     }
 }
@@ -270,6 +283,8 @@ impl HeaderSnapshot {
             params: [u64_at(56), u64_at(64), u64_at(72), u64_at(80)],
             peers_offset: u64_at(88),
             peer_slots: u32_at(96),
+            type_hash: u64_at(104),
+            type_layout: u64_at(112),
         }
     }
 

@@ -22,6 +22,7 @@ use super::name::Name;
 use super::options::Options;
 use super::presence::{self, Presence, CREATOR_LOCK};
 use crate::error::{Error, Result};
+use crate::typed::Fingerprint;
 
 /// What messages call anonymous memory, which has no name.
 pub(crate) const ANON: &str = "(anonymous)";
@@ -237,7 +238,7 @@ impl Mapping {
         // one; the kernel drops it if we die. Best effort: without it an
         // opener just waits for its timeout.
         let _ = presence::ofd_try_lock(fd, CREATOR_LOCK);
-        let (map, snapshot) = build(fd, name.as_str(), layout, opts.peer_slots, init)?;
+        let (map, snapshot) = build(fd, name.as_str(), layout, opts, init)?;
         staging.publish(&name)?;
         presence::ofd_unlock(fd, CREATOR_LOCK);
         let fd = dup_fd(fd, &name)?;
@@ -268,7 +269,7 @@ impl Mapping {
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         // Anonymous memory is reserved too, so that touching it never
         // raises SIGBUS.
-        let (map, snapshot) = build(fd.as_raw_fd(), ANON, layout, opts.peer_slots, init)?;
+        let (map, snapshot) = build(fd.as_raw_fd(), ANON, layout, opts, init)?;
         Ok(Mapping::assemble(map, fd, None, snapshot, false))
     }
 
@@ -336,9 +337,10 @@ fn build(
     fd: libc::c_int,
     label: &str,
     layout: &ObjectLayout,
-    peer_slots: u32,
+    opts: &Options,
     init: impl FnOnce(*mut u8, usize) -> Result<()>,
 ) -> Result<(MmapRaw, HeaderSnapshot)> {
+    let peer_slots = opts.peer_slots;
     let (peers_offset, total) = layout
         .sizes(peer_slots)
         .map_err(|e| Error::layout(label, e))?;
@@ -351,7 +353,14 @@ fn build(
     }
     reserve(fd, total, label)?;
     let map = map_fd(fd, total as usize, false, label)?;
-    let header = write_header(&map, layout, peers_offset, peer_slots, total);
+    let header = write_header(
+        &map,
+        layout,
+        peers_offset,
+        peer_slots,
+        total,
+        opts.fingerprint.as_ref(),
+    );
     // SAFETY: `total` bytes are mapped, and the object's bytes start at
     // HEADER_SIZE, inside them.
     let object = unsafe { map.as_mut_ptr().add(HEADER_SIZE as usize) };
@@ -370,6 +379,7 @@ fn write_header<'m>(
     peers_offset: u64,
     peer_slots: u32,
     total: u64,
+    fingerprint: Option<&Fingerprint>,
 ) -> &'m RawHeader {
     // SAFETY: the mapping is page-aligned and at least HEADER_SIZE bytes,
     // so it can hold a RawHeader, which is made of atomics for which every
@@ -393,10 +403,10 @@ fn write_header<'m>(
         header.peers_offset.store(peers_offset, Ordering::Relaxed);
         header.peer_slots.store(peer_slots, Ordering::Relaxed);
         header.reserved32.store(0, Ordering::Relaxed);
-        header
-            .reserved
-            .iter()
-            .for_each(|r: &AtomicU64| r.store(0, Ordering::Relaxed));
+        let [hash, type_layout] = fingerprint.map_or([0, 0], |f| f.words());
+        header.type_hash.store(hash, Ordering::Relaxed);
+        header.type_layout.store(type_layout, Ordering::Relaxed);
+        header.messages.store(0, Ordering::Relaxed);
     }
     header
 }
@@ -427,7 +437,9 @@ impl Mapping {
     /// ([`Error::Corrupted`]); then `validate`, which checks what only the
     /// kind knows (size, alignment, parameters — see
     /// [`HeaderSnapshot::expect_layout`]); and last that the file holds
-    /// `total_size` bytes ([`Error::TooSmall`]).
+    /// `total_size` bytes ([`Error::TooSmall`]). If `opts` asks for a
+    /// message type ([`Options::fingerprint`]), the one recorded in the
+    /// header must be it ([`Error::TypeMismatch`]).
     ///
     /// With [`Options::read_only`] the segment is opened and mapped
     /// read-only.
@@ -478,6 +490,7 @@ impl Mapping {
         let snap = header.snapshot();
         // Fresh size: the file may have been truncated while we waited.
         check_ready(&snap, kind, n, validate, || file_size(&fd, &name))?;
+        check_fingerprint(&snap, opts.fingerprint.as_ref(), n)?;
         let map = map_fd(fd.as_raw_fd(), snap.total_size as usize, read_only, n)?;
         drop(header_map);
         Ok(Mapping::assemble(map, fd, Some(name), snap, read_only))
@@ -529,6 +542,15 @@ impl Mapping {
     /// The header as written (by us) or validated (on open).
     pub fn header(&self) -> &HeaderSnapshot {
         &self.0.header
+    }
+
+    /// The header's `messages` word: a typed queue's approximate count.
+    pub(crate) fn message_count(&self) -> &AtomicU64 {
+        // SAFETY: every mapping starts with its page-aligned 128-byte
+        // header, which lives as long as `self`; RawHeader is atomics
+        // only, valid whatever a peer writes.
+        let header = unsafe { &*self.0.map.as_ptr().cast::<RawHeader>() };
+        &header.messages
     }
 
     /// The object's first byte, aligned to `header().object_align`.
@@ -729,6 +751,25 @@ fn check_ready(
         });
     }
     Ok(())
+}
+
+/// Checks the message type a typed opener asks for (none: no check)
+/// against the one the creator recorded; see [`Fingerprint`].
+fn check_fingerprint(snap: &HeaderSnapshot, want: Option<&Fingerprint>, name: &str) -> Result<()> {
+    let Some(want) = want else {
+        return Ok(());
+    };
+    if want.words() == [snap.type_hash, snap.type_layout] {
+        return Ok(());
+    }
+    Err(Error::TypeMismatch {
+        name: name.to_owned(),
+        expected: want.name(),
+        found: Fingerprint::known_name(snap.type_hash),
+        found_hash: snap.type_hash,
+        found_size: snap.type_layout & 0xffff_ffff,
+        found_align: snap.type_layout >> 32,
+    })
 }
 
 /// The checks every kind shares; see [`Mapping::open`].

@@ -78,6 +78,7 @@ pub(crate) mod presence;
 pub use header::{HeaderSnapshot, Kind};
 pub(crate) use mapping::SHM_DIR;
 pub use mapping::{unlink, validate_header, Mapping, ObjectLayout};
+pub(crate) use name::Name;
 pub use name::MAX_LEN as MAX_NAME_LEN;
 pub use options::Options;
-pub use presence::{CREATOR_LOCK, DEFAULT_PEER_SLOTS, SLOT_LOCK_BASE};
+pub use presence::{CREATOR_LOCK, DEFAULT_PEER_SLOTS, SLOT_LOCK_BASE, STAMP_LOCK_BASE};

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::typed::Fingerprint;
+
 /// How to create or open a segment.
 ///
 /// The fields are public for reading; set them with the builder methods of
@@ -49,6 +51,12 @@ pub struct Options {
     /// Join segments of any owner (see [`Options::trusted_owners`]).
     /// Default `false`.
     pub trust_any_owner: bool,
+    /// The message type of a typed segment: a creator records it in the
+    /// header, an opener requires it there
+    /// ([`Error::TypeMismatch`](crate::Error::TypeMismatch) otherwise).
+    /// The typed constructors ([`typed`](crate::typed)) set it; `None`
+    /// (the default) records nothing and checks nothing.
+    pub fingerprint: Option<Fingerprint>,
 }
 
 impl Default for Options {
@@ -60,6 +68,7 @@ impl Default for Options {
             peer_slots: super::presence::DEFAULT_PEER_SLOTS,
             trusted_owners: Vec::new(),
             trust_any_owner: false,
+            fingerprint: None,
         }
     }
 }
@@ -117,6 +126,14 @@ impl Options {
     #[must_use]
     pub fn trust_any_owner(mut self) -> Options {
         self.trust_any_owner = true;
+        self
+    }
+
+    /// Records (on create) and requires (on open) the message type `f`
+    /// (see [`Options::fingerprint`]).
+    #[must_use]
+    pub fn fingerprint(mut self, f: Fingerprint) -> Options {
+        self.fingerprint = Some(f);
         self
     }
 

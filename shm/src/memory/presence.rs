@@ -9,22 +9,28 @@
 //! unlinked file or a memfd) and takes an **open-file-description lock**
 //! (`F_OFD_SETLK`, write lock) on one byte per slot, at
 //! [`SLOT_LOCK_BASE`]` + slot`, far past the file's end. Then it bumps the
-//! slot's generation; its token is (slot, generation).
+//! slot's generation; its token is (slot, generation), and it locks that
+//! token's *stamp* byte too, at [`STAMP_LOCK_BASE`]` + slot · 2^18 +
+//! generation` (18 bits of it), through the same description.
 //!
 //! Why this lock: the kernel releases it when the last descriptor of the
 //! description closes, which a process's death does, whatever its pid
 //! namespace, and it is visible to every process that has the file open —
 //! in a container, outside one, across pid reuse. A judge asks with
-//! `F_OFD_GETLK` through a description of its own: a held byte is a live
-//! peer; a free one, or a slot whose generation moved on, a dead one. There
-//! is no pid anywhere in the verdict.
+//! `F_OFD_GETLK` through a description of its own about the token's stamp:
+//! a held byte is a live peer, a free one a dead one. There is no pid
+//! anywhere in the verdict, and nothing from shared memory either: a peer
+//! that rewrites the slot's generation word cannot make a live holder look
+//! dead.
 //!
 //! **Fork.** A forked child shares its parent's descriptions, so the
 //! inherited lock would keep a dead parent looking alive for as long as the
 //! child lives. A `pthread_atfork` child handler therefore closes every
 //! slot-lock descriptor in the child (they are listed in a fixed table,
 //! [`FORK_CLOSE`]); the child claims a slot of its own the first time it
-//! needs one. Descriptors are `O_CLOEXEC`, so `exec` drops them too. A
+//! needs one. A descriptor is opened and listed, and unlisted and closed,
+//! under the registry lock that the handler's prepare step takes too, so
+//! a fork in another thread never lands between the two. Descriptors are `O_CLOEXEC`, so `exec` drops them too. A
 //! child made by a raw `clone` that skips `pthread_atfork` keeps its
 //! parent's locks alive until it execs or exits (a parent that dies
 //! meanwhile is not recovered from until then: late, never wrong).
@@ -53,6 +59,16 @@ pub const SLOT_LOCK_BASE: i64 = 1 << 40;
 /// The byte a creator holds locked while it initialises a segment, so that
 /// an opener can tell a creator that died from one that is slow.
 pub const CREATOR_LOCK: i64 = SLOT_LOCK_BASE - 1;
+/// Where the stamp locks start: the stamp of slot `s` at generation `g`
+/// (the 18 bits a token keeps) is byte `STAMP_LOCK_BASE + s · 2^18 + g`,
+/// past every slot lock.
+pub const STAMP_LOCK_BASE: i64 = SLOT_LOCK_BASE + (1 << 32);
+
+/// The byte of the stamp lock of `slot` at `generation`.
+pub(crate) fn stamp_byte(slot: u32, generation: u32) -> i64 {
+    let generation = generation & ((1 << Token::GEN_BITS) - 1);
+    STAMP_LOCK_BASE + (i64::from(slot) << Token::GEN_BITS) + i64::from(generation)
+}
 
 /// The peer table's default number of slots: how many handles (processes,
 /// or one process's several openings) may be attached to one segment at
@@ -150,8 +166,12 @@ impl SlotLocks for FdLocks {
         ofd_try_lock(self.0, SLOT_LOCK_BASE + i64::from(slot))
     }
 
-    fn held_by_other(&self, slot: u32) -> Result<bool, i32> {
-        ofd_held_by_other(self.0, SLOT_LOCK_BASE + i64::from(slot))
+    fn try_stamp(&self, slot: u32, generation: u32) -> Result<bool, i32> {
+        ofd_try_lock(self.0, stamp_byte(slot, generation))
+    }
+
+    fn stamp_held_by_other(&self, slot: u32, generation: u32) -> Result<bool, i32> {
+        ofd_held_by_other(self.0, stamp_byte(slot, generation))
     }
 }
 
@@ -424,18 +444,16 @@ impl Presence {
         if !self.writable {
             return Err(ClaimProblem::Refused(libc::EBADF));
         }
-        let fd = reopen(self.map_fd, true).map_err(ClaimProblem::Reopen)?;
+        let (fd, listed) = open_listed(self.map_fd)?;
         let start = std::process::id().wrapping_mul(2654435761) % self.table.len().max(1);
         match self.table.claim(&FdLocks(fd), start, my_info()) {
             Ok(token) => {
                 self.lock_fd.store(fd as u32 + 1, Ordering::Relaxed);
-                let listed = fork_close_add(fd);
                 self.listed.store(u32::from(listed), Ordering::Relaxed);
                 Ok(token)
             }
             Err(e) => {
-                // SAFETY: the descriptor we just opened, unused elsewhere.
-                unsafe { libc::close(fd) };
+                close_listed(fd, listed);
                 Err(match e {
                     ClaimError::Full { slots } => ClaimProblem::Full(slots),
                     ClaimError::System(errno) => ClaimProblem::Refused(errno),
@@ -506,13 +524,8 @@ impl Presence {
         if self.claimed().is_some() {
             let fd = self.lock_fd.swap(0, Ordering::Relaxed);
             if fd != 0 {
-                let fd = fd as RawFd - 1;
-                if self.listed.load(Ordering::Relaxed) != 0 {
-                    fork_close_remove(fd);
-                }
                 // Closing the description drops its lock: we are gone.
-                // SAFETY: our own descriptor.
-                unsafe { libc::close(fd) };
+                close_listed(fd as RawFd - 1, self.listed.load(Ordering::Relaxed) != 0);
             }
         }
         // SYNC POINT: AcqRel: takes the query descriptor from under the
@@ -587,6 +600,41 @@ extern "C" fn in_forked_child() {
         }
     }
     registry_unlock_after_fork();
+}
+
+/// Opens a new description of `map_fd`'s file for slot locks, and lists it
+/// in [`FORK_CLOSE`] (if there is room): `(fd, listed)`.
+///
+/// Both happen under the registry lock, which the fork handler's prepare
+/// step takes too, so no fork lands between them: a child forked in that
+/// gap would hold a copy of the description unknown to its handler, and
+/// with it every lock we then take through it (a dead parent would look
+/// alive for as long as the child lives).
+fn open_listed(map_fd: RawFd) -> Result<(RawFd, bool), ClaimProblem> {
+    // First, outside the lock: installing takes the C library's fork
+    // lock, which a fork in another thread holds while its prepare step
+    // waits for ours.
+    install_fork_handlers();
+    registry_lock();
+    let r = reopen(map_fd, true).map(|fd| (fd, fork_close_add(fd)));
+    registry_unlock();
+    r.map_err(ClaimProblem::Reopen)
+}
+
+/// Unlists (if `listed`) and closes a slot-lock description, under the
+/// registry lock for the reason [`open_listed`] gives: a fork between the
+/// two would hand the child a copy its handler no longer knows of.
+fn close_listed(fd: RawFd, listed: bool) {
+    if !listed {
+        // SAFETY: our own descriptor, unused elsewhere.
+        unsafe { libc::close(fd) };
+        return;
+    }
+    registry_lock();
+    fork_close_remove(fd);
+    // SAFETY: our own descriptor, unused elsewhere.
+    unsafe { libc::close(fd) };
+    registry_unlock();
 }
 
 fn fork_close_add(fd: RawFd) -> bool {

@@ -13,15 +13,21 @@
 //! leaks processes. [`Child::detach`] opts out.
 //!
 //! On top of these: [`Process`], a named child that can be a daemon, and
-//! [`Pool`], worker processes that run tasks (each in the file named after
+//! [`Pool`], worker processes that run tasks, and [`TypedPool`], which runs
+//! any `fn(A) -> R` of serde types on them (each in the file named after
 //! it).
 
 mod pool;
 #[allow(clippy::module_inception)] // the file is named after the type it holds
 mod process;
+mod spawned;
+mod typed_pool;
 
-pub use pool::{AsyncResult, ImapUnordered, Pool, PoolBuilder, TaskError, TaskFn};
+pub use pool::{AsyncResult, ImapUnordered, Initializer, Pool, PoolBuilder, TaskError, TaskFn};
 pub use process::{Process, ProcessHandle, ORPHANED_EXIT_CODE};
+pub use typed_pool::{
+    TypedAsyncResult, TypedImap, TypedImapUnordered, TypedMapResult, TypedPool, TypedPoolBuilder,
+};
 
 use std::fmt;
 use std::io;

@@ -19,11 +19,13 @@ use shmipc_core::{BytesConfig, RecvError};
 use shmipc_core::{LayoutError, Rule};
 
 use super::process::{die_with_parent, ORPHANED_EXIT_CODE};
+use super::spawned::{self, SpawnSpec, WorkerNames};
 use crate::error::{Error, Result};
 use crate::named::Named;
 use crate::process::{self, Child, ExitStatus};
 use crate::queue::{to_vec, ByteQueue};
 use crate::shared::Shared;
+use crate::unlinker::Unlinker;
 
 /// A task function: argument bytes in, result bytes out.
 pub type TaskFn = Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync + 'static>;
@@ -80,6 +82,10 @@ pub enum TaskError {
     Timeout,
     /// The pool could not start a worker process.
     Spawn(String),
+    /// A typed task's argument or result did not encode or decode (see
+    /// [`TypedPool`](crate::TypedPool)); the codec's reason, naming the
+    /// type.
+    Message(String),
 }
 
 impl fmt::Display for TaskError {
@@ -97,6 +103,7 @@ impl fmt::Display for TaskError {
             TaskError::NoSuchFunction(i) => write!(f, "the pool has no function {i}"),
             TaskError::Timeout => f.write_str("the task's result is not ready yet"),
             TaskError::Spawn(e) => write!(f, "the pool could not start a worker: {e}"),
+            TaskError::Message(e) => write!(f, "the task's data did not cross: {e}"),
         }
     }
 }
@@ -115,10 +122,16 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// A function the supervisor thread calls with a task's result.
+pub(crate) type Callback = Box<dyn FnOnce(TaskResult) + Send>;
+
 /// Where a task's result goes.
 enum Reply {
     Slot(Arc<Slot>),
     Channel(usize, mpsc::Sender<(usize, TaskResult)>),
+    /// Called on the supervisor thread, like the callbacks of Python's
+    /// result-handler thread: it should return quickly.
+    Call(Callback),
 }
 
 impl Reply {
@@ -130,6 +143,10 @@ impl Reply {
             }
             Reply::Channel(index, tx) => {
                 let _ = tx.send((index, result));
+            }
+            Reply::Call(f) => {
+                // A panicking callback must not take the supervisor down.
+                let _ = panic::catch_unwind(AssertUnwindSafe(|| f(result)));
             }
         }
     }
@@ -295,7 +312,16 @@ struct Inner {
     doorbell: Shared<AtomicU32>,
     functions: Vec<TaskFn>,
     max_message: usize,
+    initializer: Option<Initializer>,
+    max_tasks_per_child: Option<u64>,
+    /// Spawned workers: what they run, and the doorbell's name (which
+    /// `names` unlinks when the pool is gone).
+    spawn: Option<(SpawnSpec, String)>,
+    _names: Option<Unlinker>,
 }
+
+/// What each worker runs once before its first task.
+pub type Initializer = Arc<dyn Fn() + Send + Sync + 'static>;
 
 impl Inner {
     /// Rings the supervisor's doorbell (a task queued, a result sent, the
@@ -329,6 +355,9 @@ pub struct PoolBuilder {
     processes: usize,
     functions: Vec<TaskFn>,
     max_message: usize,
+    initializer: Option<Initializer>,
+    max_tasks_per_child: Option<u64>,
+    spawn: Option<SpawnSpec>,
 }
 
 impl PoolBuilder {
@@ -348,6 +377,31 @@ impl PoolBuilder {
         self
     }
 
+    /// Runs `f` in each worker when it starts, before its first task
+    /// (Python's `initializer`). A worker whose initializer panics exits;
+    /// it is replaced like any dead worker.
+    pub fn initializer<F>(mut self, f: F) -> PoolBuilder
+    where
+        F: Fn() + Send + Sync + 'static,
+    {
+        self.initializer = Some(Arc::new(f));
+        self
+    }
+
+    /// Each worker exits after `n` tasks (at least 1) and is replaced by a
+    /// fresh one (Python's `maxtasksperchild`): for functions that leak.
+    pub fn max_tasks_per_child(mut self, n: u64) -> PoolBuilder {
+        self.max_tasks_per_child = Some(n);
+        self
+    }
+
+    /// Starts the workers as new processes of this executable, run with
+    /// `spec.args`, instead of forking them (see [`spawned`]).
+    pub(crate) fn spawned(mut self, spec: SpawnSpec) -> PoolBuilder {
+        self.spawn = Some(spec);
+        self
+    }
+
     /// Starts the workers.
     pub fn build(self) -> Result<Pool> {
         Pool::start(self)
@@ -360,6 +414,7 @@ impl fmt::Debug for PoolBuilder {
             .field("processes", &self.processes)
             .field("functions", &self.functions.len())
             .field("max_message", &self.max_message)
+            .field("max_tasks_per_child", &self.max_tasks_per_child)
             .finish()
     }
 }
@@ -468,6 +523,9 @@ impl Pool {
             processes,
             functions: Vec::new(),
             max_message: DEFAULT_MAX_MESSAGE,
+            initializer: None,
+            max_tasks_per_child: None,
+            spawn: None,
         }
     }
 
@@ -490,6 +548,34 @@ impl Pool {
             return Err(invalid("functions", b.functions.len(), rule));
         }
         queue_config(b.max_message).map_err(|e| Error::layout("(pool)", e))?;
+        if b.max_tasks_per_child == Some(0) {
+            let rule = Rule::Range {
+                min: 1,
+                max: u64::MAX,
+            };
+            return Err(Error::layout(
+                "(pool)",
+                LayoutError::parameter("max_tasks_per_child", 0, rule),
+            ));
+        }
+        if b.spawn.is_some() && std::env::var_os(spawned::ENV).is_some() {
+            return Err(Error::Io {
+                op: "start a spawned pool",
+                name: "(pool)".to_owned(),
+                source: std::io::Error::other(
+                    "this process was started as a pool worker: call TypedPool::serve_if_worker() before anything else",
+                ),
+            });
+        }
+        let (doorbell, names, spawn) = match b.spawn {
+            None => (Shared::<AtomicU32>::anon(0)?, None, None),
+            Some(spec) => {
+                let names = Unlinker::new("pool");
+                let name = names.name("doorbell");
+                let doorbell = Shared::<AtomicU32>::create(&name, 0)?;
+                (doorbell, Some(names), Some((spec, name)))
+            }
+        };
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 pending: VecDeque::new(),
@@ -499,9 +585,13 @@ impl Pool {
                 pids: Vec::new(),
                 restarts: 0,
             }),
-            doorbell: Shared::<AtomicU32>::anon(0)?,
+            doorbell,
             functions: b.functions,
             max_message: b.max_message,
+            initializer: b.initializer,
+            max_tasks_per_child: b.max_tasks_per_child,
+            spawn,
+            _names: names,
         });
         let (ready_tx, ready_rx) = mpsc::channel();
         let for_thread = inner.clone();
@@ -615,6 +705,18 @@ impl Pool {
     /// Queues function 0 on `args`; the handle gets the result.
     pub fn apply_async(&self, args: &[u8]) -> std::result::Result<AsyncResult, TaskError> {
         self.apply_async_with(0, args)
+    }
+
+    /// Queues function `func` on `args`; `then` gets the result, on the
+    /// pool's supervisor thread (or at once, on this one, if the task is
+    /// refused, which is also returned).
+    pub(crate) fn apply_then(
+        &self,
+        func: usize,
+        args: &[u8],
+        then: Callback,
+    ) -> std::result::Result<(), TaskError> {
+        self.submit(func, args, Reply::Call(then))
     }
 
     /// Queues function `func` on `args`; the handle gets the result.
@@ -816,6 +918,9 @@ struct Worker {
     /// Id + 1 of the task the worker runs; 0 between tasks.
     current: Shared<AtomicU64>,
     assigned: VecDeque<Task>,
+    /// A spawned worker's segment names, unlinked when it is dropped (the
+    /// worker unlinks them itself once it has opened them).
+    _names: Option<Unlinker>,
 }
 
 /// The background thread that owns the workers.
@@ -850,6 +955,9 @@ impl Supervisor {
     fn start_worker(&self) -> Result<Worker> {
         let config =
             queue_config(self.inner.max_message).map_err(|e| Error::layout("(pool)", e))?;
+        if let Some((spec, doorbell)) = &self.inner.spawn {
+            return self.spawn_worker(config, spec, doorbell);
+        }
         let inbox = ByteQueue::anon(config)?;
         let outbox = ByteQueue::anon(config)?;
         let current = Shared::<AtomicU64>::anon(0)?;
@@ -873,6 +981,47 @@ impl Supervisor {
             outbox,
             current,
             assigned: VecDeque::new(),
+            _names: None,
+        })
+    }
+
+    /// [`Supervisor::start_worker`] for spawned workers: named segments,
+    /// and this executable run again.
+    fn spawn_worker(
+        &self,
+        config: BytesConfig,
+        spec: &SpawnSpec,
+        doorbell: &str,
+    ) -> Result<Worker> {
+        let names = Unlinker::new("pool-worker");
+        let (inbox_name, outbox_name, current_name) =
+            (names.name("in"), names.name("out"), names.name("current"));
+        let inbox = ByteQueue::create(&inbox_name, config)?;
+        let outbox = ByteQueue::create(&outbox_name, config)?;
+        let current = Shared::<AtomicU64>::create(&current_name, 0)?;
+        let child = spawned::start(
+            spec,
+            &WorkerNames {
+                doorbell,
+                inbox: &inbox_name,
+                outbox: &outbox_name,
+                current: &current_name,
+                max_message: self.inner.max_message,
+                max_tasks_per_child: self.inner.max_tasks_per_child,
+            },
+        )
+        .map_err(|e| Error::Io {
+            op: "spawn a pool worker",
+            name: "(pool)".to_owned(),
+            source: e,
+        })?;
+        Ok(Worker {
+            child,
+            inbox,
+            outbox,
+            current,
+            assigned: VecDeque::new(),
+            _names: Some(names),
         })
     }
 
@@ -1091,6 +1240,55 @@ fn drain(w: &mut Worker, max: usize) {
     }
 }
 
+/// What a spawned worker was told to open and run.
+pub(crate) struct ServeConfig {
+    pub(crate) function: fn(&[u8]) -> Vec<u8>,
+    pub(crate) initializer: Option<fn()>,
+    pub(crate) doorbell: String,
+    pub(crate) inbox: String,
+    pub(crate) outbox: String,
+    pub(crate) current: String,
+    pub(crate) max_message: usize,
+    pub(crate) max_tasks_per_child: Option<u64>,
+}
+
+/// A spawned worker: opens its segments by name (and unlinks the names
+/// only it needed), then runs [`worker_main`] like a forked one.
+pub(crate) fn serve(c: ServeConfig) -> i32 {
+    let opened = (|| -> Result<_> {
+        let doorbell = Shared::<AtomicU32>::open(&c.doorbell)?;
+        let inbox = ByteQueue::open(&c.inbox)?;
+        let outbox = ByteQueue::open(&c.outbox)?;
+        let current = Shared::<AtomicU64>::open(&c.current)?;
+        Ok((doorbell, inbox, outbox, current))
+    })();
+    let Ok((doorbell, inbox, outbox, current)) = opened else {
+        return spawned::WRONG_BINARY_EXIT;
+    };
+    for name in [&c.inbox, &c.outbox, &c.current] {
+        let _ = crate::unlink(name);
+    }
+    let init = c.initializer;
+    let inner = Inner {
+        state: Mutex::new(State {
+            pending: VecDeque::new(),
+            next_id: 0,
+            closed: false,
+            terminate: false,
+            pids: Vec::new(),
+            restarts: 0,
+        }),
+        doorbell,
+        functions: vec![Arc::new(c.function)],
+        max_message: c.max_message,
+        initializer: init.map(|f| Arc::new(f) as Initializer),
+        max_tasks_per_child: c.max_tasks_per_child,
+        spawn: None,
+        _names: None,
+    };
+    worker_main(&inner, &inbox, &outbox, &current)
+}
+
 /// A worker process: run tasks from the inbox until it is closed.
 ///
 /// SYNC POINT: the SeqCst stores of `current` (which task runs) need no
@@ -1099,7 +1297,18 @@ fn drain(w: &mut Worker, max: usize) {
 /// before the call returns.
 fn worker_main(inner: &Inner, inbox: &ByteQueue, outbox: &ByteQueue, current: &AtomicU64) -> i32 {
     let max = inner.max_message;
+    if let Some(init) = &inner.initializer {
+        if panic::catch_unwind(AssertUnwindSafe(|| init())).is_err() {
+            return 6;
+        }
+    }
+    let mut done: u64 = 0;
     loop {
+        if inner.max_tasks_per_child.is_some_and(|n| done >= n) {
+            // Retired: the supervisor replaces it, and gives a task it
+            // had queued here (not started: `current` is 0) to another.
+            return 0;
+        }
         let msg = match inbox.recv_vec() {
             Ok(m) => m,
             Err(RecvError::Closed) => return 0,
@@ -1137,6 +1346,7 @@ fn worker_main(inner: &Inner, inbox: &ByteQueue, outbox: &ByteQueue, current: &A
             return 5;
         }
         current.store(0, Ordering::SeqCst);
+        done += 1;
         inner.ring();
     }
 }

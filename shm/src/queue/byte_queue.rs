@@ -92,6 +92,12 @@ impl Deref for ByteQueue {
 }
 
 impl ByteQueue {
+    /// The memory it lives in (the typed queue keeps its count in the
+    /// header).
+    pub(crate) fn memory(&self) -> &Mapping {
+        self.0.owner()
+    }
+
     /// The normalised name, or `None` for an anonymous queue.
     pub fn name(&self) -> Option<&str> {
         self.0.owner().name()

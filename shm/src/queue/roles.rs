@@ -18,10 +18,10 @@
 //! inherited handle has another token, and releases nothing). A role whose
 //! holder is dead is taken over by the same compare-and-swap `dead token
 //! -> token`, so a crashed holder does not lock a role for ever. Dead means
-//! what the peer table says on evidence — the holder's slot lock is gone,
-//! or its slot has a newer holder — which holds across pid namespaces and
-//! pid reuse; a holder that cannot be judged keeps the role, and the error
-//! says so.
+//! what the peer table says on evidence — the kernel lock on the holder's
+//! token stamp is gone — which holds across pid namespaces and pid reuse
+//! and cannot be forged by writing shared memory; a holder that cannot be
+//! judged keeps the role, and the error says so.
 
 use std::fmt;
 
@@ -55,12 +55,10 @@ impl Roles {
     /// `ptr` is valid for writes of [`ROLES_SIZE`] bytes, 128-byte aligned,
     /// and no one else uses them yet.
     pub(crate) unsafe fn init(ptr: *mut u8) {
-        // SAFETY: forwarded contract.
-        unsafe {
-            ptr.cast::<Roles>().write(Roles {
-                holders: [AtomicU32::new(0), AtomicU32::new(0)],
-            })
-        };
+        // SAFETY: forwarded contract. Zero bytes are both roles free (the
+        // holders are atomics holding 0); a typed write would copy the
+        // block's 120 padding bytes from the stack into shared memory.
+        unsafe { ptr.write_bytes(0, ROLES_SIZE) };
     }
 
     /// Views the block at `ptr`.

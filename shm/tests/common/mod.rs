@@ -10,6 +10,27 @@ use shmipc::{Child, ExitStatus};
 /// How long any child may take before the test calls it hung.
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The timeout of each blocking call in the wake and close tests: with the
+/// `strict-wakes` feature, where a lost wake-up is not rescued by a
+/// periodic re-check, one second (ample for a wake-up, and a timeout fails
+/// the test); otherwise [`CHILD_TIMEOUT`].
+pub const WAKE_PATIENCE: Duration = if cfg!(feature = "strict-wakes") {
+    Duration::from_secs(1)
+} else {
+    CHILD_TIMEOUT
+};
+
+/// How long a sleeper that a close must wake waits, in the close tests
+/// that let it fall asleep first (for a few hundred milliseconds): with
+/// `strict-wakes`, three seconds, so that a close whose wake-up is lost
+/// ends the sleep in a timeout, which the test reports; otherwise
+/// thirty.
+pub const SLEEPER_PATIENCE: Duration = if cfg!(feature = "strict-wakes") {
+    Duration::from_secs(3)
+} else {
+    Duration::from_secs(30)
+};
+
 /// The file behind a segment name.
 pub fn shm_path(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/shm{name}"))

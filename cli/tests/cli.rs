@@ -1,0 +1,491 @@
+//! The `shmipc` binary against real segments: made by this process, by
+//! forked children that hold them, and by children killed with SIGKILL.
+//!
+//! Every name comes from an [`Unlinker`] whose prefix is unique to the
+//! test, so `ls` and `gc` run with `--prefix` and never see (or collect)
+//! anyone else's segments; the names are unlinked when the test ends,
+//! also when it fails.
+
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+use shmipc::{fork, Child, Lock, Named, Queue, RingConfig, Segment, Shared, Unlinker};
+
+/// Runs the binary with `args`.
+fn shmipc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shmipc"))
+        .args(args)
+        .output()
+        .expect("run shmipc")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs the binary, expects success, returns its output.
+fn ok(args: &[&str]) -> String {
+    let o = shmipc(args);
+    assert!(
+        o.status.success(),
+        "shmipc {args:?} failed: {}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    stdout(&o)
+}
+
+/// Runs the binary with `--json` output and parses it.
+fn json(args: &[&str]) -> Value {
+    let text = ok(args);
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("shmipc {args:?}: {e}:\n{text}"))
+}
+
+fn path(name: &str) -> PathBuf {
+    PathBuf::from(format!("/dev/shm{name}"))
+}
+
+/// The prefix every name of `names` starts with.
+fn prefix_of(names: &Unlinker) -> String {
+    let probe = names.name("probe");
+    probe[..probe.len() - "-0-probe".len()].to_owned()
+}
+
+/// A pipe: the child writes one byte when it is ready.
+struct Ready {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+impl Ready {
+    fn new() -> Ready {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` is a valid array of two ints for pipe to fill.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both descriptors were just opened and are ours.
+        unsafe {
+            Ready {
+                read: OwnedFd::from_raw_fd(fds[0]),
+                write: OwnedFd::from_raw_fd(fds[1]),
+            }
+        }
+    }
+
+    /// In the child: says it is ready.
+    fn signal(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::from(self.write.try_clone().expect("dup"));
+        f.write_all(b"r").expect("write ready");
+    }
+
+    /// In the parent: waits for the child's byte.
+    fn wait(&self) {
+        let mut f = std::fs::File::from(self.read.try_clone().expect("dup"));
+        let mut b = [0u8; 1];
+        f.read_exact(&mut b).expect("child never became ready");
+    }
+}
+
+/// Forks a child that runs `setup`, says it is ready, and then sleeps
+/// until it is killed (the returned handle kills it when dropped).
+fn holder<T>(setup: impl FnOnce() -> T) -> Child {
+    let ready = Ready::new();
+    let child = fork(|| {
+        let _kept = setup();
+        ready.signal();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    })
+    .expect("fork");
+    ready.wait();
+    child
+}
+
+fn kill_and_reap(child: &mut Child) {
+    child.kill().expect("kill");
+    let status = child
+        .join_timeout(Duration::from_secs(10))
+        .expect("join")
+        .expect("the killed child did not end");
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+}
+
+#[test]
+fn gc_removes_the_segment_of_a_sigkilled_creator() {
+    let names = Unlinker::new("cli-gc-dead");
+    let prefix = prefix_of(&names);
+    let name = names.name("lock");
+    let n = name.clone();
+    // The child creates the lock and holds it (so it has a peer slot); this
+    // process never maps it.
+    let mut child = holder(move || {
+        let lock = Shared::<Lock>::create(&n, ()).expect("create");
+        let guard = lock.lock().expect("lock");
+        std::mem::forget(guard);
+        lock
+    });
+    let pid = child.pid();
+    // Alive: gc keeps it (it is mapped, and its peer is alive).
+    let out = ok(&["gc", "--prefix", &prefix, "--ignore-unreadable"]);
+    assert!(
+        out.contains(&format!("kept {name}: mapped by pid {pid}")),
+        "{out}"
+    );
+    assert!(path(&name).exists());
+
+    let ls = json(&["ls", "--prefix", &prefix, "--json"]);
+    assert_eq!(ls["segments"][0]["creator_attached"], true, "{ls}");
+
+    kill_and_reap(&mut child);
+    let ls = json(&["ls", "--prefix", &prefix, "--json"]);
+    let seg = &ls["segments"][0];
+    assert_eq!(seg["name"], name.as_str());
+    assert_eq!(seg["creator_attached"], false, "{ls}");
+    assert_eq!(seg["header"]["creator_pid"], pid);
+    assert_eq!(seg["peers"][0]["pid"], pid);
+    assert_eq!(seg["peers"][0]["fate"]["state"], "dead");
+    assert_eq!(seg["mapped_by"].as_array().map(Vec::len), Some(0));
+
+    let dry = ok(&[
+        "gc",
+        "--dry-run",
+        "--prefix",
+        &prefix,
+        "--ignore-unreadable",
+    ]);
+    assert!(
+        dry.contains(&format!("would remove {name}: no process maps it")),
+        "{dry}"
+    );
+    assert!(path(&name).exists(), "--dry-run removed the segment");
+
+    let out = json(&["gc", "--prefix", &prefix, "--ignore-unreadable", "--json"]);
+    assert_eq!(out["removed"][0]["name"], name.as_str(), "{out}");
+    let reason = out["removed"][0]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains(&format!("pid {pid}")), "{reason}");
+    assert!(
+        !path(&name).exists(),
+        "gc did not remove the dead creator's segment"
+    );
+}
+
+#[test]
+fn gc_keeps_a_segment_a_live_process_maps() {
+    let names = Unlinker::new("cli-gc-mapped");
+    let prefix = prefix_of(&names);
+    let name = names.name("bytes");
+    // Created here and closed at once: no live peer, nobody maps it...
+    drop(Segment::create(&name, 4096).expect("create"));
+    // ...until a child maps it by hand (as a program without shmipc
+    // would) and keeps it mapped: it claims no peer slot, so only
+    // /proc/<pid>/maps shows it.
+    let p = path(&name);
+    let mut child = holder(move || {
+        let file = std::fs::File::open(&p).expect("open");
+        // SAFETY: a fresh read-only shared mapping of a file we opened; it
+        // is never unmapped (the child is killed holding it).
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                0,
+            )
+        };
+        assert_ne!(addr, libc::MAP_FAILED);
+        addr as usize
+    });
+    let pid = child.pid();
+
+    let out = json(&["gc", "--prefix", &prefix, "--ignore-unreadable", "--json"]);
+    assert_eq!(out["removed"].as_array().map(Vec::len), Some(0), "{out}");
+    let kept = out["kept"][0]["reason"].as_str().unwrap_or_default();
+    assert!(kept.starts_with(&format!("mapped by pid {pid}")), "{out}");
+    assert!(path(&name).exists(), "gc removed a mapped segment");
+    let ls = json(&["ls", "--prefix", &prefix, "--json"]);
+    assert_eq!(ls["segments"][0]["mapped_by"][0], pid);
+
+    // Once the mapper is gone, the same gc removes it: the mapping was
+    // what kept it.
+    kill_and_reap(&mut child);
+    let out = ok(&["gc", "--prefix", &prefix, "--ignore-unreadable"]);
+    assert!(out.contains(&format!("removed {name}")), "{out}");
+    assert!(!path(&name).exists());
+}
+
+#[test]
+fn inspect_shows_a_held_locks_owner() {
+    let names = Unlinker::new("cli-lock");
+    let name = names.name("lock");
+    let lock = Shared::<Lock>::create(&name, ()).expect("create");
+    let n = name.clone();
+    let mut child = holder(move || {
+        let lock = Shared::<Lock>::open(&n).expect("open");
+        let guard = lock.lock().expect("lock");
+        std::mem::forget(guard);
+        lock
+    });
+    let pid = child.pid();
+
+    let r = json(&["inspect", &name, "--json"]);
+    assert_eq!(r["kind"], "Lock");
+    let owner = &r["state"]["owner"];
+    assert_eq!(owner["pid"], pid, "{r}");
+    assert_eq!(owner["fate"]["state"], "alive", "{r}");
+    // A forked child is single-threaded: its thread id is its pid.
+    assert_eq!(r["state"]["tid"], pid, "{r}");
+    assert_eq!(r["state"]["owner_died"], false);
+    assert_eq!(r["state"]["unrecoverable"], false);
+    let text = ok(&["inspect", &name]);
+    assert!(
+        text.contains(&format!("(pid {pid}), alive, thread {pid}")),
+        "{text}"
+    );
+
+    kill_and_reap(&mut child);
+    let r = json(&["inspect", &name, "--json"]);
+    assert_eq!(r["state"]["owner"]["pid"], pid);
+    assert_eq!(r["state"]["owner"]["fate"]["state"], "dead", "{r}");
+    drop(lock);
+}
+
+#[test]
+fn inspect_shows_a_queues_length() {
+    let names = Unlinker::new("cli-queue");
+    let name = names.name("queue");
+    let q = Queue::<u64>::create(&name, RingConfig::new(16)).expect("create");
+    for i in 0..3u64 {
+        q.try_push(i).expect("push");
+    }
+    let r = json(&["inspect", &name, "--json"]);
+    assert_eq!(r["kind"], "Queue");
+    assert_eq!(r["state"]["len"], 3, "{r}");
+    assert_eq!(r["state"]["capacity"], 16);
+    assert_eq!(r["state"]["item_size"], 8);
+    assert_eq!(r["state"]["closed"], false);
+    q.try_pop().expect("pop");
+    q.close();
+    let text = ok(&["inspect", &name]);
+    assert!(text.contains("items: 2 of 16 (8 B each), closed"), "{text}");
+}
+
+#[test]
+fn a_foreign_file_is_listed_only_with_all_and_refused() {
+    let names = Unlinker::new("cli-foreign");
+    let prefix = prefix_of(&names);
+    let name = names.name("truncated");
+    let st = Command::new("truncate")
+        .args(["-s", "4096"])
+        .arg(path(&name))
+        .status()
+        .expect("run truncate");
+    assert!(st.success());
+
+    let ls = json(&["ls", "--prefix", &prefix, "--json"]);
+    assert_eq!(ls["segments"].as_array().map(Vec::len), Some(0), "{ls}");
+    let all = json(&["ls", "--all", "--prefix", &prefix, "--json"]);
+    assert_eq!(all["segments"][0]["name"], name.as_str());
+    assert_eq!(all["segments"][0]["status"], "foreign");
+    let text = ok(&["ls", "--all", "--prefix", &prefix]);
+    assert!(text.contains("foreign (not a shmipc segment)"), "{text}");
+
+    let o = shmipc(&["inspect", &name]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("was not created by shmipc"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = shmipc(&["rm", &name]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--force removes it anyway"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        path(&name).exists(),
+        "rm removed a foreign file without --force"
+    );
+
+    // gc never touches it either.
+    let out = json(&["gc", "--prefix", &prefix, "--ignore-unreadable", "--json"]);
+    assert_eq!(out["removed"].as_array().map(Vec::len), Some(0), "{out}");
+    assert!(path(&name).exists());
+
+    ok(&["rm", "--force", &name]);
+    assert!(!path(&name).exists());
+}
+
+#[test]
+fn a_corrupted_header_is_refused_with_the_librarys_error() {
+    let names = Unlinker::new("cli-corrupt");
+    let prefix = prefix_of(&names);
+    let name = names.name("event");
+    drop(Shared::<shmipc::Event>::create(&name, ()).expect("create"));
+    // Zero the peer table's slot count (offset 96).
+    let mut bytes = std::fs::read(path(&name)).expect("read");
+    bytes[96..100].copy_from_slice(&0u32.to_ne_bytes());
+    std::fs::write(path(&name), &bytes).expect("write");
+
+    let o = shmipc(&["inspect", &name]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("corrupted") && err.contains("slot count"),
+        "{err}"
+    );
+    let ls = json(&["ls", "--prefix", &prefix, "--json"]);
+    assert_eq!(ls["segments"][0]["status"], "invalid", "{ls}");
+    let o = shmipc(&["rm", &name]);
+    assert!(!o.status.success());
+    assert!(path(&name).exists());
+    let out = json(&["gc", "--prefix", &prefix, "--ignore-unreadable", "--json"]);
+    assert_eq!(out["removed"].as_array().map(Vec::len), Some(0), "{out}");
+    ok(&["rm", "--force", &name]);
+    assert!(!path(&name).exists());
+}
+
+#[test]
+fn looking_changes_no_byte() {
+    let names = Unlinker::new("cli-readonly");
+    let prefix = prefix_of(&names);
+    let lock_name = names.name("lock");
+    let queue_name = names.name("queue");
+    let lock = Shared::<Lock>::create(&lock_name, ()).expect("create");
+    let guard = lock.lock().expect("lock");
+    let q = Queue::<u32>::create(&queue_name, RingConfig::new(8)).expect("create");
+    q.try_push(7).expect("push");
+    let before: Vec<Vec<u8>> = [&lock_name, &queue_name]
+        .iter()
+        .map(|n| std::fs::read(path(n)).expect("read"))
+        .collect();
+
+    for n in [&lock_name, &queue_name] {
+        ok(&["inspect", n]);
+        ok(&["inspect", n, "--json"]);
+        ok(&["watch", n, "--count", "1", "--interval", "0.01"]);
+    }
+    ok(&["ls", "--all", "--prefix", &prefix]);
+    ok(&[
+        "gc",
+        "--dry-run",
+        "--prefix",
+        &prefix,
+        "--ignore-unreadable",
+    ]);
+
+    let after: Vec<Vec<u8>> = [&lock_name, &queue_name]
+        .iter()
+        .map(|n| std::fs::read(path(n)).expect("read"))
+        .collect();
+    assert!(before == after, "looking changed the segments' bytes");
+    drop(guard);
+}
+
+#[test]
+fn rm_removes_segments_and_names_missing_ones() {
+    let names = Unlinker::new("cli-rm");
+    let a = names.name("a");
+    let b = names.name("b");
+    let missing = names.name("missing");
+    drop(Shared::<shmipc::Event>::create(&a, ()).expect("create"));
+    drop(Shared::<shmipc::Event>::create(&b, ()).expect("create"));
+    let o = shmipc(&["rm", &a, &missing, &b, "--json"]);
+    assert!(!o.status.success(), "a missing name must fail the command");
+    let v: Value = serde_json::from_str(&stdout(&o)).expect("json");
+    assert_eq!(v["removed"], serde_json::json!([a, b]));
+    assert_eq!(v["errors"][0]["name"], missing.as_str());
+    assert!(stderr(&o).contains("does not exist"), "{}", stderr(&o));
+    assert!(!path(&a).exists() && !path(&b).exists());
+}
+
+#[test]
+fn watch_refreshes_inspect() {
+    let names = Unlinker::new("cli-watch");
+    let name = names.name("queue");
+    let _q = Queue::<u64>::create(&name, RingConfig::new(4)).expect("create");
+    let out = ok(&["watch", &name, "--interval", "0.05", "--count", "3"]);
+    assert_eq!(out.matches("items: 0 of 4").count(), 3, "{out}");
+    assert_eq!(out.matches("\x1b[2J").count(), 3);
+    let lines = ok(&[
+        "watch",
+        &name,
+        "--interval",
+        "0.01",
+        "--count",
+        "2",
+        "--json",
+    ]);
+    let reports: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON report per line"))
+        .collect();
+    assert_eq!(reports.len(), 2, "{lines}");
+    assert!(reports.iter().all(|r| r["state"]["capacity"] == 4));
+    let o = shmipc(&["watch", &name, "--interval", "0"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--interval 0"), "{}", stderr(&o));
+}
+
+#[test]
+fn gc_collects_temporary_files_once_their_creator_is_gone() {
+    let names = Unlinker::new("cli-tmp");
+    let prefix = format!("/.shmipc-tmp-{}-clitest", std::process::id());
+    let name = format!("{prefix}-0");
+    names.adopt(&name);
+    std::fs::write(path(&name), [0u8; 256]).expect("make the file");
+    // A creator still initialising holds its creator lock byte.
+    let p = path(&name);
+    let mut child = holder(move || {
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&p)
+            .expect("open");
+        // SAFETY: flock is plain data; zero is valid for every field.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = shmipc::memory::CREATOR_LOCK as libc::off_t;
+        fl.l_len = 1;
+        // SAFETY: a valid flock for a descriptor we own.
+        let rc =
+            unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), libc::F_OFD_SETLK, &fl) };
+        assert_eq!(rc, 0, "F_OFD_SETLK");
+        f
+    });
+    let all = json(&["ls", "--all", "--prefix", &prefix, "--json"]);
+    assert_eq!(all["segments"][0]["status"], "temporary", "{all}");
+    assert_eq!(all["segments"][0]["creator_alive"], true, "{all}");
+    let ls = json(&["ls", "--prefix", &prefix, "--json"]);
+    assert_eq!(ls["segments"].as_array().map(Vec::len), Some(0), "{ls}");
+    let out = ok(&["gc", "--prefix", &prefix, "--ignore-unreadable"]);
+    assert!(
+        out.contains(&format!(
+            "kept {name}: its creator is still initialising it"
+        )),
+        "{out}"
+    );
+    assert!(path(&name).exists());
+
+    kill_and_reap(&mut child);
+    let out = ok(&["gc", "--prefix", &prefix, "--ignore-unreadable"]);
+    assert!(
+        out.contains(&format!("removed {name}: a temporary creation file")),
+        "{out}"
+    );
+    assert!(!path(&name).exists());
+}

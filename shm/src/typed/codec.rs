@@ -1,0 +1,113 @@
+//! The codec: postcard into a reused per-thread buffer, out of a copy.
+
+use std::cell::RefCell;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use shmipc_core::{ReadGrant, RecvError};
+
+use super::{label, MessageError};
+
+thread_local! {
+    /// Where this thread encodes; it keeps the capacity of the largest
+    /// message so far, so a warm sender allocates nothing.
+    static ENCODE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Where this thread encodes a dict key (beside its value in ENCODE).
+    static KEY: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    /// Where this thread copies a message out of shared memory to decode it.
+    static DECODE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` over this thread's buffer `cell`, or over a fresh one if a
+/// `Serialize` or `Deserialize` impl re-entered us while it is in use.
+fn with_buffer<R>(
+    cell: &'static std::thread::LocalKey<RefCell<Vec<u8>>>,
+    f: impl FnOnce(&mut Vec<u8>) -> R,
+) -> R {
+    cell.with(|c| match c.try_borrow_mut() {
+        Ok(mut buf) => f(&mut buf),
+        Err(_) => f(&mut Vec::new()),
+    })
+}
+
+/// Encodes `value` and hands its bytes to `send`; `name` is the segment's,
+/// for the error.
+pub(crate) fn encode<T: Serialize + ?Sized, R>(
+    value: &T,
+    name: Option<&str>,
+    send: impl FnOnce(&[u8]) -> R,
+) -> Result<R, MessageError> {
+    encode_in(&ENCODE, value, name, send)
+}
+
+/// [`encode`] for a dict key, in a buffer of its own so that the value can
+/// be encoded while the key's bytes are held.
+pub(crate) fn encode_key<T: Serialize + ?Sized, R>(
+    key: &T,
+    name: Option<&str>,
+    send: impl FnOnce(&[u8]) -> R,
+) -> Result<R, MessageError> {
+    encode_in(&KEY, key, name, send)
+}
+
+fn encode_in<T: Serialize + ?Sized, R>(
+    cell: &'static std::thread::LocalKey<RefCell<Vec<u8>>>,
+    value: &T,
+    name: Option<&str>,
+    send: impl FnOnce(&[u8]) -> R,
+) -> Result<R, MessageError> {
+    with_buffer(cell, |buf| {
+        buf.clear();
+        match postcard::to_extend(value, std::mem::take(buf)) {
+            Ok(bytes) => {
+                *buf = bytes;
+                Ok(send(buf))
+            }
+            Err(e) => Err(MessageError::Encode {
+                segment: label(name),
+                type_name: std::any::type_name::<T>(),
+                reason: e.to_string(),
+            }),
+        }
+    })
+}
+
+/// Decodes `bytes` (a private copy) as exactly one `T`.
+pub(crate) fn decode<T: DeserializeOwned>(
+    bytes: &[u8],
+    name: Option<&str>,
+) -> Result<T, MessageError> {
+    let reason = match postcard::take_from_bytes::<T>(bytes) {
+        Ok((value, [])) => return Ok(value),
+        Ok((_, rest)) => format!("{} bytes are left over after the value", rest.len()),
+        Err(e) => e.to_string(),
+    };
+    Err(MessageError::Decode {
+        segment: label(name),
+        type_name: std::any::type_name::<T>(),
+        len: bytes.len(),
+        reason,
+    })
+}
+
+/// Copies the message `grant` holds into this thread's buffer, gives its
+/// space back, and decodes the copy.
+pub(crate) fn take<T: DeserializeOwned, K>(
+    grant: Result<ReadGrant<'_, '_, K>, RecvError>,
+    name: Option<&str>,
+) -> Result<T, MessageError> {
+    let recv_error = |error| MessageError::Recv {
+        segment: label(name),
+        error,
+    };
+    let grant = grant.map_err(recv_error)?;
+    with_buffer(&DECODE, |buf| {
+        if buf.len() < grant.len() {
+            buf.resize(grant.len(), 0);
+        }
+        let n = grant.copy_to(buf);
+        // The copy may be torn if the record was taken from us meanwhile.
+        grant.release_checked().map_err(recv_error)?;
+        decode(&buf[..n], name)
+    })
+}

@@ -1,0 +1,188 @@
+//! Typed messages: any `Serialize + DeserializeOwned` value through the
+//! byte queues, the pipe and the shared dict, like Python's
+//! `multiprocessing` sends any picklable object.
+//!
+//! | type | over | like |
+//! |---|---|---|
+//! | [`TypedQueue<T>`] | a [`ByteQueue`](crate::ByteQueue) | `multiprocessing.Queue` |
+//! | [`TypedPipe`] / [`TypedPipeEnd<T>`] | a [`Pipe`](crate::Pipe) | `multiprocessing.Pipe` |
+//! | [`TypedDict<K, V>`] | a [`SharedDict`](crate::SharedDict) | a manager's `dict` |
+//!
+//! Values are encoded with [postcard](https://docs.rs/postcard) (serde's
+//! compact binary format) into a buffer of the calling thread's, reused
+//! from call to call, and copied into the queue; a receiver copies the
+//! message out of shared memory first and decodes the copy, never the
+//! shared bytes in place (a hostile peer could change them meanwhile).
+//! Once the buffers have grown to the largest message, sending and
+//! receiving allocate nothing but what the value itself holds (a decoded
+//! `String` is an allocation of its own).
+//!
+//! Every typed segment records its message type in its header
+//! ([`Fingerprint`]), so opening it with another type is
+//! [`Error::TypeMismatch`](crate::Error::TypeMismatch); a message that
+//! does not decode as the type is [`MessageError::Decode`], naming the
+//! type and the segment.
+//!
+//! The zero-copy path stays: [`Queue<T>`](crate::Queue) and
+//! [`SpscQueue<T>`](crate::SpscQueue) move [`Pod`](crate::Pod) items with
+//! no encoding at all. Pick those for fixed-size numeric records at the
+//! highest rates; pick the typed ones for anything with a `String`, a
+//! `Vec`, an `enum` or an `Option` in it.
+
+mod codec;
+mod dict;
+mod fingerprint;
+mod pipe;
+mod queue;
+
+pub use dict::TypedDict;
+pub use fingerprint::Fingerprint;
+pub use pipe::{TypedPipe, TypedPipeEnd};
+pub use queue::TypedQueue;
+
+pub(crate) use codec::{decode, encode, encode_key, take};
+
+use std::fmt;
+
+use shmipc_core::{RecvError, SendError};
+
+use crate::DictError;
+
+/// Why a typed send or receive failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MessageError {
+    /// The queue or pipe refused the encoded message: full (a `try_`
+    /// call), closed, timed out, larger than its maximum message, or
+    /// corrupted.
+    Send {
+        /// The segment's name, `"(anonymous)"` for an anonymous one.
+        segment: String,
+        /// Why.
+        error: SendError,
+    },
+    /// Nothing could be received: empty (a `try_` call), closed and
+    /// drained, timed out, or corrupted.
+    Recv {
+        /// The segment's name.
+        segment: String,
+        /// Why.
+        error: RecvError,
+    },
+    /// A dict operation failed (full, too large, lock timeout...).
+    Dict(DictError),
+    /// The value could not be encoded (a `Serialize` impl that fails,
+    /// a map of unknown length...).
+    Encode {
+        /// The segment's name.
+        segment: String,
+        /// The type being sent.
+        type_name: &'static str,
+        /// The codec's reason.
+        reason: String,
+    },
+    /// A message was taken but does not decode as the expected type: a
+    /// peer built with another version of the type, or one that wrote
+    /// bytes of its own. The message is consumed; the next one is not
+    /// affected.
+    Decode {
+        /// The segment's name.
+        segment: String,
+        /// The type the message should have been.
+        type_name: &'static str,
+        /// The message's length in bytes.
+        len: usize,
+        /// The codec's reason.
+        reason: String,
+    },
+}
+
+impl MessageError {
+    /// Whether a `_timeout` call ran out of time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            MessageError::Send {
+                error: SendError::Timeout,
+                ..
+            } | MessageError::Recv {
+                error: RecvError::Timeout,
+                ..
+            } | MessageError::Dict(DictError::Timeout { .. })
+        )
+    }
+
+    /// Whether the queue or pipe is closed (and, for a receive, drained).
+    pub fn is_closed(&self) -> bool {
+        matches!(
+            self,
+            MessageError::Send {
+                error: SendError::Closed,
+                ..
+            } | MessageError::Recv {
+                error: RecvError::Closed,
+                ..
+            }
+        )
+    }
+
+    /// Whether a `try_` (or `_nowait`) call found nothing to take, or no
+    /// room.
+    pub fn is_empty_or_full(&self) -> bool {
+        matches!(
+            self,
+            MessageError::Send {
+                error: SendError::Full,
+                ..
+            } | MessageError::Recv {
+                error: RecvError::Empty,
+                ..
+            }
+        )
+    }
+}
+
+impl fmt::Display for MessageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MessageError::Send { segment, error } => write!(f, "{segment:?}: {error}"),
+            MessageError::Recv { segment, error } => write!(f, "{segment:?}: {error}"),
+            MessageError::Dict(e) => write!(f, "{e}"),
+            MessageError::Encode {
+                segment,
+                type_name,
+                reason,
+            } => write!(
+                f,
+                "{segment:?}: a value of type {type_name} could not be encoded: {reason}"
+            ),
+            MessageError::Decode {
+                segment,
+                type_name,
+                len,
+                reason,
+            } => write!(
+                f,
+                "{segment:?}: a message of {len} bytes does not decode as {type_name}: {reason}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for MessageError {}
+
+impl From<DictError> for MessageError {
+    fn from(e: DictError) -> Self {
+        MessageError::Dict(e)
+    }
+}
+
+/// The name errors give a segment: its own, or `"(anonymous)"`.
+pub(crate) fn label(name: Option<&str>) -> String {
+    name.unwrap_or("(anonymous)").to_owned()
+}
+
+/// `opts` asking for (or recording) messages of type `T`.
+pub(crate) fn typed_opts<T>(opts: &crate::Options) -> crate::Options {
+    opts.clone().fingerprint(Fingerprint::of::<T>())
+}
