@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use shmipc::{Pool, PopError, Queue, RingConfig};
+use shmipc::{Named, Pool, PopError, Queue, RingConfig};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 

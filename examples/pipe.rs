@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use shmipc::{fork, BytesConfig, Pipe, RecvError};
+use shmipc::{fork, BytesConfig, Named, Pipe, RecvError};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = BytesConfig::for_max_message(256)?;

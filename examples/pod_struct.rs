@@ -3,7 +3,7 @@
 //!
 //! `cargo run --example pod_struct`
 
-use shmipc::{fork, Queue, RingConfig};
+use shmipc::{fork, Named, Queue, RingConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq, shmipc::Pod, shmipc::Zeroable)]
 #[bytemuck(crate = "shmipc::bytemuck")]

@@ -55,16 +55,11 @@
 #[cfg(any(test, loom))]
 extern crate std;
 
-pub mod bytes;
 #[doc(hidden)]
 pub mod fault;
-pub mod futex;
-pub mod mpmc;
 pub mod peers;
 pub mod place;
 pub mod queue;
-pub mod semaphore;
-pub mod spsc;
 pub mod sync;
 mod sys;
 
@@ -72,6 +67,12 @@ mod sys;
 // paths until they move into their folders.
 pub(crate) use sync::lock;
 pub(crate) use sys::{membarrier, tid};
+
+// The queues live in `queue/`, the semaphore in `sync/` and the futex
+// calls in `sys/`; these are the paths users know them by.
+pub use queue::{bytes, mpmc, spsc};
+pub use sync::semaphore;
+pub use sys::futex;
 
 pub use bytes::{ByteQueue, BytesConfig, ReadGrant, WriteGrant};
 pub use futex::Deadline;

@@ -346,7 +346,7 @@ struct Record {
     data: Vec<u8>,
 }
 
-/// The byte queue as documented in `core/src/bytes.rs`, kept in plain
+/// The byte queue as documented in `core/src/queue/bytes.rs`, kept in plain
 /// numbers: the positions `head <= read <= tail` and the records between
 /// `head` and `tail`. It predicts exactly when the ring is full, which
 /// depends on record sizes, skip records at the wrap, and which records are

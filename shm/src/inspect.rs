@@ -686,7 +686,7 @@ fn decode_state(h: &HeaderSnapshot, obj: &Object<'_>, judge: &Judge<'_>) -> Resu
         Kind::SEMAPHORE => obj.with::<Semaphore, _>(0, |s| State::Semaphore {
             value: s.value(),
             max: s.max(),
-            sleepers: s.counted_sleepers(),
+            sleepers: s.sleepers(),
         })?,
         Kind::EVENT => obj.with::<Event, _>(0, |e| State::Event { set: e.is_set() })?,
         Kind::ATOMIC_U32 => obj.with::<AtomicU32, _>(0, |a| {

@@ -71,14 +71,11 @@ mod fault;
 pub mod inspect;
 pub mod memory;
 mod named;
-mod pipe;
 pub mod prelude;
 pub mod process;
 mod queue;
-mod roles;
 mod segment;
 mod shared;
-mod spsc;
 pub mod typed;
 mod unlinker;
 
@@ -89,17 +86,16 @@ pub use data::{Value, ValueError};
 pub use error::{Error, Result};
 pub use memory::{Kind, Options, MAX_NAME_LEN};
 pub use named::Named;
-pub use pipe::{Pipe, PipeEnd, Side};
 pub use process::{fork, spawn, Child, ExitStatus};
 pub use process::{AsyncResult, ImapUnordered, Pool, PoolBuilder, TaskError, TaskFn};
 pub use process::{Process, ProcessHandle, ORPHANED_EXIT_CODE};
 pub use process::{
     TypedAsyncResult, TypedImap, TypedImapUnordered, TypedMapResult, TypedPool, TypedPoolBuilder,
 };
-pub use queue::{ByteQueue, Queue};
+pub use queue::{ByteQueue, HeldRole, Pipe, PipeEnd, Queue, Side};
+pub use queue::{SpscConsumer, SpscProducer, SpscQueue};
 pub use segment::Segment;
 pub use shared::{Shared, ShmObject};
-pub use spsc::{SpscConsumer, SpscProducer, SpscQueue};
 pub use typed::{MessageError, TypedDict, TypedPipe, TypedPipeEnd, TypedQueue};
 pub use unlinker::Unlinker;
 
@@ -117,6 +113,8 @@ pub use bytemuck;
 /// does not depend on bytemuck itself takes the crate path:
 ///
 /// ```
+/// use shmipc::Named;
+///
 /// #[derive(Clone, Copy, shmipc::Pod, shmipc::Zeroable)]
 /// #[bytemuck(crate = "shmipc::bytemuck")]
 /// #[repr(C)]

@@ -146,18 +146,6 @@ const NON_BLOCKING: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "shm",
-        "SpscProducer",
-        "push_slice",
-        "pushes what fits now (Full if nothing does)",
-    ),
-    (
-        "shm",
-        "SpscConsumer",
-        "pop_slice",
-        "pops what is ready now (Empty if nothing is)",
-    ),
-    (
-        "shm",
         "SpscQueue",
         "take_producer",
         "a role claim: RoleTaken at once if held",
@@ -267,8 +255,9 @@ fn every_public_blocking_call_has_a_bounded_form() {
         "core::Lock::lock",
         "core::Lock::lock_timeout",
         "core::Semaphore::acquire",
-        "shm::Queue::push",
-        "shm::Queue::push_timeout",
+        // shm's queues are the core's handles (Queue dereferences to Mpmc).
+        "core::Mpmc::push",
+        "core::Mpmc::push_timeout",
         "shm::Value::get",
         "shm::SharedDict::insert",
         "shm::Child::join_timeout",

@@ -16,7 +16,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use shmipc::{fork, ByteQueue, BytesConfig, Child, RecvError, SendError, Unlinker};
+use shmipc::{fork, ByteQueue, BytesConfig, Child, Named, RecvError, SendError, Unlinker};
 
 const TIMEOUT: Duration = Duration::from_millis(50);
 const SLACK: Duration = Duration::from_millis(500);

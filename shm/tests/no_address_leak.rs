@@ -8,7 +8,7 @@
 
 mod common;
 
-use shmipc::{ByteQueue, BytesConfig, Pipe, Queue, RingConfig, SpscQueue, Unlinker};
+use shmipc::{ByteQueue, BytesConfig, Named, Pipe, Queue, RingConfig, SpscQueue, Unlinker};
 
 /// This process's mapped address ranges.
 fn mappings() -> Vec<(u64, u64)> {

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::join;
-use shmipc::{fork, BytesConfig, ExitStatus, Pipe, RecvError, SendError, Unlinker};
+use shmipc::{fork, BytesConfig, ExitStatus, Named, Pipe, RecvError, SendError, Unlinker};
 
 const LONG: Duration = Duration::from_secs(30);
 

@@ -15,7 +15,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::join;
-use shmipc::{fork, ByteQueue, BytesConfig, ExitStatus, Queue, RingConfig, SpscQueue, Unlinker};
+use shmipc::{
+    fork, ByteQueue, BytesConfig, ExitStatus, Named, Queue, RingConfig, SpscQueue, Unlinker,
+};
 
 const ROUNDS: u64 = 3_000;
 /// Whether sleeps end only when woken or at their deadline.

@@ -6,7 +6,7 @@ use std::os::fd::RawFd;
 use std::time::Instant;
 
 use shmipc::sync::{AtomicU64, Ordering};
-use shmipc::{ByteQueue, BytesConfig};
+use shmipc::{ByteQueue, BytesConfig, Named};
 
 use crate::harness::{
     consume_bytes, in_procs, produce_bytes, Ctl, Env, Name, Pad, ProcJob, CORE_A, CORE_B,

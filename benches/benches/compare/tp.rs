@@ -1,7 +1,7 @@
 //! One-way throughput of small fixed-size items: SPSC and MPMC queues.
 
 use crossbeam_queue::ArrayQueue;
-use shmipc::{Queue, RingConfig, SpscQueue};
+use shmipc::{Named, Queue, RingConfig, SpscQueue};
 
 use crate::harness::{
     consume, in_procs, in_threads, produce, spin_until, Ctl, Env, Job, Msg, Name, ProcJob, CORE_A,

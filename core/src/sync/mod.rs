@@ -4,7 +4,7 @@
 //! | type | module | what it is |
 //! |---|---|---|
 //! | [`Lock`](crate::Lock) | [`lock`] | a mutex whose word names its owner, taken over from a dead one |
-//! | [`Semaphore`](crate::Semaphore) | [`semaphore`](crate::semaphore) | a counting semaphore, optionally bounded |
+//! | [`Semaphore`](crate::Semaphore) | [`semaphore`] | a counting semaphore, optionally bounded |
 //! | [`Event`](crate::Event) | [`event`] | a manual-reset event, like Python's `Event` |
 //! | [`Condition`](crate::Condition) | [`condition`] | a condition variable with its own lock |
 //! | [`Barrier`](crate::Barrier) | [`barrier`] | an n-party barrier |
@@ -18,5 +18,6 @@ pub mod barrier;
 pub mod condition;
 pub mod event;
 pub mod lock;
+pub mod semaphore;
 
 pub use crate::sys::atomic::*;

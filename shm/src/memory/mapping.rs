@@ -53,6 +53,17 @@ pub struct ObjectLayout {
 }
 
 impl ObjectLayout {
+    /// The layout of an object of kind `kind` whose bytes have layout `l`,
+    /// with header parameters `params`.
+    pub fn new(kind: Kind, l: std::alloc::Layout, params: [u64; 4]) -> ObjectLayout {
+        ObjectLayout {
+            kind,
+            size: l.size() as u64,
+            align: l.align() as u64,
+            params,
+        }
+    }
+
     /// The layout of a fixed-size `T` of kind `kind`, with zero parameters.
     pub fn of<T>(kind: Kind) -> ObjectLayout {
         ObjectLayout {

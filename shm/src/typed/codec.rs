@@ -92,8 +92,8 @@ pub(crate) fn decode<T: DeserializeOwned>(
 
 /// Copies the message `grant` holds into this thread's buffer, gives its
 /// space back, and decodes the copy.
-pub(crate) fn take<T: DeserializeOwned>(
-    grant: Result<ReadGrant<'_, '_>, RecvError>,
+pub(crate) fn take<T: DeserializeOwned, K>(
+    grant: Result<ReadGrant<'_, '_, K>, RecvError>,
     name: Option<&str>,
 ) -> Result<T, MessageError> {
     let recv_error = |error| MessageError::Recv {

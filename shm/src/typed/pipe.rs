@@ -11,6 +11,7 @@ use shmipc_core::{BytesConfig, SendError};
 use super::{encode, label, take, typed_opts, MessageError};
 use crate::error::Result;
 use crate::memory::Mapping;
+use crate::named::Named;
 use crate::{Options, Pipe, PipeEnd, Side};
 
 /// Makes and finds typed pipes: a [`Pipe`] whose two ends exchange values

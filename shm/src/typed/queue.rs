@@ -11,6 +11,7 @@ use shmipc_core::{BytesConfig, RecvError, SendError};
 
 use super::{encode, label, take, typed_opts, MessageError};
 use crate::error::Result;
+use crate::named::Named;
 use crate::{ByteQueue, Options};
 
 /// A multi-producer multi-consumer queue of any `Serialize +
@@ -249,7 +250,10 @@ impl<T: Serialize + DeserializeOwned> TypedQueue<T> {
 
     fn take(
         &self,
-        grant: std::result::Result<shmipc_core::ReadGrant<'_, '_>, RecvError>,
+        grant: std::result::Result<
+            shmipc_core::ReadGrant<'_, '_, crate::memory::Mapping>,
+            RecvError,
+        >,
     ) -> std::result::Result<T, MessageError> {
         let taken = grant.is_ok();
         let r = take(grant, self.q.name());

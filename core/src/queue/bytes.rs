@@ -153,8 +153,8 @@ use crate::peers::{self, Peers, Token};
 use crate::place::{LayoutError, Rule};
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
-    block_checked, round_up, CachePadded, Header, Keep, Kind, QueueError, RecvError, SendError,
-    Signal, MAX_CAPACITY, MAX_POS,
+    block_checked, control, round_up, CachePadded, ControlHeader, Keep, QueueError, QueueKind,
+    RecvError, SendError, Signal, MAX_CAPACITY, MAX_POS,
 };
 use crate::sync::{AtomicU64, Ordering};
 
@@ -311,7 +311,7 @@ struct ReaderSide {
 
 #[repr(C)]
 struct Control {
-    header: Header,
+    header: ControlHeader,
     writer: CachePadded<WriterSide>,
     reader: CachePadded<ReaderSide>,
     /// Readers sleep here; commits (and cancels) notify.
@@ -326,7 +326,7 @@ impl Control {
     #[cfg(loom)]
     fn new() -> Control {
         Control {
-            header: Header::new(),
+            header: ControlHeader::new(),
             writer: CachePadded(WriterSide {
                 lock: Lock::new(),
                 tail: AtomicU64::new(0),
@@ -448,7 +448,7 @@ impl<'a> Ring<'a> {
 /// assert_eq!(&out, b"abc");
 /// msg.release();
 /// ```
-pub struct ByteQueue<'a> {
+pub struct ByteQueue<'a, K = Keep> {
     ctrl: &'a Control,
     ring: Ring<'a>,
     /// Trusted copies of the geometry (checked at attach, never re-read).
@@ -456,16 +456,17 @@ pub struct ByteQueue<'a> {
     max: u64,
     /// Who we are, and who is dead, among the processes sharing the memory.
     peers: &'a dyn Peers,
-    _keep: Keep,
+    /// What keeps the memory alive (see [`Keep`]).
+    _keep: K,
 }
 
 // SAFETY: every shared access goes through atomics, the two locks, or
 // payload bytes owned by a grant under the protocol above.
-unsafe impl Send for ByteQueue<'_> {}
+unsafe impl<K: Send> Send for ByteQueue<'_, K> {}
 // SAFETY: as for Send.
-unsafe impl Sync for ByteQueue<'_> {}
+unsafe impl<K: Sync> Sync for ByteQueue<'_, K> {}
 
-impl Clone for ByteQueue<'_> {
+impl<K: Clone> Clone for ByteQueue<'_, K> {
     fn clone(&self) -> Self {
         ByteQueue {
             ctrl: self.ctrl,
@@ -478,7 +479,7 @@ impl Clone for ByteQueue<'_> {
     }
 }
 
-impl fmt::Debug for ByteQueue<'_> {
+impl<K> fmt::Debug for ByteQueue<'_, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ByteQueue")
             .field("capacity", &self.cap)
@@ -598,7 +599,7 @@ impl<'a> ByteQueue<'a> {
         // SAFETY: initialised above, valid for 'a.
         let ctrl: &'a Control = unsafe { &*ptr.cast::<Control>() };
         ctrl.header
-            .publish(Kind::Bytes, (1, 1), config.to_words(), l.size());
+            .publish(QueueKind::Bytes, (1, 1), config.to_words(), l.size());
         // SAFETY: checked layout, initialised.
         Ok(unsafe { Self::from_parts(ptr, config) })
     }
@@ -634,17 +635,18 @@ impl<'a> ByteQueue<'a> {
     /// As for [`ByteQueue::init_at`], except that the bytes hold a queue.
     #[cfg(not(loom))]
     pub unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Self, QueueError> {
-        crate::place::check(ptr, len, size_of::<Control>(), align_of::<Control>())?;
-        // SAFETY: aligned and large enough; Control is atomics only.
-        let ctrl: &Control = unsafe { &*ptr.cast::<Control>() };
-        let info = ctrl.header.check(Kind::Bytes, (1, 1))?;
-        let config = BytesConfig::from_words(info.words)
-            .map_err(|_| QueueError::Corrupted("configuration words"))?;
-        let l = Self::layout(config).map_err(|_| QueueError::Corrupted("geometry"))?;
-        if info.total != l.size() as u64 {
-            return Err(QueueError::Corrupted("total size disagrees with capacity"));
-        }
-        crate::place::check(ptr, len, l.size(), l.align())?;
+        // SAFETY: forwarded contract; Control is made of atomics only.
+        let (_, config) = unsafe {
+            control::attach(
+                ptr,
+                len,
+                |c: &Control| &c.header,
+                QueueKind::Bytes,
+                (1, 1),
+                BytesConfig::from_words,
+                Self::layout,
+            )?
+        };
         // SAFETY: checked layout, initialised by its creator (contract).
         Ok(unsafe { Self::from_parts(ptr, config) })
     }
@@ -677,7 +679,7 @@ impl<'a> ByteQueue<'a> {
         // The same self-description as in shared memory (size: the
         // layout a mapping would need).
         ctrl.header.publish(
-            Kind::Bytes,
+            QueueKind::Bytes,
             (1, 1),
             config.to_words(),
             Self::layout(config).map_or(0, |l| l.size()),
@@ -705,6 +707,40 @@ impl<'a> ByteQueue<'a> {
             peers: &peers::LOCAL,
             _keep: keep,
         }
+    }
+
+    /// [`ByteQueue::attach`] for a handle that owns its memory: `owner` (a
+    /// mapping) keeps the bytes alive, and the handle and each clone hold
+    /// it, so they can be moved anywhere and live as long as they like.
+    ///
+    /// # Safety
+    ///
+    /// As for [`ByteQueue::attach`], with the bytes valid for as long as
+    /// `owner` or any clone of it lives, instead of for `'a`.
+    #[cfg(not(loom))]
+    pub unsafe fn attach_owned<K>(
+        ptr: *mut u8,
+        len: usize,
+        owner: K,
+    ) -> Result<ByteQueue<'a, K>, QueueError> {
+        // SAFETY: forwarded contract.
+        let q = unsafe { Self::attach(ptr, len)? };
+        Ok(ByteQueue {
+            ctrl: q.ctrl,
+            ring: q.ring,
+            cap: q.cap,
+            max: q.max,
+            peers: q.peers,
+            _keep: owner,
+        })
+    }
+}
+
+impl<'a, K> ByteQueue<'a, K> {
+    /// What keeps the memory alive: [`Keep`] for a handle that borrows
+    /// it, the owner given to an `attach_owned` constructor otherwise.
+    pub fn owner(&self) -> &K {
+        &self._keep
     }
 
     /// Bytes in the data ring.
@@ -752,32 +788,12 @@ impl<'a> ByteQueue<'a> {
         self.ctrl.writer.tail.load(Ordering::Acquire) & CLOSED != 0
     }
 
-    /// Test support: registers a sleeper on the readers' side (`true`) or
-    /// the writers' (`false`) that never sleeps and never leaves, as a
-    /// process killed while blocked leaves it.
-    #[doc(hidden)]
-    pub fn register_dead_sleeper(&self, readers: bool) {
-        self.signal(readers).register_and_stop();
-    }
-
-    /// Test support: how many sleepers the readers' side (`true`) or the
-    /// writers' (`false`) counts now.
-    #[doc(hidden)]
-    pub fn counted_sleepers(&self, readers: bool) -> u64 {
-        self.signal(readers).sleepers()
-    }
-
-    fn signal(&self, readers: bool) -> &Signal {
-        if readers {
-            &self.ctrl.not_empty
-        } else {
-            &self.ctrl.not_full
-        }
-    }
+    dead_sleeper_hooks!();
 
     /// Test support: takes the writers' (`true`) or the readers' (`false`)
     /// lock, as a reservation or a claim does, runs `while_held` (a test
     /// stops or kills the process there), and lets go.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn hold_side_lock(
         &self,
@@ -953,7 +969,7 @@ impl<'a> ByteQueue<'a> {
         len: usize,
         wait: Wait<'_>,
         check: bool,
-    ) -> Result<WriteGrant<'_, 'a>, SendError> {
+    ) -> Result<WriteGrant<'_, 'a, K>, SendError> {
         if len as u64 > self.max {
             return Err(SendError::TooLarge);
         }
@@ -990,12 +1006,12 @@ impl<'a> ByteQueue<'a> {
     /// reports [`SendError::Full`], as for a full ring: there is no room
     /// *now*. The blocking and timed forms wait for the lock instead, within
     /// their deadline, and take it over from a holder that died.
-    pub fn try_reserve(&self, len: usize) -> Result<WriteGrant<'_, 'a>, SendError> {
+    pub fn try_reserve(&self, len: usize) -> Result<WriteGrant<'_, 'a, K>, SendError> {
         self.try_reserve_inner(len, Wait::Never, false)
     }
 
     /// Reserves room for `len` bytes, sleeping while the queue is full.
-    pub fn reserve(&self, len: usize) -> Result<WriteGrant<'_, 'a>, SendError> {
+    pub fn reserve(&self, len: usize) -> Result<WriteGrant<'_, 'a, K>, SendError> {
         self.reserve_until(len, None)
     }
 
@@ -1004,7 +1020,7 @@ impl<'a> ByteQueue<'a> {
         &self,
         len: usize,
         timeout: Duration,
-    ) -> Result<WriteGrant<'_, 'a>, SendError> {
+    ) -> Result<WriteGrant<'_, 'a, K>, SendError> {
         match self.try_reserve(len) {
             Err(SendError::Full) => self.reserve_until(len, Some(&Deadline::after(timeout))),
             r => r,
@@ -1017,7 +1033,7 @@ impl<'a> ByteQueue<'a> {
         &self,
         len: usize,
         deadline: Option<&Deadline>,
-    ) -> Result<WriteGrant<'_, 'a>, SendError> {
+    ) -> Result<WriteGrant<'_, 'a, K>, SendError> {
         match self.try_reserve_inner(len, Wait::Until(deadline), false) {
             Err(SendError::Full) => {}
             r => return r,
@@ -1194,7 +1210,7 @@ impl<'a> ByteQueue<'a> {
         .unwrap_or(Err(RecvError::Timeout))
     }
 
-    fn grant(&self, (pos, len): (u64, u64)) -> ReadGrant<'_, 'a> {
+    fn grant(&self, (pos, len): (u64, u64)) -> ReadGrant<'_, 'a, K> {
         ReadGrant {
             q: self,
             pos,
@@ -1210,18 +1226,18 @@ impl<'a> ByteQueue<'a> {
     /// reports [`RecvError::Empty`]: nothing can be taken *now*. The
     /// blocking and timed forms wait for the lock instead, within their
     /// deadline, and take it over from a holder that died.
-    pub fn try_recv(&self) -> Result<ReadGrant<'_, 'a>, RecvError> {
+    pub fn try_recv(&self) -> Result<ReadGrant<'_, 'a, K>, RecvError> {
         self.try_claim(Room::Any, Wait::Never, false)
             .map(|c| self.grant(c))
     }
 
     /// Borrows the next message, sleeping while there is none.
-    pub fn recv(&self) -> Result<ReadGrant<'_, 'a>, RecvError> {
+    pub fn recv(&self) -> Result<ReadGrant<'_, 'a, K>, RecvError> {
         self.recv_until(None)
     }
 
     /// Borrows the next message, waiting at most `timeout`.
-    pub fn recv_timeout(&self, timeout: Duration) -> Result<ReadGrant<'_, 'a>, RecvError> {
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<ReadGrant<'_, 'a, K>, RecvError> {
         match self.try_recv() {
             Err(RecvError::Empty) => self.recv_until(Some(&Deadline::after(timeout))),
             r => r,
@@ -1230,7 +1246,10 @@ impl<'a> ByteQueue<'a> {
 
     /// Borrows the next message, waiting until `deadline` (forever if
     /// `None`).
-    pub fn recv_until(&self, deadline: Option<&Deadline>) -> Result<ReadGrant<'_, 'a>, RecvError> {
+    pub fn recv_until(
+        &self,
+        deadline: Option<&Deadline>,
+    ) -> Result<ReadGrant<'_, 'a, K>, RecvError> {
         self.claim_until(Room::Any, deadline).map(|c| self.grant(c))
     }
 
@@ -1319,14 +1338,14 @@ enum Room {
 /// [`commit`](WriteGrant::commit); dropping it uncommitted cancels it (the
 /// record becomes a skip that readers step over).
 #[must_use = "dropping a grant cancels the message"]
-pub struct WriteGrant<'q, 'a> {
-    q: &'q ByteQueue<'a>,
+pub struct WriteGrant<'q, 'a, K = Keep> {
+    q: &'q ByteQueue<'a, K>,
     /// Position of the record's header.
     pos: u64,
     len: usize,
 }
 
-impl WriteGrant<'_, '_> {
+impl<K> WriteGrant<'_, '_, K> {
     /// The message's length, as reserved.
     pub fn len(&self) -> usize {
         self.len
@@ -1423,13 +1442,13 @@ impl WriteGrant<'_, '_> {
     }
 }
 
-impl Drop for WriteGrant<'_, '_> {
+impl<K> Drop for WriteGrant<'_, '_, K> {
     fn drop(&mut self) {
         self.finish(SKIP);
     }
 }
 
-impl fmt::Debug for WriteGrant<'_, '_> {
+impl<K> fmt::Debug for WriteGrant<'_, '_, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WriteGrant")
             .field("len", &self.len)
@@ -1442,13 +1461,13 @@ impl fmt::Debug for WriteGrant<'_, '_> {
 /// dropping (or [`release`](ReadGrant::release)-ing) the grant gives its
 /// space back.
 #[must_use = "dropping a grant releases the message unread"]
-pub struct ReadGrant<'q, 'a> {
-    q: &'q ByteQueue<'a>,
+pub struct ReadGrant<'q, 'a, K = Keep> {
+    q: &'q ByteQueue<'a, K>,
     pos: u64,
     len: usize,
 }
 
-impl ReadGrant<'_, '_> {
+impl<K> ReadGrant<'_, '_, K> {
     /// The message's length.
     pub fn len(&self) -> usize {
         self.len
@@ -1529,13 +1548,13 @@ impl ReadGrant<'_, '_> {
     }
 }
 
-impl Drop for ReadGrant<'_, '_> {
+impl<K> Drop for ReadGrant<'_, '_, K> {
     fn drop(&mut self) {
         self.finish();
     }
 }
 
-impl fmt::Debug for ReadGrant<'_, '_> {
+impl<K> fmt::Debug for ReadGrant<'_, '_, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReadGrant").field("len", &self.len).finish()
     }

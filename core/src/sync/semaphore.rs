@@ -273,15 +273,24 @@ impl Semaphore {
 
     /// Test support: registers an acquirer that never sleeps and never
     /// leaves, as a process killed while blocked in `acquire` leaves it.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn register_dead_sleeper(&self) {
         register(&self.sleepers);
     }
 
-    /// Test support: how many sleepers are counted now.
+    /// How many sleepers are counted now (a snapshot, for tools such as
+    /// `shmipc inspect`; a count may include a sleeper that died, until
+    /// the count's next wipe).
+    pub fn sleepers(&self) -> u64 {
+        sleeping(self.sleepers.load(Ordering::Relaxed))
+    }
+
+    /// Test support: [`Semaphore::sleepers`].
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn counted_sleepers(&self) -> u64 {
-        sleeping(self.sleepers.load(Ordering::Relaxed))
+        self.sleepers()
     }
 
     /// The number of permits available now (a snapshot).

@@ -5,14 +5,14 @@ use std::alloc::Layout;
 use std::fmt;
 use std::time::Duration;
 
-use shmipc_core::bytes::ByteQueue as RawByteQueue;
-use shmipc_core::{BytesConfig, QueueError, ReadGrant, RecvError, SendError, WriteGrant};
+use shmipc_core::bytes::ByteQueue as CoreByteQueue;
+use shmipc_core::{BytesConfig, QueueError, ReadGrant, RecvError, SendError, Token, WriteGrant};
 
+use super::roles::{release_role, Roles, ROLES_SIZE};
+use super::{check_bytes, object, take_vec};
 use crate::error::{Error, Result};
-use crate::memory::{self, Kind, Mapping, Options};
-use crate::queue::{anon_backing, bytes_config, create_segment, open_segment, take_vec, Backing};
-use crate::roles::{release_role, Roles, ROLES_SIZE};
-use shmipc_core::Token;
+use crate::memory::{HeaderSnapshot, Kind, Mapping, ObjectLayout, Options};
+use crate::named::{open_memory, Named};
 
 /// Which end of a [`Pipe`]: A (made by [`Pipe::create`]) or B (claimed by
 /// [`Pipe::open`]). A sends on ring 0 and receives on ring 1; B the other
@@ -60,10 +60,12 @@ impl Side {
 /// not close the pipe); an end whose holder died can be claimed again.
 ///
 /// [`Pipe::anon`] makes both ends at once in an anonymous mapping, for a
-/// parent and the child it forks.
+/// parent and the child it forks. A pipe is made and found through
+/// [`Named`], like every object; `Pipe` names the type for that, and what
+/// each constructor returns is a [`PipeEnd`] (the same type).
 ///
 /// ```
-/// use shmipc::{BytesConfig, Pipe, Unlinker};
+/// use shmipc::{BytesConfig, Named, Pipe, Unlinker};
 /// use std::time::Duration;
 ///
 /// let names = Unlinker::new("doc-pipe");
@@ -84,16 +86,67 @@ impl Side {
 /// assert!(b.recv_vec().is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Debug)]
-pub struct Pipe(());
+pub type Pipe = PipeEnd;
 
-impl Pipe {
+impl Named for PipeEnd {
+    const KIND: Kind = Kind::PIPE;
+    /// Both directions carry messages of up to `max_message` bytes.
+    type Config<'a> = BytesConfig;
+    /// Both ends, unclaimed: keep one, fork, and use the other in the
+    /// child (and drop it in the parent).
+    type Anon = (PipeEnd, PipeEnd);
+
+    fn layout(config: &BytesConfig) -> std::result::Result<ObjectLayout, shmipc_core::LayoutError> {
+        let (whole, _) = Self::layouts(*config)?;
+        Ok(ObjectLayout::new(Self::KIND, whole, config.to_words()))
+    }
+
+    unsafe fn init(
+        ptr: *mut u8,
+        len: usize,
+        config: BytesConfig,
+    ) -> std::result::Result<(), QueueError> {
+        let (whole, offsets) = Self::layouts(config)?;
+        shmipc_core::place::check(ptr, len, whole.size(), whole.align())?;
+        let ring = (whole.size() - ROLES_SIZE) / 2;
+        // SAFETY: the role block is the first ROLES_SIZE bytes (in bounds,
+        // checked), ours alone (contract).
+        unsafe { Roles::init(ptr) };
+        for off in offsets {
+            // SAFETY: each ring lies inside the checked length; init_at
+            // checks its size and alignment. The handles own nothing.
+            unsafe { CoreByteQueue::init_at(ptr.add(off), ring, config) }.map(drop)?;
+        }
+        Ok(())
+    }
+
+    fn check(name: &str, header: &HeaderSnapshot) -> Result<()> {
+        check_bytes(name, header, "the pipe's parameters are invalid", |c| {
+            Self::layouts(c).map(|(whole, _)| whole)
+        })
+    }
+
+    /// The creator takes end A, an opener end B.
+    fn attach(memory: Mapping, created: bool) -> Result<Self> {
+        let side = if created { Side::A } else { Side::B };
+        PipeEnd::claim(memory, side, true)
+    }
+
+    fn attach_anon(memory: Mapping) -> Result<Self::Anon> {
+        Ok((
+            PipeEnd::claim(memory.clone(), Side::A, false)?,
+            PipeEnd::claim(memory, Side::B, false)?,
+        ))
+    }
+}
+
+impl PipeEnd {
     /// The object layout (role block, ring 0, ring 1) and the offset of
     /// each ring.
-    fn layout(
+    fn layouts(
         config: BytesConfig,
     ) -> std::result::Result<(Layout, [usize; 2]), shmipc_core::LayoutError> {
-        let ring = RawByteQueue::layout(config)?;
+        let ring = CoreByteQueue::layout(config)?;
         let bad = || {
             shmipc_core::LayoutError::parameter(
                 "capacity",
@@ -108,93 +161,11 @@ impl Pipe {
         Ok((whole, [ROLES_SIZE, second]))
     }
 
-    /// # Safety
-    ///
-    /// `ptr` is valid for `len` bytes, 128-byte aligned, and no one else
-    /// sees them yet.
-    unsafe fn init(
-        ptr: *mut u8,
-        len: usize,
-        config: BytesConfig,
-    ) -> std::result::Result<(), QueueError> {
-        let (whole, offsets) = Self::layout(config)?;
-        shmipc_core::place::check(ptr, len, whole.size(), whole.align())?;
-        let ring = (whole.size() - ROLES_SIZE) / 2;
-        // SAFETY: the role block is the first ROLES_SIZE bytes (in bounds,
-        // checked), ours alone (contract).
-        unsafe { Roles::init(ptr) };
-        for off in offsets {
-            // SAFETY: each ring lies inside the checked length; init_at
-            // checks its size and alignment. The handles own nothing.
-            unsafe { RawByteQueue::init_at(ptr.add(off), ring, config) }.map(drop)?;
-        }
-        Ok(())
-    }
-
-    /// Creates the pipe segment `name` (both directions carry messages of
-    /// up to `config.max_message` bytes) and returns end A;
-    /// [`Error::AlreadyExists`] if the name is taken.
-    pub fn create(name: &str, config: BytesConfig) -> Result<PipeEnd> {
-        Self::create_with(name, config, &Options::default())
-    }
-
-    /// [`Pipe::create`] with explicit options.
-    pub fn create_with(name: &str, config: BytesConfig, opts: &Options) -> Result<PipeEnd> {
-        let (layout, _) = Self::layout(config).map_err(|e| Error::layout(name, e))?;
-        let backing = create_segment(name, Kind::PIPE, layout, config.to_words(), opts, |p, n| {
-            // SAFETY: Mapping::create hands us the unnamed, zeroed
-            // object bytes, 128-byte aligned, ours alone for now.
-            unsafe { Self::init(p, n, config) }
-        })?;
-        PipeEnd::claim(backing, Side::A, true)
-    }
-
-    /// Opens the pipe segment `name` and claims end B.
-    pub fn open(name: &str) -> Result<PipeEnd> {
-        Self::open_end(name, Side::B, &Options::default())
-    }
-
     /// Opens the pipe segment `name` and claims the given end (end A again,
     /// say, after its creator gave it up).
     pub fn open_end(name: &str, side: Side, opts: &Options) -> Result<PipeEnd> {
-        let backing = open_segment(name, Kind::PIPE, opts, |h| {
-            let config = bytes_config(name, h)?;
-            Self::layout(config)
-                .map(|(whole, _)| whole)
-                .map_err(|_| Error::corrupted(name, "the pipe's parameters are invalid"))
-        })?;
-        PipeEnd::claim(backing, side, true)
-    }
-
-    /// Claims end B of `name` if it exists, else creates it and takes end
-    /// A: whichever of two processes comes first is A. Returns whether
-    /// this call created it.
-    pub fn open_or_create(name: &str, config: BytesConfig) -> Result<(PipeEnd, bool)> {
-        let opts = Options::default();
-        Mapping::open_or_create(
-            || Self::open_end(name, Side::B, &opts),
-            || Self::create_with(name, config, &opts),
-        )
-    }
-
-    /// Both ends of a new pipe in an anonymous shared mapping: keep one,
-    /// fork, and use the other in the child (and drop it in the parent).
-    /// Anonymous ends have no claims.
-    pub fn anon(config: BytesConfig) -> Result<(PipeEnd, PipeEnd)> {
-        let (layout, _) = Self::layout(config).map_err(|e| Error::layout("(anonymous)", e))?;
-        let backing = anon_backing(layout, |p, n| {
-            // SAFETY: a fresh anonymous mapping, page-aligned, unseen.
-            unsafe { Self::init(p, n, config) }
-        })?;
-        Ok((
-            PipeEnd::claim(backing.clone(), Side::A, false)?,
-            PipeEnd::claim(backing, Side::B, false)?,
-        ))
-    }
-
-    /// Removes the name (see [`unlink`](crate::unlink)).
-    pub fn unlink(name: &str) -> Result<()> {
-        memory::unlink(name)
+        let memory = open_memory::<Self>(name, opts)?;
+        PipeEnd::claim(memory, side, true)
     }
 }
 
@@ -202,31 +173,27 @@ impl Pipe {
 /// the other end's. Every method takes `&self`.
 pub struct PipeEnd {
     // Declared (so dropped) before the memory they point into.
-    tx: RawByteQueue<'static>,
-    rx: RawByteQueue<'static>,
+    tx: CoreByteQueue<'static>,
+    rx: CoreByteQueue<'static>,
     side: Side,
     claim: Option<Token>,
-    backing: Backing,
+    memory: Mapping,
 }
 
 impl PipeEnd {
-    /// Claims `side` of the pipe in `backing` (if `claim`) and attaches its
+    /// Claims `side` of the pipe in `memory` (if `claim`) and attaches its
     /// two rings.
-    fn claim(backing: Backing, side: Side, claim: bool) -> Result<PipeEnd> {
-        let label = backing.label().to_owned();
-        let len = backing.object_len();
-        if len < ROLES_SIZE {
-            return Err(Error::corrupted(&label, "the object is too small"));
-        }
+    fn claim(memory: Mapping, side: Side, claim: bool) -> Result<PipeEnd> {
+        let label = memory.label().to_owned();
+        let (base, len) = object(&memory, ROLES_SIZE)?;
         // The two rings have the same size: the object minus the role
         // block, halved (the header check made the size exact).
         let ring = (len - ROLES_SIZE) / 2;
-        let base = backing.object_ptr();
         let claim = if claim {
             // SAFETY: the object starts with the role block (len checked),
-            // mapped while `backing` lives, accessed only atomically.
+            // mapped while `memory` lives, accessed only atomically.
             let roles = unsafe { Roles::at(base) };
-            Some(roles.claim(side.index(), backing.presence(), &label, side.role())?)
+            Some(roles.claim(side.index(), memory.presence(), &label, side.role())?)
         } else {
             None
         };
@@ -235,14 +202,14 @@ impl PipeEnd {
             // its length), mapped while the end's clone of the mapping lives,
             // and the end drops its rings first. The core checks each
             // control block against the length.
-            unsafe { RawByteQueue::attach(base.add(ROLES_SIZE + i * ring), ring) }
+            unsafe { CoreByteQueue::attach(base.add(ROLES_SIZE + i * ring), ring) }
                 .map_err(|e| Error::from_queue(&label, e))
         };
         let rings = attach(0).and_then(|r0| Ok((r0, attach(1)?)));
         let (r0, r1) = match rings {
             Ok(r) => r,
             Err(e) => {
-                release_role(&backing, side.index(), claim);
+                release_role(&memory, side.index(), claim);
                 return Err(e);
             }
         };
@@ -255,7 +222,7 @@ impl PipeEnd {
             rx,
             side,
             claim,
-            backing,
+            memory,
         })
     }
 
@@ -266,7 +233,7 @@ impl PipeEnd {
 
     /// The segment's normalised name, or `None` for an anonymous pipe.
     pub fn name(&self) -> Option<&str> {
-        self.backing.name()
+        self.memory.name()
     }
 
     /// The largest message either end may send.
@@ -388,7 +355,7 @@ impl PipeEnd {
 
 impl Drop for PipeEnd {
     fn drop(&mut self) {
-        release_role(&self.backing, self.side.index(), self.claim);
+        release_role(&self.memory, self.side.index(), self.claim);
     }
 }
 

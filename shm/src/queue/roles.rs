@@ -23,12 +23,14 @@
 //! and cannot be forged by writing shared memory; a holder that cannot be
 //! judged keeps the role, and the error says so.
 
+use std::fmt;
+
 use shmipc_core::sync::{AtomicU32, Ordering};
 use shmipc_core::{Fate, Peers, Token};
 
 use crate::error::{Error, Result};
 use crate::memory::presence::Presence;
-use crate::queue::Backing;
+use crate::memory::Mapping;
 
 /// Bytes the role block takes in front of the ring(s).
 pub(crate) const ROLES_SIZE: usize = 128;
@@ -160,9 +162,52 @@ fn taken(presence: &Presence, name: &str, role_name: &'static str, raw: u32) -> 
     }
 }
 
+/// The memory a handle that holds a role lives in: the mapping, and the
+/// claim it gives back when dropped (none for anonymous memory, whose
+/// roles nobody claims). An [`SpscProducer`](crate::SpscProducer) or
+/// [`SpscConsumer`](crate::SpscConsumer) is the core's handle owning one
+/// of these, so dropping the handle gives its role back.
+pub struct HeldRole {
+    memory: Mapping,
+    role: usize,
+    claim: Option<Token>,
+}
+
+impl HeldRole {
+    /// Holds `claim` of `role` in the role block at the start of `memory`
+    /// (whose object area the caller checked to be large enough).
+    pub(crate) fn new(memory: Mapping, role: usize, claim: Option<Token>) -> HeldRole {
+        HeldRole {
+            memory,
+            role,
+            claim,
+        }
+    }
+
+    /// The segment's normalised name, or `None` for anonymous memory.
+    pub fn name(&self) -> Option<&str> {
+        self.memory.name()
+    }
+}
+
+impl Drop for HeldRole {
+    fn drop(&mut self) {
+        release_role(&self.memory, self.role, self.claim);
+    }
+}
+
+impl fmt::Debug for HeldRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HeldRole")
+            .field("name", &self.name())
+            .field("role", &self.role)
+            .finish()
+    }
+}
+
 /// Releases a claimed role (if any) in the role block at the start of
 /// `backing`.
-pub(crate) fn release_role(backing: &Backing, role: usize, claim: Option<Token>) {
+pub(crate) fn release_role(backing: &Mapping, role: usize, claim: Option<Token>) {
     if let Some(token) = claim {
         // SAFETY: the callers built their handles over a backing that
         // starts with a role block (its length checked), and hold the

@@ -152,8 +152,8 @@ use crate::peers::{self, Peers, Token};
 use crate::place::LayoutError;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
-    block_checked, round_up, CachePadded, Cell, Cells, Header, Keep, Kind, Life, PopError,
-    PushError, QueueError, RingConfig, Signal,
+    block_checked, control, round_up, CachePadded, Cell, Cells, ControlHeader, Keep, Life,
+    PopError, PushError, QueueError, QueueKind, RingConfig, Signal,
 };
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -262,7 +262,7 @@ fn claims(w: u64, role: u64, pos: u64) -> bool {
 
 #[repr(C)]
 struct Control {
-    header: Header,
+    header: ControlHeader,
     /// Non-zero once `close` has set [`CLOSED`] in `enqueue`: a hint that
     /// lets consumers on an empty slot skip the load of `enqueue` (a line
     /// producers keep busy) until there is a close to look for.
@@ -282,7 +282,7 @@ impl Control {
     #[cfg(loom)]
     fn new() -> Control {
         Control {
-            header: Header::new(),
+            header: ControlHeader::new(),
             closed: AtomicU32::new(0),
             enqueue: CachePadded(AtomicU64::new(0)),
             dequeue: CachePadded(AtomicU64::new(0)),
@@ -320,7 +320,7 @@ impl Control {
 ///     assert_eq!(sum, 2 * 45 + 100 * 10);
 /// });
 /// ```
-pub struct Mpmc<'a, T> {
+pub struct Mpmc<'a, T, K = Keep> {
     ctrl: &'a Control,
     metas: &'a [Meta],
     cells: Cells<T>,
@@ -328,17 +328,18 @@ pub struct Mpmc<'a, T> {
     cap: u64,
     /// Who we are, and who is dead, among the processes sharing the memory.
     peers: &'a dyn Peers,
-    _keep: Keep,
+    /// What keeps the memory alive (see [`Keep`]).
+    _keep: K,
     _life: Life<'a, T>,
 }
 
 // SAFETY: every access to the shared memory goes through atomics or through
 // slots owned by the claim protocol; items are Pod.
-unsafe impl<T: Send> Send for Mpmc<'_, T> {}
+unsafe impl<T: Send, K: Send> Send for Mpmc<'_, T, K> {}
 // SAFETY: as for Send; all methods take &self and are thread-safe.
-unsafe impl<T: Send> Sync for Mpmc<'_, T> {}
+unsafe impl<T: Send, K: Sync> Sync for Mpmc<'_, T, K> {}
 
-impl<T> Clone for Mpmc<'_, T> {
+impl<T, K: Clone> Clone for Mpmc<'_, T, K> {
     fn clone(&self) -> Self {
         Mpmc {
             ctrl: self.ctrl,
@@ -352,7 +353,7 @@ impl<T> Clone for Mpmc<'_, T> {
     }
 }
 
-impl<T> fmt::Debug for Mpmc<'_, T> {
+impl<T, K> fmt::Debug for Mpmc<'_, T, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Mpmc")
             .field("capacity", &self.cap)
@@ -422,7 +423,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         // SAFETY: initialised above; valid for 'a (contract).
         let ctrl: &'a Control = unsafe { &*ptr.cast::<Control>() };
         ctrl.header.publish(
-            Kind::Mpmc,
+            QueueKind::Mpmc,
             (size_of::<T>(), align_of::<T>()),
             config.to_words(),
             l.size(),
@@ -470,19 +471,18 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     /// As for [`Mpmc::init_at`], except that the bytes hold a queue already.
     #[cfg(not(loom))]
     pub unsafe fn attach(ptr: *mut u8, len: usize) -> Result<Self, QueueError> {
-        crate::place::check(ptr, len, size_of::<Control>(), align_of::<Control>())?;
-        // SAFETY: aligned and large enough; Control is atomics only.
-        let ctrl: &Control = unsafe { &*ptr.cast::<Control>() };
-        let info = ctrl
-            .header
-            .check(Kind::Mpmc, (size_of::<T>(), align_of::<T>()))?;
-        let config = RingConfig::from_words(info.words)
-            .map_err(|_| QueueError::Corrupted("configuration words"))?;
-        let l = Self::layout(config).map_err(|_| QueueError::Corrupted("capacity"))?;
-        if info.total != l.size() as u64 {
-            return Err(QueueError::Corrupted("total size disagrees with capacity"));
-        }
-        crate::place::check(ptr, len, l.size(), l.align())?;
+        // SAFETY: forwarded contract; Control is made of atomics only.
+        let (_, config) = unsafe {
+            control::attach(
+                ptr,
+                len,
+                |c: &Control| &c.header,
+                QueueKind::Mpmc,
+                (size_of::<T>(), align_of::<T>()),
+                RingConfig::from_words,
+                Self::layout,
+            )?
+        };
         // SAFETY: checked layout, initialised by its creator (contract).
         Ok(unsafe { Self::from_parts(ptr, config.capacity) })
     }
@@ -514,7 +514,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         // The same self-description as in shared memory (size: the
         // layout a mapping would need).
         ctrl.header.publish(
-            Kind::Mpmc,
+            QueueKind::Mpmc,
             (size_of::<T>(), align_of::<T>()),
             config.to_words(),
             Self::layout(config).map_or(0, |l| l.size()),
@@ -536,6 +536,41 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             _keep: keep,
             _life: PhantomData,
         }
+    }
+
+    /// [`Mpmc::attach`] for a handle that owns its memory: `owner` (a
+    /// mapping) keeps the bytes alive, and the handle and each clone hold
+    /// it, so they can be moved anywhere and live as long as they like.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Mpmc::attach`], with the bytes valid for as long as `owner`
+    /// or any clone of it lives, instead of for `'a`.
+    #[cfg(not(loom))]
+    pub unsafe fn attach_owned<K>(
+        ptr: *mut u8,
+        len: usize,
+        owner: K,
+    ) -> Result<Mpmc<'a, T, K>, QueueError> {
+        // SAFETY: forwarded contract.
+        let q = unsafe { Self::attach(ptr, len)? };
+        Ok(Mpmc {
+            ctrl: q.ctrl,
+            metas: q.metas,
+            cells: q.cells,
+            cap: q.cap,
+            peers: q.peers,
+            _keep: owner,
+            _life: PhantomData,
+        })
+    }
+}
+
+impl<'a, T: Pod, K> Mpmc<'a, T, K> {
+    /// What keeps the memory alive: [`Keep`] for a handle that borrows
+    /// it, the owner given to an `attach_owned` constructor otherwise.
+    pub fn owner(&self) -> &K {
+        &self._keep
     }
 
     /// How many items the queue holds when full.
@@ -1136,6 +1171,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     /// Test support: [`Mpmc::push_until`] that runs `pause` between
     /// claiming the slot and filling it, so that a test can stop or kill
     /// the process inside that window.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn push_pausing(
         &self,
@@ -1156,6 +1192,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
 
     /// Test support: [`Mpmc::pop_until`] that runs `pause` between claiming
     /// the item and copying it out.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn pop_pausing(
         &self,
@@ -1186,6 +1223,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     /// Test support: claims the next enqueue position as a push would, and
     /// stops before filling and publishing the slot, as a producer killed
     /// at that moment would. Returns the position.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn claim_push_and_stop(&self) -> Result<u64, PushError> {
         self.claim_push(false)
@@ -1195,6 +1233,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     /// [`claim_push_and_stop`](Mpmc::claim_push_and_stop) made: fills and
     /// publishes position `pos`, as a claimant that was only slow (not
     /// dead) finally would.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn publish_claimed(&self, pos: u64, item: T) -> Result<(), PushError> {
         self.publish(pos, item)
@@ -1203,6 +1242,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
     /// Test support: claims the next dequeue position as a pop would, and
     /// stops before copying the item out and freeing the slot, as a
     /// consumer killed at that moment would. Returns the position.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn claim_pop_and_stop(&self) -> Result<u64, PopError> {
         self.claim_pop(false)
@@ -1210,33 +1250,13 @@ impl<'a, T: Pod> Mpmc<'a, T> {
 
     /// Test support: the rest of a pop whose claim
     /// [`claim_pop_and_stop`](Mpmc::claim_pop_and_stop) made.
+    #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn take_claimed(&self, pos: u64) -> Result<T, PopError> {
         self.take(pos)
     }
 
-    /// Test support: registers a sleeper on the consumers' side (`true`)
-    /// or the producers' (`false`) that never sleeps and never leaves, as a
-    /// process killed while blocked in a pop (or push) leaves it.
-    #[doc(hidden)]
-    pub fn register_dead_sleeper(&self, consumers: bool) {
-        self.signal(consumers).register_and_stop();
-    }
-
-    /// Test support: how many sleepers the consumers' side (`true`) or the
-    /// producers' (`false`) counts now.
-    #[doc(hidden)]
-    pub fn counted_sleepers(&self, consumers: bool) -> u64 {
-        self.signal(consumers).sleepers()
-    }
-
-    fn signal(&self, consumers: bool) -> &Signal {
-        if consumers {
-            &self.ctrl.not_empty
-        } else {
-            &self.ctrl.not_full
-        }
-    }
+    dead_sleeper_hooks!();
 
     /// Pushes `item`, sleeping while the queue is full.
     #[inline]

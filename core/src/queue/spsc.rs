@@ -85,14 +85,14 @@ use crate::futex::Deadline;
 use crate::place::LayoutError;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
-    block, heavy_if_light, round_up, CachePadded, Cell, Cells, Header, Keep, Kind, Life, PopError,
-    PushError, QueueError, RingConfig, Signal, MAX_POS, SIGNAL_FLAG,
+    block, control, heavy_if_light, round_up, CachePadded, Cell, Cells, ControlHeader, Keep, Life,
+    PopError, PushError, QueueError, QueueKind, RingConfig, Signal, MAX_POS, SIGNAL_FLAG,
 };
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 #[repr(C)]
 struct Control {
-    header: Header,
+    header: ControlHeader,
     /// Non-zero once a close has set `CLOSED` (the flag of `not_empty`'s
     /// sleeper word): a hint on a line nobody writes, so that a push's
     /// check before it copies costs no more than it did before `CLOSED`
@@ -115,7 +115,7 @@ impl Control {
     #[cfg(loom)]
     fn new() -> Control {
         Control {
-            header: Header::new(),
+            header: ControlHeader::new(),
             closed: AtomicU32::new(0),
             line: AtomicU64::new(0),
             tail: CachePadded(AtomicU64::new(0)),
@@ -148,14 +148,6 @@ impl Control {
         self.closed.load(Ordering::Acquire) != 0
     }
 
-    fn signal(&self, consumers: bool) -> &Signal {
-        if consumers {
-            &self.not_empty
-        } else {
-            &self.not_full
-        }
-    }
-
     /// The line as recorded: `None` while undecided.
     fn line(&self) -> Option<u64> {
         // SYNC POINT: Acquire pairs with the AcqRel compare-and-swaps that
@@ -169,6 +161,45 @@ impl Control {
         let tail = self.tail.load(Ordering::Acquire);
         tail.saturating_sub(head).min(cap) as usize
     }
+}
+
+/// What both handles of the ring tell about it, and how either closes it:
+/// written once, for [`Producer`] and [`Consumer`] alike.
+macro_rules! ring_state {
+    () => {
+        /// How many items the queue holds when full.
+        pub fn capacity(&self) -> usize {
+            self.cap as usize
+        }
+
+        /// Items in the queue now (a snapshot).
+        pub fn len(&self) -> usize {
+            self.ctrl.len(self.cap)
+        }
+
+        /// Whether the queue is empty now (a snapshot).
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// Whether the queue is full now (a snapshot).
+        pub fn is_full(&self) -> bool {
+            self.len() == self.cap as usize
+        }
+
+        /// Closes the queue: pushes fail from now on, pops drain what is left,
+        /// and every sleeper on either side is woken.
+        pub fn close(&self) {
+            self.ctrl.close()
+        }
+
+        /// Whether the queue has been closed.
+        pub fn is_closed(&self) -> bool {
+            self.ctrl.is_closed()
+        }
+
+        dead_sleeper_hooks!();
+    };
 }
 
 /// The SPSC ring's constructors; the queue itself is used through its two
@@ -253,7 +284,7 @@ impl<T: Pod> Spsc<T> {
         // SAFETY: initialised just above; valid for 'a (contract).
         let ctrl: &'a Control = unsafe { &*ctrl };
         ctrl.header.publish(
-            Kind::Spsc,
+            QueueKind::Spsc,
             (size_of::<T>(), align_of::<T>()),
             config.to_words(),
             l.size(),
@@ -291,20 +322,18 @@ impl<T: Pod> Spsc<T> {
         ptr: *mut u8,
         len: usize,
     ) -> Result<(&'a Control, Cells<T>, u64), QueueError> {
-        crate::place::check(ptr, len, size_of::<Control>(), align_of::<Control>())?;
-        // SAFETY: aligned and large enough for a Control, which is made of
-        // atomics only: any bytes are a valid value.
-        let ctrl: &'a Control = unsafe { &*ptr.cast::<Control>() };
-        let info = ctrl
-            .header
-            .check(Kind::Spsc, (size_of::<T>(), align_of::<T>()))?;
-        let config = RingConfig::from_words(info.words)
-            .map_err(|_| QueueError::Corrupted("configuration words"))?;
-        let l = Self::layout(config).map_err(|_| QueueError::Corrupted("capacity"))?;
-        if info.total != l.size() as u64 {
-            return Err(QueueError::Corrupted("total size disagrees with capacity"));
-        }
-        crate::place::check(ptr, len, l.size(), l.align())?;
+        // SAFETY: forwarded contract; Control is made of atomics only.
+        let (ctrl, config) = unsafe {
+            control::attach(
+                ptr,
+                len,
+                |c: &Control| &c.header,
+                QueueKind::Spsc,
+                (size_of::<T>(), align_of::<T>()),
+                RingConfig::from_words,
+                Self::layout,
+            )?
+        };
         // SAFETY: the whole layout is in bounds (checked just above).
         Ok((ctrl, unsafe { Self::cells(ptr) }, config.capacity as u64))
     }
@@ -320,8 +349,27 @@ impl<T: Pod> Spsc<T> {
         len: usize,
     ) -> Result<Producer<'a, T>, QueueError> {
         // SAFETY: forwarded contract.
+        unsafe { Self::attach_producer_owned(ptr, len, Keep) }
+    }
+
+    /// [`Spsc::attach_producer`] for a handle that owns its memory: `owner`
+    /// (a mapping, with the role it holds) keeps the bytes alive, and the
+    /// handle holds it, so it can be moved anywhere and live as long as it
+    /// likes.
+    ///
+    /// # Safety
+    ///
+    /// As for [`Spsc::attach_producer`], with the bytes valid for as long
+    /// as `owner` lives, instead of for `'a`.
+    #[cfg(not(loom))]
+    pub unsafe fn attach_producer_owned<'a, K>(
+        ptr: *mut u8,
+        len: usize,
+        owner: K,
+    ) -> Result<Producer<'a, T, K>, QueueError> {
+        // SAFETY: forwarded contract.
         let (ctrl, cells, cap) = unsafe { Self::attach_raw(ptr, len)? };
-        let p = Producer::new(ctrl, cells, cap, Keep);
+        let p = Producer::new(ctrl, cells, cap, owner);
         if p.tail.wrapping_sub(p.head) > cap || p.head > p.tail || p.tail > MAX_POS {
             return Err(QueueError::Corrupted("head and tail"));
         }
@@ -339,8 +387,24 @@ impl<T: Pod> Spsc<T> {
         len: usize,
     ) -> Result<Consumer<'a, T>, QueueError> {
         // SAFETY: forwarded contract.
+        unsafe { Self::attach_consumer_owned(ptr, len, Keep) }
+    }
+
+    /// [`Spsc::attach_consumer`] for a handle that owns its memory (see
+    /// [`Spsc::attach_producer_owned`]).
+    ///
+    /// # Safety
+    ///
+    /// As for [`Spsc::attach_producer_owned`].
+    #[cfg(not(loom))]
+    pub unsafe fn attach_consumer_owned<'a, K>(
+        ptr: *mut u8,
+        len: usize,
+        owner: K,
+    ) -> Result<Consumer<'a, T, K>, QueueError> {
+        // SAFETY: forwarded contract.
         let (ctrl, cells, cap) = unsafe { Self::attach_raw(ptr, len)? };
-        let c = Consumer::new(ctrl, cells, cap, Keep);
+        let c = Consumer::new(ctrl, cells, cap, owner);
         if c.tail.wrapping_sub(c.head) > cap || c.head > c.tail || c.tail > MAX_POS {
             return Err(QueueError::Corrupted("head and tail"));
         }
@@ -378,7 +442,7 @@ impl<T: Pod> Spsc<T> {
         // The same self-description as in shared memory (size: the
         // layout a mapping would need).
         ctrl.header.publish(
-            Kind::Spsc,
+            QueueKind::Spsc,
             (size_of::<T>(), align_of::<T>()),
             config.to_words(),
             Self::layout(config).map_or(0, |l| l.size()),
@@ -399,7 +463,7 @@ impl<T: Pod> Spsc<T> {
 }
 
 /// The pushing half of an [`Spsc`] queue.
-pub struct Producer<'a, T> {
+pub struct Producer<'a, T, K = Keep> {
     ctrl: &'a Control,
     cells: Cells<T>,
     cap: u64,
@@ -412,16 +476,23 @@ pub struct Producer<'a, T> {
     /// it may publish again, since a line the producer drew is one the
     /// consumer does not look at (module docs, "Closing").
     ended: bool,
-    _keep: Keep,
+    /// What keeps the memory alive (see [`Keep`]).
+    _keep: K,
     _life: Life<'a, T>,
 }
 
 // SAFETY: the handle owns the right to push; the memory it points at is
 // shared through atomics, and the items are Pod, hence Send.
-unsafe impl<T: Send> Send for Producer<'_, T> {}
+unsafe impl<T: Send, K: Send> Send for Producer<'_, T, K> {}
 
-impl<'a, T: Pod> Producer<'a, T> {
-    fn new(ctrl: &'a Control, cells: Cells<T>, cap: u64, keep: Keep) -> Self {
+impl<'a, T: Pod, K> Producer<'a, T, K> {
+    /// What keeps the memory alive: [`Keep`] for a handle that borrows
+    /// it, the owner given to an `attach_owned` constructor otherwise.
+    pub fn owner(&self) -> &K {
+        &self._keep
+    }
+
+    fn new(ctrl: &'a Control, cells: Cells<T>, cap: u64, keep: K) -> Self {
         ctrl.not_empty.enable_light();
         Producer {
             ctrl,
@@ -435,36 +506,7 @@ impl<'a, T: Pod> Producer<'a, T> {
         }
     }
 
-    /// How many items the queue holds when full.
-    pub fn capacity(&self) -> usize {
-        self.cap as usize
-    }
-
-    /// Items in the queue now (a snapshot).
-    pub fn len(&self) -> usize {
-        self.ctrl.len(self.cap)
-    }
-
-    /// Whether the queue is empty now (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the queue is full now (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() == self.cap as usize
-    }
-
-    /// Closes the queue: pushes fail from now on, pops drain what is left,
-    /// and every sleeper on either side is woken.
-    pub fn close(&self) {
-        self.ctrl.close()
-    }
-
-    /// Whether the queue has been closed.
-    pub fn is_closed(&self) -> bool {
-        self.ctrl.is_closed()
-    }
+    ring_state!();
 
     /// Test support: whether this handle's notifies check for sleepers
     /// with a plain load (the light side of the asymmetric barrier,
@@ -472,21 +514,6 @@ impl<'a, T: Pod> Producer<'a, T> {
     #[doc(hidden)]
     pub fn light_notify(&self) -> bool {
         crate::membarrier::registered() && self.ctrl.not_empty.is_light()
-    }
-
-    /// Test support: registers a sleeper on the consumer's side (`true`)
-    /// or the producer's (`false`) that never sleeps and never leaves, as a
-    /// process killed while blocked leaves it.
-    #[doc(hidden)]
-    pub fn register_dead_sleeper(&self, consumers: bool) {
-        self.ctrl.signal(consumers).register_and_stop();
-    }
-
-    /// Test support: how many sleepers the consumer's side (`true`) or the
-    /// producer's (`false`) counts now.
-    #[doc(hidden)]
-    pub fn counted_sleepers(&self, consumers: bool) -> u64 {
-        self.ctrl.signal(consumers).sleepers()
     }
 
     /// Re-reads the consumer's position.
@@ -627,7 +654,7 @@ impl<'a, T: Pod> Producer<'a, T> {
     }
 }
 
-impl<T> fmt::Debug for Producer<'_, T> {
+impl<T, K> fmt::Debug for Producer<'_, T, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("spsc::Producer")
             .field("capacity", &self.cap)
@@ -637,7 +664,7 @@ impl<T> fmt::Debug for Producer<'_, T> {
 }
 
 /// The popping half of an [`Spsc`] queue.
-pub struct Consumer<'a, T> {
+pub struct Consumer<'a, T, K = Keep> {
     ctrl: &'a Control,
     cells: Cells<T>,
     cap: u64,
@@ -649,15 +676,22 @@ pub struct Consumer<'a, T> {
     /// The close's line once decided (`u64::MAX` before): items at or
     /// beyond it are never handed out.
     line: u64,
-    _keep: Keep,
+    /// What keeps the memory alive (see [`Keep`]).
+    _keep: K,
     _life: Life<'a, T>,
 }
 
 // SAFETY: as for Producer.
-unsafe impl<T: Send> Send for Consumer<'_, T> {}
+unsafe impl<T: Send, K: Send> Send for Consumer<'_, T, K> {}
 
-impl<'a, T: Pod> Consumer<'a, T> {
-    fn new(ctrl: &'a Control, cells: Cells<T>, cap: u64, keep: Keep) -> Self {
+impl<'a, T: Pod, K> Consumer<'a, T, K> {
+    /// What keeps the memory alive: [`Keep`] for a handle that borrows
+    /// it, the owner given to an `attach_owned` constructor otherwise.
+    pub fn owner(&self) -> &K {
+        &self._keep
+    }
+
+    fn new(ctrl: &'a Control, cells: Cells<T>, cap: u64, keep: K) -> Self {
         ctrl.not_full.enable_light();
         let line = ctrl.line().unwrap_or(u64::MAX);
         Consumer {
@@ -672,50 +706,7 @@ impl<'a, T: Pod> Consumer<'a, T> {
         }
     }
 
-    /// How many items the queue holds when full.
-    pub fn capacity(&self) -> usize {
-        self.cap as usize
-    }
-
-    /// Items in the queue now (a snapshot).
-    pub fn len(&self) -> usize {
-        self.ctrl.len(self.cap)
-    }
-
-    /// Whether the queue is empty now (a snapshot).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether the queue is full now (a snapshot).
-    pub fn is_full(&self) -> bool {
-        self.len() == self.cap as usize
-    }
-
-    /// Closes the queue (see [`Producer::close`]).
-    pub fn close(&self) {
-        self.ctrl.close()
-    }
-
-    /// Whether the queue has been closed.
-    pub fn is_closed(&self) -> bool {
-        self.ctrl.is_closed()
-    }
-
-    /// Test support: registers a sleeper on the consumer's side (`true`)
-    /// or the producer's (`false`) that never sleeps and never leaves, as a
-    /// process killed while blocked leaves it.
-    #[doc(hidden)]
-    pub fn register_dead_sleeper(&self, consumers: bool) {
-        self.ctrl.signal(consumers).register_and_stop();
-    }
-
-    /// Test support: how many sleepers the consumer's side (`true`) or the
-    /// producer's (`false`) counts now.
-    #[doc(hidden)]
-    pub fn counted_sleepers(&self, consumers: bool) -> u64 {
-        self.ctrl.signal(consumers).sleepers()
-    }
+    ring_state!();
 
     /// Re-reads the producer's position (cut at the close's line).
     #[inline]
@@ -864,7 +855,7 @@ impl<'a, T: Pod> Consumer<'a, T> {
     }
 }
 
-impl<T> fmt::Debug for Consumer<'_, T> {
+impl<T, K> fmt::Debug for Consumer<'_, T, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("spsc::Consumer")
             .field("capacity", &self.cap)
