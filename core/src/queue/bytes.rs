@@ -1083,6 +1083,7 @@ impl<'a, K> ByteQueue<'a, K> {
     fn claim_locked(&self, room: Room, check: bool) -> Result<(u64, u64), RecvError> {
         let r = &self.ctrl.reader;
         let mut skipped = false;
+        let mut dead_writer = false;
         let result = loop {
             // Only written under the reader lock, which we hold.
             let read = r.read.load(Ordering::Relaxed);
@@ -1114,6 +1115,7 @@ impl<'a, K> ByteQueue<'a, K> {
             match (rec.state, rec.skip) {
                 (PENDING, false) if check && self.skip_dead_writer(read, rec) => {
                     skipped = true;
+                    dead_writer = true;
                     // SYNC POINT: as below.
                     r.read.store(read + rec.size, Ordering::Release);
                 }
@@ -1149,6 +1151,13 @@ impl<'a, K> ByteQueue<'a, K> {
         if skipped {
             // Skipped records become reclaimable: a writer may be waiting.
             self.ctrl.not_full.notify();
+        }
+        if dead_writer {
+            // Messages committed behind the dead writer's record woke
+            // readers that found that record first and slept again; with
+            // it gone they must look again, or they would sleep until
+            // their own next owner check (core/tests/loom_claim_death.rs).
+            self.ctrl.not_empty.wake_all();
         }
         result
     }

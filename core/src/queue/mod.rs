@@ -130,6 +130,9 @@ pub use storage::Keep;
 #[cfg(loom)]
 #[doc(hidden)]
 pub use wait::set_miss_limit;
+#[cfg(loom)]
+#[doc(hidden)]
+pub use wait::set_owner_checks;
 #[cfg(not(loom))]
 pub(crate) use wait::signal_word_at;
 pub use wait::MISS_LIMIT;

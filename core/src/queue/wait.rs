@@ -45,6 +45,33 @@ pub fn set_miss_limit(n: u32) {
     LOOM_MISS_LIMIT.store(n, std::sync::atomic::Ordering::Relaxed);
 }
 
+#[cfg(loom)]
+#[allow(clippy::disallowed_types)]
+static LOOM_OWNER_CHECKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Loom models only: let blocked queue calls make their periodic owner
+/// checks (dead claimants, dead grant holders) when the model's clock
+/// passes [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL).
+/// Off by default: the check reads the clock on every round, which
+/// multiplies the interleavings the other models explore. Process-wide and
+/// outside the model, so the models that use it live in a test binary of
+/// their own.
+#[cfg(loom)]
+#[doc(hidden)]
+pub fn set_owner_checks(on: bool) {
+    LOOM_OWNER_CHECKS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether blocked calls make owner checks: always, except in loom models
+/// that did not ask (`set_owner_checks`).
+#[inline]
+fn owner_checks() -> bool {
+    #[cfg(not(loom))]
+    return true;
+    #[cfg(loom)]
+    return LOOM_OWNER_CHECKS.load(std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The sleeper count (bits 0–31) of a sleepers word.
 #[inline]
 pub(crate) const fn sleeping(word: u64) -> u64 {
@@ -340,7 +367,7 @@ pub(crate) fn block_checked<R>(
             }
         }
         first = false;
-        let check = cfg!(not(loom)) && next_check.has_passed();
+        let check = owner_checks() && next_check.has_passed();
         if check {
             next_check = Deadline::after(interval);
         }
@@ -363,7 +390,7 @@ pub(crate) fn block_checked<R>(
         {
             // A wake-up may have come with the deadline: take what it
             // offers rather than strand it, and look for a dead peer once.
-            break attempt(cfg!(not(loom)));
+            break attempt(owner_checks());
         }
     };
     unregister(&signal.sleepers, reg);
