@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use serde_json::{json, Value};
 use shmipc::inspect::{
-    BytesState, Fate, FileInfo, Holder, LockState, Peer, QueueState, Report, State,
+    BytesState, Fate, FileInfo, HoldKind, Holder, LockState, Peer, QueueState, Report, State,
 };
 use shmipc::Kind;
 
@@ -453,7 +453,92 @@ pub fn inspect_text(r: &Report, mappers: &Mappers) -> String {
             let _ = writeln!(out, "state: not decoded (a kind this build does not know)");
         }
     }
+    holds_text(&mut out, r);
     out
+}
+
+fn hold_kind_word(k: HoldKind) -> &'static str {
+    match k {
+        HoldKind::PushClaim => "push claim (not published)",
+        HoldKind::PopClaim => "pop claim (not freed)",
+        HoldKind::Reserved => "reserved (not committed)",
+        HoldKind::Reading => "being read (not released)",
+    }
+}
+
+fn hold_kind_json(k: HoldKind) -> &'static str {
+    match k {
+        HoldKind::PushClaim => "push_claim",
+        HoldKind::PopClaim => "pop_claim",
+        HoldKind::Reserved => "reserved",
+        HoldKind::Reading => "reading",
+    }
+}
+
+/// Whether the object is a queue whose slots or records are scanned.
+fn has_holds(s: &State) -> bool {
+    matches!(
+        s,
+        State::Queue(_) | State::ByteQueue(_) | State::Pipe { .. }
+    )
+}
+
+fn holds_text(out: &mut String, r: &Report) {
+    if !has_holds(&r.state) {
+        return;
+    }
+    let partial = if r.holds_complete {
+        ""
+    } else {
+        " (scan incomplete)"
+    };
+    if r.holds.is_empty() {
+        let _ = writeln!(out, "held: nothing{partial}");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "held: {}, by dead processes: {}{partial}",
+        r.holds.len(),
+        r.held_by_dead()
+    );
+    let pipe = matches!(r.state, State::Pipe { .. });
+    for h in &r.holds {
+        let ring = if pipe {
+            if h.ring == 0 {
+                "A to B, "
+            } else {
+                "B to A, "
+            }
+        } else {
+            ""
+        };
+        let len = h.len.map_or_else(String::new, |l| format!(", {l} B"));
+        let _ = writeln!(
+            out,
+            "  {ring}position {}: {}{len}, by {}",
+            h.position,
+            hold_kind_word(h.kind),
+            holder_text(&h.holder)
+        );
+    }
+}
+
+fn holds_json(r: &Report) -> Value {
+    if !has_holds(&r.state) {
+        return Value::Null;
+    }
+    json!({
+        "complete": r.holds_complete,
+        "held_by_dead": r.held_by_dead(),
+        "items": r.holds.iter().map(|h| json!({
+            "ring": h.ring,
+            "position": h.position,
+            "kind": hold_kind_json(h.kind),
+            "len": h.len,
+            "holder": holder_json(&h.holder),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn holder_json(h: &Option<Holder>) -> Value {
@@ -619,6 +704,7 @@ pub fn report_json(r: &Report, mappers: &Mappers) -> Value {
         "creator_attached": creator_attached(r),
         "mapped_by": mapped_by,
         "state": state_json(&r.state),
+        "holds": holds_json(r),
     })
 }
 

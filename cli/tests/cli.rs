@@ -13,7 +13,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
-use shmipc::{fork, Child, Lock, Named, Queue, RingConfig, Segment, Shared, Unlinker};
+use shmipc::{
+    fork, ByteQueue, BytesConfig, Child, Lock, Named, Queue, RingConfig, Segment, Shared, Unlinker,
+};
 
 /// Runs the binary with `args`.
 fn shmipc(args: &[&str]) -> Output {
@@ -488,4 +490,125 @@ fn gc_collects_temporary_files_once_their_creator_is_gone() {
         "{out}"
     );
     assert!(!path(&name).exists());
+}
+
+/// Stops (`SIGSTOP`) a child the test forked.
+fn stop(child: &Child) {
+    // SAFETY: kill(2) on a pid this test forked and has not reaped.
+    let r = unsafe { libc::kill(child.pid() as libc::pid_t, libc::SIGSTOP) };
+    assert_eq!(r, 0, "SIGSTOP {}", child.pid());
+}
+
+/// The holds `inspect --json` reports for `name`.
+fn holds(name: &str) -> Value {
+    let r = json(&["inspect", name, "--json"]);
+    assert_eq!(r["holds"]["complete"], true, "{r}");
+    r["holds"].clone()
+}
+
+#[test]
+fn inspect_shows_a_push_claim_and_whether_its_claimant_lives() {
+    let names = Unlinker::new("cli-claim");
+    let name = names.name("queue");
+    let q = Queue::<u64>::create(&name, RingConfig::new(8)).expect("create");
+    q.try_push(1).expect("push");
+    let h = holds(&name);
+    assert_eq!(h["items"], serde_json::json!([]), "{h}");
+    let n = name.clone();
+    // The child claims position 1 and stops before publishing it.
+    let mut child = holder(move || {
+        let q = Queue::<u64>::open(&n).expect("open");
+        assert_eq!(q.claim_push_and_stop().expect("claim"), 1);
+        q
+    });
+    let pid = child.pid();
+    stop(&child);
+
+    let h = holds(&name);
+    let items = h["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{h}");
+    assert_eq!(items[0]["kind"], "push_claim", "{h}");
+    assert_eq!(items[0]["position"], 1, "{h}");
+    assert_eq!(items[0]["holder"]["pid"], pid, "{h}");
+    assert_eq!(items[0]["holder"]["fate"]["state"], "alive", "{h}");
+    assert_eq!(h["held_by_dead"], 0, "{h}");
+
+    kill_and_reap(&mut child);
+    let h = holds(&name);
+    let items = h["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{h}");
+    assert_eq!(items[0]["holder"]["pid"], pid, "{h}");
+    assert_eq!(items[0]["holder"]["fate"]["state"], "dead", "{h}");
+    assert_eq!(h["held_by_dead"], 1, "{h}");
+    let text = ok(&["inspect", &name]);
+    assert!(text.contains("held: 1, by dead processes: 1"), "{text}");
+    assert!(
+        text.contains("position 1: push claim (not published), by"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("(pid {pid}), dead")), "{text}");
+    // A pop claim of this process shows too, held by a live one.
+    let pos = q.claim_pop_and_stop().expect("claim pop");
+    let h = holds(&name);
+    let items = h["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "{h}");
+    assert_eq!(items[0]["kind"], "pop_claim", "{h}");
+    assert_eq!(items[0]["position"], pos, "{h}");
+    assert_eq!(items[0]["holder"]["pid"], std::process::id(), "{h}");
+    assert_eq!(items[0]["holder"]["fate"]["state"], "alive", "{h}");
+    assert_eq!(q.take_claimed(pos).expect("take"), 1);
+    assert_eq!(holds(&name)["items"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn inspect_shows_a_reservation_and_whether_its_writer_lives() {
+    let names = Unlinker::new("cli-reserve");
+    let name = names.name("bytes");
+    let q = ByteQueue::create(&name, BytesConfig::new(1024, 100)).expect("create");
+    q.try_send(b"hello").expect("send");
+    let n = name.clone();
+    // The child reserves 40 bytes and never commits them.
+    let mut child = holder(move || {
+        let q = ByteQueue::open(&n).expect("open");
+        let g = q.try_reserve(40).expect("reserve");
+        std::mem::forget(g);
+        q
+    });
+    let pid = child.pid();
+    stop(&child);
+
+    let h = holds(&name);
+    let items = h["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{h}");
+    assert_eq!(items[0]["kind"], "reserved", "{h}");
+    // After the first record: a 16-byte header and "hello" padded to 16.
+    assert_eq!(items[0]["position"], 32, "{h}");
+    assert_eq!(items[0]["len"], 40, "{h}");
+    assert_eq!(items[0]["holder"]["pid"], pid, "{h}");
+    assert_eq!(items[0]["holder"]["fate"]["state"], "alive", "{h}");
+
+    kill_and_reap(&mut child);
+    let h = holds(&name);
+    let items = h["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{h}");
+    assert_eq!(items[0]["holder"]["fate"]["state"], "dead", "{h}");
+    assert_eq!(h["held_by_dead"], 1, "{h}");
+
+    // A message this process is reading shows as held, by a live reader.
+    let g = q.try_recv().expect("recv");
+    assert_eq!(g.len(), 5);
+    let h = holds(&name);
+    let items = h["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "{h}");
+    assert_eq!(items[0]["kind"], "reading", "{h}");
+    assert_eq!(items[0]["position"], 0, "{h}");
+    assert_eq!(items[0]["holder"]["pid"], std::process::id(), "{h}");
+    assert_eq!(items[0]["holder"]["fate"]["state"], "alive", "{h}");
+    drop(g);
+    let text = ok(&["inspect", &name]);
+    assert!(text.contains("held: 1, by dead processes: 1"), "{text}");
+    assert!(
+        text.contains("position 32: reserved (not committed), 40 B, by"),
+        "{text}"
+    );
 }

@@ -70,6 +70,9 @@ use crate::memory::{validate_header, HeaderSnapshot, Kind};
 /// How many bytes of an object's start are read to decode its state: more
 /// than any control block (the largest, a byte queue's, is under 1 KiB).
 const CONTROL_READ: u64 = 4096;
+/// The most slots (of an MPMC queue) or records (of a byte ring) a report
+/// looks at for [`Report::holds`]: the positions nearest the producers'.
+pub const MAX_SCAN: u64 = 1 << 16;
 /// The role block in front of an SPSC queue's ring and a pipe's rings.
 const ROLES_SIZE: u64 = 128;
 /// Where a dict's or list's slots start (after its lock and counters).
@@ -185,6 +188,41 @@ pub struct BytesState {
     pub unrecoverable: bool,
 }
 
+/// What a [`Hold`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldKind {
+    /// An MPMC [`Queue`](crate::Queue) slot a producer claimed and has not
+    /// published.
+    PushClaim,
+    /// An MPMC queue slot a consumer claimed and has not freed.
+    PopClaim,
+    /// A byte-ring record reserved and not committed (a
+    /// [`WriteGrant`](crate::WriteGrant) or a send in progress).
+    Reserved,
+    /// A byte-ring record a reader claimed and has not released (a
+    /// [`ReadGrant`](crate::ReadGrant) or a receive in progress).
+    Reading,
+}
+
+/// A claim or grant some process holds inside a queue: a slot of an MPMC
+/// queue, a record of a byte ring. Held by a dead process, it is what a
+/// blocking call of a live peer recovers (the queues' crash tables); held
+/// by a stopped one, it stays in the way until that one continues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    /// Which ring: 0, or for a [`Pipe`](crate::Pipe) 0 (A to B) or 1.
+    pub ring: u8,
+    /// The claimed position (items for a queue, bytes for a byte ring).
+    pub position: u64,
+    /// What is held.
+    pub kind: HoldKind,
+    /// For a byte-ring record, its payload length.
+    pub len: Option<u64>,
+    /// Who holds it, as the slot's or record's owner word names it
+    /// (`None`: the word names no one).
+    pub holder: Option<Holder>,
+}
+
 /// The live state of a segment's object, by kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -289,6 +327,24 @@ pub struct Report {
     pub peers: Vec<Peer>,
     /// The object's live state.
     pub state: State,
+    /// Claims and grants held inside a queue's slots or records (empty for
+    /// other kinds), in ring and position order.
+    pub holds: Vec<Hold>,
+    /// Whether [`holds`](Report::holds) covers every slot or record that
+    /// may be held: `false` when the scan stopped at its bound
+    /// ([`MAX_SCAN`] slots or records) or at a record header that does not
+    /// decode (stale or hostile bytes).
+    pub holds_complete: bool,
+}
+
+impl Report {
+    /// How many [`holds`](Report::holds) are held by a process judged dead.
+    pub fn held_by_dead(&self) -> usize {
+        self.holds
+            .iter()
+            .filter(|h| h.holder.is_some_and(|o| o.fate.is_dead()))
+            .count()
+    }
 }
 
 impl Report {
@@ -496,12 +552,16 @@ fn inspect(name: &str, src: &dyn Source, fd: Option<RawFd>) -> Result<Report> {
         size: header.object_size,
     };
     let state = decode_state(&header, &obj, &judge)?;
+    let mut holds = Vec::new();
+    let holds_complete = decode_holds(&header, &obj, &state, &judge, &mut holds)?;
     Ok(Report {
         name: name.to_owned(),
         file: None,
         header,
         peers,
         state,
+        holds,
+        holds_complete,
     })
 }
 
@@ -819,6 +879,145 @@ fn byte_ring(
         reader_lock: s.reader_lock.map(|o| judge.holder(o.token)),
         unrecoverable: s.unrecoverable,
     })
+}
+
+/// Fills `holds` from the slots or records of a queue (nothing for other
+/// kinds); returns whether the scan covered all that may be held.
+fn decode_holds(
+    h: &HeaderSnapshot,
+    obj: &Object<'_>,
+    state: &State,
+    judge: &Judge<'_>,
+    holds: &mut Vec<Hold>,
+) -> Result<bool> {
+    match state {
+        State::Queue(q) => mpmc_claims(obj, q, judge, holds),
+        State::ByteQueue(b) => {
+            let config = bytes_config(obj.name, h)?;
+            byte_holds(obj, 0, 0, config, b, judge, holds)
+        }
+        State::Pipe { rings, .. } => {
+            let config = bytes_config(obj.name, h)?;
+            let ring_size = RawByteQueue::layout(config)
+                .map_err(|_| bad_params(obj.name))?
+                .size() as u64;
+            let a = byte_holds(obj, 0, ROLES_SIZE, config, &rings[0], judge, holds)?;
+            let b = byte_holds(
+                obj,
+                1,
+                ROLES_SIZE + ring_size,
+                config,
+                &rings[1],
+                judge,
+                holds,
+            )?;
+            Ok(a && b)
+        }
+        _ => Ok(true),
+    }
+}
+
+/// An MPMC queue's held claims. Every claim still held lies within one lap
+/// below the producers' position, so with more than [`MAX_SCAN`] slots the
+/// scan takes the `MAX_SCAN` positions ending there.
+fn mpmc_claims(
+    obj: &Object<'_>,
+    q: &QueueState,
+    judge: &Judge<'_>,
+    holds: &mut Vec<Hold>,
+) -> Result<bool> {
+    use shmipc_core::mpmc::{slot_claim, ClaimRole, RECORDS_OFFSET, RECORD_SIZE};
+    let cap = q.capacity;
+    let n = cap.min(MAX_SCAN);
+    let record = RECORD_SIZE as u64;
+    // Slot indexes first..first + n, wrapping at `cap`: at most two reads.
+    let first = if n == cap {
+        0
+    } else {
+        q.ring.tail.wrapping_sub(n - 1) & (cap - 1)
+    };
+    let runs = if first + n <= cap {
+        [(first, n), (0, 0)]
+    } else {
+        [(first, cap - first), (0, first + n - cap)]
+    };
+    for (start, len) in runs {
+        if len == 0 {
+            continue;
+        }
+        let bytes = obj.read(RECORDS_OFFSET as u64 + start * record, len * record)?;
+        for (i, rec) in bytes.chunks_exact(RECORD_SIZE).enumerate() {
+            let Some(c) = slot_claim(rec, start + i as u64, cap) else {
+                continue;
+            };
+            holds.push(Hold {
+                ring: 0,
+                position: c.position,
+                kind: match c.role {
+                    ClaimRole::Producer => HoldKind::PushClaim,
+                    ClaimRole::Consumer => HoldKind::PopClaim,
+                },
+                len: None,
+                holder: Some(judge.holder(c.token)),
+            });
+        }
+    }
+    holds.sort_by_key(|h| h.position);
+    Ok(n == cap)
+}
+
+/// A byte ring's held records: a walk from the oldest record not yet
+/// reclaimed to the producers' position, header by header (each checked
+/// by [`shmipc_core::bytes::record_of`]), at most [`MAX_SCAN`] records.
+#[allow(clippy::too_many_arguments)]
+fn byte_holds(
+    obj: &Object<'_>,
+    ring: u8,
+    off: u64,
+    config: BytesConfig,
+    b: &BytesState,
+    judge: &Judge<'_>,
+    holds: &mut Vec<Hold>,
+) -> Result<bool> {
+    use shmipc_core::bytes::{record_of, RecordState, DATA_OFFSET, RECORD_HEADER};
+    let cap = config.capacity as u64;
+    let read = b.ring.head;
+    let tail = b.ring.tail;
+    let mut pos = tail.saturating_sub(b.used_bytes);
+    let header = RECORD_HEADER as u64;
+    for _ in 0..MAX_SCAN {
+        if pos >= tail {
+            return Ok(true);
+        }
+        let at = pos & (cap - 1);
+        if pos % 16 != 0 || at + header > cap {
+            return Ok(false);
+        }
+        let bytes = obj.read(off + DATA_OFFSET as u64 + at, header)?;
+        let Some(rec) = record_of(&bytes, pos, config.max_message as u64) else {
+            return Ok(false);
+        };
+        if at + rec.size > cap {
+            return Ok(false);
+        }
+        let kind = match rec.state {
+            _ if rec.skip => None,
+            RecordState::Pending => Some(HoldKind::Reserved),
+            RecordState::Ready if pos < read => Some(HoldKind::Reading),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            holds.push(Hold {
+                ring,
+                position: pos,
+                kind,
+                len: Some(rec.len),
+                holder: rec.token.map(|t| judge.holder(t)),
+            });
+        }
+        pos += rec.size;
+    }
+    Ok(pos >= tail)
 }
 
 #[cfg(test)]
