@@ -5,6 +5,7 @@ use std::fmt::Write;
 use serde_json::{json, Value};
 use shmipc::inspect::{
     BytesState, Fate, FileInfo, HoldKind, Holder, LockState, Peer, QueueState, Report, State,
+    WorkerState,
 };
 use shmipc::Kind;
 
@@ -108,6 +109,7 @@ pub fn params_text(s: &State) -> String {
         }
         State::Barrier { parties, .. } => format!("{parties} parties"),
         State::Semaphore { max: Some(m), .. } => format!("max {m}"),
+        State::PoolStatus(w) => format!("{} workers", w.len()),
         _ => "-".to_owned(),
     }
 }
@@ -449,12 +451,40 @@ pub fn inspect_text(r: &Report, mappers: &Mappers) -> String {
                 if *broken { "yes" } else { "no" }
             );
         }
+        State::PoolStatus(workers) => {
+            let dead = workers
+                .iter()
+                .filter(|w| w.holder.is_some_and(|h| h.fate.is_dead()))
+                .count();
+            let _ = writeln!(out, "workers: {}, dead: {dead}", workers.len());
+            for w in workers {
+                let _ = writeln!(
+                    out,
+                    "  {}: pid {}, {}, started {} time(s); {}",
+                    w.index,
+                    w.pid,
+                    worker_state_word(w.state),
+                    w.starts,
+                    holder_text(&w.holder)
+                );
+            }
+        }
         _ => {
             let _ = writeln!(out, "state: not decoded (a kind this build does not know)");
         }
     }
     holds_text(&mut out, r);
     out
+}
+
+fn worker_state_word(s: WorkerState) -> String {
+    match s {
+        WorkerState::Starting => "starting".to_owned(),
+        WorkerState::Idle => "idle".to_owned(),
+        WorkerState::Busy => "busy".to_owned(),
+        WorkerState::Exited => "exited".to_owned(),
+        WorkerState::Other(v) => format!("state {v}"),
+    }
 }
 
 fn hold_kind_word(k: HoldKind) -> &'static str {
@@ -647,6 +677,16 @@ fn state_json(s: &State) -> Value {
         } => {
             json!({"parties": parties, "waiting": waiting, "generation": generation, "broken": broken})
         }
+        State::PoolStatus(workers) => json!({
+            "workers": workers.iter().map(|w| json!({
+                "index": w.index,
+                "pid": w.pid,
+                "state": worker_state_word(w.state),
+                "starts": w.starts,
+                "peer": holder_json(&w.holder),
+            })).collect::<Vec<_>>(),
+            "dead": workers.iter().filter(|w| w.holder.is_some_and(|h| h.fate.is_dead())).count(),
+        }),
         _ => Value::Null,
     }
 }

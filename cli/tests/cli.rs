@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use shmipc::{
-    fork, ByteQueue, BytesConfig, Child, Lock, Named, Queue, RingConfig, Segment, Shared, Unlinker,
+    fork, ByteQueue, BytesConfig, Child, Lock, Named, Pool, Queue, RingConfig, Segment, Shared,
+    Unlinker,
 };
 
 /// Runs the binary with `args`.
@@ -611,4 +612,110 @@ fn inspect_shows_a_reservation_and_whether_its_writer_lives() {
         text.contains("position 32: reserved (not committed), 40 B, by"),
         "{text}"
     );
+}
+
+/// The pool status `inspect --json` reports for `name`, once every worker
+/// has recorded its peer token (workers do it as they start).
+fn pool_workers(name: &str) -> Vec<Value> {
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = json(&["inspect", name, "--json"]);
+        assert_eq!(r["kind"], "PoolStatus", "{r}");
+        let workers = r["state"]["workers"].as_array().expect("workers").clone();
+        if workers.iter().all(|w| !w["peer"].is_null()) {
+            return workers;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "workers never registered: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn pids_of(workers: &[Value]) -> Vec<u64> {
+    let mut pids: Vec<u64> = workers
+        .iter()
+        .map(|w| w["pid"].as_u64().expect("pid"))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+#[test]
+fn a_pools_status_segment_lists_its_workers_and_their_replacements() {
+    let names = Unlinker::new("cli-pool");
+    let prefix = prefix_of(&names);
+    let name = names.name("status");
+    let pool = Pool::builder(3)
+        .function(|x: &[u8]| x.to_vec())
+        .status_name(&name)
+        .build()
+        .expect("pool");
+    let ls = json(&["ls", "--prefix", &prefix, "--json"]);
+    let entry = ls["segments"]
+        .as_array()
+        .expect("ls")
+        .iter()
+        .find(|e| e["name"] == name.as_str())
+        .unwrap_or_else(|| panic!("{name} not listed: {ls}"))
+        .clone();
+    assert_eq!(entry["kind"], "PoolStatus", "{entry}");
+
+    let workers = pool_workers(&name);
+    assert_eq!(workers.len(), 3);
+    let mut expected: Vec<u64> = pool.pids().into_iter().map(u64::from).collect();
+    expected.sort_unstable();
+    assert_eq!(pids_of(&workers), expected);
+    for w in &workers {
+        assert_eq!(w["peer"]["pid"], w["pid"], "{w}");
+        assert_eq!(w["peer"]["fate"]["state"], "alive", "{w}");
+        assert_eq!(w["starts"], 1, "{w}");
+    }
+    assert_eq!(pool.apply(b"x").expect("apply"), b"x");
+
+    // Kill one; the pool replaces it, and the status shows the new pid.
+    let victim = pool.pids()[0];
+    // SAFETY: kill(2) on a worker of this test's pool.
+    let r = unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(r, 0, "SIGKILL {victim}");
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while pool.restarts() == 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the worker was never replaced"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let workers = loop {
+        let w = pool_workers(&name);
+        if !pids_of(&w).contains(&u64::from(victim)) {
+            break w;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "status still names {victim}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut expected: Vec<u64> = pool.pids().into_iter().map(u64::from).collect();
+    expected.sort_unstable();
+    assert_eq!(pids_of(&workers), expected);
+    assert!(
+        workers
+            .iter()
+            .all(|w| w["peer"]["fate"]["state"] == "alive"),
+        "{workers:?}"
+    );
+    assert_eq!(
+        workers.iter().filter(|w| w["starts"] == 2).count(),
+        1,
+        "{workers:?}"
+    );
+    let text = ok(&["inspect", &name]);
+    assert!(text.contains("PoolStatus (3 workers)"), "{text}");
+    assert!(text.contains("workers: 3, dead: 0"), "{text}");
+
+    drop(pool);
+    assert!(!path(&name).exists(), "the pool unlinks its status segment");
 }

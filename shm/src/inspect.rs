@@ -223,6 +223,39 @@ pub struct Hold {
     pub holder: Option<Holder>,
 }
 
+/// What a [`Pool`](crate::Pool)'s worker is doing, as its status entry
+/// says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerState {
+    /// Being started.
+    Starting,
+    /// Running no task.
+    Idle,
+    /// Holding a task (running one, or one queued behind).
+    Busy,
+    /// Ended, and not (yet) replaced.
+    Exited,
+    /// A value no pool writes.
+    Other(u64),
+}
+
+/// One worker of a [`Pool`](crate::Pool)'s status segment
+/// ([`PoolBuilder::status_name`](crate::PoolBuilder::status_name)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolWorker {
+    /// Its entry (0 to the worker count less one).
+    pub index: u32,
+    /// Its pid, as the supervisor recorded it (0: none yet).
+    pub pid: u32,
+    /// What it is doing.
+    pub state: WorkerState,
+    /// How many workers have held this entry (replacements add one).
+    pub starts: u64,
+    /// The worker's own peer slot in the segment, judged (`None`: it
+    /// recorded no token, e.g. a spawned worker, or not yet).
+    pub holder: Option<Holder>,
+}
+
 /// The live state of a segment's object, by kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -310,6 +343,8 @@ pub enum State {
         /// Whether it is broken.
         broken: bool,
     },
+    /// A [`Pool`](crate::Pool)'s status: its workers.
+    PoolStatus(Vec<PoolWorker>),
     /// A kind this build does not know (one a higher layer defined).
     Unknown,
 }
@@ -841,8 +876,50 @@ fn decode_state(h: &HeaderSnapshot, obj: &Object<'_>, judge: &Judge<'_>) -> Resu
             generation: b.generation(),
             broken: b.is_broken(),
         })?,
+        Kind::POOL_STATUS => State::PoolStatus(pool_workers(h, obj, judge)?),
         _ => State::Unknown,
     })
+}
+
+/// A pool status segment's worker entries (see `process::pool_status`):
+/// as many as the header's count says, each inside the object.
+fn pool_workers(
+    h: &HeaderSnapshot,
+    obj: &Object<'_>,
+    judge: &Judge<'_>,
+) -> Result<Vec<PoolWorker>> {
+    use crate::process::pool_status::{STATUS_ENTRY, STATUS_HEADER};
+    let n = h.params[0];
+    if n == 0 || n > crate::process::pool_status::MAX_WORKERS || h.params[1..] != [0, 0, 0] {
+        return Err(bad_params(obj.name));
+    }
+    let entry = STATUS_ENTRY as u64;
+    let bytes = obj.read(STATUS_HEADER as u64, n * entry)?;
+    let word = |e: &[u8], w: usize| {
+        e.get(w * 8..w * 8 + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_ne_bytes)
+    };
+    Ok(bytes
+        .chunks_exact(STATUS_ENTRY)
+        .enumerate()
+        .map(|(i, e)| PoolWorker {
+            index: i as u32,
+            pid: u32::try_from(word(e, 0)).unwrap_or(u32::MAX),
+            state: match word(e, 1) {
+                0 => WorkerState::Starting,
+                1 => WorkerState::Idle,
+                2 => WorkerState::Busy,
+                3 => WorkerState::Exited,
+                v => WorkerState::Other(v),
+            },
+            holder: u32::try_from(word(e, 2))
+                .ok()
+                .and_then(Token::from_raw)
+                .map(|t| judge.holder(t)),
+            starts: word(e, 3),
+        })
+        .collect())
 }
 
 /// A typed queue's capacity, item size and item alignment, from the

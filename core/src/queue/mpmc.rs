@@ -1560,7 +1560,7 @@ mod tests {
     }
 
     #[test]
-    fn claim_of_decodes_held_claims_only() {
+    fn slot_claim_decodes_held_claims_only() {
         let mut b = buf::<u64>(4);
         let judge = TestPeers::new(0);
         let q = Mpmc::<u64>::new_in(b.bytes(), RingConfig::new(4))
