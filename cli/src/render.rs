@@ -4,7 +4,8 @@ use std::fmt::Write;
 
 use serde_json::{json, Value};
 use shmipc::inspect::{
-    BytesState, Fate, FileInfo, Holder, LockState, Peer, QueueState, Report, State,
+    BytesState, Fate, FileInfo, HoldKind, Holder, LockState, Peer, QueueState, Report, State,
+    WorkerState,
 };
 use shmipc::Kind;
 
@@ -108,6 +109,7 @@ pub fn params_text(s: &State) -> String {
         }
         State::Barrier { parties, .. } => format!("{parties} parties"),
         State::Semaphore { max: Some(m), .. } => format!("max {m}"),
+        State::PoolStatus(w) => format!("{} workers", w.len()),
         _ => "-".to_owned(),
     }
 }
@@ -449,11 +451,124 @@ pub fn inspect_text(r: &Report, mappers: &Mappers) -> String {
                 if *broken { "yes" } else { "no" }
             );
         }
+        State::PoolStatus(workers) => {
+            let dead = workers
+                .iter()
+                .filter(|w| w.holder.is_some_and(|h| h.fate.is_dead()))
+                .count();
+            let _ = writeln!(out, "workers: {}, dead: {dead}", workers.len());
+            for w in workers {
+                let _ = writeln!(
+                    out,
+                    "  {}: pid {}, {}, started {} time(s); {}",
+                    w.index,
+                    w.pid,
+                    worker_state_word(w.state),
+                    w.starts,
+                    holder_text(&w.holder)
+                );
+            }
+        }
         _ => {
             let _ = writeln!(out, "state: not decoded (a kind this build does not know)");
         }
     }
+    holds_text(&mut out, r);
     out
+}
+
+fn worker_state_word(s: WorkerState) -> String {
+    match s {
+        WorkerState::Starting => "starting".to_owned(),
+        WorkerState::Idle => "idle".to_owned(),
+        WorkerState::Busy => "busy".to_owned(),
+        WorkerState::Exited => "exited".to_owned(),
+        WorkerState::Other(v) => format!("state {v}"),
+    }
+}
+
+fn hold_kind_word(k: HoldKind) -> &'static str {
+    match k {
+        HoldKind::PushClaim => "push claim (not published)",
+        HoldKind::PopClaim => "pop claim (not freed)",
+        HoldKind::Reserved => "reserved (not committed)",
+        HoldKind::Reading => "being read (not released)",
+    }
+}
+
+fn hold_kind_json(k: HoldKind) -> &'static str {
+    match k {
+        HoldKind::PushClaim => "push_claim",
+        HoldKind::PopClaim => "pop_claim",
+        HoldKind::Reserved => "reserved",
+        HoldKind::Reading => "reading",
+    }
+}
+
+/// Whether the object is a queue whose slots or records are scanned.
+fn has_holds(s: &State) -> bool {
+    matches!(
+        s,
+        State::Queue(_) | State::ByteQueue(_) | State::Pipe { .. }
+    )
+}
+
+fn holds_text(out: &mut String, r: &Report) {
+    if !has_holds(&r.state) {
+        return;
+    }
+    let partial = if r.holds_complete {
+        ""
+    } else {
+        " (scan incomplete)"
+    };
+    if r.holds.is_empty() {
+        let _ = writeln!(out, "held: nothing{partial}");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "held: {}, by dead processes: {}{partial}",
+        r.holds.len(),
+        r.held_by_dead()
+    );
+    let pipe = matches!(r.state, State::Pipe { .. });
+    for h in &r.holds {
+        let ring = if pipe {
+            if h.ring == 0 {
+                "A to B, "
+            } else {
+                "B to A, "
+            }
+        } else {
+            ""
+        };
+        let len = h.len.map_or_else(String::new, |l| format!(", {l} B"));
+        let _ = writeln!(
+            out,
+            "  {ring}position {}: {}{len}, by {}",
+            h.position,
+            hold_kind_word(h.kind),
+            holder_text(&h.holder)
+        );
+    }
+}
+
+fn holds_json(r: &Report) -> Value {
+    if !has_holds(&r.state) {
+        return Value::Null;
+    }
+    json!({
+        "complete": r.holds_complete,
+        "held_by_dead": r.held_by_dead(),
+        "items": r.holds.iter().map(|h| json!({
+            "ring": h.ring,
+            "position": h.position,
+            "kind": hold_kind_json(h.kind),
+            "len": h.len,
+            "holder": holder_json(&h.holder),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn holder_json(h: &Option<Holder>) -> Value {
@@ -562,6 +677,16 @@ fn state_json(s: &State) -> Value {
         } => {
             json!({"parties": parties, "waiting": waiting, "generation": generation, "broken": broken})
         }
+        State::PoolStatus(workers) => json!({
+            "workers": workers.iter().map(|w| json!({
+                "index": w.index,
+                "pid": w.pid,
+                "state": worker_state_word(w.state),
+                "starts": w.starts,
+                "peer": holder_json(&w.holder),
+            })).collect::<Vec<_>>(),
+            "dead": workers.iter().filter(|w| w.holder.is_some_and(|h| h.fate.is_dead())).count(),
+        }),
         _ => Value::Null,
     }
 }
@@ -619,6 +744,7 @@ pub fn report_json(r: &Report, mappers: &Mappers) -> Value {
         "creator_attached": creator_attached(r),
         "mapped_by": mapped_by,
         "state": state_json(&r.state),
+        "holds": holds_json(r),
     })
 }
 

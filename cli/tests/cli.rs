@@ -13,7 +13,10 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
-use shmipc::{fork, Child, Lock, Named, Queue, RingConfig, Segment, Shared, Unlinker};
+use shmipc::{
+    fork, ByteQueue, BytesConfig, Child, Lock, Named, Pool, Queue, RingConfig, Segment, Shared,
+    Unlinker,
+};
 
 /// Runs the binary with `args`.
 fn shmipc(args: &[&str]) -> Output {
@@ -488,4 +491,231 @@ fn gc_collects_temporary_files_once_their_creator_is_gone() {
         "{out}"
     );
     assert!(!path(&name).exists());
+}
+
+/// Stops (`SIGSTOP`) a child the test forked.
+fn stop(child: &Child) {
+    // SAFETY: kill(2) on a pid this test forked and has not reaped.
+    let r = unsafe { libc::kill(child.pid() as libc::pid_t, libc::SIGSTOP) };
+    assert_eq!(r, 0, "SIGSTOP {}", child.pid());
+}
+
+/// The holds `inspect --json` reports for `name`.
+fn holds(name: &str) -> Value {
+    let r = json(&["inspect", name, "--json"]);
+    assert_eq!(r["holds"]["complete"], true, "{r}");
+    r["holds"].clone()
+}
+
+#[test]
+fn inspect_shows_a_push_claim_and_whether_its_claimant_lives() {
+    let names = Unlinker::new("cli-claim");
+    let name = names.name("queue");
+    let q = Queue::<u64>::create(&name, RingConfig::new(8)).expect("create");
+    q.try_push(1).expect("push");
+    let h = holds(&name);
+    assert_eq!(h["items"], serde_json::json!([]), "{h}");
+    let n = name.clone();
+    // The child claims position 1 and stops before publishing it.
+    let mut child = holder(move || {
+        let q = Queue::<u64>::open(&n).expect("open");
+        assert_eq!(q.claim_push_and_stop().expect("claim"), 1);
+        q
+    });
+    let pid = child.pid();
+    stop(&child);
+
+    let h = holds(&name);
+    let items = h["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{h}");
+    assert_eq!(items[0]["kind"], "push_claim", "{h}");
+    assert_eq!(items[0]["position"], 1, "{h}");
+    assert_eq!(items[0]["holder"]["pid"], pid, "{h}");
+    assert_eq!(items[0]["holder"]["fate"]["state"], "alive", "{h}");
+    assert_eq!(h["held_by_dead"], 0, "{h}");
+
+    kill_and_reap(&mut child);
+    let h = holds(&name);
+    let items = h["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{h}");
+    assert_eq!(items[0]["holder"]["pid"], pid, "{h}");
+    assert_eq!(items[0]["holder"]["fate"]["state"], "dead", "{h}");
+    assert_eq!(h["held_by_dead"], 1, "{h}");
+    let text = ok(&["inspect", &name]);
+    assert!(text.contains("held: 1, by dead processes: 1"), "{text}");
+    assert!(
+        text.contains("position 1: push claim (not published), by"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("(pid {pid}), dead")), "{text}");
+    // A pop claim of this process shows too, held by a live one.
+    let pos = q.claim_pop_and_stop().expect("claim pop");
+    let h = holds(&name);
+    let items = h["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "{h}");
+    assert_eq!(items[0]["kind"], "pop_claim", "{h}");
+    assert_eq!(items[0]["position"], pos, "{h}");
+    assert_eq!(items[0]["holder"]["pid"], std::process::id(), "{h}");
+    assert_eq!(items[0]["holder"]["fate"]["state"], "alive", "{h}");
+    assert_eq!(q.take_claimed(pos).expect("take"), 1);
+    assert_eq!(holds(&name)["items"].as_array().map(Vec::len), Some(1));
+}
+
+#[test]
+fn inspect_shows_a_reservation_and_whether_its_writer_lives() {
+    let names = Unlinker::new("cli-reserve");
+    let name = names.name("bytes");
+    let q = ByteQueue::create(&name, BytesConfig::new(1024, 100)).expect("create");
+    q.try_send(b"hello").expect("send");
+    let n = name.clone();
+    // The child reserves 40 bytes and never commits them.
+    let mut child = holder(move || {
+        let q = ByteQueue::open(&n).expect("open");
+        let g = q.try_reserve(40).expect("reserve");
+        std::mem::forget(g);
+        q
+    });
+    let pid = child.pid();
+    stop(&child);
+
+    let h = holds(&name);
+    let items = h["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{h}");
+    assert_eq!(items[0]["kind"], "reserved", "{h}");
+    // After the first record: a 16-byte header and "hello" padded to 16.
+    assert_eq!(items[0]["position"], 32, "{h}");
+    assert_eq!(items[0]["len"], 40, "{h}");
+    assert_eq!(items[0]["holder"]["pid"], pid, "{h}");
+    assert_eq!(items[0]["holder"]["fate"]["state"], "alive", "{h}");
+
+    kill_and_reap(&mut child);
+    let h = holds(&name);
+    let items = h["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{h}");
+    assert_eq!(items[0]["holder"]["fate"]["state"], "dead", "{h}");
+    assert_eq!(h["held_by_dead"], 1, "{h}");
+
+    // A message this process is reading shows as held, by a live reader.
+    let g = q.try_recv().expect("recv");
+    assert_eq!(g.len(), 5);
+    let h = holds(&name);
+    let items = h["items"].as_array().expect("items");
+    assert_eq!(items.len(), 2, "{h}");
+    assert_eq!(items[0]["kind"], "reading", "{h}");
+    assert_eq!(items[0]["position"], 0, "{h}");
+    assert_eq!(items[0]["holder"]["pid"], std::process::id(), "{h}");
+    assert_eq!(items[0]["holder"]["fate"]["state"], "alive", "{h}");
+    drop(g);
+    let text = ok(&["inspect", &name]);
+    assert!(text.contains("held: 1, by dead processes: 1"), "{text}");
+    assert!(
+        text.contains("position 32: reserved (not committed), 40 B, by"),
+        "{text}"
+    );
+}
+
+/// The pool status `inspect --json` reports for `name`, once every worker
+/// has recorded its peer token (workers do it as they start).
+fn pool_workers(name: &str) -> Vec<Value> {
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = json(&["inspect", name, "--json"]);
+        assert_eq!(r["kind"], "PoolStatus", "{r}");
+        let workers = r["state"]["workers"].as_array().expect("workers").clone();
+        if workers.iter().all(|w| !w["peer"].is_null()) {
+            return workers;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "workers never registered: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn pids_of(workers: &[Value]) -> Vec<u64> {
+    let mut pids: Vec<u64> = workers
+        .iter()
+        .map(|w| w["pid"].as_u64().expect("pid"))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+#[test]
+fn a_pools_status_segment_lists_its_workers_and_their_replacements() {
+    let names = Unlinker::new("cli-pool");
+    let prefix = prefix_of(&names);
+    let name = names.name("status");
+    let pool = Pool::builder(3)
+        .function(|x: &[u8]| x.to_vec())
+        .status_name(&name)
+        .build()
+        .expect("pool");
+    let ls = json(&["ls", "--prefix", &prefix, "--json"]);
+    let entry = ls["segments"]
+        .as_array()
+        .expect("ls")
+        .iter()
+        .find(|e| e["name"] == name.as_str())
+        .unwrap_or_else(|| panic!("{name} not listed: {ls}"))
+        .clone();
+    assert_eq!(entry["kind"], "PoolStatus", "{entry}");
+
+    let workers = pool_workers(&name);
+    assert_eq!(workers.len(), 3);
+    let mut expected: Vec<u64> = pool.pids().into_iter().map(u64::from).collect();
+    expected.sort_unstable();
+    assert_eq!(pids_of(&workers), expected);
+    for w in &workers {
+        assert_eq!(w["peer"]["pid"], w["pid"], "{w}");
+        assert_eq!(w["peer"]["fate"]["state"], "alive", "{w}");
+        assert_eq!(w["starts"], 1, "{w}");
+    }
+    assert_eq!(pool.apply(b"x").expect("apply"), b"x");
+
+    // Kill one; the pool replaces it, and the status shows the new pid.
+    let victim = pool.pids()[0];
+    // SAFETY: kill(2) on a worker of this test's pool.
+    let r = unsafe { libc::kill(victim as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(r, 0, "SIGKILL {victim}");
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while pool.restarts() == 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the worker was never replaced"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let workers = loop {
+        let w = pool_workers(&name);
+        if !pids_of(&w).contains(&u64::from(victim)) {
+            break w;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "status still names {victim}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut expected: Vec<u64> = pool.pids().into_iter().map(u64::from).collect();
+    expected.sort_unstable();
+    assert_eq!(pids_of(&workers), expected);
+    assert!(
+        workers
+            .iter()
+            .all(|w| w["peer"]["fate"]["state"] == "alive"),
+        "{workers:?}"
+    );
+    assert_eq!(
+        workers.iter().filter(|w| w["starts"] == 2).count(),
+        1,
+        "{workers:?}"
+    );
+    let text = ok(&["inspect", &name]);
+    assert!(text.contains("PoolStatus (3 workers)"), "{text}");
+    assert!(text.contains("workers: 3, dead: 0"), "{text}");
+
+    drop(pool);
+    assert!(!path(&name).exists(), "the pool unlinks its status segment");
 }

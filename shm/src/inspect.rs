@@ -70,6 +70,9 @@ use crate::memory::{validate_header, HeaderSnapshot, Kind};
 /// How many bytes of an object's start are read to decode its state: more
 /// than any control block (the largest, a byte queue's, is under 1 KiB).
 const CONTROL_READ: u64 = 4096;
+/// The most slots (of an MPMC queue) or records (of a byte ring) a report
+/// looks at for [`Report::holds`]: the positions nearest the producers'.
+pub const MAX_SCAN: u64 = 1 << 16;
 /// The role block in front of an SPSC queue's ring and a pipe's rings.
 const ROLES_SIZE: u64 = 128;
 /// Where a dict's or list's slots start (after its lock and counters).
@@ -185,6 +188,74 @@ pub struct BytesState {
     pub unrecoverable: bool,
 }
 
+/// What a [`Hold`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldKind {
+    /// An MPMC [`Queue`](crate::Queue) slot a producer claimed and has not
+    /// published.
+    PushClaim,
+    /// An MPMC queue slot a consumer claimed and has not freed.
+    PopClaim,
+    /// A byte-ring record reserved and not committed (a
+    /// [`WriteGrant`](crate::WriteGrant) or a send in progress).
+    Reserved,
+    /// A byte-ring record a reader claimed and has not released (a
+    /// [`ReadGrant`](crate::ReadGrant) or a receive in progress).
+    Reading,
+}
+
+/// A claim or grant some process holds inside a queue: a slot of an MPMC
+/// queue, a record of a byte ring. Held by a dead process, it is what a
+/// blocking call of a live peer recovers (the queues' crash tables); held
+/// by a stopped one, it stays in the way until that one continues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hold {
+    /// Which ring: 0, or for a [`Pipe`](crate::Pipe) 0 (A to B) or 1.
+    pub ring: u8,
+    /// The claimed position (items for a queue, bytes for a byte ring).
+    pub position: u64,
+    /// What is held.
+    pub kind: HoldKind,
+    /// For a byte-ring record, its payload length.
+    pub len: Option<u64>,
+    /// Who holds it, as the slot's or record's owner word names it
+    /// (`None`: the word names no one).
+    pub holder: Option<Holder>,
+}
+
+/// What a [`Pool`](crate::Pool)'s worker is doing, as its status entry
+/// says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerState {
+    /// Being started.
+    Starting,
+    /// Running no task.
+    Idle,
+    /// Holding a task (running one, or one queued behind).
+    Busy,
+    /// Ended, and not (yet) replaced.
+    Exited,
+    /// A value no pool writes.
+    Other(u64),
+}
+
+/// One worker of a [`Pool`](crate::Pool)'s status segment
+/// ([`PoolBuilder::status_name`](crate::PoolBuilder::status_name)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolWorker {
+    /// Its entry (0 to the worker count less one).
+    pub index: u32,
+    /// Its pid, as the supervisor recorded it (0: none yet).
+    pub pid: u32,
+    /// What it is doing.
+    pub state: WorkerState,
+    /// How many workers have held this entry (replacements add one).
+    pub starts: u64,
+    /// The worker's own peer slot in the segment, judged (`None`: it
+    /// recorded no token, e.g. a spawned worker, or not yet).
+    pub holder: Option<Holder>,
+}
+
 /// The live state of a segment's object, by kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -272,6 +343,8 @@ pub enum State {
         /// Whether it is broken.
         broken: bool,
     },
+    /// A [`Pool`](crate::Pool)'s status: its workers.
+    PoolStatus(Vec<PoolWorker>),
     /// A kind this build does not know (one a higher layer defined).
     Unknown,
 }
@@ -289,6 +362,24 @@ pub struct Report {
     pub peers: Vec<Peer>,
     /// The object's live state.
     pub state: State,
+    /// Claims and grants held inside a queue's slots or records (empty for
+    /// other kinds), in ring and position order.
+    pub holds: Vec<Hold>,
+    /// Whether [`holds`](Report::holds) covers every slot or record that
+    /// may be held: `false` when the scan stopped at its bound
+    /// ([`MAX_SCAN`] slots or records) or at a record header that does not
+    /// decode (stale or hostile bytes).
+    pub holds_complete: bool,
+}
+
+impl Report {
+    /// How many [`holds`](Report::holds) are held by a process judged dead.
+    pub fn held_by_dead(&self) -> usize {
+        self.holds
+            .iter()
+            .filter(|h| h.holder.is_some_and(|o| o.fate.is_dead()))
+            .count()
+    }
 }
 
 impl Report {
@@ -496,12 +587,16 @@ fn inspect(name: &str, src: &dyn Source, fd: Option<RawFd>) -> Result<Report> {
         size: header.object_size,
     };
     let state = decode_state(&header, &obj, &judge)?;
+    let mut holds = Vec::new();
+    let holds_complete = decode_holds(&header, &obj, &state, &judge, &mut holds)?;
     Ok(Report {
         name: name.to_owned(),
         file: None,
         header,
         peers,
         state,
+        holds,
+        holds_complete,
     })
 }
 
@@ -781,8 +876,50 @@ fn decode_state(h: &HeaderSnapshot, obj: &Object<'_>, judge: &Judge<'_>) -> Resu
             generation: b.generation(),
             broken: b.is_broken(),
         })?,
+        Kind::POOL_STATUS => State::PoolStatus(pool_workers(h, obj, judge)?),
         _ => State::Unknown,
     })
+}
+
+/// A pool status segment's worker entries (see `process::pool_status`):
+/// as many as the header's count says, each inside the object.
+fn pool_workers(
+    h: &HeaderSnapshot,
+    obj: &Object<'_>,
+    judge: &Judge<'_>,
+) -> Result<Vec<PoolWorker>> {
+    use crate::process::pool_status::{STATUS_ENTRY, STATUS_HEADER};
+    let n = h.params[0];
+    if n == 0 || n > crate::process::pool_status::MAX_WORKERS || h.params[1..] != [0, 0, 0] {
+        return Err(bad_params(obj.name));
+    }
+    let entry = STATUS_ENTRY as u64;
+    let bytes = obj.read(STATUS_HEADER as u64, n * entry)?;
+    let word = |e: &[u8], w: usize| {
+        e.get(w * 8..w * 8 + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_ne_bytes)
+    };
+    Ok(bytes
+        .chunks_exact(STATUS_ENTRY)
+        .enumerate()
+        .map(|(i, e)| PoolWorker {
+            index: i as u32,
+            pid: u32::try_from(word(e, 0)).unwrap_or(u32::MAX),
+            state: match word(e, 1) {
+                0 => WorkerState::Starting,
+                1 => WorkerState::Idle,
+                2 => WorkerState::Busy,
+                3 => WorkerState::Exited,
+                v => WorkerState::Other(v),
+            },
+            holder: u32::try_from(word(e, 2))
+                .ok()
+                .and_then(Token::from_raw)
+                .map(|t| judge.holder(t)),
+            starts: word(e, 3),
+        })
+        .collect())
 }
 
 /// A typed queue's capacity, item size and item alignment, from the
@@ -819,6 +956,145 @@ fn byte_ring(
         reader_lock: s.reader_lock.map(|o| judge.holder(o.token)),
         unrecoverable: s.unrecoverable,
     })
+}
+
+/// Fills `holds` from the slots or records of a queue (nothing for other
+/// kinds); returns whether the scan covered all that may be held.
+fn decode_holds(
+    h: &HeaderSnapshot,
+    obj: &Object<'_>,
+    state: &State,
+    judge: &Judge<'_>,
+    holds: &mut Vec<Hold>,
+) -> Result<bool> {
+    match state {
+        State::Queue(q) => mpmc_claims(obj, q, judge, holds),
+        State::ByteQueue(b) => {
+            let config = bytes_config(obj.name, h)?;
+            byte_holds(obj, 0, 0, config, b, judge, holds)
+        }
+        State::Pipe { rings, .. } => {
+            let config = bytes_config(obj.name, h)?;
+            let ring_size = RawByteQueue::layout(config)
+                .map_err(|_| bad_params(obj.name))?
+                .size() as u64;
+            let a = byte_holds(obj, 0, ROLES_SIZE, config, &rings[0], judge, holds)?;
+            let b = byte_holds(
+                obj,
+                1,
+                ROLES_SIZE + ring_size,
+                config,
+                &rings[1],
+                judge,
+                holds,
+            )?;
+            Ok(a && b)
+        }
+        _ => Ok(true),
+    }
+}
+
+/// An MPMC queue's held claims. Every claim still held lies within one lap
+/// below the producers' position, so with more than [`MAX_SCAN`] slots the
+/// scan takes the `MAX_SCAN` positions ending there.
+fn mpmc_claims(
+    obj: &Object<'_>,
+    q: &QueueState,
+    judge: &Judge<'_>,
+    holds: &mut Vec<Hold>,
+) -> Result<bool> {
+    use shmipc_core::mpmc::{slot_claim, ClaimRole, RECORDS_OFFSET, RECORD_SIZE};
+    let cap = q.capacity;
+    let n = cap.min(MAX_SCAN);
+    let record = RECORD_SIZE as u64;
+    // Slot indexes first..first + n, wrapping at `cap`: at most two reads.
+    let first = if n == cap {
+        0
+    } else {
+        q.ring.tail.wrapping_sub(n - 1) & (cap - 1)
+    };
+    let runs = if first + n <= cap {
+        [(first, n), (0, 0)]
+    } else {
+        [(first, cap - first), (0, first + n - cap)]
+    };
+    for (start, len) in runs {
+        if len == 0 {
+            continue;
+        }
+        let bytes = obj.read(RECORDS_OFFSET as u64 + start * record, len * record)?;
+        for (i, rec) in bytes.chunks_exact(RECORD_SIZE).enumerate() {
+            let Some(c) = slot_claim(rec, start + i as u64, cap) else {
+                continue;
+            };
+            holds.push(Hold {
+                ring: 0,
+                position: c.position,
+                kind: match c.role {
+                    ClaimRole::Producer => HoldKind::PushClaim,
+                    ClaimRole::Consumer => HoldKind::PopClaim,
+                },
+                len: None,
+                holder: Some(judge.holder(c.token)),
+            });
+        }
+    }
+    holds.sort_by_key(|h| h.position);
+    Ok(n == cap)
+}
+
+/// A byte ring's held records: a walk from the oldest record not yet
+/// reclaimed to the producers' position, header by header (each checked
+/// by [`shmipc_core::bytes::record_of`]), at most [`MAX_SCAN`] records.
+#[allow(clippy::too_many_arguments)]
+fn byte_holds(
+    obj: &Object<'_>,
+    ring: u8,
+    off: u64,
+    config: BytesConfig,
+    b: &BytesState,
+    judge: &Judge<'_>,
+    holds: &mut Vec<Hold>,
+) -> Result<bool> {
+    use shmipc_core::bytes::{record_of, RecordState, DATA_OFFSET, RECORD_HEADER};
+    let cap = config.capacity as u64;
+    let read = b.ring.head;
+    let tail = b.ring.tail;
+    let mut pos = tail.saturating_sub(b.used_bytes);
+    let header = RECORD_HEADER as u64;
+    for _ in 0..MAX_SCAN {
+        if pos >= tail {
+            return Ok(true);
+        }
+        let at = pos & (cap - 1);
+        if pos % 16 != 0 || at + header > cap {
+            return Ok(false);
+        }
+        let bytes = obj.read(off + DATA_OFFSET as u64 + at, header)?;
+        let Some(rec) = record_of(&bytes, pos, config.max_message as u64) else {
+            return Ok(false);
+        };
+        if at + rec.size > cap {
+            return Ok(false);
+        }
+        let kind = match rec.state {
+            _ if rec.skip => None,
+            RecordState::Pending => Some(HoldKind::Reserved),
+            RecordState::Ready if pos < read => Some(HoldKind::Reading),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            holds.push(Hold {
+                ring,
+                position: pos,
+                kind,
+                len: Some(rec.len),
+                holder: rec.token.map(|t| judge.holder(t)),
+            });
+        }
+        pos += rec.size;
+    }
+    Ok(pos >= tail)
 }
 
 #[cfg(test)]

@@ -57,7 +57,8 @@ pub const READY: u32 = 2;
 /// higher layers add their own with [`Kind::new`]. Values below 64 are
 /// reserved for this crate's fixed-size objects, 64–127 for its queues and
 /// 128–191 for its shared data and synchronisation types (`Value`, `Array`,
-/// `SharedDict`, `SharedList`, `Condition`, `Barrier`); use 192 and above
+/// `SharedDict`, `SharedList`, `Condition`, `Barrier`) and a `Pool`'s
+/// status; use 192 and above
 /// for kinds of your own.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Kind(u32);
@@ -100,6 +101,9 @@ impl Kind {
     pub const CONDITION: Kind = Kind(132);
     /// A [`Barrier`](crate::Barrier) for a fixed number of parties.
     pub const BARRIER: Kind = Kind(133);
+    /// A [`Pool`](crate::Pool)'s status: its workers' pids and states
+    /// ([`PoolBuilder::status_name`](crate::PoolBuilder::status_name)).
+    pub const POOL_STATUS: Kind = Kind(134);
 
     /// The kind with raw value `raw`.
     pub const fn new(raw: u32) -> Kind {
@@ -128,6 +132,7 @@ impl Kind {
             Kind::ARRAY => "an Array",
             Kind::DICT => "a SharedDict",
             Kind::LIST => "a SharedList",
+            Kind::POOL_STATUS => "a PoolStatus",
             Kind::CONDITION => "a Condition",
             Kind::BARRIER => "a Barrier",
             _ => return None,

@@ -18,6 +18,7 @@
 //! it).
 
 mod pool;
+pub(crate) mod pool_status;
 #[allow(clippy::module_inception)] // the file is named after the type it holds
 mod process;
 mod spawned;

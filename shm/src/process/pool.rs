@@ -18,6 +18,7 @@ use shmipc_core::{BytesConfig, RecvError};
 
 use shmipc_core::{LayoutError, Rule};
 
+use super::pool_status::{PoolStatus, BUSY, EXITED, IDLE};
 use super::process::{die_with_parent, ORPHANED_EXIT_CODE};
 use super::spawned::{self, SpawnSpec, WorkerNames};
 use crate::error::{Error, Result};
@@ -307,6 +308,8 @@ struct State {
 }
 
 struct Inner {
+    /// The named status segment, if the builder asked for one.
+    status: Option<PoolStatus>,
     state: Mutex<State>,
     /// Rung by workers after each result and by the parent on submit.
     doorbell: Shared<AtomicU32>,
@@ -358,6 +361,7 @@ pub struct PoolBuilder {
     initializer: Option<Initializer>,
     max_tasks_per_child: Option<u64>,
     spawn: Option<SpawnSpec>,
+    status_name: Option<String>,
 }
 
 impl PoolBuilder {
@@ -395,6 +399,40 @@ impl PoolBuilder {
         self
     }
 
+    /// Publishes the workers' pids and states in a named status segment
+    /// `name` (kind [`Kind::POOL_STATUS`](crate::Kind::POOL_STATUS)), for
+    /// tools: `shmipc ls` lists it and `shmipc inspect` shows each worker
+    /// with its pid, its state (idle, busy, exited) and whether it is
+    /// alive. The pool creates it (an existing name is
+    /// [`Error::AlreadyExists`]) and unlinks it when it is dropped. The
+    /// pool's queues stay anonymous. The layout is in the
+    /// `process::pool_status` source.
+    ///
+    /// ```
+    /// use shmipc::inspect::{Report, State};
+    /// use shmipc::Pool;
+    ///
+    /// let name = format!("/shmipc-doc-pool-status-{}", std::process::id());
+    /// let pool = Pool::builder(2)
+    ///     .function(|x: &[u8]| x.to_vec())
+    ///     .status_name(&name)
+    ///     .build()?;
+    /// let report = Report::open(&name)?;
+    /// let State::PoolStatus(workers) = &report.state else { panic!() };
+    /// let mut pids: Vec<u32> = workers.iter().map(|w| w.pid).collect();
+    /// let mut expected = pool.pids();
+    /// pids.sort();
+    /// expected.sort();
+    /// assert_eq!(pids, expected);
+    /// drop(pool);
+    /// assert!(Report::open(&name).is_err(), "unlinked with the pool");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn status_name(mut self, name: &str) -> PoolBuilder {
+        self.status_name = Some(name.to_owned());
+        self
+    }
+
     /// Starts the workers as new processes of this executable, run with
     /// `spec.args`, instead of forking them (see [`spawned`]).
     pub(crate) fn spawned(mut self, spec: SpawnSpec) -> PoolBuilder {
@@ -415,6 +453,7 @@ impl fmt::Debug for PoolBuilder {
             .field("functions", &self.functions.len())
             .field("max_message", &self.max_message)
             .field("max_tasks_per_child", &self.max_tasks_per_child)
+            .field("status_name", &self.status_name)
             .finish()
     }
 }
@@ -526,6 +565,7 @@ impl Pool {
             initializer: None,
             max_tasks_per_child: None,
             spawn: None,
+            status_name: None,
         }
     }
 
@@ -576,7 +616,12 @@ impl Pool {
                 (doorbell, Some(names), Some((spec, name)))
             }
         };
+        let status = match &b.status_name {
+            Some(name) => Some(PoolStatus::create(name, b.processes)?),
+            None => None,
+        };
         let inner = Arc::new(Inner {
+            status,
             state: Mutex::new(State {
                 pending: VecDeque::new(),
                 next_id: 0,
@@ -918,6 +963,8 @@ struct Worker {
     /// Id + 1 of the task the worker runs; 0 between tasks.
     current: Shared<AtomicU64>,
     assigned: VecDeque<Task>,
+    /// Its entry in the status segment (0 to `processes - 1`).
+    entry: usize,
     /// A spawned worker's segment names, unlinked when it is dropped (the
     /// worker unlinks them itself once it has opened them).
     _names: Option<Unlinker>,
@@ -952,11 +999,34 @@ impl Supervisor {
         sup.supervise();
     }
 
+    /// The status entry no current worker holds (the first).
+    fn free_entry(&self) -> usize {
+        (0..self.processes)
+            .find(|e| !self.workers.iter().any(|w| w.entry == *e))
+            .unwrap_or(0)
+    }
+
     fn start_worker(&self) -> Result<Worker> {
+        let entry = self.free_entry();
+        let status = self.inner.status.as_ref();
+        if let Some(s) = status {
+            s.starting(entry);
+        }
+        let w = self.start_worker_at(entry);
+        if let Some(s) = status {
+            match &w {
+                Ok(w) => s.started(entry, w.child.pid()),
+                Err(_) => s.set_state(entry, EXITED),
+            }
+        }
+        w
+    }
+
+    fn start_worker_at(&self, entry: usize) -> Result<Worker> {
         let config =
             queue_config(self.inner.max_message).map_err(|e| Error::layout("(pool)", e))?;
         if let Some((spec, doorbell)) = &self.inner.spawn {
-            return self.spawn_worker(config, spec, doorbell);
+            return self.spawn_worker(config, spec, doorbell, entry);
         }
         let inbox = ByteQueue::anon(config)?;
         let outbox = ByteQueue::anon(config)?;
@@ -967,6 +1037,9 @@ impl Supervisor {
         let child = process::fork(|| {
             if !die_with_parent(parent) {
                 return ORPHANED_EXIT_CODE;
+            }
+            if let Some(s) = &inner.status {
+                s.register_self(entry);
             }
             worker_main(inner, &inbox, &outbox, &current)
         })
@@ -981,6 +1054,7 @@ impl Supervisor {
             outbox,
             current,
             assigned: VecDeque::new(),
+            entry,
             _names: None,
         })
     }
@@ -992,6 +1066,7 @@ impl Supervisor {
         config: BytesConfig,
         spec: &SpawnSpec,
         doorbell: &str,
+        entry: usize,
     ) -> Result<Worker> {
         let names = Unlinker::new("pool-worker");
         let (inbox_name, outbox_name, current_name) =
@@ -1021,6 +1096,7 @@ impl Supervisor {
             outbox,
             current,
             assigned: VecDeque::new(),
+            entry,
             _names: Some(names),
         })
     }
@@ -1074,6 +1150,11 @@ impl Supervisor {
                 }
             } else {
                 self.dispatch(&mut st);
+                if let Some(s) = &self.inner.status {
+                    for w in &self.workers {
+                        s.set_state(w.entry, if w.assigned.is_empty() { IDLE } else { BUSY });
+                    }
+                }
                 let idle = self.workers.iter().all(|w| w.assigned.is_empty());
                 if st.closed && st.pending.is_empty() && idle {
                     drop(st);
@@ -1123,6 +1204,9 @@ impl Supervisor {
                 Err(_) => ExitStatus::Signal(0),
             };
             let mut dead = self.workers.swap_remove(i);
+            if let Some(s) = &self.inner.status {
+                s.set_state(dead.entry, EXITED);
+            }
             drain(&mut dead, self.inner.max_message);
             let running = dead.current.load(Ordering::SeqCst);
             let mut not_started = Vec::new();
@@ -1176,6 +1260,11 @@ impl Supervisor {
                 let _ = w.child.join();
             }
         }
+        if let Some(s) = &self.inner.status {
+            for w in &self.workers {
+                s.set_state(w.entry, EXITED);
+            }
+        }
         self.workers.clear();
         lock(&self.inner.state).pids.clear();
     }
@@ -1193,6 +1282,11 @@ impl Supervisor {
             drain(w, self.inner.max_message);
             for task in w.assigned.drain(..) {
                 task.reply.send(Err(TaskError::Terminated));
+            }
+        }
+        if let Some(s) = &self.inner.status {
+            for w in &self.workers {
+                s.set_state(w.entry, EXITED);
             }
         }
         self.workers.clear();
@@ -1270,6 +1364,9 @@ pub(crate) fn serve(c: ServeConfig) -> i32 {
     }
     let init = c.initializer;
     let inner = Inner {
+        // The pool's status segment is the parent's (a spawned worker has
+        // no mapping of it, and must not unlink it).
+        status: None,
         state: Mutex::new(State {
             pending: VecDeque::new(),
             next_id: 0,

@@ -166,6 +166,15 @@ impl TypedPoolBuilder {
         self
     }
 
+    /// Publishes the workers in a named status segment, for `shmipc ls`
+    /// and `shmipc inspect` (see [`PoolBuilder::status_name`]); spawned
+    /// workers ([`spawn`](TypedPoolBuilder::spawn)) are listed with their
+    /// pids but cannot be judged alive or dead.
+    pub fn status_name(mut self, name: &str) -> TypedPoolBuilder {
+        self.pool = self.pool.status_name(name);
+        self
+    }
+
     /// Starts the workers.
     pub fn build(self) -> Result<TypedPool> {
         let pool = match self.spawn {
