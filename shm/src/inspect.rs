@@ -1005,6 +1005,11 @@ fn mpmc_claims(
 ) -> Result<bool> {
     use shmipc_core::mpmc::{slot_claim, ClaimRole, RECORDS_OFFSET, RECORD_SIZE};
     let cap = q.capacity;
+    // A capacity read from a hostile file: no claims can be located in a
+    // geometry no queue has (and the offsets below must not overflow).
+    if cap == 0 || !cap.is_power_of_two() || cap > shmipc_core::queue::MAX_CAPACITY {
+        return Ok(false);
+    }
     let n = cap.min(MAX_SCAN);
     let record = RECORD_SIZE as u64;
     // Slot indexes first..first + n, wrapping at `cap`: at most two reads.
@@ -1022,7 +1027,15 @@ fn mpmc_claims(
         if len == 0 {
             continue;
         }
-        let bytes = obj.read(RECORDS_OFFSET as u64 + start * record, len * record)?;
+        let (Some(off), Some(size)) = (
+            start
+                .checked_mul(record)
+                .and_then(|o| o.checked_add(RECORDS_OFFSET as u64)),
+            len.checked_mul(record),
+        ) else {
+            return Ok(false);
+        };
+        let bytes = obj.read(off, size)?;
         for (i, rec) in bytes.chunks_exact(RECORD_SIZE).enumerate() {
             let Some(c) = slot_claim(rec, start + i as u64, cap) else {
                 continue;
