@@ -50,7 +50,7 @@
 //! ```
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use shmipc_core::bytes::ByteQueue as RawByteQueue;
 use shmipc_core::peers::{PeerTable, SlotLocks, PEER_SLOT_SIZE};
@@ -510,12 +510,10 @@ fn open_read_only(path: &CString, name: &str) -> Result<OwnedFd> {
     // owner (or CAP_FOWNER) may ask for it, so fall back without it.
     for extra in [libc::O_NOATIME, 0] {
         // SAFETY: `path` is NUL-terminated and outlives the call.
-        let fd = unsafe { libc::open(path.as_ptr(), flags | extra) };
-        if fd >= 0 {
-            // SAFETY: a descriptor we just opened and own.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-        let err = std::io::Error::last_os_error();
+        let err = match crate::memory::owned(unsafe { libc::open(path.as_ptr(), flags | extra) }) {
+            Ok(fd) => return Ok(fd),
+            Err(err) => err,
+        };
         if extra != 0 && err.raw_os_error() == Some(libc::EPERM) {
             continue;
         }
@@ -529,16 +527,7 @@ fn open_read_only(path: &CString, name: &str) -> Result<OwnedFd> {
 }
 
 fn fstat(fd: &OwnedFd, name: &str) -> Result<FileInfo> {
-    // SAFETY: a zeroed stat is a valid value for fstat to overwrite.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is open and `st` is a valid, writable stat.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(Error::from_io(
-            "fstat",
-            name,
-            std::io::Error::last_os_error(),
-        ));
-    }
+    let st = crate::memory::fstat(fd, name)?;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(Error::NotShmipc {
             name: name.to_owned(),

@@ -599,13 +599,9 @@ impl Pool {
             ));
         }
         if b.spawn.is_some() && std::env::var_os(spawned::ENV).is_some() {
-            return Err(Error::Io {
-                op: "start a spawned pool",
-                name: "(pool)".to_owned(),
-                source: std::io::Error::other(
-                    "this process was started as a pool worker: call TypedPool::serve_if_worker() before anything else",
-                ),
-            });
+            return Err(pool_io("start a spawned pool")(std::io::Error::other(
+                "this process was started as a pool worker: call TypedPool::serve_if_worker() before anything else",
+            )));
         }
         let (doorbell, names, spawn) = match b.spawn {
             None => (Shared::<AtomicU32>::anon(0)?, None, None),
@@ -644,17 +640,11 @@ impl Pool {
         let handle = std::thread::Builder::new()
             .name("shmipc-pool".to_owned())
             .spawn(move || Supervisor::run(for_thread, processes, ready_tx))
-            .map_err(|e| Error::Io {
-                op: "spawn the pool's supervisor thread",
-                name: "(pool)".to_owned(),
-                source: e,
-            })?;
+            .map_err(pool_io("spawn the pool's supervisor thread"))?;
         let started = ready_rx.recv().unwrap_or_else(|_| {
-            Err(Error::Io {
-                op: "start the pool",
-                name: "(pool)".to_owned(),
-                source: std::io::Error::other("the supervisor thread ended"),
-            })
+            Err(pool_io("start the pool")(std::io::Error::other(
+                "the supervisor thread ended",
+            )))
         });
         if let Err(e) = started {
             let _ = handle.join();
@@ -955,6 +945,15 @@ fn largest_message() -> usize {
     lo
 }
 
+/// The error for the system call (or step) `op` of the pool failing.
+fn pool_io(op: &'static str) -> impl Fn(std::io::Error) -> Error {
+    move |source| Error::Io {
+        op,
+        name: "(pool)".to_owned(),
+        source,
+    }
+}
+
 /// One worker as the supervisor sees it.
 struct Worker {
     child: Child,
@@ -1022,82 +1021,71 @@ impl Supervisor {
         w
     }
 
+    /// Starts the worker of status entry `entry`: forked over anonymous
+    /// queues, or (a spawning pool) this executable run again over named
+    /// ones, which are unlinked when the worker is dropped.
     fn start_worker_at(&self, entry: usize) -> Result<Worker> {
         let config =
             queue_config(self.inner.max_message).map_err(|e| Error::layout("(pool)", e))?;
-        if let Some((spec, doorbell)) = &self.inner.spawn {
-            return self.spawn_worker(config, spec, doorbell, entry);
-        }
-        let inbox = ByteQueue::anon(config)?;
-        let outbox = ByteQueue::anon(config)?;
-        let current = Shared::<AtomicU64>::anon(0)?;
+        let (child, inbox, outbox, current, names) = match &self.inner.spawn {
+            None => {
+                let inbox = ByteQueue::anon(config)?;
+                let outbox = ByteQueue::anon(config)?;
+                let current = Shared::<AtomicU64>::anon(0)?;
+                let child = self.fork_worker(entry, &inbox, &outbox, &current);
+                let child = child.map_err(pool_io("fork a pool worker"))?;
+                (child, inbox, outbox, current, None)
+            }
+            Some((spec, doorbell)) => {
+                let names = Unlinker::new("pool-worker");
+                let (inbox_name, outbox_name, current_name) =
+                    (names.name("in"), names.name("out"), names.name("current"));
+                let inbox = ByteQueue::create(&inbox_name, config)?;
+                let outbox = ByteQueue::create(&outbox_name, config)?;
+                let current = Shared::<AtomicU64>::create(&current_name, 0)?;
+                let worker_names = WorkerNames {
+                    doorbell,
+                    inbox: &inbox_name,
+                    outbox: &outbox_name,
+                    current: &current_name,
+                    max_message: self.inner.max_message,
+                    max_tasks_per_child: self.inner.max_tasks_per_child,
+                };
+                let child = spawned::start(spec, &worker_names);
+                let child = child.map_err(pool_io("spawn a pool worker"))?;
+                (child, inbox, outbox, current, Some(names))
+            }
+        };
+        Ok(Worker {
+            child,
+            inbox,
+            outbox,
+            current,
+            assigned: VecDeque::new(),
+            entry,
+            _names: names,
+        })
+    }
+
+    /// Forks a worker of status entry `entry` over these queues.
+    fn fork_worker(
+        &self,
+        entry: usize,
+        inbox: &ByteQueue,
+        outbox: &ByteQueue,
+        current: &Shared<AtomicU64>,
+    ) -> std::io::Result<Child> {
         // SAFETY: getpid has no preconditions.
         let parent = unsafe { libc::getpid() };
         let inner = &*self.inner;
-        let child = process::fork(|| {
+        process::fork(|| {
             if !die_with_parent(parent) {
                 return ORPHANED_EXIT_CODE;
             }
             if let Some(s) = &inner.status {
                 s.register_self(entry);
             }
-            worker_main(inner, &inbox, &outbox, &current)
-        })
-        .map_err(|e| Error::Io {
-            op: "fork a pool worker",
-            name: "(pool)".to_owned(),
-            source: e,
-        })?;
-        Ok(Worker {
-            child,
-            inbox,
-            outbox,
-            current,
-            assigned: VecDeque::new(),
-            entry,
-            _names: None,
-        })
-    }
-
-    /// [`Supervisor::start_worker`] for spawned workers: named segments,
-    /// and this executable run again.
-    fn spawn_worker(
-        &self,
-        config: BytesConfig,
-        spec: &SpawnSpec,
-        doorbell: &str,
-        entry: usize,
-    ) -> Result<Worker> {
-        let names = Unlinker::new("pool-worker");
-        let (inbox_name, outbox_name, current_name) =
-            (names.name("in"), names.name("out"), names.name("current"));
-        let inbox = ByteQueue::create(&inbox_name, config)?;
-        let outbox = ByteQueue::create(&outbox_name, config)?;
-        let current = Shared::<AtomicU64>::create(&current_name, 0)?;
-        let child = spawned::start(
-            spec,
-            &WorkerNames {
-                doorbell,
-                inbox: &inbox_name,
-                outbox: &outbox_name,
-                current: &current_name,
-                max_message: self.inner.max_message,
-                max_tasks_per_child: self.inner.max_tasks_per_child,
-            },
-        )
-        .map_err(|e| Error::Io {
-            op: "spawn a pool worker",
-            name: "(pool)".to_owned(),
-            source: e,
-        })?;
-        Ok(Worker {
-            child,
-            inbox,
-            outbox,
-            current,
-            assigned: VecDeque::new(),
-            entry,
-            _names: Some(names),
+            worker_main(inner, inbox, outbox, current)
         })
     }
 
