@@ -297,7 +297,9 @@ impl fmt::Debug for ImapUnordered {
     }
 }
 
-/// The parent's bookkeeping, shared by the handle and the supervisor.
+/// The parent's bookkeeping, shared by the handle and the supervisor
+/// (empty and open to begin with).
+#[derive(Default)]
 struct State {
     pending: VecDeque<Task>,
     next_id: u64,
@@ -618,14 +620,7 @@ impl Pool {
         };
         let inner = Arc::new(Inner {
             status,
-            state: Mutex::new(State {
-                pending: VecDeque::new(),
-                next_id: 0,
-                closed: false,
-                terminate: false,
-                pids: Vec::new(),
-                restarts: 0,
-            }),
+            state: Mutex::default(),
             doorbell,
             functions: b.functions,
             max_message: b.max_message,
@@ -1355,14 +1350,7 @@ pub(crate) fn serve(c: ServeConfig) -> i32 {
         // The pool's status segment is the parent's (a spawned worker has
         // no mapping of it, and must not unlink it).
         status: None,
-        state: Mutex::new(State {
-            pending: VecDeque::new(),
-            next_id: 0,
-            closed: false,
-            terminate: false,
-            pids: Vec::new(),
-            restarts: 0,
-        }),
+        state: Mutex::default(),
         doorbell,
         functions: vec![Arc::new(c.function)],
         max_message: c.max_message,

@@ -7,6 +7,36 @@ use std::time::{Duration, Instant};
 
 use shmipc::{Child, ExitStatus};
 
+/// xorshift64*: [`Rng::seeded`] from the clock (report `rng.0` with a
+/// failure, so that [`Rng`]`(seed)` repeats the run), [`Rng::new`] for a
+/// fixed sequence.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    pub fn seeded() -> Rng {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        Rng(t | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
 /// How long any child may take before the test calls it hung.
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
