@@ -22,7 +22,7 @@
 
 mod common;
 
-use common::{join, Rng};
+use common::{join, words, Rng};
 use shmipc::sync::{AtomicU64, Ordering};
 use shmipc::{
     fork, ByteQueue, BytesConfig, ExitStatus, Named, Options, Pipe, PopError, PushError, Queue,
@@ -41,13 +41,6 @@ const PUSH_AFTER_CLOSED: i32 = 3;
 struct Books {
     acked: Segment,
     received: Segment,
-}
-
-fn words(seg: &Segment) -> &[AtomicU64] {
-    // SAFETY: the payload is 128-byte aligned, `len` bytes long, mapped as
-    // long as `seg` lives (which the slice borrows), and accessed only
-    // through these atomics, here and in the forked children.
-    unsafe { std::slice::from_raw_parts(seg.as_ptr().cast::<AtomicU64>(), seg.len() / 8) }
 }
 
 /// Sets `bit`; returns whether it was set already.

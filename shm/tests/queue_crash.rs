@@ -37,7 +37,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{join, Rng};
+use common::{join, words, Rng};
 use shmipc::sync::{AtomicU64, Ordering};
 use shmipc::{
     fork, ByteQueue, BytesConfig, Child, Event, ExitStatus, Named, Options, PopError, PushError,
@@ -53,14 +53,6 @@ static WAIT_MS: AtomicU64 = AtomicU64::new(30_000);
 
 fn wait() -> Duration {
     Duration::from_millis(WAIT_MS.load(Ordering::Relaxed))
-}
-
-/// A segment's payload as atomic words.
-fn words(seg: &Segment) -> &[AtomicU64] {
-    // SAFETY: the payload is 128-byte aligned, `len` bytes long, mapped as
-    // long as `seg` lives (which the slice borrows), and accessed only
-    // through these atomics, here and in the forked children.
-    unsafe { std::slice::from_raw_parts(seg.as_ptr().cast::<AtomicU64>(), seg.len() / 8) }
 }
 
 fn set_bit(bits: &[AtomicU64], bit: u64) -> bool {

@@ -6,22 +6,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{join, join_all_ok, Rng};
+use common::{join, join_all_ok, words, Rng};
 use shmipc::{
     fork, AtomicU64, ByteQueue, BytesConfig, Child, ExitStatus, Named, PopError, PushError, Queue,
     RecvError, RingConfig, Segment, SendError, SpscQueue, Unlinker,
 };
 use shmipc::{Options, Segment as Seg};
 use std::sync::atomic::Ordering;
-
-/// The payload of a named segment as atomic words (a shared bitmap or a
-/// set of counters).
-fn words(seg: &Seg) -> &[AtomicU64] {
-    // SAFETY: the payload is 128-byte aligned, `len` bytes long, mapped as
-    // long as `seg` lives (which the slice borrows), and the tests access
-    // it only through these atomics.
-    unsafe { std::slice::from_raw_parts(seg.as_ptr().cast::<AtomicU64>(), seg.len() / 8) }
-}
 
 fn open_words(name: &str) -> Seg {
     Segment::open_with(name, &Options::new()).expect("open segment")

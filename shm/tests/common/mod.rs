@@ -83,6 +83,35 @@ pub fn join_all_ok(children: &mut [Child]) {
     }
 }
 
+/// Reads `buf.len()` raw bytes of a segment's file at `offset`.
+pub fn peek(name: &str, offset: u64, buf: &mut [u8]) {
+    std::fs::File::open(shm_path(name))
+        .unwrap()
+        .read_exact_at(buf, offset)
+        .unwrap();
+}
+
+pub fn peek_u32(name: &str, offset: u64) -> u32 {
+    let mut b = [0u8; 4];
+    peek(name, offset, &mut b);
+    u32::from_ne_bytes(b)
+}
+
+pub fn peek_u64(name: &str, offset: u64) -> u64 {
+    let mut b = [0u8; 8];
+    peek(name, offset, &mut b);
+    u64::from_ne_bytes(b)
+}
+
+/// A segment's payload (a [`shmipc::Segment`]) as atomic words: a shared
+/// bitmap or a set of counters, accessed only through these atomics.
+pub fn words(seg: &shmipc::Segment) -> &[shmipc::sync::AtomicU64] {
+    // SAFETY: the payload is 128-byte aligned, `len` bytes long, mapped as
+    // long as `seg` lives (which the slice borrows), and accessed only
+    // through these atomics, here and in forked children.
+    unsafe { std::slice::from_raw_parts(seg.as_ptr().cast(), seg.len() / 8) }
+}
+
 /// Writes raw bytes into a segment's file at `offset`, as a hostile or
 /// buggy peer would.
 pub fn poke(name: &str, offset: u64, bytes: &[u8]) {
