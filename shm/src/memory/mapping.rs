@@ -74,12 +74,10 @@ impl ObjectLayout {
     fn sizes(&self, peer_slots: u32) -> std::result::Result<(u64, u64), shmipc_core::LayoutError> {
         use shmipc_core::{LayoutError, Rule};
         let largest = isize::MAX as u64 - HEADER_SIZE;
+        let range = |min, max| Rule::Range { min, max };
+        let slots = u64::from(peer_slots);
         if self.size == 0 || self.size > largest {
-            let rule = Rule::Range {
-                min: 1,
-                max: largest,
-            };
-            return Err(LayoutError::parameter("size", self.size, rule));
+            return Err(LayoutError::parameter("size", self.size, range(1, largest)));
         }
         if !self.align.is_power_of_two() || self.align > MAX_ALIGN {
             let rule = Rule::PowerOfTwo {
@@ -89,23 +87,14 @@ impl ObjectLayout {
             return Err(LayoutError::parameter("alignment", self.align, rule));
         }
         if peer_slots == 0 || peer_slots > Token::MAX_SLOTS {
-            let rule = Rule::Range {
-                min: 1,
-                max: u64::from(Token::MAX_SLOTS),
-            };
-            return Err(LayoutError::parameter(
-                "peer_slots",
-                u64::from(peer_slots),
-                rule,
-            ));
+            let rule = range(1, u64::from(Token::MAX_SLOTS));
+            return Err(LayoutError::parameter("peer_slots", slots, rule));
         }
+        let most = largest - slots * PEER_SLOT_SIZE as u64 - 127;
         segment_sizes(self.size, peer_slots).ok_or(LayoutError::parameter(
             "size",
             self.size,
-            Rule::Range {
-                min: 1,
-                max: largest - u64::from(peer_slots) * PEER_SLOT_SIZE as u64 - 127,
-            },
+            range(1, most),
         ))
     }
 }

@@ -1112,22 +1112,13 @@ impl Supervisor {
             }
             let mut st = lock(&inner.state);
             if st.terminate {
-                let pending: Vec<Task> = st.pending.drain(..).collect();
-                drop(st);
-                for t in pending {
-                    t.reply.send(Err(TaskError::Terminated));
-                }
+                fail_pending(st, TaskError::Terminated);
                 self.stop_workers();
                 return;
             }
             if self.workers.is_empty() {
                 // No worker could be started: fail what waits.
-                let pending: Vec<Task> = st.pending.drain(..).collect();
-                drop(st);
-                for t in pending {
-                    t.reply
-                        .send(Err(TaskError::Spawn("no worker is running".into())));
-                }
+                fail_pending(st, TaskError::Spawn("no worker is running".into()));
                 if lock(&self.inner.state).closed {
                     return;
                 }
@@ -1237,19 +1228,7 @@ impl Supervisor {
         for w in &self.workers {
             w.inbox.close();
         }
-        for w in &mut self.workers {
-            if !matches!(w.child.join_timeout(Duration::from_secs(10)), Ok(Some(_))) {
-                let _ = w.child.kill();
-                let _ = w.child.join();
-            }
-        }
-        if let Some(s) = &self.inner.status {
-            for w in &self.workers {
-                s.set_state(w.entry, EXITED);
-            }
-        }
-        self.workers.clear();
-        lock(&self.inner.state).pids.clear();
+        self.end_workers(Duration::from_secs(10), false);
     }
 
     /// Terminates every worker and fails what they held.
@@ -1257,18 +1236,26 @@ impl Supervisor {
         for w in &mut self.workers {
             let _ = w.child.terminate();
         }
+        self.end_workers(Duration::from_secs(1), true);
+    }
+
+    /// Joins every worker, killing one that has not exited within
+    /// `patience`; with `fail`, settles the results it sent and fails the
+    /// tasks it still held with [`TaskError::Terminated`]. Then the pool
+    /// has no workers.
+    fn end_workers(&mut self, patience: Duration, fail: bool) {
         for w in &mut self.workers {
-            if !matches!(w.child.join_timeout(Duration::from_secs(1)), Ok(Some(_))) {
+            if !matches!(w.child.join_timeout(patience), Ok(Some(_))) {
                 let _ = w.child.kill();
                 let _ = w.child.join();
             }
-            drain(w, self.inner.max_message);
-            for task in w.assigned.drain(..) {
-                task.reply.send(Err(TaskError::Terminated));
+            if fail {
+                drain(w, self.inner.max_message);
+                for task in w.assigned.drain(..) {
+                    task.reply.send(Err(TaskError::Terminated));
+                }
             }
-        }
-        if let Some(s) = &self.inner.status {
-            for w in &self.workers {
+            if let Some(s) = &self.inner.status {
                 s.set_state(w.entry, EXITED);
             }
         }
@@ -1277,17 +1264,28 @@ impl Supervisor {
     }
 }
 
+/// Fails every pending task with `e` (after letting go of the state).
+fn fail_pending(mut st: MutexGuard<'_, State>, e: TaskError) {
+    let pending: Vec<Task> = st.pending.drain(..).collect();
+    drop(st);
+    for t in pending {
+        t.reply.send(Err(e.clone()));
+    }
+}
+
+/// The little-endian `u64` that `bytes` starts with, if it has 8 bytes.
+fn le_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
 /// Moves the complete results out of a worker's outbox to their handles.
 fn drain(w: &mut Worker, max: usize) {
     while let Ok(grant) = w.outbox.try_recv() {
         let msg = to_vec(&grant);
         drop(grant);
-        if msg.len() < RESULT_HEADER {
+        let (Some(id), Some(&status)) = (le_u64(&msg), msg.get(8)) else {
             continue;
-        }
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&msg[..8]);
-        let id = u64::from_le_bytes(id);
+        };
         let Some(pos) = w.assigned.iter().position(|t| t.id == id) else {
             continue;
         };
@@ -1295,19 +1293,15 @@ fn drain(w: &mut Worker, max: usize) {
             continue;
         };
         let payload = &msg[RESULT_HEADER..];
-        let result = match msg[8] {
+        let result = match status {
             STATUS_OK => Ok(payload.to_vec()),
             STATUS_PANICKED => Err(TaskError::Panicked(
                 String::from_utf8_lossy(payload).into_owned(),
             )),
-            STATUS_TOO_LARGE => {
-                let mut n = [0u8; 8];
-                let len = payload.get(..8).map_or(0, |b| {
-                    n.copy_from_slice(b);
-                    u64::from_le_bytes(n) as usize
-                });
-                Err(TaskError::TooLarge { len, max })
-            }
+            STATUS_TOO_LARGE => Err(TaskError::TooLarge {
+                len: le_u64(payload).map_or(0, |n| n as usize),
+                max,
+            }),
             STATUS_NO_FUNCTION => Err(TaskError::NoSuchFunction(usize::MAX)),
             _ => Err(TaskError::Panicked(
                 "the worker sent an unknown status".into(),
@@ -1390,11 +1384,9 @@ fn worker_main(inner: &Inner, inbox: &ByteQueue, outbox: &ByteQueue, current: &A
         if msg.len() < TASK_HEADER {
             return 4;
         }
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&msg[..8]);
-        let id = u64::from_le_bytes(word);
-        let mut f = [0u8; 4];
-        f.copy_from_slice(&msg[8..12]);
+        let (Some(id), Ok(f)) = (le_u64(&msg), msg[8..12].try_into()) else {
+            return 4;
+        };
         let func = u32::from_le_bytes(f) as usize;
         // SYNC POINT: SeqCst, before the function runs (see the doc
         // comment above).
