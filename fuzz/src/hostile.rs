@@ -35,7 +35,9 @@ use shmipc_core::mpmc::Mpmc;
 use shmipc_core::spsc::Spsc;
 use shmipc_core::{Deadline, PopError, PushError, RecvError, RingConfig, SendError};
 
-use crate::support::{AlignedBuf, Elem, Hostile, Input, MAX_OPS};
+use crate::support::{
+    byte_queue_buf, byte_queue_handles, AlignedBuf, Elem, Hostile, Input, MAX_OPS,
+};
 
 /// The mode bits of the first byte.
 const CONCURRENT: u8 = 0b01;
@@ -433,15 +435,10 @@ pub fn bytes_hostile(data: &[u8]) {
     let cap = 64usize << (first % 4);
     let max = input.below(cap / 2 - 16 + 1);
     let config = BytesConfig::new(cap, max);
-    let layout = ByteQueue::layout(config).expect("a valid configuration");
-    let buf = AlignedBuf::new(layout.size());
+    // `buf` outlives every handle and grant (it is declared first).
+    let buf = byte_queue_buf(config);
     let (ptr, len) = (buf.ptr(), buf.len());
-    // SAFETY: `buf` outlives every handle and grant (it is declared first);
-    // only they and the hostile writer use it.
-    let q = unsafe { ByteQueue::init_at(ptr, len, config) }.expect("init");
-    // SAFETY: as for init_at.
-    let attached = unsafe { ByteQueue::attach(ptr, len) }.expect("attach");
-    let handles = [q.clone(), attached, q];
+    let handles = byte_queue_handles(&buf, config);
     // SAFETY: `buf` outlives the writer too; nothing references its bytes.
     let mut hostile = unsafe { Hostile::new(ptr, len) };
 

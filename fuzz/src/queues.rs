@@ -13,7 +13,7 @@ use shmipc_core::mpmc::Mpmc;
 use shmipc_core::spsc::Spsc;
 use shmipc_core::{PopError, PushError, QueueError, RecvError, RingConfig, SendError};
 
-use crate::support::{AlignedBuf, Elem, Input, MAX_OPS};
+use crate::support::{byte_queue_buf, byte_queue_handles, AlignedBuf, Elem, Input, MAX_OPS};
 
 /// The SPSC ring against a `VecDeque`.
 pub fn spsc_ops(data: &[u8]) {
@@ -515,15 +515,9 @@ pub fn bytes_ops(data: &[u8]) {
     let cap = 64usize << input.below(5);
     let max = input.below(cap / 2 - 16 + 1);
     let config = BytesConfig::new(cap, max);
-    let layout = ByteQueue::layout(config).expect("a valid configuration");
-    let buf = AlignedBuf::new(layout.size());
-    let (ptr, len) = (buf.ptr(), buf.len());
-    // SAFETY: `buf` outlives every handle and grant (it is declared first)
-    // and nothing but them uses it.
-    let q = unsafe { ByteQueue::init_at(ptr, len, config) }.expect("init");
-    // SAFETY: as above.
-    let attached = unsafe { ByteQueue::attach(ptr, len) }.expect("attach");
-    let handles = [q.clone(), attached, q];
+    // `buf` outlives every handle and grant (it is declared first).
+    let buf = byte_queue_buf(config);
+    let handles = byte_queue_handles(&buf, config);
     let mut model = BytesModel {
         cap: cap as u64,
         max,
