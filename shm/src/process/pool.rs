@@ -169,17 +169,10 @@ impl AsyncResult {
     /// Waits for the result, as long as it takes, and returns a copy of it
     /// (see [`AsyncResult::get_timeout`]).
     pub fn get(&self) -> TaskResult {
-        let mut r = lock(&self.slot.result);
-        loop {
-            if let Some(result) = &*r {
-                return result.clone();
-            }
-            r = self
-                .slot
-                .done
-                .wait(r)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
+        let r = lock(&self.slot.result);
+        let r = self.slot.done.wait_while(r, |r| r.is_none());
+        let r = r.unwrap_or_else(|poisoned| poisoned.into_inner());
+        r.clone().unwrap_or(Err(TaskError::Terminated))
     }
 
     /// Waits at most `timeout`; [`TaskError::Timeout`] if the result is
@@ -210,24 +203,17 @@ impl AsyncResult {
     /// Waits at most `timeout` for the result; returns whether it is ready.
     /// `Duration::MAX` waits for ever.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let Some(deadline) = Instant::now().checked_add(timeout) else {
+        if Instant::now().checked_add(timeout).is_none() {
             self.wait();
             return true;
-        };
-        let mut r = lock(&self.slot.result);
-        while r.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            r = self
-                .slot
-                .done
-                .wait_timeout(r, left)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .0;
         }
-        true
+        let r = lock(&self.slot.result);
+        let (r, _) = (self
+            .slot
+            .done
+            .wait_timeout_while(r, timeout, |r| r.is_none()))
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+        r.is_some()
     }
 }
 
