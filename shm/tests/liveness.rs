@@ -90,6 +90,27 @@ fn in_new_pid_namespace(inner: &Shared<AtomicU32>, f: impl FnOnce() -> i32) -> O
     Some(child)
 }
 
+/// Runs `hold` (which takes something and returns the handles to keep) as
+/// pid 1 of a new pid namespace, then SIGKILLs that process and reaps it:
+/// a holder that died inside the namespace. `false` if this user cannot
+/// make namespaces (see [`in_new_pid_namespace`]).
+fn holder_killed_in_new_pid_namespace<K>(hold: impl FnOnce() -> K) -> bool {
+    let held = Shared::<Event>::anon(()).unwrap();
+    let inner = Shared::<AtomicU32>::anon(0).unwrap();
+    let Some(mut child) = in_new_pid_namespace(&inner, || {
+        let _kept = hold();
+        held.set();
+        std::thread::sleep(LONG);
+        0
+    }) else {
+        return false;
+    };
+    assert!(held.wait_timeout(LONG));
+    kill_grandchild(&inner);
+    assert_eq!(join(&mut child), ExitStatus::Code(128 + libc::SIGKILL));
+    true
+}
+
 /// SIGKILLs the grandchild [`in_new_pid_namespace`] made.
 fn kill_grandchild(inner: &Shared<AtomicU32>) {
     let pid = inner.load(SeqCst) as libc::pid_t;
@@ -231,20 +252,14 @@ fn a_holder_killed_inside_a_pid_namespace_is_taken_over_outside() {
     let names = Unlinker::new("ns-lock-killed");
     let name = names.name("lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
-    let held = Shared::<Event>::anon(()).unwrap();
-    let inner = Shared::<AtomicU32>::anon(0).unwrap();
-    let Some(mut child) = in_new_pid_namespace(&inner, || {
+    let held = holder_killed_in_new_pid_namespace(|| {
         let lock = Shared::<Lock>::open(&name).unwrap();
-        let _guard = lock.lock().unwrap().leak();
-        held.set();
-        std::thread::sleep(LONG);
-        0
-    }) else {
+        lock.lock().unwrap().leak();
+        lock
+    });
+    if !held {
         return;
-    };
-    assert!(held.wait_timeout(LONG));
-    kill_grandchild(&inner);
-    assert_eq!(join(&mut child), ExitStatus::Code(128 + libc::SIGKILL));
+    }
     let mut g = lock.lock_timeout(LONG).unwrap();
     assert!(g.owner_died(), "the dead holder's lock was taken over");
     g.mark_consistent();
@@ -330,19 +345,9 @@ fn a_new_holder_with_a_dead_holders_pid_takes_the_role_over() {
     let names = Unlinker::new("ns-reuse");
     let name = names.name("spsc");
     let _q = SpscQueue::<u32>::create(&name, RingConfig::new(8)).unwrap();
-    let held = Shared::<Event>::anon(()).unwrap();
-    let inner = Shared::<AtomicU32>::anon(0).unwrap();
-    let Some(mut first) = in_new_pid_namespace(&inner, || {
-        let _tx = SpscQueue::<u32>::producer(&name).unwrap();
-        held.set();
-        std::thread::sleep(LONG);
-        0
-    }) else {
+    if !holder_killed_in_new_pid_namespace(|| SpscQueue::<u32>::producer(&name).unwrap()) {
         return;
-    };
-    assert!(held.wait_timeout(LONG));
-    kill_grandchild(&inner);
-    assert_eq!(join(&mut first), ExitStatus::Code(128 + libc::SIGKILL));
+    }
     let inner2 = Shared::<AtomicU32>::anon(0).unwrap();
     let mut second = in_new_pid_namespace(&inner2, || {
         match SpscQueue::<u32>::producer(&name) {
