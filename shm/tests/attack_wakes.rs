@@ -23,8 +23,7 @@ use std::time::Duration;
 use common::{eventually, join, off, peek_u32, peek_u64, poke_u32};
 use shmipc::sync::{AtomicU32, Ordering};
 use shmipc::{
-    fork, Barrier, Child, Condition, Event, ExitStatus, Named, Semaphore, SemaphoreConfig, Shared,
-    Unlinker,
+    fork, Barrier, Child, Condition, Event, ExitStatus, Named, Semaphore, Shared, Unlinker,
 };
 
 /// How long a stranded sleeper may take to notice (generous: a few
@@ -103,14 +102,7 @@ fn an_event_set_whose_setter_died_before_waking_wakes_its_waiter() {
 fn a_permit_whose_releaser_died_before_waking_reaches_the_sleeper() {
     let names = Unlinker::new("atk-wake-sem");
     let name = names.name("sem");
-    let sem = Shared::<Semaphore>::create(
-        &name,
-        SemaphoreConfig {
-            initial: 0,
-            max: None,
-        },
-    )
-    .unwrap();
+    let sem = Shared::<Semaphore>::create(&name, common::unbounded(0)).unwrap();
     let (entered, returned) = (
         Shared::<AtomicU32>::anon(0).unwrap(),
         Shared::<AtomicU32>::anon(0).unwrap(),

@@ -37,6 +37,11 @@ impl Rng {
     }
 }
 
+/// A semaphore with `initial` permits and no bound.
+pub fn unbounded(initial: u32) -> shmipc::SemaphoreConfig {
+    shmipc::SemaphoreConfig { initial, max: None }
+}
+
 /// How long any child may take before the test calls it hung.
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
