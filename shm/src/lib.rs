@@ -78,6 +78,7 @@ mod segment;
 mod shared;
 pub mod typed;
 mod unlinker;
+pub mod wait;
 
 pub use data::{
     Array, ArrayError, DictConfig, DictError, Entry, ListConfig, SharedDict, SharedList,
@@ -98,6 +99,7 @@ pub use segment::Segment;
 pub use shared::{Shared, ShmObject};
 pub use typed::{MessageError, TypedDict, TypedPipe, TypedPipeEnd, TypedQueue};
 pub use unlinker::Unlinker;
+pub use wait::{wait, Interest, WaitError};
 
 /// serde, re-exported: derive `Serialize` and `Deserialize` for the typed
 /// objects without a serde dependency of your own, with
