@@ -3,7 +3,7 @@
 //!
 //! ```
 //! use shmipc::wait::{wait, Interest};
-//! use shmipc::{Event, Queue, RingConfig, Shared};
+//! use shmipc::{Event, Named, Queue, RingConfig, Shared};
 //! use std::time::Duration;
 //!
 //! let jobs = Queue::<u64>::anon(RingConfig::new(8))?;
