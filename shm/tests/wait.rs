@@ -263,8 +263,15 @@ fn a_wait_on_64_objects_of_every_kind_reports_exactly_the_ready_ones() {
     );
     for &i in &SINGLES {
         cmd.push(i as u64).unwrap();
+        let start = Instant::now();
         let ready = wait(&interests, Some(WAKE_PATIENCE)).unwrap();
         assert_eq!(ready, [i], "the child made only #{i} ready");
+        // Ready, but only found at the timeout: the wake-up was lost (with
+        // `strict-wakes`, nothing else ends the sleep earlier).
+        assert!(
+            start.elapsed() < WAKE_PATIENCE,
+            "#{i}: woken by the timeout only"
+        );
         objects.reset(i);
     }
     cmd.push(BATCH_ROUND).unwrap();
@@ -292,21 +299,38 @@ fn an_event_set_and_cleared_again_during_the_wait_is_reported() {
         let Ok(e) = Shared::<Event>::open(&name) else {
             return 2;
         };
-        std::thread::sleep(Duration::from_millis(50));
+        // Wait until the parent's wait has armed the event (its WAITERS
+        // bit, 2, is up), then pulse it.
+        if !common::eventually(CHILD_TIMEOUT, || event_word(&name) & 2 != 0) {
+            return 3;
+        }
         e.set();
         e.clear();
         0
     })
     .unwrap();
+    let start = Instant::now();
     let ready = wait(
         &[Interest::event(&other), Interest::event(&event)],
         Some(WAKE_PATIENCE),
     );
     assert_eq!(join(&mut child), ExitStatus::Code(0));
-    // The pulse may also have come before the wait armed: then the event
-    // is not set and nothing fired during the wait.
-    let ready = ready.unwrap();
-    assert!(ready == [1] || ready.is_empty(), "{ready:?}");
+    assert_eq!(ready.unwrap(), [1], "the pulse during the wait was missed");
+    assert!(start.elapsed() < WAKE_PATIENCE, "woken by the timeout only");
+    assert!(!event.is_set());
+}
+
+/// The word of the Event in segment `name`, read through its file.
+fn event_word(name: &str) -> u32 {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(common::shm_path(name)).unwrap();
+    let mut b = [0u8; 8];
+    file.read_exact_at(&mut b, common::off::OBJECT_OFFSET)
+        .unwrap();
+    let at = u64::from_ne_bytes(b);
+    let mut w = [0u8; 4];
+    file.read_exact_at(&mut w, at).unwrap();
+    u32::from_ne_bytes(w)
 }
 
 #[test]
@@ -331,13 +355,12 @@ fn wait_wakes_when_a_child_exits() {
             Interest::readable(&q),
             Interest::child(&quick),
         ],
-        Some(Duration::from_secs(20)),
+        Some(WAKE_PATIENCE),
     )
     .unwrap();
-    println!(
-        "woke {:?} after the start for the child's exit",
-        start.elapsed()
-    );
+    let took = start.elapsed();
+    println!("woke {took:?} after the start for the child's exit (it sleeps 200 ms)");
+    assert!(took < WAKE_PATIENCE, "woken by the timeout only");
     assert_eq!(ready, [3]);
     // Not reaped by the wait: join reports the code.
     assert_eq!(join(&mut quick), ExitStatus::Code(7));
