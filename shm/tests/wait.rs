@@ -304,9 +304,28 @@ fn an_event_set_and_cleared_again_during_the_wait_is_reported() {
         if !common::eventually(CHILD_TIMEOUT, || event_word(&name) & 2 != 0) {
             return 3;
         }
+        // Stop the parent, so that it cannot look between the set and the
+        // clear: only the event's generation tells it a set came.
+        // SAFETY: getppid and kill take plain integers.
+        let parent = unsafe { libc::getppid() };
+        // SAFETY: as above; the parent is the test process, resumed below.
+        unsafe { libc::kill(parent, libc::SIGSTOP) };
+        let stopped = common::eventually(CHILD_TIMEOUT, || {
+            std::fs::read_to_string(format!("/proc/{parent}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('T'))
+            })
+        });
         e.set();
         e.clear();
-        0
+        // SAFETY: as above.
+        unsafe { libc::kill(parent, libc::SIGCONT) };
+        if stopped {
+            0
+        } else {
+            4
+        }
     })
     .unwrap();
     let start = Instant::now();
