@@ -55,6 +55,8 @@ enum Undo<'a> {
     Event,
     /// A lock's `WAITERS` bit; its unlocks wake one.
     Lock,
+    /// A plain word ([`Arm::on_word`]).
+    Plain,
 }
 
 /// A waiter's registration with one object, and the futex word to sleep on
@@ -82,6 +84,19 @@ unsafe impl Send for Arm<'_> {}
 unsafe impl Sync for Arm<'_> {}
 
 impl<'a> Arm<'a> {
+    /// An arm on a word of the caller's own, whose changer always wakes
+    /// it (a watcher's counter): sleep while `word` holds `expected`.
+    pub fn on_word(word: &'a AtomicU32, expected: u32) -> Arm<'a> {
+        Arm {
+            word,
+            expected,
+            undo: Undo::Plain,
+            short: false,
+            consumed: false,
+            recheck: None,
+        }
+    }
+
     /// The futex word to sleep on.
     pub fn word(&self) -> &'a AtomicU32 {
         self.word
@@ -165,7 +180,7 @@ impl Drop for Arm<'_> {
                     futex::wake_one(self.word);
                 }
             }
-            Undo::Event => {}
+            Undo::Event | Undo::Plain => {}
             Undo::Lock => {
                 // An unlock clears WAITERS and wakes one sleeper; if that
                 // was us and we take nothing, wake the next (as a timed-out

@@ -61,6 +61,8 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmipc needs Linux (futexes, /dev/shm, O_TMPFILE)");
 
+#[cfg(feature = "tokio")]
+pub mod aio;
 mod data;
 mod error;
 #[cfg(feature = "fault-injection")]

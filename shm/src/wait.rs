@@ -421,7 +421,7 @@ fn child_ended(child: &Child) -> Option<bool> {
 }
 
 /// Whether `fd` polls readable now (a pidfd: its process ended).
-fn readable_now(fd: RawFd) -> bool {
+pub(crate) fn readable_now(fd: RawFd) -> bool {
     let mut pfd = libc::pollfd {
         fd,
         events: libc::POLLIN,
