@@ -229,7 +229,7 @@ fn try_register(arm: Arm<'_>, keep: Keep, waker: &Waker) -> Result<Ticket, Box<E
     let arm = unsafe { arm.detach() };
     let mut all = WAITERS.lock().unwrap_or_else(|p| p.into_inner());
     let pid = std::process::id();
-    if all.as_ref().is_none_or(|w| w.pid != pid) {
+    if !all.as_ref().is_some_and(|w| w.pid == pid) {
         // First use, or a forked child (which has none of its parent's
         // threads): start afresh; the parent's waiters stay leaked.
         *all = Some(Waiters {
