@@ -92,7 +92,7 @@ enum Keep {
 }
 
 struct Waiter {
-    /// Bumped by every registration and removal: the thread looks again.
+    /// Bumped by every registration: the thread looks again.
     kick: AtomicU32,
     entries: Mutex<Vec<Entry>>,
 }
