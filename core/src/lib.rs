@@ -62,6 +62,8 @@ pub mod place;
 pub mod queue;
 pub mod sync;
 mod sys;
+#[cfg(not(loom))]
+pub mod waitable;
 
 // The files of the queues and the semaphore name these by their old
 // paths until they move into their folders.
@@ -73,6 +75,8 @@ pub(crate) use sys::{membarrier, tid};
 pub use queue::{bytes, mpmc, spsc};
 pub use sync::semaphore;
 pub use sys::futex;
+#[cfg(not(loom))]
+pub use sys::waitv;
 
 pub use bytes::{ByteQueue, BytesConfig, ReadGrant, WriteGrant};
 pub use futex::Deadline;

@@ -61,6 +61,8 @@
 #[cfg(not(target_os = "linux"))]
 compile_error!("shmipc needs Linux (futexes, /dev/shm, O_TMPFILE)");
 
+#[cfg(feature = "tokio")]
+pub mod aio;
 mod data;
 mod error;
 #[cfg(feature = "fault-injection")]
@@ -78,6 +80,7 @@ mod segment;
 mod shared;
 pub mod typed;
 mod unlinker;
+pub mod wait;
 
 pub use data::{
     Array, ArrayError, DictConfig, DictError, Entry, ListConfig, SharedDict, SharedList,
@@ -98,6 +101,7 @@ pub use segment::Segment;
 pub use shared::{Shared, ShmObject};
 pub use typed::{MessageError, TypedDict, TypedPipe, TypedPipeEnd, TypedQueue};
 pub use unlinker::Unlinker;
+pub use wait::{wait, Interest, WaitError};
 
 /// serde, re-exported: derive `Serialize` and `Deserialize` for the typed
 /// objects without a serde dependency of your own, with

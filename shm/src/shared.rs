@@ -193,6 +193,14 @@ impl<T: ShmObject> Shared<T> {
     }
 }
 
+impl<T: ShmObject> Shared<T> {
+    /// The mapping (for `wait` and the async waiters, which keep it alive).
+    #[allow(dead_code)]
+    pub(crate) fn memory(&self) -> &Mapping {
+        &self.memory
+    }
+}
+
 impl<T: ShmObject> Deref for Shared<T> {
     type Target = T;
 

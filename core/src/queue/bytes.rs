@@ -1569,6 +1569,18 @@ impl<K> fmt::Debug for ReadGrant<'_, '_, K> {
     }
 }
 
+/// For waiters on many objects (`crate::waitable`): the signals readers and
+/// writers sleep on.
+impl<K> ByteQueue<'_, K> {
+    pub(crate) fn readable_signal(&self) -> &Signal {
+        &self.ctrl.not_empty
+    }
+
+    pub(crate) fn writable_signal(&self) -> &Signal {
+        &self.ctrl.not_full
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

@@ -145,5 +145,5 @@ pub(crate) use storage::Boxed;
 pub(crate) use storage::{layout, round_up, CachePadded, Cell, Cells, Life};
 pub(crate) use wait::{
     block, block_checked, count_miss, counted, heavy_if_light, register, sleeping, unregister,
-    Signal, SIGNAL_FLAG,
+    Registration, Signal, SIGNAL_FLAG,
 };

@@ -1319,6 +1319,18 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     }
 }
 
+/// For waiters on many objects (`crate::waitable`): the signals consumers
+/// and producers sleep on.
+impl<T, K> Mpmc<'_, T, K> {
+    pub(crate) fn readable_signal(&self) -> &Signal {
+        &self.ctrl.not_empty
+    }
+
+    pub(crate) fn writable_signal(&self) -> &Signal {
+        &self.ctrl.not_full
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

@@ -866,6 +866,20 @@ impl<T, K> fmt::Debug for Consumer<'_, T, K> {
     }
 }
 
+/// For waiters on many objects (`crate::waitable`): the signal each handle
+/// sleeps on.
+impl<T, K> Producer<'_, T, K> {
+    pub(crate) fn wait_signal(&self) -> &Signal {
+        &self.ctrl.not_full
+    }
+}
+
+impl<T, K> Consumer<'_, T, K> {
+    pub(crate) fn wait_signal(&self) -> &Signal {
+        &self.ctrl.not_empty
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;

@@ -405,3 +405,10 @@ pub(crate) fn signal_word_at(bytes: &[u8], off: usize) -> Option<u64> {
         off.checked_add(core::mem::offset_of!(Signal, sleepers))?,
     )
 }
+
+/// For waiters on many objects (`crate::waitable`): the sleeper word.
+impl Signal {
+    pub(crate) fn sleepers_word(&self) -> &AtomicU64 {
+        &self.sleepers
+    }
+}

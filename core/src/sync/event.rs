@@ -163,6 +163,45 @@ impl Event {
     }
 }
 
+/// For waiters on many objects (`crate::waitable`).
+impl Event {
+    pub(crate) fn wait_word(&self) -> &AtomicU32 {
+        &self.word
+    }
+
+    /// Sets `WAITERS` on `word` (so the next `set` wakes) and returns the
+    /// word as it now is, or `None` if the flag is up.
+    pub(crate) fn announce_waiter(word: &AtomicU32) -> Option<u32> {
+        // SYNC POINT: Acquire pairs with the Release compare-and-swap in
+        // `set`, as in `wait_until`.
+        let mut state = word.load(Ordering::Acquire);
+        loop {
+            if state & SET != 0 {
+                return None;
+            }
+            if state & WAITERS != 0 {
+                return Some(state);
+            }
+            match word.compare_exchange_weak(
+                state,
+                state | WAITERS,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(state | WAITERS),
+                Err(s) => state = s,
+            }
+        }
+    }
+
+    /// Whether the event was set since `word` read `armed` (flag up, or a
+    /// new generation), as `wait_until` decides.
+    pub(crate) fn fired_since(word: &AtomicU32, armed: u32) -> bool {
+        let s = word.load(Ordering::Acquire);
+        s & SET != 0 || s & !(SET | WAITERS) != armed & !(SET | WAITERS)
+    }
+}
+
 impl Default for Event {
     fn default() -> Self {
         Event::new()

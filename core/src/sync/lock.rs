@@ -501,6 +501,68 @@ impl Lock {
         futex::wake_one(&self.word);
     }
 
+    /// The `WAITERS` bit (for `crate::waitable`).
+    pub(crate) const WAITERS_BIT: u32 = WAITERS;
+
+    /// The futex word (for `crate::waitable`).
+    pub(crate) fn wait_word(&self) -> &AtomicU32 {
+        &self.word
+    }
+
+    /// Sets `WAITERS` on a held lock's `word` (so its unlock wakes) and
+    /// returns the word as it now is, or `None` if the lock is free (or
+    /// not recoverable: taking it reports that).
+    pub(crate) fn announce_waiter(word: &AtomicU32) -> Option<u32> {
+        let mut state = word.load(Ordering::Relaxed);
+        loop {
+            let owner = state & TID_MASK;
+            if owner == 0 || owner == NOT_RECOVERABLE {
+                return None;
+            }
+            if state & WAITERS != 0 {
+                return Some(state);
+            }
+            match word.compare_exchange_weak(
+                state,
+                state | WAITERS,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Some(state | WAITERS),
+                Err(s) => state = s,
+            }
+        }
+    }
+
+    /// [`Lock::try_lock`] for a waiter that slept on the lock outside
+    /// [`Lock::lock`] (an [`Arm`](crate::waitable::Arm) of it): a free lock
+    /// is taken with `WAITERS` set, as a woken sleeper takes it, because
+    /// others may still sleep and our unlock must wake one.
+    ///
+    /// SYNC POINT: its Acquire compare-and-swap pairs with the Release swap
+    /// in [`Lock::unlock`], as [`Lock::try_lock_with`]'s does.
+    pub fn try_lock_woken(&self) -> Result<LockGuard<'_>, LockError> {
+        let me = self.peers().me().raw();
+        let stamp = tid::thread_stamp();
+        let mut state = self.word.load(Ordering::Relaxed);
+        loop {
+            self.check_held(state, stamp)?;
+            if state & TID_MASK != 0 {
+                return Err(LockError::WouldBlock);
+            }
+            // SYNC POINT: Acquire (paired in the doc comment above).
+            match self.word.compare_exchange_weak(
+                state,
+                state | me | WAITERS,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(self.acquired(stamp, state & OWNER_DIED != 0)),
+                Err(s) => state = s,
+            }
+        }
+    }
+
     /// Whether someone holds the lock right now (a snapshot). A lock that is
     /// not recoverable counts as held.
     pub fn is_locked(&self) -> bool {

@@ -271,6 +271,12 @@ impl Semaphore {
         }
     }
 
+    /// For waiters on many objects (`crate::waitable`): `count`, `epoch`
+    /// and `sleepers`.
+    pub(crate) fn wait_words(&self) -> (&AtomicU32, &AtomicU32, &AtomicU64) {
+        (&self.count, &self.epoch, &self.sleepers)
+    }
+
     /// Test support: registers an acquirer that never sleeps and never
     /// leaves, as a process killed while blocked in `acquire` leaves it.
     #[cfg(any(test, feature = "fault-injection"))]

@@ -100,6 +100,15 @@ impl Deadline {
         Deadline::now() >= *self
     }
 
+    /// The deadline as a `timespec` (for system calls that take one).
+    #[cfg(not(loom))]
+    pub(crate) fn timespec(&self) -> libc::timespec {
+        libc::timespec {
+            tv_sec: self.secs.max(0) as libc::time_t,
+            tv_nsec: self.nanos as _,
+        }
+    }
+
     /// The time left until the deadline (zero once it has passed).
     pub fn remaining(&self) -> Duration {
         let now = Deadline::now();

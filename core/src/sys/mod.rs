@@ -9,3 +9,5 @@ pub(crate) mod copy;
 pub mod futex;
 pub(crate) mod membarrier;
 pub(crate) mod tid;
+#[cfg(not(loom))]
+pub mod waitv;

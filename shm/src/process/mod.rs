@@ -194,6 +194,13 @@ impl Child {
         self.pid as u32
     }
 
+    /// The child's pidfd, while it is unreaped and one could be opened (for
+    /// `wait` and the async `join`).
+    pub(crate) fn pidfd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.pidfd.as_ref().map(|fd| fd.as_fd())
+    }
+
     /// The `std` handle of a [`spawn`]ed child (for its piped stdio).
     pub fn std(&mut self) -> Option<&mut std::process::Child> {
         self.std.as_mut()

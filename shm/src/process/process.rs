@@ -156,6 +156,11 @@ impl fmt::Debug for ProcessHandle {
 }
 
 impl ProcessHandle {
+    /// The child (for `wait`, which only looks).
+    pub(crate) fn child_ref(&self) -> &Child {
+        &self.child
+    }
+
     /// The name it was given.
     pub fn name(&self) -> &str {
         &self.name

@@ -226,6 +226,13 @@ impl PipeEnd {
         })
     }
 
+    /// The ring this end sends on and the one it receives from, and the
+    /// mapping they lie in (for `wait` and the async waiters).
+    #[allow(dead_code)]
+    pub(crate) fn rings(&self) -> (&CoreByteQueue<'static>, &CoreByteQueue<'static>, &Mapping) {
+        (&self.tx, &self.rx, &self.memory)
+    }
+
     /// Which end this is.
     pub fn side(&self) -> Side {
         self.side

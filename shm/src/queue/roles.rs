@@ -190,6 +190,14 @@ impl HeldRole {
     }
 }
 
+impl HeldRole {
+    /// The mapping the role lies in (for the async waiters).
+    #[allow(dead_code)]
+    pub(crate) fn memory(&self) -> &Mapping {
+        &self.memory
+    }
+}
+
 impl Drop for HeldRole {
     fn drop(&mut self) {
         release_role(&self.memory, self.role, self.claim);

@@ -1,0 +1,387 @@
+//! Sleeping on many objects at once: what each blocking object offers a
+//! waiter that is not one of its own calls (`shmipc::wait`, an async
+//! waiter thread).
+//!
+//! Every object here sleeps on one 32-bit futex word. An [`Arm`] is a
+//! waiter's half of that object's sleep protocol, made without blocking:
+//! it registers the waiter where the object's wakers look for sleepers
+//! (the sleeper count of a queue side or a [`Semaphore`], the `WAITERS`
+//! bit of an [`Event`] or a [`Lock`]), re-checks the object, and hands
+//! back the word with the value that means "still not ready". The waiter
+//! may then sleep on any number of such words in one `futex_waitv`
+//! ([`crate::futex::waitv`](crate::waitv)): whichever object becomes
+//! ready changes or wakes its word, because its waker saw the
+//! registration. Dropping the `Arm` takes the registration back.
+//!
+//! Each `arm_*` function returns `None` when the object is ready already
+//! (the check is made after registering, as every blocking call of the
+//! object makes it, so no wake-up can fall between the check and the
+//! sleep). After waking, the waiter drops its arms and arms again: that is
+//! its re-check, and it also registers anew where a wipe of a sleeper count
+//! ([`crate::queue`], "A sleeper that dies") dropped it.
+//!
+//! Readiness is the cheap, non-consuming test a blocking call makes first:
+//! a queue side is *readable* when it holds an item (or is closed),
+//! *writable* when it has room (or is closed), an event when it is set (or
+//! was set since the arm: [`Arm::fired`]), a semaphore when it has a
+//! permit, a lock when it is free. It is a snapshot: another process may
+//! take the item first, so a waiter then uses the object's `try_*` call.
+//!
+//! Two objects wake one sleeper, not all: a [`Semaphore`] release and a
+//! [`Lock`] unlock. A waiter that was woken by one and then takes nothing
+//! would leave the object's other sleepers asleep with a permit free, so
+//! dropping such an arm passes the wake on (one `FUTEX_WAKE`), as a
+//! `Lock` waiter that times out does; [`Arm::consume`] says the waiter
+//! took what it was woken for.
+
+use crate::bytes::{ByteQueue, RECORD_HEADER};
+use crate::mpmc::Mpmc;
+use crate::queue::{heavy_if_light, register, sleeping, unregister, Signal};
+use crate::spsc::{Consumer, Producer};
+use crate::sync::event::Event;
+use crate::sync::lock::Lock;
+use crate::sync::semaphore::Semaphore;
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::{futex, queue};
+
+#[derive(Clone, Copy)]
+enum Undo<'a> {
+    /// A registration in a queue side's sleeper count.
+    Signal(&'a AtomicU64, queue::Registration),
+    /// A registration in a semaphore's count; its wakes wake one.
+    Semaphore(&'a AtomicU64, queue::Registration),
+    /// An event's `WAITERS` bit: nothing to take back (the next `set`
+    /// clears it).
+    Event,
+    /// A lock's `WAITERS` bit; its unlocks wake one.
+    Lock,
+    /// A plain word ([`Arm::on_word`]).
+    Plain,
+}
+
+/// A waiter's registration with one object, and the futex word to sleep on
+/// (module docs). Dropping it takes the registration back.
+#[must_use = "dropping an Arm takes the registration back at once"]
+pub struct Arm<'a> {
+    word: &'a AtomicU32,
+    expected: u32,
+    undo: Undo<'a>,
+    short: bool,
+    consumed: bool,
+    /// For an arm made without its barrier ([`Arm::needs_barrier`]): the
+    /// object's readiness test, and the object.
+    recheck: Option<(Test, *const ())>,
+}
+
+/// An object's readiness test, with the object's type erased.
+type Test = fn(*const ()) -> bool;
+
+// SAFETY: an Arm holds shared references to atomics (Sync) and, in
+// `recheck`, a pointer to a Sync object it only reads through `&`, as the
+// `&'a` it was made from would.
+unsafe impl Send for Arm<'_> {}
+// SAFETY: as above; every method takes `&self` and only reads atomics.
+unsafe impl Sync for Arm<'_> {}
+
+impl<'a> Arm<'a> {
+    /// An arm on a word of the caller's own, whose changer always wakes
+    /// it (a watcher's counter): sleep while `word` holds `expected`.
+    pub fn on_word(word: &'a AtomicU32, expected: u32) -> Arm<'a> {
+        Arm {
+            word,
+            expected,
+            undo: Undo::Plain,
+            short: false,
+            consumed: false,
+            recheck: None,
+        }
+    }
+
+    /// The futex word to sleep on.
+    pub fn word(&self) -> &'a AtomicU32 {
+        self.word
+    }
+
+    /// The value of [`Arm::word`] that means "not ready yet": sleep while
+    /// the word holds it.
+    pub fn expected(&self) -> u32 {
+        self.expected
+    }
+
+    /// Whether the word has moved on since the arm (a wake-up, or a change
+    /// the waiter should look at).
+    pub fn moved(&self) -> bool {
+        self.word.load(Ordering::Acquire) != self.expected
+    }
+
+    /// Whether the arm was made without the heavy side of its object's
+    /// asymmetric barrier (an `arm_*_deferred` call): the waiter must then
+    /// make [`barrier`] once (for all such arms), and test each with
+    /// [`Arm::ready_now`], before it sleeps.
+    pub fn needs_barrier(&self) -> bool {
+        self.recheck.is_some()
+    }
+
+    /// The object's readiness test, made again (for the arms that
+    /// [`need a barrier`](Arm::needs_barrier), after [`barrier`]).
+    pub fn ready_now(&self) -> bool {
+        match self.recheck {
+            Some((test, object)) => test(object),
+            None => false,
+        }
+    }
+
+    /// True if the waiter must not sleep longer than a millisecond or so
+    /// at a time: the object's wakers may look for sleepers with a plain
+    /// load, and the kernel refused the barrier that makes such a load see
+    /// this registration (`crate::membarrier`).
+    pub fn short_sleeps(&self) -> bool {
+        self.short
+    }
+
+    /// For an event: whether it was set since this arm, even if it has
+    /// been cleared again (as a blocked [`Event::wait`] returns true for a
+    /// `set` that a `clear` followed). False for other objects.
+    pub fn fired(&self) -> bool {
+        matches!(self.undo, Undo::Event) && Event::fired_since(self.word, self.expected)
+    }
+
+    /// Says the waiter took what it was woken for (a permit, the lock), so
+    /// that dropping the arm passes no wake on (module docs).
+    pub fn consume(mut self) {
+        self.consumed = true;
+    }
+
+    /// This arm with its borrow erased, for a waiter that keeps arms beyond
+    /// the borrow of the object (an async waiter thread that holds the
+    /// object's mapping alive by other means).
+    ///
+    /// # Safety
+    ///
+    /// The object's memory stays mapped, at the same address, until the
+    /// returned arm is dropped.
+    pub unsafe fn detach(self) -> Arm<'static> {
+        // SAFETY: the caller keeps every word the arm points at alive for
+        // as long as the arm lives; `Arm` has no other borrow.
+        unsafe { core::mem::transmute::<Arm<'a>, Arm<'static>>(self) }
+    }
+}
+
+impl Drop for Arm<'_> {
+    fn drop(&mut self) {
+        match self.undo {
+            Undo::Signal(sleepers, reg) => unregister(sleepers, reg),
+            Undo::Semaphore(sleepers, reg) => {
+                unregister(sleepers, reg);
+                // Woken (maybe by a release's one wake) and taking nothing:
+                // pass the wake on if anyone else sleeps there.
+                if !self.consumed && self.moved() && sleeping(sleepers.load(Ordering::Relaxed)) != 0
+                {
+                    futex::wake_one(self.word);
+                }
+            }
+            Undo::Event | Undo::Plain => {}
+            Undo::Lock => {
+                // An unlock clears WAITERS and wakes one sleeper; if that
+                // was us and we take nothing, wake the next (as a timed-out
+                // `Lock` waiter does).
+                if !self.consumed && self.word.load(Ordering::Relaxed) & Lock::WAITERS_BIT == 0 {
+                    futex::wake_one(self.word);
+                }
+            }
+        }
+    }
+}
+
+impl core::fmt::Debug for Arm<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Arm")
+            .field("word", &(self.word as *const AtomicU32))
+            .field("expected", &self.expected)
+            .finish()
+    }
+}
+
+/// The heavy side of the asymmetric barrier, once for every arm made with
+/// an `arm_*_deferred` call ([`Arm::needs_barrier`]). False if the kernel
+/// refused it: the waiter then sleeps in short slices (as a blocked queue
+/// call does).
+pub fn barrier() -> bool {
+    crate::membarrier::heavy()
+}
+
+/// The sleeper's side of a queue signal (the `queue` module's protocol):
+/// read the epoch, register, make the heavy barrier if notifiers may use
+/// the light one (or, `deferred`, leave it to the caller: [`barrier`]),
+/// then re-check with `ready(object)`.
+fn arm_signal<'a, O>(
+    signal: &'a Signal,
+    object: &'a O,
+    ready: fn(&O) -> bool,
+    deferred: bool,
+) -> Option<Arm<'a>> {
+    // SYNC POINT: Acquire pairs with the Release epoch bumps of the
+    // notifiers (`Signal::wake`), as in `queue::block_checked`; read before
+    // registering, so a notifier that sees us bumps it after this read.
+    let seen = signal.epoch.load(Ordering::Acquire);
+    // SYNC POINT: the registration is the sleeper's SeqCst RMW that pairs
+    // with the notifiers' reads of the sleeper word (`Signal::notify`).
+    let reg = register(signal.sleepers_word());
+    let defer = deferred && signal.is_light();
+    let short = !defer && !heavy_if_light(signal);
+    let recheck = defer.then(|| {
+        // SAFETY: `fn(&O) -> bool` and `fn(*const ()) -> bool` are
+        // ABI-compatible (a reference and a raw pointer to a Sized type;
+        // see the `fn` primitive's docs), and `Arm::ready_now` passes only
+        // `object`, the `&'a O` the arm borrows, alive while the arm lives.
+        let test = unsafe { core::mem::transmute::<fn(&O) -> bool, fn(*const ()) -> bool>(ready) };
+        (test, object as *const O as *const ())
+    });
+    let arm = Arm {
+        word: &signal.epoch,
+        expected: seen,
+        undo: Undo::Signal(signal.sleepers_word(), reg),
+        short,
+        consumed: false,
+        recheck,
+    };
+    if ready(object) {
+        return None; // drops `arm`: unregisters
+    }
+    Some(arm)
+}
+
+/// `arm_readable`, `arm_writable` and their `_deferred` forms (which leave
+/// the barrier to the caller: [`Arm::needs_barrier`]).
+macro_rules! arms {
+    ($(#[$doc:meta])* $name:ident, $deferred:ident, $signal:ident, $ready:expr) => {
+        $(#[$doc])*
+        pub fn $name(&self) -> Option<Arm<'_>> {
+            arm_signal(self.$signal(), self, $ready, false)
+        }
+
+        /// The same arm, without the barrier ([`Arm::needs_barrier`]), for
+        /// a waiter that arms many objects and makes [`barrier`] once.
+        pub fn $deferred(&self) -> Option<Arm<'_>> {
+            arm_signal(self.$signal(), self, $ready, true)
+        }
+    };
+}
+
+impl<T: bytemuck::Pod, K> Mpmc<'_, T, K> {
+    arms!(
+        /// Arms for "an item to pop (or closed)" (module docs); `None` if so now.
+        arm_readable, arm_readable_deferred,
+        readable_signal,
+        |q: &Self| !q.is_empty() || q.is_closed()
+    );
+    arms!(
+        /// Arms for "room to push (or closed)"; `None` if so now.
+        arm_writable, arm_writable_deferred,
+        writable_signal,
+        |q: &Self| !q.is_full() || q.is_closed()
+    );
+}
+
+impl<T: bytemuck::Pod, K> Consumer<'_, T, K> {
+    arms!(
+        /// Arms for "an item to pop (or closed)"; `None` if so now.
+        arm_readable, arm_readable_deferred,
+        wait_signal,
+        |q: &Self| !q.is_empty() || q.is_closed()
+    );
+}
+
+impl<T: bytemuck::Pod, K> Producer<'_, T, K> {
+    arms!(
+        /// Arms for "room to push (or closed)"; `None` if so now.
+        arm_writable, arm_writable_deferred,
+        wait_signal,
+        |q: &Self| !q.is_full() || q.is_closed()
+    );
+}
+
+impl<K> ByteQueue<'_, K> {
+    arms!(
+        /// Arms for "a message to receive (or closed)"; `None` if so now.
+        arm_readable, arm_readable_deferred,
+        readable_signal,
+        |q: &Self| !q.is_empty() || q.is_closed()
+    );
+    arms!(
+        /// Arms for "room for a message of the largest size (or closed)";
+        /// `None` if so now. A smaller message may fit earlier: a waiter
+        /// for one sends with `try_send` after any wake.
+        arm_writable, arm_writable_deferred,
+        writable_signal,
+        |q: &Self| q.has_room_for_max() || q.is_closed()
+    );
+
+    /// Whether a message of [`ByteQueue::max_message`] bytes fits now (a
+    /// snapshot; the record may also need to skip the ring's end, so this
+    /// asks for a record's worth more).
+    fn has_room_for_max(&self) -> bool {
+        let record = self.max_message() + RECORD_HEADER;
+        let free = self.capacity().saturating_sub(self.used_bytes());
+        free >= (2 * record).min(self.capacity()) || self.used_bytes() == 0
+    }
+}
+
+impl Semaphore {
+    /// Arms for "a permit to take"; `None` if one is there now.
+    pub fn arm(&self) -> Option<Arm<'_>> {
+        let (count, epoch, sleepers) = self.wait_words();
+        // SYNC POINT: the semaphore's handshake (its module docs): register
+        // in `sleepers`, read `epoch` (Acquire, paired with the Release
+        // bumps in `wake`), then read `count` with a read-modify-write.
+        let reg = register(sleepers);
+        let seen = epoch.load(Ordering::Acquire);
+        let arm = Arm {
+            word: epoch,
+            expected: seen,
+            undo: Undo::Semaphore(sleepers, reg),
+            short: false,
+            consumed: false,
+            recheck: None,
+        };
+        if count.fetch_add(0, Ordering::AcqRel) > 0 {
+            let mut arm = arm;
+            arm.consumed = true; // not woken: nothing to pass on
+            return None;
+        }
+        Some(arm)
+    }
+}
+
+impl Event {
+    /// Arms for "set"; `None` if it is set now.
+    pub fn arm(&self) -> Option<Arm<'_>> {
+        let word = self.wait_word();
+        let state = Event::announce_waiter(word)?;
+        Some(Arm {
+            word,
+            expected: state,
+            undo: Undo::Event,
+            short: false,
+            consumed: false,
+            recheck: None,
+        })
+    }
+}
+
+impl Lock {
+    /// Arms for "free" (set `WAITERS`, so the unlock wakes); `None` if it
+    /// is free now. Take it then with [`Lock::try_lock_woken`].
+    pub fn arm(&self) -> Option<Arm<'_>> {
+        let word = self.wait_word();
+        let state = Lock::announce_waiter(word)?;
+        Some(Arm {
+            word,
+            expected: state,
+            undo: Undo::Lock,
+            short: false,
+            consumed: false,
+            recheck: None,
+        })
+    }
+}

@@ -1,0 +1,366 @@
+//! The async forms (`tokio` feature) across processes: a ping-pong under
+//! tokio, cancel-safety, and each kind of future woken by another process.
+#![cfg(feature = "tokio")]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{join, CHILD_TIMEOUT, WAKE_PATIENCE};
+use shmipc::{
+    fork, BytesConfig, Event, ExitStatus, Lock, Named, Pipe, Queue, RingConfig, Semaphore,
+    SemaphoreConfig, Shared, TypedPipe, TypedQueue, Unlinker,
+};
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+fn multi_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+const ROUNDS: u64 = 2_000;
+
+#[test]
+fn an_async_ping_pong_across_two_processes_under_tokio() {
+    let n = Unlinker::new("aiopp");
+    let (ping, pong) = (n.name("ping"), n.name("pong"));
+    let to_child = Queue::<u64>::create(&ping, RingConfig::new(4)).unwrap();
+    let to_parent = Queue::<u64>::create(&pong, RingConfig::new(4)).unwrap();
+    let mut child = fork(|| {
+        let (Ok(rx), Ok(tx)) = (Queue::<u64>::open(&ping), Queue::<u64>::open(&pong)) else {
+            return 2;
+        };
+        current_thread().block_on(async {
+            loop {
+                match rx.pop_async().await {
+                    Ok(v) if v == ROUNDS => return 0,
+                    Ok(v) => tx.push_async(v + 1).await.map_or(3, |_| 1),
+                    Err(_) => return 4,
+                };
+            }
+        })
+    })
+    .unwrap();
+    let start = Instant::now();
+    let rt = multi_thread();
+    rt.block_on(async {
+        let mut v = 0;
+        while v < ROUNDS {
+            to_child.push_async(v).await.unwrap();
+            let back = tokio::time::timeout(WAKE_PATIENCE, to_parent.pop_async())
+                .await
+                .expect("lost wake-up: the reply never woke us")
+                .unwrap();
+            assert_eq!(back, v + 1);
+            v = back + 1;
+        }
+        to_child.push_async(ROUNDS).await.unwrap();
+    });
+    println!("{} round trips in {:?}", ROUNDS / 2, start.elapsed());
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+}
+
+#[test]
+fn an_async_pipe_ping_pong_across_two_processes() {
+    let n = Unlinker::new("aiopipe");
+    let name = n.name("p");
+    let a = Pipe::create(&name, BytesConfig::new(1024, 64)).unwrap();
+    let mut child = fork(|| {
+        let Ok(b) = Pipe::open(&name) else { return 2 };
+        current_thread().block_on(async {
+            for i in 0..200u32 {
+                match b.recv_async().await {
+                    Ok(m) if m == i.to_le_bytes() => {}
+                    _ => return 3,
+                }
+                if b.send_async(&(i + 1).to_le_bytes()).await.is_err() {
+                    return 4;
+                }
+            }
+            0
+        })
+    })
+    .unwrap();
+    current_thread().block_on(async {
+        for i in 0..200u32 {
+            a.send_async(&i.to_le_bytes()).await.unwrap();
+            let m = tokio::time::timeout(WAKE_PATIENCE, a.recv_async())
+                .await
+                .expect("lost wake-up")
+                .unwrap();
+            assert_eq!(m, (i + 1).to_le_bytes());
+        }
+    });
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+}
+
+const ITEMS: u64 = 500;
+
+#[test]
+fn dropping_pending_pop_futures_loses_no_item() {
+    let n = Unlinker::new("aiocancel");
+    let name = n.name("q");
+    let q = Queue::<u64>::create(&name, RingConfig::new(8)).unwrap();
+    let mut child = fork(|| {
+        let Ok(q) = Queue::<u64>::open(&name) else {
+            return 2;
+        };
+        for i in 0..ITEMS {
+            if q.push(i).is_err() {
+                return 3;
+            }
+            if i % 5 == 0 {
+                // Gaps longer than the receiver's timeout (tokio's timer
+                // ticks in milliseconds).
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        }
+        0
+    })
+    .unwrap();
+    let mut got = Vec::new();
+    let mut dropped = 0u32;
+    current_thread().block_on(async {
+        let deadline = Instant::now() + CHILD_TIMEOUT;
+        while (got.len() as u64) < ITEMS && Instant::now() < deadline {
+            // A timeout that often fires while the pop is registered and
+            // asleep: the future is then dropped.
+            match tokio::time::timeout(Duration::from_millis(1), q.pop_async()).await {
+                Ok(v) => got.push(v.unwrap()),
+                Err(_) => dropped += 1,
+            }
+        }
+    });
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    println!(
+        "{} items, {dropped} pop futures dropped while pending",
+        got.len()
+    );
+    assert_eq!(
+        got,
+        (0..ITEMS).collect::<Vec<_>>(),
+        "an item was lost or reordered"
+    );
+    assert!(
+        dropped > 0,
+        "no future was dropped while pending: the test tested nothing"
+    );
+    // Every dropped future took its sleeper registration back.
+    assert_eq!(q.counted_sleepers(true), 0);
+}
+
+#[test]
+fn a_dropped_pending_pop_leaves_the_item_for_the_next_receiver() {
+    let q = Queue::<u64>::anon(RingConfig::new(4)).unwrap();
+    current_thread().block_on(async {
+        let first = tokio::time::timeout(Duration::from_millis(20), q.pop_async()).await;
+        assert!(first.is_err(), "nothing was pushed yet");
+    });
+    assert_eq!(
+        q.counted_sleepers(true),
+        0,
+        "the dropped future is still registered"
+    );
+    let mut child = fork(|| q.push(9).map_or(1, |_| 0)).unwrap();
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    assert_eq!(q.try_pop(), Ok(9));
+}
+
+#[test]
+fn event_semaphore_lock_and_join_futures_are_woken_by_another_process() {
+    let n = Unlinker::new("aiokinds");
+    let (en, sn, ln) = (n.name("e"), n.name("s"), n.name("l"));
+    let event = Shared::<Event>::create(&en, ()).unwrap();
+    let sem = Shared::<Semaphore>::create(
+        &sn,
+        SemaphoreConfig {
+            initial: 0,
+            max: None,
+        },
+    )
+    .unwrap();
+    let lock = Shared::<Lock>::create(&ln, ()).unwrap();
+    let held = Shared::<Event>::anon(()).unwrap();
+    let mut child = fork(|| {
+        let (Ok(e), Ok(s), Ok(l)) = (
+            Shared::<Event>::open(&en),
+            Shared::<Semaphore>::open(&sn),
+            Shared::<Lock>::open(&ln),
+        ) else {
+            return 2;
+        };
+        let guard = l.lock().unwrap();
+        held.set();
+        std::thread::sleep(Duration::from_millis(50));
+        e.set();
+        std::thread::sleep(Duration::from_millis(20));
+        s.release().unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        drop(guard);
+        std::thread::sleep(Duration::from_millis(100));
+        5
+    })
+    .unwrap();
+    assert!(held.wait_timeout(CHILD_TIMEOUT));
+    current_thread().block_on(async {
+        tokio::time::timeout(WAKE_PATIENCE, event.wait_async())
+            .await
+            .expect("event: lost wake-up");
+        tokio::time::timeout(WAKE_PATIENCE, sem.acquire_async())
+            .await
+            .expect("semaphore: lost wake-up");
+        assert_eq!(sem.value(), 0, "the permit was taken");
+        {
+            let guard = tokio::time::timeout(WAKE_PATIENCE, lock.lock_async())
+                .await
+                .expect("lock: lost wake-up")
+                .unwrap();
+            assert!(!guard.owner_died());
+        }
+        let status = tokio::time::timeout(WAKE_PATIENCE, child.join_async())
+            .await
+            .expect("join: lost wake-up")
+            .unwrap();
+        assert_eq!(status, ExitStatus::Code(5));
+    });
+}
+
+#[test]
+fn more_pending_futures_than_one_waiter_thread_holds_all_wake() {
+    // 300 events, 300 tasks waiting on them at once (three waiter
+    // threads), set by another process.
+    let n = Unlinker::new("aiomany");
+    let names: Vec<String> = (0..300).map(|i| n.name(&format!("e{i}"))).collect();
+    let events: Vec<Shared<Event>> = names
+        .iter()
+        .map(|n| Shared::<Event>::create(n, ()).unwrap())
+        .collect();
+    let go = Shared::<Event>::anon(()).unwrap();
+    let mut child = fork(|| {
+        let Ok(evs) = names
+            .iter()
+            .map(|n| Shared::<Event>::open(n))
+            .collect::<Result<Vec<_>, _>>()
+        else {
+            return 2;
+        };
+        if !go.wait_timeout(CHILD_TIMEOUT) {
+            return 3;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        for e in evs.iter().rev() {
+            e.set();
+        }
+        0
+    })
+    .unwrap();
+    let rt = multi_thread();
+    rt.block_on(async {
+        let tasks: Vec<_> = events
+            .into_iter()
+            .map(|e| {
+                tokio::spawn(async move {
+                    tokio::time::timeout(WAKE_PATIENCE, e.wait_async())
+                        .await
+                        .is_ok()
+                })
+            })
+            .collect();
+        go.set();
+        for t in tasks {
+            assert!(t.await.unwrap(), "a waiting future was never woken");
+        }
+    });
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+}
+
+#[test]
+fn typed_queue_and_typed_pipe_futures_carry_values_across_processes() {
+    let n = Unlinker::new("aiotyped");
+    let (qn, pn) = (n.name("q"), n.name("p"));
+    let config = BytesConfig::new(4096, 256);
+    let q = TypedQueue::<String>::create(&qn, config).unwrap();
+    let a = TypedPipe::<Vec<u32>>::create(&pn, config).unwrap();
+    let mut child = fork(|| {
+        let (Ok(q), Ok(b)) = (
+            TypedQueue::<String>::open(&qn),
+            TypedPipe::<Vec<u32>>::open(&pn),
+        ) else {
+            return 2;
+        };
+        current_thread().block_on(async {
+            std::thread::sleep(Duration::from_millis(30));
+            if q.put_async(&"hello".to_string()).await.is_err() {
+                return 3;
+            }
+            match b.recv_async().await {
+                Ok(v) if v == [1, 2, 3] => {}
+                _ => return 4,
+            }
+            b.send_async(&vec![4, 5]).await.map_or(5, |_| 0)
+        })
+    })
+    .unwrap();
+    current_thread().block_on(async {
+        let s = tokio::time::timeout(WAKE_PATIENCE, q.get_async())
+            .await
+            .expect("get: lost wake-up")
+            .unwrap();
+        assert_eq!(s, "hello");
+        a.send_async(&vec![1, 2, 3]).await.unwrap();
+        let v = tokio::time::timeout(WAKE_PATIENCE, a.recv_async())
+            .await
+            .expect("recv: lost wake-up")
+            .unwrap();
+        assert_eq!(v, [4, 5]);
+    });
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+}
+
+/// CPU time (user + system) of the whole process.
+fn process_cpu() -> Duration {
+    // SAFETY: rusage is plain data; getrusage fills it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is valid for writing.
+    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) }, 0);
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+#[test]
+fn a_future_pending_for_a_second_uses_under_two_percent_of_a_core() {
+    // In a child of its own, so RUSAGE_SELF counts its runtime and waiter
+    // threads only.
+    let mut child = fork(|| {
+        let q = Queue::<u64>::anon(RingConfig::new(4)).unwrap();
+        let event = Shared::<Event>::anon(()).unwrap();
+        let rt = current_thread();
+        let (cpu0, start) = (process_cpu(), Instant::now());
+        let timed_out = rt.block_on(async {
+            let both = async { tokio::join!(q.pop_async(), event.wait_async()) };
+            tokio::time::timeout(Duration::from_secs(1), both)
+                .await
+                .is_err()
+        });
+        let (used, took) = (process_cpu() - cpu0, start.elapsed());
+        println!("two futures pending for {took:?}: {used:?} of CPU");
+        if !timed_out {
+            return 3;
+        }
+        if used * 50 > took {
+            return 4;
+        }
+        0
+    })
+    .unwrap();
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+}
