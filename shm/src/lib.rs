@@ -86,9 +86,12 @@ pub use data::{Value, ValueError};
 pub use error::{Error, Result};
 pub use memory::{Kind, Options, MAX_NAME_LEN};
 pub use named::Named;
+pub use process::{
+    active_children, cpu_count, current_process, ActiveChild, CurrentProcess, Process,
+    ProcessHandle, MAX_TARGET_ARGS, ORPHANED_EXIT_CODE, TARGET_PANIC_EXIT_CODE,
+};
 pub use process::{fork, spawn, Child, ExitStatus};
 pub use process::{AsyncResult, ImapUnordered, Pool, PoolBuilder, TaskError, TaskFn};
-pub use process::{Process, ProcessHandle, ORPHANED_EXIT_CODE};
 pub use process::{
     TypedAsyncResult, TypedImap, TypedImapUnordered, TypedMapResult, TypedPool, TypedPoolBuilder,
 };
