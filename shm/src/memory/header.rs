@@ -76,6 +76,8 @@ impl Kind {
     pub const ATOMIC_U32: Kind = Kind(5);
     /// An [`AtomicU64`].
     pub const ATOMIC_U64: Kind = Kind(6);
+    /// An [`RLock`](crate::RLock): a re-entrant lock.
+    pub const RLOCK: Kind = Kind(7);
     /// A [`Queue<T>`](crate::Queue): a multi-producer multi-consumer queue
     /// of `Pod` items. The first kind of the queue range (64 and above).
     pub const QUEUE: Kind = Kind(64);
@@ -124,6 +126,7 @@ impl Kind {
             Kind::EVENT => "an Event",
             Kind::ATOMIC_U32 => "an AtomicU32",
             Kind::ATOMIC_U64 => "an AtomicU64",
+            Kind::RLOCK => "an RLock",
             Kind::QUEUE => "a Queue",
             Kind::SPSC_QUEUE => "an SpscQueue",
             Kind::BYTE_QUEUE => "a ByteQueue",

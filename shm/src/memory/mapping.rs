@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use memmap2::{MmapOptions, MmapRaw};
 use shmipc_core::futex::{self, Deadline};
-use shmipc_core::sync::{AtomicU64, Ordering};
+use shmipc_core::sync::{AtomicU32, AtomicU64, Ordering};
 
 use shmipc_core::peers::PEER_SLOT_SIZE;
 use shmipc_core::{Peers, Token};
@@ -551,6 +551,16 @@ impl Mapping {
         // only, valid whatever a peer writes.
         let header = unsafe { &*self.0.map.as_ptr().cast::<RawHeader>() };
         &header.messages
+    }
+
+    /// The header's `reserved32` word: a [`JoinableQueue`]'s unfinished
+    /// tasks ([`TaskCount`](shmipc_core::TaskCount)); 0 elsewhere.
+    ///
+    /// [`JoinableQueue`]: crate::JoinableQueue
+    pub(crate) fn task_word(&self) -> &AtomicU32 {
+        // SAFETY: as in `message_count`.
+        let header = unsafe { &*self.0.map.as_ptr().cast::<RawHeader>() };
+        &header.reserved32
     }
 
     /// The object's first byte, aligned to `header().object_align`.
