@@ -19,21 +19,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if !go.wait_timeout(Duration::from_secs(30)) {
             return 2;
         }
-        println!(
-            "  child:  the event is set after {:.0?}; off I go",
-            started.elapsed()
-        );
+        println!("  child:  the event is set after {:.0?}; off I go", started.elapsed());
         0
     })?;
     std::thread::sleep(Duration::from_millis(300));
-    println!(
-        "  parent: setting the event after {:.0?}",
-        started.elapsed()
-    );
+    println!("  parent: setting the event after {:.0?}", started.elapsed());
     go.set();
-    let status = child
-        .join_timeout(Duration::from_secs(30))?
-        .ok_or("the child hangs")?;
+    let status = child.join_timeout(Duration::from_secs(30))?.ok_or("the child hangs")?;
     println!("child ended: {status}");
     if !status.success() {
         return Err("the child did not see the event".into());

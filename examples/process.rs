@@ -14,10 +14,7 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 fn alive(pid: u32) -> bool {
     // A zombie still "exists"; ask /proc for its state too.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat
-        .rsplit(')')
-        .next()
-        .and_then(|s| s.split_whitespace().next());
+    let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
     !matches!(state, None | Some("Z") | Some("X"))
 }
 
@@ -25,18 +22,11 @@ fn main() -> Res<()> {
     let wait = Duration::from_secs(30);
 
     let mut worker = Process::new("worker").fork(|| {
-        println!(
-            "  [worker {}] working, then exiting with 3",
-            std::process::id()
-        );
+        println!("  [worker {}] working, then exiting with 3", std::process::id());
         3
     })?;
     let status = worker.join_timeout(wait)?.ok_or("worker hangs")?;
-    println!(
-        "1. {} (pid {}) ended: {status}",
-        worker.name(),
-        worker.pid()
-    );
+    println!("1. {} (pid {}) ended: {status}", worker.name(), worker.pid());
 
     let mut sleeper = Process::new("sleeper").fork(|| {
         std::thread::sleep(Duration::from_secs(60));
@@ -45,13 +35,8 @@ fn main() -> Res<()> {
     let alive_now = sleeper.is_alive();
     println!("2. {} is_alive: {alive_now}", sleeper.name());
     sleeper.terminate()?;
-    let status = sleeper
-        .join_timeout(wait)?
-        .ok_or("sleeper ignores SIGTERM")?;
-    println!(
-        "   after terminate: is_alive: {}, {status}",
-        sleeper.is_alive()
-    );
+    let status = sleeper.join_timeout(wait)?.ok_or("sleeper ignores SIGTERM")?;
+    println!("   after terminate: is_alive: {}, {status}", sleeper.is_alive());
 
     // A parent that starts a daemon and a plain child, then is SIGKILLed.
     let pids = Shared::<AtomicU64>::anon(0)?;
@@ -60,16 +45,12 @@ fn main() -> Res<()> {
             std::thread::sleep(Duration::from_secs(30));
             0
         };
-        let (Ok(daemon), Ok(plain)) = (
-            Process::new("daemon").daemon(true).fork(nap),
-            Process::new("plain").fork(nap),
-        ) else {
+        let (Ok(daemon), Ok(plain)) =
+            (Process::new("daemon").daemon(true).fork(nap), Process::new("plain").fork(nap))
+        else {
             return 1;
         };
-        pids.store(
-            u64::from(daemon.pid()) | u64::from(plain.pid()) << 32,
-            Ordering::SeqCst,
-        );
+        pids.store(u64::from(daemon.pid()) | u64::from(plain.pid()) << 32, Ordering::SeqCst);
         std::thread::sleep(Duration::from_secs(30));
         0
     })?;
@@ -82,14 +63,9 @@ fn main() -> Res<()> {
     }
     let word = pids.load(Ordering::SeqCst);
     let (daemon, plain) = (word as u32, (word >> 32) as u32);
-    println!(
-        "3. parent {} started daemon {daemon} and plain child {plain}",
-        parent.pid()
-    );
+    println!("3. parent {} started daemon {daemon} and plain child {plain}", parent.pid());
     parent.kill()?;
-    let status = parent
-        .join_timeout(wait)?
-        .ok_or("parent survived SIGKILL")?;
+    let status = parent.join_timeout(wait)?.ok_or("parent survived SIGKILL")?;
     let t = Instant::now();
     while alive(daemon) && t.elapsed() < wait {
         std::thread::sleep(Duration::from_millis(2));

@@ -54,18 +54,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })?);
     }
     for mut c in producers {
-        let s = c
-            .join_timeout(Duration::from_secs(60))?
-            .ok_or("a producer hangs")?;
+        let s = c.join_timeout(Duration::from_secs(60))?.ok_or("a producer hangs")?;
         if !s.success() {
             return Err(format!("a producer ended with {s}").into());
         }
     }
     queue.close(); // consumers drain what is left, then see Closed
     for mut c in consumers {
-        let s = c
-            .join_timeout(Duration::from_secs(60))?
-            .ok_or("a consumer hangs")?;
+        let s = c.join_timeout(Duration::from_secs(60))?.ok_or("a consumer hangs")?;
         if !s.success() {
             return Err(format!("a consumer ended with {s}").into());
         }
@@ -77,11 +73,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "{n} items received in {:.0?}; sum {} the sum sent",
         started.elapsed(),
-        if sum == expected {
-            "matches"
-        } else {
-            "DIFFERS FROM"
-        }
+        if sum == expected { "matches" } else { "DIFFERS FROM" }
     );
     if n != total || sum != expected {
         return Err("items were lost or duplicated".into());

@@ -25,10 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let now = seated.fetch_add(1, Ordering::SeqCst) + 1;
             peak.fetch_max(now, Ordering::SeqCst); // the most seated at once
-            println!(
-                "  {:>4.0?}  diner {diner} sits down ({now} seated)",
-                started.elapsed()
-            );
+            println!("  {:>4.0?}  diner {diner} sits down ({now} seated)", started.elapsed());
             std::thread::sleep(Duration::from_millis(100));
             seated.fetch_sub(1, Ordering::SeqCst);
             println!("  {:>4.0?}  diner {diner} leaves", started.elapsed());
@@ -39,18 +36,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })?);
     }
     for mut d in diners {
-        let status = d
-            .join_timeout(Duration::from_secs(60))?
-            .ok_or("a diner hangs")?;
+        let status = d.join_timeout(Duration::from_secs(60))?.ok_or("a diner hangs")?;
         if !status.success() {
             return Err(format!("a diner ended with {status}").into());
         }
     }
     let peak = peak.load(Ordering::SeqCst);
-    println!(
-        "at most {peak} diners sat at once; all 10 ate in {:.0?}",
-        started.elapsed()
-    );
+    println!("at most {peak} diners sat at once; all 10 ate in {:.0?}", started.elapsed());
     if peak > 3 {
         return Err("more diners than seats".into());
     }
