@@ -14,7 +14,7 @@
 //! sleeper sets `WAITERS` before it sleeps on the word, so the last `done`
 //! either sees the bit or changes the word the sleeper expects (the kernel
 //! then refuses the sleep). Sleeps are sliced
-//! ([`futex::wait_sliced`](crate::futex::wait_sliced)): a `done` whose
+//! ([`futex::wait_sliced`]): a `done` whose
 //! process dies between its decrement and its wake costs a sleeper one
 //! slice, not its whole wait.
 //!

@@ -520,17 +520,22 @@ impl CurrentProcess {
 static ME: AtomicPtr<(String, bool)> = AtomicPtr::new(std::ptr::null_mut());
 
 /// In a freshly started child: records its name for [`current_process`].
+///
+/// SYNC POINT: the Release swap pairs with the Acquire load in
+/// [`current_process`], so a thread that sees the pointer sees the box it
+/// points to.
 pub(crate) fn become_child(name: String, daemon: bool) {
     let new = Box::into_raw(Box::new((name, daemon)));
-    // The old one (the parent's, copied by fork) is leaked: its
-    // `current_process` may still be reading it on another thread of the
-    // parent, whose memory this is a copy of.
+    // The old one (the parent's, copied by fork) is leaked, never freed:
+    // a reader that loaded it may still be reading it.
+    // SYNC POINT: Release (paired in the doc comment above).
     ME.swap(new, Ordering::AcqRel);
 }
 
 /// This process, like Python's `current_process()`: its name (see
 /// [`CurrentProcess::name`]), pid, parent and daemon flag.
 pub fn current_process() -> CurrentProcess {
+    // SYNC POINT: Acquire, paired with the Release in [`become_child`].
     let me = ME.load(Ordering::Acquire);
     // SAFETY: a non-null `ME` points at a leaked, never freed, never
     // mutated box written before the Release swap in `become_child`.
