@@ -385,7 +385,7 @@ fn pool_survives_a_killed_worker() -> Res<()> {
 fn daemon_dies_with_parent() -> Res<()> {
     println!("\n7. A daemon child dies with its SIGKILLed parent");
     let pid = Shared::<AtomicU32>::anon(0)?;
-    let mut parent = Process::new("parent").fork(|| {
+    let parent = Process::new("parent").fork(|| {
         let Ok(d) = Process::new("daemon").daemon(true).fork(|| {
             std::thread::sleep(Duration::from_secs(30));
             0

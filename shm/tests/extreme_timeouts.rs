@@ -931,7 +931,7 @@ fn processes_and_pools_take_any_timeout() {
         |r| matches!(r, Ok(Some(s)) if s.code() == Some(3)),
     );
 
-    let mut named = Process::new("sleeper")
+    let named = Process::new("sleeper")
         .fork(|| {
             std::thread::sleep(Duration::from_millis(200));
             4

@@ -72,7 +72,7 @@ fn a_forked_target_gets_typed_arguments_and_its_name() {
     let names = Unlinker::new("ptarget-fork");
     let reply = names.name("reply");
     let q = TypedQueue::<Seen>::create(&reply, config()).unwrap();
-    let mut p = Process::new("summer")
+    let p = Process::new("summer")
         .daemon(true)
         .start(work, job(&reply))
         .unwrap();
@@ -125,7 +125,7 @@ fn nap(secs: u64) {
 #[test]
 fn exitcode_is_one_for_a_panic_and_minus_the_signal_for_a_kill() {
     let (r, w) = pipe();
-    let mut p = Process::new("panicker")
+    let p = Process::new("panicker")
         .start(panic_to, w.as_raw_fd())
         .unwrap();
     drop(w);
@@ -138,7 +138,7 @@ fn exitcode_is_one_for_a_panic_and_minus_the_signal_for_a_kill() {
         "stderr: {err:?}"
     );
 
-    let mut sleeper = Process::new("sleeper").start(nap, 60).unwrap();
+    let sleeper = Process::new("sleeper").start(nap, 60).unwrap();
     assert_eq!(sleeper.exitcode(), None);
     sleeper.kill().unwrap();
     sleeper
@@ -150,9 +150,9 @@ fn exitcode_is_one_for_a_panic_and_minus_the_signal_for_a_kill() {
 
 #[test]
 fn active_children_lists_the_live_ones_and_reaps_the_rest() {
-    let mut a = Process::new("a").start(nap, 60).unwrap();
+    let a = Process::new("a").start(nap, 60).unwrap();
     let b = Process::new("b").start(nap, 60).unwrap();
-    let mut quick = Process::new("quick").start(nap, 0).unwrap();
+    let quick = Process::new("quick").start(nap, 0).unwrap();
     let (pa, pb, pq) = (a.pid(), b.pid(), quick.pid());
     // The quick one ends; active_children reaps it and stops listing it.
     assert!(eventually(CHILD_TIMEOUT, || active_children()
@@ -204,7 +204,7 @@ fn cpu_count_follows_the_affinity_mask() {
     let names = Unlinker::new("ptarget-cpus");
     let reply = names.name("reply");
     let q = TypedQueue::<usize>::create(&reply, config()).unwrap();
-    let mut p = Process::new("pinned")
+    let p = Process::new("pinned")
         .start(
             |reply: String| {
                 // SAFETY: an all-zero cpu_set_t is an empty set.
@@ -238,7 +238,7 @@ fn a_spawned_target_runs_in_a_fresh_image_of_this_binary() {
         "--exact",
         "a_spawned_target_runs_in_a_fresh_image_of_this_binary",
     ]);
-    let mut p = proc.spawn(&mut cmd).unwrap();
+    let p = proc.spawn(&mut cmd).unwrap();
     let seen = q.get_timeout(CHILD_TIMEOUT).unwrap();
     p.join_timeout(CHILD_TIMEOUT).unwrap().expect("it ends");
     assert_eq!(p.exitcode(), Some(0));
@@ -272,7 +272,7 @@ fn a_spawned_target_that_panics_exits_with_one_and_says_why() {
         "a_spawned_target_that_panics_exits_with_one_and_says_why",
     ])
     .stderr(Stdio::piped());
-    let mut p = proc.spawn(&mut cmd).unwrap();
+    let p = proc.spawn(&mut cmd).unwrap();
     let mut err = String::new();
     let stderr = p.child().std().and_then(|c| c.stderr.take()).unwrap();
     std::io::BufReader::new(stderr)

@@ -221,6 +221,10 @@ impl Process {
     }
 }
 
+/// The longest a [`ProcessHandle`] waits in one go while it holds its
+/// lock (see [`ProcessHandle::join_timeout`]).
+const JOIN_SLICE: Duration = Duration::from_millis(50);
+
 /// The largest encoded arguments [`Process::target_command`] passes
 /// (postcard bytes; they travel as hex in one environment variable, which
 /// Linux limits to 128 KiB).
@@ -335,17 +339,34 @@ impl ProcessHandle {
     }
 
     /// Waits for it to end; see [`Child::join`].
-    pub fn join(&mut self) -> io::Result<ExitStatus> {
-        self.tracked.child().join()
+    pub fn join(&self) -> io::Result<ExitStatus> {
+        loop {
+            if let Some(status) = self.join_timeout(Duration::MAX)? {
+                return Ok(status);
+            }
+        }
     }
 
     /// Waits at most `timeout`; `Ok(None)` if it still runs.
-    pub fn join_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
-        self.tracked.child().join_timeout(timeout)
+    ///
+    /// It waits in slices of at most 50 ms, taking the handle's
+    /// lock for each, so that another thread's [`kill`](Self::kill) or
+    /// [`active_children`] gets in meanwhile.
+    pub fn join_timeout(&self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+        let deadline = shmipc_core::Deadline::after(timeout);
+        loop {
+            let slice = deadline.remaining().min(JOIN_SLICE);
+            if let Some(status) = self.tracked.child().join_timeout(slice)? {
+                return Ok(Some(status));
+            }
+            if deadline.has_passed() {
+                return Ok(None);
+            }
+        }
     }
 
     /// Whether it still runs (reaping it if it has ended).
-    pub fn is_alive(&mut self) -> bool {
+    pub fn is_alive(&self) -> bool {
         self.tracked.child().is_alive()
     }
 
@@ -357,7 +378,7 @@ impl ProcessHandle {
     /// Python's `exitcode`: `None` while it runs, its exit code once it
     /// has ended (reaping it), or minus the number of the signal that
     /// killed it (`-9` for `SIGKILL`). A target that panicked exits with 1.
-    pub fn exitcode(&mut self) -> Option<i32> {
+    pub fn exitcode(&self) -> Option<i32> {
         match self.tracked.child().try_wait() {
             Ok(Some(ExitStatus::Code(c))) => Some(c),
             Ok(Some(ExitStatus::Signal(s))) => Some(-s),
@@ -366,18 +387,18 @@ impl ProcessHandle {
     }
 
     /// Asks it to stop: `SIGTERM`.
-    pub fn terminate(&mut self) -> io::Result<()> {
+    pub fn terminate(&self) -> io::Result<()> {
         self.tracked.child().terminate()
     }
 
     /// Kills it: `SIGKILL`.
-    pub fn kill(&mut self) -> io::Result<()> {
+    pub fn kill(&self) -> io::Result<()> {
         self.tracked.child().kill()
     }
 
     /// The underlying [`Child`] (locked: [`active_children`] may look at it
-    /// from another thread).
-    pub fn child(&mut self) -> MutexGuard<'_, Child> {
+    /// from another thread, and the other calls here wait for the lock).
+    pub fn child(&self) -> MutexGuard<'_, Child> {
         self.tracked.child()
     }
 
