@@ -14,7 +14,8 @@ use std::time::Duration;
 use common::{eventually, CHILD_TIMEOUT};
 use serde::{Deserialize, Serialize};
 use shmipc::{
-    active_children, cpu_count, current_process, BytesConfig, Process, TypedQueue, Unlinker,
+    active_children, cpu_count, current_process, BytesConfig, Process, ProcessHandle, TypedQueue,
+    Unlinker,
 };
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -67,6 +68,17 @@ fn job(reply: &str) -> Job {
     }
 }
 
+/// What `work` in child `p` reported, once `p` has exited with 0: checked
+/// to be its own pid, this process as its parent, and `job`'s results.
+fn reply_of(q: &TypedQueue<Seen>, p: &ProcessHandle) -> Seen {
+    let seen = q.get_timeout(CHILD_TIMEOUT).unwrap();
+    p.join_timeout(CHILD_TIMEOUT).unwrap().expect("it ends");
+    assert_eq!(p.exitcode(), Some(0));
+    assert_eq!((seen.owner.as_str(), seen.total), ("ADA", 406));
+    assert_eq!((seen.pid, seen.parent), (p.pid(), std::process::id()));
+    seen
+}
+
 #[test]
 fn a_forked_target_gets_typed_arguments_and_its_name() {
     let names = Unlinker::new("ptarget-fork");
@@ -76,17 +88,8 @@ fn a_forked_target_gets_typed_arguments_and_its_name() {
         .daemon(true)
         .start(work, job(&reply))
         .unwrap();
-    let seen = q.get_timeout(CHILD_TIMEOUT).unwrap();
-    assert_eq!(
-        p.join_timeout(CHILD_TIMEOUT).unwrap().map(|s| s.success()),
-        Some(true)
-    );
-    assert_eq!(p.exitcode(), Some(0));
-    assert_eq!(seen.owner, "ADA");
-    assert_eq!(seen.total, 406);
+    let seen = reply_of(&q, &p);
     assert_eq!(seen.name, "summer");
-    assert_eq!(seen.pid, p.pid());
-    assert_eq!(seen.parent, std::process::id());
     assert!(seen.daemon);
     // The parent's children are not the child's.
     assert_eq!(seen.children, 0);
@@ -239,14 +242,8 @@ fn a_spawned_target_runs_in_a_fresh_image_of_this_binary() {
         "a_spawned_target_runs_in_a_fresh_image_of_this_binary",
     ]);
     let p = proc.spawn(&mut cmd).unwrap();
-    let seen = q.get_timeout(CHILD_TIMEOUT).unwrap();
-    p.join_timeout(CHILD_TIMEOUT).unwrap().expect("it ends");
-    assert_eq!(p.exitcode(), Some(0));
-    assert_eq!(seen.owner, "ADA");
-    assert_eq!(seen.total, 406);
+    let seen = reply_of(&q, &p);
     assert_eq!(seen.name, "fresh");
-    assert_eq!(seen.pid, p.pid());
-    assert_eq!(seen.parent, std::process::id());
     assert!(!seen.daemon);
     let aslr = std::fs::read_to_string("/proc/sys/kernel/randomize_va_space")
         .is_ok_and(|s| s.trim() != "0");

@@ -94,9 +94,9 @@ fn holder_at_depth_three(lock: &str, half: &str) -> shmipc::Child {
     .unwrap()
 }
 
-#[test]
-fn an_owner_killed_at_depth_three_is_taken_over_and_repaired() {
-    let names = Unlinker::new("rlock-death");
+/// A named RLock (and its name) whose holder, another process, took it
+/// three times, was seen holding it, and was then SIGKILLed and reaped.
+fn killed_at_depth_three(names: &Unlinker) -> (Shared<RLock>, Shared<AtomicU64>, String) {
     let (ln, hn) = (names.name("lock"), names.name("half"));
     let lock = Shared::<RLock>::create(&ln, ()).unwrap();
     let half = Shared::<AtomicU64>::create(&hn, 0).unwrap();
@@ -105,6 +105,13 @@ fn an_owner_killed_at_depth_three_is_taken_over_and_repaired() {
     assert_eq!(lock.lock_timeout(SHORT).unwrap_err(), LockError::Timeout);
     holder.kill().unwrap();
     assert_eq!(join(&mut holder), ExitStatus::Signal(libc::SIGKILL));
+    (lock, half, ln)
+}
+
+#[test]
+fn an_owner_killed_at_depth_three_is_taken_over_and_repaired() {
+    let names = Unlinker::new("rlock-death");
+    let (lock, half, ln) = killed_at_depth_three(&names);
 
     // The next acquirer takes it over at depth 1, told that the owner died.
     let mut g = lock.lock_timeout(CHILD_TIMEOUT).unwrap();
@@ -134,13 +141,7 @@ fn an_owner_killed_at_depth_three_is_taken_over_and_repaired() {
 #[test]
 fn an_unrepaired_takeover_leaves_the_lock_not_recoverable() {
     let names = Unlinker::new("rlock-unrepaired");
-    let (ln, hn) = (names.name("lock"), names.name("half"));
-    let lock = Shared::<RLock>::create(&ln, ()).unwrap();
-    let half = Shared::<AtomicU64>::create(&hn, 0).unwrap();
-    let mut holder = holder_at_depth_three(&ln, &hn);
-    assert!(eventually(CHILD_TIMEOUT, || half.load(Ordering::SeqCst) == 1));
-    holder.kill().unwrap();
-    join(&mut holder);
+    let (lock, _half, ln) = killed_at_depth_three(&names);
     let g = lock.lock_timeout(CHILD_TIMEOUT).unwrap();
     assert!(g.owner_died());
     drop(g); // without mark_consistent
