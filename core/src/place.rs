@@ -242,32 +242,43 @@ pub unsafe trait SharedObject: Sized + Sync {
     }
 }
 
+/// `unsafe impl SharedObject for $t` whose new object is `$make` (over
+/// the config bound to `$arg`) written in place: what every object of the
+/// workspace does. The `// SAFETY:` comment goes at the call site: why `$t`
+/// meets the trait's contract (atomics only, every bit pattern valid).
+/// Further items (a `check_config`) follow the closure.
+macro_rules! shared_object {
+    ($t:ty, $(#[$doc:meta])* $config:ty, |$arg:pat_param| $make:expr $(, $more:item)*) => {
+        // SAFETY: the call site's comment says why `$t` meets the contract.
+        #[cfg(not(loom))]
+        unsafe impl $crate::place::SharedObject for $t {
+            $(#[$doc])*
+            type Config = $config;
+
+            unsafe fn init(this: *mut Self, $arg: $config) {
+                // SAFETY: the caller guarantees `this` is valid, aligned and
+                // exclusive.
+                unsafe { this.write($make) };
+            }
+
+            $($more)*
+        }
+    };
+}
+pub(crate) use shared_object;
+
 // SAFETY: `sync::AtomicU32` is `#[repr(transparent)]` over the `core`
 // atomic, which has the size and alignment of `u32`; every bit pattern is a
 // valid value and all access goes through atomic operations.
-#[cfg(not(loom))]
-unsafe impl SharedObject for crate::sync::AtomicU32 {
-    /// The initial value.
-    type Config = u32;
-
-    unsafe fn init(this: *mut Self, initial: u32) {
-        // SAFETY: the caller guarantees `this` is valid, aligned and exclusive.
-        unsafe { this.write(crate::sync::AtomicU32::new(initial)) };
-    }
-}
+shared_object!(crate::sync::AtomicU32, /** The initial value. */ u32, |initial| {
+    crate::sync::AtomicU32::new(initial)
+});
 
 // SAFETY: as for `AtomicU32`: `#[repr(transparent)]` over the `core` atomic,
 // which has the size and alignment of `u64`; every bit pattern is valid.
-#[cfg(not(loom))]
-unsafe impl SharedObject for crate::sync::AtomicU64 {
-    /// The initial value.
-    type Config = u64;
-
-    unsafe fn init(this: *mut Self, initial: u64) {
-        // SAFETY: the caller guarantees `this` is valid, aligned and exclusive.
-        unsafe { this.write(crate::sync::AtomicU64::new(initial)) };
-    }
-}
+shared_object!(crate::sync::AtomicU64, /** The initial value. */ u64, |initial| {
+    crate::sync::AtomicU64::new(initial)
+});
 
 #[cfg(all(test, not(loom)))]
 mod tests {

@@ -35,7 +35,9 @@ use shmipc_core::mpmc::Mpmc;
 use shmipc_core::spsc::Spsc;
 use shmipc_core::{Deadline, PopError, PushError, RecvError, RingConfig, SendError};
 
-use crate::support::{AlignedBuf, Elem, Hostile, Input, MAX_OPS};
+use crate::support::{
+    byte_queue_buf, byte_queue_handles, AlignedBuf, Elem, Hostile, Input, MAX_OPS,
+};
 
 /// The mode bits of the first byte.
 const CONCURRENT: u8 = 0b01;
@@ -83,6 +85,15 @@ struct Counts {
 }
 
 impl Counts {
+    /// An empty, open queue of `cap` items.
+    fn new(cap: usize) -> Counts {
+        Counts {
+            cap,
+            len: 0,
+            closed: false,
+        }
+    }
+
     fn push(&self, blocking: bool) -> Result<(), PushError> {
         if self.closed {
             Err(PushError::Closed)
@@ -110,6 +121,87 @@ impl Counts {
     }
 }
 
+impl Counts {
+    /// In payload-only mode (`model`), checks a push's result and counts
+    /// it.
+    fn pushed(&mut self, model: bool, blocking: bool, got: Result<(), PushError>) {
+        if model {
+            assert_eq!(got, self.push(blocking), "push");
+            self.len += got.is_ok() as usize;
+        }
+    }
+
+    /// In payload-only mode (`model`), checks a pop's result and counts it.
+    fn popped<T>(&mut self, model: bool, blocking: bool, got: Result<T, PopError>) {
+        if model {
+            let got = got.map(|_| ());
+            assert_eq!(got, self.pop(blocking), "pop");
+            self.len -= got.is_ok() as usize;
+        }
+    }
+
+    /// Checks a handle's `(len, is_empty, is_full, is_closed)`: within its
+    /// own capacity `own_cap` always, and (payload-only mode) the model's.
+    fn check_state(&self, model: bool, own_cap: usize, state: (usize, bool, bool, bool)) {
+        assert!(state.0 <= own_cap);
+        if model {
+            let c = self;
+            assert_eq!(state, (c.len, c.len == 0, c.len == c.cap, c.closed));
+        }
+    }
+
+    /// What is left comes out of `try_pop`, then the queue is empty (or
+    /// closed).
+    fn drain<T>(&mut self, mut try_pop: impl FnMut() -> Result<T, PopError>) {
+        for _ in 0..self.len {
+            assert!(try_pop().is_ok(), "drain");
+        }
+        self.len = 0;
+        assert_eq!(try_pop().map(|_| ()), self.pop(false), "drained");
+    }
+}
+
+/// Payload-only mode: finds where a fresh slot queue of `cap` items keeps
+/// its items, by filling it with `push` and emptying it with `pop`.
+fn find_payload<T: Elem>(
+    hostile: &mut Hostile,
+    cap: usize,
+    mut push: impl FnMut(T) -> Result<(), PushError>,
+    mut pop: impl FnMut() -> Result<T, PopError>,
+) {
+    let found = hostile.payload_only(|m, snap| {
+        for _ in 0..cap {
+            push(filled(m)).expect("fill a fresh queue");
+        }
+        snap();
+        for _ in 0..cap {
+            assert_eq!(pop(), Ok(filled(m)), "empty it again");
+        }
+    });
+    assert!(found, "items have payload bytes");
+}
+
+/// Checks that a re-attached handle of capacity `attached` fits the bytes
+/// (`layout` of its capacity, at most `len`), and in payload-only mode
+/// (`model`) that it found the capacity `cap` made.
+fn check_attached(
+    attached: Option<usize>,
+    layout: impl FnOnce(usize) -> Option<usize>,
+    len: usize,
+    model: bool,
+    cap: usize,
+) {
+    if let Some(c) = attached {
+        assert!(
+            layout(c).is_some_and(|l| l <= len),
+            "attached beyond the bytes"
+        );
+    }
+    if model {
+        assert_eq!(attached, Some(cap), "re-attach");
+    }
+}
+
 fn spsc<T: Elem>(input: &mut Input<'_>, mode: u8) {
     let cap = 1usize << input.below(5);
     let config = RingConfig::new(cap);
@@ -124,23 +216,10 @@ fn spsc<T: Elem>(input: &mut Input<'_>, mode: u8) {
     let mut hostile = unsafe { Hostile::new(ptr, len) };
     if mode & PAYLOAD_ONLY != 0 {
         let (t, r) = (tx.as_mut().unwrap(), rx.as_mut().unwrap());
-        let found = hostile.payload_only(|m, snap| {
-            for _ in 0..cap {
-                t.try_push(filled(m)).expect("fill a fresh queue");
-            }
-            snap();
-            for _ in 0..cap {
-                assert_eq!(r.try_pop(), Ok(filled(m)), "empty it again");
-            }
-        });
-        assert!(found, "items have payload bytes");
+        find_payload(&mut hostile, cap, |v| t.try_push(v), || r.try_pop());
     }
     let model = hostile.is_payload_only();
-    let mut counts = Counts {
-        cap,
-        len: 0,
-        closed: false,
-    };
+    let mut counts = Counts::new(cap);
     let script = script(input, mode);
     let mut counter = 0u64;
 
@@ -160,10 +239,7 @@ fn spsc<T: Elem>(input: &mut Input<'_>, mode: u8) {
                         } else {
                             tx.push_timeout(T::make(counter), input.timeout())
                         };
-                        if model {
-                            assert_eq!(got, counts.push(op == 5), "push");
-                            counts.len += got.is_ok() as usize;
-                        }
+                        counts.pushed(model, op == 5, got);
                     }
                 }
                 6 => {
@@ -193,10 +269,7 @@ fn spsc<T: Elem>(input: &mut Input<'_>, mode: u8) {
                         } else {
                             rx.pop_timeout(input.timeout())
                         };
-                        if model {
-                            assert_eq!(got.map(|_| ()), counts.pop(op == 8), "pop");
-                            counts.len -= got.is_ok() as usize;
-                        }
+                        counts.popped(model, op == 8, got);
                     }
                 }
                 9 => {
@@ -222,24 +295,16 @@ fn spsc<T: Elem>(input: &mut Input<'_>, mode: u8) {
                     // that a hostile header describes: its own capacity is
                     // the bound.
                     if let Some(tx) = &tx {
-                        assert!(tx.len() <= tx.capacity());
                         let state = (tx.len(), tx.is_empty(), tx.is_full(), tx.is_closed());
-                        if model {
-                            let c = &counts;
-                            assert_eq!(state, (c.len, c.len == 0, c.len == cap, c.closed));
-                        }
+                        counts.check_state(model, tx.capacity(), state);
                         tx.close();
                         counts.closed = true;
                     }
                 }
                 11 => {
                     if let Some(rx) = &rx {
-                        assert!(rx.len() <= rx.capacity());
                         let state = (rx.len(), rx.is_empty(), rx.is_full(), rx.is_closed());
-                        if model {
-                            let c = &counts;
-                            assert_eq!(state, (c.len, c.len == 0, c.len == cap, c.closed));
-                        }
+                        counts.check_state(model, rx.capacity(), state);
                         let _ = format!("{rx:?}");
                     }
                 }
@@ -247,44 +312,31 @@ fn spsc<T: Elem>(input: &mut Input<'_>, mode: u8) {
                     let _ = tx.take();
                     // SAFETY: as for init_at; the old producer is gone.
                     tx = unsafe { Spsc::<T>::attach_producer(ptr, len) }.ok();
-                    if let Some(tx) = &tx {
-                        let l = Spsc::<T>::layout(RingConfig::new(tx.capacity()));
-                        assert!(
-                            l.is_ok_and(|l| l.size() <= len),
-                            "attached beyond the bytes"
-                        );
-                    }
-                    if model {
-                        assert_eq!(tx.as_ref().map(|t| t.capacity()), Some(cap), "re-attach");
-                    }
+                    let c = tx.as_ref().map(|t| t.capacity());
+                    check_attached(c, spsc_size::<T>, len, model, cap);
                 }
                 _ => {
                     let _ = rx.take();
                     // SAFETY: as for init_at; the old consumer is gone.
                     rx = unsafe { Spsc::<T>::attach_consumer(ptr, len) }.ok();
-                    if let Some(rx) = &rx {
-                        let l = Spsc::<T>::layout(RingConfig::new(rx.capacity()));
-                        assert!(
-                            l.is_ok_and(|l| l.size() <= len),
-                            "attached beyond the bytes"
-                        );
-                    }
-                    if model {
-                        assert_eq!(rx.as_ref().map(|r| r.capacity()), Some(cap), "re-attach");
-                    }
+                    let c = rx.as_ref().map(|r| r.capacity());
+                    check_attached(c, spsc_size::<T>, len, model, cap);
                 }
             }
         }
     });
     if model {
-        // What is left comes out, then the queue is empty (or closed).
         let rx = rx.as_mut().expect("the consumer re-attached");
-        for _ in 0..counts.len {
-            assert!(rx.try_pop().is_ok(), "drain");
-        }
-        counts.len = 0;
-        assert_eq!(rx.try_pop().map(|_| ()), counts.pop(false), "drained");
+        counts.drain(|| rx.try_pop());
     }
+}
+
+/// The bytes an SPSC ring of `cap` items of `T` takes, if that is a
+/// valid capacity.
+fn spsc_size<T: Elem>(cap: usize) -> Option<usize> {
+    Spsc::<T>::layout(RingConfig::new(cap))
+        .ok()
+        .map(|l| l.size())
 }
 
 fn mpmc<T: Elem>(input: &mut Input<'_>, mode: u8) {
@@ -299,23 +351,10 @@ fn mpmc<T: Elem>(input: &mut Input<'_>, mode: u8) {
     // SAFETY: `buf` outlives the writer too; nothing references its bytes.
     let mut hostile = unsafe { Hostile::new(ptr, len) };
     if mode & PAYLOAD_ONLY != 0 {
-        let found = hostile.payload_only(|m, snap| {
-            for _ in 0..cap {
-                q.try_push(filled(m)).expect("fill a fresh queue");
-            }
-            snap();
-            for _ in 0..cap {
-                assert_eq!(q.try_pop(), Ok(filled(m)), "empty it again");
-            }
-        });
-        assert!(found, "items have payload bytes");
+        find_payload(&mut hostile, cap, |v| q.try_push(v), || q.try_pop());
     }
     let model = hostile.is_payload_only();
-    let mut counts = Counts {
-        cap,
-        len: 0,
-        closed: false,
-    };
+    let mut counts = Counts::new(cap);
     let script = script(input, mode);
     let mut handles = vec![q];
     let mut counter = 0u64;
@@ -338,10 +377,7 @@ fn mpmc<T: Elem>(input: &mut Input<'_>, mode: u8) {
                     } else {
                         h.push_timeout(T::make(counter), input.timeout())
                     };
-                    if model {
-                        assert_eq!(got, counts.push(k == 5), "push");
-                        counts.len += got.is_ok() as usize;
-                    }
+                    counts.pushed(model, k == 5, got);
                 }
                 k @ (6 | 7) => {
                     let got = if k == 6 {
@@ -349,19 +385,11 @@ fn mpmc<T: Elem>(input: &mut Input<'_>, mode: u8) {
                     } else {
                         h.pop_timeout(input.timeout())
                     };
-                    if model {
-                        assert_eq!(got.map(|_| ()), counts.pop(k == 7), "pop");
-                        counts.len -= got.is_ok() as usize;
-                    }
+                    counts.popped(model, k == 7, got);
                 }
                 8 => {
-                    let c = h.capacity();
-                    assert!(h.len() <= c);
                     let state = (h.len(), h.is_empty(), h.is_full(), h.is_closed());
-                    if model {
-                        let m = &counts;
-                        assert_eq!(state, (m.len, m.len == 0, m.len == cap, m.closed));
-                    }
+                    counts.check_state(model, h.capacity(), state);
                     let _ = format!("{h:?}");
                     if op & 0x80 != 0 {
                         h.close();
@@ -371,16 +399,10 @@ fn mpmc<T: Elem>(input: &mut Input<'_>, mode: u8) {
                 _ => {
                     // SAFETY: as for init_at.
                     let attached = unsafe { Mpmc::<T>::attach(ptr, len) };
-                    if model {
-                        let c = attached.as_ref().map(|h| h.capacity()).ok();
-                        assert_eq!(c, Some(cap), "re-attach");
-                    }
+                    let c = attached.as_ref().map(|h| h.capacity()).ok();
+                    let size = |c| Mpmc::<T>::layout(RingConfig::new(c)).ok().map(|l| l.size());
+                    check_attached(c, size, len, model, cap);
                     if let Ok(h) = attached {
-                        let l = Mpmc::<T>::layout(RingConfig::new(h.capacity()));
-                        assert!(
-                            l.is_ok_and(|l| l.size() <= len),
-                            "attached beyond the bytes"
-                        );
                         if handles.len() < 4 {
                             handles.push(h);
                         } else {
@@ -392,12 +414,7 @@ fn mpmc<T: Elem>(input: &mut Input<'_>, mode: u8) {
         }
     });
     if model {
-        let h = &handles[0];
-        for _ in 0..counts.len {
-            assert!(h.try_pop().is_ok(), "drain");
-        }
-        counts.len = 0;
-        assert_eq!(h.try_pop().map(|_| ()), counts.pop(false), "drained");
+        counts.drain(|| handles[0].try_pop());
     }
 }
 
@@ -418,15 +435,10 @@ pub fn bytes_hostile(data: &[u8]) {
     let cap = 64usize << (first % 4);
     let max = input.below(cap / 2 - 16 + 1);
     let config = BytesConfig::new(cap, max);
-    let layout = ByteQueue::layout(config).expect("a valid configuration");
-    let buf = AlignedBuf::new(layout.size());
+    // `buf` outlives every handle and grant (it is declared first).
+    let buf = byte_queue_buf(config);
     let (ptr, len) = (buf.ptr(), buf.len());
-    // SAFETY: `buf` outlives every handle and grant (it is declared first);
-    // only they and the hostile writer use it.
-    let q = unsafe { ByteQueue::init_at(ptr, len, config) }.expect("init");
-    // SAFETY: as for init_at.
-    let attached = unsafe { ByteQueue::attach(ptr, len) }.expect("attach");
-    let handles = [q.clone(), attached, q];
+    let handles = byte_queue_handles(&buf, config);
     // SAFETY: `buf` outlives the writer too; nothing references its bytes.
     let mut hostile = unsafe { Hostile::new(ptr, len) };
 

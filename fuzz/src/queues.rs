@@ -13,7 +13,7 @@ use shmipc_core::mpmc::Mpmc;
 use shmipc_core::spsc::Spsc;
 use shmipc_core::{PopError, PushError, QueueError, RecvError, RingConfig, SendError};
 
-use crate::support::{AlignedBuf, Elem, Input, MAX_OPS};
+use crate::support::{byte_queue_buf, byte_queue_handles, AlignedBuf, Elem, Input, MAX_OPS};
 
 /// The SPSC ring against a `VecDeque`.
 pub fn spsc_ops(data: &[u8]) {
@@ -42,6 +42,62 @@ fn incompatible<T>(r: Result<T, QueueError>) -> bool {
     matches!(r, Err(QueueError::Incompatible(_)))
 }
 
+/// Checks a push's result against the model (`op` 0 is a try, which
+/// finds a full queue `Full`; 1 has a timeout, which finds it `Timeout`),
+/// and records the item if it went in.
+fn check_push<T: Elem>(
+    model: &mut VecDeque<T>,
+    cap: usize,
+    closed: bool,
+    op: u8,
+    item: T,
+    got: Result<(), PushError>,
+) {
+    let want = if closed {
+        Err(PushError::Closed)
+    } else if model.len() == cap {
+        Err([PushError::Full, PushError::Timeout][op as usize])
+    } else {
+        Ok(())
+    };
+    assert_eq!(got, want, "push");
+    if got.is_ok() {
+        model.push_back(item);
+    }
+}
+
+/// Checks a pop's result against the model (`op` as for [`check_push`]:
+/// 0 finds an empty queue `Empty`, 1 `Timeout`), and takes the item out.
+fn check_pop<T: Elem>(model: &mut VecDeque<T>, closed: bool, op: u8, got: Result<T, PopError>) {
+    let want = match model.front() {
+        Some(v) => Ok(*v),
+        None if closed => Err(PopError::Closed),
+        None => Err([PopError::Empty, PopError::Timeout][op as usize]),
+    };
+    assert_eq!(got, want, "pop");
+    if got.is_ok() {
+        model.pop_front();
+    }
+}
+
+/// What is left comes out of `try_pop` in order, then the queue is empty
+/// (or closed).
+fn check_drain<T: Elem>(
+    mut model: VecDeque<T>,
+    closed: bool,
+    mut try_pop: impl FnMut() -> Result<T, PopError>,
+) {
+    while let Some(v) = model.pop_front() {
+        assert_eq!(try_pop(), Ok(v), "drain");
+    }
+    let end = if closed {
+        PopError::Closed
+    } else {
+        PopError::Empty
+    };
+    assert_eq!(try_pop(), Err(end), "drained");
+}
+
 fn spsc<T: Elem>(input: &mut Input<'_>) {
     let cap = 1usize << input.below(7);
     let config = RingConfig::new(cap);
@@ -66,22 +122,12 @@ fn spsc<T: Elem>(input: &mut Input<'_>) {
         match input.u8() % 12 {
             op @ (0 | 1) => {
                 let item = next();
-                let want = if closed {
-                    Err(PushError::Closed)
-                } else if model.len() == cap {
-                    Err([PushError::Full, PushError::Timeout][op as usize])
-                } else {
-                    Ok(())
-                };
                 let got = if op == 0 {
                     tx.try_push(item)
                 } else {
                     tx.push_timeout(item, input.timeout())
                 };
-                assert_eq!(got, want, "push");
-                if got.is_ok() {
-                    model.push_back(item);
-                }
+                check_push(&mut model, cap, closed, op, item, got);
             }
             2 => {
                 let items: Vec<T> = (0..input.below(2 * cap + 2)).map(|_| next()).collect();
@@ -102,20 +148,12 @@ fn spsc<T: Elem>(input: &mut Input<'_>) {
                 }
             }
             op @ (3 | 4) => {
-                let want = match model.front() {
-                    Some(v) => Ok(*v),
-                    None if closed => Err(PopError::Closed),
-                    None => Err([PopError::Empty, PopError::Timeout][op as usize - 3]),
-                };
                 let got = if op == 3 {
                     rx.try_pop()
                 } else {
                     rx.pop_timeout(input.timeout())
                 };
-                assert_eq!(got, want, "pop");
-                if got.is_ok() {
-                    model.pop_front();
-                }
+                check_pop(&mut model, closed, op - 3, got);
             }
             5 => {
                 let mut out = vec![T::zeroed(); input.below(2 * cap + 2)];
@@ -186,16 +224,7 @@ fn spsc<T: Elem>(input: &mut Input<'_>) {
             }
         }
     }
-    // What is left comes out in order, then the queue is empty (or closed).
-    while let Some(v) = model.pop_front() {
-        assert_eq!(rx.try_pop(), Ok(v), "drain");
-    }
-    let end = if closed {
-        PopError::Closed
-    } else {
-        PopError::Empty
-    };
-    assert_eq!(rx.try_pop(), Err(end), "drained");
+    check_drain(model, closed, || rx.try_pop());
 }
 
 fn mpmc<T: Elem>(input: &mut Input<'_>) {
@@ -223,38 +252,20 @@ fn mpmc<T: Elem>(input: &mut Input<'_>) {
             op @ (0 | 1) => {
                 counter += 1;
                 let item = T::make(counter);
-                let want = if closed {
-                    Err(PushError::Closed)
-                } else if model.len() == cap {
-                    Err([PushError::Full, PushError::Timeout][op as usize])
-                } else {
-                    Ok(())
-                };
                 let got = if op == 0 {
                     h.try_push(item)
                 } else {
                     h.push_timeout(item, input.timeout())
                 };
-                assert_eq!(got, want, "push");
-                if got.is_ok() {
-                    model.push_back(item);
-                }
+                check_push(&mut model, cap, closed, op, item, got);
             }
             op @ (2 | 3) => {
-                let want = match model.front() {
-                    Some(v) => Ok(*v),
-                    None if closed => Err(PopError::Closed),
-                    None => Err([PopError::Empty, PopError::Timeout][op as usize - 2]),
-                };
                 let got = if op == 2 {
                     h.try_pop()
                 } else {
                     h.pop_timeout(input.timeout())
                 };
-                assert_eq!(got, want, "pop");
-                if got.is_ok() {
-                    model.pop_front();
-                }
+                check_pop(&mut model, closed, op - 2, got);
             }
             4 => {
                 h.close();
@@ -302,16 +313,7 @@ fn mpmc<T: Elem>(input: &mut Input<'_>) {
             _ => {}
         }
     }
-    let h = &handles[0];
-    while let Some(v) = model.pop_front() {
-        assert_eq!(h.try_pop(), Ok(v), "drain");
-    }
-    let end = if closed {
-        PopError::Closed
-    } else {
-        PopError::Empty
-    };
-    assert_eq!(h.try_pop(), Err(end), "drained");
+    check_drain(model, closed, || handles[0].try_pop());
 }
 
 // ---------------------------------------------------------------------------
@@ -513,15 +515,9 @@ pub fn bytes_ops(data: &[u8]) {
     let cap = 64usize << input.below(5);
     let max = input.below(cap / 2 - 16 + 1);
     let config = BytesConfig::new(cap, max);
-    let layout = ByteQueue::layout(config).expect("a valid configuration");
-    let buf = AlignedBuf::new(layout.size());
-    let (ptr, len) = (buf.ptr(), buf.len());
-    // SAFETY: `buf` outlives every handle and grant (it is declared first)
-    // and nothing but them uses it.
-    let q = unsafe { ByteQueue::init_at(ptr, len, config) }.expect("init");
-    // SAFETY: as above.
-    let attached = unsafe { ByteQueue::attach(ptr, len) }.expect("attach");
-    let handles = [q.clone(), attached, q];
+    // `buf` outlives every handle and grant (it is declared first).
+    let buf = byte_queue_buf(config);
+    let handles = byte_queue_handles(&buf, config);
     let mut model = BytesModel {
         cap: cap as u64,
         max,

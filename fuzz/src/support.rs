@@ -5,6 +5,7 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::fmt::Debug;
 use std::time::Duration;
 
+use shmipc_core::bytes::{ByteQueue, BytesConfig};
 use shmipc_core::sync::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 /// The most operations one input runs, so that every input ends quickly
@@ -110,6 +111,24 @@ pub struct AlignedBuf {
     ptr: *mut u8,
     len: usize,
     layout: Layout,
+}
+
+/// Room for a byte queue of `config`: give it to [`byte_queue_handles`].
+pub fn byte_queue_buf(config: BytesConfig) -> AlignedBuf {
+    let layout = ByteQueue::layout(config).expect("a valid configuration");
+    AlignedBuf::new(layout.size())
+}
+
+/// A new byte queue of `config` in `buf` (from [`byte_queue_buf`]), as
+/// three handles: the creator's, a clone of it, and one that attached.
+pub fn byte_queue_handles(buf: &AlignedBuf, config: BytesConfig) -> [ByteQueue<'_>; 3] {
+    let (ptr, len) = (buf.ptr(), buf.len());
+    // SAFETY: the handles borrow `buf`, which outlives them; nothing but
+    // they (and a hostile writer, which only writes bytes) uses it.
+    let q = unsafe { ByteQueue::init_at(ptr, len, config) }.expect("init");
+    // SAFETY: as for init_at.
+    let attached = unsafe { ByteQueue::attach(ptr, len) }.expect("attach");
+    [q.clone(), attached, q]
 }
 
 const GUARD: usize = if cfg!(fuzzing) { 0 } else { 128 };

@@ -50,7 +50,7 @@
 //! ```
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use shmipc_core::bytes::ByteQueue as RawByteQueue;
 use shmipc_core::peers::{PeerTable, SlotLocks, PEER_SLOT_SIZE};
@@ -510,12 +510,10 @@ fn open_read_only(path: &CString, name: &str) -> Result<OwnedFd> {
     // owner (or CAP_FOWNER) may ask for it, so fall back without it.
     for extra in [libc::O_NOATIME, 0] {
         // SAFETY: `path` is NUL-terminated and outlives the call.
-        let fd = unsafe { libc::open(path.as_ptr(), flags | extra) };
-        if fd >= 0 {
-            // SAFETY: a descriptor we just opened and own.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-        let err = std::io::Error::last_os_error();
+        let err = match crate::memory::owned(unsafe { libc::open(path.as_ptr(), flags | extra) }) {
+            Ok(fd) => return Ok(fd),
+            Err(err) => err,
+        };
         if extra != 0 && err.raw_os_error() == Some(libc::EPERM) {
             continue;
         }
@@ -529,16 +527,7 @@ fn open_read_only(path: &CString, name: &str) -> Result<OwnedFd> {
 }
 
 fn fstat(fd: &OwnedFd, name: &str) -> Result<FileInfo> {
-    // SAFETY: a zeroed stat is a valid value for fstat to overwrite.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is open and `st` is a valid, writable stat.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(Error::from_io(
-            "fstat",
-            name,
-            std::io::Error::last_os_error(),
-        ));
-    }
+    let st = crate::memory::fstat(fd, name)?;
     if st.st_mode & libc::S_IFMT != libc::S_IFREG {
         return Err(Error::NotShmipc {
             name: name.to_owned(),
@@ -790,55 +779,28 @@ fn decode_state(h: &HeaderSnapshot, obj: &Object<'_>, judge: &Judge<'_>) -> Resu
         Kind::ATOMIC_U64 => obj.with::<AtomicU64, _>(0, |a| {
             State::AtomicU64(a.load(shmipc_core::sync::Ordering::Relaxed))
         })?,
-        Kind::QUEUE => {
-            let (capacity, item_size, item_align) = typed(name, h)?;
-            let ring = shmipc_core::mpmc::state_of(&obj.control(0)?)
-                .ok_or_else(|| too_small_for_kind(name))?;
-            State::Queue(QueueState {
-                capacity,
-                item_size,
-                item_align,
-                len: ring.len(capacity),
-                ring,
-                roles: None,
-            })
-        }
-        Kind::SPSC_QUEUE => {
-            let (capacity, item_size, item_align) = typed(name, h)?;
-            let roles = obj.read(0, 8)?;
-            let ring = shmipc_core::spsc::state_of(&obj.control(ROLES_SIZE)?)
-                .ok_or_else(|| too_small_for_kind(name))?;
-            State::SpscQueue(QueueState {
-                capacity,
-                item_size,
-                item_align,
-                len: ring.len(capacity),
-                ring,
-                roles: Some([
-                    judge.role(u32_at(&roles, 0).unwrap_or(0)),
-                    judge.role(u32_at(&roles, 4).unwrap_or(0)),
-                ]),
-            })
-        }
+        Kind::QUEUE => State::Queue(queue_state(name, h, || {
+            Ok((shmipc_core::mpmc::state_of(&obj.control(0)?), None))
+        })?),
+        Kind::SPSC_QUEUE => State::SpscQueue(queue_state(name, h, || {
+            let roles = roles(obj, judge)?;
+            let ring = shmipc_core::spsc::state_of(&obj.control(ROLES_SIZE)?);
+            Ok((ring, Some(roles)))
+        })?),
         Kind::BYTE_QUEUE => {
             let config = bytes_config(name, h)?;
             State::ByteQueue(byte_ring(obj, 0, config, judge)?)
         }
         Kind::PIPE => {
             let config = bytes_config(name, h)?;
-            let ring_size = RawByteQueue::layout(config)
-                .map_err(|_| bad_params(name))?
-                .size() as u64;
-            let roles = obj.read(0, 8)?;
+            let ring_size = ring_size(name, config)?;
+            let ends = roles(obj, judge)?;
             State::Pipe {
                 rings: Box::new([
                     byte_ring(obj, ROLES_SIZE, config, judge)?,
                     byte_ring(obj, ROLES_SIZE + ring_size, config, judge)?,
                 ]),
-                ends: [
-                    judge.role(u32_at(&roles, 0).unwrap_or(0)),
-                    judge.role(u32_at(&roles, 4).unwrap_or(0)),
-                ],
+                ends,
             }
         }
         Kind::VALUE | Kind::ARRAY => State::Values {
@@ -922,12 +884,41 @@ fn pool_workers(
         .collect())
 }
 
-/// A typed queue's capacity, item size and item alignment, from the
-/// header's parameters (`[capacity, 0, 0, size | align << 32]`).
-fn typed(name: &str, h: &HeaderSnapshot) -> Result<(u64, u64, u64)> {
+/// A typed queue's state: its capacity, item size and item alignment from
+/// the header's parameters (`[capacity, 0, 0, size | align << 32]`), then
+/// what `read` decodes from the object: the ring (`None`: too small) and
+/// the role holders.
+fn queue_state(
+    name: &str,
+    h: &HeaderSnapshot,
+    read: impl FnOnce() -> Result<(Option<RingState>, Option<[Option<Holder>; 2]>)>,
+) -> Result<QueueState> {
     let [a, b, c, elem] = h.params;
     let config = RingConfig::from_words([a, b, c, 0]).map_err(|_| bad_params(name))?;
-    Ok((config.capacity as u64, elem & 0xffff_ffff, elem >> 32))
+    let (ring, roles) = read()?;
+    let ring = ring.ok_or_else(|| too_small_for_kind(name))?;
+    let capacity = config.capacity as u64;
+    Ok(QueueState {
+        capacity,
+        item_size: elem & 0xffff_ffff,
+        item_align: elem >> 32,
+        len: ring.len(capacity),
+        ring,
+        roles,
+    })
+}
+
+/// The holders of the two roles of the role block an SPSC queue or a pipe
+/// starts with.
+fn roles(obj: &Object<'_>, judge: &Judge<'_>) -> Result<[Option<Holder>; 2]> {
+    let words = obj.read(0, 8)?;
+    Ok([0, 4].map(|at| judge.role(u32_at(&words, at).unwrap_or(0))))
+}
+
+/// The bytes one ring of a pipe takes.
+fn ring_size(name: &str, config: BytesConfig) -> Result<u64> {
+    let l = RawByteQueue::layout(config).map_err(|_| bad_params(name))?;
+    Ok(l.size() as u64)
 }
 
 /// A byte queue's configuration, checked as the library checks it.
@@ -975,9 +966,7 @@ fn decode_holds(
         }
         State::Pipe { rings, .. } => {
             let config = bytes_config(obj.name, h)?;
-            let ring_size = RawByteQueue::layout(config)
-                .map_err(|_| bad_params(obj.name))?
-                .size() as u64;
+            let ring_size = ring_size(obj.name, config)?;
             let a = byte_holds(obj, 0, ROLES_SIZE, config, &rings[0], judge, holds)?;
             let b = byte_holds(
                 obj,

@@ -22,110 +22,98 @@ pub trait ShmObject: SharedObject {
     const KIND: Kind;
 }
 
-impl ShmObject for Lock {
-    const KIND: Kind = Kind::LOCK;
+/// `impl ShmObject` for each type, with its kind (and any docs).
+macro_rules! shm_objects {
+    ($($(#[$doc:meta])* $t:ty => $kind:ident;)*) => {
+        $($(#[$doc])* impl ShmObject for $t {
+            const KIND: Kind = Kind::$kind;
+        })*
+    };
 }
 
-/// An [`RLock`] in a segment of its own, or in anonymous memory
-/// ([`Shared::anon`]): the thread that holds it takes it again, every
-/// other thread and process waits for its last release, and a holder that
-/// dies (at any depth) is taken over as a [`Lock`]'s is:
-///
-/// ```
-/// use shmipc::{fork, LockError, Named, RLock, Shared};
-/// use std::time::Duration;
-///
-/// let lock = Shared::<RLock>::anon(())?;
-/// let outer = lock.lock()?;
-/// let inner = lock.lock()?;
-/// assert_eq!(inner.depth(), 2);
-/// let mut child = fork(|| (lock.try_lock().unwrap_err() == LockError::WouldBlock) as i32)?;
-/// assert_eq!(child.join_timeout(Duration::from_secs(10))?.unwrap().code(), Some(1));
-/// drop((inner, outer));
-/// assert!(!lock.is_locked());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-impl ShmObject for RLock {
-    const KIND: Kind = Kind::RLOCK;
-}
-
-impl ShmObject for Semaphore {
-    const KIND: Kind = Kind::SEMAPHORE;
-}
-
-impl ShmObject for Event {
-    const KIND: Kind = Kind::EVENT;
-}
-
-impl ShmObject for AtomicU32 {
-    const KIND: Kind = Kind::ATOMIC_U32;
-}
-
-impl ShmObject for AtomicU64 {
-    const KIND: Kind = Kind::ATOMIC_U64;
-}
-
-/// A [`Condition`] in a segment of its own, or in anonymous memory
-/// ([`Shared::anon`]), so that processes wait on it:
-///
-/// ```
-/// use shmipc::sync::{AtomicU32, Ordering};
-/// use shmipc::{fork, Condition, Named, Shared};
-/// use std::time::Duration;
-///
-/// let cond = Shared::<Condition>::anon(())?;
-/// let ready = Shared::<AtomicU32>::anon(0)?;
-/// let mut child = fork(|| {
-///     let guard = cond.lock().unwrap();
-///     let guard = guard.wait_while(|| ready.load(Ordering::Relaxed) == 0).unwrap();
-///     drop(guard);
-///     ready.load(Ordering::Relaxed) as i32            // 42
-/// })?;
-/// {
-///     let _guard = cond.lock()?;
-///     ready.store(42, Ordering::Relaxed);
-///     cond.notify_all();
-/// }
-/// assert_eq!(child.join_timeout(Duration::from_secs(10))?.unwrap().code(), Some(42));
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-impl ShmObject for Condition {
-    const KIND: Kind = Kind::CONDITION;
-}
-
-/// A [`Barrier`] in a segment of its own, or in anonymous memory
-/// ([`Shared::anon`]), so that processes meet at it; its config is the
-/// number of parties:
-///
-/// ```
-/// use shmipc::{fork, Barrier, BarrierError, Named, Shared};
-/// use std::time::Duration;
-///
-/// let barrier = Shared::<Barrier>::anon(3)?;              // three parties
-/// let mut children = Vec::new();
-/// for _ in 0..2 {
-///     children.push(fork(|| match barrier.wait() {
-///         Ok(leader) => leader as i32,
-///         Err(_) => 99,
-///     })?);
-/// }
-/// let leader = barrier.wait()?;
-/// let leaders: i32 = children
-///     .iter_mut()
-///     .map(|c| c.join_timeout(Duration::from_secs(10)).unwrap().unwrap().code().unwrap())
-///     .sum::<i32>()
-///     + leader as i32;
-/// assert_eq!(leaders, 1);                               // exactly one leader
-///
-/// // Alone at the barrier: the timeout breaks it.
-/// assert_eq!(barrier.wait_timeout(Duration::from_millis(10)), Err(BarrierError::Timeout));
-/// assert_eq!(barrier.wait(), Err(BarrierError::Broken));
-/// barrier.reset();
-/// assert!(!barrier.is_broken());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-impl ShmObject for Barrier {
-    const KIND: Kind = Kind::BARRIER;
+shm_objects! {
+    Lock => LOCK;
+    /// An [`RLock`] in a segment of its own, or in anonymous memory
+    /// ([`Shared::anon`]): the thread that holds it takes it again, every
+    /// other thread and process waits for its last release, and a holder
+    /// that dies (at any depth) is taken over as a [`Lock`]'s is:
+    ///
+    /// ```
+    /// use shmipc::{fork, LockError, Named, RLock, Shared};
+    /// use std::time::Duration;
+    ///
+    /// let lock = Shared::<RLock>::anon(())?;
+    /// let outer = lock.lock()?;
+    /// let inner = lock.lock()?;
+    /// assert_eq!(inner.depth(), 2);
+    /// let mut child = fork(|| (lock.try_lock().unwrap_err() == LockError::WouldBlock) as i32)?;
+    /// assert_eq!(child.join_timeout(Duration::from_secs(10))?.unwrap().code(), Some(1));
+    /// drop((inner, outer));
+    /// assert!(!lock.is_locked());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    RLock => RLOCK;
+    Semaphore => SEMAPHORE;
+    Event => EVENT;
+    AtomicU32 => ATOMIC_U32;
+    AtomicU64 => ATOMIC_U64;
+    /// A [`Condition`] in a segment of its own, or in anonymous memory
+    /// ([`Shared::anon`]), so that processes wait on it:
+    ///
+    /// ```
+    /// use shmipc::sync::{AtomicU32, Ordering};
+    /// use shmipc::{fork, Condition, Named, Shared};
+    /// use std::time::Duration;
+    ///
+    /// let cond = Shared::<Condition>::anon(())?;
+    /// let ready = Shared::<AtomicU32>::anon(0)?;
+    /// let mut child = fork(|| {
+    ///     let guard = cond.lock().unwrap();
+    ///     let guard = guard.wait_while(|| ready.load(Ordering::Relaxed) == 0).unwrap();
+    ///     drop(guard);
+    ///     ready.load(Ordering::Relaxed) as i32            // 42
+    /// })?;
+    /// {
+    ///     let _guard = cond.lock()?;
+    ///     ready.store(42, Ordering::Relaxed);
+    ///     cond.notify_all();
+    /// }
+    /// assert_eq!(child.join_timeout(Duration::from_secs(10))?.unwrap().code(), Some(42));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    Condition => CONDITION;
+    /// A [`Barrier`] in a segment of its own, or in anonymous memory
+    /// ([`Shared::anon`]), so that processes meet at it; its config is the
+    /// number of parties:
+    ///
+    /// ```
+    /// use shmipc::{fork, Barrier, BarrierError, Named, Shared};
+    /// use std::time::Duration;
+    ///
+    /// let barrier = Shared::<Barrier>::anon(3)?;              // three parties
+    /// let mut children = Vec::new();
+    /// for _ in 0..2 {
+    ///     children.push(fork(|| match barrier.wait() {
+    ///         Ok(leader) => leader as i32,
+    ///         Err(_) => 99,
+    ///     })?);
+    /// }
+    /// let leader = barrier.wait()?;
+    /// let leaders: i32 = children
+    ///     .iter_mut()
+    ///     .map(|c| c.join_timeout(Duration::from_secs(10)).unwrap().unwrap().code().unwrap())
+    ///     .sum::<i32>()
+    ///     + leader as i32;
+    /// assert_eq!(leaders, 1);                               // exactly one leader
+    ///
+    /// // Alone at the barrier: the timeout breaks it.
+    /// assert_eq!(barrier.wait_timeout(Duration::from_millis(10)), Err(BarrierError::Timeout));
+    /// assert_eq!(barrier.wait(), Err(BarrierError::Broken));
+    /// barrier.reset();
+    /// assert!(!barrier.is_broken());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    Barrier => BARRIER;
 }
 
 /// A `T` in shared memory of its own: a named segment that other

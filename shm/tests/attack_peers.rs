@@ -12,10 +12,9 @@
 
 mod common;
 
-use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use common::{join, off, poke_u32, shm_path};
+use common::{join, off, peek_u32, peek_u64, poke_u32};
 use shmipc::{
     fork, Event, ExitStatus, Lock, LockError, Named, Queue, RingConfig, Shared, Unlinker,
 };
@@ -24,35 +23,17 @@ use shmipc::{
 const SEVERAL_CHECKS: Duration = Duration::from_millis(400);
 const LONG: Duration = Duration::from_secs(30);
 
-fn read_u32(name: &str, offset: u64) -> u32 {
-    let mut b = [0u8; 4];
-    std::fs::File::open(shm_path(name))
-        .unwrap()
-        .read_exact_at(&mut b, offset)
-        .unwrap();
-    u32::from_ne_bytes(b)
-}
-
-fn read_u64(name: &str, offset: u64) -> u64 {
-    let mut b = [0u8; 8];
-    std::fs::File::open(shm_path(name))
-        .unwrap()
-        .read_exact_at(&mut b, offset)
-        .unwrap();
-    u64::from_ne_bytes(b)
-}
-
 /// The hostile write: every slot's generation word (the first 4 bytes of
 /// each 32-byte slot) moves on by one, as if each slot had a new holder.
 /// Returns how many slots had been claimed (a non-zero generation).
 fn bump_every_generation(name: &str) -> u32 {
-    let table = read_u64(name, off::PEERS_OFFSET);
-    let slots = read_u32(name, off::PEER_SLOTS);
+    let table = peek_u64(name, off::PEERS_OFFSET);
+    let slots = peek_u32(name, off::PEER_SLOTS);
     assert!(slots > 0 && table > 0, "a segment has a peer table");
     let mut claimed = 0;
     for i in 0..u64::from(slots) {
         let at = table + 32 * i;
-        let g = read_u32(name, at);
+        let g = peek_u32(name, at);
         if g != 0 {
             claimed += 1;
         }

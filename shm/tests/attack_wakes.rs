@@ -18,14 +18,12 @@
 
 mod common;
 
-use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
-use common::{eventually, join, off, poke_u32, shm_path};
+use common::{eventually, join, off, peek_u32, peek_u64, poke_u32};
 use shmipc::sync::{AtomicU32, Ordering};
 use shmipc::{
-    fork, Barrier, Child, Condition, Event, ExitStatus, Named, Semaphore, SemaphoreConfig, Shared,
-    Unlinker,
+    fork, Barrier, Child, Condition, Event, ExitStatus, Named, Semaphore, Shared, Unlinker,
 };
 
 /// How long a stranded sleeper may take to notice (generous: a few
@@ -34,23 +32,9 @@ const NOTICE: Duration = Duration::from_secs(3);
 /// How long the child is given to fall asleep before the word is written.
 const FALL_ASLEEP: Duration = Duration::from_millis(300);
 
-fn read_u32(name: &str, offset: u64) -> u32 {
-    let mut b = [0u8; 4];
-    std::fs::File::open(shm_path(name))
-        .unwrap()
-        .read_exact_at(&mut b, offset)
-        .unwrap();
-    u32::from_ne_bytes(b)
-}
-
 /// Where the segment's object starts.
 fn object(name: &str) -> u64 {
-    let mut b = [0u8; 8];
-    std::fs::File::open(shm_path(name))
-        .unwrap()
-        .read_exact_at(&mut b, off::OBJECT_OFFSET)
-        .unwrap();
-    u64::from_ne_bytes(b)
+    peek_u64(name, off::OBJECT_OFFSET)
 }
 
 /// Forks a child that marks `entered`, runs `sleep` (an untimed call
@@ -105,10 +89,10 @@ fn an_event_set_whose_setter_died_before_waking_wakes_its_waiter() {
     let child = sleeper(&entered, &returned, || ev.wait());
     let at = object(&name);
     // The waiter announces itself with the WAITERS bit (2) before it sleeps.
-    assert!(eventually(NOTICE, || read_u32(&name, at) & 2 != 0));
+    assert!(eventually(NOTICE, || peek_u32(&name, at) & 2 != 0));
     expect_noticed(child, &returned, "Event::wait", || {
         // `set`'s compare-and-swap: next generation, WAITERS cleared, SET.
-        let w = read_u32(&name, at);
+        let w = peek_u32(&name, at);
         poke_u32(&name, at, ((w & !2).wrapping_add(4)) | 1);
     });
     assert!(ev.is_set());
@@ -118,14 +102,7 @@ fn an_event_set_whose_setter_died_before_waking_wakes_its_waiter() {
 fn a_permit_whose_releaser_died_before_waking_reaches_the_sleeper() {
     let names = Unlinker::new("atk-wake-sem");
     let name = names.name("sem");
-    let sem = Shared::<Semaphore>::create(
-        &name,
-        SemaphoreConfig {
-            initial: 0,
-            max: None,
-        },
-    )
-    .unwrap();
+    let sem = Shared::<Semaphore>::create(&name, common::unbounded(0)).unwrap();
     let (entered, returned) = (
         Shared::<AtomicU32>::anon(0).unwrap(),
         Shared::<AtomicU32>::anon(0).unwrap(),
@@ -155,10 +132,10 @@ fn a_barrier_whose_last_party_died_before_waking_releases_the_others() {
         assert_eq!(b.wait(), Ok(false), "released, not the leader");
     });
     let at = object(&name); // `state`: bits 0-15 arrived, 16-30 generation
-    assert!(eventually(NOTICE, || read_u32(&name, at) & 0xffff == 1));
+    assert!(eventually(NOTICE, || peek_u32(&name, at) & 0xffff == 1));
     expect_noticed(child, &returned, "Barrier::wait", || {
         // The leader's compare-and-swap: next generation, none arrived.
-        let w = read_u32(&name, at);
+        let w = peek_u32(&name, at);
         let generation = (w >> 16) & 0x7fff;
         poke_u32(&name, at, ((generation + 1) & 0x7fff) << 16);
     });
@@ -179,10 +156,10 @@ fn a_notify_whose_notifier_died_before_waking_reaches_the_waiter() {
     });
     // `seq` follows the condition's lock (16 bytes), `sleepers` after it.
     let at = object(&name) + 16;
-    assert!(eventually(NOTICE, || read_u32(&name, at + 4) == 1));
+    assert!(eventually(NOTICE, || peek_u32(&name, at + 4) == 1));
     expect_noticed(child, &returned, "CondGuard::wait", || {
         // A notify's increment of `seq`.
-        let w = read_u32(&name, at);
+        let w = peek_u32(&name, at);
         poke_u32(&name, at, w.wrapping_add(1));
     });
 }

@@ -22,7 +22,7 @@
 
 mod common;
 
-use common::join;
+use common::{join, words, Rng};
 use shmipc::sync::{AtomicU64, Ordering};
 use shmipc::{
     fork, ByteQueue, BytesConfig, ExitStatus, Named, Options, Pipe, PopError, PushError, Queue,
@@ -37,37 +37,10 @@ const OK: i32 = 0;
 const UNEXPECTED_ERROR: i32 = 2;
 const PUSH_AFTER_CLOSED: i32 = 3;
 
-/// xorshift64*, seeded per test (the seed is printed on failure).
-struct Rng(u64);
-
-impl Rng {
-    fn seeded() -> Rng {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        Rng(t | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
-
 /// The two bitmaps, in shared memory.
 struct Books {
     acked: Segment,
     received: Segment,
-}
-
-fn words(seg: &Segment) -> &[AtomicU64] {
-    // SAFETY: the payload is 128-byte aligned, `len` bytes long, mapped as
-    // long as `seg` lives (which the slice borrows), and accessed only
-    // through these atomics, here and in the forked children.
-    unsafe { std::slice::from_raw_parts(seg.as_ptr().cast::<AtomicU64>(), seg.len() / 8) }
 }
 
 /// Sets `bit`; returns whether it was set already.
@@ -177,7 +150,7 @@ trait Consumer {
     fn recv(&mut self) -> Result<Option<u64>, String>;
     /// A receive that does not wait: `Ok(None)` only for `Closed`.
     fn try_recv(&mut self) -> Result<Option<u64>, String>;
-    fn close(&mut self);
+    fn close_queue(&mut self);
 }
 
 /// One round: start `producers` producer processes, receive `close_after`
@@ -220,7 +193,7 @@ fn round(
             Err(e) => outcome = Err(e),
         }
     }
-    consumer.close();
+    consumer.close_queue();
     while outcome.is_ok() {
         match recv(consumer) {
             Ok(Some(id)) => outcome = books.receive(id),
@@ -299,27 +272,48 @@ fn rounds(default: usize) -> usize {
         .unwrap_or(default)
 }
 
-struct MpmcConsumer(Queue<u64>);
-
-impl Consumer for MpmcConsumer {
-    fn recv(&mut self) -> Result<Option<u64>, String> {
-        match self.0.pop_timeout(common::WAKE_PATIENCE) {
-            Ok(v) => Ok(Some(v)),
-            Err(PopError::Closed) => Ok(None),
-            Err(e) => Err(format!("pop: {e}")),
-        }
-    }
-    fn try_recv(&mut self) -> Result<Option<u64>, String> {
-        match self.0.try_pop() {
-            Ok(v) => Ok(Some(v)),
-            Err(PopError::Closed) => Ok(None),
-            Err(e) => Err(format!("try_pop after Closed: {e}")),
-        }
-    }
-    fn close(&mut self) {
-        self.0.close()
-    }
+/// The consumer side of the slot queues (`pop`) and of the byte queues
+/// (`recv_into` an 8-byte id): the same calls on each type.
+macro_rules! consumers {
+    (slots: $($slots:ty),*; bytes: $($bytes:ty),*) => {
+        $(impl Consumer for $slots {
+            fn recv(&mut self) -> Result<Option<u64>, String> {
+                match self.pop_timeout(common::WAKE_PATIENCE) {
+                    Ok(v) => Ok(Some(v)),
+                    Err(PopError::Closed) => Ok(None),
+                    Err(e) => Err(format!("pop: {e}")),
+                }
+            }
+            fn try_recv(&mut self) -> Result<Option<u64>, String> {
+                match self.try_pop() {
+                    Ok(v) => Ok(Some(v)),
+                    Err(PopError::Closed) => Ok(None),
+                    Err(e) => Err(format!("try_pop after Closed: {e}")),
+                }
+            }
+            fn close_queue(&mut self) {
+                self.close()
+            }
+        })*
+        $(impl Consumer for $bytes {
+            fn recv(&mut self) -> Result<Option<u64>, String> {
+                let mut buf = [0u8; 8];
+                let r = self.recv_into_timeout(&mut buf, common::WAKE_PATIENCE);
+                bytes_id(r, &buf)
+            }
+            fn try_recv(&mut self) -> Result<Option<u64>, String> {
+                let mut buf = [0u8; 8];
+                let r = self.try_recv_into(&mut buf);
+                bytes_id(r, &buf)
+            }
+            fn close_queue(&mut self) {
+                self.close()
+            }
+        })*
+    };
 }
+
+consumers!(slots: Queue<u64>, shmipc::SpscConsumer<u64>; bytes: ByteQueue, shmipc::PipeEnd);
 
 fn pushed(r: Result<(), PushError>) -> Pushed {
     match r {
@@ -348,19 +342,11 @@ fn mpmc_queue_close_loses_no_acknowledged_push() {
                 pushed(q.push_timeout(id, common::WAKE_PATIENCE))
             })
         };
-        let r = round(
-            books,
-            MAX_PRODUCERS,
-            close_after,
-            &produce_one,
-            &mut MpmcConsumer(q),
-        );
+        let r = round(books, MAX_PRODUCERS, close_after, &produce_one, &mut { q });
         Queue::<u64>::unlink(&name).unwrap();
         r
     });
 }
-
-struct BytesConsumer(ByteQueue);
 
 fn bytes_id(r: Result<usize, RecvError>, buf: &[u8; 8]) -> Result<Option<u64>, String> {
     match r {
@@ -368,22 +354,6 @@ fn bytes_id(r: Result<usize, RecvError>, buf: &[u8; 8]) -> Result<Option<u64>, S
         Ok(n) => Err(format!("a {n}-byte message")),
         Err(RecvError::Closed) => Ok(None),
         Err(e) => Err(format!("recv: {e}")),
-    }
-}
-
-impl Consumer for BytesConsumer {
-    fn recv(&mut self) -> Result<Option<u64>, String> {
-        let mut buf = [0u8; 8];
-        let r = self.0.recv_into_timeout(&mut buf, common::WAKE_PATIENCE);
-        bytes_id(r, &buf)
-    }
-    fn try_recv(&mut self) -> Result<Option<u64>, String> {
-        let mut buf = [0u8; 8];
-        let r = self.0.try_recv_into(&mut buf);
-        bytes_id(r, &buf)
-    }
-    fn close(&mut self) {
-        self.0.close()
     }
 }
 
@@ -398,38 +368,10 @@ fn byte_queue_close_loses_no_acknowledged_send() {
                 sent(q.send_timeout(&id.to_le_bytes(), common::WAKE_PATIENCE))
             })
         };
-        let r = round(
-            books,
-            MAX_PRODUCERS,
-            close_after,
-            &produce_one,
-            &mut BytesConsumer(q),
-        );
+        let r = round(books, MAX_PRODUCERS, close_after, &produce_one, &mut { q });
         ByteQueue::unlink(&name).unwrap();
         r
     });
-}
-
-struct SpscConsumerSide(shmipc::SpscConsumer<u64>);
-
-impl Consumer for SpscConsumerSide {
-    fn recv(&mut self) -> Result<Option<u64>, String> {
-        match self.0.pop_timeout(common::WAKE_PATIENCE) {
-            Ok(v) => Ok(Some(v)),
-            Err(PopError::Closed) => Ok(None),
-            Err(e) => Err(format!("pop: {e}")),
-        }
-    }
-    fn try_recv(&mut self) -> Result<Option<u64>, String> {
-        match self.0.try_pop() {
-            Ok(v) => Ok(Some(v)),
-            Err(PopError::Closed) => Ok(None),
-            Err(e) => Err(format!("try_pop after Closed: {e}")),
-        }
-    }
-    fn close(&mut self) {
-        self.0.close()
-    }
 }
 
 #[test]
@@ -444,35 +386,11 @@ fn spsc_queue_consumer_close_loses_no_acknowledged_push() {
                 pushed(tx.push_timeout(id, common::WAKE_PATIENCE))
             })
         };
-        let r = round(
-            books,
-            1,
-            close_after,
-            &produce_one,
-            &mut SpscConsumerSide(rx),
-        );
+        let r = round(books, 1, close_after, &produce_one, &mut { rx });
         drop(q);
         SpscQueue::<u64>::unlink(&name).unwrap();
         r
     });
-}
-
-struct PipeConsumer(shmipc::PipeEnd);
-
-impl Consumer for PipeConsumer {
-    fn recv(&mut self) -> Result<Option<u64>, String> {
-        let mut buf = [0u8; 8];
-        let r = self.0.recv_into_timeout(&mut buf, common::WAKE_PATIENCE);
-        bytes_id(r, &buf)
-    }
-    fn try_recv(&mut self) -> Result<Option<u64>, String> {
-        let mut buf = [0u8; 8];
-        let r = self.0.try_recv_into(&mut buf);
-        bytes_id(r, &buf)
-    }
-    fn close(&mut self) {
-        self.0.close()
-    }
 }
 
 #[test]
@@ -486,7 +404,7 @@ fn pipe_close_loses_no_acknowledged_send() {
                 sent(b.send_timeout(&id.to_le_bytes(), common::WAKE_PATIENCE))
             })
         };
-        let r = round(books, 1, close_after, &produce_one, &mut PipeConsumer(a));
+        let r = round(books, 1, close_after, &produce_one, &mut { a });
         Pipe::unlink(&name).unwrap();
         r
     });

@@ -19,8 +19,8 @@ mod common;
 use std::time::Duration;
 
 use shmipc::{
-    fork, ByteQueue, BytesConfig, Child, ExitStatus, Named, Queue, RingConfig, Semaphore,
-    SemaphoreConfig, Shared, SpscQueue, Unlinker,
+    fork, ByteQueue, BytesConfig, Child, ExitStatus, Named, Queue, RingConfig, Semaphore, Shared,
+    SpscQueue, Unlinker,
 };
 use shmipc_core::futex::wake_calls;
 use shmipc_core::queue::MISS_LIMIT;
@@ -130,14 +130,7 @@ fn a_sleeper_killed_while_blocked_stops_costing_wake_calls() {
 
     // Semaphore: an acquirer killed asleep in acquire.
     let name = names.name("sem");
-    let sem = Shared::<Semaphore>::create(
-        &name,
-        SemaphoreConfig {
-            initial: 0,
-            max: None,
-        },
-    )
-    .unwrap();
+    let sem = Shared::<Semaphore>::create(&name, common::unbounded(0)).unwrap();
     let mut child = fork(|| {
         let sem = Shared::<Semaphore>::open(&name).unwrap();
         sem.acquire();

@@ -21,8 +21,8 @@ use shmipc::sync::Ordering;
 use shmipc::{
     fork, Array, Barrier, BarrierError, ByteQueue, BytesConfig, Condition, DictConfig, Event,
     ListConfig, Lock, LockError, Named, Options, Pipe, Pool, PopError, Process, PushError, Queue,
-    RLock, RecvError, RingConfig, Semaphore, SemaphoreConfig, SendError, Shared, SharedDict,
-    SharedList, SpscQueue, TaskError, Unlinker, Value,
+    RLock, RecvError, RingConfig, Semaphore, SendError, Shared, SharedDict, SharedList, SpscQueue,
+    TaskError, Unlinker, Value,
 };
 use shmipc::{JoinableQueue, MessageError, TypedDict, TypedPipe, TypedPool, TypedQueue};
 
@@ -123,11 +123,7 @@ fn sync_primitives_take_any_timeout() {
         |t| rlock.lock_timeout(t).map(drop),
     );
 
-    let sem = Shared::<Semaphore>::anon(SemaphoreConfig {
-        initial: 0,
-        max: None,
-    })
-    .unwrap();
+    let sem = Shared::<Semaphore>::anon(common::unbounded(0)).unwrap();
     not_ready(
         "core::Semaphore::acquire_timeout",
         |t| sem.acquire_timeout(t),

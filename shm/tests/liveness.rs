@@ -90,6 +90,27 @@ fn in_new_pid_namespace(inner: &Shared<AtomicU32>, f: impl FnOnce() -> i32) -> O
     Some(child)
 }
 
+/// Runs `hold` (which takes something and returns the handles to keep) as
+/// pid 1 of a new pid namespace, then SIGKILLs that process and reaps it:
+/// a holder that died inside the namespace. `false` if this user cannot
+/// make namespaces (see [`in_new_pid_namespace`]).
+fn holder_killed_in_new_pid_namespace<K>(hold: impl FnOnce() -> K) -> bool {
+    let held = Shared::<Event>::anon(()).unwrap();
+    let inner = Shared::<AtomicU32>::anon(0).unwrap();
+    let Some(mut child) = in_new_pid_namespace(&inner, || {
+        let _kept = hold();
+        held.set();
+        std::thread::sleep(LONG);
+        0
+    }) else {
+        return false;
+    };
+    assert!(held.wait_timeout(LONG));
+    kill_grandchild(&inner);
+    assert_eq!(join(&mut child), ExitStatus::Code(128 + libc::SIGKILL));
+    true
+}
+
 /// SIGKILLs the grandchild [`in_new_pid_namespace`] made.
 fn kill_grandchild(inner: &Shared<AtomicU32>) {
     let pid = inner.load(SeqCst) as libc::pid_t;
@@ -99,15 +120,78 @@ fn kill_grandchild(inner: &Shared<AtomicU32>) {
     assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
 }
 
+/// Two fresh anonymous events: "the child holds it" and "let it go".
+fn held_and_release() -> (Shared<Event>, Shared<Event>) {
+    (
+        Shared::<Event>::anon(()).unwrap(),
+        Shared::<Event>::anon(()).unwrap(),
+    )
+}
+
+/// A child's part: claims a slot of `q` for 7, says so (`claimed`), and
+/// publishes once `release` is set. Exits 0 if the push succeeded.
+fn claim_until_released(q: &Queue<u64>, claimed: &Event, release: &Event) -> i32 {
+    let r = q.push_pausing(7, LONG, || {
+        claimed.set();
+        assert!(release.wait_timeout(LONG));
+    });
+    i32::from(r.is_err())
+}
+
+/// The parent's part once the child claimed: a pop waits for the live
+/// claimant (`what` it is, if it fails) instead of skipping its slot;
+/// released, its item arrives and the ring stays consistent.
+fn claim_is_kept(q: &Queue<u64>, child: &mut Child, release: &Event, what: &str) {
+    assert_eq!(
+        q.pop_timeout(SEVERAL_CHECKS),
+        Err(PopError::Timeout),
+        "the claimed slot of {what} was skipped"
+    );
+    release.set();
+    assert_eq!(join(child), ExitStatus::Code(0));
+    assert_eq!(q.pop_timeout(LONG), Ok(7), "its item arrives");
+    for i in 0..12 {
+        q.push(i).unwrap();
+        assert_eq!(q.pop(), Ok(i), "the ring stays consistent");
+    }
+}
+
+/// A child's part: reserves a record of `q`, writes "early" into it, says
+/// so (`reserved`), and commits once `release` is set (exit code 4 if it
+/// never is).
+fn reserve_until_released(q: &ByteQueue, reserved: &Event, release: &Event) -> i32 {
+    let mut g = q.reserve(5).unwrap();
+    g.write_at(0, b"early").unwrap();
+    reserved.set();
+    if !release.wait_timeout(LONG) {
+        return 4;
+    }
+    g.commit();
+    0
+}
+
+/// The parent's part once the child reserved: a receive waits for the
+/// live writer (`what` it is, if it fails) instead of skipping its
+/// record; released, "early" arrives.
+fn reservation_is_kept(q: &ByteQueue, child: &mut Child, release: &Event, what: &str) {
+    let mut buf = [0u8; 64];
+    assert_eq!(
+        q.recv_into_timeout(&mut buf, SEVERAL_CHECKS),
+        Err(RecvError::Timeout),
+        "the reservation of {what} was skipped"
+    );
+    release.set();
+    assert_eq!(join(child), ExitStatus::Code(0));
+    assert_eq!(q.recv_into_timeout(&mut buf, LONG), Ok(5));
+    assert_eq!(&buf[..5], b"early");
+}
+
 #[test]
 fn a_lock_held_in_another_pid_namespace_is_not_taken_over() {
     let names = Unlinker::new("ns-lock-in");
     let name = names.name("lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
-    let (held, release) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let (held, release) = held_and_release();
     let inner = Shared::<AtomicU32>::anon(0).unwrap();
     let Some(mut child) = in_new_pid_namespace(&inner, || {
         let lock = Shared::<Lock>::open(&name).unwrap();
@@ -168,20 +252,14 @@ fn a_holder_killed_inside_a_pid_namespace_is_taken_over_outside() {
     let names = Unlinker::new("ns-lock-killed");
     let name = names.name("lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
-    let held = Shared::<Event>::anon(()).unwrap();
-    let inner = Shared::<AtomicU32>::anon(0).unwrap();
-    let Some(mut child) = in_new_pid_namespace(&inner, || {
+    let held = holder_killed_in_new_pid_namespace(|| {
         let lock = Shared::<Lock>::open(&name).unwrap();
-        let _guard = lock.lock().unwrap().leak();
-        held.set();
-        std::thread::sleep(LONG);
-        0
-    }) else {
+        lock.lock().unwrap().leak();
+        lock
+    });
+    if !held {
         return;
-    };
-    assert!(held.wait_timeout(LONG));
-    kill_grandchild(&inner);
-    assert_eq!(join(&mut child), ExitStatus::Code(128 + libc::SIGKILL));
+    }
     let mut g = lock.lock_timeout(LONG).unwrap();
     assert!(g.owner_died(), "the dead holder's lock was taken over");
     g.mark_consistent();
@@ -192,34 +270,15 @@ fn a_queue_slot_claimed_in_another_pid_namespace_is_not_recovered_while_it_lives
     let names = Unlinker::new("ns-mpmc");
     let name = names.name("q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
-    let (claimed, release) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let (claimed, release) = held_and_release();
     let inner = Shared::<AtomicU32>::anon(0).unwrap();
     let Some(mut child) = in_new_pid_namespace(&inner, || {
-        let q = Queue::<u64>::open(&name).unwrap();
-        let r = q.push_pausing(7, LONG, || {
-            claimed.set();
-            assert!(release.wait_timeout(LONG));
-        });
-        i32::from(r.is_err())
+        claim_until_released(&Queue::<u64>::open(&name).unwrap(), &claimed, &release)
     }) else {
         return;
     };
     assert!(claimed.wait_timeout(LONG));
-    assert_eq!(
-        q.pop_timeout(SEVERAL_CHECKS),
-        Err(PopError::Timeout),
-        "a live producer's claimed slot was skipped"
-    );
-    release.set();
-    assert_eq!(join(&mut child), ExitStatus::Code(0));
-    assert_eq!(q.pop_timeout(LONG), Ok(7), "its item arrives");
-    for i in 0..12 {
-        q.push(i).unwrap();
-        assert_eq!(q.pop(), Ok(i), "the ring stays consistent");
-    }
+    claim_is_kept(&q, &mut child, &release, "a live producer");
 }
 
 #[test]
@@ -227,36 +286,17 @@ fn a_byte_grant_held_in_another_pid_namespace_is_not_skipped_while_it_lives() {
     let names = Unlinker::new("ns-bytes");
     let name = names.name("q");
     let q = ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
-    let (reserved, release) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let (reserved, release) = held_and_release();
     let inner = Shared::<AtomicU32>::anon(0).unwrap();
     let Some(mut child) = in_new_pid_namespace(&inner, || {
-        let q = ByteQueue::open(&name).unwrap();
-        let mut g = q.reserve(5).unwrap();
-        g.write_at(0, b"early").unwrap();
-        reserved.set();
-        if !release.wait_timeout(LONG) {
-            return 4;
-        }
-        g.commit();
-        0
+        reserve_until_released(&ByteQueue::open(&name).unwrap(), &reserved, &release)
     }) else {
         return;
     };
     assert!(reserved.wait_timeout(LONG));
     q.send(b"later").unwrap();
+    reservation_is_kept(&q, &mut child, &release, "a live writer");
     let mut buf = [0u8; 64];
-    assert_eq!(
-        q.recv_into_timeout(&mut buf, SEVERAL_CHECKS),
-        Err(RecvError::Timeout),
-        "a live writer's reservation was skipped"
-    );
-    release.set();
-    assert_eq!(join(&mut child), ExitStatus::Code(0));
-    assert_eq!(q.recv_into_timeout(&mut buf, LONG), Ok(5));
-    assert_eq!(&buf[..5], b"early");
     assert_eq!(q.recv_into_timeout(&mut buf, LONG), Ok(5));
     assert_eq!(&buf[..5], b"later");
 }
@@ -267,10 +307,7 @@ fn roles_held_in_another_pid_namespace_are_refused_not_taken_over() {
     let (qname, pname) = (names.name("spsc"), names.name("pipe"));
     let _q = SpscQueue::<u32>::create(&qname, RingConfig::new(8)).unwrap();
     let _a = Pipe::create(&pname, BytesConfig::new(1024, 64)).unwrap();
-    let (held, release) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let (held, release) = held_and_release();
     let inner = Shared::<AtomicU32>::anon(0).unwrap();
     let Some(mut child) = in_new_pid_namespace(&inner, || {
         let tx = SpscQueue::<u32>::producer(&qname).unwrap();
@@ -308,19 +345,9 @@ fn a_new_holder_with_a_dead_holders_pid_takes_the_role_over() {
     let names = Unlinker::new("ns-reuse");
     let name = names.name("spsc");
     let _q = SpscQueue::<u32>::create(&name, RingConfig::new(8)).unwrap();
-    let held = Shared::<Event>::anon(()).unwrap();
-    let inner = Shared::<AtomicU32>::anon(0).unwrap();
-    let Some(mut first) = in_new_pid_namespace(&inner, || {
-        let _tx = SpscQueue::<u32>::producer(&name).unwrap();
-        held.set();
-        std::thread::sleep(LONG);
-        0
-    }) else {
+    if !holder_killed_in_new_pid_namespace(|| SpscQueue::<u32>::producer(&name).unwrap()) {
         return;
-    };
-    assert!(held.wait_timeout(LONG));
-    kill_grandchild(&inner);
-    assert_eq!(join(&mut first), ExitStatus::Code(128 + libc::SIGKILL));
+    }
     let inner2 = Shared::<AtomicU32>::anon(0).unwrap();
     let mut second = in_new_pid_namespace(&inner2, || {
         match SpscQueue::<u32>::producer(&name) {
@@ -375,11 +402,7 @@ fn a_producer_whose_main_thread_exited_keeps_its_claim() {
             Shared::<Event>::open(&c).unwrap(),
             Shared::<Event>::open(&r).unwrap(),
         );
-        let res = q.push_pausing(7, LONG, || {
-            claimed.set();
-            assert!(release.wait_timeout(LONG));
-        });
-        i32::from(res.is_err())
+        claim_until_released(&q, &claimed, &release)
     });
     assert!(claimed.wait_timeout(LONG));
     // The main thread's exit may still be under way when the claim is.
@@ -387,18 +410,8 @@ fn a_producer_whose_main_thread_exited_keeps_its_claim() {
         common::eventually(LONG, || leader_state(child.pid()) == Some(b'Z')),
         "the scenario: the leader is a zombie, the process alive"
     );
-    assert_eq!(
-        q.pop_timeout(SEVERAL_CHECKS),
-        Err(PopError::Timeout),
-        "the claim of a live process with an exited main thread was skipped"
-    );
-    release.set();
-    assert_eq!(join(&mut child), ExitStatus::Code(0));
-    assert_eq!(q.pop_timeout(LONG), Ok(7));
-    for i in 0..12 {
-        q.push(i).unwrap();
-        assert_eq!(q.pop(), Ok(i));
-    }
+    let what = "a live process with an exited main thread";
+    claim_is_kept(&q, &mut child, &release, what);
 }
 
 #[test]
@@ -415,27 +428,12 @@ fn a_writer_whose_main_thread_exited_keeps_its_reservation() {
             Shared::<Event>::open(&c).unwrap(),
             Shared::<Event>::open(&r).unwrap(),
         );
-        let mut g = q.reserve(5).unwrap();
-        g.write_at(0, b"early").unwrap();
-        reserved.set();
-        if !release.wait_timeout(LONG) {
-            return 4;
-        }
-        g.commit();
-        0
+        reserve_until_released(&q, &reserved, &release)
     });
     assert!(reserved.wait_timeout(LONG));
     assert!(common::eventually(LONG, || leader_state(child.pid()) == Some(b'Z')));
-    let mut buf = [0u8; 64];
-    assert_eq!(
-        q.recv_into_timeout(&mut buf, SEVERAL_CHECKS),
-        Err(RecvError::Timeout),
-        "the reservation of a live process with an exited main thread was skipped"
-    );
-    release.set();
-    assert_eq!(join(&mut child), ExitStatus::Code(0));
-    assert_eq!(q.recv_into_timeout(&mut buf, LONG), Ok(5));
-    assert_eq!(&buf[..5], b"early");
+    let what = "a live process with an exited main thread";
+    reservation_is_kept(&q, &mut child, &release, what);
 }
 
 #[test]

@@ -37,12 +37,14 @@ impl Pair {
     }
 }
 
-/// Forks a child that takes the lock, does half an update, says so on
-/// `holding`, and then hangs until it is killed.
-fn holder_that_dies_mid_update(n: &[String; 3], holding: &Shared<AtomicU32>) -> Child {
+/// Forks a child that takes the lock, does half an update, says so on a
+/// `holding` flag, and then hangs until it is killed; returns once it
+/// holds the lock.
+fn holder_that_dies_mid_update(names: &Unlinker, n: &[String; 3]) -> Child {
     let n = n.clone();
-    let holding_name = holding.name().expect("a named segment").to_owned();
-    fork(move || {
+    let holding_name = names.name("holding");
+    let holding = Shared::<AtomicU32>::create(&holding_name, 0).unwrap();
+    let holder = fork(move || {
         let p = Pair::open(&n);
         let holding = Shared::<AtomicU32>::open(&holding_name).unwrap();
         let _guard = p.lock.lock().unwrap();
@@ -52,7 +54,18 @@ fn holder_that_dies_mid_update(n: &[String; 3], holding: &Shared<AtomicU32>) -> 
             std::thread::sleep(Duration::from_secs(1)); // ... and never the rest
         }
     })
-    .unwrap()
+    .unwrap();
+    wait_until("the holder holds the lock", || {
+        holding.load(Ordering::SeqCst) == 1
+    });
+    holder
+}
+
+/// [`holder_that_dies_mid_update`], SIGKILLed and reaped.
+fn dead_holder(names: &Unlinker, n: &[String; 3]) {
+    let mut holder = holder_that_dies_mid_update(names, n);
+    holder.kill().unwrap();
+    join(&mut holder);
 }
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -98,12 +111,7 @@ fn worker(n: &[String; 3], rounds: u32) -> i32 {
 fn sigkill_of_the_holder_while_two_wait_is_recovered_and_repaired() {
     let names = Unlinker::new("test");
     let (pair, n) = Pair::create(&names);
-    let holding = Shared::<AtomicU32>::create(&names.name("holding"), 0).unwrap();
-
-    let mut holder = holder_that_dies_mid_update(&n, &holding);
-    wait_until("the holder holds the lock", || {
-        holding.load(Ordering::SeqCst) == 1
-    });
+    let mut holder = holder_that_dies_mid_update(&names, &n);
     let waiters: Vec<Child> = (0..2)
         .map(|_| {
             let n = n.clone();
@@ -141,13 +149,7 @@ fn sigkill_of_the_holder_while_two_wait_is_recovered_and_repaired() {
 fn a_process_arriving_after_the_death_is_told_too() {
     let names = Unlinker::new("test");
     let (pair, n) = Pair::create(&names);
-    let holding = Shared::<AtomicU32>::create(&names.name("holding"), 0).unwrap();
-    let mut holder = holder_that_dies_mid_update(&n, &holding);
-    wait_until("the holder holds the lock", || {
-        holding.load(Ordering::SeqCst) == 1
-    });
-    holder.kill().unwrap();
-    join(&mut holder);
+    dead_holder(&names, &n);
     // Nobody was waiting. A new process comes along later.
     let mut late = fork({
         let n = n.clone();
@@ -166,13 +168,7 @@ fn a_process_arriving_after_the_death_is_told_too() {
 fn a_takeover_that_is_not_repaired_leaves_the_lock_unrecoverable_for_everyone() {
     let names = Unlinker::new("test");
     let (pair, n) = Pair::create(&names);
-    let holding = Shared::<AtomicU32>::create(&names.name("holding"), 0).unwrap();
-    let mut holder = holder_that_dies_mid_update(&n, &holding);
-    wait_until("the holder holds the lock", || {
-        holding.load(Ordering::SeqCst) == 1
-    });
-    holder.kill().unwrap();
-    join(&mut holder);
+    dead_holder(&names, &n);
     // A careless process takes over and ignores owner_died().
     let mut careless = fork({
         let n = n.clone();

@@ -37,7 +37,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::join;
+use common::{join, words, Rng};
 use shmipc::sync::{AtomicU64, Ordering};
 use shmipc::{
     fork, ByteQueue, BytesConfig, Child, Event, ExitStatus, Named, Options, PopError, PushError,
@@ -53,38 +53,6 @@ static WAIT_MS: AtomicU64 = AtomicU64::new(30_000);
 
 fn wait() -> Duration {
     Duration::from_millis(WAIT_MS.load(Ordering::Relaxed))
-}
-
-/// xorshift64*, seeded per test (the seed is printed on failure).
-struct Rng(u64);
-
-impl Rng {
-    fn seeded() -> Rng {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        Rng(t | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-/// A segment's payload as atomic words.
-fn words(seg: &Segment) -> &[AtomicU64] {
-    // SAFETY: the payload is 128-byte aligned, `len` bytes long, mapped as
-    // long as `seg` lives (which the slice borrows), and accessed only
-    // through these atomics, here and in the forked children.
-    unsafe { std::slice::from_raw_parts(seg.as_ptr().cast::<AtomicU64>(), seg.len() / 8) }
 }
 
 fn set_bit(bits: &[AtomicU64], bit: u64) -> bool {

@@ -6,22 +6,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{join, join_all_ok};
+use common::{join, join_all_ok, words, Rng};
 use shmipc::{
     fork, AtomicU64, ByteQueue, BytesConfig, Child, ExitStatus, Named, PopError, PushError, Queue,
     RecvError, RingConfig, Segment, SendError, SpscQueue, Unlinker,
 };
 use shmipc::{Options, Segment as Seg};
 use std::sync::atomic::Ordering;
-
-/// The payload of a named segment as atomic words (a shared bitmap or a
-/// set of counters).
-fn words(seg: &Seg) -> &[AtomicU64] {
-    // SAFETY: the payload is 128-byte aligned, `len` bytes long, mapped as
-    // long as `seg` lives (which the slice borrows), and the tests access
-    // it only through these atomics.
-    unsafe { std::slice::from_raw_parts(seg.as_ptr().cast::<AtomicU64>(), seg.len() / 8) }
-}
 
 fn open_words(name: &str) -> Seg {
     Segment::open_with(name, &Options::new()).expect("open segment")
@@ -257,22 +248,6 @@ const B_SENT_SUM: usize = 6;
 const B_RECV_SUM: usize = 7;
 const B_SENT_MAX: usize = 8;
 const B_SENT_EMPTY: usize = 9;
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
 
 /// The content of a message of `len` bytes with id `id`: the id in the
 /// first 8 bytes (if there is room), then bytes derived from id and length.

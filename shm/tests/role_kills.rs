@@ -20,7 +20,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{eventually, join};
+use common::{eventually, join, Rng};
 use shmipc::sync::{AtomicU64, Ordering};
 use shmipc::{
     fork, BytesConfig, Child, ExitStatus, Named, Options, Pipe, PipeEnd, PopError, PushError,
@@ -177,26 +177,6 @@ impl Books {
     }
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn seeded() -> Rng {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        eprintln!("seed {t}");
-        Rng(t | 1)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// The state letter of `pid` in `/proc/<pid>/stat` (`S`: asleep in the
 /// kernel, here in the futex wait of a blocking receive).
 fn proc_state(pid: u32) -> Option<char> {
@@ -342,6 +322,7 @@ fn an_spsc_consumer_killed_mid_stream_and_while_blocked_is_replaced() {
     let books = Books::create(&names.name("books"));
     let mut tx = q.take_producer().unwrap();
     let mut rng = Rng::seeded();
+    eprintln!("seed {}", rng.0);
     let mut sent = 0u64;
     for g in 0..GENERATIONS {
         let mut child = fork(|| spsc_consume(&name, &books, g)).unwrap();
@@ -536,6 +517,7 @@ fn a_pipe_end_killed_mid_stream_and_while_blocked_is_taken_over() {
     let a = Pipe::create(&name, BytesConfig::new(4096, PIPE_MAX)).unwrap();
     let books = Books::create(&names.name("books"));
     let mut rng = Rng::seeded();
+    eprintln!("seed {}", rng.0);
     let mut acks = Acks::default();
     let mut buf = vec![0u8; PIPE_MAX];
     let mut sent = 0u64;

@@ -220,14 +220,7 @@ fn a_creator_killed_during_initialisation_leaves_nothing_behind() {
 fn the_header_is_the_documented_layout() {
     let names = Unlinker::new("test");
     let name = names.name("layout");
-    let _sem = Shared::<shmipc::Semaphore>::create(
-        &name,
-        shmipc::SemaphoreConfig {
-            initial: 2,
-            max: None,
-        },
-    )
-    .unwrap();
+    let _sem = Shared::<shmipc::Semaphore>::create(&name, common::unbounded(2)).unwrap();
     let raw = std::fs::read(shm_path(&name)).unwrap();
     let u32_at = |o: usize| u32::from_ne_bytes(raw[o..o + 4].try_into().unwrap());
     let u64_at = |o: usize| u64::from_ne_bytes(raw[o..o + 8].try_into().unwrap());

@@ -20,14 +20,7 @@ fn semaphore_of_three_admits_exactly_three_of_ten_processes() {
     let holders_name = names.name("holders");
     let peak_name = names.name("peak");
     let go_name = names.name("go");
-    let sem = Shared::<Semaphore>::create(
-        &sem_name,
-        SemaphoreConfig {
-            initial: PERMITS,
-            max: None,
-        },
-    )
-    .unwrap();
+    let sem = Shared::<Semaphore>::create(&sem_name, common::unbounded(PERMITS)).unwrap();
     let holders = Shared::<AtomicU32>::create(&holders_name, 0).unwrap();
     let peak = Shared::<AtomicU32>::create(&peak_name, 0).unwrap();
     let go = Shared::<Event>::create(&go_name, ()).unwrap();

@@ -2217,25 +2217,36 @@ mod tests {
         }
     }
 
+    /// Peers for a live handle (slot 0) and for a judge that (wrongly)
+    /// finds every other peer dead, as a forged peer table would make it.
+    #[cfg(not(miri))]
+    fn live_and_judge() -> [TestPeers; 2] {
+        let judge = TestPeers::new(0);
+        judge.kill_others();
+        [TestPeers::new(1), judge]
+    }
+
+    /// A new queue in `b`: the live handle, and the judge's.
+    #[cfg(not(miri))]
+    fn live_and_judged<'a>(
+        b: &'a AlignedBuf,
+        cfg: BytesConfig,
+        [live, judge]: &'a [TestPeers; 2],
+    ) -> (ByteQueue<'a>, ByteQueue<'a>) {
+        let (ptr, len) = (b.as_mut_ptr(), b.len());
+        // SAFETY: the buffer outlives every handle; only this test uses it.
+        let live_q = unsafe { ByteQueue::init_at(ptr, len, cfg) }.unwrap();
+        // SAFETY: as above.
+        let q = unsafe { ByteQueue::attach(ptr, len) }.unwrap();
+        (live_q.with_peers(live), q.with_peers(judge))
+    }
+
     #[cfg(not(miri))]
     #[test]
     fn a_live_writer_judged_dead_cannot_corrupt_the_ring() {
         let cfg = BytesConfig::new(256, 64);
-        let b = buf(cfg);
-        let (ptr, len) = (b.as_mut_ptr(), b.len());
-        // The writer, and a judge that (wrongly) finds every other peer
-        // dead, as a forged peer table would make it.
-        let writer_peers = TestPeers::new(1);
-        let judge = TestPeers::new(0);
-        judge.kill_others();
-        // SAFETY: the buffer outlives every handle; only this test uses it.
-        let writer = unsafe { ByteQueue::init_at(ptr, len, cfg) }
-            .unwrap()
-            .with_peers(&writer_peers);
-        // SAFETY: as above.
-        let q = unsafe { ByteQueue::attach(ptr, len) }
-            .unwrap()
-            .with_peers(&judge);
+        let (b, peers) = (buf(cfg), live_and_judge());
+        let (writer, q) = live_and_judged(&b, cfg, &peers);
         let mut g = writer.reserve(5).unwrap();
         q.send(b"after").unwrap();
         let mut out = [0u8; 64];
@@ -2263,19 +2274,8 @@ mod tests {
     #[test]
     fn a_live_reader_judged_dead_cannot_corrupt_the_ring() {
         let cfg = BytesConfig::new(128, 40);
-        let b = buf(cfg);
-        let (ptr, len) = (b.as_mut_ptr(), b.len());
-        let reader_peers = TestPeers::new(1);
-        let judge = TestPeers::new(0);
-        judge.kill_others();
-        // SAFETY: the buffer outlives every handle; only this test uses it.
-        let reader = unsafe { ByteQueue::init_at(ptr, len, cfg) }
-            .unwrap()
-            .with_peers(&reader_peers);
-        // SAFETY: as above.
-        let q = unsafe { ByteQueue::attach(ptr, len) }
-            .unwrap()
-            .with_peers(&judge);
+        let (b, peers) = (buf(cfg), live_and_judge());
+        let (reader, q) = live_and_judged(&b, cfg, &peers);
         q.send(&[1; 40]).unwrap();
         q.send(&[2; 40]).unwrap();
         let g = reader.recv().unwrap();

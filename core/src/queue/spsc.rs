@@ -311,17 +311,21 @@ impl<T: Pod> Spsc<T> {
         }
     }
 
-    /// Checks the queue someone initialised at `ptr`: magic, kind, element
-    /// type, capacity and total size against `len`.
+    /// Checks the queue someone initialised at `ptr` (magic, kind, element
+    /// type, capacity and total size against `len`), builds one of its
+    /// handles with `end`, and checks the positions (head, tail) the handle
+    /// read with `positions`: the one body of both `attach_*_owned`.
     ///
     /// # Safety
     ///
     /// As for [`Spsc::init_at`], except that the bytes were initialised.
     #[cfg(not(loom))]
-    unsafe fn attach_raw<'a>(
+    unsafe fn attach_end<'a, E>(
         ptr: *mut u8,
         len: usize,
-    ) -> Result<(&'a Control, Cells<T>, u64), QueueError> {
+        end: impl FnOnce(&'a Control, Cells<T>, u64) -> E,
+        positions: impl FnOnce(&E) -> (u64, u64),
+    ) -> Result<E, QueueError> {
         // SAFETY: forwarded contract; Control is made of atomics only.
         let (ctrl, config) = unsafe {
             control::attach(
@@ -334,8 +338,14 @@ impl<T: Pod> Spsc<T> {
                 Self::layout,
             )?
         };
+        let cap = config.capacity as u64;
         // SAFETY: the whole layout is in bounds (checked just above).
-        Ok((ctrl, unsafe { Self::cells(ptr) }, config.capacity as u64))
+        let e = end(ctrl, unsafe { Self::cells(ptr) }, cap);
+        let (head, tail) = positions(&e);
+        if tail.wrapping_sub(head) > cap || head > tail || tail > MAX_POS {
+            return Err(QueueError::Corrupted("head and tail"));
+        }
+        Ok(e)
     }
 
     /// Attaches the producing side of a queue another party initialised.
@@ -367,13 +377,9 @@ impl<T: Pod> Spsc<T> {
         len: usize,
         owner: K,
     ) -> Result<Producer<'a, T, K>, QueueError> {
+        let end = |c, s, n| Producer::new(c, s, n, owner);
         // SAFETY: forwarded contract.
-        let (ctrl, cells, cap) = unsafe { Self::attach_raw(ptr, len)? };
-        let p = Producer::new(ctrl, cells, cap, owner);
-        if p.tail.wrapping_sub(p.head) > cap || p.head > p.tail || p.tail > MAX_POS {
-            return Err(QueueError::Corrupted("head and tail"));
-        }
-        Ok(p)
+        unsafe { Self::attach_end(ptr, len, end, |p| (p.head, p.tail)) }
     }
 
     /// Attaches the consuming side of a queue another party initialised.
@@ -402,13 +408,9 @@ impl<T: Pod> Spsc<T> {
         len: usize,
         owner: K,
     ) -> Result<Consumer<'a, T, K>, QueueError> {
+        let end = |c, s, n| Consumer::new(c, s, n, owner);
         // SAFETY: forwarded contract.
-        let (ctrl, cells, cap) = unsafe { Self::attach_raw(ptr, len)? };
-        let c = Consumer::new(ctrl, cells, cap, owner);
-        if c.tail.wrapping_sub(c.head) > cap || c.head > c.tail || c.tail > MAX_POS {
-            return Err(QueueError::Corrupted("head and tail"));
-        }
-        Ok(c)
+        unsafe { Self::attach_end(ptr, len, end, |c| (c.head, c.tail)) }
     }
 
     /// A new queue in bytes the caller owns (single-process use and tests).

@@ -291,16 +291,10 @@ impl fmt::Debug for Barrier {
 // SAFETY: #[repr(C)], atomics only; every bit pattern is valid: any state
 // decodes to a count, a generation and a flag, and a party count out of
 // range is reported as InvalidParties.
-#[cfg(not(loom))]
-unsafe impl crate::place::SharedObject for Barrier {
-    /// The number of parties.
-    type Config = u32;
-
-    unsafe fn init(this: *mut Self, parties: u32) {
-        // SAFETY: the caller guarantees `this` is valid and exclusive.
-        unsafe { this.write(Barrier::new(parties)) };
-    }
-
+crate::place::shared_object!(
+    Barrier,
+    /** The number of parties. */ u32,
+    |parties| Barrier::new(parties),
     fn check_config(parties: &u32) -> Result<(), crate::place::LayoutError> {
         if (1..=Barrier::MAX_PARTIES).contains(parties) {
             return Ok(());
@@ -315,7 +309,7 @@ unsafe impl crate::place::SharedObject for Barrier {
             rule,
         ))
     }
-}
+);
 
 #[cfg(all(test, not(loom)))]
 mod tests {

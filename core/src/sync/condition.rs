@@ -175,15 +175,7 @@ impl fmt::Debug for Condition {
 // SharedObject); every bit pattern is valid: any `seq` is a sequence
 // number, a wrong `sleepers` costs at most a needless or missing wake call,
 // and waits re-check `seq` in the kernel.
-#[cfg(not(loom))]
-unsafe impl crate::place::SharedObject for Condition {
-    type Config = ();
-
-    unsafe fn init(this: *mut Self, _config: ()) {
-        // SAFETY: the caller guarantees `this` is valid and exclusive.
-        unsafe { this.write(Condition::new()) };
-    }
-}
+crate::place::shared_object!(Condition, (), |_| Condition::new());
 
 /// How long past its deadline a timed wait may take to get its lock back
 /// (see [`CondGuard::wait_timeout`]): ample for a holder that is running,

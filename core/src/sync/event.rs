@@ -178,15 +178,7 @@ impl fmt::Debug for Event {
 }
 
 // SAFETY: #[repr(C)], one AtomicU32; every bit pattern is a valid state.
-#[cfg(not(loom))]
-unsafe impl crate::place::SharedObject for Event {
-    type Config = ();
-
-    unsafe fn init(this: *mut Self, _config: ()) {
-        // SAFETY: the caller guarantees `this` is valid and exclusive.
-        unsafe { this.write(Event::new()) };
-    }
-}
+crate::place::shared_object!(Event, (), |_| Event::new());
 
 #[cfg(all(test, not(loom)))]
 mod tests {

@@ -562,15 +562,7 @@ impl fmt::Debug for Lock {
 // pattern is a valid lock (an unknown owner token is a held lock, whose
 // owner is judged before any takeover; an owner field of all ones is not
 // recoverable).
-#[cfg(not(loom))]
-unsafe impl crate::place::SharedObject for Lock {
-    type Config = ();
-
-    unsafe fn init(this: *mut Self, _config: ()) {
-        // SAFETY: the caller guarantees `this` is valid and exclusive.
-        unsafe { this.write(Lock::new()) };
-    }
-}
+crate::place::shared_object!(Lock, (), |_| Lock::new());
 
 /// Proof that the lock is held; dropping it releases the lock.
 ///

@@ -319,15 +319,9 @@ impl fmt::Debug for Semaphore {
 // SAFETY: #[repr(C)], four AtomicU32s and an AtomicU64; every bit pattern
 // is a valid state (a hostile count or bound only changes which calls
 // succeed; a hostile sleeper word costs wake-ups, never a lost one).
-#[cfg(not(loom))]
-unsafe impl crate::place::SharedObject for Semaphore {
-    type Config = SemaphoreConfig;
-
-    unsafe fn init(this: *mut Self, config: SemaphoreConfig) {
-        // SAFETY: the caller guarantees `this` is valid and exclusive.
-        unsafe { this.write(Semaphore::with_config(config)) };
-    }
-}
+crate::place::shared_object!(Semaphore, SemaphoreConfig, |config| Semaphore::with_config(
+    config
+));
 
 #[cfg(all(test, not(loom)))]
 mod tests {

@@ -40,6 +40,20 @@ pub fn spin_loop() {
     loom::thread::yield_now();
 }
 
+/// Methods that pass their arguments on to the wrapped atomic's method
+/// of the same name.
+macro_rules! forward {
+    ($($op:ident($($arg:ident: $t:ty),*) -> $ret:ty;)*) => {
+        $(
+            /// See the `core` atomic of the same name.
+            #[inline]
+            pub fn $op(&self, $($arg: $t),*) -> $ret {
+                self.0.$op($($arg),*)
+            }
+        )*
+    };
+}
+
 macro_rules! atomic_int {
     ($(#[$doc:meta])* $name:ident, $int:ty) => {
         $(#[$doc])*
@@ -62,82 +76,20 @@ macro_rules! atomic_int {
                 Self(imp::$name::new(v))
             }
 
-            /// See the `core` atomic of the same name.
-            #[inline]
-            pub fn load(&self, order: Ordering) -> $int {
-                self.0.load(order)
-            }
-
-            /// See the `core` atomic of the same name.
-            #[inline]
-            pub fn store(&self, v: $int, order: Ordering) {
-                self.0.store(v, order)
-            }
-
-            /// See the `core` atomic of the same name.
-            #[inline]
-            pub fn swap(&self, v: $int, order: Ordering) -> $int {
-                self.0.swap(v, order)
-            }
-
-            /// See the `core` atomic of the same name.
-            #[inline]
-            pub fn compare_exchange(
-                &self,
-                current: $int,
-                new: $int,
-                success: Ordering,
-                failure: Ordering,
-            ) -> Result<$int, $int> {
-                self.0.compare_exchange(current, new, success, failure)
-            }
-
-            /// See the `core` atomic of the same name.
-            #[inline]
-            pub fn compare_exchange_weak(
-                &self,
-                current: $int,
-                new: $int,
-                success: Ordering,
-                failure: Ordering,
-            ) -> Result<$int, $int> {
-                self.0.compare_exchange_weak(current, new, success, failure)
-            }
-
-            /// See the `core` atomic of the same name.
-            #[inline]
-            pub fn fetch_add(&self, v: $int, order: Ordering) -> $int {
-                self.0.fetch_add(v, order)
-            }
-
-            /// See the `core` atomic of the same name.
-            #[inline]
-            pub fn fetch_sub(&self, v: $int, order: Ordering) -> $int {
-                self.0.fetch_sub(v, order)
-            }
-
-            /// See the `core` atomic of the same name.
-            #[inline]
-            pub fn fetch_and(&self, v: $int, order: Ordering) -> $int {
-                self.0.fetch_and(v, order)
-            }
-
-            /// See the `core` atomic of the same name.
-            #[inline]
-            pub fn fetch_or(&self, v: $int, order: Ordering) -> $int {
-                self.0.fetch_or(v, order)
-            }
-
-            /// See the `core` atomic of the same name.
-            #[inline]
-            pub fn fetch_max(&self, v: $int, order: Ordering) -> $int {
-                self.0.fetch_max(v, order)
-            }
-
-            /// See the `core` atomic of the same name.
-            #[inline]
-            pub fn fetch_min(&self, v: $int, order: Ordering) -> $int {
-                self.0.fetch_min(v, order)
+            forward! {
+                load(order: Ordering) -> $int;
+                store(v: $int, order: Ordering) -> ();
+                swap(v: $int, order: Ordering) -> $int;
+                compare_exchange(current: $int, new: $int, success: Ordering, failure: Ordering)
+                    -> Result<$int, $int>;
+                compare_exchange_weak(current: $int, new: $int, success: Ordering, failure: Ordering)
+                    -> Result<$int, $int>;
+                fetch_add(v: $int, order: Ordering) -> $int;
+                fetch_sub(v: $int, order: Ordering) -> $int;
+                fetch_and(v: $int, order: Ordering) -> $int;
+                fetch_or(v: $int, order: Ordering) -> $int;
+                fetch_max(v: $int, order: Ordering) -> $int;
+                fetch_min(v: $int, order: Ordering) -> $int;
             }
 
             /// A raw pointer to the integer (for the futex system call).
@@ -197,22 +149,10 @@ impl AtomicBool {
         Self(imp::AtomicBool::new(v))
     }
 
-    /// See [`core::sync::atomic::AtomicBool::load`].
-    #[inline]
-    pub fn load(&self, order: Ordering) -> bool {
-        self.0.load(order)
-    }
-
-    /// See [`core::sync::atomic::AtomicBool::store`].
-    #[inline]
-    pub fn store(&self, v: bool, order: Ordering) {
-        self.0.store(v, order)
-    }
-
-    /// See [`core::sync::atomic::AtomicBool::swap`].
-    #[inline]
-    pub fn swap(&self, v: bool, order: Ordering) -> bool {
-        self.0.swap(v, order)
+    forward! {
+        load(order: Ordering) -> bool;
+        store(v: bool, order: Ordering) -> ();
+        swap(v: bool, order: Ordering) -> bool;
     }
 }
 

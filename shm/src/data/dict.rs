@@ -655,15 +655,24 @@ impl SharedDict {
         key: &[u8],
         timeout: Option<Duration>,
     ) -> std::result::Result<Option<Vec<u8>>, DictError> {
+        self.find(key, timeout, |i| i.map(|i| self.value_of(i)).transpose())
+    }
+
+    /// Runs `f` on the slot of `key` (`None` if absent) with the lock held,
+    /// waiting at most `timeout` (for ever if `None`) for it. A key too
+    /// long to be stored is absent, and the lock is not taken for it.
+    fn find<R>(
+        &self,
+        key: &[u8],
+        timeout: Option<Duration>,
+        f: impl FnOnce(Option<usize>) -> std::result::Result<R, DictError>,
+    ) -> std::result::Result<R, DictError> {
         if key.len() > self.geo.max_key {
-            return Ok(None);
+            return f(None);
         }
         let h = hash(key);
         let _guard = self.lock(timeout)?;
-        match self.probe(key, h).0 {
-            Some(i) => self.value_of(i).map(Some),
-            None => Ok(None),
-        }
+        f(self.probe(key, h).0)
     }
 
     /// Whether `key` is present. Waits for the lock as long as it takes.
@@ -685,12 +694,7 @@ impl SharedDict {
         key: &[u8],
         timeout: Option<Duration>,
     ) -> std::result::Result<bool, DictError> {
-        if key.len() > self.geo.max_key {
-            return Ok(false);
-        }
-        let h = hash(key);
-        let _guard = self.lock(timeout)?;
-        Ok(self.probe(key, h).0.is_some())
+        self.find(key, timeout, |i| Ok(i.is_some()))
     }
 
     /// Runs `f` on the current value of `key` (`None` if absent) and
@@ -752,14 +756,12 @@ impl SharedDict {
         key: &[u8],
         timeout: Option<Duration>,
     ) -> std::result::Result<Option<Vec<u8>>, DictError> {
-        if key.len() > self.geo.max_key {
-            return Ok(None);
-        }
-        let h = hash(key);
-        let _guard = self.lock(timeout)?;
-        let Some(i) = self.probe(key, h).0 else {
-            return Ok(None);
-        };
+        self.find(key, timeout, |i| i.map(|i| self.remove_slot(i)).transpose())
+    }
+
+    /// Removes the entry of full slot `i` (with the lock held); returns its
+    /// value.
+    fn remove_slot(&self, i: usize) -> std::result::Result<Vec<u8>, DictError> {
         let (_, len, tombs, _) = control(&self.memory);
         let value = self.value_of(i)?;
         self.slot(i).0.state.store(TOMBSTONE, Ordering::Relaxed);
@@ -770,7 +772,7 @@ impl SharedDict {
         if n <= 1 {
             self.reset_if_empty();
         }
-        Ok(Some(value))
+        Ok(value)
     }
 
     /// With no full slot left, makes every slot empty (clearing the

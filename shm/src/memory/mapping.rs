@@ -66,12 +66,7 @@ impl ObjectLayout {
 
     /// The layout of a fixed-size `T` of kind `kind`, with zero parameters.
     pub fn of<T>(kind: Kind) -> ObjectLayout {
-        ObjectLayout {
-            kind,
-            size: size_of::<T>() as u64,
-            align: align_of::<T>() as u64,
-            params: [0; 4],
-        }
+        ObjectLayout::new(kind, std::alloc::Layout::new::<T>(), [0; 4])
     }
 
     /// Where the peer table of `peer_slots` slots starts and the total size
@@ -79,12 +74,10 @@ impl ObjectLayout {
     fn sizes(&self, peer_slots: u32) -> std::result::Result<(u64, u64), shmipc_core::LayoutError> {
         use shmipc_core::{LayoutError, Rule};
         let largest = isize::MAX as u64 - HEADER_SIZE;
+        let range = |min, max| Rule::Range { min, max };
+        let slots = u64::from(peer_slots);
         if self.size == 0 || self.size > largest {
-            let rule = Rule::Range {
-                min: 1,
-                max: largest,
-            };
-            return Err(LayoutError::parameter("size", self.size, rule));
+            return Err(LayoutError::parameter("size", self.size, range(1, largest)));
         }
         if !self.align.is_power_of_two() || self.align > MAX_ALIGN {
             let rule = Rule::PowerOfTwo {
@@ -94,23 +87,14 @@ impl ObjectLayout {
             return Err(LayoutError::parameter("alignment", self.align, rule));
         }
         if peer_slots == 0 || peer_slots > Token::MAX_SLOTS {
-            let rule = Rule::Range {
-                min: 1,
-                max: u64::from(Token::MAX_SLOTS),
-            };
-            return Err(LayoutError::parameter(
-                "peer_slots",
-                u64::from(peer_slots),
-                rule,
-            ));
+            let rule = range(1, u64::from(Token::MAX_SLOTS));
+            return Err(LayoutError::parameter("peer_slots", slots, rule));
         }
+        let most = largest - slots * PEER_SLOT_SIZE as u64 - 127;
         segment_sizes(self.size, peer_slots).ok_or(LayoutError::parameter(
             "size",
             self.size,
-            Rule::Range {
-                min: 1,
-                max: largest - u64::from(peer_slots) * PEER_SLOT_SIZE as u64 - 127,
-            },
+            range(1, most),
         ))
     }
 }
@@ -120,25 +104,24 @@ impl HeaderSnapshot {
     /// alignment and parameters (for fixed-size kinds), reporting
     /// [`Error::Corrupted`] otherwise.
     pub fn expect_layout(&self, name: &str, size: u64, align: u64, params: [u64; 4]) -> Result<()> {
-        if self.object_size != size {
-            return Err(Error::corrupted(
-                name,
+        let checks = [
+            (
+                self.object_size == size,
                 "the object size does not match its kind",
-            ));
-        }
-        if self.object_align != align {
-            return Err(Error::corrupted(
-                name,
+            ),
+            (
+                self.object_align == align,
                 "the object alignment does not match its kind",
-            ));
-        }
-        if self.params != params {
-            return Err(Error::corrupted(
-                name,
+            ),
+            (
+                self.params == params,
                 "the object parameters do not match its kind",
-            ));
+            ),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, why)) => Err(Error::corrupted(name, why)),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -261,12 +244,8 @@ impl Mapping {
             .map_err(|e| Error::layout(ANON, e))?;
         // SAFETY: the name is a NUL-terminated literal; memfd_create
         // returns a fresh descriptor or -1.
-        let raw = unsafe { libc::memfd_create(c"shmipc-anon".as_ptr(), libc::MFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(Error::from_io("memfd_create", ANON, last_error()));
-        }
-        // SAFETY: memfd_create returned a fresh descriptor we now own.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = owned(unsafe { libc::memfd_create(c"shmipc-anon".as_ptr(), libc::MFD_CLOEXEC) })
+            .map_err(|e| Error::from_io("memfd_create", ANON, e))?;
         // Anonymous memory is reserved too, so that touching it never
         // raises SIGBUS.
         let (map, snapshot) = build(fd.as_raw_fd(), ANON, layout, opts, init)?;
@@ -414,11 +393,17 @@ fn write_header<'m>(
 /// A second descriptor of `fd`'s file, for the mapping to keep.
 fn dup_fd(fd: libc::c_int, name: &Name) -> Result<OwnedFd> {
     // SAFETY: `fd` is open; F_DUPFD_CLOEXEC returns a fresh descriptor.
-    let raw = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    owned(unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) })
+        .map_err(|e| Error::from_io("dup", name.as_str(), e))
+}
+
+/// `raw`, the descriptor a call just returned, as one we own; -1 is the
+/// call's error (`errno`).
+pub(crate) fn owned(raw: libc::c_int) -> io::Result<OwnedFd> {
     if raw < 0 {
-        return Err(Error::from_io("dup", name.as_str(), last_error()));
+        return Err(last_error());
     }
-    // SAFETY: a fresh descriptor we now own.
+    // SAFETY: a fresh descriptor the call returned, which nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
@@ -458,12 +443,8 @@ impl Mapping {
             libc::O_RDWR
         };
         // SAFETY: the name is a NUL-terminated C string that outlives the call.
-        let raw = unsafe { libc::shm_open(name.as_c().as_ptr(), flags | libc::O_CLOEXEC, 0) };
-        if raw < 0 {
-            return Err(Error::from_name_op("shm_open", n, last_error()));
-        }
-        // SAFETY: shm_open returned a fresh descriptor that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let fd = owned(unsafe { libc::shm_open(name.as_c().as_ptr(), flags | libc::O_CLOEXEC, 0) })
+            .map_err(|e| Error::from_name_op("shm_open", n, e))?;
         check_owner(&fd, &name, opts)?;
 
         let size = file_size(&fd, &name)?;
@@ -784,18 +765,7 @@ fn check_fingerprint(snap: &HeaderSnapshot, want: Option<&Fingerprint>, name: &s
 
 /// The checks every kind shares; see [`Mapping::open`].
 fn check_common(snap: &HeaderSnapshot, kind: Kind, name: &str) -> Result<()> {
-    if snap.magic != MAGIC {
-        return Err(Error::NotShmipc {
-            name: name.to_owned(),
-        });
-    }
-    if snap.version != VERSION {
-        return Err(Error::VersionMismatch {
-            name: name.to_owned(),
-            expected: VERSION,
-            found: snap.version,
-        });
-    }
+    check_identity(name, snap.magic, snap.version)?;
     if snap.kind != kind.raw() {
         return Err(Error::WrongKind {
             name: name.to_owned(),
@@ -837,24 +807,24 @@ fn check_common(snap: &HeaderSnapshot, kind: Kind, name: &str) -> Result<()> {
 
 /// The size of the file behind `fd`.
 fn file_size(fd: &OwnedFd, name: &Name) -> Result<u64> {
+    Ok(u64::try_from(fstat(fd, name.as_str())?.st_size).unwrap_or(0))
+}
+
+/// What `fstat` says about the file behind `fd` (`name` for the error).
+pub(crate) fn fstat(fd: &OwnedFd, name: &str) -> Result<libc::stat> {
     // SAFETY: a zeroed stat is a valid value for fstat to overwrite.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `fd` is open and `st` is a valid, writable stat.
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(Error::from_io("fstat", name.as_str(), last_error()));
+        return Err(Error::from_io("fstat", name, last_error()));
     }
-    Ok(u64::try_from(st.st_size).unwrap_or(0))
+    Ok(st)
 }
 
 /// Refuses a segment whose file another user owns, unless `opts` trusts
 /// that owner (see [`Options::trusted_owners`]).
 fn check_owner(fd: &OwnedFd, name: &Name, opts: &Options) -> Result<()> {
-    // SAFETY: a zeroed stat is a valid value for fstat to overwrite.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is open and `st` is a valid, writable stat.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(Error::from_io("fstat", name.as_str(), last_error()));
-    }
+    let st = fstat(fd, name.as_str())?;
     // SAFETY: geteuid cannot fail and touches no memory.
     let euid = unsafe { libc::geteuid() };
     if opts.trusts(st.st_uid, euid) {
@@ -1010,19 +980,9 @@ impl Staging {
             return Err(io::Error::from_raw_os_error(libc::EOPNOTSUPP));
         }
         let dir = CString::new(SHM_DIR).unwrap_or_default();
+        let flags = libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC;
         // SAFETY: `dir` is a NUL-terminated path that outlives the call.
-        let raw = unsafe {
-            libc::open(
-                dir.as_ptr(),
-                libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
-                mode as libc::c_uint,
-            )
-        };
-        if raw < 0 {
-            return Err(last_error());
-        }
-        // SAFETY: open returned a fresh descriptor that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+        owned(unsafe { libc::open(dir.as_ptr(), flags, mode as libc::c_uint) })
     }
 
     fn temporary(name: &Name, mode: u32) -> Result<Staging> {
@@ -1038,20 +998,14 @@ impl Staging {
                 COUNTER.fetch_add(1, Ordering::Relaxed)
             );
             let temp = CString::new(temp).unwrap_or_default();
+            let flags = libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC;
             // SAFETY: `temp` is a NUL-terminated name that outlives the call.
-            let raw = unsafe {
-                libc::shm_open(
-                    temp.as_ptr(),
-                    libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_CLOEXEC,
-                    mode as libc::mode_t,
-                )
+            let e = match owned(unsafe {
+                libc::shm_open(temp.as_ptr(), flags, mode as libc::mode_t)
+            }) {
+                Ok(fd) => return Ok(Staging::Temporary { fd, temp }),
+                Err(e) => e,
             };
-            if raw >= 0 {
-                // SAFETY: shm_open returned a fresh descriptor we now own.
-                let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-                return Ok(Staging::Temporary { fd, temp });
-            }
-            let e = last_error();
             tries += 1;
             if e.raw_os_error() != Some(libc::EEXIST) || tries >= 16 {
                 return Err(Error::Io {

@@ -76,7 +76,7 @@ mod options;
 pub(crate) mod presence;
 
 pub use header::{HeaderSnapshot, Kind};
-pub(crate) use mapping::SHM_DIR;
+pub(crate) use mapping::{fstat, owned, SHM_DIR};
 pub use mapping::{unlink, validate_header, Mapping, ObjectLayout};
 pub(crate) use name::Name;
 pub use name::MAX_LEN as MAX_NAME_LEN;

@@ -169,17 +169,10 @@ impl AsyncResult {
     /// Waits for the result, as long as it takes, and returns a copy of it
     /// (see [`AsyncResult::get_timeout`]).
     pub fn get(&self) -> TaskResult {
-        let mut r = lock(&self.slot.result);
-        loop {
-            if let Some(result) = &*r {
-                return result.clone();
-            }
-            r = self
-                .slot
-                .done
-                .wait(r)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
+        let r = lock(&self.slot.result);
+        let r = self.slot.done.wait_while(r, |r| r.is_none());
+        let r = r.unwrap_or_else(|poisoned| poisoned.into_inner());
+        r.clone().unwrap_or(Err(TaskError::Terminated))
     }
 
     /// Waits at most `timeout`; [`TaskError::Timeout`] if the result is
@@ -210,24 +203,17 @@ impl AsyncResult {
     /// Waits at most `timeout` for the result; returns whether it is ready.
     /// `Duration::MAX` waits for ever.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        let Some(deadline) = Instant::now().checked_add(timeout) else {
+        if Instant::now().checked_add(timeout).is_none() {
             self.wait();
             return true;
-        };
-        let mut r = lock(&self.slot.result);
-        while r.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            r = self
-                .slot
-                .done
-                .wait_timeout(r, left)
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .0;
         }
-        true
+        let r = lock(&self.slot.result);
+        let (r, _) = (self
+            .slot
+            .done
+            .wait_timeout_while(r, timeout, |r| r.is_none()))
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+        r.is_some()
     }
 }
 
@@ -297,7 +283,9 @@ impl fmt::Debug for ImapUnordered {
     }
 }
 
-/// The parent's bookkeeping, shared by the handle and the supervisor.
+/// The parent's bookkeeping, shared by the handle and the supervisor
+/// (empty and open to begin with).
+#[derive(Default)]
 struct State {
     pending: VecDeque<Task>,
     next_id: u64,
@@ -599,13 +587,9 @@ impl Pool {
             ));
         }
         if b.spawn.is_some() && std::env::var_os(spawned::ENV).is_some() {
-            return Err(Error::Io {
-                op: "start a spawned pool",
-                name: "(pool)".to_owned(),
-                source: std::io::Error::other(
-                    "this process was started as a pool worker: call TypedPool::serve_if_worker() before anything else",
-                ),
-            });
+            return Err(pool_io("start a spawned pool")(std::io::Error::other(
+                "this process was started as a pool worker: call TypedPool::serve_if_worker() before anything else",
+            )));
         }
         let (doorbell, names, spawn) = match b.spawn {
             None => (Shared::<AtomicU32>::anon(0)?, None, None),
@@ -622,14 +606,7 @@ impl Pool {
         };
         let inner = Arc::new(Inner {
             status,
-            state: Mutex::new(State {
-                pending: VecDeque::new(),
-                next_id: 0,
-                closed: false,
-                terminate: false,
-                pids: Vec::new(),
-                restarts: 0,
-            }),
+            state: Mutex::default(),
             doorbell,
             functions: b.functions,
             max_message: b.max_message,
@@ -644,17 +621,11 @@ impl Pool {
         let handle = std::thread::Builder::new()
             .name("shmipc-pool".to_owned())
             .spawn(move || Supervisor::run(for_thread, processes, ready_tx))
-            .map_err(|e| Error::Io {
-                op: "spawn the pool's supervisor thread",
-                name: "(pool)".to_owned(),
-                source: e,
-            })?;
+            .map_err(pool_io("spawn the pool's supervisor thread"))?;
         let started = ready_rx.recv().unwrap_or_else(|_| {
-            Err(Error::Io {
-                op: "start the pool",
-                name: "(pool)".to_owned(),
-                source: std::io::Error::other("the supervisor thread ended"),
-            })
+            Err(pool_io("start the pool")(std::io::Error::other(
+                "the supervisor thread ended",
+            )))
         });
         if let Err(e) = started {
             let _ = handle.join();
@@ -955,6 +926,15 @@ fn largest_message() -> usize {
     lo
 }
 
+/// The error for the system call (or step) `op` of the pool failing.
+fn pool_io(op: &'static str) -> impl Fn(std::io::Error) -> Error {
+    move |source| Error::Io {
+        op,
+        name: "(pool)".to_owned(),
+        source,
+    }
+}
+
 /// One worker as the supervisor sees it.
 struct Worker {
     child: Child,
@@ -1022,82 +1002,71 @@ impl Supervisor {
         w
     }
 
+    /// Starts the worker of status entry `entry`: forked over anonymous
+    /// queues, or (a spawning pool) this executable run again over named
+    /// ones, which are unlinked when the worker is dropped.
     fn start_worker_at(&self, entry: usize) -> Result<Worker> {
         let config =
             queue_config(self.inner.max_message).map_err(|e| Error::layout("(pool)", e))?;
-        if let Some((spec, doorbell)) = &self.inner.spawn {
-            return self.spawn_worker(config, spec, doorbell, entry);
-        }
-        let inbox = ByteQueue::anon(config)?;
-        let outbox = ByteQueue::anon(config)?;
-        let current = Shared::<AtomicU64>::anon(0)?;
+        let (child, inbox, outbox, current, names) = match &self.inner.spawn {
+            None => {
+                let inbox = ByteQueue::anon(config)?;
+                let outbox = ByteQueue::anon(config)?;
+                let current = Shared::<AtomicU64>::anon(0)?;
+                let child = self.fork_worker(entry, &inbox, &outbox, &current);
+                let child = child.map_err(pool_io("fork a pool worker"))?;
+                (child, inbox, outbox, current, None)
+            }
+            Some((spec, doorbell)) => {
+                let names = Unlinker::new("pool-worker");
+                let (inbox_name, outbox_name, current_name) =
+                    (names.name("in"), names.name("out"), names.name("current"));
+                let inbox = ByteQueue::create(&inbox_name, config)?;
+                let outbox = ByteQueue::create(&outbox_name, config)?;
+                let current = Shared::<AtomicU64>::create(&current_name, 0)?;
+                let worker_names = WorkerNames {
+                    doorbell,
+                    inbox: &inbox_name,
+                    outbox: &outbox_name,
+                    current: &current_name,
+                    max_message: self.inner.max_message,
+                    max_tasks_per_child: self.inner.max_tasks_per_child,
+                };
+                let child = spawned::start(spec, &worker_names);
+                let child = child.map_err(pool_io("spawn a pool worker"))?;
+                (child, inbox, outbox, current, Some(names))
+            }
+        };
+        Ok(Worker {
+            child,
+            inbox,
+            outbox,
+            current,
+            assigned: VecDeque::new(),
+            entry,
+            _names: names,
+        })
+    }
+
+    /// Forks a worker of status entry `entry` over these queues.
+    fn fork_worker(
+        &self,
+        entry: usize,
+        inbox: &ByteQueue,
+        outbox: &ByteQueue,
+        current: &Shared<AtomicU64>,
+    ) -> std::io::Result<Child> {
         // SAFETY: getpid has no preconditions.
         let parent = unsafe { libc::getpid() };
         let inner = &*self.inner;
-        let child = process::fork(|| {
+        process::fork(|| {
             if !die_with_parent(parent) {
                 return ORPHANED_EXIT_CODE;
             }
             if let Some(s) = &inner.status {
                 s.register_self(entry);
             }
-            worker_main(inner, &inbox, &outbox, &current)
-        })
-        .map_err(|e| Error::Io {
-            op: "fork a pool worker",
-            name: "(pool)".to_owned(),
-            source: e,
-        })?;
-        Ok(Worker {
-            child,
-            inbox,
-            outbox,
-            current,
-            assigned: VecDeque::new(),
-            entry,
-            _names: None,
-        })
-    }
-
-    /// [`Supervisor::start_worker`] for spawned workers: named segments,
-    /// and this executable run again.
-    fn spawn_worker(
-        &self,
-        config: BytesConfig,
-        spec: &SpawnSpec,
-        doorbell: &str,
-        entry: usize,
-    ) -> Result<Worker> {
-        let names = Unlinker::new("pool-worker");
-        let (inbox_name, outbox_name, current_name) =
-            (names.name("in"), names.name("out"), names.name("current"));
-        let inbox = ByteQueue::create(&inbox_name, config)?;
-        let outbox = ByteQueue::create(&outbox_name, config)?;
-        let current = Shared::<AtomicU64>::create(&current_name, 0)?;
-        let child = spawned::start(
-            spec,
-            &WorkerNames {
-                doorbell,
-                inbox: &inbox_name,
-                outbox: &outbox_name,
-                current: &current_name,
-                max_message: self.inner.max_message,
-                max_tasks_per_child: self.inner.max_tasks_per_child,
-            },
-        )
-        .map_err(|e| Error::Io {
-            op: "spawn a pool worker",
-            name: "(pool)".to_owned(),
-            source: e,
-        })?;
-        Ok(Worker {
-            child,
-            inbox,
-            outbox,
-            current,
-            assigned: VecDeque::new(),
-            entry,
-            _names: Some(names),
+            worker_main(inner, inbox, outbox, current)
         })
     }
 
@@ -1129,22 +1098,13 @@ impl Supervisor {
             }
             let mut st = lock(&inner.state);
             if st.terminate {
-                let pending: Vec<Task> = st.pending.drain(..).collect();
-                drop(st);
-                for t in pending {
-                    t.reply.send(Err(TaskError::Terminated));
-                }
+                fail_pending(st, TaskError::Terminated);
                 self.stop_workers();
                 return;
             }
             if self.workers.is_empty() {
                 // No worker could be started: fail what waits.
-                let pending: Vec<Task> = st.pending.drain(..).collect();
-                drop(st);
-                for t in pending {
-                    t.reply
-                        .send(Err(TaskError::Spawn("no worker is running".into())));
-                }
+                fail_pending(st, TaskError::Spawn("no worker is running".into()));
                 if lock(&self.inner.state).closed {
                     return;
                 }
@@ -1254,19 +1214,7 @@ impl Supervisor {
         for w in &self.workers {
             w.inbox.close();
         }
-        for w in &mut self.workers {
-            if !matches!(w.child.join_timeout(Duration::from_secs(10)), Ok(Some(_))) {
-                let _ = w.child.kill();
-                let _ = w.child.join();
-            }
-        }
-        if let Some(s) = &self.inner.status {
-            for w in &self.workers {
-                s.set_state(w.entry, EXITED);
-            }
-        }
-        self.workers.clear();
-        lock(&self.inner.state).pids.clear();
+        self.end_workers(Duration::from_secs(10), false);
     }
 
     /// Terminates every worker and fails what they held.
@@ -1274,18 +1222,26 @@ impl Supervisor {
         for w in &mut self.workers {
             let _ = w.child.terminate();
         }
+        self.end_workers(Duration::from_secs(1), true);
+    }
+
+    /// Joins every worker, killing one that has not exited within
+    /// `patience`; with `fail`, settles the results it sent and fails the
+    /// tasks it still held with [`TaskError::Terminated`]. Then the pool
+    /// has no workers.
+    fn end_workers(&mut self, patience: Duration, fail: bool) {
         for w in &mut self.workers {
-            if !matches!(w.child.join_timeout(Duration::from_secs(1)), Ok(Some(_))) {
+            if !matches!(w.child.join_timeout(patience), Ok(Some(_))) {
                 let _ = w.child.kill();
                 let _ = w.child.join();
             }
-            drain(w, self.inner.max_message);
-            for task in w.assigned.drain(..) {
-                task.reply.send(Err(TaskError::Terminated));
+            if fail {
+                drain(w, self.inner.max_message);
+                for task in w.assigned.drain(..) {
+                    task.reply.send(Err(TaskError::Terminated));
+                }
             }
-        }
-        if let Some(s) = &self.inner.status {
-            for w in &self.workers {
+            if let Some(s) = &self.inner.status {
                 s.set_state(w.entry, EXITED);
             }
         }
@@ -1294,17 +1250,28 @@ impl Supervisor {
     }
 }
 
+/// Fails every pending task with `e` (after letting go of the state).
+fn fail_pending(mut st: MutexGuard<'_, State>, e: TaskError) {
+    let pending: Vec<Task> = st.pending.drain(..).collect();
+    drop(st);
+    for t in pending {
+        t.reply.send(Err(e.clone()));
+    }
+}
+
+/// The little-endian `u64` that `bytes` starts with, if it has 8 bytes.
+fn le_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?))
+}
+
 /// Moves the complete results out of a worker's outbox to their handles.
 fn drain(w: &mut Worker, max: usize) {
     while let Ok(grant) = w.outbox.try_recv() {
         let msg = to_vec(&grant);
         drop(grant);
-        if msg.len() < RESULT_HEADER {
+        let (Some(id), Some(&status)) = (le_u64(&msg), msg.get(8)) else {
             continue;
-        }
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&msg[..8]);
-        let id = u64::from_le_bytes(id);
+        };
         let Some(pos) = w.assigned.iter().position(|t| t.id == id) else {
             continue;
         };
@@ -1312,19 +1279,15 @@ fn drain(w: &mut Worker, max: usize) {
             continue;
         };
         let payload = &msg[RESULT_HEADER..];
-        let result = match msg[8] {
+        let result = match status {
             STATUS_OK => Ok(payload.to_vec()),
             STATUS_PANICKED => Err(TaskError::Panicked(
                 String::from_utf8_lossy(payload).into_owned(),
             )),
-            STATUS_TOO_LARGE => {
-                let mut n = [0u8; 8];
-                let len = payload.get(..8).map_or(0, |b| {
-                    n.copy_from_slice(b);
-                    u64::from_le_bytes(n) as usize
-                });
-                Err(TaskError::TooLarge { len, max })
-            }
+            STATUS_TOO_LARGE => Err(TaskError::TooLarge {
+                len: le_u64(payload).map_or(0, |n| n as usize),
+                max,
+            }),
             STATUS_NO_FUNCTION => Err(TaskError::NoSuchFunction(usize::MAX)),
             _ => Err(TaskError::Panicked(
                 "the worker sent an unknown status".into(),
@@ -1367,14 +1330,7 @@ pub(crate) fn serve(c: ServeConfig) -> i32 {
         // The pool's status segment is the parent's (a spawned worker has
         // no mapping of it, and must not unlink it).
         status: None,
-        state: Mutex::new(State {
-            pending: VecDeque::new(),
-            next_id: 0,
-            closed: false,
-            terminate: false,
-            pids: Vec::new(),
-            restarts: 0,
-        }),
+        state: Mutex::default(),
         doorbell,
         functions: vec![Arc::new(c.function)],
         max_message: c.max_message,
@@ -1414,11 +1370,9 @@ fn worker_main(inner: &Inner, inbox: &ByteQueue, outbox: &ByteQueue, current: &A
         if msg.len() < TASK_HEADER {
             return 4;
         }
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&msg[..8]);
-        let id = u64::from_le_bytes(word);
-        let mut f = [0u8; 4];
-        f.copy_from_slice(&msg[8..12]);
+        let (Some(id), Ok(f)) = (le_u64(&msg), msg[8..12].try_into()) else {
+            return 4;
+        };
         let func = u32::from_le_bytes(f) as usize;
         // SYNC POINT: SeqCst, before the function runs (see the doc
         // comment above).

@@ -7,6 +7,41 @@ use std::time::{Duration, Instant};
 
 use shmipc::{Child, ExitStatus};
 
+/// xorshift64*: [`Rng::seeded`] from the clock (report `rng.0` with a
+/// failure, so that [`Rng`]`(seed)` repeats the run), [`Rng::new`] for a
+/// fixed sequence.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1)
+    }
+
+    pub fn seeded() -> Rng {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        Rng(t | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A semaphore with `initial` permits and no bound.
+pub fn unbounded(initial: u32) -> shmipc::SemaphoreConfig {
+    shmipc::SemaphoreConfig { initial, max: None }
+}
+
 /// How long any child may take before the test calls it hung.
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -51,6 +86,35 @@ pub fn join_all_ok(children: &mut [Child]) {
     for (i, child) in children.iter_mut().enumerate() {
         assert_eq!(join(child), ExitStatus::Code(0), "child #{i}");
     }
+}
+
+/// Reads `buf.len()` raw bytes of a segment's file at `offset`.
+pub fn peek(name: &str, offset: u64, buf: &mut [u8]) {
+    std::fs::File::open(shm_path(name))
+        .unwrap()
+        .read_exact_at(buf, offset)
+        .unwrap();
+}
+
+pub fn peek_u32(name: &str, offset: u64) -> u32 {
+    let mut b = [0u8; 4];
+    peek(name, offset, &mut b);
+    u32::from_ne_bytes(b)
+}
+
+pub fn peek_u64(name: &str, offset: u64) -> u64 {
+    let mut b = [0u8; 8];
+    peek(name, offset, &mut b);
+    u64::from_ne_bytes(b)
+}
+
+/// A segment's payload (a [`shmipc::Segment`]) as atomic words: a shared
+/// bitmap or a set of counters, accessed only through these atomics.
+pub fn words(seg: &shmipc::Segment) -> &[shmipc::sync::AtomicU64] {
+    // SAFETY: the payload is 128-byte aligned, `len` bytes long, mapped as
+    // long as `seg` lives (which the slice borrows), and accessed only
+    // through these atomics, here and in forked children.
+    unsafe { std::slice::from_raw_parts(seg.as_ptr().cast(), seg.len() / 8) }
 }
 
 /// Writes raw bytes into a segment's file at `offset`, as a hostile or
