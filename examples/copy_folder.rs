@@ -52,10 +52,7 @@ fn main() -> Res<()> {
 
     let mut files = Vec::new();
     list_files(&src, &mut files)?;
-    let total: u64 = files
-        .iter()
-        .map(|f| f.metadata().map_or(0, |m| m.len()))
-        .sum();
+    let total: u64 = files.iter().map(|f| f.metadata().map_or(0, |m| m.len())).sum();
     println!(
         "copying {} files ({:.1} MiB) from {} to {} with a Pool of 5",
         files.len(),
@@ -148,15 +145,9 @@ fn main() -> Res<()> {
     if differing > 0 || copied != total || reported != n_files {
         return Err(format!("{differing} files differ from their copies").into());
     }
-    println!(
-        "verified: all {} copies are byte-exact ({total} bytes compared)",
-        files.len()
-    );
+    println!("verified: all {} copies are byte-exact ({total} bytes compared)", files.len());
     if args.len() < 2 {
-        println!(
-            "removing the temporary folders under {}",
-            scratch.0.display()
-        );
+        println!("removing the temporary folders under {}", scratch.0.display());
     }
     Ok(())
 }
@@ -229,9 +220,7 @@ fn generate(root: &Path, count: u64) -> std::io::Result<()> {
         rng
     };
     for i in 0..count {
-        let dir = root
-            .join(format!("dir{}", i % 8))
-            .join(format!("sub{}", i % 3));
+        let dir = root.join(format!("dir{}", i % 8)).join(format!("sub{}", i % 3));
         std::fs::create_dir_all(&dir)?;
         let size = match next() % 100 {
             0..=9 => 0,

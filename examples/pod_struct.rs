@@ -19,18 +19,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let q = &queue;
     let mut child = fork(move || {
         let ok = (0..10u32).all(|i| {
-            let r = Reading {
-                sensor: i,
-                celsius: 20.0 + i as f32,
-                at: [i as u64, 0],
-            };
+            let r = Reading { sensor: i, celsius: 20.0 + i as f32, at: [i as u64, 0] };
             q.push(r).is_ok()
         });
         i32::from(!ok)
     })?;
-    let total: f32 = (0..10)
-        .map(|_| queue.pop().map(|r| r.celsius))
-        .sum::<Result<_, _>>()?;
+    let total: f32 = (0..10).map(|_| queue.pop().map(|r| r.celsius)).sum::<Result<_, _>>()?;
     assert!(child.join()?.success());
     println!("average {:.1} C", total / 10.0);
     Ok(())

@@ -1,112 +1,62 @@
-//! Processes: join an exit code, terminate a sleeper (is_alive before and
-//! after), and a daemon child that dies with its SIGKILLed parent while a
-//! non-daemon sibling lives on.
+//! Processes: a target with arguments and its exit code, terminate a
+//! sleeper (is_alive before and after), current_process, active_children
+//! and cpu_count, and a daemon child that ends with its parent (even one
+//! killed by SIGKILL). Python's original: `examples/python/process.py`.
 //!
 //! `cargo run --release --example process`
 
 use std::time::{Duration, Instant};
 
-use shmipc::sync::{AtomicU64, Ordering};
-use shmipc::{Named, Process, Shared};
+use shmipc::{active_children, cpu_count, current_process, BytesConfig, Process};
+use shmipc::{TypedQueue, Unlinker};
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+fn work((name, sizes): (String, Vec<u32>)) {
+    let me = current_process();
+    println!("  [{} {}] {name}: {}", me.name(), me.pid(), sizes.iter().sum::<u32>());
+    std::process::exit(3);
+}
+
+fn nap(seconds: u64) {
+    std::thread::sleep(Duration::from_secs(seconds));
+}
+
+fn parent(pids: String) {
+    let daemon = Process::new("daemon").daemon(true).start(nap, 30).expect("start");
+    TypedQueue::<u32>::open(&pids).expect("open").put(&daemon.pid()).expect("put");
+}
 
 fn alive(pid: u32) -> bool {
-    // A zombie still "exists"; ask /proc for its state too.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let state = stat
-        .rsplit(')')
-        .next()
-        .and_then(|s| s.split_whitespace().next());
+    let state = stat.rsplit(')').next().and_then(|s| s.split_whitespace().next());
     !matches!(state, None | Some("Z") | Some("X"))
 }
 
-fn main() -> Res<()> {
-    let wait = Duration::from_secs(30);
-
-    let mut worker = Process::new("worker").fork(|| {
-        println!(
-            "  [worker {}] working, then exiting with 3",
-            std::process::id()
-        );
-        3
-    })?;
-    let status = worker.join_timeout(wait)?.ok_or("worker hangs")?;
-    println!(
-        "1. {} (pid {}) ended: {status}",
-        worker.name(),
-        worker.pid()
-    );
-
-    let mut sleeper = Process::new("sleeper").fork(|| {
-        std::thread::sleep(Duration::from_secs(60));
-        0
-    })?;
-    let alive_now = sleeper.is_alive();
-    println!("2. {} is_alive: {alive_now}", sleeper.name());
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let worker = Process::new("worker").start(work, ("ada".to_owned(), vec![1, 2, 3]))?;
+    worker.join()?;
+    println!("1. {} (pid {}) exitcode {:?}", worker.name(), worker.pid(), worker.exitcode());
+    let sleeper = Process::new("sleeper").start(nap, 60)?;
+    let active: Vec<String> = active_children().iter().map(|c| c.name().to_owned()).collect();
+    println!("2. {} is_alive: {}; active: {active:?}", sleeper.name(), sleeper.is_alive());
     sleeper.terminate()?;
-    let status = sleeper
-        .join_timeout(wait)?
-        .ok_or("sleeper ignores SIGTERM")?;
-    println!(
-        "   after terminate: is_alive: {}, {status}",
-        sleeper.is_alive()
-    );
-
-    // A parent that starts a daemon and a plain child, then is SIGKILLed.
-    let pids = Shared::<AtomicU64>::anon(0)?;
-    let mut parent = Process::new("parent").fork(|| {
-        let nap = || {
-            std::thread::sleep(Duration::from_secs(30));
-            0
-        };
-        let (Ok(daemon), Ok(plain)) = (
-            Process::new("daemon").daemon(true).fork(nap),
-            Process::new("plain").fork(nap),
-        ) else {
-            return 1;
-        };
-        pids.store(
-            u64::from(daemon.pid()) | u64::from(plain.pid()) << 32,
-            Ordering::SeqCst,
-        );
-        std::thread::sleep(Duration::from_secs(30));
-        0
-    })?;
+    sleeper.join()?;
+    let (alive_now, code) = (sleeper.is_alive(), sleeper.exitcode());
+    println!("   after terminate: is_alive: {alive_now}, exitcode {code:?}");
+    let names = Unlinker::new("example-process");
+    let pids = TypedQueue::<u32>::create(&names.name("pids"), BytesConfig::for_max_message(8)?)?;
+    let p = Process::new("parent").start(parent, pids.name().unwrap_or("").to_owned())?;
+    let daemon = pids.get()?;
+    p.join()?;
     let t = Instant::now();
-    while pids.load(Ordering::SeqCst) == 0 {
-        if t.elapsed() > wait {
-            return Err("the parent never started its children".into());
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let word = pids.load(Ordering::SeqCst);
-    let (daemon, plain) = (word as u32, (word >> 32) as u32);
-    println!(
-        "3. parent {} started daemon {daemon} and plain child {plain}",
-        parent.pid()
-    );
-    parent.kill()?;
-    let status = parent
-        .join_timeout(wait)?
-        .ok_or("parent survived SIGKILL")?;
-    let t = Instant::now();
-    while alive(daemon) && t.elapsed() < wait {
-        std::thread::sleep(Duration::from_millis(2));
+    while alive(daemon) && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(2)); // the kernel's SIGKILL, then the reaper
     }
     println!(
-        "   parent {status}; daemon alive: {} (gone after {:.0?}), plain child alive: {}",
-        alive(daemon),
-        t.elapsed(),
-        alive(plain)
+        "3. parent ended with {:?}; its daemon {daemon} alive: {}",
+        p.exitcode(),
+        alive(daemon)
     );
-    let (daemon_alive, plain_alive) = (alive(daemon), alive(plain));
-    // Clean up the orphan. It is no longer our child, but it cannot have
-    // been reaped and its pid reused: we checked it alive just now.
-    // SAFETY: kill takes a pid and a signal number.
-    unsafe { libc::kill(plain as i32, libc::SIGKILL) };
-    if daemon_alive || !plain_alive {
-        return Err("the daemon outlived its parent, or the plain child did not".into());
-    }
+    println!("{} CPUs; this is {}", cpu_count(), current_process().name());
+    assert!(!alive(daemon));
     Ok(())
 }

@@ -71,15 +71,13 @@ fn counter_under_lock(names: &Unlinker) -> Res<()> {
         })?);
     }
     for _ in 0..5 {
-        children.push(process::spawn(
-            Command::new(std::env::current_exe()?).args([
-                "attach",
-                "decrement",
-                &lock_name,
-                &num_name,
-                "1000",
-            ]),
-        )?);
+        children.push(process::spawn(Command::new(std::env::current_exe()?).args([
+            "attach",
+            "decrement",
+            &lock_name,
+            &num_name,
+            "1000",
+        ]))?);
     }
     join_all(children)?;
     let end = num.load(Ordering::SeqCst);
@@ -114,22 +112,14 @@ fn seats_with_semaphore(names: &Unlinker) -> Res<()> {
     let sem_name = names.name("seats");
     let seated_name = names.name("seated");
     let peak_name = names.name("peak");
-    let _seats = Shared::<Semaphore>::create(
-        &sem_name,
-        SemaphoreConfig {
-            initial: 3,
-            max: None,
-        },
-    )?;
+    let _seats = Shared::<Semaphore>::create(&sem_name, SemaphoreConfig { initial: 3, max: None })?;
     let _seated = Shared::<AtomicU32>::create(&seated_name, 0)?;
     let peak = Shared::<AtomicU32>::create(&peak_name, 0)?;
 
     let mut children = Vec::new();
     for diner in 0..10 {
         let (s, n, p) = (sem_name.clone(), seated_name.clone(), peak_name.clone());
-        children.push(process::fork(move || {
-            dine(diner, &s, &n, &p).map_or(1, |()| 0)
-        })?);
+        children.push(process::fork(move || dine(diner, &s, &n, &p).map_or(1, |()| 0))?);
     }
     join_all(children)?;
     let peak = peak.load(Ordering::SeqCst);
@@ -184,10 +174,7 @@ fn event_gate(names: &Unlinker) -> Res<()> {
     gate.clear();
     let t = Instant::now();
     let woke = gate.wait_timeout(Duration::from_millis(100));
-    println!(
-        "   after clear, wait_timeout(100ms) returned {woke} after {:.0?}",
-        t.elapsed()
-    );
+    println!("   after clear, wait_timeout(100ms) returned {woke} after {:.0?}", t.elapsed());
     Ok(())
 }
 
@@ -216,19 +203,15 @@ fn queue_workers(names: &Unlinker) -> Res<()> {
     let mut readers = Vec::new();
     // One reader is a forked child, the other a separate program.
     let (q, b, st) = (queue_name.clone(), bits_name.clone(), stats_name.clone());
-    readers.push(process::fork(move || {
-        read_queue(&q, &b, &st, 0).map_or(1, |()| 0)
-    })?);
-    readers.push(process::spawn(
-        Command::new(std::env::current_exe()?).args([
-            "attach",
-            "read-queue",
-            &queue_name,
-            &bits_name,
-            &stats_name,
-            "1",
-        ]),
-    )?);
+    readers.push(process::fork(move || read_queue(&q, &b, &st, 0).map_or(1, |()| 0))?);
+    readers.push(process::spawn(Command::new(std::env::current_exe()?).args([
+        "attach",
+        "read-queue",
+        &queue_name,
+        &bits_name,
+        &stats_name,
+        "1",
+    ]))?);
     let mut writers = Vec::new();
     for w in 0..WRITERS {
         let q = queue_name.clone();
@@ -249,9 +232,7 @@ fn queue_workers(names: &Unlinker) -> Res<()> {
     queue.close();
     join_all(readers)?;
 
-    let counts: Vec<u64> = (0..READERS)
-        .map(|r| word(&stats, r).load(Ordering::SeqCst))
-        .collect();
+    let counts: Vec<u64> = (0..READERS).map(|r| word(&stats, r).load(Ordering::SeqCst)).collect();
     let duplicates = word(&stats, READERS).load(Ordering::SeqCst);
     let distinct: u64 = (0..bits.len() / 8)
         .map(|k| u64::from(word(&bits, k).load(Ordering::SeqCst).count_ones()))
@@ -264,11 +245,7 @@ fn queue_workers(names: &Unlinker) -> Res<()> {
     println!(
         "   {total} items in {:.1?}: {}",
         started.elapsed(),
-        if exact {
-            "every item exactly once"
-        } else {
-            "ITEMS LOST OR DUPLICATED"
-        }
+        if exact { "every item exactly once" } else { "ITEMS LOST OR DUPLICATED" }
     );
     if !exact {
         return Err(format!("{distinct} distinct items, {duplicates} duplicates").into());
@@ -341,10 +318,7 @@ fn pipe_conversation() -> Res<()> {
     for question in ["6 x 7", "12 x 12", "hello", "1234 x 5678"] {
         parent.send(question.as_bytes())?;
         let answer = parent.recv_vec_timeout(Duration::from_secs(30))?;
-        println!(
-            "   parent: {question:<12} child: {}",
-            String::from_utf8_lossy(&answer)
-        );
+        println!("   parent: {question:<12} child: {}", String::from_utf8_lossy(&answer));
     }
     let rounds = 10_000;
     let t_rounds = Instant::now();
@@ -401,11 +375,7 @@ fn pool_survives_a_killed_worker() -> Res<()> {
         print!("   {}", String::from_utf8_lossy(&w));
     }
     println!();
-    println!(
-        "   the others finished; workers now {:?} ({} restart)",
-        pool.pids(),
-        pool.restarts()
-    );
+    println!("   the others finished; workers now {:?} ({} restart)", pool.pids(), pool.restarts());
     pool.close();
     pool.join();
     Ok(())
@@ -415,7 +385,7 @@ fn pool_survives_a_killed_worker() -> Res<()> {
 fn daemon_dies_with_parent() -> Res<()> {
     println!("\n7. A daemon child dies with its SIGKILLed parent");
     let pid = Shared::<AtomicU32>::anon(0)?;
-    let mut parent = Process::new("parent").fork(|| {
+    let parent = Process::new("parent").fork(|| {
         let Ok(d) = Process::new("daemon").daemon(true).fork(|| {
             std::thread::sleep(Duration::from_secs(30));
             0
@@ -436,11 +406,7 @@ fn daemon_dies_with_parent() -> Res<()> {
     let t = Instant::now();
     let gone = |pid: u32| {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        stat.is_empty()
-            || stat
-                .rsplit(')')
-                .next()
-                .is_some_and(|s| s.trim_start().starts_with('Z'))
+        stat.is_empty() || stat.rsplit(')').next().is_some_and(|s| s.trim_start().starts_with('Z'))
     };
     while !gone(daemon) && t.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(1));
@@ -549,10 +515,7 @@ fn condition_and_barrier(names: &Unlinker) -> Res<()> {
             return 2;
         };
         drop(guard);
-        println!(
-            "   child: woken with the answer {}",
-            answer.load(Ordering::SeqCst)
-        );
+        println!("   child: woken with the answer {}", answer.load(Ordering::SeqCst));
         0
     })?;
     std::thread::sleep(Duration::from_millis(50));

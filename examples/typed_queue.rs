@@ -17,26 +17,22 @@ struct Job {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let jobs = TypedQueue::<Job>::anon(BytesConfig::for_max_message(256)?)?;
-    let results = TypedQueue::<(u64, String, u64)>::anon(BytesConfig::for_max_message(256)?)?;
-    let (j, r) = (&jobs, &results);
-    let mut producers = Vec::new();
-    for p in 0..2 {
-        producers.push(fork(move || {
-            let job = |i| Job {
-                id: p * 1000 + i,
-                owner: format!("user-{p}"),
-                sizes: vec![i, i + 1, i + 2],
-            };
-            i32::from((0..1000).any(|i| j.put(&job(i)).is_err()))
-        })?);
-    }
-    let consume = move || {
-        while let Ok(job) = j.get() {
-            r.put(&(job.id, job.owner, job.sizes.iter().sum())).unwrap();
+    let config = BytesConfig::for_max_message(256)?;
+    let jobs = TypedQueue::<Job>::anon(config)?;
+    let results = TypedQueue::<(u64, String, u64)>::anon(config)?;
+    let produce = |p: u64| {
+        let (owner, jobs) = (format!("user-{p}"), &jobs);
+        let job =
+            move |i| Job { id: p * 1000 + i, owner: owner.clone(), sizes: vec![i, i + 1, i + 2] };
+        move || i32::from((0..1000).any(|i| jobs.put(&job(i)).is_err()))
+    };
+    let consume = || {
+        while let Ok(job) = jobs.get() {
+            results.put(&(job.id, job.owner, job.sizes.iter().sum())).unwrap();
         }
         0 // the queue is closed and drained
     };
+    let mut producers = [fork(produce(0))?, fork(produce(1))?];
     let mut consumers = [fork(consume)?, fork(consume)?];
     let got: Vec<(u64, String, u64)> =
         (0..2000).map(|_| results.get()).collect::<Result<_, _>>()?;
@@ -44,10 +40,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     jobs.close();
     consumers.iter_mut().try_for_each(|w| w.join().map(drop))?;
     assert_eq!(got.iter().map(|g| g.0).collect::<BTreeSet<_>>().len(), 2000);
-    println!(
-        "jobs: {} total size: {}",
-        got.len(),
-        got.iter().map(|g| g.2).sum::<u64>()
-    );
+    let total: u64 = got.iter().map(|g| g.2).sum();
+    println!("jobs: {} total size: {total}", got.len());
     Ok(())
 }

@@ -10,6 +10,7 @@
 //! | type | what it is |
 //! |---|---|
 //! | [`Lock`] | a mutex whose word holds the owner's thread id (robust-futex format) |
+//! | [`RLock`] | a re-entrant [`Lock`]: the owning thread takes it again, others wait for its last release |
 //! | [`Semaphore`] | a counting semaphore, optionally bounded |
 //! | [`Event`] | a manual-reset event, like Python's `Event` |
 //! | [`Condition`] | a condition variable with its own lock, like Python's `Condition` |
@@ -90,3 +91,5 @@ pub use sync::barrier::{Barrier, BarrierError};
 pub use sync::condition::{CondGuard, Condition};
 pub use sync::event::Event;
 pub use sync::lock::{Lock, LockError, LockGuard, Owner, OWNER_CHECK_INTERVAL};
+pub use sync::rlock::{RLock, RLockGuard};
+pub use sync::tasks::{TaskCount, TaskCountError};

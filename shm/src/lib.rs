@@ -5,7 +5,7 @@
 //!
 //! | type | what it is |
 //! |---|---|
-//! | [`Shared<T>`] | a [`Lock`], [`Semaphore`], [`Event`], [`Condition`], [`Barrier`], [`AtomicU32`] or [`AtomicU64`] in shared memory of its own |
+//! | [`Shared<T>`] | a [`Lock`], [`RLock`], [`Semaphore`], [`Event`], [`Condition`], [`Barrier`], [`AtomicU32`] or [`AtomicU64`] in shared memory of its own |
 //! | [`Queue<T>`] | a multi-producer multi-consumer queue of `Pod` items, like `multiprocessing.Queue` |
 //! | [`SpscQueue<T>`] | a single-producer single-consumer ring whose two roles processes claim |
 //! | [`ByteQueue`] | variable-length byte messages, many producers and consumers |
@@ -18,6 +18,7 @@
 //! | [`Value<T>`], [`Array<T>`] | `Pod` data under a lock of its own, like `multiprocessing.Value` / `Array` |
 //! | [`SharedDict`], [`SharedList`] | a byte-key byte-value map and an append-only list for many processes |
 //! | [`TypedQueue<T>`], [`TypedPipe`], [`TypedDict<K, V>`] | any serde type as messages, keys and values ([`typed`]) |
+//! | [`JoinableQueue<T>`] | a typed queue with `task_done` and `join`, like `multiprocessing.JoinableQueue` |
 //! | [`Unlinker`] | unique names that are unlinked when their owner is done |
 //! | [`memory`] | the validated-header layer the others are built on, for new kinds |
 //! | [`inspect`] | a read-only look at any segment: header, peers, live state |
@@ -89,9 +90,12 @@ pub use data::{Value, ValueError};
 pub use error::{Error, Result};
 pub use memory::{Kind, Options, MAX_NAME_LEN};
 pub use named::Named;
+pub use process::{
+    active_children, cpu_count, current_process, ActiveChild, CurrentProcess, Process,
+    ProcessHandle, MAX_TARGET_ARGS, ORPHANED_EXIT_CODE, TARGET_PANIC_EXIT_CODE,
+};
 pub use process::{fork, spawn, Child, ExitStatus};
 pub use process::{AsyncResult, ImapUnordered, Pool, PoolBuilder, TaskError, TaskFn};
-pub use process::{Process, ProcessHandle, ORPHANED_EXIT_CODE};
 pub use process::{
     TypedAsyncResult, TypedImap, TypedImapUnordered, TypedMapResult, TypedPool, TypedPoolBuilder,
 };
@@ -99,7 +103,9 @@ pub use queue::{ByteQueue, HeldRole, Pipe, PipeEnd, Queue, Side};
 pub use queue::{SpscConsumer, SpscProducer, SpscQueue};
 pub use segment::Segment;
 pub use shared::{Shared, ShmObject};
-pub use typed::{MessageError, TypedDict, TypedPipe, TypedPipeEnd, TypedQueue};
+pub use typed::{
+    JoinableQueue, MessageError, TaskDoneError, TypedDict, TypedPipe, TypedPipeEnd, TypedQueue,
+};
 pub use unlinker::Unlinker;
 pub use wait::{wait, Interest, WaitError};
 
@@ -141,8 +147,8 @@ pub use shmipc_core::sync;
 pub use shmipc_core::sync::{AtomicU32, AtomicU64};
 pub use shmipc_core::{
     Barrier, BarrierError, BytesConfig, CondGuard, Condition, Deadline, Event, LayoutError, Lock,
-    LockError, LockGuard, PopError, PushError, ReadGrant, RecvError, RingConfig, Semaphore,
-    SemaphoreError, SendError, SharedObject, WriteGrant,
+    LockError, LockGuard, PopError, PushError, RLock, RLockGuard, ReadGrant, RecvError, RingConfig,
+    Semaphore, SemaphoreError, SendError, SharedObject, WriteGrant,
 };
 
 /// Removes the segment name `name` (with or without its leading slash).

@@ -2,9 +2,10 @@
 //! their constructors: `use shmipc::prelude::*;`.
 
 pub use crate::{
-    fork, spawn, Array, Barrier, ByteQueue, BytesConfig, Child, Condition, DictConfig, Event,
-    ListConfig, Lock, Named, Options, Pipe, Pool, Process, Queue, RingConfig, Segment, Semaphore,
-    SemaphoreConfig, Shared, SharedDict, SharedList, SpscQueue, TypedDict, TypedPipe, TypedPool,
-    TypedQueue, Unlinker, Value,
+    active_children, cpu_count, current_process, fork, spawn, Array, Barrier, ByteQueue,
+    BytesConfig, Child, Condition, DictConfig, Event, JoinableQueue, ListConfig, Lock, Named,
+    Options, Pipe, Pool, Process, Queue, RLock, RingConfig, Segment, Semaphore, SemaphoreConfig,
+    Shared, SharedDict, SharedList, SpscQueue, TypedDict, TypedPipe, TypedPool, TypedQueue,
+    Unlinker, Value,
 };
 pub use crate::{AtomicU32, AtomicU64};

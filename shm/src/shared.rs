@@ -8,7 +8,7 @@ use std::ops::Deref;
 use std::ptr::NonNull;
 
 use shmipc_core::sync::{AtomicU32, AtomicU64};
-use shmipc_core::{Barrier, Condition, Event, Lock, QueueError, Semaphore, SharedObject};
+use shmipc_core::{Barrier, Condition, Event, Lock, QueueError, RLock, Semaphore, SharedObject};
 
 use crate::error::{Error, Result};
 use crate::memory::{HeaderSnapshot, Kind, Mapping, ObjectLayout};
@@ -33,6 +33,26 @@ macro_rules! shm_objects {
 
 shm_objects! {
     Lock => LOCK;
+    /// An [`RLock`] in a segment of its own, or in anonymous memory
+    /// ([`Shared::anon`]): the thread that holds it takes it again, every
+    /// other thread and process waits for its last release, and a holder
+    /// that dies (at any depth) is taken over as a [`Lock`]'s is:
+    ///
+    /// ```
+    /// use shmipc::{fork, LockError, Named, RLock, Shared};
+    /// use std::time::Duration;
+    ///
+    /// let lock = Shared::<RLock>::anon(())?;
+    /// let outer = lock.lock()?;
+    /// let inner = lock.lock()?;
+    /// assert_eq!(inner.depth(), 2);
+    /// let mut child = fork(|| (lock.try_lock().unwrap_err() == LockError::WouldBlock) as i32)?;
+    /// assert_eq!(child.join_timeout(Duration::from_secs(10))?.unwrap().code(), Some(1));
+    /// drop((inner, outer));
+    /// assert!(!lock.is_locked());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    RLock => RLOCK;
     Semaphore => SEMAPHORE;
     Event => EVENT;
     AtomicU32 => ATOMIC_U32;

@@ -178,7 +178,25 @@ enum What<'a> {
     Writable(&'a dyn Writable),
     Event(&'a Event),
     Semaphore(&'a Semaphore),
+    Child(Kid<'a>),
+}
+
+/// A child as [`Interest::child`] or [`Interest::process`] names it.
+#[derive(Clone, Copy)]
+enum Kid<'a> {
     Child(&'a Child),
+    Process(&'a ProcessHandle),
+}
+
+impl Kid<'_> {
+    /// Runs `f` on the child (a process handle's is behind its lock,
+    /// held only for `f`).
+    fn with<R>(self, f: impl FnOnce(&Child) -> R) -> R {
+        match self {
+            Kid::Child(c) => f(c),
+            Kid::Process(p) => f(&p.child()),
+        }
+    }
 }
 
 impl<'a> Interest<'a> {
@@ -205,12 +223,12 @@ impl<'a> Interest<'a> {
 
     /// Ready when the child has ended (it is not reaped: `join` it after).
     pub fn child(child: &'a Child) -> Interest<'a> {
-        Interest(What::Child(child))
+        Interest(What::Child(Kid::Child(child)))
     }
 
     /// Ready when the process has ended (see [`Interest::child`]).
     pub fn process(process: &'a ProcessHandle) -> Interest<'a> {
-        Interest(What::Child(process.child_ref()))
+        Interest(What::Child(Kid::Process(process)))
     }
 
     fn is_child(&self) -> bool {
@@ -219,7 +237,7 @@ impl<'a> Interest<'a> {
 
     /// Arms the interest; `Ok(None)` if it is ready now. A child has no
     /// arm: `Err(child)`.
-    fn arm(&self) -> Result<Option<Arm<'a>>, &'a Child> {
+    fn arm(&self) -> Result<Option<Arm<'a>>, Kid<'a>> {
         Ok(match self.0 {
             What::Readable(o) => o.arm_readable(),
             What::Writable(o) => o.arm_writable(),
@@ -335,7 +353,7 @@ pub fn wait_until(
             match object.arm() {
                 Ok(Some(arm)) => arms.push((i, arm)),
                 Ok(None) => ready.push(i),
-                Err(child) => match child_ended(child) {
+                Err(child) => match child.with(child_ended) {
                     Some(true) => ready.push(i),
                     Some(false) => {}
                     None => unwatched = true,
@@ -649,9 +667,9 @@ impl Watch {
             ids: Vec::new(),
         };
         for o in objects {
-            if let What::Child(c) = o.0 {
-                if let Some(fd) = c.pidfd() {
-                    watch.ids.push(watcher.watch(fd)?);
+            if let What::Child(kid) = o.0 {
+                if let Some(id) = kid.with(|c| c.pidfd().map(|fd| watcher.watch(fd))) {
+                    watch.ids.push(id?);
                 }
             }
         }

@@ -122,6 +122,12 @@ const NON_BLOCKING: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "core",
+        "RLockGuard",
+        "lock",
+        "returns the lock the guard holds a level of",
+    ),
+    (
+        "core",
         "WriteGrant",
         "commit",
         "one compare-and-swap and a wake; the space is already held",
@@ -167,6 +173,12 @@ const NON_BLOCKING: &[(&str, &str, &str, &str)] = &[
         "TypedQueue",
         "get_nowait",
         "Python's name for try_pop: never waits",
+    ),
+    (
+        "shm",
+        "JoinableQueue",
+        "put_nowait",
+        "Python's name for a put that never waits",
     ),
     (
         "shm",

@@ -21,10 +21,10 @@ use shmipc::sync::Ordering;
 use shmipc::{
     fork, Array, Barrier, BarrierError, ByteQueue, BytesConfig, Condition, DictConfig, Event,
     ListConfig, Lock, LockError, Named, Options, Pipe, Pool, PopError, Process, PushError, Queue,
-    RecvError, RingConfig, Semaphore, SendError, Shared, SharedDict, SharedList, SpscQueue,
+    RLock, RecvError, RingConfig, Semaphore, SendError, Shared, SharedDict, SharedList, SpscQueue,
     TaskError, Unlinker, Value,
 };
-use shmipc::{MessageError, TypedDict, TypedPipe, TypedPool, TypedQueue};
+use shmipc::{JoinableQueue, MessageError, TypedDict, TypedPipe, TypedPool, TypedQueue};
 
 const SMALL: Duration = Duration::from_millis(10);
 /// How long a not-ready call with [`SMALL`] may take, generously.
@@ -83,32 +83,45 @@ fn ready_max<R: Debug>(path: &str, call: impl FnOnce(Duration) -> R, ok: impl Fn
     check(path, Duration::MAX, call, ok);
 }
 
-#[test]
-fn sync_primitives_take_any_timeout() {
-    // Lock: held by another thread, then released.
-    let lock = Shared::<Lock>::anon(()).unwrap();
-    let lock = &lock;
+/// `timed` on a lock that another thread holds (`hold`) for 300 ms: it
+/// times out with zero and a small timeout, and succeeds with
+/// `Duration::MAX` once the holder lets go.
+fn held_elsewhere<G>(
+    path: &str,
+    hold: impl Fn() -> G + Sync,
+    timed: impl Fn(Duration) -> Result<(), LockError>,
+) {
     std::thread::scope(|s| {
         let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let hold = &hold;
         let holder = s.spawn(move || {
-            let _g = lock.lock().unwrap();
+            let _g = hold();
             held_tx.send(()).unwrap();
             std::thread::sleep(Duration::from_millis(300));
         });
         held_rx.recv().unwrap();
-        not_ready(
-            "core::Lock::lock_timeout",
-            |t| lock.lock_timeout(t).map(drop),
-            |r| *r == Err(LockError::Timeout),
-        );
+        not_ready(path, &timed, |r| *r == Err(LockError::Timeout));
         // Becomes free while we wait for ever.
-        ready_max(
-            "core::Lock::lock_timeout",
-            |t| lock.lock_timeout(t).map(drop),
-            |r| r.is_ok(),
-        );
+        ready_max(path, &timed, |r| r.is_ok());
         holder.join().unwrap();
     });
+}
+
+#[test]
+fn sync_primitives_take_any_timeout() {
+    // Lock and RLock: held by another thread, then released.
+    let lock = Shared::<Lock>::anon(()).unwrap();
+    held_elsewhere(
+        "core::Lock::lock_timeout",
+        || lock.lock().unwrap(),
+        |t| lock.lock_timeout(t).map(drop),
+    );
+    let rlock = Shared::<RLock>::anon(()).unwrap();
+    held_elsewhere(
+        "core::RLock::lock_timeout",
+        || (rlock.lock().unwrap(), rlock.lock().unwrap()),
+        |t| rlock.lock_timeout(t).map(drop),
+    );
 
     let sem = Shared::<Semaphore>::anon(common::unbounded(0)).unwrap();
     not_ready(
@@ -436,6 +449,47 @@ fn typed_objects_take_any_timeout() {
     // Two records of 16-byte messages fit a ring of 64 bytes.
     let q = TypedQueue::<String>::anon(BytesConfig::new(64, 16)).unwrap();
     let timed_out = |r: &Result<String, MessageError>| r.as_ref().is_err_and(|e| e.is_timeout());
+    // JoinableQueue: full, then made room in; unfinished, then done.
+    let jq = JoinableQueue::<String>::anon(BytesConfig::new(64, 16)).unwrap();
+    let one = "one".to_owned();
+    jq.put(&one).unwrap();
+    jq.put(&one).unwrap();
+    not_ready(
+        "shm::JoinableQueue::put_timeout",
+        |t| jq.put_timeout(&one, t),
+        |r| r.as_ref().is_err_and(|e| e.is_timeout()),
+    );
+    not_ready(
+        "shm::JoinableQueue::join_timeout",
+        |t| jq.join_timeout(t),
+        |r| !r,
+    );
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(SMALL);
+            jq.get().unwrap();
+            jq.task_done().unwrap();
+        });
+        ready_max(
+            "shm::JoinableQueue::put_timeout",
+            |t| jq.put_timeout(&one, t),
+            is_ok,
+        );
+    });
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(SMALL);
+            for _ in 0..2 {
+                jq.get().unwrap();
+                jq.task_done().unwrap();
+            }
+        });
+        ready_max(
+            "shm::JoinableQueue::join_timeout",
+            |t| jq.join_timeout(t),
+            |r| *r,
+        );
+    });
     not_ready(
         "shm::TypedQueue::get_timeout",
         |t| q.get_timeout(t),
@@ -873,7 +927,7 @@ fn processes_and_pools_take_any_timeout() {
         |r| matches!(r, Ok(Some(s)) if s.code() == Some(3)),
     );
 
-    let mut named = Process::new("sleeper")
+    let named = Process::new("sleeper")
         .fork(|| {
             std::thread::sleep(Duration::from_millis(200));
             4

@@ -563,6 +563,23 @@ impl Lock {
         }
     }
 
+    /// Whether the calling thread holds the lock: only the owner writes its
+    /// stamp here (after taking the lock) and clears it (before releasing
+    /// it), so finding our own stamp under a held word means we hold it.
+    #[inline]
+    pub(crate) fn held_by_caller(&self) -> bool {
+        let owner = self.word.load(Ordering::Relaxed) & TID_MASK;
+        owner != 0
+            && owner != NOT_RECOVERABLE
+            && self.stamp.load(Ordering::Relaxed) == tid::thread_stamp()
+    }
+
+    /// [`LockGuard::mark_consistent`] for a holder whose guard was leaked
+    /// (an [`RLock`](crate::RLock)'s first level).
+    pub(crate) fn mark_consistent_held(&self) {
+        self.word.fetch_and(!OWNER_DIED, Ordering::Relaxed);
+    }
+
     /// Whether someone holds the lock right now (a snapshot). A lock that is
     /// not recoverable counts as held.
     pub fn is_locked(&self) -> bool {
@@ -653,7 +670,7 @@ impl<'a> LockGuard<'a> {
     /// previous owner did not die.
     pub fn mark_consistent(&mut self) {
         if self.owner_died {
-            self.lock.word.fetch_and(!OWNER_DIED, Ordering::Relaxed);
+            self.lock.mark_consistent_held();
             self.owner_died = false;
         }
     }

@@ -15,7 +15,7 @@
 //! | 56 | `params` | [u64; 4] | kind-specific (a capacity, say); zero for fixed-size kinds |
 //! | 88 | `peers_offset` | u64 | where the peer table starts: the object's end rounded up to 128 |
 //! | 96 | `peer_slots` | u32 | the peer table's slots (1 to [`Token::MAX_SLOTS`](shmipc_core::Token::MAX_SLOTS)), 32 bytes each |
-//! | 100 | reserved | u32 | zero |
+//! | 100 | `tasks` | u32 | a JoinableQueue's unfinished tasks; zero elsewhere |
 //! | 104 | `type_hash` | u64 | a typed segment's message type: the hash of its name ([`Fingerprint`](crate::typed::Fingerprint)); zero for the others |
 //! | 112 | `type_layout` | u64 | that type's `size \| align << 32`; zero for untyped segments |
 //! | 120 | `messages` | u64 | a typed queue's approximate message count (its `qsize`); zero for the others |
@@ -76,6 +76,8 @@ impl Kind {
     pub const ATOMIC_U32: Kind = Kind(5);
     /// An [`AtomicU64`].
     pub const ATOMIC_U64: Kind = Kind(6);
+    /// An [`RLock`](crate::RLock): a re-entrant lock.
+    pub const RLOCK: Kind = Kind(7);
     /// A [`Queue<T>`](crate::Queue): a multi-producer multi-consumer queue
     /// of `Pod` items. The first kind of the queue range (64 and above).
     pub const QUEUE: Kind = Kind(64);
@@ -124,6 +126,7 @@ impl Kind {
             Kind::EVENT => "an Event",
             Kind::ATOMIC_U32 => "an AtomicU32",
             Kind::ATOMIC_U64 => "an AtomicU64",
+            Kind::RLOCK => "an RLock",
             Kind::QUEUE => "a Queue",
             Kind::SPSC_QUEUE => "an SpscQueue",
             Kind::BYTE_QUEUE => "a ByteQueue",
@@ -171,7 +174,7 @@ pub(crate) struct RawHeader {
     pub(crate) params: [AtomicU64; 4],
     pub(crate) peers_offset: AtomicU64,
     pub(crate) peer_slots: AtomicU32,
-    pub(crate) reserved32: AtomicU32,
+    pub(crate) tasks: AtomicU32,
     pub(crate) type_hash: AtomicU64,
     pub(crate) type_layout: AtomicU64,
     pub(crate) messages: AtomicU64,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use memmap2::{MmapOptions, MmapRaw};
 use shmipc_core::futex::{self, Deadline};
-use shmipc_core::sync::{AtomicU64, Ordering};
+use shmipc_core::sync::{AtomicU32, AtomicU64, Ordering};
 
 use shmipc_core::peers::PEER_SLOT_SIZE;
 use shmipc_core::{Peers, Token};
@@ -381,7 +381,7 @@ fn write_header<'m>(
         }
         header.peers_offset.store(peers_offset, Ordering::Relaxed);
         header.peer_slots.store(peer_slots, Ordering::Relaxed);
-        header.reserved32.store(0, Ordering::Relaxed);
+        header.tasks.store(0, Ordering::Relaxed);
         let [hash, type_layout] = fingerprint.map_or([0, 0], |f| f.words());
         header.type_hash.store(hash, Ordering::Relaxed);
         header.type_layout.store(type_layout, Ordering::Relaxed);
@@ -532,6 +532,16 @@ impl Mapping {
         // only, valid whatever a peer writes.
         let header = unsafe { &*self.0.map.as_ptr().cast::<RawHeader>() };
         &header.messages
+    }
+
+    /// The header's `tasks` word: a [`JoinableQueue`]'s unfinished
+    /// tasks ([`TaskCount`](shmipc_core::TaskCount)); 0 elsewhere.
+    ///
+    /// [`JoinableQueue`]: crate::JoinableQueue
+    pub(crate) fn task_word(&self) -> &AtomicU32 {
+        // SAFETY: as in `message_count`.
+        let header = unsafe { &*self.0.map.as_ptr().cast::<RawHeader>() };
+        &header.tasks
     }
 
     /// The object's first byte, aligned to `header().object_align`.

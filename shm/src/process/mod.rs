@@ -25,7 +25,10 @@ mod spawned;
 mod typed_pool;
 
 pub use pool::{AsyncResult, ImapUnordered, Initializer, Pool, PoolBuilder, TaskError, TaskFn};
-pub use process::{Process, ProcessHandle, ORPHANED_EXIT_CODE};
+pub use process::{
+    active_children, cpu_count, current_process, ActiveChild, CurrentProcess, Process,
+    ProcessHandle, MAX_TARGET_ARGS, ORPHANED_EXIT_CODE, TARGET_PANIC_EXIT_CODE,
+};
 pub use typed_pool::{
     TypedAsyncResult, TypedImap, TypedImapUnordered, TypedMapResult, TypedPool, TypedPoolBuilder,
 };

@@ -5,8 +5,15 @@
 use std::fmt;
 use std::io;
 use std::os::unix::process::CommandExt;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::spawned;
 use crate::process::{self, Child, ExitStatus};
 
 /// A recipe for a child process: its name and whether it is a daemon.
@@ -72,18 +79,102 @@ impl Process {
     /// child inherits.
     pub fn fork<F: FnOnce() -> i32>(self, f: F) -> io::Result<ProcessHandle> {
         let parent = current_pid();
-        let daemon = self.daemon;
+        let (daemon, name) = (self.daemon, self.name.clone());
         let child = process::fork(move || {
             if daemon && !die_with_parent(parent) {
                 return ORPHANED_EXIT_CODE;
             }
+            become_child(name, daemon);
             f()
         })?;
-        Ok(ProcessHandle {
-            name: self.name,
-            daemon: self.daemon,
-            child,
-        })
+        Ok(self.handle(child))
+    }
+
+    /// Forks a child that runs `target(args)` (Python's `Process(target=,
+    /// args=).start()`): its exit code is 0 when `target` returns, and 1
+    /// when it panics, with a line on stderr naming the process and the
+    /// panic message (Python's traceback). In the child,
+    /// [`current_process`] has this process's name.
+    ///
+    /// The arguments are serde types, as for a spawned child
+    /// ([`Process::target_command`]), so that one target serves both; a
+    /// forked child gets them without encoding (its memory is a copy).
+    /// Non-capturing closures coerce to `fn`.
+    ///
+    /// ```
+    /// use shmipc::{current_process, Process};
+    ///
+    /// fn greet(who: (String, Vec<u32>)) {
+    ///     assert_eq!(current_process().name(), "greeter");
+    ///     assert_eq!(who.1.len(), 2);
+    /// }
+    /// let mut p = Process::new("greeter").start(greet, ("ada".to_owned(), vec![1, 2]))?;
+    /// p.join()?;
+    /// assert_eq!(p.exitcode(), Some(0));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn start<A>(self, target: fn(A), args: A) -> io::Result<ProcessHandle>
+    where
+        A: Serialize + DeserializeOwned,
+    {
+        let name = self.name.clone();
+        self.fork(move || run_target(&name, || target(args)))
+    }
+
+    /// A command that runs `target(args)` in a new process of this same
+    /// executable (Python's `spawn` start method): pass it to
+    /// [`Process::spawn`] (after adding the program's own arguments or
+    /// stdio). The program must call [`Process::serve_if_child`] first
+    /// thing in `main` (a test binary: first thing in the test, with
+    /// `--exact <test>` among the arguments), which runs the target and
+    /// exits there.
+    ///
+    /// The target crosses `exec` and address-space randomisation as a
+    /// [`TypedPool`](crate::TypedPool)'s functions do: by its offset from a
+    /// known function of the binary, with a trampoline monomorphised for
+    /// `A` that decodes the arguments; the child checks that it runs the
+    /// same binary (exit code 7 and a message on stderr otherwise). The
+    /// arguments travel encoded (postcard, hex) in an environment variable,
+    /// so they are limited to [`MAX_TARGET_ARGS`] bytes encoded; larger
+    /// ones are an error naming the process and both sizes.
+    pub fn target_command<A>(&self, target: fn(A), args: A) -> io::Result<std::process::Command>
+    where
+        A: Serialize + DeserializeOwned,
+    {
+        let bad = |why: String| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("process {:?}: {why}", self.name),
+            )
+        };
+        let bytes = postcard::to_allocvec(&args).map_err(|e| {
+            bad(format!(
+                "its arguments of type {} could not be encoded: {e}",
+                std::any::type_name::<A>()
+            ))
+        })?;
+        if bytes.len() > MAX_TARGET_ARGS {
+            return Err(bad(format!(
+                "its arguments encode to {} bytes, more than the {MAX_TARGET_ARGS} bytes \
+                 a spawned target can be passed (send larger data through a queue)",
+                bytes.len()
+            )));
+        }
+        Ok(spawned::target_command(
+            &self.name,
+            self.daemon,
+            call_target::<A> as spawned::TargetTrampoline,
+            target as usize,
+            &bytes,
+        ))
+    }
+
+    /// In a process that [`Process::target_command`] started, runs the
+    /// target and exits; in a pool worker a spawned
+    /// [`TypedPool`](crate::TypedPool) started, serves the pool and exits;
+    /// anywhere else returns at once. Call it first thing in `main`.
+    pub fn serve_if_child() {
+        spawned::serve_if_worker();
     }
 
     /// Starts `cmd` as the child. A daemon's death signal is set between
@@ -106,12 +197,76 @@ impl Process {
             };
         }
         let child = process::spawn(cmd)?;
-        Ok(ProcessHandle {
+        Ok(self.handle(child))
+    }
+
+    /// The handle of a started child, listed for [`active_children`].
+    fn handle(self, child: Child) -> ProcessHandle {
+        let pid = child.pid();
+        let tracked = Arc::new(Tracked {
             name: self.name,
             daemon: self.daemon,
-            child,
-        })
+            pid,
+            child: Mutex::new(child),
+        });
+        let mut reg = registry();
+        if reg.owner != std::process::id() {
+            // A forked child's copy of its parent's list.
+            reg.owner = std::process::id();
+            reg.list.clear();
+        }
+        reg.list.retain(|w| w.strong_count() > 0);
+        reg.list.push(Arc::downgrade(&tracked));
+        ProcessHandle { tracked }
     }
+}
+
+/// The longest a [`ProcessHandle`] waits in one go while it holds its
+/// lock (see [`ProcessHandle::join_timeout`]).
+const JOIN_SLICE: Duration = Duration::from_millis(50);
+
+/// The largest encoded arguments [`Process::target_command`] passes
+/// (postcard bytes; they travel as hex in one environment variable, which
+/// Linux limits to 128 KiB).
+pub const MAX_TARGET_ARGS: usize = 32 * 1024;
+
+/// The exit code of a target that panicked (Python's exit code for an
+/// uncaught exception).
+pub const TARGET_PANIC_EXIT_CODE: i32 = 1;
+
+/// Runs a target in the child: 0 when it returns, 1 with a line on stderr
+/// when it panics.
+pub(crate) fn run_target(name: &str, f: impl FnOnce()) -> i32 {
+    match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(()) => 0,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "(a panic without a message)".to_owned());
+            spawned::report(&format!(
+                "process {name:?} (pid {}) failed: {msg}",
+                std::process::id()
+            ));
+            TARGET_PANIC_EXIT_CODE
+        }
+    }
+}
+
+/// The trampoline of a spawned target: decodes an `A` and calls the
+/// `fn(A)` at address `f`.
+fn call_target<A: DeserializeOwned>(f: usize, args: &[u8]) -> Result<(), String> {
+    // SAFETY: `f` is the address of a `fn(A)`: the parent took the offset
+    // of exactly such a function in `Process::target_command`, together
+    // with the offset of this trampoline monomorphised for the same `A`,
+    // and the child (which checked it runs the same binary) added both to
+    // its image's base.
+    let f = unsafe { std::mem::transmute::<*const (), fn(A)>(f as *const ()) };
+    let args: A =
+        crate::typed::decode(args, Some("(process target)")).map_err(|e| e.to_string())?;
+    f(args);
+    Ok(())
 }
 
 /// The exit code of a daemon child whose parent had died before the child
@@ -139,28 +294,155 @@ pub(crate) fn die_with_parent(parent: libc::pid_t) -> bool {
 /// Dropping it while the process runs kills and reaps it (see [`Child`]);
 /// [`ProcessHandle::into_child`] and [`Child::detach`] let it run on.
 pub struct ProcessHandle {
+    tracked: Arc<Tracked>,
+}
+
+/// A started child as its handle and [`active_children`] share it.
+struct Tracked {
     name: String,
     daemon: bool,
-    child: Child,
+    pid: u32,
+    child: Mutex<Child>,
+}
+
+impl Tracked {
+    fn child(&self) -> MutexGuard<'_, Child> {
+        self.child.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl fmt::Debug for ProcessHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessHandle")
-            .field("name", &self.name)
-            .field("pid", &self.child.pid())
-            .field("daemon", &self.daemon)
-            .field("status", &self.child.status())
+            .field("name", &self.tracked.name)
+            .field("pid", &self.tracked.pid)
+            .field("daemon", &self.tracked.daemon)
+            .field("status", &self.exit_status())
             .finish()
     }
 }
 
 impl ProcessHandle {
-    /// The child (for `wait`, which only looks).
-    pub(crate) fn child_ref(&self) -> &Child {
-        &self.child
+    /// The name it was given.
+    pub fn name(&self) -> &str {
+        &self.tracked.name
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.tracked.pid
+    }
+
+    /// Whether it dies with its parent.
+    pub fn is_daemon(&self) -> bool {
+        self.tracked.daemon
+    }
+
+    /// Waits for it to end; see [`Child::join`].
+    pub fn join(&self) -> io::Result<ExitStatus> {
+        loop {
+            if let Some(status) = self.join_timeout(Duration::MAX)? {
+                return Ok(status);
+            }
+        }
+    }
+
+    /// Waits at most `timeout`; `Ok(None)` if it still runs.
+    ///
+    /// It waits in slices of at most 50 ms, taking the handle's
+    /// lock for each, so that another thread's [`kill`](Self::kill) or
+    /// [`active_children`] gets in meanwhile.
+    pub fn join_timeout(&self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
+        let deadline = shmipc_core::Deadline::after(timeout);
+        loop {
+            let slice = deadline.remaining().min(JOIN_SLICE);
+            if let Some(status) = self.tracked.child().join_timeout(slice)? {
+                return Ok(Some(status));
+            }
+            if deadline.has_passed() {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Whether it still runs (reaping it if it has ended).
+    pub fn is_alive(&self) -> bool {
+        self.tracked.child().is_alive()
+    }
+
+    /// How it ended, once reaped: an exit code or a signal.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        self.tracked.child().status()
+    }
+
+    /// Python's `exitcode`: `None` while it runs, its exit code once it
+    /// has ended (reaping it), or minus the number of the signal that
+    /// killed it (`-9` for `SIGKILL`). A target that panicked exits with 1.
+    pub fn exitcode(&self) -> Option<i32> {
+        match self.tracked.child().try_wait() {
+            Ok(Some(ExitStatus::Code(c))) => Some(c),
+            Ok(Some(ExitStatus::Signal(s))) => Some(-s),
+            _ => None,
+        }
+    }
+
+    /// Asks it to stop: `SIGTERM`.
+    pub fn terminate(&self) -> io::Result<()> {
+        self.tracked.child().terminate()
+    }
+
+    /// Kills it: `SIGKILL`.
+    pub fn kill(&self) -> io::Result<()> {
+        self.tracked.child().kill()
+    }
+
+    /// The underlying [`Child`] (locked: [`active_children`] may look at it
+    /// from another thread, and the other calls here wait for the lock).
+    pub fn child(&self) -> MutexGuard<'_, Child> {
+        self.tracked.child()
+    }
+
+    /// Gives up the name and returns the underlying [`Child`] (it is no
+    /// longer listed by [`active_children`]).
+    pub fn into_child(self) -> Child {
+        let mut reg = registry();
+        reg.list
+            .retain(|w| !std::ptr::eq(w.as_ptr(), Arc::as_ptr(&self.tracked)));
+        // The list held the only other reference, a weak one, and
+        // `active_children` upgrades only under the registry's lock.
+        match Arc::try_unwrap(self.tracked) {
+            Ok(t) => t.child.into_inner().unwrap_or_else(PoisonError::into_inner),
+            Err(_) => unreachable!("a ProcessHandle is its child's only owner"),
+        }
+    }
+}
+
+/// The children this process started through [`Process`], for
+/// [`active_children`].
+struct Registry {
+    /// The process whose list this is: a forked child starts afresh.
+    owner: u32,
+    list: Vec<Weak<Tracked>>,
+}
+
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+    owner: 0,
+    list: Vec::new(),
+});
+
+fn registry() -> MutexGuard<'static, Registry> {
+    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A live child, as [`active_children`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveChild {
+    name: String,
+    pid: u32,
+    daemon: bool,
+}
+
+impl ActiveChild {
     /// The name it was given.
     pub fn name(&self) -> &str {
         &self.name
@@ -168,52 +450,143 @@ impl ProcessHandle {
 
     /// Its process id.
     pub fn pid(&self) -> u32 {
-        self.child.pid()
+        self.pid
     }
 
     /// Whether it dies with its parent.
     pub fn is_daemon(&self) -> bool {
         self.daemon
     }
+}
 
-    /// Waits for it to end; see [`Child::join`].
-    pub fn join(&mut self) -> io::Result<ExitStatus> {
-        self.child.join()
+/// The children this process started through [`Process`] that still run,
+/// like Python's `active_children()`: as a side effect, the ones that have
+/// ended are reaped (their handles keep the status). Children whose handle
+/// is gone, or was turned [`into_child`](ProcessHandle::into_child), are
+/// not listed; nor are a pool's workers. A child that another thread is
+/// joining right now counts as running.
+///
+/// In a forked child the list starts empty: its parent's children are not
+/// its own.
+pub fn active_children() -> Vec<ActiveChild> {
+    let mut reg = registry();
+    if reg.owner != std::process::id() {
+        reg.owner = std::process::id();
+        reg.list.clear();
+    }
+    let mut live = Vec::new();
+    reg.list.retain(|w| {
+        let Some(t) = w.upgrade() else {
+            return false;
+        };
+        let running = match t.child.try_lock() {
+            Ok(mut c) => matches!(c.try_wait(), Ok(None)),
+            // Someone joins it: it runs until that join returns.
+            Err(_) => true,
+        };
+        if running {
+            live.push(ActiveChild {
+                name: t.name.clone(),
+                pid: t.pid,
+                daemon: t.daemon,
+            });
+        }
+        running
+    });
+    live
+}
+
+/// This process as [`current_process`] describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentProcess {
+    name: String,
+    pid: u32,
+    parent: u32,
+    daemon: bool,
+}
+
+impl CurrentProcess {
+    /// `"MainProcess"`, or the name of the [`Process`] this process was
+    /// started as (forked, or spawned with [`Process::target_command`]).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
-    /// Waits at most `timeout`; `Ok(None)` if it still runs.
-    pub fn join_timeout(&mut self, timeout: Duration) -> io::Result<Option<ExitStatus>> {
-        self.child.join_timeout(timeout)
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
-    /// Whether it still runs (reaping it if it has ended).
-    pub fn is_alive(&mut self) -> bool {
-        self.child.is_alive()
+    /// Python's `ident`: the process id.
+    pub fn ident(&self) -> u32 {
+        self.pid
     }
 
-    /// How it ended, once reaped: an exit code or a signal (Python's
-    /// `exitcode`, which is negative for a signal).
-    pub fn exit_status(&self) -> Option<ExitStatus> {
-        self.child.status()
+    /// Its parent's process id (now: 1 or a subreaper if the parent died).
+    pub fn parent_pid(&self) -> u32 {
+        self.parent
     }
 
-    /// Asks it to stop: `SIGTERM`.
-    pub fn terminate(&mut self) -> io::Result<()> {
-        self.child.terminate()
+    /// Whether it was started as a daemon.
+    pub fn is_daemon(&self) -> bool {
+        self.daemon
     }
+}
 
-    /// Kills it: `SIGKILL`.
-    pub fn kill(&mut self) -> io::Result<()> {
-        self.child.kill()
-    }
+/// Who this process is among the [`Process`]es, set in a child before its
+/// target runs. A process-local pointer (never in shared memory), so the
+/// loom shim has nothing to model here; a leaked `Box`, swapped without a
+/// lock because a forked child must not wait on a lock another thread of
+/// its parent held.
+static ME: AtomicPtr<(String, bool)> = AtomicPtr::new(std::ptr::null_mut());
 
-    /// The underlying [`Child`].
-    pub fn child(&mut self) -> &mut Child {
-        &mut self.child
-    }
+/// In a freshly started child: records its name for [`current_process`].
+///
+/// SYNC POINT: the Release swap pairs with the Acquire load in
+/// [`current_process`], so a thread that sees the pointer sees the box it
+/// points to.
+pub(crate) fn become_child(name: String, daemon: bool) {
+    let new = Box::into_raw(Box::new((name, daemon)));
+    // The old one (the parent's, copied by fork) is leaked, never freed:
+    // a reader that loaded it may still be reading it.
+    // SYNC POINT: Release (paired in the doc comment above).
+    ME.swap(new, Ordering::AcqRel);
+}
 
-    /// Gives up the name and returns the underlying [`Child`].
-    pub fn into_child(self) -> Child {
-        self.child
+/// This process, like Python's `current_process()`: its name (see
+/// [`CurrentProcess::name`]), pid, parent and daemon flag.
+pub fn current_process() -> CurrentProcess {
+    // SYNC POINT: Acquire, paired with the Release in [`become_child`].
+    let me = ME.load(Ordering::Acquire);
+    // SAFETY: a non-null `ME` points at a leaked, never freed, never
+    // mutated box written before the Release swap in `become_child`.
+    let (name, daemon) = match unsafe { me.as_ref() } {
+        Some((name, daemon)) => (name.clone(), *daemon),
+        None => ("MainProcess".to_owned(), false),
+    };
+    CurrentProcess {
+        name,
+        pid: std::process::id(),
+        // SAFETY: getppid has no preconditions and cannot fail.
+        parent: unsafe { libc::getppid() } as u32,
+        daemon,
     }
+}
+
+/// The number of CPUs this process may run on (its affinity mask,
+/// `sched_getaffinity`), like Python's `os.process_cpu_count()`; where
+/// that fails, [`std::thread::available_parallelism`]; at least 1.
+pub fn cpu_count() -> usize {
+    // SAFETY: an all-zero cpu_set_t is a valid, empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid out-parameter of the size passed.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if r == 0 {
+        // SAFETY: `set` was filled in by the kernel above.
+        let n = unsafe { libc::CPU_COUNT(&set) };
+        if n > 0 {
+            return n as usize;
+        }
+    }
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }

@@ -24,6 +24,17 @@ use super::{spawn, Child};
 /// The environment variable that makes a process a pool worker.
 pub(crate) const ENV: &str = "SHMIPC_POOL_WORKER";
 
+/// The environment variable that makes a process run a [`Process`]'s
+/// target ([`Process::target_command`]).
+///
+/// [`Process`]: crate::Process
+/// [`Process::target_command`]: crate::Process::target_command
+pub(crate) const TARGET_ENV: &str = "SHMIPC_PROCESS_TARGET";
+
+/// The signature of a target's trampoline: the target's address and its
+/// encoded arguments in; `Err` if they do not decode.
+pub(crate) type TargetTrampoline = fn(usize, &[u8]) -> Result<(), String>;
+
 /// Exit code of a spawned worker that finds it runs another binary than
 /// its pool, or cannot read its start-up variable.
 pub(crate) const WRONG_BINARY_EXIT: i32 = 7;
@@ -109,9 +120,114 @@ pub(crate) fn start(spec: &SpawnSpec, names: &WorkerNames<'_>) -> io::Result<Chi
     spawn(&mut cmd)
 }
 
+/// The command that runs `target` (through `trampoline`) with the encoded
+/// `args` in a new process of this executable, named `name`.
+pub(crate) fn target_command(
+    name: &str,
+    daemon: bool,
+    trampoline: TargetTrampoline,
+    target: usize,
+    args: &[u8],
+) -> Command {
+    let env = format!(
+        "{} {} {} {} {} {}",
+        exe_identity(),
+        offset_of(trampoline as usize),
+        offset_of(target),
+        u8::from(daemon),
+        hex(name.as_bytes()),
+        hex(args),
+    );
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.env(TARGET_ENV, env);
+    cmd
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+fn unhex(s: &str) -> Result<Vec<u8>, String> {
+    let bad = || format!("{TARGET_ENV} holds a field that is not hex: {s:?}");
+    if s.len() % 2 != 0 {
+        return Err(bad());
+    }
+    (0..s.len() / 2)
+        .map(|i| {
+            s.get(2 * i..2 * i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(bad)
+}
+
+/// In a process that [`target_command`] started: runs the target and
+/// exits with 0, or 1 if it panicked, or [`WRONG_BINARY_EXIT`] if it
+/// cannot be found. Elsewhere returns at once.
+fn run_if_target() {
+    let Some(env) = std::env::var_os(TARGET_ENV) else {
+        return;
+    };
+    std::env::remove_var(TARGET_ENV);
+    let code = match parse_target(&env.to_string_lossy()) {
+        Ok((name, trampoline, target, args)) => super::process::run_target(&name, || {
+            if let Err(why) = trampoline(target, &args) {
+                panic!("{why}");
+            }
+        }),
+        Err(why) => {
+            report(&format!("shmipc process target: {why}"));
+            WRONG_BINARY_EXIT
+        }
+    };
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    // SAFETY: _exit ends the process at once; it ran nothing of the
+    // program's own but the target, whose output is flushed above.
+    unsafe { libc::_exit(code) }
+}
+
+type Target = (String, TargetTrampoline, usize, Vec<u8>);
+
+fn parse_target(env: &str) -> Result<Target, String> {
+    let f: Vec<&str> = env.split(' ').collect();
+    if f.len() != 6 {
+        return Err(format!("{TARGET_ENV} has {} fields, not 6", f.len()));
+    }
+    let identity = exe_identity();
+    if f[0] != identity {
+        return Err(format!(
+            "this executable ({identity}) is not the one that started the target ({}): \
+             a spawned target must run in its parent's own binary",
+            f[0]
+        ));
+    }
+    let num = |i: usize| {
+        f[i].parse::<u64>()
+            .map_err(|_| format!("{TARGET_ENV} field {i} is not a number: {:?}", f[i]))
+    };
+    let (trampoline, target) = (address_at(num(1)?), address_at(num(2)?));
+    let daemon = num(3)? != 0;
+    let name = String::from_utf8_lossy(&unhex(f[4])?).into_owned();
+    let args = unhex(f[5])?;
+    // SAFETY: the parent, running this same executable (checked above by
+    // its identity), wrote the offset of a `TargetTrampoline`; adding this
+    // image's base gives that function here.
+    let trampoline =
+        unsafe { std::mem::transmute::<*const (), TargetTrampoline>(trampoline as *const ()) };
+    super::process::become_child(name.clone(), daemon);
+    Ok((name, trampoline, target, args))
+}
+
 /// In a process that [`start`] started, serves as a pool worker and exits;
+/// in one that [`target_command`] started, runs the target and exits;
 /// elsewhere returns at once.
 pub(crate) fn serve_if_worker() {
+    run_if_target();
     let Some(env) = std::env::var_os(ENV) else {
         return;
     };
@@ -121,7 +237,7 @@ pub(crate) fn serve_if_worker() {
     let code = match parse(&env.to_string_lossy()) {
         Ok(config) => serve(config),
         Err(why) => {
-            report(&why);
+            report(&format!("shmipc pool worker: {why}"));
             WRONG_BINARY_EXIT
         }
     };
@@ -130,10 +246,10 @@ pub(crate) fn serve_if_worker() {
     unsafe { libc::_exit(code) }
 }
 
-/// Writes `why` to stderr without the std machinery (the worker may be in
-/// any state).
-fn report(why: &str) {
-    if let Ok(msg) = CString::new(format!("shmipc pool worker: {why}\n")) {
+/// Writes `why` and a newline to stderr without the std machinery (the
+/// process may be in any state).
+pub(crate) fn report(why: &str) {
+    if let Ok(msg) = CString::new(format!("{why}\n")) {
         let bytes = msg.as_bytes();
         // SAFETY: writes `bytes.len()` bytes from a live buffer to fd 2.
         let _ = unsafe { libc::write(2, bytes.as_ptr().cast(), bytes.len()) };

@@ -242,7 +242,7 @@ pub struct TypedPool {
     pool: Pool,
 }
 
-/// Where [`TypedAsyncResult`] and [`TypedMapResult`] wait.
+/// Where a [`TypedAsyncResult`] waits.
 struct Wait<T> {
     value: Mutex<Option<T>>,
     done: Condvar,
@@ -436,7 +436,7 @@ impl TypedPool {
             // The handle is ready before the callback runs, so a callback
             // (or whoever it signals) finds the result there.
             let outcome = one::<R>(&reply);
-            w.put(reply);
+            w.put(vec![reply]);
             match outcome {
                 Ok(r) => callback(r),
                 Err(e) => error_callback(e),
@@ -445,31 +445,27 @@ impl TypedPool {
         self.submit(call_chunk::<A, R>, f as usize, &[arg], then)?;
         Ok(TypedAsyncResult {
             wait,
-            _type: PhantomData,
+            decode: first::<R>,
         })
     }
 
-    /// Splits `items` into chunks and queues each; returns the chunk
-    /// lengths and the receiver of `(chunk index, reply)`.
+    /// Splits `items` into chunks of `chunksize` and queues each, with the
+    /// callback `then(chunk index)` makes; returns the chunk lengths.
     fn submit_chunks<T: Serialize>(
         &self,
         trampoline: Trampoline,
         f: usize,
         items: Vec<T>,
         chunksize: usize,
-    ) -> (Vec<usize>, mpsc::Receiver<(usize, TaskResult)>) {
-        let (tx, rx) = mpsc::channel();
+        mut then: impl FnMut(usize) -> Callback,
+    ) -> Vec<usize> {
         let mut lens = Vec::new();
-        for (i, chunk) in items.chunks(chunksize.max(1)).enumerate() {
+        for (i, chunk) in items.chunks(chunksize).enumerate() {
             lens.push(chunk.len());
-            let tx = tx.clone();
-            let then: Callback = Box::new(move |reply| {
-                let _ = tx.send((i, reply));
-            });
-            // A refused chunk has sent its error to the channel already.
-            let _ = self.submit(trampoline, f, chunk, then);
+            // A refused chunk has sent its error to its callback already.
+            let _ = self.submit(trampoline, f, chunk, then(i));
         }
-        (lens, rx)
+        lens
     }
 
     /// Runs `f` on every input and returns the results in input order, or
@@ -533,10 +529,9 @@ impl TypedPool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let items: Vec<A> = inputs.into_iter().collect();
-        let chunksize = self.chunksize(items.len(), chunksize);
+        let items = inputs.into_iter().collect();
         self.collect(
-            call_chunk::<A, R> as Trampoline,
+            call_chunk::<A, R>,
             f as usize,
             items,
             chunksize,
@@ -591,10 +586,9 @@ impl TypedPool {
         B: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let items: Vec<(A, B)> = inputs.into_iter().collect();
-        let chunksize = self.chunksize(items.len(), chunksize);
+        let items = inputs.into_iter().collect();
         self.collect(
-            call_star::<A, B, R> as Trampoline,
+            call_star::<A, B, R>,
             f as usize,
             items,
             chunksize,
@@ -603,14 +597,8 @@ impl TypedPool {
         )
     }
 
-    fn chunksize(&self, len: usize, asked: usize) -> usize {
-        if asked == 0 {
-            auto_chunksize(len, self.pool.processes())
-        } else {
-            asked
-        }
-    }
-
+    /// Queues `items` in chunks of `chunksize` (0: Python's choice) and
+    /// gathers every chunk's reply for the handle and the callbacks.
     fn collect<T: Serialize, R: DeserializeOwned + 'static>(
         &self,
         trampoline: Trampoline,
@@ -621,7 +609,11 @@ impl TypedPool {
         error_callback: impl FnOnce(TaskError) + Send + 'static,
     ) -> TypedMapResult<R> {
         let wait = Wait::new();
-        let n_chunks = items.len().div_ceil(chunksize.max(1));
+        let chunksize = match chunksize {
+            0 => auto_chunksize(items.len(), self.pool.processes()),
+            n => n,
+        };
+        let n_chunks = items.len().div_ceil(chunksize);
         let gather = Arc::new(Mutex::new(Gather {
             replies: (0..n_chunks).map(|_| None).collect(),
             missing: n_chunks,
@@ -638,9 +630,9 @@ impl TypedPool {
                 then(&[]);
             }
         }
-        for (i, chunk) in items.chunks(chunksize.max(1)).enumerate() {
+        self.submit_chunks(trampoline, f, items, chunksize, |i| {
             let (gather, wait) = (gather.clone(), wait.clone());
-            let then: Callback = Box::new(move |reply| {
+            Box::new(move |reply| {
                 let mut g = gather.lock().unwrap_or_else(|p| p.into_inner());
                 if g.replies[i].is_none() {
                     g.missing -= 1;
@@ -658,13 +650,11 @@ impl TypedPool {
                         then(&all);
                     }
                 }
-            });
-            // A refused chunk has sent its error to `then` already.
-            let _ = self.submit(trampoline, f, chunk, then);
-        }
+            })
+        });
         TypedMapResult {
             wait,
-            _type: PhantomData,
+            decode: gathered::<R>,
         }
     }
 
@@ -680,16 +670,7 @@ impl TypedPool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let items: Vec<A> = inputs.into_iter().collect();
-        let (lens, rx) = self.submit_chunks(call_chunk::<A, R>, f as usize, items, chunksize);
-        TypedImap {
-            rx,
-            lens,
-            early: BTreeMap::new(),
-            next_chunk: 0,
-            ready: VecDeque::new(),
-            _type: PhantomData,
-        }
+        self.stream(f, inputs.into_iter().collect(), chunksize, true)
     }
 
     /// Runs `f` on every input and yields each chunk's results as soon as
@@ -705,12 +686,41 @@ impl TypedPool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + 'static,
     {
-        let items: Vec<A> = inputs.into_iter().collect();
-        let (lens, rx) = self.submit_chunks(call_chunk::<A, R>, f as usize, items, chunksize);
-        TypedImapUnordered {
+        self.stream(f, inputs.into_iter().collect(), chunksize, false)
+    }
+
+    /// Queues `items` in chunks of `chunksize` (0 means 1); the iterator
+    /// gets each chunk's reply.
+    fn stream<A, R>(
+        &self,
+        f: fn(A) -> R,
+        items: Vec<A>,
+        chunksize: usize,
+        ordered: bool,
+    ) -> TypedImap<R>
+    where
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + 'static,
+    {
+        let (tx, rx) = mpsc::channel();
+        let lens = self.submit_chunks(
+            call_chunk::<A, R>,
+            f as usize,
+            items,
+            chunksize.max(1),
+            |i| {
+                let tx = tx.clone();
+                Box::new(move |reply| {
+                    let _ = tx.send((i, reply));
+                })
+            },
+        );
+        TypedImap {
             rx,
-            remaining: lens.len(),
             lens,
+            ordered,
+            early: BTreeMap::new(),
+            taken: 0,
             ready: VecDeque::new(),
             _type: PhantomData,
         }
@@ -756,6 +766,11 @@ fn one<R: DeserializeOwned>(reply: &TaskResult) -> std::result::Result<R, TaskEr
         .ok_or_else(|| TaskError::Message("a reply without its result".to_owned()))
 }
 
+/// The one result of a one-task reply list.
+fn first<R: DeserializeOwned>(all: &[TaskResult]) -> std::result::Result<R, TaskError> {
+    all.first().map_or(Err(TaskError::Terminated), one::<R>)
+}
+
 /// Every chunk's results in order, or the first error.
 fn gathered<R: DeserializeOwned>(all: &[TaskResult]) -> std::result::Result<Vec<R>, TaskError> {
     let mut out = Vec::new();
@@ -774,25 +789,33 @@ struct Gather {
     then: Option<Then>,
 }
 
-/// The pending result of [`TypedPool::apply_async`] (Python's
-/// `AsyncResult`).
-pub struct TypedAsyncResult<R> {
-    wait: Arc<Wait<TaskResult>>,
-    _type: PhantomData<fn() -> R>,
+/// The pending result of [`TypedPool::apply_async`] (an `R`) or of the
+/// `map_async` family (a `Vec<R>`, see [`TypedMapResult`]): Python's
+/// `AsyncResult`.
+pub struct TypedAsyncResult<V> {
+    /// Every chunk's reply, once all are in.
+    wait: Arc<Wait<Vec<TaskResult>>>,
+    /// The value (or the first error) from the replies.
+    decode: fn(&[TaskResult]) -> std::result::Result<V, TaskError>,
 }
 
-impl<R: DeserializeOwned> TypedAsyncResult<R> {
+/// The pending results of [`TypedPool::map_async`] and
+/// [`TypedPool::starmap_async`], in input order.
+pub type TypedMapResult<R> = TypedAsyncResult<Vec<R>>;
+
+impl<V> TypedAsyncResult<V> {
     /// Waits for the result, as long as it takes (see
-    /// [`TypedAsyncResult::get_timeout`]).
-    pub fn get(&self) -> std::result::Result<R, TaskError> {
+    /// [`TypedAsyncResult::get_timeout`]): for a map, every result in input
+    /// order, or the first error by input order.
+    pub fn get(&self) -> std::result::Result<V, TaskError> {
         self.wait.wait(None);
         self.wait
-            .with(|r| r.map_or(Err(TaskError::Terminated), one::<R>))
+            .with(|r| r.map_or(Err(TaskError::Terminated), |all| (self.decode)(all)))
     }
 
     /// Waits at most `timeout`: [`TaskError::Timeout`] if the result is not
     /// in by then (ask again later).
-    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<R, TaskError> {
+    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<V, TaskError> {
         if !self.wait_timeout(timeout) {
             return Err(TaskError::Timeout);
         }
@@ -816,62 +839,14 @@ impl<R: DeserializeOwned> TypedAsyncResult<R> {
 
     /// Whether the task succeeded (`None` while it runs).
     pub fn successful(&self) -> Option<bool> {
-        self.wait.with(|r| r.map(|r| one::<R>(r).is_ok()))
+        self.wait.with(|r| r.map(|all| (self.decode)(all).is_ok()))
     }
 }
 
-impl<R> fmt::Debug for TypedAsyncResult<R> {
+impl<V> fmt::Debug for TypedAsyncResult<V> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TypedAsyncResult")
-            .field("ready", &self.wait.with(|r| r.is_some()))
-            .finish()
-    }
-}
-
-/// The pending results of [`TypedPool::map_async`] and
-/// [`TypedPool::starmap_async`], in input order.
-pub struct TypedMapResult<R> {
-    wait: Arc<Wait<Vec<TaskResult>>>,
-    _type: PhantomData<fn() -> R>,
-}
-
-impl<R: DeserializeOwned> TypedMapResult<R> {
-    /// Waits for every result, as long as it takes: the results in input
-    /// order, or the first error by input order.
-    pub fn get(&self) -> std::result::Result<Vec<R>, TaskError> {
-        self.wait.wait(None);
-        self.wait
-            .with(|r| r.map_or(Err(TaskError::Terminated), |all| gathered::<R>(all)))
-    }
-
-    /// Waits at most `timeout` for every result ([`TaskError::Timeout`]).
-    pub fn get_timeout(&self, timeout: Duration) -> std::result::Result<Vec<R>, TaskError> {
-        if !self.wait_timeout(timeout) {
-            return Err(TaskError::Timeout);
-        }
-        self.get()
-    }
-
-    /// Waits until every result is in, as long as it takes.
-    pub fn wait(&self) {
-        self.wait.wait(None);
-    }
-
-    /// Waits at most `timeout`; returns whether every result is in.
-    pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.wait.wait(deadline(timeout))
-    }
-
-    /// Whether every result is in.
-    pub fn ready(&self) -> bool {
-        self.wait.with(|r| r.is_some())
-    }
-}
-
-impl<R> fmt::Debug for TypedMapResult<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TypedMapResult")
-            .field("ready", &self.wait.with(|r| r.is_some()))
+            .field("ready", &self.ready())
             .finish()
     }
 }
@@ -888,20 +863,29 @@ fn items_of<R: DeserializeOwned>(
     }
 }
 
-/// Results of [`TypedPool::imap`], in input order.
+/// Results of [`TypedPool::imap`] (in input order) and of
+/// [`TypedPool::imap_unordered`] (as each chunk comes in).
 pub struct TypedImap<R> {
     rx: mpsc::Receiver<(usize, TaskResult)>,
     lens: Vec<usize>,
+    /// Whether results come in input order (`imap`).
+    ordered: bool,
+    /// Ordered: chunks that came in before their turn.
     early: BTreeMap<usize, TaskResult>,
-    next_chunk: usize,
+    /// How many chunks have been turned into `ready` items.
+    taken: usize,
     ready: VecDeque<std::result::Result<R, TaskError>>,
     _type: PhantomData<fn() -> R>,
 }
 
+/// Results of [`TypedPool::imap_unordered`]: a [`TypedImap`] that yields
+/// each chunk's results as soon as it is done.
+pub type TypedImapUnordered<R> = TypedImap<R>;
+
 impl<R: DeserializeOwned> TypedImap<R> {
-    /// The next result in input order, waiting at most `timeout` for it:
-    /// `Ok(None)` at the end, [`TaskError::Timeout`] if it is not in yet
-    /// (ask again; nothing is lost).
+    /// The next result, waiting at most `timeout` for it: `Ok(None)` at
+    /// the end, [`TaskError::Timeout`] if it is not in yet (ask again;
+    /// nothing is lost).
     pub fn next_timeout(
         &mut self,
         timeout: Duration,
@@ -911,23 +895,30 @@ impl<R: DeserializeOwned> TypedImap<R> {
             if let Some(r) = self.ready.pop_front() {
                 return Ok(Some(r));
             }
-            if self.next_chunk >= self.lens.len() {
+            if self.taken >= self.lens.len() {
                 return Ok(None);
             }
-            if let Some(reply) = self.early.remove(&self.next_chunk) {
-                self.ready = items_of(&reply, self.lens[self.next_chunk]);
-                self.next_chunk += 1;
+            if let Some(reply) = self.early.remove(&self.taken) {
+                self.ready = items_of(&reply, self.lens[self.taken]);
+                self.taken += 1;
                 continue;
             }
             match self.rx.recv_timeout(deadline.remaining()) {
-                Ok((i, reply)) => {
+                Ok((i, reply)) if self.ordered => {
                     self.early.insert(i, reply);
                 }
+                Ok((i, reply)) => {
+                    self.ready = items_of(&reply, self.lens[i]);
+                    self.taken += 1;
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => return Err(TaskError::Timeout),
+                // Every chunk replies once; a lost one is the pool's end.
+                Err(mpsc::RecvTimeoutError::Disconnected) if self.ordered => {
+                    self.early.insert(self.taken, Err(TaskError::Terminated));
+                }
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    // Every chunk replies once; a lost one is the pool's end.
-                    let e = TaskError::Terminated;
-                    self.early.insert(self.next_chunk, Err(e));
+                    self.taken = self.lens.len();
+                    return Ok(Some(Err(TaskError::Terminated)));
                 }
             }
         }
@@ -937,7 +928,7 @@ impl<R: DeserializeOwned> TypedImap<R> {
 impl<R: DeserializeOwned> Iterator for TypedImap<R> {
     type Item = std::result::Result<R, TaskError>;
 
-    /// The next result in input order, waiting as long as it takes.
+    /// The next result, waiting as long as it takes.
     fn next(&mut self) -> Option<Self::Item> {
         self.next_timeout(Duration::MAX).unwrap_or(None)
     }
@@ -946,63 +937,9 @@ impl<R: DeserializeOwned> Iterator for TypedImap<R> {
 impl<R> fmt::Debug for TypedImap<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TypedImap")
+            .field("ordered", &self.ordered)
             .field("chunks", &self.lens.len())
-            .field("next_chunk", &self.next_chunk)
-            .finish()
-    }
-}
-
-/// Results of [`TypedPool::imap_unordered`], as they come.
-pub struct TypedImapUnordered<R> {
-    rx: mpsc::Receiver<(usize, TaskResult)>,
-    lens: Vec<usize>,
-    remaining: usize,
-    ready: VecDeque<std::result::Result<R, TaskError>>,
-    _type: PhantomData<fn() -> R>,
-}
-
-impl<R: DeserializeOwned> TypedImapUnordered<R> {
-    /// The next result to come in, waiting at most `timeout`: `Ok(None)` at
-    /// the end, [`TaskError::Timeout`] if none came in time.
-    pub fn next_timeout(
-        &mut self,
-        timeout: Duration,
-    ) -> std::result::Result<Option<std::result::Result<R, TaskError>>, TaskError> {
-        loop {
-            if let Some(r) = self.ready.pop_front() {
-                return Ok(Some(r));
-            }
-            if self.remaining == 0 {
-                return Ok(None);
-            }
-            match self.rx.recv_timeout(timeout) {
-                Ok((i, reply)) => {
-                    self.remaining -= 1;
-                    self.ready = items_of(&reply, self.lens[i]);
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => return Err(TaskError::Timeout),
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    self.remaining = 0;
-                    return Ok(Some(Err(TaskError::Terminated)));
-                }
-            }
-        }
-    }
-}
-
-impl<R: DeserializeOwned> Iterator for TypedImapUnordered<R> {
-    type Item = std::result::Result<R, TaskError>;
-
-    /// The next result to come in, waiting as long as it takes.
-    fn next(&mut self) -> Option<Self::Item> {
-        self.next_timeout(Duration::MAX).unwrap_or(None)
-    }
-}
-
-impl<R> fmt::Debug for TypedImapUnordered<R> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TypedImapUnordered")
-            .field("remaining", &self.remaining)
+            .field("taken", &self.taken)
             .finish()
     }
 }

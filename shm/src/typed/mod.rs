@@ -5,6 +5,7 @@
 //! | type | over | like |
 //! |---|---|---|
 //! | [`TypedQueue<T>`] | a [`ByteQueue`](crate::ByteQueue) | `multiprocessing.Queue` |
+//! | [`JoinableQueue<T>`] | a [`TypedQueue`] and a task count in its header | `multiprocessing.JoinableQueue` |
 //! | [`TypedPipe`] / [`TypedPipeEnd<T>`] | a [`Pipe`](crate::Pipe) | `multiprocessing.Pipe` |
 //! | [`TypedDict<K, V>`] | a [`SharedDict`](crate::SharedDict) | a manager's `dict` |
 //!
@@ -32,11 +33,13 @@
 mod codec;
 mod dict;
 mod fingerprint;
+mod joinable;
 mod pipe;
 mod queue;
 
 pub use dict::TypedDict;
 pub use fingerprint::Fingerprint;
+pub use joinable::{JoinableQueue, TaskDoneError};
 pub use pipe::{TypedPipe, TypedPipeEnd};
 pub use queue::TypedQueue;
 

@@ -105,7 +105,7 @@ impl<T: Serialize + DeserializeOwned> TypedQueue<T> {
         crate::unlink(name)
     }
 
-    fn wrap(q: ByteQueue) -> Self {
+    pub(super) fn wrap(q: ByteQueue) -> Self {
         TypedQueue {
             q,
             _type: PhantomData,
