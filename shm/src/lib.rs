@@ -136,8 +136,8 @@ pub use shmipc_core::semaphore::SemaphoreConfig;
 pub use shmipc_core::sync;
 pub use shmipc_core::sync::{AtomicU32, AtomicU64};
 pub use shmipc_core::{
-    Barrier, BarrierError, BytesConfig, CondGuard, Condition, Deadline, Event, LayoutError, Lock,
-    LockError, LockGuard, PopError, PushError, ReadGrant, RecvError, RingConfig, Semaphore,
+    Barrier, BarrierError, BytesConfig, CondGuard, Condition, Deadline, End, Event, LayoutError,
+    Lock, LockError, LockGuard, PopError, PushError, ReadGrant, RecvError, RingConfig, Semaphore,
     SemaphoreError, SendError, SharedObject, WriteGrant,
 };
 

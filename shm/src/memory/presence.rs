@@ -50,7 +50,7 @@ use std::time::Duration;
 
 use shmipc_core::peers::{self, ClaimError, PeerInfo, PeerTable, SlotLocks};
 use shmipc_core::sync::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use shmipc_core::{Fate, Peers, Token};
+use shmipc_core::{End, Fate, Peers, Token};
 
 /// Where the slot locks start in the file's byte range: past any file this
 /// crate makes (segments are far smaller than a tebibyte), so the locks
@@ -558,6 +558,36 @@ impl Peers for Presence {
                     Fate::Unknown("no file description to ask the kernel about slot locks")
                 }
             }
+        }
+    }
+
+    /// Counts the end in our own slot (claiming one first if this process
+    /// has none here yet); not recorded without a judgeable slot.
+    fn add_end(&self, lane: u32, end: End) -> bool {
+        match self.me().slot() {
+            Some(slot) => self.table.add_end(slot, lane, end),
+            None => false,
+        }
+    }
+
+    fn remove_end(&self, lane: u32, end: End) {
+        if let Some(slot) = self.claimed().and_then(Token::slot) {
+            self.table.remove_end(slot, lane, end);
+        }
+    }
+
+    /// A scan of the table: one `F_OFD_GETLK` per other slot that records
+    /// the end. Without a description to ask through, every recording slot
+    /// counts as alive.
+    fn end_alive(&self, lane: u32, end: End) -> bool {
+        let mine = self.claimed();
+        match self.judge_fd() {
+            Ok(fd) => self.table.end_alive(&FdLocks(fd), mine, lane, end),
+            Err(_) => (0..self.table.len()).any(|i| {
+                self.table
+                    .slot(i)
+                    .is_some_and(|s| s.end_count(lane, end) != 0)
+            }),
         }
     }
 }

@@ -6,7 +6,9 @@ use std::fmt;
 use std::time::Duration;
 
 use shmipc_core::bytes::ByteQueue as CoreByteQueue;
-use shmipc_core::{BytesConfig, QueueError, ReadGrant, RecvError, SendError, Token, WriteGrant};
+use shmipc_core::{
+    BytesConfig, End, QueueError, ReadGrant, RecvError, SendError, Token, WriteGrant,
+};
 
 use super::roles::{release_role, Roles, ROLES_SIZE};
 use super::{check_bytes, object, take_vec};
@@ -217,6 +219,18 @@ impl PipeEnd {
             Side::A => (r0, r1),
             Side::B => (r1, r0),
         };
+        // Each ring is a lane of the mapping's endpoint records: ring 0
+        // carries A's sends, ring 1 B's. A send with nobody left to receive
+        // is a broken pipe; a claimed end is known to the other at once,
+        // an anonymous one (which a parent hands to the child it forks)
+        // from its first send or receive.
+        let (mut tx, mut rx) = (tx.fail_sends_without_receiver(true), rx);
+        tx.set_lane(side.index() as u32);
+        rx.set_lane(side.other().index() as u32);
+        if claim.is_some() {
+            tx.declare(End::Sender);
+            rx.declare(End::Receiver);
+        }
         Ok(PipeEnd {
             tx,
             rx,

@@ -1,0 +1,228 @@
+//! Endpoints: which processes send into a queue and which receive from it,
+//! so that a receive on an empty queue whose senders have all gone reports
+//! end-of-stream ([`RecvError::Disconnected`](super::RecvError)), and a
+//! send with no receiver left can report a broken pipe.
+//!
+//! Two records, in two places:
+//!
+//! - **Per process, in its peer slot** ([`Peers::add_end`]): how many
+//!   handles of each end (sender, receiver) of each *lane* it keeps. A lane
+//!   is one queue of the mapping's object (a pipe's two rings are lanes 0
+//!   and 1; every other queue is lane 0). The kernel drops the slot's
+//!   stamp lock at the holder's death, so a dead holder's counts stop
+//!   counting, whatever its pid namespace.
+//! - **Per queue, in its control block** (the `ends` word, in padding that
+//!   was zero before): whether it ever had a sender (a receiver), so that
+//!   a consumer that starts before any producer waits instead of being told
+//!   end-of-stream; whether some handle could not be recorded (no peer
+//!   table, or a full one: then that end is never judged gone); and a
+//!   count of departures, which a handle bumps when it drops so that
+//!   blocked receivers look again at once.
+//!
+//! | bits of `ends` | meaning |
+//! |---|---|
+//! | 0 | a sender was recorded once |
+//! | 1 | a receiver was recorded once |
+//! | 2 | a sender could not be recorded: senders are never judged gone |
+//! | 3 | a receiver could not be recorded: likewise |
+//! | 32–63 | departures (handles dropped), wrapping |
+//!
+//! A handle records itself on creation for fixed roles (the shm layer
+//! calls `declare`: pipe ends, SPSC roles) and otherwise on its first
+//! send or receive — a fast-path check of one handle-local word. Nothing
+//! else on a fast path: the table scan runs only when a blocking call
+//! finds the queue empty (full) before it sleeps, after a wake-up that
+//! follows a departure, and at each owner check interval while blocked.
+//!
+//! **Ordering.** A receiver that judges every sender gone looks at the
+//! queue once more, with dead claims skipped, before it reports
+//! `Disconnected`: a sender's last message is published before its count
+//! drops (Release, paired with the scan's Acquire) or before its death
+//! (which the kernel reports after every store of the process), so it is
+//! received, never lost.
+
+use crate::peers::{End, Peers};
+use crate::sync::{AtomicU64, Ordering};
+
+const HAD: [u64; 2] = [1 << 0, 1 << 1];
+const UNRECORDED: [u64; 2] = [1 << 2, 1 << 3];
+const DEPARTURE: u64 = 1 << 32;
+
+const fn index(end: End) -> usize {
+    match end {
+        End::Sender => 0,
+        End::Receiver => 1,
+    }
+}
+
+/// What one handle holds of its queue's ends (handle-local, not shared).
+pub(crate) struct Ends {
+    /// `(fork generation + 1) << 8 | bits`: bit 0 sender, bit 1 receiver,
+    /// recorded in this fork generation's peer slot; 0 for nothing. A
+    /// forked child's inherited handle records itself again in its own
+    /// slot on first use, and gives back nothing of its parent's.
+    held: AtomicU64,
+    /// The lane of the queue in its mapping (see the module docs).
+    lane: u32,
+    /// Whether a send that finds no room and no receiver reports
+    /// `Disconnected` (else it keeps waiting for room).
+    pub(crate) fail_sends: bool,
+}
+
+impl Clone for Ends {
+    /// A clone holds nothing yet: it records itself on its own first use.
+    fn clone(&self) -> Self {
+        Ends {
+            held: AtomicU64::new(0),
+            lane: self.lane,
+            fail_sends: self.fail_sends,
+        }
+    }
+}
+
+#[inline]
+fn generation() -> u64 {
+    u64::from(crate::sys::tid::fork_generation()) + 1
+}
+
+impl Ends {
+    pub(crate) fn new() -> Ends {
+        Ends {
+            held: AtomicU64::new(0),
+            lane: 0,
+            fail_sends: false,
+        }
+    }
+
+    /// Sets the lane (see the module docs); a lane beyond
+    /// [`MAX_LANES`](crate::peers::MAX_LANES) is never recorded, so its
+    /// ends are never judged gone.
+    pub(crate) fn set_lane(&mut self, lane: u32) {
+        self.lane = lane;
+    }
+
+    /// Makes sure this handle is recorded as holding `end`: the fast-path
+    /// check, one load of a handle-local word and one of the fork counter.
+    #[inline]
+    pub(crate) fn note(&self, end: End, word: &AtomicU64, peers: &dyn Peers) {
+        let h = self.held.load(Ordering::Relaxed);
+        if h & (1 << index(end)) != 0 && h >> 8 == generation() {
+            return;
+        }
+        self.record(end, word, peers);
+    }
+
+    /// Records `end` in our peer slot, then in the queue's `ends` word.
+    ///
+    /// SYNC POINT: the Release `fetch_or` of `word` pairs with the Acquire
+    /// load in [`Ends::gone`]: whoever sees "had a sender" sees the count
+    /// recorded before it.
+    #[cold]
+    fn record(&self, end: End, word: &AtomicU64, peers: &dyn Peers) {
+        let gen = generation();
+        let bit = 1u64 << index(end);
+        loop {
+            let h = self.held.load(Ordering::Relaxed);
+            let cur = if h >> 8 == gen { h & 0xff } else { 0 };
+            if cur & bit != 0 {
+                return;
+            }
+            // Count first, then show the handle as counted: a thread that
+            // sees the bit may rely on the count.
+            let recorded = peers.add_end(self.lane, end);
+            let flags = if recorded {
+                HAD[index(end)]
+            } else {
+                HAD[index(end)] | UNRECORDED[index(end)]
+            };
+            // SYNC POINT: Release (paired in the doc comment above).
+            word.fetch_or(flags, Ordering::Release);
+            if self
+                .held
+                .compare_exchange(
+                    h,
+                    gen << 8 | cur | bit,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return;
+            }
+            // Another thread of ours changed the handle's record meanwhile:
+            // take our count back and look again.
+            if recorded {
+                peers.remove_end(self.lane, end);
+            }
+        }
+    }
+
+    /// Gives back everything this handle recorded (in this fork
+    /// generation) and bumps the departures; returns the ends it held, for
+    /// the caller to wake the other side of each.
+    ///
+    /// SYNC POINT: the Release bump of `word` pairs with the Acquire load
+    /// in [`Ends::gone`] (a receiver that sees the departure sees the count
+    /// dropped, and the messages sent before).
+    pub(crate) fn release(&self, word: &AtomicU64, peers: &dyn Peers) -> [bool; 2] {
+        let h = self.held.swap(0, Ordering::Relaxed);
+        if h == 0 || h >> 8 != generation() {
+            return [false; 2];
+        }
+        let mut out = [false; 2];
+        for end in [End::Sender, End::Receiver] {
+            if h & (1 << index(end)) != 0 {
+                peers.remove_end(self.lane, end);
+                out[index(end)] = true;
+            }
+        }
+        // SYNC POINT: Release (paired in the doc comment above).
+        word.fetch_add(DEPARTURE, Ordering::Release);
+        out
+    }
+
+    /// Whether `end` of the queue is gone: it was recorded once, every
+    /// handle of it was recorded, and none is held by a live process (a
+    /// table scan: slow paths only). `seen` keeps the departures count of
+    /// the caller's last scan: unless `force`, a scan is skipped while no
+    /// handle departed since (`None`: no scan yet).
+    ///
+    /// SYNC POINT: the Acquire load pairs with the Release updates in
+    /// [`Ends::record`] and [`Ends::release`].
+    pub(crate) fn gone(
+        &self,
+        end: End,
+        word: &AtomicU64,
+        peers: &dyn Peers,
+        force: bool,
+        seen: &mut Option<u64>,
+    ) -> bool {
+        // SYNC POINT: Acquire (paired in the doc comment above).
+        let w = word.load(Ordering::Acquire);
+        let departures = w >> 32;
+        if !force && *seen == Some(departures) {
+            return false;
+        }
+        *seen = Some(departures);
+        if w & HAD[index(end)] == 0 || w & UNRECORDED[index(end)] != 0 {
+            return false;
+        }
+        !peers.end_alive(self.lane, end)
+    }
+}
+
+/// Wakes the sleepers of the other side of each end a dropping handle held:
+/// receivers (`not_empty`) for a sender, senders (`not_full`) for a
+/// receiver, so that they look at the ends at once.
+pub(crate) fn wake_others(
+    held: [bool; 2],
+    not_empty: &super::wait::Signal,
+    not_full: &super::wait::Signal,
+) {
+    if held[index(End::Sender)] {
+        not_empty.notify();
+    }
+    if held[index(End::Receiver)] {
+        not_full.notify();
+    }
+}
