@@ -376,6 +376,88 @@ fn dropping_an_end_is_end_of_stream_while_its_process_lives() {
 }
 
 // ---------------------------------------------------------------------------
+// Forked children and the handles they inherit
+// ---------------------------------------------------------------------------
+
+#[test]
+fn anonymous_ends_handed_to_a_forked_child() {
+    let (a, b) = Pipe::anon(config()).unwrap();
+    let q = Queue::<u32>::anon(RingConfig::new(8)).unwrap();
+    let (sent, go) = (
+        Shared::<Event>::anon(()).unwrap(),
+        Shared::<Event>::anon(()).unwrap(),
+    );
+    let stamp = Shared::<AtomicU64>::anon(0).unwrap();
+    let mut child = fork(|| {
+        b.send(b"from the child").unwrap();
+        q.push(2).unwrap();
+        sent.set();
+        if !go.wait_timeout(LONG) {
+            return 4;
+        }
+        exit_now(&stamp);
+    })
+    .unwrap();
+    // The parent gives up its copy of the child's end at once, as with
+    // os.pipe(); it never sends on it, and only pops from the queue.
+    drop(b);
+    assert_eq!(a.recv_vec_timeout(LONG).unwrap(), b"from the child");
+    assert_eq!(q.pop_timeout(LONG), Ok(2));
+    assert!(sent.wait_timeout(LONG));
+    assert_eq!(
+        a.recv_vec_timeout(SEVERAL_CHECKS).err(),
+        Some(RecvError::Timeout),
+        "the child lives"
+    );
+    assert_eq!(q.pop_timeout(SEVERAL_CHECKS), Err(PopError::Timeout));
+    go.set();
+    assert_eq!(
+        a.recv_vec_timeout(PATIENCE).err(),
+        Some(RecvError::Disconnected)
+    );
+    report("anonymous pipe, forked child exited", stamp.load(SeqCst));
+    assert_eq!(q.pop_timeout(PATIENCE), Err(PopError::Disconnected));
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+}
+
+#[test]
+fn a_handle_used_before_fork_counts_in_the_child_that_inherits_it() {
+    let names = Unlinker::new("eos-inherit");
+    let name = names.name("q");
+    let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
+    // A second handle (its own peer slot), a producer before the fork.
+    let tx = Queue::<u32>::open(&name).unwrap();
+    tx.push(1).unwrap();
+    let (pushed, go) = (
+        Shared::<Event>::anon(()).unwrap(),
+        Shared::<Event>::anon(()).unwrap(),
+    );
+    let stamp = Shared::<AtomicU64>::anon(0).unwrap();
+    let mut child = fork(|| {
+        tx.push(2).unwrap(); // records the child, in a slot of its own
+        pushed.set();
+        if !go.wait_timeout(LONG) {
+            return 4;
+        }
+        exit_now(&stamp);
+    })
+    .unwrap();
+    assert!(pushed.wait_timeout(LONG));
+    drop(tx); // the parent's count goes; the child's stays
+    assert_eq!(q.pop_timeout(LONG), Ok(1));
+    assert_eq!(q.pop_timeout(LONG), Ok(2));
+    assert_eq!(
+        q.pop_timeout(SEVERAL_CHECKS),
+        Err(PopError::Timeout),
+        "the child still holds its inherited producer"
+    );
+    go.set();
+    assert_eq!(q.pop_timeout(PATIENCE), Err(PopError::Disconnected));
+    report("Queue, child with an inherited producer exited", stamp.load(SeqCst));
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+}
+
+// ---------------------------------------------------------------------------
 // Not end-of-stream: no sender yet, or a live one in another namespace
 // ---------------------------------------------------------------------------
 

@@ -1084,18 +1084,13 @@ impl<'a, K> ByteQueue<'a, K> {
             Err(SendError::Full) => {}
             r => return r,
         }
-        let mut seen = None;
         block_checked(&self.ctrl.not_full, deadline, |check| {
             match self.try_reserve_inner(len, Wait::Until(deadline), check) {
                 Err(SendError::Full)
                     if self.ends.fail_sends
-                        && self.ends.gone(
-                            End::Receiver,
-                            &self.ctrl.ends,
-                            self.peers,
-                            check,
-                            &mut seen,
-                        ) =>
+                        && self
+                            .ends
+                            .gone(End::Receiver, &self.ctrl.ends, self.peers, check) =>
                 {
                     Some(Err(SendError::Disconnected))
                 }
@@ -1273,17 +1268,12 @@ impl<'a, K> ByteQueue<'a, K> {
         // Before sleeping, after a departure and at each owner check: are
         // the senders all gone? Then look once more (a last message is
         // published before its sender leaves), dead writers skipped.
-        let mut seen = None;
         block_checked(&self.ctrl.not_empty, deadline, |check| {
             match self.try_claim(room, Wait::Until(deadline), check) {
                 Err(RecvError::Empty)
-                    if self.ends.gone(
-                        End::Sender,
-                        &self.ctrl.ends,
-                        self.peers,
-                        check,
-                        &mut seen,
-                    ) =>
+                    if self
+                        .ends
+                        .gone(End::Sender, &self.ctrl.ends, self.peers, check) =>
                 {
                     match self.try_claim(room, Wait::Until(deadline), true) {
                         Err(RecvError::Empty) => Some(Err(RecvError::Disconnected)),

@@ -67,6 +67,9 @@ pub(crate) struct Ends {
     /// Whether a send that finds no room and no receiver reports
     /// `Disconnected` (else it keeps waiting for room).
     pub(crate) fail_sends: bool,
+    /// Departures + 1 when this handle's last scan found the other end
+    /// present; 0 if it has not, or found it gone.
+    present_at: AtomicU64,
 }
 
 impl Clone for Ends {
@@ -76,6 +79,7 @@ impl Clone for Ends {
             held: AtomicU64::new(0),
             lane: self.lane,
             fail_sends: self.fail_sends,
+            present_at: AtomicU64::new(0),
         }
     }
 }
@@ -91,6 +95,7 @@ impl Ends {
             held: AtomicU64::new(0),
             lane: 0,
             fail_sends: false,
+            present_at: AtomicU64::new(0),
         }
     }
 
@@ -183,31 +188,31 @@ impl Ends {
 
     /// Whether `end` of the queue is gone: it was recorded once, every
     /// handle of it was recorded, and none is held by a live process (a
-    /// table scan: slow paths only). `seen` keeps the departures count of
-    /// the caller's last scan: unless `force`, a scan is skipped while no
-    /// handle departed since (`None`: no scan yet).
+    /// table scan: slow paths only). Unless `force` (an owner check, or a
+    /// deadline), the scan is skipped while no handle has departed since
+    /// this handle's last scan found the end present: a drop bumps the
+    /// departures, and a death is found by the next owner check, 50 ms
+    /// into a wait at most. So a receiver in a ping-pong pays for one scan,
+    /// not one per message.
     ///
     /// SYNC POINT: the Acquire load pairs with the Release updates in
     /// [`Ends::record`] and [`Ends::release`].
-    pub(crate) fn gone(
-        &self,
-        end: End,
-        word: &AtomicU64,
-        peers: &dyn Peers,
-        force: bool,
-        seen: &mut Option<u64>,
-    ) -> bool {
+    pub(crate) fn gone(&self, end: End, word: &AtomicU64, peers: &dyn Peers, force: bool) -> bool {
         // SYNC POINT: Acquire (paired in the doc comment above).
         let w = word.load(Ordering::Acquire);
-        let departures = w >> 32;
-        if !force && *seen == Some(departures) {
+        let mark = (w >> 32) + 1;
+        if !force && self.present_at.load(Ordering::Relaxed) == mark {
             return false;
         }
-        *seen = Some(departures);
         if w & HAD[index(end)] == 0 || w & UNRECORDED[index(end)] != 0 {
             return false;
         }
-        !peers.end_alive(self.lane, end)
+        let gone = !peers.end_alive(self.lane, end);
+        // Remember only "present": after a "gone", the next call looks
+        // again at once.
+        self.present_at
+            .store(if gone { 0 } else { mark }, Ordering::Relaxed);
+        gone
     }
 }
 

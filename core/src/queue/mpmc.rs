@@ -1322,18 +1322,13 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
             r => return r,
         }
         // Only if asked to: is every receiver gone (`queue/ends.rs`)?
-        let mut seen = None;
         block_checked(&self.ctrl.not_full, deadline, |check| {
             match self.push_inner(item, check) {
                 Err(PushError::Full)
                     if self.ends.fail_sends
-                        && self.ends.gone(
-                            End::Receiver,
-                            &self.ctrl.ends,
-                            self.peers,
-                            check,
-                            &mut seen,
-                        ) =>
+                        && self
+                            .ends
+                            .gone(End::Receiver, &self.ctrl.ends, self.peers, check) =>
                 {
                     Some(Err(PushError::Disconnected))
                 }
@@ -1368,17 +1363,12 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         // Before sleeping, after a departure and at each owner check: are
         // the producers all gone? Then look once more, dead claims skipped
         // (a last item is published before its producer leaves).
-        let mut seen = None;
         block_checked(&self.ctrl.not_empty, deadline, |check| {
             match self.pop_inner(check) {
                 Err(PopError::Empty)
-                    if self.ends.gone(
-                        End::Sender,
-                        &self.ctrl.ends,
-                        self.peers,
-                        check,
-                        &mut seen,
-                    ) =>
+                    if self
+                        .ends
+                        .gone(End::Sender, &self.ctrl.ends, self.peers, check) =>
                 {
                     match self.pop_inner(true) {
                         Err(PopError::Empty) => Some(Err(PopError::Disconnected)),

@@ -634,14 +634,11 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
             r => return r,
         }
         let (ctrl, peers) = (self.ctrl, self.peers);
-        let mut seen = None;
         block_checked(&ctrl.not_full, deadline, |check| {
             match self.try_push(item) {
                 Err(PushError::Full)
                     if self.ends.fail_sends
-                        && self
-                            .ends
-                            .gone(End::Receiver, &ctrl.ends, peers, check, &mut seen) =>
+                        && self.ends.gone(End::Receiver, &ctrl.ends, peers, check) =>
                 {
                     Some(Err(PushError::Disconnected))
                 }
@@ -887,13 +884,8 @@ impl<'a, T: Pod, K> Consumer<'a, T, K> {
         // the producer gone? Then look once more (its last item is
         // published before it leaves).
         let (ctrl, peers) = (self.ctrl, self.peers);
-        let mut seen = None;
         block_checked(&ctrl.not_empty, deadline, |check| match self.try_pop() {
-            Err(PopError::Empty)
-                if self
-                    .ends
-                    .gone(End::Sender, &ctrl.ends, peers, check, &mut seen) =>
-            {
+            Err(PopError::Empty) if self.ends.gone(End::Sender, &ctrl.ends, peers, check) => {
                 match self.try_pop() {
                     Err(PopError::Empty) => Some(Err(PopError::Disconnected)),
                     r => Some(r),
