@@ -453,7 +453,10 @@ fn a_handle_used_before_fork_counts_in_the_child_that_inherits_it() {
     );
     go.set();
     assert_eq!(q.pop_timeout(PATIENCE), Err(PopError::Disconnected));
-    report("Queue, child with an inherited producer exited", stamp.load(SeqCst));
+    report(
+        "Queue, child with an inherited producer exited",
+        stamp.load(SeqCst),
+    );
     assert_eq!(join(&mut child), ExitStatus::Code(0));
 }
 

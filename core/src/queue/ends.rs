@@ -34,6 +34,10 @@
 //! finds the queue empty (full) before it sleeps, after a wake-up that
 //! follows a departure, and at each owner check interval while blocked.
 //!
+//! Under loom all of this is switched off: the models have no peer table,
+//! so nothing could be recorded, and extra atomics would only widen their
+//! search.
+//!
 //! **Ordering.** A receiver that judges every sender gone looks at the
 //! queue once more, with dead claims skipped, before it reports
 //! `Disconnected`: a sender's last message is published before its count
@@ -110,6 +114,11 @@ impl Ends {
     /// check, one load of a handle-local word and one of the fork counter.
     #[inline]
     pub(crate) fn note(&self, end: End, word: &AtomicU64, peers: &dyn Peers) {
+        if cfg!(loom) {
+            // Loom models have no peer table (nothing could be recorded),
+            // and atomics they need not see would only widen the search.
+            return;
+        }
         let h = self.held.load(Ordering::Relaxed);
         if h & (1 << index(end)) != 0 && h >> 8 == generation() {
             return;
@@ -170,6 +179,9 @@ impl Ends {
     /// in [`Ends::gone`] (a receiver that sees the departure sees the count
     /// dropped, and the messages sent before).
     pub(crate) fn release(&self, word: &AtomicU64, peers: &dyn Peers) -> [bool; 2] {
+        if cfg!(loom) {
+            return [false; 2];
+        }
         let h = self.held.swap(0, Ordering::Relaxed);
         if h == 0 || h >> 8 != generation() {
             return [false; 2];
@@ -198,6 +210,9 @@ impl Ends {
     /// SYNC POINT: the Acquire load pairs with the Release updates in
     /// [`Ends::record`] and [`Ends::release`].
     pub(crate) fn gone(&self, end: End, word: &AtomicU64, peers: &dyn Peers, force: bool) -> bool {
+        if cfg!(loom) {
+            return false;
+        }
         // SYNC POINT: Acquire (paired in the doc comment above).
         let w = word.load(Ordering::Acquire);
         let mark = (w >> 32) + 1;

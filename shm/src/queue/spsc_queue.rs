@@ -76,7 +76,9 @@ pub struct SpscQueue<T: Pod> {
 }
 
 /// The producer role of an [`SpscQueue`]: the core's producer, owning the
-/// mapping and the role. Dropping it gives the role back.
+/// mapping and the role. Dropping it gives the role back, and the
+/// consumer, once drained, gets `PopError::Disconnected` (end-of-stream, as
+/// when the producer dies) until another producer claims the role.
 pub type SpscProducer<T> = Producer<'static, T, HeldRole>;
 
 /// The consumer role of an [`SpscQueue`]: the core's consumer, owning the
