@@ -1,0 +1,227 @@
+//! Attacks on end-of-stream (`Disconnected`): ways to make a receiver
+//! believe every sender is gone while one lives (a false end-of-stream,
+//! the worst outcome: the consumer stops and what the live sender sends
+//! later is never read), across real processes.
+//!
+//! The fork cases: a handle that the parent recorded (a named pipe end,
+//! which records itself when claimed; a queue producer that has pushed; an
+//! SPSC producer role) and then hands to a child it forks, the way
+//! Python's `Process(target=f, args=(conn,))` followed by the parent's
+//! `conn.close()` does. `shmipc::fork(move || ...)` drops the parent's
+//! copy of everything the closure captured as soon as `fork` returns in
+//! the parent; the child holds the handle and will send, so the stream is
+//! not over. Each test then checks the other half of the promise too: once
+//! the child has sent and exited, the receiver does see `Disconnected`
+//! (so a fix that simply never lets go of the parent's record would fail
+//! here as well).
+
+mod common;
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::Duration;
+
+use common::join;
+use shmipc::{
+    fork, AtomicU32, BytesConfig, Event, ExitStatus, Named, Pipe, PopError, Queue, RecvError,
+    RingConfig, SendError, Shared, SpscQueue, TypedPipe, TypedQueue, Unlinker,
+};
+
+/// How long a receive that must end in `Disconnected` may wait at most.
+const PATIENCE: Duration = Duration::from_secs(10);
+/// Several owner check intervals (50 ms each): a receiver that would
+/// wrongly report end-of-stream has done so by then.
+const SEVERAL_CHECKS: Duration = Duration::from_millis(400);
+const LONG: Duration = Duration::from_secs(30);
+
+fn config() -> BytesConfig {
+    BytesConfig::new(4096, 256)
+}
+
+/// A named pipe end claimed in the parent (so recorded in the parent's
+/// peer slot as sender and receiver) is moved into a forked child, which
+/// sends only when told to. The parent's copy is dropped when `fork`
+/// returns. The other end must keep waiting: the child holds the end.
+#[test]
+fn a_named_pipe_end_moved_into_a_forked_child_is_not_end_of_stream() {
+    let names = Unlinker::new("atk-ends-pipe-fork");
+    let name = names.name("p");
+    let a = Pipe::create(&name, config()).unwrap();
+    let b = Pipe::open(&name).unwrap();
+    let go = Shared::<Event>::anon(()).unwrap();
+    let go_ref = &go;
+    let mut child = fork(move || {
+        if !go_ref.wait_timeout(LONG) {
+            return 4;
+        }
+        match b.send(b"from the child") {
+            Ok(()) => 0,
+            Err(_) => 5,
+        }
+    })
+    .unwrap();
+    // The closure (and the parent's copy of `b` in it) is gone now.
+    assert_eq!(
+        a.recv_vec_timeout(SEVERAL_CHECKS).err(),
+        Some(RecvError::Timeout),
+        "false end-of-stream: the forked child holds end B and has not sent yet"
+    );
+    go.set();
+    assert_eq!(a.recv_vec_timeout(LONG).unwrap(), b"from the child");
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    assert_eq!(
+        a.recv_vec_timeout(PATIENCE).err(),
+        Some(RecvError::Disconnected),
+        "the child exited: now the stream is over"
+    );
+}
+
+/// The same, seen from the sending side: the parent moves its claimed end
+/// B into a child that reads only when told to. A's sends that find the
+/// ring full must wait for the child, not fail as a broken pipe.
+#[test]
+fn a_named_pipe_reader_moved_into_a_forked_child_is_not_a_broken_pipe() {
+    let names = Unlinker::new("atk-ends-pipe-fork-rx");
+    let name = names.name("p");
+    let a = Pipe::create(&name, config()).unwrap();
+    let b = Pipe::open(&name).unwrap();
+    let go = Shared::<Event>::anon(()).unwrap();
+    let got = Shared::<AtomicU32>::anon(0).unwrap();
+    let (go_ref, got_ref) = (&go, &got);
+    let mut child = fork(move || {
+        if !go_ref.wait_timeout(LONG) {
+            return 4;
+        }
+        while let Ok(m) = b.recv_vec_timeout(LONG) {
+            if m == b"end" {
+                return 0;
+            }
+            got_ref.fetch_add(1, SeqCst);
+        }
+        5
+    })
+    .unwrap();
+    let msg = [7u8; 200];
+    let mut sent = 0;
+    while a.try_send(&msg).is_ok() {
+        sent += 1;
+    }
+    assert!(sent > 0);
+    assert_eq!(
+        a.send_timeout(&msg, SEVERAL_CHECKS),
+        Err(SendError::Timeout),
+        "false broken pipe: the forked child holds end B and will read"
+    );
+    go.set();
+    a.send_timeout(b"end", LONG).unwrap();
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    assert_eq!(got.load(SeqCst), sent);
+}
+
+/// A `Queue` producer that has pushed in the parent is moved into a
+/// forked child, which pushes again when told to.
+#[test]
+fn a_queue_producer_moved_into_a_forked_child_is_not_end_of_stream() {
+    let names = Unlinker::new("atk-ends-queue-fork");
+    let name = names.name("q");
+    let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
+    let tx = Queue::<u32>::open(&name).unwrap();
+    tx.push(1).unwrap();
+    let go = Shared::<Event>::anon(()).unwrap();
+    let go_ref = &go;
+    let mut child = fork(move || {
+        if !go_ref.wait_timeout(LONG) {
+            return 4;
+        }
+        match tx.push(2) {
+            Ok(()) => 0,
+            Err(_) => 5,
+        }
+    })
+    .unwrap();
+    assert_eq!(q.pop_timeout(LONG), Ok(1));
+    assert_eq!(
+        q.pop_timeout(SEVERAL_CHECKS),
+        Err(PopError::Timeout),
+        "false end-of-stream: the forked child holds the producer"
+    );
+    go.set();
+    assert_eq!(q.pop_timeout(LONG), Ok(2));
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    assert_eq!(q.pop_timeout(PATIENCE), Err(PopError::Disconnected));
+}
+
+/// An SPSC producer role taken in the parent (recorded when claimed) is
+/// moved into a forked child.
+#[test]
+fn an_spsc_producer_moved_into_a_forked_child_is_not_end_of_stream() {
+    let names = Unlinker::new("atk-ends-spsc-fork");
+    let sq = SpscQueue::<u32>::create(&names.name("s"), RingConfig::new(8)).unwrap();
+    let mut rx = sq.take_consumer().unwrap();
+    let mut tx = sq.take_producer().unwrap();
+    let go = Shared::<Event>::anon(()).unwrap();
+    let go_ref = &go;
+    let mut child = fork(move || {
+        if !go_ref.wait_timeout(LONG) {
+            return 4;
+        }
+        match tx.push(9) {
+            Ok(()) => 0,
+            Err(_) => 5,
+        }
+    })
+    .unwrap();
+    assert_eq!(
+        rx.pop_timeout(SEVERAL_CHECKS),
+        Err(PopError::Timeout),
+        "false end-of-stream: the forked child holds the producer role"
+    );
+    go.set();
+    assert_eq!(rx.pop_timeout(LONG), Ok(9));
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    assert_eq!(rx.pop_timeout(PATIENCE), Err(PopError::Disconnected));
+}
+
+/// The typed layer: a `TypedQueue` producer that has sent, and a claimed
+/// `TypedPipe` end, moved into a forked child.
+#[test]
+fn typed_senders_moved_into_a_forked_child_are_not_end_of_stream() {
+    let names = Unlinker::new("atk-ends-typed-fork");
+    let (qname, pname) = (names.name("q"), names.name("p"));
+    let q = TypedQueue::<String>::create(&qname, config()).unwrap();
+    let tx = TypedQueue::<String>::open(&qname).unwrap();
+    tx.put(&"first".to_string()).unwrap();
+    let a = TypedPipe::<String>::create(&pname, config()).unwrap();
+    let b = TypedPipe::<String>::open(&pname).unwrap();
+    let go = Shared::<Event>::anon(()).unwrap();
+    let go_ref = &go;
+    let mut child = fork(move || {
+        if !go_ref.wait_timeout(LONG) {
+            return 4;
+        }
+        if tx.put(&"second".to_string()).is_err() {
+            return 5;
+        }
+        if b.send(&"piped".to_string()).is_err() {
+            return 6;
+        }
+        0
+    })
+    .unwrap();
+    assert_eq!(q.get_timeout(LONG).unwrap(), "first");
+    let r = q.get_timeout(SEVERAL_CHECKS);
+    assert!(
+        r.as_ref().is_err_and(|e| !e.is_disconnected()),
+        "false end-of-stream on the typed queue: {r:?}"
+    );
+    let r = a.recv_timeout(SEVERAL_CHECKS);
+    assert!(
+        r.as_ref().is_err_and(|e| !e.is_disconnected()),
+        "false end-of-stream on the typed pipe: {r:?}"
+    );
+    go.set();
+    assert_eq!(q.get_timeout(LONG).unwrap(), "second");
+    assert_eq!(a.recv_timeout(LONG).unwrap(), "piped");
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    assert!(q.get_timeout(PATIENCE).is_err_and(|e| e.is_disconnected()));
+    assert!(a.recv_timeout(PATIENCE).is_err_and(|e| e.is_disconnected()));
+}
