@@ -225,3 +225,134 @@ fn typed_senders_moved_into_a_forked_child_are_not_end_of_stream() {
     assert!(q.get_timeout(PATIENCE).is_err_and(|e| e.is_disconnected()));
     assert!(a.recv_timeout(PATIENCE).is_err_and(|e| e.is_disconnected()));
 }
+
+// ---------------------------------------------------------------------------
+// Guards: attacks that g-ends withstands (they pass there, and must keep
+// passing)
+// ---------------------------------------------------------------------------
+
+/// A producer that is SIGSTOPped is alive: no end-of-stream while it is
+/// stopped, its messages after SIGCONT arrive, and its exit then ends the
+/// stream.
+#[test]
+fn a_stopped_sender_is_not_end_of_stream() {
+    let names = Unlinker::new("atk-ends-stopped");
+    let name = names.name("q");
+    let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
+    let ready = Shared::<Event>::anon(()).unwrap();
+    let mut child = fork(|| {
+        let tx = Queue::<u32>::open(&name).unwrap();
+        tx.push(1).unwrap();
+        ready.set();
+        // SIGSTOP lands in here; after SIGCONT, send once more.
+        std::thread::sleep(Duration::from_millis(300));
+        match tx.push(2) {
+            Ok(()) => 0,
+            Err(_) => 5,
+        }
+    })
+    .unwrap();
+    assert!(ready.wait_timeout(LONG));
+    child.signal(libc::SIGSTOP).unwrap();
+    assert_eq!(q.pop_timeout(LONG), Ok(1));
+    assert_eq!(
+        q.pop_timeout(SEVERAL_CHECKS),
+        Err(PopError::Timeout),
+        "a stopped producer is alive"
+    );
+    child.signal(libc::SIGCONT).unwrap();
+    assert_eq!(q.pop_timeout(LONG), Ok(2));
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    assert_eq!(q.pop_timeout(PATIENCE), Err(PopError::Disconnected));
+}
+
+/// 300 producer handles of one queue in one process and one peer slot
+/// (core clones: 8-bit count overflow). Dropping 299 of them leaves one
+/// that still sends: no end-of-stream (a count that wrapped, or that
+/// dropped from a wrapped value to zero, would report one here). Once the process is SIGKILLed, the
+/// receiver is told `Disconnected` (the stuck count is judged by the
+/// slot's fate).
+#[test]
+fn many_sender_handles_in_one_process_overflow_safely() {
+    let names = Unlinker::new("atk-ends-many");
+    let name = names.name("q");
+    let q = Queue::<u32>::create(&name, RingConfig::new(512)).unwrap();
+    let (ready, go) = (
+        Shared::<Event>::anon(()).unwrap(),
+        Shared::<Event>::anon(()).unwrap(),
+    );
+    let mut child = fork(|| {
+        let tx = Queue::<u32>::open(&name).unwrap();
+        let mut clones: Vec<_> = (0..300).map(|_| (*tx).clone()).collect();
+        for (i, c) in clones.iter().enumerate() {
+            if c.push(i as u32).is_err() {
+                return 5;
+            }
+        }
+        // Keep the last one (it has pushed), drop 299.
+        let keep = clones.pop().unwrap();
+        drop(clones);
+        ready.set();
+        if !go.wait_timeout(LONG) {
+            return 4;
+        }
+        if keep.push(1000).is_err() {
+            return 6;
+        }
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    })
+    .unwrap();
+    assert!(ready.wait_timeout(LONG));
+    for i in 0..300 {
+        assert_eq!(q.pop_timeout(LONG), Ok(i));
+    }
+    assert_eq!(
+        q.pop_timeout(SEVERAL_CHECKS),
+        Err(PopError::Timeout),
+        "one producer handle is left"
+    );
+    go.set();
+    assert_eq!(q.pop_timeout(LONG), Ok(1000));
+    child.kill().unwrap();
+    assert_eq!(q.pop_timeout(PATIENCE), Err(PopError::Disconnected));
+    assert_eq!(join(&mut child), ExitStatus::Signal(libc::SIGKILL));
+}
+
+/// A producer SIGKILLed between claiming a slot and filling it, and a
+/// second producer that pushed behind that claim and exited: the receiver
+/// gets the second producer's item (acknowledged by its `Ok`) before it is
+/// told `Disconnected`.
+#[test]
+fn an_item_behind_a_dead_claim_is_delivered_before_end_of_stream() {
+    let names = Unlinker::new("atk-ends-dead-claim");
+    let name = names.name("q");
+    let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
+    let claimed = Shared::<Event>::anon(()).unwrap();
+    let mut stuck = fork(|| {
+        let tx = Queue::<u32>::open(&name).unwrap();
+        let _ = tx.push_pausing(1, LONG, || {
+            claimed.set();
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        7
+    })
+    .unwrap();
+    assert!(claimed.wait_timeout(LONG));
+    let mut behind = fork(|| {
+        let tx = Queue::<u32>::open(&name).unwrap();
+        match tx.push(2) {
+            Ok(()) => 0,
+            Err(_) => 5,
+        }
+    })
+    .unwrap();
+    assert_eq!(join(&mut behind), ExitStatus::Code(0));
+    stuck.kill().unwrap();
+    assert_eq!(join(&mut stuck), ExitStatus::Signal(libc::SIGKILL));
+    assert_eq!(q.pop_timeout(PATIENCE), Ok(2), "pushed with Ok: not lost");
+    assert_eq!(q.pop_timeout(PATIENCE), Err(PopError::Disconnected));
+}
