@@ -17,10 +17,11 @@
 
 mod common;
 
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering::SeqCst;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::join;
+use common::{join, off, poke_u64, shm_path};
 use shmipc::{
     fork, AtomicU32, BytesConfig, Event, ExitStatus, Named, Pipe, PopError, Queue, RecvError,
     RingConfig, SendError, Shared, SpscQueue, TypedPipe, TypedQueue, Unlinker,
@@ -355,4 +356,108 @@ fn an_item_behind_a_dead_claim_is_delivered_before_end_of_stream() {
     assert_eq!(join(&mut stuck), ExitStatus::Signal(libc::SIGKILL));
     assert_eq!(q.pop_timeout(PATIENCE), Ok(2), "pushed with Ok: not lost");
     assert_eq!(q.pop_timeout(PATIENCE), Err(PopError::Disconnected));
+}
+
+fn read_u64(name: &str, offset: u64) -> u64 {
+    let mut b = [0u8; 8];
+    std::fs::File::open(shm_path(name))
+        .unwrap()
+        .read_exact_at(&mut b, offset)
+        .unwrap();
+    u64::from_ne_bytes(b)
+}
+
+/// Where an MPMC queue's `ends` word lies in its segment: after the
+/// 64-byte control header and the 4-byte `closed` word, 8-aligned.
+const MPMC_ENDS_AT: u64 = 72;
+/// Where a peer slot's `ends` word lies in its 32-byte slot.
+const SLOT_ENDS_AT: u64 = 24;
+
+/// Hostile bytes in the endpoint words: while a producer lives and keeps
+/// its own slot intact, another process writes random values into the
+/// queue's `ends` word and into the `ends` word of every other peer slot,
+/// as fast as it can. Such garbage can only make senders look present (a
+/// count in a slot, "a sender could not be recorded") or unknown, never
+/// gone: the receiver must never be told `Disconnected`, must not panic,
+/// and each timed receive returns within its timeout plus a second.
+#[test]
+fn garbage_in_the_ends_words_makes_no_live_sender_look_gone() {
+    let names = Unlinker::new("atk-ends-garbage");
+    let name = names.name("q");
+    let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
+    let (ready, done) = (
+        Shared::<Event>::anon(()).unwrap(),
+        Shared::<Event>::anon(()).unwrap(),
+    );
+    let mut producer = fork(|| {
+        let tx = Queue::<u32>::open(&name).unwrap();
+        tx.push(1).unwrap();
+        ready.set();
+        if done.wait_timeout(LONG) {
+            0
+        } else {
+            4
+        }
+    })
+    .unwrap();
+    assert!(ready.wait_timeout(LONG));
+    assert_eq!(q.pop_timeout(LONG), Ok(1));
+    let table = read_u64(&name, off::PEERS_OFFSET);
+    let slots = read_u64(&name, off::PEER_SLOTS) as u32;
+    let object = read_u64(&name, off::OBJECT_OFFSET);
+    // The producer's slot: the one that records its pid.
+    let pid = producer.pid();
+    let theirs: Vec<u64> = (0..u64::from(slots))
+        .filter(|i| (read_u64(&name, table + 32 * i) >> 32) as u32 == pid)
+        .collect();
+    assert_eq!(theirs.len(), 1, "the producer holds one slot");
+    // The words are where we think: had a sender and a receiver; one
+    // sender handle of lane 0 in the producer's slot.
+    assert_eq!(read_u64(&name, object + MPMC_ENDS_AT) & 0xf, 0b11);
+    assert_eq!(
+        read_u64(&name, table + 32 * theirs[0] + SLOT_ENDS_AT) & 0xffff,
+        1
+    );
+    let mut hostile = fork(|| {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let until = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < until {
+            poke_u64(&name, object + MPMC_ENDS_AT, next());
+            for i in 0..u64::from(slots) {
+                if !theirs.contains(&i) {
+                    poke_u64(&name, table + 32 * i + SLOT_ENDS_AT, next());
+                }
+            }
+        }
+        0
+    })
+    .unwrap();
+    let until = Instant::now() + Duration::from_millis(1500);
+    let mut rounds = 0;
+    while Instant::now() < until {
+        let t = Duration::from_millis(30);
+        let started = Instant::now();
+        let r = q.pop_timeout(t);
+        assert!(
+            started.elapsed() < t + Duration::from_secs(1),
+            "a timed pop took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            r,
+            Err(PopError::Timeout),
+            "false end-of-stream from garbage that only adds records"
+        );
+        rounds += 1;
+    }
+    assert!(rounds > 0);
+    assert_eq!(join(&mut hostile), ExitStatus::Code(0));
+    done.set();
+    assert_eq!(join(&mut producer), ExitStatus::Code(0));
 }
