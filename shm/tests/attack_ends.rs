@@ -461,3 +461,58 @@ fn garbage_in_the_ends_words_makes_no_live_sender_look_gone() {
     done.set();
     assert_eq!(join(&mut producer), ExitStatus::Code(0));
 }
+
+/// Untimed pops on a `Queue` and an `SpscQueue` whose only producer is
+/// SIGKILLed while they sleep wake with `Disconnected` (the shipped test
+/// covers the pipe and the byte queue). On failure the pops never return
+/// and the test fails on the channel's timeout.
+#[test]
+fn untimed_pops_wake_with_disconnected_after_a_sigkill() {
+    let names = Unlinker::new("atk-ends-untimed");
+    let qname = names.name("q");
+    let q = Queue::<u32>::create(&qname, RingConfig::new(8)).unwrap();
+    let sname = names.name("s");
+    let sq = SpscQueue::<u32>::create(&sname, RingConfig::new(8)).unwrap();
+    let mut srx = sq.take_consumer().unwrap();
+    let ready = Shared::<Event>::anon(()).unwrap();
+    let mut child = fork(|| {
+        let mut stx = SpscQueue::<u32>::open(&sname)
+            .unwrap()
+            .take_producer()
+            .unwrap();
+        let tx = Queue::<u32>::open(&qname).unwrap();
+        tx.push(1).unwrap();
+        stx.push(1).unwrap();
+        ready.set();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    })
+    .unwrap();
+    assert!(ready.wait_timeout(LONG));
+    assert_eq!(q.pop(), Ok(1));
+    assert_eq!(srx.pop(), Ok(1));
+    let (out, results) = std::sync::mpsc::channel();
+    let q = std::sync::Arc::new(q);
+    let (q2, out2) = (q.clone(), out.clone());
+    std::thread::spawn(move || {
+        let _ = out2.send(("Queue", q2.pop().err()));
+    });
+    std::thread::spawn(move || {
+        let _ = out.send(("SpscQueue", srx.pop().err()));
+    });
+    std::thread::sleep(Duration::from_millis(230));
+    child.kill().unwrap();
+    let killed = Instant::now();
+    for _ in 0..2 {
+        let (what, r) = results
+            .recv_timeout(PATIENCE)
+            .expect("an untimed pop did not wake after its producer was SIGKILLed");
+        assert_eq!(r, Some(PopError::Disconnected), "{what}");
+        eprintln!(
+            "{what}: untimed pop woke {:.1} ms after the SIGKILL",
+            killed.elapsed().as_secs_f64() * 1e3
+        );
+    }
+    assert_eq!(join(&mut child), ExitStatus::Signal(libc::SIGKILL));
+}
