@@ -207,6 +207,25 @@ pub trait Peers: Sync {
         let _ = (lane, end);
         true
     }
+
+    /// Whether a handle's record made in fork generation `generation`
+    /// (`fork_generation() + 1`, as a handle keeps it) is counted in the
+    /// caller's slot now: true for records of an ancestor that forked us
+    /// if its counts were copied into our slot at the fork. The default
+    /// (no table) says no.
+    fn inherited(&self, generation: u64) -> bool {
+        let _ = generation;
+        false
+    }
+
+    /// Enters a change of the caller's end records (a count and the
+    /// handle's own word that says it is counted), which a fork must not
+    /// split: a fork that copies the counts into its child waits until
+    /// every change has [left](Peers::ends_exit). The default does nothing.
+    fn ends_enter(&self) {}
+
+    /// Leaves what [`Peers::ends_enter`] entered.
+    fn ends_exit(&self) {}
 }
 
 /// One end of a queue (of one lane of a mapping's object, see
@@ -679,6 +698,36 @@ impl<'a> PeerTable<'a> {
             let c = (w >> sh) & END_COUNT_STUCK;
             (c != 0 && c < END_COUNT_STUCK).then(|| w - (1 << sh))
         });
+    }
+
+    /// Slot `slot`'s whole `ends` word (every lane's counts), 0 for a slot
+    /// beyond the table.
+    ///
+    /// SYNC POINT: Acquire, paired as in [`PeerSlot::end_count`].
+    pub fn ends_word(&self, slot: u32) -> u64 {
+        // SYNC POINT: Acquire (paired in the doc comment above).
+        self.slot(slot)
+            .map_or(0, |s| s.ends.load(Ordering::Acquire))
+    }
+
+    /// Sets slot `slot`'s whole `ends` word (the caller's own, just
+    /// claimed: a forked child's copy of its parent's counts).
+    ///
+    /// SYNC POINT: Release, paired with the Acquire load in
+    /// [`PeerSlot::end_count`].
+    pub fn set_ends_word(&self, slot: u32, ends: u64) {
+        if let Some(s) = self.slot(slot) {
+            // SYNC POINT: Release (paired in the doc comment above).
+            s.ends.store(ends, Ordering::Release);
+        }
+    }
+
+    /// Sets the pid slot `slot` records (the caller's own slot, claimed
+    /// for it by the parent that forked it).
+    pub fn set_pid(&self, slot: u32, pid: u32) {
+        if let Some(s) = self.slot(slot) {
+            s.pid.store(pid, Ordering::Relaxed);
+        }
     }
 
     /// Whether some slot records a handle of `end` of lane `lane` whose

@@ -63,8 +63,10 @@ const fn index(end: End) -> usize {
 pub(crate) struct Ends {
     /// `(fork generation + 1) << 8 | bits`: bit 0 sender, bit 1 receiver,
     /// recorded in this fork generation's peer slot; 0 for nothing. A
-    /// forked child's inherited handle records itself again in its own
-    /// slot on first use, and gives back nothing of its parent's.
+    /// forked child's inherited handle counts as recorded in the child's
+    /// slot if the fork copied its parent's counts there
+    /// ([`Peers::inherited`]); otherwise it records itself again on first
+    /// use, and gives back nothing of its parent's.
     held: AtomicU64,
     /// The lane of the queue in its mapping (see the module docs).
     lane: u32,
@@ -131,14 +133,39 @@ impl Ends {
     /// SYNC POINT: the Release `fetch_or` of `word` pairs with the Acquire
     /// load in [`Ends::gone`]: whoever sees "had a sender" sees the count
     /// recorded before it.
+    ///
+    /// A record the handle made in an ancestor that forked us is ours if
+    /// the fork copied its counts into our slot ([`Peers::inherited`]):
+    /// the handle is then marked as recorded in this generation. The whole
+    /// change is made between [`Peers::ends_enter`] and
+    /// [`Peers::ends_exit`], so a fork never copies a count without the
+    /// handle's mark or the other way round.
     #[cold]
     fn record(&self, end: End, word: &AtomicU64, peers: &dyn Peers) {
+        peers.ends_enter();
+        self.record_entered(end, word, peers);
+        peers.ends_exit();
+    }
+
+    fn record_entered(&self, end: End, word: &AtomicU64, peers: &dyn Peers) {
         let gen = generation();
         let bit = 1u64 << index(end);
         loop {
             let h = self.held.load(Ordering::Relaxed);
-            let cur = if h >> 8 == gen { h & 0xff } else { 0 };
+            let ours = h >> 8 == gen || (h != 0 && peers.inherited(h >> 8));
+            let cur = if ours { h & 0xff } else { 0 };
             if cur & bit != 0 {
+                if h >> 8 != gen {
+                    // Inherited and counted in our slot: mark it as this
+                    // generation's, so the fast path finds it.
+                    let _ = self.held.compare_exchange(
+                        h,
+                        gen << 8 | cur,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    continue;
+                }
                 return;
             }
             // Count first, then show the handle as counted: a thread that
@@ -182,8 +209,15 @@ impl Ends {
         if cfg!(loom) {
             return [false; 2];
         }
+        if self.held.load(Ordering::Relaxed) == 0 {
+            return [false; 2];
+        }
+        // Between enter and exit, so a fork copies the counts with the
+        // handle's mark (see `record`).
+        peers.ends_enter();
         let h = self.held.swap(0, Ordering::Relaxed);
-        if h == 0 || h >> 8 != generation() {
+        if h == 0 || (h >> 8 != generation() && !peers.inherited(h >> 8)) {
+            peers.ends_exit();
             return [false; 2];
         }
         let mut out = [false; 2];
@@ -193,6 +227,7 @@ impl Ends {
                 out[index(end)] = true;
             }
         }
+        peers.ends_exit();
         // SYNC POINT: Release (paired in the doc comment above).
         word.fetch_add(DEPARTURE, Ordering::Release);
         out
