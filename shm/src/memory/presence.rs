@@ -232,6 +232,10 @@ pub(crate) struct Presence {
     /// in our slot, because each fork since `base` copied its parent's
     /// counts into the child's slot (see [`fork_prepare`]); 0 if none.
     inherit: AtomicU64,
+    /// The fork generation + 1 in which our counts stopped going down: a
+    /// fork found no slot to copy them into for its child, which may hold
+    /// any of our handles (0: never). Late end-of-stream, never a false one.
+    pinned: AtomicU32,
 }
 
 // SAFETY: the table is atomics in shared memory; every other field is an
@@ -311,6 +315,7 @@ impl Presence {
             claiming: AtomicU32::new(0),
             problem: AtomicU64::new(0),
             inherit: AtomicU64::new(0),
+            pinned: AtomicU32::new(0),
         }
     }
 
@@ -515,7 +520,10 @@ impl Presence {
         }
     }
 
-    /// Releases our slot (the mapping is going away).
+    /// Releases our slot (the mapping is going away), unless our counts
+    /// are pinned: then its description stays open (and the slot ours)
+    /// for as long as this process lives, since a child we forked may
+    /// hold any of our handles and only this slot counts them.
     pub(crate) fn release(&self) {
         let s = self.state.load(Ordering::Acquire);
         if s != 0 && self.claimed().is_none() && self.listed.load(Ordering::Relaxed) == 0 {
@@ -527,7 +535,8 @@ impl Presence {
                 unsafe { libc::close(fd as RawFd - 1) };
             }
         }
-        if self.claimed().is_some() {
+        let pinned = self.pinned.load(Ordering::Relaxed) == peers::fork_generation() + 1;
+        if self.claimed().is_some() && !pinned {
             let fd = self.lock_fd.swap(0, Ordering::Relaxed);
             if fd != 0 {
                 // Closing the description drops its lock: we are gone.
@@ -576,7 +585,12 @@ impl Peers for Presence {
         }
     }
 
+    /// Takes one count off our slot, unless a fork could not copy our
+    /// counts for its child (see `pinned`).
     fn remove_end(&self, lane: u32, end: End) {
+        if self.pinned.load(Ordering::Relaxed) == peers::fork_generation() + 1 {
+            return;
+        }
         if let Some(slot) = self.claimed().and_then(Token::slot) {
             self.table.remove_end(slot, lane, end);
         }
@@ -704,9 +718,9 @@ fn ends_gate_exit() {
 }
 
 /// How many mappings' counts one fork can copy. Beyond it (and when the
-/// table has no free slot) the child's handles count from their first
-/// use, as they would without the copy: a receiver may see end-of-stream
-/// in between (docs/DESIGN.md 'Endpoints').
+/// table has no free slot) the parent's counts are pinned instead (see
+/// `Presence::pinned`), and the child's handles count from their first
+/// use.
 const PENDING_LEN: usize = 1024;
 
 /// A slot claimed for the child being forked.
@@ -748,9 +762,6 @@ extern "C" fn fork_prepare() {
     let len = REGISTRY_LEN_USED.load(Ordering::Relaxed);
     let mut used = 0;
     for e in &REGISTRY[..len] {
-        if used == PENDING_LEN {
-            break;
-        }
         let p = e.presence.load(Ordering::Relaxed);
         if p == 0 {
             continue;
@@ -758,7 +769,7 @@ extern "C" fn fork_prepare() {
         // SAFETY: a registered presence is valid until unregistered, which
         // takes the registry lock we hold.
         let presence: &Presence = unsafe { &*(p as *const Presence) };
-        if let Some((fd, token, gen, base)) = presence.copy_for_child() {
+        if let Some((fd, token, gen, base)) = presence.copy_for_child(used < PENDING_LEN) {
             let slot = &PENDING[used];
             slot.presence.store(p, Ordering::Relaxed);
             slot.fd.store(fd as u32, Ordering::Relaxed);
@@ -810,9 +821,11 @@ impl Presence {
     /// In the prepare handler: if our slot counts ends, claims a slot for
     /// the child through a new description and copies the counts into it.
     /// Returns `(fd, token, our generation + 1, the child's base)`; `None`
-    /// if there is nothing to copy or no slot to copy into (the table is
-    /// full: the child then counts from its first use).
-    fn copy_for_child(&self) -> Option<(RawFd, Token, u32, u32)> {
+    /// if there is nothing to copy, or no slot to copy into (`room` is
+    /// false, the table is full, the kernel refused): then our counts are
+    /// pinned (never go down while we live), and the child's handles count
+    /// from their first use there.
+    fn copy_for_child(&self, room: bool) -> Option<(RawFd, Token, u32, u32)> {
         let s = self.state.load(Ordering::Acquire);
         if s == 0 || !self.writable {
             return None;
@@ -828,14 +841,23 @@ impl Presence {
         if ends == 0 {
             return None;
         }
-        let fd = reopen(self.map_fd, true).ok()?;
+        let pin = || {
+            self.pinned.store(gen, Ordering::Relaxed);
+            None
+        };
+        if !room {
+            return pin();
+        }
+        let Ok(fd) = reopen(self.map_fd, true) else {
+            return pin();
+        };
         let start = (mine + 1) % self.table.len().max(1);
         match self.table.claim(&FdLocks(fd), start, my_info()) {
             Ok(token) => {
                 let Some(slot) = token.slot() else {
                     // SAFETY: ours, unused.
                     unsafe { libc::close(fd) };
-                    return None;
+                    return pin();
                 };
                 self.table.set_ends_word(slot, ends);
                 let i = self.inherit.load(Ordering::Relaxed);
@@ -849,7 +871,7 @@ impl Presence {
             Err(_) => {
                 // SAFETY: ours, unused.
                 unsafe { libc::close(fd) };
-                None
+                pin()
             }
         }
     }
