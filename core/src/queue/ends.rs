@@ -122,7 +122,11 @@ impl Ends {
             return;
         }
         let h = self.held.load(Ordering::Relaxed);
-        if h & (1 << index(end)) != 0 && h >> 8 == generation() {
+        // A held bit was set with `generation()`, which installed the fork
+        // handler: the uninstalled read of the counter is enough here.
+        if h & (1 << index(end)) != 0
+            && h >> 8 == u64::from(crate::sys::tid::fork_generation_seen()) + 1
+        {
             return;
         }
         self.record(end, word, peers);
