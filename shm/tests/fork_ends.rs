@@ -157,3 +157,38 @@ fn with_no_slot_for_the_child_the_parents_count_stays() {
     assert_eq!(q.pop_timeout(LONG), Ok(2));
     assert_eq!(join(&mut child), ExitStatus::Code(0));
 }
+
+/// The price, as with inherited Unix descriptors: the child also holds its
+/// copy of the end the parent kept, so the parent's drop alone does not
+/// end the child's stream (the child's copy counts until it exits); the
+/// parent's `close()` does, at once.
+#[test]
+fn a_child_counts_the_end_its_parent_kept_until_the_parent_closes() {
+    let names = Unlinker::new("fork-ends-kept");
+    let (n1, n2) = (names.name("p1"), names.name("p2"));
+    let config = shmipc::BytesConfig::new(4096, 256);
+    let (a1, b1) = (Pipe::create(&n1, config).unwrap(), Pipe::open(&n1).unwrap());
+    let (a2, b2) = (Pipe::create(&n2, config).unwrap(), Pipe::open(&n2).unwrap());
+    let go = Shared::<Event>::anon(()).unwrap();
+    let go_ref = &go;
+    let mut child = fork(move || {
+        if !go_ref.wait_timeout(LONG) {
+            return 4;
+        }
+        // a1 was dropped by the parent, but the child's own copy of it
+        // (inherited, unreachable) still counts.
+        if b1.recv_vec_timeout(SEVERAL_CHECKS).err() != Some(RecvError::Timeout) {
+            return 5;
+        }
+        // a2 was closed by the parent.
+        if b2.recv_vec_timeout(PATIENCE).err() != Some(RecvError::Closed) {
+            return 6;
+        }
+        0
+    })
+    .unwrap();
+    drop(a1);
+    a2.close();
+    go.set();
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+}
