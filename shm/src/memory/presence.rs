@@ -28,7 +28,9 @@
 //! child lives. A `pthread_atfork` child handler therefore closes every
 //! slot-lock descriptor in the child (they are listed in a fixed table,
 //! [`FORK_CLOSE`]); the child claims a slot of its own the first time it
-//! needs one. A descriptor is opened and listed, and unlisted and closed,
+//! needs one — unless the parent's slot counts queue ends, in which case
+//! the prepare step claimed the child's slot for it, with a copy of those
+//! counts (see "End counts a forked child inherits" below). A descriptor is opened and listed, and unlisted and closed,
 //! under the registry lock that the handler's prepare step takes too, so
 //! a fork in another thread never lands between the two. Descriptors are `O_CLOEXEC`, so `exec` drops them too. A
 //! child made by a raw `clone` that skips `pthread_atfork` keeps its
