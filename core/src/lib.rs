@@ -82,7 +82,7 @@ pub use sys::waitv;
 pub use bytes::{ByteQueue, BytesConfig, ReadGrant, WriteGrant};
 pub use futex::Deadline;
 pub use mpmc::Mpmc;
-pub use peers::{Fate, Peers, Token};
+pub use peers::{End, Fate, Peers, Token};
 pub use place::{LayoutError, Rule, SharedObject};
 pub use queue::{PopError, PushError, QueueError, RecvError, RingConfig, RingState, SendError};
 pub use semaphore::{Semaphore, SemaphoreError};

@@ -184,7 +184,104 @@ pub trait Peers: Sync {
     /// What evidence says about `token`'s holder. Called on slow paths only
     /// (after a waiter has been blocked for a check interval).
     fn fate(&self, token: Token) -> Fate;
+
+    /// Records in the caller's peer slot that it holds one more `end` of
+    /// lane `lane` (below [`MAX_LANES`]) of the mapping's object. Returns
+    /// whether it could be recorded: peers without a table (the default)
+    /// cannot, and then nobody may ever judge that end gone.
+    fn add_end(&self, lane: u32, end: End) -> bool {
+        let _ = (lane, end);
+        false
+    }
+
+    /// Takes back one [`Peers::add_end`] of the caller.
+    fn remove_end(&self, lane: u32, end: End) {
+        let _ = (lane, end);
+    }
+
+    /// Whether some process still holds `end` of lane `lane`: a slot that
+    /// records it and whose holder is alive or cannot be judged. A scan of
+    /// the peer table with one kernel question per recording slot: slow
+    /// paths only. The default (no table) says yes.
+    fn end_alive(&self, lane: u32, end: End) -> bool {
+        let _ = (lane, end);
+        true
+    }
+
+    /// Whether a handle's record made in fork generation `generation`
+    /// (`fork_generation() + 1`, as a handle keeps it) is counted in the
+    /// caller's slot now: true for records of an ancestor that forked us
+    /// if its counts were copied into our slot at the fork. The default
+    /// (no table) says no.
+    fn inherited(&self, generation: u64) -> bool {
+        let _ = generation;
+        false
+    }
+
+    /// Enters a change of the caller's end records (a count and the
+    /// handle's own word that says it is counted), which a fork must not
+    /// split: a fork that copies the counts into its child waits until
+    /// every change has [left](Peers::ends_exit). The default does nothing.
+    fn ends_enter(&self) {}
+
+    /// Leaves what [`Peers::ends_enter`] entered.
+    fn ends_exit(&self) {}
 }
+
+/// One end of a queue (of one lane of a mapping's object, see
+/// [`Peers::add_end`]): who sends into it, or who receives from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum End {
+    /// A handle that sends (pushes) into the queue.
+    Sender,
+    /// A handle that receives (pops) from it.
+    Receiver,
+}
+
+impl End {
+    /// The other end.
+    pub const fn other(self) -> End {
+        match self {
+            End::Sender => End::Receiver,
+            End::Receiver => End::Sender,
+        }
+    }
+}
+
+/// How many lanes a peer slot's `ends` word records: the queues of one
+/// mapping that keep endpoint counts apart (a pipe's two rings use two).
+pub const MAX_LANES: u32 = 4;
+
+/// Where the 8-bit count of (`lane`, `end`) sits in a slot's `ends` word,
+/// if the lane is recorded.
+const fn end_shift(lane: u32, end: End) -> Option<u32> {
+    if lane >= MAX_LANES {
+        return None;
+    }
+    let role = match end {
+        End::Sender => 0,
+        End::Receiver => 1,
+    };
+    Some((lane * 2 + role) * 8)
+}
+
+/// Applies `f` to `word` with an AcqRel compare-and-swap loop, until it
+/// succeeds or `f` declines (returns `None`).
+fn update(word: &AtomicU64, f: impl Fn(u64) -> Option<u64>) {
+    let mut w = word.load(Ordering::Relaxed);
+    while let Some(new) = f(w) {
+        // SYNC POINT: AcqRel, for the callers (`add_end`, `remove_end`),
+        // whose comments name the Acquire it pairs with.
+        match word.compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(now) => w = now,
+        }
+    }
+}
+
+/// A count that reached this stays: its holder counts as present for as
+/// long as it lives (late, never wrong).
+const END_COUNT_STUCK: u64 = 0xff;
 
 /// The peers of memory that has no peer table (a [`Lock`](crate::Lock) on
 /// the stack, a queue in a `Vec`, a mapping `shmipc` did not make): the
@@ -357,7 +454,7 @@ mod cache {
 /// | `pid` | the holder's pid as it sees itself (for people: another namespace numbers it differently) |
 /// | `pidns` | the holder's pid namespace (the inode of `/proc/self/ns/pid`), 0 if unknown |
 /// | `since` | when the holder claimed the slot (`CLOCK_MONOTONIC` nanoseconds) |
-/// | `ends` | reserved for endpoint bookkeeping; zero |
+/// | `ends` | how many handles of each end the holder keeps: 8-bit counts, one per (lane, end), at bits `(lane · 2 + end) · 8` (sender 0, receiver 1); zeroed by each new holder |
 #[repr(C)]
 pub struct PeerSlot {
     generation: AtomicU32,
@@ -387,6 +484,18 @@ impl PeerSlot {
     /// The slot's generation counter now.
     pub fn generation(&self) -> u32 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    /// How many handles of `end` of lane `lane` the slot's holder recorded
+    /// (see [`Peers::add_end`]); 0 for a lane beyond [`MAX_LANES`].
+    pub fn end_count(&self, lane: u32, end: End) -> u32 {
+        match end_shift(lane, end) {
+            // SYNC POINT: Acquire pairs with the AcqRel updates in
+            // `PeerTable::add_end` / `remove_end`: whoever sees a holder's
+            // count sees what it did before recording it.
+            Some(sh) => ((self.ends.load(Ordering::Acquire) >> sh) & END_COUNT_STUCK) as u32,
+            None => 0,
+        }
     }
 
     /// What the slot's latest holder recorded about itself (a snapshot;
@@ -554,6 +663,105 @@ impl<'a> PeerTable<'a> {
             return Ok(token);
         }
         Err(ClaimError::Full { slots: n })
+    }
+
+    /// Counts one more handle of `end` of lane `lane` in slot `slot` (the
+    /// caller's own). Returns whether it is recorded: not for a lane or
+    /// slot beyond the table. A count at 255 stays there.
+    ///
+    /// SYNC POINT: the AcqRel update pairs with the Acquire load in
+    /// [`PeerSlot::end_count`].
+    pub fn add_end(&self, slot: u32, lane: u32, end: End) -> bool {
+        let (Some(s), Some(sh)) = (self.slot(slot), end_shift(lane, end)) else {
+            return false;
+        };
+        // SYNC POINT: AcqRel (paired in the doc comment above).
+        update(&s.ends, |w| {
+            let c = (w >> sh) & END_COUNT_STUCK;
+            (c < END_COUNT_STUCK).then(|| w + (1 << sh))
+        });
+        true
+    }
+
+    /// Takes one handle of `end` of lane `lane` off slot `slot`'s count (a
+    /// count at 0 or stuck at 255 stays).
+    ///
+    /// SYNC POINT: as in [`PeerTable::add_end`]; the Release half makes
+    /// what the handle did (its last message) visible to whoever sees the
+    /// count drop.
+    pub fn remove_end(&self, slot: u32, lane: u32, end: End) {
+        let (Some(s), Some(sh)) = (self.slot(slot), end_shift(lane, end)) else {
+            return;
+        };
+        // SYNC POINT: AcqRel (paired in the doc comment above).
+        update(&s.ends, |w| {
+            let c = (w >> sh) & END_COUNT_STUCK;
+            (c != 0 && c < END_COUNT_STUCK).then(|| w - (1 << sh))
+        });
+    }
+
+    /// Slot `slot`'s whole `ends` word (every lane's counts), 0 for a slot
+    /// beyond the table.
+    ///
+    /// SYNC POINT: Acquire, paired as in [`PeerSlot::end_count`].
+    pub fn ends_word(&self, slot: u32) -> u64 {
+        // SYNC POINT: Acquire (paired in the doc comment above).
+        self.slot(slot)
+            .map_or(0, |s| s.ends.load(Ordering::Acquire))
+    }
+
+    /// Sets slot `slot`'s whole `ends` word (the caller's own, just
+    /// claimed: a forked child's copy of its parent's counts).
+    ///
+    /// SYNC POINT: Release, paired with the Acquire load in
+    /// [`PeerSlot::end_count`].
+    pub fn set_ends_word(&self, slot: u32, ends: u64) {
+        if let Some(s) = self.slot(slot) {
+            // SYNC POINT: Release (paired in the doc comment above).
+            s.ends.store(ends, Ordering::Release);
+        }
+    }
+
+    /// Sets the pid slot `slot` records (the caller's own slot, claimed
+    /// for it by the parent that forked it).
+    pub fn set_pid(&self, slot: u32, pid: u32) {
+        if let Some(s) = self.slot(slot) {
+            s.pid.store(pid, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether some slot records a handle of `end` of lane `lane` whose
+    /// holder lives or cannot be judged ([`PeerTable::fate`] of the slot's
+    /// current generation). `mine` is the caller's token, as for `fate`:
+    /// its own slot counts as alive without a question to the kernel.
+    ///
+    /// A slot's generation and count are shared memory: a peer that
+    /// rewrites them can make an end look gone, which is no more than it
+    /// could do by closing the queue.
+    pub fn end_alive(
+        &self,
+        locks: &impl SlotLocks,
+        mine: Option<Token>,
+        lane: u32,
+        end: End,
+    ) -> bool {
+        let my_slot = mine.and_then(Token::slot);
+        for (i, slot) in self.slots.iter().enumerate() {
+            if slot.end_count(lane, end) == 0 {
+                continue;
+            }
+            let i = i as u32;
+            if my_slot == Some(i) {
+                return true;
+            }
+            let Some(token) = Token::new(i, slot.generation()) else {
+                return true;
+            };
+            if !self.fate(locks, mine, token).is_dead() {
+                return true;
+            }
+        }
+        false
     }
 
     /// Judges `token`, a holder recorded in this table's mapping. `mine` is
@@ -814,6 +1022,73 @@ mod tests {
             Fate::Unknown(_)
         ));
         assert!(!Fate::Unknown("x").is_dead());
+    }
+
+    #[test]
+    fn end_counts_are_judged_by_their_holders_fate() {
+        let mut mem = vec![0u64; 4 * PEER_SLOT_SIZE / 8];
+        // SAFETY: as above.
+        let table = unsafe { PeerTable::from_ptr(mem.as_mut_ptr().cast(), 4) };
+        let locks = Stub::new(vec![0, 0, 0, 0], false);
+        let info = PeerInfo::default();
+        let other = table.claim(&locks, 0, info).unwrap();
+        let mine = table.claim(&locks, 1, info).unwrap();
+        locks.set(other, 2);
+        let (o, m) = (other.slot().unwrap(), mine.slot().unwrap());
+        assert!(
+            !table.end_alive(&locks, Some(mine), 1, End::Sender),
+            "nobody yet"
+        );
+        assert!(table.add_end(o, 1, End::Sender));
+        assert!(table.add_end(o, 1, End::Sender));
+        assert_eq!(table.slot(o).unwrap().end_count(1, End::Sender), 2);
+        assert_eq!(table.slot(o).unwrap().end_count(1, End::Receiver), 0);
+        assert_eq!(table.slot(o).unwrap().end_count(0, End::Sender), 0);
+        assert!(table.end_alive(&locks, Some(mine), 1, End::Sender));
+        assert!(
+            !table.end_alive(&locks, Some(mine), 0, End::Sender),
+            "another lane"
+        );
+        table.remove_end(o, 1, End::Sender);
+        assert!(
+            table.end_alive(&locks, Some(mine), 1, End::Sender),
+            "one left"
+        );
+        // Its holder dies with a count recorded: gone.
+        locks.set(other, 0);
+        assert!(!table.end_alive(&locks, Some(mine), 1, End::Sender));
+        // Our own count needs no question.
+        assert!(table.add_end(m, 1, End::Sender));
+        assert!(table.end_alive(&failing_locks(), Some(mine), 1, End::Sender));
+        table.remove_end(m, 1, End::Sender);
+        table.remove_end(m, 1, End::Sender);
+        assert_eq!(
+            table.slot(m).unwrap().end_count(1, End::Sender),
+            0,
+            "no wrap"
+        );
+        // A holder that cannot be judged counts as present.
+        let newer = table.claim(&locks, 0, info).unwrap();
+        assert_eq!(
+            table.slot(o).unwrap().end_count(1, End::Sender),
+            0,
+            "a new holder starts at zero"
+        );
+        locks.set(newer, 2);
+        assert!(table.add_end(o, 1, End::Sender));
+        assert!(table.end_alive(&failing_locks(), Some(mine), 1, End::Sender));
+        // A count at 255 stays.
+        for _ in 0..300 {
+            table.add_end(m, 2, End::Receiver);
+        }
+        table.remove_end(m, 2, End::Receiver);
+        assert_eq!(table.slot(m).unwrap().end_count(2, End::Receiver), 255);
+        assert!(!table.add_end(m, MAX_LANES, End::Sender), "no such lane");
+        assert!(!table.add_end(9, 0, End::Sender), "no such slot");
+    }
+
+    fn failing_locks() -> Stub {
+        Stub::new(vec![0; 4], true)
     }
 
     #[test]

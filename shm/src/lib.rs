@@ -146,9 +146,9 @@ pub use shmipc_core::semaphore::SemaphoreConfig;
 pub use shmipc_core::sync;
 pub use shmipc_core::sync::{AtomicU32, AtomicU64};
 pub use shmipc_core::{
-    Barrier, BarrierError, BytesConfig, CondGuard, Condition, Deadline, Event, LayoutError, Lock,
-    LockError, LockGuard, PopError, PushError, RLock, RLockGuard, ReadGrant, RecvError, RingConfig,
-    Semaphore, SemaphoreError, SendError, SharedObject, WriteGrant,
+    Barrier, BarrierError, BytesConfig, CondGuard, Condition, Deadline, End, Event, LayoutError,
+    Lock, LockError, LockGuard, PopError, PushError, RLock, RLockGuard, ReadGrant, RecvError,
+    RingConfig, Semaphore, SemaphoreError, SendError, SharedObject, WriteGrant,
 };
 
 /// Removes the segment name `name` (with or without its leading slash).

@@ -49,6 +49,12 @@ const NON_BLOCKING: &[(&str, &str, &str, &str)] = &[
     (
         "core",
         "PeerTable",
+        "remove_end",
+        "a compare-and-swap on one word of the caller's own peer slot; never waits",
+    ),
+    (
+        "core",
+        "PeerTable",
         "claim",
         "tries each slot's lock once without waiting (F_OFD_SETLK, not SETLKW)",
     ),

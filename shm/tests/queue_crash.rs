@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 use common::{join, words, Rng};
 use shmipc::sync::{AtomicU64, Ordering};
 use shmipc::{
-    fork, ByteQueue, BytesConfig, Child, Event, ExitStatus, Named, Options, PopError, PushError,
-    Queue, RecvError, RingConfig, Segment, SendError, Shared, SpscQueue, Unlinker,
+    fork, ByteQueue, BytesConfig, Child, End, Event, ExitStatus, Named, Options, PopError,
+    PushError, Queue, RecvError, RingConfig, Segment, SendError, Shared, SpscQueue, Unlinker,
 };
 
 const ITERATIONS: usize = 30;
@@ -398,6 +398,9 @@ fn pause(window: &AtomicU64) {
 fn mpmc_subject(names: &Unlinker) -> Box<dyn Subject> {
     let name = names.name("q");
     let q = Queue::<u64>::create(&name, RingConfig::new(8)).unwrap();
+    // The test counts as a producer until it closes the queue: consumers
+    // run until the close, through moments with every producer killed.
+    q.declare(End::Sender);
     Box::new(Mpmc { name, q })
 }
 
@@ -521,6 +524,8 @@ impl Subject for Bytes {
 fn bytes_subject(names: &Unlinker) -> Box<dyn Subject> {
     let name = names.name("q");
     let q = ByteQueue::create(&name, BytesConfig::new(2048, MAX_MESSAGE)).unwrap();
+    // As for the MPMC subject.
+    q.declare(End::Sender);
     Box::new(Bytes { name, q })
 }
 
@@ -718,7 +723,16 @@ fn spsc_producer_killed_mid_stream_then_replaced() {
     let mut child = fork(|| produce(2)).unwrap();
     let mut next = 0u64;
     while next < 1000 {
-        let item = rx.pop_timeout(wait()).expect("the new producer streams");
+        // Until the new producer has claimed the role, the queue has no
+        // producer: end of stream, which a consumer expecting a
+        // replacement waits through.
+        let item = match rx.pop_timeout(wait()) {
+            Err(PopError::Disconnected) => {
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            r => r.expect("the new producer streams"),
+        };
         assert_eq!(item, Item::new(2, next));
         next += 1;
     }

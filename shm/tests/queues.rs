@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::{join, join_all_ok, words, Rng};
 use shmipc::{
-    fork, AtomicU64, ByteQueue, BytesConfig, Child, ExitStatus, Named, PopError, PushError, Queue,
-    RecvError, RingConfig, Segment, SendError, SpscQueue, Unlinker,
+    fork, AtomicU64, ByteQueue, BytesConfig, Child, End, ExitStatus, Named, PopError, PushError,
+    Queue, RecvError, RingConfig, Segment, SendError, SpscQueue, Unlinker,
 };
 use shmipc::{Options, Segment as Seg};
 use std::sync::atomic::Ordering;
@@ -49,6 +49,10 @@ fn three_producers_two_consumers_move_every_item_exactly_once() {
     let names = Unlinker::new("mpmc-once");
     let (qn, bitsn, statsn) = (names.name("q"), names.name("bits"), names.name("stats"));
     let q = Queue::<u64>::create(&qn, RingConfig::new(64)).unwrap();
+    // The parent counts as a producer until it closes the queue, so the
+    // consumers wait for the close (not for end-of-stream, which they would
+    // see in any moment when every forked producer is gone).
+    q.declare(End::Sender);
     let bits_seg = Segment::create_with(
         &bitsn,
         (MPMC_PRODUCERS * per).div_ceil(64) as usize * 8,
@@ -299,6 +303,10 @@ fn byte_messages_of_every_size_arrive_intact_exactly_once() {
     let (qn, bitsn, statsn) = (names.name("q"), names.name("bits"), names.name("stats"));
     let config = BytesConfig::for_max_message(MAX_MESSAGE).unwrap();
     let q = ByteQueue::create(&qn, config).unwrap();
+    // The parent counts as a producer until it closes the queue, so the
+    // consumers wait for the close (not for end-of-stream, which they would
+    // see in any moment when every forked producer is gone).
+    q.declare(End::Sender);
     let _bits = Segment::create_with(
         &bitsn,
         (BYTE_PRODUCERS * MESSAGES).div_ceil(64) as usize * 8,

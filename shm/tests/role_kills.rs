@@ -479,7 +479,8 @@ impl Acks {
         loop {
             match a.recv_into_timeout(buf, Duration::from_millis(120)) {
                 Ok(n) => self.take(&buf[..n], books),
-                Err(RecvError::Timeout) => return,
+                // Disconnected: end B is dead and not yet claimed again.
+                Err(RecvError::Timeout | RecvError::Disconnected) => return,
                 Err(e) => panic!("end A: {e}"),
             }
         }
@@ -504,6 +505,9 @@ fn send_for(
         match a.send_timeout(&message(*sent), Duration::from_millis(100)) {
             Ok(()) => *sent += 1,
             Err(SendError::Timeout) => {}
+            // The ring is full and end B is dead, its successor not yet
+            // there: a broken pipe until it claims the end.
+            Err(SendError::Disconnected) => std::thread::sleep(Duration::from_millis(1)),
             Err(e) => panic!("end A: {e}"),
         }
         acks.drain(a, buf, books);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use shmipc::{
-    fork, ByteQueue, BytesConfig, DictConfig, Error, MessageError, Named, Pipe, RecvError,
+    fork, ByteQueue, BytesConfig, DictConfig, End, Error, MessageError, Named, Pipe, RecvError,
     SharedDict, TypedDict, TypedPipe, TypedQueue, Unlinker,
 };
 
@@ -41,6 +41,10 @@ fn structs_with_strings_and_vecs_cross_forked_processes() {
     let names = Unlinker::new("typed-mpmc");
     let name = names.name("jobs");
     let jobs = TypedQueue::<Job>::create(&name, config()).unwrap();
+    // The parent counts as a producer until it closes the queue, so the
+    // consumers wait for the close (not for end-of-stream, which they would
+    // see in any moment when every forked producer is gone).
+    jobs.as_bytes().declare(End::Sender);
     let results = TypedQueue::<(u64, String)>::create(&names.name("results"), config()).unwrap();
     const PER: u64 = 500;
     let mut producers = Vec::new();
@@ -342,10 +346,11 @@ fn a_typed_pipe_carries_enums_both_ways_between_processes() {
     assert_eq!(done[7], "7:ITEM 7");
     assert_eq!(join(&mut child), shmipc::ExitStatus::Code(0));
     assert!(a.try_recv().unwrap_err().is_empty_or_full());
+    // The child has exited, so its end is gone: end of stream.
     assert!(a
-        .recv_timeout(Duration::from_millis(10))
+        .recv_timeout(Duration::from_secs(10))
         .unwrap_err()
-        .is_timeout());
+        .is_disconnected());
     // The raw pipe of another type is refused: it records no type.
     let raw = names.name("raw");
     let _raw = Pipe::create(&raw, config()).unwrap();

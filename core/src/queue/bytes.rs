@@ -149,12 +149,12 @@ use core::time::Duration;
 
 use crate::futex::Deadline;
 use crate::lock::{Lock, LockError, LockGuard};
-use crate::peers::{self, Peers, Token};
+use crate::peers::{self, End, Peers, Token};
 use crate::place::{LayoutError, Rule};
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
-    block_checked, control, round_up, CachePadded, ControlHeader, Keep, QueueError, QueueKind,
-    RecvError, SendError, Signal, MAX_CAPACITY, MAX_POS,
+    block_checked, control, round_up, wake_others, CachePadded, ControlHeader, Ends, Keep,
+    QueueError, QueueKind, RecvError, SendError, Signal, MAX_CAPACITY, MAX_POS,
 };
 use crate::sync::{AtomicU64, Ordering};
 
@@ -312,6 +312,9 @@ struct ReaderSide {
 #[repr(C)]
 struct Control {
     header: ControlHeader,
+    /// Endpoint flags and departures (`queue/ends.rs`), in what was the
+    /// header's padding.
+    ends: AtomicU64,
     writer: CachePadded<WriterSide>,
     reader: CachePadded<ReaderSide>,
     /// Readers sleep here; commits (and cancels) notify.
@@ -327,6 +330,7 @@ impl Control {
     fn new() -> Control {
         Control {
             header: ControlHeader::new(),
+            ends: AtomicU64::new(0),
             writer: CachePadded(WriterSide {
                 lock: Lock::new(),
                 tail: AtomicU64::new(0),
@@ -456,6 +460,8 @@ pub struct ByteQueue<'a, K = Keep> {
     max: u64,
     /// Who we are, and who is dead, among the processes sharing the memory.
     peers: &'a dyn Peers,
+    /// Which ends of the queue this handle holds (`queue/ends.rs`).
+    ends: Ends,
     /// What keeps the memory alive (see [`Keep`]).
     _keep: K,
 }
@@ -474,8 +480,19 @@ impl<K: Clone> Clone for ByteQueue<'_, K> {
             cap: self.cap,
             max: self.max,
             peers: self.peers,
+            ends: self.ends.clone(),
             _keep: self._keep.clone(),
         }
+    }
+}
+
+impl<K> Drop for ByteQueue<'_, K> {
+    /// Gives back the ends this handle held and wakes the other side, so
+    /// that a receiver blocked on a queue whose last sender this was sees
+    /// end-of-stream at once.
+    fn drop(&mut self) {
+        let held = self.ends.release(&self.ctrl.ends, self.peers);
+        wake_others(held, &self.ctrl.not_empty, &self.ctrl.not_full);
     }
 }
 
@@ -623,6 +640,7 @@ impl<'a> ByteQueue<'a> {
             cap: config.capacity as u64,
             max: config.max_message as u64,
             peers: peers::resolve(ptr as usize),
+            ends: Ends::new(),
             _keep: Keep,
         }
     }
@@ -705,6 +723,7 @@ impl<'a> ByteQueue<'a> {
             cap: cap as u64,
             max: config.max_message as u64,
             peers: &peers::LOCAL,
+            ends: Ends::new(),
             _keep: keep,
         }
     }
@@ -731,6 +750,7 @@ impl<'a> ByteQueue<'a> {
             cap: q.cap,
             max: q.max,
             peers: q.peers,
+            ends: Ends::new(),
             _keep: owner,
         })
     }
@@ -816,6 +836,31 @@ impl<'a, K> ByteQueue<'a, K> {
     /// mapping its memory lies in ([`crate::peers::resolve`]).
     pub fn with_peers(mut self, peers: &'a dyn Peers) -> Self {
         self.peers = peers;
+        self
+    }
+
+    /// Records this handle as a holder of `end` now, rather than at its
+    /// first send or receive: for handles with a fixed role (a pipe end),
+    /// so that the other side knows of it before it sends anything. See
+    /// [`RecvError::Disconnected`].
+    pub fn declare(&self, end: End) {
+        self.ends.note(end, &self.ctrl.ends, self.peers);
+    }
+
+    /// Which lane of its mapping's endpoint records this queue uses
+    /// (below [`MAX_LANES`](crate::peers::MAX_LANES); 0 by default):
+    /// objects with several queues in one mapping, like a pipe's two
+    /// rings, give each its own. Set it before the handle's first use.
+    pub fn set_lane(&mut self, lane: u32) {
+        self.ends.set_lane(lane);
+    }
+
+    /// Whether a send that finds no room and no live receiver fails with
+    /// [`SendError::Disconnected`] (`true`) or keeps waiting for room
+    /// (`false`, the default: a queue may outlive its consumers). Only a
+    /// send that would block looks: one that finds room succeeds.
+    pub fn fail_sends_without_receiver(mut self, on: bool) -> Self {
+        self.ends.fail_sends = on;
         self
     }
 
@@ -970,6 +1015,7 @@ impl<'a, K> ByteQueue<'a, K> {
         wait: Wait<'_>,
         check: bool,
     ) -> Result<WriteGrant<'_, 'a, K>, SendError> {
+        self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
         if len as u64 > self.max {
             return Err(SendError::TooLarge);
         }
@@ -1040,6 +1086,14 @@ impl<'a, K> ByteQueue<'a, K> {
         }
         block_checked(&self.ctrl.not_full, deadline, |check| {
             match self.try_reserve_inner(len, Wait::Until(deadline), check) {
+                Err(SendError::Full)
+                    if self.ends.fail_sends
+                        && self
+                            .ends
+                            .gone(End::Receiver, &self.ctrl.ends, self.peers, check) =>
+                {
+                    Some(Err(SendError::Disconnected))
+                }
                 Err(SendError::Full) => None,
                 r => Some(r),
             }
@@ -1189,6 +1243,7 @@ impl<'a, K> ByteQueue<'a, K> {
     }
 
     fn try_claim(&self, room: Room, wait: Wait<'_>, check: bool) -> Result<(u64, u64), RecvError> {
+        self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
         let mut guard = take(&self.ctrl.reader.lock, self.peers, wait).map_err(lock_error_recv)?;
         let r = self.claim_locked(room, check);
         // After a takeover from a reader that died inside the section: as
@@ -1210,8 +1265,21 @@ impl<'a, K> ByteQueue<'a, K> {
             Err(RecvError::Empty) => {}
             r => return r,
         }
+        // Before sleeping, after a departure and at each owner check: are
+        // the senders all gone? Then look once more (a last message is
+        // published before its sender leaves), dead writers skipped.
         block_checked(&self.ctrl.not_empty, deadline, |check| {
             match self.try_claim(room, Wait::Until(deadline), check) {
+                Err(RecvError::Empty)
+                    if self
+                        .ends
+                        .gone(End::Sender, &self.ctrl.ends, self.peers, check) =>
+                {
+                    match self.try_claim(room, Wait::Until(deadline), true) {
+                        Err(RecvError::Empty) => Some(Err(RecvError::Disconnected)),
+                        r => Some(r),
+                    }
+                }
                 Err(RecvError::Empty) => None,
                 r => Some(r),
             }

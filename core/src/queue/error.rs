@@ -35,6 +35,11 @@ simple_error!(
         Closed => "the queue is closed",
         /// The queue stayed full until the deadline.
         Timeout => "timed out waiting for room in the queue",
+        /// The queue is full and no receiver is left to make room: every
+        /// process that received from it has dropped its handle or died
+        /// (reported only by handles set to, see
+        /// `Mpmc::fail_sends_without_receiver`).
+        Disconnected => "no receiver is left (broken pipe)",
         /// The shared control block holds values no correct peer writes,
         /// or this process's claim was taken from it because its peers
         /// judged it dead (which takes forged peer bookkeeping); the item
@@ -52,6 +57,9 @@ simple_error!(
         Closed => "the queue is closed and drained",
         /// The queue stayed empty until the deadline.
         Timeout => "timed out waiting for an item",
+        /// End of stream: the queue is empty and every process that ever
+        /// sent to it has dropped its handle or died (Python's `EOFError`).
+        Disconnected => "end of stream: the queue is empty and every sender is gone",
         /// The shared control block holds values no correct peer writes,
         /// or this process's claim was taken from it because its peers
         /// judged it dead (which takes forged peer bookkeeping); the item
@@ -71,6 +79,10 @@ simple_error!(
         Closed => "the queue is closed",
         /// No room appeared before the deadline.
         Timeout => "timed out waiting for room in the queue",
+        /// There is no room and no receiver is left to make room: every
+        /// process that received from the queue dropped its handle or
+        /// died (a `Pipe`'s default; a byte queue's if set to).
+        Disconnected => "no receiver is left (broken pipe)",
         /// The shared control block holds values no correct peer writes,
         /// or this process's claim was taken from it because its peers
         /// judged it dead (which takes forged peer bookkeeping); the item
@@ -88,6 +100,9 @@ pub enum RecvError {
     Closed,
     /// No message arrived before the deadline.
     Timeout,
+    /// End of stream: the queue is empty and every process that ever sent
+    /// to it has dropped its handle or died (Python's `EOFError`).
+    Disconnected,
     /// The shared memory holds values no correct peer writes, or this
     /// process's claim was taken from it because its peers judged it dead
     /// (which takes forged peer bookkeeping); nothing was handed out.
@@ -103,6 +118,9 @@ impl fmt::Display for RecvError {
             RecvError::Empty => f.write_str("the queue is empty"),
             RecvError::Closed => f.write_str("the queue is closed and drained"),
             RecvError::Timeout => f.write_str("timed out waiting for a message"),
+            RecvError::Disconnected => {
+                f.write_str("end of stream: the queue is empty and every sender is gone")
+            }
             RecvError::Corrupted => f.write_str("the queue's shared memory is corrupted"),
             RecvError::BufferTooSmall(n) => {
                 write!(

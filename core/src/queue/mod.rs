@@ -114,6 +114,7 @@ macro_rules! dead_sleeper_hooks {
 pub mod bytes;
 mod config;
 mod control;
+mod ends;
 mod error;
 pub mod mpmc;
 pub mod spsc;
@@ -138,12 +139,13 @@ pub(crate) use wait::signal_word_at;
 pub use wait::MISS_LIMIT;
 
 pub(crate) use control::{ControlHeader, QueueKind, MAX_POS};
+pub(crate) use ends::{wake_others, Ends};
 #[cfg(all(test, not(loom)))]
 pub(crate) use storage::testbuf;
 #[cfg(loom)]
 pub(crate) use storage::Boxed;
 pub(crate) use storage::{layout, round_up, CachePadded, Cell, Cells, Life};
 pub(crate) use wait::{
-    block, block_checked, count_miss, counted, heavy_if_light, register, sleeping, unregister,
+    block_checked, count_miss, counted, heavy_if_light, register, sleeping, unregister,
     Registration, Signal, SIGNAL_FLAG,
 };

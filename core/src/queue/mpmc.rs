@@ -148,12 +148,12 @@ use core::time::Duration;
 use bytemuck::Pod;
 
 use crate::futex::Deadline;
-use crate::peers::{self, Peers, Token};
+use crate::peers::{self, End, Peers, Token};
 use crate::place::LayoutError;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
-    block_checked, control, round_up, CachePadded, Cell, Cells, ControlHeader, Keep, Life,
-    PopError, PushError, QueueError, QueueKind, RingConfig, Signal,
+    block_checked, control, round_up, wake_others, CachePadded, Cell, Cells, ControlHeader, Ends,
+    Keep, Life, PopError, PushError, QueueError, QueueKind, RingConfig, Signal,
 };
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -267,6 +267,9 @@ struct Control {
     /// lets consumers on an empty slot skip the load of `enqueue` (a line
     /// producers keep busy) until there is a close to look for.
     closed: AtomicU32,
+    /// Endpoint flags and departures (`queue/ends.rs`), in what was
+    /// padding before `enqueue`.
+    ends: AtomicU64,
     /// The next position to claim for a push; bit 63 is [`CLOSED`].
     enqueue: CachePadded<AtomicU64>,
     dequeue: CachePadded<AtomicU64>,
@@ -284,6 +287,7 @@ impl Control {
         Control {
             header: ControlHeader::new(),
             closed: AtomicU32::new(0),
+            ends: AtomicU64::new(0),
             enqueue: CachePadded(AtomicU64::new(0)),
             dequeue: CachePadded(AtomicU64::new(0)),
             not_empty: CachePadded(Signal::new()),
@@ -328,6 +332,8 @@ pub struct Mpmc<'a, T, K = Keep> {
     cap: u64,
     /// Who we are, and who is dead, among the processes sharing the memory.
     peers: &'a dyn Peers,
+    /// Which ends of the queue this handle holds (`queue/ends.rs`).
+    ends: Ends,
     /// What keeps the memory alive (see [`Keep`]).
     _keep: K,
     _life: Life<'a, T>,
@@ -347,9 +353,20 @@ impl<T, K: Clone> Clone for Mpmc<'_, T, K> {
             cells: self.cells,
             cap: self.cap,
             peers: self.peers,
+            ends: self.ends.clone(),
             _keep: self._keep.clone(),
             _life: PhantomData,
         }
+    }
+}
+
+impl<T, K> Drop for Mpmc<'_, T, K> {
+    /// Gives back the ends this handle held and wakes the other side, so
+    /// that a consumer blocked on a queue whose last producer this was sees
+    /// end-of-stream at once.
+    fn drop(&mut self) {
+        let held = self.ends.release(&self.ctrl.ends, self.peers);
+        wake_others(held, &self.ctrl.not_empty, &self.ctrl.not_full);
     }
 }
 
@@ -457,6 +474,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             cells,
             cap: cap as u64,
             peers: peers::resolve(ptr as usize),
+            ends: Ends::new(),
             _keep: Keep,
             _life: PhantomData,
         }
@@ -533,6 +551,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             cells: unsafe { Cells::new(cells_ptr) },
             cap: cap as u64,
             peers: &peers::LOCAL,
+            ends: Ends::new(),
             _keep: keep,
             _life: PhantomData,
         }
@@ -560,6 +579,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             cells: q.cells,
             cap: q.cap,
             peers: q.peers,
+            ends: Ends::new(),
             _keep: owner,
             _life: PhantomData,
         })
@@ -630,6 +650,22 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         self.ctrl.enqueue.load(Ordering::Acquire) & CLOSED != 0
     }
 
+    /// Records this handle as a holder of `end` now, rather than at its
+    /// first push or pop (see [`PopError::Disconnected`]).
+    pub fn declare(&self, end: End) {
+        self.ends.note(end, &self.ctrl.ends, self.peers);
+    }
+
+    /// Whether a push that finds the queue full and no live consumer fails
+    /// with [`PushError::Disconnected`] (`true`) or keeps waiting for room
+    /// (`false`, the default: a queue may outlive its consumers, and a
+    /// consumer may come later). Only a push that would block looks: one
+    /// that finds room succeeds.
+    pub fn fail_sends_without_receiver(mut self, on: bool) -> Self {
+        self.ends.fail_sends = on;
+        self
+    }
+
     /// This handle, acting as a member of `peers` (tests and models that
     /// decide who is dead); by default a handle uses the peers of the
     /// mapping its memory lies in ([`crate::peers::resolve`]).
@@ -654,6 +690,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     /// or consumer that is mid-operation (or died there) reads as full.
     #[inline]
     pub fn try_push(&self, item: T) -> Result<(), PushError> {
+        self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
         self.push_inner(item, false)
     }
 
@@ -888,6 +925,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     /// has not published it yet (or died before it could) reads as empty.
     #[inline]
     pub fn try_pop(&self) -> Result<T, PopError> {
+        self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
         self.pop_inner(false)
     }
 
@@ -1179,6 +1217,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         deadline: Option<&Deadline>,
         pause: impl FnOnce(),
     ) -> Result<(), PushError> {
+        self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
         let pos = block_checked(&self.ctrl.not_full, deadline, |check| {
             match self.claim_push(check) {
                 Err(PushError::Full) => None,
@@ -1199,6 +1238,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         deadline: Option<&Deadline>,
         pause: impl FnOnce(),
     ) -> Result<T, PopError> {
+        self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
         let pos = block_checked(&self.ctrl.not_empty, deadline, |check| {
             match self.claim_pop(check) {
                 Err(PopError::Empty) => None,
@@ -1226,6 +1266,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn claim_push_and_stop(&self) -> Result<u64, PushError> {
+        self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
         self.claim_push(false)
     }
 
@@ -1245,6 +1286,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn claim_pop_and_stop(&self) -> Result<u64, PopError> {
+        self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
         self.claim_pop(false)
     }
 
@@ -1279,8 +1321,17 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
             Err(PushError::Full) => {}
             r => return r,
         }
+        // Only if asked to: is every receiver gone (`queue/ends.rs`)?
         block_checked(&self.ctrl.not_full, deadline, |check| {
             match self.push_inner(item, check) {
+                Err(PushError::Full)
+                    if self.ends.fail_sends
+                        && self
+                            .ends
+                            .gone(End::Receiver, &self.ctrl.ends, self.peers, check) =>
+                {
+                    Some(Err(PushError::Disconnected))
+                }
                 Err(PushError::Full) => None,
                 r => Some(r),
             }
@@ -1309,8 +1360,21 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
             Err(PopError::Empty) => {}
             r => return r,
         }
+        // Before sleeping, after a departure and at each owner check: are
+        // the producers all gone? Then look once more, dead claims skipped
+        // (a last item is published before its producer leaves).
         block_checked(&self.ctrl.not_empty, deadline, |check| {
             match self.pop_inner(check) {
+                Err(PopError::Empty)
+                    if self
+                        .ends
+                        .gone(End::Sender, &self.ctrl.ends, self.peers, check) =>
+                {
+                    match self.pop_inner(true) {
+                        Err(PopError::Empty) => Some(Err(PopError::Disconnected)),
+                        r => Some(r),
+                    }
+                }
                 Err(PopError::Empty) => None,
                 r => Some(r),
             }

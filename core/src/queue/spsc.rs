@@ -82,11 +82,13 @@ use core::time::Duration;
 use bytemuck::Pod;
 
 use crate::futex::Deadline;
+use crate::peers::{self, End, Peers};
 use crate::place::LayoutError;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
-    block, control, heavy_if_light, round_up, CachePadded, Cell, Cells, ControlHeader, Keep, Life,
-    PopError, PushError, QueueError, QueueKind, RingConfig, Signal, MAX_POS, SIGNAL_FLAG,
+    block_checked, control, heavy_if_light, round_up, wake_others, CachePadded, Cell, Cells,
+    ControlHeader, Ends, Keep, Life, PopError, PushError, QueueError, QueueKind, RingConfig,
+    Signal, MAX_POS, SIGNAL_FLAG,
 };
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -101,6 +103,9 @@ struct Control {
     /// Where the close put the end of the queue: 0 while undecided, else
     /// the last position that counts, plus one (module docs, "Closing").
     line: AtomicU64,
+    /// Endpoint flags and departures (`queue/ends.rs`), in what was
+    /// padding before `tail`.
+    ends: AtomicU64,
     tail: CachePadded<AtomicU64>,
     head: CachePadded<AtomicU64>,
     /// Consumers sleep here; pushes notify.
@@ -118,6 +123,7 @@ impl Control {
             header: ControlHeader::new(),
             closed: AtomicU32::new(0),
             line: AtomicU64::new(0),
+            ends: AtomicU64::new(0),
             tail: CachePadded(AtomicU64::new(0)),
             head: CachePadded(AtomicU64::new(0)),
             not_empty: CachePadded(Signal::new()),
@@ -478,6 +484,10 @@ pub struct Producer<'a, T, K = Keep> {
     /// it may publish again, since a line the producer drew is one the
     /// consumer does not look at (module docs, "Closing").
     ended: bool,
+    /// The peers of the memory (`queue/ends.rs`).
+    peers: &'a dyn Peers,
+    /// Which end this handle holds, once recorded (`queue/ends.rs`).
+    ends: Ends,
     /// What keeps the memory alive (see [`Keep`]).
     _keep: K,
     _life: Life<'a, T>,
@@ -503,6 +513,8 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
             tail: ctrl.tail.load(Ordering::Relaxed),
             head: ctrl.head.load(Ordering::Acquire),
             ended: ctrl.line().is_some(),
+            peers: peers::resolve(ctrl as *const Control as usize),
+            ends: Ends::new(),
             _keep: keep,
             _life: PhantomData,
         }
@@ -591,6 +603,7 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
     /// Pushes `item` if there is room now.
     #[inline]
     pub fn try_push(&mut self, item: T) -> Result<(), PushError> {
+        self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
         if self.free(1)? == 0 {
             return Err(PushError::Full);
         }
@@ -622,10 +635,18 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
             Err(PushError::Full) => {}
             r => return r,
         }
-        let ctrl = self.ctrl;
-        block(&ctrl.not_full, deadline, || match self.try_push(item) {
-            Err(PushError::Full) => None,
-            r => Some(r),
+        let (ctrl, peers) = (self.ctrl, self.peers);
+        block_checked(&ctrl.not_full, deadline, |check| {
+            match self.try_push(item) {
+                Err(PushError::Full)
+                    if self.ends.fail_sends
+                        && self.ends.gone(End::Receiver, &ctrl.ends, peers, check) =>
+                {
+                    Some(Err(PushError::Disconnected))
+                }
+                Err(PushError::Full) => None,
+                r => Some(r),
+            }
         })
         .unwrap_or(Err(PushError::Timeout))
     }
@@ -634,6 +655,7 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
     /// publishes them at once. Returns how many were pushed; fails with
     /// [`PushError::Full`] only if none fit and `items` is not empty.
     pub fn push_slice(&mut self, items: &[T]) -> Result<usize, PushError> {
+        self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
         let free = self.free(items.len() as u64)?;
         let n = (items.len() as u64).min(free) as usize;
         if n == 0 {
@@ -653,6 +675,33 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
         }
         self.advance(n as u64)?;
         Ok(n)
+    }
+}
+
+impl<T: Pod, K> Producer<'_, T, K> {
+    /// Records this handle as the queue's producer now, rather than at its
+    /// first push (see [`PopError::Disconnected`]).
+    pub fn declare(&self) {
+        self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
+    }
+
+    /// Whether a push that finds the queue full and the consumer gone
+    /// fails with [`PushError::Disconnected`] (`true`) or keeps waiting
+    /// for room (`false`, the default). Only a push that would block
+    /// looks.
+    pub fn fail_sends_without_receiver(mut self, on: bool) -> Self {
+        self.ends.fail_sends = on;
+        self
+    }
+}
+
+impl<T, K> Drop for Producer<'_, T, K> {
+    /// Gives back the end this handle held and wakes the other side, so
+    /// that the consumer blocked on a queue whose producer this was sees
+    /// end-of-stream at once.
+    fn drop(&mut self) {
+        let held = self.ends.release(&self.ctrl.ends, self.peers);
+        wake_others(held, &self.ctrl.not_empty, &self.ctrl.not_full);
     }
 }
 
@@ -678,6 +727,10 @@ pub struct Consumer<'a, T, K = Keep> {
     /// The close's line once decided (`u64::MAX` before): items at or
     /// beyond it are never handed out.
     line: u64,
+    /// The peers of the memory (`queue/ends.rs`).
+    peers: &'a dyn Peers,
+    /// Which end this handle holds, once recorded (`queue/ends.rs`).
+    ends: Ends,
     /// What keeps the memory alive (see [`Keep`]).
     _keep: K,
     _life: Life<'a, T>,
@@ -703,6 +756,8 @@ impl<'a, T: Pod, K> Consumer<'a, T, K> {
             head: ctrl.head.load(Ordering::Relaxed),
             tail: ctrl.tail.load(Ordering::Acquire).min(line),
             line,
+            peers: peers::resolve(ctrl as *const Control as usize),
+            ends: Ends::new(),
             _keep: keep,
             _life: PhantomData,
         }
@@ -796,6 +851,7 @@ impl<'a, T: Pod, K> Consumer<'a, T, K> {
     /// Pops an item if one is ready now.
     #[inline]
     pub fn try_pop(&mut self) -> Result<T, PopError> {
+        self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
         self.available(1)?;
         let i = (self.head & (self.cap - 1)) as usize;
         // SAFETY: i < cap, and the slot lies between head and tail: the
@@ -826,8 +882,17 @@ impl<'a, T: Pod, K> Consumer<'a, T, K> {
             Err(PopError::Empty) => {}
             r => return r,
         }
-        let ctrl = self.ctrl;
-        block(&ctrl.not_empty, deadline, || match self.try_pop() {
+        // Before sleeping, after a departure and at each owner check: is
+        // the producer gone? Then look once more (its last item is
+        // published before it leaves).
+        let (ctrl, peers) = (self.ctrl, self.peers);
+        block_checked(&ctrl.not_empty, deadline, |check| match self.try_pop() {
+            Err(PopError::Empty) if self.ends.gone(End::Sender, &ctrl.ends, peers, check) => {
+                match self.try_pop() {
+                    Err(PopError::Empty) => Some(Err(PopError::Disconnected)),
+                    r => Some(r),
+                }
+            }
             Err(PopError::Empty) => None,
             r => Some(r),
         })
@@ -838,6 +903,7 @@ impl<'a, T: Pod, K> Consumer<'a, T, K> {
     /// their slots at once. Returns how many; fails with
     /// [`PopError::Empty`] only if none were ready and `out` is not empty.
     pub fn pop_slice(&mut self, out: &mut [T]) -> Result<usize, PopError> {
+        self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
         if out.is_empty() {
             return Ok(0);
         }
@@ -854,6 +920,23 @@ impl<'a, T: Pod, K> Consumer<'a, T, K> {
         }
         self.advance(n as u64);
         Ok(n)
+    }
+}
+
+impl<T: Pod, K> Consumer<'_, T, K> {
+    /// Records this handle as the queue's consumer now, rather than at its
+    /// first pop (see [`PopError::Disconnected`]).
+    pub fn declare(&self) {
+        self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
+    }
+}
+
+impl<T, K> Drop for Consumer<'_, T, K> {
+    /// Gives back the end this handle held and wakes the other side, so
+    /// that a producer set to fail without a consumer sees it at once.
+    fn drop(&mut self) {
+        let held = self.ends.release(&self.ctrl.ends, self.peers);
+        wake_others(held, &self.ctrl.not_empty, &self.ctrl.not_full);
     }
 }
 

@@ -292,18 +292,6 @@ impl Signal {
     }
 }
 
-/// Runs `attempt` until it returns `Some` or `deadline` passes (`None`):
-/// first as is, then in a brief spin, then sleeping on `signal` between
-/// attempts. `attempt` returns `None` for "would block" (full or empty).
-#[cold]
-pub(crate) fn block<R>(
-    signal: &Signal,
-    deadline: Option<&Deadline>,
-    mut attempt: impl FnMut() -> Option<R>,
-) -> Option<R> {
-    block_checked(signal, deadline, |_| attempt())
-}
-
 /// Makes the heavy side of the asymmetric barrier if `signal`'s notifiers
 /// may use the light side; returns whether a notifier that checks with a
 /// plain load is now sure to see what we wrote before (false if the kernel
@@ -313,7 +301,10 @@ pub(crate) fn heavy_if_light(signal: &Signal) -> bool {
     !signal.is_light() || crate::membarrier::heavy()
 }
 
-/// [`block`], where `attempt(true)` also looks for a dead peer that keeps
+/// Runs `attempt` until it returns `Some` or `deadline` passes (`None`):
+/// first as is, then in a brief spin, then sleeping on `signal` between
+/// attempts. `attempt` returns `None` for "would block" (full or empty);
+/// `attempt(true)` also looks for a dead peer that keeps
 /// the queue stuck (and repairs what it left). Such a check costs a system
 /// call or two, so it is made at most once per
 /// [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL) of waiting,

@@ -46,6 +46,15 @@ pub fn fork_generation() -> u32 {
     imp::fork_generation()
 }
 
+/// [`fork_generation`] without making sure the fork handler is installed:
+/// one relaxed load, for fast paths that compare it with a value that
+/// [`fork_generation`] returned earlier in this process (which installed
+/// the handler, so every later fork is counted).
+#[inline]
+pub(crate) fn fork_generation_seen() -> u32 {
+    imp::fork_generation_seen()
+}
+
 /// The token of the calling process in memory that has no peer table (see
 /// [`crate::peers::Local`]).
 #[inline]
@@ -162,6 +171,10 @@ mod imp {
     pub fn fork_generation() -> u32 {
         0
     }
+
+    pub fn fork_generation_seen() -> u32 {
+        0
+    }
 }
 
 #[cfg(all(not(loom), any(feature = "std", test)))]
@@ -249,6 +262,11 @@ mod imp {
         install_atfork();
         FORKS.load(Ordering::Relaxed)
     }
+
+    #[inline]
+    pub fn fork_generation_seen() -> u32 {
+        FORKS.load(Ordering::Relaxed)
+    }
 }
 
 #[cfg(all(not(loom), not(any(feature = "std", test))))]
@@ -304,6 +322,11 @@ mod imp {
     #[inline]
     pub fn fork_generation() -> u32 {
         install_atfork();
+        FORKS.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    pub fn fork_generation_seen() -> u32 {
         FORKS.load(Ordering::Relaxed)
     }
 }

@@ -28,7 +28,9 @@
 //! child lives. A `pthread_atfork` child handler therefore closes every
 //! slot-lock descriptor in the child (they are listed in a fixed table,
 //! [`FORK_CLOSE`]); the child claims a slot of its own the first time it
-//! needs one. A descriptor is opened and listed, and unlisted and closed,
+//! needs one — unless the parent's slot counts queue ends, in which case
+//! the prepare step claimed the child's slot for it, with a copy of those
+//! counts (see "End counts a forked child inherits" below). A descriptor is opened and listed, and unlisted and closed,
 //! under the registry lock that the handler's prepare step takes too, so
 //! a fork in another thread never lands between the two. Descriptors are `O_CLOEXEC`, so `exec` drops them too. A
 //! child made by a raw `clone` that skips `pthread_atfork` keeps its
@@ -50,7 +52,7 @@ use std::time::Duration;
 
 use shmipc_core::peers::{self, ClaimError, PeerInfo, PeerTable, SlotLocks};
 use shmipc_core::sync::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use shmipc_core::{Fate, Peers, Token};
+use shmipc_core::{End, Fate, Peers, Token};
 
 /// Where the slot locks start in the file's byte range: past any file this
 /// crate makes (segments are far smaller than a tebibyte), so the locks
@@ -227,6 +229,15 @@ pub(crate) struct Presence {
     claiming: AtomicU32,
     /// Why the last claim failed: 0, or a [`ClaimProblem`] code.
     problem: AtomicU64,
+    /// `(fork generation + 1) << 32 | base`: in that generation, handle
+    /// records made in generations `base..=` it (each `+ 1`) are counted
+    /// in our slot, because each fork since `base` copied its parent's
+    /// counts into the child's slot (see [`fork_prepare`]); 0 if none.
+    inherit: AtomicU64,
+    /// The fork generation + 1 in which our counts stopped going down: a
+    /// fork found no slot to copy them into for its child, which may hold
+    /// any of our handles (0: never). Late end-of-stream, never a false one.
+    pinned: AtomicU32,
 }
 
 // SAFETY: the table is atomics in shared memory; every other field is an
@@ -305,6 +316,8 @@ impl Presence {
             query: AtomicU64::new(0),
             claiming: AtomicU32::new(0),
             problem: AtomicU64::new(0),
+            inherit: AtomicU64::new(0),
+            pinned: AtomicU32::new(0),
         }
     }
 
@@ -509,7 +522,10 @@ impl Presence {
         }
     }
 
-    /// Releases our slot (the mapping is going away).
+    /// Releases our slot (the mapping is going away), unless our counts
+    /// are pinned: then its description stays open (and the slot ours)
+    /// for as long as this process lives, since a child we forked may
+    /// hold any of our handles and only this slot counts them.
     pub(crate) fn release(&self) {
         let s = self.state.load(Ordering::Acquire);
         if s != 0 && self.claimed().is_none() && self.listed.load(Ordering::Relaxed) == 0 {
@@ -521,7 +537,8 @@ impl Presence {
                 unsafe { libc::close(fd as RawFd - 1) };
             }
         }
-        if self.claimed().is_some() {
+        let pinned = self.pinned.load(Ordering::Relaxed) == peers::fork_generation() + 1;
+        if self.claimed().is_some() && !pinned {
             let fd = self.lock_fd.swap(0, Ordering::Relaxed);
             if fd != 0 {
                 // Closing the description drops its lock: we are gone.
@@ -560,6 +577,57 @@ impl Peers for Presence {
             }
         }
     }
+
+    /// Counts the end in our own slot (claiming one first if this process
+    /// has none here yet); not recorded without a judgeable slot.
+    fn add_end(&self, lane: u32, end: End) -> bool {
+        match self.me().slot() {
+            Some(slot) => self.table.add_end(slot, lane, end),
+            None => false,
+        }
+    }
+
+    /// Takes one count off our slot, unless a fork could not copy our
+    /// counts for its child (see `pinned`).
+    fn remove_end(&self, lane: u32, end: End) {
+        if self.pinned.load(Ordering::Relaxed) == peers::fork_generation() + 1 {
+            return;
+        }
+        if let Some(slot) = self.claimed().and_then(Token::slot) {
+            self.table.remove_end(slot, lane, end);
+        }
+    }
+
+    fn inherited(&self, generation: u64) -> bool {
+        let gen = u64::from(peers::fork_generation()) + 1;
+        let i = self.inherit.load(Ordering::Relaxed);
+        i >> 32 == gen
+            && self.claimed().is_some()
+            && (u64::from(i as u32)..=gen).contains(&generation)
+    }
+
+    fn ends_enter(&self) {
+        ends_gate_enter();
+    }
+
+    fn ends_exit(&self) {
+        ends_gate_exit();
+    }
+
+    /// A scan of the table: one `F_OFD_GETLK` per other slot that records
+    /// the end. Without a description to ask through, every recording slot
+    /// counts as alive.
+    fn end_alive(&self, lane: u32, end: End) -> bool {
+        let mine = self.claimed();
+        match self.judge_fd() {
+            Ok(fd) => self.table.end_alive(&FdLocks(fd), mine, lane, end),
+            Err(_) => (0..self.table.len()).any(|i| {
+                self.table
+                    .slot(i)
+                    .is_some_and(|s| s.end_count(lane, end) != 0)
+            }),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -581,11 +649,7 @@ fn install_fork_handlers() {
         // SAFETY: the handlers only use atomics and close/raw memory
         // operations, which is fine around fork.
         unsafe {
-            libc::pthread_atfork(
-                Some(registry_lock_for_fork),
-                Some(registry_unlock_after_fork),
-                Some(in_forked_child),
-            )
+            libc::pthread_atfork(Some(fork_prepare), Some(fork_parent), Some(in_forked_child))
         };
     });
 }
@@ -599,7 +663,250 @@ extern "C" fn in_forked_child() {
             unsafe { libc::close(v as RawFd - 1) };
         }
     }
+    adopt_in_child();
     registry_unlock_after_fork();
+    // The forking thread is the only one here, and it is in no change.
+    ENDS_GATE.store(0, Ordering::Relaxed);
+}
+
+// ---------------------------------------------------------------------------
+// End counts a forked child inherits
+// ---------------------------------------------------------------------------
+//
+// A handle recorded in the parent's slot is in the child's memory too; the
+// parent may drop its copy as soon as `fork` returns (`shmipc::fork(move
+// || ..)` does). So that no receiver sees the end gone in between, the
+// child's copies are counted before the fork: the prepare handler claims a
+// fresh slot for the child through a new description, copies the parent's
+// `ends` word into it, and the child handler adopts that slot as its own
+// (the parent handler closes the parent's copy of the description, so the
+// slot's locks live exactly as long as the child). Inherited handles then
+// count as recorded in the child (`Peers::inherited`), and dropping them
+// there takes the counts off the child's slot.
+
+/// The child is being forked: set while the prepare handler copies.
+const FORKING: u32 = 1 << 31;
+
+/// [`FORKING`], plus how many threads are changing end records now.
+static ENDS_GATE: AtomicU32 = AtomicU32::new(0);
+
+/// Enters a change of end records; waits while a fork copies them.
+///
+/// SYNC POINT: the Acquire compare-and-swap pairs with the Release
+/// `fetch_and` in [`fork_parent`] (a change after a fork sees what the
+/// fork did) and the Release `fetch_sub` in [`ends_gate_exit`] pairs with
+/// the Acquire loads in [`fork_prepare`] (the copy sees every finished
+/// change).
+fn ends_gate_enter() {
+    loop {
+        let v = ENDS_GATE.load(Ordering::Relaxed);
+        if v & FORKING != 0 {
+            std::thread::yield_now();
+            continue;
+        }
+        // SYNC POINT: Acquire (paired in the doc comment above).
+        if ENDS_GATE
+            .compare_exchange_weak(v, v + 1, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+    }
+}
+
+fn ends_gate_exit() {
+    // SYNC POINT: Release (paired in `ends_gate_enter`'s doc comment).
+    ENDS_GATE.fetch_sub(1, Ordering::Release);
+}
+
+/// How many mappings' counts one fork can copy. Beyond it (and when the
+/// table has no free slot) the parent's counts are pinned instead (see
+/// `Presence::pinned`), and the child's handles count from their first
+/// use.
+const PENDING_LEN: usize = 1024;
+
+/// A slot claimed for the child being forked.
+struct Pending {
+    presence: AtomicUsize,
+    /// The new description (open in the parent until the parent handler).
+    fd: AtomicU32,
+    token: AtomicU32,
+    /// The parent's fork generation + 1.
+    gen: AtomicU32,
+    /// The child's first generation (+ 1) whose records count in the slot.
+    base: AtomicU32,
+}
+
+static PENDING: [Pending; PENDING_LEN] = [const {
+    Pending {
+        presence: AtomicUsize::new(0),
+        fd: AtomicU32::new(0),
+        token: AtomicU32::new(0),
+        gen: AtomicU32::new(0),
+        base: AtomicU32::new(0),
+    }
+}; PENDING_LEN];
+static PENDING_USED: AtomicUsize = AtomicUsize::new(0);
+
+/// The prepare handler: no end record changes from here to the parent
+/// (child) handler, the registry is held, and every registered presence
+/// whose slot counts ends gets a slot for the child with a copy of them.
+///
+/// SYNC POINT: the Acquire loads of the gate pair with the Release in
+/// [`ends_gate_exit`] (paired in `ends_gate_enter`'s doc comment).
+extern "C" fn fork_prepare() {
+    ENDS_GATE.fetch_or(FORKING, Ordering::Relaxed);
+    // SYNC POINT: Acquire (paired in the doc comment above).
+    while ENDS_GATE.load(Ordering::Acquire) & !FORKING != 0 {
+        std::thread::yield_now();
+    }
+    registry_lock();
+    let len = REGISTRY_LEN_USED.load(Ordering::Relaxed);
+    let mut used = 0;
+    for e in &REGISTRY[..len] {
+        let p = e.presence.load(Ordering::Relaxed);
+        if p == 0 {
+            continue;
+        }
+        // SAFETY: a registered presence is valid until unregistered, which
+        // takes the registry lock we hold.
+        let presence: &Presence = unsafe { &*(p as *const Presence) };
+        if let Some((fd, token, gen, base)) = presence.copy_for_child(used < PENDING_LEN) {
+            let slot = &PENDING[used];
+            slot.presence.store(p, Ordering::Relaxed);
+            slot.fd.store(fd as u32, Ordering::Relaxed);
+            slot.token.store(token.raw(), Ordering::Relaxed);
+            slot.gen.store(gen, Ordering::Relaxed);
+            slot.base.store(base, Ordering::Relaxed);
+            used += 1;
+        }
+    }
+    PENDING_USED.store(used, Ordering::Relaxed);
+}
+
+/// The parent handler: the child has its copies (or the fork failed):
+/// close our descriptions of the child's slots, free the registry and let
+/// end records change again.
+///
+/// SYNC POINT: the Release `fetch_and` pairs with the Acquire
+/// compare-and-swap in [`ends_gate_enter`].
+extern "C" fn fork_parent() {
+    let used = PENDING_USED.swap(0, Ordering::Relaxed);
+    for slot in &PENDING[..used] {
+        // SAFETY: the description the prepare handler opened; the child
+        // has its own copy.
+        unsafe { libc::close(slot.fd.load(Ordering::Relaxed) as RawFd) };
+    }
+    registry_unlock_after_fork();
+    // SYNC POINT: Release (paired in the doc comment above).
+    ENDS_GATE.fetch_and(!FORKING, Ordering::Release);
+}
+
+/// In the child: adopt the slots the prepare handler claimed for us.
+fn adopt_in_child() {
+    let used = PENDING_USED.swap(0, Ordering::Relaxed);
+    for slot in &PENDING[..used] {
+        let p = slot.presence.load(Ordering::Relaxed);
+        // SAFETY: registered when the prepare handler ran, and nothing of
+        // the parent's unregistering can run in the child.
+        let presence: &Presence = unsafe { &*(p as *const Presence) };
+        presence.adopt(
+            slot.fd.load(Ordering::Relaxed) as RawFd,
+            slot.token.load(Ordering::Relaxed),
+            slot.gen.load(Ordering::Relaxed),
+            slot.base.load(Ordering::Relaxed),
+        );
+    }
+}
+
+impl Presence {
+    /// In the prepare handler: if our slot counts ends, claims a slot for
+    /// the child through a new description and copies the counts into it.
+    /// Returns `(fd, token, our generation + 1, the child's base)`; `None`
+    /// if there is nothing to copy, or no slot to copy into (`room` is
+    /// false, the table is full, the kernel refused): then our counts are
+    /// pinned (never go down while we live), and the child's handles count
+    /// from their first use there.
+    fn copy_for_child(&self, room: bool) -> Option<(RawFd, Token, u32, u32)> {
+        let s = self.state.load(Ordering::Acquire);
+        if s == 0 || !self.writable {
+            return None;
+        }
+        // A claimed state means the fork handlers of `tid` are installed,
+        // so asking for the generation registers nothing.
+        let gen = peers::fork_generation() + 1;
+        if s >> 32 != u64::from(gen) {
+            return None;
+        }
+        let mine = Token::from_raw(s as u32)?.slot()?;
+        let ends = self.table.ends_word(mine);
+        if ends == 0 {
+            return None;
+        }
+        let pin = || {
+            self.pinned.store(gen, Ordering::Relaxed);
+            None
+        };
+        if !room {
+            return pin();
+        }
+        let Ok(fd) = reopen(self.map_fd, true) else {
+            return pin();
+        };
+        let start = (mine + 1) % self.table.len().max(1);
+        match self.table.claim(&FdLocks(fd), start, my_info()) {
+            Ok(token) => {
+                let Some(slot) = token.slot() else {
+                    // SAFETY: ours, unused.
+                    unsafe { libc::close(fd) };
+                    return pin();
+                };
+                self.table.set_ends_word(slot, ends);
+                let i = self.inherit.load(Ordering::Relaxed);
+                let base = if i >> 32 == u64::from(gen) {
+                    i as u32
+                } else {
+                    gen
+                };
+                Some((fd, token, gen, base))
+            }
+            Err(_) => {
+                // SAFETY: ours, unused.
+                unsafe { libc::close(fd) };
+                pin()
+            }
+        }
+    }
+
+    /// In the child handler: make the slot the prepare handler claimed
+    /// through `fd` ours (`gen` is the parent's generation + 1).
+    ///
+    /// SYNC POINT: the Release store of `state`, as in
+    /// [`Self::claim_locked`].
+    fn adopt(&self, fd: RawFd, token: u32, gen: u32, base: u32) {
+        let old = self.lock_fd.load(Ordering::Relaxed);
+        if old != 0 && self.listed.load(Ordering::Relaxed) == 0 {
+            // The parent's slot description, unlisted (so not closed by
+            // the loop before us): our copy would keep the parent alive.
+            // SAFETY: an inherited descriptor nobody else here uses;
+            // close is async-signal-safe.
+            unsafe { libc::close(old as RawFd - 1) };
+        }
+        self.lock_fd.store(fd as u32 + 1, Ordering::Relaxed);
+        self.listed
+            .store(u32::from(fork_close_add(fd)), Ordering::Relaxed);
+        if let Some(slot) = Token::from_raw(token).and_then(Token::slot) {
+            // SAFETY: getpid cannot fail.
+            self.table.set_pid(slot, unsafe { libc::getpid() } as u32);
+        }
+        self.problem.store(0, Ordering::Relaxed);
+        let child = u64::from(gen) + 1;
+        self.inherit
+            .store(child << 32 | u64::from(base), Ordering::Relaxed);
+        // SYNC POINT: Release (paired in `claim_locked`'s doc comment).
+        self.state
+            .store(child << 32 | u64::from(token), Ordering::Release);
+    }
 }
 
 /// Opens a new description of `map_fd`'s file for slot locks, and lists it
@@ -706,10 +1013,6 @@ fn registry_lock() {
 fn registry_unlock() {
     // SYNC POINT: Release (paired in the doc comment above).
     REGISTRY_LOCK.store(0, Ordering::Release);
-}
-
-extern "C" fn registry_lock_for_fork() {
-    registry_lock();
 }
 
 extern "C" fn registry_unlock_after_fork() {

@@ -103,6 +103,15 @@ impl ByteQueue {
         self.0.owner().name()
     }
 
+    /// Whether a send that finds the queue full and no live receiver fails
+    /// with [`SendError`](shmipc_core::SendError)`::Disconnected` (`true`)
+    /// or keeps waiting for room (`false`, the default: a queue may outlive
+    /// its consumers). A receiver is a handle that has received. Only a
+    /// send that would block looks.
+    pub fn fail_sends_without_receiver(self, on: bool) -> Self {
+        ByteQueue(self.0.fail_sends_without_receiver(on))
+    }
+
     /// Receives the next message into a new `Vec`, sleeping while there is
     /// none.
     pub fn recv_vec(&self) -> std::result::Result<Vec<u8>, RecvError> {

@@ -6,7 +6,9 @@ use std::fmt;
 use std::time::Duration;
 
 use shmipc_core::bytes::ByteQueue as CoreByteQueue;
-use shmipc_core::{BytesConfig, QueueError, ReadGrant, RecvError, SendError, Token, WriteGrant};
+use shmipc_core::{
+    BytesConfig, End, QueueError, ReadGrant, RecvError, SendError, Token, WriteGrant,
+};
 
 use super::roles::{release_role, Roles, ROLES_SIZE};
 use super::{check_bytes, object, take_vec};
@@ -56,8 +58,12 @@ impl Side {
 /// Each end is claimed by one process at a time, like the roles of an
 /// [`SpscQueue`](crate::SpscQueue): [`Pipe::create`] makes the segment and
 /// returns end A, [`Pipe::open`] claims end B, and a third claimant gets
-/// [`Error::RoleTaken`]. Dropping a [`PipeEnd`] gives its end back (it does
-/// not close the pipe); an end whose holder died can be claimed again.
+/// [`Error::RoleTaken`]. Dropping a [`PipeEnd`] gives its end back and
+/// ends the stream: the other end, once it has received everything, gets
+/// [`RecvError::Disconnected`] (as when the holder dies or is killed), and
+/// its sends that would block get [`SendError::Disconnected`]; the rings
+/// stay open, and an end given back, or whose holder died, can be claimed
+/// again.
 ///
 /// [`Pipe::anon`] makes both ends at once in an anonymous mapping, for a
 /// parent and the child it forks. A pipe is made and found through
@@ -217,6 +223,18 @@ impl PipeEnd {
             Side::A => (r0, r1),
             Side::B => (r1, r0),
         };
+        // Each ring is a lane of the mapping's endpoint records: ring 0
+        // carries A's sends, ring 1 B's. A send with nobody left to receive
+        // is a broken pipe; a claimed end is known to the other at once,
+        // an anonymous one (which a parent hands to the child it forks)
+        // from its first send or receive.
+        let (mut tx, mut rx) = (tx.fail_sends_without_receiver(true), rx);
+        tx.set_lane(side.index() as u32);
+        rx.set_lane(side.other().index() as u32);
+        if claim.is_some() {
+            tx.declare(End::Sender);
+            rx.declare(End::Receiver);
+        }
         Ok(PipeEnd {
             tx,
             rx,
@@ -251,7 +269,9 @@ impl PipeEnd {
     /// Closes the pipe, both ways: sends from either end fail with
     /// [`SendError::Closed`], and each end receives what was already sent
     /// to it, then [`RecvError::Closed`] (Python's `EOFError`). Sleepers at
-    /// both ends wake. Dropping an end does not close the pipe.
+    /// both ends wake. Dropping an end (or its holder's death) does not
+    /// close the rings, but the other end then sees end-of-stream:
+    /// [`RecvError::Disconnected`] once drained.
     pub fn close(&self) {
         // Incoming first: a peer that sees our outgoing ring closed (its
         // receive reports Closed) then also finds its own sends refused.
@@ -351,7 +371,9 @@ impl PipeEnd {
     /// Waits at most `timeout` until a receive would not block: a message
     /// is ready, or the pipe is closed and drained (then the receive
     /// reports [`RecvError::Closed`], as Python's `poll` is true at end of
-    /// file). Takes nothing. A zero timeout just looks.
+    /// file), or the other end is gone and everything is received
+    /// ([`RecvError::Disconnected`]; a zero timeout does not look for
+    /// that). Takes nothing. A zero timeout just looks.
     pub fn poll(&self, timeout: Duration) -> bool {
         !matches!(
             self.rx.poll_timeout(timeout),

@@ -107,6 +107,15 @@ impl<T: Pod> Queue<T> {
         self.0.owner().name()
     }
 
+    /// Whether a push that finds the queue full and no live consumer fails
+    /// with [`PushError`](shmipc_core::PushError)`::Disconnected` (`true`)
+    /// or keeps waiting for room (`false`, the default: a queue may outlive
+    /// its consumers, and one may come later). A consumer is a handle that
+    /// has popped. Only a push that would block looks.
+    pub fn fail_sends_without_receiver(self, on: bool) -> Self {
+        Queue(self.0.fail_sends_without_receiver(on))
+    }
+
     /// Test support: a push that runs `pause` between claiming its slot
     /// and filling it (a window for tests to kill the process in).
     #[cfg(feature = "fault-injection")]

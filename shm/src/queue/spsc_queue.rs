@@ -76,7 +76,9 @@ pub struct SpscQueue<T: Pod> {
 }
 
 /// The producer role of an [`SpscQueue`]: the core's producer, owning the
-/// mapping and the role. Dropping it gives the role back.
+/// mapping and the role. Dropping it gives the role back, and the
+/// consumer, once drained, gets `PopError::Disconnected` (end-of-stream, as
+/// when the producer dies) until another producer claims the role.
 pub type SpscProducer<T> = Producer<'static, T, HeldRole>;
 
 /// The consumer role of an [`SpscQueue`]: the core's consumer, owning the
@@ -199,8 +201,15 @@ impl<T: Pod> SpscQueue<T> {
         // SAFETY: the ring stays mapped while the handle's clone of the
         // mapping (in `held`) lives; the role claim makes this the only
         // producer. The core checks the control block.
-        unsafe { Spsc::<T>::attach_producer_owned(ptr, len, held) }
-            .map_err(|e| Error::from_queue(self.label(), e))
+        let p = unsafe { Spsc::<T>::attach_producer_owned(ptr, len, held) }
+            .map_err(|e| Error::from_queue(self.label(), e))?;
+        // A claimed producer is known to the consumer at once (so that its
+        // death is end-of-stream even if it sent nothing); an anonymous
+        // one, which a parent hands to a child, from its first push.
+        if claim.is_some() {
+            p.declare();
+        }
+        Ok(p)
     }
 
     /// The consumer handle, holding `claim` (as for the producer).
@@ -208,8 +217,12 @@ impl<T: Pod> SpscQueue<T> {
         let (ptr, len) = self.ring();
         let held = HeldRole::new(self.memory.clone(), CONSUMER, claim);
         // SAFETY: as in producer_handle, for the one consumer.
-        unsafe { Spsc::<T>::attach_consumer_owned(ptr, len, held) }
-            .map_err(|e| Error::from_queue(self.label(), e))
+        let c = unsafe { Spsc::<T>::attach_consumer_owned(ptr, len, held) }
+            .map_err(|e| Error::from_queue(self.label(), e))?;
+        if claim.is_some() {
+            c.declare();
+        }
+        Ok(c)
     }
 
     /// The normalised name, or `None` for an anonymous queue.

@@ -129,6 +129,22 @@ impl MessageError {
         )
     }
 
+    /// Whether the other side is gone: a receive found the queue or pipe
+    /// empty with every sender gone (end of stream, Python's `EOFError`),
+    /// or a send found no receiver left.
+    pub fn is_disconnected(&self) -> bool {
+        matches!(
+            self,
+            MessageError::Send {
+                error: SendError::Disconnected,
+                ..
+            } | MessageError::Recv {
+                error: RecvError::Disconnected,
+                ..
+            }
+        )
+    }
+
     /// Whether a `try_` (or `_nowait`) call found nothing to take, or no
     /// room.
     pub fn is_empty_or_full(&self) -> bool {

@@ -1,0 +1,194 @@
+//! End-of-stream across `fork`, beyond `attack_ends.rs`: a handle recorded
+//! in the parent and dropped by the parent right after the fork is counted
+//! for the child before the fork returns — through a raw `libc::fork` too
+//! (the copy is made by `pthread_atfork` handlers, not by `shmipc::fork`),
+//! through a grandchild, and, when the peer table has no slot left for the
+//! child, by the parent's count staying (late end-of-stream, never a false
+//! one).
+
+mod common;
+
+use std::time::Duration;
+
+use common::join;
+use shmipc::{
+    fork, Event, ExitStatus, Named, Options, Pipe, PopError, Queue, RecvError, RingConfig, Shared,
+    Unlinker,
+};
+
+const PATIENCE: Duration = Duration::from_secs(10);
+/// Several owner check intervals (50 ms each): a receiver that would
+/// wrongly report end-of-stream has done so by then.
+const SEVERAL_CHECKS: Duration = Duration::from_millis(400);
+const LONG: Duration = Duration::from_secs(30);
+
+/// Waits for a raw-forked child and returns its exit code (-1 if it did
+/// not exit normally).
+fn wait_raw(pid: libc::pid_t) -> i32 {
+    let mut status = 0;
+    // SAFETY: our own child; `status` is ours to fill.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(r, pid, "waitpid({pid})");
+    if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    }
+}
+
+/// A named pipe end (recorded when opened) in a child made by a raw
+/// `libc::fork`; the parent drops its copy at once.
+#[test]
+fn a_pipe_end_handed_over_by_a_raw_fork_is_not_end_of_stream() {
+    let names = Unlinker::new("fork-ends-raw");
+    let name = names.name("p");
+    let a = Pipe::create(&name, shmipc::BytesConfig::new(4096, 256)).unwrap();
+    let b = Pipe::open(&name).unwrap();
+    let go = Shared::<Event>::anon(()).unwrap();
+    // SAFETY: the child only waits on shared memory, sends and `_exit`s.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        let code = if !go.wait_timeout(LONG) {
+            4
+        } else if b.send(b"raw").is_err() {
+            5
+        } else {
+            0
+        };
+        // SAFETY: leaves the child without running the parent's destructors.
+        unsafe { libc::_exit(code) };
+    }
+    drop(b);
+    assert_eq!(
+        a.recv_vec_timeout(SEVERAL_CHECKS).err(),
+        Some(RecvError::Timeout),
+        "false end-of-stream: the raw-forked child holds end B"
+    );
+    go.set();
+    assert_eq!(a.recv_vec_timeout(LONG).unwrap(), b"raw");
+    assert_eq!(wait_raw(pid), 0);
+    assert_eq!(
+        a.recv_vec_timeout(PATIENCE).err(),
+        Some(RecvError::Disconnected),
+        "the child exited: now the stream is over"
+    );
+}
+
+/// A producer that pushed in the parent goes to a child, which hands it on
+/// to a grandchild without using it and keeps running: only the
+/// grandchild holds it then (the child's count went with its drop).
+#[test]
+fn a_producer_handed_on_to_a_grandchild_is_not_end_of_stream() {
+    let names = Unlinker::new("fork-ends-grand");
+    let name = names.name("q");
+    let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
+    let tx = Queue::<u32>::open(&name).unwrap();
+    tx.push(1).unwrap();
+    let go = Shared::<Event>::anon(()).unwrap();
+    let handed = Shared::<Event>::anon(()).unwrap();
+    let (go_ref, handed_ref) = (&go, &handed);
+    let mut child = fork(move || {
+        let grandchild = fork(move || {
+            if !go_ref.wait_timeout(LONG) {
+                return 4;
+            }
+            match tx.push(2) {
+                Ok(()) => 0,
+                Err(_) => 5,
+            }
+        });
+        let Ok(mut grandchild) = grandchild else {
+            return 6;
+        };
+        // The child's copy of `tx` is dropped now.
+        handed_ref.set();
+        match grandchild.join() {
+            Ok(ExitStatus::Code(c)) => c,
+            _ => 7,
+        }
+    })
+    .unwrap();
+    assert_eq!(q.pop_timeout(LONG), Ok(1));
+    assert!(handed.wait_timeout(LONG));
+    assert_eq!(
+        q.pop_timeout(SEVERAL_CHECKS),
+        Err(PopError::Timeout),
+        "false end-of-stream: the grandchild holds the producer"
+    );
+    go.set();
+    assert_eq!(q.pop_timeout(LONG), Ok(2));
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    assert_eq!(q.pop_timeout(PATIENCE), Err(PopError::Disconnected));
+}
+
+/// A full peer table leaves no slot to copy the parent's counts into for
+/// its child: the parent's count must then stay, so the consumer waits
+/// (for as long as the parent lives: late, never false).
+#[test]
+fn with_no_slot_for_the_child_the_parents_count_stays() {
+    const SLOTS: u32 = 2;
+    let names = Unlinker::new("fork-ends-full");
+    let name = names.name("q");
+    let opts = Options::default().peer_slots(SLOTS);
+    // The creator's handle and the producer's hold both slots.
+    let q = Queue::<u32>::create_with(&name, RingConfig::new(8), &opts).unwrap();
+    let tx = Queue::<u32>::open(&name).unwrap();
+    tx.push(1).unwrap();
+    let go = Shared::<Event>::anon(()).unwrap();
+    let go_ref = &go;
+    let mut child = fork(move || {
+        if !go_ref.wait_timeout(LONG) {
+            return 4;
+        }
+        match tx.push(2) {
+            Ok(()) => 0,
+            Err(_) => 5,
+        }
+    })
+    .unwrap();
+    assert_eq!(q.pop_timeout(LONG), Ok(1));
+    assert_eq!(
+        q.pop_timeout(SEVERAL_CHECKS),
+        Err(PopError::Timeout),
+        "false end-of-stream: the child holds the producer"
+    );
+    go.set();
+    assert_eq!(q.pop_timeout(LONG), Ok(2));
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+}
+
+/// The price, as with inherited Unix descriptors: the child also holds its
+/// copy of the end the parent kept, so the parent's drop alone does not
+/// end the child's stream (the child's copy counts until it exits); the
+/// parent's `close()` does, at once.
+#[test]
+fn a_child_counts_the_end_its_parent_kept_until_the_parent_closes() {
+    let names = Unlinker::new("fork-ends-kept");
+    let (n1, n2) = (names.name("p1"), names.name("p2"));
+    let config = shmipc::BytesConfig::new(4096, 256);
+    let (a1, b1) = (Pipe::create(&n1, config).unwrap(), Pipe::open(&n1).unwrap());
+    let (a2, b2) = (Pipe::create(&n2, config).unwrap(), Pipe::open(&n2).unwrap());
+    let go = Shared::<Event>::anon(()).unwrap();
+    let go_ref = &go;
+    let mut child = fork(move || {
+        if !go_ref.wait_timeout(LONG) {
+            return 4;
+        }
+        // a1 was dropped by the parent, but the child's own copy of it
+        // (inherited, unreachable) still counts.
+        if b1.recv_vec_timeout(SEVERAL_CHECKS).err() != Some(RecvError::Timeout) {
+            return 5;
+        }
+        // a2 was closed by the parent.
+        if b2.recv_vec_timeout(PATIENCE).err() != Some(RecvError::Closed) {
+            return 6;
+        }
+        0
+    })
+    .unwrap();
+    drop(a1);
+    a2.close();
+    go.set();
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+}
