@@ -138,7 +138,7 @@ pub use shmipc_core::sync::{AtomicU32, AtomicU64};
 pub use shmipc_core::{
     Barrier, BarrierError, BytesConfig, CondGuard, Condition, Deadline, Event, LayoutError, Lock,
     LockError, LockGuard, PopError, PushError, ReadGrant, RecvError, RingConfig, Semaphore,
-    SemaphoreError, SendError, SharedObject, WriteGrant,
+    SemaphoreError, SendError, SharedObject, WaitStrategy, WriteGrant,
 };
 
 /// Removes the segment name `name` (with or without its leading slash).

@@ -151,6 +151,7 @@ use crate::futex::Deadline;
 use crate::lock::{Lock, LockError, LockGuard};
 use crate::peers::{self, Peers, Token};
 use crate::place::{LayoutError, Rule};
+use crate::queue::WaitStrategy;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
     block_checked, control, round_up, CachePadded, ControlHeader, Keep, QueueError, QueueKind,
@@ -456,6 +457,8 @@ pub struct ByteQueue<'a, K = Keep> {
     max: u64,
     /// Who we are, and who is dead, among the processes sharing the memory.
     peers: &'a dyn Peers,
+    /// How this handle's blocking calls wait.
+    wait: WaitStrategy,
     /// What keeps the memory alive (see [`Keep`]).
     _keep: K,
 }
@@ -474,6 +477,7 @@ impl<K: Clone> Clone for ByteQueue<'_, K> {
             cap: self.cap,
             max: self.max,
             peers: self.peers,
+            wait: self.wait,
             _keep: self._keep.clone(),
         }
     }
@@ -623,6 +627,7 @@ impl<'a> ByteQueue<'a> {
             cap: config.capacity as u64,
             max: config.max_message as u64,
             peers: peers::resolve(ptr as usize),
+            wait: WaitStrategy::DEFAULT,
             _keep: Keep,
         }
     }
@@ -705,6 +710,7 @@ impl<'a> ByteQueue<'a> {
             cap: cap as u64,
             max: config.max_message as u64,
             peers: &peers::LOCAL,
+            wait: WaitStrategy::DEFAULT,
             _keep: keep,
         }
     }
@@ -731,6 +737,7 @@ impl<'a> ByteQueue<'a> {
             cap: q.cap,
             max: q.max,
             peers: q.peers,
+            wait: q.wait,
             _keep: owner,
         })
     }
@@ -742,6 +749,8 @@ impl<'a, K> ByteQueue<'a, K> {
     pub fn owner(&self) -> &K {
         &self._keep
     }
+
+    wait_strategy_methods!();
 
     /// Bytes in the data ring.
     pub fn capacity(&self) -> usize {
@@ -1038,11 +1047,11 @@ impl<'a, K> ByteQueue<'a, K> {
             Err(SendError::Full) => {}
             r => return r,
         }
-        block_checked(&self.ctrl.not_full, deadline, |check| {
-            match self.try_reserve_inner(len, Wait::Until(deadline), check) {
-                Err(SendError::Full) => None,
-                r => Some(r),
-            }
+        block_checked(&self.ctrl.not_full, self.wait, deadline, |check| match self
+            .try_reserve_inner(len, Wait::Until(deadline), check)
+        {
+            Err(SendError::Full) => None,
+            r => Some(r),
         })
         .unwrap_or(Err(SendError::Timeout))
     }
@@ -1210,12 +1219,15 @@ impl<'a, K> ByteQueue<'a, K> {
             Err(RecvError::Empty) => {}
             r => return r,
         }
-        block_checked(&self.ctrl.not_empty, deadline, |check| {
-            match self.try_claim(room, Wait::Until(deadline), check) {
+        block_checked(
+            &self.ctrl.not_empty,
+            self.wait,
+            deadline,
+            |check| match self.try_claim(room, Wait::Until(deadline), check) {
                 Err(RecvError::Empty) => None,
                 r => Some(r),
-            }
-        })
+            },
+        )
         .unwrap_or(Err(RecvError::Timeout))
     }
 

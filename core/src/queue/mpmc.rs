@@ -150,6 +150,7 @@ use bytemuck::Pod;
 use crate::futex::Deadline;
 use crate::peers::{self, Peers, Token};
 use crate::place::LayoutError;
+use crate::queue::WaitStrategy;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
     block_checked, control, round_up, CachePadded, Cell, Cells, ControlHeader, Keep, Life,
@@ -328,6 +329,8 @@ pub struct Mpmc<'a, T, K = Keep> {
     cap: u64,
     /// Who we are, and who is dead, among the processes sharing the memory.
     peers: &'a dyn Peers,
+    /// How this handle's blocking calls wait.
+    wait: WaitStrategy,
     /// What keeps the memory alive (see [`Keep`]).
     _keep: K,
     _life: Life<'a, T>,
@@ -347,6 +350,7 @@ impl<T, K: Clone> Clone for Mpmc<'_, T, K> {
             cells: self.cells,
             cap: self.cap,
             peers: self.peers,
+            wait: self.wait,
             _keep: self._keep.clone(),
             _life: PhantomData,
         }
@@ -457,6 +461,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             cells,
             cap: cap as u64,
             peers: peers::resolve(ptr as usize),
+            wait: WaitStrategy::DEFAULT,
             _keep: Keep,
             _life: PhantomData,
         }
@@ -533,6 +538,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             cells: unsafe { Cells::new(cells_ptr) },
             cap: cap as u64,
             peers: &peers::LOCAL,
+            wait: WaitStrategy::DEFAULT,
             _keep: keep,
             _life: PhantomData,
         }
@@ -560,6 +566,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             cells: q.cells,
             cap: q.cap,
             peers: q.peers,
+            wait: q.wait,
             _keep: owner,
             _life: PhantomData,
         })
@@ -572,6 +579,8 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     pub fn owner(&self) -> &K {
         &self._keep
     }
+
+    wait_strategy_methods!();
 
     /// How many items the queue holds when full.
     pub fn capacity(&self) -> usize {
@@ -1179,11 +1188,11 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         deadline: Option<&Deadline>,
         pause: impl FnOnce(),
     ) -> Result<(), PushError> {
-        let pos = block_checked(&self.ctrl.not_full, deadline, |check| {
-            match self.claim_push(check) {
-                Err(PushError::Full) => None,
-                r => Some(r),
-            }
+        let pos = block_checked(&self.ctrl.not_full, self.wait, deadline, |check| match self
+            .claim_push(check)
+        {
+            Err(PushError::Full) => None,
+            r => Some(r),
         })
         .unwrap_or(Err(PushError::Timeout))?;
         pause();
@@ -1199,12 +1208,15 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         deadline: Option<&Deadline>,
         pause: impl FnOnce(),
     ) -> Result<T, PopError> {
-        let pos = block_checked(&self.ctrl.not_empty, deadline, |check| {
-            match self.claim_pop(check) {
+        let pos = block_checked(
+            &self.ctrl.not_empty,
+            self.wait,
+            deadline,
+            |check| match self.claim_pop(check) {
                 Err(PopError::Empty) => None,
                 r => Some(r),
-            }
-        })
+            },
+        )
         .unwrap_or(Err(PopError::Timeout))?;
         pause();
         self.take(pos)
@@ -1279,11 +1291,11 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
             Err(PushError::Full) => {}
             r => return r,
         }
-        block_checked(&self.ctrl.not_full, deadline, |check| {
-            match self.push_inner(item, check) {
-                Err(PushError::Full) => None,
-                r => Some(r),
-            }
+        block_checked(&self.ctrl.not_full, self.wait, deadline, |check| match self
+            .push_inner(item, check)
+        {
+            Err(PushError::Full) => None,
+            r => Some(r),
         })
         .unwrap_or(Err(PushError::Timeout))
     }
@@ -1309,12 +1321,15 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
             Err(PopError::Empty) => {}
             r => return r,
         }
-        block_checked(&self.ctrl.not_empty, deadline, |check| {
-            match self.pop_inner(check) {
+        block_checked(
+            &self.ctrl.not_empty,
+            self.wait,
+            deadline,
+            |check| match self.pop_inner(check) {
                 Err(PopError::Empty) => None,
                 r => Some(r),
-            }
-        })
+            },
+        )
         .unwrap_or(Err(PopError::Timeout))
     }
 }

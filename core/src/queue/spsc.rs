@@ -83,6 +83,7 @@ use bytemuck::Pod;
 
 use crate::futex::Deadline;
 use crate::place::LayoutError;
+use crate::queue::WaitStrategy;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
     block, control, heavy_if_light, round_up, CachePadded, Cell, Cells, ControlHeader, Keep, Life,
@@ -476,6 +477,8 @@ pub struct Producer<'a, T, K = Keep> {
     /// it may publish again, since a line the producer drew is one the
     /// consumer does not look at (module docs, "Closing").
     ended: bool,
+    /// How this handle's blocking calls wait.
+    wait: WaitStrategy,
     /// What keeps the memory alive (see [`Keep`]).
     _keep: K,
     _life: Life<'a, T>,
@@ -501,12 +504,15 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
             tail: ctrl.tail.load(Ordering::Relaxed),
             head: ctrl.head.load(Ordering::Acquire),
             ended: ctrl.line().is_some(),
+            wait: WaitStrategy::DEFAULT,
             _keep: keep,
             _life: PhantomData,
         }
     }
 
     ring_state!();
+
+    wait_strategy_methods!();
 
     /// Test support: whether this handle's notifies check for sleepers
     /// with a plain load (the light side of the asymmetric barrier,
@@ -621,9 +627,11 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
             r => return r,
         }
         let ctrl = self.ctrl;
-        block(&ctrl.not_full, deadline, || match self.try_push(item) {
-            Err(PushError::Full) => None,
-            r => Some(r),
+        block(&ctrl.not_full, self.wait, deadline, || {
+            match self.try_push(item) {
+                Err(PushError::Full) => None,
+                r => Some(r),
+            }
         })
         .unwrap_or(Err(PushError::Timeout))
     }
@@ -676,6 +684,8 @@ pub struct Consumer<'a, T, K = Keep> {
     /// The close's line once decided (`u64::MAX` before): items at or
     /// beyond it are never handed out.
     line: u64,
+    /// How this handle's blocking calls wait.
+    wait: WaitStrategy,
     /// What keeps the memory alive (see [`Keep`]).
     _keep: K,
     _life: Life<'a, T>,
@@ -701,12 +711,15 @@ impl<'a, T: Pod, K> Consumer<'a, T, K> {
             head: ctrl.head.load(Ordering::Relaxed),
             tail: ctrl.tail.load(Ordering::Acquire).min(line),
             line,
+            wait: WaitStrategy::DEFAULT,
             _keep: keep,
             _life: PhantomData,
         }
     }
 
     ring_state!();
+
+    wait_strategy_methods!();
 
     /// Re-reads the producer's position (cut at the close's line).
     #[inline]
@@ -825,9 +838,11 @@ impl<'a, T: Pod, K> Consumer<'a, T, K> {
             r => return r,
         }
         let ctrl = self.ctrl;
-        block(&ctrl.not_empty, deadline, || match self.try_pop() {
-            Err(PopError::Empty) => None,
-            r => Some(r),
+        block(&ctrl.not_empty, self.wait, deadline, || {
+            match self.try_pop() {
+                Err(PopError::Empty) => None,
+                r => Some(r),
+            }
         })
         .unwrap_or(Err(PopError::Timeout))
     }

@@ -5,7 +5,7 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use shmipc_core::bytes::ByteQueue as CoreByteQueue;
-use shmipc_core::{BytesConfig, QueueError, RecvError};
+use shmipc_core::{BytesConfig, QueueError, RecvError, WaitStrategy};
 
 use super::{check_bytes, object, take_vec};
 use crate::error::{Error, Result};
@@ -101,6 +101,18 @@ impl ByteQueue {
     /// The normalised name, or `None` for an anonymous queue.
     pub fn name(&self) -> Option<&str> {
         self.0.owner().name()
+    }
+
+    /// How this handle's blocking calls wait
+    /// ([`WaitStrategy::DEFAULT`] until set).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.0.wait_strategy()
+    }
+
+    /// Sets how this handle's blocking calls wait (see [`WaitStrategy`]);
+    /// other handles of the same queue keep theirs.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.0.set_wait_strategy(strategy);
     }
 
     /// Receives the next message into a new `Vec`, sleeping while there is
