@@ -179,6 +179,25 @@ enum Claim {
     Stale,
 }
 
+/// The errors a claim can end a push or a pop with ([`Mpmc::claim_at`]
+/// serves both).
+trait ClaimFailure {
+    /// The queue's memory broke a rule.
+    const CORRUPTED: Self;
+    /// The close came before the claim took effect.
+    const CLOSED: Self;
+}
+
+impl ClaimFailure for PushError {
+    const CORRUPTED: Self = PushError::Corrupted;
+    const CLOSED: Self = PushError::Closed;
+}
+
+impl ClaimFailure for PopError {
+    const CORRUPTED: Self = PopError::Corrupted;
+    const CLOSED: Self = PopError::Closed;
+}
+
 /// How many times one push or pop retries after losing a race before it
 /// reports corruption. Every retry means another thread made progress, so
 /// only a peer rewriting the positions in a loop gets anywhere near this.
@@ -727,7 +746,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
                 let prev = pos.wrapping_sub(self.cap);
                 if claims(owner, CONSUMER, prev) || (pos < self.cap && owner == 0) {
                     // Free for `pos` and unclaimed: claim it.
-                    match self.claim_push_at(meta, pos, owner, me)? {
+                    match self.claim_at(PRODUCER, meta, pos, owner, me)? {
                         Claim::Taken => return Ok(pos),
                         Claim::Lost => continue,
                         Claim::Stale => {
@@ -781,20 +800,25 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         Err(PushError::Corrupted)
     }
 
-    /// Claims position `pos`, whose slot we read free for it with owner
-    /// word `owner`. The owner CAS is the claim; it names us, so a death
-    /// from here on is found by whoever waits on the slot.
+    /// Claims position `pos` for `role` ([`PRODUCER`]: the slot read free
+    /// for `pos`; [`CONSUMER`]: it read full at `pos`), its owner word
+    /// read as `owner`. The owner CAS is the claim; it names us, so a death
+    /// from here on is found by whoever waits on the slot. One routine for
+    /// both sides: they differ only in the sequence the claim must still
+    /// see, how a stale claim is undone, and which position it advances.
     #[inline]
-    fn claim_push_at(
+    fn claim_at<E: ClaimFailure>(
         &self,
+        role: u64,
         meta: &Meta,
         pos: u64,
         owner: u64,
         me: Token,
-    ) -> Result<Claim, PushError> {
-        let mine = owner_word(PRODUCER, pos, me);
-        // SYNC POINT: AcqRel: one claimant per position; pairs with the
-        // Acquire owner loads of other claimants.
+    ) -> Result<Claim, E> {
+        let push = role == PRODUCER;
+        let mine = owner_word(role, pos, me);
+        // SYNC POINT: AcqRel: one claimant per position and lap; pairs
+        // with the Acquire owner loads of other claimants.
         if meta
             .owner
             .compare_exchange(owner, mine, Ordering::AcqRel, Ordering::Relaxed)
@@ -805,22 +829,32 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         // The owner word keeps 32 bits of the position: if we stood still
         // for 2^32 positions between reading the sequence and our CAS, the
         // word we replaced may be a later lap's. The sequence has all 64
-        // bits: it must still say "free for pos". (Not under loom: its
-        // models never come near 2^32 positions, and every extra load
-        // multiplies the interleavings it explores.)
-        if cfg!(not(loom)) && meta.seq.load(Ordering::Acquire) != pos {
-            self.abandon(meta, owner, mine)?;
+        // bits: it must still say "free for pos" (a producer) or "full at
+        // pos" (a consumer). (Not under loom: its models never come near
+        // 2^32 positions, and every extra load multiplies the
+        // interleavings it explores.)
+        let expected = if push { pos } else { pos.wrapping_add(1) };
+        if cfg!(not(loom)) && meta.seq.load(Ordering::Acquire) != expected {
+            if push {
+                self.abandon(meta, owner, mine)?;
+            } else {
+                self.unclaim(meta, owner, mine)?;
+            }
             return Ok(Claim::Stale);
+        }
+        if !push {
+            let _ = self.advance(&self.ctrl.dequeue, pos);
+            return Ok(Claim::Taken);
         }
         match self.advance(&self.ctrl.enqueue, pos) {
             Ok(()) => Ok(Claim::Taken),
             // The close came before our claim could take effect: the queue
             // ends below `pos`, and our claim is void (we never publish it).
-            Err(now) if now == pos | CLOSED => Err(PushError::Closed),
+            Err(now) if now == pos | CLOSED => Err(E::CLOSED),
             // Someone who saw our claim moved `enqueue` past it for us,
             // before any close.
             Err(now) if now & !CLOSED > pos => Ok(Claim::Taken),
-            Err(_) => Err(PushError::Corrupted),
+            Err(_) => Err(E::CORRUPTED),
         }
     }
 
@@ -831,12 +865,12 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     /// still hold the slot from the lap before, whose death must stay
     /// detectable), which consumers skip at once and producers step over.
     #[cold]
-    fn abandon(&self, meta: &Meta, was: u64, mine: u64) -> Result<(), PushError> {
+    fn abandon<E: ClaimFailure>(&self, meta: &Meta, was: u64, mine: u64) -> Result<(), E> {
         let given_up = ABANDONED | (was & TOKEN_MASK) | (mine & POS_MASK);
         // SYNC POINT: AcqRel, as the claim itself.
         meta.owner
             .compare_exchange(mine, given_up, Ordering::AcqRel, Ordering::Relaxed)
-            .map_err(|_| PushError::Corrupted)?;
+            .map_err(|_| E::CORRUPTED)?;
         // Consumers may be waiting for this slot to be filled.
         self.ctrl.not_empty.notify();
         Ok(())
@@ -952,7 +986,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
                 // the slot's last claimant.
                 let owner = meta.owner.load(Ordering::Acquire);
                 if claims(owner, PRODUCER, pos) {
-                    match self.claim_pop_at(meta, pos, owner, me)? {
+                    match self.claim_at(CONSUMER, meta, pos, owner, me)? {
                         Claim::Taken => return Ok(pos),
                         Claim::Lost => continue,
                         Claim::Stale => {
@@ -1033,35 +1067,6 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         Err(PopError::Corrupted)
     }
 
-    /// Claims the item at `pos`, whose slot we read full for it with owner
-    /// word `owner` (its producer's claim).
-    #[inline]
-    fn claim_pop_at(
-        &self,
-        meta: &Meta,
-        pos: u64,
-        owner: u64,
-        me: Token,
-    ) -> Result<Claim, PopError> {
-        let mine = owner_word(CONSUMER, pos, me);
-        // SYNC POINT: AcqRel, as in `claim_push_at`.
-        if meta
-            .owner
-            .compare_exchange(owner, mine, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return Ok(Claim::Lost);
-        }
-        // As in `claim_push_at`: the sequence must still say "full at pos"
-        // (all 64 bits), or our CAS took a later lap's claim for this one.
-        if cfg!(not(loom)) && meta.seq.load(Ordering::Acquire) != pos.wrapping_add(1) {
-            self.unclaim(meta, owner, mine)?;
-            return Ok(Claim::Stale);
-        }
-        let _ = self.advance(&self.ctrl.dequeue, pos);
-        Ok(Claim::Taken)
-    }
-
     /// A rival consumer's claim of `pos` stands in the slot and `dequeue`
     /// is still at `pos`: it is between its claim and its advance (a few
     /// instructions), or it died there. Spins briefly for it; with `check`,
@@ -1103,11 +1108,11 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     /// a consumer's claim of a published slot. Consumers waiting for us
     /// are woken.
     #[cold]
-    fn unclaim(&self, meta: &Meta, was: u64, mine: u64) -> Result<(), PopError> {
+    fn unclaim<E: ClaimFailure>(&self, meta: &Meta, was: u64, mine: u64) -> Result<(), E> {
         // SYNC POINT: AcqRel, as the claim.
         meta.owner
             .compare_exchange(mine, was, Ordering::AcqRel, Ordering::Relaxed)
-            .map_err(|_| PopError::Corrupted)?;
+            .map_err(|_| E::CORRUPTED)?;
         self.ctrl.not_empty.notify();
         Ok(())
     }
@@ -1139,7 +1144,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
             _ => {}
         }
         let mine = owner_word(CONSUMER, pos, me);
-        // SYNC POINT: AcqRel, as in `claim_push`: one consumer takes it.
+        // SYNC POINT: AcqRel, as in `claim_at`: one consumer takes it.
         if meta
             .owner
             .compare_exchange(owner, mine, Ordering::AcqRel, Ordering::Relaxed)
@@ -1903,7 +1908,7 @@ mod tests {
         // 2^32 positions later the slot is free again, with the same word.
         forge_lap(&q, 4 + LAP, judge.me);
         assert_eq!(meta.owner.load(Ordering::Relaxed), owner);
-        match q.claim_push_at(meta, 4, owner, judge.me) {
+        match q.claim_at::<PushError>(PRODUCER, meta, 4, owner, judge.me) {
             Ok(Claim::Taken) => {
                 // What a claim that goes on does: publish at position 4.
                 let _ = q.publish(4, 99);
@@ -1946,7 +1951,7 @@ mod tests {
         let pos = q.claim_push_and_stop().unwrap();
         assert_eq!(pos, 4 + LAP);
         assert_eq!(meta.owner.load(Ordering::Relaxed), owner);
-        match q.claim_pop_at(meta, 4, owner, judge.me) {
+        match q.claim_at::<PopError>(CONSUMER, meta, 4, owner, judge.me) {
             Ok(Claim::Taken) => panic!("a claim of an item not yet published"),
             Ok(_) => {}
             Err(e) => panic!("{e}"),
@@ -1974,7 +1979,7 @@ mod tests {
         // This time the producer of the later lap has published already.
         q.try_push(77).unwrap();
         assert_eq!(meta.owner.load(Ordering::Relaxed), owner);
-        match q.claim_pop_at(meta, 4, owner, judge.me) {
+        match q.claim_at::<PopError>(CONSUMER, meta, 4, owner, judge.me) {
             Ok(Claim::Taken) => {
                 // What a claim that goes on does: take position 4's item.
                 let _ = q.take(4);
