@@ -54,7 +54,7 @@ mod typed;
 use std::time::{Duration, Instant};
 
 use shmipc::sync::Ordering;
-use shmipc::Unlinker;
+use shmipc::{Unlinker, WaitStrategy};
 
 use harness::{Case, Env, Unit};
 
@@ -74,6 +74,15 @@ pub fn bytes_workload(size: usize) -> String {
 /// Producer counts of the scaling table.
 pub const PRODUCERS: [u32; 4] = [1, 2, 4, 8];
 
+/// The adaptive wait strategy with a spin of `spin` µs and a window of
+/// `window` µs.
+fn adaptive_us(spin: u64, window: u64) -> WaitStrategy {
+    WaitStrategy::Adaptive {
+        spin: Duration::from_micros(spin),
+        window: Duration::from_micros(window),
+    }
+}
+
 fn cases(env: &Env) -> Vec<Case> {
     use Unit::*;
     let py = env.python.is_some();
@@ -83,7 +92,7 @@ fn cases(env: &Env) -> Vec<Case> {
             &["rt_busy"],
             "shmipc",
             Rt,
-            Box::new(|e| rt::rt_shmipc(e, true)),
+            Box::new(|e| rt::rt_shmipc(e, None)),
         ),
         Case::new(
             &["rt_busy"],
@@ -94,12 +103,38 @@ fn cases(env: &Env) -> Vec<Case> {
         Case::new(&["rt_busy"], "uds", Rt, Box::new(|e| rt::rt_uds(e, true))),
         Case::new(&["rt_busy"], "pipe", Rt, Box::new(|e| rt::rt_pipe(e, true))),
         Case::new(&["rt_busy"], "spin_limit", Rt, Box::new(rt::rt_spin)).limit(),
+        // ---- blocking round trips with the adaptive wait strategy: the
+        // default, and two other windows to choose it by
+        Case::new(
+            &["rt_adaptive"],
+            "shmipc",
+            Rt,
+            Box::new(|e| rt::rt_shmipc(e, Some(WaitStrategy::DEFAULT))),
+        ),
+        Case::new(
+            &["rt_adaptive"],
+            "shmipc_5us_20us",
+            Rt,
+            Box::new(|e| rt::rt_shmipc(e, Some(adaptive_us(5, 20)))),
+        ),
+        Case::new(
+            &["rt_adaptive"],
+            "shmipc_yield_100us",
+            Rt,
+            Box::new(|e| rt::rt_shmipc(e, Some(adaptive_us(0, 100)))),
+        ),
+        Case::new(
+            &["rt_adaptive"],
+            "shmipc_spin",
+            Rt,
+            Box::new(|e| rt::rt_shmipc(e, Some(WaitStrategy::Spin))),
+        ),
         // ---- blocking round trips
         Case::new(
             &["rt_block"],
             "shmipc",
             Rt,
-            Box::new(|e| rt::rt_shmipc(e, false)),
+            Box::new(|e| rt::rt_shmipc(e, Some(WaitStrategy::Park))),
         ),
         Case::new(&["rt_block"], "shmipc_event", Rt, Box::new(rt::rt_event)),
         // ---- the same round trip through `wait` and through tokio
@@ -451,10 +486,16 @@ fn main() {
     remove_leftovers();
     // SHMIPC_BENCH_FILTER=text keeps only the cases whose workload or
     // implementation contains `text`.
+    // Several texts, comma-separated, keep the cases any of them keeps.
     let filter = std::env::var("SHMIPC_BENCH_FILTER").unwrap_or_default();
+    let filters: Vec<&str> = filter.split(',').collect();
     let mut cases: Vec<Case> = cases(&env)
         .into_iter()
-        .filter(|c| c.imp.contains(&filter) || c.workloads.iter().any(|w| w.contains(&filter)))
+        .filter(|c| {
+            filters
+                .iter()
+                .any(|f| c.imp.contains(f) || c.workloads.iter().any(|w| w.contains(f)))
+        })
         .collect();
     let n = cases.len();
     let machine = sys::machine();

@@ -84,7 +84,9 @@ pub use futex::Deadline;
 pub use mpmc::Mpmc;
 pub use peers::{End, Fate, Peers, Token};
 pub use place::{LayoutError, Rule, SharedObject};
-pub use queue::{PopError, PushError, QueueError, RecvError, RingConfig, RingState, SendError};
+pub use queue::{
+    PopError, PushError, QueueError, RecvError, RingConfig, RingState, SendError, WaitStrategy,
+};
 pub use semaphore::{Semaphore, SemaphoreError};
 pub use spsc::Spsc;
 pub use sync::barrier::{Barrier, BarrierError};

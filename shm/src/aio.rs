@@ -565,38 +565,51 @@ impl Child {
     /// watcher thread ([`wait`](crate::wait), "How it sleeps"); without a
     /// pidfd (Linux before 5.3), looked at in the periodic wakes.
     pub async fn join_async(&mut self) -> io::Result<ExitStatus> {
-        if let Some(s) = self.try_wait()? {
-            return Ok(s);
-        }
-        let watched = match self.pidfd() {
-            Some(fd) => {
-                let watcher = Watcher::get()?;
-                let id = watcher.watch(fd)?;
-                Some((Unwatch(watcher, id), fd_raw(fd)))
-            }
-            None => None,
-        };
-        let watch = watched.as_ref().map(|(u, fd)| (u.0, *fd));
-        let op = Op::new(
-            None,
-            || self.try_wait().transpose(),
-            move || match watch {
-                Some((watcher, pidfd)) => {
-                    // SYNC POINT: Acquire pairs with the watcher's Release
-                    // bump: read before the pidfd is looked at.
-                    let seen = watcher.word.load(Ordering::Acquire);
-                    if crate::wait::readable_now(pidfd) {
-                        return None;
-                    }
-                    Some(Arm::on_word(&watcher.word, seen))
-                }
-                None => Some(Arm::on_word(&NEVER, 0)),
-            },
-        );
-        let out = op.await;
-        drop(watched);
-        out
+        let pidfd = self.pidfd().map(|fd| fd.try_clone_to_owned()).transpose()?;
+        join_watched(pidfd, || self.try_wait()).await
     }
+}
+
+/// A child's join as a future: `try_wait` reaps it once it ended; `pidfd`
+/// (a copy of the child's, if it has one) is what the children watcher
+/// watches.
+async fn join_watched(
+    pidfd: Option<std::os::fd::OwnedFd>,
+    mut try_wait: impl FnMut() -> io::Result<Option<ExitStatus>>,
+) -> io::Result<ExitStatus> {
+    use std::os::fd::AsFd;
+    if let Some(s) = try_wait()? {
+        return Ok(s);
+    }
+    let watched = match &pidfd {
+        Some(fd) => {
+            let watcher = Watcher::get()?;
+            let id = watcher.watch(fd.as_fd())?;
+            Some((Unwatch(watcher, id), fd_raw(fd.as_fd())))
+        }
+        None => None,
+    };
+    let watch = watched.as_ref().map(|(u, fd)| (u.0, *fd));
+    let op = Op::new(
+        None,
+        || try_wait().transpose(),
+        move || match watch {
+            Some((watcher, pidfd)) => {
+                // SYNC POINT: Acquire pairs with the watcher's Release
+                // bump: read before the pidfd is looked at.
+                let seen = watcher.word.load(Ordering::Acquire);
+                if crate::wait::readable_now(pidfd) {
+                    return None;
+                }
+                Some(Arm::on_word(&watcher.word, seen))
+            }
+            None => Some(Arm::on_word(&NEVER, 0)),
+        },
+    );
+    let out = op.await;
+    drop(watched);
+    drop(pidfd);
+    out
 }
 
 /// Stops watching a pidfd when dropped.
@@ -616,6 +629,12 @@ fn fd_raw(fd: std::os::fd::BorrowedFd<'_>) -> std::os::fd::RawFd {
 impl ProcessHandle {
     /// [`ProcessHandle::join`], as a future (see [`Child::join_async`]).
     pub async fn join_async(&mut self) -> io::Result<ExitStatus> {
-        self.child().join_async().await
+        let pidfd = self
+            .child()
+            .pidfd()
+            .map(|fd| fd.try_clone_to_owned())
+            .transpose()?;
+        // The handle's lock is taken for each look, never across an await.
+        join_watched(pidfd, || self.child().try_wait()).await
     }
 }

@@ -47,6 +47,12 @@ const LOCKED_TYPES: &[(&str, &str)] = &[
 /// why)`. Type `"*"` matches any type of that crate.
 const NON_BLOCKING: &[(&str, &str, &str, &str)] = &[
     (
+        "shm",
+        "*",
+        "wait_strategy",
+        "returns the handle's wait-strategy setting",
+    ),
+    (
         "core",
         "PeerTable",
         "remove_end",

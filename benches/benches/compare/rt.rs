@@ -1,12 +1,15 @@
 //! Round trips across two processes on two cores: `rt_busy` (both sides
 //! poll), `rt_block` and `sem_pingpong` (both sides sleep when there is
-//! nothing to do). Every figure is a whole round trip: two messages, one
+//! nothing to do), `rt_adaptive` (shmipc's blocking calls with a wait
+//! strategy that spins, then yields, then sleeps). Every figure is a whole round trip: two messages, one
 //! each way.
 
 use std::os::fd::RawFd;
 
 use shmipc::sync::{AtomicU32, Ordering};
-use shmipc::{Event, Named, RingConfig, Semaphore, SemaphoreConfig, Shared, SpscQueue};
+use shmipc::{
+    Event, Named, RingConfig, Semaphore, SemaphoreConfig, Shared, SpscQueue, WaitStrategy,
+};
 
 use crate::harness::{echo, initiate, round_trip, spin_until, CtlMap, Env, Name};
 use crate::stats::Sample;
@@ -15,17 +18,25 @@ use crate::sys::{
     send_u64, set_nonblocking, socket_pair,
 };
 
-pub fn rt_shmipc(env: &Env, busy: bool) -> Sample {
+/// shmipc's SPSC round trip: polling with `try_` calls (`wait` `None`),
+/// or through the blocking calls with the wait strategy `wait` on all four
+/// handles.
+pub fn rt_shmipc(env: &Env, wait: Option<WaitStrategy>) -> Sample {
     let (ping, pong) = (Name::new(env, "ping"), Name::new(env, "pong"));
     let q_ping = SpscQueue::<u64>::create(&ping.0, RingConfig::new(64)).unwrap();
     let q_pong = SpscQueue::<u64>::create(&pong.0, RingConfig::new(64)).unwrap();
     let map = CtlMap::new();
+    let strategy = wait.unwrap_or_default();
     round_trip(
         &map,
         |ctl| {
-            let mut rx = SpscQueue::<u64>::consumer(&ping.0).unwrap();
-            let mut tx = SpscQueue::<u64>::producer(&pong.0).unwrap();
-            if busy {
+            let mut rx = SpscQueue::<u64>::consumer(&ping.0)
+                .unwrap()
+                .with_wait_strategy(strategy);
+            let mut tx = SpscQueue::<u64>::producer(&pong.0)
+                .unwrap()
+                .with_wait_strategy(strategy);
+            if wait.is_none() {
                 echo(
                     ctl,
                     || spin_until(|| rx.try_pop().ok()),
@@ -36,9 +47,9 @@ pub fn rt_shmipc(env: &Env, busy: bool) -> Sample {
             }
         },
         |ctl| {
-            let mut tx = q_ping.take_producer().unwrap();
-            let mut rx = q_pong.take_consumer().unwrap();
-            if busy {
+            let mut tx = q_ping.take_producer().unwrap().with_wait_strategy(strategy);
+            let mut rx = q_pong.take_consumer().unwrap().with_wait_strategy(strategy);
+            if wait.is_none() {
                 initiate(ctl, env.dur, |i| {
                     tx.try_push(i).unwrap();
                     spin_until(|| rx.try_pop().ok())

@@ -151,6 +151,7 @@ use crate::futex::Deadline;
 use crate::lock::{Lock, LockError, LockGuard};
 use crate::peers::{self, End, Peers, Token};
 use crate::place::{LayoutError, Rule};
+use crate::queue::WaitStrategy;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
     block_checked, control, round_up, wake_others, CachePadded, ControlHeader, Ends, Keep,
@@ -462,6 +463,8 @@ pub struct ByteQueue<'a, K = Keep> {
     peers: &'a dyn Peers,
     /// Which ends of the queue this handle holds (`queue/ends.rs`).
     ends: Ends,
+    /// How this handle's blocking calls wait.
+    wait: WaitStrategy,
     /// What keeps the memory alive (see [`Keep`]).
     _keep: K,
 }
@@ -481,6 +484,7 @@ impl<K: Clone> Clone for ByteQueue<'_, K> {
             max: self.max,
             peers: self.peers,
             ends: self.ends.clone(),
+            wait: self.wait,
             _keep: self._keep.clone(),
         }
     }
@@ -641,6 +645,7 @@ impl<'a> ByteQueue<'a> {
             max: config.max_message as u64,
             peers: peers::resolve(ptr as usize),
             ends: Ends::new(),
+            wait: WaitStrategy::DEFAULT,
             _keep: Keep,
         }
     }
@@ -724,6 +729,7 @@ impl<'a> ByteQueue<'a> {
             max: config.max_message as u64,
             peers: &peers::LOCAL,
             ends: Ends::new(),
+            wait: WaitStrategy::DEFAULT,
             _keep: keep,
         }
     }
@@ -751,6 +757,7 @@ impl<'a> ByteQueue<'a> {
             max: q.max,
             peers: q.peers,
             ends: Ends::new(),
+            wait: q.wait,
             _keep: owner,
         })
     }
@@ -762,6 +769,8 @@ impl<'a, K> ByteQueue<'a, K> {
     pub fn owner(&self) -> &K {
         &self._keep
     }
+
+    wait_strategy_methods!();
 
     /// Bytes in the data ring.
     pub fn capacity(&self) -> usize {
@@ -1084,19 +1093,19 @@ impl<'a, K> ByteQueue<'a, K> {
             Err(SendError::Full) => {}
             r => return r,
         }
-        block_checked(&self.ctrl.not_full, deadline, |check| {
-            match self.try_reserve_inner(len, Wait::Until(deadline), check) {
-                Err(SendError::Full)
-                    if self.ends.fail_sends
-                        && self
-                            .ends
-                            .gone(End::Receiver, &self.ctrl.ends, self.peers, check) =>
-                {
-                    Some(Err(SendError::Disconnected))
-                }
-                Err(SendError::Full) => None,
-                r => Some(r),
+        block_checked(&self.ctrl.not_full, self.wait, deadline, |check| match self
+            .try_reserve_inner(len, Wait::Until(deadline), check)
+        {
+            Err(SendError::Full)
+                if self.ends.fail_sends
+                    && self
+                        .ends
+                        .gone(End::Receiver, &self.ctrl.ends, self.peers, check) =>
+            {
+                Some(Err(SendError::Disconnected))
             }
+            Err(SendError::Full) => None,
+            r => Some(r),
         })
         .unwrap_or(Err(SendError::Timeout))
     }
@@ -1268,8 +1277,11 @@ impl<'a, K> ByteQueue<'a, K> {
         // Before sleeping, after a departure and at each owner check: are
         // the senders all gone? Then look once more (a last message is
         // published before its sender leaves), dead writers skipped.
-        block_checked(&self.ctrl.not_empty, deadline, |check| {
-            match self.try_claim(room, Wait::Until(deadline), check) {
+        block_checked(
+            &self.ctrl.not_empty,
+            self.wait,
+            deadline,
+            |check| match self.try_claim(room, Wait::Until(deadline), check) {
                 Err(RecvError::Empty)
                     if self
                         .ends
@@ -1282,8 +1294,8 @@ impl<'a, K> ByteQueue<'a, K> {
                 }
                 Err(RecvError::Empty) => None,
                 r => Some(r),
-            }
-        })
+            },
+        )
         .unwrap_or(Err(RecvError::Timeout))
     }
 

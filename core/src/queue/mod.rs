@@ -75,6 +75,35 @@
 //! `CLOSED` bit there ([`crate::spsc`]), so that the read a push makes to
 //! look for sleepers also tells it whether a close came. Wipes keep it.
 
+/// The wait-strategy accessors, written once for the handles of the three
+/// queues (each has a `wait: WaitStrategy` field that its blocking calls
+/// pass to `block_checked`).
+macro_rules! wait_strategy_methods {
+    () => {
+        /// How this handle's blocking calls wait for their condition
+        /// ([`WaitStrategy::DEFAULT`](crate::WaitStrategy::DEFAULT) until
+        /// set).
+        pub fn wait_strategy(&self) -> $crate::queue::WaitStrategy {
+            self.wait
+        }
+
+        /// Sets how this handle's blocking calls wait (see
+        /// [`WaitStrategy`](crate::WaitStrategy)); other handles of the
+        /// same queue keep theirs.
+        pub fn set_wait_strategy(&mut self, strategy: $crate::queue::WaitStrategy) {
+            self.wait = strategy;
+        }
+
+        /// This handle with `strategy` as its [wait
+        /// strategy](Self::set_wait_strategy).
+        #[must_use]
+        pub fn with_wait_strategy(mut self, strategy: $crate::queue::WaitStrategy) -> Self {
+            self.wait = strategy;
+            self
+        }
+    };
+}
+
 /// The test hooks that fake a sleeper killed while it waited, written once
 /// for the three queues (each has a `ctrl` with `not_empty` and
 /// `not_full` signals): `register_dead_sleeper(true)` registers one on the
@@ -136,7 +165,7 @@ pub use wait::set_miss_limit;
 pub use wait::set_owner_checks;
 #[cfg(not(loom))]
 pub(crate) use wait::signal_word_at;
-pub use wait::MISS_LIMIT;
+pub use wait::{WaitStrategy, MISS_LIMIT};
 
 pub(crate) use control::{ControlHeader, QueueKind, MAX_POS};
 pub(crate) use ends::{wake_others, Ends};

@@ -150,6 +150,7 @@ use bytemuck::Pod;
 use crate::futex::Deadline;
 use crate::peers::{self, End, Peers, Token};
 use crate::place::LayoutError;
+use crate::queue::WaitStrategy;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
     block_checked, control, round_up, wake_others, CachePadded, Cell, Cells, ControlHeader, Ends,
@@ -176,6 +177,25 @@ enum Claim {
     /// Our view of the slot was a lap (2^32 positions) old; the claim was
     /// given up or put back (module docs): look again, afresh.
     Stale,
+}
+
+/// The errors a claim can end a push or a pop with ([`Mpmc::claim_at`]
+/// serves both).
+trait ClaimFailure {
+    /// The queue's memory broke a rule.
+    const CORRUPTED: Self;
+    /// The close came before the claim took effect.
+    const CLOSED: Self;
+}
+
+impl ClaimFailure for PushError {
+    const CORRUPTED: Self = PushError::Corrupted;
+    const CLOSED: Self = PushError::Closed;
+}
+
+impl ClaimFailure for PopError {
+    const CORRUPTED: Self = PopError::Corrupted;
+    const CLOSED: Self = PopError::Closed;
 }
 
 /// How many times one push or pop retries after losing a race before it
@@ -334,6 +354,8 @@ pub struct Mpmc<'a, T, K = Keep> {
     peers: &'a dyn Peers,
     /// Which ends of the queue this handle holds (`queue/ends.rs`).
     ends: Ends,
+    /// How this handle's blocking calls wait.
+    wait: WaitStrategy,
     /// What keeps the memory alive (see [`Keep`]).
     _keep: K,
     _life: Life<'a, T>,
@@ -354,6 +376,7 @@ impl<T, K: Clone> Clone for Mpmc<'_, T, K> {
             cap: self.cap,
             peers: self.peers,
             ends: self.ends.clone(),
+            wait: self.wait,
             _keep: self._keep.clone(),
             _life: PhantomData,
         }
@@ -475,6 +498,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             cap: cap as u64,
             peers: peers::resolve(ptr as usize),
             ends: Ends::new(),
+            wait: WaitStrategy::DEFAULT,
             _keep: Keep,
             _life: PhantomData,
         }
@@ -552,6 +576,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             cap: cap as u64,
             peers: &peers::LOCAL,
             ends: Ends::new(),
+            wait: WaitStrategy::DEFAULT,
             _keep: keep,
             _life: PhantomData,
         }
@@ -580,6 +605,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             cap: q.cap,
             peers: q.peers,
             ends: Ends::new(),
+            wait: q.wait,
             _keep: owner,
             _life: PhantomData,
         })
@@ -592,6 +618,8 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     pub fn owner(&self) -> &K {
         &self._keep
     }
+
+    wait_strategy_methods!();
 
     /// How many items the queue holds when full.
     pub fn capacity(&self) -> usize {
@@ -755,7 +783,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
                 let prev = pos.wrapping_sub(self.cap);
                 if claims(owner, CONSUMER, prev) || (pos < self.cap && owner == 0) {
                     // Free for `pos` and unclaimed: claim it.
-                    match self.claim_push_at(meta, pos, owner, me)? {
+                    match self.claim_at(PRODUCER, meta, pos, owner, me)? {
                         Claim::Taken => return Ok(pos),
                         Claim::Lost => continue,
                         Claim::Stale => {
@@ -809,20 +837,25 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         Err(PushError::Corrupted)
     }
 
-    /// Claims position `pos`, whose slot we read free for it with owner
-    /// word `owner`. The owner CAS is the claim; it names us, so a death
-    /// from here on is found by whoever waits on the slot.
+    /// Claims position `pos` for `role` ([`PRODUCER`]: the slot read free
+    /// for `pos`; [`CONSUMER`]: it read full at `pos`), its owner word
+    /// read as `owner`. The owner CAS is the claim; it names us, so a death
+    /// from here on is found by whoever waits on the slot. One routine for
+    /// both sides: they differ only in the sequence the claim must still
+    /// see, how a stale claim is undone, and which position it advances.
     #[inline]
-    fn claim_push_at(
+    fn claim_at<E: ClaimFailure>(
         &self,
+        role: u64,
         meta: &Meta,
         pos: u64,
         owner: u64,
         me: Token,
-    ) -> Result<Claim, PushError> {
-        let mine = owner_word(PRODUCER, pos, me);
-        // SYNC POINT: AcqRel: one claimant per position; pairs with the
-        // Acquire owner loads of other claimants.
+    ) -> Result<Claim, E> {
+        let push = role == PRODUCER;
+        let mine = owner_word(role, pos, me);
+        // SYNC POINT: AcqRel: one claimant per position and lap; pairs
+        // with the Acquire owner loads of other claimants.
         if meta
             .owner
             .compare_exchange(owner, mine, Ordering::AcqRel, Ordering::Relaxed)
@@ -833,22 +866,32 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         // The owner word keeps 32 bits of the position: if we stood still
         // for 2^32 positions between reading the sequence and our CAS, the
         // word we replaced may be a later lap's. The sequence has all 64
-        // bits: it must still say "free for pos". (Not under loom: its
-        // models never come near 2^32 positions, and every extra load
-        // multiplies the interleavings it explores.)
-        if cfg!(not(loom)) && meta.seq.load(Ordering::Acquire) != pos {
-            self.abandon(meta, owner, mine)?;
+        // bits: it must still say "free for pos" (a producer) or "full at
+        // pos" (a consumer). (Not under loom: its models never come near
+        // 2^32 positions, and every extra load multiplies the
+        // interleavings it explores.)
+        let expected = if push { pos } else { pos.wrapping_add(1) };
+        if cfg!(not(loom)) && meta.seq.load(Ordering::Acquire) != expected {
+            if push {
+                self.abandon(meta, owner, mine)?;
+            } else {
+                self.unclaim(meta, owner, mine)?;
+            }
             return Ok(Claim::Stale);
+        }
+        if !push {
+            let _ = self.advance(&self.ctrl.dequeue, pos);
+            return Ok(Claim::Taken);
         }
         match self.advance(&self.ctrl.enqueue, pos) {
             Ok(()) => Ok(Claim::Taken),
             // The close came before our claim could take effect: the queue
             // ends below `pos`, and our claim is void (we never publish it).
-            Err(now) if now == pos | CLOSED => Err(PushError::Closed),
+            Err(now) if now == pos | CLOSED => Err(E::CLOSED),
             // Someone who saw our claim moved `enqueue` past it for us,
             // before any close.
             Err(now) if now & !CLOSED > pos => Ok(Claim::Taken),
-            Err(_) => Err(PushError::Corrupted),
+            Err(_) => Err(E::CORRUPTED),
         }
     }
 
@@ -859,12 +902,12 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     /// still hold the slot from the lap before, whose death must stay
     /// detectable), which consumers skip at once and producers step over.
     #[cold]
-    fn abandon(&self, meta: &Meta, was: u64, mine: u64) -> Result<(), PushError> {
+    fn abandon<E: ClaimFailure>(&self, meta: &Meta, was: u64, mine: u64) -> Result<(), E> {
         let given_up = ABANDONED | (was & TOKEN_MASK) | (mine & POS_MASK);
         // SYNC POINT: AcqRel, as the claim itself.
         meta.owner
             .compare_exchange(mine, given_up, Ordering::AcqRel, Ordering::Relaxed)
-            .map_err(|_| PushError::Corrupted)?;
+            .map_err(|_| E::CORRUPTED)?;
         // Consumers may be waiting for this slot to be filled.
         self.ctrl.not_empty.notify();
         Ok(())
@@ -981,7 +1024,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
                 // the slot's last claimant.
                 let owner = meta.owner.load(Ordering::Acquire);
                 if claims(owner, PRODUCER, pos) {
-                    match self.claim_pop_at(meta, pos, owner, me)? {
+                    match self.claim_at(CONSUMER, meta, pos, owner, me)? {
                         Claim::Taken => return Ok(pos),
                         Claim::Lost => continue,
                         Claim::Stale => {
@@ -1062,35 +1105,6 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         Err(PopError::Corrupted)
     }
 
-    /// Claims the item at `pos`, whose slot we read full for it with owner
-    /// word `owner` (its producer's claim).
-    #[inline]
-    fn claim_pop_at(
-        &self,
-        meta: &Meta,
-        pos: u64,
-        owner: u64,
-        me: Token,
-    ) -> Result<Claim, PopError> {
-        let mine = owner_word(CONSUMER, pos, me);
-        // SYNC POINT: AcqRel, as in `claim_push_at`.
-        if meta
-            .owner
-            .compare_exchange(owner, mine, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return Ok(Claim::Lost);
-        }
-        // As in `claim_push_at`: the sequence must still say "full at pos"
-        // (all 64 bits), or our CAS took a later lap's claim for this one.
-        if cfg!(not(loom)) && meta.seq.load(Ordering::Acquire) != pos.wrapping_add(1) {
-            self.unclaim(meta, owner, mine)?;
-            return Ok(Claim::Stale);
-        }
-        let _ = self.advance(&self.ctrl.dequeue, pos);
-        Ok(Claim::Taken)
-    }
-
     /// A rival consumer's claim of `pos` stands in the slot and `dequeue`
     /// is still at `pos`: it is between its claim and its advance (a few
     /// instructions), or it died there. Spins briefly for it; with `check`,
@@ -1132,11 +1146,11 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     /// a consumer's claim of a published slot. Consumers waiting for us
     /// are woken.
     #[cold]
-    fn unclaim(&self, meta: &Meta, was: u64, mine: u64) -> Result<(), PopError> {
+    fn unclaim<E: ClaimFailure>(&self, meta: &Meta, was: u64, mine: u64) -> Result<(), E> {
         // SYNC POINT: AcqRel, as the claim.
         meta.owner
             .compare_exchange(mine, was, Ordering::AcqRel, Ordering::Relaxed)
-            .map_err(|_| PopError::Corrupted)?;
+            .map_err(|_| E::CORRUPTED)?;
         self.ctrl.not_empty.notify();
         Ok(())
     }
@@ -1168,7 +1182,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
             _ => {}
         }
         let mine = owner_word(CONSUMER, pos, me);
-        // SYNC POINT: AcqRel, as in `claim_push`: one consumer takes it.
+        // SYNC POINT: AcqRel, as in `claim_at`: one consumer takes it.
         if meta
             .owner
             .compare_exchange(owner, mine, Ordering::AcqRel, Ordering::Relaxed)
@@ -1218,11 +1232,11 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         pause: impl FnOnce(),
     ) -> Result<(), PushError> {
         self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
-        let pos = block_checked(&self.ctrl.not_full, deadline, |check| {
-            match self.claim_push(check) {
-                Err(PushError::Full) => None,
-                r => Some(r),
-            }
+        let pos = block_checked(&self.ctrl.not_full, self.wait, deadline, |check| match self
+            .claim_push(check)
+        {
+            Err(PushError::Full) => None,
+            r => Some(r),
         })
         .unwrap_or(Err(PushError::Timeout))?;
         pause();
@@ -1239,12 +1253,15 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         pause: impl FnOnce(),
     ) -> Result<T, PopError> {
         self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
-        let pos = block_checked(&self.ctrl.not_empty, deadline, |check| {
-            match self.claim_pop(check) {
+        let pos = block_checked(
+            &self.ctrl.not_empty,
+            self.wait,
+            deadline,
+            |check| match self.claim_pop(check) {
                 Err(PopError::Empty) => None,
                 r => Some(r),
-            }
-        })
+            },
+        )
         .unwrap_or(Err(PopError::Timeout))?;
         pause();
         self.take(pos)
@@ -1322,19 +1339,19 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
             r => return r,
         }
         // Only if asked to: is every receiver gone (`queue/ends.rs`)?
-        block_checked(&self.ctrl.not_full, deadline, |check| {
-            match self.push_inner(item, check) {
-                Err(PushError::Full)
-                    if self.ends.fail_sends
-                        && self
-                            .ends
-                            .gone(End::Receiver, &self.ctrl.ends, self.peers, check) =>
-                {
-                    Some(Err(PushError::Disconnected))
-                }
-                Err(PushError::Full) => None,
-                r => Some(r),
+        block_checked(&self.ctrl.not_full, self.wait, deadline, |check| match self
+            .push_inner(item, check)
+        {
+            Err(PushError::Full)
+                if self.ends.fail_sends
+                    && self
+                        .ends
+                        .gone(End::Receiver, &self.ctrl.ends, self.peers, check) =>
+            {
+                Some(Err(PushError::Disconnected))
             }
+            Err(PushError::Full) => None,
+            r => Some(r),
         })
         .unwrap_or(Err(PushError::Timeout))
     }
@@ -1363,8 +1380,11 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         // Before sleeping, after a departure and at each owner check: are
         // the producers all gone? Then look once more, dead claims skipped
         // (a last item is published before its producer leaves).
-        block_checked(&self.ctrl.not_empty, deadline, |check| {
-            match self.pop_inner(check) {
+        block_checked(
+            &self.ctrl.not_empty,
+            self.wait,
+            deadline,
+            |check| match self.pop_inner(check) {
                 Err(PopError::Empty)
                     if self
                         .ends
@@ -1377,8 +1397,8 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
                 }
                 Err(PopError::Empty) => None,
                 r => Some(r),
-            }
-        })
+            },
+        )
         .unwrap_or(Err(PopError::Timeout))
     }
 }
@@ -1964,7 +1984,7 @@ mod tests {
         // 2^32 positions later the slot is free again, with the same word.
         forge_lap(&q, 4 + LAP, judge.me);
         assert_eq!(meta.owner.load(Ordering::Relaxed), owner);
-        match q.claim_push_at(meta, 4, owner, judge.me) {
+        match q.claim_at::<PushError>(PRODUCER, meta, 4, owner, judge.me) {
             Ok(Claim::Taken) => {
                 // What a claim that goes on does: publish at position 4.
                 let _ = q.publish(4, 99);
@@ -2007,7 +2027,7 @@ mod tests {
         let pos = q.claim_push_and_stop().unwrap();
         assert_eq!(pos, 4 + LAP);
         assert_eq!(meta.owner.load(Ordering::Relaxed), owner);
-        match q.claim_pop_at(meta, 4, owner, judge.me) {
+        match q.claim_at::<PopError>(CONSUMER, meta, 4, owner, judge.me) {
             Ok(Claim::Taken) => panic!("a claim of an item not yet published"),
             Ok(_) => {}
             Err(e) => panic!("{e}"),
@@ -2035,7 +2055,7 @@ mod tests {
         // This time the producer of the later lap has published already.
         q.try_push(77).unwrap();
         assert_eq!(meta.owner.load(Ordering::Relaxed), owner);
-        match q.claim_pop_at(meta, 4, owner, judge.me) {
+        match q.claim_at::<PopError>(CONSUMER, meta, 4, owner, judge.me) {
             Ok(Claim::Taken) => {
                 // What a claim that goes on does: take position 4's item.
                 let _ = q.take(4);

@@ -84,6 +84,7 @@ use bytemuck::Pod;
 use crate::futex::Deadline;
 use crate::peers::{self, End, Peers};
 use crate::place::LayoutError;
+use crate::queue::WaitStrategy;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
     block_checked, control, heavy_if_light, round_up, wake_others, CachePadded, Cell, Cells,
@@ -488,6 +489,8 @@ pub struct Producer<'a, T, K = Keep> {
     peers: &'a dyn Peers,
     /// Which end this handle holds, once recorded (`queue/ends.rs`).
     ends: Ends,
+    /// How this handle's blocking calls wait.
+    wait: WaitStrategy,
     /// What keeps the memory alive (see [`Keep`]).
     _keep: K,
     _life: Life<'a, T>,
@@ -515,12 +518,15 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
             ended: ctrl.line().is_some(),
             peers: peers::resolve(ctrl as *const Control as usize),
             ends: Ends::new(),
+            wait: WaitStrategy::DEFAULT,
             _keep: keep,
             _life: PhantomData,
         }
     }
 
     ring_state!();
+
+    wait_strategy_methods!();
 
     /// Test support: whether this handle's notifies check for sleepers
     /// with a plain load (the light side of the asymmetric barrier,
@@ -636,7 +642,7 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
             r => return r,
         }
         let (ctrl, peers) = (self.ctrl, self.peers);
-        block_checked(&ctrl.not_full, deadline, |check| {
+        block_checked(&ctrl.not_full, self.wait, deadline, |check| {
             match self.try_push(item) {
                 Err(PushError::Full)
                     if self.ends.fail_sends
@@ -731,6 +737,8 @@ pub struct Consumer<'a, T, K = Keep> {
     peers: &'a dyn Peers,
     /// Which end this handle holds, once recorded (`queue/ends.rs`).
     ends: Ends,
+    /// How this handle's blocking calls wait.
+    wait: WaitStrategy,
     /// What keeps the memory alive (see [`Keep`]).
     _keep: K,
     _life: Life<'a, T>,
@@ -758,12 +766,15 @@ impl<'a, T: Pod, K> Consumer<'a, T, K> {
             line,
             peers: peers::resolve(ctrl as *const Control as usize),
             ends: Ends::new(),
+            wait: WaitStrategy::DEFAULT,
             _keep: keep,
             _life: PhantomData,
         }
     }
 
     ring_state!();
+
+    wait_strategy_methods!();
 
     /// Re-reads the producer's position (cut at the close's line).
     #[inline]
@@ -886,15 +897,17 @@ impl<'a, T: Pod, K> Consumer<'a, T, K> {
         // the producer gone? Then look once more (its last item is
         // published before it leaves).
         let (ctrl, peers) = (self.ctrl, self.peers);
-        block_checked(&ctrl.not_empty, deadline, |check| match self.try_pop() {
-            Err(PopError::Empty) if self.ends.gone(End::Sender, &ctrl.ends, peers, check) => {
-                match self.try_pop() {
-                    Err(PopError::Empty) => Some(Err(PopError::Disconnected)),
-                    r => Some(r),
+        block_checked(&ctrl.not_empty, self.wait, deadline, |check| {
+            match self.try_pop() {
+                Err(PopError::Empty) if self.ends.gone(End::Sender, &ctrl.ends, peers, check) => {
+                    match self.try_pop() {
+                        Err(PopError::Empty) => Some(Err(PopError::Disconnected)),
+                        r => Some(r),
+                    }
                 }
+                Err(PopError::Empty) => None,
+                r => Some(r),
             }
-            Err(PopError::Empty) => None,
-            r => Some(r),
         })
         .unwrap_or(Err(PopError::Timeout))
     }

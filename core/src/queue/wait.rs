@@ -2,6 +2,8 @@
 //! and the wipeable sleeper count the [`Semaphore`](crate::Semaphore)
 //! shares (the protocol is in the [`queue`](super) module docs).
 
+use core::time::Duration;
+
 use crate::futex::{self, Deadline, WaitOutcome};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
@@ -292,6 +294,125 @@ impl Signal {
     }
 }
 
+/// How a blocked queue call waits for its condition (room, an item, a
+/// grant), chosen per handle (`set_wait`). Every strategy honours the
+/// caller's deadline and makes the periodic owner checks (dead claimants,
+/// dead grant holders) that sleeping waiters make.
+///
+/// The numbers behind the [default](WaitStrategy::DEFAULT) are in
+/// `BENCHMARKS.md` ("Wait strategies"): a blocking round trip that parks
+/// costs two wake-ups (tens of microseconds on a virtual machine), one
+/// that catches its partner while spinning costs what a polling round
+/// trip costs (a few hundred nanoseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitStrategy {
+    /// Poll, with a pause instruction between looks, and never sleep:
+    /// the lowest latency, and a whole core for as long as the wait lasts.
+    Spin,
+    /// Poll for `spin`, then yield the processor between looks
+    /// (`sched_yield`) until `window` has passed since the wait began, then
+    /// sleep on the futex until woken. A waiter left idle costs `window`
+    /// of processor time and then nothing.
+    Adaptive {
+        /// How long to poll with pause instructions.
+        spin: Duration,
+        /// How long, counted from the start of the wait, before sleeping
+        /// (a window shorter than `spin` means `spin`).
+        window: Duration,
+    },
+    /// Sleep on the futex after one more look: no processor time while
+    /// waiting, a wake-up per wait.
+    Park,
+}
+
+impl WaitStrategy {
+    /// The default of every handle: [`Adaptive`](WaitStrategy::Adaptive)
+    /// with a 20 µs spin and a 100 µs window (chosen by measurement; see
+    /// `BENCHMARKS.md`, "Wait strategies").
+    pub const DEFAULT: WaitStrategy = WaitStrategy::Adaptive {
+        spin: Duration::from_micros(20),
+        window: Duration::from_micros(100),
+    };
+}
+
+impl Default for WaitStrategy {
+    fn default() -> WaitStrategy {
+        WaitStrategy::DEFAULT
+    }
+}
+
+/// How many looks at the condition the polling phase makes between two
+/// readings of the clock (a reading costs about as much as a look and a
+/// pause here; the phase ends late by at most this many looks).
+#[cfg(not(loom))]
+const LOOKS_PER_CLOCK: u32 = 8;
+
+/// The polling phase of a wait, before any sleep: `Some(r)` if it ended it
+/// (`r` is `None` when `deadline` passed), `None` if the caller must now
+/// sleep. Under loom it polls once (a model has no time to spin in).
+#[inline]
+fn poll_phase<R>(
+    strategy: WaitStrategy,
+    deadline: Option<&Deadline>,
+    attempt: &mut impl FnMut(bool) -> Option<R>,
+) -> Option<Option<R>> {
+    if let Some(r) = attempt(false) {
+        return Some(Some(r));
+    }
+    #[cfg(loom)]
+    {
+        let _ = (strategy, deadline);
+        None
+    }
+    #[cfg(not(loom))]
+    {
+        let (spin, window) = match strategy {
+            WaitStrategy::Park => return None,
+            WaitStrategy::Spin => (None, None),
+            WaitStrategy::Adaptive { spin, window } => {
+                if window.is_zero() && spin.is_zero() {
+                    return None;
+                }
+                (
+                    Some(Deadline::after(spin)),
+                    Some(Deadline::after(window.max(spin))),
+                )
+            }
+        };
+        let interval = crate::lock::OWNER_CHECK_INTERVAL;
+        let mut next_check = Deadline::after(interval);
+        let mut yielding = false;
+        loop {
+            for _ in 0..LOOKS_PER_CLOCK {
+                if yielding {
+                    // SAFETY: sched_yield takes no arguments and cannot
+                    // fail on Linux.
+                    unsafe { libc::sched_yield() };
+                } else {
+                    crate::sync::spin_loop();
+                }
+                if let Some(r) = attempt(false) {
+                    return Some(Some(r));
+                }
+            }
+            let now = Deadline::now();
+            if owner_checks() && now >= next_check {
+                next_check = Deadline::after(interval);
+                if let Some(r) = attempt(true) {
+                    return Some(Some(r));
+                }
+            }
+            if deadline.is_some_and(|d| now >= *d) {
+                return Some(attempt(owner_checks()));
+            }
+            if window.is_some_and(|w| now >= w) {
+                return None;
+            }
+            yielding = spin.is_some_and(|s| now >= s);
+        }
+    }
+}
+
 /// Makes the heavy side of the asymmetric barrier if `signal`'s notifiers
 /// may use the light side; returns whether a notifier that checks with a
 /// plain load is now sure to see what we wrote before (false if the kernel
@@ -302,13 +423,14 @@ pub(crate) fn heavy_if_light(signal: &Signal) -> bool {
 }
 
 /// Runs `attempt` until it returns `Some` or `deadline` passes (`None`):
-/// first as is, then in a brief spin, then sleeping on `signal` between
+/// polling first as `strategy` says, then sleeping on `signal` between
 /// attempts. `attempt` returns `None` for "would block" (full or empty);
 /// `attempt(true)` also looks for a dead peer that keeps
 /// the queue stuck (and repairs what it left). Such a check costs a system
 /// call or two, so it is made at most once per
 /// [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL) of waiting,
-/// counted from when this call started to sleep, so that wake-ups from
+/// counted from when this call started to poll (the `strategy`'s polling
+/// phase) and again from when it started to sleep, so that wake-ups from
 /// other peers' progress cannot postpone it; sleeps are cut to end at the
 /// next check. It is also made once when the caller's deadline passes, so
 /// that short timed waits in a loop still recover. Under loom no check is
@@ -317,14 +439,11 @@ pub(crate) fn heavy_if_light(signal: &Signal) -> bool {
 #[cold]
 pub(crate) fn block_checked<R>(
     signal: &Signal,
+    strategy: WaitStrategy,
     deadline: Option<&Deadline>,
     mut attempt: impl FnMut(bool) -> Option<R>,
 ) -> Option<R> {
-    let mut out = None;
-    if futex::spin_until(|| {
-        out = attempt(false);
-        out.is_some()
-    }) {
+    if let Some(out) = poll_phase(strategy, deadline, &mut attempt) {
         return out;
     }
     let interval = crate::lock::OWNER_CHECK_INTERVAL;

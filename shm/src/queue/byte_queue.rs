@@ -5,7 +5,7 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use shmipc_core::bytes::ByteQueue as CoreByteQueue;
-use shmipc_core::{BytesConfig, QueueError, RecvError};
+use shmipc_core::{BytesConfig, QueueError, RecvError, WaitStrategy};
 
 use super::{check_bytes, object, take_vec};
 use crate::error::{Error, Result};
@@ -110,6 +110,18 @@ impl ByteQueue {
     /// send that would block looks.
     pub fn fail_sends_without_receiver(self, on: bool) -> Self {
         ByteQueue(self.0.fail_sends_without_receiver(on))
+    }
+
+    /// How this handle's blocking calls wait
+    /// ([`WaitStrategy::DEFAULT`] until set).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.0.wait_strategy()
+    }
+
+    /// Sets how this handle's blocking calls wait (see [`WaitStrategy`]);
+    /// other handles of the same queue keep theirs.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.0.set_wait_strategy(strategy);
     }
 
     /// Receives the next message into a new `Vec`, sleeping while there is

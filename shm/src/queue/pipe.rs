@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use shmipc_core::bytes::ByteQueue as CoreByteQueue;
 use shmipc_core::{
-    BytesConfig, End, QueueError, ReadGrant, RecvError, SendError, Token, WriteGrant,
+    BytesConfig, End, QueueError, ReadGrant, RecvError, SendError, Token, WaitStrategy, WriteGrant,
 };
 
 use super::roles::{release_role, Roles, ROLES_SIZE};
@@ -264,6 +264,19 @@ impl PipeEnd {
     /// The largest message either end may send.
     pub fn max_message(&self) -> usize {
         self.tx.max_message()
+    }
+
+    /// How this handle's blocking calls wait
+    /// ([`WaitStrategy::DEFAULT`] until set).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.tx.wait_strategy()
+    }
+
+    /// Sets how this handle's blocking calls wait (see [`WaitStrategy`]);
+    /// other handles of the same pipe (its sends and its receives alike) keep theirs.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.tx.set_wait_strategy(strategy);
+        self.rx.set_wait_strategy(strategy);
     }
 
     /// Closes the pipe, both ways: sends from either end fail with

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytemuck::Pod;
 #[cfg(feature = "fault-injection")]
 use shmipc_core::{Deadline, PopError, PushError};
-use shmipc_core::{Mpmc, QueueError, RingConfig};
+use shmipc_core::{Mpmc, QueueError, RingConfig, WaitStrategy};
 
 use super::{check_typed, object, typed_layout};
 use crate::error::{Error, Result};
@@ -114,6 +114,18 @@ impl<T: Pod> Queue<T> {
     /// has popped. Only a push that would block looks.
     pub fn fail_sends_without_receiver(self, on: bool) -> Self {
         Queue(self.0.fail_sends_without_receiver(on))
+    }
+
+    /// How this handle's blocking calls wait
+    /// ([`WaitStrategy::DEFAULT`] until set).
+    pub fn wait_strategy(&self) -> WaitStrategy {
+        self.0.wait_strategy()
+    }
+
+    /// Sets how this handle's blocking calls wait (see [`WaitStrategy`]);
+    /// other handles of the same queue keep theirs.
+    pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
+        self.0.set_wait_strategy(strategy);
     }
 
     /// Test support: a push that runs `pause` between claiming its slot
