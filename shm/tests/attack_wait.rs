@@ -1145,3 +1145,96 @@ fn without_futex_waitv_idle_waiters_sleep() {
         "4: the idle wait, 6: the idle future used more than 5% of a core"
     );
 }
+
+/// A byte-queue reader SIGKILLed holding a read grant, the queue too full
+/// for a message of the largest size: a blocking `send` frees the dead
+/// reader's record within an owner-check interval (tests/queue_crash.rs).
+/// `wait` for writable and `send_async` must not wait for ever.
+#[test]
+fn wait_writable_gets_past_a_dead_readers_grant() {
+    let n = Unlinker::new("atkgrant");
+    let name = n.name("q");
+    let q = shmipc::ByteQueue::create(&name, shmipc::BytesConfig::new(128, 40)).unwrap();
+    let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
+    q.send(&[1; 40]).unwrap();
+    q.send(&[2; 40]).unwrap();
+    kill_after(&ready, || {
+        let q = shmipc::ByteQueue::open(&name).unwrap();
+        std::mem::forget(q.recv().unwrap()); // holds message 1 until killed
+    });
+    assert_eq!(q.recv_vec().unwrap(), [2; 40]);
+    assert_eq!(q.try_send(&[3; 40]), Err(shmipc::SendError::Full));
+    let start = Instant::now();
+    let ready = wait(&[Interest::writable(&q)], Some(Duration::from_secs(5))).unwrap();
+    println!("wait: {ready:?} after {:?}", start.elapsed());
+    assert_eq!(
+        ready,
+        [0],
+        "wait never saw the dead reader's record freed (a blocking send frees it)"
+    );
+}
+
+/// The same for `send_async`.
+#[cfg(feature = "tokio")]
+#[test]
+fn send_async_gets_past_a_dead_readers_grant() {
+    let n = Unlinker::new("atkagrant");
+    let name = n.name("q");
+    let q = ByteQueue::create(&name, BytesConfig::new(128, 40)).unwrap();
+    let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
+    q.send(&[1; 40]).unwrap();
+    q.send(&[2; 40]).unwrap();
+    kill_after(&ready, || {
+        let q = ByteQueue::open(&name).unwrap();
+        std::mem::forget(q.recv().unwrap());
+    });
+    assert_eq!(q.recv_vec().unwrap(), [2; 40]);
+    let out = current_thread().block_on(async {
+        tokio::time::timeout(Duration::from_secs(5), q.send_async(&[3; 40])).await
+    });
+    assert_eq!(
+        out,
+        Ok(Ok(())),
+        "send_async never got past the dead reader's record"
+    );
+    assert_eq!(q.recv_vec().unwrap(), [3; 40]);
+}
+
+/// Pending futures and a sleeping `wait` end when another process closes
+/// the queue (closed counts as ready; the future returns `Closed`).
+#[test]
+fn a_close_from_another_process_ends_waits_and_pending_futures() {
+    let n = Unlinker::new("atkclose");
+    let (qn, bn) = (n.name("q"), n.name("b"));
+    let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
+    let b = shmipc::ByteQueue::create(&bn, shmipc::BytesConfig::new(256, 16)).unwrap();
+    let mut child = fork(|| {
+        let (Ok(q), Ok(b)) = (Queue::<u64>::open(&qn), shmipc::ByteQueue::open(&bn)) else {
+            return 2;
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        q.close();
+        std::thread::sleep(Duration::from_millis(200));
+        b.close();
+        0
+    })
+    .unwrap();
+    let never = Event::new();
+    let start = Instant::now();
+    let ready = wait(
+        &[Interest::event(&never), Interest::readable(&q)],
+        Some(WAKE_PATIENCE),
+    )
+    .unwrap();
+    assert_eq!(ready, [1]);
+    assert!(start.elapsed() < WAKE_PATIENCE, "woken by the timeout only");
+    assert_eq!(q.try_pop(), Err(PopError::Closed));
+    #[cfg(feature = "tokio")]
+    {
+        let out = current_thread()
+            .block_on(async { tokio::time::timeout(WAKE_PATIENCE, b.recv_async()).await });
+        assert_eq!(out, Ok(Err(RecvError::Closed)));
+        assert!(start.elapsed() < WAKE_PATIENCE, "woken by the timeout only");
+    }
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+}
