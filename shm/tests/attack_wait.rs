@@ -1236,5 +1236,11 @@ fn a_close_from_another_process_ends_waits_and_pending_futures() {
         assert_eq!(out, Ok(Err(RecvError::Closed)));
         assert!(start.elapsed() < WAKE_PATIENCE, "woken by the timeout only");
     }
+    #[cfg(not(feature = "tokio"))]
+    {
+        let ready = wait(&[Interest::readable(&b)], Some(WAKE_PATIENCE)).unwrap();
+        assert_eq!(ready, [0]);
+        assert!(start.elapsed() < WAKE_PATIENCE, "woken by the timeout only");
+    }
     assert_eq!(join(&mut child), ExitStatus::Code(0));
 }
