@@ -34,6 +34,8 @@ mod harness;
 mod iox;
 #[path = "compare/locks.rs"]
 mod locks;
+#[path = "compare/peers.rs"]
+mod peers;
 #[path = "compare/py.rs"]
 mod py;
 #[path = "compare/report.rs"]
@@ -100,6 +102,9 @@ fn cases(env: &Env) -> Vec<Case> {
             Box::new(|e| rt::rt_shmipc(e, false)),
         ),
         Case::new(&["rt_block"], "shmipc_event", Rt, Box::new(rt::rt_event)),
+        // ---- the same round trip through `wait` and through tokio
+        Case::new(&["rt_waitset"], "shmipc", Rt, Box::new(peers::rt_waitset)),
+        Case::new(&["rt_async"], "shmipc", Rt, Box::new(peers::rt_async)),
         Case::new(
             &["rt_block"],
             "futex",

@@ -24,7 +24,7 @@
 //! Whatever wakes any of them wakes the call; it then re-arms every object
 //! and reports all that are ready. No busy loop: besides real wake-ups,
 //! the sleep ends only every
-//! [`OWNER_CHECK_INTERVAL`](shmipc_core::OWNER_CHECK_INTERVAL) (50 ms),
+//! [`OWNER_CHECK_INTERVAL`] (50 ms),
 //! the re-check that every blocking call of this crate makes in case a
 //! waker was killed between its change and its wake.
 //!

@@ -23,6 +23,8 @@ pub struct Context {
 const MAIN: &[&str] = &[
     "rt_busy",
     "rt_block",
+    "rt_waitset",
+    "rt_async",
     "sem_pingpong",
     "tp_spsc_u64",
     "tp_spsc_threads",
@@ -42,6 +44,8 @@ const MAIN: &[&str] = &[
 const ABOUT: &[(&str, &str)] = &[
     ("rt_busy", "round trip of a u64, both sides poll; 2 processes, 2 cores"),
     ("rt_block", "round trip of a u64, both sides sleep when idle; 2 processes, 2 cores"),
+    ("rt_waitset", "rt_block's round trip, each side sleeping in shmipc::wait on its queue and an event; 2 processes, 2 cores"),
+    ("rt_async", "round trip of a u64 through MPMC queues, each side a current-thread tokio runtime awaiting pop_async; 2 processes, 2 cores"),
     ("sem_pingpong", "round trip through two semaphores; 2 processes, 2 cores"),
     ("tp_spsc_u64", "one-way u64s, 1 producer / 1 consumer pinned; shmipc across processes, rtrb and crossbeam between threads"),
     ("tp_spsc_threads", "one-way u64s between 2 pinned threads of one process: shmipc (anonymous mapping) against rtrb"),
@@ -237,7 +241,13 @@ fn latency(cases: &[Case], ctx: &Context) {
         "{:<14} {:<17} {:>9} {:>9} {:>9} {:>10} {:>9}",
         "workload", "implementation", "mean", "p50", "p99", "p99.9", "timed"
     );
-    for w in ["rt_busy", "rt_block", "sem_pingpong"] {
+    for w in [
+        "rt_busy",
+        "rt_block",
+        "rt_waitset",
+        "rt_async",
+        "sem_pingpong",
+    ] {
         for c in in_w(cases, w) {
             let mut h = Hist::new();
             for s in &c.samples {
@@ -542,6 +552,23 @@ const TYPED: &[Target] = &[
     t("typed_small", "py_mp", 50.0),
 ];
 
+/// Issue 12 ([peers]): a round trip through `wait` and through tokio, each
+/// against the plain blocking round trip of the same run.
+const PEERS: &[Target] = &[
+    Target {
+        workload: "rt_waitset",
+        other: "shmipc",
+        other_workload: Some("rt_block"),
+        factor: 1.5,
+    },
+    Target {
+        workload: "rt_async",
+        other: "shmipc",
+        other_workload: Some("rt_block"),
+        factor: 1.5,
+    },
+];
+
 /// Earlier targets, kept as regression checks, with the fair peers beside
 /// the ones they were first set against.
 const EARLIER: &[Target] = &[
@@ -631,6 +658,8 @@ fn targets(cases: &[Case], ctx: &Context) {
     println!("  {:<20} not measured: needs a wait-strategy API in the library (rt_adaptive <= 3x rt_busy; idle waiter <= 2% of a core)", "rt_adaptive");
     println!("  issue 11 [typed]:");
     target_lines(cases, ctx, TYPED);
+    println!("  issue 12 [peers]:");
+    target_lines(cases, ctx, PEERS);
     println!("  earlier targets, with the fair peers beside the first ones:");
     target_lines(cases, ctx, EARLIER);
 }
