@@ -1,6 +1,7 @@
 //! Async forms of the blocking calls (the `tokio` feature): `pop_async`,
-//! `push_async`, `recv_async`, `send_async`, `lock_async`,
-//! `acquire_async`, `wait_async` and `join_async`.
+//! `push_async` (`Queue`), `recv_async`, `send_async` (`ByteQueue`,
+//! `PipeEnd`, `TypedPipeEnd`), `get_async`, `put_async` (`TypedQueue`),
+//! `lock_async`, `acquire_async`, `wait_async` and `join_async`.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -68,6 +69,8 @@ use crate::memory::Mapping;
 use crate::process::Child;
 use crate::wait::Watcher;
 use crate::{ByteQueue, ExitStatus, PipeEnd, ProcessHandle, Queue, Shared};
+use crate::{MessageError, TypedPipeEnd, TypedQueue};
+use serde::{de::DeserializeOwned, Serialize};
 
 /// Futures one waiter thread holds: `futex_waitv`'s limit, less the word
 /// that registrations bump.
@@ -455,6 +458,62 @@ impl PipeEnd {
             || tx.arm_writable(),
         );
         op.await
+    }
+}
+
+/// A typed call's "would block" (nothing now, or no room now).
+fn typed_some<T>(r: Result<T, MessageError>) -> Option<Result<T, MessageError>> {
+    match r {
+        Err(e) if e.is_empty_or_full() => None,
+        r => Some(r),
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> TypedQueue<T> {
+    /// [`get`](TypedQueue::get), as a future: the next value.
+    pub async fn get_async(&self) -> Result<T, MessageError> {
+        let q = self.as_bytes();
+        Op::new(
+            Some(q.owner()),
+            || typed_some(self.get_nowait()),
+            || q.arm_readable(),
+        )
+        .await
+    }
+
+    /// [`put`](TypedQueue::put), as a future that waits for room.
+    pub async fn put_async(&self, item: &T) -> Result<(), MessageError> {
+        let q = self.as_bytes();
+        Op::new(
+            Some(q.owner()),
+            || typed_some(self.put_nowait(item)),
+            || q.arm_writable(),
+        )
+        .await
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> TypedPipeEnd<T> {
+    /// [`recv`](TypedPipeEnd::recv), as a future: the next value.
+    pub async fn recv_async(&self) -> Result<T, MessageError> {
+        let (_, rx, memory) = self.as_bytes().rings();
+        Op::new(
+            Some(memory),
+            || typed_some(self.try_recv()),
+            || rx.arm_readable(),
+        )
+        .await
+    }
+
+    /// [`send`](TypedPipeEnd::send), as a future that waits for room.
+    pub async fn send_async(&self, value: &T) -> Result<(), MessageError> {
+        let (tx, _, memory) = self.as_bytes().rings();
+        Op::new(
+            Some(memory),
+            || typed_some(self.try_send(value)),
+            || tx.arm_writable(),
+        )
+        .await
     }
 }
 

@@ -65,6 +65,8 @@ use shmipc_core::{Event, Semaphore, OWNER_CHECK_INTERVAL};
 
 use crate::process::Child;
 use crate::{ByteQueue, PipeEnd, ProcessHandle, Queue, SpscConsumer, SpscProducer};
+use crate::{TypedPipeEnd, TypedQueue};
+use serde::{de::DeserializeOwned, Serialize};
 
 /// How long each sleep lasts where `futex_waitv` is missing (or forbidden):
 /// a wake on any word but the first is seen within one slice.
@@ -139,6 +141,32 @@ impl<T: Pod> sealed::Sealed for SpscProducer<T> {}
 impl<T: Pod> Writable for SpscProducer<T> {
     fn arm_writable(&self) -> Option<Arm<'_>> {
         shmipc_core::spsc::Producer::arm_writable_deferred(self)
+    }
+}
+
+/// A typed queue is readable and writable as the byte queue underneath.
+impl<T> sealed::Sealed for TypedQueue<T> {}
+impl<T: Serialize + DeserializeOwned> Readable for TypedQueue<T> {
+    fn arm_readable(&self) -> Option<Arm<'_>> {
+        Readable::arm_readable(self.as_bytes())
+    }
+}
+impl<T: Serialize + DeserializeOwned> Writable for TypedQueue<T> {
+    fn arm_writable(&self) -> Option<Arm<'_>> {
+        Writable::arm_writable(self.as_bytes())
+    }
+}
+
+/// A typed pipe end is readable and writable as the byte end underneath.
+impl<T> sealed::Sealed for TypedPipeEnd<T> {}
+impl<T: Serialize + DeserializeOwned> Readable for TypedPipeEnd<T> {
+    fn arm_readable(&self) -> Option<Arm<'_>> {
+        Readable::arm_readable(self.as_bytes())
+    }
+}
+impl<T: Serialize + DeserializeOwned> Writable for TypedPipeEnd<T> {
+    fn arm_writable(&self) -> Option<Arm<'_>> {
+        Writable::arm_writable(self.as_bytes())
     }
 }
 

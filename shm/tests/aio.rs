@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::{join, CHILD_TIMEOUT, WAKE_PATIENCE};
 use shmipc::{
     fork, BytesConfig, Event, ExitStatus, Lock, Named, Pipe, Queue, RingConfig, Semaphore,
-    SemaphoreConfig, Shared, Unlinker,
+    SemaphoreConfig, Shared, TypedPipe, TypedQueue, Unlinker,
 };
 
 fn current_thread() -> tokio::runtime::Runtime {
@@ -279,6 +279,49 @@ fn more_pending_futures_than_one_waiter_thread_holds_all_wake() {
         for t in tasks {
             assert!(t.await.unwrap(), "a waiting future was never woken");
         }
+    });
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+}
+
+#[test]
+fn typed_queue_and_typed_pipe_futures_carry_values_across_processes() {
+    let n = Unlinker::new("aiotyped");
+    let (qn, pn) = (n.name("q"), n.name("p"));
+    let config = BytesConfig::new(4096, 256);
+    let q = TypedQueue::<String>::create(&qn, config).unwrap();
+    let a = TypedPipe::<Vec<u32>>::create(&pn, config).unwrap();
+    let mut child = fork(|| {
+        let (Ok(q), Ok(b)) = (
+            TypedQueue::<String>::open(&qn),
+            TypedPipe::<Vec<u32>>::open(&pn),
+        ) else {
+            return 2;
+        };
+        current_thread().block_on(async {
+            std::thread::sleep(Duration::from_millis(30));
+            if q.put_async(&"hello".to_string()).await.is_err() {
+                return 3;
+            }
+            match b.recv_async().await {
+                Ok(v) if v == [1, 2, 3] => {}
+                _ => return 4,
+            }
+            b.send_async(&vec![4, 5]).await.map_or(5, |_| 0)
+        })
+    })
+    .unwrap();
+    current_thread().block_on(async {
+        let s = tokio::time::timeout(WAKE_PATIENCE, q.get_async())
+            .await
+            .expect("get: lost wake-up")
+            .unwrap();
+        assert_eq!(s, "hello");
+        a.send_async(&vec![1, 2, 3]).await.unwrap();
+        let v = tokio::time::timeout(WAKE_PATIENCE, a.recv_async())
+            .await
+            .expect("recv: lost wake-up")
+            .unwrap();
+        assert_eq!(v, [4, 5]);
     });
     assert_eq!(join(&mut child), ExitStatus::Code(0));
 }
