@@ -95,6 +95,16 @@ struct Waiter {
     /// Bumped by every registration and removal: the thread looks again.
     kick: AtomicU32,
     entries: Mutex<Vec<Entry>>,
+    /// The words of entries whose futures were dropped, until the thread
+    /// is out of the sleep that may still be on them (`Waiter::remove`).
+    ghosts: Mutex<Vec<Ghost>>,
+}
+
+/// A dropped future's word, which the thread may still be asleep on.
+struct Ghost {
+    word: &'static AtomicU32,
+    expected: u32,
+    _keep: Keep,
 }
 
 struct Waiters {
@@ -122,15 +132,45 @@ impl Waiter {
 
     /// Takes entry `id` back (if the thread has not woken it already);
     /// returns whether it was still there.
+    ///
+    /// The registration goes at once (dropping the arm, which passes on a
+    /// wake it was given: `shmipc_core::waitable`). But the thread may
+    /// still be asleep in `futex_waitv` on the word, and a release or an
+    /// unlock that wakes one sleeper could pick the thread instead of a
+    /// peer. So the word stays as a ghost and the thread is kicked: once
+    /// out of its sleep, it passes on a wake for every ghost whose word
+    /// moved ([`Waiter::bury`]).
     fn remove(&self, id: u64) -> bool {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let Some(i) = entries.iter().position(|e| e.id == id) else {
             return false;
         };
-        let entry = entries.swap_remove(i);
+        let Entry { arm, _keep, .. } = entries.swap_remove(i);
         drop(entries);
-        drop(entry); // takes the registration back
+        let ghost = Ghost {
+            word: arm.word(),
+            expected: arm.expected(),
+            _keep,
+        };
+        drop(arm); // takes the registration back
+        self.ghosts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ghost);
+        self.kick();
         true
+    }
+
+    /// Out of the sleep: passes on the wakes the thread may have taken on
+    /// the words of dropped futures (one `FUTEX_WAKE` per word that moved;
+    /// a spare one wakes a sleeper that re-checks and sleeps again).
+    fn bury(&self) {
+        let ghosts = std::mem::take(&mut *self.ghosts.lock().unwrap_or_else(|p| p.into_inner()));
+        for g in &ghosts {
+            if g.word.load(Ordering::Acquire) != g.expected {
+                futex::wake_one(g.word);
+            }
+        }
     }
 
     /// Replaces the waker of entry `id`; false if it is gone (woken).
@@ -176,6 +216,7 @@ impl Waiter {
                 Some(&slice)
             };
             let out = waitv(&words, until);
+            self.bury();
             let all = match out {
                 Waitv::TimedOut => true,
                 Waitv::Unsupported(_) => {
@@ -262,6 +303,7 @@ fn try_register(arm: Arm<'_>, keep: Keep, waker: &Waker) -> Result<Ticket, Box<E
     let w: &'static Waiter = Box::leak(Box::new(Waiter {
         kick: AtomicU32::new(0),
         entries: Mutex::new(Vec::with_capacity(PER_THREAD)),
+        ghosts: Mutex::new(Vec::new()),
     }));
     if std::thread::Builder::new()
         .name("shmipc-waiter".into())
