@@ -82,6 +82,9 @@ struct Entry {
     /// Declared (so dropped) before `_keep`: the arm points into it.
     arm: Arm<'static>,
     waker: Waker,
+    /// Waits for the periodic wake alone (its word never moves): woken by
+    /// it even with `strict-wakes`.
+    periodic: bool,
     _keep: Keep,
 }
 
@@ -190,10 +193,15 @@ impl Waiter {
     fn run(&'static self) {
         let mut words: Vec<WaitvEntry> = Vec::with_capacity(WAITV_MAX);
         let mut wake: Vec<Waker> = Vec::new();
-        let mut short = false;
+        // One periodic deadline, moved on only when it passes: wakes and
+        // registrations (which come all the time under traffic) do not
+        // put it off.
+        let mut tick = Deadline::after(OWNER_CHECK_INTERVAL);
+        let mut unsupported = false;
         loop {
             // SYNC POINT: Acquire pairs with the Release bump in `kick`.
             let seen = self.kick.load(Ordering::Acquire);
+            let (mut short, mut periodic) = (false, false);
             {
                 let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
                 words.clear();
@@ -201,40 +209,49 @@ impl Waiter {
                 for e in entries.iter() {
                     words.push(WaitvEntry::new(e.arm.word(), e.arm.expected()));
                     short |= e.arm.short_sleeps();
+                    periodic |= e.periodic;
                 }
             }
-            let slice = Deadline::after(if short {
-                crate::wait::FALLBACK_SLICE
-            } else {
-                OWNER_CHECK_INTERVAL
-            });
+            let slice = Deadline::after(crate::wait::FALLBACK_SLICE).min(tick);
             // Nothing registered: sleep until a registration. Otherwise
-            // until the periodic wake (not with `strict-wakes`).
-            let until = if words.len() == 1 || (futex::STRICT_WAKES && !short) {
+            // until the periodic wake (with `strict-wakes`, only if a
+            // future waits for nothing but it), or a short slice.
+            let until = if words.len() == 1 {
+                None
+            } else if short || unsupported {
+                Some(&slice)
+            } else if futex::STRICT_WAKES && !periodic {
                 None
             } else {
-                Some(&slice)
+                Some(&tick)
             };
-            let out = waitv(&words, until);
-            self.bury();
-            let all = match out {
-                Waitv::TimedOut => true,
-                Waitv::Unsupported(_) => {
-                    // No futex_waitv: sleep on the kick word in short
-                    // slices, and wake every future after each.
-                    let d = Deadline::after(crate::wait::FALLBACK_SLICE);
-                    futex::wait(&self.kick, seen, Some(&d));
-                    true
+            if !unsupported {
+                if let Waitv::Unsupported(_) = waitv(&words, until) {
+                    unsupported = true;
                 }
-                Waitv::Woken(_) | Waitv::Retry => false,
-            };
-            short = false;
+            }
+            if unsupported {
+                // No futex_waitv: sleep on the kick word in short slices,
+                // and wake the futures whose words moved after each.
+                futex::wait(&self.kick, seen, until);
+            }
+            self.bury();
+            let ticked = tick.has_passed();
+            if ticked {
+                tick = Deadline::after(OWNER_CHECK_INTERVAL);
+            }
             let mut gone = Vec::new();
             {
                 let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
                 let mut i = 0;
                 while i < entries.len() {
-                    if all || entries[i].arm.moved() {
+                    let e = &entries[i];
+                    // A short sleeper may have missed its wake: it looks
+                    // after every slice.
+                    let due = e.arm.moved()
+                        || e.arm.short_sleeps()
+                        || (ticked && (e.periodic || !futex::STRICT_WAKES));
+                    if due {
                         let e = entries.swap_remove(i);
                         wake.push(e.waker.clone());
                         gone.push(e);
@@ -285,10 +302,12 @@ fn try_register(arm: Arm<'_>, keep: Keep, waker: &Waker) -> Result<Ticket, Box<E
     let all = all.as_mut().expect("set above");
     all.next += 1;
     let id = all.next;
+    let periodic = std::ptr::eq(arm.word(), &NEVER);
     let entry = Entry {
         id,
         arm,
         waker: waker.clone(),
+        periodic,
         _keep: keep,
     };
     for &w in &all.threads {
