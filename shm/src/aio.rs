@@ -580,11 +580,34 @@ impl<T: Serialize + DeserializeOwned> TypedPipeEnd<T> {
 
 impl Shared<Event> {
     /// [`Event::wait`], as a future: ready once the event is set.
+    ///
+    /// A `set` that a `clear` followed while the future waited counts, as
+    /// for a blocked [`Event::wait`]: the future keeps the event's state of
+    /// its first arm and asks whether it was set since.
     pub async fn wait_async(&self) {
+        // The first arm's state (above u32::MAX: not armed yet); an atomic,
+        // not a Cell, so that the future stays Send.
+        let first = shmipc_core::sync::AtomicU64::new(u64::MAX);
         let op = Op::new(
             Some(self.memory()),
-            || self.is_set().then_some(()),
-            || self.arm(),
+            || {
+                let fired = match u32::try_from(first.load(Ordering::Relaxed)) {
+                    Ok(armed) => self.set_since(armed),
+                    Err(_) => self.is_set(),
+                };
+                fired.then_some(())
+            },
+            || {
+                let arm = self.arm()?;
+                // Relaxed: only this future's own polls read it.
+                let _ = first.compare_exchange(
+                    u64::MAX,
+                    u64::from(arm.expected()),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                Some(arm)
+            },
         );
         op.await
     }
