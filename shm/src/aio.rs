@@ -111,7 +111,8 @@ struct Ghost {
 }
 
 struct Waiters {
-    pid: u32,
+    /// The fork generation (`crate::wait::fork_generation`) it was made in.
+    forks: u64,
     next: u64,
     threads: Vec<&'static Waiter>,
 }
@@ -289,12 +290,13 @@ fn try_register(arm: Arm<'_>, keep: Keep, waker: &Waker) -> Result<Ticket, Box<E
     // is static), and the entry drops the arm before `keep`.
     let arm = unsafe { arm.detach() };
     let mut all = WAITERS.lock().unwrap_or_else(|p| p.into_inner());
-    let pid = std::process::id();
-    if !all.as_ref().is_some_and(|w| w.pid == pid) {
+    let forks = crate::wait::fork_generation();
+    if !all.as_ref().is_some_and(|w| w.forks == forks) {
         // First use, or a forked child (which has none of its parent's
-        // threads): start afresh; the parent's waiters stay leaked.
+        // threads, even with an ancestor's pid): start afresh; the
+        // parent's waiters stay leaked.
         *all = Some(Waiters {
-            pid,
+            forks,
             next: 0,
             threads: Vec::new(),
         });
