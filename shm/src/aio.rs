@@ -356,12 +356,15 @@ struct Op<'a, R, A, M> {
     keep: Option<&'a Mapping>,
     ticket: Option<Ticket>,
     retries: u32,
+    /// When the next attempt makes the owner check (past a peer that died
+    /// mid-way), as a blocked call makes it once per interval of waiting.
+    next_check: Deadline,
     _out: std::marker::PhantomData<fn() -> R>,
 }
 
 impl<'a, R, A, M> Op<'a, R, A, M>
 where
-    A: FnMut() -> Option<R>,
+    A: FnMut(bool) -> Option<R>,
     M: Fn() -> Option<Arm<'a>>,
 {
     fn new(keep: Option<&'a Mapping>, attempt: A, arm: M) -> Self {
@@ -371,6 +374,7 @@ where
             keep,
             ticket: None,
             retries: 0,
+            next_check: Deadline::after(OWNER_CHECK_INTERVAL),
             _out: std::marker::PhantomData,
         }
     }
@@ -385,7 +389,7 @@ where
 
 impl<'a, R, A, M> Future for Op<'a, R, A, M>
 where
-    A: FnMut() -> Option<R> + Unpin,
+    A: FnMut(bool) -> Option<R> + Unpin,
     M: Fn() -> Option<Arm<'a>> + Unpin,
 {
     type Output = R;
@@ -400,7 +404,13 @@ where
             }
             this.ticket = None;
         }
-        if let Some(r) = (this.attempt)() {
+        // The waiter thread's periodic wake brings the future here at
+        // least once per interval while it waits.
+        let check = this.next_check.has_passed();
+        if check {
+            this.next_check = Deadline::after(OWNER_CHECK_INTERVAL);
+        }
+        if let Some(r) = (this.attempt)(check) {
             return Poll::Ready(r);
         }
         match (this.arm)() {
@@ -453,7 +463,14 @@ impl<T: Pod> Queue<T> {
     pub async fn pop_async(&self) -> Result<T, PopError> {
         let op = Op::new(
             Some(self.owner()),
-            || some_unless(self.try_pop(), PopError::Empty),
+            |check| {
+                let r = if check {
+                    self.try_pop_checked()
+                } else {
+                    self.try_pop()
+                };
+                some_unless(r, PopError::Empty)
+            },
             || self.arm_readable(),
         );
         op.await
@@ -463,7 +480,14 @@ impl<T: Pod> Queue<T> {
     pub async fn push_async(&self, item: T) -> Result<(), PushError> {
         let op = Op::new(
             Some(self.owner()),
-            || some_unless(self.try_push(item), PushError::Full),
+            |check| {
+                let r = if check {
+                    self.try_push_checked(item)
+                } else {
+                    self.try_push(item)
+                };
+                some_unless(r, PushError::Full)
+            },
             || self.arm_writable(),
         );
         op.await
@@ -483,7 +507,14 @@ impl ByteQueue {
     pub async fn recv_async(&self) -> Result<Vec<u8>, RecvError> {
         let op = Op::new(
             Some(self.owner()),
-            || some_unless(self.try_recv().and_then(take), RecvError::Empty),
+            |check| {
+                let r = if check {
+                    self.try_recv_checked()
+                } else {
+                    self.try_recv()
+                };
+                some_unless(r.and_then(take), RecvError::Empty)
+            },
             || self.arm_readable(),
         );
         op.await
@@ -493,7 +524,14 @@ impl ByteQueue {
     pub async fn send_async(&self, msg: &[u8]) -> Result<(), SendError> {
         let op = Op::new(
             Some(self.owner()),
-            || some_unless(self.try_send(msg), SendError::Full),
+            |check| {
+                let r = if check {
+                    self.try_send_checked(msg)
+                } else {
+                    self.try_send(msg)
+                };
+                some_unless(r, SendError::Full)
+            },
             || self.arm_writable(),
         );
         op.await
@@ -506,7 +544,14 @@ impl PipeEnd {
         let (_, rx, memory) = self.rings();
         let op = Op::new(
             Some(memory),
-            || some_unless(rx.try_recv().and_then(take), RecvError::Empty),
+            |check| {
+                let r = if check {
+                    rx.try_recv_checked()
+                } else {
+                    rx.try_recv()
+                };
+                some_unless(r.and_then(take), RecvError::Empty)
+            },
             || rx.arm_readable(),
         );
         op.await
@@ -517,7 +562,14 @@ impl PipeEnd {
         let (tx, _, memory) = self.rings();
         let op = Op::new(
             Some(memory),
-            || some_unless(tx.try_send(msg), SendError::Full),
+            |check| {
+                let r = if check {
+                    tx.try_send_checked(msg)
+                } else {
+                    tx.try_send(msg)
+                };
+                some_unless(r, SendError::Full)
+            },
             || tx.arm_writable(),
         );
         op.await
@@ -538,7 +590,7 @@ impl<T: Serialize + DeserializeOwned> TypedQueue<T> {
         let q = self.as_bytes();
         Op::new(
             Some(q.owner()),
-            || typed_some(self.get_nowait()),
+            |_| typed_some(self.get_nowait()),
             || q.arm_readable(),
         )
         .await
@@ -549,7 +601,7 @@ impl<T: Serialize + DeserializeOwned> TypedQueue<T> {
         let q = self.as_bytes();
         Op::new(
             Some(q.owner()),
-            || typed_some(self.put_nowait(item)),
+            |_| typed_some(self.put_nowait(item)),
             || q.arm_writable(),
         )
         .await
@@ -562,7 +614,7 @@ impl<T: Serialize + DeserializeOwned> TypedPipeEnd<T> {
         let (_, rx, memory) = self.as_bytes().rings();
         Op::new(
             Some(memory),
-            || typed_some(self.try_recv()),
+            |_| typed_some(self.try_recv()),
             || rx.arm_readable(),
         )
         .await
@@ -573,7 +625,7 @@ impl<T: Serialize + DeserializeOwned> TypedPipeEnd<T> {
         let (tx, _, memory) = self.as_bytes().rings();
         Op::new(
             Some(memory),
-            || typed_some(self.try_send(value)),
+            |_| typed_some(self.try_send(value)),
             || tx.arm_writable(),
         )
         .await
@@ -592,7 +644,7 @@ impl Shared<Event> {
         let first = shmipc_core::sync::AtomicU64::new(u64::MAX);
         let op = Op::new(
             Some(self.memory()),
-            || {
+            |_| {
                 let fired = match u32::try_from(first.load(Ordering::Relaxed)) {
                     Ok(armed) => self.set_since(armed),
                     Err(_) => self.is_set(),
@@ -620,7 +672,7 @@ impl Shared<Semaphore> {
     pub async fn acquire_async(&self) {
         let op = Op::new(
             Some(self.memory()),
-            || self.try_acquire().then_some(()),
+            |_| self.try_acquire().then_some(()),
             || self.arm(),
         );
         op.await
@@ -635,7 +687,11 @@ impl Shared<Lock> {
     pub async fn lock_async(&self) -> Result<LockGuard<'_>, LockError> {
         let op = Op::new(
             Some(self.memory()),
-            || match self.try_lock_woken() {
+            |check| match if check {
+                self.try_lock_checked()
+            } else {
+                self.try_lock_woken()
+            } {
                 Err(LockError::WouldBlock) => None,
                 r => Some(r),
             },
@@ -665,7 +721,7 @@ impl Child {
         let watch = watched.as_ref().map(|(u, fd)| (u.0, *fd));
         let op = Op::new(
             None,
-            || self.try_wait().transpose(),
+            |_| self.try_wait().transpose(),
             move || match watch {
                 Some((watcher, pidfd)) => {
                     // SYNC POINT: Acquire pairs with the watcher's Release
