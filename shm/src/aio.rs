@@ -234,6 +234,7 @@ impl Waiter {
             if unsupported {
                 // No futex_waitv: sleep on the kick word in short slices,
                 // and wake the futures whose words moved after each.
+                let until = if words.len() == 1 { None } else { Some(&slice) };
                 futex::wait(&self.kick, seen, until);
             }
             self.bury();
