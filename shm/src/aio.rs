@@ -31,9 +31,10 @@
 //! look again; when a word moves it wakes that future's `Waker`, which
 //! tries again. A process has one waiter thread per 127 futures waiting at
 //! once (started when first needed, kept for later ones). Every
-//! [`OWNER_CHECK_INTERVAL`](shmipc_core::OWNER_CHECK_INTERVAL) (50 ms) the
-//! threads wake every future they hold, the periodic re-check that every
-//! blocking call of this crate makes.
+//! [`OWNER_CHECK_INTERVAL`](shmipc_core::OWNER_CHECK_INTERVAL) (50 ms, on
+//! one schedule that wakes and registrations do not put off) the threads
+//! wake every future they hold, the periodic re-check that every blocking
+//! call of this crate makes.
 //!
 //! The futures need no particular runtime: they use only `Waker`s, so they
 //! run under tokio (the feature's name: what the tests and benchmarks
@@ -44,9 +45,10 @@
 //! registration back and loses nothing.
 //!
 //! A blocked call of this crate also takes over from peers that died
-//! holding a claim or a lock; the async forms wait for the owner checks of
-//! blocking callers instead, and a future on a [`Lock`] whose owner died
-//! waits until some blocking `lock` takes it over.
+//! holding a claim, a grant or a lock, at its owner check; a future makes
+//! the same check once per interval of waiting (the periodic wake brings
+//! it back), so it gets past such a peer too. With `strict-wakes` only a
+//! future that waits for the periodic wake alone gets it.
 
 use std::future::Future;
 use std::io;
