@@ -203,6 +203,65 @@ const NON_BLOCKING: &[(&str, &str, &str, &str)] = &[
         "Pool",
         "apply_async_with",
         "queues the task; the handle waits, with get_timeout",
+    ),    (
+        "shm",
+        "*",
+        "pop_async",
+        "a future (the tokio feature): it never blocks a thread, and the caller bounds it with its executor's timeout (tokio::time::timeout), which is cancel-safe",
+    ),
+    (
+        "shm",
+        "*",
+        "push_async",
+        "a future (the tokio feature): it never blocks a thread, and the caller bounds it with its executor's timeout (tokio::time::timeout), which is cancel-safe",
+    ),
+    (
+        "shm",
+        "*",
+        "recv_async",
+        "a future (the tokio feature): it never blocks a thread, and the caller bounds it with its executor's timeout (tokio::time::timeout), which is cancel-safe",
+    ),
+    (
+        "shm",
+        "*",
+        "send_async",
+        "a future (the tokio feature): it never blocks a thread, and the caller bounds it with its executor's timeout (tokio::time::timeout), which is cancel-safe",
+    ),
+    (
+        "shm",
+        "*",
+        "get_async",
+        "a future (the tokio feature): it never blocks a thread, and the caller bounds it with its executor's timeout (tokio::time::timeout), which is cancel-safe",
+    ),
+    (
+        "shm",
+        "*",
+        "put_async",
+        "a future (the tokio feature): it never blocks a thread, and the caller bounds it with its executor's timeout (tokio::time::timeout), which is cancel-safe",
+    ),
+    (
+        "shm",
+        "*",
+        "wait_async",
+        "a future (the tokio feature): it never blocks a thread, and the caller bounds it with its executor's timeout (tokio::time::timeout), which is cancel-safe",
+    ),
+    (
+        "shm",
+        "*",
+        "acquire_async",
+        "a future (the tokio feature): it never blocks a thread, and the caller bounds it with its executor's timeout (tokio::time::timeout), which is cancel-safe",
+    ),
+    (
+        "shm",
+        "*",
+        "lock_async",
+        "a future (the tokio feature): it never blocks a thread, and the caller bounds it with its executor's timeout (tokio::time::timeout), which is cancel-safe",
+    ),
+    (
+        "shm",
+        "*",
+        "join_async",
+        "a future (the tokio feature): it never blocks a thread, and the caller bounds it with its executor's timeout (tokio::time::timeout), which is cancel-safe",
     ),
 ];
 
