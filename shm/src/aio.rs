@@ -31,9 +31,10 @@
 //! look again; when a word moves it wakes that future's `Waker`, which
 //! tries again. A process has one waiter thread per 127 futures waiting at
 //! once (started when first needed, kept for later ones). Every
-//! [`OWNER_CHECK_INTERVAL`](shmipc_core::OWNER_CHECK_INTERVAL) (50 ms) the
-//! threads wake every future they hold, the periodic re-check that every
-//! blocking call of this crate makes.
+//! [`OWNER_CHECK_INTERVAL`](shmipc_core::OWNER_CHECK_INTERVAL) (50 ms, on
+//! one schedule that wakes and registrations do not put off) the threads
+//! wake every future they hold, the periodic re-check that every blocking
+//! call of this crate makes.
 //!
 //! The futures need no particular runtime: they use only `Waker`s, so they
 //! run under tokio (the feature's name: what the tests and benchmarks
@@ -44,9 +45,10 @@
 //! registration back and loses nothing.
 //!
 //! A blocked call of this crate also takes over from peers that died
-//! holding a claim or a lock; the async forms wait for the owner checks of
-//! blocking callers instead, and a future on a [`Lock`] whose owner died
-//! waits until some blocking `lock` takes it over.
+//! holding a claim, a grant or a lock, at its owner check; a future makes
+//! the same check once per interval of waiting (the periodic wake brings
+//! it back), so it gets past such a peer too. With `strict-wakes` only a
+//! future that waits for the periodic wake alone gets it.
 
 use std::future::Future;
 use std::io;
@@ -82,6 +84,9 @@ struct Entry {
     /// Declared (so dropped) before `_keep`: the arm points into it.
     arm: Arm<'static>,
     waker: Waker,
+    /// Waits for the periodic wake alone (its word never moves): woken by
+    /// it even with `strict-wakes`.
+    periodic: bool,
     _keep: Keep,
 }
 
@@ -92,13 +97,24 @@ enum Keep {
 }
 
 struct Waiter {
-    /// Bumped by every registration: the thread looks again.
+    /// Bumped by every registration and removal: the thread looks again.
     kick: AtomicU32,
     entries: Mutex<Vec<Entry>>,
+    /// The words of entries whose futures were dropped, until the thread
+    /// is out of the sleep that may still be on them (`Waiter::remove`).
+    ghosts: Mutex<Vec<Ghost>>,
+}
+
+/// A dropped future's word, which the thread may still be asleep on.
+struct Ghost {
+    word: &'static AtomicU32,
+    expected: u32,
+    _keep: Keep,
 }
 
 struct Waiters {
-    pid: u32,
+    /// The fork generation (`crate::wait::fork_generation`) it was made in.
+    forks: u64,
     next: u64,
     threads: Vec<&'static Waiter>,
 }
@@ -122,15 +138,45 @@ impl Waiter {
 
     /// Takes entry `id` back (if the thread has not woken it already);
     /// returns whether it was still there.
+    ///
+    /// The registration goes at once (dropping the arm, which passes on a
+    /// wake it was given: `shmipc_core::waitable`). But the thread may
+    /// still be asleep in `futex_waitv` on the word, and a release or an
+    /// unlock that wakes one sleeper could pick the thread instead of a
+    /// peer. So the word stays as a ghost and the thread is kicked: once
+    /// out of its sleep, it passes on a wake for every ghost whose word
+    /// moved ([`Waiter::bury`]).
     fn remove(&self, id: u64) -> bool {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let Some(i) = entries.iter().position(|e| e.id == id) else {
             return false;
         };
-        let entry = entries.swap_remove(i);
+        let Entry { arm, _keep, .. } = entries.swap_remove(i);
         drop(entries);
-        drop(entry); // takes the registration back
+        let ghost = Ghost {
+            word: arm.word(),
+            expected: arm.expected(),
+            _keep,
+        };
+        drop(arm); // takes the registration back
+        self.ghosts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ghost);
+        self.kick();
         true
+    }
+
+    /// Out of the sleep: passes on the wakes the thread may have taken on
+    /// the words of dropped futures (one `FUTEX_WAKE` per word that moved;
+    /// a spare one wakes a sleeper that re-checks and sleeps again).
+    fn bury(&self) {
+        let ghosts = std::mem::take(&mut *self.ghosts.lock().unwrap_or_else(|p| p.into_inner()));
+        for g in &ghosts {
+            if g.word.load(Ordering::Acquire) != g.expected {
+                futex::wake_one(g.word);
+            }
+        }
     }
 
     /// Replaces the waker of entry `id`; false if it is gone (woken).
@@ -150,10 +196,15 @@ impl Waiter {
     fn run(&'static self) {
         let mut words: Vec<WaitvEntry> = Vec::with_capacity(WAITV_MAX);
         let mut wake: Vec<Waker> = Vec::new();
-        let mut short = false;
+        // One periodic deadline, moved on only when it passes: wakes and
+        // registrations (which come all the time under traffic) do not
+        // put it off.
+        let mut tick = Deadline::after(OWNER_CHECK_INTERVAL);
+        let mut unsupported = false;
         loop {
             // SYNC POINT: Acquire pairs with the Release bump in `kick`.
             let seen = self.kick.load(Ordering::Acquire);
+            let (mut short, mut periodic) = (false, false);
             {
                 let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
                 words.clear();
@@ -161,39 +212,50 @@ impl Waiter {
                 for e in entries.iter() {
                     words.push(WaitvEntry::new(e.arm.word(), e.arm.expected()));
                     short |= e.arm.short_sleeps();
+                    periodic |= e.periodic;
                 }
             }
-            let slice = Deadline::after(if short {
-                crate::wait::FALLBACK_SLICE
-            } else {
-                OWNER_CHECK_INTERVAL
-            });
+            let slice = Deadline::after(crate::wait::FALLBACK_SLICE).min(tick);
             // Nothing registered: sleep until a registration. Otherwise
-            // until the periodic wake (not with `strict-wakes`).
-            let until = if words.len() == 1 || (futex::STRICT_WAKES && !short) {
+            // until the periodic wake (with `strict-wakes`, only if a
+            // future waits for nothing but it), or a short slice.
+            let until = if words.len() == 1 {
+                None
+            } else if short || unsupported {
+                Some(&slice)
+            } else if futex::STRICT_WAKES && !periodic {
                 None
             } else {
-                Some(&slice)
+                Some(&tick)
             };
-            let out = waitv(&words, until);
-            let all = match out {
-                Waitv::TimedOut => true,
-                Waitv::Unsupported(_) => {
-                    // No futex_waitv: sleep on the kick word in short
-                    // slices, and wake every future after each.
-                    let d = Deadline::after(crate::wait::FALLBACK_SLICE);
-                    futex::wait(&self.kick, seen, Some(&d));
-                    true
+            if !unsupported {
+                if let Waitv::Unsupported(_) = waitv(&words, until) {
+                    unsupported = true;
                 }
-                Waitv::Woken(_) | Waitv::Retry => false,
-            };
-            short = false;
+            }
+            if unsupported {
+                // No futex_waitv: sleep on the kick word in short slices,
+                // and wake the futures whose words moved after each.
+                let until = if words.len() == 1 { None } else { Some(&slice) };
+                futex::wait(&self.kick, seen, until);
+            }
+            self.bury();
+            let ticked = tick.has_passed();
+            if ticked {
+                tick = Deadline::after(OWNER_CHECK_INTERVAL);
+            }
             let mut gone = Vec::new();
             {
                 let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
                 let mut i = 0;
                 while i < entries.len() {
-                    if all || entries[i].arm.moved() {
+                    let e = &entries[i];
+                    // A short sleeper may have missed its wake: it looks
+                    // after every slice.
+                    let due = e.arm.moved()
+                        || e.arm.short_sleeps()
+                        || (ticked && (e.periodic || !futex::STRICT_WAKES));
+                    if due {
                         let e = entries.swap_remove(i);
                         wake.push(e.waker.clone());
                         gone.push(e);
@@ -231,12 +293,13 @@ fn try_register(arm: Arm<'_>, keep: Keep, waker: &Waker) -> Result<Ticket, Box<E
     // is static), and the entry drops the arm before `keep`.
     let arm = unsafe { arm.detach() };
     let mut all = WAITERS.lock().unwrap_or_else(|p| p.into_inner());
-    let pid = std::process::id();
-    if !all.as_ref().is_some_and(|w| w.pid == pid) {
+    let forks = crate::wait::fork_generation();
+    if !all.as_ref().is_some_and(|w| w.forks == forks) {
         // First use, or a forked child (which has none of its parent's
-        // threads): start afresh; the parent's waiters stay leaked.
+        // threads, even with an ancestor's pid): start afresh; the
+        // parent's waiters stay leaked.
         *all = Some(Waiters {
-            pid,
+            forks,
             next: 0,
             threads: Vec::new(),
         });
@@ -244,10 +307,12 @@ fn try_register(arm: Arm<'_>, keep: Keep, waker: &Waker) -> Result<Ticket, Box<E
     let all = all.as_mut().expect("set above");
     all.next += 1;
     let id = all.next;
+    let periodic = std::ptr::eq(arm.word(), &NEVER);
     let entry = Entry {
         id,
         arm,
         waker: waker.clone(),
+        periodic,
         _keep: keep,
     };
     for &w in &all.threads {
@@ -262,6 +327,7 @@ fn try_register(arm: Arm<'_>, keep: Keep, waker: &Waker) -> Result<Ticket, Box<E
     let w: &'static Waiter = Box::leak(Box::new(Waiter {
         kick: AtomicU32::new(0),
         entries: Mutex::new(Vec::with_capacity(PER_THREAD)),
+        ghosts: Mutex::new(Vec::new()),
     }));
     if std::thread::Builder::new()
         .name("shmipc-waiter".into())
@@ -293,12 +359,15 @@ struct Op<'a, R, A, M> {
     keep: Option<&'a Mapping>,
     ticket: Option<Ticket>,
     retries: u32,
+    /// When the next attempt makes the owner check (past a peer that died
+    /// mid-way), as a blocked call makes it once per interval of waiting.
+    next_check: Deadline,
     _out: std::marker::PhantomData<fn() -> R>,
 }
 
 impl<'a, R, A, M> Op<'a, R, A, M>
 where
-    A: FnMut() -> Option<R>,
+    A: FnMut(bool) -> Option<R>,
     M: Fn() -> Option<Arm<'a>>,
 {
     fn new(keep: Option<&'a Mapping>, attempt: A, arm: M) -> Self {
@@ -308,6 +377,7 @@ where
             keep,
             ticket: None,
             retries: 0,
+            next_check: Deadline::after(OWNER_CHECK_INTERVAL),
             _out: std::marker::PhantomData,
         }
     }
@@ -322,7 +392,7 @@ where
 
 impl<'a, R, A, M> Future for Op<'a, R, A, M>
 where
-    A: FnMut() -> Option<R> + Unpin,
+    A: FnMut(bool) -> Option<R> + Unpin,
     M: Fn() -> Option<Arm<'a>> + Unpin,
 {
     type Output = R;
@@ -337,7 +407,13 @@ where
             }
             this.ticket = None;
         }
-        if let Some(r) = (this.attempt)() {
+        // The waiter thread's periodic wake brings the future here at
+        // least once per interval while it waits.
+        let check = this.next_check.has_passed();
+        if check {
+            this.next_check = Deadline::after(OWNER_CHECK_INTERVAL);
+        }
+        if let Some(r) = (this.attempt)(check) {
             return Poll::Ready(r);
         }
         match (this.arm)() {
@@ -390,7 +466,14 @@ impl<T: Pod> Queue<T> {
     pub async fn pop_async(&self) -> Result<T, PopError> {
         let op = Op::new(
             Some(self.owner()),
-            || some_unless(self.try_pop(), PopError::Empty),
+            |check| {
+                let r = if check {
+                    self.try_pop_checked()
+                } else {
+                    self.try_pop()
+                };
+                some_unless(r, PopError::Empty)
+            },
             || self.arm_readable(),
         );
         op.await
@@ -400,7 +483,14 @@ impl<T: Pod> Queue<T> {
     pub async fn push_async(&self, item: T) -> Result<(), PushError> {
         let op = Op::new(
             Some(self.owner()),
-            || some_unless(self.try_push(item), PushError::Full),
+            |check| {
+                let r = if check {
+                    self.try_push_checked(item)
+                } else {
+                    self.try_push(item)
+                };
+                some_unless(r, PushError::Full)
+            },
             || self.arm_writable(),
         );
         op.await
@@ -420,7 +510,14 @@ impl ByteQueue {
     pub async fn recv_async(&self) -> Result<Vec<u8>, RecvError> {
         let op = Op::new(
             Some(self.owner()),
-            || some_unless(self.try_recv().and_then(take), RecvError::Empty),
+            |check| {
+                let r = if check {
+                    self.try_recv_checked()
+                } else {
+                    self.try_recv()
+                };
+                some_unless(r.and_then(take), RecvError::Empty)
+            },
             || self.arm_readable(),
         );
         op.await
@@ -430,7 +527,14 @@ impl ByteQueue {
     pub async fn send_async(&self, msg: &[u8]) -> Result<(), SendError> {
         let op = Op::new(
             Some(self.owner()),
-            || some_unless(self.try_send(msg), SendError::Full),
+            |check| {
+                let r = if check {
+                    self.try_send_checked(msg)
+                } else {
+                    self.try_send(msg)
+                };
+                some_unless(r, SendError::Full)
+            },
             || self.arm_writable(),
         );
         op.await
@@ -443,7 +547,14 @@ impl PipeEnd {
         let (_, rx, memory) = self.rings();
         let op = Op::new(
             Some(memory),
-            || some_unless(rx.try_recv().and_then(take), RecvError::Empty),
+            |check| {
+                let r = if check {
+                    rx.try_recv_checked()
+                } else {
+                    rx.try_recv()
+                };
+                some_unless(r.and_then(take), RecvError::Empty)
+            },
             || rx.arm_readable(),
         );
         op.await
@@ -454,7 +565,14 @@ impl PipeEnd {
         let (tx, _, memory) = self.rings();
         let op = Op::new(
             Some(memory),
-            || some_unless(tx.try_send(msg), SendError::Full),
+            |check| {
+                let r = if check {
+                    tx.try_send_checked(msg)
+                } else {
+                    tx.try_send(msg)
+                };
+                some_unless(r, SendError::Full)
+            },
             || tx.arm_writable(),
         );
         op.await
@@ -475,7 +593,7 @@ impl<T: Serialize + DeserializeOwned> TypedQueue<T> {
         let q = self.as_bytes();
         Op::new(
             Some(q.owner()),
-            || typed_some(self.get_nowait()),
+            |_| typed_some(self.get_nowait()),
             || q.arm_readable(),
         )
         .await
@@ -486,7 +604,7 @@ impl<T: Serialize + DeserializeOwned> TypedQueue<T> {
         let q = self.as_bytes();
         Op::new(
             Some(q.owner()),
-            || typed_some(self.put_nowait(item)),
+            |_| typed_some(self.put_nowait(item)),
             || q.arm_writable(),
         )
         .await
@@ -499,7 +617,7 @@ impl<T: Serialize + DeserializeOwned> TypedPipeEnd<T> {
         let (_, rx, memory) = self.as_bytes().rings();
         Op::new(
             Some(memory),
-            || typed_some(self.try_recv()),
+            |_| typed_some(self.try_recv()),
             || rx.arm_readable(),
         )
         .await
@@ -510,7 +628,7 @@ impl<T: Serialize + DeserializeOwned> TypedPipeEnd<T> {
         let (tx, _, memory) = self.as_bytes().rings();
         Op::new(
             Some(memory),
-            || typed_some(self.try_send(value)),
+            |_| typed_some(self.try_send(value)),
             || tx.arm_writable(),
         )
         .await
@@ -519,11 +637,34 @@ impl<T: Serialize + DeserializeOwned> TypedPipeEnd<T> {
 
 impl Shared<Event> {
     /// [`Event::wait`], as a future: ready once the event is set.
+    ///
+    /// A `set` that a `clear` followed while the future waited counts, as
+    /// for a blocked [`Event::wait`]: the future keeps the event's state of
+    /// its first arm and asks whether it was set since.
     pub async fn wait_async(&self) {
+        // The first arm's state (above u32::MAX: not armed yet); an atomic,
+        // not a Cell, so that the future stays Send.
+        let first = shmipc_core::sync::AtomicU64::new(u64::MAX);
         let op = Op::new(
             Some(self.memory()),
-            || self.is_set().then_some(()),
-            || self.arm(),
+            |_| {
+                let fired = match u32::try_from(first.load(Ordering::Relaxed)) {
+                    Ok(armed) => self.set_since(armed),
+                    Err(_) => self.is_set(),
+                };
+                fired.then_some(())
+            },
+            || {
+                let arm = self.arm()?;
+                // Relaxed: only this future's own polls read it.
+                let _ = first.compare_exchange(
+                    u64::MAX,
+                    u64::from(arm.expected()),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                Some(arm)
+            },
         );
         op.await
     }
@@ -534,7 +675,7 @@ impl Shared<Semaphore> {
     pub async fn acquire_async(&self) {
         let op = Op::new(
             Some(self.memory()),
-            || self.try_acquire().then_some(()),
+            |_| self.try_acquire().then_some(()),
             || self.arm(),
         );
         op.await
@@ -549,7 +690,11 @@ impl Shared<Lock> {
     pub async fn lock_async(&self) -> Result<LockGuard<'_>, LockError> {
         let op = Op::new(
             Some(self.memory()),
-            || match self.try_lock_woken() {
+            |check| match if check {
+                self.try_lock_checked()
+            } else {
+                self.try_lock_woken()
+            } {
                 Err(LockError::WouldBlock) => None,
                 r => Some(r),
             },
@@ -592,7 +737,7 @@ async fn join_watched(
     let watch = watched.as_ref().map(|(u, fd)| (u.0, *fd));
     let op = Op::new(
         None,
-        || try_wait().transpose(),
+        |_| try_wait().transpose(),
         move || match watch {
             Some((watcher, pidfd)) => {
                 // SYNC POINT: Acquire pairs with the watcher's Release

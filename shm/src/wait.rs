@@ -503,7 +503,8 @@ fn exited_unreaped(pid: u32) -> bool {
 pub(crate) struct Watcher {
     /// Bumped (Release) and woken whenever a watched child ends.
     pub(crate) word: AtomicU32,
-    pid: u32,
+    /// The [`fork_generation`] it was started in.
+    forks: u64,
     kick: OwnedFd,
     fds: Mutex<WatchList>,
 }
@@ -523,6 +524,32 @@ struct Watched {
     ended: bool,
 }
 
+/// Bumped in every forked child (a `pthread_atfork` child handler): which
+/// process a thread-holding state belongs to. Not the pid: a descendant
+/// can be given the pid of an ancestor that has exited, and it has none
+/// of that ancestor's threads.
+static FORKS: shmipc_core::sync::AtomicU64 = shmipc_core::sync::AtomicU64::new(0);
+
+extern "C" fn count_fork() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// This process's fork generation: differs from every ancestor's (after
+/// the first call, which installs the handler before any of this crate's
+/// threads exist).
+pub(crate) fn fork_generation() -> u64 {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        // SAFETY: pthread_atfork only records the handler, a plain
+        // function that touches one atomic (async-signal-safe, as a
+        // handler run in a forked child must be).
+        unsafe { libc::pthread_atfork(None, None, Some(count_fork)) };
+    });
+    // Relaxed: a process reads its own copy, written before the fork
+    // returned in it.
+    FORKS.load(Ordering::Relaxed)
+}
+
 /// The watcher of this process, started on first use (and again in a
 /// forked child, which has no copy of its parent's thread).
 static WATCHER: Mutex<Option<&'static Watcher>> = Mutex::new(None);
@@ -530,9 +557,9 @@ static WATCHER: Mutex<Option<&'static Watcher>> = Mutex::new(None);
 impl Watcher {
     pub(crate) fn get() -> io::Result<&'static Watcher> {
         let mut w = WATCHER.lock().unwrap_or_else(|p| p.into_inner());
-        let pid = std::process::id();
+        let forks = fork_generation();
         if let Some(w) = *w {
-            if w.pid == pid {
+            if w.forks == forks {
                 return Ok(w);
             }
         }
@@ -548,7 +575,7 @@ impl Watcher {
         // so its thread and every `Watch` may hold `&'static`.
         let new: &'static Watcher = Box::leak(Box::new(Watcher {
             word: AtomicU32::new(0),
-            pid,
+            forks,
             kick,
             fds: Mutex::new(WatchList::default()),
         }));

@@ -1118,6 +1118,14 @@ impl<'a, K> ByteQueue<'a, K> {
         g.commit_checked()
     }
 
+    /// [`ByteQueue::try_send`] with the owner check a blocked `send` makes
+    /// (see [`ByteQueue::try_recv_checked`]).
+    pub fn try_send_checked(&self, msg: &[u8]) -> Result<(), SendError> {
+        let mut g = self.try_reserve_inner(msg.len(), Wait::Never, true)?;
+        g.fill(msg);
+        g.commit_checked()
+    }
+
     /// Copies `msg` in as one message, sleeping while the queue is full.
     pub fn send(&self, msg: &[u8]) -> Result<(), SendError> {
         self.send_until(msg, None)
@@ -1317,6 +1325,15 @@ impl<'a, K> ByteQueue<'a, K> {
     /// deadline, and take it over from a holder that died.
     pub fn try_recv(&self) -> Result<ReadGrant<'_, 'a, K>, RecvError> {
         self.try_claim(Room::Any, Wait::Never, false)
+            .map(|c| self.grant(c))
+    }
+
+    /// [`ByteQueue::try_recv`] with the owner check a blocked `recv` makes
+    /// once per [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL)
+    /// (past a writer or reader that died mid-way), for waiters outside
+    /// the blocking calls (the async forms).
+    pub fn try_recv_checked(&self) -> Result<ReadGrant<'_, 'a, K>, RecvError> {
+        self.try_claim(Room::Any, Wait::Never, true)
             .map(|c| self.grant(c))
     }
 

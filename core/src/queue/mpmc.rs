@@ -1403,6 +1403,22 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     }
 }
 
+/// For waiters outside the blocking calls (the async forms): the attempt a
+/// blocked call makes at its owner check.
+impl<T: Pod, K> Mpmc<'_, T, K> {
+    /// [`Mpmc::try_pop`], first skipping a slot whose producer died between
+    /// claiming and publishing it (what a blocked `pop` does once per
+    /// [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL)).
+    pub fn try_pop_checked(&self) -> Result<T, PopError> {
+        self.pop_inner(true)
+    }
+
+    /// [`Mpmc::try_push`] with the same owner check as a blocked `push`.
+    pub fn try_push_checked(&self, item: T) -> Result<(), PushError> {
+        self.push_inner(item, true)
+    }
+}
+
 /// For waiters on many objects (`crate::waitable`): the signals consumers
 /// and producers sleep on.
 impl<T, K> Mpmc<'_, T, K> {

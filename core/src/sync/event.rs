@@ -194,6 +194,14 @@ impl Event {
         }
     }
 
+    /// Whether the event is set, or was set (even if cleared again) since
+    /// an arm of it ([`crate::waitable::Arm`]) expected `armed`: the test
+    /// a blocked [`Event::wait`] makes, for a waiter that re-arms (an
+    /// async one keeps its first arm's [`expected`](crate::waitable::Arm::expected)).
+    pub fn set_since(&self, armed: u32) -> bool {
+        Event::fired_since(&self.word, armed)
+    }
+
     /// Whether the event was set since `word` read `armed` (flag up, or a
     /// new generation), as `wait_until` decides.
     pub(crate) fn fired_since(word: &AtomicU32, armed: u32) -> bool {

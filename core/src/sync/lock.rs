@@ -534,6 +534,24 @@ impl Lock {
         }
     }
 
+    /// [`Lock::try_lock_woken`], and if the holder is dead, the takeover a
+    /// blocked [`Lock::lock`] makes at its owner check (the guard then
+    /// reports [`LockGuard::owner_died`]), for a waiter outside the
+    /// blocking calls (the async forms).
+    pub fn try_lock_checked(&self) -> Result<LockGuard<'_>, LockError> {
+        match self.try_lock_woken() {
+            Err(LockError::WouldBlock) => {}
+            r => return r,
+        }
+        let peers = self.peers();
+        let me = peers.me().raw();
+        let seen = self.word.load(Ordering::Relaxed);
+        match self.take_over_from_dead(peers, seen, me) {
+            Some(died) => Ok(self.acquired(tid::thread_stamp(), died)),
+            None => Err(LockError::WouldBlock),
+        }
+    }
+
     /// [`Lock::try_lock`] for a waiter that slept on the lock outside
     /// [`Lock::lock`] (an [`Arm`](crate::waitable::Arm) of it): a free lock
     /// is taken with `WAITERS` set, as a woken sleeper takes it, because
