@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use shmipc::sync::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
