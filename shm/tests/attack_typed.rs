@@ -123,13 +123,13 @@ fn a_stopped_and_continued_child_has_no_exitcode_until_it_ends() {
 /// task_done works down from the hostile value without panicking.
 #[test]
 fn a_hostile_task_count_is_refused_with_an_error_naming_the_tasks() {
-    let names = Unlinker::new("attack-typed-tasks");
+    let names = Unlinker::new("attack-typed-hostile");
     let name = names.name("q");
     let q = JoinableQueue::<u32>::create(&name, BytesConfig::for_max_message(16).unwrap()).unwrap();
     poke_u32(&name, 100, 0x7fff_ffff);
     let err = q.put(&1).unwrap_err().to_string();
     assert!(
-        err.contains("task") && !err.contains("full"),
+        err.contains("unfinished"),
         "a put refused for the task count says so: {err}"
     );
     assert!(q.empty());
@@ -145,4 +145,108 @@ fn a_hostile_task_count_is_refused_with_an_error_naming_the_tasks() {
     assert_eq!(q.get().unwrap(), 2);
     q.task_done().unwrap();
     assert!(q.join_timeout(Duration::ZERO));
+}
+
+/// Encodes (the `None` is skipped) but does not decode with postcard,
+/// which has no field names to notice the gap.
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+struct Lopsided {
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    first: Option<u32>,
+    second: u32,
+}
+
+fn never_runs(_: Lopsided) {
+    panic!("the target ran with arguments that do not decode");
+}
+
+fn stderr_of(p: &shmipc::ProcessHandle) -> String {
+    use std::io::Read;
+    let mut err = String::new();
+    let stderr = p.child().std().and_then(|c| c.stderr.take()).unwrap();
+    std::io::BufReader::new(stderr)
+        .read_to_string(&mut err)
+        .unwrap();
+    err
+}
+
+/// Arguments that encode but do not decode: either `target_command`
+/// refuses them, or the spawned child fails without running the target,
+/// naming the process and the type.
+#[test]
+fn a_spawned_target_whose_arguments_do_not_decode_fails_naming_the_type() {
+    Process::serve_if_child();
+    let proc = Process::new("lopsided");
+    let args = Lopsided {
+        first: None,
+        second: 5,
+    };
+    let mut cmd = match proc.target_command(never_runs, args) {
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(
+                msg.contains("Lopsided") && msg.contains("lopsided"),
+                "{msg}"
+            );
+            return;
+        }
+        Ok(cmd) => cmd,
+    };
+    cmd.args([
+        "--exact",
+        "a_spawned_target_whose_arguments_do_not_decode_fails_naming_the_type",
+    ])
+    .stderr(std::process::Stdio::piped());
+    let p = proc.spawn(&mut cmd).unwrap();
+    let err = stderr_of(&p);
+    p.join_timeout(CHILD_TIMEOUT).unwrap().expect("it ends");
+    assert_ne!(p.exitcode(), Some(0));
+    assert!(
+        err.contains("Lopsided") && err.contains("lopsided") && !err.contains("the target ran"),
+        "stderr: {err:?}"
+    );
+}
+
+/// A target command run by another binary (a copy of this one: another
+/// inode, so another identity) must refuse to jump to offsets taken in
+/// this one: exit code 7 and a message, never the target.
+#[test]
+fn a_target_command_run_by_another_binary_refuses_to_run() {
+    Process::serve_if_child();
+    let names = Unlinker::new("attack-typed-copy");
+    let copy = std::env::temp_dir().join(names.name("exe"));
+    struct Remove(std::path::PathBuf);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    std::fs::copy("/proc/self/exe", &copy).unwrap();
+    let _remove = Remove(copy.clone());
+    let proc = Process::new("elsewhere");
+    let cmd = proc.target_command(never_runs_u32, 3).unwrap();
+    let mut other = std::process::Command::new(&copy);
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            other.env(k, v);
+        }
+    }
+    other
+        .args([
+            "--exact",
+            "a_target_command_run_by_another_binary_refuses_to_run",
+        ])
+        .stderr(std::process::Stdio::piped());
+    let p = proc.spawn(&mut other).unwrap();
+    let err = stderr_of(&p);
+    p.join_timeout(CHILD_TIMEOUT).unwrap().expect("it ends");
+    assert_eq!(p.exitcode(), Some(7), "stderr: {err:?}");
+    assert!(
+        !err.contains("the target ran in another"),
+        "stderr: {err:?}"
+    );
+}
+
+fn never_runs_u32(_: u32) {
+    panic!("the target ran in another binary");
 }
