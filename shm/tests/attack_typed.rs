@@ -250,3 +250,41 @@ fn a_target_command_run_by_another_binary_refuses_to_run() {
 fn never_runs_u32(_: u32) {
     panic!("the target ran in another binary");
 }
+
+/// A hostile peer that writes the RLock's depth word (the last 8 bytes of
+/// the object are `depth` and a reserved word) while the owner holds it:
+/// no panic, no wrap, the owner's guards stay bounded, and a depth of 0
+/// makes the next release free the lock (the others then release nothing).
+#[test]
+fn a_hostile_rlock_depth_neither_panics_nor_wraps() {
+    let names = Unlinker::new("attack-typed-rdepth");
+    let name = names.name("lock");
+    let lock = Shared::<RLock>::create(&name, ()).unwrap();
+    let depth_at = 128 + RLock::SIZE as u64 - 8;
+    {
+        let g1 = lock.lock().unwrap();
+        poke_u32(&name, depth_at, u32::MAX);
+        let g2 = lock.lock().unwrap();
+        assert_eq!(g2.depth(), u32::MAX, "saturates");
+        drop(g2);
+        drop(g1);
+        assert_eq!(common::peek_u32(&name, depth_at), u32::MAX - 2);
+        // Still ours (the hostile peer could have held it anyway): the
+        // owner re-enters, another thread cannot take it.
+        let again = lock.try_lock().unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(matches!(lock.try_lock(), Err(LockError::WouldBlock))));
+        });
+        poke_u32(&name, depth_at, 1);
+        drop(again);
+    }
+    assert!(!lock.is_locked());
+    let g1 = lock.lock().unwrap();
+    let g2 = lock.lock().unwrap();
+    poke_u32(&name, depth_at, 0);
+    drop(g2);
+    assert!(!lock.is_locked(), "a release at depth 0 frees it");
+    drop(g1);
+    assert!(!lock.is_locked());
+    assert_eq!(common::peek_u32(&name, depth_at), 0);
+}
