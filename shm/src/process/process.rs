@@ -209,14 +209,9 @@ impl Process {
             pid,
             child: Mutex::new(child),
         });
-        let mut reg = registry();
-        if reg.owner != std::process::id() {
-            // A forked child's copy of its parent's list.
-            reg.owner = std::process::id();
-            reg.list.clear();
-        }
-        reg.list.retain(|w| w.strong_count() > 0);
-        reg.list.push(Arc::downgrade(&tracked));
+        let mut list = registry();
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(&tracked));
         ProcessHandle { tracked }
     }
 }
@@ -405,9 +400,8 @@ impl ProcessHandle {
     /// Gives up the name and returns the underlying [`Child`] (it is no
     /// longer listed by [`active_children`]).
     pub fn into_child(self) -> Child {
-        let mut reg = registry();
-        reg.list
-            .retain(|w| !std::ptr::eq(w.as_ptr(), Arc::as_ptr(&self.tracked)));
+        let mut list = registry();
+        list.retain(|w| !std::ptr::eq(w.as_ptr(), Arc::as_ptr(&self.tracked)));
         // The list held the only other reference, a weak one, and
         // `active_children` upgrades only under the registry's lock.
         match Arc::try_unwrap(self.tracked) {
@@ -417,21 +411,55 @@ impl ProcessHandle {
     }
 }
 
-/// The children this process started through [`Process`], for
+/// The children one process started through [`Process`], for
 /// [`active_children`].
 struct Registry {
-    /// The process whose list this is: a forked child starts afresh.
+    /// The process whose list this is.
     owner: u32,
-    list: Vec<Weak<Tracked>>,
+    list: Mutex<Vec<Weak<Tracked>>>,
 }
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    owner: 0,
-    list: Vec::new(),
-});
+/// This process's [`Registry`]: a leaked, never freed `Box`. A forked
+/// child finds its parent's (another `owner`) and puts a fresh one in its
+/// place without touching the old one's mutex, which another thread of
+/// the parent may have held at the fork (in the child nobody would ever
+/// release it).
+static REGISTRY: AtomicPtr<Registry> = AtomicPtr::new(std::ptr::null_mut());
 
-fn registry() -> MutexGuard<'static, Registry> {
-    REGISTRY.lock().unwrap_or_else(PoisonError::into_inner)
+/// This process's list of children, locked.
+///
+/// SYNC POINT: the Acquire loads pair with the Release of the successful
+/// compare-and-swap, so a thread that sees a registry's pointer sees the
+/// registry it points to.
+fn registry() -> MutexGuard<'static, Vec<Weak<Tracked>>> {
+    let me = std::process::id();
+    // SYNC POINT: Acquire (paired in the doc comment above).
+    let mut cur = REGISTRY.load(Ordering::Acquire);
+    loop {
+        // SAFETY: a non-null `REGISTRY` points at a leaked, never freed
+        // box, published by the Release compare-and-swap below.
+        if let Some(reg) = unsafe { cur.as_ref() } {
+            if reg.owner == me {
+                return reg.list.lock().unwrap_or_else(PoisonError::into_inner);
+            }
+        }
+        // None yet, or a forked child's copy of its parent's: the old one
+        // is leaked, never locked (its list names the parent's children).
+        let fresh = Box::into_raw(Box::new(Registry {
+            owner: me,
+            list: Mutex::new(Vec::new()),
+        }));
+        // SYNC POINT: Release on success (paired in the doc comment above),
+        // Acquire on failure.
+        match REGISTRY.compare_exchange(cur, fresh, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => cur = fresh,
+            Err(won) => {
+                // SAFETY: `fresh` was never published; it is still ours.
+                drop(unsafe { Box::from_raw(fresh) });
+                cur = won;
+            }
+        }
+    }
 }
 
 /// A live child, as [`active_children`] lists it.
@@ -469,13 +497,9 @@ impl ActiveChild {
 /// In a forked child the list starts empty: its parent's children are not
 /// its own.
 pub fn active_children() -> Vec<ActiveChild> {
-    let mut reg = registry();
-    if reg.owner != std::process::id() {
-        reg.owner = std::process::id();
-        reg.list.clear();
-    }
+    let mut list = registry();
     let mut live = Vec::new();
-    reg.list.retain(|w| {
+    list.retain(|w| {
         let Some(t) = w.upgrade() else {
             return false;
         };

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use shmipc_core::{BytesConfig, Deadline, SendError, TaskCount};
+use shmipc_core::{BytesConfig, Deadline, TaskCount};
 
 use super::{label, MessageError, TypedQueue};
 use crate::error::Result;
@@ -155,10 +155,10 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
         &self,
         put: impl FnOnce() -> std::result::Result<(), MessageError>,
     ) -> std::result::Result<(), MessageError> {
-        if self.tasks().add().is_err() {
-            return Err(MessageError::Send {
+        if let Err(error) = self.tasks().add() {
+            return Err(MessageError::Tasks {
                 segment: label(self.q.name()),
-                error: SendError::Full,
+                error,
             });
         }
         let r = put();

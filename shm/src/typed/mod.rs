@@ -74,6 +74,14 @@ pub enum MessageError {
     },
     /// A dict operation failed (full, too large, lock timeout...).
     Dict(DictError),
+    /// A [`JoinableQueue`] refused to count one more unfinished task (2^31
+    /// - 1 are unfinished already); nothing was sent.
+    Tasks {
+        /// The segment's name.
+        segment: String,
+        /// Why.
+        error: shmipc_core::TaskCountError,
+    },
     /// The value could not be encoded (a `Serialize` impl that fails,
     /// a map of unknown length...).
     Encode {
@@ -167,6 +175,9 @@ impl fmt::Display for MessageError {
             MessageError::Send { segment, error } => write!(f, "{segment:?}: {error}"),
             MessageError::Recv { segment, error } => write!(f, "{segment:?}: {error}"),
             MessageError::Dict(e) => write!(f, "{e}"),
+            MessageError::Tasks { segment, error } => {
+                write!(f, "{segment:?}: nothing was sent: {error}")
+            }
             MessageError::Encode {
                 segment,
                 type_name,
