@@ -1668,6 +1668,7 @@ impl<K> fmt::Debug for ReadGrant<'_, '_, K> {
 
 /// For waiters on many objects (`crate::waitable`): the signals readers and
 /// writers sleep on.
+#[cfg_attr(loom, allow(dead_code))]
 impl<K> ByteQueue<'_, K> {
     pub(crate) fn readable_signal(&self) -> &Signal {
         &self.ctrl.not_empty

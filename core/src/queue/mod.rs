@@ -174,7 +174,9 @@ pub(crate) use storage::testbuf;
 #[cfg(loom)]
 pub(crate) use storage::Boxed;
 pub(crate) use storage::{layout, round_up, CachePadded, Cell, Cells, Life};
+#[cfg(not(loom))]
+pub(crate) use wait::Registration;
 pub(crate) use wait::{
-    block_checked, count_miss, counted, heavy_if_light, register, sleeping, unregister,
-    Registration, Signal, SIGNAL_FLAG,
+    block_checked, count_miss, counted, heavy_if_light, register, sleeping, unregister, Signal,
+    SIGNAL_FLAG,
 };

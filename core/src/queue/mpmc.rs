@@ -1421,6 +1421,7 @@ impl<T: Pod, K> Mpmc<'_, T, K> {
 
 /// For waiters on many objects (`crate::waitable`): the signals consumers
 /// and producers sleep on.
+#[cfg_attr(loom, allow(dead_code))]
 impl<T, K> Mpmc<'_, T, K> {
     pub(crate) fn readable_signal(&self) -> &Signal {
         &self.ctrl.not_empty

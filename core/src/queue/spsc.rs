@@ -964,12 +964,14 @@ impl<T, K> fmt::Debug for Consumer<'_, T, K> {
 
 /// For waiters on many objects (`crate::waitable`): the signal each handle
 /// sleeps on.
+#[cfg_attr(loom, allow(dead_code))]
 impl<T, K> Producer<'_, T, K> {
     pub(crate) fn wait_signal(&self) -> &Signal {
         &self.ctrl.not_full
     }
 }
 
+#[cfg_attr(loom, allow(dead_code))]
 impl<T, K> Consumer<'_, T, K> {
     pub(crate) fn wait_signal(&self) -> &Signal {
         &self.ctrl.not_empty

@@ -517,6 +517,7 @@ pub(crate) fn signal_word_at(bytes: &[u8], off: usize) -> Option<u64> {
 }
 
 /// For waiters on many objects (`crate::waitable`): the sleeper word.
+#[cfg_attr(loom, allow(dead_code))]
 impl Signal {
     pub(crate) fn sleepers_word(&self) -> &AtomicU64 {
         &self.sleepers

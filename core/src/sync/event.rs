@@ -164,6 +164,7 @@ impl Event {
 }
 
 /// For waiters on many objects (`crate::waitable`).
+#[cfg_attr(loom, allow(dead_code))]
 impl Event {
     pub(crate) fn wait_word(&self) -> &AtomicU32 {
         &self.word

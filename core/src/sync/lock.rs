@@ -502,9 +502,11 @@ impl Lock {
     }
 
     /// The `WAITERS` bit (for `crate::waitable`).
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) const WAITERS_BIT: u32 = WAITERS;
 
     /// The futex word (for `crate::waitable`).
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn wait_word(&self) -> &AtomicU32 {
         &self.word
     }
@@ -512,6 +514,7 @@ impl Lock {
     /// Sets `WAITERS` on a held lock's `word` (so its unlock wakes) and
     /// returns the word as it now is, or `None` if the lock is free (or
     /// not recoverable: taking it reports that).
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn announce_waiter(word: &AtomicU32) -> Option<u32> {
         let mut state = word.load(Ordering::Relaxed);
         loop {

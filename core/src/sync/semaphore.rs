@@ -273,6 +273,7 @@ impl Semaphore {
 
     /// For waiters on many objects (`crate::waitable`): `count`, `epoch`
     /// and `sleepers`.
+    #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn wait_words(&self) -> (&AtomicU32, &AtomicU32, &AtomicU64) {
         (&self.count, &self.epoch, &self.sleepers)
     }
