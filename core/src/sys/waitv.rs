@@ -104,7 +104,7 @@ pub fn waitv(entries: &[WaitvEntry], deadline: Option<&Deadline>) -> Waitv {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(loom), not(miri)))]
 mod tests {
     use super::*;
     use core::time::Duration;
