@@ -7,6 +7,7 @@
 //! | [`TypedQueue<T>`] | a [`ByteQueue`](crate::ByteQueue) | `multiprocessing.Queue` |
 //! | [`TypedPipe`] / [`TypedPipeEnd<T>`] | a [`Pipe`](crate::Pipe) | `multiprocessing.Pipe` |
 //! | [`TypedDict<K, V>`] | a [`SharedDict`](crate::SharedDict) | a manager's `dict` |
+//! | [`EncodedQueue`] | a typed queue's segment, its messages left encoded | (for gateways) |
 //!
 //! Values are encoded with [postcard](https://docs.rs/postcard) (serde's
 //! compact binary format) into a buffer of the calling thread's, reused
@@ -31,11 +32,13 @@
 
 mod codec;
 mod dict;
+mod encoded;
 mod fingerprint;
 mod pipe;
 mod queue;
 
 pub use dict::TypedDict;
+pub use encoded::EncodedQueue;
 pub use fingerprint::Fingerprint;
 pub use pipe::{TypedPipe, TypedPipeEnd};
 pub use queue::TypedQueue;
