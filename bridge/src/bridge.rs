@@ -165,6 +165,7 @@ fn zenoh_config(config: &Config) -> Result<zenoh::Config, BridgeError> {
         format!("[{}]", quoted.join(","))
     };
     let retry = config.zenoh.retry_ms.max(1);
+    let block = config.zenoh.block_timeout_ms.max(1);
     let retry_policy = format!(
         "{{ period_init_ms: {retry}, period_max_ms: {}, period_increase_factor: 2 }}",
         retry * 8
@@ -178,6 +179,11 @@ fn zenoh_config(config: &Config) -> Result<zenoh::Config, BridgeError> {
             "scouting/multicast/enabled",
             config.zenoh.multicast_scouting.to_string(),
         ),
+        (
+            "transport/link/tx/queue/congestion_control/block/wait_before_close",
+            (block * 1000).to_string(),
+        ),
+        ("transport/link/tx/lease", block.max(10_000).to_string()),
         ("connect/retry", retry_policy.clone()),
         ("listen/retry", retry_policy),
     ];

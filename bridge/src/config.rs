@@ -123,6 +123,17 @@ pub struct ZenohConfig {
     /// The first reconnect delay, in milliseconds.
     #[serde(default = "default_retry_ms")]
     pub retry_ms: u64,
+    /// How long a blocked import may hold the stream back, in
+    /// milliseconds: Zenoh closes a link whose sender waited this long for
+    /// room (and the link's lease is at least this long, since a blocked
+    /// receiver reads no keep-alives). A longer stall loses what was in
+    /// flight (counted as gaps) and the link is dialled again.
+    #[serde(default = "default_block_timeout_ms")]
+    pub block_timeout_ms: u64,
+}
+
+fn default_block_timeout_ms() -> u64 {
+    10_000
 }
 
 fn default_retry_ms() -> u64 {
@@ -136,6 +147,7 @@ impl Default for ZenohConfig {
             connect: Vec::new(),
             multicast_scouting: false,
             retry_ms: default_retry_ms(),
+            block_timeout_ms: default_block_timeout_ms(),
         }
     }
 }

@@ -26,7 +26,10 @@
 //! - **Backpressure per mapping:** an import either blocks (the wait
 //!   reaches back through Zenoh to the exporting bridge, whose queue
 //!   fills, whose producer waits) or drops the oldest message of the full
-//!   local queue ([`Counters::dropped_oldest`]). An export waits, by
+//!   local queue ([`Counters::dropped_oldest`]). A block holds the
+//!   stream back for at most `block_timeout_ms` (10 s by default): Zenoh
+//!   closes a link whose sender waited that long, what was in flight is
+//!   lost (and counted as gaps), and the link is dialled again. An export waits, by
 //!   default, until a subscriber on another host matches its key, so that
 //!   nobody listening backs the producer up rather than losing messages.
 //! - **Lost peers:** Zenoh dials a lost peer again every `retry_ms`

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmipc::serde::{Deserialize, Serialize};
-use shmipc::{ByteQueue, BytesConfig, Named, TypedQueue, Unlinker};
+use shmipc::{ByteQueue, BytesConfig, Named, Pipe, TypedQueue, Unlinker};
 use shmipc_bridge::{counters, Counters};
 
 /// How long any wait in these tests may take before the test fails.
@@ -150,6 +150,13 @@ fn message(i: u64) -> Vec<u8> {
     // Lengths vary from 8 to 71 bytes; the first 8 are the index.
     let mut m = i.to_le_bytes().to_vec();
     m.extend(std::iter::repeat_n(i as u8, (i % 64) as usize));
+    m
+}
+
+/// A 4 KiB message that starts with its index.
+fn big(i: u64) -> Vec<u8> {
+    let mut m = vec![i as u8; 4096];
+    m[..8].copy_from_slice(&i.to_le_bytes());
     m
 }
 
@@ -377,10 +384,162 @@ fn a_typed_struct_crosses_and_another_type_is_refused() {
     });
     assert_eq!(refused.messages, 0);
     assert!(
-        wrong.try_pop().is_err(),
+        wrong.as_bytes().try_recv().is_err(),
         "a message of another type was let in"
     );
     assert_eq!(qb.qsize(), 0);
+}
+
+/// Host B's queue nobody reads, `drop-oldest`: it ends up holding the
+/// newest messages, in order, and every other one is counted as dropped.
+#[test]
+fn drop_oldest_keeps_the_newest_and_counts_the_rest() {
+    const N: u64 = 2000;
+    let names = Unlinker::new("bridge-drop");
+    let (a, b) = (Host::new(&names, "a"), Host::new(&names, "b"));
+    let k = key("drop");
+    let qa = ByteQueue::create(
+        &a.segment(&names, "d"),
+        BytesConfig::for_max_message(128).unwrap(),
+    )
+    .unwrap();
+    let qb = ByteQueue::create(
+        &b.segment(&names, "d"),
+        BytesConfig::for_max_message(128).unwrap(),
+    )
+    .unwrap();
+    let (sa, sb) = (a.status(&names, "d", "out"), b.status(&names, "d", "in"));
+    let _bridge_a = BridgeProc::spawn(&a.args(None, &["--export".into(), format!("bytes:d={k}")]));
+    let _bridge_b = BridgeProc::spawn(&b.args(
+        Some(&a),
+        &["--import".into(), format!("bytes:d={k},drop-oldest")],
+    ));
+    for i in 0..N {
+        qa.send_timeout(&message(i), PATIENCE).unwrap();
+    }
+    counters_when(&sa, |c| c.messages == N);
+    let c = counters_when(&sb, |c| c.messages == N);
+    let mut kept = Vec::new();
+    while let Ok(m) = qb.recv_vec_timeout(Duration::ZERO) {
+        kept.push(index_of(&m));
+    }
+    assert!(
+        kept.len() > 1 && (kept.len() as u64) < N,
+        "kept {}",
+        kept.len()
+    );
+    assert_eq!(
+        kept.last(),
+        Some(&(N - 1)),
+        "the newest message is not there"
+    );
+    for w in kept.windows(2) {
+        assert_eq!(w[0] + 1, w[1], "the kept messages are not the newest run");
+    }
+    assert_eq!(c.dropped_oldest, N - kept.len() as u64);
+    assert_eq!(c.gaps, 0);
+}
+
+/// Host B's queue nobody reads, `block`: the wait reaches back to host
+/// A, whose producer finds its queue full; nothing is dropped, and once B
+/// reads, every message arrives in order.
+#[test]
+fn block_backs_up_to_the_producer_and_loses_nothing() {
+    let names = Unlinker::new("bridge-block");
+    let (a, b) = (Host::new(&names, "a"), Host::new(&names, "b"));
+    let k = key("block");
+    let qa = ByteQueue::create(
+        &a.segment(&names, "q"),
+        BytesConfig::for_max_message(128).unwrap(),
+    )
+    .unwrap();
+    let qb = ByteQueue::create(
+        &b.segment(&names, "q"),
+        BytesConfig::for_max_message(128).unwrap(),
+    )
+    .unwrap();
+    let (sa, sb) = (a.status(&names, "q", "out"), b.status(&names, "q", "in"));
+    let _bridge_a = BridgeProc::spawn(&a.args(None, &["--export".into(), format!("bytes:q={k}")]));
+    let _bridge_b = BridgeProc::spawn(&b.args(
+        Some(&a),
+        &["--import".into(), format!("bytes:q={k},buffer=16")],
+    ));
+    counters_when(&sa, |c| c.matching);
+    // Send (4 KiB messages, so that the socket buffers between the hosts
+    // fill soon) until host A's queue has stayed full for 300 ms: well
+    // within the block timeout (10 s), past which Zenoh closes the link.
+    let mut sent = 0u64;
+    let mut full_since: Option<Instant> = None;
+    let start = Instant::now();
+    loop {
+        assert!(
+            start.elapsed() < PATIENCE,
+            "host A's queue never filled ({sent} sent)"
+        );
+        assert!(sent < 5_000_000, "5 million messages and no backpressure");
+        match qa.try_send(&big(sent)) {
+            Ok(()) => {
+                sent += 1;
+                full_since = None;
+            }
+            Err(_) => {
+                let since = *full_since.get_or_insert_with(Instant::now);
+                if since.elapsed() > Duration::from_millis(300) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+    assert_eq!(counters(&sb).unwrap().dropped_oldest, 0);
+    for i in 0..sent {
+        let m = qb.recv_vec_timeout(PATIENCE).expect("receive on host B");
+        assert_eq!(m, big(i), "out of order or changed");
+    }
+    let c = counters_when(&sb, |c| c.messages == sent);
+    assert_eq!((c.gaps, c.dropped_oldest), (0, 0));
+}
+
+/// A pipe on each host, the application at end A, the bridge at end B
+/// exporting what A sends and importing what the other host replies.
+#[test]
+fn a_pipe_carries_both_ways() {
+    let names = Unlinker::new("bridge-pipe");
+    let (a, b) = (Host::new(&names, "a"), Host::new(&names, "b"));
+    let (ping, pong) = (key("ping"), key("pong"));
+    let cfg = BytesConfig::for_max_message(128).unwrap();
+    let app_a = Pipe::create(&a.segment(&names, "p"), cfg).unwrap();
+    let app_b = Pipe::create(&b.segment(&names, "p"), cfg).unwrap();
+    for h in [&a, &b] {
+        h.status(&names, "p", "out-b");
+        h.status(&names, "p", "in-b");
+    }
+    let _bridge_a = BridgeProc::spawn(&a.args(
+        None,
+        &[
+            "--export".into(),
+            format!("pipe:p={ping},end=b"),
+            "--import".into(),
+            format!("pipe:p={pong},end=b"),
+        ],
+    ));
+    let _bridge_b = BridgeProc::spawn(&b.args(
+        Some(&a),
+        &[
+            "--import".into(),
+            format!("pipe:p={ping},end=b"),
+            "--export".into(),
+            format!("pipe:p={pong},end=b"),
+        ],
+    ));
+    for i in 0..200u64 {
+        app_a.send_timeout(&message(i), PATIENCE).unwrap();
+        let m = app_b.recv_vec_timeout(PATIENCE).expect("ping on host B");
+        assert_eq!(index_of(&m), i);
+        app_b.send_timeout(&message(i + 1000), PATIENCE).unwrap();
+        let r = app_a.recv_vec_timeout(PATIENCE).expect("pong on host A");
+        assert_eq!(index_of(&r), i + 1000);
+    }
 }
 
 #[test]
