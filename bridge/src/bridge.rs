@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use shmipc::sync::{AtomicBool, Ordering};
 use shmipc::{RecvError, SendError};
 use zenoh::handlers::FifoChannel;
 use zenoh::qos::CongestionControl;

@@ -6,12 +6,12 @@
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shmipc::serde::{Deserialize, Serialize};
-use shmipc::{ByteQueue, BytesConfig, Named, Pipe, TypedQueue, Unlinker};
+use shmipc::sync::{AtomicU64, Ordering};
+use shmipc::{ByteQueue, BytesConfig, Named, Pipe, SendError, TypedQueue, Unlinker};
 use shmipc_bridge::{counters, Counters};
 
 /// How long any wait in these tests may take before the test fails.
@@ -153,9 +153,9 @@ fn message(i: u64) -> Vec<u8> {
     m
 }
 
-/// A 4 KiB message that starts with its index.
+/// A 4000-byte message that starts with its index.
 fn big(i: u64) -> Vec<u8> {
-    let mut m = vec![i as u8; 4096];
+    let mut m = vec![i as u8; 4000];
     m[..8].copy_from_slice(&i.to_le_bytes());
     m
 }
@@ -255,14 +255,14 @@ fn importer_sigkilled_mid_stream_and_restarted_reports_the_gap() {
             std::thread::sleep(Duration::from_micros(500));
         }
     });
-    let got = Arc::new(AtomicUsize::new(0));
+    let got = Arc::new(AtomicU64::new(0));
     let seen = got.clone();
     let consumer = std::thread::spawn(move || {
         let mut received = Vec::new();
         while received.last() != Some(&(N - 1)) {
             let m = qb.recv_vec_timeout(PATIENCE).expect("receive on host B");
             received.push(index_of(&m));
-            seen.store(received.len(), Ordering::Relaxed);
+            seen.store(received.len() as u64, Ordering::Relaxed);
         }
         received
     });
@@ -448,16 +448,9 @@ fn block_backs_up_to_the_producer_and_loses_nothing() {
     let names = Unlinker::new("bridge-block");
     let (a, b) = (Host::new(&names, "a"), Host::new(&names, "b"));
     let k = key("block");
-    let qa = ByteQueue::create(
-        &a.segment(&names, "q"),
-        BytesConfig::for_max_message(128).unwrap(),
-    )
-    .unwrap();
-    let qb = ByteQueue::create(
-        &b.segment(&names, "q"),
-        BytesConfig::for_max_message(128).unwrap(),
-    )
-    .unwrap();
+    let cfg = BytesConfig::for_max_message(4096).unwrap();
+    let qa = ByteQueue::create(&a.segment(&names, "q"), cfg).unwrap();
+    let qb = ByteQueue::create(&b.segment(&names, "q"), cfg).unwrap();
     let (sa, sb) = (a.status(&names, "q", "out"), b.status(&names, "q", "in"));
     let _bridge_a = BridgeProc::spawn(&a.args(None, &["--export".into(), format!("bytes:q={k}")]));
     let _bridge_b = BridgeProc::spawn(&b.args(
@@ -465,7 +458,7 @@ fn block_backs_up_to_the_producer_and_loses_nothing() {
         &["--import".into(), format!("bytes:q={k},buffer=16")],
     ));
     counters_when(&sa, |c| c.matching);
-    // Send (4 KiB messages, so that the socket buffers between the hosts
+    // Send (4000-byte messages, so that the socket buffers between the hosts
     // fill soon) until host A's queue has stayed full for 300 ms: well
     // within the block timeout (10 s), past which Zenoh closes the link.
     let mut sent = 0u64;
@@ -482,15 +475,17 @@ fn block_backs_up_to_the_producer_and_loses_nothing() {
                 sent += 1;
                 full_since = None;
             }
-            Err(_) => {
+            Err(SendError::Full) => {
                 let since = *full_since.get_or_insert_with(Instant::now);
                 if since.elapsed() > Duration::from_millis(300) {
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
+            Err(e) => panic!("send on host A: {e}"),
         }
     }
+    assert!(sent > 0);
     assert_eq!(counters(&sb).unwrap().dropped_oldest, 0);
     for i in 0..sent {
         let m = qb.recv_vec_timeout(PATIENCE).expect("receive on host B");
