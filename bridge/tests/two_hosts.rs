@@ -329,13 +329,15 @@ fn a_typed_struct_crosses_and_another_type_is_refused() {
     let k = key("orders");
     let cfg = BytesConfig::for_max_message(256).unwrap();
     let qa = TypedQueue::<Order>::create(&a.segment(&names, "orders"), cfg).unwrap();
-    let qb = TypedQueue::<Order>::create(&b.segment(&names, "orders"), cfg).unwrap();
+    // Room for all 50 orders on host B, so that they can wait there.
+    let roomy = BytesConfig::new(1 << 16, 256);
+    let qb = TypedQueue::<Order>::create(&b.segment(&names, "orders"), roomy).unwrap();
     let wrong = TypedQueue::<Other>::create(&b.segment(&names, "wrong"), cfg).unwrap();
     let (sb, sw) = (
         b.status(&names, "orders", "in"),
         b.status(&names, "wrong", "in"),
     );
-    a.status(&names, "orders", "out");
+    let sa = a.status(&names, "orders", "out");
     let _bridge_a =
         BridgeProc::spawn(&a.args(None, &["--export".into(), format!("typed:orders={k}")]));
     let _bridge_b = BridgeProc::spawn(&b.args(
@@ -358,10 +360,14 @@ fn a_typed_struct_crosses_and_another_type_is_refused() {
     for o in &orders {
         qa.put_timeout(o, PATIENCE).unwrap();
     }
+    // The bridges keep both queues' `qsize` counts right: all 50 are
+    // out of A's queue, and in B's.
+    counters_when(&sa, |c| c.messages == 50);
+    assert_eq!(counters_when(&sb, |c| c.messages == 50).rejected, 0);
+    assert_eq!((qa.qsize(), qb.qsize()), (0, 50));
     for o in &orders {
         assert_eq!(&qb.get_timeout(PATIENCE).unwrap(), o);
     }
-    assert_eq!(counters_when(&sb, |c| c.messages == 50).rejected, 0);
     // The `wrong` subscription may have come up after the first orders
     // left: send more until it has refused some.
     let mut extra = 0u64;

@@ -63,7 +63,11 @@ impl EncodedQueue {
     }
 
     /// Puts one encoded message, waiting at most `timeout` for room.
-    pub fn send_timeout(&self, msg: &[u8], timeout: Duration) -> std::result::Result<(), SendError> {
+    pub fn send_timeout(
+        &self,
+        msg: &[u8],
+        timeout: Duration,
+    ) -> std::result::Result<(), SendError> {
         self.q.send_timeout(msg, timeout)?;
         self.counted(1);
         Ok(())
