@@ -301,6 +301,12 @@ impl Job {
             match local.recv_append(&mut msg, SLICE) {
                 Ok(()) => {}
                 Err(RecvError::Empty | RecvError::Timeout) => continue,
+                Err(RecvError::Disconnected) => {
+                    // Every local sender left (end-of-stream); a queue may
+                    // get new ones, so wait for them, a slice at a time.
+                    std::thread::sleep(SLICE);
+                    continue;
+                }
                 Err(RecvError::Closed) => {
                     // Nothing more will come; wait to be stopped.
                     self.state
@@ -430,7 +436,7 @@ impl Job {
                     }
                 }
                 Err(SendError::Timeout) => return Ok(Delivered::Refused),
-                Err(e @ (SendError::Closed | SendError::TooLarge)) => {
+                Err(e @ (SendError::Closed | SendError::TooLarge | SendError::Disconnected)) => {
                     self.state.fail(format!("{}: {e}", self.segment));
                     return Ok(Delivered::Refused);
                 }

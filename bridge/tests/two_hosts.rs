@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use shmipc::serde::{Deserialize, Serialize};
 use shmipc::sync::{AtomicU64, Ordering};
-use shmipc::{ByteQueue, BytesConfig, Named, Pipe, SendError, TypedQueue, Unlinker};
+use shmipc::{ByteQueue, BytesConfig, Named, Pipe, RecvError, SendError, TypedQueue, Unlinker};
 use shmipc_bridge::{counters, Counters};
 
 /// How long any wait in these tests may take before the test fails.
@@ -222,6 +222,49 @@ fn messages_cross_in_order_with_counts_checked() {
     );
 }
 
+/// Host A's producers may all leave (end-of-stream on its queue) and new
+/// ones come later: the export waits for them rather than ending.
+#[test]
+fn an_export_outlives_its_producers_and_takes_the_next_ones() {
+    const N: u64 = 400;
+    let names = Unlinker::new("bridge-eos");
+    let (a, b) = (Host::new(&names, "a"), Host::new(&names, "b"));
+    let k = key("eos");
+    let seg_a = a.segment(&names, "eos");
+    let cfg = BytesConfig::for_max_message(128).unwrap();
+    let qa = ByteQueue::create(&seg_a, cfg).unwrap();
+    let qb = ByteQueue::create(&b.segment(&names, "eos"), cfg).unwrap();
+    let sa = a.status(&names, "eos", "out");
+    let _bridge_a =
+        BridgeProc::spawn(&a.args(None, &["--export".into(), format!("bytes:eos={k}")]));
+    let _bridge_b =
+        BridgeProc::spawn(&b.args(Some(&a), &["--import".into(), format!("bytes:eos={k}")]));
+    counters_when(&sa, |c| c.matching);
+    for i in 0..N / 2 {
+        qa.send_timeout(&message(i), PATIENCE)
+            .expect("send on host A");
+    }
+    for i in 0..N / 2 {
+        let m = qb.recv_vec_timeout(PATIENCE).expect("receive on host B");
+        assert_eq!(index_of(&m), i, "out of order");
+    }
+    // The only sender leaves; the export finds the queue at end-of-stream.
+    drop(qa);
+    std::thread::sleep(Duration::from_millis(300));
+    let again = ByteQueue::open(&seg_a).unwrap();
+    for i in N / 2..N {
+        again
+            .send_timeout(&message(i), PATIENCE)
+            .expect("send on host A");
+    }
+    for i in N / 2..N {
+        let m = qb
+            .recv_vec_timeout(Duration::from_secs(20))
+            .expect("receive on host B after a new producer came");
+        assert_eq!(index_of(&m), i, "out of order");
+    }
+}
+
 #[test]
 fn importer_sigkilled_mid_stream_and_restarted_reports_the_gap() {
     const N: u64 = 4000;
@@ -257,12 +300,22 @@ fn importer_sigkilled_mid_stream_and_restarted_reports_the_gap() {
     });
     let got = Arc::new(AtomicU64::new(0));
     let seen = got.clone();
+    // While B's bridge is away, host B's queue has no live sender: its
+    // receiver sees end-of-stream, and waits for the restarted bridge.
     let consumer = std::thread::spawn(move || {
         let mut received = Vec::new();
+        let give_up = Instant::now() + PATIENCE;
         while received.last() != Some(&(N - 1)) {
-            let m = qb.recv_vec_timeout(PATIENCE).expect("receive on host B");
-            received.push(index_of(&m));
-            seen.store(received.len() as u64, Ordering::Relaxed);
+            match qb.recv_vec_timeout(PATIENCE) {
+                Ok(m) => {
+                    received.push(index_of(&m));
+                    seen.store(received.len() as u64, Ordering::Relaxed);
+                }
+                Err(RecvError::Disconnected) if Instant::now() < give_up => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("receive on host B: {e}"),
+            }
         }
         received
     });
