@@ -8,6 +8,7 @@
 //! | [`JoinableQueue<T>`] | a [`TypedQueue`] and a task count in its header | `multiprocessing.JoinableQueue` |
 //! | [`TypedPipe`] / [`TypedPipeEnd<T>`] | a [`Pipe`](crate::Pipe) | `multiprocessing.Pipe` |
 //! | [`TypedDict<K, V>`] | a [`SharedDict`](crate::SharedDict) | a manager's `dict` |
+//! | [`EncodedQueue`] | a typed queue's segment, its messages left encoded | (for gateways) |
 //!
 //! Values are encoded with [postcard](https://docs.rs/postcard) (serde's
 //! compact binary format) into a buffer of the calling thread's, reused
@@ -32,12 +33,14 @@
 
 mod codec;
 mod dict;
+mod encoded;
 mod fingerprint;
 mod joinable;
 mod pipe;
 mod queue;
 
 pub use dict::TypedDict;
+pub use encoded::EncodedQueue;
 pub use fingerprint::Fingerprint;
 pub use joinable::{JoinableQueue, TaskDoneError};
 pub use pipe::{TypedPipe, TypedPipeEnd};

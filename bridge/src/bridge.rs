@@ -1,0 +1,497 @@
+//! The running bridge: one Zenoh session in peer mode, one thread per
+//! mapping.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use shmipc::sync::{AtomicBool, Ordering};
+use shmipc::{RecvError, SendError};
+use zenoh::handlers::FifoChannel;
+use zenoh::qos::CongestionControl;
+use zenoh::sample::Locality;
+use zenoh::{Session, Wait};
+
+use crate::config::{Backpressure, Config, ConfigError, Direction, MappingConfig};
+use crate::envelope::{host_hash, Header, Kind, HEADER_LEN};
+use crate::local::{Local, Pipes};
+use crate::status::{self, Counters, Status, StatusError};
+
+/// How long a mapping's thread sleeps in one wait before it looks at the
+/// stop flag again.
+const SLICE: Duration = Duration::from_millis(50);
+
+/// Why a bridge did not start.
+#[derive(Debug)]
+pub enum BridgeError {
+    /// The configuration breaks a rule.
+    Config(ConfigError),
+    /// Zenoh refused the session or a declaration.
+    Zenoh(String),
+    /// A status segment could not be made.
+    Status(StatusError),
+}
+
+impl fmt::Display for BridgeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BridgeError::Config(e) => write!(f, "{e}"),
+            BridgeError::Zenoh(e) => write!(f, "zenoh: {e}"),
+            BridgeError::Status(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for BridgeError {}
+
+/// A bridge between this host's named shmipc objects and Zenoh.
+///
+/// [`Bridge::start`] opens a Zenoh session in peer mode (no router) and
+/// starts one thread per mapping; each waits for its segment to exist,
+/// then moves messages until the bridge is stopped or dropped. Every
+/// message travels in an [envelope](crate::envelope); the semantics
+/// (at most once, order per source, gaps counted, backpressure) are in
+/// the crate documentation.
+pub struct Bridge {
+    session: Option<Session>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    mappings: Vec<Arc<MappingState>>,
+}
+
+/// What the bridge and a mapping's thread share.
+struct MappingState {
+    status: Status,
+    /// The last error the mapping met (cleared when it runs again).
+    error: Mutex<Option<String>>,
+}
+
+impl MappingState {
+    fn fail(&self, e: impl fmt::Display) {
+        if let Ok(mut slot) = self.error.lock() {
+            *slot = Some(e.to_string());
+        }
+    }
+
+    fn clear(&self) {
+        if let Ok(mut slot) = self.error.lock() {
+            *slot = None;
+        }
+    }
+}
+
+impl Bridge {
+    /// Checks `config`, opens the session, creates (or reopens) each
+    /// mapping's status segment and starts the mappings.
+    pub fn start(config: Config) -> Result<Bridge, BridgeError> {
+        config.check().map_err(BridgeError::Config)?;
+        let session = zenoh::open(zenoh_config(&config)?)
+            .wait()
+            .map_err(|e| BridgeError::Zenoh(e.to_string()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let pipes: Pipes = Arc::default();
+        let source = host_hash(&config.host_id);
+        let mut bridge = Bridge {
+            session: None,
+            stop: stop.clone(),
+            threads: Vec::new(),
+            mappings: Vec::new(),
+        };
+        for m in &config.mappings {
+            let state = Arc::new(MappingState {
+                status: Status::open_or_create(&config.status_name(m))
+                    .map_err(BridgeError::Status)?,
+                error: Mutex::new(None),
+            });
+            bridge.mappings.push(state.clone());
+            let job = Job {
+                m: m.clone(),
+                segment: config.segment(m),
+                retry: config.retry(),
+                session: session.clone(),
+                stop: stop.clone(),
+                pipes: pipes.clone(),
+                state,
+                source,
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("bridge {}", job.segment))
+                .spawn(move || job.run())
+                .map_err(|e| BridgeError::Zenoh(format!("spawning a mapping thread: {e}")))?;
+            bridge.threads.push(thread);
+        }
+        bridge.session = Some(session);
+        Ok(bridge)
+    }
+
+    /// Mapping `i`'s counters (in configuration order).
+    pub fn counters(&self, i: usize) -> Option<Result<Counters, StatusError>> {
+        self.mappings.get(i).map(|m| m.status.counters())
+    }
+
+    /// Mapping `i`'s last error, if it is failing now (a segment not there
+    /// yet, a type mismatch, a Zenoh declaration refused).
+    pub fn last_error(&self, i: usize) -> Option<String> {
+        self.mappings.get(i)?.error.lock().ok()?.clone()
+    }
+
+    /// Stops the mappings and closes the session.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if let Some(s) = self.session.take() {
+            let _ = s.close().wait();
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn zenoh_config(config: &Config) -> Result<zenoh::Config, BridgeError> {
+    let list = |v: &[String]| {
+        let quoted: Vec<String> = v.iter().map(|s| format!("{s:?}")).collect();
+        format!("[{}]", quoted.join(","))
+    };
+    let retry = config.zenoh.retry_ms.max(1);
+    let block = config.zenoh.block_timeout_ms.max(1);
+    let retry_policy = format!(
+        "{{ period_init_ms: {retry}, period_max_ms: {}, period_increase_factor: 2 }}",
+        retry * 8
+    );
+    let mut zc = zenoh::Config::default();
+    let settings = [
+        ("mode", "\"peer\"".to_owned()),
+        ("listen/endpoints", list(&config.zenoh.listen)),
+        ("connect/endpoints", list(&config.zenoh.connect)),
+        (
+            "scouting/multicast/enabled",
+            config.zenoh.multicast_scouting.to_string(),
+        ),
+        (
+            "transport/link/tx/queue/congestion_control/block/wait_before_close",
+            (block * 1000).to_string(),
+        ),
+        ("transport/link/tx/lease", block.max(10_000).to_string()),
+        ("connect/retry", retry_policy.clone()),
+        ("listen/retry", retry_policy),
+    ];
+    for (key, value) in settings {
+        zc.insert_json5(key, &value)
+            .map_err(|e| BridgeError::Zenoh(format!("config {key} = {value}: {e}")))?;
+    }
+    Ok(zc)
+}
+
+/// One mapping's thread.
+struct Job {
+    m: MappingConfig,
+    segment: String,
+    retry: Duration,
+    session: Session,
+    stop: Arc<AtomicBool>,
+    pipes: Pipes,
+    state: Arc<MappingState>,
+    source: u64,
+}
+
+impl Job {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    fn pause(&self) {
+        let mut left = self.retry;
+        while !self.stopped() && !left.is_zero() {
+            let step = left.min(SLICE);
+            std::thread::sleep(step);
+            left -= step;
+        }
+    }
+
+    fn run(self) {
+        // The segment may not exist yet (its application starts later),
+        // or may go away and come back: open it again until it works.
+        while !self.stopped() {
+            let local = match Local::open(self.m.kind, &self.segment, self.m.end, &self.pipes) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.state.fail(format!("{} (retrying)", e));
+                    self.pause();
+                    continue;
+                }
+            };
+            self.state.clear();
+            let r = match self.m.direction {
+                Direction::Export => self.export(&local),
+                Direction::Import => self.import(&local),
+            };
+            if let Err(e) = r {
+                self.state.fail(e);
+                self.pause();
+            }
+        }
+    }
+
+    fn export(&self, local: &Local) -> Result<(), String> {
+        let zerr =
+            |e: zenoh::Error| format!("{}: publisher on {:?}: {e}", self.segment, self.m.key);
+        let publisher = self
+            .session
+            .declare_publisher(self.m.key.clone())
+            .congestion_control(CongestionControl::Block)
+            .allowed_destination(Locality::Remote)
+            .wait()
+            .map_err(zerr)?;
+        let matching = Arc::new(AtomicBool::new(false));
+        let flag = matching.clone();
+        let _listener = publisher
+            .matching_listener()
+            .callback(move |s| flag.store(s.matching(), Ordering::Relaxed))
+            .wait()
+            .map_err(zerr)?;
+        if publisher.matching_status().wait().map_err(zerr)?.matching() {
+            matching.store(true, Ordering::Relaxed);
+        }
+        let kind = Kind::from(self.m.kind);
+        let shape = local.shape();
+        // A killed predecessor may have left `matching` set.
+        self.state
+            .status
+            .update(|w| w[status::MATCHING] = 0)
+            .map_err(|e| e.to_string())?;
+        let words = self.state.status.words().map_err(|e| e.to_string())?;
+        let mut seq = words[status::NEXT_SEQ];
+        let mut was_matching = false;
+        while !self.stopped() {
+            let now = matching.load(Ordering::Relaxed);
+            if was_matching != now {
+                self.state
+                    .status
+                    .update(|w| {
+                        w[status::MATCHING] = u64::from(now);
+                        w[status::PEER_LOSSES] += u64::from(!now);
+                    })
+                    .map_err(|e| e.to_string())?;
+            }
+            was_matching = now;
+            if self.m.wait_for_subscriber && !now {
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            let mut msg = Vec::with_capacity(HEADER_LEN + local.max_message().min(4096));
+            Header {
+                kind,
+                source: self.source,
+                seq,
+                shape,
+            }
+            .write(&mut msg);
+            match local.recv_append(&mut msg, SLICE) {
+                Ok(()) => {}
+                Err(RecvError::Empty | RecvError::Timeout) => continue,
+                Err(RecvError::Disconnected) => {
+                    // Every local sender left (end-of-stream); a queue may
+                    // get new ones, so wait for them, a slice at a time.
+                    std::thread::sleep(SLICE);
+                    continue;
+                }
+                Err(RecvError::Closed) => {
+                    // Nothing more will come; wait to be stopped.
+                    self.state
+                        .fail(format!("{} is closed and drained", self.segment));
+                    std::thread::sleep(SLICE);
+                    continue;
+                }
+                Err(e) => return Err(format!("{}: receive: {e}", self.segment)),
+            }
+            // The number is spent before the message leaves: a bridge
+            // killed now loses this message, and its successor's next
+            // one shows the gap.
+            seq += 1;
+            self.state
+                .status
+                .update(|w| {
+                    w[status::NEXT_SEQ] = seq;
+                    w[status::MESSAGES] += 1;
+                })
+                .map_err(|e| e.to_string())?;
+            publisher.put(msg).wait().map_err(zerr)?;
+        }
+        Ok(())
+    }
+
+    fn bump(&self, word: usize, by: u64) -> Result<(), String> {
+        self.state
+            .status
+            .update(|w| w[word] += by)
+            .map_err(|e| e.to_string())
+    }
+
+    fn import(&self, local: &Local) -> Result<(), String> {
+        let zerr =
+            |e: zenoh::Error| format!("{}: subscriber on {:?}: {e}", self.segment, self.m.key);
+        let sub = self
+            .session
+            .declare_subscriber(self.m.key.clone())
+            .allowed_origin(Locality::Remote)
+            .with(FifoChannel::new(self.m.buffer))
+            .wait()
+            .map_err(zerr)?;
+        let want_kind = Kind::from(self.m.kind);
+        let want_shape = local.shape();
+        let max = local.max_message();
+        // Next expected sequence number per source; the first slots are
+        // kept in the status segment too.
+        let words = self.state.status.words().map_err(|e| e.to_string())?;
+        let mut expected: HashMap<u64, u64> = HashMap::new();
+        for slot in 0..status::SOURCE_SLOTS {
+            let at = status::SOURCES_AT + 2 * slot;
+            if words[at] != 0 {
+                expected.insert(words[at], words[at + 1]);
+            }
+        }
+        while !self.stopped() {
+            let sample = match sub.recv_timeout(SLICE) {
+                Ok(Some(s)) => s,
+                Ok(None) => continue,
+                Err(e) => return Err(format!("{}: subscription: {e}", self.segment)),
+            };
+            let bytes = sample.payload().to_bytes();
+            let (h, payload) = match Header::read(&bytes) {
+                Ok(x) => x,
+                Err(e) => {
+                    self.state
+                        .fail(format!("{} from {}: {e}", self.segment, sample.key_expr()));
+                    self.bump(status::MALFORMED, 1)?;
+                    continue;
+                }
+            };
+            if h.source == self.source {
+                self.bump(status::LOOPED, 1)?;
+                continue;
+            }
+            if let Some(why) = mismatch(&h, payload.len(), want_kind, want_shape, max) {
+                self.state.fail(format!(
+                    "{}: an envelope from {} refused: {why}",
+                    self.segment,
+                    sample.key_expr()
+                ));
+                self.bump(status::REJECTED, 1)?;
+                continue;
+            }
+            let delivered = self.deliver(local, payload)?;
+            let (gap, restart) = match expected.get(&h.source) {
+                Some(&e) if h.seq >= e => (h.seq - e, false),
+                Some(_) => (0, true),
+                None => (0, false),
+            };
+            expected.insert(h.source, h.seq + 1);
+            let src = h.source;
+            let next = h.seq + 1;
+            self.state
+                .status
+                .update(|w| {
+                    match delivered {
+                        Delivered::Yes { dropped } => {
+                            w[status::MESSAGES] += 1;
+                            w[status::DROPPED_OLDEST] += dropped;
+                        }
+                        Delivered::Refused => w[status::REJECTED] += 1,
+                    }
+                    w[status::GAPS] += gap;
+                    w[status::SOURCE_RESTARTS] += u64::from(restart);
+                    remember(w, src, next);
+                })
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Puts one message into the local object, as the backpressure says.
+    fn deliver(&self, local: &Local, payload: &[u8]) -> Result<Delivered, String> {
+        let mut dropped = 0;
+        loop {
+            let r = match self.m.backpressure {
+                Backpressure::Block => local.send_timeout(payload, SLICE),
+                Backpressure::DropOldest => local.try_send(payload),
+            };
+            match r {
+                Ok(()) => return Ok(Delivered::Yes { dropped }),
+                Err(SendError::Timeout) if !self.stopped() => {}
+                Err(SendError::Full) => {
+                    if local.drop_oldest() {
+                        dropped += 1;
+                    }
+                }
+                Err(SendError::Timeout) => return Ok(Delivered::Refused),
+                Err(e @ (SendError::Closed | SendError::TooLarge | SendError::Disconnected)) => {
+                    self.state.fail(format!("{}: {e}", self.segment));
+                    return Ok(Delivered::Refused);
+                }
+                Err(e) => return Err(format!("{}: send: {e}", self.segment)),
+            }
+        }
+    }
+}
+
+enum Delivered {
+    Yes { dropped: u64 },
+    Refused,
+}
+
+/// Why an envelope does not fit the local object, if it does not.
+fn mismatch(h: &Header, len: usize, kind: Kind, shape: [u64; 2], max: usize) -> Option<String> {
+    let raw = |k: Kind| matches!(k, Kind::Bytes | Kind::Pipe);
+    if (kind == Kind::Typed) != (h.kind == Kind::Typed) || !(raw(kind) || kind == h.kind) {
+        return Some(format!(
+            "kind {} into a {} mapping",
+            h.kind.name(),
+            kind.name()
+        ));
+    }
+    if kind == Kind::Typed && h.shape != shape {
+        return Some(format!(
+            "type fingerprint {:#018x}/{:#x}, the local queue's is {:#018x}/{:#x}",
+            h.shape[0], h.shape[1], shape[0], shape[1]
+        ));
+    }
+    if len > max {
+        return Some(format!(
+            "a message of {len} bytes, the local object takes at most {max}"
+        ));
+    }
+    None
+}
+
+/// Records `src`'s next expected number in the persisted table (a free
+/// slot, or the one it had; when all are taken, the table keeps the first
+/// eight sources and the rest are tracked in memory only).
+fn remember(w: &mut [u64], src: u64, next: u64) {
+    let mut free = None;
+    for slot in 0..status::SOURCE_SLOTS {
+        let at = status::SOURCES_AT + 2 * slot;
+        if w[at] == src {
+            w[at + 1] = next;
+            return;
+        }
+        if w[at] == 0 && free.is_none() {
+            free = Some(at);
+        }
+    }
+    if let Some(at) = free {
+        w[at] = src;
+        w[at + 1] = next;
+    }
+}

@@ -1,0 +1,157 @@
+//! Each mapping's counters, in a shared-memory [`Array`] of its own (the
+//! [status segment](crate::Config::status_name)): any process on the host
+//! reads them (`shmipc inspect`, or [`counters`]), and they outlive the
+//! bridge, so that a restarted bridge continues its sequence numbers and
+//! its gap count where the last one stopped, even after a SIGKILL.
+
+use std::fmt;
+
+use shmipc::{Array, Named};
+
+/// The counters of one mapping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Messages taken out and handed to Zenoh (export), or put into the
+    /// local object (import).
+    pub messages: u64,
+    /// Imports: sequence numbers never seen from a source (messages lost
+    /// between the hosts, at most once being the promise).
+    pub gaps: u64,
+    /// Imports with `drop-oldest`: messages taken out of the full local
+    /// queue to make room.
+    pub dropped_oldest: u64,
+    /// Imports: envelopes that carried this bridge's own host id (the
+    /// loop guard dropped them).
+    pub looped: u64,
+    /// Imports: samples that are not an envelope this build reads.
+    pub malformed: u64,
+    /// Imports: envelopes of the wrong kind or type, or too long for the
+    /// local object, and messages the local object refused (closed).
+    pub rejected: u64,
+    /// Imports: times a source's sequence went back (that source's bridge
+    /// lost its status segment and started again from 0).
+    pub source_restarts: u64,
+    /// Exports: times the last matching subscriber went away (a lost peer).
+    pub peer_losses: u64,
+    /// Exports: the sequence number the next message gets.
+    pub next_seq: u64,
+    /// Exports: whether a subscriber on another host matches the key now.
+    pub matching: bool,
+}
+
+pub(crate) const MESSAGES: usize = 0;
+pub(crate) const GAPS: usize = 1;
+pub(crate) const DROPPED_OLDEST: usize = 2;
+pub(crate) const LOOPED: usize = 3;
+pub(crate) const MALFORMED: usize = 4;
+pub(crate) const REJECTED: usize = 5;
+pub(crate) const SOURCE_RESTARTS: usize = 6;
+pub(crate) const PEER_LOSSES: usize = 7;
+pub(crate) const NEXT_SEQ: usize = 8;
+pub(crate) const MATCHING: usize = 9;
+/// Imports: where the table of sources starts, pairs of (source host id
+/// hash, next expected sequence number); a zero id is a free slot.
+pub(crate) const SOURCES_AT: usize = 16;
+/// Sources whose expected sequence number survives a restart (more are
+/// tracked in memory).
+pub(crate) const SOURCE_SLOTS: usize = 8;
+/// The status segment's length in words.
+pub const WORDS: usize = SOURCES_AT + 2 * SOURCE_SLOTS;
+
+impl Counters {
+    pub(crate) fn from_words(w: &[u64]) -> Counters {
+        Counters {
+            messages: w[MESSAGES],
+            gaps: w[GAPS],
+            dropped_oldest: w[DROPPED_OLDEST],
+            looped: w[LOOPED],
+            malformed: w[MALFORMED],
+            rejected: w[REJECTED],
+            source_restarts: w[SOURCE_RESTARTS],
+            peer_losses: w[PEER_LOSSES],
+            next_seq: w[NEXT_SEQ],
+            matching: w[MATCHING] != 0,
+        }
+    }
+}
+
+/// Why a status segment could not be read.
+#[derive(Debug)]
+pub enum StatusError {
+    /// Opening or creating the segment failed.
+    Open(shmipc::Error),
+    /// The segment's lock or cells failed.
+    Access(String, shmipc::ArrayError),
+    /// The array has another length: not a bridge's status segment.
+    Length(String, usize),
+}
+
+impl fmt::Display for StatusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StatusError::Open(e) => write!(f, "bridge status segment: {e}"),
+            StatusError::Access(n, e) => write!(f, "bridge status segment {n}: {e}"),
+            StatusError::Length(n, len) => write!(
+                f,
+                "bridge status segment {n}: an array of {len} words; a bridge's has {WORDS}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StatusError {}
+
+/// Reads the counters in the status segment `name` (see
+/// [`Config::status_name`](crate::Config::status_name)).
+pub fn counters(name: &str) -> Result<Counters, StatusError> {
+    Status::open(name)?.counters()
+}
+
+pub(crate) struct Status {
+    cells: Array<u64>,
+    name: String,
+}
+
+impl Status {
+    fn open(name: &str) -> Result<Status, StatusError> {
+        let cells = Array::<u64>::open(name).map_err(StatusError::Open)?;
+        Status::checked(cells, name)
+    }
+
+    pub(crate) fn open_or_create(name: &str) -> Result<Status, StatusError> {
+        let (cells, _) =
+            Array::<u64>::open_or_create(name, &[0; WORDS]).map_err(StatusError::Open)?;
+        Status::checked(cells, name)
+    }
+
+    fn checked(cells: Array<u64>, name: &str) -> Result<Status, StatusError> {
+        if cells.len() != WORDS {
+            return Err(StatusError::Length(name.to_owned(), cells.len()));
+        }
+        Ok(Status {
+            cells,
+            name: name.to_owned(),
+        })
+    }
+
+    pub(crate) fn counters(&self) -> Result<Counters, StatusError> {
+        let w = self
+            .cells
+            .snapshot()
+            .map_err(|e| StatusError::Access(self.name.clone(), e))?;
+        Ok(Counters::from_words(&w))
+    }
+
+    pub(crate) fn words(&self) -> Result<Vec<u64>, StatusError> {
+        self.cells
+            .snapshot()
+            .map_err(|e| StatusError::Access(self.name.clone(), e))
+    }
+
+    /// Changes the words under the array's lock.
+    pub(crate) fn update(&self, f: impl FnOnce(&mut [u64])) -> Result<(), StatusError> {
+        self.cells
+            .update(f)
+            .map_err(|e| StatusError::Access(self.name.clone(), e))
+    }
+}
