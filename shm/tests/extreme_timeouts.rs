@@ -534,6 +534,38 @@ fn typed_objects_take_any_timeout() {
         got_one,
     );
 
+    // EncodedQueue (a typed queue's segment opened without its type, for
+    // the bridge): empty, two records fill it, then full.
+    let names = Unlinker::new("extreme-encoded");
+    let name = names.name("q");
+    let _typed = TypedQueue::<String>::create(&name, BytesConfig::new(64, 16)).unwrap();
+    let eq = shmipc::typed::EncodedQueue::open(&name).unwrap();
+    not_ready(
+        "shm::EncodedQueue::recv_vec_timeout",
+        |t| eq.recv_vec_timeout(t),
+        |r| *r == Err(RecvError::Timeout),
+    );
+    ready_max(
+        "shm::EncodedQueue::send_timeout",
+        |t| eq.send_timeout(b"one", t),
+        is_ok,
+    );
+    ready_max(
+        "shm::EncodedQueue::send_timeout",
+        |t| eq.send_timeout(b"two", t),
+        is_ok,
+    );
+    not_ready(
+        "shm::EncodedQueue::send_timeout",
+        |t| eq.send_timeout(b"three", t),
+        |r| *r == Err(SendError::Timeout),
+    );
+    ready_max(
+        "shm::EncodedQueue::recv_vec_timeout",
+        |t| eq.recv_vec_timeout(t),
+        |r| r.as_deref() == Ok(&b"one"[..]),
+    );
+
     let (a, b) = TypedPipe::<u64>::anon(BytesConfig::new(64, 16)).unwrap();
     let timed_out = |r: &Result<u64, MessageError>| r.as_ref().is_err_and(|e| e.is_timeout());
     not_ready(
