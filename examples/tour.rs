@@ -228,7 +228,8 @@ fn queue_workers(names: &Unlinker) -> Res<()> {
         })?);
     }
     join_all(writers)?;
-    // Everything is in: the readers drain the rest, then see the close.
+    // Everything is in: the readers drain the rest, then see the writers
+    // gone (end-of-stream) or the close.
     queue.close();
     join_all(readers)?;
 
@@ -278,7 +279,7 @@ fn read_queue(queue: &str, bits: &str, stats: &str, reader: usize) -> Res<()> {
                 }
                 got += 1;
             }
-            Err(PopError::Closed) => break,
+            Err(PopError::Closed | PopError::Disconnected) => break,
             Err(e) => return Err(e.into()),
         }
     }
