@@ -234,7 +234,11 @@ fn an_export_outlives_its_producers_and_takes_the_next_ones() {
     let cfg = BytesConfig::for_max_message(128).unwrap();
     let qa = ByteQueue::create(&seg_a, cfg).unwrap();
     let qb = ByteQueue::create(&b.segment(&names, "eos"), cfg).unwrap();
-    let sa = a.status(&names, "eos", "out");
+    // Both status segments are named through `names`, so both are unlinked.
+    let (sa, _sb) = (
+        a.status(&names, "eos", "out"),
+        b.status(&names, "eos", "in"),
+    );
     let _bridge_a =
         BridgeProc::spawn(&a.args(None, &["--export".into(), format!("bytes:eos={k}")]));
     let _bridge_b =
