@@ -14,11 +14,12 @@ use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use shmipc::{Named, Pool, PopError, Queue, RingConfig};
+use shmipc::serde::{Deserialize, Serialize};
+use shmipc::{Named, PopError, Queue, RingConfig, TypedPool, Unlinker};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -26,6 +27,16 @@ type Res<T> = Result<T, Box<dyn std::error::Error>>;
 type Progress = [u64; 2];
 
 const CHUNK: usize = 256 * 1024;
+
+/// One file to copy. Paths go as bytes, so names that are not UTF-8 copy
+/// too; `progress` names the queue the worker reports through.
+#[derive(Serialize, Deserialize)]
+#[serde(crate = "shmipc::serde")]
+struct Task {
+    src: Vec<u8>,
+    dst: Vec<u8>,
+    progress: String,
+}
 
 /// Removes a temporary directory when dropped (also on errors).
 struct TempDir(PathBuf);
@@ -61,11 +72,12 @@ fn main() -> Res<()> {
         dst.display()
     );
 
-    // Workers report progress through this queue; they inherit it (and the
-    // copy function) when the pool forks them.
-    let progress = Arc::new(Queue::<Progress>::anon(RingConfig::new(1024))?);
-    let reports = progress.clone();
-    let pool = Pool::new(5, move |task: &[u8]| copy_task(task, &reports))?;
+    // Workers report progress through a named queue (unlinked when
+    // `names` drops, also on errors), which each opens on its first task.
+    let names = Unlinker::new("copy-folder");
+    let progress_name = names.name("progress");
+    let progress = Queue::<Progress>::create(&progress_name, RingConfig::new(1024))?;
+    let pool = TypedPool::new(5)?;
 
     let bar = ProgressBar::new(total).with_style(
         ProgressStyle::with_template(
@@ -75,7 +87,7 @@ fn main() -> Res<()> {
     );
     let n_files = files.len() as u64;
     let watcher = {
-        let (progress, bar) = (progress.clone(), bar.clone());
+        let (progress, bar) = (Queue::<Progress>::open(&progress_name)?, bar.clone());
         std::thread::spawn(move || {
             let mut done = 0;
             loop {
@@ -85,7 +97,7 @@ fn main() -> Res<()> {
                         done += finished;
                         bar.set_message(format!("{done}/{n_files} files"));
                     }
-                    Err(PopError::Closed) => return done,
+                    Err(PopError::Closed | PopError::Disconnected) => return done,
                     Err(_) => {}
                 }
             }
@@ -93,29 +105,18 @@ fn main() -> Res<()> {
     };
 
     let started = Instant::now();
-    let tasks: Vec<Vec<u8>> = files
-        .iter()
-        .map(|f| {
-            let rel = f.strip_prefix(&src).unwrap_or(f);
-            let mut t = f.as_os_str().as_bytes().to_vec();
-            t.push(0);
-            t.extend_from_slice(dst.join(rel).as_os_str().as_bytes());
-            t
-        })
-        .collect();
+    let tasks = files.iter().map(|f| Task {
+        src: f.as_os_str().as_bytes().to_vec(),
+        dst: dst.join(f.strip_prefix(&src).unwrap_or(f)).as_os_str().as_bytes().to_vec(),
+        progress: progress_name.clone(),
+    });
     let mut failures = Vec::new();
     let mut copied = 0u64;
-    for (i, result) in pool.imap_unordered(&tasks) {
+    for result in pool.imap_unordered(copy_task, tasks.collect::<Vec<_>>(), 4) {
         match result {
-            Ok(r) if r.first() == Some(&0) && r.len() == 9 => {
-                copied += u64::from_le_bytes(r[1..9].try_into()?);
-            }
-            Ok(r) => failures.push(format!(
-                "{}: {}",
-                files[i].display(),
-                String::from_utf8_lossy(r.get(1..).unwrap_or_default())
-            )),
-            Err(e) => failures.push(format!("{}: {e}", files[i].display())),
+            Ok((_, Ok(n))) => copied += n,
+            Ok((src, Err(e))) => failures.push(format!("{}: {e}", String::from_utf8_lossy(&src))),
+            Err(e) => failures.push(e.to_string()),
         }
     }
     pool.close();
@@ -152,28 +153,20 @@ fn main() -> Res<()> {
     Ok(())
 }
 
-/// A worker's task: `src \0 dst`. Returns `[0] + bytes` or `[1] + error`.
-fn copy_task(task: &[u8], progress: &Queue<Progress>) -> Vec<u8> {
-    let Some(split) = task.iter().position(|&b| b == 0) else {
-        return b"\x01malformed task".to_vec();
-    };
-    let src = Path::new(OsStr::from_bytes(&task[..split]));
-    let dst = Path::new(OsStr::from_bytes(&task[split + 1..]));
-    match copy_file(src, dst, progress) {
-        Ok(n) => {
-            let mut out = vec![0];
-            out.extend_from_slice(&n.to_le_bytes());
-            out
-        }
-        Err(e) => {
-            let mut out = vec![1];
-            out.extend_from_slice(e.to_string().as_bytes());
-            out
-        }
-    }
+/// A worker's task: copies one file, reporting progress as it goes.
+/// Returns the source (to name it in an error) and the bytes copied.
+fn copy_task(task: Task) -> (Vec<u8>, Result<u64, String>) {
+    // The progress queue, opened once per worker process.
+    static PROGRESS: OnceLock<Option<Queue<Progress>>> = OnceLock::new();
+    let progress = PROGRESS.get_or_init(|| Queue::open(&task.progress).ok()).as_ref();
+    let src = Path::new(OsStr::from_bytes(&task.src));
+    let dst = Path::new(OsStr::from_bytes(&task.dst));
+    let copied = copy_file(src, dst, progress).map_err(|e| e.to_string());
+    (task.src, copied)
 }
 
-fn copy_file(src: &Path, dst: &Path, progress: &Queue<Progress>) -> std::io::Result<u64> {
+fn copy_file(src: &Path, dst: &Path, progress: Option<&Queue<Progress>>) -> std::io::Result<u64> {
+    let report = |p: Progress| progress.map(|q| q.push(p));
     if let Some(dir) = dst.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -188,10 +181,10 @@ fn copy_file(src: &Path, dst: &Path, progress: &Queue<Progress>) -> std::io::Res
         }
         to.write_all(&buf[..n])?;
         total += n as u64;
-        let _ = progress.push([n as u64, 0]);
+        report([n as u64, 0]);
     }
     to.flush()?;
-    let _ = progress.push([0, 1]);
+    report([0, 1]);
     Ok(total)
 }
 
