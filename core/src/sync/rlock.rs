@@ -40,9 +40,6 @@ use crate::tid;
 /// again; it is free once every guard is dropped.
 ///
 /// ```
-/// # // Not under Miri: there another thread passed for the owner here (its
-/// # // thread identity; the native, loom and cross-process tests hold).
-/// # #[cfg(not(miri))] {
 /// use shmipc_core::{LockError, RLock};
 ///
 /// let lock = RLock::new();
@@ -55,7 +52,6 @@ use crate::tid;
 /// drop(inner);
 /// drop(outer);
 /// assert!(!lock.is_locked());
-/// # }
 /// ```
 #[repr(C)]
 pub struct RLock {

@@ -290,13 +290,18 @@ mod imp {
 
     #[inline]
     pub fn current() -> u32 {
-        // Under Miri `fresh_id` counts up on every call (there is no cheap
-        // kernel id to ask for), and without thread-locals nothing could
-        // remember it: Miri runs the single-threaded doc examples here, so
-        // one id serves.
-        if cfg!(miri) {
-            1
-        } else {
+        // Under Miri `fresh_id` counts up on every call, and without
+        // thread-locals nothing could remember it; Miri's `pthread_self`
+        // numbers its threads, which is stable per thread and distinct
+        // among live ones, as the kernel id is.
+        #[cfg(miri)]
+        {
+            // SAFETY: pthread_self has no preconditions and cannot fail.
+            let me = unsafe { libc::pthread_self() } as u32;
+            (me.wrapping_add(1) & super::TID_MASK).max(1)
+        }
+        #[cfg(not(miri))]
+        {
             super::fresh_id()
         }
     }
