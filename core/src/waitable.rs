@@ -34,9 +34,9 @@
 //! `Lock` waiter that times out does; [`Arm::consume`] says the waiter
 //! took what it was woken for.
 
-use crate::bytes::{ByteQueue, RECORD_HEADER};
+use crate::bytes::ByteQueue;
 use crate::mpmc::Mpmc;
-use crate::queue::{heavy_if_light, register, sleeping, unregister, Signal};
+use crate::queue::{heavy_if_light, register, sleeping, unregister, Readiness, Signal};
 use crate::spsc::{Consumer, Producer};
 use crate::sync::event::Event;
 use crate::sync::lock::Lock;
@@ -74,7 +74,7 @@ pub struct Arm<'a> {
 }
 
 /// An object's readiness test, with the object's type erased.
-type Test = fn(*const ()) -> bool;
+type Test = fn(*const ()) -> Readiness;
 
 // SAFETY: an Arm holds shared references to atomics (Sync) and, in
 // `recheck`, a pointer to a Sync object it only reads through `&`, as the
@@ -125,16 +125,25 @@ impl<'a> Arm<'a> {
     /// The object's readiness test, made again (for the arms that
     /// [`need a barrier`](Arm::needs_barrier), after [`barrier`]).
     pub fn ready_now(&self) -> bool {
+        self.recheck() == Readiness::Ready
+    }
+
+    /// [`Arm::ready_now`], telling "not ready" from "the side's short lock
+    /// is held now" ([`Readiness::Busy`]: look again within a millisecond
+    /// or two). `NotReady` for an arm made with its barrier.
+    pub fn recheck(&self) -> Readiness {
         match self.recheck {
             Some((test, object)) => test(object),
-            None => false,
+            None => Readiness::NotReady,
         }
     }
 
     /// True if the waiter must not sleep longer than a millisecond or so
     /// at a time: the object's wakers may look for sleepers with a plain
     /// load, and the kernel refused the barrier that makes such a load see
-    /// this registration (`crate::membarrier`).
+    /// this registration (`crate::membarrier`); or the object's side lock
+    /// was held when it was armed ([`Readiness::Busy`]), whose holder
+    /// wakes nobody when it lets go.
     pub fn short_sleeps(&self) -> bool {
         self.short
     }
@@ -217,7 +226,7 @@ pub fn barrier() -> bool {
 fn arm_signal<'a, O>(
     signal: &'a Signal,
     object: &'a O,
-    ready: fn(&O) -> bool,
+    ready: fn(&O) -> Readiness,
     deferred: bool,
 ) -> Option<Arm<'a>> {
     // SYNC POINT: Acquire pairs with the Release epoch bumps of the
@@ -228,26 +237,31 @@ fn arm_signal<'a, O>(
     // with the notifiers' reads of the sleeper word (`Signal::notify`).
     let reg = register(signal.sleepers_word());
     let defer = deferred && signal.is_light();
-    let short = !defer && !heavy_if_light(signal);
+    let mut short = !defer && !heavy_if_light(signal);
     let recheck = defer.then(|| {
-        // SAFETY: `fn(&O) -> bool` and `fn(*const ()) -> bool` are
+        // SAFETY: `fn(&O) -> Readiness` and `fn(*const ()) -> Readiness` are
         // ABI-compatible (a reference and a raw pointer to a Sized type;
         // see the `fn` primitive's docs), and `Arm::ready_now` passes only
         // `object`, the `&'a O` the arm borrows, alive while the arm lives.
-        let test = unsafe { core::mem::transmute::<fn(&O) -> bool, fn(*const ()) -> bool>(ready) };
+        let test = unsafe {
+            core::mem::transmute::<fn(&O) -> Readiness, fn(*const ()) -> Readiness>(ready)
+        };
         (test, object as *const O as *const ())
     });
-    let arm = Arm {
+    let mut arm = Arm {
         word: &signal.epoch,
         expected: seen,
         undo: Undo::Signal(signal.sleepers_word(), reg),
-        short,
+        short: false,
         consumed: false,
         recheck,
     };
-    if ready(object) {
-        return None; // drops `arm`: unregisters
+    match ready(object) {
+        Readiness::Ready => return None, // drops `arm`: unregisters
+        Readiness::Busy => short = true,
+        Readiness::NotReady => {}
     }
+    arm.short = short;
     Some(arm)
 }
 
@@ -270,61 +284,59 @@ macro_rules! arms {
 
 impl<T: bytemuck::Pod, K> Mpmc<'_, T, K> {
     arms!(
-        /// Arms for "an item to pop (or closed)" (module docs); `None` if so now.
+        /// Arms for "`try_pop` would give an item or a final answer"
+        /// ([`Mpmc::pop_ready`]: published, closed, end-of-stream); `None`
+        /// if so now.
         arm_readable, arm_readable_deferred,
         readable_signal,
-        |q: &Self| !q.is_empty() || q.is_closed()
+        |q: &Self| Readiness::from(q.pop_ready())
     );
     arms!(
-        /// Arms for "room to push (or closed)"; `None` if so now.
+        /// Arms for "`try_push` would succeed or give a final answer"
+        /// ([`Mpmc::push_ready`]); `None` if so now.
         arm_writable, arm_writable_deferred,
         writable_signal,
-        |q: &Self| !q.is_full() || q.is_closed()
+        |q: &Self| Readiness::from(q.push_ready())
     );
 }
 
 impl<T: bytemuck::Pod, K> Consumer<'_, T, K> {
     arms!(
-        /// Arms for "an item to pop (or closed)"; `None` if so now.
+        /// Arms for "an item to pop, closed, or end-of-stream"
+        /// ([`Consumer::pop_ready`]); `None` if so now.
         arm_readable, arm_readable_deferred,
         wait_signal,
-        |q: &Self| !q.is_empty() || q.is_closed()
+        |q: &Self| Readiness::from(q.pop_ready())
     );
 }
 
 impl<T: bytemuck::Pod, K> Producer<'_, T, K> {
     arms!(
-        /// Arms for "room to push (or closed)"; `None` if so now.
+        /// Arms for "room to push, or closed, or no consumer left"
+        /// ([`Producer::push_ready`]); `None` if so now.
         arm_writable, arm_writable_deferred,
         wait_signal,
-        |q: &Self| !q.is_full() || q.is_closed()
+        |q: &Self| Readiness::from(q.push_ready())
     );
 }
 
 impl<K> ByteQueue<'_, K> {
     arms!(
-        /// Arms for "a message to receive (or closed)"; `None` if so now.
+        /// Arms for "a committed message to receive, closed, or
+        /// end-of-stream" ([`ByteQueue::recv_ready`]); `None` if so now.
         arm_readable, arm_readable_deferred,
         readable_signal,
-        |q: &Self| !q.is_empty() || q.is_closed()
+        ByteQueue::recv_ready
     );
     arms!(
-        /// Arms for "room for a message of the largest size (or closed)";
-        /// `None` if so now. A smaller message may fit earlier: a waiter
-        /// for one sends with `try_send` after any wake.
+        /// Arms for "room for a message of the largest size, or closed, or
+        /// no receiver left" ([`ByteQueue::send_ready`]); `None` if so now.
+        /// A smaller message may fit earlier: a waiter for one sends with
+        /// `try_send` after any wake.
         arm_writable, arm_writable_deferred,
         writable_signal,
-        |q: &Self| q.has_room_for_max() || q.is_closed()
+        ByteQueue::send_ready
     );
-
-    /// Whether a message of [`ByteQueue::max_message`] bytes fits now (a
-    /// snapshot; the record may also need to skip the ring's end, so this
-    /// asks for a record's worth more).
-    fn has_room_for_max(&self) -> bool {
-        let record = self.max_message() + RECORD_HEADER;
-        let free = self.capacity().saturating_sub(self.used_bytes());
-        free >= (2 * record).min(self.capacity()) || self.used_bytes() == 0
-    }
 }
 
 impl Semaphore {

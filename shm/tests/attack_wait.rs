@@ -91,6 +91,9 @@ fn duplicate_objects_in_one_wait_are_each_reported_and_woken() {
                 _ => e.set(),
             }
         }
+        // Live until told: our exit would leave `q` without producers,
+        // and end-of-stream makes it readable.
+        let _ = cmd.pop_timeout(CHILD_TIMEOUT);
         0
     })
     .unwrap();
@@ -119,6 +122,7 @@ fn duplicate_objects_in_one_wait_are_each_reported_and_woken() {
             _ => e.clear(),
         }
     }
+    cmd.push(3).unwrap();
     assert_eq!(join(&mut child), ExitStatus::Code(0));
     // The waits took every registration back.
     assert_eq!(q.counted_sleepers(true), 0);
@@ -367,7 +371,6 @@ fn wait_and_join_async_work_in_a_forked_child_of_a_process_that_used_them() {
 /// once, every time, and `try_pop` never gets past the claim: the loop
 /// spins and the item behind the claim is never received.
 #[test]
-#[ignore = "known defect: wait() judges readability by queue length, which counts a dead producer's unpublished claim, and makes no owner check"]
 fn wait_then_try_pop_gets_the_item_behind_a_dead_producers_claim() {
     let n = Unlinker::new("atkwdead");
     let name = n.name("q");
@@ -954,6 +957,7 @@ fn wait_on_spsc_handles_is_woken_by_the_other_process() {
     let rx = a.take_consumer().unwrap();
     let mut tx = b.take_producer().unwrap();
     while tx.try_push(0).is_ok() {}
+    let done = Shared::<Event>::anon(()).unwrap();
     let mut child = fork(|| {
         let (Ok(mut p), Ok(mut c)) = (
             SpscQueue::<u64>::producer(&an),
@@ -966,7 +970,11 @@ fn wait_on_spsc_handles_is_woken_by_the_other_process() {
             return 3;
         }
         std::thread::sleep(Duration::from_millis(200));
-        c.pop().map_or(4, |_| 0)
+        let r = c.pop().map_or(4, |_| 0);
+        // Live until told: our exit would leave `rx` without its
+        // producer, and end-of-stream makes it readable.
+        let _ = done.wait_timeout(CHILD_TIMEOUT);
+        r
     })
     .unwrap();
     let never = Event::new();
@@ -988,6 +996,7 @@ fn wait_on_spsc_handles_is_woken_by_the_other_process() {
     let start = Instant::now();
     assert_eq!(wait(&interests, Some(WAKE_PATIENCE)).unwrap(), [2]);
     assert!(start.elapsed() < WAKE_PATIENCE, "woken by the timeout only");
+    done.set();
     assert_eq!(join(&mut child), ExitStatus::Code(0));
 }
 
@@ -1157,7 +1166,6 @@ fn without_futex_waitv_idle_waiters_sleep() {
 /// reader's record within an owner-check interval (tests/queue_crash.rs).
 /// `wait` for writable and `send_async` must not wait for ever.
 #[test]
-#[ignore = "known defect: wait(writable) makes no owner check past a dead reader's grant"]
 fn wait_writable_gets_past_a_dead_readers_grant() {
     let n = Unlinker::new("atkgrant");
     let name = n.name("q");
