@@ -20,12 +20,20 @@
 //! its re-check, and it also registers anew where a wipe of a sleeper count
 //! ([`crate::queue`], "A sleeper that dies") dropped it.
 //!
-//! Readiness is the cheap, non-consuming test a blocking call makes first:
-//! a queue side is *readable* when it holds an item (or is closed),
-//! *writable* when it has room (or is closed), an event when it is set (or
-//! was set since the arm: [`Arm::fired`]), a semaphore when it has a
-//! permit, a lock when it is free. It is a snapshot: another process may
-//! take the item first, so a waiter then uses the object's `try_*` call.
+//! Readiness is a cheap, non-consuming test: a queue side is *readable*
+//! when its `try_` receive would return an item or a final answer (a
+//! published slot or committed record at the head, closed, end-of-stream:
+//! [`Mpmc::pop_ready`], [`ByteQueue::recv_ready`], [`Consumer::pop_ready`]),
+//! *writable* when its `try_` send would succeed or fail for good (room,
+//! closed, no receiver left where sends fail without one), an event when
+//! it is set (or was set since the arm: [`Arm::fired`]), a semaphore when
+//! it has a permit, a lock when it is free. A byte queue side whose short
+//! lock is held at that moment is neither ([`Readiness::Busy`]): its arm
+//! asks for short sleeps ([`Arm::short_sleeps`]). It is a snapshot:
+//! another process may take the item first, so a waiter then uses the
+//! object's `try_*` call. The owner check a blocked call makes past a dead
+//! peer is the waiter's to make (`Mpmc::pop_owner_check` and the like,
+//! once per check interval): an arm makes none.
 //!
 //! Two objects wake one sleeper, not all: a [`Semaphore`] release and a
 //! [`Lock`] unlock. A waiter that was woken by one and then takes nothing

@@ -26,7 +26,24 @@
 //! the sleep ends only every
 //! [`OWNER_CHECK_INTERVAL`] (50 ms),
 //! the re-check that every blocking call of this crate makes in case a
-//! waker was killed between its change and its wake.
+//! waker was killed between its change and its wake. There, and once
+//! when the timeout passes, `wait` also makes the blocking calls' owner
+//! check on every queue and pipe end it was given (without taking or
+//! sending anything): a dead producer's unpublished claim or a dead
+//! writer's reservation is skipped, a dead consumer's slot or a dead
+//! reader's record freed, and the peers are scanned for end-of-stream.
+//!
+//! # When a queue is ready
+//!
+//! Ready means that the `try_` call would succeed or give a final answer
+//! now: readable when a published item or committed message is at the
+//! head (not merely claimed by a producer that may have died), or the
+//! object is closed, or every sender is gone (the `try_` receive then
+//! returns `Disconnected`); writable when there is room (for a byte queue
+//! or pipe: for a message of the largest size), or the object is closed,
+//! or a send would fail with `Disconnected` (a pipe whose other end is
+//! gone). A byte queue whose side's short lock another process holds at
+//! that moment is looked at again within a couple of milliseconds.
 //!
 //! Child processes have no futex word: each is watched through its pidfd
 //! by one watcher thread per process (started by the first `wait` on a
