@@ -31,7 +31,8 @@
 //! check on every queue and pipe end it was given (without taking or
 //! sending anything): a dead producer's unpublished claim or a dead
 //! writer's reservation is skipped, a dead consumer's slot or a dead
-//! reader's record freed, and the peers are scanned for end-of-stream.
+//! reader's record freed, a byte queue side's lock taken over from a
+//! holder that died, and the peers are scanned for end-of-stream.
 //!
 //! # When a queue is ready
 //!

@@ -1189,6 +1189,58 @@ fn wait_writable_gets_past_a_dead_readers_grant() {
     );
 }
 
+/// A byte-queue reader SIGKILLed inside the readers' short critical
+/// section, holding their lock, with a message waiting: a blocking `recv`
+/// takes the lock over at its owner check. `wait` then `try_recv` must
+/// get the message too (a `try_` call never takes a lock over; `wait`'s
+/// owner check does).
+#[test]
+fn wait_then_try_recv_gets_past_a_reader_killed_holding_the_side_lock() {
+    let n = Unlinker::new("atklock");
+    let name = n.name("q");
+    let q = shmipc::ByteQueue::create(&name, shmipc::BytesConfig::new(256, 16)).unwrap();
+    let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
+    q.send(b"behind the lock").unwrap();
+    kill_after(&ready, || {
+        let q = shmipc::ByteQueue::open(&name).unwrap();
+        q.hold_side_lock(false, || {
+            ready.set();
+            std::thread::sleep(Duration::from_secs(60));
+        })
+        .unwrap();
+    });
+    let start = Instant::now();
+    let mut got = None;
+    let mut empty_reports = 0u64;
+    while start.elapsed() < Duration::from_secs(5) {
+        let r = wait(&[Interest::readable(&q)], Some(Duration::from_secs(1))).unwrap();
+        match q.try_recv().map(|g| {
+            let mut m = vec![0; g.len()];
+            g.copy_to(&mut m);
+            m
+        }) {
+            Ok(m) => {
+                got = Some(m);
+                break;
+            }
+            Err(shmipc::RecvError::Empty) if r == [0] => empty_reports += 1,
+            Err(shmipc::RecvError::Empty) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    println!(
+        "{empty_reports} wait() calls reported the queue readable while try_recv found \
+         nothing, in {:?}",
+        start.elapsed()
+    );
+    assert_eq!(
+        got.as_deref(),
+        Some(&b"behind the lock"[..]),
+        "wait + try_recv never got past the dead reader's lock \
+         ({empty_reports} ready reports with nothing to take)"
+    );
+}
+
 /// The same for `send_async`.
 #[cfg(feature = "tokio")]
 #[test]

@@ -1541,10 +1541,21 @@ impl<K> ByteQueue<'_, K> {
         let _ = self.room_for_max(true);
     }
 
+    /// One try of a side's `lock`, never waiting; with `check` (an owner
+    /// check), a holder that died is taken over, as a blocked call takes
+    /// it over at its owner check.
+    fn side_lock<'l>(&self, lock: &'l Lock, check: bool) -> Result<LockGuard<'l>, LockError> {
+        match lock.try_lock_with(self.peers) {
+            Err(LockError::WouldBlock) if check => lock.try_lock_checked(),
+            r => r,
+        }
+    }
+
     /// One try of the readers' lock, then a peek at the next message (with
-    /// `check`, past a dead writer's record); `None` if the lock is held.
+    /// `check`, past a dead writer's record, and past a dead holder of the
+    /// lock); `None` if the lock is held.
     fn peek_locked(&self, check: bool) -> Option<Result<(u64, u64), RecvError>> {
-        let mut guard = match self.ctrl.reader.lock.try_lock_with(self.peers) {
+        let mut guard = match self.side_lock(&self.ctrl.reader.lock, check) {
             Ok(g) => g,
             Err(LockError::WouldBlock) => return None,
             Err(e) => return Some(Err(lock_error_recv(e))),
@@ -1563,7 +1574,7 @@ impl<K> ByteQueue<'_, K> {
     /// reservation does (the same steps as `reserve_locked`, which this
     /// leaves alone), reserving nothing.
     fn room_for_max(&self, check: bool) -> Option<Result<bool, SendError>> {
-        let mut guard = match self.ctrl.writer.lock.try_lock_with(self.peers) {
+        let mut guard = match self.side_lock(&self.ctrl.writer.lock, check) {
             Ok(g) => g,
             Err(LockError::WouldBlock) => return None,
             Err(e) => return Some(Err(lock_error_send(e))),
