@@ -609,6 +609,10 @@ fn a_pop_future_behind_a_slow_claim_wakes_when_it_is_published_despite_other_tra
 /// item too.
 #[cfg(feature = "tokio")]
 #[test]
+#[cfg_attr(
+    feature = "strict-wakes",
+    ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no owner check (blocking calls check only at their deadline then); the arm no longer reports the dead claim ready"
+)]
 fn pop_async_gets_the_item_behind_a_dead_producers_claim() {
     let n = Unlinker::new("atkadead");
     let name = n.name("q");
@@ -635,6 +639,10 @@ fn pop_async_gets_the_item_behind_a_dead_producers_claim() {
 /// (tests/queue_crash.rs); `recv_async` must get the message behind it.
 #[cfg(feature = "tokio")]
 #[test]
+#[cfg_attr(
+    feature = "strict-wakes",
+    ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no owner check (blocking calls check only at their deadline then); the arm no longer reports the dead claim ready"
+)]
 fn recv_async_gets_the_message_behind_a_dead_writers_reservation() {
     let n = Unlinker::new("atkbdead");
     let name = n.name("q");
