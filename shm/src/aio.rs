@@ -53,7 +53,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
@@ -112,14 +112,64 @@ struct Ghost {
     _keep: Keep,
 }
 
+/// The waiter threads of one process (one fork generation).
 struct Waiters {
     /// The fork generation (`crate::wait::fork_generation`) it was made in.
     forks: u64,
+    threads: Mutex<Threads>,
+}
+
+struct Threads {
     next: u64,
     threads: Vec<&'static Waiter>,
 }
 
-static WAITERS: Mutex<Option<Waiters>> = Mutex::new(None);
+/// This process's [`Waiters`], found through an atomic pointer rather than
+/// behind a global mutex: a child forked while another thread of its
+/// parent held such a mutex would find it locked for ever. A child sees
+/// its parent's (an older generation), never touches it, and makes its
+/// own; the parent's stays leaked.
+static WAITERS: AtomicPtr<Waiters> = AtomicPtr::new(std::ptr::null_mut());
+
+impl Waiters {
+    /// This process's waiters, made on first use in each fork generation.
+    fn get() -> &'static Waiters {
+        let forks = crate::wait::fork_generation();
+        // SYNC POINT: Acquire pairs with the AcqRel exchange below: whoever
+        // finds the pointer sees the `Waiters` behind it initialised.
+        let mut cur = WAITERS.load(Ordering::Acquire);
+        loop {
+            // SAFETY: a non-null pointer in WAITERS comes from `Box::leak`
+            // below (in this process or an ancestor, whose memory the fork
+            // copied) and is never freed.
+            if let Some(w) = unsafe { cur.as_ref() } {
+                if w.forks == forks {
+                    return w;
+                }
+            }
+            let new = Box::into_raw(Box::new(Waiters {
+                forks,
+                threads: Mutex::new(Threads {
+                    next: 0,
+                    threads: Vec::new(),
+                }),
+            }));
+            // SYNC POINT: AcqRel: the Release publishes the new `Waiters`
+            // (paired with the Acquire load above); the Acquire of a
+            // failure reads another thread's.
+            match WAITERS.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire) {
+                // SAFETY: just made by `Box::into_raw`; published, so
+                // never freed (leaked).
+                Ok(_) => return unsafe { &*new },
+                Err(other) => {
+                    // SAFETY: `new` was never published: ours alone.
+                    drop(unsafe { Box::from_raw(new) });
+                    cur = other;
+                }
+            }
+        }
+    }
+}
 
 /// Where a future's registration is: which thread, which entry.
 struct Ticket {
@@ -292,19 +342,12 @@ fn try_register(arm: Arm<'_>, keep: Keep, waker: &Waker) -> Result<Ticket, Box<E
     // SAFETY: `keep` holds the mapping the arm's word lies in (or the word
     // is static), and the entry drops the arm before `keep`.
     let arm = unsafe { arm.detach() };
-    let mut all = WAITERS.lock().unwrap_or_else(|p| p.into_inner());
-    let forks = crate::wait::fork_generation();
-    if !all.as_ref().is_some_and(|w| w.forks == forks) {
-        // First use, or a forked child (which has none of its parent's
-        // threads, even with an ancestor's pid): start afresh; the
-        // parent's waiters stay leaked.
-        *all = Some(Waiters {
-            forks,
-            next: 0,
-            threads: Vec::new(),
-        });
-    }
-    let all = all.as_mut().expect("set above");
+    // A forked child (which has none of its parent's threads, even with
+    // an ancestor's pid) gets waiters of its own.
+    let mut all = Waiters::get()
+        .threads
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     all.next += 1;
     let id = all.next;
     let periodic = std::ptr::eq(arm.word(), &NEVER);

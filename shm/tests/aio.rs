@@ -4,9 +4,11 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{join, CHILD_TIMEOUT, WAKE_PATIENCE};
+use shmipc::sync::AtomicBool;
 use shmipc::{
     fork, BytesConfig, Event, ExitStatus, Lock, Named, Pipe, Queue, RingConfig, Semaphore,
     SemaphoreConfig, Shared, TypedPipe, TypedQueue, Unlinker,
@@ -368,4 +370,108 @@ fn a_future_pending_for_a_second_uses_under_two_percent_of_a_core() {
     })
     .unwrap();
     assert_eq!(join(&mut child), ExitStatus::Code(0));
+}
+
+/// Forks this many children while another thread of the parent keeps a
+/// process-global async lock busy: before the fix about one in 40 to 200
+/// children hung for ever in its first async wait.
+const FORKS: usize = 300;
+
+/// How long a forked child may take for its one short async wait.
+const FORKED_CHILD_BOUND: Duration = Duration::from_secs(10);
+
+/// Forks [`FORKS`] children while `hammer` runs on another thread until
+/// told to stop; each child runs `child` and must end with 0 within
+/// [`FORKED_CHILD_BOUND`].
+fn fork_while(hammer: impl FnOnce(&AtomicBool) + Send, child: fn() -> i32) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let t = s.spawn(|| hammer(&stop));
+        let mut failed = None;
+        for i in 0..FORKS {
+            let mut kid = fork(child).unwrap();
+            match kid.join_timeout(FORKED_CHILD_BOUND).unwrap() {
+                Some(ExitStatus::Code(0)) => {}
+                other => {
+                    // Dropping `kid` kills a child that still runs.
+                    failed = Some((i, other));
+                    break;
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        t.join().unwrap();
+        if let Some((i, status)) = failed {
+            panic!(
+                "forked child #{i} ended {status:?} (None: still waiting after {FORKED_CHILD_BOUND:?})"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_child_forked_while_another_thread_registers_a_future_can_wait_async() {
+    fork_while(
+        |stop| {
+            let q = Queue::<u64>::anon(RingConfig::new(4)).unwrap();
+            let rt = current_thread();
+            while !stop.load(Ordering::Relaxed) {
+                // Polls the pop once (it registers with a waiter thread),
+                // then drops it (which takes the registration back).
+                rt.block_on(async {
+                    tokio::select! {
+                        biased;
+                        _ = q.pop_async() => {}
+                        () = std::future::ready(()) => {}
+                    }
+                });
+            }
+        },
+        || {
+            let q = Queue::<u64>::anon(RingConfig::new(4)).unwrap();
+            current_thread().block_on(async {
+                let pending = tokio::time::timeout(Duration::from_millis(5), q.pop_async()).await;
+                i32::from(pending.is_ok())
+            })
+        },
+    );
+}
+
+#[test]
+fn a_child_forked_while_another_thread_watches_a_child_can_join_async() {
+    fork_while(
+        |stop| {
+            let sleeper = Shared::<Event>::anon(()).unwrap();
+            let mut kid = fork(|| {
+                let _ = sleeper.wait_timeout(CHILD_TIMEOUT);
+                0
+            })
+            .unwrap();
+            let rt = current_thread();
+            while !stop.load(Ordering::Relaxed) {
+                // Starts a join (it watches the child's pidfd), then drops
+                // it (which stops watching).
+                rt.block_on(async {
+                    tokio::select! {
+                        biased;
+                        _ = kid.join_async() => {}
+                        () = std::future::ready(()) => {}
+                    }
+                });
+            }
+            sleeper.set();
+            assert_eq!(join(&mut kid), ExitStatus::Code(0));
+        },
+        || {
+            let Ok(mut grandchild) = fork(|| 0) else {
+                return 2;
+            };
+            current_thread().block_on(async {
+                match tokio::time::timeout(CHILD_TIMEOUT, grandchild.join_async()).await {
+                    Ok(Ok(ExitStatus::Code(0))) => 0,
+                    _ => 3,
+                }
+            })
+        },
+    );
 }
