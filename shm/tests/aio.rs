@@ -72,11 +72,6 @@ fn an_async_ping_pong_across_two_processes_under_tokio() {
 }
 
 #[test]
-#[cfg_attr(
-    feature = "strict-wakes",
-    ignore = "known defect: under strict-wakes this ping-pong loses a wake-up in about half the runs \
-              (seen on g-wait before its attack fixes); the plain build recovers at the 50 ms periodic wake"
-)]
 fn an_async_pipe_ping_pong_across_two_processes() {
     let n = Unlinker::new("aiopipe");
     let name = n.name("p");
