@@ -509,14 +509,7 @@ impl<T: Pod> Queue<T> {
     pub async fn pop_async(&self) -> Result<T, PopError> {
         let op = Op::new(
             Some(self.owner()),
-            |check| {
-                let r = if check {
-                    self.try_pop_checked()
-                } else {
-                    self.try_pop()
-                };
-                some_unless(r, PopError::Empty)
-            },
+            |check| some_unless(self.try_pop_woken(check), PopError::Empty),
             || self.arm_readable(),
         );
         op.await
@@ -526,14 +519,7 @@ impl<T: Pod> Queue<T> {
     pub async fn push_async(&self, item: T) -> Result<(), PushError> {
         let op = Op::new(
             Some(self.owner()),
-            |check| {
-                let r = if check {
-                    self.try_push_checked(item)
-                } else {
-                    self.try_push(item)
-                };
-                some_unless(r, PushError::Full)
-            },
+            |check| some_unless(self.try_push_woken(item, check), PushError::Full),
             || self.arm_writable(),
         );
         op.await
@@ -553,14 +539,7 @@ impl ByteQueue {
     pub async fn recv_async(&self) -> Result<Vec<u8>, RecvError> {
         let op = Op::new(
             Some(self.owner()),
-            |check| {
-                let r = if check {
-                    self.try_recv_checked()
-                } else {
-                    self.try_recv()
-                };
-                some_unless(r.and_then(take), RecvError::Empty)
-            },
+            |check| some_unless(self.try_recv_woken(check).and_then(take), RecvError::Empty),
             || self.arm_readable(),
         );
         op.await
@@ -570,14 +549,7 @@ impl ByteQueue {
     pub async fn send_async(&self, msg: &[u8]) -> Result<(), SendError> {
         let op = Op::new(
             Some(self.owner()),
-            |check| {
-                let r = if check {
-                    self.try_send_checked(msg)
-                } else {
-                    self.try_send(msg)
-                };
-                some_unless(r, SendError::Full)
-            },
+            |check| some_unless(self.try_send_woken(msg, check), SendError::Full),
             || self.arm_writable(),
         );
         op.await
@@ -590,14 +562,7 @@ impl PipeEnd {
         let (_, rx, memory) = self.rings();
         let op = Op::new(
             Some(memory),
-            |check| {
-                let r = if check {
-                    rx.try_recv_checked()
-                } else {
-                    rx.try_recv()
-                };
-                some_unless(r.and_then(take), RecvError::Empty)
-            },
+            |check| some_unless(rx.try_recv_woken(check).and_then(take), RecvError::Empty),
             || rx.arm_readable(),
         );
         op.await
@@ -608,14 +573,7 @@ impl PipeEnd {
         let (tx, _, memory) = self.rings();
         let op = Op::new(
             Some(memory),
-            |check| {
-                let r = if check {
-                    tx.try_send_checked(msg)
-                } else {
-                    tx.try_send(msg)
-                };
-                some_unless(r, SendError::Full)
-            },
+            |check| some_unless(tx.try_send_woken(msg, check), SendError::Full),
             || tx.arm_writable(),
         );
         op.await
@@ -636,7 +594,7 @@ impl<T: Serialize + DeserializeOwned> TypedQueue<T> {
         let q = self.as_bytes();
         Op::new(
             Some(q.owner()),
-            |_| typed_some(self.get_nowait()),
+            |check| typed_some(self.take(q.try_recv_woken(check))),
             || q.arm_readable(),
         )
         .await
@@ -647,7 +605,7 @@ impl<T: Serialize + DeserializeOwned> TypedQueue<T> {
         let q = self.as_bytes();
         Op::new(
             Some(q.owner()),
-            |_| typed_some(self.put_nowait(item)),
+            |check| typed_some(self.send_with(item, |m| q.try_send_woken(m, check))),
             || q.arm_writable(),
         )
         .await
@@ -660,7 +618,7 @@ impl<T: Serialize + DeserializeOwned> TypedPipeEnd<T> {
         let (_, rx, memory) = self.as_bytes().rings();
         Op::new(
             Some(memory),
-            |_| typed_some(self.try_recv()),
+            |check| typed_some(self.take_grant(rx.try_recv_woken(check))),
             || rx.arm_readable(),
         )
         .await
@@ -671,7 +629,7 @@ impl<T: Serialize + DeserializeOwned> TypedPipeEnd<T> {
         let (tx, _, memory) = self.as_bytes().rings();
         Op::new(
             Some(memory),
-            |_| typed_some(self.try_send(value)),
+            |check| typed_some(self.send_with(value, |m| tx.try_send_woken(m, check))),
             || tx.arm_writable(),
         )
         .await
