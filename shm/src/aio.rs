@@ -33,8 +33,13 @@
 //! once (started when first needed, kept for later ones). Every
 //! [`OWNER_CHECK_INTERVAL`](shmipc_core::OWNER_CHECK_INTERVAL) (50 ms, on
 //! one schedule that wakes and registrations do not put off) the threads
-//! wake every future they hold, the periodic re-check that every blocking
-//! call of this crate makes.
+//! wake the futures that the periodic re-check every blocking call of this
+//! crate makes can help
+//! ([`Arm::check_may_help`](shmipc_core::waitable::Arm::check_may_help):
+//! a receive from a queue with senders that could die or a claim in
+//! flight, a send waiting for room, a lock); an idle future (a receive
+//! from an empty queue that never had a sender, a semaphore, an event)
+//! sleeps on, costing nothing.
 //!
 //! The futures need no particular runtime: they use only `Waker`s, so they
 //! run under tokio (the feature's name: what the tests and benchmarks
@@ -301,10 +306,15 @@ impl Waiter {
                 while i < entries.len() {
                     let e = &entries[i];
                     // A short sleeper may have missed its wake: it looks
-                    // after every slice.
+                    // after every slice. The periodic wake goes only to
+                    // futures it can help (the owner check or the
+                    // end-of-stream check could find something, or the
+                    // object is ready without a wake): an idle future
+                    // stays asleep, with no re-poll, re-arm or kick.
                     let due = e.arm.moved()
                         || e.arm.short_sleeps()
-                        || (ticked && (e.periodic || !futex::STRICT_WAKES));
+                        || (ticked
+                            && (e.periodic || (!futex::STRICT_WAKES && e.arm.check_may_help())));
                     if due {
                         let e = entries.swap_remove(i);
                         wake.push(e.waker.clone());

@@ -324,6 +324,21 @@ struct Control {
     not_full: CachePadded<Signal>,
 }
 
+#[cfg_attr(loom, allow(dead_code))]
+impl Control {
+    /// Whether a receive's owner check or end-of-stream check could find
+    /// something now: a record reserved or waiting (its writer may have
+    /// died inside it), a reader inside its section (it may have died
+    /// there), or senders a scan could find gone. A snapshot.
+    fn recv_check_may_help(&self) -> bool {
+        let read = self.reader.read.load(Ordering::Relaxed);
+        let tail = self.writer.tail.load(Ordering::Relaxed) & !CLOSED;
+        read < tail
+            || self.reader.lock.is_locked()
+            || crate::queue::judgeable(&self.ends, End::Sender)
+    }
+}
+
 impl Control {
     /// Under loom only: elsewhere the block is zeroed in place (zero bytes are
     /// this value; see `init_at`).
@@ -1705,6 +1720,12 @@ impl<K> fmt::Debug for ReadGrant<'_, '_, K> {
 impl<K> ByteQueue<'_, K> {
     pub(crate) fn readable_signal(&self) -> &Signal {
         &self.ctrl.not_empty
+    }
+
+    /// [`Arm::check_may_help`](crate::waitable::Arm::check_may_help) for
+    /// a receive, read from the control block alone.
+    pub(crate) fn recv_hint(&self) -> crate::waitable::Hint {
+        crate::waitable::Hint::new(self.ctrl, Control::recv_check_may_help)
     }
 
     pub(crate) fn writable_signal(&self) -> &Signal {

@@ -299,6 +299,18 @@ struct Control {
     not_full: CachePadded<Signal>,
 }
 
+#[cfg_attr(loom, allow(dead_code))]
+impl Control {
+    /// Whether a pop's owner check or end-of-stream check could find
+    /// something now: a claim in flight (its producer may have died inside
+    /// it), or producers a scan could find gone. A snapshot.
+    fn pop_check_may_help(&self) -> bool {
+        let deq = self.dequeue.load(Ordering::Relaxed);
+        let enq = self.enqueue.load(Ordering::Relaxed) & !CLOSED;
+        enq != deq || crate::queue::judgeable(&self.ends, End::Sender)
+    }
+}
+
 impl Control {
     /// Under loom only: elsewhere the block is zeroed in place (zero bytes are
     /// this value; see `init_at`).
@@ -1449,6 +1461,12 @@ impl<T: Pod, K> Mpmc<'_, T, K> {
 impl<T, K> Mpmc<'_, T, K> {
     pub(crate) fn readable_signal(&self) -> &Signal {
         &self.ctrl.not_empty
+    }
+
+    /// [`Arm::check_may_help`](crate::waitable::Arm::check_may_help) for
+    /// a pop, read from the control block alone.
+    pub(crate) fn pop_hint(&self) -> crate::waitable::Hint {
+        crate::waitable::Hint::new(self.ctrl, Control::pop_check_may_help)
     }
 
     pub(crate) fn writable_signal(&self) -> &Signal {
