@@ -324,7 +324,7 @@ struct Control {
     not_full: CachePadded<Signal>,
 }
 
-#[cfg_attr(loom, allow(dead_code))]
+#[cfg(not(loom))]
 impl Control {
     /// Whether a receive's owner check or end-of-stream check could find
     /// something now: a record reserved or waiting (its writer may have
@@ -1724,6 +1724,7 @@ impl<K> ByteQueue<'_, K> {
 
     /// [`Arm::check_may_help`](crate::waitable::Arm::check_may_help) for
     /// a receive, read from the control block alone.
+    #[cfg(not(loom))]
     pub(crate) fn recv_hint(&self) -> crate::waitable::Hint {
         crate::waitable::Hint::new(self.ctrl, Control::recv_check_may_help)
     }

@@ -275,10 +275,8 @@ impl Ends {
 /// the queue's word alone). For a waiter's periodic wake, which makes a
 /// scan only where one can find something; a hint (Relaxed), which the
 /// next wake reads again.
+#[cfg(not(loom))]
 pub(crate) fn judgeable(word: &AtomicU64, end: End) -> bool {
-    if cfg!(loom) {
-        return false;
-    }
     let w = word.load(Ordering::Relaxed);
     w & HAD[index(end)] != 0 && w & UNRECORDED[index(end)] == 0
 }

@@ -299,7 +299,7 @@ struct Control {
     not_full: CachePadded<Signal>,
 }
 
-#[cfg_attr(loom, allow(dead_code))]
+#[cfg(not(loom))]
 impl Control {
     /// Whether a pop's owner check or end-of-stream check could find
     /// something now: a claim in flight (its producer may have died inside
@@ -1465,6 +1465,7 @@ impl<T, K> Mpmc<'_, T, K> {
 
     /// [`Arm::check_may_help`](crate::waitable::Arm::check_may_help) for
     /// a pop, read from the control block alone.
+    #[cfg(not(loom))]
     pub(crate) fn pop_hint(&self) -> crate::waitable::Hint {
         crate::waitable::Hint::new(self.ctrl, Control::pop_check_may_help)
     }
