@@ -144,9 +144,9 @@ impl Waiters {
         // finds the pointer sees the `Waiters` behind it initialised.
         let mut cur = WAITERS.load(Ordering::Acquire);
         loop {
-            // SAFETY: a non-null pointer in WAITERS comes from `Box::leak`
-            // below (in this process or an ancestor, whose memory the fork
-            // copied) and is never freed.
+            // SAFETY: a non-null pointer in WAITERS comes from
+            // `Box::into_raw` below (in this process or an ancestor, whose
+            // memory the fork copied) and, once published, is never freed.
             if let Some(w) = unsafe { cur.as_ref() } {
                 if w.forks == forks {
                     return w;
