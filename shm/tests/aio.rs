@@ -566,6 +566,10 @@ fn peer_goes<H, R>(
 }
 
 #[test]
+#[cfg_attr(
+    feature = "strict-wakes",
+    ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no check finds a sender that died without leaving"
+)]
 fn an_async_pipe_receive_ends_when_the_other_end_exits_or_is_killed() {
     for death in [Death::Exit, Death::Kill] {
         let n = Unlinker::new("aioeospipe");
@@ -589,6 +593,10 @@ fn an_async_pipe_receive_ends_when_the_other_end_exits_or_is_killed() {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "strict-wakes",
+    ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no check finds a sender that died without leaving"
+)]
 fn an_async_queue_pop_ends_when_every_producer_exits_or_is_killed() {
     for death in [Death::Exit, Death::Kill] {
         let n = Unlinker::new("aioeosq");
@@ -612,6 +620,10 @@ fn an_async_queue_pop_ends_when_every_producer_exits_or_is_killed() {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "strict-wakes",
+    ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no check finds a sender that died without leaving"
+)]
 fn an_async_byte_queue_receive_ends_when_every_writer_exits_or_is_killed() {
     for death in [Death::Exit, Death::Kill] {
         let n = Unlinker::new("aioeosbq");
@@ -635,6 +647,10 @@ fn an_async_byte_queue_receive_ends_when_every_writer_exits_or_is_killed() {
 }
 
 #[test]
+#[cfg_attr(
+    feature = "strict-wakes",
+    ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no check finds a sender that died without leaving"
+)]
 fn async_typed_receives_end_when_the_peer_exits_or_is_killed() {
     for death in [Death::Exit, Death::Kill] {
         let n = Unlinker::new("aioeostq");
