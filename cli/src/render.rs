@@ -4,8 +4,8 @@ use std::fmt::Write;
 
 use serde_json::{json, Value};
 use shmipc::inspect::{
-    BytesState, Fate, FileInfo, HoldKind, Holder, LockState, Peer, QueueState, Report, State,
-    WorkerState,
+    BytesState, End, EndReport, Fate, FileInfo, HoldKind, Holder, LockState, Peer, QueueState,
+    Report, State, WorkerState,
 };
 use shmipc::Kind;
 
@@ -317,6 +317,67 @@ fn ring_text(out: &mut String, label: &str, b: &BytesState) {
     );
 }
 
+/// One end's holders: "2 handles in pid 10, 11; dead: pid 12".
+fn end_text(e: &EndReport) -> String {
+    let mut parts = Vec::new();
+    if !e.alive.is_empty() {
+        parts.push(format!(
+            "{} handle{} in {}",
+            e.live_handles,
+            if e.live_handles == 1 { "" } else { "s" },
+            pid_list(&e.alive)
+        ));
+    }
+    if !e.unknown.is_empty() {
+        parts.push(format!("unjudged: {}", pid_list(&e.unknown)));
+    }
+    if !e.dead.is_empty() {
+        parts.push(format!("dead: {}", pid_list(&e.dead)));
+    }
+    if parts.is_empty() {
+        "none open".to_owned()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// The senders and receivers of lane `lane`, from the peer table.
+fn ends_text(out: &mut String, label: &str, r: &Report, lane: u32) {
+    let _ = writeln!(
+        out,
+        "{label}senders: {}",
+        end_text(&r.end(lane, End::Sender))
+    );
+    let _ = writeln!(
+        out,
+        "{label}receivers: {}",
+        end_text(&r.end(lane, End::Receiver))
+    );
+}
+
+fn end_json(e: &EndReport) -> Value {
+    json!({"alive": e.alive, "dead": e.dead, "unknown": e.unknown, "live_handles": e.live_handles})
+}
+
+/// Every lane's ends, for the kinds that count them.
+fn ends_json(r: &Report) -> Value {
+    let lanes: u32 = match r.state {
+        State::Queue(_) | State::SpscQueue(_) | State::ByteQueue(_) => 1,
+        State::Pipe { .. } => 2,
+        _ => return Value::Null,
+    };
+    (0..lanes)
+        .map(|lane| {
+            json!({
+                "lane": lane,
+                "senders": end_json(&r.end(lane, End::Sender)),
+                "receivers": end_json(&r.end(lane, End::Receiver)),
+            })
+        })
+        .collect::<Vec<_>>()
+        .into()
+}
+
 fn queue_text(out: &mut String, q: &QueueState) {
     let _ = writeln!(
         out,
@@ -406,13 +467,21 @@ pub fn inspect_text(r: &Report, mappers: &Mappers) -> String {
         State::AtomicU64(v) => {
             let _ = writeln!(out, "value: {v}");
         }
-        State::Queue(q) | State::SpscQueue(q) => queue_text(&mut out, q),
-        State::ByteQueue(b) => ring_text(&mut out, "messages", b),
+        State::Queue(q) | State::SpscQueue(q) => {
+            queue_text(&mut out, q);
+            ends_text(&mut out, "", r, 0);
+        }
+        State::ByteQueue(b) => {
+            ring_text(&mut out, "messages", b);
+            ends_text(&mut out, "", r, 0);
+        }
         State::Pipe { rings, ends } => {
             let _ = writeln!(out, "end A: {}", holder_text(&ends[0]));
             let _ = writeln!(out, "end B: {}", holder_text(&ends[1]));
             ring_text(&mut out, "A to B", &rings[0]);
+            ends_text(&mut out, "  A to B ", r, 0);
             ring_text(&mut out, "B to A", &rings[1]);
+            ends_text(&mut out, "  B to A ", r, 1);
         }
         State::Values { lock, .. } => lock_text(&mut out, "lock", lock),
         State::Dict {
@@ -740,7 +809,9 @@ pub fn report_json(r: &Report, mappers: &Mappers) -> Value {
             "pidns": p.pidns,
             "since_ns": p.since_ns,
             "fate": fate_json(&p.fate),
+            "ends": p.ends,
         })).collect::<Vec<_>>(),
+        "ends": ends_json(r),
         "creator_attached": creator_attached(r),
         "mapped_by": mapped_by,
         "state": state_json(&r.state),

@@ -719,3 +719,126 @@ fn a_pools_status_segment_lists_its_workers_and_their_replacements() {
     drop(pool);
     assert!(!path(&name).exists(), "the pool unlinks its status segment");
 }
+
+/// The pids `inspect --json` lists for one end of lane `lane`.
+fn end_pids(r: &Value, lane: usize, end: &str, fate: &str) -> Vec<u64> {
+    let mut pids: Vec<u64> = r["ends"][lane][end][fate]
+        .as_array()
+        .unwrap_or_else(|| panic!("no ends[{lane}].{end}.{fate} in {r}"))
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Like [`holder`], but `setup` runs in a child forked before the caller
+/// makes anything (so the child inherits no handle of the caller's):
+/// `create` runs in the parent while the child retries `setup` until it
+/// succeeds (for at most 10 s).
+fn late_holder<T, C, E: std::fmt::Debug>(
+    create: impl FnOnce() -> C,
+    setup: impl Fn() -> Result<T, E>,
+) -> (C, Child) {
+    let ready = Ready::new();
+    let child = fork(|| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let _kept = loop {
+            match setup() {
+                Ok(t) => break t,
+                Err(e) if std::time::Instant::now() > deadline => panic!("setup: {e:?}"),
+                Err(_) => std::thread::sleep(Duration::from_millis(2)),
+            }
+        };
+        ready.signal();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    })
+    .expect("fork");
+    let made = create();
+    ready.wait();
+    (made, child)
+}
+
+#[test]
+fn inspect_shows_a_queues_senders_and_receivers_and_whether_they_live() {
+    let names = Unlinker::new("cli-ends");
+    let name = names.name("queue");
+    let q = Queue::<u64>::create(&name, RingConfig::new(8)).expect("create");
+    // Two senders, forked before this process records its receiving end
+    // (a fork copies a parent's recorded ends: they would hold ours too).
+    let sender = |n: String| {
+        holder(move || {
+            let q = Queue::<u64>::open(&n).expect("open");
+            q.try_push(7).expect("push");
+            q
+        })
+    };
+    let kept = sender(name.clone());
+    let mut killed = sender(name.clone());
+    let (kept_pid, killed_pid) = (u64::from(kept.pid()), u64::from(killed.pid()));
+    // This process receives (a receive records the receiving end).
+    assert_eq!(q.try_pop().expect("pop"), 7);
+    let me = u64::from(std::process::id());
+
+    let r = json(&["inspect", &name, "--json"]);
+    let mut both = vec![kept_pid, killed_pid];
+    both.sort_unstable();
+    assert_eq!(end_pids(&r, 0, "senders", "alive"), both, "{r}");
+    assert_eq!(r["ends"][0]["senders"]["live_handles"], 2, "{r}");
+    assert_eq!(end_pids(&r, 0, "receivers", "alive"), [me], "{r}");
+
+    kill_and_reap(&mut killed);
+    let r = json(&["inspect", &name, "--json"]);
+    assert_eq!(end_pids(&r, 0, "senders", "alive"), [kept_pid], "{r}");
+    assert_eq!(end_pids(&r, 0, "senders", "dead"), [killed_pid], "{r}");
+    assert_eq!(r["ends"][0]["senders"]["live_handles"], 1, "{r}");
+    assert_eq!(end_pids(&r, 0, "receivers", "alive"), [me], "{r}");
+    let text = ok(&["inspect", &name]);
+    assert!(
+        text.contains(&format!("senders: 1 handle in pid {kept_pid}")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("dead: pid {killed_pid}")), "{text}");
+    assert!(
+        text.contains(&format!("receivers: 1 handle in pid {me}")),
+        "{text}"
+    );
+    if std::env::var_os("SHMIPC_SHOW").is_some() {
+        eprintln!("{text}");
+    }
+    drop(kept);
+    drop(q);
+}
+
+#[test]
+fn inspect_shows_each_pipe_directions_ends() {
+    let names = Unlinker::new("cli-pipe-ends");
+    let name = names.name("pipe");
+    let n = name.clone();
+    let (a, mut b) = late_holder(
+        || shmipc::Pipe::create(&name, BytesConfig::new(1024, 64)).expect("create"),
+        move || shmipc::Pipe::open(&n),
+    );
+    let (me, them) = (u64::from(std::process::id()), u64::from(b.pid()));
+    let r = json(&["inspect", &name, "--json"]);
+    // Lane 0 carries A's sends to B, lane 1 B's sends to A.
+    assert_eq!(end_pids(&r, 0, "senders", "alive"), [me], "{r}");
+    assert_eq!(end_pids(&r, 0, "receivers", "alive"), [them], "{r}");
+    assert_eq!(end_pids(&r, 1, "senders", "alive"), [them], "{r}");
+    assert_eq!(end_pids(&r, 1, "receivers", "alive"), [me], "{r}");
+    // Its end B killed: both of its lanes' records name it dead.
+    kill_and_reap(&mut b);
+    let r = json(&["inspect", &name, "--json"]);
+    assert_eq!(end_pids(&r, 0, "receivers", "dead"), [them], "{r}");
+    assert_eq!(
+        end_pids(&r, 0, "receivers", "alive"),
+        Vec::<u64>::new(),
+        "{r}"
+    );
+    assert_eq!(end_pids(&r, 1, "senders", "dead"), [them], "{r}");
+    let text = ok(&["inspect", &name]);
+    assert!(text.contains("  A to B receivers: dead: pid"), "{text}");
+    drop(a);
+}

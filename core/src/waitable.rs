@@ -79,10 +79,44 @@ pub struct Arm<'a> {
     /// For an arm made without its barrier ([`Arm::needs_barrier`]): the
     /// object's readiness test, and the object.
     recheck: Option<(Test, *const ())>,
+    /// [`Arm::check_may_help`]'s test, where the object has one.
+    hint: Option<Hint>,
 }
 
 /// An object's readiness test, with the object's type erased.
 type Test = fn(*const ()) -> Readiness;
+
+/// A test on an object's shared words (its control block, never a
+/// handle, which need not outlive a detached arm), with their type
+/// erased: [`Arm::check_may_help`].
+#[derive(Clone, Copy)]
+pub(crate) struct Hint {
+    test: HintTest,
+    at: *const (),
+}
+
+/// A hint's test, with the object's type erased.
+type HintTest = fn(*const ()) -> bool;
+
+impl Hint {
+    /// `test(at)`, made later. `at` lies in the object's shared memory,
+    /// which stays mapped while the arm lives (the contract of
+    /// [`Arm::detach`]; a borrowed arm borrows the object).
+    pub(crate) fn new<O>(at: &O, test: fn(&O) -> bool) -> Hint {
+        // SAFETY: `fn(&O) -> bool` and `fn(*const ()) -> bool` are
+        // ABI-compatible (a reference and a raw pointer to a Sized type);
+        // `Hint::holds` passes only `at`, alive while the arm lives.
+        let test = unsafe { core::mem::transmute::<fn(&O) -> bool, HintTest>(test) };
+        Hint {
+            test,
+            at: at as *const O as *const (),
+        }
+    }
+
+    fn holds(&self) -> bool {
+        (self.test)(self.at)
+    }
+}
 
 // SAFETY: an Arm holds shared references to atomics (Sync) and, in
 // `recheck`, a pointer to a Sync object it only reads through `&`, as the
@@ -102,6 +136,7 @@ impl<'a> Arm<'a> {
             short: false,
             consumed: false,
             recheck: None,
+            hint: None,
         }
     }
 
@@ -161,6 +196,27 @@ impl<'a> Arm<'a> {
     /// `set` that a `clear` followed). False for other objects.
     pub fn fired(&self) -> bool {
         matches!(self.undo, Undo::Event) && Event::fired_since(self.word, self.expected)
+    }
+
+    /// Whether the periodic wake of a waiter that holds this arm long
+    /// could help the call it waits for, although the word has not moved:
+    /// its owner check or end-of-stream check could find something now (a
+    /// claim or a record in flight, senders a scan could find gone, a held
+    /// lock, a push or send waiting for room that a dead receiver may
+    /// hold), or the object is ready (a wake that never came). False where
+    /// no check can help: an idle, empty queue side with no sender to lose,
+    /// a semaphore without a permit, an event not set since the arm, a
+    /// word of the caller's own. A snapshot: a waiter asks again at each
+    /// periodic wake.
+    pub fn check_may_help(&self) -> bool {
+        if let Some(h) = &self.hint {
+            return h.holds();
+        }
+        match self.undo {
+            Undo::Signal(..) | Undo::Lock => true,
+            Undo::Event => self.fired(),
+            Undo::Semaphore(..) | Undo::Plain => false,
+        }
     }
 
     /// Says the waiter took what it was woken for (a permit, the lock), so
@@ -235,6 +291,7 @@ fn arm_signal<'a, O>(
     signal: &'a Signal,
     object: &'a O,
     ready: fn(&O) -> Readiness,
+    hint: Option<Hint>,
     deferred: bool,
 ) -> Option<Arm<'a>> {
     // SYNC POINT: Acquire pairs with the Release epoch bumps of the
@@ -263,6 +320,7 @@ fn arm_signal<'a, O>(
         short: false,
         consumed: false,
         recheck,
+        hint,
     };
     match ready(object) {
         Readiness::Ready => return None, // drops `arm`: unregisters
@@ -277,15 +335,18 @@ fn arm_signal<'a, O>(
 /// the barrier to the caller: [`Arm::needs_barrier`]).
 macro_rules! arms {
     ($(#[$doc:meta])* $name:ident, $deferred:ident, $signal:ident, $ready:expr) => {
+        arms!($(#[$doc])* $name, $deferred, $signal, $ready, |_: &Self| None);
+    };
+    ($(#[$doc:meta])* $name:ident, $deferred:ident, $signal:ident, $ready:expr, $hint:expr) => {
         $(#[$doc])*
         pub fn $name(&self) -> Option<Arm<'_>> {
-            arm_signal(self.$signal(), self, $ready, false)
+            arm_signal(self.$signal(), self, $ready, ($hint)(self), false)
         }
 
         /// The same arm, without the barrier ([`Arm::needs_barrier`]), for
         /// a waiter that arms many objects and makes [`barrier`] once.
         pub fn $deferred(&self) -> Option<Arm<'_>> {
-            arm_signal(self.$signal(), self, $ready, true)
+            arm_signal(self.$signal(), self, $ready, ($hint)(self), true)
         }
     };
 }
@@ -297,7 +358,8 @@ impl<T: bytemuck::Pod, K> Mpmc<'_, T, K> {
         /// if so now.
         arm_readable, arm_readable_deferred,
         readable_signal,
-        |q: &Self| Readiness::from(q.pop_ready())
+        |q: &Self| Readiness::from(q.pop_ready()),
+        |q: &Self| Some(q.pop_hint())
     );
     arms!(
         /// Arms for "`try_push` would succeed or give a final answer"
@@ -334,7 +396,8 @@ impl<K> ByteQueue<'_, K> {
         /// end-of-stream" ([`ByteQueue::recv_ready`]); `None` if so now.
         arm_readable, arm_readable_deferred,
         readable_signal,
-        ByteQueue::recv_ready
+        ByteQueue::recv_ready,
+        |q: &Self| Some(q.recv_hint())
     );
     arms!(
         /// Arms for "room for a message of the largest size, or closed, or
@@ -363,6 +426,10 @@ impl Semaphore {
             short: false,
             consumed: false,
             recheck: None,
+            // A permit free although no wake came.
+            hint: Some(Hint::new(count, |c: &AtomicU32| {
+                c.load(Ordering::Relaxed) > 0
+            })),
         };
         if count.fetch_add(0, Ordering::AcqRel) > 0 {
             let mut arm = arm;
@@ -385,6 +452,7 @@ impl Event {
             short: false,
             consumed: false,
             recheck: None,
+            hint: None,
         })
     }
 }
@@ -402,6 +470,7 @@ impl Lock {
             short: false,
             consumed: false,
             recheck: None,
+            hint: None,
         })
     }
 }

@@ -33,8 +33,13 @@
 //! once (started when first needed, kept for later ones). Every
 //! [`OWNER_CHECK_INTERVAL`](shmipc_core::OWNER_CHECK_INTERVAL) (50 ms, on
 //! one schedule that wakes and registrations do not put off) the threads
-//! wake every future they hold, the periodic re-check that every blocking
-//! call of this crate makes.
+//! wake the futures that the periodic re-check every blocking call of this
+//! crate makes can help
+//! ([`Arm::check_may_help`](shmipc_core::waitable::Arm::check_may_help):
+//! a receive from a queue with senders that could die or a claim in
+//! flight, a send waiting for room, a lock); an idle future (a receive
+//! from an empty queue that never had a sender, a semaphore, an event)
+//! sleeps on, costing nothing.
 //!
 //! The futures need no particular runtime: they use only `Waker`s, so they
 //! run under tokio (the feature's name: what the tests and benchmarks
@@ -53,7 +58,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
@@ -112,14 +117,64 @@ struct Ghost {
     _keep: Keep,
 }
 
+/// The waiter threads of one process (one fork generation).
 struct Waiters {
     /// The fork generation (`crate::wait::fork_generation`) it was made in.
     forks: u64,
+    threads: Mutex<Threads>,
+}
+
+struct Threads {
     next: u64,
     threads: Vec<&'static Waiter>,
 }
 
-static WAITERS: Mutex<Option<Waiters>> = Mutex::new(None);
+/// This process's [`Waiters`], found through an atomic pointer rather than
+/// behind a global mutex: a child forked while another thread of its
+/// parent held such a mutex would find it locked for ever. A child sees
+/// its parent's (an older generation), never touches it, and makes its
+/// own; the parent's stays leaked.
+static WAITERS: AtomicPtr<Waiters> = AtomicPtr::new(std::ptr::null_mut());
+
+impl Waiters {
+    /// This process's waiters, made on first use in each fork generation.
+    fn get() -> &'static Waiters {
+        let forks = crate::wait::fork_generation();
+        // SYNC POINT: Acquire pairs with the AcqRel exchange below: whoever
+        // finds the pointer sees the `Waiters` behind it initialised.
+        let mut cur = WAITERS.load(Ordering::Acquire);
+        loop {
+            // SAFETY: a non-null pointer in WAITERS comes from
+            // `Box::into_raw` below (in this process or an ancestor, whose
+            // memory the fork copied) and, once published, is never freed.
+            if let Some(w) = unsafe { cur.as_ref() } {
+                if w.forks == forks {
+                    return w;
+                }
+            }
+            let new = Box::into_raw(Box::new(Waiters {
+                forks,
+                threads: Mutex::new(Threads {
+                    next: 0,
+                    threads: Vec::new(),
+                }),
+            }));
+            // SYNC POINT: AcqRel: the Release publishes the new `Waiters`
+            // (paired with the Acquire load above); the Acquire of a
+            // failure reads another thread's.
+            match WAITERS.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire) {
+                // SAFETY: just made by `Box::into_raw`; published, so
+                // never freed (leaked).
+                Ok(_) => return unsafe { &*new },
+                Err(other) => {
+                    // SAFETY: `new` was never published: ours alone.
+                    drop(unsafe { Box::from_raw(new) });
+                    cur = other;
+                }
+            }
+        }
+    }
+}
 
 /// Where a future's registration is: which thread, which entry.
 struct Ticket {
@@ -251,10 +306,15 @@ impl Waiter {
                 while i < entries.len() {
                     let e = &entries[i];
                     // A short sleeper may have missed its wake: it looks
-                    // after every slice.
+                    // after every slice. The periodic wake goes only to
+                    // futures it can help (the owner check or the
+                    // end-of-stream check could find something, or the
+                    // object is ready without a wake): an idle future
+                    // stays asleep, with no re-poll, re-arm or kick.
                     let due = e.arm.moved()
                         || e.arm.short_sleeps()
-                        || (ticked && (e.periodic || !futex::STRICT_WAKES));
+                        || (ticked
+                            && (e.periodic || (!futex::STRICT_WAKES && e.arm.check_may_help())));
                     if due {
                         let e = entries.swap_remove(i);
                         wake.push(e.waker.clone());
@@ -292,19 +352,12 @@ fn try_register(arm: Arm<'_>, keep: Keep, waker: &Waker) -> Result<Ticket, Box<E
     // SAFETY: `keep` holds the mapping the arm's word lies in (or the word
     // is static), and the entry drops the arm before `keep`.
     let arm = unsafe { arm.detach() };
-    let mut all = WAITERS.lock().unwrap_or_else(|p| p.into_inner());
-    let forks = crate::wait::fork_generation();
-    if !all.as_ref().is_some_and(|w| w.forks == forks) {
-        // First use, or a forked child (which has none of its parent's
-        // threads, even with an ancestor's pid): start afresh; the
-        // parent's waiters stay leaked.
-        *all = Some(Waiters {
-            forks,
-            next: 0,
-            threads: Vec::new(),
-        });
-    }
-    let all = all.as_mut().expect("set above");
+    // A forked child (which has none of its parent's threads, even with
+    // an ancestor's pid) gets waiters of its own.
+    let mut all = Waiters::get()
+        .threads
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
     all.next += 1;
     let id = all.next;
     let periodic = std::ptr::eq(arm.word(), &NEVER);
@@ -466,14 +519,7 @@ impl<T: Pod> Queue<T> {
     pub async fn pop_async(&self) -> Result<T, PopError> {
         let op = Op::new(
             Some(self.owner()),
-            |check| {
-                let r = if check {
-                    self.try_pop_checked()
-                } else {
-                    self.try_pop()
-                };
-                some_unless(r, PopError::Empty)
-            },
+            |check| some_unless(self.try_pop_woken(check), PopError::Empty),
             || self.arm_readable(),
         );
         op.await
@@ -483,14 +529,7 @@ impl<T: Pod> Queue<T> {
     pub async fn push_async(&self, item: T) -> Result<(), PushError> {
         let op = Op::new(
             Some(self.owner()),
-            |check| {
-                let r = if check {
-                    self.try_push_checked(item)
-                } else {
-                    self.try_push(item)
-                };
-                some_unless(r, PushError::Full)
-            },
+            |check| some_unless(self.try_push_woken(item, check), PushError::Full),
             || self.arm_writable(),
         );
         op.await
@@ -510,14 +549,7 @@ impl ByteQueue {
     pub async fn recv_async(&self) -> Result<Vec<u8>, RecvError> {
         let op = Op::new(
             Some(self.owner()),
-            |check| {
-                let r = if check {
-                    self.try_recv_checked()
-                } else {
-                    self.try_recv()
-                };
-                some_unless(r.and_then(take), RecvError::Empty)
-            },
+            |check| some_unless(self.try_recv_woken(check).and_then(take), RecvError::Empty),
             || self.arm_readable(),
         );
         op.await
@@ -527,14 +559,7 @@ impl ByteQueue {
     pub async fn send_async(&self, msg: &[u8]) -> Result<(), SendError> {
         let op = Op::new(
             Some(self.owner()),
-            |check| {
-                let r = if check {
-                    self.try_send_checked(msg)
-                } else {
-                    self.try_send(msg)
-                };
-                some_unless(r, SendError::Full)
-            },
+            |check| some_unless(self.try_send_woken(msg, check), SendError::Full),
             || self.arm_writable(),
         );
         op.await
@@ -547,14 +572,7 @@ impl PipeEnd {
         let (_, rx, memory) = self.rings();
         let op = Op::new(
             Some(memory),
-            |check| {
-                let r = if check {
-                    rx.try_recv_checked()
-                } else {
-                    rx.try_recv()
-                };
-                some_unless(r.and_then(take), RecvError::Empty)
-            },
+            |check| some_unless(rx.try_recv_woken(check).and_then(take), RecvError::Empty),
             || rx.arm_readable(),
         );
         op.await
@@ -565,14 +583,7 @@ impl PipeEnd {
         let (tx, _, memory) = self.rings();
         let op = Op::new(
             Some(memory),
-            |check| {
-                let r = if check {
-                    tx.try_send_checked(msg)
-                } else {
-                    tx.try_send(msg)
-                };
-                some_unless(r, SendError::Full)
-            },
+            |check| some_unless(tx.try_send_woken(msg, check), SendError::Full),
             || tx.arm_writable(),
         );
         op.await
@@ -593,7 +604,7 @@ impl<T: Serialize + DeserializeOwned> TypedQueue<T> {
         let q = self.as_bytes();
         Op::new(
             Some(q.owner()),
-            |_| typed_some(self.get_nowait()),
+            |check| typed_some(self.take(q.try_recv_woken(check))),
             || q.arm_readable(),
         )
         .await
@@ -604,7 +615,7 @@ impl<T: Serialize + DeserializeOwned> TypedQueue<T> {
         let q = self.as_bytes();
         Op::new(
             Some(q.owner()),
-            |_| typed_some(self.put_nowait(item)),
+            |check| typed_some(self.send_with(item, |m| q.try_send_woken(m, check))),
             || q.arm_writable(),
         )
         .await
@@ -617,7 +628,7 @@ impl<T: Serialize + DeserializeOwned> TypedPipeEnd<T> {
         let (_, rx, memory) = self.as_bytes().rings();
         Op::new(
             Some(memory),
-            |_| typed_some(self.try_recv()),
+            |check| typed_some(self.take_grant(rx.try_recv_woken(check))),
             || rx.arm_readable(),
         )
         .await
@@ -628,7 +639,7 @@ impl<T: Serialize + DeserializeOwned> TypedPipeEnd<T> {
         let (tx, _, memory) = self.as_bytes().rings();
         Op::new(
             Some(memory),
-            |_| typed_some(self.try_send(value)),
+            |check| typed_some(self.send_with(value, |m| tx.try_send_woken(m, check))),
             || tx.arm_writable(),
         )
         .await

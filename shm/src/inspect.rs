@@ -53,13 +53,13 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use shmipc_core::bytes::ByteQueue as RawByteQueue;
-use shmipc_core::peers::{PeerTable, SlotLocks, PEER_SLOT_SIZE};
+use shmipc_core::peers::{PeerTable, SlotLocks, MAX_LANES, PEER_SLOT_SIZE};
 use shmipc_core::sync::{AtomicU32, AtomicU64};
 use shmipc_core::{
     Barrier, BytesConfig, Condition, Event, Lock, RingConfig, Semaphore, SharedObject,
 };
 
-pub use shmipc_core::peers::{Fate, Token};
+pub use shmipc_core::peers::{End, Fate, Token};
 pub use shmipc_core::RingState;
 
 use crate::error::{Error, Result};
@@ -114,6 +114,47 @@ pub struct Peer {
     /// Whether it is alive: its slot's kernel lock is held (judged with
     /// `F_OFD_GETLK`), or [`Fate::Unknown`] and why.
     pub fate: Fate,
+    /// How many handles of each end of each lane it recorded as open
+    /// (`ends[lane][0]` senders, `ends[lane][1]` receivers; see
+    /// [`Peer::handles`]). What end-of-stream is judged by: a dead peer's
+    /// counts no longer count.
+    pub ends: [[u32; 2]; LANES],
+}
+
+/// How many lanes [`Peer::ends`] covers: the queues of one object whose
+/// endpoints are counted apart. A pipe's ring from end A to end B is lane
+/// 0 and its ring from B to A lane 1; every other queue is lane 0.
+pub const LANES: usize = MAX_LANES as usize;
+
+impl Peer {
+    /// How many handles of `end` of lane `lane` this peer keeps open
+    /// (0 for a lane beyond [`LANES`]).
+    pub fn handles(&self, lane: u32, end: End) -> u32 {
+        self.ends
+            .get(lane as usize)
+            .map_or(0, |e| e[end_index(end)])
+    }
+}
+
+const fn end_index(end: End) -> usize {
+    match end {
+        End::Sender => 0,
+        End::Receiver => 1,
+    }
+}
+
+/// The processes that hold one end of one lane open, from the peer table
+/// ([`Report::end`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EndReport {
+    /// Pids of live holders (judged alive by the kernel).
+    pub alive: Vec<u32>,
+    /// Pids of holders judged dead: their handles no longer count.
+    pub dead: Vec<u32>,
+    /// Pids of holders whose fate could not be judged.
+    pub unknown: Vec<u32>,
+    /// Handles the live holders keep open.
+    pub live_handles: u32,
 }
 
 /// Who holds something (a lock, a role), as the token in the object's
@@ -373,6 +414,29 @@ pub struct Report {
 }
 
 impl Report {
+    /// Who holds `end` of lane `lane` of the object open (see
+    /// [`Peer::ends`]), and whether they live. A queue whose senders are
+    /// all dead or gone, once it had one, reports end-of-stream to its
+    /// receivers when it is empty.
+    pub fn end(&self, lane: u32, end: End) -> EndReport {
+        let mut r = EndReport::default();
+        for p in &self.peers {
+            let n = p.handles(lane, end);
+            if n == 0 {
+                continue;
+            }
+            match p.fate {
+                Fate::Alive => {
+                    r.alive.push(p.pid);
+                    r.live_handles += n;
+                }
+                Fate::Dead => r.dead.push(p.pid),
+                Fate::Unknown(_) => r.unknown.push(p.pid),
+            }
+        }
+        r
+    }
+
     /// How many [`holds`](Report::holds) are held by a process judged dead.
     pub fn held_by_dead(&self) -> usize {
         self.holds
@@ -721,6 +785,9 @@ impl<'a> Judge<'a> {
                     pidns: info.pidns,
                     since_ns: info.since,
                     fate: self.fate(token),
+                    ends: core::array::from_fn(|lane| {
+                        [End::Sender, End::Receiver].map(|e| slot.end_count(lane as u32, e))
+                    }),
                 })
             })
             .collect()

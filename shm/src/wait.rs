@@ -605,6 +605,9 @@ pub(crate) struct Watcher {
     forks: u64,
     kick: OwnedFd,
     fds: Mutex<WatchList>,
+    /// Whether its thread runs (started by the first [`Watcher::get`] of
+    /// its generation; tried again if that failed).
+    started: Mutex<bool>,
 }
 
 #[derive(Default)]
@@ -649,39 +652,71 @@ pub(crate) fn fork_generation() -> u64 {
 }
 
 /// The watcher of this process, started on first use (and again in a
-/// forked child, which has no copy of its parent's thread).
-static WATCHER: Mutex<Option<&'static Watcher>> = Mutex::new(None);
+/// forked child, which has no copy of its parent's thread). Found through
+/// an atomic pointer rather than behind a global mutex: a child forked
+/// while another thread of its parent held such a mutex would find it
+/// locked for ever. A child sees its parent's watcher (an older
+/// generation), never touches it, and makes its own; the parent's stays
+/// leaked.
+static WATCHER: std::sync::atomic::AtomicPtr<Watcher> =
+    std::sync::atomic::AtomicPtr::new(std::ptr::null_mut());
 
 impl Watcher {
     pub(crate) fn get() -> io::Result<&'static Watcher> {
-        let mut w = WATCHER.lock().unwrap_or_else(|p| p.into_inner());
         let forks = fork_generation();
-        if let Some(w) = *w {
-            if w.forks == forks {
-                return Ok(w);
+        // SYNC POINT: Acquire pairs with the AcqRel exchange below: whoever
+        // finds the pointer sees the watcher behind it initialised.
+        let mut cur = WATCHER.load(Ordering::Acquire);
+        let w = loop {
+            // SAFETY: a non-null pointer in WATCHER comes from
+            // `Box::into_raw` below (in this process or an ancestor, whose
+            // memory the fork copied) and, once published, is never freed.
+            if let Some(w) = unsafe { cur.as_ref() } {
+                if w.forks == forks {
+                    break w;
+                }
             }
+            // SAFETY: eventfd takes an initial value and flags; it returns
+            // a new descriptor or -1 and touches no memory of ours.
+            let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: a fresh descriptor nothing else owns.
+            let kick = unsafe { OwnedFd::from_raw_fd(fd) };
+            let new = Box::into_raw(Box::new(Watcher {
+                word: AtomicU32::new(0),
+                forks,
+                kick,
+                fds: Mutex::new(WatchList::default()),
+                started: Mutex::new(false),
+            }));
+            // SYNC POINT: AcqRel: the Release publishes the new watcher
+            // (paired with the Acquire load above); the Acquire of a
+            // failure reads another thread's.
+            match WATCHER.compare_exchange(cur, new, Ordering::AcqRel, Ordering::Acquire) {
+                // One per process (and per fork that waits on children):
+                // leaked, so its thread and every `Watch` may hold
+                // `&'static`.
+                // SAFETY: just made by `Box::into_raw`; published, so never
+                // freed.
+                Ok(_) => break unsafe { &*new },
+                Err(other) => {
+                    // SAFETY: `new` was never published: ours alone.
+                    drop(unsafe { Box::from_raw(new) });
+                    cur = other;
+                }
+            }
+        };
+        // This generation's own mutex: no thread of an ancestor held it.
+        let mut started = w.started.lock().unwrap_or_else(|p| p.into_inner());
+        if !*started {
+            std::thread::Builder::new()
+                .name("shmipc-children".into())
+                .spawn(move || w.run())?;
+            *started = true;
         }
-        // SAFETY: eventfd takes an initial value and flags; it returns a new
-        // descriptor or -1 and touches no memory of ours.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh descriptor nothing else owns.
-        let kick = unsafe { OwnedFd::from_raw_fd(fd) };
-        // One per process (and per fork that waits on children): leaked,
-        // so its thread and every `Watch` may hold `&'static`.
-        let new: &'static Watcher = Box::leak(Box::new(Watcher {
-            word: AtomicU32::new(0),
-            forks,
-            kick,
-            fds: Mutex::new(WatchList::default()),
-        }));
-        std::thread::Builder::new()
-            .name("shmipc-children".into())
-            .spawn(move || new.run())?;
-        *w = Some(new);
-        Ok(new)
+        Ok(w)
     }
 
     /// Watches a copy of `fd` until the returned id is unwatched.

@@ -4,9 +4,11 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{join, CHILD_TIMEOUT, WAKE_PATIENCE};
+use shmipc::sync::AtomicBool;
 use shmipc::{
     fork, BytesConfig, Event, ExitStatus, Lock, Named, Pipe, Queue, RingConfig, Semaphore,
     SemaphoreConfig, Shared, TypedPipe, TypedQueue, Unlinker,
@@ -70,11 +72,6 @@ fn an_async_ping_pong_across_two_processes_under_tokio() {
 }
 
 #[test]
-#[cfg_attr(
-    feature = "strict-wakes",
-    ignore = "known defect: under strict-wakes this ping-pong loses a wake-up in about half the runs \
-              (seen on g-wait before its attack fixes); the plain build recovers at the 50 ms periodic wake"
-)]
 fn an_async_pipe_ping_pong_across_two_processes() {
     let n = Unlinker::new("aiopipe");
     let name = n.name("p");
@@ -368,4 +365,329 @@ fn a_future_pending_for_a_second_uses_under_two_percent_of_a_core() {
     })
     .unwrap();
     assert_eq!(join(&mut child), ExitStatus::Code(0));
+}
+
+/// Forks this many children while another thread of the parent keeps a
+/// process-global async lock busy: before the fix about one in 40 to 200
+/// children hung for ever in its first async wait.
+const FORKS: usize = 300;
+
+/// How long a forked child may take for its one short async wait.
+const FORKED_CHILD_BOUND: Duration = Duration::from_secs(10);
+
+/// Forks [`FORKS`] children while `hammer` runs on another thread until
+/// told to stop; each child runs `child` and must end with 0 within
+/// [`FORKED_CHILD_BOUND`].
+fn fork_while(hammer: impl FnOnce(&AtomicBool) + Send, child: fn() -> i32) {
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let t = s.spawn(|| hammer(&stop));
+        let mut failed = None;
+        for i in 0..FORKS {
+            let mut kid = fork(child).unwrap();
+            match kid.join_timeout(FORKED_CHILD_BOUND).unwrap() {
+                Some(ExitStatus::Code(0)) => {}
+                other => {
+                    // Dropping `kid` kills a child that still runs.
+                    failed = Some((i, other));
+                    break;
+                }
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        t.join().unwrap();
+        if let Some((i, status)) = failed {
+            panic!(
+                "forked child #{i} ended {status:?} (None: still waiting after {FORKED_CHILD_BOUND:?})"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_child_forked_while_another_thread_registers_a_future_can_wait_async() {
+    fork_while(
+        |stop| {
+            let q = Queue::<u64>::anon(RingConfig::new(4)).unwrap();
+            let rt = current_thread();
+            while !stop.load(Ordering::Relaxed) {
+                // Polls the pop once (it registers with a waiter thread),
+                // then drops it (which takes the registration back).
+                rt.block_on(async {
+                    tokio::select! {
+                        biased;
+                        _ = q.pop_async() => {}
+                        () = std::future::ready(()) => {}
+                    }
+                });
+            }
+        },
+        || {
+            let q = Queue::<u64>::anon(RingConfig::new(4)).unwrap();
+            current_thread().block_on(async {
+                let pending = tokio::time::timeout(Duration::from_millis(5), q.pop_async()).await;
+                i32::from(pending.is_ok())
+            })
+        },
+    );
+}
+
+#[test]
+fn a_child_forked_while_another_thread_watches_a_child_can_join_async() {
+    fork_while(
+        |stop| {
+            let sleeper = Shared::<Event>::anon(()).unwrap();
+            let mut kid = fork(|| {
+                let _ = sleeper.wait_timeout(CHILD_TIMEOUT);
+                0
+            })
+            .unwrap();
+            let rt = current_thread();
+            while !stop.load(Ordering::Relaxed) {
+                // Starts a join (it watches the child's pidfd), then drops
+                // it (which stops watching).
+                rt.block_on(async {
+                    tokio::select! {
+                        biased;
+                        _ = kid.join_async() => {}
+                        () = std::future::ready(()) => {}
+                    }
+                });
+            }
+            sleeper.set();
+            assert_eq!(join(&mut kid), ExitStatus::Code(0));
+        },
+        || {
+            let Ok(mut grandchild) = fork(|| 0) else {
+                return 2;
+            };
+            current_thread().block_on(async {
+                match tokio::time::timeout(CHILD_TIMEOUT, grandchild.join_async()).await {
+                    Ok(Ok(ExitStatus::Code(0))) => 0,
+                    _ => 3,
+                }
+            })
+        },
+    );
+}
+
+// ---------------------------------------------------------------------------
+// End-of-stream: an async receive whose senders have all gone
+// ---------------------------------------------------------------------------
+
+/// The bound on an async end-of-stream latency asserted: the promise is
+/// 100 ms (two owner check intervals); this leaves room for a loaded
+/// machine. The tests print the figures.
+const EOS_BOUND: Duration = Duration::from_secs(1);
+
+/// How long the future waits at most before the test calls it stuck
+/// (before the fix, every one of them waited here).
+const EOS_PATIENCE: Duration = Duration::from_secs(5);
+
+/// How the peer goes: exits without closing anything, or is SIGKILLed.
+#[derive(Clone, Copy, Debug)]
+enum Death {
+    Exit,
+    Kill,
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process.
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// A peer in a child process: it runs `open` (which opens its ends and
+/// may send; the handles stay open until it goes), then goes by `death`
+/// 230 ms later (not a multiple of the 50 ms check interval, so that a
+/// check that happens to come right after does not flatter the figure).
+/// The parent's `recv` future (polled from the peer's start on) must resolve with
+/// end-of-stream within [`EOS_BOUND`] of the death; returns its output.
+fn peer_goes<H, R>(
+    what: &str,
+    death: Death,
+    open: impl FnOnce() -> Option<H>,
+    recv: impl std::future::Future<Output = R>,
+) -> R {
+    let stamp = Shared::<shmipc::AtomicU64>::anon(0).unwrap();
+    let ready = Shared::<Event>::anon(()).unwrap();
+    let mut child = fork(|| {
+        let Some(_ends) = open() else { return 2 };
+        ready.set();
+        std::thread::sleep(Duration::from_millis(230));
+        if let Death::Exit = death {
+            stamp.store(now_ns(), Ordering::SeqCst);
+            // SAFETY: _exit ends the process at once, its handles open:
+            // no destructor runs, no close.
+            unsafe { libc::_exit(0) }
+        }
+        std::thread::sleep(CHILD_TIMEOUT);
+        3
+    })
+    .unwrap();
+    assert!(ready.wait_timeout(CHILD_TIMEOUT), "{what}: peer not ready");
+    let out = current_thread().block_on(async {
+        let mut fut = std::pin::pin!(tokio::time::timeout(EOS_PATIENCE, recv));
+        if let Death::Kill = death {
+            tokio::select! {
+                r = &mut fut => return r,
+                () = tokio::time::sleep(Duration::from_millis(230)) => {}
+            }
+            stamp.store(now_ns(), Ordering::SeqCst);
+            child.kill().unwrap();
+        }
+        fut.await
+    });
+    let since = stamp.load(Ordering::SeqCst);
+    let Ok(out) = out else {
+        panic!("{what}, peer {death:?}: the receive still waited after {EOS_PATIENCE:?}");
+    };
+    assert_ne!(since, 0, "{what}: the peer recorded no time");
+    let d = Duration::from_nanos(now_ns().saturating_sub(since));
+    eprintln!(
+        "async end-of-stream latency, {what}, peer {death:?}: {:.1} ms",
+        d.as_secs_f64() * 1e3
+    );
+    assert!(
+        d < EOS_BOUND,
+        "{what}, peer {death:?}: end-of-stream took {d:?}"
+    );
+    let status = join(&mut child);
+    match death {
+        Death::Exit => assert_eq!(status, ExitStatus::Code(0), "{what}"),
+        Death::Kill => assert!(!status.success(), "{what}: {status:?}"),
+    }
+    out
+}
+
+#[test]
+#[cfg_attr(
+    feature = "strict-wakes",
+    ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no check finds a sender that died without leaving"
+)]
+fn an_async_pipe_receive_ends_when_the_other_end_exits_or_is_killed() {
+    for death in [Death::Exit, Death::Kill] {
+        let n = Unlinker::new("aioeospipe");
+        let name = n.name("p");
+        let a = Pipe::create(&name, BytesConfig::new(1024, 64)).unwrap();
+        let r = peer_goes(
+            "Pipe",
+            death,
+            || {
+                let b = Pipe::open(&name).ok()?;
+                b.send(b"last").ok()?;
+                Some(b)
+            },
+            async {
+                assert_eq!(a.recv_async().await.unwrap(), b"last");
+                a.recv_async().await
+            },
+        );
+        assert_eq!(r.err(), Some(shmipc::RecvError::Disconnected), "{death:?}");
+    }
+}
+
+#[test]
+#[cfg_attr(
+    feature = "strict-wakes",
+    ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no check finds a sender that died without leaving"
+)]
+fn an_async_queue_pop_ends_when_every_producer_exits_or_is_killed() {
+    for death in [Death::Exit, Death::Kill] {
+        let n = Unlinker::new("aioeosq");
+        let name = n.name("q");
+        let q = Queue::<u64>::create(&name, RingConfig::new(8)).unwrap();
+        let r = peer_goes(
+            "Queue",
+            death,
+            || {
+                let p = Queue::<u64>::open(&name).ok()?;
+                p.push(7).ok()?;
+                Some(p)
+            },
+            async {
+                assert_eq!(q.pop_async().await.unwrap(), 7);
+                q.pop_async().await
+            },
+        );
+        assert_eq!(r.err(), Some(shmipc::PopError::Disconnected), "{death:?}");
+    }
+}
+
+#[test]
+#[cfg_attr(
+    feature = "strict-wakes",
+    ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no check finds a sender that died without leaving"
+)]
+fn an_async_byte_queue_receive_ends_when_every_writer_exits_or_is_killed() {
+    for death in [Death::Exit, Death::Kill] {
+        let n = Unlinker::new("aioeosbq");
+        let name = n.name("q");
+        let q = shmipc::ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
+        let r = peer_goes(
+            "ByteQueue",
+            death,
+            || {
+                let p = shmipc::ByteQueue::open(&name).ok()?;
+                p.send(b"last").ok()?;
+                Some(p)
+            },
+            async {
+                assert_eq!(q.recv_async().await.unwrap(), b"last");
+                q.recv_async().await
+            },
+        );
+        assert_eq!(r.err(), Some(shmipc::RecvError::Disconnected), "{death:?}");
+    }
+}
+
+#[test]
+#[cfg_attr(
+    feature = "strict-wakes",
+    ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no check finds a sender that died without leaving"
+)]
+fn async_typed_receives_end_when_the_peer_exits_or_is_killed() {
+    for death in [Death::Exit, Death::Kill] {
+        let n = Unlinker::new("aioeostq");
+        let name = n.name("q");
+        let q = TypedQueue::<String>::create(&name, BytesConfig::new(1024, 64)).unwrap();
+        let r = peer_goes(
+            "TypedQueue",
+            death,
+            || {
+                let p = TypedQueue::<String>::open(&name).ok()?;
+                p.put(&"last".to_string()).ok()?;
+                Some(p)
+            },
+            async {
+                assert_eq!(q.get_async().await.unwrap(), "last");
+                q.get_async().await
+            },
+        );
+        let e = r.unwrap_err();
+        assert!(e.is_disconnected(), "TypedQueue, {death:?}: {e}");
+
+        let name = n.name("p");
+        let a = TypedPipe::<u32>::create(&name, BytesConfig::new(1024, 64)).unwrap();
+        let r = peer_goes(
+            "TypedPipe",
+            death,
+            || {
+                let b = TypedPipe::<u32>::open(&name).ok()?;
+                b.send(&5).ok()?;
+                Some(b)
+            },
+            async {
+                assert_eq!(a.recv_async().await.unwrap(), 5);
+                a.recv_async().await
+            },
+        );
+        let e = r.unwrap_err();
+        assert!(e.is_disconnected(), "TypedPipe, {death:?}: {e}");
+    }
 }

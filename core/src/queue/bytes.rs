@@ -324,6 +324,21 @@ struct Control {
     not_full: CachePadded<Signal>,
 }
 
+#[cfg(not(loom))]
+impl Control {
+    /// Whether a receive's owner check or end-of-stream check could find
+    /// something now: a record reserved or waiting (its writer may have
+    /// died inside it), a reader inside its section (it may have died
+    /// there), or senders a scan could find gone. A snapshot.
+    fn recv_check_may_help(&self) -> bool {
+        let read = self.reader.read.load(Ordering::Relaxed);
+        let tail = self.writer.tail.load(Ordering::Relaxed) & !CLOSED;
+        read < tail
+            || self.reader.lock.is_locked()
+            || crate::queue::judgeable(&self.ends, End::Sender)
+    }
+}
+
 impl Control {
     /// Under loom only: elsewhere the block is zeroed in place (zero bytes are
     /// this value; see `init_at`).
@@ -1066,24 +1081,7 @@ impl<'a, K> ByteQueue<'a, K> {
     /// [fails sends without a receiver](ByteQueue::fail_sends_without_receiver):
     /// [`SendError::Disconnected`].
     pub fn try_reserve(&self, len: usize) -> Result<WriteGrant<'_, 'a, K>, SendError> {
-        self.try_reserve_now(len, false)
-    }
-
-    /// [`ByteQueue::try_reserve_inner`] without waiting, and `Full` turned
-    /// into `Disconnected` where sends fail without a receiver and none is
-    /// left.
-    fn try_reserve_now(&self, len: usize, check: bool) -> Result<WriteGrant<'_, 'a, K>, SendError> {
-        match self.try_reserve_inner(len, Wait::Never, check) {
-            Err(SendError::Full)
-                if self.ends.fail_sends
-                    && self
-                        .ends
-                        .gone(End::Receiver, &self.ctrl.ends, self.peers, false) =>
-            {
-                Err(SendError::Disconnected)
-            }
-            r => r,
-        }
+        self.reserve_woken(len, Wait::Never, false)
     }
 
     /// Reserves room for `len` bytes, sleeping while the queue is full.
@@ -1114,21 +1112,36 @@ impl<'a, K> ByteQueue<'a, K> {
             Err(SendError::Full) => {}
             r => return r,
         }
-        block_checked(&self.ctrl.not_full, self.wait, deadline, |check| match self
-            .try_reserve_inner(len, Wait::Until(deadline), check)
-        {
+        block_checked(
+            &self.ctrl.not_full,
+            self.wait,
+            deadline,
+            |check| match self.reserve_woken(len, Wait::Until(deadline), check) {
+                Err(SendError::Full) => None,
+                r => Some(r),
+            },
+        )
+        .unwrap_or(Err(SendError::Timeout))
+    }
+
+    /// Only if asked to: is every receiver gone?
+    fn reserve_woken(
+        &self,
+        len: usize,
+        wait: Wait<'_>,
+        check: bool,
+    ) -> Result<WriteGrant<'_, 'a, K>, SendError> {
+        match self.try_reserve_inner(len, wait, check) {
             Err(SendError::Full)
                 if self.ends.fail_sends
                     && self
                         .ends
                         .gone(End::Receiver, &self.ctrl.ends, self.peers, check) =>
             {
-                Some(Err(SendError::Disconnected))
+                Err(SendError::Disconnected)
             }
-            Err(SendError::Full) => None,
-            r => Some(r),
-        })
-        .unwrap_or(Err(SendError::Timeout))
+            r => r,
+        }
     }
 
     /// Copies `msg` in as one message if there is room now (never sleeps:
@@ -1139,10 +1152,12 @@ impl<'a, K> ByteQueue<'a, K> {
         g.commit_checked()
     }
 
-    /// [`ByteQueue::try_send`] with the owner check a blocked `send` makes
-    /// (see [`ByteQueue::try_recv_checked`]).
-    pub fn try_send_checked(&self, msg: &[u8]) -> Result<(), SendError> {
-        let mut g = self.try_reserve_now(msg.len(), true)?;
+    /// The attempt a blocked `send` makes after each wake (see
+    /// [`ByteQueue::try_recv_woken`]): [`ByteQueue::try_send`], and on a
+    /// full queue, if sends fail without a receiver, the check that one is
+    /// left.
+    pub fn try_send_woken(&self, msg: &[u8], check: bool) -> Result<(), SendError> {
+        let mut g = self.reserve_woken(msg.len(), Wait::Never, check)?;
         g.fill(msg);
         g.commit_checked()
     }
@@ -1303,29 +1318,40 @@ impl<'a, K> ByteQueue<'a, K> {
             Err(RecvError::Empty) => {}
             r => return r,
         }
-        // Before sleeping, after a departure and at each owner check: are
-        // the senders all gone? Then look once more (a last message is
-        // published before its sender leaves), dead writers skipped.
         block_checked(
             &self.ctrl.not_empty,
             self.wait,
             deadline,
-            |check| match self.try_claim(room, Wait::Until(deadline), check) {
-                Err(RecvError::Empty)
-                    if self
-                        .ends
-                        .gone(End::Sender, &self.ctrl.ends, self.peers, check) =>
-                {
-                    match self.try_claim(room, Wait::Until(deadline), true) {
-                        Err(RecvError::Empty) => Some(Err(RecvError::Disconnected)),
-                        r => Some(r),
-                    }
-                }
+            |check| match self.claim_woken(room, Wait::Until(deadline), check) {
                 Err(RecvError::Empty) => None,
                 r => Some(r),
             },
         )
         .unwrap_or(Err(RecvError::Timeout))
+    }
+
+    /// Before sleeping, after a departure and at each owner check: are the
+    /// senders all gone? Then look once more (a last message is published
+    /// before its sender leaves), dead writers skipped.
+    fn claim_woken(
+        &self,
+        room: Room,
+        wait: Wait<'_>,
+        check: bool,
+    ) -> Result<(u64, u64), RecvError> {
+        match self.try_claim(room, wait, check) {
+            Err(RecvError::Empty)
+                if self
+                    .ends
+                    .gone(End::Sender, &self.ctrl.ends, self.peers, check) =>
+            {
+                match self.try_claim(room, wait, true) {
+                    Err(RecvError::Empty) => Err(RecvError::Disconnected),
+                    r => r,
+                }
+            }
+            r => r,
+        }
     }
 
     fn grant(&self, (pos, len): (u64, u64)) -> ReadGrant<'_, 'a, K> {
@@ -1348,35 +1374,22 @@ impl<'a, K> ByteQueue<'a, K> {
     /// Nothing to take and every sender gone (end-of-stream,
     /// `queue/ends.rs`): [`RecvError::Disconnected`].
     pub fn try_recv(&self) -> Result<ReadGrant<'_, 'a, K>, RecvError> {
-        self.try_claim_now(Room::Any, false).map(|c| self.grant(c))
+        self.claim_woken(Room::Any, Wait::Never, false)
+            .map(|c| self.grant(c))
     }
 
-    /// [`ByteQueue::try_claim`] without waiting, and with end-of-stream:
-    /// empty with every sender gone (a scan only after a departure or an
-    /// owner check), it looks once more past dead writers and reports
-    /// `Disconnected`.
-    fn try_claim_now(&self, room: Room, check: bool) -> Result<(u64, u64), RecvError> {
-        match self.try_claim(room, Wait::Never, check) {
-            Err(RecvError::Empty)
-                if self
-                    .ends
-                    .gone(End::Sender, &self.ctrl.ends, self.peers, false) =>
-            {
-                match self.try_claim(room, Wait::Never, true) {
-                    Err(RecvError::Empty) => Err(RecvError::Disconnected),
-                    r => r,
-                }
-            }
-            r => r,
-        }
-    }
-
-    /// [`ByteQueue::try_recv`] with the owner check a blocked `recv` makes
-    /// once per [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL)
-    /// (past a writer or reader that died mid-way), for waiters outside
-    /// the blocking calls (the async forms).
-    pub fn try_recv_checked(&self) -> Result<ReadGrant<'_, 'a, K>, RecvError> {
-        self.try_claim_now(Room::Any, true).map(|c| self.grant(c))
+    /// The attempt a blocked `recv` makes after each wake, for waiters
+    /// outside the blocking calls (the async forms): [`ByteQueue::try_recv`],
+    /// and on an empty queue the end-of-stream check
+    /// ([`RecvError::Disconnected`] once every sender has gone). With
+    /// `check` (what a blocked `recv` does once per
+    /// [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL)), it
+    /// first gets past a writer or reader that died mid-way, and looks for
+    /// dead senders even if none has left. Never sleeps;
+    /// [`RecvError::Empty`] means "wait and try again".
+    pub fn try_recv_woken(&self, check: bool) -> Result<ReadGrant<'_, 'a, K>, RecvError> {
+        self.claim_woken(Room::Any, Wait::Never, check)
+            .map(|c| self.grant(c))
     }
 
     /// Borrows the next message, sleeping while there is none.
@@ -1418,7 +1431,7 @@ impl<'a, K> ByteQueue<'a, K> {
     /// ([`RecvError::BufferTooSmall`]). Never sleeps (see
     /// [`ByteQueue::try_recv`]).
     pub fn try_recv_into(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
-        let c = self.try_claim_now(Room::Upto(buf.len()), false)?;
+        let c = self.claim_woken(Room::Upto(buf.len()), Wait::Never, false)?;
         self.copy_out(c, buf)
     }
 
@@ -1452,7 +1465,7 @@ impl<'a, K> ByteQueue<'a, K> {
     /// the queue is closed and drained. Another consumer may take the
     /// message before this caller receives it.
     pub fn try_poll(&self) -> Result<usize, RecvError> {
-        self.try_claim_now(Room::Peek, false)
+        self.claim_woken(Room::Peek, Wait::Never, false)
             .map(|(_, len)| len as usize)
     }
 
@@ -1881,6 +1894,13 @@ impl<K> fmt::Debug for ReadGrant<'_, '_, K> {
 impl<K> ByteQueue<'_, K> {
     pub(crate) fn readable_signal(&self) -> &Signal {
         &self.ctrl.not_empty
+    }
+
+    /// [`Arm::check_may_help`](crate::waitable::Arm::check_may_help) for
+    /// a receive, read from the control block alone.
+    #[cfg(not(loom))]
+    pub(crate) fn recv_hint(&self) -> crate::waitable::Hint {
+        crate::waitable::Hint::new(self.ctrl, Control::recv_check_may_help)
     }
 
     pub(crate) fn writable_signal(&self) -> &Signal {

@@ -306,6 +306,17 @@ impl Ends {
     }
 }
 
+/// Whether a scan could find `end` gone now: it was recorded once and
+/// every handle of it was (the cheap part of [`Ends::gone`], read from
+/// the queue's word alone). For a waiter's periodic wake, which makes a
+/// scan only where one can find something; a hint (Relaxed), which the
+/// next wake reads again.
+#[cfg(not(loom))]
+pub(crate) fn judgeable(word: &AtomicU64, end: End) -> bool {
+    let w = word.load(Ordering::Relaxed);
+    w & HAD[index(end)] != 0 && w & UNRECORDED[index(end)] == 0
+}
+
 /// Wakes the sleepers of the other side of each end a dropping handle held:
 /// receivers (`not_empty`) for a sender, senders (`not_full`) for a
 /// receiver, so that they look at the ends at once.

@@ -168,6 +168,8 @@ pub(crate) use wait::signal_word_at;
 pub use wait::{Readiness, WaitStrategy, MISS_LIMIT};
 
 pub(crate) use control::{ControlHeader, QueueKind, MAX_POS};
+#[cfg(not(loom))]
+pub(crate) use ends::judgeable;
 pub(crate) use ends::{wake_others, Ends};
 #[cfg(all(test, not(loom)))]
 pub(crate) use storage::testbuf;

@@ -299,6 +299,18 @@ struct Control {
     not_full: CachePadded<Signal>,
 }
 
+#[cfg(not(loom))]
+impl Control {
+    /// Whether a pop's owner check or end-of-stream check could find
+    /// something now: a claim in flight (its producer may have died inside
+    /// it), or producers a scan could find gone. A snapshot.
+    fn pop_check_may_help(&self) -> bool {
+        let deq = self.dequeue.load(Ordering::Relaxed);
+        let enq = self.enqueue.load(Ordering::Relaxed) & !CLOSED;
+        enq != deq || crate::queue::judgeable(&self.ends, End::Sender)
+    }
+}
+
 impl Control {
     /// Under loom only: elsewhere the block is zeroed in place (zero bytes are
     /// this value; see `init_at`).
@@ -722,24 +734,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     #[inline]
     pub fn try_push(&self, item: T) -> Result<(), PushError> {
         self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
-        match self.push_inner(item, false) {
-            Err(PushError::Full) if self.ends.fail_sends => self.broken_pipe(),
-            r => r,
-        }
-    }
-
-    /// `try_push` found the queue full, and sends fail without a receiver:
-    /// `Disconnected` if every consumer is gone, else `Full`.
-    #[cold]
-    fn broken_pipe(&self) -> Result<(), PushError> {
-        if self
-            .ends
-            .gone(End::Receiver, &self.ctrl.ends, self.peers, false)
-        {
-            Err(PushError::Disconnected)
-        } else {
-            Err(PushError::Full)
-        }
+        self.push_woken(item, false)
     }
 
     #[inline]
@@ -991,27 +986,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     #[inline]
     pub fn try_pop(&self) -> Result<T, PopError> {
         self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
-        match self.pop_inner(false) {
-            Err(PopError::Empty) => self.end_of_stream(),
-            r => r,
-        }
-    }
-
-    /// `try_pop` found the queue empty: if every producer is gone (a scan
-    /// only after a departure or an owner check, see `queue/ends.rs`),
-    /// look once more with dead claims skipped, and report end-of-stream.
-    #[cold]
-    fn end_of_stream(&self) -> Result<T, PopError> {
-        if !self
-            .ends
-            .gone(End::Sender, &self.ctrl.ends, self.peers, false)
-        {
-            return Err(PopError::Empty);
-        }
-        match self.pop_inner(true) {
-            Err(PopError::Empty) => Err(PopError::Disconnected),
-            r => r,
-        }
+        self.pop_woken(false)
     }
 
     #[inline]
@@ -1380,18 +1355,9 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
             Err(PushError::Full) => {}
             r => return r,
         }
-        // Only if asked to: is every receiver gone (`queue/ends.rs`)?
         block_checked(&self.ctrl.not_full, self.wait, deadline, |check| match self
-            .push_inner(item, check)
+            .push_woken(item, check)
         {
-            Err(PushError::Full)
-                if self.ends.fail_sends
-                    && self
-                        .ends
-                        .gone(End::Receiver, &self.ctrl.ends, self.peers, check) =>
-            {
-                Some(Err(PushError::Disconnected))
-            }
             Err(PushError::Full) => None,
             r => Some(r),
         })
@@ -1426,17 +1392,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
             &self.ctrl.not_empty,
             self.wait,
             deadline,
-            |check| match self.pop_inner(check) {
-                Err(PopError::Empty)
-                    if self
-                        .ends
-                        .gone(End::Sender, &self.ctrl.ends, self.peers, check) =>
-                {
-                    match self.pop_inner(true) {
-                        Err(PopError::Empty) => Some(Err(PopError::Disconnected)),
-                        r => Some(r),
-                    }
-                }
+            |check| match self.pop_woken(check) {
                 Err(PopError::Empty) => None,
                 r => Some(r),
             },
@@ -1448,16 +1404,59 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
 /// For waiters outside the blocking calls (the async forms): the attempt a
 /// blocked call makes at its owner check.
 impl<T: Pod, K> Mpmc<'_, T, K> {
-    /// [`Mpmc::try_pop`], first skipping a slot whose producer died between
-    /// claiming and publishing it (what a blocked `pop` does once per
-    /// [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL)).
-    pub fn try_pop_checked(&self) -> Result<T, PopError> {
-        self.pop_inner(true)
+    /// The attempt a blocked `pop` makes after each wake: [`Mpmc::try_pop`],
+    /// and on an empty queue the end-of-stream check
+    /// ([`PopError::Disconnected`] once every producer has gone). With
+    /// `check` (what a blocked `pop` does once per
+    /// [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL)), it
+    /// first skips a slot whose producer died between claiming and
+    /// publishing it, and looks for dead producers even if none has left.
+    /// Never sleeps; [`PopError::Empty`] means "wait and try again".
+    pub fn try_pop_woken(&self, check: bool) -> Result<T, PopError> {
+        self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
+        self.pop_woken(check)
     }
 
-    /// [`Mpmc::try_push`] with the same owner check as a blocked `push`.
-    pub fn try_push_checked(&self, item: T) -> Result<(), PushError> {
-        self.push_inner(item, true)
+    /// The attempt a blocked `push` makes after each wake (see
+    /// [`Mpmc::try_pop_woken`]): [`Mpmc::try_push`], and on a full queue,
+    /// if sends fail without a receiver, the check that one is left.
+    pub fn try_push_woken(&self, item: T, check: bool) -> Result<(), PushError> {
+        self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
+        self.push_woken(item, check)
+    }
+
+    /// Before sleeping, after a departure and at each owner check: are the
+    /// producers all gone? Then look once more, dead claims skipped (a last
+    /// item is published before its producer leaves).
+    fn pop_woken(&self, check: bool) -> Result<T, PopError> {
+        match self.pop_inner(check) {
+            Err(PopError::Empty)
+                if self
+                    .ends
+                    .gone(End::Sender, &self.ctrl.ends, self.peers, check) =>
+            {
+                match self.pop_inner(true) {
+                    Err(PopError::Empty) => Err(PopError::Disconnected),
+                    r => r,
+                }
+            }
+            r => r,
+        }
+    }
+
+    /// Only if asked to: is every receiver gone (`queue/ends.rs`)?
+    fn push_woken(&self, item: T, check: bool) -> Result<(), PushError> {
+        match self.push_inner(item, check) {
+            Err(PushError::Full)
+                if self.ends.fail_sends
+                    && self
+                        .ends
+                        .gone(End::Receiver, &self.ctrl.ends, self.peers, check) =>
+            {
+                Err(PushError::Disconnected)
+            }
+            r => r,
+        }
     }
 }
 
@@ -1591,6 +1590,13 @@ impl<T: Pod, K> Mpmc<'_, T, K> {
 impl<T, K> Mpmc<'_, T, K> {
     pub(crate) fn readable_signal(&self) -> &Signal {
         &self.ctrl.not_empty
+    }
+
+    /// [`Arm::check_may_help`](crate::waitable::Arm::check_may_help) for
+    /// a pop, read from the control block alone.
+    #[cfg(not(loom))]
+    pub(crate) fn pop_hint(&self) -> crate::waitable::Hint {
+        crate::waitable::Hint::new(self.ctrl, Control::pop_check_may_help)
     }
 
     pub(crate) fn writable_signal(&self) -> &Signal {

@@ -164,7 +164,16 @@ impl<T: Serialize + DeserializeOwned> TypedPipeEnd<T> {
         self.end.poll(timeout)
     }
 
-    fn send_with(
+    /// Decodes the value of a received message (or passes its error on).
+    #[cfg(feature = "tokio")]
+    pub(crate) fn take_grant<K>(
+        &self,
+        grant: std::result::Result<shmipc_core::ReadGrant<'_, '_, K>, shmipc_core::RecvError>,
+    ) -> std::result::Result<T, MessageError> {
+        take(grant, self.end.name())
+    }
+
+    pub(crate) fn send_with(
         &self,
         value: &T,
         send: impl FnOnce(&[u8]) -> std::result::Result<(), SendError>,

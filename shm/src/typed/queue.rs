@@ -231,7 +231,7 @@ impl<T: Serialize + DeserializeOwned> TypedQueue<T> {
         self.get_nowait()
     }
 
-    fn send_with(
+    pub(crate) fn send_with(
         &self,
         item: &T,
         send: impl FnOnce(&[u8]) -> std::result::Result<(), SendError>,
@@ -248,7 +248,7 @@ impl<T: Serialize + DeserializeOwned> TypedQueue<T> {
         Ok(())
     }
 
-    fn take(
+    pub(crate) fn take(
         &self,
         grant: std::result::Result<
             shmipc_core::ReadGrant<'_, '_, crate::memory::Mapping>,
