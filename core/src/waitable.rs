@@ -20,12 +20,20 @@
 //! its re-check, and it also registers anew where a wipe of a sleeper count
 //! ([`crate::queue`], "A sleeper that dies") dropped it.
 //!
-//! Readiness is the cheap, non-consuming test a blocking call makes first:
-//! a queue side is *readable* when it holds an item (or is closed),
-//! *writable* when it has room (or is closed), an event when it is set (or
-//! was set since the arm: [`Arm::fired`]), a semaphore when it has a
-//! permit, a lock when it is free. It is a snapshot: another process may
-//! take the item first, so a waiter then uses the object's `try_*` call.
+//! Readiness is a cheap, non-consuming test: a queue side is *readable*
+//! when its `try_` receive would return an item or a final answer (a
+//! published slot or committed record at the head, closed, end-of-stream:
+//! [`Mpmc::pop_ready`], [`ByteQueue::recv_ready`], [`Consumer::pop_ready`]),
+//! *writable* when its `try_` send would succeed or fail for good (room,
+//! closed, no receiver left where sends fail without one), an event when
+//! it is set (or was set since the arm: [`Arm::fired`]), a semaphore when
+//! it has a permit, a lock when it is free. A byte queue side whose short
+//! lock is held at that moment is neither ([`Readiness::Busy`]): its arm
+//! asks for short sleeps ([`Arm::short_sleeps`]). It is a snapshot:
+//! another process may take the item first, so a waiter then uses the
+//! object's `try_*` call. The owner check a blocked call makes past a dead
+//! peer is the waiter's to make (`Mpmc::pop_owner_check` and the like,
+//! once per check interval): an arm makes none.
 //!
 //! Two objects wake one sleeper, not all: a [`Semaphore`] release and a
 //! [`Lock`] unlock. A waiter that was woken by one and then takes nothing
@@ -34,9 +42,9 @@
 //! `Lock` waiter that times out does; [`Arm::consume`] says the waiter
 //! took what it was woken for.
 
-use crate::bytes::{ByteQueue, RECORD_HEADER};
+use crate::bytes::ByteQueue;
 use crate::mpmc::Mpmc;
-use crate::queue::{heavy_if_light, register, sleeping, unregister, Signal};
+use crate::queue::{heavy_if_light, register, sleeping, unregister, Readiness, Signal};
 use crate::spsc::{Consumer, Producer};
 use crate::sync::event::Event;
 use crate::sync::lock::Lock;
@@ -76,16 +84,19 @@ pub struct Arm<'a> {
 }
 
 /// An object's readiness test, with the object's type erased.
-type Test = fn(*const ()) -> bool;
+type Test = fn(*const ()) -> Readiness;
 
 /// A test on an object's shared words (its control block, never a
 /// handle, which need not outlive a detached arm), with their type
 /// erased: [`Arm::check_may_help`].
 #[derive(Clone, Copy)]
 pub(crate) struct Hint {
-    test: Test,
+    test: HintTest,
     at: *const (),
 }
+
+/// A hint's test, with the object's type erased.
+type HintTest = fn(*const ()) -> bool;
 
 impl Hint {
     /// `test(at)`, made later. `at` lies in the object's shared memory,
@@ -95,7 +106,7 @@ impl Hint {
         // SAFETY: `fn(&O) -> bool` and `fn(*const ()) -> bool` are
         // ABI-compatible (a reference and a raw pointer to a Sized type);
         // `Hint::holds` passes only `at`, alive while the arm lives.
-        let test = unsafe { core::mem::transmute::<fn(&O) -> bool, Test>(test) };
+        let test = unsafe { core::mem::transmute::<fn(&O) -> bool, HintTest>(test) };
         Hint {
             test,
             at: at as *const O as *const (),
@@ -157,16 +168,25 @@ impl<'a> Arm<'a> {
     /// The object's readiness test, made again (for the arms that
     /// [`need a barrier`](Arm::needs_barrier), after [`barrier`]).
     pub fn ready_now(&self) -> bool {
+        self.recheck() == Readiness::Ready
+    }
+
+    /// [`Arm::ready_now`], telling "not ready" from "the side's short lock
+    /// is held now" ([`Readiness::Busy`]: look again within a millisecond
+    /// or two). `NotReady` for an arm made with its barrier.
+    pub fn recheck(&self) -> Readiness {
         match self.recheck {
             Some((test, object)) => test(object),
-            None => false,
+            None => Readiness::NotReady,
         }
     }
 
     /// True if the waiter must not sleep longer than a millisecond or so
     /// at a time: the object's wakers may look for sleepers with a plain
     /// load, and the kernel refused the barrier that makes such a load see
-    /// this registration (`crate::membarrier`).
+    /// this registration (`crate::membarrier`); or the object's side lock
+    /// was held when it was armed ([`Readiness::Busy`]), whose holder
+    /// wakes nobody when it lets go.
     pub fn short_sleeps(&self) -> bool {
         self.short
     }
@@ -270,7 +290,7 @@ pub fn barrier() -> bool {
 fn arm_signal<'a, O>(
     signal: &'a Signal,
     object: &'a O,
-    ready: fn(&O) -> bool,
+    ready: fn(&O) -> Readiness,
     hint: Option<Hint>,
     deferred: bool,
 ) -> Option<Arm<'a>> {
@@ -282,27 +302,32 @@ fn arm_signal<'a, O>(
     // with the notifiers' reads of the sleeper word (`Signal::notify`).
     let reg = register(signal.sleepers_word());
     let defer = deferred && signal.is_light();
-    let short = !defer && !heavy_if_light(signal);
+    let mut short = !defer && !heavy_if_light(signal);
     let recheck = defer.then(|| {
-        // SAFETY: `fn(&O) -> bool` and `fn(*const ()) -> bool` are
+        // SAFETY: `fn(&O) -> Readiness` and `fn(*const ()) -> Readiness` are
         // ABI-compatible (a reference and a raw pointer to a Sized type;
         // see the `fn` primitive's docs), and `Arm::ready_now` passes only
         // `object`, the `&'a O` the arm borrows, alive while the arm lives.
-        let test = unsafe { core::mem::transmute::<fn(&O) -> bool, fn(*const ()) -> bool>(ready) };
+        let test = unsafe {
+            core::mem::transmute::<fn(&O) -> Readiness, fn(*const ()) -> Readiness>(ready)
+        };
         (test, object as *const O as *const ())
     });
-    let arm = Arm {
+    let mut arm = Arm {
         word: &signal.epoch,
         expected: seen,
         undo: Undo::Signal(signal.sleepers_word(), reg),
-        short,
+        short: false,
         consumed: false,
         recheck,
         hint,
     };
-    if ready(object) {
-        return None; // drops `arm`: unregisters
+    match ready(object) {
+        Readiness::Ready => return None, // drops `arm`: unregisters
+        Readiness::Busy => short = true,
+        Readiness::NotReady => {}
     }
+    arm.short = short;
     Some(arm)
 }
 
@@ -328,63 +353,61 @@ macro_rules! arms {
 
 impl<T: bytemuck::Pod, K> Mpmc<'_, T, K> {
     arms!(
-        /// Arms for "an item to pop (or closed)" (module docs); `None` if so now.
+        /// Arms for "`try_pop` would give an item or a final answer"
+        /// ([`Mpmc::pop_ready`]: published, closed, end-of-stream); `None`
+        /// if so now.
         arm_readable, arm_readable_deferred,
         readable_signal,
-        |q: &Self| !q.is_empty() || q.is_closed(),
+        |q: &Self| Readiness::from(q.pop_ready()),
         |q: &Self| Some(q.pop_hint())
     );
     arms!(
-        /// Arms for "room to push (or closed)"; `None` if so now.
+        /// Arms for "`try_push` would succeed or give a final answer"
+        /// ([`Mpmc::push_ready`]); `None` if so now.
         arm_writable, arm_writable_deferred,
         writable_signal,
-        |q: &Self| !q.is_full() || q.is_closed()
+        |q: &Self| Readiness::from(q.push_ready())
     );
 }
 
 impl<T: bytemuck::Pod, K> Consumer<'_, T, K> {
     arms!(
-        /// Arms for "an item to pop (or closed)"; `None` if so now.
+        /// Arms for "an item to pop, closed, or end-of-stream"
+        /// ([`Consumer::pop_ready`]); `None` if so now.
         arm_readable, arm_readable_deferred,
         wait_signal,
-        |q: &Self| !q.is_empty() || q.is_closed()
+        |q: &Self| Readiness::from(q.pop_ready())
     );
 }
 
 impl<T: bytemuck::Pod, K> Producer<'_, T, K> {
     arms!(
-        /// Arms for "room to push (or closed)"; `None` if so now.
+        /// Arms for "room to push, or closed, or no consumer left"
+        /// ([`Producer::push_ready`]); `None` if so now.
         arm_writable, arm_writable_deferred,
         wait_signal,
-        |q: &Self| !q.is_full() || q.is_closed()
+        |q: &Self| Readiness::from(q.push_ready())
     );
 }
 
 impl<K> ByteQueue<'_, K> {
     arms!(
-        /// Arms for "a message to receive (or closed)"; `None` if so now.
+        /// Arms for "a committed message to receive, closed, or
+        /// end-of-stream" ([`ByteQueue::recv_ready`]); `None` if so now.
         arm_readable, arm_readable_deferred,
         readable_signal,
-        |q: &Self| !q.is_empty() || q.is_closed(),
+        ByteQueue::recv_ready,
         |q: &Self| Some(q.recv_hint())
     );
     arms!(
-        /// Arms for "room for a message of the largest size (or closed)";
-        /// `None` if so now. A smaller message may fit earlier: a waiter
-        /// for one sends with `try_send` after any wake.
+        /// Arms for "room for a message of the largest size, or closed, or
+        /// no receiver left" ([`ByteQueue::send_ready`]); `None` if so now.
+        /// A smaller message may fit earlier: a waiter for one sends with
+        /// `try_send` after any wake.
         arm_writable, arm_writable_deferred,
         writable_signal,
-        |q: &Self| q.has_room_for_max() || q.is_closed()
+        ByteQueue::send_ready
     );
-
-    /// Whether a message of [`ByteQueue::max_message`] bytes fits now (a
-    /// snapshot; the record may also need to skip the ring's end, so this
-    /// asks for a record's worth more).
-    fn has_room_for_max(&self) -> bool {
-        let record = self.max_message() + RECORD_HEADER;
-        let free = self.capacity().saturating_sub(self.used_bytes());
-        free >= (2 * record).min(self.capacity()) || self.used_bytes() == 0
-    }
 }
 
 impl Semaphore {

@@ -26,7 +26,25 @@
 //! the sleep ends only every
 //! [`OWNER_CHECK_INTERVAL`] (50 ms),
 //! the re-check that every blocking call of this crate makes in case a
-//! waker was killed between its change and its wake.
+//! waker was killed between its change and its wake. There, and once
+//! when the timeout passes, `wait` also makes the blocking calls' owner
+//! check on every queue and pipe end it was given (without taking or
+//! sending anything): a dead producer's unpublished claim or a dead
+//! writer's reservation is skipped, a dead consumer's slot or a dead
+//! reader's record freed, a byte queue side's lock taken over from a
+//! holder that died, and the peers are scanned for end-of-stream.
+//!
+//! # When a queue is ready
+//!
+//! Ready means that the `try_` call would succeed or give a final answer
+//! now: readable when a published item or committed message is at the
+//! head (not merely claimed by a producer that may have died), or the
+//! object is closed, or every sender is gone (the `try_` receive then
+//! returns `Disconnected`); writable when there is room (for a byte queue
+//! or pipe: for a message of the largest size), or the object is closed,
+//! or a send would fail with `Disconnected` (a pipe whose other end is
+//! gone). A byte queue whose side's short lock another process holds at
+//! that moment is looked at again within a couple of milliseconds.
 //!
 //! Child processes have no futex word: each is watched through its pidfd
 //! by one watcher thread per process (started by the first `wait` on a
@@ -58,6 +76,7 @@ use std::time::Duration;
 
 use bytemuck::Pod;
 use shmipc_core::futex::{self, Deadline};
+use shmipc_core::queue::Readiness;
 use shmipc_core::sync::AtomicU32;
 use shmipc_core::waitable::Arm;
 use shmipc_core::waitv::{waitv, Waitv, WaitvEntry, WAITV_MAX};
@@ -80,6 +99,10 @@ pub const FALLBACK_SLICE: Duration = Duration::from_millis(2);
 pub trait Readable: sealed::Sealed {
     #[doc(hidden)]
     fn arm_readable(&self) -> Option<Arm<'_>>;
+    /// The owner check a blocked receive makes (past a dead sender's
+    /// half-made change; a scan for live senders), taking nothing.
+    #[doc(hidden)]
+    fn check_readable(&self);
 }
 
 /// Objects that can be waited on until they have room to send (or are
@@ -87,6 +110,10 @@ pub trait Readable: sealed::Sealed {
 pub trait Writable: sealed::Sealed {
     #[doc(hidden)]
     fn arm_writable(&self) -> Option<Arm<'_>>;
+    /// The owner check a blocked send makes (past a dead receiver's held
+    /// slot or record; a scan for live receivers), sending nothing.
+    #[doc(hidden)]
+    fn check_writable(&self);
 }
 
 mod sealed {
@@ -98,10 +125,16 @@ impl<T: Pod> Readable for Queue<T> {
     fn arm_readable(&self) -> Option<Arm<'_>> {
         (**self).arm_readable_deferred()
     }
+    fn check_readable(&self) {
+        self.pop_owner_check();
+    }
 }
 impl<T: Pod> Writable for Queue<T> {
     fn arm_writable(&self) -> Option<Arm<'_>> {
         (**self).arm_writable_deferred()
+    }
+    fn check_writable(&self) {
+        self.push_owner_check();
     }
 }
 
@@ -110,10 +143,16 @@ impl Readable for ByteQueue {
     fn arm_readable(&self) -> Option<Arm<'_>> {
         (**self).arm_readable_deferred()
     }
+    fn check_readable(&self) {
+        self.recv_owner_check();
+    }
 }
 impl Writable for ByteQueue {
     fn arm_writable(&self) -> Option<Arm<'_>> {
         (**self).arm_writable_deferred()
+    }
+    fn check_writable(&self) {
+        self.send_owner_check();
     }
 }
 
@@ -124,10 +163,16 @@ impl Readable for PipeEnd {
     fn arm_readable(&self) -> Option<Arm<'_>> {
         self.rings().1.arm_readable_deferred()
     }
+    fn check_readable(&self) {
+        self.rings().1.recv_owner_check();
+    }
 }
 impl Writable for PipeEnd {
     fn arm_writable(&self) -> Option<Arm<'_>> {
         self.rings().0.arm_writable_deferred()
+    }
+    fn check_writable(&self) {
+        self.rings().0.send_owner_check();
     }
 }
 
@@ -136,11 +181,17 @@ impl<T: Pod> Readable for SpscConsumer<T> {
     fn arm_readable(&self) -> Option<Arm<'_>> {
         shmipc_core::spsc::Consumer::arm_readable_deferred(self)
     }
+    fn check_readable(&self) {
+        shmipc_core::spsc::Consumer::pop_owner_check(self);
+    }
 }
 impl<T: Pod> sealed::Sealed for SpscProducer<T> {}
 impl<T: Pod> Writable for SpscProducer<T> {
     fn arm_writable(&self) -> Option<Arm<'_>> {
         shmipc_core::spsc::Producer::arm_writable_deferred(self)
+    }
+    fn check_writable(&self) {
+        shmipc_core::spsc::Producer::push_owner_check(self);
     }
 }
 
@@ -150,10 +201,16 @@ impl<T: Serialize + DeserializeOwned> Readable for TypedQueue<T> {
     fn arm_readable(&self) -> Option<Arm<'_>> {
         Readable::arm_readable(self.as_bytes())
     }
+    fn check_readable(&self) {
+        Readable::check_readable(self.as_bytes());
+    }
 }
 impl<T: Serialize + DeserializeOwned> Writable for TypedQueue<T> {
     fn arm_writable(&self) -> Option<Arm<'_>> {
         Writable::arm_writable(self.as_bytes())
+    }
+    fn check_writable(&self) {
+        Writable::check_writable(self.as_bytes());
     }
 }
 
@@ -163,10 +220,16 @@ impl<T: Serialize + DeserializeOwned> Readable for TypedPipeEnd<T> {
     fn arm_readable(&self) -> Option<Arm<'_>> {
         Readable::arm_readable(self.as_bytes())
     }
+    fn check_readable(&self) {
+        Readable::check_readable(self.as_bytes());
+    }
 }
 impl<T: Serialize + DeserializeOwned> Writable for TypedPipeEnd<T> {
     fn arm_writable(&self) -> Option<Arm<'_>> {
         Writable::arm_writable(self.as_bytes())
+    }
+    fn check_writable(&self) {
+        Writable::check_writable(self.as_bytes());
     }
 }
 
@@ -233,6 +296,16 @@ impl<'a> Interest<'a> {
 
     fn is_child(&self) -> bool {
         matches!(self.0, What::Child(_))
+    }
+
+    /// The owner check of a queue or pipe end (see [`wait_until`]);
+    /// nothing for the other objects, whose arms need none.
+    fn owner_check(&self) {
+        match self.0 {
+            What::Readable(o) => o.check_readable(),
+            What::Writable(o) => o.check_writable(),
+            _ => {}
+        }
     }
 
     /// Arms the interest; `Ok(None)` if it is ready now. A child has no
@@ -335,7 +408,21 @@ pub fn wait_until(
     let mut arms: Vec<(usize, Arm<'_>)> = Vec::with_capacity(words);
     let mut entries: Vec<WaitvEntry> = Vec::with_capacity(words + 1);
     let mut ready: Vec<usize> = Vec::new();
+    // The owner check every blocked call makes (module docs, "Peers that
+    // die"): once per interval of waiting, and once more when the
+    // deadline passes after a sleep (a call that only looks makes none).
+    let mut next_check = Deadline::after(OWNER_CHECK_INTERVAL);
+    let mut slept = false;
+    let mut last_checked = false;
     loop {
+        let passed = deadline.is_some_and(Deadline::has_passed);
+        if next_check.has_passed() || (passed && slept && !last_checked) {
+            last_checked = passed;
+            next_check = Deadline::after(OWNER_CHECK_INTERVAL);
+            for object in objects {
+                object.owner_check();
+            }
+        }
         // Events set (and maybe cleared) since the last round's arms.
         for (i, arm) in &arms {
             if arm.fired() {
@@ -363,11 +450,16 @@ pub fn wait_until(
         // One heavy barrier for every arm that left it to us, then their
         // re-checks (the queue module's protocol, step 4).
         let mut refused = false;
+        let mut busy = false;
         if arms.iter().any(|(_, a)| a.needs_barrier()) {
             refused = !shmipc_core::waitable::barrier();
             for (i, a) in &arms {
-                if a.needs_barrier() && a.ready_now() {
-                    ready.push(*i);
+                if a.needs_barrier() {
+                    match a.recheck() {
+                        Readiness::Ready => ready.push(*i),
+                        Readiness::Busy => busy = true,
+                        Readiness::NotReady => {}
+                    }
                 }
             }
         }
@@ -377,7 +469,10 @@ pub fn wait_until(
             return Ok(ready);
         }
         if deadline.is_some_and(Deadline::has_passed) {
-            return Ok(ready);
+            if last_checked || !slept {
+                return Ok(ready);
+            }
+            continue; // one owner check first, as a timed blocking call makes
         }
         if children > 0 && watch.is_none() {
             // Watch, then check the children again before sleeping.
@@ -392,25 +487,28 @@ pub fn wait_until(
         if let (Some(w), Some(seen)) = (&watch, children_seen) {
             entries.push(WaitvEntry::new(&w.watcher.word, seen));
         }
-        let short = unwatched || refused || arms.iter().any(|(_, a)| a.short_sleeps());
-        sleep(&entries, &arms, deadline, short);
+        let short = unwatched || refused || busy || arms.iter().any(|(_, a)| a.short_sleeps());
+        sleep(&entries, &arms, deadline, &next_check, short);
+        slept = true;
     }
 }
 
 /// One sleep of [`wait_until`]: `futex_waitv` on `entries`, ending at the
-/// next periodic re-check at the latest (`short`: within a millisecond or
-/// two).
+/// next owner check (`next_check`) at the latest (`short`: within a
+/// millisecond or two).
 fn sleep(
     entries: &[WaitvEntry],
     arms: &[(usize, Arm<'_>)],
     deadline: Option<&Deadline>,
+    next_check: &Deadline,
     short: bool,
 ) {
-    let slice = Deadline::after(if short {
-        FALLBACK_SLICE
+    let fallback_slice = Deadline::after(FALLBACK_SLICE);
+    let slice = if short && fallback_slice < *next_check {
+        fallback_slice
     } else {
-        OWNER_CHECK_INTERVAL
-    });
+        *next_check
+    };
     let until = if futex::STRICT_WAKES && !short {
         deadline
     } else {

@@ -47,6 +47,78 @@ const LOCKED_TYPES: &[(&str, &str)] = &[
 /// why)`. Type `"*"` matches any type of that crate.
 const NON_BLOCKING: &[(&str, &str, &str, &str)] = &[
     (
+        "core",
+        "ByteQueue",
+        "recv_ready",
+        "a readiness snapshot for `wait`: a few loads (a byte queue tries its side's lock once, never waiting)",
+    ),
+    (
+        "core",
+        "ByteQueue",
+        "send_ready",
+        "a readiness snapshot for `wait`: a few loads (a byte queue tries its side's lock once, never waiting)",
+    ),
+    (
+        "core",
+        "Mpmc",
+        "pop_ready",
+        "a readiness snapshot for `wait`: a few loads (a byte queue tries its side's lock once, never waiting)",
+    ),
+    (
+        "core",
+        "Mpmc",
+        "push_ready",
+        "a readiness snapshot for `wait`: a few loads (a byte queue tries its side's lock once, never waiting)",
+    ),
+    (
+        "core",
+        "Producer",
+        "push_ready",
+        "a readiness snapshot for `wait`: a few loads (a byte queue tries its side's lock once, never waiting)",
+    ),
+    (
+        "core",
+        "Consumer",
+        "pop_ready",
+        "a readiness snapshot for `wait`: a few loads (a byte queue tries its side's lock once, never waiting)",
+    ),
+    (
+        "core",
+        "ByteQueue",
+        "recv_owner_check",
+        "`wait`'s owner check: one pass over the slot or record at the head, never waiting (a byte queue tries its side's lock once)",
+    ),
+    (
+        "core",
+        "ByteQueue",
+        "send_owner_check",
+        "`wait`'s owner check: one pass over the slot or record at the head, never waiting (a byte queue tries its side's lock once)",
+    ),
+    (
+        "core",
+        "Mpmc",
+        "pop_owner_check",
+        "`wait`'s owner check: one pass over the slot or record at the head, never waiting (a byte queue tries its side's lock once)",
+    ),
+    (
+        "core",
+        "Mpmc",
+        "push_owner_check",
+        "`wait`'s owner check: one pass over the slot or record at the head, never waiting (a byte queue tries its side's lock once)",
+    ),
+    (
+        "core",
+        "Producer",
+        "push_owner_check",
+        "`wait`'s owner check: one pass over the slot or record at the head, never waiting (a byte queue tries its side's lock once)",
+    ),
+    (
+        "core",
+        "Consumer",
+        "pop_owner_check",
+        "`wait`'s owner check: one pass over the slot or record at the head, never waiting (a byte queue tries its side's lock once)",
+    ),
+    (
         "shm",
         "*",
         "wait_strategy",

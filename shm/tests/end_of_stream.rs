@@ -18,6 +18,7 @@ use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 use common::join;
+use shmipc::wait::{wait, Interest};
 use shmipc::{
     fork, AtomicU32, AtomicU64, ByteQueue, BytesConfig, Child, Event, ExitStatus, Named, Pipe,
     PopError, PushError, Queue, RecvError, RingConfig, SendError, Shared, SpscQueue, TypedPipe,
@@ -655,4 +656,221 @@ fn sends_without_a_receiver_pipe_fails_queue_keeps_accepting() {
         strict.push_timeout(4, PATIENCE),
         Err(PushError::Disconnected)
     );
+}
+
+// ---------------------------------------------------------------------------
+// `wait` at end-of-stream, then the `try_` call
+// ---------------------------------------------------------------------------
+
+/// Waits (at most [`PATIENCE`]) until `wait` reports `interest` ready, as
+/// a user of `wait` + `try_*` does; fails if it never does.
+fn wait_ready(what: &str, interest: Interest<'_>) {
+    let ready = wait(&[interest], Some(PATIENCE)).unwrap();
+    assert_eq!(ready, [0], "{what}: wait never reported end-of-stream");
+}
+
+#[test]
+fn wait_reports_a_pipe_ready_when_its_peer_exits_and_try_recv_is_disconnected() {
+    let names = Unlinker::new("eos-wait-pipe-exit");
+    let name = names.name("p");
+    let a = Pipe::create(&name, config()).unwrap();
+    let stamp = Shared::<AtomicU64>::anon(0).unwrap();
+    let mut child = fork(|| {
+        let b = Pipe::open(&name).unwrap();
+        b.send(b"last").unwrap();
+        std::thread::sleep(Duration::from_millis(230));
+        exit_now(&stamp);
+    })
+    .unwrap();
+    wait_ready("pipe, first message", Interest::readable(&a));
+    assert_eq!(a.try_recv().map(|g| g.len()), Ok(4));
+    wait_ready("pipe, peer exited", Interest::readable(&a));
+    report("wait on a pipe, peer exited", stamp.load(SeqCst));
+    assert_eq!(a.try_recv().err(), Some(RecvError::Disconnected));
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+}
+
+#[test]
+fn wait_reports_a_pipe_ready_when_its_peer_is_sigkilled() {
+    let names = Unlinker::new("eos-wait-pipe-kill");
+    let name = names.name("p");
+    let a = Pipe::create(&name, config()).unwrap();
+    let ready = Shared::<Event>::anon(()).unwrap();
+    let mut child = fork(|| {
+        let _b = Pipe::open(&name).unwrap();
+        ready.set();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    })
+    .unwrap();
+    assert!(ready.wait_timeout(LONG));
+    // Not ready while the peer lives.
+    let r = wait(&[Interest::readable(&a)], Some(SEVERAL_CHECKS)).unwrap();
+    assert_eq!(r, [] as [usize; 0], "the peer lives");
+    assert_eq!(a.try_recv().err(), Some(RecvError::Empty));
+    let killed = std::thread::scope(|s| {
+        let k = s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(100));
+            kill(&mut child)
+        });
+        wait_ready("pipe, peer SIGKILLed", Interest::readable(&a));
+        k.join().unwrap()
+    });
+    report("wait on a pipe, peer SIGKILLed", killed);
+    assert_eq!(a.try_recv().err(), Some(RecvError::Disconnected));
+    // A send that would block fails too, and `wait` says so.
+    let big = vec![0u8; 256];
+    while a.try_send(&big).is_ok() {}
+    wait_ready("pipe send, peer SIGKILLed", Interest::writable(&a));
+    assert_eq!(a.try_send(&big), Err(SendError::Disconnected));
+    assert_eq!(join(&mut child), ExitStatus::Signal(libc::SIGKILL));
+}
+
+#[test]
+fn wait_reports_a_queue_ready_when_its_producers_exit_or_are_sigkilled() {
+    let names = Unlinker::new("eos-wait-queue");
+    let name = names.name("q");
+    let q = Queue::<u64>::create(&name, RingConfig::new(16)).unwrap();
+    let stamp = Shared::<AtomicU64>::anon(0).unwrap();
+    let ready = Shared::<AtomicU32>::anon(0).unwrap();
+    let mut exits = fork(|| {
+        let q = Queue::<u64>::open(&name).unwrap();
+        q.push(1).unwrap();
+        std::thread::sleep(Duration::from_millis(330));
+        exit_now(&stamp);
+    })
+    .unwrap();
+    let mut killed = fork(|| {
+        let q = Queue::<u64>::open(&name).unwrap();
+        q.push(2).unwrap();
+        ready.fetch_add(1, SeqCst);
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    })
+    .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        wait_ready("queue, items", Interest::readable(&q));
+        if let Ok(v) = q.try_pop() {
+            got.push(v);
+        }
+    }
+    got.sort();
+    assert_eq!(got, [1, 2]);
+    assert_eq!(join(&mut exits), ExitStatus::Code(0));
+    let r = wait(&[Interest::readable(&q)], Some(SEVERAL_CHECKS)).unwrap();
+    assert_eq!(r, [] as [usize; 0], "one producer still lives");
+    assert_eq!(q.try_pop(), Err(PopError::Empty));
+    let at = kill(&mut killed);
+    wait_ready("queue, last producer SIGKILLed", Interest::readable(&q));
+    report("wait on a queue, last producer SIGKILLed", at);
+    assert_eq!(q.try_pop(), Err(PopError::Disconnected));
+    assert_eq!(join(&mut killed), ExitStatus::Signal(libc::SIGKILL));
+}
+
+#[test]
+fn wait_reports_a_byte_queue_ready_when_its_writer_is_sigkilled() {
+    let names = Unlinker::new("eos-wait-bytes");
+    let name = names.name("q");
+    let q = ByteQueue::create(&name, config()).unwrap();
+    let ready = Shared::<Event>::anon(()).unwrap();
+    let mut child = fork(|| {
+        let q = ByteQueue::open(&name).unwrap();
+        q.send(b"hello").unwrap();
+        ready.set();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    })
+    .unwrap();
+    assert!(ready.wait_timeout(LONG));
+    wait_ready("byte queue, message", Interest::readable(&q));
+    assert_eq!(q.try_recv().map(|g| g.len()), Ok(5));
+    let at = kill(&mut child);
+    wait_ready("byte queue, writer SIGKILLed", Interest::readable(&q));
+    report("wait on a byte queue, writer SIGKILLed", at);
+    assert_eq!(q.try_recv().err(), Some(RecvError::Disconnected));
+    assert_eq!(join(&mut child), ExitStatus::Signal(libc::SIGKILL));
+}
+
+#[test]
+fn wait_reports_an_spsc_consumer_ready_when_its_producer_exits() {
+    let names = Unlinker::new("eos-wait-spsc");
+    let name = names.name("q");
+    let q = SpscQueue::<u32>::create(&name, RingConfig::new(16)).unwrap();
+    let mut rx = q.take_consumer().unwrap();
+    let stamp = Shared::<AtomicU64>::anon(0).unwrap();
+    let mut child = fork(|| {
+        let mut tx = SpscQueue::<u32>::producer(&name).unwrap();
+        tx.push(5).unwrap();
+        std::thread::sleep(Duration::from_millis(230));
+        exit_now(&stamp);
+    })
+    .unwrap();
+    wait_ready("spsc, item", Interest::readable(&rx));
+    assert_eq!(rx.try_pop(), Ok(5));
+    wait_ready("spsc, producer exited", Interest::readable(&rx));
+    report("wait on an SPSC queue, producer exited", stamp.load(SeqCst));
+    assert_eq!(rx.try_pop(), Err(PopError::Disconnected));
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+}
+
+/// A consumer SIGKILLed between claiming an item and freeing its slot: a
+/// blocking `push` frees the slot within an owner-check interval
+/// (tests/queue_crash.rs). `wait(writable)` then `try_push` must get there
+/// too, not spin on a queue that looks writable by its length.
+#[test]
+fn wait_then_try_push_gets_past_a_dead_consumers_claim() {
+    let names = Unlinker::new("eos-wait-claim");
+    let name = names.name("q");
+    let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
+    for i in 0..4 {
+        q.push(i).unwrap();
+    }
+    let ready = Shared::<Event>::anon(()).unwrap();
+    let mut child = fork(|| {
+        let q = Queue::<u64>::open(&name).unwrap();
+        q.claim_pop_and_stop().unwrap(); // holds item 0's slot until killed
+        ready.set();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    })
+    .unwrap();
+    assert!(ready.wait_timeout(LONG));
+    kill(&mut child);
+    assert_eq!(join(&mut child), ExitStatus::Signal(libc::SIGKILL));
+    for i in 1..4 {
+        assert_eq!(q.try_pop(), Ok(i));
+    }
+    // The next push goes to the dead consumer's slot.
+    assert_eq!(q.try_push(9), Err(PushError::Full));
+    let start = std::time::Instant::now();
+    let mut full_reports = 0u64;
+    let mut pushed = false;
+    while start.elapsed() < PATIENCE {
+        let r = wait(&[Interest::writable(&q)], Some(Duration::from_secs(1))).unwrap();
+        match q.try_push(9) {
+            Ok(()) => {
+                pushed = true;
+                break;
+            }
+            Err(PushError::Full) if r == [0] => full_reports += 1,
+            Err(PushError::Full) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    eprintln!(
+        "{full_reports} wait() calls reported the queue writable while try_push found it \
+         full, in {:?}",
+        start.elapsed()
+    );
+    assert!(
+        pushed,
+        "wait + try_push never got past the dead consumer's slot \
+         ({full_reports} ready reports with no room)"
+    );
+    assert_eq!(q.try_pop(), Ok(9));
 }

@@ -466,7 +466,8 @@ impl Acks {
         loop {
             match a.try_recv_into(buf) {
                 Ok(n) => self.take(&buf[..n], books),
-                Err(RecvError::Empty) => return,
+                // Disconnected: end B is dead and not yet claimed again.
+                Err(RecvError::Empty | RecvError::Disconnected) => return,
                 Err(e) => panic!("end A: {e}"),
             }
         }

@@ -345,8 +345,9 @@ fn a_typed_pipe_carries_enums_both_ways_between_processes() {
     assert_eq!(done.len(), 20);
     assert_eq!(done[7], "7:ITEM 7");
     assert_eq!(join(&mut child), shmipc::ExitStatus::Code(0));
-    assert!(a.try_recv().unwrap_err().is_empty_or_full());
-    // The child has exited, so its end is gone: end of stream.
+    // The child has exited, so its end is gone: end of stream (the
+    // `try_` form says so too).
+    assert!(a.try_recv().unwrap_err().is_disconnected());
     assert!(a
         .recv_timeout(Duration::from_secs(10))
         .unwrap_err()

@@ -151,12 +151,12 @@ use crate::futex::Deadline;
 use crate::lock::{Lock, LockError, LockGuard};
 use crate::peers::{self, End, Peers, Token};
 use crate::place::{LayoutError, Rule};
-use crate::queue::WaitStrategy;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
     block_checked, control, round_up, wake_others, CachePadded, ControlHeader, Ends, Keep,
     QueueError, QueueKind, RecvError, SendError, Signal, MAX_CAPACITY, MAX_POS,
 };
+use crate::queue::{Readiness, WaitStrategy};
 use crate::sync::{AtomicU64, Ordering};
 
 const PENDING: u64 = 1;
@@ -1076,8 +1076,12 @@ impl<'a, K> ByteQueue<'a, K> {
     /// reports [`SendError::Full`], as for a full ring: there is no room
     /// *now*. The blocking and timed forms wait for the lock instead, within
     /// their deadline, and take it over from a holder that died.
+    ///
+    /// No room and every receiver gone, on a handle that
+    /// [fails sends without a receiver](ByteQueue::fail_sends_without_receiver):
+    /// [`SendError::Disconnected`].
     pub fn try_reserve(&self, len: usize) -> Result<WriteGrant<'_, 'a, K>, SendError> {
-        self.try_reserve_inner(len, Wait::Never, false)
+        self.reserve_woken(len, Wait::Never, false)
     }
 
     /// Reserves room for `len` bytes, sleeping while the queue is full.
@@ -1366,8 +1370,11 @@ impl<'a, K> ByteQueue<'a, K> {
     /// reports [`RecvError::Empty`]: nothing can be taken *now*. The
     /// blocking and timed forms wait for the lock instead, within their
     /// deadline, and take it over from a holder that died.
+    ///
+    /// Nothing to take and every sender gone (end-of-stream,
+    /// `queue/ends.rs`): [`RecvError::Disconnected`].
     pub fn try_recv(&self) -> Result<ReadGrant<'_, 'a, K>, RecvError> {
-        self.try_claim(Room::Any, Wait::Never, false)
+        self.claim_woken(Room::Any, Wait::Never, false)
             .map(|c| self.grant(c))
     }
 
@@ -1424,7 +1431,7 @@ impl<'a, K> ByteQueue<'a, K> {
     /// ([`RecvError::BufferTooSmall`]). Never sleeps (see
     /// [`ByteQueue::try_recv`]).
     pub fn try_recv_into(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
-        let c = self.try_claim(Room::Upto(buf.len()), Wait::Never, false)?;
+        let c = self.claim_woken(Room::Upto(buf.len()), Wait::Never, false)?;
         self.copy_out(c, buf)
     }
 
@@ -1458,7 +1465,7 @@ impl<'a, K> ByteQueue<'a, K> {
     /// the queue is closed and drained. Another consumer may take the
     /// message before this caller receives it.
     pub fn try_poll(&self) -> Result<usize, RecvError> {
-        self.try_claim(Room::Peek, Wait::Never, false)
+        self.claim_woken(Room::Peek, Wait::Never, false)
             .map(|(_, len)| len as usize)
     }
 
@@ -1476,6 +1483,173 @@ impl<'a, K> ByteQueue<'a, K> {
     pub fn poll_until(&self, deadline: Option<&Deadline>) -> Result<usize, RecvError> {
         self.claim_until(Room::Peek, deadline)
             .map(|(_, len)| len as usize)
+    }
+}
+
+/// For waiters on many objects (`crate::waitable`, `shmipc::wait`): whether
+/// a `try_` call would succeed or give a final answer now, and the owner
+/// check a blocked call makes, without taking or sending a message. Each
+/// takes the side's lock once, never spinning or sleeping on it: held by
+/// someone else, the answer is [`Readiness::Busy`].
+impl<K> ByteQueue<'_, K> {
+    /// Whether [`ByteQueue::try_recv`] would return a message or a final
+    /// answer now: a committed record at the read position (not merely a
+    /// reserved one: a writer that died before committing leaves one that
+    /// `try_recv` reads as empty), or closed and drained, or every sender
+    /// gone (end-of-stream).
+    pub fn recv_ready(&self) -> Readiness {
+        match self.peek_locked(false) {
+            Some(Err(RecvError::Empty)) => {
+                Readiness::from(
+                    self.ends
+                        .gone(End::Sender, &self.ctrl.ends, self.peers, false),
+                )
+            }
+            None => Readiness::Busy,
+            Some(_) => Readiness::Ready,
+        }
+    }
+
+    /// Whether [`ByteQueue::try_send`] of a message of the largest size
+    /// would succeed or give a final answer now: room for it once freed
+    /// records are reclaimed, or closed, or (with
+    /// [`fail_sends_without_receiver`](ByteQueue::fail_sends_without_receiver))
+    /// every receiver gone. A smaller message may fit earlier.
+    pub fn send_ready(&self) -> Readiness {
+        match self.room_for_max(false) {
+            Some(Ok(true)) => Readiness::Ready,
+            Some(Ok(false)) => Readiness::from(
+                self.ends.fail_sends
+                    && self
+                        .ends
+                        .gone(End::Receiver, &self.ctrl.ends, self.peers, false),
+            ),
+            None => Readiness::Busy,
+            Some(Err(_)) => Readiness::Ready,
+        }
+    }
+
+    /// The owner check a blocked `recv` makes once per
+    /// [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL), without
+    /// receiving: skips the record at the read position if the writer
+    /// that reserved it died before committing, and scans for live senders
+    /// (so that `recv_ready` and `try_recv` see end-of-stream after a
+    /// death).
+    pub fn recv_owner_check(&self) {
+        let _ = self
+            .ends
+            .gone(End::Sender, &self.ctrl.ends, self.peers, true);
+        let _ = self.peek_locked(true);
+    }
+
+    /// The owner check a blocked `send` makes, without sending: frees the
+    /// records of readers that died holding them, and (with
+    /// `fail_sends_without_receiver`) scans for live receivers.
+    pub fn send_owner_check(&self) {
+        if self.ends.fail_sends {
+            let _ = self
+                .ends
+                .gone(End::Receiver, &self.ctrl.ends, self.peers, true);
+        }
+        let _ = self.room_for_max(true);
+    }
+
+    /// One try of a side's `lock`, never waiting; with `check` (an owner
+    /// check), a holder that died is taken over, as a blocked call takes
+    /// it over at its owner check.
+    fn side_lock<'l>(&self, lock: &'l Lock, check: bool) -> Result<LockGuard<'l>, LockError> {
+        match lock.try_lock_with(self.peers) {
+            Err(LockError::WouldBlock) if check => lock.try_lock_checked(),
+            r => r,
+        }
+    }
+
+    /// One try of the readers' lock, then a peek at the next message (with
+    /// `check`, past a dead writer's record, and past a dead holder of the
+    /// lock); `None` if the lock is held.
+    fn peek_locked(&self, check: bool) -> Option<Result<(u64, u64), RecvError>> {
+        let mut guard = match self.side_lock(&self.ctrl.reader.lock, check) {
+            Ok(g) => g,
+            Err(LockError::WouldBlock) => return None,
+            Err(e) => return Some(Err(lock_error_recv(e))),
+        };
+        let r = self.claim_locked(Room::Peek, check);
+        // As in `try_claim`: the positions are re-validated.
+        if guard.owner_died() && r != Err(RecvError::Corrupted) {
+            guard.mark_consistent();
+        }
+        Some(r)
+    }
+
+    /// One try of the writers' lock, then: would a message of the largest
+    /// size fit once freed records are reclaimed (with `check`, also those
+    /// of dead readers)? `None` if the lock is held. Reclaims as a
+    /// reservation does (the same steps as `reserve_locked`, which this
+    /// leaves alone), reserving nothing.
+    fn room_for_max(&self, check: bool) -> Option<Result<bool, SendError>> {
+        let mut guard = match self.side_lock(&self.ctrl.writer.lock, check) {
+            Ok(g) => g,
+            Err(LockError::WouldBlock) => return None,
+            Err(e) => return Some(Err(lock_error_send(e))),
+        };
+        let r = self.room_locked(self.max, check);
+        if guard.owner_died() && r != Err(SendError::Corrupted) {
+            guard.mark_consistent();
+        }
+        Some(r)
+    }
+
+    /// Under the writer lock: reclaims freed records, then says whether a
+    /// record for `len` bytes fits (`Closed` if the queue is closed).
+    fn room_locked(&self, len: u64, check: bool) -> Result<bool, SendError> {
+        let w = &self.ctrl.writer;
+        // As in `reserve_locked`.
+        let tail = w.tail.load(Ordering::Acquire);
+        if tail & CLOSED != 0 {
+            return Err(SendError::Closed);
+        }
+        let mut head = w.head.load(Ordering::Relaxed);
+        // SYNC POINT: Acquire pairs with the Release store of `read` in
+        // `claim_locked`.
+        let read = self.ctrl.reader.read.load(Ordering::Acquire);
+        if head > read
+            || read > tail
+            || tail - head > self.cap
+            || tail > MAX_POS
+            || (head | read | tail) & (ALIGN - 1) != 0
+        {
+            return Err(SendError::Corrupted);
+        }
+        let start = head;
+        let mut asked = (0, false);
+        while head < read {
+            let rec = self.record(head, read).ok_or(SendError::Corrupted)?;
+            match (rec.state, rec.skip) {
+                (FREED, _) | (READY, true) => head += rec.size,
+                (READY, false) if check => {
+                    // SYNC POINT: as in `reserve_locked`.
+                    let owner = self.ring.header(head + 8).load(Ordering::Relaxed);
+                    if asked.0 != owner || owner == 0 {
+                        asked = (owner, self.holder_dead(owner));
+                    }
+                    if !asked.1 || !self.free_dead_reader(head, rec) {
+                        break;
+                    }
+                    head += rec.size;
+                }
+                (READY, false) => break,
+                _ => return Err(SendError::Corrupted),
+            }
+        }
+        if head != start {
+            w.head.store(head, Ordering::Relaxed);
+            // Freed room: writers asleep may now fit.
+            self.ctrl.not_full.notify();
+        }
+        let size = record_size(len);
+        let room_to_end = self.cap - (tail & self.ring.mask);
+        let pad = if size > room_to_end { room_to_end } else { 0 };
+        Ok(tail + pad + size - head <= self.cap)
     }
 }
 

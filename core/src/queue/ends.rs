@@ -15,9 +15,10 @@
 //!   was zero before): whether it ever had a sender (a receiver), so that
 //!   a consumer that starts before any producer waits instead of being told
 //!   end-of-stream; whether some handle could not be recorded (no peer
-//!   table, or a full one: then that end is never judged gone); and a
-//!   count of departures, which a handle bumps when it drops so that
-//!   blocked receivers look again at once.
+//!   table, or a full one: then that end is never judged gone); a count
+//!   of arrivals, which a handle bumps once it is counted in its slot;
+//!   and a count of departures, which a handle bumps when it drops so
+//!   that blocked receivers look again at once.
 //!
 //! | bits of `ends` | meaning |
 //! |---|---|
@@ -25,6 +26,7 @@
 //! | 1 | a receiver was recorded once |
 //! | 2 | a sender could not be recorded: senders are never judged gone |
 //! | 3 | a receiver could not be recorded: likewise |
+//! | 8–31 | arrivals (handles recorded), wrapping (a carry into bit 32 only costs a scan) |
 //! | 32–63 | departures (handles dropped), wrapping |
 //!
 //! A handle records itself on creation for fixed roles (the shm layer
@@ -38,6 +40,24 @@
 //! so nothing could be recorded, and extra atomics would only widen their
 //! search.
 //!
+//! **A scan racing an arrival.** The table scan reads one slot after the
+//! other, so on its own it can miss a sender that records itself in a slot
+//! the scan has passed while the last sender it has not reached yet
+//! leaves: "no live sender", with one alive. So an end is judged gone only
+//! after two scans that both find nobody, with the arrivals and departures
+//! unchanged from before the first to after the second. A sender that the
+//! first scan missed recorded itself after that scan began; the second
+//! finds it (it recorded itself before the second began) unless it left
+//! again, which bumps the departures (or the arrivals, recorded between
+//! the scans' reads of the word), or it recorded itself after the second
+//! scan passed its slot. A sender found by neither is then only possible
+//! if every sender before it left while the scans ran, and their
+//! arrivals (after the first scan began) or departures change the counts.
+//! What is left is a sender killed in the few instructions between
+//! counting itself in its slot and bumping the arrivals, in that same
+//! window: end-of-stream may then be early for one that attached
+//! meanwhile. `core/tests/ends_scan_race.rs` forces the interleavings.
+//!
 //! **Ordering.** A receiver that judges every sender gone looks at the
 //! queue once more, with dead claims skipped, before it reports
 //! `Disconnected`: a sender's last message is published before its count
@@ -50,7 +70,10 @@ use crate::sync::{AtomicU64, Ordering};
 
 const HAD: [u64; 2] = [1 << 0, 1 << 1];
 const UNRECORDED: [u64; 2] = [1 << 2, 1 << 3];
+const ARRIVAL: u64 = 1 << 8;
 const DEPARTURE: u64 = 1 << 32;
+/// The arrival and departure counts of an `ends` word.
+const COUNTS: u64 = !0xff;
 
 const fn index(end: End) -> usize {
     match end {
@@ -182,6 +205,11 @@ impl Ends {
             };
             // SYNC POINT: Release (paired in the doc comment above).
             word.fetch_or(flags, Ordering::Release);
+            // Counted: say so to scans under way (module docs, "A scan
+            // racing an arrival").
+            // SYNC POINT: SeqCst, as the scans' loads of `word` in `gone`:
+            // one order for the counts and the slot writes before them.
+            word.fetch_add(ARRIVAL, Ordering::SeqCst);
             if self
                 .held
                 .compare_exchange(
@@ -252,8 +280,9 @@ impl Ends {
         if cfg!(loom) {
             return false;
         }
-        // SYNC POINT: Acquire (paired in the doc comment above).
-        let w = word.load(Ordering::Acquire);
+        // SYNC POINT: Acquire (paired in the doc comment above); SeqCst
+        // with the arrivals' bumps (module docs).
+        let w = word.load(Ordering::SeqCst);
         let mark = (w >> 32) + 1;
         if !force && self.present_at.load(Ordering::Relaxed) == mark {
             return false;
@@ -261,12 +290,19 @@ impl Ends {
         if w & HAD[index(end)] == 0 || w & UNRECORDED[index(end)] != 0 {
             return false;
         }
-        let gone = !peers.end_alive(self.lane, end);
-        // Remember only "present": after a "gone", the next call looks
-        // again at once.
-        self.present_at
-            .store(if gone { 0 } else { mark }, Ordering::Relaxed);
-        gone
+        if peers.end_alive(self.lane, end) {
+            self.present_at.store(mark, Ordering::Relaxed);
+            return false;
+        }
+        // Nobody found: make sure no arrival slipped past the scan (module
+        // docs, "A scan racing an arrival"). Remember only "present":
+        // after anything else, the next call looks again at once.
+        self.present_at.store(0, Ordering::Relaxed);
+        if peers.end_alive(self.lane, end) {
+            return false;
+        }
+        // SYNC POINT: SeqCst, as the load of `w` above.
+        word.load(Ordering::SeqCst) & COUNTS == w & COUNTS
     }
 }
 

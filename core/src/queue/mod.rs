@@ -165,7 +165,7 @@ pub use wait::set_miss_limit;
 pub use wait::set_owner_checks;
 #[cfg(not(loom))]
 pub(crate) use wait::signal_word_at;
-pub use wait::{WaitStrategy, MISS_LIMIT};
+pub use wait::{Readiness, WaitStrategy, MISS_LIMIT};
 
 pub(crate) use control::{ControlHeader, QueueKind, MAX_POS};
 #[cfg(not(loom))]

@@ -728,10 +728,13 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
 
     /// Pushes `item` if there is room now. A slot kept busy by a producer
     /// or consumer that is mid-operation (or died there) reads as full.
+    /// Full with every consumer gone, on a handle that
+    /// [fails sends without a receiver](Mpmc::fail_sends_without_receiver):
+    /// [`PushError::Disconnected`].
     #[inline]
     pub fn try_push(&self, item: T) -> Result<(), PushError> {
         self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
-        self.push_inner(item, false)
+        self.push_woken(item, false)
     }
 
     #[inline]
@@ -978,10 +981,12 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
 
     /// Pops an item if one is ready now. A slot claimed by a producer that
     /// has not published it yet (or died before it could) reads as empty.
+    /// Empty with every producer gone (end-of-stream, `queue/ends.rs`):
+    /// [`PopError::Disconnected`].
     #[inline]
     pub fn try_pop(&self) -> Result<T, PopError> {
         self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
-        self.pop_inner(false)
+        self.pop_woken(false)
     }
 
     #[inline]
@@ -1451,6 +1456,130 @@ impl<T: Pod, K> Mpmc<'_, T, K> {
                 Err(PushError::Disconnected)
             }
             r => r,
+        }
+    }
+}
+
+/// For waiters on many objects (`crate::waitable`, `shmipc::wait`): whether
+/// a `try_` call would succeed or give a final answer now, and the owner
+/// check a blocked call makes, without taking or giving an item.
+impl<T: Pod, K> Mpmc<'_, T, K> {
+    /// Whether [`Mpmc::try_pop`] would return an item or a final answer
+    /// now: the slot at the dequeue position is published (not merely
+    /// claimed: the queue's length counts a dead producer's unpublished
+    /// claim, which `try_pop` reads as empty), or the queue is closed, or
+    /// every producer is gone (end-of-stream). A snapshot.
+    pub fn pop_ready(&self) -> bool {
+        // SYNC POINT: Acquire, as in `claim_pop`.
+        let pos = self.ctrl.dequeue.load(Ordering::Acquire);
+        // SYNC POINT: Acquire pairs with the Release publication in
+        // `publish`, as in `claim_pop`.
+        let seq = self.meta(pos).seq.load(Ordering::Acquire);
+        seq == pos.wrapping_add(1)
+            || self.is_closed()
+            || self
+                .ends
+                .gone(End::Sender, &self.ctrl.ends, self.peers, false)
+    }
+
+    /// Whether [`Mpmc::try_push`] would succeed or give a final answer
+    /// now: the slot at the enqueue position is free for it, or the queue
+    /// is closed, or (with
+    /// [`fail_sends_without_receiver`](Mpmc::fail_sends_without_receiver))
+    /// every consumer is gone. A snapshot.
+    pub fn push_ready(&self) -> bool {
+        // SYNC POINT: Acquire, as in `claim_push`.
+        let pos = self.ctrl.enqueue.load(Ordering::Acquire);
+        if pos & CLOSED != 0 {
+            return true;
+        }
+        // SYNC POINT: Acquire pairs with the Release freeing in `take`.
+        self.meta(pos).seq.load(Ordering::Acquire) == pos
+            || (self.ends.fail_sends
+                && self
+                    .ends
+                    .gone(End::Receiver, &self.ctrl.ends, self.peers, false))
+    }
+
+    /// The owner check a blocked `pop` makes once per
+    /// [`OWNER_CHECK_INTERVAL`](crate::lock::OWNER_CHECK_INTERVAL), without
+    /// popping: skips the slot at the dequeue position if the producer
+    /// that claimed it died before publishing (or a consumer died between
+    /// its claim and its advance), and scans for live producers (so that
+    /// [`Mpmc::pop_ready`] and `try_pop` see end-of-stream after a death).
+    pub fn pop_owner_check(&self) {
+        let _ = self
+            .ends
+            .gone(End::Sender, &self.ctrl.ends, self.peers, true);
+        let me = self.peers.me();
+        // Bounded: a few dead claims in a row at most are worth skipping
+        // here; the next check skips the rest.
+        for _ in 0..4 {
+            // SYNC POINT: Acquire loads as in `claim_pop`.
+            let pos = self.ctrl.dequeue.load(Ordering::Acquire);
+            let meta = self.meta(pos);
+            if meta.seq.load(Ordering::Acquire) != pos {
+                return; // published (or being freed): nothing to skip
+            }
+            let owner = meta.owner.load(Ordering::Acquire);
+            if claims(owner, CONSUMER, pos) {
+                // A consumer between its claim and its advance: if it is
+                // dead, advance for it.
+                if self.claimant_dead(owner) {
+                    let _ = self.advance(&self.ctrl.dequeue, pos);
+                    continue;
+                }
+                return;
+            }
+            let abandoned = claims(owner, ABANDONED, pos);
+            if !(claims(owner, PRODUCER, pos) || abandoned) || self.closed_at(pos) {
+                return;
+            }
+            if !abandoned && !self.claimant_dead(owner) {
+                return;
+            }
+            // Dead on evidence, so it stores nothing more: if the slot is
+            // still unpublished now, the skip below frees it empty.
+            if meta.seq.load(Ordering::Acquire) != pos {
+                return;
+            }
+            match self.skip_unpublished(meta, pos, owner, me, abandoned) {
+                Ok(Skip::Moved) => continue,
+                // Published after all, which a dead producer cannot do
+                // after the load above: only forged bytes get here. We
+                // hold the slot as its consumer; free it (the item is
+                // dropped) rather than leave it held for ever.
+                Ok(Skip::Published) => {
+                    let _ = self.take(pos);
+                    return;
+                }
+                Ok(Skip::Alive) | Err(_) => return,
+            }
+        }
+    }
+
+    /// The owner check a blocked `push` makes, without pushing: frees the
+    /// slot at the enqueue position if a consumer died holding it from the
+    /// last lap, and (with
+    /// [`fail_sends_without_receiver`](Mpmc::fail_sends_without_receiver))
+    /// scans for live consumers.
+    pub fn push_owner_check(&self) {
+        if self.ends.fail_sends {
+            let _ = self
+                .ends
+                .gone(End::Receiver, &self.ctrl.ends, self.peers, true);
+        }
+        let cap = self.cap as i64;
+        // SYNC POINT: Acquire loads as in `claim_push`.
+        let pos = self.ctrl.enqueue.load(Ordering::Acquire);
+        if pos & CLOSED != 0 {
+            return;
+        }
+        let meta = self.meta(pos);
+        let seq = meta.seq.load(Ordering::Acquire);
+        let diff = seq.wrapping_sub(pos) as i64;
+        if diff == 1 - cap || diff == -cap {
+            let _ = self.free_dead_consumer(meta, pos, seq);
         }
     }
 }

@@ -606,11 +606,21 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
         }
     }
 
-    /// Pushes `item` if there is room now.
+    /// Pushes `item` if there is room now. Full with the consumer gone, on
+    /// a handle that
+    /// [fails sends without a receiver](Producer::fail_sends_without_receiver):
+    /// [`PushError::Disconnected`].
     #[inline]
     pub fn try_push(&mut self, item: T) -> Result<(), PushError> {
         self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
         if self.free(1)? == 0 {
+            if self.ends.fail_sends
+                && self
+                    .ends
+                    .gone(End::Receiver, &self.ctrl.ends, self.peers, false)
+            {
+                return Err(PushError::Disconnected);
+            }
             return Err(PushError::Full);
         }
         let i = (self.tail & (self.cap - 1)) as usize;
@@ -859,11 +869,31 @@ impl<'a, T: Pod, K> Consumer<'a, T, K> {
         self.ctrl.not_full.notify_light();
     }
 
-    /// Pops an item if one is ready now.
+    /// Pops an item if one is ready now. Empty with the producer gone
+    /// (end-of-stream, `queue/ends.rs`): [`PopError::Disconnected`].
     #[inline]
     pub fn try_pop(&mut self) -> Result<T, PopError> {
         self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
-        self.available(1)?;
+        match self.available(1) {
+            Err(PopError::Empty) => {
+                if !self
+                    .ends
+                    .gone(End::Sender, &self.ctrl.ends, self.peers, false)
+                {
+                    return Err(PopError::Empty);
+                }
+                // Its last item is published before it leaves: look again.
+                if let Err(e) = self.available(1) {
+                    return Err(match e {
+                        PopError::Empty => PopError::Disconnected,
+                        e => e,
+                    });
+                }
+            }
+            r => {
+                r?;
+            }
+        }
         let i = (self.head & (self.cap - 1)) as usize;
         // SAFETY: i < cap, and the slot lies between head and tail: the
         // producer published it and does not touch it until we advance.
@@ -959,6 +989,55 @@ impl<T, K> fmt::Debug for Consumer<'_, T, K> {
             .field("capacity", &self.cap)
             .field("head", &self.head)
             .finish_non_exhaustive()
+    }
+}
+
+/// For waiters on many objects (`crate::waitable`, `shmipc::wait`): whether
+/// a `try_` call would succeed or give a final answer now, and the owner
+/// check a blocked call makes (an SPSC ring has no claims to repair: only
+/// the scan for a live peer).
+impl<T: Pod, K> Producer<'_, T, K> {
+    /// Whether `try_push` would succeed or give a final answer now: room,
+    /// closed, or (with
+    /// [`fail_sends_without_receiver`](Producer::fail_sends_without_receiver))
+    /// the consumer gone. A snapshot.
+    pub fn push_ready(&self) -> bool {
+        !self.is_full()
+            || self.is_closed()
+            || (self.ends.fail_sends
+                && self
+                    .ends
+                    .gone(End::Receiver, &self.ctrl.ends, self.peers, false))
+    }
+
+    /// The owner check of a blocked `push`: a scan for a live consumer
+    /// (with `fail_sends_without_receiver`), so that a death is seen.
+    pub fn push_owner_check(&self) {
+        if self.ends.fail_sends {
+            let _ = self
+                .ends
+                .gone(End::Receiver, &self.ctrl.ends, self.peers, true);
+        }
+    }
+}
+
+impl<T: Pod, K> Consumer<'_, T, K> {
+    /// Whether `try_pop` would return an item or a final answer now: an
+    /// item, closed, or the producer gone (end-of-stream). A snapshot.
+    pub fn pop_ready(&self) -> bool {
+        !self.is_empty()
+            || self.is_closed()
+            || self
+                .ends
+                .gone(End::Sender, &self.ctrl.ends, self.peers, false)
+    }
+
+    /// The owner check of a blocked `pop`: a scan for a live producer, so
+    /// that its death is end-of-stream.
+    pub fn pop_owner_check(&self) {
+        let _ = self
+            .ends
+            .gone(End::Sender, &self.ctrl.ends, self.peers, true);
     }
 }
 

@@ -294,6 +294,30 @@ impl Signal {
     }
 }
 
+/// What a queue side's readiness test found (`pop_ready`, `recv_ready`, ...,
+/// for waiters on many objects).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// The `try_` call would succeed or give a final answer now.
+    Ready,
+    /// It would block (empty, full).
+    NotReady,
+    /// The side's short lock is held at this moment (a byte queue), so the
+    /// `try_` call would report empty / full: look again in a millisecond
+    /// or two rather than spin or sleep long.
+    Busy,
+}
+
+impl From<bool> for Readiness {
+    fn from(ready: bool) -> Readiness {
+        if ready {
+            Readiness::Ready
+        } else {
+            Readiness::NotReady
+        }
+    }
+}
+
 /// How a blocked queue call waits for its condition (room, an item, a
 /// grant), chosen per handle (`set_wait`). Every strategy honours the
 /// caller's deadline and makes the periodic owner checks (dead claimants,
