@@ -266,13 +266,19 @@ impl Job {
         }
         let kind = Kind::from(self.m.kind);
         let shape = local.shape();
-        // A killed predecessor may have left `matching` set.
+        // A killed predecessor may have left `matching` set. This run gets
+        // an id above the last one's, and goes on with its numbers.
+        let mut seq = 0;
+        let mut run = 0;
         self.state
             .status
-            .update(|w| w[status::MATCHING] = 0)
+            .update(|w| {
+                w[status::MATCHING] = 0;
+                run = next_run(w[status::RUN]);
+                w[status::RUN] = run;
+                seq = w[status::NEXT_SEQ];
+            })
             .map_err(|e| e.to_string())?;
-        let words = self.state.status.words().map_err(|e| e.to_string())?;
-        let mut seq = words[status::NEXT_SEQ];
         let mut was_matching = false;
         while !self.stopped() {
             let now = matching.load(Ordering::Relaxed);
@@ -294,6 +300,7 @@ impl Job {
             Header {
                 kind,
                 source: self.source,
+                run,
                 seq,
                 shape,
             }
@@ -352,14 +359,18 @@ impl Job {
         let want_kind = Kind::from(self.m.kind);
         let want_shape = local.shape();
         let max = local.max_message();
-        // Next expected sequence number per source; the first slots are
-        // kept in the status segment too.
+        // The latest run and next expected sequence number per source;
+        // the first slots are kept in the status segment too.
         let words = self.state.status.words().map_err(|e| e.to_string())?;
-        let mut expected: HashMap<u64, u64> = HashMap::new();
+        let mut expected: HashMap<u64, Track> = HashMap::new();
         for slot in 0..status::SOURCE_SLOTS {
-            let at = status::SOURCES_AT + 2 * slot;
+            let at = status::SOURCES_AT + status::SOURCE_WORDS * slot;
             if words[at] != 0 {
-                expected.insert(words[at], words[at + 1]);
+                let t = Track {
+                    run: words[at + 1],
+                    next: words[at + 2],
+                };
+                expected.insert(words[at], t);
             }
         }
         while !self.stopped() {
@@ -391,15 +402,17 @@ impl Job {
                 self.bump(status::REJECTED, 1)?;
                 continue;
             }
-            let delivered = self.deliver(local, payload)?;
-            let (gap, restart) = match expected.get(&h.source) {
-                Some(&e) if h.seq >= e => (h.seq - e, false),
-                Some(_) => (0, true),
-                None => (0, false),
+            let Some(step) = track(expected.get(&h.source).copied(), &h) else {
+                self.bump(status::LATE, 1)?;
+                continue;
             };
-            expected.insert(h.source, h.seq + 1);
+            let delivered = self.deliver(local, payload)?;
+            let t = Track {
+                run: h.run,
+                next: h.seq + 1,
+            };
+            expected.insert(h.source, t);
             let src = h.source;
-            let next = h.seq + 1;
             self.state
                 .status
                 .update(|w| {
@@ -410,9 +423,9 @@ impl Job {
                         }
                         Delivered::Refused => w[status::REJECTED] += 1,
                     }
-                    w[status::GAPS] += gap;
-                    w[status::SOURCE_RESTARTS] += u64::from(restart);
-                    remember(w, src, next);
+                    w[status::GAPS] += step.gap;
+                    w[status::SOURCE_RESTARTS] += u64::from(step.restart);
+                    remember(w, src, t);
                 })
                 .map_err(|e| e.to_string())?;
         }
@@ -475,15 +488,70 @@ fn mismatch(h: &Header, len: usize, kind: Kind, shape: [u64; 2], max: usize) -> 
     None
 }
 
-/// Records `src`'s next expected number in the persisted table (a free
-/// slot, or the one it had; when all are taken, the table keeps the first
-/// eight sources and the rest are tracked in memory only).
-fn remember(w: &mut [u64], src: u64, next: u64) {
+/// An export run's id: the time in nanoseconds since 1970, or one more
+/// than the last run's if the clock says less (it went back, or two runs
+/// started within its resolution).
+fn next_run(last: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    now.max(last.saturating_add(1))
+}
+
+/// Where an import is with one source: its latest run seen, and the
+/// sequence number it expects next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Track {
+    run: u64,
+    next: u64,
+}
+
+/// What a message that is not late adds to the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Step {
+    gap: u64,
+    restart: bool,
+}
+
+/// Whether an envelope from a source last at `seen` is delivered (and
+/// what it adds to the counters), or is late and dropped (`None`): of an
+/// older run than one seen, or a number of the current run already
+/// seen. A newer run goes on with the numbers of the last (the exporting
+/// bridge keeps them in its status segment), so the numbers between are
+/// gaps; if it starts below them, the source lost its status and began
+/// again (a restart, its gap unknown).
+fn track(seen: Option<Track>, h: &Header) -> Option<Step> {
+    let Some(t) = seen else {
+        return Some(Step {
+            gap: 0,
+            restart: false,
+        });
+    };
+    if h.run < t.run || (h.run == t.run && h.seq < t.next) {
+        return None;
+    }
+    Some(match h.seq.checked_sub(t.next) {
+        Some(gap) => Step {
+            gap,
+            restart: false,
+        },
+        None => Step {
+            gap: 0,
+            restart: true,
+        },
+    })
+}
+
+/// Records `src`'s run and next expected number in the persisted table
+/// (a free slot, or the one it had; when all are taken, the table keeps
+/// the first eight sources and the rest are tracked in memory only).
+fn remember(w: &mut [u64], src: u64, t: Track) {
     let mut free = None;
     for slot in 0..status::SOURCE_SLOTS {
-        let at = status::SOURCES_AT + 2 * slot;
+        let at = status::SOURCES_AT + status::SOURCE_WORDS * slot;
         if w[at] == src {
-            w[at + 1] = next;
+            w[at + 1] = t.run;
+            w[at + 2] = t.next;
             return;
         }
         if w[at] == 0 && free.is_none() {
@@ -492,6 +560,56 @@ fn remember(w: &mut [u64], src: u64, next: u64) {
     }
     if let Some(at) = free {
         w[at] = src;
-        w[at + 1] = next;
+        w[at + 1] = t.run;
+        w[at + 2] = t.next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(run: u64, seq: u64) -> Header {
+        Header {
+            kind: Kind::Bytes,
+            source: 7,
+            run,
+            seq,
+            shape: [64, 0],
+        }
+    }
+
+    const GO: Option<Step> = Some(Step {
+        gap: 0,
+        restart: false,
+    });
+
+    #[test]
+    fn a_run_is_tracked_in_order_and_a_newer_one_takes_over() {
+        let t = |run, next| Some(Track { run, next });
+        assert_eq!(track(None, &h(5, 9)), GO);
+        assert_eq!(track(t(5, 10), &h(5, 10)), GO);
+        assert_eq!(track(t(5, 10), &h(5, 13)).map(|s| s.gap), Some(3));
+        // A repeat of the current run, and the old run after the new one.
+        assert_eq!(track(t(5, 10), &h(5, 9)), None);
+        assert_eq!(track(t(6, 20), &h(5, 19)), None);
+        // The new run goes on with the numbers; those skipped are gaps.
+        assert_eq!(track(t(5, 10), &h(6, 14)).map(|s| s.gap), Some(4));
+        // A new run below the numbers seen: the source began again.
+        assert_eq!(
+            track(t(5, 10), &h(6, 0)),
+            Some(Step {
+                gap: 0,
+                restart: true
+            })
+        );
+    }
+
+    #[test]
+    fn run_ids_grow_even_when_the_clock_does_not() {
+        let a = next_run(0);
+        assert!(a > 0);
+        assert!(next_run(a) > a);
+        assert_eq!(next_run(u64::MAX - 1), u64::MAX);
     }
 }
