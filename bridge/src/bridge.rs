@@ -1,5 +1,6 @@
 //! The running bridge: one Zenoh session in peer mode, one thread per
-//! mapping.
+//! mapping (an import's thread only watches: its messages go into the
+//! local object in the subscriber's callback).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -9,9 +10,8 @@ use std::time::Duration;
 
 use shmipc::sync::{AtomicBool, Ordering};
 use shmipc::{RecvError, SendError};
-use zenoh::handlers::FifoChannel;
 use zenoh::qos::CongestionControl;
-use zenoh::sample::Locality;
+use zenoh::sample::{Locality, Sample};
 use zenoh::{Session, Wait};
 
 use crate::config::{Backpressure, Config, ConfigError, Direction, MappingConfig};
@@ -235,7 +235,7 @@ impl Job {
             self.state.clear();
             let r = match self.m.direction {
                 Direction::Export => self.export(&local),
-                Direction::Import => self.import(&local),
+                Direction::Import => self.import(local),
             };
             if let Err(e) = r {
                 self.state.fail(e);
@@ -339,26 +339,9 @@ impl Job {
         Ok(())
     }
 
-    fn bump(&self, word: usize, by: u64) -> Result<(), String> {
-        self.state
-            .status
-            .update(|w| w[word] += by)
-            .map_err(|e| e.to_string())
-    }
-
-    fn import(&self, local: &Local) -> Result<(), String> {
+    fn import(&self, local: Local) -> Result<(), String> {
         let zerr =
             |e: zenoh::Error| format!("{}: subscriber on {:?}: {e}", self.segment, self.m.key);
-        let sub = self
-            .session
-            .declare_subscriber(self.m.key.clone())
-            .allowed_origin(Locality::Remote)
-            .with(FifoChannel::new(self.m.buffer))
-            .wait()
-            .map_err(zerr)?;
-        let want_kind = Kind::from(self.m.kind);
-        let want_shape = local.shape();
-        let max = local.max_message();
         // The latest run and next expected sequence number per source;
         // the first slots are kept in the status segment too.
         let words = self.state.status.words().map_err(|e| e.to_string())?;
@@ -373,70 +356,141 @@ impl Job {
                 expected.insert(words[at], t);
             }
         }
+        let import = Arc::new(Import {
+            want_kind: Kind::from(self.m.kind),
+            want_shape: local.shape(),
+            max: local.max_message(),
+            local,
+            backpressure: self.m.backpressure,
+            segment: self.segment.clone(),
+            stop: self.stop.clone(),
+            state: self.state.clone(),
+            source: self.source,
+            expected: Mutex::new(expected),
+            broken: Mutex::new(None),
+        });
+        // Each sample is put into the local object in Zenoh's receiving
+        // thread, with no channel between: a `block` import that waits
+        // holds that link's reading back, which is the backpressure.
+        let cb = import.clone();
+        let sub = self
+            .session
+            .declare_subscriber(self.m.key.clone())
+            .allowed_origin(Locality::Remote)
+            .callback(move |sample| cb.take(&sample))
+            .wait()
+            .map_err(zerr)?;
         while !self.stopped() {
-            let sample = match sub.recv_timeout(SLICE) {
-                Ok(Some(s)) => s,
-                Ok(None) => continue,
-                Err(e) => return Err(format!("{}: subscription: {e}", self.segment)),
-            };
-            let bytes = sample.payload().to_bytes();
-            let (h, payload) = match Header::read(&bytes) {
-                Ok(x) => x,
-                Err(e) => {
-                    self.state
-                        .fail(format!("{} from {}: {e}", self.segment, sample.key_expr()));
-                    self.bump(status::MALFORMED, 1)?;
-                    continue;
-                }
-            };
-            if h.source == self.source {
-                self.bump(status::LOOPED, 1)?;
-                continue;
+            let broken = import.broken.lock().ok().and_then(|mut b| b.take());
+            if let Some(e) = broken {
+                let _ = sub.undeclare().wait();
+                return Err(e);
             }
-            if let Some(why) = mismatch(&h, payload.len(), want_kind, want_shape, max) {
-                self.state.fail(format!(
-                    "{}: an envelope from {} refused: {why}",
-                    self.segment,
-                    sample.key_expr()
-                ));
-                self.bump(status::REJECTED, 1)?;
-                continue;
-            }
-            let Some(step) = track(expected.get(&h.source).copied(), &h) else {
-                self.bump(status::LATE, 1)?;
-                continue;
-            };
-            let delivered = self.deliver(local, payload)?;
-            let t = Track {
-                run: h.run,
-                next: h.seq + 1,
-            };
-            expected.insert(h.source, t);
-            let src = h.source;
-            self.state
-                .status
-                .update(|w| {
-                    match delivered {
-                        Delivered::Yes { dropped } => {
-                            w[status::MESSAGES] += 1;
-                            w[status::DROPPED_OLDEST] += dropped;
-                        }
-                        Delivered::Refused => w[status::REJECTED] += 1,
-                    }
-                    w[status::GAPS] += step.gap;
-                    w[status::SOURCE_RESTARTS] += u64::from(step.restart);
-                    remember(w, src, t);
-                })
-                .map_err(|e| e.to_string())?;
+            std::thread::sleep(SLICE);
         }
-        Ok(())
+        sub.undeclare().wait().map_err(zerr)
+    }
+}
+
+/// An import's state, shared with its subscriber's callback.
+struct Import {
+    local: Local,
+    want_kind: Kind,
+    want_shape: [u64; 2],
+    max: usize,
+    backpressure: Backpressure,
+    segment: String,
+    stop: Arc<AtomicBool>,
+    state: Arc<MappingState>,
+    source: u64,
+    /// Per source, its latest run and next number. Held while a message
+    /// is delivered, so that samples of two links (two sources, or a dead
+    /// and a new run of one) go in one at a time.
+    expected: Mutex<HashMap<u64, Track>>,
+    /// An error that needs the local object opened again (the mapping's
+    /// thread takes it, drops the subscriber and reopens).
+    broken: Mutex<Option<String>>,
+}
+
+impl Import {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// The subscriber's callback.
+    fn take(&self, sample: &Sample) {
+        if let Err(e) = self.import(sample) {
+            self.state.fail(&e);
+            if let Ok(mut b) = self.broken.lock() {
+                *b = Some(e);
+            }
+        }
+    }
+
+    fn bump(&self, word: usize) -> Result<(), String> {
+        self.state
+            .status
+            .update(|w| w[word] += 1)
+            .map_err(|e| e.to_string())
+    }
+
+    fn import(&self, sample: &Sample) -> Result<(), String> {
+        let bytes = sample.payload().to_bytes();
+        let (h, payload) = match Header::read(&bytes) {
+            Ok(x) => x,
+            Err(e) => {
+                self.state
+                    .fail(format!("{} from {}: {e}", self.segment, sample.key_expr()));
+                return self.bump(status::MALFORMED);
+            }
+        };
+        if h.source == self.source {
+            return self.bump(status::LOOPED);
+        }
+        if let Some(why) = mismatch(&h, payload.len(), self.want_kind, self.want_shape, self.max) {
+            self.state.fail(format!(
+                "{}: an envelope from {} refused: {why}",
+                self.segment,
+                sample.key_expr()
+            ));
+            return self.bump(status::REJECTED);
+        }
+        let mut expected = self
+            .expected
+            .lock()
+            .map_err(|_| format!("{}: the table of sources is poisoned", self.segment))?;
+        let Some(step) = track(expected.get(&h.source).copied(), &h) else {
+            return self.bump(status::LATE);
+        };
+        let delivered = self.deliver(payload)?;
+        let t = Track {
+            run: h.run,
+            next: h.seq + 1,
+        };
+        expected.insert(h.source, t);
+        self.state
+            .status
+            .update(|w| {
+                match delivered {
+                    Delivered::Yes { dropped } => {
+                        w[status::MESSAGES] += 1;
+                        w[status::DROPPED_OLDEST] += dropped;
+                    }
+                    Delivered::Refused => w[status::REJECTED] += 1,
+                }
+                w[status::GAPS] += step.gap;
+                w[status::SOURCE_RESTARTS] += u64::from(step.restart);
+                remember(w, h.source, t);
+            })
+            .map_err(|e| e.to_string())
     }
 
     /// Puts one message into the local object, as the backpressure says.
-    fn deliver(&self, local: &Local, payload: &[u8]) -> Result<Delivered, String> {
+    fn deliver(&self, payload: &[u8]) -> Result<Delivered, String> {
+        let local = &self.local;
         let mut dropped = 0;
         loop {
-            let r = match self.m.backpressure {
+            let r = match self.backpressure {
                 Backpressure::Block => local.send_timeout(payload, SLICE),
                 Backpressure::DropOldest => local.try_send(payload),
             };

@@ -606,10 +606,8 @@ fn block_backs_up_to_the_producer_and_loses_nothing() {
     let qb = ByteQueue::create(&b.segment(&names, "q"), cfg).unwrap();
     let (sa, sb) = (a.status(&names, "q", "out"), b.status(&names, "q", "in"));
     let _bridge_a = BridgeProc::spawn(&a.args(None, &["--export".into(), format!("bytes:q={k}")]));
-    let _bridge_b = BridgeProc::spawn(&b.args(
-        Some(&a),
-        &["--import".into(), format!("bytes:q={k},buffer=16")],
-    ));
+    let _bridge_b =
+        BridgeProc::spawn(&b.args(Some(&a), &["--import".into(), format!("bytes:q={k}")]));
     counters_when(&sa, |c| c.matching);
     // Send (4000-byte messages, so that the socket buffers between the hosts
     // fill soon) until host A's queue has stayed full for 300 ms: well
