@@ -280,6 +280,10 @@ impl Job {
             })
             .map_err(|e| e.to_string())?;
         let mut was_matching = false;
+        // The last message's length: the next buffer is made that large,
+        // so that a stream of like messages is copied out of the queue
+        // once, without the vector growing (and copying) on the way.
+        let mut hint = local.max_message().min(4096);
         while !self.stopped() {
             let now = matching.load(Ordering::Relaxed);
             if was_matching != now {
@@ -296,7 +300,7 @@ impl Job {
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
             }
-            let mut msg = Vec::with_capacity(HEADER_LEN + local.max_message().min(4096));
+            let mut msg = Vec::with_capacity(HEADER_LEN + hint);
             Header {
                 kind,
                 source: self.source,
@@ -306,7 +310,7 @@ impl Job {
             }
             .write(&mut msg);
             match local.recv_append(&mut msg, SLICE) {
-                Ok(()) => {}
+                Ok(()) => hint = msg.len() - HEADER_LEN,
                 Err(RecvError::Empty | RecvError::Timeout) => continue,
                 Err(RecvError::Disconnected) => {
                     // Every local sender left (end-of-stream); a queue may
