@@ -3,6 +3,12 @@
 //! Zenoh publish-subscribe between two sessions of the same payloads, in
 //! the same run. Both sides run in this process; only loopback is used.
 //!
+//! Fairness: every queue's ring holds 256 of the largest messages (the
+//! direct subscriber's channel holds 256 too); the two paths take turns,
+//! alternating which goes first, and each figure is the median over the
+//! turns; CPU is this process's (all four sessions and both bridges) per
+//! message, from `CLOCK_PROCESS_CPUTIME_ID`.
+//!
 //! `cargo run --release --example bench [-- --quick]`
 
 use std::net::TcpListener;
@@ -48,6 +54,25 @@ fn payload(size: usize, i: u64) -> Vec<u8> {
 
 fn index(m: &[u8]) -> u64 {
     u64::from_le_bytes(m[..8].try_into().unwrap())
+}
+
+/// This process's CPU time so far (every thread's).
+fn cpu() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid, writable timespec for the call's duration.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    assert_eq!(r, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID)");
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// A ring for 256 messages of up to `max` bytes (16-byte record headers,
+/// records 8-byte aligned).
+fn roomy(max: usize) -> BytesConfig {
+    let record = (max + 16).next_multiple_of(8);
+    BytesConfig::new((256 * record).next_power_of_two(), max)
 }
 
 /// Direct Zenoh: messages per second, one-way, publisher to subscriber.
@@ -129,7 +154,7 @@ struct Bridged {
 fn bridged(key: &str, max: usize) -> Bridged {
     let names = Unlinker::new("bridge-bench");
     let (pa, pb) = (names.name("a-"), names.name("b-"));
-    let cfg = BytesConfig::for_max_message(max).unwrap();
+    let cfg = roomy(max);
     let mk = |prefix: &str, n: &str| {
         let s = format!("{prefix}{n}");
         names.adopt(&s);
@@ -218,12 +243,63 @@ fn pct(v: &mut [Duration], p: f64) -> Duration {
     v[((v.len() - 1) as f64 * p) as usize]
 }
 
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One path's figures over the turns.
+#[derive(Default)]
+struct Turns {
+    rate: Vec<f64>,
+    cpu_ns: Vec<f64>,
+    p50_us: Vec<f64>,
+    p99_us: Vec<f64>,
+}
+
+impl Turns {
+    fn throughput(&mut self, n: u64, run: impl FnOnce() -> f64) {
+        let c = cpu();
+        self.rate.push(run());
+        self.cpu_ns.push((cpu() - c).as_nanos() as f64 / n as f64);
+    }
+
+    fn latency(&mut self, mut rtts: Vec<Duration>) {
+        // One way: half the round trip.
+        self.p50_us
+            .push(pct(&mut rtts, 0.5).as_secs_f64() * 1e6 / 2.0);
+        self.p99_us
+            .push(pct(&mut rtts, 0.99).as_secs_f64() * 1e6 / 2.0);
+    }
+
+    fn medians(&mut self) -> [f64; 4] {
+        [
+            median(&mut self.rate),
+            median(&mut self.cpu_ns),
+            median(&mut self.p50_us),
+            median(&mut self.p99_us),
+        ]
+    }
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (n, rt) = if quick {
-        (20_000u64, 1_000usize)
+    let (turns, budget, cap, rt) = if quick {
+        (3, 16usize << 20, 20_000u64, 500usize)
     } else {
-        (200_000, 10_000)
+        (5, 128 << 20, 100_000, 2_000)
     };
     let base = format!("shmipc-bench/{}", std::process::id());
     let p = port();
@@ -231,41 +307,74 @@ fn main() {
         Arc::new(session(Some(p), None)),
         Arc::new(session(None, Some(p))),
     );
-    println!("{n} messages per throughput run, {rt} round trips per latency run");
     println!(
-        "{:>6}  {:>12} {:>12} {:>6}  {:>10} {:>10} {:>10} {:>10} {:>6}",
+        "CPU: {} ({} threads available)",
+        cpu_model(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{turns} alternating turns per size, medians; up to {cap} messages ({} MiB) per \
+         throughput turn, {rt} round trips per latency turn",
+        budget >> 20
+    );
+    println!(
+        "{:>6}  {:>10} {:>10} {:>5}  {:>8} {:>8} {:>5}  {:>8} {:>8} {:>5}  {:>8} {:>8}",
         "bytes",
-        "direct msg/s",
-        "bridge msg/s",
-        "ratio",
-        "direct p50",
-        "bridge p50",
-        "direct p99",
-        "bridge p99",
-        "ratio"
+        "direct/s",
+        "bridge/s",
+        "x",
+        "d cpu ns",
+        "b cpu ns",
+        "x",
+        "d p50 us",
+        "b p50 us",
+        "x",
+        "d p99 us",
+        "b p99 us"
     );
     for (i, size) in [8usize, 64, 1024, 16384].into_iter().enumerate() {
+        let n = ((budget / size.max(64)) as u64).min(cap);
         let br = bridged(&format!("{base}/b{i}"), size.max(64));
         // Warm both paths up.
         direct_throughput(&za, &zb, &format!("{base}/w{i}"), size, 2_000);
         bridged_throughput(&br, size, 2_000);
-        let dt = direct_throughput(&za, &zb, &format!("{base}/t{i}"), size, n);
-        let bt = bridged_throughput(&br, size, n);
-        let mut dl = direct_latency(&za, &zb, &format!("{base}/l{i}"), size, rt);
-        let mut bl = bridged_latency(&br, size, rt);
-        let (d50, b50) = (pct(&mut dl, 0.5), pct(&mut bl, 0.5));
-        let (d99, b99) = (pct(&mut dl, 0.99), pct(&mut bl, 0.99));
+        let (mut d, mut b) = (Turns::default(), Turns::default());
+        for t in 0..turns {
+            let direct = |d: &mut Turns| {
+                d.throughput(n, || {
+                    direct_throughput(&za, &zb, &format!("{base}/t{i}-{t}"), size, n)
+                });
+                d.latency(direct_latency(
+                    &za,
+                    &zb,
+                    &format!("{base}/l{i}-{t}"),
+                    size,
+                    rt,
+                ));
+            };
+            let bridge = |b: &mut Turns| {
+                b.throughput(n, || bridged_throughput(&br, size, n));
+                b.latency(bridged_latency(&br, size, rt));
+            };
+            if t % 2 == 0 {
+                direct(&mut d);
+                bridge(&mut b);
+            } else {
+                bridge(&mut b);
+                direct(&mut d);
+            }
+        }
+        let ([dt, dc, d50, d99], [bt, bc, b50, b99]) = (d.medians(), b.medians());
         println!(
-            "{size:>6}  {dt:>12.0} {bt:>12.0} {:>5.2}x  {:>8.1}us {:>8.1}us {:>8.1}us {:>8.1}us {:>5.2}x",
+            "{size:>6}  {dt:>10.0} {bt:>10.0} {:>4.2}x  {dc:>8.0} {bc:>8.0} {:>4.2}x  \
+             {d50:>8.1} {b50:>8.1} {:>4.2}x  {d99:>8.1} {b99:>8.1}",
             dt / bt,
-            d50.as_secs_f64() * 1e6 / 2.0,
-            b50.as_secs_f64() * 1e6 / 2.0,
-            d99.as_secs_f64() * 1e6 / 2.0,
-            b99.as_secs_f64() * 1e6 / 2.0,
-            b50.as_secs_f64() / d50.as_secs_f64(),
+            bc / dc,
+            b50 / d50,
         );
     }
     println!(
-        "(latency: half the median / 99th-percentile round trip; ratios: bridge cost over direct)"
+        "(x: bridge over direct; throughput one way; CPU of the whole process per message; \
+         latency half the round trip)"
     );
 }

@@ -1,5 +1,6 @@
 //! The running bridge: one Zenoh session in peer mode, one thread per
-//! mapping.
+//! mapping (an import's thread only watches: its messages go into the
+//! local object in the subscriber's callback).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -9,9 +10,8 @@ use std::time::Duration;
 
 use shmipc::sync::{AtomicBool, Ordering};
 use shmipc::{RecvError, SendError};
-use zenoh::handlers::FifoChannel;
 use zenoh::qos::CongestionControl;
-use zenoh::sample::Locality;
+use zenoh::sample::{Locality, Sample};
 use zenoh::{Session, Wait};
 
 use crate::config::{Backpressure, Config, ConfigError, Direction, MappingConfig};
@@ -235,7 +235,7 @@ impl Job {
             self.state.clear();
             let r = match self.m.direction {
                 Direction::Export => self.export(&local),
-                Direction::Import => self.import(&local),
+                Direction::Import => self.import(local),
             };
             if let Err(e) = r {
                 self.state.fail(e);
@@ -266,14 +266,24 @@ impl Job {
         }
         let kind = Kind::from(self.m.kind);
         let shape = local.shape();
-        // A killed predecessor may have left `matching` set.
+        // A killed predecessor may have left `matching` set. This run gets
+        // an id above the last one's, and goes on with its numbers.
+        let mut seq = 0;
+        let mut run = 0;
         self.state
             .status
-            .update(|w| w[status::MATCHING] = 0)
+            .update(|w| {
+                w[status::MATCHING] = 0;
+                run = next_run(w[status::RUN]);
+                w[status::RUN] = run;
+                seq = w[status::NEXT_SEQ];
+            })
             .map_err(|e| e.to_string())?;
-        let words = self.state.status.words().map_err(|e| e.to_string())?;
-        let mut seq = words[status::NEXT_SEQ];
         let mut was_matching = false;
+        // The last message's length: the next buffer is made that large,
+        // so that a stream of like messages is copied out of the queue
+        // once, without the vector growing (and copying) on the way.
+        let mut hint = local.max_message().min(4096);
         while !self.stopped() {
             let now = matching.load(Ordering::Relaxed);
             if was_matching != now {
@@ -290,16 +300,17 @@ impl Job {
                 std::thread::sleep(Duration::from_millis(5));
                 continue;
             }
-            let mut msg = Vec::with_capacity(HEADER_LEN + local.max_message().min(4096));
+            let mut msg = Vec::with_capacity(HEADER_LEN + hint);
             Header {
                 kind,
                 source: self.source,
+                run,
                 seq,
                 shape,
             }
             .write(&mut msg);
             match local.recv_append(&mut msg, SLICE) {
-                Ok(()) => {}
+                Ok(()) => hint = msg.len() - HEADER_LEN,
                 Err(RecvError::Empty | RecvError::Timeout) => continue,
                 Err(RecvError::Disconnected) => {
                     // Every local sender left (end-of-stream); a queue may
@@ -332,98 +343,158 @@ impl Job {
         Ok(())
     }
 
-    fn bump(&self, word: usize, by: u64) -> Result<(), String> {
-        self.state
-            .status
-            .update(|w| w[word] += by)
-            .map_err(|e| e.to_string())
-    }
-
-    fn import(&self, local: &Local) -> Result<(), String> {
+    fn import(&self, local: Local) -> Result<(), String> {
         let zerr =
             |e: zenoh::Error| format!("{}: subscriber on {:?}: {e}", self.segment, self.m.key);
+        // The latest run and next expected sequence number per source;
+        // the first slots are kept in the status segment too.
+        let words = self.state.status.words().map_err(|e| e.to_string())?;
+        let mut expected: HashMap<u64, Track> = HashMap::new();
+        for slot in 0..status::SOURCE_SLOTS {
+            let at = status::SOURCES_AT + status::SOURCE_WORDS * slot;
+            if words[at] != 0 {
+                let t = Track {
+                    run: words[at + 1],
+                    next: words[at + 2],
+                };
+                expected.insert(words[at], t);
+            }
+        }
+        let import = Arc::new(Import {
+            want_kind: Kind::from(self.m.kind),
+            want_shape: local.shape(),
+            max: local.max_message(),
+            local,
+            backpressure: self.m.backpressure,
+            segment: self.segment.clone(),
+            stop: self.stop.clone(),
+            state: self.state.clone(),
+            source: self.source,
+            expected: Mutex::new(expected),
+            broken: Mutex::new(None),
+        });
+        // Each sample is put into the local object in Zenoh's receiving
+        // thread, with no channel between: a `block` import that waits
+        // holds that link's reading back, which is the backpressure.
+        let cb = import.clone();
         let sub = self
             .session
             .declare_subscriber(self.m.key.clone())
             .allowed_origin(Locality::Remote)
-            .with(FifoChannel::new(self.m.buffer))
+            .callback(move |sample| cb.take(&sample))
             .wait()
             .map_err(zerr)?;
-        let want_kind = Kind::from(self.m.kind);
-        let want_shape = local.shape();
-        let max = local.max_message();
-        // Next expected sequence number per source; the first slots are
-        // kept in the status segment too.
-        let words = self.state.status.words().map_err(|e| e.to_string())?;
-        let mut expected: HashMap<u64, u64> = HashMap::new();
-        for slot in 0..status::SOURCE_SLOTS {
-            let at = status::SOURCES_AT + 2 * slot;
-            if words[at] != 0 {
-                expected.insert(words[at], words[at + 1]);
-            }
-        }
         while !self.stopped() {
-            let sample = match sub.recv_timeout(SLICE) {
-                Ok(Some(s)) => s,
-                Ok(None) => continue,
-                Err(e) => return Err(format!("{}: subscription: {e}", self.segment)),
-            };
-            let bytes = sample.payload().to_bytes();
-            let (h, payload) = match Header::read(&bytes) {
-                Ok(x) => x,
-                Err(e) => {
-                    self.state
-                        .fail(format!("{} from {}: {e}", self.segment, sample.key_expr()));
-                    self.bump(status::MALFORMED, 1)?;
-                    continue;
-                }
-            };
-            if h.source == self.source {
-                self.bump(status::LOOPED, 1)?;
-                continue;
+            let broken = import.broken.lock().ok().and_then(|mut b| b.take());
+            if let Some(e) = broken {
+                let _ = sub.undeclare().wait();
+                return Err(e);
             }
-            if let Some(why) = mismatch(&h, payload.len(), want_kind, want_shape, max) {
-                self.state.fail(format!(
-                    "{}: an envelope from {} refused: {why}",
-                    self.segment,
-                    sample.key_expr()
-                ));
-                self.bump(status::REJECTED, 1)?;
-                continue;
-            }
-            let delivered = self.deliver(local, payload)?;
-            let (gap, restart) = match expected.get(&h.source) {
-                Some(&e) if h.seq >= e => (h.seq - e, false),
-                Some(_) => (0, true),
-                None => (0, false),
-            };
-            expected.insert(h.source, h.seq + 1);
-            let src = h.source;
-            let next = h.seq + 1;
-            self.state
-                .status
-                .update(|w| {
-                    match delivered {
-                        Delivered::Yes { dropped } => {
-                            w[status::MESSAGES] += 1;
-                            w[status::DROPPED_OLDEST] += dropped;
-                        }
-                        Delivered::Refused => w[status::REJECTED] += 1,
-                    }
-                    w[status::GAPS] += gap;
-                    w[status::SOURCE_RESTARTS] += u64::from(restart);
-                    remember(w, src, next);
-                })
-                .map_err(|e| e.to_string())?;
+            std::thread::sleep(SLICE);
         }
-        Ok(())
+        sub.undeclare().wait().map_err(zerr)
+    }
+}
+
+/// An import's state, shared with its subscriber's callback.
+struct Import {
+    local: Local,
+    want_kind: Kind,
+    want_shape: [u64; 2],
+    max: usize,
+    backpressure: Backpressure,
+    segment: String,
+    stop: Arc<AtomicBool>,
+    state: Arc<MappingState>,
+    source: u64,
+    /// Per source, its latest run and next number. Held while a message
+    /// is delivered, so that samples of two links (two sources, or a dead
+    /// and a new run of one) go in one at a time.
+    expected: Mutex<HashMap<u64, Track>>,
+    /// An error that needs the local object opened again (the mapping's
+    /// thread takes it, drops the subscriber and reopens).
+    broken: Mutex<Option<String>>,
+}
+
+impl Import {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// The subscriber's callback.
+    fn take(&self, sample: &Sample) {
+        if let Err(e) = self.import(sample) {
+            self.state.fail(&e);
+            if let Ok(mut b) = self.broken.lock() {
+                *b = Some(e);
+            }
+        }
+    }
+
+    fn bump(&self, word: usize) -> Result<(), String> {
+        self.state
+            .status
+            .update(|w| w[word] += 1)
+            .map_err(|e| e.to_string())
+    }
+
+    fn import(&self, sample: &Sample) -> Result<(), String> {
+        let bytes = sample.payload().to_bytes();
+        let (h, payload) = match Header::read(&bytes) {
+            Ok(x) => x,
+            Err(e) => {
+                self.state
+                    .fail(format!("{} from {}: {e}", self.segment, sample.key_expr()));
+                return self.bump(status::MALFORMED);
+            }
+        };
+        if h.source == self.source {
+            return self.bump(status::LOOPED);
+        }
+        if let Some(why) = mismatch(&h, payload.len(), self.want_kind, self.want_shape, self.max) {
+            self.state.fail(format!(
+                "{}: an envelope from {} refused: {why}",
+                self.segment,
+                sample.key_expr()
+            ));
+            return self.bump(status::REJECTED);
+        }
+        let mut expected = self
+            .expected
+            .lock()
+            .map_err(|_| format!("{}: the table of sources is poisoned", self.segment))?;
+        let Some(step) = track(expected.get(&h.source).copied(), &h) else {
+            return self.bump(status::LATE);
+        };
+        let delivered = self.deliver(payload)?;
+        let t = Track {
+            run: h.run,
+            next: h.seq + 1,
+        };
+        expected.insert(h.source, t);
+        self.state
+            .status
+            .update(|w| {
+                match delivered {
+                    Delivered::Yes { dropped } => {
+                        w[status::MESSAGES] += 1;
+                        w[status::DROPPED_OLDEST] += dropped;
+                    }
+                    Delivered::Refused => w[status::REJECTED] += 1,
+                }
+                w[status::GAPS] += step.gap;
+                w[status::SOURCE_RESTARTS] += u64::from(step.restart);
+                remember(w, h.source, t);
+            })
+            .map_err(|e| e.to_string())
     }
 
     /// Puts one message into the local object, as the backpressure says.
-    fn deliver(&self, local: &Local, payload: &[u8]) -> Result<Delivered, String> {
+    fn deliver(&self, payload: &[u8]) -> Result<Delivered, String> {
+        let local = &self.local;
         let mut dropped = 0;
         loop {
-            let r = match self.m.backpressure {
+            let r = match self.backpressure {
                 Backpressure::Block => local.send_timeout(payload, SLICE),
                 Backpressure::DropOldest => local.try_send(payload),
             };
@@ -475,15 +546,70 @@ fn mismatch(h: &Header, len: usize, kind: Kind, shape: [u64; 2], max: usize) -> 
     None
 }
 
-/// Records `src`'s next expected number in the persisted table (a free
-/// slot, or the one it had; when all are taken, the table keeps the first
-/// eight sources and the rest are tracked in memory only).
-fn remember(w: &mut [u64], src: u64, next: u64) {
+/// An export run's id: the time in nanoseconds since 1970, or one more
+/// than the last run's if the clock says less (it went back, or two runs
+/// started within its resolution).
+fn next_run(last: u64) -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    now.max(last.saturating_add(1))
+}
+
+/// Where an import is with one source: its latest run seen, and the
+/// sequence number it expects next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Track {
+    run: u64,
+    next: u64,
+}
+
+/// What a message that is not late adds to the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Step {
+    gap: u64,
+    restart: bool,
+}
+
+/// Whether an envelope from a source last at `seen` is delivered (and
+/// what it adds to the counters), or is late and dropped (`None`): of an
+/// older run than one seen, or a number of the current run already
+/// seen. A newer run goes on with the numbers of the last (the exporting
+/// bridge keeps them in its status segment), so the numbers between are
+/// gaps; if it starts below them, the source lost its status and began
+/// again (a restart, its gap unknown).
+fn track(seen: Option<Track>, h: &Header) -> Option<Step> {
+    let Some(t) = seen else {
+        return Some(Step {
+            gap: 0,
+            restart: false,
+        });
+    };
+    if h.run < t.run || (h.run == t.run && h.seq < t.next) {
+        return None;
+    }
+    Some(match h.seq.checked_sub(t.next) {
+        Some(gap) => Step {
+            gap,
+            restart: false,
+        },
+        None => Step {
+            gap: 0,
+            restart: true,
+        },
+    })
+}
+
+/// Records `src`'s run and next expected number in the persisted table
+/// (a free slot, or the one it had; when all are taken, the table keeps
+/// the first eight sources and the rest are tracked in memory only).
+fn remember(w: &mut [u64], src: u64, t: Track) {
     let mut free = None;
     for slot in 0..status::SOURCE_SLOTS {
-        let at = status::SOURCES_AT + 2 * slot;
+        let at = status::SOURCES_AT + status::SOURCE_WORDS * slot;
         if w[at] == src {
-            w[at + 1] = next;
+            w[at + 1] = t.run;
+            w[at + 2] = t.next;
             return;
         }
         if w[at] == 0 && free.is_none() {
@@ -492,6 +618,56 @@ fn remember(w: &mut [u64], src: u64, next: u64) {
     }
     if let Some(at) = free {
         w[at] = src;
-        w[at + 1] = next;
+        w[at + 1] = t.run;
+        w[at + 2] = t.next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(run: u64, seq: u64) -> Header {
+        Header {
+            kind: Kind::Bytes,
+            source: 7,
+            run,
+            seq,
+            shape: [64, 0],
+        }
+    }
+
+    const GO: Option<Step> = Some(Step {
+        gap: 0,
+        restart: false,
+    });
+
+    #[test]
+    fn a_run_is_tracked_in_order_and_a_newer_one_takes_over() {
+        let t = |run, next| Some(Track { run, next });
+        assert_eq!(track(None, &h(5, 9)), GO);
+        assert_eq!(track(t(5, 10), &h(5, 10)), GO);
+        assert_eq!(track(t(5, 10), &h(5, 13)).map(|s| s.gap), Some(3));
+        // A repeat of the current run, and the old run after the new one.
+        assert_eq!(track(t(5, 10), &h(5, 9)), None);
+        assert_eq!(track(t(6, 20), &h(5, 19)), None);
+        // The new run goes on with the numbers; those skipped are gaps.
+        assert_eq!(track(t(5, 10), &h(6, 14)).map(|s| s.gap), Some(4));
+        // A new run below the numbers seen: the source began again.
+        assert_eq!(
+            track(t(5, 10), &h(6, 0)),
+            Some(Step {
+                gap: 0,
+                restart: true
+            })
+        );
+    }
+
+    #[test]
+    fn run_ids_grow_even_when_the_clock_does_not() {
+        let a = next_run(0);
+        assert!(a > 0);
+        assert!(next_run(a) > a);
+        assert_eq!(next_run(u64::MAX - 1), u64::MAX);
     }
 }

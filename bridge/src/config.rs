@@ -23,9 +23,10 @@ pub enum Direction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Backpressure {
-    /// Wait for room. The wait reaches back to the publisher: the
-    /// subscription's buffer fills, then Zenoh's, then the exporting
-    /// bridge's `put` blocks, and its local queue fills.
+    /// Wait for room. The wait reaches back to the publisher: the import
+    /// puts each message into the local queue in Zenoh's receiving
+    /// thread, so that link's reading stops, the socket buffers fill,
+    /// the exporting bridge's `put` blocks, and its local queue fills.
     #[default]
     Block,
     /// Take the oldest message out of the local queue (counted in
@@ -85,20 +86,12 @@ pub struct MappingConfig {
     /// Imports only: block or drop the oldest when the queue is full.
     #[serde(default)]
     pub backpressure: Backpressure,
-    /// Imports only: how many received messages wait for the local queue
-    /// in the bridge (Zenoh's subscription channel).
-    #[serde(default = "default_buffer")]
-    pub buffer: usize,
     /// Exports only: take messages out of the local queue only while at
     /// least one subscriber on another host matches the key, so that a
     /// missing importer backs the producer up instead of losing messages
     /// into the void. On by default.
     #[serde(default = "default_true")]
     pub wait_for_subscriber: bool,
-}
-
-fn default_buffer() -> usize {
-    256
 }
 
 fn default_true() -> bool {
@@ -260,11 +253,6 @@ impl Config {
                      back what it sent; use block"
                 )));
             }
-            if m.buffer == 0 {
-                return Err(ConfigError(format!(
-                    "{at}: buffer is 0: it must be at least 1"
-                )));
-            }
             let status = self.status_name(m);
             if status.len() > shmipc::MAX_NAME_LEN {
                 return Err(ConfigError(format!(
@@ -321,8 +309,7 @@ impl Config {
 }
 
 impl MappingConfig {
-    /// A mapping with the defaults: block, a 256-message buffer, wait for
-    /// a subscriber.
+    /// A mapping with the defaults: block, wait for a subscriber.
     pub fn new(direction: Direction, kind: KindName, name: &str, key: &str) -> MappingConfig {
         MappingConfig {
             direction,
@@ -331,13 +318,12 @@ impl MappingConfig {
             key: key.to_owned(),
             end: None,
             backpressure: Backpressure::Block,
-            buffer: default_buffer(),
             wait_for_subscriber: true,
         }
     }
 
     /// Parses the flag form `KIND:NAME=KEY[,OPTION]...`, options being
-    /// `block`, `drop-oldest`, `end=a`, `end=b`, `buffer=N` and `no-wait`.
+    /// `block`, `drop-oldest`, `end=a`, `end=b` and `no-wait`.
     pub fn parse(direction: Direction, spec: &str) -> Result<MappingConfig, ConfigError> {
         let bad = |why: &str| {
             ConfigError(format!(
@@ -367,10 +353,7 @@ impl MappingConfig {
                 "end=a" => m.end = Some(End::A),
                 "end=b" => m.end = Some(End::B),
                 "no-wait" => m.wait_for_subscriber = false,
-                _ => match opt.strip_prefix("buffer=").map(str::parse::<usize>) {
-                    Some(Ok(n)) => m.buffer = n,
-                    _ => return Err(bad(&format!("unknown option {opt:?}"))),
-                },
+                _ => return Err(bad(&format!("unknown option {opt:?}"))),
             }
         }
         Ok(m)
@@ -395,7 +378,7 @@ mod tests {
                 mappings: [
                     { direction: "export", kind: "bytes", name: "/jobs", key: "demo/jobs" },
                     { direction: "import", kind: "typed", name: "orders", key: "demo/*",
-                      backpressure: "drop-oldest", buffer: 8 },
+                      backpressure: "drop-oldest" },
                 ],
             }"#,
         )
@@ -424,13 +407,18 @@ mod tests {
         )
         .contains("needs `end`"));
         assert!(err("{ host_id: \"a\", colour: 1 }").contains("colour"));
+        // `buffer` went with the channel between Zenoh and the import.
+        assert!(err(
+            "{ host_id: \"a\", mappings: [{ direction: \"import\", kind: \"bytes\", name: \"q\", key: \"k\", buffer: 8 }] }"
+        )
+        .contains("buffer"));
     }
 
     #[test]
     fn flags_parse() {
-        let m = MappingConfig::parse(Direction::Import, "pipe:/p=k/p,end=b,buffer=4").unwrap();
+        let m = MappingConfig::parse(Direction::Import, "pipe:/p=k/p,end=b").unwrap();
         assert_eq!(m.end, Some(End::B));
-        assert_eq!(m.buffer, 4);
+        assert!(MappingConfig::parse(Direction::Import, "bytes:/p=k,buffer=4").is_err());
         assert!(MappingConfig::parse(Direction::Import, "queue:/p=k").is_err());
         assert!(MappingConfig::parse(Direction::Import, "bytes:/p").is_err());
         assert!(MappingConfig::parse(Direction::Import, "bytes:/p=k,fast").is_err());

@@ -1,4 +1,4 @@
-//! The envelope every bridged message travels in: a fixed 40-byte header
+//! The envelope every bridged message travels in: a fixed 48-byte header
 //! in front of the payload, little-endian whatever the hosts are.
 //!
 //! | bytes | field |
@@ -8,18 +8,29 @@
 //! | 5 | kind ([`Kind`]) |
 //! | 6..8 | zero (reserved) |
 //! | 8..16 | source host id (a hash of the exporting bridge's `host_id`) |
-//! | 16..24 | sequence number, per source and key, from 0 |
-//! | 24..40 | shape: for a typed queue its type's fingerprint (the name hash, and `size \| align << 32`); for bytes and pipes the source's largest message and 0 |
-//! | 40.. | the message, as the local queue held it (a typed message stays postcard-encoded) |
+//! | 16..24 | run id: chosen when the export starts, larger than the last run's |
+//! | 24..32 | sequence number, per source and key, from 0, going on across runs |
+//! | 32..48 | shape: for a typed queue its type's fingerprint (the name hash, and `size \| align << 32`); for bytes and pipes the source's largest message and 0 |
+//! | 48.. | the message, as the local queue held it (a typed message stays postcard-encoded) |
+//!
+//! Version 1 had no run id (a 40-byte header, the sequence number at 16);
+//! this build refuses it, as it refuses any version but its own.
+//!
+//! The run id orders the runs of one source: a bridge killed and started
+//! again may still have messages on the way over its dead link when its
+//! successor's first ones arrive on the new link, and an import drops
+//! those of an older run once it has seen a newer one
+//! ([`Counters::late`](crate::Counters::late)), so that the order per
+//! source holds.
 
 use std::fmt;
 
 /// The first four bytes of every envelope.
 pub const MAGIC: [u8; 4] = *b"SHMB";
 /// The envelope format this build writes and reads.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// The header's length; the payload starts here.
-pub const HEADER_LEN: usize = 40;
+pub const HEADER_LEN: usize = 48;
 
 /// What kind of local object a message came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,6 +70,8 @@ pub struct Header {
     pub kind: Kind,
     /// The exporting bridge's host id hash ([`host_hash`]).
     pub source: u64,
+    /// The exporting run's id (larger for a later run of the same source).
+    pub run: u64,
     /// The message's sequence number from that source on that key.
     pub seq: u64,
     /// The element size or type fingerprint (see the module table).
@@ -105,13 +118,14 @@ impl fmt::Display for EnvelopeError {
 impl std::error::Error for EnvelopeError {}
 
 impl Header {
-    /// Appends the header's 40 bytes to `out`.
+    /// Appends the header's 48 bytes to `out`.
     pub fn write(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
         out.push(self.kind as u8);
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&self.source.to_le_bytes());
+        out.extend_from_slice(&self.run.to_le_bytes());
         out.extend_from_slice(&self.seq.to_le_bytes());
         out.extend_from_slice(&self.shape[0].to_le_bytes());
         out.extend_from_slice(&self.shape[1].to_le_bytes());
@@ -138,8 +152,9 @@ impl Header {
         let header = Header {
             kind,
             source: word(8),
-            seq: word(16),
-            shape: [word(24), word(32)],
+            run: word(16),
+            seq: word(24),
+            shape: [word(32), word(40)],
         };
         Ok((header, &bytes[HEADER_LEN..]))
     }
@@ -164,12 +179,15 @@ mod tests {
         let h = Header {
             kind: Kind::Typed,
             source: host_hash("a"),
+            run: 0x0102_0304_0506_0708,
             seq: 7,
             shape: [0xdead_beef, 24 | 8 << 32],
         };
         let mut v = Vec::new();
         h.write(&mut v);
         assert_eq!(v.len(), HEADER_LEN);
+        assert_eq!(&v[16..24], &h.run.to_le_bytes());
+        assert_eq!(&v[24..32], &7u64.to_le_bytes());
         v.extend_from_slice(b"payload");
         assert_eq!(Header::read(&v), Ok((h, &b"payload"[..])));
     }
@@ -180,6 +198,7 @@ mod tests {
         Header {
             kind: Kind::Bytes,
             source: 1,
+            run: 1,
             seq: 0,
             shape: [0, 0],
         }
@@ -191,8 +210,8 @@ mod tests {
         m[0] = b'X';
         assert!(matches!(Header::read(&m), Err(EnvelopeError::Magic(_))));
         let mut m = v.clone();
-        m[4] = 2;
-        assert_eq!(Header::read(&m), Err(EnvelopeError::Version(2)));
+        m[4] = 1;
+        assert_eq!(Header::read(&m), Err(EnvelopeError::Version(1)));
         let mut m = v.clone();
         m[5] = 9;
         assert_eq!(Header::read(&m), Err(EnvelopeError::Kind(9)));

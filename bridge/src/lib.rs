@@ -15,7 +15,15 @@
 //!   sent again.
 //! - **Order per source:** messages from one exporting bridge on one key
 //!   arrive in the order its queue gave them; sources are not ordered
-//!   against each other.
+//!   against each other. That holds across a restart too: every export
+//!   run has its own run id in the [envelope], larger than the last
+//!   run's, and once an import has seen a run's message it drops any
+//!   still arriving from an older run (a killed bridge's last messages,
+//!   held up behind a full queue, coming in after its successor's first
+//!   ones), counting them in [`Counters::late`] (they are among the gaps
+//!   already counted). The sequence numbers go on across runs, so what a
+//!   killed bridge lost is counted as gaps when its successor's first
+//!   message arrives.
 //! - **Gaps counted:** every [envelope] carries a sequence number per
 //!   source; an import adds the numbers it never saw to
 //!   [`Counters::gaps`]. The numbers and the expected ones live in each

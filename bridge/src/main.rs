@@ -40,7 +40,7 @@ struct Args {
     #[arg(long, value_name = "SPEC")]
     export: Vec<String>,
     /// Import KIND:NAME=KEY[,OPTION]... (options block, drop-oldest,
-    /// end=a|b, buffer=N).
+    /// end=a|b).
     #[arg(long, value_name = "SPEC")]
     import: Vec<String>,
 }

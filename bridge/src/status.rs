@@ -28,15 +28,23 @@ pub struct Counters {
     /// Imports: envelopes of the wrong kind or type, or too long for the
     /// local object, and messages the local object refused (closed).
     pub rejected: u64,
-    /// Imports: times a source's sequence went back (that source's bridge
-    /// lost its status segment and started again from 0).
+    /// Imports: times a source's new run started its numbers again below
+    /// the ones seen (that source's bridge lost its status segment and
+    /// started from 0).
     pub source_restarts: u64,
+    /// Imports: messages dropped because they came from an older run of
+    /// their source than one already seen (a killed bridge's last
+    /// messages, arriving after its successor's first ones), or repeated a
+    /// number already seen. They are among the gaps already counted.
+    pub late: u64,
     /// Exports: times the last matching subscriber went away (a lost peer).
     pub peer_losses: u64,
     /// Exports: the sequence number the next message gets.
     pub next_seq: u64,
     /// Exports: whether a subscriber on another host matches the key now.
     pub matching: bool,
+    /// Exports: the id of the current (or last) run, in every envelope.
+    pub run: u64,
 }
 
 pub(crate) const MESSAGES: usize = 0;
@@ -49,14 +57,18 @@ pub(crate) const SOURCE_RESTARTS: usize = 6;
 pub(crate) const PEER_LOSSES: usize = 7;
 pub(crate) const NEXT_SEQ: usize = 8;
 pub(crate) const MATCHING: usize = 9;
-/// Imports: where the table of sources starts, pairs of (source host id
-/// hash, next expected sequence number); a zero id is a free slot.
+pub(crate) const RUN: usize = 10;
+pub(crate) const LATE: usize = 11;
+/// Imports: where the table of sources starts, triples of (source host id
+/// hash, run id, next expected sequence number); a zero id is a free slot.
 pub(crate) const SOURCES_AT: usize = 16;
+/// Words per entry of the table of sources.
+pub(crate) const SOURCE_WORDS: usize = 3;
 /// Sources whose expected sequence number survives a restart (more are
 /// tracked in memory).
 pub(crate) const SOURCE_SLOTS: usize = 8;
 /// The status segment's length in words.
-pub const WORDS: usize = SOURCES_AT + 2 * SOURCE_SLOTS;
+pub const WORDS: usize = SOURCES_AT + SOURCE_WORDS * SOURCE_SLOTS;
 
 impl Counters {
     pub(crate) fn from_words(w: &[u64]) -> Counters {
@@ -71,6 +83,8 @@ impl Counters {
             peer_losses: w[PEER_LOSSES],
             next_seq: w[NEXT_SEQ],
             matching: w[MATCHING] != 0,
+            run: w[RUN],
+            late: w[LATE],
         }
     }
 }
@@ -93,7 +107,8 @@ impl fmt::Display for StatusError {
             StatusError::Access(n, e) => write!(f, "bridge status segment {n}: {e}"),
             StatusError::Length(n, len) => write!(
                 f,
-                "bridge status segment {n}: an array of {len} words; a bridge's has {WORDS}"
+                "bridge status segment {n}: an array of {len} words; a bridge's has {WORDS} \
+                 (one of 32 is an older bridge's, from before run ids: unlink it)"
             ),
         }
     }
