@@ -1,0 +1,546 @@
+//! Attacks on the promises of issue [peers] #12 as implemented: end-of-stream
+//! (`Disconnected` once every sender is gone, nothing acknowledged lost
+//! before it), no false end-of-stream, and `shmipc::wait` across real
+//! processes.
+//!
+//! Tests that pass are guards (each says how it was checked that it can
+//! fail); tests marked `#[ignore = "known defect: ..."]` show a broken
+//! promise of the current code.
+
+mod common;
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, Instant};
+
+use common::{join, Rng};
+use shmipc::wait::{wait, Interest};
+use shmipc::{
+    fork, AtomicU64, ByteQueue, BytesConfig, Child, Event, ExitStatus, Named, Pipe, PopError,
+    Queue, RecvError, RingConfig, Shared, SpscQueue, TypedPipe, TypedQueue, Unlinker,
+};
+
+/// How long a receive that must end in `Disconnected` may wait at most.
+const PATIENCE: Duration = Duration::from_secs(10);
+/// Several owner check intervals (50 ms each): a receiver that would
+/// wrongly report end-of-stream has done so by then.
+const SEVERAL_CHECKS: Duration = Duration::from_millis(400);
+const LONG: Duration = Duration::from_secs(30);
+/// The bound asserted on the time from the last SIGKILL to `Disconnected`
+/// (the promise is about 50 ms, "within 100 ms" in the issue; this leaves
+/// room for a loaded 2-core machine; the worst figure is printed).
+const EOS_BOUND: Duration = Duration::from_millis(1000);
+
+fn config() -> BytesConfig {
+    BytesConfig::new(1024, 64)
+}
+
+/// The six kinds of object that report end-of-stream.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Kind {
+    Pipe,
+    Queue,
+    Bytes,
+    Spsc,
+    TypedQueue,
+    TypedPipe,
+}
+
+const KINDS: [Kind; 6] = [
+    Kind::Pipe,
+    Kind::Queue,
+    Kind::Bytes,
+    Kind::Spsc,
+    Kind::TypedQueue,
+    Kind::TypedPipe,
+];
+
+impl Kind {
+    /// How many processes may send at once (one for the one-to-one kinds).
+    fn senders(self) -> usize {
+        match self {
+            Kind::Queue | Kind::Bytes | Kind::TypedQueue => 3,
+            Kind::Pipe | Kind::Spsc | Kind::TypedPipe => 1,
+        }
+    }
+}
+
+/// What a receive returned, reduced to what the tests judge.
+#[derive(Debug, PartialEq)]
+enum Got {
+    Item(u64),
+    Timeout,
+    Disconnected,
+    Other(String),
+}
+
+/// The receiving end of one object of each kind.
+enum Rx {
+    Pipe(Pipe),
+    Queue(Queue<u64>),
+    Bytes(ByteQueue),
+    Spsc(shmipc::SpscConsumer<u64>),
+    TypedQueue(TypedQueue<u64>),
+    TypedPipe(shmipc::TypedPipeEnd<u64>),
+}
+
+fn bytes_item(r: Result<Vec<u8>, RecvError>) -> Got {
+    match r {
+        Ok(v) => match <[u8; 8]>::try_from(v.as_slice()) {
+            Ok(b) => Got::Item(u64::from_ne_bytes(b)),
+            Err(_) => Got::Other(format!("a message of {} bytes", v.len())),
+        },
+        Err(RecvError::Timeout) => Got::Timeout,
+        Err(RecvError::Disconnected) => Got::Disconnected,
+        Err(e) => Got::Other(format!("{e:?}")),
+    }
+}
+
+fn pop_item(r: Result<u64, PopError>) -> Got {
+    match r {
+        Ok(v) => Got::Item(v),
+        Err(PopError::Timeout) => Got::Timeout,
+        Err(PopError::Disconnected) => Got::Disconnected,
+        Err(e) => Got::Other(format!("{e:?}")),
+    }
+}
+
+fn typed_item(r: Result<u64, shmipc::MessageError>) -> Got {
+    match r {
+        Ok(v) => Got::Item(v),
+        Err(e) if e.is_timeout() => Got::Timeout,
+        Err(e) if e.is_disconnected() => Got::Disconnected,
+        Err(e) => Got::Other(format!("{e}")),
+    }
+}
+
+impl Rx {
+    fn create(kind: Kind, name: &str) -> Rx {
+        match kind {
+            Kind::Pipe => Rx::Pipe(Pipe::create(name, config()).unwrap()),
+            Kind::Queue => Rx::Queue(Queue::create(name, RingConfig::new(16)).unwrap()),
+            Kind::Bytes => Rx::Bytes(ByteQueue::create(name, config()).unwrap()),
+            Kind::Spsc => Rx::Spsc(
+                SpscQueue::<u64>::create(name, RingConfig::new(16))
+                    .unwrap()
+                    .take_consumer()
+                    .unwrap(),
+            ),
+            Kind::TypedQueue => Rx::TypedQueue(TypedQueue::create(name, config()).unwrap()),
+            Kind::TypedPipe => Rx::TypedPipe(TypedPipe::create(name, config()).unwrap()),
+        }
+    }
+
+    fn recv(&mut self, t: Duration) -> Got {
+        match self {
+            Rx::Pipe(p) => bytes_item(p.recv_vec_timeout(t)),
+            Rx::Queue(q) => pop_item(q.pop_timeout(t)),
+            Rx::Bytes(q) => bytes_item(q.recv_vec_timeout(t)),
+            Rx::Spsc(c) => pop_item(c.pop_timeout(t)),
+            Rx::TypedQueue(q) => typed_item(q.get_timeout(t)),
+            Rx::TypedPipe(p) => typed_item(p.recv_timeout(t)),
+        }
+    }
+
+    fn interest(&self) -> Interest<'_> {
+        match self {
+            Rx::Pipe(p) => Interest::readable(p),
+            Rx::Queue(q) => Interest::readable(q),
+            Rx::Bytes(q) => Interest::readable(q),
+            Rx::Spsc(c) => Interest::readable(c),
+            Rx::TypedQueue(q) => Interest::readable(q),
+            Rx::TypedPipe(p) => Interest::readable(p),
+        }
+    }
+}
+
+/// Opens the sending end of `kind` by name in a child and sends `first`,
+/// `first + 1`, ... for ever, storing after each acknowledged send how
+/// many were acknowledged. Returns only on an error (an exit code).
+fn send_for_ever(kind: Kind, name: &str, first: u64, acked: &AtomicU64) -> i32 {
+    let mut i = first;
+    macro_rules! each {
+        ($send:expr) => {
+            loop {
+                if $send(i).is_err() {
+                    return 5;
+                }
+                i += 1;
+                acked.store(i - first, SeqCst);
+            }
+        };
+    }
+    match kind {
+        Kind::Pipe => {
+            let b = Pipe::open(name).unwrap();
+            each!(|v: u64| b.send(&v.to_ne_bytes()))
+        }
+        Kind::Queue => {
+            let q = Queue::<u64>::open(name).unwrap();
+            each!(|v: u64| q.push(v))
+        }
+        Kind::Bytes => {
+            let q = ByteQueue::open(name).unwrap();
+            each!(|v: u64| q.send(&v.to_ne_bytes()))
+        }
+        Kind::Spsc => {
+            let mut p = SpscQueue::<u64>::producer(name).unwrap();
+            each!(|v: u64| p.push(v))
+        }
+        Kind::TypedQueue => {
+            let q = TypedQueue::<u64>::open(name).unwrap();
+            each!(|v: u64| q.put(&v))
+        }
+        Kind::TypedPipe => {
+            let b = TypedPipe::<u64>::open(name).unwrap();
+            each!(|v: u64| b.send(&v))
+        }
+    }
+}
+
+/// Where sender `k`'s numbers start: the high bits name the sender.
+fn base(k: usize) -> u64 {
+    (k as u64) << 40
+}
+
+/// One round of the SIGKILL attack on `kind`: the senders send as fast as
+/// they can while this process receives; after a random 1-40 ms every
+/// sender is SIGKILLed (wherever it is: mid-send, between reserve and
+/// commit, asleep on a full ring). The receiver must then get every
+/// acknowledged message of each sender, in order with no gap and no
+/// duplicate, then `Disconnected` within [`EOS_BOUND`] of the last kill.
+/// Returns the time from the last kill to `Disconnected`.
+fn kill_round(kind: Kind, rng: &mut Rng) -> Duration {
+    let names = Unlinker::new("atk-peos-kill");
+    let name = names.name("o");
+    let mut rx = Rx::create(kind, &name);
+    let n = kind.senders();
+    let acked: Vec<Shared<AtomicU64>> = (0..n)
+        .map(|_| Shared::<AtomicU64>::anon(0).unwrap())
+        .collect();
+    let mut children: Vec<Child> = (0..n)
+        .map(|k| {
+            let (name, acked) = (&name, &acked[k]);
+            fork(move || send_for_ever(kind, name, base(k), acked)).unwrap()
+        })
+        .collect();
+    let pids: Vec<i32> = children.iter().map(|c| c.pid() as i32).collect();
+    // Kill only once every sender has sent (a sender counts from then, or
+    // from its claim: one killed before would leave nothing to end), then
+    // after a random 0-20 ms, and the first one alone a little earlier, so
+    // that the others' messages may lie behind its dead claim.
+    let delay = Duration::from_micros(rng.below(20_000));
+    let stagger = Duration::from_micros(rng.below(2_000));
+    let acked_ref = &acked;
+    let mut next: Vec<u64> = (0..n).map(base).collect();
+    let next_ref = &mut next;
+    let (end, done, killed) = std::thread::scope(|scope| {
+        let killer = scope.spawn(move || {
+            for a in acked_ref {
+                let until = Instant::now() + LONG;
+                while a.load(SeqCst) == 0 && Instant::now() < until {
+                    std::thread::yield_now();
+                }
+            }
+            std::thread::sleep(delay);
+            let mut first = true;
+            for pid in pids {
+                // SAFETY: plain kill(2) of our own child, not yet reaped (the
+                // main thread joins them only after this thread returns).
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                if std::mem::take(&mut first) {
+                    std::thread::sleep(stagger);
+                }
+            }
+            Instant::now()
+        });
+        let end = loop {
+            match rx.recv(PATIENCE) {
+                Got::Item(v) => {
+                    let k = (v >> 40) as usize;
+                    assert!(k < n, "{kind:?}: a message from no sender: {v:#x}");
+                    assert_eq!(
+                    v, next_ref[k],
+                    "{kind:?}: sender {k} out of order (a gap is a lost message, a repeat a duplicate)"
+                );
+                    next_ref[k] += 1;
+                }
+                other => break other,
+            }
+        };
+        let done = Instant::now();
+        let killed = killer.join().unwrap();
+        (end, done, killed)
+    });
+    assert_eq!(
+        end,
+        Got::Disconnected,
+        "{kind:?}: after every sender was SIGKILLed"
+    );
+    for (k, child) in children.iter_mut().enumerate() {
+        assert_eq!(
+            join(child),
+            ExitStatus::Signal(libc::SIGKILL),
+            "{kind:?}: sender {k} ended before its kill"
+        );
+        let acknowledged = acked[k].load(SeqCst);
+        let got = next[k] - base(k);
+        assert!(
+            got >= acknowledged,
+            "{kind:?}: sender {k}: {acknowledged} sends returned Ok, only {got} received before Disconnected"
+        );
+    }
+    let latency = done.saturating_duration_since(killed);
+    assert!(
+        latency < EOS_BOUND,
+        "{kind:?}: Disconnected {latency:?} after the last SIGKILL"
+    );
+    latency
+}
+
+/// Every kind, many rounds: senders SIGKILLed at random instants while
+/// sending flat out. Checked that it can fail: with the receiver's
+/// drain-before-`Disconnected` re-check removed (a local edit of
+/// `shmipc-core`, not committed), messages behind the kill are reported
+/// lost; with the kill skipped for one sender, the `Disconnected` check
+/// fails on the timeout.
+#[test]
+fn senders_sigkilled_mid_send_lose_nothing_acknowledged_and_end_the_stream() {
+    let rounds: usize = std::env::var("ATK_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let mut rng = Rng::seeded();
+    for kind in KINDS {
+        let mut worst = Duration::ZERO;
+        for _ in 0..rounds {
+            worst = worst.max(kill_round(kind, &mut rng));
+        }
+        eprintln!(
+            "{kind:?}: {rounds} rounds, worst end-of-stream {:.1} ms after the last SIGKILL",
+            worst.as_secs_f64() * 1e3
+        );
+    }
+}
+
+/// `wait` on a receiving end whose senders are all gone: a receive there
+/// returns `Disconnected` at once, so a `wait(readable)` that does not
+/// report the object ready leaves a `wait` + `try_*` loop (the README's
+/// pattern) asleep for ever after its peer died: Python's
+/// `multiprocessing.connection.wait` reports a connection whose other end
+/// closed as ready (its `recv` raises `EOFError`), and a Unix pipe with
+/// no writer left polls readable (`POLLHUP`).
+#[test]
+#[ignore = "known defect: wait(readable) never reports an end-of-stream object ready (6 of 6 kinds, every run): readiness is `!is_empty() || is_closed()` (core/src/waitable.rs), the senders' departure is not consulted"]
+fn wait_reports_an_object_whose_senders_are_gone_as_readable() {
+    let mut failures = Vec::new();
+    for kind in KINDS {
+        let names = Unlinker::new("atk-peos-wait-eos");
+        let name = names.name("o");
+        let mut rx = Rx::create(kind, &name);
+        let (name_ref, acked) = (&name, Shared::<AtomicU64>::anon(0).unwrap());
+        let acked_ref = &acked;
+        let mut child = fork(move || {
+            // One message, then exit without close (the process ends and
+            // its handles go with it).
+            match kind {
+                Kind::Pipe => Pipe::open(name_ref)
+                    .unwrap()
+                    .send(&7u64.to_ne_bytes())
+                    .is_ok(),
+                Kind::Queue => Queue::<u64>::open(name_ref).unwrap().push(7).is_ok(),
+                Kind::Bytes => ByteQueue::open(name_ref)
+                    .unwrap()
+                    .send(&7u64.to_ne_bytes())
+                    .is_ok(),
+                Kind::Spsc => SpscQueue::<u64>::producer(name_ref)
+                    .unwrap()
+                    .push(7)
+                    .is_ok(),
+                Kind::TypedQueue => TypedQueue::<u64>::open(name_ref).unwrap().put(&7).is_ok(),
+                Kind::TypedPipe => TypedPipe::<u64>::open(name_ref).unwrap().send(&7).is_ok(),
+            };
+            acked_ref.store(1, SeqCst);
+            0
+        })
+        .unwrap();
+        assert_eq!(rx.recv(LONG), Got::Item(7), "{kind:?}");
+        assert_eq!(join(&mut child), ExitStatus::Code(0), "{kind:?}");
+        let started = Instant::now();
+        let ready = wait(&[rx.interest()], Some(Duration::from_secs(1))).unwrap();
+        let waited = started.elapsed();
+        // What a receive says now: the stream is over.
+        assert_eq!(rx.recv(PATIENCE), Got::Disconnected, "{kind:?}");
+        if ready != [0] {
+            failures.push(format!(
+                "{kind:?}: wait returned {ready:?} after {waited:?}, yet a receive returns Disconnected"
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A pipe end whose reader is gone and whose ring is full: a send there
+/// returns `Disconnected` at once (the README's table), so
+/// `wait(writable)` must report it ready rather than sleep to its timeout.
+#[test]
+#[ignore = "known defect: wait(writable) on a full pipe whose reader is gone never reports ready (every run): readiness is `has_room_for_max() || is_closed()` (core/src/waitable.rs)"]
+fn wait_reports_a_full_pipe_whose_reader_is_gone_as_writable() {
+    let names = Unlinker::new("atk-peos-wait-broken");
+    let name = names.name("p");
+    let a = Pipe::create(&name, config()).unwrap();
+    let mut child = fork(|| {
+        let b = Pipe::open(&name).unwrap();
+        drop(b.recv_vec_timeout(Duration::from_millis(1)));
+        0
+    })
+    .unwrap();
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    // Fill A's outgoing ring (the peer is gone: nothing drains it).
+    let mut sent = 0;
+    while a.try_send(&[0u8; 60]).is_ok() {
+        sent += 1;
+    }
+    assert!(sent > 0);
+    let ready = wait(&[Interest::writable(&a)], Some(Duration::from_secs(1))).unwrap();
+    assert!(
+        matches!(
+            a.send_timeout(&[0u8; 60], PATIENCE),
+            Err(shmipc::SendError::Disconnected)
+        ),
+        "a send on the full pipe with no reader is Disconnected"
+    );
+    assert_eq!(ready, [0], "wait(writable) on a pipe a send reports broken");
+}
+
+/// A sender that forks a child, hands it its (recorded) producer and exits
+/// at once: the child holds the producer, so no end-of-stream while it
+/// lives; its send later arrives, and its exit ends the stream. Checked
+/// that it can fail: with the fork handlers' copy of the ends word skipped
+/// (a local edit of presence.rs), the receiver is told `Disconnected` as
+/// soon as the first sender exits.
+#[test]
+fn a_sender_that_forks_and_exits_leaves_its_child_holding_the_stream() {
+    for _ in 0..5 {
+        let names = Unlinker::new("atk-peos-orphan");
+        let name = names.name("q");
+        let q = Queue::<u64>::create(&name, RingConfig::new(8)).unwrap();
+        let go = Shared::<Event>::anon(()).unwrap();
+        let grandchild_pid = Shared::<AtomicU64>::anon(0).unwrap();
+        let (name_ref, go_ref, gpid) = (&name, &go, &grandchild_pid);
+        let mut middle = fork(move || {
+            let tx = Queue::<u64>::open(name_ref).unwrap();
+            if tx.push(1).is_err() {
+                return 5;
+            }
+            let Ok(child) = fork(move || {
+                if !go_ref.wait_timeout(LONG) {
+                    return 4;
+                }
+                match tx.push(2) {
+                    Ok(()) => 0,
+                    Err(_) => 5,
+                }
+            }) else {
+                return 6;
+            };
+            gpid.store(u64::from(child.pid()), SeqCst);
+            // Exit at once, leaving the child to run on (orphaned).
+            std::mem::forget(child);
+            // SAFETY: ends this process without destructors.
+            unsafe { libc::_exit(0) }
+        })
+        .unwrap();
+        assert_eq!(join(&mut middle), ExitStatus::Code(0));
+        assert_ne!(grandchild_pid.load(SeqCst), 0);
+        assert_eq!(q.pop_timeout(LONG), Ok(1));
+        assert_eq!(
+            q.pop_timeout(SEVERAL_CHECKS),
+            Err(PopError::Timeout),
+            "false end-of-stream: the orphaned child holds the producer"
+        );
+        go.set();
+        assert_eq!(q.pop_timeout(LONG), Ok(2));
+        assert_eq!(q.pop_timeout(PATIENCE), Err(PopError::Disconnected));
+    }
+}
+
+/// A sender whose peer slot is taken over, after its death, by a
+/// newcomer (a table of 2 slots: the receiver's and one more, so the
+/// newcomer must land in the dead sender's slot): the dead sender's count
+/// must not survive into the newcomer's tenure (the newcomer has not sent
+/// yet, so the stream is over), and the newcomer, once it sends, must not
+/// be judged gone while it lives. Both children are forked before this
+/// process records its receiving end, so no fork copies a record into a
+/// slot of the child's (which would fill the table). Checked that it can
+/// fail: with the newcomer's first `open` moved before the first
+/// `Disconnected` is asserted and the dead count kept (a local edit of
+/// `PeerTable::claim` that skips `ends.store(0)`), the first
+/// `Disconnected` times out.
+#[test]
+fn a_dead_senders_slot_reused_by_a_newcomer() {
+    for _ in 0..5 {
+        let names = Unlinker::new("atk-peos-reuse");
+        let name = names.name("q");
+        let q = Queue::<u64>::create_with(
+            &name,
+            RingConfig::new(8),
+            &shmipc::Options::default().peer_slots(2),
+        )
+        .unwrap();
+        let mut first = fork(|| {
+            let tx = Queue::<u64>::open(&name).unwrap();
+            let code = if tx.push(1).is_ok() { 0 } else { 5 };
+            // Dies holding its count (no drop), as a killed sender does.
+            // SAFETY: ends this process without destructors.
+            unsafe { libc::_exit(code) }
+        })
+        .unwrap();
+        assert_eq!(join(&mut first), ExitStatus::Code(0));
+        let [open, opened, go, pushed] = [(); 4].map(|()| Shared::<Event>::anon(()).unwrap());
+        let (name_ref, open_ref, opened_ref, go_ref, pushed_ref) =
+            (&name, &open, &opened, &go, &pushed);
+        let mut newcomer = fork(move || {
+            if !open_ref.wait_timeout(LONG) {
+                return 4;
+            }
+            // Takes the dead sender's slot (the only free one).
+            let tx = Queue::<u64>::open(name_ref).unwrap();
+            opened_ref.set();
+            if !go_ref.wait_timeout(LONG) {
+                return 4;
+            }
+            if tx.push(2).is_err() {
+                return 5;
+            }
+            pushed_ref.set();
+            std::thread::sleep(Duration::from_millis(600));
+            match tx.push(3) {
+                Ok(()) => 0,
+                Err(_) => 5,
+            }
+        })
+        .unwrap();
+        assert_eq!(q.pop_timeout(LONG), Ok(1));
+        assert_eq!(q.pop_timeout(PATIENCE), Err(PopError::Disconnected));
+        open.set();
+        assert!(opened.wait_timeout(LONG));
+        assert_eq!(
+            q.pop_timeout(PATIENCE),
+            Err(PopError::Disconnected),
+            "the only sender is dead; the new holder of its slot has not sent"
+        );
+        // A sender counts from its first send (README "End of stream"):
+        // receive only once it has sent.
+        go.set();
+        assert!(pushed.wait_timeout(LONG));
+        assert_eq!(q.pop_timeout(LONG), Ok(2));
+        assert_eq!(
+            q.pop_timeout(SEVERAL_CHECKS),
+            Err(PopError::Timeout),
+            "false end-of-stream: the newcomer lives"
+        );
+        assert_eq!(q.pop_timeout(LONG), Ok(3));
+        assert_eq!(join(&mut newcomer), ExitStatus::Code(0));
+        assert_eq!(q.pop_timeout(PATIENCE), Err(PopError::Disconnected));
+    }
+}
