@@ -688,3 +688,89 @@ fn a_receiver_sigkilled_mid_receive_breaks_the_senders_pipe() {
         );
     }
 }
+
+/// 64 queues and a child process in one `wait`, 20 rounds: each round a
+/// new child makes a random subset of the queues readable, one at a time
+/// in a random order with random pauses, and exits. Every index a wait
+/// reports is one the child made ready (or the child, once it ended),
+/// each queue made ready is reported, and once all is consumed a zero
+/// timeout reports nothing. Timeouts rotate through `None`,
+/// `Duration::MAX`, a huge one and a plain one. Checked that it can fail:
+/// with the readiness test of MPMC arms inverted (a local edit of
+/// waitable.rs), the first round reports queues the child never touched.
+#[test]
+fn a_wait_on_64_queues_and_a_child_reports_only_what_became_ready() {
+    const N: usize = 64;
+    let queues: Vec<Queue<u64>> = (0..N)
+        .map(|_| Queue::<u64>::anon(RingConfig::new(4)).unwrap())
+        .collect();
+    let mut rng = Rng::seeded();
+    let timeouts = [
+        None,
+        Some(Duration::MAX),
+        Some(Duration::from_secs(u64::MAX / 4)),
+        Some(LONG),
+    ];
+    for round in 0..20u64 {
+        let mask = rng.next() & rng.next() | 1 << rng.below(N as u64);
+        let mut order: Vec<usize> = (0..N).filter(|i| mask >> i & 1 != 0).collect();
+        for i in (1..order.len()).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let pauses: Vec<u64> = order.iter().map(|_| rng.below(3000)).collect();
+        let (queues_ref, order_ref) = (&queues, &order);
+        let mut child = fork(move || {
+            for (&i, &p) in order_ref.iter().zip(&pauses) {
+                std::thread::sleep(Duration::from_micros(p));
+                if queues_ref[i].push(round).is_err() {
+                    return 5;
+                }
+            }
+            0
+        })
+        .unwrap();
+        let mut seen = 0u64;
+        let mut ended = false;
+        let timeout = timeouts[round as usize % timeouts.len()];
+        while seen != mask || !ended {
+            let ready = {
+                let mut interests: Vec<Interest<'_>> =
+                    queues.iter().map(Interest::readable).collect();
+                if !ended {
+                    interests.push(Interest::child(&child));
+                }
+                wait(&interests, timeout).unwrap()
+            };
+            assert!(!ready.is_empty(), "round {round}: a wait timed out");
+            for i in ready {
+                if i == N {
+                    ended = true;
+                    continue;
+                }
+                assert!(
+                    mask >> i & 1 != 0,
+                    "round {round}: queue {i} reported ready; the child never pushed there"
+                );
+                assert!(
+                    seen >> i & 1 == 0,
+                    "round {round}: queue {i} reported again after its item was taken"
+                );
+                // A snapshot of the length (known, being fixed on g-ready:
+                // the item may not be published yet): take it blocking.
+                assert_eq!(
+                    queues[i].pop_timeout(LONG),
+                    Ok(round),
+                    "round {round}, queue {i}"
+                );
+                seen |= 1 << i;
+            }
+        }
+        assert_eq!(join(&mut child), ExitStatus::Code(0));
+        let interests: Vec<Interest<'_>> = queues.iter().map(Interest::readable).collect();
+        assert_eq!(
+            wait(&interests, Some(Duration::ZERO)).unwrap(),
+            Vec::<usize>::new(),
+            "round {round}: everything was taken"
+        );
+    }
+}
