@@ -842,3 +842,127 @@ fn inspect_shows_each_pipe_directions_ends() {
     assert!(text.contains("  A to B receivers: dead: pid"), "{text}");
     drop(a);
 }
+
+/// Runs the binary with `args`, killing it (a process this test started)
+/// if it has not ended within `limit`; `None` then.
+fn shmipc_within(args: &[&str], limit: Duration) -> Option<Output> {
+    let child = Command::new(env!("CARGO_BIN_EXE_shmipc"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run shmipc");
+    let pid = child.id() as libc::pid_t;
+    // Read the output while it runs (a full pipe would stall the tool).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output().expect("output"));
+    });
+    let out = rx.recv_timeout(limit).ok();
+    if out.is_none() {
+        // SAFETY: kill(2) of the tool this test started, not yet reaped
+        // (the reader thread reaps it after this).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    reader.join().expect("reader");
+    out
+}
+
+fn read_u64_at(name: &str, offset: u64) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 8];
+    std::fs::File::open(path(name))
+        .expect("open")
+        .read_exact_at(&mut b, offset)
+        .expect("read");
+    u64::from_ne_bytes(b)
+}
+
+/// Hostile bytes in the peer table: while a sender lives, another process
+/// writes random values into every word of every peer slot (generations,
+/// pids, namespaces, arrival times and the ends counts) and into the
+/// queue's `ends` word, as fast as it can. `shmipc inspect` (text and
+/// JSON) must still answer, successfully, within 10 s each time, and its
+/// JSON must parse with an `ends` entry; once the writes stop it answers
+/// as well. Checked that it can fail: with `Peer::handles` made to panic
+/// on a count above 200 (a local edit of inspect.rs), the tool exits with
+/// a panic in the first rounds.
+#[test]
+fn inspect_answers_with_garbage_in_the_peer_table() {
+    const PEERS_OFFSET: u64 = 88;
+    const PEER_SLOTS: u64 = 96;
+    const OBJECT_OFFSET: u64 = 32;
+    const MPMC_ENDS_AT: u64 = 72;
+    let names = Unlinker::new("cli-garbage-peers");
+    let name = names.name("queue");
+    let q = Queue::<u64>::create(&name, RingConfig::new(8)).expect("create");
+    let n = name.clone();
+    let mut sender = holder(move || {
+        let q = Queue::<u64>::open(&n).expect("open");
+        q.try_push(7).expect("push");
+        q
+    });
+    assert_eq!(q.try_pop().expect("pop"), 7);
+    let table = read_u64_at(&name, PEERS_OFFSET);
+    let slots = read_u64_at(&name, PEER_SLOTS);
+    let ends = read_u64_at(&name, OBJECT_OFFSET) + MPMC_ENDS_AT;
+    assert!(slots > 0 && slots <= 4094, "the header says {slots} slots");
+    let n = name.clone();
+    let mut hostile = fork(move || {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path(&n))
+            .expect("open for writing");
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d ^ u64::from(std::process::id());
+        let until = std::time::Instant::now() + Duration::from_secs(4);
+        while std::time::Instant::now() < until {
+            for at in (0..slots * 4).map(|w| table + 8 * w).chain([ends]) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Now and then a count of 255 or a word of all ones.
+                let v = match x % 16 {
+                    0 => u64::MAX,
+                    1 => 0xff << (8 * (x >> 8 & 7)),
+                    _ => x,
+                };
+                let _ = f.write_at(&v.to_ne_bytes(), at);
+            }
+        }
+        0
+    })
+    .expect("fork");
+    let limit = Duration::from_secs(10);
+    let started = std::time::Instant::now();
+    let mut rounds = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        for args in [&["inspect", &name][..], &["inspect", &name, "--json"][..]] {
+            let o = shmipc_within(args, limit)
+                .unwrap_or_else(|| panic!("shmipc {args:?} did not answer within {limit:?}"));
+            assert!(
+                o.status.success(),
+                "shmipc {args:?} failed under garbage: {}\n{}",
+                stdout(&o),
+                stderr(&o)
+            );
+            if args.len() == 3 {
+                let text = stdout(&o);
+                let r: Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("shmipc {args:?}: {e}:\n{text}"));
+                assert!(r["ends"][0]["senders"].is_object(), "{r}");
+            }
+        }
+        rounds += 1;
+    }
+    assert!(rounds > 0);
+    let status = hostile
+        .join_timeout(Duration::from_secs(30))
+        .expect("join")
+        .expect("the hostile writer did not end");
+    assert!(status.success(), "{status:?}");
+    ok(&["inspect", &name]);
+    json(&["inspect", &name, "--json"]);
+    kill_and_reap(&mut sender);
+    drop(q);
+}
