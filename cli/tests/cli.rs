@@ -966,3 +966,91 @@ fn inspect_answers_with_garbage_in_the_peer_table() {
     kill_and_reap(&mut sender);
     drop(q);
 }
+
+/// A sender that lives in another pid namespace (a container) is pid 1
+/// there, and the peer table records the pid as it sees itself. The
+/// senders line must not pass that number off as a process of this
+/// namespace: it either says the pid is another namespace's, or names the
+/// sender itself (it runs this test's program, so its `comm` is ours). On
+/// the current code the line reads "1 handle in pid 1 (<this namespace's
+/// pid 1>)": the tool looks the number up in its own `/proc`, and the
+/// JSON gives `alive: [1]` with no namespace, so a script that acts on it
+/// (kills it) hits this namespace's init.
+#[test]
+#[ignore = "known defect: inspect's senders/receivers lines name a holder in another pid namespace by its inner pid and this namespace's /proc/<pid>/comm (every run; cli/src/render.rs pid_list, shm/src/inspect.rs Report::end keeps no pidns)"]
+fn inspect_does_not_pass_off_a_sender_in_another_pid_namespace_as_a_local_process() {
+    let names = Unlinker::new("cli-ends-ns");
+    let name = names.name("queue");
+    let q = Queue::<u64>::create(&name, RingConfig::new(8)).expect("create");
+    let outer = Shared::<shmipc::AtomicU32>::anon(0).expect("anon");
+    let ready = Ready::new();
+    let n = name.clone();
+    let (outer_ref, ready_ref) = (&outer, &ready);
+    let mut middle = fork(move || {
+        // SAFETY: unshare(CLONE_NEWPID) only changes the namespace of the
+        // children made from now on.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            return 77;
+        }
+        // SAFETY: this process has one thread; the grandchild ends in
+        // _exit or is killed.
+        match unsafe { libc::fork() } {
+            -1 => 2,
+            0 => {
+                let tx = Queue::<u64>::open(&n).expect("open");
+                tx.try_push(7).expect("push");
+                ready_ref.signal();
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+            g => {
+                outer_ref.store(g as u32, std::sync::atomic::Ordering::SeqCst);
+                let mut status = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(g, &mut status, 0) };
+                0
+            }
+        }
+    })
+    .expect("fork");
+    ready.wait();
+    let g = outer.load(std::sync::atomic::Ordering::SeqCst);
+    assert_ne!(g, 0);
+    struct KillOnDrop(u32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) of the grandchild this test forked (its
+            // parent, our child, has not reaped it: it waits for it).
+            unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+    let guard = KillOnDrop(g);
+    assert_eq!(q.try_pop().expect("pop"), 7);
+    let text = ok(&["inspect", &name]);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("senders:"))
+        .unwrap_or_else(|| panic!("no senders line:\n{text}"))
+        .to_owned();
+    let own_comm = std::fs::read_to_string("/proc/self/comm").expect("comm");
+    let names_itself = line.contains(&format!("({})", own_comm.trim()));
+    let says_namespace = line.contains("ns ") || line.contains("namespace");
+    let by_outer_pid = line.contains(&format!("pid {g}"));
+    drop(guard);
+    assert_eq!(join_code(&mut middle), 0);
+    assert!(
+        names_itself || says_namespace || by_outer_pid,
+        "the sender (outer pid {g}, pid 1 in its namespace) is named as: {line}"
+    );
+    drop(q);
+}
+
+fn join_code(child: &mut Child) -> i32 {
+    child
+        .join_timeout(Duration::from_secs(10))
+        .expect("join")
+        .expect("the child did not end")
+        .code()
+        .unwrap_or(-1)
+}
