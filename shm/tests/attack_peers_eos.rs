@@ -774,3 +774,91 @@ fn a_wait_on_64_queues_and_a_child_reports_only_what_became_ready() {
         );
     }
 }
+
+/// Sends `v` once through a sending end of `kind` opened by name.
+fn open_and_send(kind: Kind, name: &str, v: u64) -> Box<dyn FnMut(u64) -> bool> {
+    match kind {
+        Kind::Pipe => {
+            let b = Pipe::open(name).unwrap();
+            let ok = b.send(&v.to_ne_bytes()).is_ok();
+            Box::new(move |v: u64| ok && b.send(&v.to_ne_bytes()).is_ok())
+        }
+        Kind::Queue => {
+            let q = Queue::<u64>::open(name).unwrap();
+            let ok = q.push(v).is_ok();
+            Box::new(move |v| ok && q.push(v).is_ok())
+        }
+        Kind::Bytes => {
+            let q = ByteQueue::open(name).unwrap();
+            let ok = q.send(&v.to_ne_bytes()).is_ok();
+            Box::new(move |v: u64| ok && q.send(&v.to_ne_bytes()).is_ok())
+        }
+        Kind::Spsc => {
+            let mut p = SpscQueue::<u64>::producer(name).unwrap();
+            let ok = p.push(v).is_ok();
+            Box::new(move |v| ok && p.push(v).is_ok())
+        }
+        Kind::TypedQueue => {
+            let q = TypedQueue::<u64>::open(name).unwrap();
+            let ok = q.put(&v).is_ok();
+            Box::new(move |v| ok && q.put(&v).is_ok())
+        }
+        Kind::TypedPipe => {
+            let b = TypedPipe::<u64>::open(name).unwrap();
+            let ok = b.send(&v).is_ok();
+            Box::new(move |v| ok && b.send(&v).is_ok())
+        }
+    }
+}
+
+/// A sender SIGSTOPped for a full second (twenty owner check intervals)
+/// while the receiver is blocked on the empty object: it is alive, so the
+/// receive returns its next message after SIGCONT, not `Disconnected`;
+/// its exit then ends the stream. Every kind. Checked that it can fail:
+/// with `Ends::gone` always answering "gone", the blocked receive returns
+/// `Disconnected` during the stop.
+#[test]
+fn a_sender_stopped_for_a_second_is_not_end_of_stream() {
+    for kind in KINDS {
+        let names = Unlinker::new("atk-peos-stop");
+        let name = names.name("o");
+        let mut rx = Rx::create(kind, &name);
+        let (ready, go) = (
+            Shared::<Event>::anon(()).unwrap(),
+            Shared::<Event>::anon(()).unwrap(),
+        );
+        let (name_ref, ready_ref, go_ref) = (&name, &ready, &go);
+        let mut child = fork(move || {
+            let mut send = open_and_send(kind, name_ref, 1);
+            ready_ref.set();
+            // SIGSTOP lands while this waits; `go` is set during the stop.
+            if !go_ref.wait_timeout(LONG) {
+                return 4;
+            }
+            if send(2) {
+                0
+            } else {
+                5
+            }
+        })
+        .unwrap();
+        assert!(ready.wait_timeout(LONG));
+        assert_eq!(rx.recv(LONG), Got::Item(1), "{kind:?}");
+        child.signal(libc::SIGSTOP).unwrap();
+        go.set();
+        let pid = child.pid() as i32;
+        let resumer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(1));
+            // SAFETY: kill(2) of our own child, reaped only later.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        });
+        assert_eq!(
+            rx.recv(LONG),
+            Got::Item(2),
+            "{kind:?}: a receive blocked through the sender's stop"
+        );
+        resumer.join().unwrap();
+        assert_eq!(join(&mut child), ExitStatus::Code(0), "{kind:?}");
+        assert_eq!(rx.recv(PATIENCE), Got::Disconnected, "{kind:?}");
+    }
+}
