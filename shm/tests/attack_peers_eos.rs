@@ -862,3 +862,77 @@ fn a_sender_stopped_for_a_second_is_not_end_of_stream() {
         assert_eq!(rx.recv(PATIENCE), Got::Disconnected, "{kind:?}");
     }
 }
+
+/// A sender that starts a long-lived program (`sleep 30`, through
+/// `std::process::Command`, both the `posix_spawn` path and, with a
+/// `pre_exec` hook, the fork path, which runs the fork handlers that copy
+/// the sender's counts into a slot for the child) and then exits: the
+/// program runs on, but holds nothing of the stream (its slot's lock went
+/// with `exec`, the descriptors being close-on-exec), so the receiver is
+/// told `Disconnected` promptly, not when the program ends. Checked that
+/// it can fail: with `O_CLOEXEC` dropped from the slot reopen (a local
+/// edit of presence.rs), the receive times out while `sleep` lives.
+#[test]
+fn a_program_a_sender_started_does_not_hold_the_stream_after_exec() {
+    use std::os::unix::process::CommandExt;
+    for fork_path in [false, true] {
+        let names = Unlinker::new("atk-peos-exec");
+        let name = names.name("q");
+        let q = Queue::<u64>::create(&name, RingConfig::new(8)).unwrap();
+        let spawned = Shared::<AtomicU64>::anon(0).unwrap();
+        let (name_ref, spawned_ref) = (&name, &spawned);
+        let mut sender = fork(move || {
+            let tx = Queue::<u64>::open(name_ref).unwrap();
+            if tx.push(1).is_err() {
+                return 5;
+            }
+            let mut cmd = std::process::Command::new("sleep");
+            cmd.arg("30");
+            if fork_path {
+                // SAFETY: the hook does nothing (it only forces fork+exec).
+                unsafe { cmd.pre_exec(|| Ok(())) };
+            }
+            let Ok(child) = cmd.spawn() else {
+                return 6;
+            };
+            spawned_ref.store(u64::from(child.id()), SeqCst);
+            // Exit without waiting for it (and without dropping `tx`).
+            // SAFETY: ends this process without destructors.
+            unsafe { libc::_exit(0) }
+        })
+        .unwrap();
+        assert_eq!(join(&mut sender), ExitStatus::Code(0));
+        let pid = spawned.load(SeqCst);
+        assert_ne!(pid, 0);
+        let _sleep = KillOnDrop(pid as i32);
+        assert_eq!(q.pop_timeout(LONG), Ok(1));
+        let started = Instant::now();
+        assert_eq!(
+            q.pop_timeout(PATIENCE),
+            Err(PopError::Disconnected),
+            "fork path {fork_path}: the exec'd program was taken for a sender"
+        );
+        assert!(
+            started.elapsed() < EOS_BOUND,
+            "fork path {fork_path}: Disconnected only after {:?}",
+            started.elapsed()
+        );
+        // SAFETY: signal 0 only asks whether the program still runs.
+        assert_eq!(
+            unsafe { libc::kill(pid as i32, 0) },
+            0,
+            "the program runs on"
+        );
+    }
+}
+
+/// SIGKILLs a process this test started (indirectly) when dropped.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) of a process this test started; it is
+        // `sleep 30`, an orphan reaped by init, killed at once here.
+        unsafe { libc::kill(self.0, libc::SIGKILL) };
+    }
+}
