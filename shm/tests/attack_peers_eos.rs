@@ -936,3 +936,64 @@ impl Drop for KillOnDrop {
         unsafe { libc::kill(self.0, libc::SIGKILL) };
     }
 }
+
+/// The async receives on an object whose only sender exited after one
+/// message: the message arrives, then the stream is over, as a blocking
+/// receive reports (`Disconnected`); an async receive that never returns
+/// leaves an async consumer hanging for ever after its producer died
+/// (issue #12 asks for async `recv().await` beside end-of-stream). Each
+/// receive is given 3 s (60 owner check intervals).
+#[cfg(feature = "tokio")]
+#[test]
+#[ignore = "known defect: pop_async / recv_async / get_async never report Disconnected (5 of 5 kinds, every run): the futures try try_pop / try_pop_checked (shm/src/aio.rs Op), which never consult the ends; only Closed ends them"]
+fn async_receives_report_end_of_stream() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let mut failures = Vec::new();
+    for kind in [
+        Kind::Pipe,
+        Kind::Queue,
+        Kind::Bytes,
+        Kind::TypedQueue,
+        Kind::TypedPipe,
+    ] {
+        let names = Unlinker::new("atk-peos-async");
+        let name = names.name("o");
+        let mut rx = Rx::create(kind, &name);
+        let mut child = fork(|| {
+            let _send = open_and_send(kind, &name, 7);
+            0
+        })
+        .unwrap();
+        assert_eq!(join(&mut child), ExitStatus::Code(0), "{kind:?}");
+        let patience = Duration::from_secs(3);
+        let (first, second) = rt.block_on(async {
+            macro_rules! twice {
+                ($f:expr, $map:expr) => {{
+                    let a = tokio::time::timeout(patience, $f).await.map($map);
+                    let b = tokio::time::timeout(patience, $f).await.map($map);
+                    (a.map_err(|_| ()), b.map_err(|_| ()))
+                }};
+            }
+            match &rx {
+                Rx::Pipe(p) => twice!(p.recv_async(), bytes_item),
+                Rx::Queue(q) => twice!(q.pop_async(), pop_item),
+                Rx::Bytes(q) => twice!(q.recv_async(), bytes_item),
+                Rx::TypedQueue(q) => twice!(q.get_async(), typed_item),
+                Rx::TypedPipe(p) => twice!(p.recv_async(), typed_item),
+                Rx::Spsc(_) => unreachable!(),
+            }
+        });
+        assert_eq!(first, Ok(Got::Item(7)), "{kind:?}: the message sent");
+        if second != Ok(Got::Disconnected) {
+            failures.push(format!(
+                "{kind:?}: the async receive after the sender exited gave {second:?} (Err(()) = still pending after {patience:?})"
+            ));
+        }
+        // What a blocking receive says.
+        assert_eq!(rx.recv(PATIENCE), Got::Disconnected, "{kind:?}");
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
