@@ -918,11 +918,8 @@ fn a_program_a_sender_started_does_not_hold_the_stream_after_exec() {
             started.elapsed()
         );
         // SAFETY: signal 0 only asks whether the program still runs.
-        assert_eq!(
-            unsafe { libc::kill(pid as i32, 0) },
-            0,
-            "the program runs on"
-        );
+        let alive = unsafe { libc::kill(pid as i32, 0) } == 0;
+        assert!(alive, "the program runs on");
     }
 }
 
