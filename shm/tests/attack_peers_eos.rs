@@ -233,7 +233,7 @@ fn kill_round(kind: Kind, rng: &mut Rng) -> Duration {
     let acked_ref = &acked;
     let mut next: Vec<u64> = (0..n).map(base).collect();
     let next_ref = &mut next;
-    let (end, done, killed) = std::thread::scope(|scope| {
+    let (end, done, (killed, exited)) = std::thread::scope(|scope| {
         let killer = scope.spawn(move || {
             for a in acked_ref {
                 let until = Instant::now() + LONG;
@@ -243,7 +243,7 @@ fn kill_round(kind: Kind, rng: &mut Rng) -> Duration {
             }
             std::thread::sleep(delay);
             let mut first = true;
-            for pid in pids {
+            for &pid in &pids {
                 // SAFETY: plain kill(2) of our own child, not yet reaped (the
                 // main thread joins them only after this thread returns).
                 unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -251,7 +251,22 @@ fn kill_round(kind: Kind, rng: &mut Rng) -> Duration {
                     std::thread::sleep(stagger);
                 }
             }
-            Instant::now()
+            let killed = Instant::now();
+            for &pid in &pids {
+                // SAFETY: waits, without reaping (WNOWAIT), until our own
+                // child has exited (its descriptors, and so its slot's
+                // lock, closed); `info` is a valid siginfo_t to fill.
+                unsafe {
+                    let mut info: libc::siginfo_t = std::mem::zeroed();
+                    libc::waitid(
+                        libc::P_PID,
+                        pid as libc::id_t,
+                        &mut info,
+                        libc::WEXITED | libc::WNOWAIT,
+                    );
+                }
+            }
+            (killed, Instant::now())
         });
         let end = loop {
             match rx.recv(PATIENCE) {
@@ -290,6 +305,13 @@ fn kill_round(kind: Kind, rng: &mut Rng) -> Duration {
         );
     }
     let latency = done.saturating_duration_since(killed);
+    if latency > Duration::from_millis(100) {
+        let got: Vec<u64> = (0..n).map(|k| next[k] - base(k)).collect();
+        eprintln!(
+            "{kind:?}: Disconnected {latency:?} after the last SIGKILL, {:?} after the senders had exited (received per sender: {got:?})",
+            done.saturating_duration_since(exited)
+        );
+    }
     assert!(
         latency < EOS_BOUND,
         "{kind:?}: Disconnected {latency:?} after the last SIGKILL"
