@@ -1054,3 +1054,108 @@ fn async_send_on_a_broken_pipe_reports_disconnected() {
         "send_async gave {got:?} (Err(Elapsed) = still pending after 3 s)"
     );
 }
+
+/// Hostile bytes in the whole peer table (every word of every slot: the
+/// generations, pids and `ends` counts, the live sender's slot included)
+/// while a live sender keeps a pipe, an SPSC queue and a typed queue
+/// open: such garbage may make the sender look gone or present (DESIGN
+/// "Endpoints": no more than closing the queue could do), but every timed
+/// receive and send must return within its timeout plus a second, with no
+/// panic, and the receives must answer `Timeout` or `Disconnected`, never
+/// an error or an item nobody sent. Checked that it can fail: with a
+/// spin of some seconds in `PeerTable::end_alive` (a local edit of peers.rs, standing
+/// for a scan that garbage makes endless) the bound fails.
+#[test]
+fn garbage_in_the_peer_table_leaves_every_timed_call_bounded() {
+    let names = Unlinker::new("atk-peos-garbage");
+    let kinds = [Kind::Pipe, Kind::Spsc, Kind::TypedQueue];
+    let objects: Vec<String> = kinds.iter().map(|_| names.name("o")).collect();
+    let mut rxs: Vec<Rx> = kinds
+        .iter()
+        .zip(&objects)
+        .map(|(&k, n)| Rx::create(k, n))
+        .collect();
+    let (ready, done) = (
+        Shared::<Event>::anon(()).unwrap(),
+        Shared::<Event>::anon(()).unwrap(),
+    );
+    let (objects_ref, ready_ref, done_ref) = (&objects, &ready, &done);
+    let mut sender = fork(move || {
+        let _senders: Vec<_> = kinds
+            .iter()
+            .zip(objects_ref)
+            .map(|(&k, n)| open_and_send(k, n, 1))
+            .collect();
+        ready_ref.set();
+        if done_ref.wait_timeout(LONG) {
+            0
+        } else {
+            4
+        }
+    })
+    .unwrap();
+    assert!(ready.wait_timeout(LONG));
+    for (rx, k) in rxs.iter_mut().zip(kinds) {
+        assert_eq!(rx.recv(LONG), Got::Item(1), "{k:?}");
+    }
+    let tables: Vec<(u64, u64)> = objects
+        .iter()
+        .map(|n| {
+            (
+                common::peek_u64(n, common::off::PEERS_OFFSET),
+                common::peek_u64(n, common::off::PEER_SLOTS),
+            )
+        })
+        .collect();
+    let mut hostile = fork(|| {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
+        let until = Instant::now() + Duration::from_millis(2500);
+        while Instant::now() < until {
+            for (n, &(table, slots)) in objects.iter().zip(&tables) {
+                for w in 0..slots * 4 {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let v = match x % 8 {
+                        0 => 0,
+                        1 => u64::MAX,
+                        _ => x,
+                    };
+                    common::poke_u64(n, table + 8 * w, v);
+                }
+            }
+        }
+        0
+    })
+    .unwrap();
+    let until = Instant::now() + Duration::from_millis(2500);
+    let mut seen = std::collections::BTreeMap::new();
+    while Instant::now() < until {
+        for (rx, k) in rxs.iter_mut().zip(kinds) {
+            let t = Duration::from_millis(30);
+            let started = Instant::now();
+            let r = rx.recv(t);
+            let took = started.elapsed();
+            assert!(
+                took < t + Duration::from_secs(1),
+                "{k:?}: a timed receive took {took:?}"
+            );
+            assert!(
+                matches!(r, Got::Timeout | Got::Disconnected),
+                "{k:?}: {r:?}"
+            );
+            *seen.entry(format!("{k:?} {r:?}")).or_insert(0u32) += 1;
+        }
+        // The pipe's other direction: a timed send from this end.
+        if let Rx::Pipe(a) = &rxs[0] {
+            let t = Duration::from_millis(30);
+            let started = Instant::now();
+            let _ = a.send_timeout(b"x", t);
+            assert!(started.elapsed() < t + Duration::from_secs(1));
+        }
+    }
+    eprintln!("answers under garbage: {seen:?}");
+    assert_eq!(join(&mut hostile), ExitStatus::Code(0));
+    done.set();
+    assert_eq!(join(&mut sender), ExitStatus::Code(0));
+}
