@@ -842,3 +842,215 @@ fn inspect_shows_each_pipe_directions_ends() {
     assert!(text.contains("  A to B receivers: dead: pid"), "{text}");
     drop(a);
 }
+
+/// Runs the binary with `args`, killing it (a process this test started)
+/// if it has not ended within `limit`; `None` then.
+fn shmipc_within(args: &[&str], limit: Duration) -> Option<Output> {
+    let child = Command::new(env!("CARGO_BIN_EXE_shmipc"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run shmipc");
+    let pid = child.id() as libc::pid_t;
+    // Read the output while it runs (a full pipe would stall the tool).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output().expect("output"));
+    });
+    let out = rx.recv_timeout(limit).ok();
+    if out.is_none() {
+        // SAFETY: kill(2) of the tool this test started, not yet reaped
+        // (the reader thread reaps it after this).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    reader.join().expect("reader");
+    out
+}
+
+fn read_u64_at(name: &str, offset: u64) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 8];
+    std::fs::File::open(path(name))
+        .expect("open")
+        .read_exact_at(&mut b, offset)
+        .expect("read");
+    u64::from_ne_bytes(b)
+}
+
+/// Hostile bytes in the peer table: while a sender lives, another process
+/// writes random values into every word of every peer slot (generations,
+/// pids, namespaces, arrival times and the ends counts) and into the
+/// queue's `ends` word, as fast as it can. `shmipc inspect` (text and
+/// JSON) must still answer, successfully, within 10 s each time, and its
+/// JSON must parse with an `ends` entry; once the writes stop it answers
+/// as well. Checked that it can fail: with `Peer::handles` made to panic
+/// on a count above 200 (a local edit of inspect.rs), the tool exits with
+/// a panic in the first rounds.
+#[test]
+fn inspect_answers_with_garbage_in_the_peer_table() {
+    const PEERS_OFFSET: u64 = 88;
+    const PEER_SLOTS: u64 = 96;
+    const OBJECT_OFFSET: u64 = 32;
+    const MPMC_ENDS_AT: u64 = 72;
+    let names = Unlinker::new("cli-garbage-peers");
+    let name = names.name("queue");
+    let q = Queue::<u64>::create(&name, RingConfig::new(8)).expect("create");
+    let n = name.clone();
+    let mut sender = holder(move || {
+        let q = Queue::<u64>::open(&n).expect("open");
+        q.try_push(7).expect("push");
+        q
+    });
+    assert_eq!(q.try_pop().expect("pop"), 7);
+    let table = read_u64_at(&name, PEERS_OFFSET);
+    let slots = read_u64_at(&name, PEER_SLOTS);
+    let ends = read_u64_at(&name, OBJECT_OFFSET) + MPMC_ENDS_AT;
+    assert!(slots > 0 && slots <= 4094, "the header says {slots} slots");
+    let n = name.clone();
+    let mut hostile = fork(move || {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path(&n))
+            .expect("open for writing");
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d ^ u64::from(std::process::id());
+        let until = std::time::Instant::now() + Duration::from_secs(4);
+        while std::time::Instant::now() < until {
+            for at in (0..slots * 4).map(|w| table + 8 * w).chain([ends]) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                // Now and then a count of 255 or a word of all ones.
+                let v = match x % 16 {
+                    0 => u64::MAX,
+                    1 => 0xff << (8 * (x >> 8 & 7)),
+                    _ => x,
+                };
+                let _ = f.write_at(&v.to_ne_bytes(), at);
+            }
+        }
+        0
+    })
+    .expect("fork");
+    let limit = Duration::from_secs(10);
+    let started = std::time::Instant::now();
+    let mut rounds = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        for args in [&["inspect", &name][..], &["inspect", &name, "--json"][..]] {
+            let o = shmipc_within(args, limit)
+                .unwrap_or_else(|| panic!("shmipc {args:?} did not answer within {limit:?}"));
+            assert!(
+                o.status.success(),
+                "shmipc {args:?} failed under garbage: {}\n{}",
+                stdout(&o),
+                stderr(&o)
+            );
+            if args.len() == 3 {
+                let text = stdout(&o);
+                let r: Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("shmipc {args:?}: {e}:\n{text}"));
+                assert!(r["ends"][0]["senders"].is_object(), "{r}");
+            }
+        }
+        rounds += 1;
+    }
+    assert!(rounds > 0);
+    let status = hostile
+        .join_timeout(Duration::from_secs(30))
+        .expect("join")
+        .expect("the hostile writer did not end");
+    assert!(status.success(), "{status:?}");
+    ok(&["inspect", &name]);
+    json(&["inspect", &name, "--json"]);
+    kill_and_reap(&mut sender);
+    drop(q);
+}
+
+/// A sender that lives in another pid namespace (a container) is pid 1
+/// there, and the peer table records the pid as it sees itself. The
+/// senders line must not pass that number off as a process of this
+/// namespace: it either says the pid is another namespace's, or names the
+/// sender itself (it runs this test's program, so its `comm` is ours). On
+/// the current code the line reads "1 handle in pid 1 (<this namespace's
+/// pid 1>)": the tool looks the number up in its own `/proc`, and the
+/// JSON gives `alive: [1]` with no namespace, so a script that acts on it
+/// (kills it) hits this namespace's init.
+#[test]
+#[ignore = "known defect: inspect's senders/receivers lines name a holder in another pid namespace by its inner pid and this namespace's /proc/<pid>/comm (every run; cli/src/render.rs pid_list, shm/src/inspect.rs Report::end keeps no pidns)"]
+fn inspect_does_not_pass_off_a_sender_in_another_pid_namespace_as_a_local_process() {
+    let names = Unlinker::new("cli-ends-ns");
+    let name = names.name("queue");
+    let q = Queue::<u64>::create(&name, RingConfig::new(8)).expect("create");
+    let outer = Shared::<shmipc::AtomicU32>::anon(0).expect("anon");
+    let ready = Ready::new();
+    let n = name.clone();
+    let (outer_ref, ready_ref) = (&outer, &ready);
+    let mut middle = fork(move || {
+        // SAFETY: unshare(CLONE_NEWPID) only changes the namespace of the
+        // children made from now on.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            return 77;
+        }
+        // SAFETY: this process has one thread; the grandchild ends in
+        // _exit or is killed.
+        match unsafe { libc::fork() } {
+            -1 => 2,
+            0 => {
+                let tx = Queue::<u64>::open(&n).expect("open");
+                tx.try_push(7).expect("push");
+                ready_ref.signal();
+                loop {
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+            g => {
+                outer_ref.store(g as u32, std::sync::atomic::Ordering::SeqCst);
+                let mut status = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(g, &mut status, 0) };
+                0
+            }
+        }
+    })
+    .expect("fork");
+    ready.wait();
+    let g = outer.load(std::sync::atomic::Ordering::SeqCst);
+    assert_ne!(g, 0);
+    struct KillOnDrop(u32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            // SAFETY: kill(2) of the grandchild this test forked (its
+            // parent, our child, has not reaped it: it waits for it).
+            unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+    let guard = KillOnDrop(g);
+    assert_eq!(q.try_pop().expect("pop"), 7);
+    let text = ok(&["inspect", &name]);
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("senders:"))
+        .unwrap_or_else(|| panic!("no senders line:\n{text}"))
+        .to_owned();
+    let own_comm = std::fs::read_to_string("/proc/self/comm").expect("comm");
+    let names_itself = line.contains(&format!("({})", own_comm.trim()));
+    let says_namespace = line.contains("ns ") || line.contains("namespace");
+    let by_outer_pid = line.contains(&format!("pid {g}"));
+    drop(guard);
+    assert_eq!(join_code(&mut middle), 0);
+    assert!(
+        names_itself || says_namespace || by_outer_pid,
+        "the sender (outer pid {g}, pid 1 in its namespace) is named as: {line}"
+    );
+    drop(q);
+}
+
+fn join_code(child: &mut Child) -> i32 {
+    child
+        .join_timeout(Duration::from_secs(10))
+        .expect("join")
+        .expect("the child did not end")
+        .code()
+        .unwrap_or(-1)
+}
