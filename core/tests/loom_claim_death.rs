@@ -92,6 +92,39 @@ fn a_consumer_skips_a_slot_claimed_by_a_dead_producer() {
     });
 }
 
+/// A consumer claims the item in slot 0 (and moves `dequeue` past it)
+/// and dies holding it. A producer blocked on the full queue finds it dead
+/// at its owner check, frees the slot (the item is lost: it was being
+/// received) and fills it; every other item arrives once, in order.
+#[test]
+fn a_producer_frees_a_slot_held_by_a_dead_consumer() {
+    set_owner_checks(true);
+    loom::model(|| {
+        let dead = flag();
+        let q = Mpmc::<u32>::new_boxed(RingConfig::new(2));
+        let victim = q.clone().with_peers(peers(VICTIM, dead));
+        let consumer = q.clone().with_peers(peers(token(1), dead));
+        let live = q.with_peers(peers(token(2), dead));
+        live.push(1).unwrap();
+        live.push(2).unwrap();
+        victim.claim_pop_and_stop().unwrap();
+        dead.store(true, Ordering::Release);
+        // One owner-check interval of the producer's sleep ends. (The
+        // consumer receives afterwards: a second sleeper could take the
+        // model's one timer.)
+        let timer = thread::spawn(|| {
+            fire();
+        });
+        let producer = thread::spawn(move || live.push(3).unwrap());
+        producer.join().unwrap();
+        stop_timers();
+        timer.join().unwrap();
+        assert_eq!(consumer.try_pop(), Ok(2));
+        assert_eq!(consumer.try_pop(), Ok(3));
+        assert_eq!(consumer.try_pop(), Err(PopError::Empty));
+    });
+}
+
 #[test]
 fn two_readers_skip_a_dead_writers_record_once() {
     set_owner_checks(true);

@@ -68,6 +68,35 @@ fn full_then_wrap() {
     });
 }
 
+/// Two consumers race for three items across a lap of a two-slot queue.
+/// A consumer moves `dequeue` with a plain store after its claim; that is
+/// sound only if no rival moves it meanwhile (rivals wait for a claim,
+/// never help it). A store that moved `dequeue` back would hand an item
+/// out twice, or leave the queue unable to deliver the last one. (The
+/// main thread is the producer and the second consumer, to keep the
+/// model to two threads.)
+#[test]
+fn consumers_race_across_a_lap() {
+    loom::model(|| {
+        let q = Mpmc::<u32>::new_boxed(RingConfig::new(2));
+        let q2 = q.clone();
+        let two = thread::spawn(move || [q2.pop().unwrap(), q2.pop().unwrap()]);
+        for i in 0..3 {
+            q.push(i).unwrap();
+        }
+        let mine = q.pop().unwrap();
+        let [a, b] = two.join().unwrap();
+        assert!(a < b, "one consumer's items arrive in order");
+        let mut got = [mine, a, b];
+        got.sort_unstable();
+        assert_eq!(got, [0, 1, 2]);
+        assert_eq!(q.try_pop(), Err(PopError::Empty));
+        // `dequeue` ended where the items did: the next lap works.
+        q.push(3).unwrap();
+        assert_eq!(q.try_pop(), Ok(3));
+    });
+}
+
 /// Close while a consumer sleeps: it drains the pushed item, then sees Closed.
 #[test]
 fn close_drains() {

@@ -379,8 +379,10 @@ impl BytesModel {
         if self.closed {
             return Err(SendError::Closed);
         }
-        // Reclaim what readers are done with, up to the first held record.
-        while self.head < self.read {
+        // Reclaim what readers are done with, up to the first held record:
+        // lazily, only when less than two of the largest records are free.
+        let lazy = self.cap - (self.tail - self.head) >= 2 * record_size(self.max);
+        while !lazy && self.head < self.read {
             let r = &self.records[0];
             assert_eq!(r.pos, self.head, "model: records are contiguous");
             match r.state {

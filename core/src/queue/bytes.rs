@@ -57,6 +57,21 @@
 //! writers, under the writer lock, by advancing `head` over freed records,
 //! so readers never contend with each other to give space back.
 //!
+//! **Who reads whose line.** Writers keep `tail` and `head` busy, readers
+//! `read`; neither side loads the other's on every message. A reader
+//! handle keeps the last `tail` it acquired (`seen`, in the handle, under
+//! the reader lock) and loads `tail` again only when `read` has caught up
+//! with it: the records below a tail once acquired stay published, and
+//! `read` only grows, so the copy never points at a header not yet
+//! written. (`Closed` is decided on a fresh load.) Writers reclaim
+//! lazily: only when the free room (`capacity - (tail - head)`) falls
+//! below two of the largest records do they load `read` and walk the
+//! freed records; a record plus the skip record before it is less than
+//! that, so a reservation with that much room fits without reclaiming,
+//! and `Full` is reported only after a reclaim. So `head` may lag behind
+//! records already released: [`ByteQueue::used_bytes`] counts those
+//! until the next reclaim.
+//!
 //! Per-producer rings were the alternative: no writer lock, but consumers
 //! would need a fair scan over N rings and the memory is fixed per producer.
 //!
@@ -480,6 +495,13 @@ pub struct ByteQueue<'a, K = Keep> {
     ends: Ends,
     /// How this handle's blocking calls wait.
     wait: WaitStrategy,
+    /// The last `tail` (without `CLOSED`) this handle's readers acquired,
+    /// read and written only under the reader lock: while `read` is below
+    /// it, the records up to it are known to be published, and readers
+    /// need not load `tail`, the writers' busiest word (module docs,
+    /// "Who reads whose line"). Our own memory, so trusted; a copy of the
+    /// handle starts with none.
+    seen: AtomicU64,
     /// What keeps the memory alive (see [`Keep`]).
     _keep: K,
 }
@@ -500,6 +522,7 @@ impl<K: Clone> Clone for ByteQueue<'_, K> {
             peers: self.peers,
             ends: self.ends.clone(),
             wait: self.wait,
+            seen: AtomicU64::new(0),
             _keep: self._keep.clone(),
         }
     }
@@ -661,6 +684,7 @@ impl<'a> ByteQueue<'a> {
             peers: peers::resolve(ptr as usize),
             ends: Ends::new(),
             wait: WaitStrategy::DEFAULT,
+            seen: AtomicU64::new(0),
             _keep: Keep,
         }
     }
@@ -745,6 +769,7 @@ impl<'a> ByteQueue<'a> {
             peers: &peers::LOCAL,
             ends: Ends::new(),
             wait: WaitStrategy::DEFAULT,
+            seen: AtomicU64::new(0),
             _keep: keep,
         }
     }
@@ -773,6 +798,7 @@ impl<'a> ByteQueue<'a> {
             peers: q.peers,
             ends: Ends::new(),
             wait: q.wait,
+            seen: AtomicU64::new(0),
             _keep: owner,
         })
     }
@@ -805,6 +831,9 @@ impl<'a, K> ByteQueue<'a, K> {
 
     /// Bytes of the ring in use (records reserved, waiting or held, plus
     /// headers and padding), as of the last reservation (a snapshot).
+    /// Released records count until writers reclaim them, which they do
+    /// lazily: when the free room falls below two of the largest records
+    /// (module docs, "Who reads whose line").
     pub fn used_bytes(&self) -> usize {
         let head = self.ctrl.writer.head.load(Ordering::Relaxed);
         let tail = self.ctrl.writer.tail.load(Ordering::Relaxed) & !CLOSED;
@@ -937,45 +966,23 @@ impl<'a, K> ByteQueue<'a, K> {
         }
         // Only written under the writer lock, which we hold.
         let mut head = w.head.load(Ordering::Relaxed);
-        // SYNC POINT: Acquire pairs with the Release store of `read` in
-        // `claim_locked`.
-        let read = self.ctrl.reader.read.load(Ordering::Acquire);
-        if head > read
-            || read > tail
+        if head > tail
             || tail - head > self.cap
             || tail > MAX_POS
-            || (head | read | tail) & (ALIGN - 1) != 0
+            || (head | tail) & (ALIGN - 1) != 0
         {
             return Err(SendError::Corrupted);
         }
-        let start = head;
-        // The last reader asked about, and whether it was dead.
-        let mut asked = (0, false);
-        // Bounded: every step advances by at least 16 bytes, up to `read`.
-        while head < read {
-            let rec = self.record(head, read).ok_or(SendError::Corrupted)?;
-            match (rec.state, rec.skip) {
-                (FREED, _) | (READY, true) => head += rec.size,
-                (READY, false) if check => {
-                    // Claimed (it is below `read`) and not yet released:
-                    // is the reader that holds it alive?
-                    // SYNC POINT: the owner word was written before the
-                    // claim's Release store of `read`, which we acquired.
-                    let owner = self.ring.header(head + 8).load(Ordering::Relaxed);
-                    if asked.0 != owner || owner == 0 {
-                        asked = (owner, self.holder_dead(owner));
-                    }
-                    if !asked.1 || !self.free_dead_reader(head, rec) {
-                        break;
-                    }
-                    head += rec.size;
-                }
-                (READY, false) => break,
-                _ => return Err(SendError::Corrupted),
-            }
-        }
-        if head != start {
-            w.head.store(head, Ordering::Relaxed);
+        // Reclaim lazily: only when the free room falls below two of the
+        // largest records (or a blocked writer checks for dead readers),
+        // so that writers read the readers' `read` line and the freed
+        // headers once per batch of messages, not per message. Two are
+        // enough: a record and the skip record before it take less than
+        // two of the largest, so with that much room this reservation
+        // fits without reclaiming, and `Full` is only ever reported after
+        // a reclaim.
+        if check || self.cap - (tail - head) < 2 * record_size(self.max) {
+            head = self.reclaim(head, tail, check)?;
         }
         let size = record_size(len);
         let room_to_end = self.cap - (tail & self.ring.mask);
@@ -1011,6 +1018,49 @@ impl<'a, K> ByteQueue<'a, K> {
             Err(now) if now == tail | CLOSED => Err(SendError::Closed),
             Err(_) => Err(SendError::Corrupted),
         }
+    }
+
+    /// Under the writer lock, for [`reserve_locked`](Self::reserve_locked):
+    /// moves `head` (read as `head`; `tail` as read there) over the freed
+    /// and skip records below `read`, with `check` also freeing the
+    /// records of dead readers. Returns the new `head`.
+    fn reclaim(&self, mut head: u64, tail: u64, check: bool) -> Result<u64, SendError> {
+        // SYNC POINT: Acquire pairs with the Release store of `read` in
+        // `claim_locked`.
+        let read = self.ctrl.reader.read.load(Ordering::Acquire);
+        if head > read || read > tail || read & (ALIGN - 1) != 0 {
+            return Err(SendError::Corrupted);
+        }
+        let start = head;
+        // The last reader asked about, and whether it was dead.
+        let mut asked = (0, false);
+        // Bounded: every step advances by at least 16 bytes, up to `read`.
+        while head < read {
+            let rec = self.record(head, read).ok_or(SendError::Corrupted)?;
+            match (rec.state, rec.skip) {
+                (FREED, _) | (READY, true) => head += rec.size,
+                (READY, false) if check => {
+                    // Claimed (it is below `read`) and not yet released:
+                    // is the reader that holds it alive?
+                    // SYNC POINT: the owner word was written before the
+                    // claim's Release store of `read`, which we acquired.
+                    let owner = self.ring.header(head + 8).load(Ordering::Relaxed);
+                    if asked.0 != owner || owner == 0 {
+                        asked = (owner, self.holder_dead(owner));
+                    }
+                    if !asked.1 || !self.free_dead_reader(head, rec) {
+                        break;
+                    }
+                    head += rec.size;
+                }
+                (READY, false) => break,
+                _ => return Err(SendError::Corrupted),
+            }
+        }
+        if head != start {
+            self.ctrl.writer.head.store(head, Ordering::Relaxed);
+        }
+        Ok(head)
     }
 
     /// The reader that claimed the record at `pos` (a `READY` record
@@ -1194,10 +1244,23 @@ impl<'a, K> ByteQueue<'a, K> {
         let result = loop {
             // Only written under the reader lock, which we hold.
             let read = r.read.load(Ordering::Relaxed);
-            // SYNC POINT: Acquire pairs with the Release compare-and-swap
-            // of `tail` in `reserve_locked` (headers below it are written)
-            // and with the AcqRel `fetch_or` in `close`.
-            let word = self.ctrl.writer.tail.load(Ordering::Acquire);
+            // Ours, and (like `read`) only touched under the reader lock:
+            // the tail some reader of this handle acquired before us.
+            let seen = self.seen.load(Ordering::Relaxed);
+            let fresh = !(read < seen && seen - read <= self.cap);
+            let word = if fresh {
+                // SYNC POINT: Acquire pairs with the Release
+                // compare-and-swap of `tail` in `reserve_locked` (headers
+                // below it are written) and with the AcqRel `fetch_or` in
+                // `close`. Only when our copy says empty, so a reader that
+                // keeps up loads the writers' line once per batch, not
+                // per message; `Closed` is decided on a fresh load only.
+                self.ctrl.writer.tail.load(Ordering::Acquire)
+            } else {
+                // The headers below `seen` are visible to us: the reader
+                // that acquired them released the reader lock we hold.
+                seen
+            };
             let tail = word & !CLOSED;
             if read > tail
                 || tail - read > self.cap
@@ -1205,6 +1268,10 @@ impl<'a, K> ByteQueue<'a, K> {
                 || tail > MAX_POS
             {
                 break Err(RecvError::Corrupted);
+            }
+            if fresh {
+                // Checked above: only a sound tail is kept.
+                self.seen.store(tail, Ordering::Relaxed);
             }
             if read == tail {
                 // Closed and drained only if the close froze `tail` here:
@@ -2545,9 +2612,86 @@ mod tests {
         assert_eq!(q.try_recv_into(&mut out), Err(RecvError::Empty));
     }
 
+    /// Writers reclaim only when the free room falls below two of the
+    /// largest records, and a reader takes what the tail it last acquired
+    /// covers without loading `tail` again; no send to a ring whose
+    /// readers keep up ever finds it full. (Before: `head` moved on every
+    /// reservation, and readers loaded `tail` for every message.)
+    #[test]
+    fn reclaims_lazily_and_keeps_room_for_two_of_the_largest() {
+        let cfg = BytesConfig::new(1024, 64);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        let (cap, two) = (1024, 2 * record_size(64));
+        let w = &q.ctrl.writer;
+        let mut out = [0u8; 64];
+        // 16-byte messages (32-byte records) sent and received one by one:
+        // a plain model of where `head` must be.
+        let (mut head, mut tail) = (0u64, 0u64);
+        let mut reclaims = 0;
+        for i in 0..100u8 {
+            if cap - (tail - head) < two {
+                head = tail; // everything before it was received
+                reclaims += 1;
+            }
+            q.try_send(&[i; 16]).unwrap();
+            tail += 32;
+            assert_eq!(w.head.load(Ordering::Relaxed), head, "message {i}");
+            assert_eq!(w.tail.load(Ordering::Relaxed), tail);
+            assert_eq!(q.try_recv_into(&mut out), Ok(16));
+            assert_eq!(out[..16], [i; 16]);
+        }
+        assert!(reclaims >= 3, "{reclaims} reclaims");
+        // Below two of the largest free: the next reservation reclaims
+        // first, and both of the largest go in.
+        let room = |head: u64| cap - (w.tail.load(Ordering::Relaxed) - head);
+        while room(w.head.load(Ordering::Relaxed)) >= two {
+            q.try_send(&[1; 16]).unwrap();
+            assert_eq!(q.try_recv_into(&mut out), Ok(16));
+        }
+        let before = w.head.load(Ordering::Relaxed);
+        q.try_send(&[2; 64]).unwrap();
+        assert!(w.head.load(Ordering::Relaxed) > before, "no reclaim");
+        q.try_send(&[3; 64]).unwrap();
+        assert_eq!(q.try_recv_into(&mut out), Ok(64));
+        assert_eq!(out, [2; 64]);
+        assert_eq!(q.try_recv_into(&mut out), Ok(64));
+        assert_eq!(out, [3; 64]);
+        // Held records are never reclaimed: with none received, the ring
+        // fills (up to a skip record at the wrap) and then is full.
+        let mut n = 0;
+        while q.try_send(&[4; 64]).is_ok() {
+            n += 1;
+        }
+        assert!(n >= (cap - record_size(64)) / record_size(64), "{n} fit");
+        for _ in 0..n {
+            assert_eq!(q.try_recv_into(&mut out), Ok(64));
+        }
+        assert_eq!(q.try_send(&[5; 64]), Ok(()));
+        assert_eq!(q.try_recv_into(&mut out), Ok(64));
+        // Readers: two messages, one received, so the reader's copy of
+        // `tail` covers the second. A forged `tail` is not looked at until
+        // the copy says empty; then it is caught.
+        q.try_send(&[6; 8]).unwrap();
+        q.try_send(&[7; 8]).unwrap();
+        assert_eq!(q.try_recv_into(&mut out), Ok(8));
+        let real = w.tail.load(Ordering::Relaxed);
+        w.tail.store(u64::MAX >> 1, Ordering::Relaxed);
+        assert_eq!(q.try_recv_into(&mut out), Ok(8));
+        assert_eq!(out[..8], [7; 8]);
+        assert_eq!(q.try_recv_into(&mut out), Err(RecvError::Corrupted));
+        w.tail.store(real, Ordering::Relaxed);
+        assert_eq!(q.try_recv_into(&mut out), Err(RecvError::Empty));
+        q.try_send(&[8; 8]).unwrap();
+        assert_eq!(q.try_recv_into(&mut out), Ok(8));
+    }
+
     /// Puts a 128-byte queue back to a fresh one's state, as `init_at`
     /// leaves it.
     fn reset(q: &ByteQueue<'_>) {
+        // And the handle's own copy of `tail`, which only the queue's real
+        // history can make true: a fresh queue has a fresh handle.
+        q.seen.store(0, Ordering::Relaxed);
         q.ctrl.writer.tail.store(0, Ordering::Relaxed);
         q.ctrl.writer.head.store(0, Ordering::Relaxed);
         q.ctrl.reader.read.store(0, Ordering::Relaxed);

@@ -31,12 +31,15 @@
 //! A producer at `p` may claim only over the word of the consumer that
 //! freed the slot one lap ago (`p - capacity`), a consumer only over the
 //! word of the producer that published `p`, so each claim compare-and-swap
-//! succeeds for one party per position and lap. The claimant then moves
-//! `enqueue` (or `dequeue`) from `p` to `p + 1` with a compare-and-swap.
-//! Producers that find a producer's claim first help with that step, so a
-//! producer stopped between its two steps stops nobody. Because the claim
-//! and the name are one atomic write, there is no instant at which a slot
-//! is claimed by an unknown process.
+//! succeeds for one party per position and lap. A producer then moves
+//! `enqueue` from `p` to `p + 1` with a compare-and-swap; producers that
+//! find a producer's claim first help with that step, so a producer
+//! stopped between its two steps stops nobody. A consumer moves `dequeue`
+//! to `p + 1` with a plain Release store: no rival moves it off `p` while
+//! the claim stands ("Consumers wait for each other", below), so a pop
+//! makes two locked instructions (the claim and the freeing), not three.
+//! Because the claim and the name are one atomic write, there is no
+//! instant at which a slot is claimed by an unknown process.
 //!
 //! **32 bits of a position.** The owner word has room for 32 bits of the
 //! position, so a claimant that stood still for 2^32 positions between
@@ -62,6 +65,17 @@
 //! advances it for a rival that died. Helping would let a consumer's claim
 //! be acted on before its owner knows the claim is good, and then a
 //! mistaken claim (above) could not be taken back.
+//!
+//! **A late store of `dequeue`.** A consumer wrongly judged dead between
+//! its claim and its store (forged peer bookkeeping) has had `dequeue`
+//! advanced for it, and others may have consumed on; its late store then
+//! moves `dequeue` back behind slots already consumed. A consumer that
+//! finds the slot at `dequeue` freed at a later lap (its sequence number a
+//! lap or more ahead) while `dequeue` has not moved knows this happened —
+//! nothing else leaves that state — and moves `dequeue` on past it with a
+//! compare-and-swap (`dequeue_behind`), one slot at a time, until it
+//! reaches an item or the end. No item is handed out twice: a claim still
+//! needs the slot to read full at exactly its position.
 //!
 //! **Closing.** `enqueue`'s bit 63 is `CLOSED`. `close` sets it with one
 //! read-modify-write of `enqueue`; every claim takes effect only by
@@ -137,7 +151,9 @@
 //! cache line with the sequence number; each push and each pop makes one
 //! more compare-and-swap (the claim) than Vyukov's queue, publishes or
 //! frees with a compare-and-swap instead of a store, and re-reads the
-//! sequence number once (a load of the line it just wrote).
+//! sequence number once (a load of the line it just wrote). A pop makes
+//! two locked instructions (claim, free), as many as Vyukov's; a push
+//! three (claim, advance of `enqueue`, publish).
 
 use core::alloc::Layout;
 use core::fmt;
@@ -895,7 +911,17 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
             return Ok(Claim::Stale);
         }
         if !push {
-            let _ = self.advance(&self.ctrl.dequeue, pos);
+            // SYNC POINT: Release pairs with the Acquire loads of `dequeue`
+            // in `claim_pop`: whoever sees `pos + 1` sees our claim. A
+            // store, not a read-modify-write: no one else moves `dequeue`
+            // off `pos` while our claim stands (rivals wait for it, module
+            // docs), except a consumer or producer that judged us dead. If
+            // that judgement was wrong, this late store can move `dequeue`
+            // back behind slots consumed meanwhile; `dequeue_behind` moves
+            // it on again.
+            self.ctrl
+                .dequeue
+                .store(pos.wrapping_add(1), Ordering::Release);
             return Ok(Claim::Taken);
         }
         match self.advance(&self.ctrl.enqueue, pos) {
@@ -1026,8 +1052,9 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     fn claim_pop(&self, check: bool) -> Result<u64, PopError> {
         let cap = self.cap as i64;
         let me = self.peers.me();
-        // SYNC POINT: Acquire pairs with the AcqRel advances of `dequeue`,
-        // as in `claim_push`.
+        // SYNC POINT: Acquire pairs with the claimants' Release stores of
+        // `dequeue` (and the AcqRel advances of recovery), as in
+        // `claim_push`.
         let mut pos = self.ctrl.dequeue.load(Ordering::Acquire);
         let mut waits = 0;
         for _ in 0..MAX_RETRIES {
@@ -1114,12 +1141,39 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
             } else {
                 let p = self.ctrl.dequeue.load(Ordering::Acquire);
                 if p == pos {
-                    return Err(PopError::Corrupted);
+                    // The slot was freed past `pos`, yet `dequeue` still
+                    // says `pos`: a late store moved it back.
+                    if !self.dequeue_behind(pos, seq) {
+                        return Err(PopError::Corrupted);
+                    }
+                    pos = self.ctrl.dequeue.load(Ordering::Acquire);
+                    continue;
                 }
                 pos = p;
             }
         }
         Err(PopError::Corrupted)
+    }
+
+    /// `dequeue` reads `pos`, but the slot of `pos` reads `seq`, freed by
+    /// the consumer of `pos` (or a later lap's): the late store of a
+    /// consumer wrongly judged dead (its advance of `dequeue`, made after
+    /// others had advanced it for it and moved on) put `dequeue` back
+    /// behind consumed slots. Moves it past `pos` and returns `true` if
+    /// that is what the words say: `seq` at a later lap of `pos` (free or
+    /// full there), `pos` below `enqueue`. Anything else is corruption.
+    /// Each call moves `dequeue` on by one, so a hostile peer cannot keep
+    /// `claim_pop` looping longer than its retry bound.
+    #[cold]
+    fn dequeue_behind(&self, pos: u64, seq: u64) -> bool {
+        let ahead = seq.wrapping_sub(pos);
+        let enq = self.ctrl.enqueue.load(Ordering::Acquire) & !CLOSED;
+        let lap_later = ahead >= self.cap && ahead & (self.cap - 1) <= 1;
+        if !lap_later || enq.wrapping_sub(pos) as i64 <= 0 {
+            return false;
+        }
+        let _ = self.advance(&self.ctrl.dequeue, pos);
+        true
     }
 
     /// A rival consumer's claim of `pos` stands in the slot and `dequeue`
@@ -2016,6 +2070,53 @@ mod tests {
         for i in 0..4 {
             assert_eq!(q.pop(), Ok(i));
         }
+    }
+
+    /// A consumer claims position 0 and stops (SIGSTOP) before its store
+    /// of `dequeue`; the others judge it dead, advance `dequeue` for it,
+    /// consume on, and a producer frees its slot and refills it. Then it
+    /// resumes, and its late store puts `dequeue` back behind two consumed
+    /// slots, one refilled a lap later. Consumers must move past them and
+    /// deliver every other item once, in order. (Before: `Corrupted`.)
+    #[test]
+    fn a_dequeue_moved_back_behind_consumed_slots_is_moved_on() {
+        let mut b = buf::<u64>(4);
+        let judge = TestPeers::new(0);
+        let q = Mpmc::<u64>::new_in(b.bytes(), RingConfig::new(4))
+            .unwrap()
+            .with_peers(&judge);
+        for i in 1..=4 {
+            q.push(i).unwrap();
+        }
+        // The stopped consumer's claim of position 0, as its owner CAS
+        // left it, in the name of a peer the judge finds dead.
+        q.meta(0)
+            .owner
+            .store(owner_word(CONSUMER, 0, DEAD), Ordering::Relaxed);
+        // Checked calls do what a blocked one does at its owner check
+        // (and never sleep, so this runs under Miri too).
+        assert_eq!(q.try_pop_checked(), Ok(2));
+        assert_eq!(q.try_pop_checked(), Ok(3));
+        // The next lap's producers: one frees the "dead" consumer's slot.
+        assert_eq!(q.try_push_checked(5), Ok(()));
+        assert_eq!(q.try_push_checked(6), Ok(()));
+        assert_eq!(q.ctrl.dequeue.load(Ordering::Relaxed), 3);
+        // The claimant resumes: its store of `dequeue` for position 0.
+        q.ctrl.dequeue.store(1, Ordering::Release);
+        assert_eq!(q.try_pop(), Ok(4));
+        assert_eq!(q.try_pop(), Ok(5));
+        assert_eq!(q.try_pop(), Ok(6));
+        assert_eq!(q.try_pop(), Err(PopError::Empty));
+        assert_eq!(q.len(), 0);
+        // And the same where the slot behind is only freed, not refilled.
+        q.push(7).unwrap();
+        q.push(8).unwrap();
+        assert_eq!(q.try_pop(), Ok(7));
+        q.ctrl.dequeue.store(6, Ordering::Release);
+        assert_eq!(q.try_pop(), Ok(8));
+        assert_eq!(q.try_pop(), Err(PopError::Empty));
+        holds_exactly(&q, 4, 10);
+        holds_exactly(&q, 4, 20);
     }
 
     /// Puts the control block and slot records of a `cap`-slot queue back

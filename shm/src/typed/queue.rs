@@ -144,7 +144,10 @@ impl<T: Serialize + DeserializeOwned> TypedQueue<T> {
 
     /// Whether a message of [`max_message`](Self::max_message) bytes might
     /// not fit now (Python's `full`; like it, a hint that may be stale by
-    /// the time it returns).
+    /// the time it returns). Space released by receivers counts as used
+    /// until the next send reclaims it (writers reclaim lazily: see
+    /// `ByteQueue::used_bytes` in `shmipc-core`), so it can say `true`
+    /// where that send would fit.
     pub fn full(&self) -> bool {
         // A record is a 16-byte header and the payload padded to 16.
         let largest = 16 + self.q.max_message().div_ceil(16) * 16;
