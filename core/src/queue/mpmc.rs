@@ -2095,11 +2095,11 @@ mod tests {
             .store(owner_word(CONSUMER, 0, DEAD), Ordering::Relaxed);
         // Checked calls do what a blocked one does at its owner check
         // (and never sleep, so this runs under Miri too).
-        assert_eq!(q.try_pop_checked(), Ok(2));
-        assert_eq!(q.try_pop_checked(), Ok(3));
+        assert_eq!(q.try_pop_woken(true), Ok(2));
+        assert_eq!(q.try_pop_woken(true), Ok(3));
         // The next lap's producers: one frees the "dead" consumer's slot.
-        assert_eq!(q.try_push_checked(5), Ok(()));
-        assert_eq!(q.try_push_checked(6), Ok(()));
+        assert_eq!(q.try_push_woken(5, true), Ok(()));
+        assert_eq!(q.try_push_woken(6, true), Ok(()));
         assert_eq!(q.ctrl.dequeue.load(Ordering::Relaxed), 3);
         // The claimant resumes: its store of `dequeue` for position 0.
         q.ctrl.dequeue.store(1, Ordering::Release);
