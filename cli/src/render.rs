@@ -4,8 +4,8 @@ use std::fmt::Write;
 
 use serde_json::{json, Value};
 use shmipc::inspect::{
-    BytesState, End, EndReport, Fate, FileInfo, HoldKind, Holder, LockState, Peer, QueueState,
-    Report, State, WorkerState,
+    BytesState, End, EndHolder, EndReport, Fate, FileInfo, HoldKind, Holder, LockState, Peer,
+    QueueState, Report, State, WorkerState,
 };
 use shmipc::Kind;
 
@@ -317,22 +317,38 @@ fn ring_text(out: &mut String, label: &str, b: &BytesState) {
     );
 }
 
+/// Holders of an end: "pid 10 (comm)" for this pid namespace's, "pid 1
+/// in pid namespace 4026532999" for another's (its pid means nothing
+/// here, so no name is looked up for it).
+fn end_holders(hs: &[EndHolder], own_ns: u64) -> String {
+    hs.iter()
+        .map(|h| {
+            if h.pidns != 0 && own_ns != 0 && h.pidns != own_ns {
+                format!("pid {} in pid namespace {}", h.pid, h.pidns)
+            } else {
+                pid_list(&[h.pid])
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One end's holders: "2 handles in pid 10, 11; dead: pid 12".
-fn end_text(e: &EndReport) -> String {
+fn end_text(e: &EndReport, own_ns: u64) -> String {
     let mut parts = Vec::new();
     if !e.alive.is_empty() {
         parts.push(format!(
             "{} handle{} in {}",
             e.live_handles,
             if e.live_handles == 1 { "" } else { "s" },
-            pid_list(&e.alive)
+            end_holders(&e.alive, own_ns)
         ));
     }
     if !e.unknown.is_empty() {
-        parts.push(format!("unjudged: {}", pid_list(&e.unknown)));
+        parts.push(format!("unjudged: {}", end_holders(&e.unknown, own_ns)));
     }
     if !e.dead.is_empty() {
-        parts.push(format!("dead: {}", pid_list(&e.dead)));
+        parts.push(format!("dead: {}", end_holders(&e.dead, own_ns)));
     }
     if parts.is_empty() {
         "none open".to_owned()
@@ -343,20 +359,38 @@ fn end_text(e: &EndReport) -> String {
 
 /// The senders and receivers of lane `lane`, from the peer table.
 fn ends_text(out: &mut String, label: &str, r: &Report, lane: u32) {
-    let _ = writeln!(
-        out,
-        "{label}senders: {}",
-        end_text(&r.end(lane, End::Sender))
-    );
-    let _ = writeln!(
-        out,
-        "{label}receivers: {}",
-        end_text(&r.end(lane, End::Receiver))
-    );
+    let own_ns = shmipc::inspect::own_pid_namespace();
+    for (word, end) in [("senders", End::Sender), ("receivers", End::Receiver)] {
+        let e = r.end(lane, end);
+        let _ = writeln!(out, "{label}{word}: {}", end_text(&e, own_ns));
+    }
+}
+
+/// Holders as JSON: pid, pid namespace, whether that is this tool's, slot
+/// and handles.
+fn holders_json(hs: &[EndHolder], own_ns: u64) -> Value {
+    hs.iter()
+        .map(|h| {
+            json!({
+                "pid": h.pid,
+                "pidns": h.pidns,
+                "this_pid_namespace": h.pidns == 0 || h.pidns == own_ns,
+                "slot": h.slot,
+                "handles": h.handles,
+            })
+        })
+        .collect::<Vec<_>>()
+        .into()
 }
 
 fn end_json(e: &EndReport) -> Value {
-    json!({"alive": e.alive, "dead": e.dead, "unknown": e.unknown, "live_handles": e.live_handles})
+    let own = shmipc::inspect::own_pid_namespace();
+    json!({
+        "alive": holders_json(&e.alive, own),
+        "dead": holders_json(&e.dead, own),
+        "unknown": holders_json(&e.unknown, own),
+        "live_handles": e.live_handles,
+    })
 }
 
 /// Every lane's ends, for the kinds that count them.

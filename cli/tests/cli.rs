@@ -726,7 +726,7 @@ fn end_pids(r: &Value, lane: usize, end: &str, fate: &str) -> Vec<u64> {
         .as_array()
         .unwrap_or_else(|| panic!("no ends[{lane}].{end}.{fate} in {r}"))
         .iter()
-        .filter_map(Value::as_u64)
+        .filter_map(|h| h["pid"].as_u64())
         .collect();
     pids.sort_unstable();
     pids
@@ -971,13 +971,13 @@ fn inspect_answers_with_garbage_in_the_peer_table() {
 /// there, and the peer table records the pid as it sees itself. The
 /// senders line must not pass that number off as a process of this
 /// namespace: it either says the pid is another namespace's, or names the
-/// sender itself (it runs this test's program, so its `comm` is ours). On
-/// the current code the line reads "1 handle in pid 1 (<this namespace's
-/// pid 1>)": the tool looks the number up in its own `/proc`, and the
-/// JSON gives `alive: [1]` with no namespace, so a script that acts on it
-/// (kills it) hits this namespace's init.
+/// sender itself (it runs this test's program, so its `comm` is ours).
+/// Before the fix the line read "1 handle in pid 1 (<this namespace's pid
+/// 1>)": the tool looked the number up in its own `/proc`, and the JSON
+/// gave `alive: [1]` with no namespace, so a script that acted on it
+/// (killed it) hit this namespace's init. The JSON must say the pid is
+/// another namespace's too.
 #[test]
-#[ignore = "known defect: inspect's senders/receivers lines name a holder in another pid namespace by its inner pid and this namespace's /proc/<pid>/comm (every run; cli/src/render.rs pid_list, shm/src/inspect.rs Report::end keeps no pidns)"]
 fn inspect_does_not_pass_off_a_sender_in_another_pid_namespace_as_a_local_process() {
     let names = Unlinker::new("cli-ends-ns");
     let name = names.name("queue");
@@ -1037,6 +1037,10 @@ fn inspect_does_not_pass_off_a_sender_in_another_pid_namespace_as_a_local_proces
     let names_itself = line.contains(&format!("({})", own_comm.trim()));
     let says_namespace = line.contains("ns ") || line.contains("namespace");
     let by_outer_pid = line.contains(&format!("pid {g}"));
+    let r = json(&["inspect", &name, "--json"]);
+    let holder = &r["ends"][0]["senders"]["alive"][0];
+    assert_eq!(holder["pid"], 1, "{r}");
+    assert_eq!(holder["this_pid_namespace"], false, "{r}");
     drop(guard);
     assert_eq!(join_code(&mut middle), 0);
     assert!(

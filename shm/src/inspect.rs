@@ -143,18 +143,41 @@ const fn end_index(end: End) -> usize {
     }
 }
 
+/// One process holding an end open ([`EndReport`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndHolder {
+    /// Its peer slot.
+    pub slot: u32,
+    /// Its pid, as its own pid namespace numbers it: in another namespace
+    /// (a container) this is not the pid this namespace knows it by.
+    pub pid: u32,
+    /// Its pid namespace (inode of `/proc/self/ns/pid`), 0 if it could not
+    /// tell; compare with [`own_pid_namespace`] before using `pid` here.
+    pub pidns: u64,
+    /// How many handles of the end it keeps open.
+    pub handles: u32,
+}
+
 /// The processes that hold one end of one lane open, from the peer table
 /// ([`Report::end`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EndReport {
-    /// Pids of live holders (judged alive by the kernel).
-    pub alive: Vec<u32>,
-    /// Pids of holders judged dead: their handles no longer count.
-    pub dead: Vec<u32>,
-    /// Pids of holders whose fate could not be judged.
-    pub unknown: Vec<u32>,
+    /// Live holders (judged alive by the kernel).
+    pub alive: Vec<EndHolder>,
+    /// Holders judged dead: their handles no longer count.
+    pub dead: Vec<EndHolder>,
+    /// Holders whose fate could not be judged.
+    pub unknown: Vec<EndHolder>,
     /// Handles the live holders keep open.
     pub live_handles: u32,
+}
+
+/// This process's pid namespace (inode of `/proc/self/ns/pid`), 0 if it
+/// cannot tell: what [`Peer::pidns`] and [`EndHolder::pidns`] are compared
+/// with before a recorded pid is taken for one of this namespace.
+pub fn own_pid_namespace() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/pid").map_or(0, |m| m.ino())
 }
 
 /// Who holds something (a lock, a role), as the token in the object's
@@ -425,13 +448,19 @@ impl Report {
             if n == 0 {
                 continue;
             }
+            let h = EndHolder {
+                slot: p.slot,
+                pid: p.pid,
+                pidns: p.pidns,
+                handles: n,
+            };
             match p.fate {
                 Fate::Alive => {
-                    r.alive.push(p.pid);
+                    r.alive.push(h);
                     r.live_handles += n;
                 }
-                Fate::Dead => r.dead.push(p.pid),
-                Fate::Unknown(_) => r.unknown.push(p.pid),
+                Fate::Dead => r.dead.push(h),
+                Fate::Unknown(_) => r.unknown.push(h),
             }
         }
         r
