@@ -98,7 +98,7 @@ fn cases(env: &Env) -> Vec<Case> {
             &["rt_busy"],
             "iceoryx2",
             Rt,
-            Box::new(|e| iox::rt_iceoryx2(e, false)),
+            Box::new(|e| iox::rt_iceoryx2(e, iox::Wake::Poll)),
         ),
         Case::new(&["rt_busy"], "uds", Rt, Box::new(|e| rt::rt_uds(e, true))),
         Case::new(&["rt_busy"], "pipe", Rt, Box::new(|e| rt::rt_pipe(e, true))),
@@ -139,6 +139,12 @@ fn cases(env: &Env) -> Vec<Case> {
         Case::new(&["rt_block"], "shmipc_event", Rt, Box::new(rt::rt_event)),
         // ---- the same round trip through `wait` and through tokio
         Case::new(&["rt_waitset"], "shmipc", Rt, Box::new(peers::rt_waitset)),
+        Case::new(
+            &["rt_waitset"],
+            "iceoryx2",
+            Rt,
+            Box::new(|e| iox::rt_iceoryx2(e, iox::Wake::WaitSet)),
+        ),
         Case::new(&["rt_async"], "shmipc", Rt, Box::new(peers::rt_async)),
         Case::new(
             &["rt_block"],
@@ -181,7 +187,7 @@ fn cases(env: &Env) -> Vec<Case> {
             &["rt_block"],
             "iceoryx2",
             Rt,
-            Box::new(|e| iox::rt_iceoryx2(e, true)),
+            Box::new(|e| iox::rt_iceoryx2(e, iox::Wake::Listener)),
         ),
         Case::new(&["sem_pingpong"], "shmipc", Rt, Box::new(rt::sem_shmipc)),
         // ---- small items

@@ -874,3 +874,74 @@ fn wait_then_try_push_gets_past_a_dead_consumers_claim() {
     );
     assert_eq!(q.try_pop(), Ok(9));
 }
+
+/// A receiver that only polls with `try_` calls, no blocking call and no
+/// `wait`, still learns that its senders were SIGKILLed: a kill counts no
+/// departure, so its handle, whose last scan found the senders present,
+/// must look again now and then. Before that, the loop got `Empty` for
+/// ever (10 s here). For a Queue, a ByteQueue and a Pipe.
+#[test]
+fn a_try_loop_alone_sees_sigkilled_senders_gone() {
+    let names = Unlinker::new("eos-try-loop");
+    let (qn, bn, pn) = (names.name("q"), names.name("b"), names.name("p"));
+    let q = Queue::<u64>::create(&qn, RingConfig::new(8)).unwrap();
+    let b = ByteQueue::create(&bn, config()).unwrap();
+    let a = Pipe::create(&pn, config()).unwrap();
+    let ready = Shared::<Event>::anon(()).unwrap();
+    let mut child = fork(|| {
+        let q = Queue::<u64>::open(&qn).unwrap();
+        let b = ByteQueue::open(&bn).unwrap();
+        let p = Pipe::open(&pn).unwrap();
+        q.push(1).unwrap();
+        b.send(b"one").unwrap();
+        p.send(b"one").unwrap();
+        ready.set();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    })
+    .unwrap();
+    assert!(ready.wait_timeout(LONG));
+    // Take what was sent, and poll the empty objects while the sender
+    // lives: each handle's scan finds it present (and must keep saying so).
+    let poll_for = |d: Duration, f: &mut dyn FnMut() -> bool| {
+        let until = std::time::Instant::now() + d;
+        while std::time::Instant::now() < until {
+            if f() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        false
+    };
+    assert!(poll_for(PATIENCE, &mut || q.try_pop() == Ok(1)));
+    assert!(poll_for(PATIENCE, &mut || b.try_recv().is_ok()));
+    assert!(poll_for(PATIENCE, &mut || a.try_recv().is_ok()));
+    assert!(!poll_for(SEVERAL_CHECKS, &mut || q.try_pop() != Err(PopError::Empty)));
+    assert!(!poll_for(SEVERAL_CHECKS, &mut || {
+        b.try_recv().err() != Some(RecvError::Empty)
+    }));
+    assert!(!poll_for(SEVERAL_CHECKS, &mut || {
+        a.try_recv().err() != Some(RecvError::Empty)
+    }));
+    let killed = kill(&mut child);
+    assert_eq!(join(&mut child), ExitStatus::Signal(libc::SIGKILL));
+    assert!(
+        poll_for(PATIENCE, &mut || q.try_pop() == Err(PopError::Disconnected)),
+        "try_pop never saw the killed producer gone"
+    );
+    report("queue, try_pop loop, producer SIGKILLed", killed);
+    assert!(
+        poll_for(PATIENCE, &mut || {
+            b.try_recv().err() == Some(RecvError::Disconnected)
+        }),
+        "ByteQueue::try_recv never saw the killed writer gone"
+    );
+    assert!(
+        poll_for(PATIENCE, &mut || {
+            a.try_recv().err() == Some(RecvError::Disconnected)
+        }),
+        "PipeEnd::try_recv never saw the killed peer gone"
+    );
+    report("all three, try_ loops, sender SIGKILLed", killed);
+}

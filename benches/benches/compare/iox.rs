@@ -134,16 +134,17 @@ fn iox_side<R>(
     ctl: &Ctl,
     (rx, tx): (&str, &str),
     first: bool,
-    wake: bool,
+    wake: Wake,
     body: impl FnOnce(&mut dyn FnMut(u64), &mut dyn FnMut() -> u64) -> R,
 ) -> R {
+    let wake_up = wake != Wake::Poll;
     creator_first(ctl, first);
     let node = env.iox.node();
     let (rs, ts) = (
         pubsub_u64(&node, &env.iox.service_name(rx)),
         pubsub_u64(&node, &env.iox.service_name(tx)),
     );
-    let events = wake.then(|| {
+    let events = wake_up.then(|| {
         (
             event(&node, &env.iox.service_name(&format!("{rx}-event"))),
             event(&node, &env.iox.service_name(&format!("{tx}-event"))),
@@ -173,6 +174,18 @@ fn iox_side<R>(
     publ.update_connections().expect("connections");
     sub.update_connections().expect("connections");
     ctl.arrive(2);
+    // With `Wake::WaitSet`, the receiver sleeps in a wait set its
+    // listener is attached to (what `rt_waitset` measures of shmipc's
+    // `wait`), not in the listener itself.
+    let waitset = (wake == Wake::WaitSet).then(|| {
+        WaitSetBuilder::new()
+            .create::<ipc::Service>()
+            .expect("waitset")
+    });
+    let _attached = match (&waitset, &ports) {
+        (Some(ws), Some((listener, _))) => Some(ws.attach_notification(listener).expect("attach")),
+        _ => None,
+    };
     // The authors' loop: loan the next sample before waiting for the reply.
     let mut next = Some(publ.loan_uninit().expect("loan"));
     body(
@@ -190,7 +203,14 @@ fn iox_side<R>(
                 if let Some(s) = sub.receive().expect("receive") {
                     break *s;
                 }
-                listener.blocking_wait(|_| {}).expect("wait");
+                match &waitset {
+                    Some(ws) => {
+                        ws.wait_and_process_once(|_| CallbackProgression::Stop)
+                            .expect("wait");
+                        listener.try_wait(|_| {}).expect("drain");
+                    }
+                    None => listener.blocking_wait(|_| {}).expect("wait"),
+                }
             },
         },
     )
@@ -199,7 +219,18 @@ fn iox_side<R>(
 /// A round trip through two publish-subscribe services: polled tightly
 /// (`rt_busy`) or, with `wake`, sleeping on an event listener and woken by
 /// a notifier after each sample (`rt_block`).
-pub fn rt_iceoryx2(env: &Env, wake: bool) -> Sample {
+/// How an iceoryx2 receiver waits for the next sample.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Wake {
+    /// Polls the subscriber (`rt_busy`).
+    Poll,
+    /// Sleeps on an event listener (`rt_block`).
+    Listener,
+    /// Sleeps in a WaitSet the listener is attached to (`rt_waitset`).
+    WaitSet,
+}
+
+pub fn rt_iceoryx2(env: &Env, wake: Wake) -> Sample {
     let map = CtlMap::new();
     round_trip(
         &map,

@@ -66,6 +66,7 @@
 //! received, never lost.
 
 use crate::peers::{End, Peers};
+use crate::sync::lock::OWNER_CHECK_INTERVAL;
 use crate::sync::{AtomicU64, Ordering};
 
 const HAD: [u64; 2] = [1 << 0, 1 << 1];
@@ -99,6 +100,12 @@ pub(crate) struct Ends {
     /// Departures + 1 when this handle's last scan found the other end
     /// present; 0 if it has not, or found it gone.
     present_at: AtomicU64,
+    /// Unforced calls of [`Ends::gone`] that skipped their scan, wrapping
+    /// (plain loads and stores: a lost count only delays a rescan).
+    skipped: AtomicU64,
+    /// `CLOCK_MONOTONIC` nanoseconds of this handle's last scan that found
+    /// the other end present.
+    present_since: AtomicU64,
 }
 
 impl Clone for Ends {
@@ -109,6 +116,8 @@ impl Clone for Ends {
             lane: self.lane,
             fail_sends: self.fail_sends,
             present_at: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            present_since: AtomicU64::new(0),
         }
     }
 }
@@ -125,6 +134,8 @@ impl Ends {
             lane: 0,
             fail_sends: false,
             present_at: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+            present_since: AtomicU64::new(0),
         }
     }
 
@@ -272,7 +283,12 @@ impl Ends {
     /// this handle's last scan found the end present: a drop bumps the
     /// departures, and a death is found by the next owner check, 50 ms
     /// into a wait at most. So a receiver in a ping-pong pays for one scan,
-    /// not one per message.
+    /// not one per message. A handle polled only with `try_` calls makes no
+    /// owner check, and a kill counts no departure: every
+    /// [`RESCAN_EVERY`] skipped scans it reads the clock, and scans again
+    /// once [`OWNER_CHECK_INTERVAL`] has passed since the last scan found
+    /// the end present (so a loop of `try_` calls sees a killed sender gone
+    /// as a blocked call does, within about one interval).
     ///
     /// SYNC POINT: the Acquire load pairs with the Release updates in
     /// [`Ends::record`] and [`Ends::release`].
@@ -284,7 +300,7 @@ impl Ends {
         // with the arrivals' bumps (module docs).
         let w = word.load(Ordering::SeqCst);
         let mark = (w >> 32) + 1;
-        if !force && self.present_at.load(Ordering::Relaxed) == mark {
+        if !force && self.present_at.load(Ordering::Relaxed) == mark && !self.rescan_due() {
             return false;
         }
         if w & HAD[index(end)] == 0 || w & UNRECORDED[index(end)] != 0 {
@@ -292,6 +308,7 @@ impl Ends {
         }
         if peers.end_alive(self.lane, end) {
             self.present_at.store(mark, Ordering::Relaxed);
+            self.present_since.store(now_nanos(), Ordering::Relaxed);
             return false;
         }
         // Nobody found: make sure no arrival slipped past the scan (module
@@ -304,6 +321,33 @@ impl Ends {
         // SYNC POINT: SeqCst, as the load of `w` above.
         word.load(Ordering::SeqCst) & COUNTS == w & COUNTS
     }
+}
+
+/// How many skipped scans [`Ends::gone`] counts before it reads the
+/// clock to see whether a rescan is due: a `try_` loop on an empty queue
+/// pays a plain load and store per call, and a clock read per this many.
+pub(crate) const RESCAN_EVERY: u64 = 64;
+
+impl Ends {
+    /// Counts one skipped scan; every [`RESCAN_EVERY`], whether the last
+    /// scan that found the other end present is an owner check interval
+    /// old (then [`Ends::gone`] scans again).
+    #[inline]
+    fn rescan_due(&self) -> bool {
+        // Relaxed load and store, not an RMW: handle-local bookkeeping.
+        let n = self.skipped.load(Ordering::Relaxed).wrapping_add(1);
+        self.skipped.store(n, Ordering::Relaxed);
+        if n % RESCAN_EVERY != 0 {
+            return false;
+        }
+        let since = self.present_since.load(Ordering::Relaxed);
+        now_nanos().saturating_sub(since) >= OWNER_CHECK_INTERVAL.as_nanos() as u64
+    }
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds.
+fn now_nanos() -> u64 {
+    crate::sys::futex::Deadline::now().as_nanos()
 }
 
 /// Whether a scan could find `end` gone now: it was recorded once and

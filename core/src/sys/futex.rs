@@ -81,6 +81,13 @@ impl Deadline {
         }
     }
 
+    /// This time in nanoseconds since the clock's origin (0 for a time
+    /// before it, saturating past `u64::MAX`).
+    pub fn as_nanos(&self) -> u64 {
+        let ns = i128::from(self.secs) * i128::from(NANOS_PER_SEC) + i128::from(self.nanos);
+        ns.clamp(0, i128::from(u64::MAX)) as u64
+    }
+
     /// The deadline `timeout` from now. A timeout too large to represent
     /// saturates (it is, for every purpose, "never").
     pub fn after(timeout: Duration) -> Deadline {
