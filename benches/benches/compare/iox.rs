@@ -209,7 +209,9 @@ fn iox_side<R>(
                             .expect("wait");
                         listener.try_wait(|_| {}).expect("drain");
                     }
-                    None => listener.blocking_wait(|_| {}).expect("wait"),
+                    None => {
+                        listener.blocking_wait(|_| {}).expect("wait");
+                    }
                 }
             },
         },
