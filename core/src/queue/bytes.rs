@@ -672,6 +672,10 @@ impl<'a> ByteQueue<'a> {
         let ctrl: &'a Control = unsafe { &*ptr.cast::<Control>() };
         // SAFETY: the ring starts inside the layout; non-null.
         let base = unsafe { core::ptr::NonNull::new_unchecked(ptr.add(size_of::<Control>())) };
+        // Commits, releases and reclaims check for sleepers with a plain
+        // load where the kernel offers heavy barriers (`crate::membarrier`).
+        ctrl.not_empty.enable_light();
+        ctrl.not_full.enable_light();
         ByteQueue {
             ctrl,
             ring: Ring {
@@ -862,6 +866,16 @@ impl<'a, K> ByteQueue<'a, K> {
     }
 
     dead_sleeper_hooks!();
+
+    /// Test support: whether this handle's notifies check for sleepers
+    /// with a plain load (the light side of the asymmetric barrier,
+    /// `crate::membarrier`) on both sides.
+    #[doc(hidden)]
+    pub fn light_notify(&self) -> bool {
+        crate::membarrier::registered()
+            && self.ctrl.not_empty.is_light()
+            && self.ctrl.not_full.is_light()
+    }
 
     /// Test support: takes the writers' (`true`) or the readers' (`false`)
     /// lock, as a reservation or a claim does, runs `while_held` (a test
@@ -1324,7 +1338,7 @@ impl<'a, K> ByteQueue<'a, K> {
         };
         if skipped {
             // Skipped records become reclaimable: a writer may be waiting.
-            self.ctrl.not_full.notify();
+            self.ctrl.not_full.notify_light();
         }
         if dead_writer {
             // Messages committed behind the dead writer's record woke
@@ -1711,7 +1725,7 @@ impl<K> ByteQueue<'_, K> {
         if head != start {
             w.head.store(head, Ordering::Relaxed);
             // Freed room: writers asleep may now fit.
-            self.ctrl.not_full.notify();
+            self.ctrl.not_full.notify_light();
         }
         let size = record_size(len);
         let room_to_end = self.cap - (tail & self.ring.mask);
@@ -1809,7 +1823,7 @@ impl<K> WriteGrant<'_, '_, K> {
                 Ordering::Relaxed,
             )
             .is_ok();
-        self.q.ctrl.not_empty.notify();
+        self.q.ctrl.not_empty.notify_light();
         ours
     }
 
@@ -1938,7 +1952,7 @@ impl<K> ReadGrant<'_, '_, K> {
                 Ordering::Relaxed,
             )
             .is_ok();
-        self.q.ctrl.not_full.notify();
+        self.q.ctrl.not_full.notify_light();
         ours
     }
 }
@@ -2065,6 +2079,19 @@ mod tests {
         assert_eq!(c.capacity, 256 * 1024);
         assert_eq!(BytesConfig::from_words(c.to_words()), Ok(c));
         assert!(BytesConfig::from_words([128, 8, 1, 0]).is_err());
+    }
+
+    #[test]
+    fn notifiers_use_the_light_path_where_the_kernel_allows() {
+        // Whether the kernel offers heavy barriers (registering is
+        // idempotent; the queue's attach registers too).
+        let supported = crate::membarrier::register();
+        let cfg = BytesConfig::new(256, 100);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        assert_eq!(q.ctrl.not_empty.is_light(), supported, "not_empty");
+        assert_eq!(q.ctrl.not_full.is_light(), supported, "not_full");
+        assert_eq!(q.light_notify(), supported);
     }
 
     #[test]
