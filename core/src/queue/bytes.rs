@@ -317,13 +317,24 @@ struct WriterSide {
     lock: Lock,
     tail: AtomicU64,
     head: AtomicU64,
+    /// Messages sent, as counted by [`ByteQueue::count_sent`] (a typed
+    /// layer's `qsize`); in what was padding, so 0 in older segments.
+    sent: AtomicU64,
 }
 
 #[repr(C)]
 struct ReaderSide {
     lock: Lock,
     read: AtomicU64,
+    /// Messages taken, as counted by [`ByteQueue::count_taken`]; in what
+    /// was padding, so 0 in older segments.
+    taken: AtomicU64,
 }
+
+// The counters must stay inside each side's padding: the layout of
+// existing segments does not change (loom's atomics are larger).
+#[cfg(not(loom))]
+const _: () = assert!(size_of::<WriterSide>() <= 128 && size_of::<ReaderSide>() <= 128);
 
 #[repr(C)]
 struct Control {
@@ -366,10 +377,12 @@ impl Control {
                 lock: Lock::new(),
                 tail: AtomicU64::new(0),
                 head: AtomicU64::new(0),
+                sent: AtomicU64::new(0),
             }),
             reader: CachePadded(ReaderSide {
                 lock: Lock::new(),
                 read: AtomicU64::new(0),
+                taken: AtomicU64::new(0),
             }),
             not_empty: CachePadded(Signal::new()),
             not_full: CachePadded(Signal::new()),
@@ -672,6 +685,10 @@ impl<'a> ByteQueue<'a> {
         let ctrl: &'a Control = unsafe { &*ptr.cast::<Control>() };
         // SAFETY: the ring starts inside the layout; non-null.
         let base = unsafe { core::ptr::NonNull::new_unchecked(ptr.add(size_of::<Control>())) };
+        // Commits, releases and reclaims check for sleepers with a plain
+        // load where the kernel offers heavy barriers (`crate::membarrier`).
+        ctrl.not_empty.enable_light();
+        ctrl.not_full.enable_light();
         ByteQueue {
             ctrl,
             ring: Ring {
@@ -829,6 +846,36 @@ impl<'a, K> ByteQueue<'a, K> {
             >= self.ctrl.writer.tail.load(Ordering::Acquire) & !CLOSED
     }
 
+    /// Counts one message sent, for [`messages_sent_minus_taken`]; a layer
+    /// that keeps a message count calls it after each successful send. The
+    /// count lives on the writers' own cache line.
+    ///
+    /// [`messages_sent_minus_taken`]: ByteQueue::messages_sent_minus_taken
+    #[inline]
+    pub fn count_sent(&self) {
+        // Relaxed: a count, which publishes nothing.
+        self.ctrl.writer.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one message taken (after each successful receive); on the
+    /// readers' own cache line.
+    #[inline]
+    pub fn count_taken(&self) {
+        // Relaxed: as in `count_sent`.
+        self.ctrl.reader.taken.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Messages counted sent minus those counted taken, 0 if fewer were
+    /// sent (a snapshot that lags the calls in flight, and only as good
+    /// as the peers that keep the counts).
+    pub fn messages_sent_minus_taken(&self) -> u64 {
+        // Relaxed: two counts; taken first, so that a snapshot taken
+        // while both move errs towards more rather than fewer.
+        let taken = self.ctrl.reader.taken.load(Ordering::Relaxed);
+        let sent = self.ctrl.writer.sent.load(Ordering::Relaxed);
+        sent.saturating_sub(taken)
+    }
+
     /// Bytes of the ring in use (records reserved, waiting or held, plus
     /// headers and padding), as of the last reservation (a snapshot).
     /// Released records count until writers reclaim them, which they do
@@ -862,6 +909,16 @@ impl<'a, K> ByteQueue<'a, K> {
     }
 
     dead_sleeper_hooks!();
+
+    /// Test support: whether this handle's notifies check for sleepers
+    /// with a plain load (the light side of the asymmetric barrier,
+    /// `crate::membarrier`) on both sides.
+    #[doc(hidden)]
+    pub fn light_notify(&self) -> bool {
+        crate::membarrier::registered()
+            && self.ctrl.not_empty.is_light()
+            && self.ctrl.not_full.is_light()
+    }
 
     /// Test support: takes the writers' (`true`) or the readers' (`false`)
     /// lock, as a reservation or a claim does, runs `while_held` (a test
@@ -1324,7 +1381,7 @@ impl<'a, K> ByteQueue<'a, K> {
         };
         if skipped {
             // Skipped records become reclaimable: a writer may be waiting.
-            self.ctrl.not_full.notify();
+            self.ctrl.not_full.notify_light();
         }
         if dead_writer {
             // Messages committed behind the dead writer's record woke
@@ -1711,7 +1768,7 @@ impl<K> ByteQueue<'_, K> {
         if head != start {
             w.head.store(head, Ordering::Relaxed);
             // Freed room: writers asleep may now fit.
-            self.ctrl.not_full.notify();
+            self.ctrl.not_full.notify_light();
         }
         let size = record_size(len);
         let room_to_end = self.cap - (tail & self.ring.mask);
@@ -1809,7 +1866,7 @@ impl<K> WriteGrant<'_, '_, K> {
                 Ordering::Relaxed,
             )
             .is_ok();
-        self.q.ctrl.not_empty.notify();
+        self.q.ctrl.not_empty.notify_light();
         ours
     }
 
@@ -1938,7 +1995,7 @@ impl<K> ReadGrant<'_, '_, K> {
                 Ordering::Relaxed,
             )
             .is_ok();
-        self.q.ctrl.not_full.notify();
+        self.q.ctrl.not_full.notify_light();
         ours
     }
 }
@@ -2065,6 +2122,34 @@ mod tests {
         assert_eq!(c.capacity, 256 * 1024);
         assert_eq!(BytesConfig::from_words(c.to_words()), Ok(c));
         assert!(BytesConfig::from_words([128, 8, 1, 0]).is_err());
+    }
+
+    #[test]
+    fn notifiers_use_the_light_path_where_the_kernel_allows() {
+        // Whether the kernel offers heavy barriers (registering is
+        // idempotent; the queue's attach registers too).
+        let supported = crate::membarrier::register();
+        let cfg = BytesConfig::new(256, 100);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        assert_eq!(q.ctrl.not_empty.is_light(), supported, "not_empty");
+        assert_eq!(q.ctrl.not_full.is_light(), supported, "not_full");
+        assert_eq!(q.light_notify(), supported);
+    }
+
+    #[test]
+    fn message_counts_are_sent_minus_taken_clamped_at_zero() {
+        let cfg = BytesConfig::new(256, 100);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        assert_eq!(q.messages_sent_minus_taken(), 0);
+        q.count_sent();
+        q.count_sent();
+        q.count_taken();
+        assert_eq!(q.messages_sent_minus_taken(), 1);
+        q.count_taken();
+        q.count_taken();
+        assert_eq!(q.messages_sent_minus_taken(), 0, "more taken than sent");
     }
 
     #[test]

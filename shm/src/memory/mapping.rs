@@ -525,21 +525,14 @@ impl Mapping {
         &self.0.header
     }
 
-    /// The header's `messages` word: a typed queue's approximate count.
-    pub(crate) fn message_count(&self) -> &AtomicU64 {
-        // SAFETY: every mapping starts with its page-aligned 128-byte
-        // header, which lives as long as `self`; RawHeader is atomics
-        // only, valid whatever a peer writes.
-        let header = unsafe { &*self.0.map.as_ptr().cast::<RawHeader>() };
-        &header.messages
-    }
-
     /// The header's `tasks` word: a [`JoinableQueue`]'s unfinished
     /// tasks ([`TaskCount`](shmipc_core::TaskCount)); 0 elsewhere.
     ///
     /// [`JoinableQueue`]: crate::JoinableQueue
     pub(crate) fn task_word(&self) -> &AtomicU32 {
-        // SAFETY: as in `message_count`.
+        // SAFETY: every mapping starts with its page-aligned 128-byte
+        // header, which lives as long as `self`; RawHeader is atomics
+        // only, valid whatever a peer writes.
         let header = unsafe { &*self.0.map.as_ptr().cast::<RawHeader>() };
         &header.tasks
     }

@@ -4,7 +4,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use shmipc_core::sync::Ordering;
 use shmipc_core::{RecvError, SendError};
 
 use crate::error::Result;
@@ -58,7 +57,7 @@ impl EncodedQueue {
     /// Puts one encoded message if there is room now.
     pub fn try_send(&self, msg: &[u8]) -> std::result::Result<(), SendError> {
         self.q.try_send(msg)?;
-        self.counted(1);
+        self.q.count_sent();
         Ok(())
     }
 
@@ -69,7 +68,7 @@ impl EncodedQueue {
         timeout: Duration,
     ) -> std::result::Result<(), SendError> {
         self.q.send_timeout(msg, timeout)?;
-        self.counted(1);
+        self.q.count_sent();
         Ok(())
     }
 
@@ -81,17 +80,8 @@ impl EncodedQueue {
     /// Takes the next encoded message, waiting at most `timeout`.
     pub fn recv_vec_timeout(&self, timeout: Duration) -> std::result::Result<Vec<u8>, RecvError> {
         let msg = self.q.recv_vec_timeout(timeout)?;
-        self.counted(-1);
+        self.q.count_taken();
         Ok(msg)
-    }
-
-    fn counted(&self, delta: i64) {
-        // Relaxed: a count for `qsize`, which publishes nothing (as in
-        // TypedQueue's send_with and take).
-        self.q
-            .memory()
-            .message_count()
-            .fetch_add(delta as u64, Ordering::Relaxed);
     }
 }
 

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use shmipc_core::sync::Ordering;
 use shmipc_core::{BytesConfig, RecvError, SendError};
 
 use super::{encode, label, take, typed_opts, MessageError};
@@ -133,8 +132,7 @@ impl<T: Serialize + DeserializeOwned> TypedQueue<T> {
     /// lowers after its message is out, so it lags the queue by the calls
     /// in flight (and is only as good as the peers that keep it).
     pub fn qsize(&self) -> usize {
-        let n = self.q.memory().message_count().load(Ordering::Relaxed) as i64;
-        n.max(0) as usize
+        usize::try_from(self.q.messages_sent_minus_taken()).unwrap_or(usize::MAX)
     }
 
     /// Whether no message is ready now (Python's `empty`).
@@ -243,11 +241,8 @@ impl<T: Serialize + DeserializeOwned> TypedQueue<T> {
             segment: label(self.q.name()),
             error,
         })?;
-        // Relaxed: a count for `qsize`, which publishes nothing.
-        self.q
-            .memory()
-            .message_count()
-            .fetch_add(1, Ordering::Relaxed);
+        // For `qsize`, on the writers' own cache line.
+        self.q.count_sent();
         Ok(())
     }
 
@@ -261,11 +256,8 @@ impl<T: Serialize + DeserializeOwned> TypedQueue<T> {
         let taken = grant.is_ok();
         let r = take(grant, self.q.name());
         if taken {
-            // The message is out, decoded or not. Relaxed: see send_with.
-            self.q
-                .memory()
-                .message_count()
-                .fetch_sub(1, Ordering::Relaxed);
+            // The message is out, decoded or not; on the readers' line.
+            self.q.count_taken();
         }
         r
     }
