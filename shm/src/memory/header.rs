@@ -18,7 +18,7 @@
 //! | 100 | `tasks` | u32 | a JoinableQueue's unfinished tasks; zero elsewhere |
 //! | 104 | `type_hash` | u64 | a typed segment's message type: the hash of its name ([`Fingerprint`](crate::typed::Fingerprint)); zero for the others |
 //! | 112 | `type_layout` | u64 | that type's `size \| align << 32`; zero for untyped segments |
-//! | 120 | `messages` | u64 | a typed queue's approximate message count (its `qsize`); zero for the others |
+//! | 120 | `messages` | u64 | reserved, zero (a typed queue counted its `qsize` here before the counts moved to its byte queue's writer and reader lines) |
 //!
 //! After the object comes the segment's *peer table*
 //! ([`shmipc_core::peers`]): one 32-byte slot per process attached to the
