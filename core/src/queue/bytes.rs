@@ -1010,9 +1010,9 @@ impl<'a, K> ByteQueue<'a, K> {
 
     // -- writing ----------------------------------------------------------
 
-    /// Under the writer lock: reclaims freed records, then reserves a
-    /// record for `len` bytes. Returns its position.
-    fn reserve_locked(&self, len: u64, check: bool) -> Result<u64, SendError> {
+    /// Under the writer lock: the writers' `head` and `tail` (without the
+    /// closed bit), checked to hold together; `Closed` if the queue is.
+    fn writer_positions(&self) -> Result<(u64, u64), SendError> {
         let w = &self.ctrl.writer;
         // Written only under the writer lock, which we hold, and by
         // `close`, whose bit we look at here (SYNC POINT: Acquire pairs
@@ -1022,7 +1022,7 @@ impl<'a, K> ByteQueue<'a, K> {
             return Err(SendError::Closed);
         }
         // Only written under the writer lock, which we hold.
-        let mut head = w.head.load(Ordering::Relaxed);
+        let head = w.head.load(Ordering::Relaxed);
         if head > tail
             || tail - head > self.cap
             || tail > MAX_POS
@@ -1030,6 +1030,14 @@ impl<'a, K> ByteQueue<'a, K> {
         {
             return Err(SendError::Corrupted);
         }
+        Ok((head, tail))
+    }
+
+    /// Under the writer lock: reclaims freed records, then reserves a
+    /// record for `len` bytes. Returns its position.
+    fn reserve_locked(&self, len: u64, check: bool) -> Result<u64, SendError> {
+        let w = &self.ctrl.writer;
+        let (mut head, tail) = self.writer_positions()?;
         // Reclaim lazily: only when the free room falls below two of the
         // largest records (or a blocked writer checks for dead readers),
         // so that writers read the readers' `read` line and the freed
@@ -1726,47 +1734,9 @@ impl<K> ByteQueue<'_, K> {
     /// Under the writer lock: reclaims freed records, then says whether a
     /// record for `len` bytes fits (`Closed` if the queue is closed).
     fn room_locked(&self, len: u64, check: bool) -> Result<bool, SendError> {
-        let w = &self.ctrl.writer;
-        // As in `reserve_locked`.
-        let tail = w.tail.load(Ordering::Acquire);
-        if tail & CLOSED != 0 {
-            return Err(SendError::Closed);
-        }
-        let mut head = w.head.load(Ordering::Relaxed);
-        // SYNC POINT: Acquire pairs with the Release store of `read` in
-        // `claim_locked`.
-        let read = self.ctrl.reader.read.load(Ordering::Acquire);
-        if head > read
-            || read > tail
-            || tail - head > self.cap
-            || tail > MAX_POS
-            || (head | read | tail) & (ALIGN - 1) != 0
-        {
-            return Err(SendError::Corrupted);
-        }
-        let start = head;
-        let mut asked = (0, false);
-        while head < read {
-            let rec = self.record(head, read).ok_or(SendError::Corrupted)?;
-            match (rec.state, rec.skip) {
-                (FREED, _) | (READY, true) => head += rec.size,
-                (READY, false) if check => {
-                    // SYNC POINT: as in `reserve_locked`.
-                    let owner = self.ring.header(head + 8).load(Ordering::Relaxed);
-                    if asked.0 != owner || owner == 0 {
-                        asked = (owner, self.holder_dead(owner));
-                    }
-                    if !asked.1 || !self.free_dead_reader(head, rec) {
-                        break;
-                    }
-                    head += rec.size;
-                }
-                (READY, false) => break,
-                _ => return Err(SendError::Corrupted),
-            }
-        }
+        let (start, tail) = self.writer_positions()?;
+        let head = self.reclaim(start, tail, check)?;
         if head != start {
-            w.head.store(head, Ordering::Relaxed);
             // Freed room: writers asleep may now fit.
             self.ctrl.not_full.notify_light();
         }
