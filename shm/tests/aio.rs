@@ -7,7 +7,7 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::{join, CHILD_TIMEOUT, WAKE_PATIENCE};
+use common::{join, now_ns, CHILD_TIMEOUT, WAKE_PATIENCE};
 use shmipc::sync::AtomicBool;
 use shmipc::{
     fork, BytesConfig, Event, ExitStatus, Lock, Named, Pipe, Queue, RingConfig, Semaphore,
@@ -489,17 +489,6 @@ const EOS_PATIENCE: Duration = Duration::from_secs(5);
 enum Death {
     Exit,
     Kill,
-}
-
-/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process.
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to fill; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// A peer in a child process: it runs `open` (which opens its ends and

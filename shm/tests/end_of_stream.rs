@@ -17,7 +17,7 @@ mod common;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use common::join;
+use common::{join, now_ns};
 use shmipc::wait::{wait, Interest};
 use shmipc::{
     fork, AtomicU32, AtomicU64, ByteQueue, BytesConfig, Child, Event, ExitStatus, Named, Pipe,
@@ -38,17 +38,6 @@ const LONG: Duration = Duration::from_secs(30);
 
 fn config() -> BytesConfig {
     BytesConfig::new(4096, 256)
-}
-
-/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process.
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to fill; CLOCK_MONOTONIC always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// Ends the calling (forked) process at once, with its handles still

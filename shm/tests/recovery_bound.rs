@@ -12,7 +12,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::join;
+use common::{join, now_ns};
 use shmipc::{
     fork, ByteQueue, BytesConfig, Event, ExitStatus, Lock, Named, Queue, RingConfig, Shared,
     Unlinker,
@@ -21,17 +21,6 @@ use shmipc::{
 /// Twenty owner-check intervals.
 const BOUND: Duration = Duration::from_secs(1);
 const LONG: Duration = Duration::from_secs(30);
-
-/// The monotonic clock in nanoseconds, comparable across processes.
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: a valid timespec to fill; the clock always exists.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// Forks a holder that runs `hold` (taking something and signalling
 /// `held`), then waits to be killed.

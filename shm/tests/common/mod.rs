@@ -186,3 +186,15 @@ pub fn hold_byte(name: &str, at: i64) -> std::fs::File {
     assert_eq!(r, 0, "F_OFD_SETLK: {}", std::io::Error::last_os_error());
     file
 }
+
+/// `CLOCK_MONOTONIC` in nanoseconds: one clock for every process, so a
+/// child's stamp and the parent's reading compare.
+pub fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid timespec to fill; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
