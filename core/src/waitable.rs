@@ -77,43 +77,41 @@ pub struct Arm<'a> {
     short: bool,
     consumed: bool,
     /// For an arm made without its barrier ([`Arm::needs_barrier`]): the
-    /// object's readiness test, and the object.
-    recheck: Option<(Test, *const ())>,
+    /// object's readiness test, on the object.
+    recheck: Option<Erased<Readiness>>,
     /// [`Arm::check_may_help`]'s test, where the object has one.
     hint: Option<Hint>,
 }
 
-/// An object's readiness test, with the object's type erased.
-type Test = fn(*const ()) -> Readiness;
-
-/// A test on an object's shared words (its control block, never a
-/// handle, which need not outlive a detached arm), with their type
-/// erased: [`Arm::check_may_help`].
+/// A test `fn(&O) -> R` bound to its `&O`, with `O` erased, made later.
 #[derive(Clone, Copy)]
-pub(crate) struct Hint {
-    test: HintTest,
+pub(crate) struct Erased<R> {
+    test: fn(*const ()) -> R,
     at: *const (),
 }
 
-/// A hint's test, with the object's type erased.
-type HintTest = fn(*const ()) -> bool;
+/// A test on an object's shared words (its control block, never a
+/// handle, which need not outlive a detached arm): [`Arm::check_may_help`].
+pub(crate) type Hint = Erased<bool>;
 
-impl Hint {
-    /// `test(at)`, made later. `at` lies in the object's shared memory,
-    /// which stays mapped while the arm lives (the contract of
-    /// [`Arm::detach`]; a borrowed arm borrows the object).
-    pub(crate) fn new<O>(at: &O, test: fn(&O) -> bool) -> Hint {
-        // SAFETY: `fn(&O) -> bool` and `fn(*const ()) -> bool` are
-        // ABI-compatible (a reference and a raw pointer to a Sized type);
-        // `Hint::holds` passes only `at`, alive while the arm lives.
-        let test = unsafe { core::mem::transmute::<fn(&O) -> bool, HintTest>(test) };
-        Hint {
+impl<R> Erased<R> {
+    /// `test(at)`, to be made later with [`Erased::call`]. `at` must stay
+    /// alive while the arm that keeps this lives: the object an arm
+    /// borrows, or the object's shared memory, which stays mapped while
+    /// the arm lives (the contract of [`Arm::detach`]).
+    pub(crate) fn new<O>(at: &O, test: fn(&O) -> R) -> Erased<R> {
+        // SAFETY: `fn(&O) -> R` and `fn(*const ()) -> R` are ABI-compatible
+        // (a reference and a raw pointer to a Sized type; see the `fn`
+        // primitive's docs), and `call` passes only `at`, alive while the
+        // arm lives.
+        let test = unsafe { core::mem::transmute::<fn(&O) -> R, fn(*const ()) -> R>(test) };
+        Erased {
             test,
             at: at as *const O as *const (),
         }
     }
 
-    fn holds(&self) -> bool {
+    fn call(&self) -> R {
         (self.test)(self.at)
     }
 }
@@ -175,10 +173,7 @@ impl<'a> Arm<'a> {
     /// is held now" ([`Readiness::Busy`]: look again within a millisecond
     /// or two). `NotReady` for an arm made with its barrier.
     pub fn recheck(&self) -> Readiness {
-        match self.recheck {
-            Some((test, object)) => test(object),
-            None => Readiness::NotReady,
-        }
+        self.recheck.map_or(Readiness::NotReady, |r| r.call())
     }
 
     /// True if the waiter must not sleep longer than a millisecond or so
@@ -210,7 +205,7 @@ impl<'a> Arm<'a> {
     /// periodic wake.
     pub fn check_may_help(&self) -> bool {
         if let Some(h) = &self.hint {
-            return h.holds();
+            return h.call();
         }
         match self.undo {
             Undo::Signal(..) | Undo::Lock => true,
@@ -303,16 +298,8 @@ fn arm_signal<'a, O>(
     let reg = register(signal.sleepers_word());
     let defer = deferred && signal.is_light();
     let mut short = !defer && !heavy_if_light(signal);
-    let recheck = defer.then(|| {
-        // SAFETY: `fn(&O) -> Readiness` and `fn(*const ()) -> Readiness` are
-        // ABI-compatible (a reference and a raw pointer to a Sized type;
-        // see the `fn` primitive's docs), and `Arm::ready_now` passes only
-        // `object`, the `&'a O` the arm borrows, alive while the arm lives.
-        let test = unsafe {
-            core::mem::transmute::<fn(&O) -> Readiness, fn(*const ()) -> Readiness>(ready)
-        };
-        (test, object as *const O as *const ())
-    });
+    // The arm borrows `object` for 'a: alive while the arm lives.
+    let recheck = defer.then(|| Erased::new(object, ready));
     let mut arm = Arm {
         word: &signal.epoch,
         expected: seen,
