@@ -107,6 +107,79 @@ fn held_elsewhere<G>(
     });
 }
 
+/// The calls that `ByteQueue` and `PipeEnd` share, on a ring of 64 bytes
+/// (two records of 16-byte messages fill it): `$rx` receives what `$tx`
+/// sends. `$poll` names the channel's readiness probe and `$call` calls it;
+/// `$none` accepts what the probe returns on the empty channel, `$some`
+/// what it returns once a 3-byte message waits.
+macro_rules! byte_channel_takes_any_timeout {
+    ($ty:literal, $tx:expr, $rx:expr, $poll:literal: $call:expr, $none:expr, $some:expr) => {{
+        let (tx, rx) = (&$tx, &$rx);
+        let empty = |r: &RecvError| *r == RecvError::Timeout;
+        let full = |r: &SendError| *r == SendError::Timeout;
+        let path = |call: &str| format!("shm::{}::{call}", $ty);
+        not_ready(&path($poll), $call, $none);
+        not_ready(
+            &path("recv_timeout"),
+            |t| rx.recv_timeout(t).map(drop),
+            |r| r.as_ref().err().is_some_and(empty),
+        );
+        not_ready(
+            &path("recv_into_timeout"),
+            |t| rx.recv_into_timeout(&mut [0; 16], t),
+            |r| r.as_ref().err().is_some_and(empty),
+        );
+        not_ready(
+            &path("recv_vec_timeout"),
+            |t| rx.recv_vec_timeout(t),
+            |r| r.as_ref().err().is_some_and(empty),
+        );
+        ready_max(
+            &path("send_timeout"),
+            |t| tx.send_timeout(b"one", t),
+            |r| r.is_ok(),
+        );
+        ready_max(
+            &path("reserve_timeout"),
+            |t| {
+                tx.reserve_timeout(3, t).map(|mut g| {
+                    g.write_at(0, b"two").unwrap();
+                    g.commit();
+                })
+            },
+            |r| r.is_ok(),
+        );
+        // Full now.
+        not_ready(
+            &path("send_timeout"),
+            |t| tx.send_timeout(b"x", t),
+            |r| r.as_ref().err().is_some_and(full),
+        );
+        not_ready(
+            &path("reserve_timeout"),
+            |t| tx.reserve_timeout(1, t).map(drop),
+            |r| r.as_ref().err().is_some_and(full),
+        );
+        ready_max(&path($poll), $call, $some);
+        ready_max(
+            &path("recv_timeout"),
+            |t| rx.recv_timeout(t).map(|g| g.len()),
+            |r| *r == Ok(3),
+        );
+        ready_max(
+            &path("recv_into_timeout"),
+            |t| rx.recv_into_timeout(&mut [0; 16], t),
+            |r| *r == Ok(3),
+        );
+        tx.send(b"three").unwrap();
+        ready_max(
+            &path("recv_vec_timeout"),
+            |t| rx.recv_vec_timeout(t),
+            |r| r.as_deref() == Ok(&b"three"[..]),
+        );
+    }};
+}
+
 #[test]
 fn sync_primitives_take_any_timeout() {
     // Lock and RLock: held by another thread, then released.
@@ -312,135 +385,23 @@ fn queues_take_any_timeout() {
         |r| *r == Ok(1),
     );
 
-    // A ring of 64 bytes holds two records of 16-byte messages.
     let b = ByteQueue::anon(BytesConfig::new(64, 16)).unwrap();
-    let empty = |r: &RecvError| *r == RecvError::Timeout;
-    not_ready(
-        "shm::ByteQueue::recv_timeout",
-        |t| b.recv_timeout(t).map(drop),
-        |r| r.as_ref().err().is_some_and(empty),
+    byte_channel_takes_any_timeout!(
+        "ByteQueue",
+        b,
+        b,
+        "poll_timeout": |t| b.poll_timeout(t),
+        |r| *r == Err(RecvError::Timeout),
+        |r| *r == Ok(3)
     );
-    not_ready(
-        "shm::ByteQueue::recv_into_timeout",
-        |t| b.recv_into_timeout(&mut [0; 16], t),
-        |r| r.as_ref().err().is_some_and(empty),
-    );
-    not_ready(
-        "shm::ByteQueue::recv_vec_timeout",
-        |t| b.recv_vec_timeout(t),
-        |r| r.as_ref().err().is_some_and(empty),
-    );
-    not_ready(
-        "shm::ByteQueue::poll_timeout",
-        |t| b.poll_timeout(t),
-        |r| r.as_ref().err().is_some_and(empty),
-    );
-    ready_max(
-        "shm::ByteQueue::send_timeout",
-        |t| b.send_timeout(b"one", t),
-        |r| r.is_ok(),
-    );
-    ready_max(
-        "shm::ByteQueue::reserve_timeout",
-        |t| {
-            b.reserve_timeout(3, t).map(|mut g| {
-                g.write_at(0, b"two").unwrap();
-                g.commit();
-            })
-        },
-        |r| r.is_ok(),
-    );
-    let full = |r: &SendError| *r == SendError::Timeout;
-    not_ready(
-        "shm::ByteQueue::send_timeout",
-        |t| b.send_timeout(b"x", t),
-        |r| r.as_ref().err().is_some_and(full),
-    );
-    not_ready(
-        "shm::ByteQueue::reserve_timeout",
-        |t| b.reserve_timeout(1, t).map(drop),
-        |r| r.as_ref().err().is_some_and(full),
-    );
-    ready_max(
-        "shm::ByteQueue::poll_timeout",
-        |t| b.poll_timeout(t),
-        |r| *r == Ok(3),
-    );
-    ready_max(
-        "shm::ByteQueue::recv_timeout",
-        |t| b.recv_timeout(t).map(|g| g.len()),
-        |r| *r == Ok(3),
-    );
-    ready_max(
-        "shm::ByteQueue::recv_into_timeout",
-        |t| b.recv_into_timeout(&mut [0; 16], t),
-        |r| *r == Ok(3),
-    );
-    b.send(b"three").unwrap();
-    ready_max(
-        "shm::ByteQueue::recv_vec_timeout",
-        |t| b.recv_vec_timeout(t),
-        |r| r.as_deref() == Ok(&b"three"[..]),
-    );
-
     let (a, z) = Pipe::anon(BytesConfig::new(64, 16)).unwrap();
-    not_ready("shm::PipeEnd::poll", |t| z.poll(t), |r| !r);
-    not_ready(
-        "shm::PipeEnd::recv_timeout",
-        |t| z.recv_timeout(t).map(drop),
-        |r| r.as_ref().err().is_some_and(empty),
-    );
-    not_ready(
-        "shm::PipeEnd::recv_into_timeout",
-        |t| z.recv_into_timeout(&mut [0; 16], t),
-        |r| r.as_ref().err().is_some_and(empty),
-    );
-    not_ready(
-        "shm::PipeEnd::recv_vec_timeout",
-        |t| z.recv_vec_timeout(t),
-        |r| r.as_ref().err().is_some_and(empty),
-    );
-    ready_max(
-        "shm::PipeEnd::send_timeout",
-        |t| a.send_timeout(b"one", t),
-        |r| r.is_ok(),
-    );
-    ready_max(
-        "shm::PipeEnd::reserve_timeout",
-        |t| {
-            a.reserve_timeout(3, t).map(|mut g| {
-                g.write_at(0, b"two").unwrap();
-                g.commit();
-            })
-        },
-        |r| r.is_ok(),
-    );
-    not_ready(
-        "shm::PipeEnd::send_timeout",
-        |t| a.send_timeout(b"x", t),
-        |r| r.as_ref().err().is_some_and(full),
-    );
-    not_ready(
-        "shm::PipeEnd::reserve_timeout",
-        |t| a.reserve_timeout(1, t).map(drop),
-        |r| r.as_ref().err().is_some_and(full),
-    );
-    ready_max("shm::PipeEnd::poll", |t| z.poll(t), |r| *r);
-    ready_max(
-        "shm::PipeEnd::recv_timeout",
-        |t| z.recv_timeout(t).map(|g| g.len()),
-        |r| *r == Ok(3),
-    );
-    ready_max(
-        "shm::PipeEnd::recv_into_timeout",
-        |t| z.recv_into_timeout(&mut [0; 16], t),
-        |r| *r == Ok(3),
-    );
-    a.send(b"three").unwrap();
-    ready_max(
-        "shm::PipeEnd::recv_vec_timeout",
-        |t| z.recv_vec_timeout(t),
-        |r| r.as_deref() == Ok(&b"three"[..]),
+    byte_channel_takes_any_timeout!(
+        "PipeEnd",
+        a,
+        z,
+        "poll": |t| z.poll(t),
+        |r| !r,
+        |r| *r
     );
 }
 
