@@ -21,18 +21,11 @@ use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use common::{join, off, poke_u64, shm_path};
+use common::{fork_on, fork_parked, join, off, poke_u64, shm_path, LONG, PATIENCE, SEVERAL_CHECKS};
 use shmipc::{
     fork, AtomicU32, BytesConfig, Event, ExitStatus, Named, Pipe, PopError, Queue, RecvError,
     RingConfig, SendError, Shared, SpscQueue, TypedPipe, TypedQueue, Unlinker,
 };
-
-/// How long a receive that must end in `Disconnected` may wait at most.
-const PATIENCE: Duration = Duration::from_secs(10);
-/// Several owner check intervals (50 ms each): a receiver that would
-/// wrongly report end-of-stream has done so by then.
-const SEVERAL_CHECKS: Duration = Duration::from_millis(400);
-const LONG: Duration = Duration::from_secs(30);
 
 fn config() -> BytesConfig {
     BytesConfig::new(4096, 256)
@@ -49,15 +42,9 @@ fn a_named_pipe_end_moved_into_a_forked_child_is_not_end_of_stream() {
     let a = Pipe::create(&name, config()).unwrap();
     let b = Pipe::open(&name).unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
-    let go_ref = &go;
-    let mut child = fork(move || {
-        if !go_ref.wait_timeout(LONG) {
-            return 4;
-        }
-        match b.send(b"from the child") {
-            Ok(()) => 0,
-            Err(_) => 5,
-        }
+    let mut child = fork_on(&go, move || match b.send(b"from the child") {
+        Ok(()) => 0,
+        Err(_) => 5,
     })
     .unwrap();
     // The closure (and the parent's copy of `b` in it) is gone now.
@@ -87,11 +74,8 @@ fn a_named_pipe_reader_moved_into_a_forked_child_is_not_a_broken_pipe() {
     let b = Pipe::open(&name).unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
     let got = Shared::<AtomicU32>::anon(0).unwrap();
-    let (go_ref, got_ref) = (&go, &got);
-    let mut child = fork(move || {
-        if !go_ref.wait_timeout(LONG) {
-            return 4;
-        }
+    let got_ref = &got;
+    let mut child = fork_on(&go, move || {
         while let Ok(m) = b.recv_vec_timeout(LONG) {
             if m == b"end" {
                 return 0;
@@ -128,15 +112,9 @@ fn a_queue_producer_moved_into_a_forked_child_is_not_end_of_stream() {
     let tx = Queue::<u32>::open(&name).unwrap();
     tx.push(1).unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
-    let go_ref = &go;
-    let mut child = fork(move || {
-        if !go_ref.wait_timeout(LONG) {
-            return 4;
-        }
-        match tx.push(2) {
-            Ok(()) => 0,
-            Err(_) => 5,
-        }
+    let mut child = fork_on(&go, move || match tx.push(2) {
+        Ok(()) => 0,
+        Err(_) => 5,
     })
     .unwrap();
     assert_eq!(q.pop_timeout(LONG), Ok(1));
@@ -160,15 +138,9 @@ fn an_spsc_producer_moved_into_a_forked_child_is_not_end_of_stream() {
     let mut rx = sq.take_consumer().unwrap();
     let mut tx = sq.take_producer().unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
-    let go_ref = &go;
-    let mut child = fork(move || {
-        if !go_ref.wait_timeout(LONG) {
-            return 4;
-        }
-        match tx.push(9) {
-            Ok(()) => 0,
-            Err(_) => 5,
-        }
+    let mut child = fork_on(&go, move || match tx.push(9) {
+        Ok(()) => 0,
+        Err(_) => 5,
     })
     .unwrap();
     assert_eq!(
@@ -194,11 +166,7 @@ fn typed_senders_moved_into_a_forked_child_are_not_end_of_stream() {
     let a = TypedPipe::<String>::create(&pname, config()).unwrap();
     let b = TypedPipe::<String>::open(&pname).unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
-    let go_ref = &go;
-    let mut child = fork(move || {
-        if !go_ref.wait_timeout(LONG) {
-            return 4;
-        }
+    let mut child = fork_on(&go, move || {
         if tx.put(&"second".to_string()).is_err() {
             return 5;
         }
@@ -474,8 +442,7 @@ fn untimed_pops_wake_with_disconnected_after_a_sigkill() {
     let sname = names.name("s");
     let sq = SpscQueue::<u32>::create(&sname, RingConfig::new(8)).unwrap();
     let mut srx = sq.take_consumer().unwrap();
-    let ready = Shared::<Event>::anon(()).unwrap();
-    let mut child = fork(|| {
+    let mut child = fork_parked(|| {
         let mut stx = SpscQueue::<u32>::open(&sname)
             .unwrap()
             .take_producer()
@@ -483,13 +450,8 @@ fn untimed_pops_wake_with_disconnected_after_a_sigkill() {
         let tx = Queue::<u32>::open(&qname).unwrap();
         tx.push(1).unwrap();
         stx.push(1).unwrap();
-        ready.set();
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    })
-    .unwrap();
-    assert!(ready.wait_timeout(LONG));
+        (stx, tx)
+    });
     assert_eq!(q.pop(), Ok(1));
     assert_eq!(srx.pop(), Ok(1));
     let (out, results) = std::sync::mpsc::channel();

@@ -14,14 +14,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{join, off, peek_u32, peek_u64, poke_u32};
+use common::{join, off, peek_u32, peek_u64, poke_u32, LONG, SEVERAL_CHECKS};
 use shmipc::{
     fork, Event, ExitStatus, Lock, LockError, Named, Queue, RingConfig, Shared, Unlinker,
 };
-
-/// Longer than several owner-check intervals (50 ms).
-const SEVERAL_CHECKS: Duration = Duration::from_millis(400);
-const LONG: Duration = Duration::from_secs(30);
 
 /// The hostile write: every slot's generation word (the first 4 bytes of
 /// each 32-byte slot) moves on by one, as if each slot had a new holder.

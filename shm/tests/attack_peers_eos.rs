@@ -12,19 +12,13 @@ mod common;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use common::{join, Rng};
+use common::{join, Rng, LONG, PATIENCE, SEVERAL_CHECKS};
 use shmipc::wait::{wait, Interest};
 use shmipc::{
     fork, AtomicU64, ByteQueue, BytesConfig, Child, Event, ExitStatus, Named, Pipe, PopError,
     Queue, RecvError, RingConfig, Shared, SpscQueue, TypedPipe, TypedQueue, Unlinker,
 };
 
-/// How long a receive that must end in `Disconnected` may wait at most.
-const PATIENCE: Duration = Duration::from_secs(10);
-/// Several owner check intervals (50 ms each): a receiver that would
-/// wrongly report end-of-stream has done so by then.
-const SEVERAL_CHECKS: Duration = Duration::from_millis(400);
-const LONG: Duration = Duration::from_secs(30);
 /// The bound asserted on the time from the last SIGKILL to `Disconnected`
 /// (the promise is about 50 ms, "within 100 ms" in the issue; this leaves
 /// room for a loaded 2-core machine; the worst figure is printed).

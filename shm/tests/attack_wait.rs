@@ -13,7 +13,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{join, CHILD_TIMEOUT, WAKE_PATIENCE};
+use common::{join, kill_after, CHILD_TIMEOUT, WAKE_PATIENCE};
 use shmipc::wait::{wait, Interest, WaitError};
 use shmipc::{
     fork, Child, Event, ExitStatus, Named, PopError, Queue, RingConfig, Semaphore, SemaphoreConfig,
@@ -27,24 +27,6 @@ fn no_permits() -> SemaphoreConfig {
         initial: 0,
         max: None,
     }
-}
-
-/// Forks a child that runs `step`, sets `ready`, and waits to be killed;
-/// kills it once it is ready and reaps it.
-fn kill_after(ready: &Shared<Event>, step: impl FnOnce()) {
-    let mut child = fork(|| {
-        step();
-        ready.set();
-        std::thread::sleep(Duration::from_secs(60));
-        9
-    })
-    .unwrap();
-    assert!(
-        ready.wait_timeout(CHILD_TIMEOUT),
-        "the child never got there"
-    );
-    child.kill().unwrap();
-    assert_eq!(join(&mut child), ExitStatus::Signal(libc::SIGKILL));
 }
 
 /// Whether process `pid` is asleep (state `S` in /proc/pid/stat).

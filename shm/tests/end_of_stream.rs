@@ -17,7 +17,7 @@ mod common;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use common::{join, now_ns};
+use common::{fork_parked, join, now_ns, LONG, PATIENCE, SEVERAL_CHECKS};
 use shmipc::wait::{wait, Interest};
 use shmipc::{
     fork, AtomicU32, AtomicU64, ByteQueue, BytesConfig, Child, Event, ExitStatus, Named, Pipe,
@@ -28,13 +28,6 @@ use shmipc::{
 /// The bound the tests assert on an end-of-stream latency (the promise is
 /// 100 ms; this leaves room for a loaded machine).
 const EOS_BOUND: Duration = Duration::from_secs(2);
-/// How long a receive that must end in `Disconnected` may wait at most
-/// before the test calls it a failure (old code times out here).
-const PATIENCE: Duration = Duration::from_secs(10);
-/// Several owner check intervals: a receiver that would wrongly report
-/// end-of-stream has done so by then.
-const SEVERAL_CHECKS: Duration = Duration::from_millis(400);
-const LONG: Duration = Duration::from_secs(30);
 
 fn config() -> BytesConfig {
     BytesConfig::new(4096, 256)
@@ -204,16 +197,7 @@ fn pipe_peer_sigkilled() {
     let names = Unlinker::new("eos-pipe-kill");
     let name = names.name("p");
     let a = Pipe::create(&name, config()).unwrap();
-    let ready = Shared::<Event>::anon(()).unwrap();
-    let mut child = fork(|| {
-        let _b = Pipe::open(&name).unwrap();
-        ready.set();
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    })
-    .unwrap();
-    assert!(ready.wait_timeout(LONG));
+    let mut child = fork_parked(|| Pipe::open(&name).unwrap());
     // Not end-of-stream while it lives.
     assert_eq!(
         a.recv_vec_timeout(SEVERAL_CHECKS).err(),
@@ -238,17 +222,12 @@ fn queue_producers_sigkilled_one_after_the_other() {
     let names = Unlinker::new("eos-queue-kill");
     let name = names.name("q");
     let q = Queue::<u64>::create(&name, RingConfig::new(16)).unwrap();
-    let ready = Shared::<AtomicU32>::anon(0).unwrap();
     let producer = |id: u64| {
-        fork(|| {
+        fork_parked(|| {
             let q = Queue::<u64>::open(&name).unwrap();
             q.push(id).unwrap();
-            ready.fetch_add(1, SeqCst);
-            loop {
-                std::thread::sleep(Duration::from_secs(1));
-            }
+            q
         })
-        .unwrap()
     };
     let (mut p1, mut p2) = (producer(1), producer(2));
     let mut got = [q.pop_timeout(LONG).unwrap(), q.pop_timeout(LONG).unwrap()];
@@ -277,18 +256,12 @@ fn an_untimed_receive_wakes_with_disconnected() {
     let (pname, qname) = (names.name("p"), names.name("q"));
     let a = Pipe::create(&pname, config()).unwrap();
     let q = ByteQueue::create(&qname, config()).unwrap();
-    let ready = Shared::<Event>::anon(()).unwrap();
-    let mut child = fork(|| {
-        let _b = Pipe::open(&pname).unwrap();
+    let mut child = fork_parked(|| {
+        let b = Pipe::open(&pname).unwrap();
         let q = ByteQueue::open(&qname).unwrap();
         q.send(b"x").unwrap();
-        ready.set();
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    })
-    .unwrap();
-    assert!(ready.wait_timeout(LONG));
+        (b, q)
+    });
     assert_eq!(q.recv_vec().unwrap(), b"x");
     let (tx, rx) = std::sync::mpsc::channel();
     // The receivers block in untimed calls; on old code they never return,
@@ -684,16 +657,7 @@ fn wait_reports_a_pipe_ready_when_its_peer_is_sigkilled() {
     let names = Unlinker::new("eos-wait-pipe-kill");
     let name = names.name("p");
     let a = Pipe::create(&name, config()).unwrap();
-    let ready = Shared::<Event>::anon(()).unwrap();
-    let mut child = fork(|| {
-        let _b = Pipe::open(&name).unwrap();
-        ready.set();
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    })
-    .unwrap();
-    assert!(ready.wait_timeout(LONG));
+    let mut child = fork_parked(|| Pipe::open(&name).unwrap());
     // Not ready while the peer lives.
     let r = wait(&[Interest::readable(&a)], Some(SEVERAL_CHECKS)).unwrap();
     assert_eq!(r, [] as [usize; 0], "the peer lives");
@@ -722,7 +686,6 @@ fn wait_reports_a_queue_ready_when_its_producers_exit_or_are_sigkilled() {
     let name = names.name("q");
     let q = Queue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
-    let ready = Shared::<AtomicU32>::anon(0).unwrap();
     let mut exits = fork(|| {
         let q = Queue::<u64>::open(&name).unwrap();
         q.push(1).unwrap();
@@ -730,15 +693,11 @@ fn wait_reports_a_queue_ready_when_its_producers_exit_or_are_sigkilled() {
         exit_now(&stamp);
     })
     .unwrap();
-    let mut killed = fork(|| {
+    let mut killed = fork_parked(|| {
         let q = Queue::<u64>::open(&name).unwrap();
         q.push(2).unwrap();
-        ready.fetch_add(1, SeqCst);
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    })
-    .unwrap();
+        q
+    });
     let mut got = Vec::new();
     while got.len() < 2 {
         wait_ready("queue, items", Interest::readable(&q));
@@ -764,17 +723,11 @@ fn wait_reports_a_byte_queue_ready_when_its_writer_is_sigkilled() {
     let names = Unlinker::new("eos-wait-bytes");
     let name = names.name("q");
     let q = ByteQueue::create(&name, config()).unwrap();
-    let ready = Shared::<Event>::anon(()).unwrap();
-    let mut child = fork(|| {
+    let mut child = fork_parked(|| {
         let q = ByteQueue::open(&name).unwrap();
         q.send(b"hello").unwrap();
-        ready.set();
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    })
-    .unwrap();
-    assert!(ready.wait_timeout(LONG));
+        q
+    });
     wait_ready("byte queue, message", Interest::readable(&q));
     assert_eq!(q.try_recv().map(|g| g.len()), Ok(5));
     let at = kill(&mut child);
@@ -818,17 +771,11 @@ fn wait_then_try_push_gets_past_a_dead_consumers_claim() {
     for i in 0..4 {
         q.push(i).unwrap();
     }
-    let ready = Shared::<Event>::anon(()).unwrap();
-    let mut child = fork(|| {
+    let mut child = fork_parked(|| {
         let q = Queue::<u64>::open(&name).unwrap();
         q.claim_pop_and_stop().unwrap(); // holds item 0's slot until killed
-        ready.set();
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    })
-    .unwrap();
-    assert!(ready.wait_timeout(LONG));
+        q
+    });
     kill(&mut child);
     assert_eq!(join(&mut child), ExitStatus::Signal(libc::SIGKILL));
     for i in 1..4 {
@@ -876,21 +823,15 @@ fn a_try_loop_alone_sees_sigkilled_senders_gone() {
     let q = Queue::<u64>::create(&qn, RingConfig::new(8)).unwrap();
     let b = ByteQueue::create(&bn, config()).unwrap();
     let a = Pipe::create(&pn, config()).unwrap();
-    let ready = Shared::<Event>::anon(()).unwrap();
-    let mut child = fork(|| {
+    let mut child = fork_parked(|| {
         let q = Queue::<u64>::open(&qn).unwrap();
         let b = ByteQueue::open(&bn).unwrap();
         let p = Pipe::open(&pn).unwrap();
         q.push(1).unwrap();
         b.send(b"one").unwrap();
         p.send(b"one").unwrap();
-        ready.set();
-        loop {
-            std::thread::sleep(Duration::from_secs(1));
-        }
-    })
-    .unwrap();
-    assert!(ready.wait_timeout(LONG));
+        (q, b, p)
+    });
     // Take what was sent, and poll the empty objects while the sender
     // lives: each handle's scan finds it present (and must keep saying so).
     let poll_for = |d: Duration, f: &mut dyn FnMut() -> bool| {

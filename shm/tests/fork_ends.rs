@@ -8,19 +8,11 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::join;
+use common::{fork_on, join, LONG, PATIENCE, SEVERAL_CHECKS};
 use shmipc::{
     fork, Event, ExitStatus, Named, Options, Pipe, PopError, Queue, RecvError, RingConfig, Shared,
     Unlinker,
 };
-
-const PATIENCE: Duration = Duration::from_secs(10);
-/// Several owner check intervals (50 ms each): a receiver that would
-/// wrongly report end-of-stream has done so by then.
-const SEVERAL_CHECKS: Duration = Duration::from_millis(400);
-const LONG: Duration = Duration::from_secs(30);
 
 /// Waits for a raw-forked child and returns its exit code (-1 if it did
 /// not exit normally).
@@ -89,14 +81,9 @@ fn a_producer_handed_on_to_a_grandchild_is_not_end_of_stream() {
     let handed = Shared::<Event>::anon(()).unwrap();
     let (go_ref, handed_ref) = (&go, &handed);
     let mut child = fork(move || {
-        let grandchild = fork(move || {
-            if !go_ref.wait_timeout(LONG) {
-                return 4;
-            }
-            match tx.push(2) {
-                Ok(()) => 0,
-                Err(_) => 5,
-            }
+        let grandchild = fork_on(go_ref, move || match tx.push(2) {
+            Ok(()) => 0,
+            Err(_) => 5,
         });
         let Ok(mut grandchild) = grandchild else {
             return 6;
@@ -136,15 +123,9 @@ fn with_no_slot_for_the_child_the_parents_count_stays() {
     let tx = Queue::<u32>::open(&name).unwrap();
     tx.push(1).unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
-    let go_ref = &go;
-    let mut child = fork(move || {
-        if !go_ref.wait_timeout(LONG) {
-            return 4;
-        }
-        match tx.push(2) {
-            Ok(()) => 0,
-            Err(_) => 5,
-        }
+    let mut child = fork_on(&go, move || match tx.push(2) {
+        Ok(()) => 0,
+        Err(_) => 5,
     })
     .unwrap();
     assert_eq!(q.pop_timeout(LONG), Ok(1));
@@ -170,11 +151,7 @@ fn a_child_counts_the_end_its_parent_kept_until_the_parent_closes() {
     let (a1, b1) = (Pipe::create(&n1, config).unwrap(), Pipe::open(&n1).unwrap());
     let (a2, b2) = (Pipe::create(&n2, config).unwrap(), Pipe::open(&n2).unwrap());
     let go = Shared::<Event>::anon(()).unwrap();
-    let go_ref = &go;
-    let mut child = fork(move || {
-        if !go_ref.wait_timeout(LONG) {
-            return 4;
-        }
+    let mut child = fork_on(&go, move || {
         // a1 was dropped by the parent, but the child's own copy of it
         // (inherited, unreachable) still counts.
         if b1.recv_vec_timeout(SEVERAL_CHECKS).err() != Some(RecvError::Timeout) {

@@ -17,16 +17,11 @@ mod common;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use common::join;
+use common::{join, LONG, SEVERAL_CHECKS};
 use shmipc::{
     fork, AtomicU32, ByteQueue, BytesConfig, Child, Error, Event, ExitStatus, Lock, LockError,
     Named, Pipe, PopError, Queue, RecvError, RingConfig, Shared, Side, SpscQueue, Unlinker,
 };
-
-/// Longer than several owner-check intervals (50 ms): a waiter that judged
-/// a live holder dead would have taken over by then.
-const SEVERAL_CHECKS: Duration = Duration::from_millis(400);
-const LONG: Duration = Duration::from_secs(30);
 
 /// The exit code of an intermediate process whose `unshare` failed.
 const NO_NAMESPACE: i32 = 77;

@@ -5,10 +5,8 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::join;
+use common::{join, LONG};
 use shmipc::{fork, BytesConfig, ExitStatus, Named, Pipe, RecvError, SendError, Unlinker};
-
-const LONG: Duration = Duration::from_secs(30);
 
 /// Message `i` of a conversation: its number, then bytes derived from it,
 /// of a length that cycles through small, large and empty-ish sizes.

@@ -37,7 +37,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{join, words, Rng};
+use common::{join, kill_after, words, Rng};
 use shmipc::sync::{AtomicU64, Ordering};
 use shmipc::{
     fork, ByteQueue, BytesConfig, Child, End, Event, ExitStatus, Named, Options, PopError,
@@ -542,21 +542,6 @@ fn byte_queue_stress_fails_with_claim_recovery_off() {
 // ---------------------------------------------------------------------------
 // Kills at chosen points
 // ---------------------------------------------------------------------------
-
-/// Forks a child that runs `step`, sets `ready`, and waits to be killed;
-/// kills it once it is ready and reaps it.
-fn kill_after(ready: &Shared<Event>, step: impl FnOnce()) {
-    let mut child = fork(|| {
-        step();
-        ready.set();
-        std::thread::sleep(Duration::from_secs(60));
-        9
-    })
-    .unwrap();
-    assert!(ready.wait_timeout(wait()), "the child never got there");
-    child.kill().unwrap();
-    assert_eq!(join(&mut child), ExitStatus::Signal(libc::SIGKILL));
-}
 
 #[test]
 fn mpmc_producer_killed_between_claim_and_publish() {

@@ -5,7 +5,7 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use shmipc::{Child, ExitStatus};
+use shmipc::{fork, Child, Event, ExitStatus, Named, Shared};
 
 /// xorshift64*: [`Rng::seeded`] from the clock (report `rng.0` with a
 /// failure, so that [`Rng`]`(seed)` repeats the run), [`Rng::new`] for a
@@ -45,6 +45,20 @@ pub fn unbounded(initial: u32) -> shmipc::SemaphoreConfig {
 /// How long any child may take before the test calls it hung.
 pub const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long a receive that must end in `Disconnected` may wait at most
+/// before the test calls it a failure (code that misses the end times out
+/// here).
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// Several owner check intervals (50 ms each): a receiver that would
+/// wrongly report end-of-stream (or a waiter that judged a live holder
+/// dead) has done so by then.
+pub const SEVERAL_CHECKS: Duration = Duration::from_millis(400);
+
+/// How long a call that must succeed (a peer's message, its readiness)
+/// may take before the test calls it hung.
+pub const LONG: Duration = Duration::from_secs(30);
+
 /// The timeout of each blocking call in the wake and close tests: with the
 /// `strict-wakes` feature, where a lost wake-up is not rescued by a
 /// periodic re-check, one second (ample for a wake-up, and a timeout fails
@@ -79,6 +93,55 @@ pub fn join(child: &mut Child) -> ExitStatus {
         .join_timeout(CHILD_TIMEOUT)
         .expect("waitpid failed")
         .unwrap_or_else(|| panic!("child {pid} did not finish within {CHILD_TIMEOUT:?}"))
+}
+
+/// Forks a child that runs `step`, sets `ready`, and then sleeps until it
+/// is killed, keeping what `step` returned: its handles stay open, so the
+/// test sees a live peer until it kills (or stops) the child. Returns once
+/// the child is ready; one that is not within [`CHILD_TIMEOUT`] fails the
+/// test (and is killed, by dropping it).
+pub fn fork_parked_on<T>(ready: &Shared<Event>, step: impl FnOnce() -> T) -> Child {
+    let child = fork(|| {
+        let _held = step();
+        ready.set();
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    })
+    .expect("fork");
+    assert!(
+        ready.wait_timeout(CHILD_TIMEOUT),
+        "child {} never got ready",
+        child.pid()
+    );
+    child
+}
+
+/// [`fork_parked_on`] with an event of its own.
+pub fn fork_parked<T>(step: impl FnOnce() -> T) -> Child {
+    fork_parked_on(&Shared::<Event>::anon(()).expect("anon event"), step)
+}
+
+/// Forks a child that runs `step`, sets `ready`, and waits to be killed;
+/// SIGKILLs it once it is ready and reaps it: it dies right after `step`
+/// (or inside it, where `step` sets `ready` itself and then blocks).
+pub fn kill_after(ready: &Shared<Event>, step: impl FnOnce()) {
+    let mut child = fork_parked_on(ready, step);
+    child.kill().expect("kill");
+    assert_eq!(join(&mut child), ExitStatus::Signal(libc::SIGKILL));
+}
+
+/// Forks a child that waits for `go` (and exits with code 4 if it is not
+/// set within [`CHILD_TIMEOUT`]), then exits with what `act` returns.
+/// `act` is moved into the child: the parent's copy of what it owns (an
+/// end handed to the child) is dropped when `fork` returns.
+pub fn fork_on(go: &Shared<Event>, act: impl FnOnce() -> i32) -> std::io::Result<Child> {
+    fork(move || {
+        if !go.wait_timeout(CHILD_TIMEOUT) {
+            return 4;
+        }
+        act()
+    })
 }
 
 /// Joins every child and asserts each exited with code 0.
