@@ -171,26 +171,22 @@ fn a_panic_is_an_error_carrying_its_message() {
 fn callbacks_and_error_callbacks_get_the_outcome() {
     let pool = TypedPool::new(2).unwrap();
     let (tx, rx) = mpsc::channel::<Result<u32, TaskError>>();
-    let (ok, err) = (tx.clone(), tx.clone());
-    let r = pool
-        .apply_async_then(
+    // `explode(x)`, its outcome sent to `rx` by the callback or the error
+    // callback.
+    let then = |x: u32| {
+        let (ok, err) = (tx.clone(), tx.clone());
+        pool.apply_async_then(
             explode,
-            3,
+            x,
             move |v| ok.send(Ok(v)).unwrap(),
             move |e| err.send(Err(e)).unwrap(),
         )
-        .unwrap();
+        .unwrap()
+    };
+    let r = then(3);
     assert_eq!(rx.recv_timeout(LONG).unwrap(), Ok(3));
     assert_eq!(r.get().unwrap(), 3);
-    let (ok, err) = (tx.clone(), tx.clone());
-    let r = pool
-        .apply_async_then(
-            explode,
-            7,
-            move |v| ok.send(Ok(v)).unwrap(),
-            move |e| err.send(Err(e)).unwrap(),
-        )
-        .unwrap();
+    let r = then(7);
     assert_eq!(
         rx.recv_timeout(LONG).unwrap(),
         Err(TaskError::Panicked("boom at 7".into()))

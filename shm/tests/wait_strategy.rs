@@ -64,11 +64,24 @@ fn judge(share: Option<(f64, Duration)>, percent: f64, at_least: bool) -> i32 {
 
 const CODES: &str = "2: wrong result; 3: returned before the idle time; 4: CPU bound failed";
 
-/// Starts a child that waits (through `wait`, which reports whether it got
-/// what it expected) while the parent stays idle for [`IDLE`] and then
-/// calls `wake`; returns the child's exit status.
-fn idle_waiter(ready: &Shared<Event>, wait: impl FnOnce() -> i32, wake: impl FnOnce()) -> i32 {
-    let mut child = fork(wait).unwrap();
+/// Starts a child that opens its waiter (`open`) and waits with it
+/// (`wait`, which reports whether it got what it expected) while the
+/// parent stays idle for [`IDLE`] and then calls `wake`; asserts that the
+/// child used at most `percent` of a core (or, with `at_least`, at least
+/// that much) while it waited.
+fn idle_waiter<W>(
+    open: impl FnOnce() -> W,
+    wait: impl FnOnce(&mut W) -> bool,
+    (percent, at_least): (f64, bool),
+    wake: impl FnOnce(),
+) {
+    let ready = Shared::<Event>::anon(()).unwrap();
+    let mut child = fork(|| {
+        let mut waiter = open();
+        ready.set();
+        judge(cpu_share(|| wait(&mut waiter)), percent, at_least)
+    })
+    .unwrap();
     assert!(
         ready.wait_timeout(CHILD_TIMEOUT),
         "the waiter never started"
@@ -76,10 +89,13 @@ fn idle_waiter(ready: &Shared<Event>, wait: impl FnOnce() -> i32, wake: impl FnO
     std::thread::sleep(IDLE + Duration::from_millis(50));
     wake();
     match join(&mut child) {
-        ExitStatus::Code(c) => c,
+        ExitStatus::Code(c) => assert_eq!(c, 0, "{CODES}"),
         other => panic!("waiter ended with {other:?}"),
     }
 }
+
+/// A sleeping waiter's bound: at most 2% of a core.
+const AT_MOST_2: (f64, bool) = (2.0, false);
 
 #[test]
 fn an_idle_spsc_consumer_with_the_default_strategy_uses_at_most_2_percent_of_a_core() {
@@ -87,18 +103,16 @@ fn an_idle_spsc_consumer_with_the_default_strategy_uses_at_most_2_percent_of_a_c
     let name = names.name("q");
     let q = SpscQueue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let mut tx = q.take_producer().unwrap();
-    let ready = Shared::<Event>::anon(()).unwrap();
-    let code = idle_waiter(
-        &ready,
+    idle_waiter(
         || {
-            let mut rx = SpscQueue::<u64>::consumer(&name).unwrap();
+            let rx = SpscQueue::<u64>::consumer(&name).unwrap();
             assert_eq!(rx.wait_strategy(), WaitStrategy::DEFAULT);
-            ready.set();
-            judge(cpu_share(|| rx.pop() == Ok(7)), 2.0, false)
+            rx
         },
+        |rx| rx.pop() == Ok(7),
+        AT_MOST_2,
         || tx.push(7).unwrap(),
     );
-    assert_eq!(code, 0, "{CODES}");
 }
 
 #[test]
@@ -106,17 +120,12 @@ fn an_idle_mpmc_consumer_with_the_default_strategy_uses_at_most_2_percent_of_a_c
     let names = Unlinker::new("wait-idle-mpmc");
     let name = names.name("q");
     let q = Queue::<u64>::create(&name, RingConfig::new(16)).unwrap();
-    let ready = Shared::<Event>::anon(()).unwrap();
-    let code = idle_waiter(
-        &ready,
-        || {
-            let q = Queue::<u64>::open(&name).unwrap();
-            ready.set();
-            judge(cpu_share(|| q.pop() == Ok(7)), 2.0, false)
-        },
+    idle_waiter(
+        || Queue::<u64>::open(&name).unwrap(),
+        |q| q.pop() == Ok(7),
+        AT_MOST_2,
         || q.push(7).unwrap(),
     );
-    assert_eq!(code, 0, "{CODES}");
 }
 
 #[test]
@@ -124,22 +133,15 @@ fn an_idle_pipe_end_with_the_default_strategy_uses_at_most_2_percent_of_a_core()
     let names = Unlinker::new("wait-idle-pipe");
     let name = names.name("p");
     let a = Pipe::create(&name, BytesConfig::for_max_message(64).unwrap()).unwrap();
-    let ready = Shared::<Event>::anon(()).unwrap();
-    let code = idle_waiter(
-        &ready,
-        || {
-            let b = Pipe::open(&name).unwrap();
-            ready.set();
+    idle_waiter(
+        || Pipe::open(&name).unwrap(),
+        |b| {
             let mut buf = [0u8; 8];
-            judge(
-                cpu_share(|| b.recv_into(&mut buf) == Ok(3) && &buf[..3] == b"abc"),
-                2.0,
-                false,
-            )
+            b.recv_into(&mut buf) == Ok(3) && &buf[..3] == b"abc"
         },
+        AT_MOST_2,
         || a.send(b"abc").unwrap(),
     );
-    assert_eq!(code, 0, "{CODES}");
 }
 
 /// The measurement can tell a spinning waiter from a sleeping one: a
@@ -152,19 +154,16 @@ fn an_idle_spinning_waiter_is_seen_using_a_core() {
     let name = names.name("q");
     let q = SpscQueue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let mut tx = q.take_producer().unwrap();
-    let ready = Shared::<Event>::anon(()).unwrap();
-    let code = idle_waiter(
-        &ready,
+    idle_waiter(
         || {
-            let mut rx = SpscQueue::<u64>::consumer(&name)
+            SpscQueue::<u64>::consumer(&name)
                 .unwrap()
-                .with_wait_strategy(WaitStrategy::Spin);
-            ready.set();
-            judge(cpu_share(|| rx.pop() == Ok(7)), 10.0, true)
+                .with_wait_strategy(WaitStrategy::Spin)
         },
+        |rx| rx.pop() == Ok(7),
+        (10.0, true),
         || tx.push(7).unwrap(),
     );
-    assert_eq!(code, 0, "{CODES}");
 }
 
 const STRATEGIES: [WaitStrategy; 4] = [
