@@ -17,7 +17,7 @@ mod common;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
-use common::{fork_parked, join, now_ns, LONG, PATIENCE, SEVERAL_CHECKS};
+use common::{fork_parked, in_new_pid_namespace, join, now_ns, LONG, PATIENCE, SEVERAL_CHECKS};
 use shmipc::wait::{wait, Interest};
 use shmipc::{
     fork, AtomicU32, AtomicU64, ByteQueue, BytesConfig, Child, Event, ExitStatus, Named, Pipe,
@@ -467,63 +467,6 @@ fn a_consumer_that_starts_first_waits_for_its_producer() {
     assert_eq!(a.recv_vec_timeout(LONG).unwrap(), b"late");
     assert_eq!(q.pop_timeout(LONG), Ok(7));
     assert_eq!(join(&mut child), ExitStatus::Code(0));
-}
-
-/// The exit code of an intermediate process whose `unshare` failed.
-const NO_NAMESPACE: i32 = 77;
-
-/// Runs `f` as pid 1 of a new pid namespace (a grandchild; see
-/// shm/tests/liveness.rs), storing its outer pid in `inner`. `None` if
-/// this user cannot make namespaces (not root); as root that fails.
-fn in_new_pid_namespace(inner: &Shared<AtomicU32>, f: impl FnOnce() -> i32) -> Option<Child> {
-    let mut child = fork(|| {
-        // SAFETY: unshare(CLONE_NEWPID) only changes the namespace of
-        // children made from now on.
-        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
-            return NO_NAMESPACE;
-        }
-        // SAFETY: this process has one thread; the grandchild runs `f` and
-        // ends in _exit.
-        match unsafe { libc::fork() } {
-            -1 => 2,
-            0 => {
-                // SAFETY: getpid cannot fail.
-                let code = if unsafe { libc::getpid() } != 1 {
-                    3
-                } else {
-                    f()
-                };
-                // SAFETY: ends the grandchild without the parent's destructors.
-                unsafe { libc::_exit(code) }
-            }
-            g => {
-                inner.store(g as u32, SeqCst);
-                let mut status = 0;
-                // SAFETY: waiting for our own child.
-                unsafe { libc::waitpid(g, &mut status, 0) };
-                if libc::WIFEXITED(status) {
-                    libc::WEXITSTATUS(status)
-                } else {
-                    128 + libc::WTERMSIG(status)
-                }
-            }
-        }
-    })
-    .expect("fork");
-    let start = std::time::Instant::now();
-    while inner.load(SeqCst) == 0 && start.elapsed() < LONG {
-        if let Some(status) = child.try_wait().expect("waitpid") {
-            assert_eq!(status, ExitStatus::Code(NO_NAMESPACE));
-            // SAFETY: geteuid cannot fail.
-            if unsafe { libc::geteuid() } == 0 {
-                panic!("running as root, but unshare(CLONE_NEWPID) failed");
-            }
-            eprintln!("skipped: unshare(CLONE_NEWPID) needs root (CAP_SYS_ADMIN)");
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    Some(child)
 }
 
 #[test]

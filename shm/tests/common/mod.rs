@@ -3,6 +3,7 @@
 
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
 use shmipc::{fork, Child, Event, ExitStatus, Named, Shared};
@@ -142,6 +143,71 @@ pub fn fork_on(go: &Shared<Event>, act: impl FnOnce() -> i32) -> std::io::Result
         }
         act()
     })
+}
+
+/// The exit code of an intermediate process whose `unshare` failed.
+pub const NO_NAMESPACE: i32 = 77;
+
+/// Runs `f` as the first process (pid 1) of a new pid namespace: a
+/// grandchild, since `unshare(CLONE_NEWPID)` applies to the caller's later
+/// children. Returns the intermediate child, whose exit code is `f`'s (or
+/// 128 + the signal that ended it), and stores the grandchild's pid as the
+/// parent's namespace numbers it in `inner`. `None` if this user cannot
+/// make namespaces (not root); as root that is a failure.
+pub fn in_new_pid_namespace(
+    inner: &Shared<shmipc::AtomicU32>,
+    f: impl FnOnce() -> i32,
+) -> Option<Child> {
+    let mut child = fork(|| {
+        // SAFETY: unshare(CLONE_NEWPID) only changes the namespace of
+        // children made from now on.
+        if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+            return NO_NAMESPACE;
+        }
+        // SAFETY: this process has one thread; the grandchild runs `f` and
+        // ends in _exit.
+        match unsafe { libc::fork() } {
+            -1 => 2,
+            0 => {
+                // SAFETY: getpid cannot fail.
+                let code = if unsafe { libc::getpid() } != 1 {
+                    3 // not in a new namespace after all
+                } else {
+                    f()
+                };
+                // SAFETY: ends the grandchild without running the parent's
+                // destructors.
+                unsafe { libc::_exit(code) }
+            }
+            g => {
+                inner.store(g as u32, SeqCst);
+                let mut status = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(g, &mut status, 0) };
+                if libc::WIFEXITED(status) {
+                    libc::WEXITSTATUS(status)
+                } else {
+                    128 + libc::WTERMSIG(status)
+                }
+            }
+        }
+    })
+    .expect("fork");
+    // Wait until the grandchild exists, or the intermediate gave up.
+    let start = Instant::now();
+    while inner.load(SeqCst) == 0 && start.elapsed() < LONG {
+        if let Some(status) = child.try_wait().expect("waitpid") {
+            assert_eq!(status, ExitStatus::Code(NO_NAMESPACE));
+            // SAFETY: geteuid cannot fail.
+            if unsafe { libc::geteuid() } == 0 {
+                panic!("running as root, but unshare(CLONE_NEWPID) failed");
+            }
+            eprintln!("skipped: unshare(CLONE_NEWPID) needs root (CAP_SYS_ADMIN)");
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Some(child)
 }
 
 /// Joins every child and asserts each exited with code 0.
