@@ -59,8 +59,11 @@
 //!
 //! **Consumers wait for each other.** A consumer that finds a rival
 //! consumer's claim of the item at `dequeue` (a rival between its claim
-//! and its advance, a few instructions) spins briefly and, if the rival is
-//! still there, reports `Empty` rather than advance `dequeue` for it; a
+//! and its advance, a few instructions) spins briefly, then gives its core
+//! away (`sched_yield`: a rival still there after a spin was most likely
+//! preempted, and with more parties than cores it runs only if someone
+//! yields), a few times, and if the rival is still there reports `Empty`
+//! rather than advance `dequeue` for it; a
 //! blocking caller sleeps and looks again, and after a check interval
 //! advances it for a rival that died. Helping would let a consumer's claim
 //! be acted on before its owner knows the claim is good, and then a
@@ -1206,6 +1209,16 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         if *waits > RIVAL_WAITS {
             return None;
         }
+        // The rival is still between its claim and its advance after a
+        // spin: with more runnable parties than cores it was most likely
+        // preempted there, and spinning on cannot let it run. Give the core
+        // away once per look, as crossbeam's `Backoff::snooze` does, before
+        // looking again.
+        #[cfg(not(any(loom, miri)))]
+        // SAFETY: sched_yield takes no arguments and cannot fail on Linux.
+        unsafe {
+            libc::sched_yield()
+        };
         Some(pos)
     }
 
