@@ -178,6 +178,13 @@ pub(crate) unsafe fn store_bytes(src: &[u8], dst: *mut u8) {
     unsafe { store(src.as_ptr(), dst, src.len(), false) }
 }
 
+/// The bytes `n` values of `T` take, and whether a `T`-aligned address is
+/// aligned for 8-byte words too.
+#[inline(always)]
+const fn item_span<T>(n: usize) -> (usize, bool) {
+    (n * size_of::<T>(), align_of::<T>() % 8 == 0)
+}
+
 /// Copies `n` values of `T` out of shared memory at `src` into `dst`
 /// (which holds room for them). `T` is plain data: any bytes a racing
 /// writer leaves make a valid value.
@@ -188,15 +195,9 @@ pub(crate) unsafe fn store_bytes(src: &[u8], dst: *mut u8) {
 /// is valid for writes and does not overlap it.
 #[inline(always)]
 pub(crate) unsafe fn load_items<T: bytemuck::Pod>(src: *const T, dst: *mut T, n: usize) {
+    let (len, aligned8) = item_span::<T>(n);
     // SAFETY: contract; `src` is aligned for T, so for 8 bytes if T is.
-    unsafe {
-        load(
-            src.cast(),
-            dst.cast(),
-            n * size_of::<T>(),
-            align_of::<T>() % 8 == 0,
-        )
-    }
+    unsafe { load(src.cast(), dst.cast(), len, aligned8) }
 }
 
 /// One value of `T` out of shared memory at `src` (as [`load_items`]).
@@ -221,15 +222,9 @@ pub(crate) unsafe fn load_item<T: bytemuck::Pod>(src: *const T) -> T {
 /// is valid for reads and does not overlap it.
 #[inline(always)]
 pub(crate) unsafe fn store_items<T: bytemuck::Pod>(src: *const T, dst: *mut T, n: usize) {
+    let (len, aligned8) = item_span::<T>(n);
     // SAFETY: contract, as in `load_items`.
-    unsafe {
-        store(
-            src.cast(),
-            dst.cast(),
-            n * size_of::<T>(),
-            align_of::<T>() % 8 == 0,
-        )
-    }
+    unsafe { store(src.cast(), dst.cast(), len, aligned8) }
 }
 
 #[cfg(test)]

@@ -108,6 +108,23 @@ fn fresh_nonce() -> u32 {
     0x5eed
 }
 
+/// The process's nonce kept in `cell` (0 = not yet drawn): drawn on first
+/// use; threads racing here keep whichever nonce won.
+#[cfg(not(loom))]
+fn nonce(cell: &crate::sync::AtomicU32) -> u32 {
+    use crate::sync::Ordering;
+    match cell.load(Ordering::Relaxed) {
+        0 => {
+            let fresh = fresh_nonce();
+            match cell.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => fresh,
+                Err(won) => won,
+            }
+        }
+        n => n,
+    }
+}
+
 /// [`install_atfork_once`]'s states.
 #[cfg(not(loom))]
 const ATFORK_NONE: u32 = 0;
@@ -215,26 +232,12 @@ mod imp {
         super::install_atfork_once(&ATFORK, forget_in_child);
     }
 
-    fn nonce() -> u32 {
-        match NONCE.load(Ordering::Relaxed) {
-            0 => {
-                let fresh = super::fresh_nonce();
-                // Threads racing here keep whichever nonce won.
-                match NONCE.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
-                    Ok(_) => fresh,
-                    Err(won) => won,
-                }
-            }
-            n => n,
-        }
-    }
-
     #[cold]
     fn fetch() -> (u32, u64) {
         install_atfork();
         let id = super::fresh_id();
         let number = NEXT_THREAD.fetch_add(1, Ordering::Relaxed).max(1);
-        let stamp = u64::from(nonce()) << 32 | u64::from(number);
+        let stamp = u64::from(super::nonce(&NONCE)) << 32 | u64::from(number);
         let _ = ID.try_with(|t| t.set((id, stamp)));
         (id, stamp)
     }
@@ -309,16 +312,7 @@ mod imp {
     #[inline]
     pub fn thread_stamp() -> u64 {
         install_atfork();
-        let nonce = match NONCE.load(Ordering::Relaxed) {
-            0 => {
-                let fresh = super::fresh_nonce();
-                match NONCE.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
-                    Ok(_) => fresh,
-                    Err(won) => won,
-                }
-            }
-            n => n,
-        };
+        let nonce = super::nonce(&NONCE);
         // Without thread-locals the kernel id numbers the thread: unique
         // among the process's live threads, which is what a stamp needs.
         u64::from(nonce) << 32 | u64::from(current())
