@@ -328,16 +328,6 @@ fn typed_queue_and_typed_pipe_futures_carry_values_across_processes() {
     assert_eq!(join(&mut child), ExitStatus::Code(0));
 }
 
-/// CPU time (user + system) of the whole process.
-fn process_cpu() -> Duration {
-    // SAFETY: rusage is plain data; getrusage fills it.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `u` is valid for writing.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) }, 0);
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
 #[test]
 fn a_future_pending_for_a_second_uses_under_two_percent_of_a_core() {
     // In a child of its own, so RUSAGE_SELF counts its runtime and waiter
@@ -346,14 +336,14 @@ fn a_future_pending_for_a_second_uses_under_two_percent_of_a_core() {
         let q = Queue::<u64>::anon(RingConfig::new(4)).unwrap();
         let event = Shared::<Event>::anon(()).unwrap();
         let rt = current_thread();
-        let (cpu0, start) = (process_cpu(), Instant::now());
+        let (cpu0, start) = (common::cpu_time(libc::RUSAGE_SELF), Instant::now());
         let timed_out = rt.block_on(async {
             let both = async { tokio::join!(q.pop_async(), event.wait_async()) };
             tokio::time::timeout(Duration::from_secs(1), both)
                 .await
                 .is_err()
         });
-        let (used, took) = (process_cpu() - cpu0, start.elapsed());
+        let (used, took) = (common::cpu_time(libc::RUSAGE_SELF) - cpu0, start.elapsed());
         println!("two futures pending for {took:?}: {used:?} of CPU");
         if !timed_out {
             return 3;

@@ -680,17 +680,6 @@ fn lock_async_takes_over_from_a_sigkilled_holder() {
     );
 }
 
-/// CPU time (user + system) of this process.
-#[cfg(feature = "tokio")]
-fn cpu_self() -> Duration {
-    // SAFETY: rusage is plain data; getrusage fills it.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `u` is valid for writing.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) }, 0);
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
 /// Idle async waiters (futures pending on queues nobody touches) for one
 /// second use under 2% of a core, with one future and with 300 (three
 /// waiter threads). Every 50 ms each waiter thread used to wake every
@@ -721,9 +710,9 @@ fn idle_pending_futures_use_under_two_percent_of_a_core() {
                 }
                 // Let every future register, then measure.
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                let (c0, t0) = (cpu_self(), Instant::now());
+                let (c0, t0) = (common::cpu_time(libc::RUSAGE_SELF), Instant::now());
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                (cpu_self() - c0, t0.elapsed())
+                (common::cpu_time(libc::RUSAGE_SELF) - c0, t0.elapsed())
             });
             println!("{futures} idle futures for {took:?}: {used:?} of CPU");
             if used * 50 > took {
@@ -740,20 +729,6 @@ fn idle_pending_futures_use_under_two_percent_of_a_core() {
     }
 }
 
-/// The word of the Event in segment `name`, read through its file.
-#[cfg(feature = "tokio")]
-fn event_word(name: &str) -> u32 {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(common::shm_path(name)).unwrap();
-    let mut b = [0u8; 8];
-    file.read_exact_at(&mut b, common::off::OBJECT_OFFSET)
-        .unwrap();
-    let at = u64::from_ne_bytes(b);
-    let mut w = [0u8; 4];
-    file.read_exact_at(&mut w, at).unwrap();
-    u32::from_ne_bytes(w)
-}
-
 /// A blocked `Event::wait` returns true for a `set` that a `clear`
 /// followed (and `wait` reports it: tests/wait.rs); `wait_async` is "the
 /// same, as a future", so it must return too. Its waiter thread wakes it
@@ -766,38 +741,7 @@ fn an_event_pulse_during_wait_async_is_not_missed() {
     let n = Unlinker::new("atkpulse");
     let name = n.name("e");
     let event = Shared::<Event>::create(&name, ()).unwrap();
-    let mut child = fork(|| {
-        let Ok(e) = Shared::<Event>::open(&name) else {
-            return 2;
-        };
-        // Wait until the future has armed the event (its WAITERS bit, 2).
-        if !common::eventually(CHILD_TIMEOUT, || event_word(&name) & 2 != 0) {
-            return 3;
-        }
-        // Stop the parent, so that nothing there can look between the set
-        // and the clear.
-        // SAFETY: getppid and kill take plain integers.
-        let parent = unsafe { libc::getppid() };
-        // SAFETY: as above; the parent is the test process, resumed below.
-        unsafe { libc::kill(parent, libc::SIGSTOP) };
-        let stopped = common::eventually(CHILD_TIMEOUT, || {
-            std::fs::read_to_string(format!("/proc/{parent}/stat")).is_ok_and(|s| {
-                s.rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('T'))
-            })
-        });
-        e.set();
-        e.clear();
-        // SAFETY: as above.
-        unsafe { libc::kill(parent, libc::SIGCONT) };
-        if stopped {
-            0
-        } else {
-            4
-        }
-    })
-    .unwrap();
+    let mut child = common::fork_pulse_while_stopped(&name);
     let out = current_thread()
         .block_on(async { tokio::time::timeout(Duration::from_secs(3), event.wait_async()).await });
     assert_eq!(join(&mut child), ExitStatus::Code(0));
@@ -991,47 +935,6 @@ fn wait_on_spsc_handles_is_woken_by_the_other_process() {
     assert_eq!(join(&mut child), ExitStatus::Code(0));
 }
 
-/// Makes `futex_waitv` fail with ENOSYS in this thread and the threads it
-/// starts later (a seccomp filter, as on a kernel before 5.16). x86_64.
-fn forbid_futex_waitv() -> bool {
-    const LD_W_ABS: u16 = 0x20;
-    const JEQ_K: u16 = 0x15;
-    const RET_K: u16 = 0x06;
-    const RET_ERRNO: u32 = 0x0005_0000;
-    const RET_ALLOW: u32 = 0x7fff_0000;
-    let insn = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    let filter = [
-        insn(LD_W_ABS, 0, 0, 0), // the system call number
-        insn(JEQ_K, 0, 1, libc::SYS_futex_waitv as u32),
-        insn(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32),
-        insn(RET_K, 0, 0, RET_ALLOW),
-    ];
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: prctl with plain integers, then a pointer to `prog`, valid
-    // for the call (the kernel copies the program).
-    unsafe {
-        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
-            && libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
-                &prog as *const libc::sock_fprog,
-            ) == 0
-    }
-}
-
-/// CPU time (user + system) of this process.
-fn cpu_of_self() -> Duration {
-    // SAFETY: rusage is plain data; getrusage fills it.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `u` is valid for writing.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) }, 0);
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
 /// Without `futex_waitv` (the "older kernels" fallback): a wake on a
 /// word that is not the first is still seen, by `wait` and by a future.
 #[test]
@@ -1041,7 +944,7 @@ fn without_futex_waitv_wait_still_wakes_for_any_object() {
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let armed = Shared::<Event>::anon(()).unwrap();
     let mut child = fork(|| {
-        if !forbid_futex_waitv() {
+        if !common::forbid_syscall(libc::SYS_futex_waitv) {
             return 2;
         }
         let Ok(q) = Queue::<u64>::open(&qn) else {
@@ -1105,16 +1008,16 @@ fn without_futex_waitv_wait_still_wakes_for_any_object() {
 #[test]
 fn without_futex_waitv_idle_waiters_sleep() {
     let mut child = fork(|| {
-        if !forbid_futex_waitv() {
+        if !common::forbid_syscall(libc::SYS_futex_waitv) {
             return 2;
         }
         let (e, e2) = (Event::new(), Event::new());
-        let (c0, t0) = (cpu_of_self(), Instant::now());
+        let (c0, t0) = (common::cpu_time(libc::RUSAGE_SELF), Instant::now());
         let r = wait(
             &[Interest::event(&e), Interest::event(&e2)],
             Some(Duration::from_secs(1)),
         );
-        let (used, took) = (cpu_of_self() - c0, t0.elapsed());
+        let (used, took) = (common::cpu_time(libc::RUSAGE_SELF) - c0, t0.elapsed());
         println!("fallback: wait() idle for {took:?}: {used:?} of CPU");
         if !matches!(r.as_deref(), Ok([])) {
             return 3;
@@ -1132,11 +1035,11 @@ fn without_futex_waitv_idle_waiters_sleep() {
             let _ = rt.block_on(async {
                 tokio::time::timeout(Duration::from_millis(20), q.pop_async()).await
             });
-            let (c0, t0) = (cpu_of_self(), Instant::now());
+            let (c0, t0) = (common::cpu_time(libc::RUSAGE_SELF), Instant::now());
             let _ = rt.block_on(async {
                 tokio::time::timeout(Duration::from_secs(1), q.pop_async()).await
             });
-            let (used, took) = (cpu_of_self() - c0, t0.elapsed());
+            let (used, took) = (common::cpu_time(libc::RUSAGE_SELF) - c0, t0.elapsed());
             println!("fallback: one idle async future for {took:?}: {used:?} of CPU");
             if used * 20 > took {
                 return 6;

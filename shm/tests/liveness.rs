@@ -398,61 +398,6 @@ fn a_forked_child_dropping_an_inherited_guard_releases_nothing() {
     assert!(!lock.is_locked());
 }
 
-/// Installs a seccomp filter that makes every `futex` system call fail
-/// with `ENOSYS`, as some sandboxes do.
-fn forbid_futex() -> bool {
-    let filter = [
-        // Load the system call number (offset 0 of seccomp_data).
-        libc::sock_filter {
-            code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        },
-        libc::sock_filter {
-            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 1,
-            k: libc::SYS_futex as u32,
-        },
-        libc::sock_filter {
-            code: (libc::BPF_RET | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 0,
-            k: libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
-        },
-        libc::sock_filter {
-            code: (libc::BPF_RET | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 0,
-            k: libc::SECCOMP_RET_ALLOW,
-        },
-    ];
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: plain prctl calls; `prog` and `filter` outlive them.
-    unsafe {
-        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
-            && libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
-                &prog as *const libc::sock_fprog,
-            ) == 0
-    }
-}
-
-/// CPU time (user + system) this process has used.
-fn cpu_time() -> Duration {
-    // SAFETY: a zeroed rusage is valid for getrusage to fill.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is valid and writable.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 #[test]
 fn a_refused_futex_makes_waits_sleep_not_spin() {
     let names = Unlinker::new("no-futex");
@@ -461,12 +406,12 @@ fn a_refused_futex_makes_waits_sleep_not_spin() {
     let _guard = lock.lock().unwrap();
     let mut child = fork(|| {
         let lock = Shared::<Lock>::open(&name).unwrap();
-        if !forbid_futex() {
+        if !common::forbid_syscall(libc::SYS_futex) {
             return 10;
         }
-        let (cpu, wall) = (cpu_time(), Instant::now());
+        let (cpu, wall) = (common::cpu_time(libc::RUSAGE_SELF), Instant::now());
         let r = lock.lock_timeout(Duration::from_millis(500));
-        let (cpu, wall) = (cpu_time() - cpu, wall.elapsed());
+        let (cpu, wall) = (common::cpu_time(libc::RUSAGE_SELF) - cpu, wall.elapsed());
         if r.err() != Some(LockError::Timeout) {
             return 11;
         }

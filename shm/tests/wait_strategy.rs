@@ -17,24 +17,14 @@ use shmipc::{
 /// How long the waiter is left idle.
 const IDLE: Duration = Duration::from_secs(1);
 
-/// CPU time (user + system) the calling thread has used.
-fn cpu_time() -> Duration {
-    // SAFETY: a zeroed rusage is valid for getrusage to fill.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is valid and writable.
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 /// The share of one core (in percent) `wait` used while it ran, and how
 /// long it ran.
 fn cpu_share(wait: impl FnOnce() -> bool) -> Option<(f64, Duration)> {
-    let (cpu, wall) = (cpu_time(), Instant::now());
+    let (cpu, wall) = (common::cpu_time(libc::RUSAGE_THREAD), Instant::now());
     if !wait() {
         return None;
     }
-    let (cpu, wall) = (cpu_time() - cpu, wall.elapsed());
+    let (cpu, wall) = (common::cpu_time(libc::RUSAGE_THREAD) - cpu, wall.elapsed());
     Some((100.0 * cpu.as_secs_f64() / wall.as_secs_f64(), wall))
 }
 

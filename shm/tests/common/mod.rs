@@ -327,3 +327,93 @@ pub fn now_ns() -> u64 {
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
+
+/// The word of the Event in segment `name`, read through its file.
+pub fn event_word(name: &str) -> u32 {
+    let file = std::fs::File::open(shm_path(name)).unwrap();
+    let mut b = [0u8; 8];
+    file.read_exact_at(&mut b, off::OBJECT_OFFSET).unwrap();
+    let at = u64::from_ne_bytes(b);
+    let mut w = [0u8; 4];
+    file.read_exact_at(&mut w, at).unwrap();
+    u32::from_ne_bytes(w)
+}
+
+/// Forks a child that pulses the Event in segment `name` (sets it, then
+/// clears it) once a waiter has armed it (its WAITERS bit, 2, is up), with
+/// this process stopped meanwhile, so that nothing here can look between
+/// the set and the clear: only the event's generation tells a waiter a
+/// set came. The child exits 0, or 2 (no open), 3 (never armed) or 4
+/// (this process was not seen stopped).
+pub fn fork_pulse_while_stopped(name: &str) -> Child {
+    fork(|| {
+        let Ok(e) = Shared::<Event>::open(name) else {
+            return 2;
+        };
+        if !eventually(CHILD_TIMEOUT, || event_word(name) & 2 != 0) {
+            return 3;
+        }
+        // SAFETY: getppid and kill take plain integers.
+        let parent = unsafe { libc::getppid() };
+        // SAFETY: as above; the parent is the test process, resumed below.
+        unsafe { libc::kill(parent, libc::SIGSTOP) };
+        let stopped = eventually(CHILD_TIMEOUT, || {
+            std::fs::read_to_string(format!("/proc/{parent}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('T'))
+            })
+        });
+        e.set();
+        e.clear();
+        // SAFETY: as above.
+        unsafe { libc::kill(parent, libc::SIGCONT) };
+        if stopped {
+            0
+        } else {
+            4
+        }
+    })
+    .unwrap()
+}
+
+/// CPU time (user + system) of `who` (`RUSAGE_SELF`, `RUSAGE_THREAD`).
+pub fn cpu_time(who: libc::c_int) -> Duration {
+    // SAFETY: rusage is plain data; getrusage fills it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is valid for writing.
+    assert_eq!(unsafe { libc::getrusage(who, &mut u) }, 0);
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Makes system call `nr` fail with `ENOSYS` in the calling thread and the
+/// threads it starts later (a seccomp filter, as some sandboxes, or a
+/// kernel too old for the call, do); returns whether the filter is in
+/// place. The process must be one the test may spoil: a forked child.
+pub fn forbid_syscall(nr: libc::c_long) -> bool {
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let insn = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        insn(LD_W_ABS, 0, 0, 0), // the system call number (seccomp_data.nr)
+        insn(JEQ_K, 0, 1, nr as u32),
+        insn(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        insn(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: prctl with plain integers, then a pointer to `prog`, valid
+    // for the call (the kernel copies the program).
+    unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+            && libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog,
+            ) == 0
+    }
+}
