@@ -62,6 +62,31 @@ unsafe fn string_copy(src: *const u8, dst: *mut u8, len: usize) {
     };
 }
 
+/// Copies the whole range in one go where this build does, and says
+/// whether it did: under Miri with a plain copy (see the module docs), on
+/// x86-64 with one [`string_copy`] from [`STRING_COPY_MIN`] bytes on.
+/// Otherwise the caller copies word by word ([`load`], [`store`]).
+///
+/// # Safety
+///
+/// `src..src + len` is valid for reads and `dst..dst + len` for writes;
+/// they do not overlap.
+#[inline(always)]
+unsafe fn copy_at_once(src: *const u8, dst: *mut u8, len: usize) -> bool {
+    if cfg!(miri) {
+        // SAFETY: the ranges are valid and apart (contract).
+        unsafe { core::ptr::copy_nonoverlapping(src, dst, len) };
+        return true;
+    }
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if len >= STRING_COPY_MIN {
+        // SAFETY: the ranges are valid and apart (contract).
+        unsafe { string_copy(src, dst, len) };
+        return true;
+    }
+    false
+}
+
 /// Copies `len` bytes from shared `src` to private `dst`. `aligned8` says
 /// that the caller knows `src` to be 8-byte aligned (a constant for typed
 /// slots, so the check folds away).
@@ -72,15 +97,9 @@ unsafe fn string_copy(src: *const u8, dst: *mut u8, len: usize) {
 /// they do not overlap; no reference to the `dst` bytes is live.
 #[inline(always)]
 unsafe fn load(src: *const u8, dst: *mut u8, len: usize, aligned8: bool) {
-    if cfg!(miri) {
-        // SAFETY: the ranges are valid and apart (contract). (Miri: see
-        // the module docs.)
-        return unsafe { core::ptr::copy_nonoverlapping(src, dst, len) };
-    }
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if len >= STRING_COPY_MIN {
-        // SAFETY: the ranges are valid and apart (contract).
-        return unsafe { string_copy(src, dst, len) };
+    // SAFETY: the ranges are valid and apart (contract).
+    if unsafe { copy_at_once(src, dst, len) } {
+        return;
     }
     let mut i = 0;
     if !aligned8 {
@@ -119,14 +138,9 @@ unsafe fn load(src: *const u8, dst: *mut u8, len: usize, aligned8: bool) {
 /// they do not overlap.
 #[inline(always)]
 unsafe fn store(src: *const u8, dst: *mut u8, len: usize, aligned8: bool) {
-    if cfg!(miri) {
-        // SAFETY: as in `load`.
-        return unsafe { core::ptr::copy_nonoverlapping(src, dst, len) };
-    }
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if len >= STRING_COPY_MIN {
-        // SAFETY: the ranges are valid and apart (contract).
-        return unsafe { string_copy(src, dst, len) };
+    // SAFETY: the ranges are valid and apart (contract).
+    if unsafe { copy_at_once(src, dst, len) } {
+        return;
     }
     let mut i = 0;
     if !aligned8 {
