@@ -42,11 +42,7 @@ fn a_named_pipe_end_moved_into_a_forked_child_is_not_end_of_stream() {
     let a = Pipe::create(&name, config()).unwrap();
     let b = Pipe::open(&name).unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
-    let mut child = fork_on(&go, move || match b.send(b"from the child") {
-        Ok(()) => 0,
-        Err(_) => 5,
-    })
-    .unwrap();
+    let mut child = fork_on(&go, move || common::sent_code(b.send(b"from the child"))).unwrap();
     // The closure (and the parent's copy of `b` in it) is gone now.
     assert_eq!(
         a.recv_vec_timeout(SEVERAL_CHECKS).err(),
@@ -112,20 +108,8 @@ fn a_queue_producer_moved_into_a_forked_child_is_not_end_of_stream() {
     let tx = Queue::<u32>::open(&name).unwrap();
     tx.push(1).unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
-    let mut child = fork_on(&go, move || match tx.push(2) {
-        Ok(()) => 0,
-        Err(_) => 5,
-    })
-    .unwrap();
-    assert_eq!(q.pop_timeout(LONG), Ok(1));
-    assert_eq!(
-        q.pop_timeout(SEVERAL_CHECKS),
-        Err(PopError::Timeout),
-        "false end-of-stream: the forked child holds the producer"
-    );
-    go.set();
-    assert_eq!(q.pop_timeout(LONG), Ok(2));
-    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    let mut child = fork_on(&go, move || common::sent_code(tx.push(2))).unwrap();
+    common::handed_producer_pushes_two(&q, &go, &mut child, "the forked child");
     assert_eq!(q.pop_timeout(PATIENCE), Err(PopError::Disconnected));
 }
 
@@ -138,11 +122,7 @@ fn an_spsc_producer_moved_into_a_forked_child_is_not_end_of_stream() {
     let mut rx = sq.take_consumer().unwrap();
     let mut tx = sq.take_producer().unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
-    let mut child = fork_on(&go, move || match tx.push(9) {
-        Ok(()) => 0,
-        Err(_) => 5,
-    })
-    .unwrap();
+    let mut child = fork_on(&go, move || common::sent_code(tx.push(9))).unwrap();
     assert_eq!(
         rx.pop_timeout(SEVERAL_CHECKS),
         Err(PopError::Timeout),
@@ -215,10 +195,7 @@ fn a_stopped_sender_is_not_end_of_stream() {
         ready.set();
         // SIGSTOP lands in here; after SIGCONT, send once more.
         std::thread::sleep(Duration::from_millis(300));
-        match tx.push(2) {
-            Ok(()) => 0,
-            Err(_) => 5,
-        }
+        common::sent_code(tx.push(2))
     })
     .unwrap();
     assert!(ready.wait_timeout(LONG));
@@ -313,10 +290,7 @@ fn an_item_behind_a_dead_claim_is_delivered_before_end_of_stream() {
     assert!(claimed.wait_timeout(LONG));
     let mut behind = fork(|| {
         let tx = Queue::<u32>::open(&name).unwrap();
-        match tx.push(2) {
-            Ok(()) => 0,
-            Err(_) => 5,
-        }
+        common::sent_code(tx.push(2))
     })
     .unwrap();
     assert_eq!(join(&mut behind), ExitStatus::Code(0));

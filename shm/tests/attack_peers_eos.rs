@@ -467,10 +467,7 @@ fn a_sender_that_forks_and_exits_leaves_its_child_holding_the_stream() {
                 if !go_ref.wait_timeout(LONG) {
                     return 4;
                 }
-                match tx.push(2) {
-                    Ok(()) => 0,
-                    Err(_) => 5,
-                }
+                common::sent_code(tx.push(2))
             }) else {
                 return 6;
             };
@@ -546,10 +543,7 @@ fn a_dead_senders_slot_reused_by_a_newcomer() {
             }
             pushed_ref.set();
             std::thread::sleep(Duration::from_millis(600));
-            match tx.push(3) {
-                Ok(()) => 0,
-                Err(_) => 5,
-            }
+            common::sent_code(tx.push(3))
         })
         .unwrap();
         assert_eq!(q.pop_timeout(LONG), Ok(1));

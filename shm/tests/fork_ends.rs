@@ -81,10 +81,7 @@ fn a_producer_handed_on_to_a_grandchild_is_not_end_of_stream() {
     let handed = Shared::<Event>::anon(()).unwrap();
     let (go_ref, handed_ref) = (&go, &handed);
     let mut child = fork(move || {
-        let grandchild = fork_on(go_ref, move || match tx.push(2) {
-            Ok(()) => 0,
-            Err(_) => 5,
-        });
+        let grandchild = fork_on(go_ref, move || common::sent_code(tx.push(2)));
         let Ok(mut grandchild) = grandchild else {
             return 6;
         };
@@ -96,16 +93,8 @@ fn a_producer_handed_on_to_a_grandchild_is_not_end_of_stream() {
         }
     })
     .unwrap();
-    assert_eq!(q.pop_timeout(LONG), Ok(1));
     assert!(handed.wait_timeout(LONG));
-    assert_eq!(
-        q.pop_timeout(SEVERAL_CHECKS),
-        Err(PopError::Timeout),
-        "false end-of-stream: the grandchild holds the producer"
-    );
-    go.set();
-    assert_eq!(q.pop_timeout(LONG), Ok(2));
-    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    common::handed_producer_pushes_two(&q, &go, &mut child, "the grandchild");
     assert_eq!(q.pop_timeout(PATIENCE), Err(PopError::Disconnected));
 }
 
@@ -123,20 +112,8 @@ fn with_no_slot_for_the_child_the_parents_count_stays() {
     let tx = Queue::<u32>::open(&name).unwrap();
     tx.push(1).unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
-    let mut child = fork_on(&go, move || match tx.push(2) {
-        Ok(()) => 0,
-        Err(_) => 5,
-    })
-    .unwrap();
-    assert_eq!(q.pop_timeout(LONG), Ok(1));
-    assert_eq!(
-        q.pop_timeout(SEVERAL_CHECKS),
-        Err(PopError::Timeout),
-        "false end-of-stream: the child holds the producer"
-    );
-    go.set();
-    assert_eq!(q.pop_timeout(LONG), Ok(2));
-    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    let mut child = fork_on(&go, move || common::sent_code(tx.push(2))).unwrap();
+    common::handed_producer_pushes_two(&q, &go, &mut child, "the child");
 }
 
 /// The price, as with inherited Unix descriptors: the child also holds its

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use shmipc::{fork, Child, Event, ExitStatus, Named, Shared};
+use shmipc::{fork, Child, Event, ExitStatus, Named, PopError, Queue, Shared};
 
 /// xorshift64*: [`Rng::seeded`] from the clock (report `rng.0` with a
 /// failure, so that [`Rng`]`(seed)` repeats the run), [`Rng::new`] for a
@@ -143,6 +143,37 @@ pub fn fork_on(go: &Shared<Event>, act: impl FnOnce() -> i32) -> std::io::Result
         }
         act()
     })
+}
+
+/// A forked child's exit code for a send or push: 0 if it went through,
+/// 5 if not.
+pub fn sent_code<E>(r: Result<(), E>) -> i32 {
+    if r.is_ok() {
+        0
+    } else {
+        5
+    }
+}
+
+/// The parent's half of a queue producer handed over to `child` (forked
+/// with [`fork_on`] on `go`), which pushes 2 when told: `q` pops the 1 the
+/// producer pushed before, is then not told end-of-stream while `holder`
+/// holds the producer, pops 2 once `go` is set, and the child exits 0.
+pub fn handed_producer_pushes_two(
+    q: &Queue<u32>,
+    go: &Shared<Event>,
+    child: &mut Child,
+    holder: &str,
+) {
+    assert_eq!(q.pop_timeout(LONG), Ok(1));
+    assert_eq!(
+        q.pop_timeout(SEVERAL_CHECKS),
+        Err(PopError::Timeout),
+        "false end-of-stream: {holder} holds the producer"
+    );
+    go.set();
+    assert_eq!(q.pop_timeout(LONG), Ok(2));
+    assert_eq!(join(child), ExitStatus::Code(0));
 }
 
 /// The exit code of an intermediate process whose `unshare` failed.
