@@ -155,10 +155,28 @@ pub fn sent_code<E>(r: Result<(), E>) -> i32 {
     }
 }
 
+/// The receiving half of a sender held by another process that sends
+/// `item` once `go` is set: `pop` (a timed pop) is not told end-of-stream
+/// while `holder` holds the sender, and returns `item` once `go` is set.
+pub fn held_sender_sends_on_go<T: PartialEq + std::fmt::Debug>(
+    mut pop: impl FnMut(Duration) -> Result<T, PopError>,
+    go: &Shared<Event>,
+    holder: &str,
+    item: T,
+) {
+    assert_eq!(
+        pop(SEVERAL_CHECKS),
+        Err(PopError::Timeout),
+        "false end-of-stream: {holder}"
+    );
+    go.set();
+    assert_eq!(pop(LONG), Ok(item));
+}
+
 /// The parent's half of a queue producer handed over to `child` (forked
 /// with [`fork_on`] on `go`), which pushes 2 when told: `q` pops the 1 the
-/// producer pushed before, is then not told end-of-stream while `holder`
-/// holds the producer, pops 2 once `go` is set, and the child exits 0.
+/// producer pushed before, then [`held_sender_sends_on_go`] (`holder`
+/// holds the producer), and the child exits 0.
 pub fn handed_producer_pushes_two(
     q: &Queue<u32>,
     go: &Shared<Event>,
@@ -166,13 +184,12 @@ pub fn handed_producer_pushes_two(
     holder: &str,
 ) {
     assert_eq!(q.pop_timeout(LONG), Ok(1));
-    assert_eq!(
-        q.pop_timeout(SEVERAL_CHECKS),
-        Err(PopError::Timeout),
-        "false end-of-stream: {holder} holds the producer"
+    held_sender_sends_on_go(
+        |t| q.pop_timeout(t),
+        go,
+        &format!("{holder} holds the producer"),
+        2,
     );
-    go.set();
-    assert_eq!(q.pop_timeout(LONG), Ok(2));
     assert_eq!(join(child), ExitStatus::Code(0));
 }
 
