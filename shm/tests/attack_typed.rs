@@ -93,15 +93,7 @@ fn a_stopped_and_continued_child_has_no_exitcode_until_it_ends() {
     // SAFETY: our own unreaped child.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     assert!(common::eventually(CHILD_TIMEOUT, || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('T')
-            })
-            .unwrap_or(false)
+        common::proc_state(pid) == Some('T')
     }));
     assert_eq!(p.exitcode(), None);
     assert!(active_children().iter().any(|c| c.pid() == p.pid()));

@@ -32,11 +32,7 @@ fn no_permits() -> SemaphoreConfig {
 /// Whether process `pid` is asleep (state `S` in /proc/pid/stat).
 #[cfg(feature = "tokio")]
 fn sleeping(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('S'))
-    })
+    common::proc_state(pid as libc::pid_t) == Some('S')
 }
 
 // ---------------------------------------------------------------------------

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::join;
+use common::{fork_parked, join};
 use shmipc::{
     fork, BytesConfig, Error, Event, ExitStatus, Named, Pipe, RingConfig, Shared, Side, SpscQueue,
     Unlinker,
@@ -81,19 +81,9 @@ fn a_role_held_by_another_process_is_refused_with_its_pid() {
 #[test]
 fn a_role_whose_holder_was_killed_can_be_claimed_again() {
     let names = Unlinker::new("roles-killed");
-    let (name, held_n) = (names.name("q"), names.name("held"));
+    let name = names.name("q");
     let q = SpscQueue::<u64>::create(&name, RingConfig::new(16)).unwrap();
-    let held = Shared::<Event>::create(&held_n, ()).unwrap();
-    let mut child = fork(|| {
-        let Ok(_rx) = SpscQueue::<u64>::consumer(&name) else {
-            return 1;
-        };
-        held.set();
-        std::thread::sleep(Duration::from_secs(60));
-        0
-    })
-    .unwrap();
-    assert!(held.wait_timeout(Duration::from_secs(30)));
+    let mut child = fork_parked(|| SpscQueue::<u64>::consumer(&name).unwrap());
     assert_eq!(role_taken(q.take_consumer()).1, child.pid());
     child.kill().unwrap();
     assert_eq!(join(&mut child).signal(), Some(libc::SIGKILL));
@@ -108,32 +98,14 @@ fn a_role_whose_holder_was_killed_can_be_claimed_again() {
 #[test]
 fn a_role_whose_holder_is_a_zombie_can_be_claimed_again() {
     let names = Unlinker::new("roles-zombie");
-    let (name, held_n) = (names.name("q"), names.name("held"));
+    let name = names.name("q");
     let q = SpscQueue::<u64>::create(&name, RingConfig::new(16)).unwrap();
-    let held = Shared::<Event>::create(&held_n, ()).unwrap();
-    let mut child = fork(|| {
-        let Ok(_tx) = SpscQueue::<u64>::producer(&name) else {
-            return 1;
-        };
-        held.set();
-        std::thread::sleep(Duration::from_secs(60));
-        0
-    })
-    .unwrap();
-    assert!(held.wait_timeout(Duration::from_secs(30)));
+    let mut child = fork_parked(|| SpscQueue::<u64>::producer(&name).unwrap());
     child.kill().unwrap();
     // Killed, not yet reaped: a zombie, which can never use its role.
-    let stat = format!("/proc/{}/stat", child.pid());
+    let pid = child.pid() as libc::pid_t;
     assert!(common::eventually(Duration::from_secs(30), || {
-        std::fs::read_to_string(&stat)
-            .map(|s| {
-                s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z')
-            })
-            .unwrap_or(false)
+        common::proc_state(pid) == Some('Z')
     }));
     let _tx = q.take_producer().expect("a zombie holder's role is free");
     assert_eq!(q.producer_pid(), Some(std::process::id()));

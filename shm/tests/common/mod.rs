@@ -387,6 +387,13 @@ pub fn event_word(name: &str) -> u32 {
     u32::from_ne_bytes(w)
 }
 
+/// The state letter of process `pid` in `/proc/<pid>/stat` (`R`, `S`,
+/// `T` stopped, `Z` zombie, ...), or `None` if it cannot be read.
+pub fn proc_state(pid: libc::pid_t) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
 /// Forks a child that pulses the Event in segment `name` (sets it, then
 /// clears it) once a waiter has armed it (its WAITERS bit, 2, is up), with
 /// this process stopped meanwhile, so that nothing here can look between
@@ -405,13 +412,7 @@ pub fn fork_pulse_while_stopped(name: &str) -> Child {
         let parent = unsafe { libc::getppid() };
         // SAFETY: as above; the parent is the test process, resumed below.
         unsafe { libc::kill(parent, libc::SIGSTOP) };
-        let stopped = eventually(CHILD_TIMEOUT, || {
-            std::fs::read_to_string(format!("/proc/{parent}/stat")).is_ok_and(|s| {
-                s.rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('T'))
-            })
-        });
+        let stopped = eventually(CHILD_TIMEOUT, || proc_state(parent) == Some('T'));
         e.set();
         e.clear();
         // SAFETY: as above.
