@@ -73,8 +73,7 @@ fn an_async_ping_pong_across_two_processes_under_tokio() {
 
 #[test]
 fn an_async_pipe_ping_pong_across_two_processes() {
-    let n = Unlinker::new("aiopipe");
-    let name = n.name("p");
+    let (_n, name) = common::segment_names("aiopipe", "p");
     let a = Pipe::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let mut child = fork(|| {
         let Ok(b) = Pipe::open(&name) else { return 2 };
@@ -109,8 +108,7 @@ const ITEMS: u64 = 500;
 
 #[test]
 fn dropping_pending_pop_futures_loses_no_item() {
-    let n = Unlinker::new("aiocancel");
-    let name = n.name("q");
+    let (_n, name) = common::segment_names("aiocancel", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(8)).unwrap();
     let mut child = fork(|| {
         let Ok(q) = Queue::<u64>::open(&name) else {
@@ -551,8 +549,7 @@ fn peer_goes<H, R>(
 )]
 fn an_async_pipe_receive_ends_when_the_other_end_exits_or_is_killed() {
     for death in [Death::Exit, Death::Kill] {
-        let n = Unlinker::new("aioeospipe");
-        let name = n.name("p");
+        let (_n, name) = common::segment_names("aioeospipe", "p");
         let a = Pipe::create(&name, BytesConfig::new(1024, 64)).unwrap();
         let r = peer_goes(
             "Pipe",
@@ -578,8 +575,7 @@ fn an_async_pipe_receive_ends_when_the_other_end_exits_or_is_killed() {
 )]
 fn an_async_queue_pop_ends_when_every_producer_exits_or_is_killed() {
     for death in [Death::Exit, Death::Kill] {
-        let n = Unlinker::new("aioeosq");
-        let name = n.name("q");
+        let (_n, name) = common::segment_names("aioeosq", "q");
         let q = Queue::<u64>::create(&name, RingConfig::new(8)).unwrap();
         let r = peer_goes(
             "Queue",
@@ -605,8 +601,7 @@ fn an_async_queue_pop_ends_when_every_producer_exits_or_is_killed() {
 )]
 fn an_async_byte_queue_receive_ends_when_every_writer_exits_or_is_killed() {
     for death in [Death::Exit, Death::Kill] {
-        let n = Unlinker::new("aioeosbq");
-        let name = n.name("q");
+        let (_n, name) = common::segment_names("aioeosbq", "q");
         let q = shmipc::ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
         let r = peer_goes(
             "ByteQueue",
@@ -632,8 +627,7 @@ fn an_async_byte_queue_receive_ends_when_every_writer_exits_or_is_killed() {
 )]
 fn async_typed_receives_end_when_the_peer_exits_or_is_killed() {
     for death in [Death::Exit, Death::Kill] {
-        let n = Unlinker::new("aioeostq");
-        let name = n.name("q");
+        let (n, name) = common::segment_names("aioeostq", "q");
         let q = TypedQueue::<String>::create(&name, BytesConfig::new(1024, 64)).unwrap();
         let r = peer_goes(
             "TypedQueue",

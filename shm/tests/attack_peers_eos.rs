@@ -204,8 +204,7 @@ fn base(k: usize) -> u64 {
 /// duplicate, then `Disconnected` within [`EOS_BOUND`] of the last kill.
 /// Returns the time from the last kill to `Disconnected`.
 fn kill_round(kind: Kind, rng: &mut Rng) -> Duration {
-    let names = Unlinker::new("atk-peos-kill");
-    let name = names.name("o");
+    let (_names, name) = common::segment_names("atk-peos-kill", "o");
     let mut rx = Rx::create(kind, &name);
     let n = kind.senders();
     let acked: Vec<Shared<AtomicU64>> = (0..n)
@@ -353,8 +352,7 @@ fn senders_sigkilled_mid_send_lose_nothing_acknowledged_and_end_the_stream() {
 fn wait_reports_an_object_whose_senders_are_gone_as_readable() {
     let mut failures = Vec::new();
     for kind in KINDS {
-        let names = Unlinker::new("atk-peos-wait-eos");
-        let name = names.name("o");
+        let (_names, name) = common::segment_names("atk-peos-wait-eos", "o");
         let mut rx = Rx::create(kind, &name);
         let (name_ref, acked) = (&name, Shared::<AtomicU64>::anon(0).unwrap());
         let acked_ref = &acked;
@@ -403,8 +401,7 @@ fn wait_reports_an_object_whose_senders_are_gone_as_readable() {
 /// `wait(writable)` must report it ready rather than sleep to its timeout.
 #[test]
 fn wait_reports_a_full_pipe_whose_reader_is_gone_as_writable() {
-    let names = Unlinker::new("atk-peos-wait-broken");
-    let name = names.name("p");
+    let (_names, name) = common::segment_names("atk-peos-wait-broken", "p");
     let a = Pipe::create(&name, config()).unwrap();
     let mut child = fork(|| {
         let b = Pipe::open(&name).unwrap();
@@ -452,8 +449,7 @@ impl Drop for KillIfPanicking {
 #[test]
 fn a_sender_that_forks_and_exits_leaves_its_child_holding_the_stream() {
     for _ in 0..5 {
-        let names = Unlinker::new("atk-peos-orphan");
-        let name = names.name("q");
+        let (_names, name) = common::segment_names("atk-peos-orphan", "q");
         let q = Queue::<u64>::create(&name, RingConfig::new(8)).unwrap();
         let go = Shared::<Event>::anon(()).unwrap();
         let grandchild_pid = Shared::<AtomicU64>::anon(0).unwrap();
@@ -507,8 +503,7 @@ fn a_sender_that_forks_and_exits_leaves_its_child_holding_the_stream() {
 #[test]
 fn a_dead_senders_slot_reused_by_a_newcomer() {
     for _ in 0..5 {
-        let names = Unlinker::new("atk-peos-reuse");
-        let name = names.name("q");
+        let (_names, name) = common::segment_names("atk-peos-reuse", "q");
         let q = Queue::<u64>::create_with(
             &name,
             RingConfig::new(8),
@@ -584,8 +579,7 @@ fn send_outcome<E: std::fmt::Debug>(r: Result<(), E>) -> Option<String> {
 /// `fail_sends_without_receiver`), within [`EOS_BOUND`] of the kill, and
 /// never with `Timeout`. Returns the time from the kill to the failure.
 fn kill_reader_round(kind: Kind, rng: &mut Rng) -> Duration {
-    let names = Unlinker::new("atk-peos-kill-rx");
-    let name = names.name("o");
+    let (_names, name) = common::segment_names("atk-peos-kill-rx", "o");
     enum Tx {
         Pipe(Pipe),
         Queue(Queue<u64>),
@@ -829,8 +823,7 @@ fn open_and_send(kind: Kind, name: &str, v: u64) -> Box<dyn FnMut(u64) -> bool> 
 #[test]
 fn a_sender_stopped_for_a_second_is_not_end_of_stream() {
     for kind in KINDS {
-        let names = Unlinker::new("atk-peos-stop");
-        let name = names.name("o");
+        let (_names, name) = common::segment_names("atk-peos-stop", "o");
         let mut rx = Rx::create(kind, &name);
         let (ready, go) = (
             Shared::<Event>::anon(()).unwrap(),
@@ -885,8 +878,7 @@ fn a_sender_stopped_for_a_second_is_not_end_of_stream() {
 fn a_program_a_sender_started_does_not_hold_the_stream_after_exec() {
     use std::os::unix::process::CommandExt;
     for fork_path in [false, true] {
-        let names = Unlinker::new("atk-peos-exec");
-        let name = names.name("q");
+        let (_names, name) = common::segment_names("atk-peos-exec", "q");
         let q = Queue::<u64>::create(&name, RingConfig::new(8)).unwrap();
         let spawned = Shared::<AtomicU64>::anon(0).unwrap();
         let (name_ref, spawned_ref) = (&name, &spawned);
@@ -964,8 +956,7 @@ fn async_receives_report_end_of_stream() {
         Kind::TypedQueue,
         Kind::TypedPipe,
     ] {
-        let names = Unlinker::new("atk-peos-async");
-        let name = names.name("o");
+        let (_names, name) = common::segment_names("atk-peos-async", "o");
         let mut rx = Rx::create(kind, &name);
         let mut child = fork(|| {
             let _send = open_and_send(kind, &name, 7);
@@ -1009,8 +1000,7 @@ fn async_receives_report_end_of_stream() {
 #[cfg(feature = "tokio")]
 #[test]
 fn async_send_on_a_broken_pipe_reports_disconnected() {
-    let names = Unlinker::new("atk-peos-async-broken");
-    let name = names.name("p");
+    let (_names, name) = common::segment_names("atk-peos-async-broken", "p");
     let a = Pipe::create(&name, config()).unwrap();
     let mut child = fork(|| {
         let b = Pipe::open(&name).unwrap();

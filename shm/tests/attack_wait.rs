@@ -109,8 +109,7 @@ fn duplicate_objects_in_one_wait_are_each_reported_and_woken() {
 
 #[test]
 fn duration_max_and_zero_timeouts() {
-    let n = Unlinker::new("atktmo");
-    let qn = n.name("q");
+    let (_n, qn) = common::segment_names("atktmo", "q");
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let e = Shared::<Event>::anon(()).unwrap();
     // Zero: an immediate look, empty when nothing is ready, the ready ones
@@ -277,8 +276,7 @@ fn wait_and_join_async_work_in_a_forked_child_of_a_process_that_used_them() {
         [0]
     );
     assert_eq!(join(&mut warm), ExitStatus::Code(0));
-    let n = Unlinker::new("atkfork");
-    let qn = n.name("q");
+    let (_n, qn) = common::segment_names("atkfork", "q");
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let _ = &q; // used by the async steps only
     #[cfg(feature = "tokio")]
@@ -350,8 +348,7 @@ fn wait_and_join_async_work_in_a_forked_child_of_a_process_that_used_them() {
 /// spins and the item behind the claim is never received.
 #[test]
 fn wait_then_try_pop_gets_the_item_behind_a_dead_producers_claim() {
-    let n = Unlinker::new("atkwdead");
-    let name = n.name("q");
+    let (n, name) = common::segment_names("atkwdead", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
     kill_after(&ready, || {
@@ -410,8 +407,7 @@ fn current_thread() -> tokio::runtime::Runtime {
 #[cfg(feature = "tokio")]
 #[test]
 fn a_dropped_acquire_future_does_not_swallow_the_wake_of_a_blocked_acquirer() {
-    let n = Unlinker::new("atksemstale");
-    let sn = n.name("s");
+    let (_n, sn) = common::segment_names("atksemstale", "s");
     let sem = Shared::<Semaphore>::create(&sn, no_permits()).unwrap();
     // Registered with this process's waiter thread, then dropped pending.
     current_thread().block_on(async {
@@ -451,8 +447,7 @@ fn a_dropped_acquire_future_does_not_swallow_the_wake_of_a_blocked_acquirer() {
 #[cfg(feature = "tokio")]
 #[test]
 fn a_dropped_lock_future_does_not_swallow_the_unlock_wake_of_a_blocked_locker() {
-    let n = Unlinker::new("atklockstale");
-    let ln = n.name("l");
+    let (_n, ln) = common::segment_names("atklockstale", "l");
     let lock = Shared::<shmipc::Lock>::create(&ln, ()).unwrap();
     let guard = lock.lock().unwrap();
     // From another thread (the lock's owner is a thread), pending, dropped.
@@ -592,8 +587,7 @@ fn a_pop_future_behind_a_slow_claim_wakes_when_it_is_published_despite_other_tra
     ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no owner check (blocking calls check only at their deadline then); the arm no longer reports the dead claim ready"
 )]
 fn pop_async_gets_the_item_behind_a_dead_producers_claim() {
-    let n = Unlinker::new("atkadead");
-    let name = n.name("q");
+    let (n, name) = common::segment_names("atkadead", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
     kill_after(&ready, || {
@@ -622,8 +616,7 @@ fn pop_async_gets_the_item_behind_a_dead_producers_claim() {
     ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no owner check (blocking calls check only at their deadline then); the arm no longer reports the dead claim ready"
 )]
 fn recv_async_gets_the_message_behind_a_dead_writers_reservation() {
-    let n = Unlinker::new("atkbdead");
-    let name = n.name("q");
+    let (n, name) = common::segment_names("atkbdead", "q");
     let q = ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
     kill_after(&ready, || {
@@ -653,8 +646,7 @@ fn recv_async_gets_the_message_behind_a_dead_writers_reservation() {
     ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no owner check (blocking calls check only at their deadline then)"
 )]
 fn lock_async_takes_over_from_a_sigkilled_holder() {
-    let n = Unlinker::new("atklockdead");
-    let ln = n.name("l");
+    let (n, ln) = common::segment_names("atklockdead", "l");
     let lock = Shared::<shmipc::Lock>::create(&ln, ()).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
     kill_after(&ready, || {
@@ -734,8 +726,7 @@ fn idle_pending_futures_use_under_two_percent_of_a_core() {
 #[cfg(feature = "tokio")]
 #[test]
 fn an_event_pulse_during_wait_async_is_not_missed() {
-    let n = Unlinker::new("atkpulse");
-    let name = n.name("e");
+    let (_n, name) = common::segment_names("atkpulse", "e");
     let event = Shared::<Event>::create(&name, ()).unwrap();
     let mut child = common::fork_pulse_while_stopped(&name);
     let out = current_thread()
@@ -792,8 +783,7 @@ fn a_forked_process_that_reuses_an_exited_ancestors_pid_has_a_waiter_thread() {
         println!("not root: cannot make a pid namespace; nothing tested");
         return;
     }
-    let n = Unlinker::new("atkpidreuse");
-    let qn = n.name("q");
+    let (_n, qn) = common::segment_names("atkpidreuse", "q");
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let result = Shared::<shmipc::sync::AtomicU32>::anon(0).unwrap();
     let mut outer = fork(|| {
@@ -935,8 +925,7 @@ fn wait_on_spsc_handles_is_woken_by_the_other_process() {
 /// word that is not the first is still seen, by `wait` and by a future.
 #[test]
 fn without_futex_waitv_wait_still_wakes_for_any_object() {
-    let n = Unlinker::new("atknowaitv");
-    let qn = n.name("q");
+    let (_n, qn) = common::segment_names("atknowaitv", "q");
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let armed = Shared::<Event>::anon(()).unwrap();
     let mut child = fork(|| {
@@ -1057,8 +1046,7 @@ fn without_futex_waitv_idle_waiters_sleep() {
 /// `wait` for writable and `send_async` must not wait for ever.
 #[test]
 fn wait_writable_gets_past_a_dead_readers_grant() {
-    let n = Unlinker::new("atkgrant");
-    let name = n.name("q");
+    let (n, name) = common::segment_names("atkgrant", "q");
     let q = shmipc::ByteQueue::create(&name, shmipc::BytesConfig::new(128, 40)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
     q.send(&[1; 40]).unwrap();
@@ -1086,8 +1074,7 @@ fn wait_writable_gets_past_a_dead_readers_grant() {
 /// owner check does).
 #[test]
 fn wait_then_try_recv_gets_past_a_reader_killed_holding_the_side_lock() {
-    let n = Unlinker::new("atklock");
-    let name = n.name("q");
+    let (n, name) = common::segment_names("atklock", "q");
     let q = shmipc::ByteQueue::create(&name, shmipc::BytesConfig::new(256, 16)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
     q.send(b"behind the lock").unwrap();
@@ -1139,8 +1126,7 @@ fn wait_then_try_recv_gets_past_a_reader_killed_holding_the_side_lock() {
     ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no owner check (blocking calls check only at their deadline then)"
 )]
 fn send_async_gets_past_a_dead_readers_grant() {
-    let n = Unlinker::new("atkagrant");
-    let name = n.name("q");
+    let (n, name) = common::segment_names("atkagrant", "q");
     let q = ByteQueue::create(&name, BytesConfig::new(128, 40)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
     q.send(&[1; 40]).unwrap();

@@ -22,9 +22,7 @@ use std::time::Duration;
 
 use common::{eventually, join, off, peek_u32, peek_u64, poke_u32};
 use shmipc::sync::{AtomicU32, Ordering};
-use shmipc::{
-    fork, Barrier, Child, Condition, Event, ExitStatus, Named, Semaphore, Shared, Unlinker,
-};
+use shmipc::{fork, Barrier, Child, Condition, Event, ExitStatus, Named, Semaphore, Shared};
 
 /// How long a stranded sleeper may take to notice (generous: a few
 /// owner-check intervals would do).
@@ -79,8 +77,7 @@ fn expect_noticed(
 
 #[test]
 fn an_event_set_whose_setter_died_before_waking_wakes_its_waiter() {
-    let names = Unlinker::new("atk-wake-event");
-    let name = names.name("ev");
+    let (_names, name) = common::segment_names("atk-wake-event", "ev");
     let ev = Shared::<Event>::create(&name, ()).unwrap();
     let (entered, returned) = (
         Shared::<AtomicU32>::anon(0).unwrap(),
@@ -100,8 +97,7 @@ fn an_event_set_whose_setter_died_before_waking_wakes_its_waiter() {
 
 #[test]
 fn a_permit_whose_releaser_died_before_waking_reaches_the_sleeper() {
-    let names = Unlinker::new("atk-wake-sem");
-    let name = names.name("sem");
+    let (_names, name) = common::segment_names("atk-wake-sem", "sem");
     let sem = Shared::<Semaphore>::create(&name, common::unbounded(0)).unwrap();
     let (entered, returned) = (
         Shared::<AtomicU32>::anon(0).unwrap(),
@@ -119,8 +115,7 @@ fn a_permit_whose_releaser_died_before_waking_reaches_the_sleeper() {
 
 #[test]
 fn a_barrier_whose_last_party_died_before_waking_releases_the_others() {
-    let names = Unlinker::new("atk-wake-barrier");
-    let name = names.name("b");
+    let (_names, name) = common::segment_names("atk-wake-barrier", "b");
     let _barrier = Shared::<Barrier>::create(&name, 2).unwrap();
     let (entered, returned) = (
         Shared::<AtomicU32>::anon(0).unwrap(),
@@ -143,8 +138,7 @@ fn a_barrier_whose_last_party_died_before_waking_releases_the_others() {
 
 #[test]
 fn a_notify_whose_notifier_died_before_waking_reaches_the_waiter() {
-    let names = Unlinker::new("atk-wake-cond");
-    let name = names.name("c");
+    let (_names, name) = common::segment_names("atk-wake-cond", "c");
     let cond = Shared::<Condition>::create(&name, ()).unwrap();
     let (entered, returned) = (
         Shared::<AtomicU32>::anon(0).unwrap(),

@@ -68,8 +68,7 @@ fn kill(child: &mut Child) -> u64 {
 
 #[test]
 fn pipe_peer_exits_without_close() {
-    let names = Unlinker::new("eos-pipe-exit");
-    let name = names.name("p");
+    let (_names, name) = common::segment_names("eos-pipe-exit", "p");
     let a = Pipe::create(&name, config()).unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut child = fork(|| {
@@ -94,8 +93,7 @@ fn pipe_peer_exits_without_close() {
 
 #[test]
 fn queue_producer_exits_without_close() {
-    let names = Unlinker::new("eos-queue-exit");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("eos-queue-exit", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut child = fork(|| {
@@ -122,8 +120,7 @@ fn queue_producer_exits_without_close() {
 
 #[test]
 fn byte_queue_writer_exits_without_close() {
-    let names = Unlinker::new("eos-bytes-exit");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("eos-bytes-exit", "q");
     let q = ByteQueue::create(&name, config()).unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut child = fork(|| {
@@ -144,8 +141,7 @@ fn byte_queue_writer_exits_without_close() {
 
 #[test]
 fn spsc_producer_exits_without_close() {
-    let names = Unlinker::new("eos-spsc-exit");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("eos-spsc-exit", "q");
     let q = SpscQueue::<u32>::create(&name, RingConfig::new(16)).unwrap();
     let mut rx = q.take_consumer().unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
@@ -194,8 +190,7 @@ fn typed_queue_and_pipe_peers_exit_without_close() {
 
 #[test]
 fn pipe_peer_sigkilled() {
-    let names = Unlinker::new("eos-pipe-kill");
-    let name = names.name("p");
+    let (_names, name) = common::segment_names("eos-pipe-kill", "p");
     let a = Pipe::create(&name, config()).unwrap();
     let mut child = fork_parked(|| Pipe::open(&name).unwrap());
     // Not end-of-stream while it lives.
@@ -219,8 +214,7 @@ fn pipe_peer_sigkilled() {
 
 #[test]
 fn queue_producers_sigkilled_one_after_the_other() {
-    let names = Unlinker::new("eos-queue-kill");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("eos-queue-kill", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let producer = |id: u64| {
         fork_parked(|| {
@@ -385,8 +379,7 @@ fn anonymous_ends_handed_to_a_forked_child() {
 
 #[test]
 fn a_handle_used_before_fork_counts_in_the_child_that_inherits_it() {
-    let names = Unlinker::new("eos-inherit");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("eos-inherit", "q");
     let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
     // A second handle (its own peer slot), a producer before the fork.
     let tx = Queue::<u32>::open(&name).unwrap();
@@ -576,8 +569,7 @@ fn wait_ready(what: &str, interest: Interest<'_>) {
 
 #[test]
 fn wait_reports_a_pipe_ready_when_its_peer_exits_and_try_recv_is_disconnected() {
-    let names = Unlinker::new("eos-wait-pipe-exit");
-    let name = names.name("p");
+    let (_names, name) = common::segment_names("eos-wait-pipe-exit", "p");
     let a = Pipe::create(&name, config()).unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut child = fork(|| {
@@ -597,8 +589,7 @@ fn wait_reports_a_pipe_ready_when_its_peer_exits_and_try_recv_is_disconnected() 
 
 #[test]
 fn wait_reports_a_pipe_ready_when_its_peer_is_sigkilled() {
-    let names = Unlinker::new("eos-wait-pipe-kill");
-    let name = names.name("p");
+    let (_names, name) = common::segment_names("eos-wait-pipe-kill", "p");
     let a = Pipe::create(&name, config()).unwrap();
     let mut child = fork_parked(|| Pipe::open(&name).unwrap());
     // Not ready while the peer lives.
@@ -625,8 +616,7 @@ fn wait_reports_a_pipe_ready_when_its_peer_is_sigkilled() {
 
 #[test]
 fn wait_reports_a_queue_ready_when_its_producers_exit_or_are_sigkilled() {
-    let names = Unlinker::new("eos-wait-queue");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("eos-wait-queue", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut exits = fork(|| {
@@ -663,8 +653,7 @@ fn wait_reports_a_queue_ready_when_its_producers_exit_or_are_sigkilled() {
 
 #[test]
 fn wait_reports_a_byte_queue_ready_when_its_writer_is_sigkilled() {
-    let names = Unlinker::new("eos-wait-bytes");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("eos-wait-bytes", "q");
     let q = ByteQueue::create(&name, config()).unwrap();
     let mut child = fork_parked(|| {
         let q = ByteQueue::open(&name).unwrap();
@@ -682,8 +671,7 @@ fn wait_reports_a_byte_queue_ready_when_its_writer_is_sigkilled() {
 
 #[test]
 fn wait_reports_an_spsc_consumer_ready_when_its_producer_exits() {
-    let names = Unlinker::new("eos-wait-spsc");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("eos-wait-spsc", "q");
     let q = SpscQueue::<u32>::create(&name, RingConfig::new(16)).unwrap();
     let mut rx = q.take_consumer().unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
@@ -708,8 +696,7 @@ fn wait_reports_an_spsc_consumer_ready_when_its_producer_exits() {
 /// too, not spin on a queue that looks writable by its length.
 #[test]
 fn wait_then_try_push_gets_past_a_dead_consumers_claim() {
-    let names = Unlinker::new("eos-wait-claim");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("eos-wait-claim", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     for i in 0..4 {
         q.push(i).unwrap();

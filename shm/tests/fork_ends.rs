@@ -32,8 +32,7 @@ fn wait_raw(pid: libc::pid_t) -> i32 {
 /// `libc::fork`; the parent drops its copy at once.
 #[test]
 fn a_pipe_end_handed_over_by_a_raw_fork_is_not_end_of_stream() {
-    let names = Unlinker::new("fork-ends-raw");
-    let name = names.name("p");
+    let (_names, name) = common::segment_names("fork-ends-raw", "p");
     let a = Pipe::create(&name, shmipc::BytesConfig::new(4096, 256)).unwrap();
     let b = Pipe::open(&name).unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
@@ -72,8 +71,7 @@ fn a_pipe_end_handed_over_by_a_raw_fork_is_not_end_of_stream() {
 /// grandchild holds it then (the child's count went with its drop).
 #[test]
 fn a_producer_handed_on_to_a_grandchild_is_not_end_of_stream() {
-    let names = Unlinker::new("fork-ends-grand");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("fork-ends-grand", "q");
     let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
     let tx = Queue::<u32>::open(&name).unwrap();
     tx.push(1).unwrap();
@@ -104,8 +102,7 @@ fn a_producer_handed_on_to_a_grandchild_is_not_end_of_stream() {
 #[test]
 fn with_no_slot_for_the_child_the_parents_count_stays() {
     const SLOTS: u32 = 2;
-    let names = Unlinker::new("fork-ends-full");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("fork-ends-full", "q");
     let opts = Options::default().peer_slots(SLOTS);
     // The creator's handle and the producer's hold both slots.
     let q = Queue::<u32>::create_with(&name, RingConfig::new(8), &opts).unwrap();

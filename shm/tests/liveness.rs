@@ -121,8 +121,7 @@ fn reservation_is_kept(q: &ByteQueue, child: &mut Child, release: &Event, what: 
 
 #[test]
 fn a_lock_held_in_another_pid_namespace_is_not_taken_over() {
-    let names = Unlinker::new("ns-lock-in");
-    let name = names.name("lock");
+    let (_names, name) = common::segment_names("ns-lock-in", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let (held, release) = held_and_release();
     let inner = Shared::<AtomicU32>::anon(0).unwrap();
@@ -155,8 +154,7 @@ fn a_lock_held_in_another_pid_namespace_is_not_taken_over() {
 
 #[test]
 fn a_lock_held_outside_is_not_taken_over_from_inside_a_pid_namespace() {
-    let names = Unlinker::new("ns-lock-out");
-    let name = names.name("lock");
+    let (_names, name) = common::segment_names("ns-lock-out", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let guard = lock.lock().unwrap();
     let inner = Shared::<AtomicU32>::anon(0).unwrap();
@@ -182,8 +180,7 @@ fn a_lock_held_outside_is_not_taken_over_from_inside_a_pid_namespace() {
 
 #[test]
 fn a_holder_killed_inside_a_pid_namespace_is_taken_over_outside() {
-    let names = Unlinker::new("ns-lock-killed");
-    let name = names.name("lock");
+    let (_names, name) = common::segment_names("ns-lock-killed", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let held = holder_killed_in_new_pid_namespace(|| {
         let lock = Shared::<Lock>::open(&name).unwrap();
@@ -200,8 +197,7 @@ fn a_holder_killed_inside_a_pid_namespace_is_taken_over_outside() {
 
 #[test]
 fn a_queue_slot_claimed_in_another_pid_namespace_is_not_recovered_while_it_lives() {
-    let names = Unlinker::new("ns-mpmc");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("ns-mpmc", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let (claimed, release) = held_and_release();
     let inner = Shared::<AtomicU32>::anon(0).unwrap();
@@ -216,8 +212,7 @@ fn a_queue_slot_claimed_in_another_pid_namespace_is_not_recovered_while_it_lives
 
 #[test]
 fn a_byte_grant_held_in_another_pid_namespace_is_not_skipped_while_it_lives() {
-    let names = Unlinker::new("ns-bytes");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("ns-bytes", "q");
     let q = ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let (reserved, release) = held_and_release();
     let inner = Shared::<AtomicU32>::anon(0).unwrap();
@@ -275,8 +270,7 @@ fn roles_held_in_another_pid_namespace_are_refused_not_taken_over() {
 fn a_new_holder_with_a_dead_holders_pid_takes_the_role_over() {
     // Pid reuse on demand: the first process of a new pid namespace is
     // always pid 1.
-    let names = Unlinker::new("ns-reuse");
-    let name = names.name("spsc");
+    let (_names, name) = common::segment_names("ns-reuse", "spsc");
     let _q = SpscQueue::<u32>::create(&name, RingConfig::new(8)).unwrap();
     if !holder_killed_in_new_pid_namespace(|| SpscQueue::<u32>::producer(&name).unwrap()) {
         return;
@@ -323,8 +317,7 @@ fn child_with_exited_main_thread(work: impl FnOnce() -> i32 + Send + 'static) ->
 
 #[test]
 fn a_producer_whose_main_thread_exited_keeps_its_claim() {
-    let names = Unlinker::new("zombie-leader-mpmc");
-    let name = names.name("q");
+    let (names, name) = common::segment_names("zombie-leader-mpmc", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let (n, c, r) = (name.clone(), names.name("claimed"), names.name("release"));
     let claimed = Shared::<Event>::create(&c, ()).unwrap();
@@ -349,8 +342,7 @@ fn a_producer_whose_main_thread_exited_keeps_its_claim() {
 
 #[test]
 fn a_writer_whose_main_thread_exited_keeps_its_reservation() {
-    let names = Unlinker::new("zombie-leader-bytes");
-    let name = names.name("q");
+    let (names, name) = common::segment_names("zombie-leader-bytes", "q");
     let q = ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let (n, c, r) = (name.clone(), names.name("reserved"), names.name("release"));
     let reserved = Shared::<Event>::create(&c, ()).unwrap();
@@ -371,8 +363,7 @@ fn a_writer_whose_main_thread_exited_keeps_its_reservation() {
 
 #[test]
 fn a_forked_child_dropping_an_inherited_guard_releases_nothing() {
-    let names = Unlinker::new("inherited-guard");
-    let name = names.name("lock");
+    let (_names, name) = common::segment_names("inherited-guard", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let guard = lock.lock().unwrap();
     let held = &guard;
@@ -400,8 +391,7 @@ fn a_forked_child_dropping_an_inherited_guard_releases_nothing() {
 
 #[test]
 fn a_refused_futex_makes_waits_sleep_not_spin() {
-    let names = Unlinker::new("no-futex");
-    let name = names.name("lock");
+    let (_names, name) = common::segment_names("no-futex", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let _guard = lock.lock().unwrap();
     let mut child = fork(|| {

@@ -6,7 +6,6 @@ mod common;
 use std::sync::atomic::Ordering;
 
 use common::join_all_ok;
-use shmipc::Unlinker;
 use shmipc::{fork, AtomicU64, Child, Lock, Named, Shared};
 
 const PROCESSES: u64 = 10;
@@ -31,8 +30,7 @@ fn decrement_under_lock(lock: &Lock, counter: &AtomicU64) -> i32 {
 
 #[test]
 fn ten_processes_open_the_lock_by_name() {
-    let names = Unlinker::new("test");
-    let lock_name = names.name("lock");
+    let (names, lock_name) = common::segment_names("test", "lock");
     let counter_name = names.name("counter");
     let lock = Shared::<Lock>::create(&lock_name, ()).unwrap();
     let counter = Shared::<AtomicU64>::create(&counter_name, PROCESSES * ROUNDS).unwrap();
@@ -71,8 +69,7 @@ fn ten_processes_inherit_an_anonymous_lock() {
 
 #[test]
 fn a_lock_held_in_another_process_times_out_here() {
-    let names = Unlinker::new("test");
-    let name = names.name("held");
+    let (_names, name) = common::segment_names("test", "held");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let holding = Shared::<shmipc::Event>::anon(()).unwrap();
     let release = Shared::<shmipc::Event>::anon(()).unwrap();

@@ -97,8 +97,7 @@ fn a_queue_opened_with_another_element_type_is_element_mismatch() {
 
 #[test]
 fn a_foreign_segment_is_not_shmipc() {
-    let names = Unlinker::new("qerr-foreign");
-    let name = names.name("foreign");
+    let (names, name) = common::segment_names("qerr-foreign", "foreign");
     std::fs::write(common::shm_path(&name), vec![0x5a; 4096]).unwrap();
     let (e, m) = message(Queue::<u64>::open(&name));
     assert!(matches!(e, Error::NotShmipc { .. }), "{e:?}");
@@ -171,8 +170,7 @@ fn corrupted_queue_headers_and_control_blocks_are_refused() {
 
 #[test]
 fn queues_refuse_read_only() {
-    let names = Unlinker::new("qerr-ro");
-    let n = names.name("q");
+    let (_names, n) = common::segment_names("qerr-ro", "q");
     let _q = Queue::<u64>::create(&n, RingConfig::new(8)).unwrap();
     assert!(matches!(
         Queue::<u64>::open_with(&n, &Options::new().read_only(true)),

@@ -141,8 +141,7 @@ const SPSC_ITEMS: u64 = 10_000_000;
 
 #[test]
 fn spsc_keeps_order_for_ten_million_items_across_processes() {
-    let names = Unlinker::new("spsc-order");
-    let qn = names.name("q");
+    let (_names, qn) = common::segment_names("spsc-order", "q");
     let q = SpscQueue::<u64>::create(&qn, RingConfig::new(1024)).unwrap();
     let started = Instant::now();
     let mut consumer = fork(|| {
@@ -459,8 +458,7 @@ fn byte_messages_of_every_size_arrive_intact_exactly_once() {
 
 #[test]
 fn consumers_sleeping_on_an_empty_queue_wake_on_push() {
-    let names = Unlinker::new("wake-on-push");
-    let qn = names.name("q");
+    let (_names, qn) = common::segment_names("wake-on-push", "q");
     let q = Queue::<u64>::create(&qn, RingConfig::new(8)).unwrap();
     let mut children: Vec<Child> = (0..3)
         .map(|_| {
@@ -674,8 +672,7 @@ fn anonymous_queues_are_shared_with_forked_children() {
 
 #[test]
 fn open_or_create_creates_once() {
-    let names = Unlinker::new("queue-ooc");
-    let name = names.name("q");
+    let (names, name) = common::segment_names("queue-ooc", "q");
     let (a, created_a) = Queue::<u64>::open_or_create(&name, RingConfig::new(8)).unwrap();
     let (b, created_b) = Queue::<u64>::open_or_create(&name, RingConfig::new(32)).unwrap();
     assert!(created_a && !created_b);

@@ -21,8 +21,7 @@ fn role_taken(r: Result<impl std::fmt::Debug, Error>) -> (&'static str, u32, Str
 
 #[test]
 fn a_second_producer_is_refused_until_the_first_drops() {
-    let names = Unlinker::new("roles-second");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("roles-second", "q");
     let q = SpscQueue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let me = std::process::id();
 
@@ -80,8 +79,7 @@ fn a_role_held_by_another_process_is_refused_with_its_pid() {
 
 #[test]
 fn a_role_whose_holder_was_killed_can_be_claimed_again() {
-    let names = Unlinker::new("roles-killed");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("roles-killed", "q");
     let q = SpscQueue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let mut child = fork_parked(|| SpscQueue::<u64>::consumer(&name).unwrap());
     assert_eq!(role_taken(q.take_consumer()).1, child.pid());
@@ -97,8 +95,7 @@ fn a_role_whose_holder_was_killed_can_be_claimed_again() {
 
 #[test]
 fn a_role_whose_holder_is_a_zombie_can_be_claimed_again() {
-    let names = Unlinker::new("roles-zombie");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("roles-zombie", "q");
     let q = SpscQueue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let mut child = fork_parked(|| SpscQueue::<u64>::producer(&name).unwrap());
     child.kill().unwrap();
@@ -114,8 +111,7 @@ fn a_role_whose_holder_is_a_zombie_can_be_claimed_again() {
 
 #[test]
 fn a_third_pipe_end_is_refused() {
-    let names = Unlinker::new("roles-pipe");
-    let name = names.name("p");
+    let (_names, name) = common::segment_names("roles-pipe", "p");
     let a = Pipe::create(&name, BytesConfig::new(256, 64)).unwrap();
     assert_eq!(a.side(), Side::A);
     let b = Pipe::open(&name).unwrap();
@@ -145,8 +141,7 @@ fn a_third_pipe_end_is_refused() {
 
 #[test]
 fn open_or_create_makes_the_first_comer_end_a() {
-    let names = Unlinker::new("roles-pipe-ooc");
-    let name = names.name("p");
+    let (_names, name) = common::segment_names("roles-pipe-ooc", "p");
     let config = BytesConfig::new(256, 64);
     let (first, created) = Pipe::open_or_create(&name, config).unwrap();
     assert!(created);

@@ -126,8 +126,7 @@ fn another_users_process_refuses_our_segment_by_default() {
         eprintln!("skipped: running as another user needs root");
         return;
     }
-    let names = Unlinker::new("squat");
-    let name = names.name("roots");
+    let (_names, name) = common::segment_names("squat", "roots");
     let _ours = Shared::<Event>::create_with(&name, (), &Options::new().mode(0o666)).unwrap();
     let status = as_nobody(|| {
         let refused = matches!(
@@ -152,8 +151,7 @@ fn another_users_process_refuses_our_segment_by_default() {
 
 #[test]
 fn our_own_segments_open_without_options() {
-    let names = Unlinker::new("squat");
-    let name = names.name("own");
+    let (_names, name) = common::segment_names("squat", "own");
     let _e = Shared::<Event>::create(&name, ()).unwrap();
     assert!(Shared::<Event>::open(&name).is_ok());
     let (_, created) = Shared::<Event>::open_or_create(&name, ()).unwrap();

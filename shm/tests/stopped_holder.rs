@@ -306,8 +306,7 @@ fn dict_and_list_calls_time_out_behind_a_stopped_holder() {
 
 #[test]
 fn condition_calls_time_out_behind_a_stopped_holder() {
-    let names = Unlinker::new("stopped");
-    let cn = names.name("cond");
+    let (_names, cn) = common::segment_names("stopped", "cond");
     let cond = Shared::<Condition>::create(&cn, ()).unwrap();
     let lock_timeout = |e: &LockError| *e == LockError::Timeout;
 
@@ -363,8 +362,7 @@ fn condition_calls_time_out_behind_a_stopped_holder() {
 
 #[test]
 fn pool_calls_time_out_behind_a_stuck_task() {
-    let names = Unlinker::new("stopped");
-    let vn = names.name("value");
+    let (_names, vn) = common::segment_names("stopped", "value");
     let _value = Value::<u64>::create(&vn, 0).unwrap();
     let _h = StoppedHolder::of_segment(&vn);
     // Every task waits for the value's lock, which the stopped holder has.

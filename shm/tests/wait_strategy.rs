@@ -89,8 +89,7 @@ const AT_MOST_2: (f64, bool) = (2.0, false);
 
 #[test]
 fn an_idle_spsc_consumer_with_the_default_strategy_uses_at_most_2_percent_of_a_core() {
-    let names = Unlinker::new("wait-idle-spsc");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("wait-idle-spsc", "q");
     let q = SpscQueue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let mut tx = q.take_producer().unwrap();
     idle_waiter(
@@ -107,8 +106,7 @@ fn an_idle_spsc_consumer_with_the_default_strategy_uses_at_most_2_percent_of_a_c
 
 #[test]
 fn an_idle_mpmc_consumer_with_the_default_strategy_uses_at_most_2_percent_of_a_core() {
-    let names = Unlinker::new("wait-idle-mpmc");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("wait-idle-mpmc", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     idle_waiter(
         || Queue::<u64>::open(&name).unwrap(),
@@ -120,8 +118,7 @@ fn an_idle_mpmc_consumer_with_the_default_strategy_uses_at_most_2_percent_of_a_c
 
 #[test]
 fn an_idle_pipe_end_with_the_default_strategy_uses_at_most_2_percent_of_a_core() {
-    let names = Unlinker::new("wait-idle-pipe");
-    let name = names.name("p");
+    let (_names, name) = common::segment_names("wait-idle-pipe", "p");
     let a = Pipe::create(&name, BytesConfig::for_max_message(64).unwrap()).unwrap();
     idle_waiter(
         || Pipe::open(&name).unwrap(),
@@ -140,8 +137,7 @@ fn an_idle_pipe_end_with_the_default_strategy_uses_at_most_2_percent_of_a_core()
 /// work).
 #[test]
 fn an_idle_spinning_waiter_is_seen_using_a_core() {
-    let names = Unlinker::new("wait-idle-spin");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("wait-idle-spin", "q");
     let q = SpscQueue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let mut tx = q.take_producer().unwrap();
     idle_waiter(
@@ -246,8 +242,7 @@ fn every_strategy_delivers_across_processes_and_times_out() {
 /// spinner that makes none).
 #[test]
 fn a_spinning_consumer_skips_a_dead_producers_claim() {
-    let names = Unlinker::new("wait-spin-dead");
-    let name = names.name("q");
+    let (_names, name) = common::segment_names("wait-spin-dead", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let claimed = Shared::<Event>::anon(()).unwrap();
     let mut producer = fork(|| {

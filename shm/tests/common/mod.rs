@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use shmipc::{fork, Child, Event, ExitStatus, Named, PopError, Queue, Shared};
+use shmipc::{fork, Child, Event, ExitStatus, Named, PopError, Queue, Shared, Unlinker};
 
 /// xorshift64*: [`Rng::seeded`] from the clock (report `rng.0` with a
 /// failure, so that [`Rng`]`(seed)` repeats the run), [`Rng::new`] for a
@@ -84,6 +84,14 @@ pub const SLEEPER_PATIENCE: Duration = if cfg!(feature = "strict-wakes") {
 /// The file behind a segment name.
 pub fn shm_path(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/shm{name}"))
+}
+
+/// A test's [`Unlinker`] (`label`, as in [`Unlinker::new`]) and the name
+/// of its first segment (`first`, as in [`Unlinker::name`]).
+pub fn segment_names(label: &str, first: &str) -> (Unlinker, String) {
+    let names = Unlinker::new(label);
+    let name = names.name(first);
+    (names, name)
 }
 
 /// Joins `child`, failing the test (and killing the child, by dropping it)
