@@ -33,8 +33,7 @@ const ROUNDS: u64 = 2_000;
 
 #[test]
 fn an_async_ping_pong_across_two_processes_under_tokio() {
-    let n = Unlinker::new("aiopp");
-    let (ping, pong) = (n.name("ping"), n.name("pong"));
+    let (_n, [ping, pong]) = common::segment_names("aiopp", ["ping", "pong"]);
     let to_child = Queue::<u64>::create(&ping, RingConfig::new(4)).unwrap();
     let to_parent = Queue::<u64>::create(&pong, RingConfig::new(4)).unwrap();
     let mut child = fork(|| {
@@ -73,7 +72,7 @@ fn an_async_ping_pong_across_two_processes_under_tokio() {
 
 #[test]
 fn an_async_pipe_ping_pong_across_two_processes() {
-    let (_n, name) = common::segment_names("aiopipe", "p");
+    let (_n, name) = common::segment_name("aiopipe", "p");
     let a = Pipe::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let mut child = fork(|| {
         let Ok(b) = Pipe::open(&name) else { return 2 };
@@ -108,7 +107,7 @@ const ITEMS: u64 = 500;
 
 #[test]
 fn dropping_pending_pop_futures_loses_no_item() {
-    let (_n, name) = common::segment_names("aiocancel", "q");
+    let (_n, name) = common::segment_name("aiocancel", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(8)).unwrap();
     let mut child = fork(|| {
         let Ok(q) = Queue::<u64>::open(&name) else {
@@ -177,8 +176,7 @@ fn a_dropped_pending_pop_leaves_the_item_for_the_next_receiver() {
 
 #[test]
 fn event_semaphore_lock_and_join_futures_are_woken_by_another_process() {
-    let n = Unlinker::new("aiokinds");
-    let (en, sn, ln) = (n.name("e"), n.name("s"), n.name("l"));
+    let (_n, [en, sn, ln]) = common::segment_names("aiokinds", ["e", "s", "l"]);
     let event = Shared::<Event>::create(&en, ()).unwrap();
     let sem = Shared::<Semaphore>::create(
         &sn,
@@ -285,8 +283,7 @@ fn more_pending_futures_than_one_waiter_thread_holds_all_wake() {
 
 #[test]
 fn typed_queue_and_typed_pipe_futures_carry_values_across_processes() {
-    let n = Unlinker::new("aiotyped");
-    let (qn, pn) = (n.name("q"), n.name("p"));
+    let (_n, [qn, pn]) = common::segment_names("aiotyped", ["q", "p"]);
     let config = BytesConfig::new(4096, 256);
     let q = TypedQueue::<String>::create(&qn, config).unwrap();
     let a = TypedPipe::<Vec<u32>>::create(&pn, config).unwrap();
@@ -549,7 +546,7 @@ fn peer_goes<H, R>(
 )]
 fn an_async_pipe_receive_ends_when_the_other_end_exits_or_is_killed() {
     for death in [Death::Exit, Death::Kill] {
-        let (_n, name) = common::segment_names("aioeospipe", "p");
+        let (_n, name) = common::segment_name("aioeospipe", "p");
         let a = Pipe::create(&name, BytesConfig::new(1024, 64)).unwrap();
         let r = peer_goes(
             "Pipe",
@@ -575,7 +572,7 @@ fn an_async_pipe_receive_ends_when_the_other_end_exits_or_is_killed() {
 )]
 fn an_async_queue_pop_ends_when_every_producer_exits_or_is_killed() {
     for death in [Death::Exit, Death::Kill] {
-        let (_n, name) = common::segment_names("aioeosq", "q");
+        let (_n, name) = common::segment_name("aioeosq", "q");
         let q = Queue::<u64>::create(&name, RingConfig::new(8)).unwrap();
         let r = peer_goes(
             "Queue",
@@ -601,7 +598,7 @@ fn an_async_queue_pop_ends_when_every_producer_exits_or_is_killed() {
 )]
 fn an_async_byte_queue_receive_ends_when_every_writer_exits_or_is_killed() {
     for death in [Death::Exit, Death::Kill] {
-        let (_n, name) = common::segment_names("aioeosbq", "q");
+        let (_n, name) = common::segment_name("aioeosbq", "q");
         let q = shmipc::ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
         let r = peer_goes(
             "ByteQueue",
@@ -627,7 +624,7 @@ fn an_async_byte_queue_receive_ends_when_every_writer_exits_or_is_killed() {
 )]
 fn async_typed_receives_end_when_the_peer_exits_or_is_killed() {
     for death in [Death::Exit, Death::Kill] {
-        let (n, name) = common::segment_names("aioeostq", "q");
+        let (n, name) = common::segment_name("aioeostq", "q");
         let q = TypedQueue::<String>::create(&name, BytesConfig::new(1024, 64)).unwrap();
         let r = peer_goes(
             "TypedQueue",

@@ -37,7 +37,7 @@ fn config() -> BytesConfig {
 /// returns. The other end must keep waiting: the child holds the end.
 #[test]
 fn a_named_pipe_end_moved_into_a_forked_child_is_not_end_of_stream() {
-    let (_names, name) = common::segment_names("atk-ends-pipe-fork", "p");
+    let (_names, name) = common::segment_name("atk-ends-pipe-fork", "p");
     let a = Pipe::create(&name, config()).unwrap();
     let b = Pipe::open(&name).unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
@@ -63,7 +63,7 @@ fn a_named_pipe_end_moved_into_a_forked_child_is_not_end_of_stream() {
 /// ring full must wait for the child, not fail as a broken pipe.
 #[test]
 fn a_named_pipe_reader_moved_into_a_forked_child_is_not_a_broken_pipe() {
-    let (_names, name) = common::segment_names("atk-ends-pipe-fork-rx", "p");
+    let (_names, name) = common::segment_name("atk-ends-pipe-fork-rx", "p");
     let a = Pipe::create(&name, config()).unwrap();
     let b = Pipe::open(&name).unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
@@ -100,7 +100,7 @@ fn a_named_pipe_reader_moved_into_a_forked_child_is_not_a_broken_pipe() {
 /// forked child, which pushes again when told to.
 #[test]
 fn a_queue_producer_moved_into_a_forked_child_is_not_end_of_stream() {
-    let (_names, name) = common::segment_names("atk-ends-queue-fork", "q");
+    let (_names, name) = common::segment_name("atk-ends-queue-fork", "q");
     let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
     let tx = Queue::<u32>::open(&name).unwrap();
     tx.push(1).unwrap();
@@ -134,8 +134,7 @@ fn an_spsc_producer_moved_into_a_forked_child_is_not_end_of_stream() {
 /// `TypedPipe` end, moved into a forked child.
 #[test]
 fn typed_senders_moved_into_a_forked_child_are_not_end_of_stream() {
-    let names = Unlinker::new("atk-ends-typed-fork");
-    let (qname, pname) = (names.name("q"), names.name("p"));
+    let (_names, [qname, pname]) = common::segment_names("atk-ends-typed-fork", ["q", "p"]);
     let q = TypedQueue::<String>::create(&qname, config()).unwrap();
     let tx = TypedQueue::<String>::open(&qname).unwrap();
     tx.put(&"first".to_string()).unwrap();
@@ -181,7 +180,7 @@ fn typed_senders_moved_into_a_forked_child_are_not_end_of_stream() {
 /// stream.
 #[test]
 fn a_stopped_sender_is_not_end_of_stream() {
-    let (_names, name) = common::segment_names("atk-ends-stopped", "q");
+    let (_names, name) = common::segment_name("atk-ends-stopped", "q");
     let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
     let ready = Shared::<Event>::anon(()).unwrap();
     let mut child = fork(|| {
@@ -215,7 +214,7 @@ fn a_stopped_sender_is_not_end_of_stream() {
 /// slot's fate).
 #[test]
 fn many_sender_handles_in_one_process_overflow_safely() {
-    let (_names, name) = common::segment_names("atk-ends-many", "q");
+    let (_names, name) = common::segment_name("atk-ends-many", "q");
     let q = Queue::<u32>::create(&name, RingConfig::new(512)).unwrap();
     let (ready, go) = (
         Shared::<Event>::anon(()).unwrap(),
@@ -266,7 +265,7 @@ fn many_sender_handles_in_one_process_overflow_safely() {
 /// told `Disconnected`.
 #[test]
 fn an_item_behind_a_dead_claim_is_delivered_before_end_of_stream() {
-    let (_names, name) = common::segment_names("atk-ends-dead-claim", "q");
+    let (_names, name) = common::segment_name("atk-ends-dead-claim", "q");
     let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
     let claimed = Shared::<Event>::anon(()).unwrap();
     let mut stuck = fork(|| {
@@ -317,7 +316,7 @@ const SLOT_ENDS_AT: u64 = 24;
 /// and each timed receive returns within its timeout plus a second.
 #[test]
 fn garbage_in_the_ends_words_makes_no_live_sender_look_gone() {
-    let (_names, name) = common::segment_names("atk-ends-garbage", "q");
+    let (_names, name) = common::segment_name("atk-ends-garbage", "q");
     let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
     let (ready, done) = (
         Shared::<Event>::anon(()).unwrap(),
@@ -402,7 +401,7 @@ fn garbage_in_the_ends_words_makes_no_live_sender_look_gone() {
 /// and the test fails on the channel's timeout.
 #[test]
 fn untimed_pops_wake_with_disconnected_after_a_sigkill() {
-    let (names, qname) = common::segment_names("atk-ends-untimed", "q");
+    let (names, qname) = common::segment_name("atk-ends-untimed", "q");
     let q = Queue::<u32>::create(&qname, RingConfig::new(8)).unwrap();
     let sname = names.name("s");
     let sq = SpscQueue::<u32>::create(&sname, RingConfig::new(8)).unwrap();

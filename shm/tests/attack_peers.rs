@@ -38,7 +38,7 @@ fn bump_every_generation(name: &str) -> u32 {
 
 #[test]
 fn a_forged_generation_does_not_make_a_live_lock_holder_dead() {
-    let (_names, name) = common::segment_names("atk-gen-lock", "lock");
+    let (_names, name) = common::segment_name("atk-gen-lock", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let (held, release) = (
         Shared::<Event>::anon(()).unwrap(),
@@ -78,7 +78,7 @@ fn a_forged_generation_does_not_make_a_live_lock_holder_dead() {
 
 #[test]
 fn a_forged_generation_does_not_recover_a_live_producers_claim() {
-    let (_names, name) = common::segment_names("atk-gen-mpmc", "q");
+    let (_names, name) = common::segment_name("atk-gen-mpmc", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let (claimed, release) = (
         Shared::<Event>::anon(()).unwrap(),
@@ -128,7 +128,7 @@ fn a_forged_generation_does_not_recover_a_live_producers_claim() {
 #[test]
 fn a_full_peer_table_refuses_no_one_and_hangs_nothing() {
     const SLOTS: u32 = 4;
-    let (_names, name) = common::segment_names("atk-full", "q");
+    let (_names, name) = common::segment_name("atk-full", "q");
     let opts = shmipc::Options::default().peer_slots(SLOTS);
     let q = Queue::<u64>::create_with(&name, RingConfig::new(8), &opts).unwrap();
     // The creator holds one slot; these hold the rest.
@@ -172,7 +172,7 @@ fn a_full_peer_table_refuses_no_one_and_hangs_nothing() {
 /// while the process itself, now another program, lives on.
 #[test]
 fn a_holder_that_execs_is_taken_over() {
-    let (_names, name) = common::segment_names("atk-exec", "lock");
+    let (_names, name) = common::segment_name("atk-exec", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let held = Shared::<Event>::anon(()).unwrap();
     let mut child = fork(|| {

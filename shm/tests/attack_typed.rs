@@ -115,7 +115,7 @@ fn a_stopped_and_continued_child_has_no_exitcode_until_it_ends() {
 /// task_done works down from the hostile value without panicking.
 #[test]
 fn a_hostile_task_count_is_refused_with_an_error_naming_the_tasks() {
-    let (_names, name) = common::segment_names("attack-typed-hostile", "q");
+    let (_names, name) = common::segment_name("attack-typed-hostile", "q");
     let q = JoinableQueue::<u32>::create(&name, BytesConfig::for_max_message(16).unwrap()).unwrap();
     poke_u32(&name, 100, 0x7fff_ffff);
     let err = q.put(&1).unwrap_err().to_string();
@@ -248,7 +248,7 @@ fn never_runs_u32(_: u32) {
 /// makes the next release free the lock (the others then release nothing).
 #[test]
 fn a_hostile_rlock_depth_neither_panics_nor_wraps() {
-    let (_names, name) = common::segment_names("attack-typed-rdepth", "lock");
+    let (_names, name) = common::segment_name("attack-typed-rdepth", "lock");
     let lock = Shared::<RLock>::create(&name, ()).unwrap();
     let depth_at = 128 + RLock::SIZE as u64 - 8;
     {

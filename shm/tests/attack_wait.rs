@@ -17,7 +17,7 @@ use common::{join, kill_after, CHILD_TIMEOUT, WAKE_PATIENCE};
 use shmipc::wait::{wait, Interest, WaitError};
 use shmipc::{
     fork, Child, Event, ExitStatus, Named, PopError, Queue, RingConfig, Semaphore, SemaphoreConfig,
-    Shared, SpscQueue, Unlinker,
+    Shared, SpscQueue,
 };
 #[cfg(feature = "tokio")]
 use shmipc::{ByteQueue, BytesConfig, RecvError};
@@ -41,8 +41,7 @@ fn sleeping(pid: u32) -> bool {
 
 #[test]
 fn duplicate_objects_in_one_wait_are_each_reported_and_woken() {
-    let n = Unlinker::new("atkdup");
-    let (qn, en, sn) = (n.name("q"), n.name("e"), n.name("s"));
+    let (_n, [qn, en, sn]) = common::segment_names("atkdup", ["q", "e", "s"]);
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let e = Shared::<Event>::create(&en, ()).unwrap();
     let s = Shared::<Semaphore>::create(&sn, no_permits()).unwrap();
@@ -109,7 +108,7 @@ fn duplicate_objects_in_one_wait_are_each_reported_and_woken() {
 
 #[test]
 fn duration_max_and_zero_timeouts() {
-    let (_n, qn) = common::segment_names("atktmo", "q");
+    let (_n, qn) = common::segment_name("atktmo", "q");
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let e = Shared::<Event>::anon(()).unwrap();
     // Zero: an immediate look, empty when nothing is ready, the ready ones
@@ -276,7 +275,7 @@ fn wait_and_join_async_work_in_a_forked_child_of_a_process_that_used_them() {
         [0]
     );
     assert_eq!(join(&mut warm), ExitStatus::Code(0));
-    let (_n, qn) = common::segment_names("atkfork", "q");
+    let (_n, qn) = common::segment_name("atkfork", "q");
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let _ = &q; // used by the async steps only
     #[cfg(feature = "tokio")]
@@ -348,7 +347,7 @@ fn wait_and_join_async_work_in_a_forked_child_of_a_process_that_used_them() {
 /// spins and the item behind the claim is never received.
 #[test]
 fn wait_then_try_pop_gets_the_item_behind_a_dead_producers_claim() {
-    let (n, name) = common::segment_names("atkwdead", "q");
+    let (n, name) = common::segment_name("atkwdead", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
     kill_after(&ready, || {
@@ -407,7 +406,7 @@ fn current_thread() -> tokio::runtime::Runtime {
 #[cfg(feature = "tokio")]
 #[test]
 fn a_dropped_acquire_future_does_not_swallow_the_wake_of_a_blocked_acquirer() {
-    let (_n, sn) = common::segment_names("atksemstale", "s");
+    let (_n, sn) = common::segment_name("atksemstale", "s");
     let sem = Shared::<Semaphore>::create(&sn, no_permits()).unwrap();
     // Registered with this process's waiter thread, then dropped pending.
     current_thread().block_on(async {
@@ -447,7 +446,7 @@ fn a_dropped_acquire_future_does_not_swallow_the_wake_of_a_blocked_acquirer() {
 #[cfg(feature = "tokio")]
 #[test]
 fn a_dropped_lock_future_does_not_swallow_the_unlock_wake_of_a_blocked_locker() {
-    let (_n, ln) = common::segment_names("atklockstale", "l");
+    let (_n, ln) = common::segment_name("atklockstale", "l");
     let lock = Shared::<shmipc::Lock>::create(&ln, ()).unwrap();
     let guard = lock.lock().unwrap();
     // From another thread (the lock's owner is a thread), pending, dropped.
@@ -496,8 +495,7 @@ fn a_dropped_lock_future_does_not_swallow_the_unlock_wake_of_a_blocked_locker() 
 #[cfg(feature = "tokio")]
 #[test]
 fn a_pop_future_behind_a_slow_claim_wakes_when_it_is_published_despite_other_traffic() {
-    let n = Unlinker::new("atkslow");
-    let (qn, pingn, pongn) = (n.name("q"), n.name("ping"), n.name("pong"));
+    let (n, [qn, pingn, pongn]) = common::segment_names("atkslow", ["q", "ping", "pong"]);
     let (claimed_n, go_n) = (n.name("claimed"), n.name("go"));
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let ping = Queue::<u64>::create(&pingn, RingConfig::new(4)).unwrap();
@@ -587,7 +585,7 @@ fn a_pop_future_behind_a_slow_claim_wakes_when_it_is_published_despite_other_tra
     ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no owner check (blocking calls check only at their deadline then); the arm no longer reports the dead claim ready"
 )]
 fn pop_async_gets_the_item_behind_a_dead_producers_claim() {
-    let (n, name) = common::segment_names("atkadead", "q");
+    let (n, name) = common::segment_name("atkadead", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
     kill_after(&ready, || {
@@ -616,7 +614,7 @@ fn pop_async_gets_the_item_behind_a_dead_producers_claim() {
     ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no owner check (blocking calls check only at their deadline then); the arm no longer reports the dead claim ready"
 )]
 fn recv_async_gets_the_message_behind_a_dead_writers_reservation() {
-    let (n, name) = common::segment_names("atkbdead", "q");
+    let (n, name) = common::segment_name("atkbdead", "q");
     let q = ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
     kill_after(&ready, || {
@@ -646,7 +644,7 @@ fn recv_async_gets_the_message_behind_a_dead_writers_reservation() {
     ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no owner check (blocking calls check only at their deadline then)"
 )]
 fn lock_async_takes_over_from_a_sigkilled_holder() {
-    let (n, ln) = common::segment_names("atklockdead", "l");
+    let (n, ln) = common::segment_name("atklockdead", "l");
     let lock = Shared::<shmipc::Lock>::create(&ln, ()).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
     kill_after(&ready, || {
@@ -726,7 +724,7 @@ fn idle_pending_futures_use_under_two_percent_of_a_core() {
 #[cfg(feature = "tokio")]
 #[test]
 fn an_event_pulse_during_wait_async_is_not_missed() {
-    let (_n, name) = common::segment_names("atkpulse", "e");
+    let (_n, name) = common::segment_name("atkpulse", "e");
     let event = Shared::<Event>::create(&name, ()).unwrap();
     let mut child = common::fork_pulse_while_stopped(&name);
     let out = current_thread()
@@ -783,7 +781,7 @@ fn a_forked_process_that_reuses_an_exited_ancestors_pid_has_a_waiter_thread() {
         println!("not root: cannot make a pid namespace; nothing tested");
         return;
     }
-    let (_n, qn) = common::segment_names("atkpidreuse", "q");
+    let (_n, qn) = common::segment_name("atkpidreuse", "q");
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let result = Shared::<shmipc::sync::AtomicU32>::anon(0).unwrap();
     let mut outer = fork(|| {
@@ -871,8 +869,7 @@ fn a_forked_process_that_reuses_an_exited_ancestors_pid_has_a_waiter_thread() {
 /// producer writable when the consumer there pops.
 #[test]
 fn wait_on_spsc_handles_is_woken_by_the_other_process() {
-    let n = Unlinker::new("atkspsc");
-    let (an, bn) = (n.name("a"), n.name("b"));
+    let (_n, [an, bn]) = common::segment_names("atkspsc", ["a", "b"]);
     let a = SpscQueue::<u64>::create(&an, RingConfig::new(2)).unwrap();
     let b = SpscQueue::<u64>::create(&bn, RingConfig::new(2)).unwrap();
     let rx = a.take_consumer().unwrap();
@@ -925,7 +922,7 @@ fn wait_on_spsc_handles_is_woken_by_the_other_process() {
 /// word that is not the first is still seen, by `wait` and by a future.
 #[test]
 fn without_futex_waitv_wait_still_wakes_for_any_object() {
-    let (_n, qn) = common::segment_names("atknowaitv", "q");
+    let (_n, qn) = common::segment_name("atknowaitv", "q");
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let armed = Shared::<Event>::anon(()).unwrap();
     let mut child = fork(|| {
@@ -1046,7 +1043,7 @@ fn without_futex_waitv_idle_waiters_sleep() {
 /// `wait` for writable and `send_async` must not wait for ever.
 #[test]
 fn wait_writable_gets_past_a_dead_readers_grant() {
-    let (n, name) = common::segment_names("atkgrant", "q");
+    let (n, name) = common::segment_name("atkgrant", "q");
     let q = shmipc::ByteQueue::create(&name, shmipc::BytesConfig::new(128, 40)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
     q.send(&[1; 40]).unwrap();
@@ -1074,7 +1071,7 @@ fn wait_writable_gets_past_a_dead_readers_grant() {
 /// owner check does).
 #[test]
 fn wait_then_try_recv_gets_past_a_reader_killed_holding_the_side_lock() {
-    let (n, name) = common::segment_names("atklock", "q");
+    let (n, name) = common::segment_name("atklock", "q");
     let q = shmipc::ByteQueue::create(&name, shmipc::BytesConfig::new(256, 16)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
     q.send(b"behind the lock").unwrap();
@@ -1126,16 +1123,7 @@ fn wait_then_try_recv_gets_past_a_reader_killed_holding_the_side_lock() {
     ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no owner check (blocking calls check only at their deadline then)"
 )]
 fn send_async_gets_past_a_dead_readers_grant() {
-    let (n, name) = common::segment_names("atkagrant", "q");
-    let q = ByteQueue::create(&name, BytesConfig::new(128, 40)).unwrap();
-    let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
-    q.send(&[1; 40]).unwrap();
-    q.send(&[2; 40]).unwrap();
-    kill_after(&ready, || {
-        let q = ByteQueue::open(&name).unwrap();
-        std::mem::forget(q.recv().unwrap());
-    });
-    assert_eq!(q.recv_vec().unwrap(), [2; 40]);
+    let (_n, q) = common::byte_queue_behind_a_dead_reader("atkagrant");
     let out = current_thread().block_on(async {
         tokio::time::timeout(Duration::from_secs(5), q.send_async(&[3; 40])).await
     });
@@ -1151,8 +1139,7 @@ fn send_async_gets_past_a_dead_readers_grant() {
 /// the queue (closed counts as ready; the future returns `Closed`).
 #[test]
 fn a_close_from_another_process_ends_waits_and_pending_futures() {
-    let n = Unlinker::new("atkclose");
-    let (qn, bn) = (n.name("q"), n.name("b"));
+    let (_n, [qn, bn]) = common::segment_names("atkclose", ["q", "b"]);
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let b = shmipc::ByteQueue::create(&bn, shmipc::BytesConfig::new(256, 16)).unwrap();
     let mut child = fork(|| {

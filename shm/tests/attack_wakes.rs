@@ -77,7 +77,7 @@ fn expect_noticed(
 
 #[test]
 fn an_event_set_whose_setter_died_before_waking_wakes_its_waiter() {
-    let (_names, name) = common::segment_names("atk-wake-event", "ev");
+    let (_names, name) = common::segment_name("atk-wake-event", "ev");
     let ev = Shared::<Event>::create(&name, ()).unwrap();
     let (entered, returned) = (
         Shared::<AtomicU32>::anon(0).unwrap(),
@@ -97,7 +97,7 @@ fn an_event_set_whose_setter_died_before_waking_wakes_its_waiter() {
 
 #[test]
 fn a_permit_whose_releaser_died_before_waking_reaches_the_sleeper() {
-    let (_names, name) = common::segment_names("atk-wake-sem", "sem");
+    let (_names, name) = common::segment_name("atk-wake-sem", "sem");
     let sem = Shared::<Semaphore>::create(&name, common::unbounded(0)).unwrap();
     let (entered, returned) = (
         Shared::<AtomicU32>::anon(0).unwrap(),
@@ -115,7 +115,7 @@ fn a_permit_whose_releaser_died_before_waking_reaches_the_sleeper() {
 
 #[test]
 fn a_barrier_whose_last_party_died_before_waking_releases_the_others() {
-    let (_names, name) = common::segment_names("atk-wake-barrier", "b");
+    let (_names, name) = common::segment_name("atk-wake-barrier", "b");
     let _barrier = Shared::<Barrier>::create(&name, 2).unwrap();
     let (entered, returned) = (
         Shared::<AtomicU32>::anon(0).unwrap(),
@@ -138,7 +138,7 @@ fn a_barrier_whose_last_party_died_before_waking_releases_the_others() {
 
 #[test]
 fn a_notify_whose_notifier_died_before_waking_reaches_the_waiter() {
-    let (_names, name) = common::segment_names("atk-wake-cond", "c");
+    let (_names, name) = common::segment_name("atk-wake-cond", "c");
     let cond = Shared::<Condition>::create(&name, ()).unwrap();
     let (entered, returned) = (
         Shared::<AtomicU32>::anon(0).unwrap(),

@@ -74,7 +74,7 @@ fn timed<R>(call: impl FnOnce() -> R) -> (R, Duration) {
 
 #[test]
 fn writers_lock_held_by_a_stopped_process() {
-    let (_names, name) = common::segment_names("busy-writers", "q");
+    let (_names, name) = common::segment_name("busy-writers", "q");
     let q = ByteQueue::create(&name, BytesConfig::new(256, 8)).unwrap();
     let _holder = StoppedHolder::start(&name, true);
     let mut complaints = Vec::new();
@@ -100,7 +100,7 @@ fn writers_lock_held_by_a_stopped_process() {
 
 #[test]
 fn readers_lock_held_by_a_stopped_process() {
-    let (_names, name) = common::segment_names("busy-readers", "q");
+    let (_names, name) = common::segment_name("busy-readers", "q");
     let q = ByteQueue::create(&name, BytesConfig::new(256, 8)).unwrap();
     q.send(b"waiting").unwrap();
     let _holder = StoppedHolder::start(&name, false);

@@ -22,7 +22,7 @@ use shmipc::wait::{wait, Interest};
 use shmipc::{
     fork, AtomicU32, AtomicU64, ByteQueue, BytesConfig, Child, Event, ExitStatus, Named, Pipe,
     PopError, PushError, Queue, RecvError, RingConfig, SendError, Shared, SpscQueue, TypedPipe,
-    TypedQueue, Unlinker,
+    TypedQueue,
 };
 
 /// The bound the tests assert on an end-of-stream latency (the promise is
@@ -68,7 +68,7 @@ fn kill(child: &mut Child) -> u64 {
 
 #[test]
 fn pipe_peer_exits_without_close() {
-    let (_names, name) = common::segment_names("eos-pipe-exit", "p");
+    let (_names, name) = common::segment_name("eos-pipe-exit", "p");
     let a = Pipe::create(&name, config()).unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut child = fork(|| {
@@ -93,7 +93,7 @@ fn pipe_peer_exits_without_close() {
 
 #[test]
 fn queue_producer_exits_without_close() {
-    let (_names, name) = common::segment_names("eos-queue-exit", "q");
+    let (_names, name) = common::segment_name("eos-queue-exit", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut child = fork(|| {
@@ -120,7 +120,7 @@ fn queue_producer_exits_without_close() {
 
 #[test]
 fn byte_queue_writer_exits_without_close() {
-    let (_names, name) = common::segment_names("eos-bytes-exit", "q");
+    let (_names, name) = common::segment_name("eos-bytes-exit", "q");
     let q = ByteQueue::create(&name, config()).unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut child = fork(|| {
@@ -141,7 +141,7 @@ fn byte_queue_writer_exits_without_close() {
 
 #[test]
 fn spsc_producer_exits_without_close() {
-    let (_names, name) = common::segment_names("eos-spsc-exit", "q");
+    let (_names, name) = common::segment_name("eos-spsc-exit", "q");
     let q = SpscQueue::<u32>::create(&name, RingConfig::new(16)).unwrap();
     let mut rx = q.take_consumer().unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
@@ -160,8 +160,7 @@ fn spsc_producer_exits_without_close() {
 
 #[test]
 fn typed_queue_and_pipe_peers_exit_without_close() {
-    let names = Unlinker::new("eos-typed-exit");
-    let (qname, pname) = (names.name("q"), names.name("p"));
+    let (_names, [qname, pname]) = common::segment_names("eos-typed-exit", ["q", "p"]);
     let q = TypedQueue::<String>::create(&qname, config()).unwrap();
     let p = TypedPipe::<(u32, String)>::create(&pname, config()).unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
@@ -190,7 +189,7 @@ fn typed_queue_and_pipe_peers_exit_without_close() {
 
 #[test]
 fn pipe_peer_sigkilled() {
-    let (_names, name) = common::segment_names("eos-pipe-kill", "p");
+    let (_names, name) = common::segment_name("eos-pipe-kill", "p");
     let a = Pipe::create(&name, config()).unwrap();
     let mut child = fork_parked(|| Pipe::open(&name).unwrap());
     // Not end-of-stream while it lives.
@@ -214,7 +213,7 @@ fn pipe_peer_sigkilled() {
 
 #[test]
 fn queue_producers_sigkilled_one_after_the_other() {
-    let (_names, name) = common::segment_names("eos-queue-kill", "q");
+    let (_names, name) = common::segment_name("eos-queue-kill", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let producer = |id: u64| {
         fork_parked(|| {
@@ -246,8 +245,7 @@ fn queue_producers_sigkilled_one_after_the_other() {
 
 #[test]
 fn an_untimed_receive_wakes_with_disconnected() {
-    let names = Unlinker::new("eos-untimed");
-    let (pname, qname) = (names.name("p"), names.name("q"));
+    let (_names, [pname, qname]) = common::segment_names("eos-untimed", ["p", "q"]);
     let a = Pipe::create(&pname, config()).unwrap();
     let q = ByteQueue::create(&qname, config()).unwrap();
     let mut child = fork_parked(|| {
@@ -298,8 +296,7 @@ fn an_untimed_receive_wakes_with_disconnected() {
 
 #[test]
 fn dropping_an_end_is_end_of_stream_while_its_process_lives() {
-    let names = Unlinker::new("eos-drop");
-    let (pname, qname) = (names.name("p"), names.name("q"));
+    let (_names, [pname, qname]) = common::segment_names("eos-drop", ["p", "q"]);
     let a = Pipe::create(&pname, config()).unwrap();
     let q = Queue::<u32>::create(&qname, RingConfig::new(8)).unwrap();
     let (dropped, done) = (
@@ -379,7 +376,7 @@ fn anonymous_ends_handed_to_a_forked_child() {
 
 #[test]
 fn a_handle_used_before_fork_counts_in_the_child_that_inherits_it() {
-    let (_names, name) = common::segment_names("eos-inherit", "q");
+    let (_names, name) = common::segment_name("eos-inherit", "q");
     let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
     // A second handle (its own peer slot), a producer before the fork.
     let tx = Queue::<u32>::open(&name).unwrap();
@@ -422,8 +419,7 @@ fn a_handle_used_before_fork_counts_in_the_child_that_inherits_it() {
 
 #[test]
 fn a_consumer_that_starts_first_waits_for_its_producer() {
-    let names = Unlinker::new("eos-first");
-    let (pname, qname, bname) = (names.name("p"), names.name("q"), names.name("b"));
+    let (names, [pname, qname, bname]) = common::segment_names("eos-first", ["p", "q", "b"]);
     let a = Pipe::create(&pname, config()).unwrap();
     let q = Queue::<u32>::create(&qname, RingConfig::new(8)).unwrap();
     let bq = ByteQueue::create(&bname, config()).unwrap();
@@ -464,8 +460,7 @@ fn a_consumer_that_starts_first_waits_for_its_producer() {
 
 #[test]
 fn a_live_sender_in_another_pid_namespace_is_not_judged_gone() {
-    let names = Unlinker::new("eos-ns");
-    let (pname, qname) = (names.name("p"), names.name("q"));
+    let (_names, [pname, qname]) = common::segment_names("eos-ns", ["p", "q"]);
     let a = Pipe::create(&pname, config()).unwrap();
     let q = Queue::<u32>::create(&qname, RingConfig::new(8)).unwrap();
     let (ready, release) = (
@@ -517,8 +512,7 @@ fn a_live_sender_in_another_pid_namespace_is_not_judged_gone() {
 
 #[test]
 fn sends_without_a_receiver_pipe_fails_queue_keeps_accepting() {
-    let names = Unlinker::new("eos-send");
-    let (pname, qname) = (names.name("p"), names.name("q"));
+    let (_names, [pname, qname]) = common::segment_names("eos-send", ["p", "q"]);
     let a = Pipe::create(&pname, BytesConfig::new(256, 32)).unwrap();
     let q = Queue::<u32>::create(&qname, RingConfig::new(4)).unwrap();
     let mut child = fork(|| {
@@ -569,7 +563,7 @@ fn wait_ready(what: &str, interest: Interest<'_>) {
 
 #[test]
 fn wait_reports_a_pipe_ready_when_its_peer_exits_and_try_recv_is_disconnected() {
-    let (_names, name) = common::segment_names("eos-wait-pipe-exit", "p");
+    let (_names, name) = common::segment_name("eos-wait-pipe-exit", "p");
     let a = Pipe::create(&name, config()).unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut child = fork(|| {
@@ -589,7 +583,7 @@ fn wait_reports_a_pipe_ready_when_its_peer_exits_and_try_recv_is_disconnected() 
 
 #[test]
 fn wait_reports_a_pipe_ready_when_its_peer_is_sigkilled() {
-    let (_names, name) = common::segment_names("eos-wait-pipe-kill", "p");
+    let (_names, name) = common::segment_name("eos-wait-pipe-kill", "p");
     let a = Pipe::create(&name, config()).unwrap();
     let mut child = fork_parked(|| Pipe::open(&name).unwrap());
     // Not ready while the peer lives.
@@ -616,7 +610,7 @@ fn wait_reports_a_pipe_ready_when_its_peer_is_sigkilled() {
 
 #[test]
 fn wait_reports_a_queue_ready_when_its_producers_exit_or_are_sigkilled() {
-    let (_names, name) = common::segment_names("eos-wait-queue", "q");
+    let (_names, name) = common::segment_name("eos-wait-queue", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut exits = fork(|| {
@@ -653,7 +647,7 @@ fn wait_reports_a_queue_ready_when_its_producers_exit_or_are_sigkilled() {
 
 #[test]
 fn wait_reports_a_byte_queue_ready_when_its_writer_is_sigkilled() {
-    let (_names, name) = common::segment_names("eos-wait-bytes", "q");
+    let (_names, name) = common::segment_name("eos-wait-bytes", "q");
     let q = ByteQueue::create(&name, config()).unwrap();
     let mut child = fork_parked(|| {
         let q = ByteQueue::open(&name).unwrap();
@@ -671,7 +665,7 @@ fn wait_reports_a_byte_queue_ready_when_its_writer_is_sigkilled() {
 
 #[test]
 fn wait_reports_an_spsc_consumer_ready_when_its_producer_exits() {
-    let (_names, name) = common::segment_names("eos-wait-spsc", "q");
+    let (_names, name) = common::segment_name("eos-wait-spsc", "q");
     let q = SpscQueue::<u32>::create(&name, RingConfig::new(16)).unwrap();
     let mut rx = q.take_consumer().unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
@@ -696,7 +690,7 @@ fn wait_reports_an_spsc_consumer_ready_when_its_producer_exits() {
 /// too, not spin on a queue that looks writable by its length.
 #[test]
 fn wait_then_try_push_gets_past_a_dead_consumers_claim() {
-    let (_names, name) = common::segment_names("eos-wait-claim", "q");
+    let (_names, name) = common::segment_name("eos-wait-claim", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     for i in 0..4 {
         q.push(i).unwrap();
@@ -748,8 +742,7 @@ fn wait_then_try_push_gets_past_a_dead_consumers_claim() {
 /// ever (10 s here). For a Queue, a ByteQueue and a Pipe.
 #[test]
 fn a_try_loop_alone_sees_sigkilled_senders_gone() {
-    let names = Unlinker::new("eos-try-loop");
-    let (qn, bn, pn) = (names.name("q"), names.name("b"), names.name("p"));
+    let (_names, [qn, bn, pn]) = common::segment_names("eos-try-loop", ["q", "b", "p"]);
     let q = Queue::<u64>::create(&qn, RingConfig::new(8)).unwrap();
     let b = ByteQueue::create(&bn, config()).unwrap();
     let a = Pipe::create(&pn, config()).unwrap();

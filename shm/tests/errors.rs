@@ -52,7 +52,7 @@ fn invalid_names() {
 
 #[test]
 fn not_found() {
-    let (_names, name) = common::segment_names("test", "missing");
+    let (_names, name) = common::segment_name("test", "missing");
     let e = Shared::<Lock>::open(&name).unwrap_err();
     assert!(
         matches!(&e, Error::NotFound { name: n } if *n == name),
@@ -73,7 +73,7 @@ fn not_found() {
 
 #[test]
 fn already_exists() {
-    let (names, name) = common::segment_names("test", "taken");
+    let (names, name) = common::segment_name("test", "taken");
     let _lock = Shared::<Lock>::create(&name, ()).unwrap();
     assert!(matches!(
         Shared::<Lock>::create(&name, ()),
@@ -107,7 +107,7 @@ fn become_nobody() -> bool {
 
 #[test]
 fn permission_denied() {
-    let (names, private) = common::segment_names("test", "private");
+    let (names, private) = common::segment_name("test", "private");
     let readable = names.name("readable");
     let rlock = names.name("rlock");
     let _seg = Segment::create_with(&private, 64, &Options::new()).unwrap(); // 0600
@@ -219,7 +219,7 @@ fn not_shmipc_for_foreign_segments() {
 
 #[test]
 fn wrong_kind() {
-    let (_names, name) = common::segment_names("test", "a-lock");
+    let (_names, name) = common::segment_name("test", "a-lock");
     let _lock = Shared::<Lock>::create(&name, ()).unwrap();
     let e = Shared::<Event>::open(&name).unwrap_err();
     match &e {
@@ -251,7 +251,7 @@ fn wrong_kind() {
 
 #[test]
 fn version_mismatch() {
-    let (_names, name) = common::segment_names("test", "v2");
+    let (_names, name) = common::segment_name("test", "v2");
     let _lock = Shared::<Lock>::create(&name, ()).unwrap();
     // Version 1 (no peer table) is what the previous release wrote.
     poke_u32(&name, off::VERSION, 1);
@@ -272,7 +272,7 @@ fn version_mismatch() {
 
 #[test]
 fn too_small_when_truncated() {
-    let (_names, name) = common::segment_names("test", "truncated");
+    let (_names, name) = common::segment_name("test", "truncated");
     let seg = Segment::create_with(&name, 4096, &Options::new()).unwrap();
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -400,7 +400,7 @@ fn slow_creator(
 
 #[test]
 fn init_timeout_then_creator_died() {
-    let (_names, name) = common::segment_names("test", "slow");
+    let (_names, name) = common::segment_name("test", "slow");
     drop(Shared::<Event>::create(&name, ()).unwrap());
     let ready = Shared::<Event>::anon(()).unwrap();
     let mut creator = slow_creator(&name, &ready, None);
@@ -433,7 +433,7 @@ fn init_timeout_then_creator_died() {
 
 #[test]
 fn a_killed_creator_not_yet_reaped_counts_as_dead() {
-    let (_names, name) = common::segment_names("test", "zombie-creator");
+    let (_names, name) = common::segment_name("test", "zombie-creator");
     drop(Shared::<Event>::create(&name, ()).unwrap());
     let ready = Shared::<Event>::anon(()).unwrap();
     let mut creator = slow_creator(&name, &ready, None);
@@ -458,7 +458,7 @@ fn a_killed_creator_not_yet_reaped_counts_as_dead() {
 
 #[test]
 fn opener_waits_for_a_slow_creator_to_finish() {
-    let (_names, name) = common::segment_names("test", "slow-ok");
+    let (_names, name) = common::segment_name("test", "slow-ok");
     drop(Shared::<Event>::create(&name, ()).unwrap());
     let ready = Shared::<Event>::anon(()).unwrap();
     let mut creator = slow_creator(&name, &ready, Some(Duration::from_millis(300)));
@@ -476,7 +476,7 @@ fn opener_waits_for_a_slow_creator_to_finish() {
 
 #[test]
 fn read_only_typed_objects_and_writes_are_refused() {
-    let (names, name) = common::segment_names("test", "ro");
+    let (names, name) = common::segment_name("test", "ro");
     let _lock = Shared::<Lock>::create(&name, ()).unwrap();
     assert!(matches!(
         Shared::<Lock>::open_with(&name, &Options::new().read_only(true)),
@@ -495,7 +495,7 @@ fn read_only_typed_objects_and_writes_are_refused() {
 
 #[test]
 fn modes_are_exact() {
-    let (names, default) = common::segment_names("test", "mode-default");
+    let (names, default) = common::segment_name("test", "mode-default");
     let _a = Segment::create_with(&default, 8, &Options::new()).unwrap();
     let mode = |n: &str| std::fs::metadata(shm_path(n)).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&default), 0o600);

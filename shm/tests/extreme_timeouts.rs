@@ -497,7 +497,7 @@ fn typed_objects_take_any_timeout() {
 
     // EncodedQueue (a typed queue's segment opened without its type, for
     // the bridge): empty, two records fill it, then full.
-    let (_names, name) = common::segment_names("extreme-encoded", "q");
+    let (_names, name) = common::segment_name("extreme-encoded", "q");
     let _typed = TypedQueue::<String>::create(&name, BytesConfig::new(64, 16)).unwrap();
     let eq = shmipc::typed::EncodedQueue::open(&name).unwrap();
     not_ready(
@@ -887,7 +887,7 @@ fn shared_data_takes_any_timeout() {
     }
 
     // An opener's wait for a creator: any timeout, on a ready segment.
-    let (_names, name) = common::segment_names("extreme", "event");
+    let (_names, name) = common::segment_name("extreme", "event");
     let _e = Shared::<Event>::create(&name, ()).unwrap();
     for t in [Duration::ZERO, SMALL, Duration::MAX] {
         check(

@@ -24,7 +24,7 @@ fn config() -> BytesConfig {
 
 #[test]
 fn join_waits_for_every_task_done_in_other_processes() {
-    let (_names, name) = common::segment_names("joinable", "work");
+    let (_names, name) = common::segment_name("joinable", "work");
     // Room for every item, so that all are put before any consumer runs.
     let q = JoinableQueue::<Chunk>::create(&name, BytesConfig::new(64 * 1024, 256)).unwrap();
     let sum = Shared::<AtomicU64>::anon(0).unwrap();
@@ -70,7 +70,7 @@ fn join_waits_for_every_task_done_in_other_processes() {
 
 #[test]
 fn task_done_more_than_put_is_an_error_naming_the_segment() {
-    let (_names, name) = common::segment_names("joinable-extra", "q");
+    let (_names, name) = common::segment_name("joinable-extra", "q");
     let q = JoinableQueue::<String>::create(&name, config()).unwrap();
     q.put(&"one".to_owned()).unwrap();
     assert_eq!(q.get().unwrap(), "one");
@@ -100,7 +100,7 @@ fn a_failed_put_leaves_no_unfinished_task() {
 
 #[test]
 fn a_joinable_segment_is_not_a_plain_typed_queue() {
-    let (names, name) = common::segment_names("joinable-kind", "q");
+    let (names, name) = common::segment_name("joinable-kind", "q");
     let _q = JoinableQueue::<String>::create(&name, config()).unwrap();
     // A plain TypedQueue would put without counting; it is refused.
     assert!(matches!(

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::{in_new_pid_namespace, join, LONG, SEVERAL_CHECKS};
 use shmipc::{
     fork, AtomicU32, ByteQueue, BytesConfig, Child, Error, Event, ExitStatus, Lock, LockError,
-    Named, Pipe, PopError, Queue, RecvError, RingConfig, Shared, Side, SpscQueue, Unlinker,
+    Named, Pipe, PopError, Queue, RecvError, RingConfig, Shared, Side, SpscQueue,
 };
 
 /// Runs `hold` (which takes something and returns the handles to keep) as
@@ -121,7 +121,7 @@ fn reservation_is_kept(q: &ByteQueue, child: &mut Child, release: &Event, what: 
 
 #[test]
 fn a_lock_held_in_another_pid_namespace_is_not_taken_over() {
-    let (_names, name) = common::segment_names("ns-lock-in", "lock");
+    let (_names, name) = common::segment_name("ns-lock-in", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let (held, release) = held_and_release();
     let inner = Shared::<AtomicU32>::anon(0).unwrap();
@@ -154,7 +154,7 @@ fn a_lock_held_in_another_pid_namespace_is_not_taken_over() {
 
 #[test]
 fn a_lock_held_outside_is_not_taken_over_from_inside_a_pid_namespace() {
-    let (_names, name) = common::segment_names("ns-lock-out", "lock");
+    let (_names, name) = common::segment_name("ns-lock-out", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let guard = lock.lock().unwrap();
     let inner = Shared::<AtomicU32>::anon(0).unwrap();
@@ -180,7 +180,7 @@ fn a_lock_held_outside_is_not_taken_over_from_inside_a_pid_namespace() {
 
 #[test]
 fn a_holder_killed_inside_a_pid_namespace_is_taken_over_outside() {
-    let (_names, name) = common::segment_names("ns-lock-killed", "lock");
+    let (_names, name) = common::segment_name("ns-lock-killed", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let held = holder_killed_in_new_pid_namespace(|| {
         let lock = Shared::<Lock>::open(&name).unwrap();
@@ -197,7 +197,7 @@ fn a_holder_killed_inside_a_pid_namespace_is_taken_over_outside() {
 
 #[test]
 fn a_queue_slot_claimed_in_another_pid_namespace_is_not_recovered_while_it_lives() {
-    let (_names, name) = common::segment_names("ns-mpmc", "q");
+    let (_names, name) = common::segment_name("ns-mpmc", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let (claimed, release) = held_and_release();
     let inner = Shared::<AtomicU32>::anon(0).unwrap();
@@ -212,7 +212,7 @@ fn a_queue_slot_claimed_in_another_pid_namespace_is_not_recovered_while_it_lives
 
 #[test]
 fn a_byte_grant_held_in_another_pid_namespace_is_not_skipped_while_it_lives() {
-    let (_names, name) = common::segment_names("ns-bytes", "q");
+    let (_names, name) = common::segment_name("ns-bytes", "q");
     let q = ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let (reserved, release) = held_and_release();
     let inner = Shared::<AtomicU32>::anon(0).unwrap();
@@ -231,8 +231,7 @@ fn a_byte_grant_held_in_another_pid_namespace_is_not_skipped_while_it_lives() {
 
 #[test]
 fn roles_held_in_another_pid_namespace_are_refused_not_taken_over() {
-    let names = Unlinker::new("ns-roles");
-    let (qname, pname) = (names.name("spsc"), names.name("pipe"));
+    let (_names, [qname, pname]) = common::segment_names("ns-roles", ["spsc", "pipe"]);
     let _q = SpscQueue::<u32>::create(&qname, RingConfig::new(8)).unwrap();
     let _a = Pipe::create(&pname, BytesConfig::new(1024, 64)).unwrap();
     let (held, release) = held_and_release();
@@ -270,7 +269,7 @@ fn roles_held_in_another_pid_namespace_are_refused_not_taken_over() {
 fn a_new_holder_with_a_dead_holders_pid_takes_the_role_over() {
     // Pid reuse on demand: the first process of a new pid namespace is
     // always pid 1.
-    let (_names, name) = common::segment_names("ns-reuse", "spsc");
+    let (_names, name) = common::segment_name("ns-reuse", "spsc");
     let _q = SpscQueue::<u32>::create(&name, RingConfig::new(8)).unwrap();
     if !holder_killed_in_new_pid_namespace(|| SpscQueue::<u32>::producer(&name).unwrap()) {
         return;
@@ -317,7 +316,7 @@ fn child_with_exited_main_thread(work: impl FnOnce() -> i32 + Send + 'static) ->
 
 #[test]
 fn a_producer_whose_main_thread_exited_keeps_its_claim() {
-    let (names, name) = common::segment_names("zombie-leader-mpmc", "q");
+    let (names, name) = common::segment_name("zombie-leader-mpmc", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let (n, c, r) = (name.clone(), names.name("claimed"), names.name("release"));
     let claimed = Shared::<Event>::create(&c, ()).unwrap();
@@ -342,7 +341,7 @@ fn a_producer_whose_main_thread_exited_keeps_its_claim() {
 
 #[test]
 fn a_writer_whose_main_thread_exited_keeps_its_reservation() {
-    let (names, name) = common::segment_names("zombie-leader-bytes", "q");
+    let (names, name) = common::segment_name("zombie-leader-bytes", "q");
     let q = ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let (n, c, r) = (name.clone(), names.name("reserved"), names.name("release"));
     let reserved = Shared::<Event>::create(&c, ()).unwrap();
@@ -363,7 +362,7 @@ fn a_writer_whose_main_thread_exited_keeps_its_reservation() {
 
 #[test]
 fn a_forked_child_dropping_an_inherited_guard_releases_nothing() {
-    let (_names, name) = common::segment_names("inherited-guard", "lock");
+    let (_names, name) = common::segment_name("inherited-guard", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let guard = lock.lock().unwrap();
     let held = &guard;
@@ -391,7 +390,7 @@ fn a_forked_child_dropping_an_inherited_guard_releases_nothing() {
 
 #[test]
 fn a_refused_futex_makes_waits_sleep_not_spin() {
-    let (_names, name) = common::segment_names("no-futex", "lock");
+    let (_names, name) = common::segment_name("no-futex", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let _guard = lock.lock().unwrap();
     let mut child = fork(|| {

@@ -30,7 +30,7 @@ fn decrement_under_lock(lock: &Lock, counter: &AtomicU64) -> i32 {
 
 #[test]
 fn ten_processes_open_the_lock_by_name() {
-    let (names, lock_name) = common::segment_names("test", "lock");
+    let (names, lock_name) = common::segment_name("test", "lock");
     let counter_name = names.name("counter");
     let lock = Shared::<Lock>::create(&lock_name, ()).unwrap();
     let counter = Shared::<AtomicU64>::create(&counter_name, PROCESSES * ROUNDS).unwrap();
@@ -69,7 +69,7 @@ fn ten_processes_inherit_an_anonymous_lock() {
 
 #[test]
 fn a_lock_held_in_another_process_times_out_here() {
-    let (_names, name) = common::segment_names("test", "held");
+    let (_names, name) = common::segment_name("test", "held");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let holding = Shared::<shmipc::Event>::anon(()).unwrap();
     let release = Shared::<shmipc::Event>::anon(()).unwrap();

@@ -16,7 +16,7 @@ const ROUNDS: u64 = 300;
 
 #[test]
 fn value_updates_from_many_processes_lose_nothing() {
-    let (_names, name) = common::segment_names("par-value", "counter");
+    let (_names, name) = common::segment_name("par-value", "counter");
     let counter = Value::<u64>::create(&name, 1_000_000).unwrap();
     let mut children = Vec::new();
     for _ in 0..PROCS {
@@ -88,7 +88,7 @@ fn array_updates_from_many_processes_lose_nothing() {
 
 #[test]
 fn the_shared_dict_under_concurrent_writers_loses_no_update() {
-    let (_names, name) = common::segment_names("par-dict", "dict");
+    let (_names, name) = common::segment_name("par-dict", "dict");
     let dict = SharedDict::create(&name, DictConfig::new(2048, 32, 16)).unwrap();
     let mut children = Vec::new();
     for p in 0..PROCS {
@@ -150,7 +150,7 @@ fn the_shared_dict_under_concurrent_writers_loses_no_update() {
 
 #[test]
 fn a_full_dict_and_oversized_entries_are_errors() {
-    let (names, name) = common::segment_names("par-dict-full", "small");
+    let (names, name) = common::segment_name("par-dict-full", "small");
     let d = SharedDict::create(&name, DictConfig::new(3, 4, 4)).unwrap();
     let other = SharedDict::open(&name).unwrap();
     for k in [b"a", b"b", b"c"] {
@@ -306,7 +306,7 @@ fn kill_at(dict: &SharedDict, point: fault::Point, write: impl FnOnce(&SharedDic
 #[test]
 fn a_dict_writer_killed_before_publishing_a_new_entry_loses_only_it() {
     let _one = repairing();
-    let (_names, name) = common::segment_names("dict-kill-publish", "d");
+    let (_names, name) = common::segment_name("dict-kill-publish", "d");
     let config = (16, 16, 16);
     let dict = SharedDict::create(&name, DictConfig::new(config.0, config.1, config.2)).unwrap();
     for k in [&b"a"[..], b"b", b"c"] {
@@ -346,7 +346,7 @@ fn a_dict_writer_killed_before_publishing_a_new_entry_loses_only_it() {
 #[test]
 fn a_dict_writer_killed_between_replacing_and_tombstoning_leaves_a_duplicate_that_is_repaired() {
     let _one = repairing();
-    let (_names, name) = common::segment_names("dict-kill-replace", "d");
+    let (_names, name) = common::segment_name("dict-kill-replace", "d");
     let config = (16, 16, 16);
     let dict = SharedDict::create(&name, DictConfig::new(config.0, config.1, config.2)).unwrap();
     for k in [&b"k"[..], b"x", b"y"] {
@@ -384,7 +384,7 @@ fn a_dict_writer_killed_between_replacing_and_tombstoning_leaves_a_duplicate_tha
 
 #[test]
 fn a_shared_list_collects_appends_from_many_processes() {
-    let (_names, name) = common::segment_names("par-list", "list");
+    let (_names, name) = common::segment_name("par-list", "list");
     let list = SharedList::create(&name, ListConfig::new(200, 16)).unwrap();
     let mut children = Vec::new();
     for p in 0..10 {

@@ -70,7 +70,7 @@ fn a_parent_and_a_forked_child_talk_through_an_anonymous_pipe() {
 
 #[test]
 fn a_named_pipe_carries_both_directions_at_once() {
-    let (_names, name) = common::segment_names("pipe-duplex", "p");
+    let (_names, name) = common::segment_name("pipe-duplex", "p");
     let max = 1000;
     let a = Pipe::create(&name, BytesConfig::new(4096, max)).unwrap();
     let count = 5_000u32;
@@ -110,7 +110,7 @@ fn a_named_pipe_carries_both_directions_at_once() {
 
 #[test]
 fn close_lets_the_peer_drain_then_reports_closed() {
-    let (_names, name) = common::segment_names("pipe-close", "p");
+    let (_names, name) = common::segment_name("pipe-close", "p");
     let a = Pipe::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let b = Pipe::open(&name).unwrap();
     for m in [&b"one"[..], b"two", b""] {
@@ -129,7 +129,7 @@ fn close_lets_the_peer_drain_then_reports_closed() {
 
 #[test]
 fn close_wakes_a_peer_sleeping_in_another_process() {
-    let (_names, name) = common::segment_names("pipe-close-wakes", "p");
+    let (_names, name) = common::segment_name("pipe-close-wakes", "p");
     let a = Pipe::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let mut child = fork(|| {
         let b = Pipe::open(&name).unwrap();

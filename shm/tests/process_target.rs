@@ -80,7 +80,7 @@ fn reply_of(q: &TypedQueue<Seen>, p: &ProcessHandle) -> Seen {
 
 #[test]
 fn a_forked_target_gets_typed_arguments_and_its_name() {
-    let (_names, reply) = common::segment_names("ptarget-fork", "reply");
+    let (_names, reply) = common::segment_name("ptarget-fork", "reply");
     let q = TypedQueue::<Seen>::create(&reply, config()).unwrap();
     let p = Process::new("summer")
         .daemon(true)
@@ -202,7 +202,7 @@ fn cpu_count_follows_the_affinity_mask() {
     assert!(cpu_count() >= 1);
 
     // A child pinned to one CPU counts one.
-    let (_names, reply) = common::segment_names("ptarget-cpus", "reply");
+    let (_names, reply) = common::segment_name("ptarget-cpus", "reply");
     let q = TypedQueue::<usize>::create(&reply, config()).unwrap();
     let p = Process::new("pinned")
         .start(
@@ -229,7 +229,7 @@ fn cpu_count_follows_the_affinity_mask() {
 #[test]
 fn a_spawned_target_runs_in_a_fresh_image_of_this_binary() {
     Process::serve_if_child();
-    let (_names, reply) = common::segment_names("ptarget-spawn", "reply");
+    let (_names, reply) = common::segment_name("ptarget-spawn", "reply");
     let q = TypedQueue::<Seen>::create(&reply, config()).unwrap();
     let proc = Process::new("fresh");
     let mut cmd = proc.target_command(work, job(&reply)).unwrap();

@@ -545,7 +545,7 @@ fn byte_queue_stress_fails_with_claim_recovery_off() {
 
 #[test]
 fn mpmc_producer_killed_between_claim_and_publish() {
-    let (names, name) = common::segment_names("crash-mpmc-claim", "q");
+    let (names, name) = common::segment_name("crash-mpmc-claim", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let ready = Shared::<Event>::create(&names.name("ready"), ()).unwrap();
     q.push(1).unwrap();
@@ -574,7 +574,7 @@ fn mpmc_producer_killed_between_claim_and_publish() {
 
 #[test]
 fn mpmc_consumer_killed_between_claim_and_free() {
-    let (names, name) = common::segment_names("crash-mpmc-pop", "q");
+    let (names, name) = common::segment_name("crash-mpmc-pop", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(2)).unwrap();
     let ready = Shared::<Event>::create(&names.name("ready"), ()).unwrap();
     q.push(1).unwrap();
@@ -604,7 +604,7 @@ fn mpmc_consumer_killed_between_claim_and_free() {
 
 #[test]
 fn byte_writer_killed_between_reserve_and_commit() {
-    let (names, name) = common::segment_names("crash-bytes-reserve", "q");
+    let (names, name) = common::segment_name("crash-bytes-reserve", "q");
     let q = ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let ready = Shared::<Event>::create(&names.name("ready"), ()).unwrap();
     q.send(b"before").unwrap();
@@ -625,16 +625,7 @@ fn byte_writer_killed_between_reserve_and_commit() {
 
 #[test]
 fn byte_reader_killed_holding_a_grant() {
-    let (names, name) = common::segment_names("crash-bytes-grant", "q");
-    let q = ByteQueue::create(&name, BytesConfig::new(128, 40)).unwrap();
-    let ready = Shared::<Event>::create(&names.name("ready"), ()).unwrap();
-    q.send(&[1; 40]).unwrap();
-    q.send(&[2; 40]).unwrap();
-    kill_after(&ready, || {
-        let q = ByteQueue::open(&name).unwrap();
-        std::mem::forget(q.recv().unwrap()); // holds message 1 until killed
-    });
-    assert_eq!(q.recv_vec().unwrap(), [2; 40]);
+    let (_names, q) = common::byte_queue_behind_a_dead_reader("crash-bytes-grant");
     assert_eq!(
         q.try_send(&[3; 40]),
         Err(SendError::Full),
@@ -660,7 +651,7 @@ impl Item {
 
 #[test]
 fn spsc_producer_killed_mid_stream_then_replaced() {
-    let (_names, name) = common::segment_names("crash-spsc", "q");
+    let (_names, name) = common::segment_name("crash-spsc", "q");
     let q = SpscQueue::<Item>::create(&name, RingConfig::new(64)).unwrap();
     let mut rx = q.take_consumer().unwrap();
     let mut rng = Rng::seeded();

@@ -15,7 +15,6 @@ use std::time::Duration;
 use common::{join, now_ns};
 use shmipc::{
     fork, ByteQueue, BytesConfig, Event, ExitStatus, Lock, Named, Queue, RingConfig, Shared,
-    Unlinker,
 };
 
 /// Twenty owner-check intervals.
@@ -54,8 +53,7 @@ fn kill_and_time(
 
 #[test]
 fn a_lock_waiter_recovers_within_the_bound() {
-    let names = Unlinker::new("bound-lock");
-    let (n, h, r) = (names.name("lock"), names.name("held"), names.name("at"));
+    let (_names, [n, h, r]) = common::segment_names("bound-lock", ["lock", "held", "at"]);
     let _lock = Shared::<Lock>::create(&n, ()).unwrap();
     let held = Shared::<Event>::create(&h, ()).unwrap();
     let recovered = Shared::<shmipc::AtomicU64>::create(&r, 0).unwrap();
@@ -85,8 +83,7 @@ fn a_lock_waiter_recovers_within_the_bound() {
 
 #[test]
 fn an_mpmc_consumer_recovers_within_the_bound() {
-    let names = Unlinker::new("bound-mpmc");
-    let (n, h, r) = (names.name("q"), names.name("held"), names.name("at"));
+    let (_names, [n, h, r]) = common::segment_names("bound-mpmc", ["q", "held", "at"]);
     let q = Queue::<u64>::create(&n, RingConfig::new(4)).unwrap();
     let held = Shared::<Event>::create(&h, ()).unwrap();
     let recovered = Shared::<shmipc::AtomicU64>::create(&r, 0).unwrap();
@@ -116,8 +113,7 @@ fn an_mpmc_consumer_recovers_within_the_bound() {
 
 #[test]
 fn a_byte_queue_reader_recovers_within_the_bound() {
-    let names = Unlinker::new("bound-bytes");
-    let (n, h, r) = (names.name("q"), names.name("held"), names.name("at"));
+    let (_names, [n, h, r]) = common::segment_names("bound-bytes", ["q", "held", "at"]);
     let q = ByteQueue::create(&n, BytesConfig::new(1024, 64)).unwrap();
     let held = Shared::<Event>::create(&h, ()).unwrap();
     let recovered = Shared::<shmipc::AtomicU64>::create(&r, 0).unwrap();

@@ -316,7 +316,7 @@ fn random_moment<'b>(
 
 #[test]
 fn an_spsc_consumer_killed_mid_stream_and_while_blocked_is_replaced() {
-    let (names, name) = common::segment_names("kill-spsc-consumer", "q");
+    let (names, name) = common::segment_name("kill-spsc-consumer", "q");
     let q = SpscQueue::<Item>::create(&name, RingConfig::new(64)).unwrap();
     let books = Books::create(&names.name("books"));
     let mut tx = q.take_producer().unwrap();
@@ -516,7 +516,7 @@ fn send_for(
 
 #[test]
 fn a_pipe_end_killed_mid_stream_and_while_blocked_is_taken_over() {
-    let (names, name) = common::segment_names("kill-pipe-end", "p");
+    let (names, name) = common::segment_name("kill-pipe-end", "p");
     let a = Pipe::create(&name, BytesConfig::new(4096, PIPE_MAX)).unwrap();
     let books = Books::create(&names.name("books"));
     let mut rng = Rng::seeded();

@@ -9,7 +9,6 @@ use std::time::Duration;
 use common::{fork_parked, join};
 use shmipc::{
     fork, BytesConfig, Error, Event, ExitStatus, Named, Pipe, RingConfig, Shared, Side, SpscQueue,
-    Unlinker,
 };
 
 fn role_taken(r: Result<impl std::fmt::Debug, Error>) -> (&'static str, u32, String) {
@@ -21,7 +20,7 @@ fn role_taken(r: Result<impl std::fmt::Debug, Error>) -> (&'static str, u32, Str
 
 #[test]
 fn a_second_producer_is_refused_until_the_first_drops() {
-    let (_names, name) = common::segment_names("roles-second", "q");
+    let (_names, name) = common::segment_name("roles-second", "q");
     let q = SpscQueue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let me = std::process::id();
 
@@ -47,8 +46,8 @@ fn a_second_producer_is_refused_until_the_first_drops() {
 
 #[test]
 fn a_role_held_by_another_process_is_refused_with_its_pid() {
-    let names = Unlinker::new("roles-other");
-    let (name, held_n, release_n) = (names.name("q"), names.name("held"), names.name("release"));
+    let (_names, [name, held_n, release_n]) =
+        common::segment_names("roles-other", ["q", "held", "release"]);
     let q = SpscQueue::<u32>::create(&name, RingConfig::new(16)).unwrap();
     let held = Shared::<Event>::create(&held_n, ()).unwrap();
     let release = Shared::<Event>::create(&release_n, ()).unwrap();
@@ -79,7 +78,7 @@ fn a_role_held_by_another_process_is_refused_with_its_pid() {
 
 #[test]
 fn a_role_whose_holder_was_killed_can_be_claimed_again() {
-    let (_names, name) = common::segment_names("roles-killed", "q");
+    let (_names, name) = common::segment_name("roles-killed", "q");
     let q = SpscQueue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let mut child = fork_parked(|| SpscQueue::<u64>::consumer(&name).unwrap());
     assert_eq!(role_taken(q.take_consumer()).1, child.pid());
@@ -95,7 +94,7 @@ fn a_role_whose_holder_was_killed_can_be_claimed_again() {
 
 #[test]
 fn a_role_whose_holder_is_a_zombie_can_be_claimed_again() {
-    let (_names, name) = common::segment_names("roles-zombie", "q");
+    let (_names, name) = common::segment_name("roles-zombie", "q");
     let q = SpscQueue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let mut child = fork_parked(|| SpscQueue::<u64>::producer(&name).unwrap());
     child.kill().unwrap();
@@ -111,7 +110,7 @@ fn a_role_whose_holder_is_a_zombie_can_be_claimed_again() {
 
 #[test]
 fn a_third_pipe_end_is_refused() {
-    let (_names, name) = common::segment_names("roles-pipe", "p");
+    let (_names, name) = common::segment_name("roles-pipe", "p");
     let a = Pipe::create(&name, BytesConfig::new(256, 64)).unwrap();
     assert_eq!(a.side(), Side::A);
     let b = Pipe::open(&name).unwrap();
@@ -141,7 +140,7 @@ fn a_third_pipe_end_is_refused() {
 
 #[test]
 fn open_or_create_makes_the_first_comer_end_a() {
-    let (_names, name) = common::segment_names("roles-pipe-ooc", "p");
+    let (_names, name) = common::segment_name("roles-pipe-ooc", "p");
     let config = BytesConfig::new(256, 64);
     let (first, created) = Pipe::open_or_create(&name, config).unwrap();
     assert!(created);

@@ -14,7 +14,7 @@ use shmipc::{
 
 #[test]
 fn bytes_written_in_one_process_are_read_in_another() {
-    let (_names, name) = common::segment_names("test", "bytes");
+    let (_names, name) = common::segment_name("test", "bytes");
     let seg = Segment::create_with(&name, 1000, &Options::new()).unwrap();
     assert_eq!(seg.len(), 1000);
     assert_eq!(seg.name(), Some(name.as_str()));
@@ -43,7 +43,7 @@ fn bytes_written_in_one_process_are_read_in_another() {
 
 #[test]
 fn accesses_out_of_bounds_are_errors() {
-    let (names, name) = common::segment_names("test", "bounds");
+    let (names, name) = common::segment_name("test", "bounds");
     let seg = Segment::create_with(&name, 16, &Options::new()).unwrap();
     seg.write_at(16, b"").unwrap();
     for (offset, len) in [(0, 17), (16, 1), (15, 2), (usize::MAX, 2)] {
@@ -72,7 +72,7 @@ fn accesses_out_of_bounds_are_errors() {
 
 #[test]
 fn open_or_create_creates_once() {
-    let (names, name) = common::segment_names("test", "ooc");
+    let (names, name) = common::segment_name("test", "ooc");
     let (a, created) = Shared::<AtomicU64>::open_or_create(&name, 41).unwrap();
     assert!(created);
     let (b, created) = Shared::<AtomicU64>::open_or_create(&name, 99).unwrap();
@@ -94,7 +94,7 @@ fn open_or_create_creates_once() {
 
 #[test]
 fn open_or_create_race_between_eight_processes_creates_exactly_once() {
-    let (_names, name) = common::segment_names("test", "race");
+    let (_names, name) = common::segment_name("test", "race");
     let creators = Shared::<AtomicU32>::anon(0).unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
     let mut children: Vec<Child> = (0..8)
@@ -129,7 +129,7 @@ fn open_or_create_race_between_eight_processes_creates_exactly_once() {
 
 #[test]
 fn a_forked_child_dropping_its_handles_unlinks_nothing() {
-    let (names, parents) = common::segment_names("test", "parents");
+    let (names, parents) = common::segment_name("test", "parents");
     let childs = names.name("childs");
     let lock = Shared::<Lock>::create(&parents, ()).unwrap();
     let mut child = fork(|| {
@@ -153,7 +153,7 @@ fn a_forked_child_dropping_its_handles_unlinks_nothing() {
 
 #[test]
 fn an_unlinked_segment_lives_on_for_those_who_map_it() {
-    let (_names, name) = common::segment_names("test", "unlinked");
+    let (_names, name) = common::segment_name("test", "unlinked");
     let a = Shared::<AtomicU64>::create(&name, 7).unwrap();
     let b = Shared::<AtomicU64>::open(&name).unwrap();
     Shared::<AtomicU64>::unlink(&name).unwrap();
@@ -171,7 +171,7 @@ fn an_unlinked_segment_lives_on_for_those_who_map_it() {
 
 #[test]
 fn a_creator_killed_during_initialisation_leaves_nothing_behind() {
-    let (_names, name) = common::segment_names("test", "killed-creator");
+    let (_names, name) = common::segment_name("test", "killed-creator");
     let initialising = Shared::<Event>::anon(()).unwrap();
     let mut creator = fork(|| {
         let layout = ObjectLayout {
@@ -210,7 +210,7 @@ fn a_creator_killed_during_initialisation_leaves_nothing_behind() {
 
 #[test]
 fn the_header_is_the_documented_layout() {
-    let (_names, name) = common::segment_names("test", "layout");
+    let (_names, name) = common::segment_name("test", "layout");
     let _sem = Shared::<shmipc::Semaphore>::create(&name, common::unbounded(2)).unwrap();
     let raw = std::fs::read(shm_path(&name)).unwrap();
     let u32_at = |o: usize| u32::from_ne_bytes(raw[o..o + 4].try_into().unwrap());

@@ -14,7 +14,7 @@ const ROUNDS: usize = 5;
 
 #[test]
 fn semaphore_of_three_admits_exactly_three_of_ten_processes() {
-    let (names, sem_name) = common::segment_names("test", "sem");
+    let (names, sem_name) = common::segment_name("test", "sem");
     let holders_name = names.name("holders");
     let peak_name = names.name("peak");
     let go_name = names.name("go");
@@ -66,7 +66,7 @@ fn semaphore_of_three_admits_exactly_three_of_ten_processes() {
 
 #[test]
 fn a_bounded_semaphore_keeps_its_bound_across_processes() {
-    let (_names, name) = common::segment_names("test", "bounded");
+    let (_names, name) = common::segment_name("test", "bounded");
     let sem = Shared::<Semaphore>::create(
         &name,
         SemaphoreConfig {

@@ -38,7 +38,7 @@ fn config() -> BytesConfig {
 
 #[test]
 fn structs_with_strings_and_vecs_cross_forked_processes() {
-    let (names, name) = common::segment_names("typed-mpmc", "jobs");
+    let (names, name) = common::segment_name("typed-mpmc", "jobs");
     let jobs = TypedQueue::<Job>::create(&name, config()).unwrap();
     // The parent counts as a producer until it closes the queue, so the
     // consumers wait for the close (not for end-of-stream, which they would
@@ -177,7 +177,7 @@ fn child_error(open: impl FnOnce() -> Result<(), Error>) -> String {
 
 #[test]
 fn opening_with_another_type_names_both_types() {
-    let (names, name) = common::segment_names("typed-wrong", "q");
+    let (names, name) = common::segment_name("typed-wrong", "q");
     let _q = TypedQueue::<Job>::create(&name, config()).unwrap();
     let e = child_error(|| TypedQueue::<String>::open(&name).map(drop));
     assert!(e.contains(&name), "{e}");
@@ -237,7 +237,7 @@ fn opening_with_another_type_names_both_types() {
 
 #[test]
 fn hostile_bytes_are_decode_errors_naming_the_type() {
-    let (_names, name) = common::segment_names("typed-hostile", "q");
+    let (_names, name) = common::segment_name("typed-hostile", "q");
     let q = TypedQueue::<Job>::create(&name, config()).unwrap();
     let hostile: Vec<Vec<u8>> = vec![
         vec![],                                   // nothing at all
@@ -309,7 +309,7 @@ enum Msg {
 
 #[test]
 fn a_typed_pipe_carries_enums_both_ways_between_processes() {
-    let (names, name) = common::segment_names("typed-pipe", "p");
+    let (names, name) = common::segment_name("typed-pipe", "p");
     let a = TypedPipe::<Msg>::create(&name, config()).unwrap();
     let child_name = name.clone();
     let mut child = fork(move || {
@@ -359,7 +359,7 @@ fn a_typed_pipe_carries_enums_both_ways_between_processes() {
 
 #[test]
 fn a_typed_dict_is_shared_by_processes() {
-    let (_names, name) = common::segment_names("typed-dict", "d");
+    let (_names, name) = common::segment_name("typed-dict", "d");
     let d = TypedDict::<String, Job>::create(&name, DictConfig::new(64, 32, 128)).unwrap();
     let mut children = Vec::new();
     for c in 0..3u64 {

@@ -291,7 +291,7 @@ fn a_wait_on_64_objects_of_every_kind_reports_exactly_the_ready_ones() {
 
 #[test]
 fn an_event_set_and_cleared_again_during_the_wait_is_reported() {
-    let (_n, name) = common::segment_names("waitpulse", "e");
+    let (_n, name) = common::segment_name("waitpulse", "e");
     let event = Shared::<Event>::create(&name, ()).unwrap();
     let other = Shared::<Event>::anon(()).unwrap();
     let mut child = common::fork_pulse_while_stopped(&name);

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use shmipc::{fork, Child, Event, ExitStatus, Named, PopError, Queue, Shared, Unlinker};
+use shmipc::{
+    fork, ByteQueue, BytesConfig, Child, Event, ExitStatus, Named, PopError, Queue, Shared,
+    Unlinker,
+};
 
 /// xorshift64*: [`Rng::seeded`] from the clock (report `rng.0` with a
 /// failure, so that [`Rng`]`(seed)` repeats the run), [`Rng::new`] for a
@@ -86,12 +89,27 @@ pub fn shm_path(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/shm{name}"))
 }
 
-/// A test's [`Unlinker`] (`label`, as in [`Unlinker::new`]) and the name
-/// of its first segment (`first`, as in [`Unlinker::name`]).
-pub fn segment_names(label: &str, first: &str) -> (Unlinker, String) {
+/// A test's [`Unlinker`] (`label`, as in [`Unlinker::new`]) and the names
+/// of its first segments (`labels`, as in [`Unlinker::name`]).
+pub fn segment_names<const N: usize>(label: &str, labels: [&str; N]) -> (Unlinker, [String; N]) {
     let names = Unlinker::new(label);
-    let name = names.name(first);
+    let made = labels.map(|l| names.name(l));
+    (names, made)
+}
+
+/// [`segment_names`] for one segment.
+pub fn segment_name(label: &str, first: &str) -> (Unlinker, String) {
+    let (names, [name]) = segment_names(label, [first]);
     (names, name)
+}
+
+/// The count in environment variable `var`, or `default` if it is unset
+/// or not a number.
+pub fn env_count(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
 }
 
 /// Joins `child`, failing the test (and killing the child, by dropping it)
@@ -151,6 +169,24 @@ pub fn fork_on(go: &Shared<Event>, act: impl FnOnce() -> i32) -> std::io::Result
         }
         act()
     })
+}
+
+/// A byte queue (`label`; a ring of 128 bytes, messages of up to 40) whose
+/// way is blocked by a dead reader: two messages were sent, a reader in
+/// another process took the first and was killed holding its record, and
+/// the second has been received here.
+pub fn byte_queue_behind_a_dead_reader(label: &str) -> (Unlinker, ByteQueue) {
+    let (names, name) = segment_name(label, "q");
+    let q = ByteQueue::create(&name, BytesConfig::new(128, 40)).unwrap();
+    let ready = Shared::<Event>::create(&names.name("ready"), ()).unwrap();
+    q.send(&[1; 40]).unwrap();
+    q.send(&[2; 40]).unwrap();
+    kill_after(&ready, || {
+        let q = ByteQueue::open(&name).unwrap();
+        std::mem::forget(q.recv().unwrap()); // holds message 1 until killed
+    });
+    assert_eq!(q.recv_vec().unwrap(), [2; 40]);
+    (names, q)
 }
 
 /// A forked child's exit code for a send or push: 0 if it went through,
