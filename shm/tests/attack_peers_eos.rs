@@ -405,12 +405,10 @@ fn wait_reports_an_object_whose_senders_are_gone_as_readable() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// A pipe end whose reader is gone and whose ring is full: a send there
-/// returns `Disconnected` at once (the README's table), so
-/// `wait(writable)` must report it ready rather than sleep to its timeout.
-#[test]
-fn wait_reports_a_full_pipe_whose_reader_is_gone_as_writable() {
-    let (_names, name) = common::segment_name("atk-peos-wait-broken", "p");
+/// End A of a pipe (`label`) whose end B was claimed by a child process,
+/// which has exited.
+fn pipe_whose_reader_left(label: &str) -> (Unlinker, Pipe) {
+    let (names, name) = common::segment_name(label, "p");
     let a = Pipe::create(&name, config()).unwrap();
     let mut child = fork(|| {
         let b = Pipe::open(&name).unwrap();
@@ -419,6 +417,15 @@ fn wait_reports_a_full_pipe_whose_reader_is_gone_as_writable() {
     })
     .unwrap();
     assert_eq!(join(&mut child), ExitStatus::Code(0));
+    (names, a)
+}
+
+/// A pipe end whose reader is gone and whose ring is full: a send there
+/// returns `Disconnected` at once (the README's table), so
+/// `wait(writable)` must report it ready rather than sleep to its timeout.
+#[test]
+fn wait_reports_a_full_pipe_whose_reader_is_gone_as_writable() {
+    let (_names, a) = pipe_whose_reader_left("atk-peos-wait-broken");
     // Fill A's outgoing ring (the peer is gone: nothing drains it).
     let mut sent = 0;
     while a.try_send(&[0u8; 60]).is_ok() {
@@ -1000,15 +1007,7 @@ fn async_receives_report_end_of_stream() {
 #[cfg(feature = "tokio")]
 #[test]
 fn async_send_on_a_broken_pipe_reports_disconnected() {
-    let (_names, name) = common::segment_name("atk-peos-async-broken", "p");
-    let a = Pipe::create(&name, config()).unwrap();
-    let mut child = fork(|| {
-        let b = Pipe::open(&name).unwrap();
-        drop(b.recv_vec_timeout(Duration::from_millis(1)));
-        0
-    })
-    .unwrap();
-    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    let (_names, a) = pipe_whose_reader_left("atk-peos-async-broken");
     while a.try_send(&[0u8; 60]).is_ok() {}
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()

@@ -350,12 +350,7 @@ fn wait_then_try_pop_gets_the_item_behind_a_dead_producers_claim() {
     let (n, name) = common::segment_name("atkwdead", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
-    kill_after(&ready, || {
-        Queue::<u64>::open(&name)
-            .unwrap()
-            .claim_push_and_stop()
-            .unwrap();
-    });
+    common::kill_a_claiming_producer(&ready, &name);
     q.push(3).unwrap();
     let start = Instant::now();
     let mut empty_reports = 0u64;
@@ -588,12 +583,7 @@ fn pop_async_gets_the_item_behind_a_dead_producers_claim() {
     let (n, name) = common::segment_name("atkadead", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
-    kill_after(&ready, || {
-        Queue::<u64>::open(&name)
-            .unwrap()
-            .claim_push_and_stop()
-            .unwrap();
-    });
+    common::kill_a_claiming_producer(&ready, &name);
     q.push(3).unwrap();
     let got = current_thread()
         .block_on(async { tokio::time::timeout(Duration::from_secs(5), q.pop_async()).await });

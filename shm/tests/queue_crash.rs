@@ -549,12 +549,7 @@ fn mpmc_producer_killed_between_claim_and_publish() {
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let ready = Shared::<Event>::create(&names.name("ready"), ()).unwrap();
     q.push(1).unwrap();
-    kill_after(&ready, || {
-        Queue::<u64>::open(&name)
-            .unwrap()
-            .claim_push_and_stop()
-            .unwrap();
-    });
+    common::kill_a_claiming_producer(&ready, &name);
     q.push(3).unwrap();
     assert_eq!(q.try_pop(), Ok(1));
     assert_eq!(

@@ -189,6 +189,17 @@ pub fn byte_queue_behind_a_dead_reader(label: &str) -> (Unlinker, ByteQueue) {
     (names, q)
 }
 
+/// Kills a producer of the queue `name` (items of `u64`) that has claimed
+/// a slot and stopped before publishing it ([`kill_after`] on `ready`).
+pub fn kill_a_claiming_producer(ready: &Shared<Event>, name: &str) {
+    kill_after(ready, || {
+        Queue::<u64>::open(name)
+            .unwrap()
+            .claim_push_and_stop()
+            .unwrap();
+    });
+}
+
 /// A forked child's exit code for a send or push: 0 if it went through,
 /// 5 if not.
 pub fn sent_code<E>(r: Result<(), E>) -> i32 {
