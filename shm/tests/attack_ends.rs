@@ -216,10 +216,7 @@ fn a_stopped_sender_is_not_end_of_stream() {
 fn many_sender_handles_in_one_process_overflow_safely() {
     let (_names, name) = common::segment_name("atk-ends-many", "q");
     let q = Queue::<u32>::create(&name, RingConfig::new(512)).unwrap();
-    let (ready, go) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let [ready, go] = common::anon_events();
     let mut child = fork(|| {
         let tx = Queue::<u32>::open(&name).unwrap();
         let mut clones: Vec<_> = (0..300).map(|_| (*tx).clone()).collect();
@@ -318,10 +315,7 @@ const SLOT_ENDS_AT: u64 = 24;
 fn garbage_in_the_ends_words_makes_no_live_sender_look_gone() {
     let (_names, name) = common::segment_name("atk-ends-garbage", "q");
     let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
-    let (ready, done) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let [ready, done] = common::anon_events();
     let mut producer = fork(|| {
         let tx = Queue::<u32>::open(&name).unwrap();
         tx.push(1).unwrap();

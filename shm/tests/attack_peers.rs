@@ -40,10 +40,7 @@ fn bump_every_generation(name: &str) -> u32 {
 fn a_forged_generation_does_not_make_a_live_lock_holder_dead() {
     let (_names, name) = common::segment_name("atk-gen-lock", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
-    let (held, release) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let [held, release] = common::anon_events();
     let mut child = fork(|| {
         let guard = lock.lock().unwrap();
         held.set();
@@ -80,10 +77,7 @@ fn a_forged_generation_does_not_make_a_live_lock_holder_dead() {
 fn a_forged_generation_does_not_recover_a_live_producers_claim() {
     let (_names, name) = common::segment_name("atk-gen-mpmc", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
-    let (claimed, release) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let [claimed, release] = common::anon_events();
     let mut child = fork(|| {
         let q = Queue::<u64>::open(&name).unwrap();
         // Claims position 0 and stops before publishing, alive.

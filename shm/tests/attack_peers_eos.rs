@@ -832,10 +832,7 @@ fn a_sender_stopped_for_a_second_is_not_end_of_stream() {
     for kind in KINDS {
         let (_names, name) = common::segment_name("atk-peos-stop", "o");
         let mut rx = Rx::create(kind, &name);
-        let (ready, go) = (
-            Shared::<Event>::anon(()).unwrap(),
-            Shared::<Event>::anon(()).unwrap(),
-        );
+        let [ready, go] = common::anon_events();
         let (name_ref, ready_ref, go_ref) = (&name, &ready, &go);
         let mut child = fork(move || {
             let mut send = open_and_send(kind, name_ref, 1);
@@ -1049,10 +1046,7 @@ fn garbage_in_the_peer_table_leaves_every_timed_call_bounded() {
         .zip(&objects)
         .map(|(&k, n)| Rx::create(k, n))
         .collect();
-    let (ready, done) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let [ready, done] = common::anon_events();
     let (objects_ref, ready_ref, done_ref) = (&objects, &ready, &done);
     let mut sender = fork(move || {
         let _senders: Vec<_> = kinds

@@ -607,12 +607,7 @@ fn recv_async_gets_the_message_behind_a_dead_writers_reservation() {
     let (n, name) = common::segment_name("atkbdead", "q");
     let q = ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
-    kill_after(&ready, || {
-        let q = ByteQueue::open(&name).unwrap();
-        let mut g = q.reserve(40).unwrap();
-        g.write_at(0, b"half a mess").unwrap();
-        std::mem::forget(g); // dies before commit
-    });
+    common::kill_a_reserving_writer(&ready, &name);
     q.send(b"after").unwrap();
     let got = current_thread()
         .block_on(async { tokio::time::timeout(Duration::from_secs(5), q.recv_async()).await });

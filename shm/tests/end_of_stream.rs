@@ -337,10 +337,7 @@ fn dropping_an_end_is_end_of_stream_while_its_process_lives() {
 fn anonymous_ends_handed_to_a_forked_child() {
     let (a, b) = Pipe::anon(config()).unwrap();
     let q = Queue::<u32>::anon(RingConfig::new(8)).unwrap();
-    let (sent, go) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let [sent, go] = common::anon_events();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut child = fork(|| {
         b.send(b"from the child").unwrap();
@@ -381,10 +378,7 @@ fn a_handle_used_before_fork_counts_in_the_child_that_inherits_it() {
     // A second handle (its own peer slot), a producer before the fork.
     let tx = Queue::<u32>::open(&name).unwrap();
     tx.push(1).unwrap();
-    let (pushed, go) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let [pushed, go] = common::anon_events();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut child = fork(|| {
         tx.push(2).unwrap(); // records the child, in a slot of its own
@@ -463,10 +457,7 @@ fn a_live_sender_in_another_pid_namespace_is_not_judged_gone() {
     let (_names, [pname, qname]) = common::segment_names("eos-ns", ["p", "q"]);
     let a = Pipe::create(&pname, config()).unwrap();
     let q = Queue::<u32>::create(&qname, RingConfig::new(8)).unwrap();
-    let (ready, release) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let [ready, release] = common::anon_events();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let inner = Shared::<AtomicU32>::anon(0).unwrap();
     let Some(mut child) = in_new_pid_namespace(&inner, || {

@@ -603,12 +603,7 @@ fn byte_writer_killed_between_reserve_and_commit() {
     let q = ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let ready = Shared::<Event>::create(&names.name("ready"), ()).unwrap();
     q.send(b"before").unwrap();
-    kill_after(&ready, || {
-        let q = ByteQueue::open(&name).unwrap();
-        let mut g = q.reserve(40).unwrap();
-        g.write_at(0, b"half a mess").unwrap();
-        std::mem::forget(g); // dies before commit
-    });
+    common::kill_a_reserving_writer(&ready, &name);
     q.send(b"after").unwrap();
     assert_eq!(q.recv_vec_timeout(wait()).unwrap(), b"before");
     assert_eq!(q.try_recv().err(), Some(RecvError::Empty));

@@ -200,6 +200,23 @@ pub fn kill_a_claiming_producer(ready: &Shared<Event>, name: &str) {
     });
 }
 
+/// Kills a writer of the byte queue `name` that has reserved 40 bytes and
+/// written some of them, before it commits ([`kill_after`] on `ready`).
+pub fn kill_a_reserving_writer(ready: &Shared<Event>, name: &str) {
+    kill_after(ready, || {
+        let q = ByteQueue::open(name).unwrap();
+        let mut g = q.reserve(40).unwrap();
+        g.write_at(0, b"half a mess").unwrap();
+        std::mem::forget(g); // dies before commit
+    });
+}
+
+/// `N` anonymous events, for a test and its children to signal each
+/// other with.
+pub fn anon_events<const N: usize>() -> [Shared<Event>; N] {
+    std::array::from_fn(|_| Shared::<Event>::anon(()).unwrap())
+}
+
 /// A forked child's exit code for a send or push: 0 if it went through,
 /// 5 if not.
 pub fn sent_code<E>(r: Result<(), E>) -> i32 {
