@@ -148,11 +148,7 @@ fn duration_max_and_zero_timeouts() {
     assert!(start.elapsed() < WAKE_PATIENCE, "woken late");
     assert_eq!(join(&mut child), ExitStatus::Code(0));
     // With a child in the set too (the watcher's word).
-    let mut quick = fork(|| {
-        std::thread::sleep(Duration::from_millis(100));
-        0
-    })
-    .unwrap();
+    let mut quick = common::fork_sleeper(Duration::from_millis(100), 0);
     let ready = wait(
         &[Interest::event(&e), Interest::child(&quick)],
         Some(Duration::MAX),
@@ -165,11 +161,7 @@ fn duration_max_and_zero_timeouts() {
 #[test]
 fn the_word_limit_counts_the_childrens_word_and_children_are_unlimited() {
     let events: Vec<Event> = (0..128).map(|_| Event::new()).collect();
-    let mut child = fork(|| {
-        std::thread::sleep(Duration::from_secs(30));
-        0
-    })
-    .unwrap();
+    let mut child = common::fork_sleeper(Duration::from_secs(30), 0);
     // 128 words and a child: 129 futex words.
     let mut interests: Vec<Interest<'_>> = events.iter().map(Interest::event).collect();
     interests.push(Interest::child(&child));
@@ -228,11 +220,7 @@ fn reap_elsewhere(pid: u32) -> bool {
 fn a_child_reaped_by_someone_else_is_reported_ended_and_join_async_does_not_hang() {
     let never = Event::new();
     // Reaped while the wait sleeps.
-    let child = fork(|| {
-        std::thread::sleep(Duration::from_millis(100));
-        0
-    })
-    .unwrap();
+    let child = common::fork_sleeper(Duration::from_millis(100), 0);
     let pid = child.pid();
     let start = Instant::now();
     std::thread::scope(|s| {
@@ -252,11 +240,7 @@ fn a_child_reaped_by_someone_else_is_reported_ended_and_join_async_does_not_hang
     std::mem::forget(child); // its Drop would kill a pid that is no longer ours
     #[cfg(feature = "tokio")]
     {
-        let mut other = fork(|| {
-            std::thread::sleep(Duration::from_millis(100));
-            0
-        })
-        .unwrap();
+        let mut other = common::fork_sleeper(Duration::from_millis(100), 0);
         assert!(reap_elsewhere(other.pid()));
         let out = current_thread()
             .block_on(async { tokio::time::timeout(WAKE_PATIENCE, other.join_async()).await });

@@ -901,11 +901,7 @@ fn shared_data_takes_any_timeout() {
 
 #[test]
 fn processes_and_pools_take_any_timeout() {
-    let mut sleeper = fork(|| {
-        std::thread::sleep(Duration::from_millis(200));
-        3
-    })
-    .unwrap();
+    let mut sleeper = common::fork_sleeper(Duration::from_millis(200), 3);
     not_ready(
         "shm::Child::join_timeout",
         |t| sleeper.join_timeout(t).map_err(drop),

@@ -310,16 +310,8 @@ fn an_event_set_and_cleared_again_during_the_wait_is_reported() {
 fn wait_wakes_when_a_child_exits() {
     let never = Shared::<Event>::anon(()).unwrap();
     let q = Queue::<u64>::anon(RingConfig::new(4)).unwrap();
-    let mut sleeper = fork(|| {
-        std::thread::sleep(Duration::from_secs(30));
-        0
-    })
-    .unwrap();
-    let mut quick = fork(|| {
-        std::thread::sleep(Duration::from_millis(200));
-        7
-    })
-    .unwrap();
+    let mut sleeper = common::fork_sleeper(Duration::from_secs(30), 0);
+    let mut quick = common::fork_sleeper(Duration::from_millis(200), 7);
     let start = Instant::now();
     let ready = wait(
         &[

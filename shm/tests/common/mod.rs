@@ -217,6 +217,15 @@ pub fn anon_events<const N: usize>() -> [Shared<Event>; N] {
     std::array::from_fn(|_| Shared::<Event>::anon(()).unwrap())
 }
 
+/// Forks a child that sleeps for `nap` and then exits with `code`.
+pub fn fork_sleeper(nap: Duration, code: i32) -> Child {
+    fork(move || {
+        std::thread::sleep(nap);
+        code
+    })
+    .unwrap()
+}
+
 /// A forked child's exit code for a send or push: 0 if it went through,
 /// 5 if not.
 pub fn sent_code<E>(r: Result<(), E>) -> i32 {
