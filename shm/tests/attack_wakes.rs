@@ -35,6 +35,15 @@ fn object(name: &str) -> u64 {
     peek_u64(name, off::OBJECT_OFFSET)
 }
 
+/// The marks a [`sleeper`] sets, both still 0: that it entered the
+/// blocking call, and that the call returned.
+fn entered_and_returned() -> (Shared<AtomicU32>, Shared<AtomicU32>) {
+    (
+        Shared::<AtomicU32>::anon(0).unwrap(),
+        Shared::<AtomicU32>::anon(0).unwrap(),
+    )
+}
+
 /// Forks a child that marks `entered`, runs `sleep` (an untimed call
 /// that only returns once the state says so) and marks `returned`.
 fn sleeper(
@@ -79,10 +88,7 @@ fn expect_noticed(
 fn an_event_set_whose_setter_died_before_waking_wakes_its_waiter() {
     let (_names, name) = common::segment_name("atk-wake-event", "ev");
     let ev = Shared::<Event>::create(&name, ()).unwrap();
-    let (entered, returned) = (
-        Shared::<AtomicU32>::anon(0).unwrap(),
-        Shared::<AtomicU32>::anon(0).unwrap(),
-    );
+    let (entered, returned) = entered_and_returned();
     let child = sleeper(&entered, &returned, || ev.wait());
     let at = object(&name);
     // The waiter announces itself with the WAITERS bit (2) before it sleeps.
@@ -99,10 +105,7 @@ fn an_event_set_whose_setter_died_before_waking_wakes_its_waiter() {
 fn a_permit_whose_releaser_died_before_waking_reaches_the_sleeper() {
     let (_names, name) = common::segment_name("atk-wake-sem", "sem");
     let sem = Shared::<Semaphore>::create(&name, common::unbounded(0)).unwrap();
-    let (entered, returned) = (
-        Shared::<AtomicU32>::anon(0).unwrap(),
-        Shared::<AtomicU32>::anon(0).unwrap(),
-    );
+    let (entered, returned) = entered_and_returned();
     let child = sleeper(&entered, &returned, || sem.acquire());
     assert!(eventually(NOTICE, || sem.counted_sleepers() == 1));
     let at = object(&name); // `count` is the semaphore's first word
@@ -117,10 +120,7 @@ fn a_permit_whose_releaser_died_before_waking_reaches_the_sleeper() {
 fn a_barrier_whose_last_party_died_before_waking_releases_the_others() {
     let (_names, name) = common::segment_name("atk-wake-barrier", "b");
     let _barrier = Shared::<Barrier>::create(&name, 2).unwrap();
-    let (entered, returned) = (
-        Shared::<AtomicU32>::anon(0).unwrap(),
-        Shared::<AtomicU32>::anon(0).unwrap(),
-    );
+    let (entered, returned) = entered_and_returned();
     let opener = name.clone();
     let child = sleeper(&entered, &returned, move || {
         let b = Shared::<Barrier>::open(&opener).unwrap();
@@ -140,10 +140,7 @@ fn a_barrier_whose_last_party_died_before_waking_releases_the_others() {
 fn a_notify_whose_notifier_died_before_waking_reaches_the_waiter() {
     let (_names, name) = common::segment_name("atk-wake-cond", "c");
     let cond = Shared::<Condition>::create(&name, ()).unwrap();
-    let (entered, returned) = (
-        Shared::<AtomicU32>::anon(0).unwrap(),
-        Shared::<AtomicU32>::anon(0).unwrap(),
-    );
+    let (entered, returned) = entered_and_returned();
     let child = sleeper(&entered, &returned, || {
         let g = cond.lock().unwrap();
         drop(g.wait().unwrap());

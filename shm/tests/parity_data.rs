@@ -8,7 +8,7 @@ use common::{eventually, join, join_all_ok, CHILD_TIMEOUT};
 use shmipc::sync::{AtomicU32, Ordering};
 use shmipc::{
     fault, fork, Array, ArrayError, DictConfig, DictError, Error, ExitStatus, ListConfig, Named,
-    Shared, SharedDict, SharedList, Value,
+    Shared, SharedDict, SharedList, Unlinker, Value,
 };
 
 const PROCS: u64 = 8;
@@ -303,16 +303,27 @@ fn kill_at(dict: &SharedDict, point: fault::Point, write: impl FnOnce(&SharedDic
     assert_eq!(join(&mut child), ExitStatus::Signal(libc::SIGKILL));
 }
 
+/// The shape of the dicts the kill tests make: (capacity, largest key,
+/// largest value), as [`RawDict::read`] takes it.
+const DICT: (usize, usize, usize) = (16, 16, 16);
+
+/// A dict (`label`, of shape [`DICT`]) that held `keys`, each with the
+/// value "old", and lost the last of them again (a tombstone).
+fn old_dict_less_its_last_key(label: &str, keys: [&[u8]; 3]) -> (Unlinker, String, SharedDict) {
+    let (names, name) = common::segment_name(label, "d");
+    let dict = SharedDict::create(&name, DictConfig::new(DICT.0, DICT.1, DICT.2)).unwrap();
+    for k in keys {
+        dict.insert(k, b"old").unwrap();
+    }
+    dict.remove(keys[2]).unwrap();
+    (names, name, dict)
+}
+
 #[test]
 fn a_dict_writer_killed_before_publishing_a_new_entry_loses_only_it() {
     let _one = repairing();
-    let (_names, name) = common::segment_name("dict-kill-publish", "d");
-    let config = (16, 16, 16);
-    let dict = SharedDict::create(&name, DictConfig::new(config.0, config.1, config.2)).unwrap();
-    for k in [&b"a"[..], b"b", b"c"] {
-        dict.insert(k, b"old").unwrap();
-    }
-    dict.remove(b"c").unwrap();
+    let (_names, name, dict) = old_dict_less_its_last_key("dict-kill-publish", [b"a", b"b", b"c"]);
+    let config = DICT;
     kill_at(&dict, fault::Point::DictBeforePublish, |d| {
         let _ = d.insert(b"new", b"unpublished");
     });
@@ -346,13 +357,8 @@ fn a_dict_writer_killed_before_publishing_a_new_entry_loses_only_it() {
 #[test]
 fn a_dict_writer_killed_between_replacing_and_tombstoning_leaves_a_duplicate_that_is_repaired() {
     let _one = repairing();
-    let (_names, name) = common::segment_name("dict-kill-replace", "d");
-    let config = (16, 16, 16);
-    let dict = SharedDict::create(&name, DictConfig::new(config.0, config.1, config.2)).unwrap();
-    for k in [&b"k"[..], b"x", b"y"] {
-        dict.insert(k, b"old").unwrap();
-    }
-    dict.remove(b"y").unwrap();
+    let (_names, name, dict) = old_dict_less_its_last_key("dict-kill-replace", [b"k", b"x", b"y"]);
+    let config = DICT;
     kill_at(&dict, fault::Point::DictBeforeTombstone, |d| {
         let _ = d.insert(b"k", b"new");
     });

@@ -33,14 +33,17 @@ fn holder(held: &Shared<Event>, hold: impl FnOnce()) -> shmipc::Child {
     .unwrap()
 }
 
-/// Kills `holder` once `waiter_ready` says the waiter sleeps behind it, and
-/// returns how long after the kill the waiter recovered (it stores the
-/// monotonic time of its recovery in `recovered`).
+/// Kills `holder` once `waiter_ready` says the waiter sleeps behind it,
+/// prints how long after the kill the waiter (of a `what`, held by its
+/// `holder_is`) recovered (it stores the monotonic time of its recovery in
+/// `recovered`), and checks that it was within [`BOUND`].
 fn kill_and_time(
     mut holder: shmipc::Child,
     mut waiter: shmipc::Child,
     recovered: &Shared<shmipc::AtomicU64>,
-) -> Duration {
+    what: &str,
+    holder_is: &str,
+) {
     // Let the waiter go to sleep behind the holder.
     std::thread::sleep(Duration::from_millis(150));
     let killed = now_ns();
@@ -48,7 +51,9 @@ fn kill_and_time(
     assert_eq!(join(&mut holder), ExitStatus::Signal(libc::SIGKILL));
     assert_eq!(join(&mut waiter), ExitStatus::Code(0), "the waiter failed");
     let at = recovered.load(std::sync::atomic::Ordering::SeqCst);
-    Duration::from_nanos(at.saturating_sub(killed))
+    let took = Duration::from_nanos(at.saturating_sub(killed));
+    eprintln!("{what}: recovered {took:?} after the {holder_is}'s SIGKILL");
+    assert!(took < BOUND, "{took:?}");
 }
 
 #[test]
@@ -76,9 +81,7 @@ fn a_lock_waiter_recovers_within_the_bound() {
         0
     })
     .unwrap();
-    let took = kill_and_time(holder, waiter, &recovered);
-    eprintln!("Lock: recovered {took:?} after the holder's SIGKILL");
-    assert!(took < BOUND, "{took:?}");
+    kill_and_time(holder, waiter, &recovered, "Lock", "holder");
 }
 
 #[test]
@@ -106,9 +109,7 @@ fn an_mpmc_consumer_recovers_within_the_bound() {
         }
     })
     .unwrap();
-    let took = kill_and_time(holder, waiter, &recovered);
-    eprintln!("MPMC: recovered {took:?} after the producer's SIGKILL");
-    assert!(took < BOUND, "{took:?}");
+    kill_and_time(holder, waiter, &recovered, "MPMC", "producer");
 }
 
 #[test]
@@ -137,7 +138,5 @@ fn a_byte_queue_reader_recovers_within_the_bound() {
         }
     })
     .unwrap();
-    let took = kill_and_time(holder, waiter, &recovered);
-    eprintln!("ByteQueue: recovered {took:?} after the writer's SIGKILL");
-    assert!(took < BOUND, "{took:?}");
+    kill_and_time(holder, waiter, &recovered, "ByteQueue", "writer");
 }
