@@ -516,25 +516,10 @@ impl Lock {
     /// not recoverable: taking it reports that).
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn announce_waiter(word: &AtomicU32) -> Option<u32> {
-        let mut state = word.load(Ordering::Relaxed);
-        loop {
+        futex::announce_waiter(word, WAITERS, Ordering::Relaxed, |state| {
             let owner = state & TID_MASK;
-            if owner == 0 || owner == NOT_RECOVERABLE {
-                return None;
-            }
-            if state & WAITERS != 0 {
-                return Some(state);
-            }
-            match word.compare_exchange_weak(
-                state,
-                state | WAITERS,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some(state | WAITERS),
-                Err(s) => state = s,
-            }
-        }
+            owner == 0 || owner == NOT_RECOVERABLE
+        })
     }
 
     /// [`Lock::try_lock_woken`], and if the holder is dead, the takeover a
