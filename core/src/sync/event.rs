@@ -175,9 +175,7 @@ impl Event {
     pub(crate) fn announce_waiter(word: &AtomicU32) -> Option<u32> {
         // SYNC POINT: Acquire pairs with the Release compare-and-swap in
         // `set`, as in `wait_until`.
-        futex::announce_waiter(word, WAITERS, Ordering::Acquire, |state| {
-            state & SET != 0
-        })
+        futex::announce_waiter(word, WAITERS, Ordering::Acquire, |state| state & SET != 0)
     }
 
     /// Whether the event is set, or was set (even if cleared again) since
