@@ -100,10 +100,7 @@ fn a_named_pipe_reader_moved_into_a_forked_child_is_not_a_broken_pipe() {
 /// forked child, which pushes again when told to.
 #[test]
 fn a_queue_producer_moved_into_a_forked_child_is_not_end_of_stream() {
-    let (_names, name) = common::segment_name("atk-ends-queue-fork", "q");
-    let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
-    let tx = Queue::<u32>::open(&name).unwrap();
-    tx.push(1).unwrap();
+    let (_names, q, tx) = common::queue_and_producer("atk-ends-queue-fork");
     let go = Shared::<Event>::anon(()).unwrap();
     let mut child = fork_on(&go, move || common::sent_code(tx.push(2))).unwrap();
     common::handed_producer_pushes_two(&q, &go, &mut child, "the forked child");

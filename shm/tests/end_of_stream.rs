@@ -373,11 +373,8 @@ fn anonymous_ends_handed_to_a_forked_child() {
 
 #[test]
 fn a_handle_used_before_fork_counts_in_the_child_that_inherits_it() {
-    let (_names, name) = common::segment_name("eos-inherit", "q");
-    let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
     // A second handle (its own peer slot), a producer before the fork.
-    let tx = Queue::<u32>::open(&name).unwrap();
-    tx.push(1).unwrap();
+    let (_names, q, tx) = common::queue_and_producer("eos-inherit");
     let [pushed, go] = common::anon_events();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut child = fork(|| {

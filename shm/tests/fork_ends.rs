@@ -70,10 +70,7 @@ fn a_pipe_end_handed_over_by_a_raw_fork_is_not_end_of_stream() {
 /// grandchild holds it then (the child's count went with its drop).
 #[test]
 fn a_producer_handed_on_to_a_grandchild_is_not_end_of_stream() {
-    let (_names, name) = common::segment_name("fork-ends-grand", "q");
-    let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
-    let tx = Queue::<u32>::open(&name).unwrap();
-    tx.push(1).unwrap();
+    let (_names, q, tx) = common::queue_and_producer("fork-ends-grand");
     let go = Shared::<Event>::anon(()).unwrap();
     let handed = Shared::<Event>::anon(()).unwrap();
     let (go_ref, handed_ref) = (&go, &handed);

@@ -254,6 +254,16 @@ pub fn held_sender_sends_on_go<T: PartialEq + std::fmt::Debug>(
     assert_eq!(pop(LONG), Ok(item));
 }
 
+/// A queue (`label`; 8 items of `u32`) and a second handle on it that has
+/// pushed 1: a producer, in a peer slot of its own, to hand to a child.
+pub fn queue_and_producer(label: &str) -> (Unlinker, Queue<u32>, Queue<u32>) {
+    let (names, name) = segment_name(label, "q");
+    let q = Queue::<u32>::create(&name, shmipc::RingConfig::new(8)).unwrap();
+    let tx = Queue::<u32>::open(&name).unwrap();
+    tx.push(1).unwrap();
+    (names, q, tx)
+}
+
 /// The parent's half of a queue producer handed over to `child` (forked
 /// with [`fork_on`] on `go`), which pushes 2 when told: `q` pops the 1 the
 /// producer pushed before, then [`held_sender_sends_on_go`] (`holder`
