@@ -161,6 +161,22 @@ fn stderr_of(p: &shmipc::ProcessHandle) -> String {
     err
 }
 
+/// Spawns `proc` as `cmd`, a process that runs only the test named
+/// `test`, with its stderr captured; returns the process, once it has
+/// ended, and what it wrote there.
+fn run_exact(
+    proc: Process,
+    cmd: &mut std::process::Command,
+    test: &str,
+) -> (shmipc::ProcessHandle, String) {
+    cmd.args(["--exact", test])
+        .stderr(std::process::Stdio::piped());
+    let p = proc.spawn(cmd).unwrap();
+    let err = stderr_of(&p);
+    p.join_timeout(CHILD_TIMEOUT).unwrap().expect("it ends");
+    (p, err)
+}
+
 /// Arguments that encode but do not decode: either `target_command`
 /// refuses them, or the spawned child fails without running the target,
 /// naming the process and the type.
@@ -183,14 +199,11 @@ fn a_spawned_target_whose_arguments_do_not_decode_fails_naming_the_type() {
         }
         Ok(cmd) => cmd,
     };
-    cmd.args([
-        "--exact",
+    let (p, err) = run_exact(
+        proc,
+        &mut cmd,
         "a_spawned_target_whose_arguments_do_not_decode_fails_naming_the_type",
-    ])
-    .stderr(std::process::Stdio::piped());
-    let p = proc.spawn(&mut cmd).unwrap();
-    let err = stderr_of(&p);
-    p.join_timeout(CHILD_TIMEOUT).unwrap().expect("it ends");
+    );
     assert_ne!(p.exitcode(), Some(0));
     assert!(
         err.contains("Lopsided") && err.contains("lopsided") && !err.contains("the target ran"),
@@ -222,15 +235,11 @@ fn a_target_command_run_by_another_binary_refuses_to_run() {
             other.env(k, v);
         }
     }
-    other
-        .args([
-            "--exact",
-            "a_target_command_run_by_another_binary_refuses_to_run",
-        ])
-        .stderr(std::process::Stdio::piped());
-    let p = proc.spawn(&mut other).unwrap();
-    let err = stderr_of(&p);
-    p.join_timeout(CHILD_TIMEOUT).unwrap().expect("it ends");
+    let (p, err) = run_exact(
+        proc,
+        &mut other,
+        "a_target_command_run_by_another_binary_refuses_to_run",
+    );
     assert_eq!(p.exitcode(), Some(7), "stderr: {err:?}");
     assert!(
         !err.contains("the target ran in another"),
