@@ -28,6 +28,14 @@ fn decrement_under_lock(lock: &Lock, counter: &AtomicU64) -> i32 {
     0
 }
 
+/// Joins the [`decrement_under_lock`] children, and checks that every one
+/// of their decrements landed and that the lock was left free.
+fn no_update_lost(children: &mut [Child], lock: &Lock, counter: &AtomicU64) {
+    join_all_ok(children);
+    assert_eq!(counter.load(Ordering::Relaxed), 0);
+    assert!(!lock.is_locked());
+}
+
 #[test]
 fn ten_processes_open_the_lock_by_name() {
     let (names, lock_name) = common::segment_name("test", "lock");
@@ -50,9 +58,7 @@ fn ten_processes_open_the_lock_by_name() {
             .unwrap()
         })
         .collect();
-    join_all_ok(&mut children);
-    assert_eq!(counter.load(Ordering::Relaxed), 0);
-    assert!(!lock.is_locked());
+    no_update_lost(&mut children, &lock, &counter);
 }
 
 #[test]
@@ -62,9 +68,7 @@ fn ten_processes_inherit_an_anonymous_lock() {
     let mut children: Vec<Child> = (0..PROCESSES)
         .map(|_| fork(|| decrement_under_lock(&lock, &counter)).unwrap())
         .collect();
-    join_all_ok(&mut children);
-    assert_eq!(counter.load(Ordering::Relaxed), 0);
-    assert!(!lock.is_locked());
+    no_update_lost(&mut children, &lock, &counter);
 }
 
 #[test]
