@@ -976,10 +976,11 @@ mod tests {
         assert_eq!(table.claim(&failing, 0, info), Err(ClaimError::System(22)));
     }
 
-    #[test]
-    fn judgement_needs_evidence() {
-        let mut mem = vec![0u64; 4 * PEER_SLOT_SIZE / 8];
-        // SAFETY: as above.
+    /// A table of four slots over `mem` in which this process claimed slot
+    /// 1 (`mine`) and another live process holds slot 0 (`other`).
+    fn mine_and_another(mem: &mut [u64]) -> (PeerTable<'_>, Stub, Token, Token) {
+        assert_eq!(mem.len(), 4 * PEER_SLOT_SIZE / 8);
+        // SAFETY: the slice is aligned, large enough and outlives the table.
         let table = unsafe { PeerTable::from_ptr(mem.as_mut_ptr().cast(), 4) };
         let locks = Stub::new(vec![0, 0, 0, 0], false);
         let info = PeerInfo::default();
@@ -987,6 +988,14 @@ mod tests {
         let mine = table.claim(&locks, 1, info).unwrap();
         // `other` is slot 0; pretend another process holds it.
         locks.set(other, 2);
+        (table, locks, other, mine)
+    }
+
+    #[test]
+    fn judgement_needs_evidence() {
+        let mut mem = vec![0u64; 4 * PEER_SLOT_SIZE / 8];
+        let (table, locks, other, mine) = mine_and_another(&mut mem);
+        let info = PeerInfo::default();
         assert_eq!(table.fate(&locks, Some(mine), other), Fate::Alive);
         assert_eq!(table.fate(&locks, Some(mine), mine), Fate::Alive);
         // A forged generation word is no evidence: still alive.
@@ -1027,13 +1036,8 @@ mod tests {
     #[test]
     fn end_counts_are_judged_by_their_holders_fate() {
         let mut mem = vec![0u64; 4 * PEER_SLOT_SIZE / 8];
-        // SAFETY: as above.
-        let table = unsafe { PeerTable::from_ptr(mem.as_mut_ptr().cast(), 4) };
-        let locks = Stub::new(vec![0, 0, 0, 0], false);
+        let (table, locks, other, mine) = mine_and_another(&mut mem);
         let info = PeerInfo::default();
-        let other = table.claim(&locks, 0, info).unwrap();
-        let mine = table.claim(&locks, 1, info).unwrap();
-        locks.set(other, 2);
         let (o, m) = (other.slot().unwrap(), mine.slot().unwrap());
         assert!(
             !table.end_alive(&locks, Some(mine), 1, End::Sender),

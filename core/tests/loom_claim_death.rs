@@ -63,15 +63,22 @@ fn flag() -> &'static AtomicBool {
     Box::leak(Box::new(AtomicBool::new(false)))
 }
 
+/// A two-slot MPMC queue and three handles on it, as the victim (dead once
+/// the returned flag is up), token 1 and token 2 see it.
+fn mpmc_of_three() -> (&'static AtomicBool, [Mpmc<'static, u32>; 3]) {
+    let dead = flag();
+    let q = Mpmc::<u32>::new_boxed(RingConfig::new(2));
+    let victim = q.clone().with_peers(peers(VICTIM, dead));
+    let consumer = q.clone().with_peers(peers(token(1), dead));
+    let live = q.with_peers(peers(token(2), dead));
+    (dead, [victim, consumer, live])
+}
+
 #[test]
 fn a_consumer_skips_a_slot_claimed_by_a_dead_producer() {
     set_owner_checks(true);
     loom::model(|| {
-        let dead = flag();
-        let q = Mpmc::<u32>::new_boxed(RingConfig::new(2));
-        let victim = q.clone().with_peers(peers(VICTIM, dead));
-        let consumer = q.clone().with_peers(peers(token(1), dead));
-        let live = q.with_peers(peers(token(2), dead));
+        let (dead, [victim, consumer, live]) = mpmc_of_three();
         let dying = thread::spawn(move || {
             // Claims a slot and stops for good before publishing it.
             victim.claim_push_and_stop().unwrap();
@@ -100,11 +107,7 @@ fn a_consumer_skips_a_slot_claimed_by_a_dead_producer() {
 fn a_producer_frees_a_slot_held_by_a_dead_consumer() {
     set_owner_checks(true);
     loom::model(|| {
-        let dead = flag();
-        let q = Mpmc::<u32>::new_boxed(RingConfig::new(2));
-        let victim = q.clone().with_peers(peers(VICTIM, dead));
-        let consumer = q.clone().with_peers(peers(token(1), dead));
-        let live = q.with_peers(peers(token(2), dead));
+        let (dead, [victim, consumer, live]) = mpmc_of_three();
         live.push(1).unwrap();
         live.push(2).unwrap();
         victim.claim_pop_and_stop().unwrap();

@@ -57,56 +57,40 @@ fn give_tokens(s: &Shared, n: u32, all: bool) {
     }
 }
 
+/// `waiters` threads each wait for a token while this thread gives
+/// `gifts` in order (`(tokens, notify_all)`); every waiter must get
+/// through, and every token be taken.
+fn waiters_take_every_gift(waiters: usize, gifts: &[(u32, bool)]) {
+    let s = shared();
+    let waiters: Vec<_> = (0..waiters)
+        .map(|_| {
+            let s = s.clone();
+            thread::spawn(move || take_token(&s))
+        })
+        .collect();
+    for &(n, all) in gifts {
+        give_tokens(&s, n, all);
+    }
+    for w in waiters {
+        w.join().unwrap();
+    }
+    // SAFETY: every other thread has been joined.
+    assert_eq!(s.tokens.with(|t| unsafe { *t }), 0);
+}
+
 #[test]
 fn notify_one_racing_wait_is_never_lost() {
-    model_with_preemptions(3, || {
-        let s = shared();
-        let s2 = s.clone();
-        let waiter = thread::spawn(move || take_token(&s2));
-        give_tokens(&s, 1, false);
-        waiter.join().unwrap();
-        // SAFETY: every other thread has been joined.
-        assert_eq!(s.tokens.with(|t| unsafe { *t }), 0);
-    });
+    model_with_preemptions(3, || waiters_take_every_gift(1, &[(1, false)]));
 }
 
 #[test]
 fn two_notify_ones_wake_two_waiters() {
     // Each notify_one wakes one waiter (the futex model wakes exactly
     // one): two waiters, two notifies, and both waiters get through.
-    loom::model(|| {
-        let s = shared();
-        let waiters: Vec<_> = (0..2)
-            .map(|_| {
-                let s = s.clone();
-                thread::spawn(move || take_token(&s))
-            })
-            .collect();
-        give_tokens(&s, 1, false);
-        give_tokens(&s, 1, false);
-        for w in waiters {
-            w.join().unwrap();
-        }
-        // SAFETY: every other thread has been joined.
-        assert_eq!(s.tokens.with(|t| unsafe { *t }), 0);
-    });
+    loom::model(|| waiters_take_every_gift(2, &[(1, false), (1, false)]));
 }
 
 #[test]
 fn notify_all_wakes_every_waiter() {
-    loom::model(|| {
-        let s = shared();
-        let waiters: Vec<_> = (0..2)
-            .map(|_| {
-                let s = s.clone();
-                thread::spawn(move || take_token(&s))
-            })
-            .collect();
-        give_tokens(&s, 2, true);
-        for w in waiters {
-            w.join().unwrap();
-        }
-        // SAFETY: every other thread has been joined.
-        assert_eq!(s.tokens.with(|t| unsafe { *t }), 0);
-    });
+    loom::model(|| waiters_take_every_gift(2, &[(2, true)]));
 }

@@ -7,18 +7,23 @@ use loom::sync::Arc;
 use loom::thread;
 use shmipc_core::Semaphore;
 
-#[test]
-fn never_more_holders_than_permits() {
-    loom::model(|| {
-        let sem = Arc::new(Semaphore::new(1));
+/// `threads` threads each take a permit of a `permits`-permit semaphore,
+/// hold it and give it back: never more than `permits` hold one at once,
+/// and every permit is back at the end.
+fn never_more_holders_than(permits: u32, threads: usize) {
+    loom::model(move || {
+        let sem = Arc::new(Semaphore::new(permits));
         let holders = Arc::new(AtomicUsize::new(0));
-        let handles: Vec<_> = (0..2)
+        let handles: Vec<_> = (0..threads)
             .map(|_| {
                 let (sem, holders) = (sem.clone(), holders.clone());
                 thread::spawn(move || {
                     sem.acquire();
                     let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
-                    assert!(now <= 1, "{now} holders of a 1-permit semaphore");
+                    assert!(
+                        now <= permits as usize,
+                        "{now} holders of a {permits}-permit semaphore"
+                    );
                     holders.fetch_sub(1, Ordering::SeqCst);
                     sem.release().unwrap();
                 })
@@ -27,32 +32,18 @@ fn never_more_holders_than_permits() {
         for h in handles {
             h.join().unwrap();
         }
-        assert_eq!(sem.value(), 1);
+        assert_eq!(sem.value(), permits);
     });
 }
 
 #[test]
+fn never_more_holders_than_permits() {
+    never_more_holders_than(1, 2);
+}
+
+#[test]
 fn two_permits_three_threads() {
-    loom::model(|| {
-        let sem = Arc::new(Semaphore::new(2));
-        let holders = Arc::new(AtomicUsize::new(0));
-        let handles: Vec<_> = (0..3)
-            .map(|_| {
-                let (sem, holders) = (sem.clone(), holders.clone());
-                thread::spawn(move || {
-                    sem.acquire();
-                    let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
-                    assert!(now <= 2, "{now} holders of a 2-permit semaphore");
-                    holders.fetch_sub(1, Ordering::SeqCst);
-                    sem.release().unwrap();
-                })
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap();
-        }
-        assert_eq!(sem.value(), 2);
-    });
+    never_more_holders_than(2, 3);
 }
 
 #[test]

@@ -453,29 +453,15 @@ mod tests {
             .to_string()
             .starts_with("ftruncate failed for shared memory segment \"/jobs\""));
         assert!(std::error::Error::source(&e).is_some());
-        let e = Error::from_io(
-            "shm_open",
-            "/jobs",
-            io::Error::from_raw_os_error(libc::EPERM),
-        );
+        let os = io::Error::from_raw_os_error;
+        let e = Error::from_io("shm_open", "/jobs", os(libc::EPERM));
         assert!(matches!(e, Error::PermissionDenied { .. }));
-        let e = Error::from_name_op(
-            "shm_open",
-            "/jobs",
-            io::Error::from_raw_os_error(libc::EINVAL),
-        );
-        assert!(matches!(e, Error::InvalidName { .. }));
-        let e = Error::from_name_op(
-            "shm_open",
-            "/jobs",
-            io::Error::from_raw_os_error(libc::ENAMETOOLONG),
-        );
-        assert!(matches!(e, Error::InvalidName { .. }));
-        let e = Error::from_name_op(
-            "shm_open",
-            "/jobs",
-            io::Error::from_raw_os_error(libc::EEXIST),
-        );
-        assert!(matches!(e, Error::AlreadyExists { .. }));
+        let name_op = |errno| Error::from_name_op("shm_open", "/jobs", os(errno));
+        assert!(matches!(name_op(libc::EINVAL), Error::InvalidName { .. }));
+        assert!(matches!(
+            name_op(libc::ENAMETOOLONG),
+            Error::InvalidName { .. }
+        ));
+        assert!(matches!(name_op(libc::EEXIST), Error::AlreadyExists { .. }));
     }
 }

@@ -33,8 +33,7 @@ const ROUNDS: u64 = 2_000;
 
 #[test]
 fn an_async_ping_pong_across_two_processes_under_tokio() {
-    let n = Unlinker::new("aiopp");
-    let (ping, pong) = (n.name("ping"), n.name("pong"));
+    let (_n, [ping, pong]) = common::segment_names("aiopp", ["ping", "pong"]);
     let to_child = Queue::<u64>::create(&ping, RingConfig::new(4)).unwrap();
     let to_parent = Queue::<u64>::create(&pong, RingConfig::new(4)).unwrap();
     let mut child = fork(|| {
@@ -73,8 +72,7 @@ fn an_async_ping_pong_across_two_processes_under_tokio() {
 
 #[test]
 fn an_async_pipe_ping_pong_across_two_processes() {
-    let n = Unlinker::new("aiopipe");
-    let name = n.name("p");
+    let (_n, name) = common::segment_name("aiopipe", "p");
     let a = Pipe::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let mut child = fork(|| {
         let Ok(b) = Pipe::open(&name) else { return 2 };
@@ -109,8 +107,7 @@ const ITEMS: u64 = 500;
 
 #[test]
 fn dropping_pending_pop_futures_loses_no_item() {
-    let n = Unlinker::new("aiocancel");
-    let name = n.name("q");
+    let (_n, name) = common::segment_name("aiocancel", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(8)).unwrap();
     let mut child = fork(|| {
         let Ok(q) = Queue::<u64>::open(&name) else {
@@ -179,8 +176,7 @@ fn a_dropped_pending_pop_leaves_the_item_for_the_next_receiver() {
 
 #[test]
 fn event_semaphore_lock_and_join_futures_are_woken_by_another_process() {
-    let n = Unlinker::new("aiokinds");
-    let (en, sn, ln) = (n.name("e"), n.name("s"), n.name("l"));
+    let (_n, [en, sn, ln]) = common::segment_names("aiokinds", ["e", "s", "l"]);
     let event = Shared::<Event>::create(&en, ()).unwrap();
     let sem = Shared::<Semaphore>::create(
         &sn,
@@ -287,8 +283,7 @@ fn more_pending_futures_than_one_waiter_thread_holds_all_wake() {
 
 #[test]
 fn typed_queue_and_typed_pipe_futures_carry_values_across_processes() {
-    let n = Unlinker::new("aiotyped");
-    let (qn, pn) = (n.name("q"), n.name("p"));
+    let (_n, [qn, pn]) = common::segment_names("aiotyped", ["q", "p"]);
     let config = BytesConfig::new(4096, 256);
     let q = TypedQueue::<String>::create(&qn, config).unwrap();
     let a = TypedPipe::<Vec<u32>>::create(&pn, config).unwrap();
@@ -328,16 +323,6 @@ fn typed_queue_and_typed_pipe_futures_carry_values_across_processes() {
     assert_eq!(join(&mut child), ExitStatus::Code(0));
 }
 
-/// CPU time (user + system) of the whole process.
-fn process_cpu() -> Duration {
-    // SAFETY: rusage is plain data; getrusage fills it.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `u` is valid for writing.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) }, 0);
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
 #[test]
 fn a_future_pending_for_a_second_uses_under_two_percent_of_a_core() {
     // In a child of its own, so RUSAGE_SELF counts its runtime and waiter
@@ -346,14 +331,14 @@ fn a_future_pending_for_a_second_uses_under_two_percent_of_a_core() {
         let q = Queue::<u64>::anon(RingConfig::new(4)).unwrap();
         let event = Shared::<Event>::anon(()).unwrap();
         let rt = current_thread();
-        let (cpu0, start) = (process_cpu(), Instant::now());
+        let (cpu0, start) = (common::cpu_time(libc::RUSAGE_SELF), Instant::now());
         let timed_out = rt.block_on(async {
             let both = async { tokio::join!(q.pop_async(), event.wait_async()) };
             tokio::time::timeout(Duration::from_secs(1), both)
                 .await
                 .is_err()
         });
-        let (used, took) = (process_cpu() - cpu0, start.elapsed());
+        let (used, took) = (common::cpu_time(libc::RUSAGE_SELF) - cpu0, start.elapsed());
         println!("two futures pending for {took:?}: {used:?} of CPU");
         if !timed_out {
             return 3;
@@ -561,8 +546,7 @@ fn peer_goes<H, R>(
 )]
 fn an_async_pipe_receive_ends_when_the_other_end_exits_or_is_killed() {
     for death in [Death::Exit, Death::Kill] {
-        let n = Unlinker::new("aioeospipe");
-        let name = n.name("p");
+        let (_n, name) = common::segment_name("aioeospipe", "p");
         let a = Pipe::create(&name, BytesConfig::new(1024, 64)).unwrap();
         let r = peer_goes(
             "Pipe",
@@ -588,8 +572,7 @@ fn an_async_pipe_receive_ends_when_the_other_end_exits_or_is_killed() {
 )]
 fn an_async_queue_pop_ends_when_every_producer_exits_or_is_killed() {
     for death in [Death::Exit, Death::Kill] {
-        let n = Unlinker::new("aioeosq");
-        let name = n.name("q");
+        let (_n, name) = common::segment_name("aioeosq", "q");
         let q = Queue::<u64>::create(&name, RingConfig::new(8)).unwrap();
         let r = peer_goes(
             "Queue",
@@ -615,8 +598,7 @@ fn an_async_queue_pop_ends_when_every_producer_exits_or_is_killed() {
 )]
 fn an_async_byte_queue_receive_ends_when_every_writer_exits_or_is_killed() {
     for death in [Death::Exit, Death::Kill] {
-        let n = Unlinker::new("aioeosbq");
-        let name = n.name("q");
+        let (_n, name) = common::segment_name("aioeosbq", "q");
         let q = shmipc::ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
         let r = peer_goes(
             "ByteQueue",
@@ -642,8 +624,7 @@ fn an_async_byte_queue_receive_ends_when_every_writer_exits_or_is_killed() {
 )]
 fn async_typed_receives_end_when_the_peer_exits_or_is_killed() {
     for death in [Death::Exit, Death::Kill] {
-        let n = Unlinker::new("aioeostq");
-        let name = n.name("q");
+        let (n, name) = common::segment_name("aioeostq", "q");
         let q = TypedQueue::<String>::create(&name, BytesConfig::new(1024, 64)).unwrap();
         let r = peer_goes(
             "TypedQueue",

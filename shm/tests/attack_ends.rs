@@ -37,16 +37,11 @@ fn config() -> BytesConfig {
 /// returns. The other end must keep waiting: the child holds the end.
 #[test]
 fn a_named_pipe_end_moved_into_a_forked_child_is_not_end_of_stream() {
-    let names = Unlinker::new("atk-ends-pipe-fork");
-    let name = names.name("p");
+    let (_names, name) = common::segment_name("atk-ends-pipe-fork", "p");
     let a = Pipe::create(&name, config()).unwrap();
     let b = Pipe::open(&name).unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
-    let mut child = fork_on(&go, move || match b.send(b"from the child") {
-        Ok(()) => 0,
-        Err(_) => 5,
-    })
-    .unwrap();
+    let mut child = fork_on(&go, move || common::sent_code(b.send(b"from the child"))).unwrap();
     // The closure (and the parent's copy of `b` in it) is gone now.
     assert_eq!(
         a.recv_vec_timeout(SEVERAL_CHECKS).err(),
@@ -68,8 +63,7 @@ fn a_named_pipe_end_moved_into_a_forked_child_is_not_end_of_stream() {
 /// ring full must wait for the child, not fail as a broken pipe.
 #[test]
 fn a_named_pipe_reader_moved_into_a_forked_child_is_not_a_broken_pipe() {
-    let names = Unlinker::new("atk-ends-pipe-fork-rx");
-    let name = names.name("p");
+    let (_names, name) = common::segment_name("atk-ends-pipe-fork-rx", "p");
     let a = Pipe::create(&name, config()).unwrap();
     let b = Pipe::open(&name).unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
@@ -106,26 +100,10 @@ fn a_named_pipe_reader_moved_into_a_forked_child_is_not_a_broken_pipe() {
 /// forked child, which pushes again when told to.
 #[test]
 fn a_queue_producer_moved_into_a_forked_child_is_not_end_of_stream() {
-    let names = Unlinker::new("atk-ends-queue-fork");
-    let name = names.name("q");
-    let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
-    let tx = Queue::<u32>::open(&name).unwrap();
-    tx.push(1).unwrap();
+    let (_names, q, tx) = common::queue_and_producer("atk-ends-queue-fork");
     let go = Shared::<Event>::anon(()).unwrap();
-    let mut child = fork_on(&go, move || match tx.push(2) {
-        Ok(()) => 0,
-        Err(_) => 5,
-    })
-    .unwrap();
-    assert_eq!(q.pop_timeout(LONG), Ok(1));
-    assert_eq!(
-        q.pop_timeout(SEVERAL_CHECKS),
-        Err(PopError::Timeout),
-        "false end-of-stream: the forked child holds the producer"
-    );
-    go.set();
-    assert_eq!(q.pop_timeout(LONG), Ok(2));
-    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    let mut child = fork_on(&go, move || common::sent_code(tx.push(2))).unwrap();
+    common::handed_producer_pushes_two(&q, &go, &mut child, "the forked child");
     assert_eq!(q.pop_timeout(PATIENCE), Err(PopError::Disconnected));
 }
 
@@ -138,18 +116,13 @@ fn an_spsc_producer_moved_into_a_forked_child_is_not_end_of_stream() {
     let mut rx = sq.take_consumer().unwrap();
     let mut tx = sq.take_producer().unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
-    let mut child = fork_on(&go, move || match tx.push(9) {
-        Ok(()) => 0,
-        Err(_) => 5,
-    })
-    .unwrap();
-    assert_eq!(
-        rx.pop_timeout(SEVERAL_CHECKS),
-        Err(PopError::Timeout),
-        "false end-of-stream: the forked child holds the producer role"
+    let mut child = fork_on(&go, move || common::sent_code(tx.push(9))).unwrap();
+    common::held_sender_sends_on_go(
+        |t| rx.pop_timeout(t),
+        &go,
+        "the forked child holds the producer role",
+        9,
     );
-    go.set();
-    assert_eq!(rx.pop_timeout(LONG), Ok(9));
     assert_eq!(join(&mut child), ExitStatus::Code(0));
     assert_eq!(rx.pop_timeout(PATIENCE), Err(PopError::Disconnected));
 }
@@ -158,8 +131,7 @@ fn an_spsc_producer_moved_into_a_forked_child_is_not_end_of_stream() {
 /// `TypedPipe` end, moved into a forked child.
 #[test]
 fn typed_senders_moved_into_a_forked_child_are_not_end_of_stream() {
-    let names = Unlinker::new("atk-ends-typed-fork");
-    let (qname, pname) = (names.name("q"), names.name("p"));
+    let (_names, [qname, pname]) = common::segment_names("atk-ends-typed-fork", ["q", "p"]);
     let q = TypedQueue::<String>::create(&qname, config()).unwrap();
     let tx = TypedQueue::<String>::open(&qname).unwrap();
     tx.put(&"first".to_string()).unwrap();
@@ -205,8 +177,7 @@ fn typed_senders_moved_into_a_forked_child_are_not_end_of_stream() {
 /// stream.
 #[test]
 fn a_stopped_sender_is_not_end_of_stream() {
-    let names = Unlinker::new("atk-ends-stopped");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("atk-ends-stopped", "q");
     let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
     let ready = Shared::<Event>::anon(()).unwrap();
     let mut child = fork(|| {
@@ -215,10 +186,7 @@ fn a_stopped_sender_is_not_end_of_stream() {
         ready.set();
         // SIGSTOP lands in here; after SIGCONT, send once more.
         std::thread::sleep(Duration::from_millis(300));
-        match tx.push(2) {
-            Ok(()) => 0,
-            Err(_) => 5,
-        }
+        common::sent_code(tx.push(2))
     })
     .unwrap();
     assert!(ready.wait_timeout(LONG));
@@ -243,13 +211,9 @@ fn a_stopped_sender_is_not_end_of_stream() {
 /// slot's fate).
 #[test]
 fn many_sender_handles_in_one_process_overflow_safely() {
-    let names = Unlinker::new("atk-ends-many");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("atk-ends-many", "q");
     let q = Queue::<u32>::create(&name, RingConfig::new(512)).unwrap();
-    let (ready, go) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let [ready, go] = common::anon_events();
     let mut child = fork(|| {
         let tx = Queue::<u32>::open(&name).unwrap();
         let mut clones: Vec<_> = (0..300).map(|_| (*tx).clone()).collect();
@@ -295,8 +259,7 @@ fn many_sender_handles_in_one_process_overflow_safely() {
 /// told `Disconnected`.
 #[test]
 fn an_item_behind_a_dead_claim_is_delivered_before_end_of_stream() {
-    let names = Unlinker::new("atk-ends-dead-claim");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("atk-ends-dead-claim", "q");
     let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
     let claimed = Shared::<Event>::anon(()).unwrap();
     let mut stuck = fork(|| {
@@ -313,10 +276,7 @@ fn an_item_behind_a_dead_claim_is_delivered_before_end_of_stream() {
     assert!(claimed.wait_timeout(LONG));
     let mut behind = fork(|| {
         let tx = Queue::<u32>::open(&name).unwrap();
-        match tx.push(2) {
-            Ok(()) => 0,
-            Err(_) => 5,
-        }
+        common::sent_code(tx.push(2))
     })
     .unwrap();
     assert_eq!(join(&mut behind), ExitStatus::Code(0));
@@ -350,13 +310,9 @@ const SLOT_ENDS_AT: u64 = 24;
 /// and each timed receive returns within its timeout plus a second.
 #[test]
 fn garbage_in_the_ends_words_makes_no_live_sender_look_gone() {
-    let names = Unlinker::new("atk-ends-garbage");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("atk-ends-garbage", "q");
     let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
-    let (ready, done) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let [ready, done] = common::anon_events();
     let mut producer = fork(|| {
         let tx = Queue::<u32>::open(&name).unwrap();
         tx.push(1).unwrap();
@@ -436,8 +392,7 @@ fn garbage_in_the_ends_words_makes_no_live_sender_look_gone() {
 /// and the test fails on the channel's timeout.
 #[test]
 fn untimed_pops_wake_with_disconnected_after_a_sigkill() {
-    let names = Unlinker::new("atk-ends-untimed");
-    let qname = names.name("q");
+    let (names, qname) = common::segment_name("atk-ends-untimed", "q");
     let q = Queue::<u32>::create(&qname, RingConfig::new(8)).unwrap();
     let sname = names.name("s");
     let sq = SpscQueue::<u32>::create(&sname, RingConfig::new(8)).unwrap();

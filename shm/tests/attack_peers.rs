@@ -15,9 +15,7 @@ mod common;
 use std::time::Duration;
 
 use common::{join, off, peek_u32, peek_u64, poke_u32, LONG, SEVERAL_CHECKS};
-use shmipc::{
-    fork, Event, ExitStatus, Lock, LockError, Named, Queue, RingConfig, Shared, Unlinker,
-};
+use shmipc::{fork, Event, ExitStatus, Lock, LockError, Named, Queue, RingConfig, Shared};
 
 /// The hostile write: every slot's generation word (the first 4 bytes of
 /// each 32-byte slot) moves on by one, as if each slot had a new holder.
@@ -40,13 +38,9 @@ fn bump_every_generation(name: &str) -> u32 {
 
 #[test]
 fn a_forged_generation_does_not_make_a_live_lock_holder_dead() {
-    let names = Unlinker::new("atk-gen-lock");
-    let name = names.name("lock");
+    let (_names, name) = common::segment_name("atk-gen-lock", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
-    let (held, release) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let [held, release] = common::anon_events();
     let mut child = fork(|| {
         let guard = lock.lock().unwrap();
         held.set();
@@ -81,13 +75,9 @@ fn a_forged_generation_does_not_make_a_live_lock_holder_dead() {
 
 #[test]
 fn a_forged_generation_does_not_recover_a_live_producers_claim() {
-    let names = Unlinker::new("atk-gen-mpmc");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("atk-gen-mpmc", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
-    let (claimed, release) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let [claimed, release] = common::anon_events();
     let mut child = fork(|| {
         let q = Queue::<u64>::open(&name).unwrap();
         // Claims position 0 and stops before publishing, alive.
@@ -132,8 +122,7 @@ fn a_forged_generation_does_not_recover_a_live_producers_claim() {
 #[test]
 fn a_full_peer_table_refuses_no_one_and_hangs_nothing() {
     const SLOTS: u32 = 4;
-    let names = Unlinker::new("atk-full");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("atk-full", "q");
     let opts = shmipc::Options::default().peer_slots(SLOTS);
     let q = Queue::<u64>::create_with(&name, RingConfig::new(8), &opts).unwrap();
     // The creator holds one slot; these hold the rest.
@@ -177,8 +166,7 @@ fn a_full_peer_table_refuses_no_one_and_hangs_nothing() {
 /// while the process itself, now another program, lives on.
 #[test]
 fn a_holder_that_execs_is_taken_over() {
-    let names = Unlinker::new("atk-exec");
-    let name = names.name("lock");
+    let (_names, name) = common::segment_name("atk-exec", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let held = Shared::<Event>::anon(()).unwrap();
     let mut child = fork(|| {

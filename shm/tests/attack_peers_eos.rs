@@ -204,8 +204,7 @@ fn base(k: usize) -> u64 {
 /// duplicate, then `Disconnected` within [`EOS_BOUND`] of the last kill.
 /// Returns the time from the last kill to `Disconnected`.
 fn kill_round(kind: Kind, rng: &mut Rng) -> Duration {
-    let names = Unlinker::new("atk-peos-kill");
-    let name = names.name("o");
+    let (_names, name) = common::segment_name("atk-peos-kill", "o");
     let mut rx = Rx::create(kind, &name);
     let n = kind.senders();
     let acked: Vec<Shared<AtomicU64>> = (0..n)
@@ -313,6 +312,29 @@ fn kill_round(kind: Kind, rng: &mut Rng) -> Duration {
     latency
 }
 
+/// Runs `round` for each of `kinds`, `ATK_ROUNDS` times (default 8), and
+/// prints the worst latency it returned: the `what` that long after
+/// `since`.
+fn worst_of_rounds(
+    kinds: impl IntoIterator<Item = Kind>,
+    what: &str,
+    since: &str,
+    mut round: impl FnMut(Kind, &mut Rng) -> Duration,
+) {
+    let rounds = common::env_count("ATK_ROUNDS", 8);
+    let mut rng = Rng::seeded();
+    for kind in kinds {
+        let mut worst = Duration::ZERO;
+        for _ in 0..rounds {
+            worst = worst.max(round(kind, &mut rng));
+        }
+        eprintln!(
+            "{kind:?}: {rounds} rounds, worst {what} {:.1} ms after {since}",
+            worst.as_secs_f64() * 1e3
+        );
+    }
+}
+
 /// Every kind, many rounds (`ATK_ROUNDS`, default 8): senders SIGKILLed
 /// at random instants while sending flat out. Checked that it can fail:
 /// with `Ends::gone` always answering "gone" (a local edit of ends.rs, not
@@ -325,21 +347,7 @@ fn kill_round(kind: Kind, rng: &mut Rng) -> Duration {
 /// deterministically.)
 #[test]
 fn senders_sigkilled_mid_send_lose_nothing_acknowledged_and_end_the_stream() {
-    let rounds: usize = std::env::var("ATK_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
-    let mut rng = Rng::seeded();
-    for kind in KINDS {
-        let mut worst = Duration::ZERO;
-        for _ in 0..rounds {
-            worst = worst.max(kill_round(kind, &mut rng));
-        }
-        eprintln!(
-            "{kind:?}: {rounds} rounds, worst end-of-stream {:.1} ms after the last SIGKILL",
-            worst.as_secs_f64() * 1e3
-        );
-    }
+    worst_of_rounds(KINDS, "end-of-stream", "the last SIGKILL", kill_round);
 }
 
 /// `wait` on a receiving end whose senders are all gone: a receive there
@@ -353,8 +361,7 @@ fn senders_sigkilled_mid_send_lose_nothing_acknowledged_and_end_the_stream() {
 fn wait_reports_an_object_whose_senders_are_gone_as_readable() {
     let mut failures = Vec::new();
     for kind in KINDS {
-        let names = Unlinker::new("atk-peos-wait-eos");
-        let name = names.name("o");
+        let (_names, name) = common::segment_name("atk-peos-wait-eos", "o");
         let mut rx = Rx::create(kind, &name);
         let (name_ref, acked) = (&name, Shared::<AtomicU64>::anon(0).unwrap());
         let acked_ref = &acked;
@@ -398,13 +405,10 @@ fn wait_reports_an_object_whose_senders_are_gone_as_readable() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// A pipe end whose reader is gone and whose ring is full: a send there
-/// returns `Disconnected` at once (the README's table), so
-/// `wait(writable)` must report it ready rather than sleep to its timeout.
-#[test]
-fn wait_reports_a_full_pipe_whose_reader_is_gone_as_writable() {
-    let names = Unlinker::new("atk-peos-wait-broken");
-    let name = names.name("p");
+/// End A of a pipe (`label`) whose end B was claimed by a child process,
+/// which has exited.
+fn pipe_whose_reader_left(label: &str) -> (Unlinker, Pipe) {
+    let (names, name) = common::segment_name(label, "p");
     let a = Pipe::create(&name, config()).unwrap();
     let mut child = fork(|| {
         let b = Pipe::open(&name).unwrap();
@@ -413,6 +417,15 @@ fn wait_reports_a_full_pipe_whose_reader_is_gone_as_writable() {
     })
     .unwrap();
     assert_eq!(join(&mut child), ExitStatus::Code(0));
+    (names, a)
+}
+
+/// A pipe end whose reader is gone and whose ring is full: a send there
+/// returns `Disconnected` at once (the README's table), so
+/// `wait(writable)` must report it ready rather than sleep to its timeout.
+#[test]
+fn wait_reports_a_full_pipe_whose_reader_is_gone_as_writable() {
+    let (_names, a) = pipe_whose_reader_left("atk-peos-wait-broken");
     // Fill A's outgoing ring (the peer is gone: nothing drains it).
     let mut sent = 0;
     while a.try_send(&[0u8; 60]).is_ok() {
@@ -452,8 +465,7 @@ impl Drop for KillIfPanicking {
 #[test]
 fn a_sender_that_forks_and_exits_leaves_its_child_holding_the_stream() {
     for _ in 0..5 {
-        let names = Unlinker::new("atk-peos-orphan");
-        let name = names.name("q");
+        let (_names, name) = common::segment_name("atk-peos-orphan", "q");
         let q = Queue::<u64>::create(&name, RingConfig::new(8)).unwrap();
         let go = Shared::<Event>::anon(()).unwrap();
         let grandchild_pid = Shared::<AtomicU64>::anon(0).unwrap();
@@ -467,10 +479,7 @@ fn a_sender_that_forks_and_exits_leaves_its_child_holding_the_stream() {
                 if !go_ref.wait_timeout(LONG) {
                     return 4;
                 }
-                match tx.push(2) {
-                    Ok(()) => 0,
-                    Err(_) => 5,
-                }
+                common::sent_code(tx.push(2))
             }) else {
                 return 6;
             };
@@ -485,13 +494,12 @@ fn a_sender_that_forks_and_exits_leaves_its_child_holding_the_stream() {
         assert_ne!(grandchild_pid.load(SeqCst), 0);
         let _orphan = KillIfPanicking(grandchild_pid.load(SeqCst) as i32);
         assert_eq!(q.pop_timeout(LONG), Ok(1));
-        assert_eq!(
-            q.pop_timeout(SEVERAL_CHECKS),
-            Err(PopError::Timeout),
-            "false end-of-stream: the orphaned child holds the producer"
+        common::held_sender_sends_on_go(
+            |t| q.pop_timeout(t),
+            &go,
+            "the orphaned child holds the producer",
+            2,
         );
-        go.set();
-        assert_eq!(q.pop_timeout(LONG), Ok(2));
         assert_eq!(q.pop_timeout(PATIENCE), Err(PopError::Disconnected));
     }
 }
@@ -511,8 +519,7 @@ fn a_sender_that_forks_and_exits_leaves_its_child_holding_the_stream() {
 #[test]
 fn a_dead_senders_slot_reused_by_a_newcomer() {
     for _ in 0..5 {
-        let names = Unlinker::new("atk-peos-reuse");
-        let name = names.name("q");
+        let (_names, name) = common::segment_name("atk-peos-reuse", "q");
         let q = Queue::<u64>::create_with(
             &name,
             RingConfig::new(8),
@@ -546,10 +553,7 @@ fn a_dead_senders_slot_reused_by_a_newcomer() {
             }
             pushed_ref.set();
             std::thread::sleep(Duration::from_millis(600));
-            match tx.push(3) {
-                Ok(()) => 0,
-                Err(_) => 5,
-            }
+            common::sent_code(tx.push(3))
         })
         .unwrap();
         assert_eq!(q.pop_timeout(LONG), Ok(1));
@@ -591,8 +595,7 @@ fn send_outcome<E: std::fmt::Debug>(r: Result<(), E>) -> Option<String> {
 /// `fail_sends_without_receiver`), within [`EOS_BOUND`] of the kill, and
 /// never with `Timeout`. Returns the time from the kill to the failure.
 fn kill_reader_round(kind: Kind, rng: &mut Rng) -> Duration {
-    let names = Unlinker::new("atk-peos-kill-rx");
-    let name = names.name("o");
+    let (_names, name) = common::segment_name("atk-peos-kill-rx", "o");
     enum Tx {
         Pipe(Pipe),
         Queue(Queue<u64>),
@@ -686,21 +689,12 @@ fn kill_reader_round(kind: Kind, rng: &mut Rng) -> Duration {
 /// answering "present" (a local edit), every round ends in `Timeout`.
 #[test]
 fn a_receiver_sigkilled_mid_receive_breaks_the_senders_pipe() {
-    let rounds: usize = std::env::var("ATK_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(8);
-    let mut rng = Rng::seeded();
-    for kind in [Kind::Pipe, Kind::Queue, Kind::Bytes, Kind::TypedPipe] {
-        let mut worst = Duration::ZERO;
-        for _ in 0..rounds {
-            worst = worst.max(kill_reader_round(kind, &mut rng));
-        }
-        eprintln!(
-            "{kind:?}: {rounds} rounds, worst broken send {:.1} ms after the receiver's SIGKILL",
-            worst.as_secs_f64() * 1e3
-        );
-    }
+    worst_of_rounds(
+        [Kind::Pipe, Kind::Queue, Kind::Bytes, Kind::TypedPipe],
+        "broken send",
+        "the receiver's SIGKILL",
+        kill_reader_round,
+    );
 }
 
 /// 64 queues and a child process in one `wait`, 20 rounds: each round a
@@ -836,13 +830,9 @@ fn open_and_send(kind: Kind, name: &str, v: u64) -> Box<dyn FnMut(u64) -> bool> 
 #[test]
 fn a_sender_stopped_for_a_second_is_not_end_of_stream() {
     for kind in KINDS {
-        let names = Unlinker::new("atk-peos-stop");
-        let name = names.name("o");
+        let (_names, name) = common::segment_name("atk-peos-stop", "o");
         let mut rx = Rx::create(kind, &name);
-        let (ready, go) = (
-            Shared::<Event>::anon(()).unwrap(),
-            Shared::<Event>::anon(()).unwrap(),
-        );
+        let [ready, go] = common::anon_events();
         let (name_ref, ready_ref, go_ref) = (&name, &ready, &go);
         let mut child = fork(move || {
             let mut send = open_and_send(kind, name_ref, 1);
@@ -892,8 +882,7 @@ fn a_sender_stopped_for_a_second_is_not_end_of_stream() {
 fn a_program_a_sender_started_does_not_hold_the_stream_after_exec() {
     use std::os::unix::process::CommandExt;
     for fork_path in [false, true] {
-        let names = Unlinker::new("atk-peos-exec");
-        let name = names.name("q");
+        let (_names, name) = common::segment_name("atk-peos-exec", "q");
         let q = Queue::<u64>::create(&name, RingConfig::new(8)).unwrap();
         let spawned = Shared::<AtomicU64>::anon(0).unwrap();
         let (name_ref, spawned_ref) = (&name, &spawned);
@@ -971,8 +960,7 @@ fn async_receives_report_end_of_stream() {
         Kind::TypedQueue,
         Kind::TypedPipe,
     ] {
-        let names = Unlinker::new("atk-peos-async");
-        let name = names.name("o");
+        let (_names, name) = common::segment_name("atk-peos-async", "o");
         let mut rx = Rx::create(kind, &name);
         let mut child = fork(|| {
             let _send = open_and_send(kind, &name, 7);
@@ -1016,16 +1004,7 @@ fn async_receives_report_end_of_stream() {
 #[cfg(feature = "tokio")]
 #[test]
 fn async_send_on_a_broken_pipe_reports_disconnected() {
-    let names = Unlinker::new("atk-peos-async-broken");
-    let name = names.name("p");
-    let a = Pipe::create(&name, config()).unwrap();
-    let mut child = fork(|| {
-        let b = Pipe::open(&name).unwrap();
-        drop(b.recv_vec_timeout(Duration::from_millis(1)));
-        0
-    })
-    .unwrap();
-    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    let (_names, a) = pipe_whose_reader_left("atk-peos-async-broken");
     while a.try_send(&[0u8; 60]).is_ok() {}
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -1067,10 +1046,7 @@ fn garbage_in_the_peer_table_leaves_every_timed_call_bounded() {
         .zip(&objects)
         .map(|(&k, n)| Rx::create(k, n))
         .collect();
-    let (ready, done) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let [ready, done] = common::anon_events();
     let (objects_ref, ready_ref, done_ref) = (&objects, &ready, &done);
     let mut sender = fork(move || {
         let _senders: Vec<_> = kinds

@@ -93,15 +93,7 @@ fn a_stopped_and_continued_child_has_no_exitcode_until_it_ends() {
     // SAFETY: our own unreaped child.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     assert!(common::eventually(CHILD_TIMEOUT, || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('T')
-            })
-            .unwrap_or(false)
+        common::proc_state(pid) == Some('T')
     }));
     assert_eq!(p.exitcode(), None);
     assert!(active_children().iter().any(|c| c.pid() == p.pid()));
@@ -123,8 +115,7 @@ fn a_stopped_and_continued_child_has_no_exitcode_until_it_ends() {
 /// task_done works down from the hostile value without panicking.
 #[test]
 fn a_hostile_task_count_is_refused_with_an_error_naming_the_tasks() {
-    let names = Unlinker::new("attack-typed-hostile");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("attack-typed-hostile", "q");
     let q = JoinableQueue::<u32>::create(&name, BytesConfig::for_max_message(16).unwrap()).unwrap();
     poke_u32(&name, 100, 0x7fff_ffff);
     let err = q.put(&1).unwrap_err().to_string();
@@ -170,6 +161,22 @@ fn stderr_of(p: &shmipc::ProcessHandle) -> String {
     err
 }
 
+/// Spawns `proc` as `cmd`, a process that runs only the test named
+/// `test`, with its stderr captured; returns the process, once it has
+/// ended, and what it wrote there.
+fn run_exact(
+    proc: Process,
+    cmd: &mut std::process::Command,
+    test: &str,
+) -> (shmipc::ProcessHandle, String) {
+    cmd.args(["--exact", test])
+        .stderr(std::process::Stdio::piped());
+    let p = proc.spawn(cmd).unwrap();
+    let err = stderr_of(&p);
+    p.join_timeout(CHILD_TIMEOUT).unwrap().expect("it ends");
+    (p, err)
+}
+
 /// Arguments that encode but do not decode: either `target_command`
 /// refuses them, or the spawned child fails without running the target,
 /// naming the process and the type.
@@ -192,14 +199,11 @@ fn a_spawned_target_whose_arguments_do_not_decode_fails_naming_the_type() {
         }
         Ok(cmd) => cmd,
     };
-    cmd.args([
-        "--exact",
+    let (p, err) = run_exact(
+        proc,
+        &mut cmd,
         "a_spawned_target_whose_arguments_do_not_decode_fails_naming_the_type",
-    ])
-    .stderr(std::process::Stdio::piped());
-    let p = proc.spawn(&mut cmd).unwrap();
-    let err = stderr_of(&p);
-    p.join_timeout(CHILD_TIMEOUT).unwrap().expect("it ends");
+    );
     assert_ne!(p.exitcode(), Some(0));
     assert!(
         err.contains("Lopsided") && err.contains("lopsided") && !err.contains("the target ran"),
@@ -231,15 +235,11 @@ fn a_target_command_run_by_another_binary_refuses_to_run() {
             other.env(k, v);
         }
     }
-    other
-        .args([
-            "--exact",
-            "a_target_command_run_by_another_binary_refuses_to_run",
-        ])
-        .stderr(std::process::Stdio::piped());
-    let p = proc.spawn(&mut other).unwrap();
-    let err = stderr_of(&p);
-    p.join_timeout(CHILD_TIMEOUT).unwrap().expect("it ends");
+    let (p, err) = run_exact(
+        proc,
+        &mut other,
+        "a_target_command_run_by_another_binary_refuses_to_run",
+    );
     assert_eq!(p.exitcode(), Some(7), "stderr: {err:?}");
     assert!(
         !err.contains("the target ran in another"),
@@ -257,8 +257,7 @@ fn never_runs_u32(_: u32) {
 /// makes the next release free the lock (the others then release nothing).
 #[test]
 fn a_hostile_rlock_depth_neither_panics_nor_wraps() {
-    let names = Unlinker::new("attack-typed-rdepth");
-    let name = names.name("lock");
+    let (_names, name) = common::segment_name("attack-typed-rdepth", "lock");
     let lock = Shared::<RLock>::create(&name, ()).unwrap();
     let depth_at = 128 + RLock::SIZE as u64 - 8;
     {

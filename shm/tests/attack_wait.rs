@@ -17,7 +17,7 @@ use common::{join, kill_after, CHILD_TIMEOUT, WAKE_PATIENCE};
 use shmipc::wait::{wait, Interest, WaitError};
 use shmipc::{
     fork, Child, Event, ExitStatus, Named, PopError, Queue, RingConfig, Semaphore, SemaphoreConfig,
-    Shared, SpscQueue, Unlinker,
+    Shared, SpscQueue,
 };
 #[cfg(feature = "tokio")]
 use shmipc::{ByteQueue, BytesConfig, RecvError};
@@ -32,11 +32,7 @@ fn no_permits() -> SemaphoreConfig {
 /// Whether process `pid` is asleep (state `S` in /proc/pid/stat).
 #[cfg(feature = "tokio")]
 fn sleeping(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        s.rsplit(')')
-            .next()
-            .is_some_and(|r| r.trim_start().starts_with('S'))
-    })
+    common::proc_state(pid as libc::pid_t) == Some('S')
 }
 
 // ---------------------------------------------------------------------------
@@ -45,8 +41,7 @@ fn sleeping(pid: u32) -> bool {
 
 #[test]
 fn duplicate_objects_in_one_wait_are_each_reported_and_woken() {
-    let n = Unlinker::new("atkdup");
-    let (qn, en, sn) = (n.name("q"), n.name("e"), n.name("s"));
+    let (_n, [qn, en, sn]) = common::segment_names("atkdup", ["q", "e", "s"]);
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let e = Shared::<Event>::create(&en, ()).unwrap();
     let s = Shared::<Semaphore>::create(&sn, no_permits()).unwrap();
@@ -113,8 +108,7 @@ fn duplicate_objects_in_one_wait_are_each_reported_and_woken() {
 
 #[test]
 fn duration_max_and_zero_timeouts() {
-    let n = Unlinker::new("atktmo");
-    let qn = n.name("q");
+    let (_n, qn) = common::segment_name("atktmo", "q");
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let e = Shared::<Event>::anon(()).unwrap();
     // Zero: an immediate look, empty when nothing is ready, the ready ones
@@ -154,11 +148,7 @@ fn duration_max_and_zero_timeouts() {
     assert!(start.elapsed() < WAKE_PATIENCE, "woken late");
     assert_eq!(join(&mut child), ExitStatus::Code(0));
     // With a child in the set too (the watcher's word).
-    let mut quick = fork(|| {
-        std::thread::sleep(Duration::from_millis(100));
-        0
-    })
-    .unwrap();
+    let mut quick = common::fork_sleeper(Duration::from_millis(100), 0);
     let ready = wait(
         &[Interest::event(&e), Interest::child(&quick)],
         Some(Duration::MAX),
@@ -171,11 +161,7 @@ fn duration_max_and_zero_timeouts() {
 #[test]
 fn the_word_limit_counts_the_childrens_word_and_children_are_unlimited() {
     let events: Vec<Event> = (0..128).map(|_| Event::new()).collect();
-    let mut child = fork(|| {
-        std::thread::sleep(Duration::from_secs(30));
-        0
-    })
-    .unwrap();
+    let mut child = common::fork_sleeper(Duration::from_secs(30), 0);
     // 128 words and a child: 129 futex words.
     let mut interests: Vec<Interest<'_>> = events.iter().map(Interest::event).collect();
     interests.push(Interest::child(&child));
@@ -234,11 +220,7 @@ fn reap_elsewhere(pid: u32) -> bool {
 fn a_child_reaped_by_someone_else_is_reported_ended_and_join_async_does_not_hang() {
     let never = Event::new();
     // Reaped while the wait sleeps.
-    let child = fork(|| {
-        std::thread::sleep(Duration::from_millis(100));
-        0
-    })
-    .unwrap();
+    let child = common::fork_sleeper(Duration::from_millis(100), 0);
     let pid = child.pid();
     let start = Instant::now();
     std::thread::scope(|s| {
@@ -258,11 +240,7 @@ fn a_child_reaped_by_someone_else_is_reported_ended_and_join_async_does_not_hang
     std::mem::forget(child); // its Drop would kill a pid that is no longer ours
     #[cfg(feature = "tokio")]
     {
-        let mut other = fork(|| {
-            std::thread::sleep(Duration::from_millis(100));
-            0
-        })
-        .unwrap();
+        let mut other = common::fork_sleeper(Duration::from_millis(100), 0);
         assert!(reap_elsewhere(other.pid()));
         let out = current_thread()
             .block_on(async { tokio::time::timeout(WAKE_PATIENCE, other.join_async()).await });
@@ -281,8 +259,7 @@ fn wait_and_join_async_work_in_a_forked_child_of_a_process_that_used_them() {
         [0]
     );
     assert_eq!(join(&mut warm), ExitStatus::Code(0));
-    let n = Unlinker::new("atkfork");
-    let qn = n.name("q");
+    let (_n, qn) = common::segment_name("atkfork", "q");
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let _ = &q; // used by the async steps only
     #[cfg(feature = "tokio")]
@@ -354,16 +331,10 @@ fn wait_and_join_async_work_in_a_forked_child_of_a_process_that_used_them() {
 /// spins and the item behind the claim is never received.
 #[test]
 fn wait_then_try_pop_gets_the_item_behind_a_dead_producers_claim() {
-    let n = Unlinker::new("atkwdead");
-    let name = n.name("q");
+    let (n, name) = common::segment_name("atkwdead", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
-    kill_after(&ready, || {
-        Queue::<u64>::open(&name)
-            .unwrap()
-            .claim_push_and_stop()
-            .unwrap();
-    });
+    common::kill_a_claiming_producer(&ready, &name);
     q.push(3).unwrap();
     let start = Instant::now();
     let mut empty_reports = 0u64;
@@ -414,8 +385,7 @@ fn current_thread() -> tokio::runtime::Runtime {
 #[cfg(feature = "tokio")]
 #[test]
 fn a_dropped_acquire_future_does_not_swallow_the_wake_of_a_blocked_acquirer() {
-    let n = Unlinker::new("atksemstale");
-    let sn = n.name("s");
+    let (_n, sn) = common::segment_name("atksemstale", "s");
     let sem = Shared::<Semaphore>::create(&sn, no_permits()).unwrap();
     // Registered with this process's waiter thread, then dropped pending.
     current_thread().block_on(async {
@@ -455,8 +425,7 @@ fn a_dropped_acquire_future_does_not_swallow_the_wake_of_a_blocked_acquirer() {
 #[cfg(feature = "tokio")]
 #[test]
 fn a_dropped_lock_future_does_not_swallow_the_unlock_wake_of_a_blocked_locker() {
-    let n = Unlinker::new("atklockstale");
-    let ln = n.name("l");
+    let (_n, ln) = common::segment_name("atklockstale", "l");
     let lock = Shared::<shmipc::Lock>::create(&ln, ()).unwrap();
     let guard = lock.lock().unwrap();
     // From another thread (the lock's owner is a thread), pending, dropped.
@@ -505,8 +474,7 @@ fn a_dropped_lock_future_does_not_swallow_the_unlock_wake_of_a_blocked_locker() 
 #[cfg(feature = "tokio")]
 #[test]
 fn a_pop_future_behind_a_slow_claim_wakes_when_it_is_published_despite_other_traffic() {
-    let n = Unlinker::new("atkslow");
-    let (qn, pingn, pongn) = (n.name("q"), n.name("ping"), n.name("pong"));
+    let (n, [qn, pingn, pongn]) = common::segment_names("atkslow", ["q", "ping", "pong"]);
     let (claimed_n, go_n) = (n.name("claimed"), n.name("go"));
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let ping = Queue::<u64>::create(&pingn, RingConfig::new(4)).unwrap();
@@ -596,16 +564,10 @@ fn a_pop_future_behind_a_slow_claim_wakes_when_it_is_published_despite_other_tra
     ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no owner check (blocking calls check only at their deadline then); the arm no longer reports the dead claim ready"
 )]
 fn pop_async_gets_the_item_behind_a_dead_producers_claim() {
-    let n = Unlinker::new("atkadead");
-    let name = n.name("q");
+    let (n, name) = common::segment_name("atkadead", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
-    kill_after(&ready, || {
-        Queue::<u64>::open(&name)
-            .unwrap()
-            .claim_push_and_stop()
-            .unwrap();
-    });
+    common::kill_a_claiming_producer(&ready, &name);
     q.push(3).unwrap();
     let got = current_thread()
         .block_on(async { tokio::time::timeout(Duration::from_secs(5), q.pop_async()).await });
@@ -626,16 +588,10 @@ fn pop_async_gets_the_item_behind_a_dead_producers_claim() {
     ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no owner check (blocking calls check only at their deadline then); the arm no longer reports the dead claim ready"
 )]
 fn recv_async_gets_the_message_behind_a_dead_writers_reservation() {
-    let n = Unlinker::new("atkbdead");
-    let name = n.name("q");
+    let (n, name) = common::segment_name("atkbdead", "q");
     let q = ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
-    kill_after(&ready, || {
-        let q = ByteQueue::open(&name).unwrap();
-        let mut g = q.reserve(40).unwrap();
-        g.write_at(0, b"half a mess").unwrap();
-        std::mem::forget(g); // dies before commit
-    });
+    common::kill_a_reserving_writer(&ready, &name);
     q.send(b"after").unwrap();
     let got = current_thread()
         .block_on(async { tokio::time::timeout(Duration::from_secs(5), q.recv_async()).await });
@@ -657,8 +613,7 @@ fn recv_async_gets_the_message_behind_a_dead_writers_reservation() {
     ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no owner check (blocking calls check only at their deadline then)"
 )]
 fn lock_async_takes_over_from_a_sigkilled_holder() {
-    let n = Unlinker::new("atklockdead");
-    let ln = n.name("l");
+    let (n, ln) = common::segment_name("atklockdead", "l");
     let lock = Shared::<shmipc::Lock>::create(&ln, ()).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
     kill_after(&ready, || {
@@ -678,17 +633,6 @@ fn lock_async_takes_over_from_a_sigkilled_holder() {
         Some(true),
         "lock_async never took over the dead holder's lock"
     );
-}
-
-/// CPU time (user + system) of this process.
-#[cfg(feature = "tokio")]
-fn cpu_self() -> Duration {
-    // SAFETY: rusage is plain data; getrusage fills it.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `u` is valid for writing.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) }, 0);
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
 }
 
 /// Idle async waiters (futures pending on queues nobody touches) for one
@@ -721,9 +665,9 @@ fn idle_pending_futures_use_under_two_percent_of_a_core() {
                 }
                 // Let every future register, then measure.
                 tokio::time::sleep(Duration::from_millis(200)).await;
-                let (c0, t0) = (cpu_self(), Instant::now());
+                let (c0, t0) = (common::cpu_time(libc::RUSAGE_SELF), Instant::now());
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                (cpu_self() - c0, t0.elapsed())
+                (common::cpu_time(libc::RUSAGE_SELF) - c0, t0.elapsed())
             });
             println!("{futures} idle futures for {took:?}: {used:?} of CPU");
             if used * 50 > took {
@@ -740,20 +684,6 @@ fn idle_pending_futures_use_under_two_percent_of_a_core() {
     }
 }
 
-/// The word of the Event in segment `name`, read through its file.
-#[cfg(feature = "tokio")]
-fn event_word(name: &str) -> u32 {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(common::shm_path(name)).unwrap();
-    let mut b = [0u8; 8];
-    file.read_exact_at(&mut b, common::off::OBJECT_OFFSET)
-        .unwrap();
-    let at = u64::from_ne_bytes(b);
-    let mut w = [0u8; 4];
-    file.read_exact_at(&mut w, at).unwrap();
-    u32::from_ne_bytes(w)
-}
-
 /// A blocked `Event::wait` returns true for a `set` that a `clear`
 /// followed (and `wait` reports it: tests/wait.rs); `wait_async` is "the
 /// same, as a future", so it must return too. Its waiter thread wakes it
@@ -763,41 +693,9 @@ fn event_word(name: &str) -> u32 {
 #[cfg(feature = "tokio")]
 #[test]
 fn an_event_pulse_during_wait_async_is_not_missed() {
-    let n = Unlinker::new("atkpulse");
-    let name = n.name("e");
+    let (_n, name) = common::segment_name("atkpulse", "e");
     let event = Shared::<Event>::create(&name, ()).unwrap();
-    let mut child = fork(|| {
-        let Ok(e) = Shared::<Event>::open(&name) else {
-            return 2;
-        };
-        // Wait until the future has armed the event (its WAITERS bit, 2).
-        if !common::eventually(CHILD_TIMEOUT, || event_word(&name) & 2 != 0) {
-            return 3;
-        }
-        // Stop the parent, so that nothing there can look between the set
-        // and the clear.
-        // SAFETY: getppid and kill take plain integers.
-        let parent = unsafe { libc::getppid() };
-        // SAFETY: as above; the parent is the test process, resumed below.
-        unsafe { libc::kill(parent, libc::SIGSTOP) };
-        let stopped = common::eventually(CHILD_TIMEOUT, || {
-            std::fs::read_to_string(format!("/proc/{parent}/stat")).is_ok_and(|s| {
-                s.rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('T'))
-            })
-        });
-        e.set();
-        e.clear();
-        // SAFETY: as above.
-        unsafe { libc::kill(parent, libc::SIGCONT) };
-        if stopped {
-            0
-        } else {
-            4
-        }
-    })
-    .unwrap();
+    let mut child = common::fork_pulse_while_stopped(&name);
     let out = current_thread()
         .block_on(async { tokio::time::timeout(Duration::from_secs(3), event.wait_async()).await });
     assert_eq!(join(&mut child), ExitStatus::Code(0));
@@ -852,8 +750,7 @@ fn a_forked_process_that_reuses_an_exited_ancestors_pid_has_a_waiter_thread() {
         println!("not root: cannot make a pid namespace; nothing tested");
         return;
     }
-    let n = Unlinker::new("atkpidreuse");
-    let qn = n.name("q");
+    let (_n, qn) = common::segment_name("atkpidreuse", "q");
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let result = Shared::<shmipc::sync::AtomicU32>::anon(0).unwrap();
     let mut outer = fork(|| {
@@ -941,8 +838,7 @@ fn a_forked_process_that_reuses_an_exited_ancestors_pid_has_a_waiter_thread() {
 /// producer writable when the consumer there pops.
 #[test]
 fn wait_on_spsc_handles_is_woken_by_the_other_process() {
-    let n = Unlinker::new("atkspsc");
-    let (an, bn) = (n.name("a"), n.name("b"));
+    let (_n, [an, bn]) = common::segment_names("atkspsc", ["a", "b"]);
     let a = SpscQueue::<u64>::create(&an, RingConfig::new(2)).unwrap();
     let b = SpscQueue::<u64>::create(&bn, RingConfig::new(2)).unwrap();
     let rx = a.take_consumer().unwrap();
@@ -991,57 +887,15 @@ fn wait_on_spsc_handles_is_woken_by_the_other_process() {
     assert_eq!(join(&mut child), ExitStatus::Code(0));
 }
 
-/// Makes `futex_waitv` fail with ENOSYS in this thread and the threads it
-/// starts later (a seccomp filter, as on a kernel before 5.16). x86_64.
-fn forbid_futex_waitv() -> bool {
-    const LD_W_ABS: u16 = 0x20;
-    const JEQ_K: u16 = 0x15;
-    const RET_K: u16 = 0x06;
-    const RET_ERRNO: u32 = 0x0005_0000;
-    const RET_ALLOW: u32 = 0x7fff_0000;
-    let insn = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
-    let filter = [
-        insn(LD_W_ABS, 0, 0, 0), // the system call number
-        insn(JEQ_K, 0, 1, libc::SYS_futex_waitv as u32),
-        insn(RET_K, 0, 0, RET_ERRNO | libc::ENOSYS as u32),
-        insn(RET_K, 0, 0, RET_ALLOW),
-    ];
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: prctl with plain integers, then a pointer to `prog`, valid
-    // for the call (the kernel copies the program).
-    unsafe {
-        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
-            && libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
-                &prog as *const libc::sock_fprog,
-            ) == 0
-    }
-}
-
-/// CPU time (user + system) of this process.
-fn cpu_of_self() -> Duration {
-    // SAFETY: rusage is plain data; getrusage fills it.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `u` is valid for writing.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) }, 0);
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
 /// Without `futex_waitv` (the "older kernels" fallback): a wake on a
 /// word that is not the first is still seen, by `wait` and by a future.
 #[test]
 fn without_futex_waitv_wait_still_wakes_for_any_object() {
-    let n = Unlinker::new("atknowaitv");
-    let qn = n.name("q");
+    let (_n, qn) = common::segment_name("atknowaitv", "q");
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let armed = Shared::<Event>::anon(()).unwrap();
     let mut child = fork(|| {
-        if !forbid_futex_waitv() {
+        if !common::forbid_syscall(libc::SYS_futex_waitv) {
             return 2;
         }
         let Ok(q) = Queue::<u64>::open(&qn) else {
@@ -1105,16 +959,16 @@ fn without_futex_waitv_wait_still_wakes_for_any_object() {
 #[test]
 fn without_futex_waitv_idle_waiters_sleep() {
     let mut child = fork(|| {
-        if !forbid_futex_waitv() {
+        if !common::forbid_syscall(libc::SYS_futex_waitv) {
             return 2;
         }
         let (e, e2) = (Event::new(), Event::new());
-        let (c0, t0) = (cpu_of_self(), Instant::now());
+        let (c0, t0) = (common::cpu_time(libc::RUSAGE_SELF), Instant::now());
         let r = wait(
             &[Interest::event(&e), Interest::event(&e2)],
             Some(Duration::from_secs(1)),
         );
-        let (used, took) = (cpu_of_self() - c0, t0.elapsed());
+        let (used, took) = (common::cpu_time(libc::RUSAGE_SELF) - c0, t0.elapsed());
         println!("fallback: wait() idle for {took:?}: {used:?} of CPU");
         if !matches!(r.as_deref(), Ok([])) {
             return 3;
@@ -1132,11 +986,11 @@ fn without_futex_waitv_idle_waiters_sleep() {
             let _ = rt.block_on(async {
                 tokio::time::timeout(Duration::from_millis(20), q.pop_async()).await
             });
-            let (c0, t0) = (cpu_of_self(), Instant::now());
+            let (c0, t0) = (common::cpu_time(libc::RUSAGE_SELF), Instant::now());
             let _ = rt.block_on(async {
                 tokio::time::timeout(Duration::from_secs(1), q.pop_async()).await
             });
-            let (used, took) = (cpu_of_self() - c0, t0.elapsed());
+            let (used, took) = (common::cpu_time(libc::RUSAGE_SELF) - c0, t0.elapsed());
             println!("fallback: one idle async future for {took:?}: {used:?} of CPU");
             if used * 20 > took {
                 return 6;
@@ -1158,8 +1012,7 @@ fn without_futex_waitv_idle_waiters_sleep() {
 /// `wait` for writable and `send_async` must not wait for ever.
 #[test]
 fn wait_writable_gets_past_a_dead_readers_grant() {
-    let n = Unlinker::new("atkgrant");
-    let name = n.name("q");
+    let (n, name) = common::segment_name("atkgrant", "q");
     let q = shmipc::ByteQueue::create(&name, shmipc::BytesConfig::new(128, 40)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
     q.send(&[1; 40]).unwrap();
@@ -1187,8 +1040,7 @@ fn wait_writable_gets_past_a_dead_readers_grant() {
 /// owner check does).
 #[test]
 fn wait_then_try_recv_gets_past_a_reader_killed_holding_the_side_lock() {
-    let n = Unlinker::new("atklock");
-    let name = n.name("q");
+    let (n, name) = common::segment_name("atklock", "q");
     let q = shmipc::ByteQueue::create(&name, shmipc::BytesConfig::new(256, 16)).unwrap();
     let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
     q.send(b"behind the lock").unwrap();
@@ -1240,17 +1092,7 @@ fn wait_then_try_recv_gets_past_a_reader_killed_holding_the_side_lock() {
     ignore = "strict-wakes: no periodic wake for a future armed on a word that moves, so no owner check (blocking calls check only at their deadline then)"
 )]
 fn send_async_gets_past_a_dead_readers_grant() {
-    let n = Unlinker::new("atkagrant");
-    let name = n.name("q");
-    let q = ByteQueue::create(&name, BytesConfig::new(128, 40)).unwrap();
-    let ready = Shared::<Event>::create(&n.name("ready"), ()).unwrap();
-    q.send(&[1; 40]).unwrap();
-    q.send(&[2; 40]).unwrap();
-    kill_after(&ready, || {
-        let q = ByteQueue::open(&name).unwrap();
-        std::mem::forget(q.recv().unwrap());
-    });
-    assert_eq!(q.recv_vec().unwrap(), [2; 40]);
+    let (_n, q) = common::byte_queue_behind_a_dead_reader("atkagrant");
     let out = current_thread().block_on(async {
         tokio::time::timeout(Duration::from_secs(5), q.send_async(&[3; 40])).await
     });
@@ -1266,8 +1108,7 @@ fn send_async_gets_past_a_dead_readers_grant() {
 /// the queue (closed counts as ready; the future returns `Closed`).
 #[test]
 fn a_close_from_another_process_ends_waits_and_pending_futures() {
-    let n = Unlinker::new("atkclose");
-    let (qn, bn) = (n.name("q"), n.name("b"));
+    let (_n, [qn, bn]) = common::segment_names("atkclose", ["q", "b"]);
     let q = Queue::<u64>::create(&qn, RingConfig::new(4)).unwrap();
     let b = shmipc::ByteQueue::create(&bn, shmipc::BytesConfig::new(256, 16)).unwrap();
     let mut child = fork(|| {

@@ -22,9 +22,7 @@ use std::time::Duration;
 
 use common::{eventually, join, off, peek_u32, peek_u64, poke_u32};
 use shmipc::sync::{AtomicU32, Ordering};
-use shmipc::{
-    fork, Barrier, Child, Condition, Event, ExitStatus, Named, Semaphore, Shared, Unlinker,
-};
+use shmipc::{fork, Barrier, Child, Condition, Event, ExitStatus, Named, Semaphore, Shared};
 
 /// How long a stranded sleeper may take to notice (generous: a few
 /// owner-check intervals would do).
@@ -35,6 +33,15 @@ const FALL_ASLEEP: Duration = Duration::from_millis(300);
 /// Where the segment's object starts.
 fn object(name: &str) -> u64 {
     peek_u64(name, off::OBJECT_OFFSET)
+}
+
+/// The marks a [`sleeper`] sets, both still 0: that it entered the
+/// blocking call, and that the call returned.
+fn entered_and_returned() -> (Shared<AtomicU32>, Shared<AtomicU32>) {
+    (
+        Shared::<AtomicU32>::anon(0).unwrap(),
+        Shared::<AtomicU32>::anon(0).unwrap(),
+    )
 }
 
 /// Forks a child that marks `entered`, runs `sleep` (an untimed call
@@ -79,13 +86,9 @@ fn expect_noticed(
 
 #[test]
 fn an_event_set_whose_setter_died_before_waking_wakes_its_waiter() {
-    let names = Unlinker::new("atk-wake-event");
-    let name = names.name("ev");
+    let (_names, name) = common::segment_name("atk-wake-event", "ev");
     let ev = Shared::<Event>::create(&name, ()).unwrap();
-    let (entered, returned) = (
-        Shared::<AtomicU32>::anon(0).unwrap(),
-        Shared::<AtomicU32>::anon(0).unwrap(),
-    );
+    let (entered, returned) = entered_and_returned();
     let child = sleeper(&entered, &returned, || ev.wait());
     let at = object(&name);
     // The waiter announces itself with the WAITERS bit (2) before it sleeps.
@@ -100,13 +103,9 @@ fn an_event_set_whose_setter_died_before_waking_wakes_its_waiter() {
 
 #[test]
 fn a_permit_whose_releaser_died_before_waking_reaches_the_sleeper() {
-    let names = Unlinker::new("atk-wake-sem");
-    let name = names.name("sem");
+    let (_names, name) = common::segment_name("atk-wake-sem", "sem");
     let sem = Shared::<Semaphore>::create(&name, common::unbounded(0)).unwrap();
-    let (entered, returned) = (
-        Shared::<AtomicU32>::anon(0).unwrap(),
-        Shared::<AtomicU32>::anon(0).unwrap(),
-    );
+    let (entered, returned) = entered_and_returned();
     let child = sleeper(&entered, &returned, || sem.acquire());
     assert!(eventually(NOTICE, || sem.counted_sleepers() == 1));
     let at = object(&name); // `count` is the semaphore's first word
@@ -119,13 +118,9 @@ fn a_permit_whose_releaser_died_before_waking_reaches_the_sleeper() {
 
 #[test]
 fn a_barrier_whose_last_party_died_before_waking_releases_the_others() {
-    let names = Unlinker::new("atk-wake-barrier");
-    let name = names.name("b");
+    let (_names, name) = common::segment_name("atk-wake-barrier", "b");
     let _barrier = Shared::<Barrier>::create(&name, 2).unwrap();
-    let (entered, returned) = (
-        Shared::<AtomicU32>::anon(0).unwrap(),
-        Shared::<AtomicU32>::anon(0).unwrap(),
-    );
+    let (entered, returned) = entered_and_returned();
     let opener = name.clone();
     let child = sleeper(&entered, &returned, move || {
         let b = Shared::<Barrier>::open(&opener).unwrap();
@@ -143,13 +138,9 @@ fn a_barrier_whose_last_party_died_before_waking_releases_the_others() {
 
 #[test]
 fn a_notify_whose_notifier_died_before_waking_reaches_the_waiter() {
-    let names = Unlinker::new("atk-wake-cond");
-    let name = names.name("c");
+    let (_names, name) = common::segment_name("atk-wake-cond", "c");
     let cond = Shared::<Condition>::create(&name, ()).unwrap();
-    let (entered, returned) = (
-        Shared::<AtomicU32>::anon(0).unwrap(),
-        Shared::<AtomicU32>::anon(0).unwrap(),
-    );
+    let (entered, returned) = entered_and_returned();
     let child = sleeper(&entered, &returned, || {
         let g = cond.lock().unwrap();
         drop(g.wait().unwrap());

@@ -16,7 +16,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use shmipc::{fork, ByteQueue, BytesConfig, Child, Named, RecvError, SendError, Unlinker};
+use shmipc::{fork, ByteQueue, BytesConfig, Child, Named, RecvError, SendError};
 
 const TIMEOUT: Duration = Duration::from_millis(50);
 const SLACK: Duration = Duration::from_millis(500);
@@ -74,8 +74,7 @@ fn timed<R>(call: impl FnOnce() -> R) -> (R, Duration) {
 
 #[test]
 fn writers_lock_held_by_a_stopped_process() {
-    let names = Unlinker::new("busy-writers");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("busy-writers", "q");
     let q = ByteQueue::create(&name, BytesConfig::new(256, 8)).unwrap();
     let _holder = StoppedHolder::start(&name, true);
     let mut complaints = Vec::new();
@@ -101,8 +100,7 @@ fn writers_lock_held_by_a_stopped_process() {
 
 #[test]
 fn readers_lock_held_by_a_stopped_process() {
-    let names = Unlinker::new("busy-readers");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("busy-readers", "q");
     let q = ByteQueue::create(&name, BytesConfig::new(256, 8)).unwrap();
     q.send(b"waiting").unwrap();
     let _holder = StoppedHolder::start(&name, false);

@@ -266,10 +266,7 @@ fn run(
 
 /// `default` rounds, or `CLOSE_RACE_ROUNDS` if set.
 fn rounds(default: usize) -> usize {
-    std::env::var("CLOSE_RACE_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(default)
+    common::env_count("CLOSE_RACE_ROUNDS", default)
 }
 
 /// The consumer side of the slot queues (`pop`) and of the byte queues

@@ -491,8 +491,7 @@ fn the_pool_message_limit_named_is_exact() {
 /// Opening a segment with the wrong element type says what it holds.
 #[test]
 fn element_mismatch_names_the_types() {
-    let names = Unlinker::new("config");
-    let n = names.name("value");
+    let (_names, n) = common::segment_name("config", "value");
     let _v = Value::<u64>::create(&n, 1).unwrap();
     let e = Value::<u32>::open(&n).unwrap_err().to_string();
     assert!(

@@ -22,7 +22,7 @@ use shmipc::wait::{wait, Interest};
 use shmipc::{
     fork, AtomicU32, AtomicU64, ByteQueue, BytesConfig, Child, Event, ExitStatus, Named, Pipe,
     PopError, PushError, Queue, RecvError, RingConfig, SendError, Shared, SpscQueue, TypedPipe,
-    TypedQueue, Unlinker,
+    TypedQueue,
 };
 
 /// The bound the tests assert on an end-of-stream latency (the promise is
@@ -68,8 +68,7 @@ fn kill(child: &mut Child) -> u64 {
 
 #[test]
 fn pipe_peer_exits_without_close() {
-    let names = Unlinker::new("eos-pipe-exit");
-    let name = names.name("p");
+    let (_names, name) = common::segment_name("eos-pipe-exit", "p");
     let a = Pipe::create(&name, config()).unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut child = fork(|| {
@@ -94,8 +93,7 @@ fn pipe_peer_exits_without_close() {
 
 #[test]
 fn queue_producer_exits_without_close() {
-    let names = Unlinker::new("eos-queue-exit");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("eos-queue-exit", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut child = fork(|| {
@@ -122,8 +120,7 @@ fn queue_producer_exits_without_close() {
 
 #[test]
 fn byte_queue_writer_exits_without_close() {
-    let names = Unlinker::new("eos-bytes-exit");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("eos-bytes-exit", "q");
     let q = ByteQueue::create(&name, config()).unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut child = fork(|| {
@@ -144,8 +141,7 @@ fn byte_queue_writer_exits_without_close() {
 
 #[test]
 fn spsc_producer_exits_without_close() {
-    let names = Unlinker::new("eos-spsc-exit");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("eos-spsc-exit", "q");
     let q = SpscQueue::<u32>::create(&name, RingConfig::new(16)).unwrap();
     let mut rx = q.take_consumer().unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
@@ -164,8 +160,7 @@ fn spsc_producer_exits_without_close() {
 
 #[test]
 fn typed_queue_and_pipe_peers_exit_without_close() {
-    let names = Unlinker::new("eos-typed-exit");
-    let (qname, pname) = (names.name("q"), names.name("p"));
+    let (_names, [qname, pname]) = common::segment_names("eos-typed-exit", ["q", "p"]);
     let q = TypedQueue::<String>::create(&qname, config()).unwrap();
     let p = TypedPipe::<(u32, String)>::create(&pname, config()).unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
@@ -194,8 +189,7 @@ fn typed_queue_and_pipe_peers_exit_without_close() {
 
 #[test]
 fn pipe_peer_sigkilled() {
-    let names = Unlinker::new("eos-pipe-kill");
-    let name = names.name("p");
+    let (_names, name) = common::segment_name("eos-pipe-kill", "p");
     let a = Pipe::create(&name, config()).unwrap();
     let mut child = fork_parked(|| Pipe::open(&name).unwrap());
     // Not end-of-stream while it lives.
@@ -219,8 +213,7 @@ fn pipe_peer_sigkilled() {
 
 #[test]
 fn queue_producers_sigkilled_one_after_the_other() {
-    let names = Unlinker::new("eos-queue-kill");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("eos-queue-kill", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let producer = |id: u64| {
         fork_parked(|| {
@@ -252,8 +245,7 @@ fn queue_producers_sigkilled_one_after_the_other() {
 
 #[test]
 fn an_untimed_receive_wakes_with_disconnected() {
-    let names = Unlinker::new("eos-untimed");
-    let (pname, qname) = (names.name("p"), names.name("q"));
+    let (_names, [pname, qname]) = common::segment_names("eos-untimed", ["p", "q"]);
     let a = Pipe::create(&pname, config()).unwrap();
     let q = ByteQueue::create(&qname, config()).unwrap();
     let mut child = fork_parked(|| {
@@ -304,8 +296,7 @@ fn an_untimed_receive_wakes_with_disconnected() {
 
 #[test]
 fn dropping_an_end_is_end_of_stream_while_its_process_lives() {
-    let names = Unlinker::new("eos-drop");
-    let (pname, qname) = (names.name("p"), names.name("q"));
+    let (_names, [pname, qname]) = common::segment_names("eos-drop", ["p", "q"]);
     let a = Pipe::create(&pname, config()).unwrap();
     let q = Queue::<u32>::create(&qname, RingConfig::new(8)).unwrap();
     let (dropped, done) = (
@@ -346,10 +337,7 @@ fn dropping_an_end_is_end_of_stream_while_its_process_lives() {
 fn anonymous_ends_handed_to_a_forked_child() {
     let (a, b) = Pipe::anon(config()).unwrap();
     let q = Queue::<u32>::anon(RingConfig::new(8)).unwrap();
-    let (sent, go) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let [sent, go] = common::anon_events();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut child = fork(|| {
         b.send(b"from the child").unwrap();
@@ -385,16 +373,9 @@ fn anonymous_ends_handed_to_a_forked_child() {
 
 #[test]
 fn a_handle_used_before_fork_counts_in_the_child_that_inherits_it() {
-    let names = Unlinker::new("eos-inherit");
-    let name = names.name("q");
-    let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
     // A second handle (its own peer slot), a producer before the fork.
-    let tx = Queue::<u32>::open(&name).unwrap();
-    tx.push(1).unwrap();
-    let (pushed, go) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let (_names, q, tx) = common::queue_and_producer("eos-inherit");
+    let [pushed, go] = common::anon_events();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut child = fork(|| {
         tx.push(2).unwrap(); // records the child, in a slot of its own
@@ -429,8 +410,7 @@ fn a_handle_used_before_fork_counts_in_the_child_that_inherits_it() {
 
 #[test]
 fn a_consumer_that_starts_first_waits_for_its_producer() {
-    let names = Unlinker::new("eos-first");
-    let (pname, qname, bname) = (names.name("p"), names.name("q"), names.name("b"));
+    let (names, [pname, qname, bname]) = common::segment_names("eos-first", ["p", "q", "b"]);
     let a = Pipe::create(&pname, config()).unwrap();
     let q = Queue::<u32>::create(&qname, RingConfig::new(8)).unwrap();
     let bq = ByteQueue::create(&bname, config()).unwrap();
@@ -471,14 +451,10 @@ fn a_consumer_that_starts_first_waits_for_its_producer() {
 
 #[test]
 fn a_live_sender_in_another_pid_namespace_is_not_judged_gone() {
-    let names = Unlinker::new("eos-ns");
-    let (pname, qname) = (names.name("p"), names.name("q"));
+    let (_names, [pname, qname]) = common::segment_names("eos-ns", ["p", "q"]);
     let a = Pipe::create(&pname, config()).unwrap();
     let q = Queue::<u32>::create(&qname, RingConfig::new(8)).unwrap();
-    let (ready, release) = (
-        Shared::<Event>::anon(()).unwrap(),
-        Shared::<Event>::anon(()).unwrap(),
-    );
+    let [ready, release] = common::anon_events();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let inner = Shared::<AtomicU32>::anon(0).unwrap();
     let Some(mut child) = in_new_pid_namespace(&inner, || {
@@ -524,8 +500,7 @@ fn a_live_sender_in_another_pid_namespace_is_not_judged_gone() {
 
 #[test]
 fn sends_without_a_receiver_pipe_fails_queue_keeps_accepting() {
-    let names = Unlinker::new("eos-send");
-    let (pname, qname) = (names.name("p"), names.name("q"));
+    let (_names, [pname, qname]) = common::segment_names("eos-send", ["p", "q"]);
     let a = Pipe::create(&pname, BytesConfig::new(256, 32)).unwrap();
     let q = Queue::<u32>::create(&qname, RingConfig::new(4)).unwrap();
     let mut child = fork(|| {
@@ -576,8 +551,7 @@ fn wait_ready(what: &str, interest: Interest<'_>) {
 
 #[test]
 fn wait_reports_a_pipe_ready_when_its_peer_exits_and_try_recv_is_disconnected() {
-    let names = Unlinker::new("eos-wait-pipe-exit");
-    let name = names.name("p");
+    let (_names, name) = common::segment_name("eos-wait-pipe-exit", "p");
     let a = Pipe::create(&name, config()).unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut child = fork(|| {
@@ -597,8 +571,7 @@ fn wait_reports_a_pipe_ready_when_its_peer_exits_and_try_recv_is_disconnected() 
 
 #[test]
 fn wait_reports_a_pipe_ready_when_its_peer_is_sigkilled() {
-    let names = Unlinker::new("eos-wait-pipe-kill");
-    let name = names.name("p");
+    let (_names, name) = common::segment_name("eos-wait-pipe-kill", "p");
     let a = Pipe::create(&name, config()).unwrap();
     let mut child = fork_parked(|| Pipe::open(&name).unwrap());
     // Not ready while the peer lives.
@@ -625,8 +598,7 @@ fn wait_reports_a_pipe_ready_when_its_peer_is_sigkilled() {
 
 #[test]
 fn wait_reports_a_queue_ready_when_its_producers_exit_or_are_sigkilled() {
-    let names = Unlinker::new("eos-wait-queue");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("eos-wait-queue", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
     let mut exits = fork(|| {
@@ -663,8 +635,7 @@ fn wait_reports_a_queue_ready_when_its_producers_exit_or_are_sigkilled() {
 
 #[test]
 fn wait_reports_a_byte_queue_ready_when_its_writer_is_sigkilled() {
-    let names = Unlinker::new("eos-wait-bytes");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("eos-wait-bytes", "q");
     let q = ByteQueue::create(&name, config()).unwrap();
     let mut child = fork_parked(|| {
         let q = ByteQueue::open(&name).unwrap();
@@ -682,8 +653,7 @@ fn wait_reports_a_byte_queue_ready_when_its_writer_is_sigkilled() {
 
 #[test]
 fn wait_reports_an_spsc_consumer_ready_when_its_producer_exits() {
-    let names = Unlinker::new("eos-wait-spsc");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("eos-wait-spsc", "q");
     let q = SpscQueue::<u32>::create(&name, RingConfig::new(16)).unwrap();
     let mut rx = q.take_consumer().unwrap();
     let stamp = Shared::<AtomicU64>::anon(0).unwrap();
@@ -708,8 +678,7 @@ fn wait_reports_an_spsc_consumer_ready_when_its_producer_exits() {
 /// too, not spin on a queue that looks writable by its length.
 #[test]
 fn wait_then_try_push_gets_past_a_dead_consumers_claim() {
-    let names = Unlinker::new("eos-wait-claim");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("eos-wait-claim", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     for i in 0..4 {
         q.push(i).unwrap();
@@ -761,8 +730,7 @@ fn wait_then_try_push_gets_past_a_dead_consumers_claim() {
 /// ever (10 s here). For a Queue, a ByteQueue and a Pipe.
 #[test]
 fn a_try_loop_alone_sees_sigkilled_senders_gone() {
-    let names = Unlinker::new("eos-try-loop");
-    let (qn, bn, pn) = (names.name("q"), names.name("b"), names.name("p"));
+    let (_names, [qn, bn, pn]) = common::segment_names("eos-try-loop", ["q", "b", "p"]);
     let q = Queue::<u64>::create(&qn, RingConfig::new(8)).unwrap();
     let b = ByteQueue::create(&bn, config()).unwrap();
     let a = Pipe::create(&pn, config()).unwrap();

@@ -52,8 +52,7 @@ fn invalid_names() {
 
 #[test]
 fn not_found() {
-    let names = Unlinker::new("test");
-    let name = names.name("missing");
+    let (_names, name) = common::segment_name("test", "missing");
     let e = Shared::<Lock>::open(&name).unwrap_err();
     assert!(
         matches!(&e, Error::NotFound { name: n } if *n == name),
@@ -74,8 +73,7 @@ fn not_found() {
 
 #[test]
 fn already_exists() {
-    let names = Unlinker::new("test");
-    let name = names.name("taken");
+    let (names, name) = common::segment_name("test", "taken");
     let _lock = Shared::<Lock>::create(&name, ()).unwrap();
     assert!(matches!(
         Shared::<Lock>::create(&name, ()),
@@ -109,8 +107,7 @@ fn become_nobody() -> bool {
 
 #[test]
 fn permission_denied() {
-    let names = Unlinker::new("test");
-    let private = names.name("private");
+    let (names, private) = common::segment_name("test", "private");
     let readable = names.name("readable");
     let rlock = names.name("rlock");
     let _seg = Segment::create_with(&private, 64, &Options::new()).unwrap(); // 0600
@@ -222,8 +219,7 @@ fn not_shmipc_for_foreign_segments() {
 
 #[test]
 fn wrong_kind() {
-    let names = Unlinker::new("test");
-    let name = names.name("a-lock");
+    let (_names, name) = common::segment_name("test", "a-lock");
     let _lock = Shared::<Lock>::create(&name, ()).unwrap();
     let e = Shared::<Event>::open(&name).unwrap_err();
     match &e {
@@ -255,8 +251,7 @@ fn wrong_kind() {
 
 #[test]
 fn version_mismatch() {
-    let names = Unlinker::new("test");
-    let name = names.name("v2");
+    let (_names, name) = common::segment_name("test", "v2");
     let _lock = Shared::<Lock>::create(&name, ()).unwrap();
     // Version 1 (no peer table) is what the previous release wrote.
     poke_u32(&name, off::VERSION, 1);
@@ -277,8 +272,7 @@ fn version_mismatch() {
 
 #[test]
 fn too_small_when_truncated() {
-    let names = Unlinker::new("test");
-    let name = names.name("truncated");
+    let (_names, name) = common::segment_name("test", "truncated");
     let seg = Segment::create_with(&name, 4096, &Options::new()).unwrap();
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -406,8 +400,7 @@ fn slow_creator(
 
 #[test]
 fn init_timeout_then_creator_died() {
-    let names = Unlinker::new("test");
-    let name = names.name("slow");
+    let (_names, name) = common::segment_name("test", "slow");
     drop(Shared::<Event>::create(&name, ()).unwrap());
     let ready = Shared::<Event>::anon(()).unwrap();
     let mut creator = slow_creator(&name, &ready, None);
@@ -440,8 +433,7 @@ fn init_timeout_then_creator_died() {
 
 #[test]
 fn a_killed_creator_not_yet_reaped_counts_as_dead() {
-    let names = Unlinker::new("test");
-    let name = names.name("zombie-creator");
+    let (_names, name) = common::segment_name("test", "zombie-creator");
     drop(Shared::<Event>::create(&name, ()).unwrap());
     let ready = Shared::<Event>::anon(()).unwrap();
     let mut creator = slow_creator(&name, &ready, None);
@@ -466,8 +458,7 @@ fn a_killed_creator_not_yet_reaped_counts_as_dead() {
 
 #[test]
 fn opener_waits_for_a_slow_creator_to_finish() {
-    let names = Unlinker::new("test");
-    let name = names.name("slow-ok");
+    let (_names, name) = common::segment_name("test", "slow-ok");
     drop(Shared::<Event>::create(&name, ()).unwrap());
     let ready = Shared::<Event>::anon(()).unwrap();
     let mut creator = slow_creator(&name, &ready, Some(Duration::from_millis(300)));
@@ -485,8 +476,7 @@ fn opener_waits_for_a_slow_creator_to_finish() {
 
 #[test]
 fn read_only_typed_objects_and_writes_are_refused() {
-    let names = Unlinker::new("test");
-    let name = names.name("ro");
+    let (names, name) = common::segment_name("test", "ro");
     let _lock = Shared::<Lock>::create(&name, ()).unwrap();
     assert!(matches!(
         Shared::<Lock>::open_with(&name, &Options::new().read_only(true)),
@@ -505,8 +495,7 @@ fn read_only_typed_objects_and_writes_are_refused() {
 
 #[test]
 fn modes_are_exact() {
-    let names = Unlinker::new("test");
-    let default = names.name("mode-default");
+    let (names, default) = common::segment_name("test", "mode-default");
     let _a = Segment::create_with(&default, 8, &Options::new()).unwrap();
     let mode = |n: &str| std::fs::metadata(shm_path(n)).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&default), 0o600);

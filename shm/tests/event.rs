@@ -6,13 +6,11 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::{eventually, join, join_all_ok};
-use shmipc::Unlinker;
 use shmipc::{fork, AtomicU32, Child, Event, ExitStatus, Named, Shared};
 
 #[test]
 fn set_wakes_four_waiting_processes() {
-    let names = Unlinker::new("test");
-    let event_name = names.name("event");
+    let (names, event_name) = common::segment_name("test", "event");
     let waiting_name = names.name("waiting");
     let event = Shared::<Event>::create(&event_name, ()).unwrap();
     let waiting = Shared::<AtomicU32>::create(&waiting_name, 0).unwrap();
@@ -48,8 +46,7 @@ fn set_wakes_four_waiting_processes() {
 
 #[test]
 fn wait_timeout_returns_false_after_its_timeout() {
-    let names = Unlinker::new("test");
-    let name = names.name("timeout");
+    let (_names, name) = common::segment_name("test", "timeout");
     let event = Shared::<Event>::create(&name, ()).unwrap();
     let timeout = Duration::from_millis(200);
     let start = Instant::now();
@@ -83,8 +80,7 @@ fn wait_timeout_returns_false_after_its_timeout() {
 
 #[test]
 fn clear_rearms_the_event() {
-    let names = Unlinker::new("test");
-    let name = names.name("rearm");
+    let (_names, name) = common::segment_name("test", "rearm");
     let event = Shared::<Event>::create(&name, ()).unwrap();
     event.set();
     assert!(event.is_set());

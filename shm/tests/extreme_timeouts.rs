@@ -22,7 +22,7 @@ use shmipc::{
     fork, Array, Barrier, BarrierError, ByteQueue, BytesConfig, Condition, DictConfig, Event,
     ListConfig, Lock, LockError, Named, Options, Pipe, Pool, PopError, Process, PushError, Queue,
     RLock, RecvError, RingConfig, Semaphore, SendError, Shared, SharedDict, SharedList, SpscQueue,
-    TaskError, Unlinker, Value,
+    TaskError, Value,
 };
 use shmipc::{JoinableQueue, MessageError, TypedDict, TypedPipe, TypedPool, TypedQueue};
 
@@ -497,8 +497,7 @@ fn typed_objects_take_any_timeout() {
 
     // EncodedQueue (a typed queue's segment opened without its type, for
     // the bridge): empty, two records fill it, then full.
-    let names = Unlinker::new("extreme-encoded");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("extreme-encoded", "q");
     let _typed = TypedQueue::<String>::create(&name, BytesConfig::new(64, 16)).unwrap();
     let eq = shmipc::typed::EncodedQueue::open(&name).unwrap();
     not_ready(
@@ -888,8 +887,7 @@ fn shared_data_takes_any_timeout() {
     }
 
     // An opener's wait for a creator: any timeout, on a ready segment.
-    let names = Unlinker::new("extreme");
-    let name = names.name("event");
+    let (_names, name) = common::segment_name("extreme", "event");
     let _e = Shared::<Event>::create(&name, ()).unwrap();
     for t in [Duration::ZERO, SMALL, Duration::MAX] {
         check(
@@ -903,11 +901,7 @@ fn shared_data_takes_any_timeout() {
 
 #[test]
 fn processes_and_pools_take_any_timeout() {
-    let mut sleeper = fork(|| {
-        std::thread::sleep(Duration::from_millis(200));
-        3
-    })
-    .unwrap();
+    let mut sleeper = common::fork_sleeper(Duration::from_millis(200), 3);
     not_ready(
         "shm::Child::join_timeout",
         |t| sleeper.join_timeout(t).map_err(drop),

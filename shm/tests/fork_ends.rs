@@ -11,7 +11,6 @@ mod common;
 use common::{fork_on, join, LONG, PATIENCE, SEVERAL_CHECKS};
 use shmipc::{
     fork, Event, ExitStatus, Named, Options, Pipe, PopError, Queue, RecvError, RingConfig, Shared,
-    Unlinker,
 };
 
 /// Waits for a raw-forked child and returns its exit code (-1 if it did
@@ -32,8 +31,7 @@ fn wait_raw(pid: libc::pid_t) -> i32 {
 /// `libc::fork`; the parent drops its copy at once.
 #[test]
 fn a_pipe_end_handed_over_by_a_raw_fork_is_not_end_of_stream() {
-    let names = Unlinker::new("fork-ends-raw");
-    let name = names.name("p");
+    let (_names, name) = common::segment_name("fork-ends-raw", "p");
     let a = Pipe::create(&name, shmipc::BytesConfig::new(4096, 256)).unwrap();
     let b = Pipe::open(&name).unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
@@ -72,19 +70,12 @@ fn a_pipe_end_handed_over_by_a_raw_fork_is_not_end_of_stream() {
 /// grandchild holds it then (the child's count went with its drop).
 #[test]
 fn a_producer_handed_on_to_a_grandchild_is_not_end_of_stream() {
-    let names = Unlinker::new("fork-ends-grand");
-    let name = names.name("q");
-    let q = Queue::<u32>::create(&name, RingConfig::new(8)).unwrap();
-    let tx = Queue::<u32>::open(&name).unwrap();
-    tx.push(1).unwrap();
+    let (_names, q, tx) = common::queue_and_producer("fork-ends-grand");
     let go = Shared::<Event>::anon(()).unwrap();
     let handed = Shared::<Event>::anon(()).unwrap();
     let (go_ref, handed_ref) = (&go, &handed);
     let mut child = fork(move || {
-        let grandchild = fork_on(go_ref, move || match tx.push(2) {
-            Ok(()) => 0,
-            Err(_) => 5,
-        });
+        let grandchild = fork_on(go_ref, move || common::sent_code(tx.push(2)));
         let Ok(mut grandchild) = grandchild else {
             return 6;
         };
@@ -96,16 +87,8 @@ fn a_producer_handed_on_to_a_grandchild_is_not_end_of_stream() {
         }
     })
     .unwrap();
-    assert_eq!(q.pop_timeout(LONG), Ok(1));
     assert!(handed.wait_timeout(LONG));
-    assert_eq!(
-        q.pop_timeout(SEVERAL_CHECKS),
-        Err(PopError::Timeout),
-        "false end-of-stream: the grandchild holds the producer"
-    );
-    go.set();
-    assert_eq!(q.pop_timeout(LONG), Ok(2));
-    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    common::handed_producer_pushes_two(&q, &go, &mut child, "the grandchild");
     assert_eq!(q.pop_timeout(PATIENCE), Err(PopError::Disconnected));
 }
 
@@ -115,28 +98,15 @@ fn a_producer_handed_on_to_a_grandchild_is_not_end_of_stream() {
 #[test]
 fn with_no_slot_for_the_child_the_parents_count_stays() {
     const SLOTS: u32 = 2;
-    let names = Unlinker::new("fork-ends-full");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("fork-ends-full", "q");
     let opts = Options::default().peer_slots(SLOTS);
     // The creator's handle and the producer's hold both slots.
     let q = Queue::<u32>::create_with(&name, RingConfig::new(8), &opts).unwrap();
     let tx = Queue::<u32>::open(&name).unwrap();
     tx.push(1).unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
-    let mut child = fork_on(&go, move || match tx.push(2) {
-        Ok(()) => 0,
-        Err(_) => 5,
-    })
-    .unwrap();
-    assert_eq!(q.pop_timeout(LONG), Ok(1));
-    assert_eq!(
-        q.pop_timeout(SEVERAL_CHECKS),
-        Err(PopError::Timeout),
-        "false end-of-stream: the child holds the producer"
-    );
-    go.set();
-    assert_eq!(q.pop_timeout(LONG), Ok(2));
-    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    let mut child = fork_on(&go, move || common::sent_code(tx.push(2))).unwrap();
+    common::handed_producer_pushes_two(&q, &go, &mut child, "the child");
 }
 
 /// The price, as with inherited Unix descriptors: the child also holds its
@@ -145,8 +115,7 @@ fn with_no_slot_for_the_child_the_parents_count_stays() {
 /// parent's `close()` does, at once.
 #[test]
 fn a_child_counts_the_end_its_parent_kept_until_the_parent_closes() {
-    let names = Unlinker::new("fork-ends-kept");
-    let (n1, n2) = (names.name("p1"), names.name("p2"));
+    let (_names, [n1, n2]) = common::segment_names("fork-ends-kept", ["p1", "p2"]);
     let config = shmipc::BytesConfig::new(4096, 256);
     let (a1, b1) = (Pipe::create(&n1, config).unwrap(), Pipe::open(&n1).unwrap());
     let (a2, b2) = (Pipe::create(&n2, config).unwrap(), Pipe::open(&n2).unwrap());

@@ -10,9 +10,7 @@ use std::time::Duration;
 use common::{join, CHILD_TIMEOUT};
 use serde::{Deserialize, Serialize};
 use shmipc::sync::{AtomicU64, Ordering};
-use shmipc::{
-    fork, BytesConfig, Error, ExitStatus, JoinableQueue, Named, Shared, TypedQueue, Unlinker,
-};
+use shmipc::{fork, BytesConfig, Error, ExitStatus, JoinableQueue, Named, Shared, TypedQueue};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 struct Chunk {
@@ -26,8 +24,7 @@ fn config() -> BytesConfig {
 
 #[test]
 fn join_waits_for_every_task_done_in_other_processes() {
-    let names = Unlinker::new("joinable");
-    let name = names.name("work");
+    let (_names, name) = common::segment_name("joinable", "work");
     // Room for every item, so that all are put before any consumer runs.
     let q = JoinableQueue::<Chunk>::create(&name, BytesConfig::new(64 * 1024, 256)).unwrap();
     let sum = Shared::<AtomicU64>::anon(0).unwrap();
@@ -73,8 +70,7 @@ fn join_waits_for_every_task_done_in_other_processes() {
 
 #[test]
 fn task_done_more_than_put_is_an_error_naming_the_segment() {
-    let names = Unlinker::new("joinable-extra");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("joinable-extra", "q");
     let q = JoinableQueue::<String>::create(&name, config()).unwrap();
     q.put(&"one".to_owned()).unwrap();
     assert_eq!(q.get().unwrap(), "one");
@@ -104,8 +100,7 @@ fn a_failed_put_leaves_no_unfinished_task() {
 
 #[test]
 fn a_joinable_segment_is_not_a_plain_typed_queue() {
-    let names = Unlinker::new("joinable-kind");
-    let name = names.name("q");
+    let (names, name) = common::segment_name("joinable-kind", "q");
     let _q = JoinableQueue::<String>::create(&name, config()).unwrap();
     // A plain TypedQueue would put without counting; it is refused.
     assert!(matches!(

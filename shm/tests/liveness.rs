@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::{in_new_pid_namespace, join, LONG, SEVERAL_CHECKS};
 use shmipc::{
     fork, AtomicU32, ByteQueue, BytesConfig, Child, Error, Event, ExitStatus, Lock, LockError,
-    Named, Pipe, PopError, Queue, RecvError, RingConfig, Shared, Side, SpscQueue, Unlinker,
+    Named, Pipe, PopError, Queue, RecvError, RingConfig, Shared, Side, SpscQueue,
 };
 
 /// Runs `hold` (which takes something and returns the handles to keep) as
@@ -121,8 +121,7 @@ fn reservation_is_kept(q: &ByteQueue, child: &mut Child, release: &Event, what: 
 
 #[test]
 fn a_lock_held_in_another_pid_namespace_is_not_taken_over() {
-    let names = Unlinker::new("ns-lock-in");
-    let name = names.name("lock");
+    let (_names, name) = common::segment_name("ns-lock-in", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let (held, release) = held_and_release();
     let inner = Shared::<AtomicU32>::anon(0).unwrap();
@@ -155,8 +154,7 @@ fn a_lock_held_in_another_pid_namespace_is_not_taken_over() {
 
 #[test]
 fn a_lock_held_outside_is_not_taken_over_from_inside_a_pid_namespace() {
-    let names = Unlinker::new("ns-lock-out");
-    let name = names.name("lock");
+    let (_names, name) = common::segment_name("ns-lock-out", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let guard = lock.lock().unwrap();
     let inner = Shared::<AtomicU32>::anon(0).unwrap();
@@ -182,8 +180,7 @@ fn a_lock_held_outside_is_not_taken_over_from_inside_a_pid_namespace() {
 
 #[test]
 fn a_holder_killed_inside_a_pid_namespace_is_taken_over_outside() {
-    let names = Unlinker::new("ns-lock-killed");
-    let name = names.name("lock");
+    let (_names, name) = common::segment_name("ns-lock-killed", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let held = holder_killed_in_new_pid_namespace(|| {
         let lock = Shared::<Lock>::open(&name).unwrap();
@@ -200,8 +197,7 @@ fn a_holder_killed_inside_a_pid_namespace_is_taken_over_outside() {
 
 #[test]
 fn a_queue_slot_claimed_in_another_pid_namespace_is_not_recovered_while_it_lives() {
-    let names = Unlinker::new("ns-mpmc");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("ns-mpmc", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let (claimed, release) = held_and_release();
     let inner = Shared::<AtomicU32>::anon(0).unwrap();
@@ -216,8 +212,7 @@ fn a_queue_slot_claimed_in_another_pid_namespace_is_not_recovered_while_it_lives
 
 #[test]
 fn a_byte_grant_held_in_another_pid_namespace_is_not_skipped_while_it_lives() {
-    let names = Unlinker::new("ns-bytes");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("ns-bytes", "q");
     let q = ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let (reserved, release) = held_and_release();
     let inner = Shared::<AtomicU32>::anon(0).unwrap();
@@ -236,8 +231,7 @@ fn a_byte_grant_held_in_another_pid_namespace_is_not_skipped_while_it_lives() {
 
 #[test]
 fn roles_held_in_another_pid_namespace_are_refused_not_taken_over() {
-    let names = Unlinker::new("ns-roles");
-    let (qname, pname) = (names.name("spsc"), names.name("pipe"));
+    let (_names, [qname, pname]) = common::segment_names("ns-roles", ["spsc", "pipe"]);
     let _q = SpscQueue::<u32>::create(&qname, RingConfig::new(8)).unwrap();
     let _a = Pipe::create(&pname, BytesConfig::new(1024, 64)).unwrap();
     let (held, release) = held_and_release();
@@ -275,8 +269,7 @@ fn roles_held_in_another_pid_namespace_are_refused_not_taken_over() {
 fn a_new_holder_with_a_dead_holders_pid_takes_the_role_over() {
     // Pid reuse on demand: the first process of a new pid namespace is
     // always pid 1.
-    let names = Unlinker::new("ns-reuse");
-    let name = names.name("spsc");
+    let (_names, name) = common::segment_name("ns-reuse", "spsc");
     let _q = SpscQueue::<u32>::create(&name, RingConfig::new(8)).unwrap();
     if !holder_killed_in_new_pid_namespace(|| SpscQueue::<u32>::producer(&name).unwrap()) {
         return;
@@ -323,8 +316,7 @@ fn child_with_exited_main_thread(work: impl FnOnce() -> i32 + Send + 'static) ->
 
 #[test]
 fn a_producer_whose_main_thread_exited_keeps_its_claim() {
-    let names = Unlinker::new("zombie-leader-mpmc");
-    let name = names.name("q");
+    let (names, name) = common::segment_name("zombie-leader-mpmc", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let (n, c, r) = (name.clone(), names.name("claimed"), names.name("release"));
     let claimed = Shared::<Event>::create(&c, ()).unwrap();
@@ -349,8 +341,7 @@ fn a_producer_whose_main_thread_exited_keeps_its_claim() {
 
 #[test]
 fn a_writer_whose_main_thread_exited_keeps_its_reservation() {
-    let names = Unlinker::new("zombie-leader-bytes");
-    let name = names.name("q");
+    let (names, name) = common::segment_name("zombie-leader-bytes", "q");
     let q = ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let (n, c, r) = (name.clone(), names.name("reserved"), names.name("release"));
     let reserved = Shared::<Event>::create(&c, ()).unwrap();
@@ -371,8 +362,7 @@ fn a_writer_whose_main_thread_exited_keeps_its_reservation() {
 
 #[test]
 fn a_forked_child_dropping_an_inherited_guard_releases_nothing() {
-    let names = Unlinker::new("inherited-guard");
-    let name = names.name("lock");
+    let (_names, name) = common::segment_name("inherited-guard", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let guard = lock.lock().unwrap();
     let held = &guard;
@@ -398,75 +388,19 @@ fn a_forked_child_dropping_an_inherited_guard_releases_nothing() {
     assert!(!lock.is_locked());
 }
 
-/// Installs a seccomp filter that makes every `futex` system call fail
-/// with `ENOSYS`, as some sandboxes do.
-fn forbid_futex() -> bool {
-    let filter = [
-        // Load the system call number (offset 0 of seccomp_data).
-        libc::sock_filter {
-            code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        },
-        libc::sock_filter {
-            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 1,
-            k: libc::SYS_futex as u32,
-        },
-        libc::sock_filter {
-            code: (libc::BPF_RET | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 0,
-            k: libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32,
-        },
-        libc::sock_filter {
-            code: (libc::BPF_RET | libc::BPF_K) as u16,
-            jt: 0,
-            jf: 0,
-            k: libc::SECCOMP_RET_ALLOW,
-        },
-    ];
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: plain prctl calls; `prog` and `filter` outlive them.
-    unsafe {
-        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
-            && libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
-                &prog as *const libc::sock_fprog,
-            ) == 0
-    }
-}
-
-/// CPU time (user + system) this process has used.
-fn cpu_time() -> Duration {
-    // SAFETY: a zeroed rusage is valid for getrusage to fill.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is valid and writable.
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 #[test]
 fn a_refused_futex_makes_waits_sleep_not_spin() {
-    let names = Unlinker::new("no-futex");
-    let name = names.name("lock");
+    let (_names, name) = common::segment_name("no-futex", "lock");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let _guard = lock.lock().unwrap();
     let mut child = fork(|| {
         let lock = Shared::<Lock>::open(&name).unwrap();
-        if !forbid_futex() {
+        if !common::forbid_syscall(libc::SYS_futex) {
             return 10;
         }
-        let (cpu, wall) = (cpu_time(), Instant::now());
+        let (cpu, wall) = (common::cpu_time(libc::RUSAGE_SELF), Instant::now());
         let r = lock.lock_timeout(Duration::from_millis(500));
-        let (cpu, wall) = (cpu_time() - cpu, wall.elapsed());
+        let (cpu, wall) = (common::cpu_time(libc::RUSAGE_SELF) - cpu, wall.elapsed());
         if r.err() != Some(LockError::Timeout) {
             return 11;
         }

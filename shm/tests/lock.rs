@@ -6,7 +6,6 @@ mod common;
 use std::sync::atomic::Ordering;
 
 use common::join_all_ok;
-use shmipc::Unlinker;
 use shmipc::{fork, AtomicU64, Child, Lock, Named, Shared};
 
 const PROCESSES: u64 = 10;
@@ -29,10 +28,17 @@ fn decrement_under_lock(lock: &Lock, counter: &AtomicU64) -> i32 {
     0
 }
 
+/// Joins the [`decrement_under_lock`] children, and checks that every one
+/// of their decrements landed and that the lock was left free.
+fn no_update_lost(children: &mut [Child], lock: &Lock, counter: &AtomicU64) {
+    join_all_ok(children);
+    assert_eq!(counter.load(Ordering::Relaxed), 0);
+    assert!(!lock.is_locked());
+}
+
 #[test]
 fn ten_processes_open_the_lock_by_name() {
-    let names = Unlinker::new("test");
-    let lock_name = names.name("lock");
+    let (names, lock_name) = common::segment_name("test", "lock");
     let counter_name = names.name("counter");
     let lock = Shared::<Lock>::create(&lock_name, ()).unwrap();
     let counter = Shared::<AtomicU64>::create(&counter_name, PROCESSES * ROUNDS).unwrap();
@@ -52,9 +58,7 @@ fn ten_processes_open_the_lock_by_name() {
             .unwrap()
         })
         .collect();
-    join_all_ok(&mut children);
-    assert_eq!(counter.load(Ordering::Relaxed), 0);
-    assert!(!lock.is_locked());
+    no_update_lost(&mut children, &lock, &counter);
 }
 
 #[test]
@@ -64,15 +68,12 @@ fn ten_processes_inherit_an_anonymous_lock() {
     let mut children: Vec<Child> = (0..PROCESSES)
         .map(|_| fork(|| decrement_under_lock(&lock, &counter)).unwrap())
         .collect();
-    join_all_ok(&mut children);
-    assert_eq!(counter.load(Ordering::Relaxed), 0);
-    assert!(!lock.is_locked());
+    no_update_lost(&mut children, &lock, &counter);
 }
 
 #[test]
 fn a_lock_held_in_another_process_times_out_here() {
-    let names = Unlinker::new("test");
-    let name = names.name("held");
+    let (_names, name) = common::segment_name("test", "held");
     let lock = Shared::<Lock>::create(&name, ()).unwrap();
     let holding = Shared::<shmipc::Event>::anon(()).unwrap();
     let release = Shared::<shmipc::Event>::anon(()).unwrap();

@@ -68,6 +68,15 @@ fn dead_holder(names: &Unlinker, n: &[String; 3]) {
     join(&mut holder);
 }
 
+/// A [`Pair`] whose holder died mid-update ([`dead_holder`]), with no
+/// process waiting.
+fn pair_after_a_dead_holder() -> (Unlinker, Pair, [String; 3]) {
+    let names = Unlinker::new("test");
+    let (pair, n) = Pair::create(&names);
+    dead_holder(&names, &n);
+    (names, pair, n)
+}
+
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let start = Instant::now();
     while !cond() {
@@ -147,9 +156,7 @@ fn sigkill_of_the_holder_while_two_wait_is_recovered_and_repaired() {
 
 #[test]
 fn a_process_arriving_after_the_death_is_told_too() {
-    let names = Unlinker::new("test");
-    let (pair, n) = Pair::create(&names);
-    dead_holder(&names, &n);
+    let (_names, pair, n) = pair_after_a_dead_holder();
     // Nobody was waiting. A new process comes along later.
     let mut late = fork({
         let n = n.clone();
@@ -166,9 +173,7 @@ fn a_process_arriving_after_the_death_is_told_too() {
 
 #[test]
 fn a_takeover_that_is_not_repaired_leaves_the_lock_unrecoverable_for_everyone() {
-    let names = Unlinker::new("test");
-    let (pair, n) = Pair::create(&names);
-    dead_holder(&names, &n);
+    let (_names, pair, n) = pair_after_a_dead_holder();
     // A careless process takes over and ignores owner_died().
     let mut careless = fork({
         let n = n.clone();

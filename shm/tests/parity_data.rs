@@ -16,8 +16,7 @@ const ROUNDS: u64 = 300;
 
 #[test]
 fn value_updates_from_many_processes_lose_nothing() {
-    let names = Unlinker::new("par-value");
-    let name = names.name("counter");
+    let (_names, name) = common::segment_name("par-value", "counter");
     let counter = Value::<u64>::create(&name, 1_000_000).unwrap();
     let mut children = Vec::new();
     for _ in 0..PROCS {
@@ -89,8 +88,7 @@ fn array_updates_from_many_processes_lose_nothing() {
 
 #[test]
 fn the_shared_dict_under_concurrent_writers_loses_no_update() {
-    let names = Unlinker::new("par-dict");
-    let name = names.name("dict");
+    let (_names, name) = common::segment_name("par-dict", "dict");
     let dict = SharedDict::create(&name, DictConfig::new(2048, 32, 16)).unwrap();
     let mut children = Vec::new();
     for p in 0..PROCS {
@@ -152,8 +150,7 @@ fn the_shared_dict_under_concurrent_writers_loses_no_update() {
 
 #[test]
 fn a_full_dict_and_oversized_entries_are_errors() {
-    let names = Unlinker::new("par-dict-full");
-    let name = names.name("small");
+    let (names, name) = common::segment_name("par-dict-full", "small");
     let d = SharedDict::create(&name, DictConfig::new(3, 4, 4)).unwrap();
     let other = SharedDict::open(&name).unwrap();
     for k in [b"a", b"b", b"c"] {
@@ -306,17 +303,27 @@ fn kill_at(dict: &SharedDict, point: fault::Point, write: impl FnOnce(&SharedDic
     assert_eq!(join(&mut child), ExitStatus::Signal(libc::SIGKILL));
 }
 
+/// The shape of the dicts the kill tests make: (capacity, largest key,
+/// largest value), as [`RawDict::read`] takes it.
+const DICT: (usize, usize, usize) = (16, 16, 16);
+
+/// A dict (`label`, of shape [`DICT`]) that held `keys`, each with the
+/// value "old", and lost the last of them again (a tombstone).
+fn old_dict_less_its_last_key(label: &str, keys: [&[u8]; 3]) -> (Unlinker, String, SharedDict) {
+    let (names, name) = common::segment_name(label, "d");
+    let dict = SharedDict::create(&name, DictConfig::new(DICT.0, DICT.1, DICT.2)).unwrap();
+    for k in keys {
+        dict.insert(k, b"old").unwrap();
+    }
+    dict.remove(keys[2]).unwrap();
+    (names, name, dict)
+}
+
 #[test]
 fn a_dict_writer_killed_before_publishing_a_new_entry_loses_only_it() {
     let _one = repairing();
-    let names = Unlinker::new("dict-kill-publish");
-    let name = names.name("d");
-    let config = (16, 16, 16);
-    let dict = SharedDict::create(&name, DictConfig::new(config.0, config.1, config.2)).unwrap();
-    for k in [&b"a"[..], b"b", b"c"] {
-        dict.insert(k, b"old").unwrap();
-    }
-    dict.remove(b"c").unwrap();
+    let (_names, name, dict) = old_dict_less_its_last_key("dict-kill-publish", [b"a", b"b", b"c"]);
+    let config = DICT;
     kill_at(&dict, fault::Point::DictBeforePublish, |d| {
         let _ = d.insert(b"new", b"unpublished");
     });
@@ -350,14 +357,8 @@ fn a_dict_writer_killed_before_publishing_a_new_entry_loses_only_it() {
 #[test]
 fn a_dict_writer_killed_between_replacing_and_tombstoning_leaves_a_duplicate_that_is_repaired() {
     let _one = repairing();
-    let names = Unlinker::new("dict-kill-replace");
-    let name = names.name("d");
-    let config = (16, 16, 16);
-    let dict = SharedDict::create(&name, DictConfig::new(config.0, config.1, config.2)).unwrap();
-    for k in [&b"k"[..], b"x", b"y"] {
-        dict.insert(k, b"old").unwrap();
-    }
-    dict.remove(b"y").unwrap();
+    let (_names, name, dict) = old_dict_less_its_last_key("dict-kill-replace", [b"k", b"x", b"y"]);
+    let config = DICT;
     kill_at(&dict, fault::Point::DictBeforeTombstone, |d| {
         let _ = d.insert(b"k", b"new");
     });
@@ -389,8 +390,7 @@ fn a_dict_writer_killed_between_replacing_and_tombstoning_leaves_a_duplicate_tha
 
 #[test]
 fn a_shared_list_collects_appends_from_many_processes() {
-    let names = Unlinker::new("par-list");
-    let name = names.name("list");
+    let (_names, name) = common::segment_name("par-list", "list");
     let list = SharedList::create(&name, ListConfig::new(200, 16)).unwrap();
     let mut children = Vec::new();
     for p in 0..10 {

@@ -6,12 +6,11 @@ use std::time::{Duration, Instant};
 
 use common::{join, join_all_ok, CHILD_TIMEOUT};
 use shmipc::sync::{AtomicU32, Ordering};
-use shmipc::{fork, Barrier, BarrierError, Condition, ExitStatus, Named, Shared, Unlinker};
+use shmipc::{fork, Barrier, BarrierError, Condition, ExitStatus, Named, Shared};
 
 #[test]
 fn notify_all_wakes_every_waiting_process() {
-    let names = Unlinker::new("par-cond");
-    let name = names.name("cond");
+    let (_names, name) = common::segment_name("par-cond", "cond");
     let cond = Shared::<Condition>::create(&name, ()).unwrap();
     let go = Shared::<AtomicU32>::anon(0).unwrap();
     let waiting = Shared::<AtomicU32>::anon(0).unwrap();
@@ -103,8 +102,7 @@ const ROUNDS: usize = 30;
 
 #[test]
 fn a_barrier_releases_all_parties_together_round_after_round() {
-    let names = Unlinker::new("par-barrier");
-    let name = names.name("barrier");
+    let (_names, name) = common::segment_name("par-barrier", "barrier");
     let barrier = Shared::<Barrier>::create(&name, PARTIES).unwrap();
     // Per round: arrivals, then leaders.
     let arrivals: Vec<Shared<AtomicU32>> = (0..ROUNDS).map(|_| Shared::anon(0).unwrap()).collect();

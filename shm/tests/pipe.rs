@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{join, LONG};
-use shmipc::{fork, BytesConfig, ExitStatus, Named, Pipe, RecvError, SendError, Unlinker};
+use shmipc::{fork, BytesConfig, ExitStatus, Named, Pipe, RecvError, SendError};
 
 /// Message `i` of a conversation: its number, then bytes derived from it,
 /// of a length that cycles through small, large and empty-ish sizes.
@@ -70,8 +70,7 @@ fn a_parent_and_a_forked_child_talk_through_an_anonymous_pipe() {
 
 #[test]
 fn a_named_pipe_carries_both_directions_at_once() {
-    let names = Unlinker::new("pipe-duplex");
-    let name = names.name("p");
+    let (_names, name) = common::segment_name("pipe-duplex", "p");
     let max = 1000;
     let a = Pipe::create(&name, BytesConfig::new(4096, max)).unwrap();
     let count = 5_000u32;
@@ -111,8 +110,7 @@ fn a_named_pipe_carries_both_directions_at_once() {
 
 #[test]
 fn close_lets_the_peer_drain_then_reports_closed() {
-    let names = Unlinker::new("pipe-close");
-    let name = names.name("p");
+    let (_names, name) = common::segment_name("pipe-close", "p");
     let a = Pipe::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let b = Pipe::open(&name).unwrap();
     for m in [&b"one"[..], b"two", b""] {
@@ -131,8 +129,7 @@ fn close_lets_the_peer_drain_then_reports_closed() {
 
 #[test]
 fn close_wakes_a_peer_sleeping_in_another_process() {
-    let names = Unlinker::new("pipe-close-wakes");
-    let name = names.name("p");
+    let (_names, name) = common::segment_name("pipe-close-wakes", "p");
     let a = Pipe::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let mut child = fork(|| {
         let b = Pipe::open(&name).unwrap();

@@ -33,16 +33,8 @@ fn a_panic_exits_101() {
 
 #[test]
 fn kill_and_terminate_report_their_signals() {
-    let mut killed = fork(|| {
-        std::thread::sleep(Duration::from_secs(60));
-        0
-    })
-    .unwrap();
-    let mut terminated = fork(|| {
-        std::thread::sleep(Duration::from_secs(60));
-        0
-    })
-    .unwrap();
+    let mut killed = common::fork_sleeper(Duration::from_secs(60), 0);
+    let mut terminated = common::fork_sleeper(Duration::from_secs(60), 0);
     killed.kill().unwrap();
     terminated.terminate().unwrap();
     let k = join(&mut killed);
@@ -58,11 +50,7 @@ fn kill_and_terminate_report_their_signals() {
 
 #[test]
 fn join_timeout_and_is_alive_on_a_sleeping_child() {
-    let mut child = fork(|| {
-        std::thread::sleep(Duration::from_secs(60));
-        0
-    })
-    .unwrap();
+    let mut child = common::fork_sleeper(Duration::from_secs(60), 0);
     assert!(child.is_alive());
     assert_eq!(child.status(), None);
     let start = Instant::now();
@@ -81,11 +69,7 @@ fn join_timeout_and_is_alive_on_a_sleeping_child() {
 
 #[test]
 fn join_timeout_returns_as_soon_as_the_child_exits() {
-    let mut child = fork(|| {
-        std::thread::sleep(Duration::from_millis(50));
-        4
-    })
-    .unwrap();
+    let mut child = common::fork_sleeper(Duration::from_millis(50), 4);
     let start = Instant::now();
     let status = child.join_timeout(Duration::from_secs(30)).unwrap();
     assert_eq!(status, Some(ExitStatus::Code(4)));
@@ -117,11 +101,7 @@ fn is_unreaped_child(pid: u32) -> bool {
 
 #[test]
 fn dropping_a_running_child_kills_and_reaps_it() {
-    let child = fork(|| {
-        std::thread::sleep(Duration::from_secs(60));
-        0
-    })
-    .unwrap();
+    let child = common::fork_sleeper(Duration::from_secs(60), 0);
     let pid = child.pid();
     assert!(is_unreaped_child(pid));
     let start = Instant::now();
@@ -140,11 +120,7 @@ fn dropping_a_running_child_kills_and_reaps_it() {
 
 #[test]
 fn a_detached_child_runs_on() {
-    let child = fork(|| {
-        std::thread::sleep(Duration::from_millis(100));
-        5
-    })
-    .unwrap();
+    let child = common::fork_sleeper(Duration::from_millis(100), 5);
     let pid = child.detach();
     // Not killed by the handle's drop: it exits on its own, with its code.
     let mut status = 0;

@@ -15,7 +15,6 @@ use common::{eventually, CHILD_TIMEOUT};
 use serde::{Deserialize, Serialize};
 use shmipc::{
     active_children, cpu_count, current_process, BytesConfig, Process, ProcessHandle, TypedQueue,
-    Unlinker,
 };
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -81,8 +80,7 @@ fn reply_of(q: &TypedQueue<Seen>, p: &ProcessHandle) -> Seen {
 
 #[test]
 fn a_forked_target_gets_typed_arguments_and_its_name() {
-    let names = Unlinker::new("ptarget-fork");
-    let reply = names.name("reply");
+    let (_names, reply) = common::segment_name("ptarget-fork", "reply");
     let q = TypedQueue::<Seen>::create(&reply, config()).unwrap();
     let p = Process::new("summer")
         .daemon(true)
@@ -204,8 +202,7 @@ fn cpu_count_follows_the_affinity_mask() {
     assert!(cpu_count() >= 1);
 
     // A child pinned to one CPU counts one.
-    let names = Unlinker::new("ptarget-cpus");
-    let reply = names.name("reply");
+    let (_names, reply) = common::segment_name("ptarget-cpus", "reply");
     let q = TypedQueue::<usize>::create(&reply, config()).unwrap();
     let p = Process::new("pinned")
         .start(
@@ -232,8 +229,7 @@ fn cpu_count_follows_the_affinity_mask() {
 #[test]
 fn a_spawned_target_runs_in_a_fresh_image_of_this_binary() {
     Process::serve_if_child();
-    let names = Unlinker::new("ptarget-spawn");
-    let reply = names.name("reply");
+    let (_names, reply) = common::segment_name("ptarget-spawn", "reply");
     let q = TypedQueue::<Seen>::create(&reply, config()).unwrap();
     let proc = Process::new("fresh");
     let mut cmd = proc.target_command(work, job(&reply)).unwrap();

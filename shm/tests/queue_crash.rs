@@ -545,17 +545,11 @@ fn byte_queue_stress_fails_with_claim_recovery_off() {
 
 #[test]
 fn mpmc_producer_killed_between_claim_and_publish() {
-    let names = Unlinker::new("crash-mpmc-claim");
-    let name = names.name("q");
+    let (names, name) = common::segment_name("crash-mpmc-claim", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let ready = Shared::<Event>::create(&names.name("ready"), ()).unwrap();
     q.push(1).unwrap();
-    kill_after(&ready, || {
-        Queue::<u64>::open(&name)
-            .unwrap()
-            .claim_push_and_stop()
-            .unwrap();
-    });
+    common::kill_a_claiming_producer(&ready, &name);
     q.push(3).unwrap();
     assert_eq!(q.try_pop(), Ok(1));
     assert_eq!(
@@ -575,8 +569,7 @@ fn mpmc_producer_killed_between_claim_and_publish() {
 
 #[test]
 fn mpmc_consumer_killed_between_claim_and_free() {
-    let names = Unlinker::new("crash-mpmc-pop");
-    let name = names.name("q");
+    let (names, name) = common::segment_name("crash-mpmc-pop", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(2)).unwrap();
     let ready = Shared::<Event>::create(&names.name("ready"), ()).unwrap();
     q.push(1).unwrap();
@@ -606,17 +599,11 @@ fn mpmc_consumer_killed_between_claim_and_free() {
 
 #[test]
 fn byte_writer_killed_between_reserve_and_commit() {
-    let names = Unlinker::new("crash-bytes-reserve");
-    let name = names.name("q");
+    let (names, name) = common::segment_name("crash-bytes-reserve", "q");
     let q = ByteQueue::create(&name, BytesConfig::new(1024, 64)).unwrap();
     let ready = Shared::<Event>::create(&names.name("ready"), ()).unwrap();
     q.send(b"before").unwrap();
-    kill_after(&ready, || {
-        let q = ByteQueue::open(&name).unwrap();
-        let mut g = q.reserve(40).unwrap();
-        g.write_at(0, b"half a mess").unwrap();
-        std::mem::forget(g); // dies before commit
-    });
+    common::kill_a_reserving_writer(&ready, &name);
     q.send(b"after").unwrap();
     assert_eq!(q.recv_vec_timeout(wait()).unwrap(), b"before");
     assert_eq!(q.try_recv().err(), Some(RecvError::Empty));
@@ -628,17 +615,7 @@ fn byte_writer_killed_between_reserve_and_commit() {
 
 #[test]
 fn byte_reader_killed_holding_a_grant() {
-    let names = Unlinker::new("crash-bytes-grant");
-    let name = names.name("q");
-    let q = ByteQueue::create(&name, BytesConfig::new(128, 40)).unwrap();
-    let ready = Shared::<Event>::create(&names.name("ready"), ()).unwrap();
-    q.send(&[1; 40]).unwrap();
-    q.send(&[2; 40]).unwrap();
-    kill_after(&ready, || {
-        let q = ByteQueue::open(&name).unwrap();
-        std::mem::forget(q.recv().unwrap()); // holds message 1 until killed
-    });
-    assert_eq!(q.recv_vec().unwrap(), [2; 40]);
+    let (_names, q) = common::byte_queue_behind_a_dead_reader("crash-bytes-grant");
     assert_eq!(
         q.try_send(&[3; 40]),
         Err(SendError::Full),
@@ -664,8 +641,7 @@ impl Item {
 
 #[test]
 fn spsc_producer_killed_mid_stream_then_replaced() {
-    let names = Unlinker::new("crash-spsc");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("crash-spsc", "q");
     let q = SpscQueue::<Item>::create(&name, RingConfig::new(64)).unwrap();
     let mut rx = q.take_consumer().unwrap();
     let mut rng = Rng::seeded();

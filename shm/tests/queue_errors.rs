@@ -17,14 +17,9 @@ fn message(r: Result<impl std::fmt::Debug, Error>) -> (Error, String) {
 
 #[test]
 fn a_queue_opened_as_another_kind_is_wrong_kind() {
-    let names = Unlinker::new("qerr-kind");
-    let (qn, bn, sn, pn, ln, segn) = (
-        names.name("queue"),
-        names.name("bytes"),
-        names.name("spsc"),
-        names.name("pipe"),
-        names.name("lock"),
-        names.name("segment"),
+    let (_names, [qn, bn, sn, pn, ln, segn]) = common::segment_names(
+        "qerr-kind",
+        ["queue", "bytes", "spsc", "pipe", "lock", "segment"],
     );
     let _q = Queue::<u64>::create(&qn, RingConfig::new(8)).unwrap();
     let _b = ByteQueue::create(&bn, BytesConfig::new(256, 64)).unwrap();
@@ -64,8 +59,7 @@ fn a_queue_opened_as_another_kind_is_wrong_kind() {
 
 #[test]
 fn a_queue_opened_with_another_element_type_is_element_mismatch() {
-    let names = Unlinker::new("qerr-elem");
-    let (qn, sn) = (names.name("queue"), names.name("spsc"));
+    let (_names, [qn, sn]) = common::segment_names("qerr-elem", ["queue", "spsc"]);
     let _q = Queue::<u64>::create(&qn, RingConfig::new(8)).unwrap();
     let _s = SpscQueue::<[u8; 3]>::create(&sn, RingConfig::new(8)).unwrap();
 
@@ -97,8 +91,7 @@ fn a_queue_opened_with_another_element_type_is_element_mismatch() {
 
 #[test]
 fn a_foreign_segment_is_not_shmipc() {
-    let names = Unlinker::new("qerr-foreign");
-    let name = names.name("foreign");
+    let (names, name) = common::segment_name("qerr-foreign", "foreign");
     std::fs::write(common::shm_path(&name), vec![0x5a; 4096]).unwrap();
     let (e, m) = message(Queue::<u64>::open(&name));
     assert!(matches!(e, Error::NotShmipc { .. }), "{e:?}");
@@ -171,8 +164,7 @@ fn corrupted_queue_headers_and_control_blocks_are_refused() {
 
 #[test]
 fn queues_refuse_read_only() {
-    let names = Unlinker::new("qerr-ro");
-    let n = names.name("q");
+    let (_names, n) = common::segment_name("qerr-ro", "q");
     let _q = Queue::<u64>::create(&n, RingConfig::new(8)).unwrap();
     assert!(matches!(
         Queue::<u64>::open_with(&n, &Options::new().read_only(true)),

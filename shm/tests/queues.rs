@@ -46,8 +46,7 @@ const RECEIVED: usize = 2; // + consumer index
 #[test]
 fn three_producers_two_consumers_move_every_item_exactly_once() {
     let per = MPMC_ITEMS.div_ceil(MPMC_PRODUCERS);
-    let names = Unlinker::new("mpmc-once");
-    let (qn, bitsn, statsn) = (names.name("q"), names.name("bits"), names.name("stats"));
+    let (_names, [qn, bitsn, statsn]) = common::segment_names("mpmc-once", ["q", "bits", "stats"]);
     let q = Queue::<u64>::create(&qn, RingConfig::new(64)).unwrap();
     // The parent counts as a producer until it closes the queue, so the
     // consumers wait for the close (not for end-of-stream, which they would
@@ -141,8 +140,7 @@ const SPSC_ITEMS: u64 = 10_000_000;
 
 #[test]
 fn spsc_keeps_order_for_ten_million_items_across_processes() {
-    let names = Unlinker::new("spsc-order");
-    let qn = names.name("q");
+    let (_names, qn) = common::segment_name("spsc-order", "q");
     let q = SpscQueue::<u64>::create(&qn, RingConfig::new(1024)).unwrap();
     let started = Instant::now();
     let mut consumer = fork(|| {
@@ -299,8 +297,8 @@ fn message_len(rng: &mut Rng, seq: u64) -> usize {
 
 #[test]
 fn byte_messages_of_every_size_arrive_intact_exactly_once() {
-    let names = Unlinker::new("bytes-intact");
-    let (qn, bitsn, statsn) = (names.name("q"), names.name("bits"), names.name("stats"));
+    let (_names, [qn, bitsn, statsn]) =
+        common::segment_names("bytes-intact", ["q", "bits", "stats"]);
     let config = BytesConfig::for_max_message(MAX_MESSAGE).unwrap();
     let q = ByteQueue::create(&qn, config).unwrap();
     // The parent counts as a producer until it closes the queue, so the
@@ -459,8 +457,7 @@ fn byte_messages_of_every_size_arrive_intact_exactly_once() {
 
 #[test]
 fn consumers_sleeping_on_an_empty_queue_wake_on_push() {
-    let names = Unlinker::new("wake-on-push");
-    let qn = names.name("q");
+    let (_names, qn) = common::segment_name("wake-on-push", "q");
     let q = Queue::<u64>::create(&qn, RingConfig::new(8)).unwrap();
     let mut children: Vec<Child> = (0..3)
         .map(|_| {
@@ -549,8 +546,7 @@ const GOT_SOMETHING_ELSE: i32 = 1;
 
 #[test]
 fn close_wakes_every_sleeping_producer_and_consumer_in_other_processes() {
-    let names = Unlinker::new("close-wakes");
-    let (empty_n, full_n) = (names.name("empty"), names.name("full"));
+    let (names, [empty_n, full_n]) = common::segment_names("close-wakes", ["empty", "full"]);
     let (bempty_n, bfull_n) = (names.name("bytes-empty"), names.name("bytes-full"));
     let empty = Queue::<u64>::create(&empty_n, RingConfig::new(4)).unwrap();
     let full = Queue::<u64>::create(&full_n, RingConfig::new(2)).unwrap();
@@ -674,8 +670,7 @@ fn anonymous_queues_are_shared_with_forked_children() {
 
 #[test]
 fn open_or_create_creates_once() {
-    let names = Unlinker::new("queue-ooc");
-    let name = names.name("q");
+    let (names, name) = common::segment_name("queue-ooc", "q");
     let (a, created_a) = Queue::<u64>::open_or_create(&name, RingConfig::new(8)).unwrap();
     let (b, created_b) = Queue::<u64>::open_or_create(&name, RingConfig::new(32)).unwrap();
     assert!(created_a && !created_b);

@@ -15,7 +15,6 @@ use std::time::Duration;
 use common::{join, now_ns};
 use shmipc::{
     fork, ByteQueue, BytesConfig, Event, ExitStatus, Lock, Named, Queue, RingConfig, Shared,
-    Unlinker,
 };
 
 /// Twenty owner-check intervals.
@@ -34,14 +33,17 @@ fn holder(held: &Shared<Event>, hold: impl FnOnce()) -> shmipc::Child {
     .unwrap()
 }
 
-/// Kills `holder` once `waiter_ready` says the waiter sleeps behind it, and
-/// returns how long after the kill the waiter recovered (it stores the
-/// monotonic time of its recovery in `recovered`).
+/// Kills `holder` once `waiter_ready` says the waiter sleeps behind it,
+/// prints how long after the kill the waiter (of a `what`, held by its
+/// `holder_is`) recovered (it stores the monotonic time of its recovery in
+/// `recovered`), and checks that it was within [`BOUND`].
 fn kill_and_time(
     mut holder: shmipc::Child,
     mut waiter: shmipc::Child,
     recovered: &Shared<shmipc::AtomicU64>,
-) -> Duration {
+    what: &str,
+    holder_is: &str,
+) {
     // Let the waiter go to sleep behind the holder.
     std::thread::sleep(Duration::from_millis(150));
     let killed = now_ns();
@@ -49,13 +51,14 @@ fn kill_and_time(
     assert_eq!(join(&mut holder), ExitStatus::Signal(libc::SIGKILL));
     assert_eq!(join(&mut waiter), ExitStatus::Code(0), "the waiter failed");
     let at = recovered.load(std::sync::atomic::Ordering::SeqCst);
-    Duration::from_nanos(at.saturating_sub(killed))
+    let took = Duration::from_nanos(at.saturating_sub(killed));
+    eprintln!("{what}: recovered {took:?} after the {holder_is}'s SIGKILL");
+    assert!(took < BOUND, "{took:?}");
 }
 
 #[test]
 fn a_lock_waiter_recovers_within_the_bound() {
-    let names = Unlinker::new("bound-lock");
-    let (n, h, r) = (names.name("lock"), names.name("held"), names.name("at"));
+    let (_names, [n, h, r]) = common::segment_names("bound-lock", ["lock", "held", "at"]);
     let _lock = Shared::<Lock>::create(&n, ()).unwrap();
     let held = Shared::<Event>::create(&h, ()).unwrap();
     let recovered = Shared::<shmipc::AtomicU64>::create(&r, 0).unwrap();
@@ -78,15 +81,12 @@ fn a_lock_waiter_recovers_within_the_bound() {
         0
     })
     .unwrap();
-    let took = kill_and_time(holder, waiter, &recovered);
-    eprintln!("Lock: recovered {took:?} after the holder's SIGKILL");
-    assert!(took < BOUND, "{took:?}");
+    kill_and_time(holder, waiter, &recovered, "Lock", "holder");
 }
 
 #[test]
 fn an_mpmc_consumer_recovers_within_the_bound() {
-    let names = Unlinker::new("bound-mpmc");
-    let (n, h, r) = (names.name("q"), names.name("held"), names.name("at"));
+    let (_names, [n, h, r]) = common::segment_names("bound-mpmc", ["q", "held", "at"]);
     let q = Queue::<u64>::create(&n, RingConfig::new(4)).unwrap();
     let held = Shared::<Event>::create(&h, ()).unwrap();
     let recovered = Shared::<shmipc::AtomicU64>::create(&r, 0).unwrap();
@@ -109,15 +109,12 @@ fn an_mpmc_consumer_recovers_within_the_bound() {
         }
     })
     .unwrap();
-    let took = kill_and_time(holder, waiter, &recovered);
-    eprintln!("MPMC: recovered {took:?} after the producer's SIGKILL");
-    assert!(took < BOUND, "{took:?}");
+    kill_and_time(holder, waiter, &recovered, "MPMC", "producer");
 }
 
 #[test]
 fn a_byte_queue_reader_recovers_within_the_bound() {
-    let names = Unlinker::new("bound-bytes");
-    let (n, h, r) = (names.name("q"), names.name("held"), names.name("at"));
+    let (_names, [n, h, r]) = common::segment_names("bound-bytes", ["q", "held", "at"]);
     let q = ByteQueue::create(&n, BytesConfig::new(1024, 64)).unwrap();
     let held = Shared::<Event>::create(&h, ()).unwrap();
     let recovered = Shared::<shmipc::AtomicU64>::create(&r, 0).unwrap();
@@ -141,7 +138,5 @@ fn a_byte_queue_reader_recovers_within_the_bound() {
         }
     })
     .unwrap();
-    let took = kill_and_time(holder, waiter, &recovered);
-    eprintln!("ByteQueue: recovered {took:?} after the writer's SIGKILL");
-    assert!(took < BOUND, "{took:?}");
+    kill_and_time(holder, waiter, &recovered, "ByteQueue", "writer");
 }

@@ -15,7 +15,7 @@ mod common;
 use std::ffi::CString;
 use std::time::Duration;
 
-use shmipc::{fork, Error, ExitStatus, Named, Options, Segment, Unlinker};
+use shmipc::{fork, Error, ExitStatus, Named, Options, Segment};
 
 const MIB: usize = 1 << 20;
 const PAGE: usize = 4096;
@@ -88,8 +88,7 @@ fn segment_bytes(size: u64) -> u64 {
 
 #[test]
 fn a_segment_larger_than_the_free_space_is_refused_and_leaves_nothing() {
-    let names = Unlinker::new("reserve");
-    let name = names.name("huge");
+    let (_names, name) = common::segment_name("reserve", "huge");
     // More than is free (the 1 TiB, or more on a huge /dev/shm).
     let size = (free_in_dev_shm() as usize + (1 << 30)).max(1 << 40);
     let r = Segment::create_with(&name, size, &Options::new());
@@ -111,8 +110,7 @@ fn a_segment_larger_than_the_free_space_is_refused_and_leaves_nothing() {
 
 #[test]
 fn a_large_segment_that_fits_is_backed() {
-    let names = Unlinker::new("reserve");
-    let name = names.name("large");
+    let (_names, name) = common::segment_name("reserve", "large");
     let _seg = Segment::create_with(&name, 64 * MIB, &Options::new()).unwrap();
     // The file's blocks are allocated at creation, not on first touch.
     let blocks = std::fs::metadata(common::shm_path(&name)).unwrap();

@@ -24,7 +24,7 @@ use common::{eventually, join, Rng};
 use shmipc::sync::{AtomicU64, Ordering};
 use shmipc::{
     fork, BytesConfig, Child, ExitStatus, Named, Options, Pipe, PipeEnd, PopError, PushError,
-    RecvError, RingConfig, Segment, SendError, SpscProducer, SpscQueue, Unlinker,
+    RecvError, RingConfig, Segment, SendError, SpscProducer, SpscQueue,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -316,8 +316,7 @@ fn random_moment<'b>(
 
 #[test]
 fn an_spsc_consumer_killed_mid_stream_and_while_blocked_is_replaced() {
-    let names = Unlinker::new("kill-spsc-consumer");
-    let name = names.name("q");
+    let (names, name) = common::segment_name("kill-spsc-consumer", "q");
     let q = SpscQueue::<Item>::create(&name, RingConfig::new(64)).unwrap();
     let books = Books::create(&names.name("books"));
     let mut tx = q.take_producer().unwrap();
@@ -517,8 +516,7 @@ fn send_for(
 
 #[test]
 fn a_pipe_end_killed_mid_stream_and_while_blocked_is_taken_over() {
-    let names = Unlinker::new("kill-pipe-end");
-    let name = names.name("p");
+    let (names, name) = common::segment_name("kill-pipe-end", "p");
     let a = Pipe::create(&name, BytesConfig::new(4096, PIPE_MAX)).unwrap();
     let books = Books::create(&names.name("books"));
     let mut rng = Rng::seeded();

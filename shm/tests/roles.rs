@@ -6,10 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::join;
+use common::{fork_parked, join};
 use shmipc::{
     fork, BytesConfig, Error, Event, ExitStatus, Named, Pipe, RingConfig, Shared, Side, SpscQueue,
-    Unlinker,
 };
 
 fn role_taken(r: Result<impl std::fmt::Debug, Error>) -> (&'static str, u32, String) {
@@ -21,8 +20,7 @@ fn role_taken(r: Result<impl std::fmt::Debug, Error>) -> (&'static str, u32, Str
 
 #[test]
 fn a_second_producer_is_refused_until_the_first_drops() {
-    let names = Unlinker::new("roles-second");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("roles-second", "q");
     let q = SpscQueue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let me = std::process::id();
 
@@ -48,8 +46,8 @@ fn a_second_producer_is_refused_until_the_first_drops() {
 
 #[test]
 fn a_role_held_by_another_process_is_refused_with_its_pid() {
-    let names = Unlinker::new("roles-other");
-    let (name, held_n, release_n) = (names.name("q"), names.name("held"), names.name("release"));
+    let (_names, [name, held_n, release_n]) =
+        common::segment_names("roles-other", ["q", "held", "release"]);
     let q = SpscQueue::<u32>::create(&name, RingConfig::new(16)).unwrap();
     let held = Shared::<Event>::create(&held_n, ()).unwrap();
     let release = Shared::<Event>::create(&release_n, ()).unwrap();
@@ -80,20 +78,9 @@ fn a_role_held_by_another_process_is_refused_with_its_pid() {
 
 #[test]
 fn a_role_whose_holder_was_killed_can_be_claimed_again() {
-    let names = Unlinker::new("roles-killed");
-    let (name, held_n) = (names.name("q"), names.name("held"));
+    let (_names, name) = common::segment_name("roles-killed", "q");
     let q = SpscQueue::<u64>::create(&name, RingConfig::new(16)).unwrap();
-    let held = Shared::<Event>::create(&held_n, ()).unwrap();
-    let mut child = fork(|| {
-        let Ok(_rx) = SpscQueue::<u64>::consumer(&name) else {
-            return 1;
-        };
-        held.set();
-        std::thread::sleep(Duration::from_secs(60));
-        0
-    })
-    .unwrap();
-    assert!(held.wait_timeout(Duration::from_secs(30)));
+    let mut child = fork_parked(|| SpscQueue::<u64>::consumer(&name).unwrap());
     assert_eq!(role_taken(q.take_consumer()).1, child.pid());
     child.kill().unwrap();
     assert_eq!(join(&mut child).signal(), Some(libc::SIGKILL));
@@ -107,33 +94,14 @@ fn a_role_whose_holder_was_killed_can_be_claimed_again() {
 
 #[test]
 fn a_role_whose_holder_is_a_zombie_can_be_claimed_again() {
-    let names = Unlinker::new("roles-zombie");
-    let (name, held_n) = (names.name("q"), names.name("held"));
+    let (_names, name) = common::segment_name("roles-zombie", "q");
     let q = SpscQueue::<u64>::create(&name, RingConfig::new(16)).unwrap();
-    let held = Shared::<Event>::create(&held_n, ()).unwrap();
-    let mut child = fork(|| {
-        let Ok(_tx) = SpscQueue::<u64>::producer(&name) else {
-            return 1;
-        };
-        held.set();
-        std::thread::sleep(Duration::from_secs(60));
-        0
-    })
-    .unwrap();
-    assert!(held.wait_timeout(Duration::from_secs(30)));
+    let mut child = fork_parked(|| SpscQueue::<u64>::producer(&name).unwrap());
     child.kill().unwrap();
     // Killed, not yet reaped: a zombie, which can never use its role.
-    let stat = format!("/proc/{}/stat", child.pid());
+    let pid = child.pid() as libc::pid_t;
     assert!(common::eventually(Duration::from_secs(30), || {
-        std::fs::read_to_string(&stat)
-            .map(|s| {
-                s.rsplit(')')
-                    .next()
-                    .unwrap_or("")
-                    .trim_start()
-                    .starts_with('Z')
-            })
-            .unwrap_or(false)
+        common::proc_state(pid) == Some('Z')
     }));
     let _tx = q.take_producer().expect("a zombie holder's role is free");
     assert_eq!(q.producer_pid(), Some(std::process::id()));
@@ -142,8 +110,7 @@ fn a_role_whose_holder_is_a_zombie_can_be_claimed_again() {
 
 #[test]
 fn a_third_pipe_end_is_refused() {
-    let names = Unlinker::new("roles-pipe");
-    let name = names.name("p");
+    let (_names, name) = common::segment_name("roles-pipe", "p");
     let a = Pipe::create(&name, BytesConfig::new(256, 64)).unwrap();
     assert_eq!(a.side(), Side::A);
     let b = Pipe::open(&name).unwrap();
@@ -173,8 +140,7 @@ fn a_third_pipe_end_is_refused() {
 
 #[test]
 fn open_or_create_makes_the_first_comer_end_a() {
-    let names = Unlinker::new("roles-pipe-ooc");
-    let name = names.name("p");
+    let (_names, name) = common::segment_name("roles-pipe-ooc", "p");
     let config = BytesConfig::new(256, 64);
     let (first, created) = Pipe::open_or_create(&name, config).unwrap();
     assert!(created);

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use common::{join, join_all_ok, shm_path};
 use shmipc::memory::{Mapping, ObjectLayout};
-use shmipc::Unlinker;
 use shmipc::{
     fork, AtomicU32, AtomicU64, Child, Error, Event, ExitStatus, Kind, Lock, Named, Options,
     Segment, Shared,
@@ -15,8 +14,7 @@ use shmipc::{
 
 #[test]
 fn bytes_written_in_one_process_are_read_in_another() {
-    let names = Unlinker::new("test");
-    let name = names.name("bytes");
+    let (_names, name) = common::segment_name("test", "bytes");
     let seg = Segment::create_with(&name, 1000, &Options::new()).unwrap();
     assert_eq!(seg.len(), 1000);
     assert_eq!(seg.name(), Some(name.as_str()));
@@ -45,8 +43,7 @@ fn bytes_written_in_one_process_are_read_in_another() {
 
 #[test]
 fn accesses_out_of_bounds_are_errors() {
-    let names = Unlinker::new("test");
-    let name = names.name("bounds");
+    let (names, name) = common::segment_name("test", "bounds");
     let seg = Segment::create_with(&name, 16, &Options::new()).unwrap();
     seg.write_at(16, b"").unwrap();
     for (offset, len) in [(0, 17), (16, 1), (15, 2), (usize::MAX, 2)] {
@@ -75,8 +72,7 @@ fn accesses_out_of_bounds_are_errors() {
 
 #[test]
 fn open_or_create_creates_once() {
-    let names = Unlinker::new("test");
-    let name = names.name("ooc");
+    let (names, name) = common::segment_name("test", "ooc");
     let (a, created) = Shared::<AtomicU64>::open_or_create(&name, 41).unwrap();
     assert!(created);
     let (b, created) = Shared::<AtomicU64>::open_or_create(&name, 99).unwrap();
@@ -98,8 +94,7 @@ fn open_or_create_creates_once() {
 
 #[test]
 fn open_or_create_race_between_eight_processes_creates_exactly_once() {
-    let names = Unlinker::new("test");
-    let name = names.name("race");
+    let (_names, name) = common::segment_name("test", "race");
     let creators = Shared::<AtomicU32>::anon(0).unwrap();
     let go = Shared::<Event>::anon(()).unwrap();
     let mut children: Vec<Child> = (0..8)
@@ -134,8 +129,7 @@ fn open_or_create_race_between_eight_processes_creates_exactly_once() {
 
 #[test]
 fn a_forked_child_dropping_its_handles_unlinks_nothing() {
-    let names = Unlinker::new("test");
-    let parents = names.name("parents");
+    let (names, parents) = common::segment_name("test", "parents");
     let childs = names.name("childs");
     let lock = Shared::<Lock>::create(&parents, ()).unwrap();
     let mut child = fork(|| {
@@ -159,8 +153,7 @@ fn a_forked_child_dropping_its_handles_unlinks_nothing() {
 
 #[test]
 fn an_unlinked_segment_lives_on_for_those_who_map_it() {
-    let names = Unlinker::new("test");
-    let name = names.name("unlinked");
+    let (_names, name) = common::segment_name("test", "unlinked");
     let a = Shared::<AtomicU64>::create(&name, 7).unwrap();
     let b = Shared::<AtomicU64>::open(&name).unwrap();
     Shared::<AtomicU64>::unlink(&name).unwrap();
@@ -178,8 +171,7 @@ fn an_unlinked_segment_lives_on_for_those_who_map_it() {
 
 #[test]
 fn a_creator_killed_during_initialisation_leaves_nothing_behind() {
-    let names = Unlinker::new("test");
-    let name = names.name("killed-creator");
+    let (_names, name) = common::segment_name("test", "killed-creator");
     let initialising = Shared::<Event>::anon(()).unwrap();
     let mut creator = fork(|| {
         let layout = ObjectLayout {
@@ -218,8 +210,7 @@ fn a_creator_killed_during_initialisation_leaves_nothing_behind() {
 
 #[test]
 fn the_header_is_the_documented_layout() {
-    let names = Unlinker::new("test");
-    let name = names.name("layout");
+    let (_names, name) = common::segment_name("test", "layout");
     let _sem = Shared::<shmipc::Semaphore>::create(&name, common::unbounded(2)).unwrap();
     let raw = std::fs::read(shm_path(&name)).unwrap();
     let u32_at = |o: usize| u32::from_ne_bytes(raw[o..o + 4].try_into().unwrap());

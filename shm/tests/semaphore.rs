@@ -6,7 +6,6 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::join_all_ok;
-use shmipc::Unlinker;
 use shmipc::{fork, AtomicU32, Child, Event, Named, Semaphore, SemaphoreConfig, Shared};
 
 const PROCESSES: usize = 10;
@@ -15,8 +14,7 @@ const ROUNDS: usize = 5;
 
 #[test]
 fn semaphore_of_three_admits_exactly_three_of_ten_processes() {
-    let names = Unlinker::new("test");
-    let sem_name = names.name("sem");
+    let (names, sem_name) = common::segment_name("test", "sem");
     let holders_name = names.name("holders");
     let peak_name = names.name("peak");
     let go_name = names.name("go");
@@ -68,8 +66,7 @@ fn semaphore_of_three_admits_exactly_three_of_ten_processes() {
 
 #[test]
 fn a_bounded_semaphore_keeps_its_bound_across_processes() {
-    let names = Unlinker::new("test");
-    let name = names.name("bounded");
+    let (_names, name) = common::segment_name("test", "bounded");
     let sem = Shared::<Semaphore>::create(
         &name,
         SemaphoreConfig {

@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use shmipc::{fork, Error, Event, ExitStatus, Named, Options, Queue, RingConfig, Shared, Unlinker};
+use shmipc::{fork, Error, Event, ExitStatus, Named, Options, Queue, RingConfig, Shared};
 
 const NOBODY: u32 = 65534;
 
@@ -58,8 +58,7 @@ fn a_squatted_segment_is_refused_unless_its_owner_is_trusted() {
         eprintln!("skipped: making a segment as another user needs root");
         return;
     }
-    let names = Unlinker::new("squat");
-    let (event, queue) = (names.name("event"), names.name("queue"));
+    let (_names, [event, queue]) = common::segment_names("squat", ["event", "queue"]);
     // The squatter, first at our names.
     let status = as_nobody(|| {
         let open = Options::new().mode(0o666);
@@ -126,8 +125,7 @@ fn another_users_process_refuses_our_segment_by_default() {
         eprintln!("skipped: running as another user needs root");
         return;
     }
-    let names = Unlinker::new("squat");
-    let name = names.name("roots");
+    let (_names, name) = common::segment_name("squat", "roots");
     let _ours = Shared::<Event>::create_with(&name, (), &Options::new().mode(0o666)).unwrap();
     let status = as_nobody(|| {
         let refused = matches!(
@@ -152,8 +150,7 @@ fn another_users_process_refuses_our_segment_by_default() {
 
 #[test]
 fn our_own_segments_open_without_options() {
-    let names = Unlinker::new("squat");
-    let name = names.name("own");
+    let (_names, name) = common::segment_name("squat", "own");
     let _e = Shared::<Event>::create(&name, ()).unwrap();
     assert!(Shared::<Event>::open(&name).is_ok());
     let (_, created) = Shared::<Event>::open_or_create(&name, ()).unwrap();

@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 use shmipc::sync::{AtomicU32, Ordering};
 use shmipc::{
     fork, Array, ArrayError, Child, Condition, DictConfig, DictError, ListConfig, Lock, LockError,
-    Named, Pool, Shared, SharedDict, SharedList, SharedObject, TaskError, Unlinker, Value,
-    ValueError,
+    Named, Pool, Shared, SharedDict, SharedList, SharedObject, TaskError, Value, ValueError,
 };
 
 /// The timeout every bounded call gets here.
@@ -174,8 +173,7 @@ fn bounded<T: std::fmt::Debug, E: std::fmt::Debug>(
 
 #[test]
 fn value_and_array_calls_time_out_behind_a_stopped_holder() {
-    let names = Unlinker::new("stopped");
-    let (vn, an) = (names.name("value"), names.name("array"));
+    let (_names, [vn, an]) = common::segment_names("stopped", ["value", "array"]);
     let value = Value::<u64>::create(&vn, 7).unwrap();
     let array = Array::<u32>::create(&an, &[1, 2, 3]).unwrap();
     let _v = StoppedHolder::of_segment(&vn);
@@ -221,8 +219,7 @@ fn value_and_array_calls_time_out_behind_a_stopped_holder() {
 
 #[test]
 fn dict_and_list_calls_time_out_behind_a_stopped_holder() {
-    let names = Unlinker::new("stopped");
-    let (dn, ln) = (names.name("dict"), names.name("list"));
+    let (_names, [dn, ln]) = common::segment_names("stopped", ["dict", "list"]);
     let dict = SharedDict::create(&dn, DictConfig::new(8, 8, 8)).unwrap();
     dict.insert(b"k", b"v").unwrap();
     let list = SharedList::create(&ln, ListConfig::new(8, 8)).unwrap();
@@ -306,8 +303,7 @@ fn dict_and_list_calls_time_out_behind_a_stopped_holder() {
 
 #[test]
 fn condition_calls_time_out_behind_a_stopped_holder() {
-    let names = Unlinker::new("stopped");
-    let cn = names.name("cond");
+    let (_names, cn) = common::segment_name("stopped", "cond");
     let cond = Shared::<Condition>::create(&cn, ()).unwrap();
     let lock_timeout = |e: &LockError| *e == LockError::Timeout;
 
@@ -363,8 +359,7 @@ fn condition_calls_time_out_behind_a_stopped_holder() {
 
 #[test]
 fn pool_calls_time_out_behind_a_stuck_task() {
-    let names = Unlinker::new("stopped");
-    let vn = names.name("value");
+    let (_names, vn) = common::segment_name("stopped", "value");
     let _value = Value::<u64>::create(&vn, 0).unwrap();
     let _h = StoppedHolder::of_segment(&vn);
     // Every task waits for the value's lock, which the stopped holder has.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use shmipc::{
     fork, ByteQueue, BytesConfig, DictConfig, End, Error, MessageError, Named, Pipe, RecvError,
-    SharedDict, TypedDict, TypedPipe, TypedQueue, Unlinker,
+    SharedDict, TypedDict, TypedPipe, TypedQueue,
 };
 
 use common::{join, join_all_ok};
@@ -38,8 +38,7 @@ fn config() -> BytesConfig {
 
 #[test]
 fn structs_with_strings_and_vecs_cross_forked_processes() {
-    let names = Unlinker::new("typed-mpmc");
-    let name = names.name("jobs");
+    let (names, name) = common::segment_name("typed-mpmc", "jobs");
     let jobs = TypedQueue::<Job>::create(&name, config()).unwrap();
     // The parent counts as a producer until it closes the queue, so the
     // consumers wait for the close (not for end-of-stream, which they would
@@ -178,8 +177,7 @@ fn child_error(open: impl FnOnce() -> Result<(), Error>) -> String {
 
 #[test]
 fn opening_with_another_type_names_both_types() {
-    let names = Unlinker::new("typed-wrong");
-    let name = names.name("q");
+    let (names, name) = common::segment_name("typed-wrong", "q");
     let _q = TypedQueue::<Job>::create(&name, config()).unwrap();
     let e = child_error(|| TypedQueue::<String>::open(&name).map(drop));
     assert!(e.contains(&name), "{e}");
@@ -239,8 +237,7 @@ fn opening_with_another_type_names_both_types() {
 
 #[test]
 fn hostile_bytes_are_decode_errors_naming_the_type() {
-    let names = Unlinker::new("typed-hostile");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("typed-hostile", "q");
     let q = TypedQueue::<Job>::create(&name, config()).unwrap();
     let hostile: Vec<Vec<u8>> = vec![
         vec![],                                   // nothing at all
@@ -312,8 +309,7 @@ enum Msg {
 
 #[test]
 fn a_typed_pipe_carries_enums_both_ways_between_processes() {
-    let names = Unlinker::new("typed-pipe");
-    let name = names.name("p");
+    let (names, name) = common::segment_name("typed-pipe", "p");
     let a = TypedPipe::<Msg>::create(&name, config()).unwrap();
     let child_name = name.clone();
     let mut child = fork(move || {
@@ -363,8 +359,7 @@ fn a_typed_pipe_carries_enums_both_ways_between_processes() {
 
 #[test]
 fn a_typed_dict_is_shared_by_processes() {
-    let names = Unlinker::new("typed-dict");
-    let name = names.name("d");
+    let (_names, name) = common::segment_name("typed-dict", "d");
     let d = TypedDict::<String, Job>::create(&name, DictConfig::new(64, 32, 128)).unwrap();
     let mut children = Vec::new();
     for c in 0..3u64 {

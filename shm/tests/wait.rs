@@ -291,43 +291,10 @@ fn a_wait_on_64_objects_of_every_kind_reports_exactly_the_ready_ones() {
 
 #[test]
 fn an_event_set_and_cleared_again_during_the_wait_is_reported() {
-    let n = Unlinker::new("waitpulse");
-    let name = n.name("e");
+    let (_n, name) = common::segment_name("waitpulse", "e");
     let event = Shared::<Event>::create(&name, ()).unwrap();
     let other = Shared::<Event>::anon(()).unwrap();
-    let mut child = fork(|| {
-        let Ok(e) = Shared::<Event>::open(&name) else {
-            return 2;
-        };
-        // Wait until the parent's wait has armed the event (its WAITERS
-        // bit, 2, is up), then pulse it.
-        if !common::eventually(CHILD_TIMEOUT, || event_word(&name) & 2 != 0) {
-            return 3;
-        }
-        // Stop the parent, so that it cannot look between the set and the
-        // clear: only the event's generation tells it a set came.
-        // SAFETY: getppid and kill take plain integers.
-        let parent = unsafe { libc::getppid() };
-        // SAFETY: as above; the parent is the test process, resumed below.
-        unsafe { libc::kill(parent, libc::SIGSTOP) };
-        let stopped = common::eventually(CHILD_TIMEOUT, || {
-            std::fs::read_to_string(format!("/proc/{parent}/stat")).is_ok_and(|s| {
-                s.rsplit(')')
-                    .next()
-                    .is_some_and(|r| r.trim_start().starts_with('T'))
-            })
-        });
-        e.set();
-        e.clear();
-        // SAFETY: as above.
-        unsafe { libc::kill(parent, libc::SIGCONT) };
-        if stopped {
-            0
-        } else {
-            4
-        }
-    })
-    .unwrap();
+    let mut child = common::fork_pulse_while_stopped(&name);
     let start = Instant::now();
     let ready = wait(
         &[Interest::event(&other), Interest::event(&event)],
@@ -339,33 +306,12 @@ fn an_event_set_and_cleared_again_during_the_wait_is_reported() {
     assert!(!event.is_set());
 }
 
-/// The word of the Event in segment `name`, read through its file.
-fn event_word(name: &str) -> u32 {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(common::shm_path(name)).unwrap();
-    let mut b = [0u8; 8];
-    file.read_exact_at(&mut b, common::off::OBJECT_OFFSET)
-        .unwrap();
-    let at = u64::from_ne_bytes(b);
-    let mut w = [0u8; 4];
-    file.read_exact_at(&mut w, at).unwrap();
-    u32::from_ne_bytes(w)
-}
-
 #[test]
 fn wait_wakes_when_a_child_exits() {
     let never = Shared::<Event>::anon(()).unwrap();
     let q = Queue::<u64>::anon(RingConfig::new(4)).unwrap();
-    let mut sleeper = fork(|| {
-        std::thread::sleep(Duration::from_secs(30));
-        0
-    })
-    .unwrap();
-    let mut quick = fork(|| {
-        std::thread::sleep(Duration::from_millis(200));
-        7
-    })
-    .unwrap();
+    let mut sleeper = common::fork_sleeper(Duration::from_secs(30), 0);
+    let mut quick = common::fork_sleeper(Duration::from_millis(200), 7);
     let start = Instant::now();
     let ready = wait(
         &[
@@ -416,16 +362,6 @@ fn more_words_than_futex_waitv_takes_are_an_error_that_says_so() {
     );
 }
 
-/// CPU time (user + system) of `who` (RUSAGE_SELF, RUSAGE_THREAD).
-fn cpu(who: libc::c_int) -> Duration {
-    // SAFETY: rusage is plain data; getrusage fills it.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `u` is valid for writing.
-    assert_eq!(unsafe { libc::getrusage(who, &mut u) }, 0);
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(u.ru_utime) + tv(u.ru_stime)
-}
-
 #[test]
 fn a_waiter_blocked_for_a_second_uses_under_two_percent_of_a_core() {
     // In a child of its own, so RUSAGE_SELF counts the waiter and the
@@ -445,14 +381,14 @@ fn a_waiter_blocked_for_a_second_uses_under_two_percent_of_a_core() {
         interests.push(Interest::event(&event));
         interests.push(Interest::child(&grandchild));
         let (self0, thread0, start) = (
-            cpu(libc::RUSAGE_SELF),
-            cpu(libc::RUSAGE_THREAD),
+            common::cpu_time(libc::RUSAGE_SELF),
+            common::cpu_time(libc::RUSAGE_THREAD),
             Instant::now(),
         );
         let ready = wait(&interests, Some(Duration::from_secs(1)));
         let (self1, thread1, took) = (
-            cpu(libc::RUSAGE_SELF),
-            cpu(libc::RUSAGE_THREAD),
+            common::cpu_time(libc::RUSAGE_SELF),
+            common::cpu_time(libc::RUSAGE_THREAD),
             start.elapsed(),
         );
         drop(interests);
@@ -475,80 +411,13 @@ fn a_waiter_blocked_for_a_second_uses_under_two_percent_of_a_core() {
     assert_eq!(join(&mut child), ExitStatus::Code(0));
 }
 
-/// Makes `futex_waitv` fail with `ENOSYS` in this process from now on, as
-/// on a kernel before 5.16 (a seccomp filter; the process must be one the
-/// test may spoil: a forked child).
-#[cfg(target_arch = "x86_64")]
-fn forbid_futex_waitv() -> bool {
-    #[repr(C)]
-    struct SockFilter {
-        code: u16,
-        jt: u8,
-        jf: u8,
-        k: u32,
-    }
-    #[repr(C)]
-    struct SockFprog {
-        len: u16,
-        filter: *const SockFilter,
-    }
-    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
-    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
-    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
-    const RET_ERRNO: u32 = 0x0005_0000;
-    const RET_ALLOW: u32 = 0x7fff_0000;
-    let prog = [
-        // seccomp_data.nr
-        SockFilter {
-            code: LD_W_ABS,
-            jt: 0,
-            jf: 0,
-            k: 0,
-        },
-        SockFilter {
-            code: JEQ_K,
-            jt: 0,
-            jf: 1,
-            k: libc::SYS_futex_waitv as u32,
-        },
-        SockFilter {
-            code: RET_K,
-            jt: 0,
-            jf: 0,
-            k: RET_ERRNO | libc::ENOSYS as u32,
-        },
-        SockFilter {
-            code: RET_K,
-            jt: 0,
-            jf: 0,
-            k: RET_ALLOW,
-        },
-    ];
-    let fprog = SockFprog {
-        len: prog.len() as u16,
-        filter: prog.as_ptr(),
-    };
-    // SAFETY: prctl with plain integer arguments.
-    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    // SAFETY: `fprog` points at a valid filter program for the call; the
-    // kernel copies it.
-    r == 0
-        && unsafe {
-            libc::prctl(
-                libc::PR_SET_SECCOMP,
-                2, /* SECCOMP_MODE_FILTER */
-                &fprog,
-            )
-        } == 0
-}
-
 #[test]
 #[cfg(target_arch = "x86_64")]
 fn without_futex_waitv_wait_falls_back_to_short_slices() {
     let mut child = fork(|| {
         let event = Event::new();
         let q = Queue::<u64>::anon(RingConfig::new(4)).unwrap();
-        if !forbid_futex_waitv() {
+        if !common::forbid_syscall(libc::SYS_futex_waitv) {
             return 2;
         }
         // The filter works: the call is refused.
@@ -569,12 +438,15 @@ fn without_futex_waitv_wait_falls_back_to_short_slices() {
             });
             // The queue is not the first word: only the re-check after a
             // slice on the event's word can see it.
-            let (start, cpu0) = (Instant::now(), cpu(libc::RUSAGE_THREAD));
+            let (start, cpu0) = (Instant::now(), common::cpu_time(libc::RUSAGE_THREAD));
             let ready = wait(
                 &[Interest::event(&event), Interest::readable(&q)],
                 Some(WAKE_PATIENCE),
             );
-            let (took, used) = (start.elapsed(), cpu(libc::RUSAGE_THREAD) - cpu0);
+            let (took, used) = (
+                start.elapsed(),
+                common::cpu_time(libc::RUSAGE_THREAD) - cpu0,
+            );
             println!("without futex_waitv: {ready:?} after {took:?}, {used:?} of CPU");
             match ready {
                 // Sleeps, not a spin: under a tenth of the time on the CPU

@@ -11,30 +11,20 @@ use std::time::{Duration, Instant};
 use common::{join, CHILD_TIMEOUT};
 use shmipc::{
     fork, BytesConfig, Event, ExitStatus, Named, Pipe, PopError, Queue, RecvError, RingConfig,
-    Shared, SpscQueue, Unlinker, WaitStrategy,
+    Shared, SpscQueue, WaitStrategy,
 };
 
 /// How long the waiter is left idle.
 const IDLE: Duration = Duration::from_secs(1);
 
-/// CPU time (user + system) the calling thread has used.
-fn cpu_time() -> Duration {
-    // SAFETY: a zeroed rusage is valid for getrusage to fill.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: `ru` is valid and writable.
-    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
 /// The share of one core (in percent) `wait` used while it ran, and how
 /// long it ran.
 fn cpu_share(wait: impl FnOnce() -> bool) -> Option<(f64, Duration)> {
-    let (cpu, wall) = (cpu_time(), Instant::now());
+    let (cpu, wall) = (common::cpu_time(libc::RUSAGE_THREAD), Instant::now());
     if !wait() {
         return None;
     }
-    let (cpu, wall) = (cpu_time() - cpu, wall.elapsed());
+    let (cpu, wall) = (common::cpu_time(libc::RUSAGE_THREAD) - cpu, wall.elapsed());
     Some((100.0 * cpu.as_secs_f64() / wall.as_secs_f64(), wall))
 }
 
@@ -99,8 +89,7 @@ const AT_MOST_2: (f64, bool) = (2.0, false);
 
 #[test]
 fn an_idle_spsc_consumer_with_the_default_strategy_uses_at_most_2_percent_of_a_core() {
-    let names = Unlinker::new("wait-idle-spsc");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("wait-idle-spsc", "q");
     let q = SpscQueue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let mut tx = q.take_producer().unwrap();
     idle_waiter(
@@ -117,8 +106,7 @@ fn an_idle_spsc_consumer_with_the_default_strategy_uses_at_most_2_percent_of_a_c
 
 #[test]
 fn an_idle_mpmc_consumer_with_the_default_strategy_uses_at_most_2_percent_of_a_core() {
-    let names = Unlinker::new("wait-idle-mpmc");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("wait-idle-mpmc", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     idle_waiter(
         || Queue::<u64>::open(&name).unwrap(),
@@ -130,8 +118,7 @@ fn an_idle_mpmc_consumer_with_the_default_strategy_uses_at_most_2_percent_of_a_c
 
 #[test]
 fn an_idle_pipe_end_with_the_default_strategy_uses_at_most_2_percent_of_a_core() {
-    let names = Unlinker::new("wait-idle-pipe");
-    let name = names.name("p");
+    let (_names, name) = common::segment_name("wait-idle-pipe", "p");
     let a = Pipe::create(&name, BytesConfig::for_max_message(64).unwrap()).unwrap();
     idle_waiter(
         || Pipe::open(&name).unwrap(),
@@ -150,8 +137,7 @@ fn an_idle_pipe_end_with_the_default_strategy_uses_at_most_2_percent_of_a_core()
 /// work).
 #[test]
 fn an_idle_spinning_waiter_is_seen_using_a_core() {
-    let names = Unlinker::new("wait-idle-spin");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("wait-idle-spin", "q");
     let q = SpscQueue::<u64>::create(&name, RingConfig::new(16)).unwrap();
     let mut tx = q.take_producer().unwrap();
     idle_waiter(
@@ -183,8 +169,8 @@ const STRATEGIES: [WaitStrategy; 4] = [
 fn every_strategy_delivers_across_processes_and_times_out() {
     const ROUNDS: u64 = 2000;
     for (i, s) in STRATEGIES.into_iter().enumerate() {
-        let names = Unlinker::new("wait-pingpong");
-        let (ping, pong, pipe) = (names.name("ping"), names.name("pong"), names.name("pipe"));
+        let (_names, [ping, pong, pipe]) =
+            common::segment_names("wait-pingpong", ["ping", "pong", "pipe"]);
         let q_ping = Queue::<u64>::create(&ping, RingConfig::new(4)).unwrap();
         let q_pong = SpscQueue::<u64>::create(&pong, RingConfig::new(4)).unwrap();
         let p = Pipe::create(&pipe, BytesConfig::for_max_message(64).unwrap()).unwrap();
@@ -256,8 +242,7 @@ fn every_strategy_delivers_across_processes_and_times_out() {
 /// spinner that makes none).
 #[test]
 fn a_spinning_consumer_skips_a_dead_producers_claim() {
-    let names = Unlinker::new("wait-spin-dead");
-    let name = names.name("q");
+    let (_names, name) = common::segment_name("wait-spin-dead", "q");
     let q = Queue::<u64>::create(&name, RingConfig::new(4)).unwrap();
     let claimed = Shared::<Event>::anon(()).unwrap();
     let mut producer = fork(|| {

@@ -15,9 +15,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::join;
-use shmipc::{
-    fork, ByteQueue, BytesConfig, ExitStatus, Named, Queue, RingConfig, SpscQueue, Unlinker,
-};
+use shmipc::{fork, ByteQueue, BytesConfig, ExitStatus, Named, Queue, RingConfig, SpscQueue};
 
 const ROUNDS: u64 = 3_000;
 /// Whether sleeps end only when woken or at their deadline.
@@ -79,8 +77,7 @@ fn assert_every_trip_is_woken(mut trip: impl FnMut(u64) -> Result<u64, String>) 
 
 #[test]
 fn every_blocking_round_trip_is_woken_by_its_message() {
-    let names = Unlinker::new("test");
-    let (ping, pong) = (names.name("ping"), names.name("pong"));
+    let (_names, [ping, pong]) = common::segment_names("test", ["ping", "pong"]);
     let _a = SpscQueue::<u64>::create(&ping, RingConfig::new(4)).unwrap();
     let _b = SpscQueue::<u64>::create(&pong, RingConfig::new(4)).unwrap();
     let mut child = fork({
@@ -107,8 +104,7 @@ fn every_blocking_round_trip_is_woken_by_its_message() {
 
 #[test]
 fn every_blocking_mpmc_round_trip_is_woken_by_its_message() {
-    let names = Unlinker::new("test");
-    let (ping_name, pong_name) = (names.name("ping"), names.name("pong"));
+    let (_names, [ping_name, pong_name]) = common::segment_names("test", ["ping", "pong"]);
     let ping = Queue::<u64>::create(&ping_name, RingConfig::new(4)).unwrap();
     let pong = Queue::<u64>::create(&pong_name, RingConfig::new(4)).unwrap();
     let mut child = fork({
@@ -143,8 +139,7 @@ fn recv_u64(q: &ByteQueue) -> Result<u64, String> {
 
 #[test]
 fn every_blocking_byte_queue_round_trip_is_woken_by_its_message() {
-    let names = Unlinker::new("test");
-    let (ping_name, pong_name) = (names.name("ping"), names.name("pong"));
+    let (_names, [ping_name, pong_name]) = common::segment_names("test", ["ping", "pong"]);
     // Room for two messages: senders sleep too, on a full queue.
     let ping = ByteQueue::create(&ping_name, BytesConfig::new(64, 8)).unwrap();
     let pong = ByteQueue::create(&pong_name, BytesConfig::new(64, 8)).unwrap();
@@ -190,8 +185,7 @@ fn notifiers_use_the_membarrier_light_path_where_the_kernel_allows() {
     let supported = cmds & GLOBAL_EXPEDITED != 0 && cmds & REGISTER_GLOBAL_EXPEDITED != 0;
     eprintln!("membarrier commands: {cmds:#x}; global expedited supported: {supported}");
 
-    let names = Unlinker::new("test");
-    let (mpmc_name, spsc_name) = (names.name("mpmc"), names.name("spsc"));
+    let (_names, [mpmc_name, spsc_name]) = common::segment_names("test", ["mpmc", "spsc"]);
     let q = Queue::<u64>::create(&mpmc_name, RingConfig::new(4)).unwrap();
     let _s = SpscQueue::<u64>::create(&spsc_name, RingConfig::new(4)).unwrap();
     let mut tx = SpscQueue::<u64>::producer(&spsc_name).unwrap();

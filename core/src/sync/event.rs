@@ -175,24 +175,7 @@ impl Event {
     pub(crate) fn announce_waiter(word: &AtomicU32) -> Option<u32> {
         // SYNC POINT: Acquire pairs with the Release compare-and-swap in
         // `set`, as in `wait_until`.
-        let mut state = word.load(Ordering::Acquire);
-        loop {
-            if state & SET != 0 {
-                return None;
-            }
-            if state & WAITERS != 0 {
-                return Some(state);
-            }
-            match word.compare_exchange_weak(
-                state,
-                state | WAITERS,
-                Ordering::Acquire,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return Some(state | WAITERS),
-                Err(s) => state = s,
-            }
-        }
+        futex::announce_waiter(word, WAITERS, Ordering::Acquire, |state| state & SET != 0)
     }
 
     /// Whether the event is set, or was set (even if cleared again) since

@@ -241,7 +241,18 @@ impl Lock {
     /// previous owner wrote is visible to the new one.
     #[inline]
     pub fn try_lock_with(&self, peers: &dyn Peers) -> Result<LockGuard<'_>, LockError> {
-        let me = peers.me().raw();
+        self.try_take(peers.me().raw())
+    }
+
+    /// Takes the lock if it is free, adding `bits` (the taker's owner id,
+    /// and any flag it raises) to the word; else fails as
+    /// [`Lock::try_lock`] does.
+    ///
+    /// SYNC POINT: its Acquire compare-and-swap pairs with the Release swap
+    /// in [`Lock::unlock`] (and in a guard's drop), so everything the
+    /// previous owner wrote is visible to the new one.
+    #[inline]
+    fn try_take(&self, bits: u32) -> Result<LockGuard<'_>, LockError> {
         let stamp = tid::thread_stamp();
         let mut state = self.word.load(Ordering::Relaxed);
         loop {
@@ -255,7 +266,7 @@ impl Lock {
             // SYNC POINT: Acquire (paired in the doc comment above).
             match self.word.compare_exchange_weak(
                 state,
-                state | me,
+                state | bits,
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
@@ -516,25 +527,10 @@ impl Lock {
     /// not recoverable: taking it reports that).
     #[cfg_attr(loom, allow(dead_code))]
     pub(crate) fn announce_waiter(word: &AtomicU32) -> Option<u32> {
-        let mut state = word.load(Ordering::Relaxed);
-        loop {
+        futex::announce_waiter(word, WAITERS, Ordering::Relaxed, |state| {
             let owner = state & TID_MASK;
-            if owner == 0 || owner == NOT_RECOVERABLE {
-                return None;
-            }
-            if state & WAITERS != 0 {
-                return Some(state);
-            }
-            match word.compare_exchange_weak(
-                state,
-                state | WAITERS,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some(state | WAITERS),
-                Err(s) => state = s,
-            }
-        }
+            owner == 0 || owner == NOT_RECOVERABLE
+        })
     }
 
     /// [`Lock::try_lock_woken`], and if the holder is dead, the takeover a
@@ -563,25 +559,7 @@ impl Lock {
     /// SYNC POINT: its Acquire compare-and-swap pairs with the Release swap
     /// in [`Lock::unlock`], as [`Lock::try_lock_with`]'s does.
     pub fn try_lock_woken(&self) -> Result<LockGuard<'_>, LockError> {
-        let me = self.peers().me().raw();
-        let stamp = tid::thread_stamp();
-        let mut state = self.word.load(Ordering::Relaxed);
-        loop {
-            self.check_held(state, stamp)?;
-            if state & TID_MASK != 0 {
-                return Err(LockError::WouldBlock);
-            }
-            // SYNC POINT: Acquire (paired in the doc comment above).
-            match self.word.compare_exchange_weak(
-                state,
-                state | me | WAITERS,
-                Ordering::Acquire,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Ok(self.acquired(stamp, state & OWNER_DIED != 0)),
-                Err(s) => state = s,
-            }
-        }
+        self.try_take(self.peers().me().raw() | WAITERS)
     }
 
     /// Whether the calling thread holds the lock: only the owner writes its
@@ -836,6 +814,15 @@ mod tests {
         lock
     }
 
+    /// A lock [`held_by`] a peer that is dead, and the peers (slot 2) that
+    /// judge every other peer dead.
+    #[cfg(not(miri))]
+    fn held_by_the_dead() -> (Lock, TestPeers) {
+        let me = TestPeers::new(2);
+        me.kill_others();
+        (held_by(&TestPeers::new(1)), me)
+    }
+
     #[test]
     fn a_live_foreign_owner_makes_waiters_time_out() {
         let holder = TestPeers::new(1);
@@ -867,10 +854,7 @@ mod tests {
     #[cfg(not(miri))]
     #[test]
     fn a_dead_owner_is_taken_over_and_repaired() {
-        let holder = TestPeers::new(1);
-        let me = TestPeers::new(2);
-        me.kill_others();
-        let lock = held_by(&holder);
+        let (lock, me) = held_by_the_dead();
         let deadline = Deadline::after(Duration::from_secs(5));
         let mut guard = lock.lock_until_with(&me, Some(&deadline)).unwrap();
         assert!(guard.owner_died());
@@ -886,10 +870,7 @@ mod tests {
     #[cfg(not(miri))]
     #[test]
     fn a_takeover_left_unrepaired_makes_the_lock_unrecoverable() {
-        let holder = TestPeers::new(1);
-        let me = TestPeers::new(2);
-        me.kill_others();
-        let lock = held_by(&holder);
+        let (lock, me) = held_by_the_dead();
         let guard = lock.lock_until_with(&me, None).unwrap();
         assert!(guard.owner_died());
         drop(guard);

@@ -62,6 +62,31 @@ unsafe fn string_copy(src: *const u8, dst: *mut u8, len: usize) {
     };
 }
 
+/// Copies the whole range in one go where this build does, and says
+/// whether it did: under Miri with a plain copy (see the module docs), on
+/// x86-64 with one [`string_copy`] from [`STRING_COPY_MIN`] bytes on.
+/// Otherwise the caller copies word by word ([`load`], [`store`]).
+///
+/// # Safety
+///
+/// `src..src + len` is valid for reads and `dst..dst + len` for writes;
+/// they do not overlap.
+#[inline(always)]
+unsafe fn copy_at_once(src: *const u8, dst: *mut u8, len: usize) -> bool {
+    if cfg!(miri) {
+        // SAFETY: the ranges are valid and apart (contract).
+        unsafe { core::ptr::copy_nonoverlapping(src, dst, len) };
+        return true;
+    }
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    if len >= STRING_COPY_MIN {
+        // SAFETY: the ranges are valid and apart (contract).
+        unsafe { string_copy(src, dst, len) };
+        return true;
+    }
+    false
+}
+
 /// Copies `len` bytes from shared `src` to private `dst`. `aligned8` says
 /// that the caller knows `src` to be 8-byte aligned (a constant for typed
 /// slots, so the check folds away).
@@ -72,15 +97,9 @@ unsafe fn string_copy(src: *const u8, dst: *mut u8, len: usize) {
 /// they do not overlap; no reference to the `dst` bytes is live.
 #[inline(always)]
 unsafe fn load(src: *const u8, dst: *mut u8, len: usize, aligned8: bool) {
-    if cfg!(miri) {
-        // SAFETY: the ranges are valid and apart (contract). (Miri: see
-        // the module docs.)
-        return unsafe { core::ptr::copy_nonoverlapping(src, dst, len) };
-    }
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if len >= STRING_COPY_MIN {
-        // SAFETY: the ranges are valid and apart (contract).
-        return unsafe { string_copy(src, dst, len) };
+    // SAFETY: the ranges are valid and apart (contract).
+    if unsafe { copy_at_once(src, dst, len) } {
+        return;
     }
     let mut i = 0;
     if !aligned8 {
@@ -119,14 +138,9 @@ unsafe fn load(src: *const u8, dst: *mut u8, len: usize, aligned8: bool) {
 /// they do not overlap.
 #[inline(always)]
 unsafe fn store(src: *const u8, dst: *mut u8, len: usize, aligned8: bool) {
-    if cfg!(miri) {
-        // SAFETY: as in `load`.
-        return unsafe { core::ptr::copy_nonoverlapping(src, dst, len) };
-    }
-    #[cfg(all(target_arch = "x86_64", not(miri)))]
-    if len >= STRING_COPY_MIN {
-        // SAFETY: the ranges are valid and apart (contract).
-        return unsafe { string_copy(src, dst, len) };
+    // SAFETY: the ranges are valid and apart (contract).
+    if unsafe { copy_at_once(src, dst, len) } {
+        return;
     }
     let mut i = 0;
     if !aligned8 {
@@ -178,6 +192,13 @@ pub(crate) unsafe fn store_bytes(src: &[u8], dst: *mut u8) {
     unsafe { store(src.as_ptr(), dst, src.len(), false) }
 }
 
+/// The bytes `n` values of `T` take, and whether a `T`-aligned address is
+/// aligned for 8-byte words too.
+#[inline(always)]
+const fn item_span<T>(n: usize) -> (usize, bool) {
+    (n * size_of::<T>(), align_of::<T>() % 8 == 0)
+}
+
 /// Copies `n` values of `T` out of shared memory at `src` into `dst`
 /// (which holds room for them). `T` is plain data: any bytes a racing
 /// writer leaves make a valid value.
@@ -188,15 +209,9 @@ pub(crate) unsafe fn store_bytes(src: &[u8], dst: *mut u8) {
 /// is valid for writes and does not overlap it.
 #[inline(always)]
 pub(crate) unsafe fn load_items<T: bytemuck::Pod>(src: *const T, dst: *mut T, n: usize) {
+    let (len, aligned8) = item_span::<T>(n);
     // SAFETY: contract; `src` is aligned for T, so for 8 bytes if T is.
-    unsafe {
-        load(
-            src.cast(),
-            dst.cast(),
-            n * size_of::<T>(),
-            align_of::<T>() % 8 == 0,
-        )
-    }
+    unsafe { load(src.cast(), dst.cast(), len, aligned8) }
 }
 
 /// One value of `T` out of shared memory at `src` (as [`load_items`]).
@@ -221,15 +236,9 @@ pub(crate) unsafe fn load_item<T: bytemuck::Pod>(src: *const T) -> T {
 /// is valid for reads and does not overlap it.
 #[inline(always)]
 pub(crate) unsafe fn store_items<T: bytemuck::Pod>(src: *const T, dst: *mut T, n: usize) {
+    let (len, aligned8) = item_span::<T>(n);
     // SAFETY: contract, as in `load_items`.
-    unsafe {
-        store(
-            src.cast(),
-            dst.cast(),
-            n * size_of::<T>(),
-            align_of::<T>() % 8 == 0,
-        )
-    }
+    unsafe { store(src.cast(), dst.cast(), len, aligned8) }
 }
 
 #[cfg(test)]

@@ -244,6 +244,34 @@ pub fn wait_sliced(word: &AtomicU32, expected: u32, deadline: Option<&Deadline>)
     }
 }
 
+/// Raises the `waiters` bit on `word`, so that the next change that makes
+/// a sleeper's condition true also wakes it, and returns the word as it
+/// now is (the value to sleep on); `None`, raising nothing, once
+/// `ready(word)` says there is nothing to wait for. `order` orders every
+/// load of the word, as the caller's protocol asks.
+#[inline]
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) fn announce_waiter(
+    word: &AtomicU32,
+    waiters: u32,
+    order: crate::sync::Ordering,
+    ready: impl Fn(u32) -> bool,
+) -> Option<u32> {
+    let mut state = word.load(order);
+    loop {
+        if ready(state) {
+            return None;
+        }
+        if state & waiters != 0 {
+            return Some(state);
+        }
+        match word.compare_exchange_weak(state, state | waiters, order, order) {
+            Ok(_) => return Some(state | waiters),
+            Err(s) => state = s,
+        }
+    }
+}
+
 /// Wakes at most one process or thread sleeping on `word`. Returns how many
 /// were woken.
 #[inline]

@@ -52,7 +52,14 @@ pub fn fork_generation() -> u32 {
 /// the handler, so every later fork is counted).
 #[inline]
 pub(crate) fn fork_generation_seen() -> u32 {
-    imp::fork_generation_seen()
+    #[cfg(loom)]
+    {
+        0
+    }
+    #[cfg(not(loom))]
+    {
+        FORKS.load(crate::sync::Ordering::Relaxed)
+    }
 }
 
 /// The token of the calling process in memory that has no peer table (see
@@ -106,6 +113,42 @@ fn fresh_nonce() -> u32 {
 #[cfg(any(loom, miri))]
 fn fresh_nonce() -> u32 {
     0x5eed
+}
+
+/// [`install_atfork_once`]'s state for this module's fork handler.
+#[cfg(not(loom))]
+static ATFORK: crate::sync::AtomicU32 = crate::sync::AtomicU32::new(ATFORK_NONE);
+/// This process's nonce; 0 until first asked (and again in a forked
+/// child, which is another process).
+#[cfg(not(loom))]
+static NONCE: crate::sync::AtomicU32 = crate::sync::AtomicU32::new(0);
+/// How many forks this process's ancestry has made ([`fork_generation`]).
+#[cfg(not(loom))]
+static FORKS: crate::sync::AtomicU32 = crate::sync::AtomicU32::new(0);
+
+/// What a forked child forgets of its parent (from the fork handler):
+/// the nonce, drawn again on next use; and the fork is counted.
+#[cfg(not(loom))]
+extern "C" fn forget_parent() {
+    NONCE.store(0, crate::sync::Ordering::Relaxed);
+    FORKS.fetch_add(1, crate::sync::Ordering::Relaxed);
+}
+
+/// The process's nonce ([`NONCE`]), drawn on first use; threads racing
+/// here keep whichever nonce won.
+#[cfg(not(loom))]
+fn nonce() -> u32 {
+    use crate::sync::Ordering;
+    match NONCE.load(Ordering::Relaxed) {
+        0 => {
+            let fresh = fresh_nonce();
+            match NONCE.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => fresh,
+                Err(won) => won,
+            }
+        }
+        n => n,
+    }
 }
 
 /// [`install_atfork_once`]'s states.
@@ -171,10 +214,6 @@ mod imp {
     pub fn fork_generation() -> u32 {
         0
     }
-
-    pub fn fork_generation_seen() -> u32 {
-        0
-    }
 }
 
 #[cfg(all(not(loom), any(feature = "std", test)))]
@@ -190,21 +229,14 @@ mod imp {
         static ID: Cell<(u32, u64)> = const { Cell::new((0, 0)) };
     }
 
-    static ATFORK: AtomicU32 = AtomicU32::new(super::ATFORK_NONE);
-    /// This process's nonce; 0 until first asked (and again in a forked
-    /// child, which is another process).
-    static NONCE: AtomicU32 = AtomicU32::new(0);
     /// The next thread number to hand out.
     static NEXT_THREAD: AtomicU32 = AtomicU32::new(1);
-    /// See [`super::fork_generation`].
-    static FORKS: AtomicU32 = AtomicU32::new(0);
 
     extern "C" fn forget_in_child() {
         // Only the forking thread exists in the child, and its cached
         // values are its parent's: drop them so the next use asks again.
         let _ = ID.try_with(|t| t.set((0, 0)));
-        NONCE.store(0, Ordering::Relaxed);
-        FORKS.fetch_add(1, Ordering::Relaxed);
+        super::forget_parent();
     }
 
     /// Installs the fork handler, once per process
@@ -212,21 +244,7 @@ mod imp {
     /// thread-local Cell and atomics, which is fine in a freshly forked
     /// child where only the forking thread runs.
     fn install_atfork() {
-        super::install_atfork_once(&ATFORK, forget_in_child);
-    }
-
-    fn nonce() -> u32 {
-        match NONCE.load(Ordering::Relaxed) {
-            0 => {
-                let fresh = super::fresh_nonce();
-                // Threads racing here keep whichever nonce won.
-                match NONCE.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
-                    Ok(_) => fresh,
-                    Err(won) => won,
-                }
-            }
-            n => n,
-        }
+        super::install_atfork_once(&super::ATFORK, forget_in_child);
     }
 
     #[cold]
@@ -234,7 +252,7 @@ mod imp {
         install_atfork();
         let id = super::fresh_id();
         let number = NEXT_THREAD.fetch_add(1, Ordering::Relaxed).max(1);
-        let stamp = u64::from(nonce()) << 32 | u64::from(number);
+        let stamp = u64::from(super::nonce()) << 32 | u64::from(number);
         let _ = ID.try_with(|t| t.set((id, stamp)));
         (id, stamp)
     }
@@ -260,32 +278,16 @@ mod imp {
     #[inline]
     pub fn fork_generation() -> u32 {
         install_atfork();
-        FORKS.load(Ordering::Relaxed)
-    }
-
-    #[inline]
-    pub fn fork_generation_seen() -> u32 {
-        FORKS.load(Ordering::Relaxed)
+        super::fork_generation_seen()
     }
 }
 
 #[cfg(all(not(loom), not(any(feature = "std", test))))]
 mod imp {
-    use crate::sync::{AtomicU32, Ordering};
-
-    static ATFORK: AtomicU32 = AtomicU32::new(super::ATFORK_NONE);
-    static NONCE: AtomicU32 = AtomicU32::new(0);
-    static FORKS: AtomicU32 = AtomicU32::new(0);
-
-    extern "C" fn forget_in_child() {
-        NONCE.store(0, Ordering::Relaxed);
-        FORKS.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// Installs the fork handler, once per process
     /// ([`super::install_atfork_once`]); the handler only stores to atomics.
     fn install_atfork() {
-        super::install_atfork_once(&ATFORK, forget_in_child);
+        super::install_atfork_once(&super::ATFORK, super::forget_parent);
     }
 
     #[inline]
@@ -309,16 +311,7 @@ mod imp {
     #[inline]
     pub fn thread_stamp() -> u64 {
         install_atfork();
-        let nonce = match NONCE.load(Ordering::Relaxed) {
-            0 => {
-                let fresh = super::fresh_nonce();
-                match NONCE.compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed) {
-                    Ok(_) => fresh,
-                    Err(won) => won,
-                }
-            }
-            n => n,
-        };
+        let nonce = super::nonce();
         // Without thread-locals the kernel id numbers the thread: unique
         // among the process's live threads, which is what a stamp needs.
         u64::from(nonce) << 32 | u64::from(current())
@@ -327,12 +320,7 @@ mod imp {
     #[inline]
     pub fn fork_generation() -> u32 {
         install_atfork();
-        FORKS.load(Ordering::Relaxed)
-    }
-
-    #[inline]
-    pub fn fork_generation_seen() -> u32 {
-        FORKS.load(Ordering::Relaxed)
+        super::fork_generation_seen()
     }
 }
 

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
-use shmipc::{fork, Child, Event, ExitStatus, Named, Shared};
+use shmipc::{
+    fork, ByteQueue, BytesConfig, Child, Event, ExitStatus, Named, PopError, Queue, Shared,
+    Unlinker,
+};
 
 /// xorshift64*: [`Rng::seeded`] from the clock (report `rng.0` with a
 /// failure, so that [`Rng`]`(seed)` repeats the run), [`Rng::new`] for a
@@ -86,6 +89,29 @@ pub fn shm_path(name: &str) -> PathBuf {
     PathBuf::from(format!("/dev/shm{name}"))
 }
 
+/// A test's [`Unlinker`] (`label`, as in [`Unlinker::new`]) and the names
+/// of its first segments (`labels`, as in [`Unlinker::name`]).
+pub fn segment_names<const N: usize>(label: &str, labels: [&str; N]) -> (Unlinker, [String; N]) {
+    let names = Unlinker::new(label);
+    let made = labels.map(|l| names.name(l));
+    (names, made)
+}
+
+/// [`segment_names`] for one segment.
+pub fn segment_name(label: &str, first: &str) -> (Unlinker, String) {
+    let (names, [name]) = segment_names(label, [first]);
+    (names, name)
+}
+
+/// The count in environment variable `var`, or `default` if it is unset
+/// or not a number.
+pub fn env_count(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 /// Joins `child`, failing the test (and killing the child, by dropping it)
 /// if it does not end within [`CHILD_TIMEOUT`].
 pub fn join(child: &mut Child) -> ExitStatus {
@@ -143,6 +169,119 @@ pub fn fork_on(go: &Shared<Event>, act: impl FnOnce() -> i32) -> std::io::Result
         }
         act()
     })
+}
+
+/// A byte queue (`label`; a ring of 128 bytes, messages of up to 40) whose
+/// way is blocked by a dead reader: two messages were sent, a reader in
+/// another process took the first and was killed holding its record, and
+/// the second has been received here.
+pub fn byte_queue_behind_a_dead_reader(label: &str) -> (Unlinker, ByteQueue) {
+    let (names, name) = segment_name(label, "q");
+    let q = ByteQueue::create(&name, BytesConfig::new(128, 40)).unwrap();
+    let ready = Shared::<Event>::create(&names.name("ready"), ()).unwrap();
+    q.send(&[1; 40]).unwrap();
+    q.send(&[2; 40]).unwrap();
+    kill_after(&ready, || {
+        let q = ByteQueue::open(&name).unwrap();
+        std::mem::forget(q.recv().unwrap()); // holds message 1 until killed
+    });
+    assert_eq!(q.recv_vec().unwrap(), [2; 40]);
+    (names, q)
+}
+
+/// Kills a producer of the queue `name` (items of `u64`) that has claimed
+/// a slot and stopped before publishing it ([`kill_after`] on `ready`).
+pub fn kill_a_claiming_producer(ready: &Shared<Event>, name: &str) {
+    kill_after(ready, || {
+        Queue::<u64>::open(name)
+            .unwrap()
+            .claim_push_and_stop()
+            .unwrap();
+    });
+}
+
+/// Kills a writer of the byte queue `name` that has reserved 40 bytes and
+/// written some of them, before it commits ([`kill_after`] on `ready`).
+pub fn kill_a_reserving_writer(ready: &Shared<Event>, name: &str) {
+    kill_after(ready, || {
+        let q = ByteQueue::open(name).unwrap();
+        let mut g = q.reserve(40).unwrap();
+        g.write_at(0, b"half a mess").unwrap();
+        std::mem::forget(g); // dies before commit
+    });
+}
+
+/// `N` anonymous events, for a test and its children to signal each
+/// other with.
+pub fn anon_events<const N: usize>() -> [Shared<Event>; N] {
+    std::array::from_fn(|_| Shared::<Event>::anon(()).unwrap())
+}
+
+/// Forks a child that sleeps for `nap` and then exits with `code`.
+pub fn fork_sleeper(nap: Duration, code: i32) -> Child {
+    fork(move || {
+        std::thread::sleep(nap);
+        code
+    })
+    .unwrap()
+}
+
+/// A forked child's exit code for a send or push: 0 if it went through,
+/// 5 if not.
+pub fn sent_code<E>(r: Result<(), E>) -> i32 {
+    if r.is_ok() {
+        0
+    } else {
+        5
+    }
+}
+
+/// The receiving half of a sender held by another process that sends
+/// `item` once `go` is set: `pop` (a timed pop) is not told end-of-stream
+/// while `holder` holds the sender, and returns `item` once `go` is set.
+pub fn held_sender_sends_on_go<T: PartialEq + std::fmt::Debug>(
+    mut pop: impl FnMut(Duration) -> Result<T, PopError>,
+    go: &Shared<Event>,
+    holder: &str,
+    item: T,
+) {
+    assert_eq!(
+        pop(SEVERAL_CHECKS),
+        Err(PopError::Timeout),
+        "false end-of-stream: {holder}"
+    );
+    go.set();
+    assert_eq!(pop(LONG), Ok(item));
+}
+
+/// A queue (`label`; 8 items of `u32`) and a second handle on it that has
+/// pushed 1: a producer, in a peer slot of its own, to hand to a child.
+pub fn queue_and_producer(label: &str) -> (Unlinker, Queue<u32>, Queue<u32>) {
+    let (names, name) = segment_name(label, "q");
+    let q = Queue::<u32>::create(&name, shmipc::RingConfig::new(8)).unwrap();
+    let tx = Queue::<u32>::open(&name).unwrap();
+    tx.push(1).unwrap();
+    (names, q, tx)
+}
+
+/// The parent's half of a queue producer handed over to `child` (forked
+/// with [`fork_on`] on `go`), which pushes 2 when told: `q` pops the 1 the
+/// producer pushed before, then [`held_sender_sends_on_go`] (`holder`
+/// holds the producer), and the child exits 0.
+pub fn handed_producer_pushes_two(
+    q: &Queue<u32>,
+    go: &Shared<Event>,
+    child: &mut Child,
+    holder: &str,
+) {
+    assert_eq!(q.pop_timeout(LONG), Ok(1));
+    held_sender_sends_on_go(
+        |t| q.pop_timeout(t),
+        go,
+        &format!("{holder} holds the producer"),
+        2,
+    );
+    assert_eq!(join(child), ExitStatus::Code(0));
 }
 
 /// The exit code of an intermediate process whose `unshare` failed.
@@ -326,4 +465,95 @@ pub fn now_ns() -> u64 {
     // SAFETY: a valid timespec to fill; CLOCK_MONOTONIC always exists.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The word of the Event in segment `name`, read through its file.
+pub fn event_word(name: &str) -> u32 {
+    let file = std::fs::File::open(shm_path(name)).unwrap();
+    let mut b = [0u8; 8];
+    file.read_exact_at(&mut b, off::OBJECT_OFFSET).unwrap();
+    let at = u64::from_ne_bytes(b);
+    let mut w = [0u8; 4];
+    file.read_exact_at(&mut w, at).unwrap();
+    u32::from_ne_bytes(w)
+}
+
+/// The state letter of process `pid` in `/proc/<pid>/stat` (`R`, `S`,
+/// `T` stopped, `Z` zombie, ...), or `None` if it cannot be read.
+pub fn proc_state(pid: libc::pid_t) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.trim_start().chars().next()
+}
+
+/// Forks a child that pulses the Event in segment `name` (sets it, then
+/// clears it) once a waiter has armed it (its WAITERS bit, 2, is up), with
+/// this process stopped meanwhile, so that nothing here can look between
+/// the set and the clear: only the event's generation tells a waiter a
+/// set came. The child exits 0, or 2 (no open), 3 (never armed) or 4
+/// (this process was not seen stopped).
+pub fn fork_pulse_while_stopped(name: &str) -> Child {
+    fork(|| {
+        let Ok(e) = Shared::<Event>::open(name) else {
+            return 2;
+        };
+        if !eventually(CHILD_TIMEOUT, || event_word(name) & 2 != 0) {
+            return 3;
+        }
+        // SAFETY: getppid and kill take plain integers.
+        let parent = unsafe { libc::getppid() };
+        // SAFETY: as above; the parent is the test process, resumed below.
+        unsafe { libc::kill(parent, libc::SIGSTOP) };
+        let stopped = eventually(CHILD_TIMEOUT, || proc_state(parent) == Some('T'));
+        e.set();
+        e.clear();
+        // SAFETY: as above.
+        unsafe { libc::kill(parent, libc::SIGCONT) };
+        if stopped {
+            0
+        } else {
+            4
+        }
+    })
+    .unwrap()
+}
+
+/// CPU time (user + system) of `who` (`RUSAGE_SELF`, `RUSAGE_THREAD`).
+pub fn cpu_time(who: libc::c_int) -> Duration {
+    // SAFETY: rusage is plain data; getrusage fills it.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is valid for writing.
+    assert_eq!(unsafe { libc::getrusage(who, &mut u) }, 0);
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Makes system call `nr` fail with `ENOSYS` in the calling thread and the
+/// threads it starts later (a seccomp filter, as some sandboxes, or a
+/// kernel too old for the call, do); returns whether the filter is in
+/// place. The process must be one the test may spoil: a forked child.
+pub fn forbid_syscall(nr: libc::c_long) -> bool {
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let insn = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let filter = [
+        insn(LD_W_ABS, 0, 0, 0), // the system call number (seccomp_data.nr)
+        insn(JEQ_K, 0, 1, nr as u32),
+        insn(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+        insn(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: prctl with plain integers, then a pointer to `prog`, valid
+    // for the call (the kernel copies the program).
+    unsafe {
+        libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0
+            && libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog,
+            ) == 0
+    }
 }
