@@ -75,10 +75,12 @@
 //! moves `dequeue` back behind slots already consumed. A consumer that
 //! finds the slot at `dequeue` freed at a later lap (its sequence number a
 //! lap or more ahead) while `dequeue` has not moved knows this happened —
-//! nothing else leaves that state — and moves `dequeue` on past it with a
-//! compare-and-swap (`dequeue_behind`), one slot at a time, until it
-//! reaches an item or the end. No item is handed out twice: a claim still
-//! needs the slot to read full at exactly its position.
+//! nothing else leaves that state — and moves `dequeue` on with a
+//! compare-and-swap (`dequeue_behind`) to just past the last position that
+//! slot saw consumed, until it reaches an item or the end: about a lap of
+//! such steps, however many laps back the store put it. No item is handed
+//! out twice: a claim still needs the slot to read full at exactly its
+//! position.
 //!
 //! **Closing.** `enqueue`'s bit 63 is `CLOSED`. `close` sets it with one
 //! read-modify-write of `enqueue`; every claim takes effect only by
@@ -221,6 +223,12 @@ impl ClaimFailure for PopError {
 /// reports corruption. Every retry means another thread made progress, so
 /// only a peer rewriting the positions in a loop gets anywhere near this.
 const MAX_RETRIES: u32 = 1 << 20;
+
+#[cfg(all(test, not(loom)))]
+std::thread_local! {
+    /// How many times this thread's `dequeue_behind` ran (tests only).
+    static BEHIND_STEPS: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
 
 /// How long a consumer spins for a rival that claimed the item before it
 /// (and has not yet advanced `dequeue`), per look, and how many looks it
@@ -1159,23 +1167,41 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     }
 
     /// `dequeue` reads `pos`, but the slot of `pos` reads `seq`, freed by
-    /// the consumer of `pos` (or a later lap's): the late store of a
-    /// consumer wrongly judged dead (its advance of `dequeue`, made after
-    /// others had advanced it for it and moved on) put `dequeue` back
-    /// behind consumed slots. Moves it past `pos` and returns `true` if
-    /// that is what the words say: `seq` at a later lap of `pos` (free or
-    /// full there), `pos` below `enqueue`. Anything else is corruption.
-    /// Each call moves `dequeue` on by one, so a hostile peer cannot keep
-    /// `claim_pop` looping longer than its retry bound.
+    /// the consumer of `pos` or of a later lap's position: the late store
+    /// of a consumer wrongly judged dead (its advance of `dequeue`, made
+    /// after others had advanced it for it and moved on, perhaps many laps)
+    /// put `dequeue` back behind consumed slots. Returns `true`, having
+    /// moved `dequeue` on, if that is what the words say: `seq` at a later
+    /// lap of `pos` (free there, or full), and the position it moves to not
+    /// past `enqueue`. Anything else is corruption.
+    ///
+    /// The slot says how far to go: free for `pos + k * cap`, or full
+    /// there, means the item at `pos + (k - 1) * cap` was consumed, so
+    /// `dequeue` once stood past it (it only moves forward, but for such
+    /// late stores), and it moves there in one step. The slots after it
+    /// are then at most a lap or so ahead, so one `claim_pop` gets back to
+    /// the front after about a lap of these calls however far back the
+    /// store put it, and hostile sequences that all read "laps later" end
+    /// in `Corrupted` just as soon: not after the retry bound.
     #[cold]
     fn dequeue_behind(&self, pos: u64, seq: u64) -> bool {
+        #[cfg(all(test, not(loom)))]
+        BEHIND_STEPS.with(|n| n.set(n.get() + 1));
         let ahead = seq.wrapping_sub(pos);
-        let enq = self.ctrl.enqueue.load(Ordering::Acquire) & !CLOSED;
-        let lap_later = ahead >= self.cap && ahead & (self.cap - 1) <= 1;
-        if !lap_later || enq.wrapping_sub(pos) as i64 <= 0 {
+        if ahead < self.cap || ahead & (self.cap - 1) > 1 {
             return false;
         }
-        let _ = self.advance(&self.ctrl.dequeue, pos);
+        let to = pos.wrapping_add((ahead & !(self.cap - 1)) - self.cap + 1);
+        let enq = self.ctrl.enqueue.load(Ordering::Acquire) & !CLOSED;
+        if (enq.wrapping_sub(to) as i64) < 0 {
+            return false;
+        }
+        // SYNC POINT: AcqRel, as in `advance`: whoever reads `to` sees
+        // what we read to move it there.
+        let _ = self
+            .ctrl
+            .dequeue
+            .compare_exchange(pos, to, Ordering::AcqRel, Ordering::Acquire);
         true
     }
 
@@ -2130,6 +2156,52 @@ mod tests {
         assert_eq!(q.try_pop(), Err(PopError::Empty));
         holds_exactly(&q, 4, 10);
         holds_exactly(&q, 4, 20);
+    }
+
+    /// A late store put `dequeue` many laps back (the "dead" consumer
+    /// stayed stopped while the queue went round 250 times). One call
+    /// gets it back to the front, looking at about one lap of positions,
+    /// not one per position skipped.
+    #[test]
+    fn a_dequeue_moved_back_many_laps_is_moved_on_in_about_a_lap() {
+        let mut b = buf::<u64>(4);
+        let q = Mpmc::<u64>::new_in(b.bytes(), RingConfig::new(4)).unwrap();
+        for i in 0..1000 {
+            q.push(i).unwrap();
+            assert_eq!(q.try_pop(), Ok(i));
+        }
+        q.push(1000).unwrap();
+        q.ctrl.dequeue.store(1, Ordering::Release);
+        BEHIND_STEPS.with(|n| n.set(0));
+        assert_eq!(q.try_pop(), Ok(1000));
+        let steps = BEHIND_STEPS.with(|n| n.get());
+        assert!(
+            steps <= 2 * 4,
+            "{steps} positions looked at, for 999 skipped"
+        );
+        assert_eq!(q.try_pop(), Err(PopError::Empty));
+        holds_exactly(&q, 4, 2000);
+    }
+
+    /// Hostile slot records that all read "freed laps later", with
+    /// `enqueue` far ahead: `try_pop` says `Corrupted` after looking at a
+    /// lap or two of positions, not after its retry bound (a million
+    /// positions: the fuzzer's 10 s timeout, over 256 such calls).
+    #[test]
+    fn slots_forged_freed_laps_ahead_are_corruption_found_quickly() {
+        let mut b = buf::<u64>(2);
+        let q = Mpmc::<u64>::new_in(b.bytes(), RingConfig::new(2)).unwrap();
+        for far in [1u64 << 40, 1 << 62, u64::MAX / 2] {
+            q.ctrl.enqueue.store(far, Ordering::Relaxed);
+            q.ctrl.dequeue.store(0, Ordering::Relaxed);
+            for m in q.metas {
+                m.seq.store(far, Ordering::Relaxed);
+            }
+            BEHIND_STEPS.with(|n| n.set(0));
+            assert_eq!(q.try_pop(), Err(PopError::Corrupted));
+            let steps = BEHIND_STEPS.with(|n| n.get());
+            assert!(steps <= 2 * 2 + 1, "{steps} positions looked at");
+        }
     }
 
     /// Puts the control block and slot records of a `cap`-slot queue back
