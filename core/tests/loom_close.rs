@@ -86,6 +86,33 @@ fn mpmc_close_racing_pops() {
 /// The consumer closes an SPSC ring while the producer pushes (the race a
 /// consumer-side close has with a push in flight); it then drains until
 /// `Closed`.
+/// A consumer's `try_pop` at position 0 reads slot 0 unclaimed and stops
+/// there; meanwhile the slot is reused for position 2 and the queue
+/// closed with items 1 and 2 in it. That consumer must not answer
+/// `Closed` from a slot whose owner word is a claim of a later position.
+/// (An attacker's model: it fails on a design that judged the end from
+/// the owner word alone.)
+#[test]
+fn mpmc_stale_pop_is_not_closed_while_items_remain() {
+    loom::model(|| {
+        let q = Mpmc::<u32>::new_boxed(RingConfig::new(2));
+        let q1 = q.clone();
+        let consumer = thread::spawn(move || q1.try_pop());
+        q.push(0).unwrap();
+        q.push(1).unwrap();
+        let first = q.try_pop();
+        q.push(2).unwrap();
+        q.close();
+        if consumer.join().unwrap() == Err(PopError::Closed) {
+            assert_eq!(
+                q.try_pop(),
+                Err(PopError::Closed),
+                "told Closed with items left (popped here first: {first:?})"
+            );
+        }
+    });
+}
+
 #[test]
 fn spsc_consumer_close_racing_push() {
     loom::model(|| {
