@@ -174,6 +174,9 @@ use crate::queue::{
 use crate::queue::{Readiness, WaitStrategy};
 use crate::sync::{AtomicU64, Ordering};
 
+mod sole;
+pub use sole::{SoleError, SoleReadGrant, SoleReceiver, SoleSender};
+
 const PENDING: u64 = 1;
 const READY: u64 = 2;
 const FREED: u64 = 3;
@@ -1359,6 +1362,20 @@ impl<'a, K> ByteQueue<'a, K> {
                     r.read.store(read + rec.size, Ordering::Release);
                 }
                 (PENDING, false) => break Err(RecvError::Empty),
+                (FREED, false) => {
+                    // Only a sole receiver killed between its `FREED`
+                    // store and its store of `read` leaves this (a shared
+                    // claim advances `read` before the release): the
+                    // message was not taken, and writers reclaim only
+                    // below `read`, so its bytes are intact. Deliver it
+                    // (module docs, "Sole handles"). We hold the reader
+                    // lock, the only one that touches the record at
+                    // `read`; look again, now at a READY record.
+                    self.ring
+                        .header(read)
+                        .store(encode(read, READY, rec.len), Ordering::Relaxed);
+                    continue;
+                }
                 (READY, true) => {
                     skipped = true;
                     // SYNC POINT: Release pairs with the Acquire load of
