@@ -248,3 +248,54 @@ fn sole_receivers_killed_mid_stream_lose_nothing_acknowledged() {
     assert_eq!(join(&mut sender), ExitStatus::Code(0));
     assert!(kills > 0, "no receiver was killed mid-stream");
 }
+
+/// A forked child inherits a copy of its parent's sole handles, but not
+/// the side's locks, which stay its parent's: were the copies to work,
+/// parent and child would write beyond the same `tail` (or take the same
+/// record) with no lock between them. In the child they fail with
+/// `Corrupted` and touch nothing; the parent's handles go on as before,
+/// and a sole handle the child makes of its own (once the parent's is
+/// dropped) works.
+#[test]
+fn sole_handles_inherited_by_a_forked_child_do_nothing_there() {
+    use shmipc::SendError;
+    let q = ByteQueue::anon(BytesConfig::new(1024, 100)).unwrap();
+    let mut tx = q.sole_sender().unwrap();
+    let mut rx = q.sole_receiver().unwrap();
+    tx.send(&make(0, 40)).unwrap();
+    tx.send(&make(1, 40)).unwrap();
+    let mut child = fork(|| {
+        let mut buf = [0u8; 100];
+        let sent = tx.try_send(&make(9, 40));
+        let got = rx.try_recv_into(&mut buf);
+        let polled = rx.try_poll();
+        match (sent, got, polled) {
+            (Err(SendError::Corrupted), Err(RecvError::Corrupted), Err(RecvError::Corrupted)) => 0,
+            _ => 1,
+        }
+    })
+    .unwrap();
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    // Nothing of the child's is in the queue, and nothing was taken.
+    tx.send(&make(2, 40)).unwrap();
+    let mut buf = [0u8; 100];
+    let mut got = Vec::new();
+    while let Ok(len) = rx.try_recv_into(&mut buf) {
+        got.push(check(&buf[..len]));
+    }
+    assert_eq!(got, [0, 1, 2]);
+    drop((tx, rx));
+    let mut child = fork(|| {
+        let Ok(mut tx) = q.sole_sender_timeout(WAIT) else {
+            return 2;
+        };
+        match tx.send(&make(3, 40)) {
+            Ok(()) => 0,
+            Err(_) => 1,
+        }
+    })
+    .unwrap();
+    assert_eq!(join(&mut child), ExitStatus::Code(0));
+    let n = q.sole_receiver().unwrap().try_recv_into(&mut buf).unwrap();
+    assert_eq!(check(&buf[..n]), 3);
+}

@@ -174,7 +174,7 @@ use crate::queue::{
 use crate::queue::{Readiness, WaitStrategy};
 use crate::sync::{AtomicU64, Ordering};
 
-mod sole;
+pub mod sole;
 pub use sole::{SoleError, SoleReadGrant, SoleReceiver, SoleSender};
 
 const PENDING: u64 = 1;
@@ -1368,7 +1368,7 @@ impl<'a, K> ByteQueue<'a, K> {
                     // claim advances `read` before the release): the
                     // message was not taken, and writers reclaim only
                     // below `read`, so its bytes are intact. Deliver it
-                    // (module docs, "Sole handles"). We hold the reader
+                    // (module docs of [`sole`], "A sole receive"). We hold the reader
                     // lock, the only one that touches the record at
                     // `read`; look again, now at a READY record.
                     self.ring

@@ -1,10 +1,38 @@
 //! Sole handles: one side of a [`ByteQueue`] held by one handle for its
 //! whole life ([`ByteQueue::sole_sender`], [`ByteQueue::sole_receiver`]).
 //!
+//! ```
+//! use shmipc_core::bytes::{ByteQueue, BytesConfig};
+//!
+//! #[repr(C, align(128))]
+//! struct Bytes([u8; 4096]);
+//! let mut mem = Bytes([0; 4096]);
+//! let q = ByteQueue::new_in(&mut mem.0, BytesConfig::new(2048, 512)).unwrap();
+//!
+//! let mut tx = q.sole_sender().unwrap();
+//! // While `tx` lives, every other sender waits (a `try_` send: Full).
+//! assert!(q.try_send(b"shared").is_err());
+//! tx.send(b"one").unwrap();
+//! tx.send(b"two").unwrap();
+//!
+//! // Shared receivers read what a sole sender sent, and the other way round.
+//! let mut buf = [0u8; 512];
+//! assert_eq!(q.recv_into(&mut buf), Ok(3));
+//! let mut rx = q.sole_receiver().unwrap();
+//! let n = rx.recv_into(&mut buf).unwrap();
+//! assert_eq!(&buf[..n], b"two");
+//! ```
+//!
+//! # What is promised
+//!
 //! A sole handle takes its side's lock once, when it is made, and keeps
 //! it until it is dropped, so that no other handle of that side (shared
-//! or sole, in any process) runs a critical section meanwhile. With the
-//! section open for good, a message costs no lock and no commit:
+//! or sole, in any process) runs a critical section meanwhile: the other
+//! senders (receivers) wait for the lock, or report `Full` (`Empty`) from
+//! a `try_` call. Messages, errors, closing, deadlines and wake-ups are
+//! those of the shared calls; handles of the two kinds mix freely across
+//! the two sides. With the section open for good, a message costs no lock
+//! and no commit:
 //!
 //! - **A sole send** checks the room as a reservation does (reclaiming
 //!   lazily, as there), copies the payload in beyond `tail`, writes the
@@ -19,18 +47,20 @@
 //!   copies the payload out, stores `FREED` in the header, and then stores
 //!   the new `read`: two Release stores, no locked instruction.
 //!
+//! # Crashes
+//!
 //! The receive takes effect at its `read` store. A sole receiver that dies
 //! before it has not received the message (its call never returned it):
 //! the next reader delivers it again, whether the header still reads
 //! `READY` or already `FREED`. That is sound because writers reclaim only
-//! records *below* `read` ([`ByteQueue::reclaim`] walks `head` up to the
-//! `read` it acquired), so the bytes of the record at `read` are never
-//! reused while it is there; a claim that finds `FREED` at `read` (which
-//! no live reader leaves: a shared claim advances `read` before the
-//! release) writes `READY` back and claims it as usual. A message held in a
-//! [`SoleReadGrant`] when its holder dies is likewise delivered again
-//! (at least once), where a shared [`ReadGrant`](super::ReadGrant) held by
-//! a dead reader is lost (at most once).
+//! records *below* `read` (the reclaim walks `head` up to the `read` it
+//! acquired), so the bytes of the record at `read` are never reused while
+//! it is there; a claim that finds `FREED` at `read` (which no live reader
+//! leaves: a shared claim advances `read` before the release) writes
+//! `READY` back and claims it as usual. A message held in a
+//! [`SoleReadGrant`] when its holder dies is likewise delivered again (at
+//! least once), where a shared [`ReadGrant`](super::ReadGrant) held by a
+//! dead reader is lost (at most once).
 //!
 //! A sole sender that dies before its `tail` compare-and-swap sent
 //! nothing (what it wrote beyond `tail` is never read); after it, the
@@ -38,6 +68,29 @@
 //! by the next locker of the side (shared call or new sole handle) within
 //! an owner-check interval, which re-validates the positions as after any
 //! death inside a section.
+//!
+//! # Fork
+//!
+//! A forked child inherits a copy of its parent's sole handles (their
+//! memory: a `fork` closure may capture them) but not the side's locks,
+//! which name the parent's thread. Were the copies to work, parent and
+//! child would write beyond the same `tail`, or take the same record, with
+//! no lock between them. So each handle keeps the fork generation it took
+//! its lock in, and every send, receive, poll and take compares it with
+//! the process's (one relaxed load): in a child they fail with
+//! [`SendError::Corrupted`] / [`RecvError::Corrupted`] and touch nothing,
+//! and a [`SoleReadGrant`] dropped there takes nothing. The child makes
+//! sole handles of its own once the parent's are dropped.
+//!
+//! # The price
+//!
+//! The side is the handle's alone: a second sender (receiver) of the side
+//! waits until the sole one is dropped, in any process, and a shared call
+//! from the holding thread itself fails with `Corrupted` (the lock is its
+//! own) rather than wait for ever. A receiver that dies holding a message
+//! makes it be delivered twice (at least once, where the shared path is at
+//! most once). The handles are not `Send`: the lock belongs to the thread
+//! that made them.
 
 use core::fmt;
 use core::time::Duration;
@@ -48,6 +101,7 @@ use crate::lock::{LockError, LockGuard};
 use crate::peers::End;
 use crate::queue::{block_checked, Keep, RecvError, SendError};
 use crate::sync::Ordering;
+use crate::sys::tid;
 
 /// Why a sole handle could not be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +197,7 @@ impl<'a, K> ByteQueue<'a, K> {
         Ok(SoleSender {
             q: self,
             _guard: guard,
+            forks: tid::fork_generation(),
             counting: false,
         })
     }
@@ -181,9 +236,19 @@ impl<'a, K> ByteQueue<'a, K> {
         Ok(SoleReceiver {
             q: self,
             _guard: guard,
+            forks: tid::fork_generation(),
             counting: false,
         })
     }
+}
+
+/// Whether a sole handle made in fork generation `forks` is in its own
+/// process (module docs, "Fork").
+#[inline]
+fn forks_match(forks: u32) -> bool {
+    // `fork_generation` ran when the handle was made, which installed the
+    // fork handler: every later fork is counted.
+    tid::fork_generation_seen() == forks
 }
 
 /// The writers' side of a [`ByteQueue`], held by this handle alone (see
@@ -197,6 +262,8 @@ pub struct SoleSender<'q, 'a, K = Keep> {
     /// The writers' lock, held for the handle's life; makes the handle
     /// not `Send`.
     _guard: LockGuard<'q>,
+    /// The fork generation the lock was taken in (module docs, "Fork").
+    forks: u32,
     counting: bool,
 }
 
@@ -280,6 +347,9 @@ impl<'q, 'a, K> SoleSender<'q, 'a, K> {
     #[inline]
     fn put(&mut self, msg: &[u8], check: bool, pause: impl FnOnce()) -> Result<(), SendError> {
         let q = self.q;
+        if !forks_match(self.forks) {
+            return Err(SendError::Corrupted);
+        }
         let len = msg.len() as u64;
         if len > q.max {
             return Err(SendError::TooLarge);
@@ -367,6 +437,8 @@ pub struct SoleReceiver<'q, 'a, K = Keep> {
     q: &'q ByteQueue<'a, K>,
     /// The readers' lock, held for the handle's life.
     _guard: LockGuard<'q>,
+    /// The fork generation the lock was taken in (module docs, "Fork").
+    forks: u32,
     counting: bool,
 }
 
@@ -520,6 +592,9 @@ impl<'q, 'a, K> SoleReceiver<'q, 'a, K> {
     /// with `check` over dead writers' ones).
     #[inline]
     fn look(&mut self, room: Option<usize>, check: bool) -> Result<(u64, u64), RecvError> {
+        if !forks_match(self.forks) {
+            return Err(RecvError::Corrupted);
+        }
         let (pos, len) = self.q.claim_locked(Room::Peek, check)?;
         match room {
             Some(room) if len > room as u64 => Err(RecvError::BufferTooSmall(len as usize)),
@@ -550,6 +625,11 @@ impl<'q, 'a, K> SoleReceiver<'q, 'a, K> {
     /// `FREED`, then `read` past it.
     #[inline]
     fn take_at(&mut self, pos: u64, len: u64, pause: impl FnOnce()) {
+        if !forks_match(self.forks) {
+            // A grant dropped in a forked child (moved into the child's
+            // closure): the message is not taken there (module docs, "Fork").
+            return;
+        }
         let q = self.q;
         let r = &q.ctrl.reader;
         // SYNC POINT: Release pairs with the Acquire header load in
