@@ -990,8 +990,9 @@ impl<'a, K> ByteQueue<'a, K> {
     /// entirely below `limit` and not cross the end of the ring.
     fn record(&self, pos: u64, limit: u64) -> Option<Rec> {
         // SYNC POINT: Acquire pairs with the Release stores of the header
-        // in `WriteGrant::finish` (READY, SKIP) and `ReadGrant::finish`
-        // (FREED): the payload behind it is written / read out.
+        // in `WriteGrant::finish` (READY, SKIP), `ReadGrant::finish` and
+        // [`SoleReceiver::take_at`](sole) (FREED): the payload behind it is
+        // written / read out.
         let h = self.ring.header(pos).load(Ordering::Acquire);
         let len = h & 0xffff_ffff;
         let state = (h >> 32) & 3;
@@ -1094,7 +1095,8 @@ impl<'a, K> ByteQueue<'a, K> {
     /// records of dead readers. Returns the new `head`.
     fn reclaim(&self, mut head: u64, tail: u64, check: bool) -> Result<u64, SendError> {
         // SYNC POINT: Acquire pairs with the Release store of `read` in
-        // `claim_locked`.
+        // `claim_locked` and in [`SoleReceiver::take_at`](sole) (which
+        // stores FREED in the header first).
         let read = self.ctrl.reader.read.load(Ordering::Acquire);
         if head > read || read > tail || read & (ALIGN - 1) != 0 {
             return Err(SendError::Corrupted);
@@ -1318,8 +1320,9 @@ impl<'a, K> ByteQueue<'a, K> {
             let fresh = !(read < seen && seen - read <= self.cap);
             let word = if fresh {
                 // SYNC POINT: Acquire pairs with the Release
-                // compare-and-swap of `tail` in `reserve_locked` (headers
-                // below it are written) and with the AcqRel `fetch_or` in
+                // compare-and-swap of `tail` in `reserve_locked` and in
+                // [`SoleSender::put`](sole) (headers below it, and a sole
+                // send's payload, are written) and with the AcqRel `fetch_or` in
                 // `close`. Only when our copy says empty, so a reader that
                 // keeps up loads the writers' line once per batch, not
                 // per message; `Closed` is decided on a fresh load only.
