@@ -135,3 +135,33 @@ fn sole_send_against_close() {
         }
     });
 }
+
+/// A counting sole sender (receiver) against a layer that counts a shared
+/// send (receive) which finished before the sole handle took the side:
+/// `count_sent` / `count_taken` run outside the side's lock, so the sole
+/// handle's count must not lose theirs.
+#[test]
+fn sole_counts_do_not_lose_a_layers_count() {
+    loom::model(|| {
+        let q = ByteQueue::new_boxed(BytesConfig::new(64, 8));
+        let mut out = [0u8; 8];
+        q.send(b"a").unwrap();
+        q.send(b"b").unwrap();
+        assert_eq!(q.recv_into(&mut out), Ok(1));
+        // The layer's counts of the shared send and receive above, late.
+        let q2 = q.clone();
+        let t = thread::spawn(move || {
+            q2.count_sent();
+            q2.count_taken();
+        });
+        q.sole_sender().unwrap().counting(true).send(b"c").unwrap();
+        let mut rx = q.sole_receiver().unwrap().counting(true);
+        assert_eq!(rx.recv_into(&mut out), Ok(1));
+        drop(rx);
+        t.join().unwrap();
+        // Two counted sent (`a` by the layer, `c`), two counted taken.
+        assert_eq!(q.messages_sent_minus_taken(), 0);
+        q.count_sent();
+        assert_eq!(q.messages_sent_minus_taken(), 1);
+    });
+}

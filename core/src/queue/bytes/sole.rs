@@ -275,8 +275,8 @@ impl<'q, 'a, K> SoleSender<'q, 'a, K> {
 
     /// Whether each successful send also counts the message for
     /// [`ByteQueue::messages_sent_minus_taken`] (as a layer calling
-    /// [`ByteQueue::count_sent`] after each send would), with a plain load
-    /// and store under the held lock. Off by default.
+    /// [`ByteQueue::count_sent`] after each send would): one more locked
+    /// instruction per send. Off by default.
     pub fn counting(mut self, on: bool) -> Self {
         self.counting = on;
         self
@@ -409,12 +409,12 @@ impl<'q, 'a, K> SoleSender<'q, 'a, K> {
             Err(_) => return Err(SendError::Corrupted),
         }
         if self.counting {
-            // Relaxed, as `count_sent`; only counters of a sent message
-            // write it, and no other send runs while we hold the lock.
-            w.sent.store(
-                w.sent.load(Ordering::Relaxed).wrapping_add(1),
-                Ordering::Relaxed,
-            );
+            // Relaxed, as `count_sent`. A read-modify-write although we
+            // hold the lock: a layer's `count_sent` for a shared send that
+            // finished before we took the side runs outside the lock
+            // (core/tests/loom_bytes.rs,
+            // `sole_counts_do_not_lose_a_layers_count`).
+            w.sent.fetch_add(1, Ordering::Relaxed);
         }
         q.ctrl.not_empty.notify_light();
         Ok(())
@@ -450,7 +450,8 @@ impl<'q, 'a, K> SoleReceiver<'q, 'a, K> {
 
     /// Whether each message taken is also counted for
     /// [`ByteQueue::messages_sent_minus_taken`] (as
-    /// [`ByteQueue::count_taken`] would). Off by default.
+    /// [`ByteQueue::count_taken`] would): one more locked instruction per
+    /// receive. Off by default.
     pub fn counting(mut self, on: bool) -> Self {
         self.counting = on;
         self
@@ -644,12 +645,10 @@ impl<'q, 'a, K> SoleReceiver<'q, 'a, K> {
         // the `FREED` header above.
         r.read.store(pos + record_size(len), Ordering::Release);
         if self.counting {
-            // Relaxed, as `count_taken`; no other receive runs while we
-            // hold the lock.
-            r.taken.store(
-                r.taken.load(Ordering::Relaxed).wrapping_add(1),
-                Ordering::Relaxed,
-            );
+            // Relaxed, as `count_taken`; a read-modify-write, as in
+            // `SoleSender::put`: a layer's `count_taken` runs outside
+            // the lock.
+            r.taken.fetch_add(1, Ordering::Relaxed);
         }
         q.ctrl.not_full.notify_light();
     }
