@@ -263,7 +263,13 @@ fn cases(env: &Env) -> Vec<Case> {
                 &w,
                 "shmipc",
                 Gbs,
-                Box::new(move |e| bytes::bytes_shmipc(e, size, 1)),
+                Box::new(move |e| bytes::bytes_shmipc(e, size, 1, true)),
+            ),
+            Case::new(
+                &w,
+                "shmipc_shared",
+                Gbs,
+                Box::new(move |e| bytes::bytes_shmipc(e, size, 1, false)),
             ),
             Case::new(
                 &w,
@@ -393,7 +399,7 @@ fn cases(env: &Env) -> Vec<Case> {
         ),
     ]);
     // ---- scaling: producers (1 consumer); P = 1 of the byte queue is
-    // bytes_64's shmipc case.
+    // bytes_64's shmipc_shared case (its shmipc case holds sole handles).
     for p in PRODUCERS {
         let w = format!("scale_mpmc_{p}p");
         let w = [w.as_str()];
@@ -416,7 +422,7 @@ fn cases(env: &Env) -> Vec<Case> {
                     &[w.as_str()],
                     "shmipc",
                     Gbs,
-                    Box::new(move |e| bytes::bytes_shmipc(e, 64, p)),
+                    Box::new(move |e| bytes::bytes_shmipc(e, 64, p, false)),
                 )
                 .bytes(64),
             );

@@ -79,7 +79,10 @@ pub use sys::futex;
 #[cfg(not(loom))]
 pub use sys::waitv;
 
-pub use bytes::{ByteQueue, BytesConfig, ReadGrant, WriteGrant};
+pub use bytes::{
+    ByteQueue, BytesConfig, ReadGrant, SoleError, SoleReadGrant, SoleReceiver, SoleSender,
+    WriteGrant,
+};
 pub use futex::Deadline;
 pub use mpmc::Mpmc;
 pub use peers::{End, Fate, Peers, Token};

@@ -86,3 +86,82 @@ fn cancel_then_close() {
         t.join().unwrap();
     });
 }
+
+/// A sole sender and a sole receiver across the wrap (as `across_the_wrap`):
+/// the payload is visible once the sender's `tail` compare-and-swap is,
+/// and the reader's copy out is finished before the writer reuses the
+/// first record's bytes (its `FREED` and `read` stores against the
+/// writer's reclaim).
+#[test]
+fn sole_handles_across_the_wrap() {
+    loom::model(|| {
+        let q = ByteQueue::new_boxed(BytesConfig::new(64, 16));
+        let q2 = q.clone();
+        let t = thread::spawn(move || {
+            let mut tx = q2.sole_sender().unwrap();
+            tx.send(&msg(1, 16)).unwrap();
+            tx.send(&msg(2, 0)).unwrap();
+            tx.send(&msg(3, 16)).unwrap();
+        });
+        let mut rx = q.sole_receiver().unwrap();
+        let mut out = [0u8; 16];
+        for (tag, len) in [(1, 16), (2, 0), (3, 16)] {
+            let n = rx.recv_into(&mut out).unwrap();
+            assert_eq!(&out[..n], &msg(tag, len)[..]);
+        }
+        drop(rx);
+        t.join().unwrap();
+    });
+}
+
+/// A sole send racing a close: either the message is received before
+/// `Closed`, or the send reports `Closed`; never both, never neither.
+#[test]
+fn sole_send_against_close() {
+    loom::model(|| {
+        let q = ByteQueue::new_boxed(BytesConfig::new(64, 8));
+        let q2 = q.clone();
+        let t = thread::spawn(move || q2.sole_sender().unwrap().send(b"ok"));
+        q.close();
+        let mut out = [0u8; 8];
+        let got = q.recv_into(&mut out);
+        let sent = t.join().unwrap();
+        match sent {
+            Ok(()) => assert_eq!(got, Ok(2)),
+            Err(e) => {
+                assert_eq!(e, shmipc_core::SendError::Closed);
+                assert_eq!(got, Err(RecvError::Closed));
+            }
+        }
+    });
+}
+
+/// A counting sole sender (receiver) against a layer that counts a shared
+/// send (receive) which finished before the sole handle took the side:
+/// `count_sent` / `count_taken` run outside the side's lock, so the sole
+/// handle's count must not lose theirs.
+#[test]
+fn sole_counts_do_not_lose_a_layers_count() {
+    loom::model(|| {
+        let q = ByteQueue::new_boxed(BytesConfig::new(64, 8));
+        let mut out = [0u8; 8];
+        q.send(b"a").unwrap();
+        q.send(b"b").unwrap();
+        assert_eq!(q.recv_into(&mut out), Ok(1));
+        // The layer's counts of the shared send and receive above, late.
+        let q2 = q.clone();
+        let t = thread::spawn(move || {
+            q2.count_sent();
+            q2.count_taken();
+        });
+        q.sole_sender().unwrap().counting(true).send(b"c").unwrap();
+        let mut rx = q.sole_receiver().unwrap().counting(true);
+        assert_eq!(rx.recv_into(&mut out), Ok(1));
+        drop(rx);
+        t.join().unwrap();
+        // Two counted sent (`a` by the layer, `c`), two counted taken.
+        assert_eq!(q.messages_sent_minus_taken(), 0);
+        q.count_sent();
+        assert_eq!(q.messages_sent_minus_taken(), 1);
+    });
+}

@@ -148,7 +148,8 @@ pub use shmipc_core::sync::{AtomicU32, AtomicU64};
 pub use shmipc_core::{
     Barrier, BarrierError, BytesConfig, CondGuard, Condition, Deadline, End, Event, LayoutError,
     Lock, LockError, LockGuard, PopError, PushError, RLock, RLockGuard, ReadGrant, RecvError,
-    RingConfig, Semaphore, SemaphoreError, SendError, SharedObject, WaitStrategy, WriteGrant,
+    RingConfig, Semaphore, SemaphoreError, SendError, SharedObject, SoleError, SoleReadGrant,
+    SoleReceiver, SoleSender, WaitStrategy, WriteGrant,
 };
 
 /// Removes the segment name `name` (with or without its leading slash).

@@ -403,6 +403,88 @@ fn queues_take_any_timeout() {
         |r| !r,
         |r| *r
     );
+    sole_handles_take_any_timeout();
+}
+
+/// The sole handles of a byte queue (`shmipc_core::bytes::sole`): taking
+/// a side another thread holds for 300 ms, and their sends and receives.
+fn sole_handles_take_any_timeout() {
+    use shmipc::SoleError;
+    let b = ByteQueue::anon(BytesConfig::new(64, 16)).unwrap();
+    let b = &b;
+    std::thread::scope(|s| {
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let holder = s.spawn(move || {
+            let tx = b.sole_sender().unwrap();
+            let rx = b.sole_receiver().unwrap();
+            held_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            drop((tx, rx));
+        });
+        held_rx.recv().unwrap();
+        let held = |r: &Result<(), SoleError>| *r == Err(SoleError::Held);
+        not_ready(
+            "core::ByteQueue::sole_sender_timeout",
+            |t| b.sole_sender_timeout(t).map(drop),
+            held,
+        );
+        not_ready(
+            "core::ByteQueue::sole_receiver_timeout",
+            |t| b.sole_receiver_timeout(t).map(drop),
+            held,
+        );
+        // Become free while we wait for ever.
+        ready_max(
+            "core::ByteQueue::sole_sender_timeout",
+            |t| b.sole_sender_timeout(t).map(drop),
+            is_ok,
+        );
+        ready_max(
+            "core::ByteQueue::sole_receiver_timeout",
+            |t| b.sole_receiver_timeout(t).map(drop),
+            is_ok,
+        );
+        holder.join().unwrap();
+    });
+    let mut tx = b.sole_sender().unwrap();
+    let mut rx = b.sole_receiver().unwrap();
+    let empty = |r: &RecvError| *r == RecvError::Timeout;
+    not_ready(
+        "core::SoleReceiver::recv_timeout",
+        |t| rx.recv_timeout(t).map(drop),
+        |r| r.as_ref().err().is_some_and(empty),
+    );
+    not_ready(
+        "core::SoleReceiver::recv_into_timeout",
+        |t| rx.recv_into_timeout(&mut [0; 16], t),
+        |r| r.as_ref().err().is_some_and(empty),
+    );
+    ready_max(
+        "core::SoleSender::send_timeout",
+        |t| tx.send_timeout(b"one", t),
+        is_ok,
+    );
+    ready_max(
+        "core::SoleSender::send_timeout",
+        |t| tx.send_timeout(b"two", t),
+        is_ok,
+    );
+    // Full now.
+    not_ready(
+        "core::SoleSender::send_timeout",
+        |t| tx.send_timeout(b"x", t),
+        |r| *r == Err(SendError::Timeout),
+    );
+    ready_max(
+        "core::SoleReceiver::recv_timeout",
+        |t| rx.recv_timeout(t).map(|g| g.len()),
+        |r| *r == Ok(3),
+    );
+    ready_max(
+        "core::SoleReceiver::recv_into_timeout",
+        |t| rx.recv_into_timeout(&mut [0; 16], t),
+        |r| *r == Ok(3),
+    );
 }
 
 #[test]

@@ -34,7 +34,12 @@ fn sample(ctl: &Ctl, size: usize) -> Sample {
 
 /// shmipc's byte queue: `producers` processes (pinned to core A when
 /// there is one, else left to the scheduler) and one consumer (core B).
-pub fn bytes_shmipc(env: &Env, size: usize, producers: u32) -> Sample {
+/// With `sole` (one producer only) the producer and the consumer hold
+/// their side for good (`sole_sender` / `sole_receiver`); otherwise every
+/// message goes through the shared path (each send and receive takes its
+/// side's lock).
+pub fn bytes_shmipc(env: &Env, size: usize, producers: u32, sole: bool) -> Sample {
+    assert!(!sole || producers == 1, "a sole sender is one producer");
     let name = Name::new(env, "bytes");
     let _q = ByteQueue::create(&name.0, BytesConfig::new(ring_bytes(size), size)).unwrap();
     let (dur, n) = (env.dur, &name.0);
@@ -45,7 +50,12 @@ pub fn bytes_shmipc(env: &Env, size: usize, producers: u32) -> Sample {
             if producers == 1 { CORE_A } else { None },
             Box::new(move |ctl: &Ctl| {
                 let q = ByteQueue::open(n).unwrap();
-                produce_bytes(ctl, parties, dur, size, |m| q.send(m).unwrap());
+                if sole {
+                    let mut tx = q.sole_sender().unwrap();
+                    produce_bytes(ctl, parties, dur, size, |m| tx.send(m).unwrap());
+                } else {
+                    produce_bytes(ctl, parties, dur, size, |m| q.send(m).unwrap());
+                }
             }),
         ));
     }
@@ -54,10 +64,18 @@ pub fn bytes_shmipc(env: &Env, size: usize, producers: u32) -> Sample {
         Box::new(move |ctl: &Ctl| {
             let q = ByteQueue::open(n).unwrap();
             let mut buf = vec![0u8; size];
-            consume_bytes(ctl, producers, || {
-                q.recv_into(&mut buf).unwrap();
-                buf[0]
-            });
+            if sole {
+                let mut rx = q.sole_receiver().unwrap();
+                consume_bytes(ctl, producers, || {
+                    rx.recv_into(&mut buf).unwrap();
+                    buf[0]
+                });
+            } else {
+                consume_bytes(ctl, producers, || {
+                    q.recv_into(&mut buf).unwrap();
+                    buf[0]
+                });
+            }
         }),
     ));
     sample(in_procs(jobs).ctl(), size)

@@ -405,7 +405,10 @@ fn scaling(cases: &[Case], ctx: &Context) {
             } else {
                 format!("scale_bytes_{p}p")
             };
-            let bytes = med(&bw, "shmipc").map(|gbs| gbs * 1e3 / 64.0);
+            // P = 1: the shared path (bytes_64's `shmipc` row holds sole
+            // handles, which no second producer could share).
+            let imp = if p == 1 { "shmipc_shared" } else { "shmipc" };
+            let bytes = med(&bw, imp).map(|gbs| gbs * 1e3 / 64.0);
             println!(
                 "{:>10} {:>14} {:>14} {:>22} {:>16}",
                 p,
@@ -419,6 +422,7 @@ fn scaling(cases: &[Case], ctx: &Context) {
 
     let imps = [
         "shmipc",
+        "shmipc_shared",
         "pipe",
         "uds",
         "ipc_channel",

@@ -174,6 +174,9 @@ use crate::queue::{
 use crate::queue::{Readiness, WaitStrategy};
 use crate::sync::{AtomicU64, Ordering};
 
+pub mod sole;
+pub use sole::{SoleError, SoleReadGrant, SoleReceiver, SoleSender};
+
 const PENDING: u64 = 1;
 const READY: u64 = 2;
 const FREED: u64 = 3;
@@ -987,8 +990,9 @@ impl<'a, K> ByteQueue<'a, K> {
     /// entirely below `limit` and not cross the end of the ring.
     fn record(&self, pos: u64, limit: u64) -> Option<Rec> {
         // SYNC POINT: Acquire pairs with the Release stores of the header
-        // in `WriteGrant::finish` (READY, SKIP) and `ReadGrant::finish`
-        // (FREED): the payload behind it is written / read out.
+        // in `WriteGrant::finish` (READY, SKIP), `ReadGrant::finish` and
+        // [`SoleReceiver::take_at`](sole) (FREED): the payload behind it is
+        // written / read out.
         let h = self.ring.header(pos).load(Ordering::Acquire);
         let len = h & 0xffff_ffff;
         let state = (h >> 32) & 3;
@@ -1091,7 +1095,8 @@ impl<'a, K> ByteQueue<'a, K> {
     /// records of dead readers. Returns the new `head`.
     fn reclaim(&self, mut head: u64, tail: u64, check: bool) -> Result<u64, SendError> {
         // SYNC POINT: Acquire pairs with the Release store of `read` in
-        // `claim_locked`.
+        // `claim_locked` and in [`SoleReceiver::take_at`](sole) (which
+        // stores FREED in the header first).
         let read = self.ctrl.reader.read.load(Ordering::Acquire);
         if head > read || read > tail || read & (ALIGN - 1) != 0 {
             return Err(SendError::Corrupted);
@@ -1315,8 +1320,9 @@ impl<'a, K> ByteQueue<'a, K> {
             let fresh = !(read < seen && seen - read <= self.cap);
             let word = if fresh {
                 // SYNC POINT: Acquire pairs with the Release
-                // compare-and-swap of `tail` in `reserve_locked` (headers
-                // below it are written) and with the AcqRel `fetch_or` in
+                // compare-and-swap of `tail` in `reserve_locked` and in
+                // [`SoleSender::put`](sole) (headers below it, and a sole
+                // send's payload, are written) and with the AcqRel `fetch_or` in
                 // `close`. Only when our copy says empty, so a reader that
                 // keeps up loads the writers' line once per batch, not
                 // per message; `Closed` is decided on a fresh load only.
@@ -1359,6 +1365,20 @@ impl<'a, K> ByteQueue<'a, K> {
                     r.read.store(read + rec.size, Ordering::Release);
                 }
                 (PENDING, false) => break Err(RecvError::Empty),
+                (FREED, false) => {
+                    // Only a sole receiver killed between its `FREED`
+                    // store and its store of `read` leaves this (a shared
+                    // claim advances `read` before the release): the
+                    // message was not taken, and writers reclaim only
+                    // below `read`, so its bytes are intact. Deliver it
+                    // (module docs of [`sole`], "A sole receive"). We hold the reader
+                    // lock, the only one that touches the record at
+                    // `read`; look again, now at a READY record.
+                    self.ring
+                        .header(read)
+                        .store(encode(read, READY, rec.len), Ordering::Relaxed);
+                    continue;
+                }
                 (READY, true) => {
                     skipped = true;
                     // SYNC POINT: Release pairs with the Acquire load of
