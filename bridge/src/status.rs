@@ -163,7 +163,16 @@ impl Status {
             .map_err(|e| StatusError::Access(self.name.clone(), e))
     }
 
-    /// Changes the words under the array's lock.
+    /// Writes the given words, `(index, value)`, under the array's lock:
+    /// one lock and the writes, no copy of the rest (a message's cost).
+    pub(crate) fn set(&self, writes: &[(usize, u64)]) -> Result<(), StatusError> {
+        self.cells
+            .set_many(writes)
+            .map_err(|e| StatusError::Access(self.name.clone(), e))
+    }
+
+    /// Changes the words under the array's lock (copies them all: for
+    /// what does not happen on every message).
     pub(crate) fn update(&self, f: impl FnOnce(&mut [u64])) -> Result<(), StatusError> {
         self.cells
             .update(f)

@@ -197,6 +197,32 @@ impl<T: Pod> Array<T> {
         Ok(())
     }
 
+    /// Replaces several elements, `(index, value)`, under one lock: a
+    /// reader's [`snapshot`](Array::snapshot) sees all or none of them.
+    /// Unlike [`update`](Array::update) it copies nothing else, so it
+    /// costs one lock and the writes. Every index is checked first; one out
+    /// of bounds writes nothing. Waits for the lock as long as it takes.
+    ///
+    /// ```
+    /// # use shmipc::{Array, Named};
+    /// let a = Array::<u64>::anon(&[0; 4])?;
+    /// a.set_many(&[(1, 5), (3, 9)])?;
+    /// assert_eq!(a.snapshot()?, vec![0, 5, 0, 9]);
+    /// assert!(a.set_many(&[(0, 1), (4, 1)]).is_err());
+    /// assert_eq!(a.get(0)?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_many(&self, writes: &[(usize, T)]) -> std::result::Result<(), ArrayError> {
+        for &(i, _) in writes {
+            self.check_index(i)?;
+        }
+        let _guard = self.lock(None)?;
+        for &(i, v) in writes {
+            self.cells.write(i, v);
+        }
+        Ok(())
+    }
+
     /// Runs `f` on a copy of element `index` and writes it back, under the
     /// lock. Waits for the lock as long as it takes.
     pub fn update_at<R>(
