@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use shmipc::sync::{AtomicBool, Ordering};
-use shmipc::{RecvError, SendError};
+use shmipc::{RecvError, SendError, WaitStrategy};
 use zenoh::qos::CongestionControl;
 use zenoh::sample::{Locality, Sample};
 use zenoh::{Session, Wait};
@@ -224,7 +224,12 @@ impl Job {
         // The segment may not exist yet (its application starts later),
         // or may go away and come back: open it again until it works.
         while !self.stopped() {
-            let local = match Local::open(self.m.kind, &self.segment, self.m.end, &self.pipes) {
+            let wait = self.m.spin_us.map(|us| WaitStrategy::Adaptive {
+                spin: Duration::from_micros(us),
+                window: Duration::from_micros(us),
+            });
+            let local = match Local::open(self.m.kind, &self.segment, self.m.end, &self.pipes, wait)
+            {
                 Ok(l) => l,
                 Err(e) => {
                     self.state.fail(format!("{} (retrying)", e));

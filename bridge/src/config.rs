@@ -92,6 +92,16 @@ pub struct MappingConfig {
     /// into the void. On by default.
     #[serde(default = "default_true")]
     pub wait_for_subscriber: bool,
+    /// How long, in microseconds, the mapping's blocking calls on the local
+    /// object (an export's receive, a `block` import's send) poll it before
+    /// they sleep on its futex: a message that comes within it costs no
+    /// wake-up, and an idle wait costs that much processor time per look
+    /// (a look every 50 ms when nothing comes). `None`: the queue's
+    /// default ([`WaitStrategy::DEFAULT`](shmipc::WaitStrategy::DEFAULT),
+    /// 20 µs of polling, then yielding up to 100 µs); 0 sleeps at once.
+    /// Flag option `spin=N`.
+    #[serde(default)]
+    pub spin_us: Option<u64>,
 }
 
 fn default_true() -> bool {
@@ -319,6 +329,7 @@ impl MappingConfig {
             end: None,
             backpressure: Backpressure::Block,
             wait_for_subscriber: true,
+            spin_us: None,
         }
     }
 
@@ -353,6 +364,12 @@ impl MappingConfig {
                 "end=a" => m.end = Some(End::A),
                 "end=b" => m.end = Some(End::B),
                 "no-wait" => m.wait_for_subscriber = false,
+                o if o.starts_with("spin=") => {
+                    let us = o["spin=".len()..]
+                        .parse()
+                        .map_err(|_| bad(&format!("{o:?}: spin= takes microseconds")))?;
+                    m.spin_us = Some(us);
+                }
                 _ => return Err(bad(&format!("unknown option {opt:?}"))),
             }
         }
@@ -422,5 +439,8 @@ mod tests {
         assert!(MappingConfig::parse(Direction::Import, "queue:/p=k").is_err());
         assert!(MappingConfig::parse(Direction::Import, "bytes:/p").is_err());
         assert!(MappingConfig::parse(Direction::Import, "bytes:/p=k,fast").is_err());
+        let m = MappingConfig::parse(Direction::Export, "bytes:/p=k,spin=5").unwrap();
+        assert_eq!(m.spin_us, Some(5));
+        assert!(MappingConfig::parse(Direction::Export, "bytes:/p=k,spin=x").is_err());
     }
 }
