@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use shmipc::sync::{AtomicBool, Ordering};
-use shmipc::{RecvError, SendError, WaitStrategy};
+use shmipc::{RecvError, SendError};
 use zenoh::qos::CongestionControl;
 use zenoh::sample::{Locality, Sample};
 use zenoh::{Session, Wait};
@@ -224,10 +224,7 @@ impl Job {
         // The segment may not exist yet (its application starts later),
         // or may go away and come back: open it again until it works.
         while !self.stopped() {
-            let wait = self.m.spin_us.map(|us| WaitStrategy::Adaptive {
-                spin: Duration::from_micros(us),
-                window: Duration::from_micros(us),
-            });
+            let wait = self.m.spin_us.map(crate::config::wait_strategy);
             let local = match Local::open(self.m.kind, &self.segment, self.m.end, &self.pipes, wait)
             {
                 Ok(l) => l,
@@ -488,6 +485,7 @@ impl Import {
         let delivered = self.deliver(payload)?;
         let t = Track {
             run: h.run,
+            // Below u64::MAX: `mismatch` refuses that one.
             next: h.seq + 1,
         };
         let refused = match delivered {
@@ -527,7 +525,7 @@ impl Import {
                 w[status::MESSAGES] = messages;
                 w[status::DROPPED_OLDEST] = dropped;
                 w[status::REJECTED] += u64::from(refused);
-                w[status::GAPS] += step.gap;
+                add_gap(w, step.gap);
                 w[status::SOURCE_RESTARTS] += u64::from(step.restart);
                 at = remember(w, h.source, t);
             })
@@ -594,6 +592,9 @@ fn mismatch(h: &Header, len: usize, kind: Kind, shape: [u64; 2], max: usize) -> 
             h.kind.name(),
             kind.name()
         ));
+    }
+    if h.seq == u64::MAX {
+        return Some("sequence number u64::MAX (no number follows it)".into());
     }
     if kind == Kind::Typed && h.shape != shape {
         return Some(format!(
@@ -671,6 +672,12 @@ fn track(seen: Option<Track>, h: &Header) -> Option<Step> {
     })
 }
 
+/// Adds `gap` to the status words' gap count, saturating (a hostile
+/// source's numbers may jump by almost 2^64).
+fn add_gap(w: &mut [u64], gap: u64) {
+    w[status::GAPS] = w[status::GAPS].saturating_add(gap);
+}
+
 /// Records `src`'s run and next expected number in the persisted table
 /// (a free slot, or the one it had; when all are taken, the table keeps
 /// the first eight sources and the rest are tracked in memory only), and
@@ -734,6 +741,20 @@ mod tests {
                 restart: true
             })
         );
+    }
+
+    #[test]
+    fn hostile_numbers_are_refused_or_saturate_never_overflow() {
+        // No number follows u64::MAX: refused, not wrapped to 0 (or a
+        // panic in a debug build).
+        assert!(mismatch(&h(5, u64::MAX), 8, Kind::Bytes, [64, 0], 64).is_some());
+        assert!(mismatch(&h(5, u64::MAX - 1), 8, Kind::Bytes, [64, 0], 64).is_none());
+        // The largest gap there can be is added without overflow.
+        let step = track(Some(Track { run: 5, next: 0 }), &h(5, u64::MAX - 1)).unwrap();
+        let mut w = vec![0u64; status::WORDS];
+        w[status::GAPS] = 7;
+        add_gap(&mut w, step.gap);
+        assert_eq!(w[status::GAPS], u64::MAX);
     }
 
     #[test]
