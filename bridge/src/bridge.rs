@@ -224,7 +224,9 @@ impl Job {
         // The segment may not exist yet (its application starts later),
         // or may go away and come back: open it again until it works.
         while !self.stopped() {
-            let local = match Local::open(self.m.kind, &self.segment, self.m.end, &self.pipes) {
+            let wait = self.m.spin_us.map(crate::config::wait_strategy);
+            let local = match Local::open(self.m.kind, &self.segment, self.m.end, &self.pipes, wait)
+            {
                 Ok(l) => l,
                 Err(e) => {
                     self.state.fail(format!("{} (retrying)", e));
@@ -270,6 +272,7 @@ impl Job {
         // an id above the last one's, and goes on with its numbers.
         let mut seq = 0;
         let mut run = 0;
+        let mut messages = 0;
         self.state
             .status
             .update(|w| {
@@ -277,6 +280,7 @@ impl Job {
                 run = next_run(w[status::RUN]);
                 w[status::RUN] = run;
                 seq = w[status::NEXT_SEQ];
+                messages = w[status::MESSAGES];
             })
             .map_err(|e| e.to_string())?;
         let mut was_matching = false;
@@ -330,13 +334,13 @@ impl Job {
             // The number is spent before the message leaves: a bridge
             // killed now loses this message, and its successor's next
             // one shows the gap.
+            // Only this thread writes the two words, so it keeps them and
+            // writes them, not the whole segment (one lock, two stores).
             seq += 1;
+            messages += 1;
             self.state
                 .status
-                .update(|w| {
-                    w[status::NEXT_SEQ] = seq;
-                    w[status::MESSAGES] += 1;
-                })
+                .set(&[(status::NEXT_SEQ, seq), (status::MESSAGES, messages)])
                 .map_err(|e| e.to_string())?;
             publisher.put(msg).wait().map_err(zerr)?;
         }
@@ -349,17 +353,28 @@ impl Job {
         // The latest run and next expected sequence number per source;
         // the first slots are kept in the status segment too.
         let words = self.state.status.words().map_err(|e| e.to_string())?;
-        let mut expected: HashMap<u64, Track> = HashMap::new();
+        let mut sources = HashMap::new();
         for slot in 0..status::SOURCE_SLOTS {
             let at = status::SOURCES_AT + status::SOURCE_WORDS * slot;
             if words[at] != 0 {
-                let t = Track {
+                let track = Track {
                     run: words[at + 1],
                     next: words[at + 2],
                 };
-                expected.insert(words[at], t);
+                sources.insert(
+                    words[at],
+                    Source {
+                        track,
+                        at: Some(at),
+                    },
+                );
             }
         }
+        let table = Table {
+            sources,
+            messages: words[status::MESSAGES],
+            dropped: words[status::DROPPED_OLDEST],
+        };
         let import = Arc::new(Import {
             want_kind: Kind::from(self.m.kind),
             want_shape: local.shape(),
@@ -370,7 +385,7 @@ impl Job {
             stop: self.stop.clone(),
             state: self.state.clone(),
             source: self.source,
-            expected: Mutex::new(expected),
+            table: Mutex::new(table),
             broken: Mutex::new(None),
         });
         // Each sample is put into the local object in Zenoh's receiving
@@ -407,10 +422,10 @@ struct Import {
     stop: Arc<AtomicBool>,
     state: Arc<MappingState>,
     source: u64,
-    /// Per source, its latest run and next number. Held while a message
-    /// is delivered, so that samples of two links (two sources, or a dead
-    /// and a new run of one) go in one at a time.
-    expected: Mutex<HashMap<u64, Track>>,
+    /// The sources and the counters written on every message. Held while
+    /// a message is delivered, so that samples of two links (two sources,
+    /// or a dead and a new run of one) go in one at a time.
+    table: Mutex<Table>,
     /// An error that needs the local object opened again (the mapping's
     /// thread takes it, drops the subscriber and reopens).
     broken: Mutex<Option<String>>,
@@ -459,34 +474,64 @@ impl Import {
             ));
             return self.bump(status::REJECTED);
         }
-        let mut expected = self
-            .expected
+        let mut table = self
+            .table
             .lock()
             .map_err(|_| format!("{}: the table of sources is poisoned", self.segment))?;
-        let Some(step) = track(expected.get(&h.source).copied(), &h) else {
+        let seen = table.sources.get(&h.source).copied();
+        let Some(step) = track(seen.map(|s| s.track), &h) else {
             return self.bump(status::LATE);
         };
         let delivered = self.deliver(payload)?;
         let t = Track {
             run: h.run,
+            // Below u64::MAX: `mismatch` refuses that one.
             next: h.seq + 1,
         };
-        expected.insert(h.source, t);
+        let refused = match delivered {
+            Delivered::Yes { dropped } => {
+                table.messages += 1;
+                table.dropped += dropped;
+                false
+            }
+            Delivered::Refused => true,
+        };
+        let (messages, dropped) = (table.messages, table.dropped);
+        let err = |e: StatusError| e.to_string();
+        // The common case, a message in turn from a known source: only the
+        // words that change, under one lock (this import alone writes
+        // them, and keeps them), rather than a copy of the whole segment.
+        if let Some(Source { at, .. }) = seen.filter(|_| !refused && step == Step::IN_TURN) {
+            table.sources.insert(h.source, Source { track: t, at });
+            let counts = [
+                (status::MESSAGES, messages),
+                (status::DROPPED_OLDEST, dropped),
+            ];
+            return match at {
+                Some(at) => {
+                    let mut w = [(0, 0); 4];
+                    w[..2].copy_from_slice(&counts);
+                    w[2..].copy_from_slice(&[(at + 1, t.run), (at + 2, t.next)]);
+                    self.state.status.set(&w)
+                }
+                None => self.state.status.set(&counts),
+            }
+            .map_err(err);
+        }
+        let mut at = None;
         self.state
             .status
             .update(|w| {
-                match delivered {
-                    Delivered::Yes { dropped } => {
-                        w[status::MESSAGES] += 1;
-                        w[status::DROPPED_OLDEST] += dropped;
-                    }
-                    Delivered::Refused => w[status::REJECTED] += 1,
-                }
-                w[status::GAPS] += step.gap;
+                w[status::MESSAGES] = messages;
+                w[status::DROPPED_OLDEST] = dropped;
+                w[status::REJECTED] += u64::from(refused);
+                add_gap(w, step.gap);
                 w[status::SOURCE_RESTARTS] += u64::from(step.restart);
-                remember(w, h.source, t);
+                at = remember(w, h.source, t);
             })
-            .map_err(|e| e.to_string())
+            .map_err(err)?;
+        table.sources.insert(h.source, Source { track: t, at });
+        Ok(())
     }
 
     /// Puts one message into the local object, as the backpressure says.
@@ -517,6 +562,22 @@ impl Import {
     }
 }
 
+/// What an import knows of its sources, and the counters it writes on
+/// every message (kept here, so that a message writes them, not reads).
+struct Table {
+    sources: HashMap<u64, Source>,
+    messages: u64,
+    dropped: u64,
+}
+
+/// One source's track, and where the status segment's table of sources
+/// keeps it (`None` when the table was full).
+#[derive(Debug, Clone, Copy)]
+struct Source {
+    track: Track,
+    at: Option<usize>,
+}
+
 enum Delivered {
     Yes { dropped: u64 },
     Refused,
@@ -531,6 +592,9 @@ fn mismatch(h: &Header, len: usize, kind: Kind, shape: [u64; 2], max: usize) -> 
             h.kind.name(),
             kind.name()
         ));
+    }
+    if h.seq == u64::MAX {
+        return Some("sequence number u64::MAX (no number follows it)".into());
     }
     if kind == Kind::Typed && h.shape != shape {
         return Some(format!(
@@ -571,6 +635,14 @@ struct Step {
     restart: bool,
 }
 
+impl Step {
+    /// The next number of the run seen, or a newer run going on from it.
+    const IN_TURN: Step = Step {
+        gap: 0,
+        restart: false,
+    };
+}
+
 /// Whether an envelope from a source last at `seen` is delivered (and
 /// what it adds to the counters), or is late and dropped (`None`): of an
 /// older run than one seen, or a number of the current run already
@@ -600,17 +672,24 @@ fn track(seen: Option<Track>, h: &Header) -> Option<Step> {
     })
 }
 
+/// Adds `gap` to the status words' gap count, saturating (a hostile
+/// source's numbers may jump by almost 2^64).
+fn add_gap(w: &mut [u64], gap: u64) {
+    w[status::GAPS] = w[status::GAPS].saturating_add(gap);
+}
+
 /// Records `src`'s run and next expected number in the persisted table
 /// (a free slot, or the one it had; when all are taken, the table keeps
-/// the first eight sources and the rest are tracked in memory only).
-fn remember(w: &mut [u64], src: u64, t: Track) {
+/// the first eight sources and the rest are tracked in memory only), and
+/// says where (the entry's first word), if it did.
+fn remember(w: &mut [u64], src: u64, t: Track) -> Option<usize> {
     let mut free = None;
     for slot in 0..status::SOURCE_SLOTS {
         let at = status::SOURCES_AT + status::SOURCE_WORDS * slot;
         if w[at] == src {
             w[at + 1] = t.run;
             w[at + 2] = t.next;
-            return;
+            return Some(at);
         }
         if w[at] == 0 && free.is_none() {
             free = Some(at);
@@ -621,6 +700,7 @@ fn remember(w: &mut [u64], src: u64, t: Track) {
         w[at + 1] = t.run;
         w[at + 2] = t.next;
     }
+    free
 }
 
 #[cfg(test)]
@@ -661,6 +741,20 @@ mod tests {
                 restart: true
             })
         );
+    }
+
+    #[test]
+    fn hostile_numbers_are_refused_or_saturate_never_overflow() {
+        // No number follows u64::MAX: refused, not wrapped to 0 (or a
+        // panic in a debug build).
+        assert!(mismatch(&h(5, u64::MAX), 8, Kind::Bytes, [64, 0], 64).is_some());
+        assert!(mismatch(&h(5, u64::MAX - 1), 8, Kind::Bytes, [64, 0], 64).is_none());
+        // The largest gap there can be is added without overflow.
+        let step = track(Some(Track { run: 5, next: 0 }), &h(5, u64::MAX - 1)).unwrap();
+        let mut w = vec![0u64; status::WORDS];
+        w[status::GAPS] = 7;
+        add_gap(&mut w, step.gap);
+        assert_eq!(w[status::GAPS], u64::MAX);
     }
 
     #[test]

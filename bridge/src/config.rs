@@ -92,6 +92,31 @@ pub struct MappingConfig {
     /// into the void. On by default.
     #[serde(default = "default_true")]
     pub wait_for_subscriber: bool,
+    /// How long, in microseconds, the mapping's blocking calls on the local
+    /// object (an export's receive, a `block` import's send) poll it before
+    /// they sleep on its futex: a message that comes within it costs no
+    /// wake-up, and an idle wait costs that much processor time per look
+    /// (a look every 50 ms when nothing comes). `None`: the queue's
+    /// default ([`WaitStrategy::DEFAULT`](shmipc::WaitStrategy::DEFAULT),
+    /// 20 µs of polling, then yielding up to 100 µs); 0 sleeps at once.
+    /// Flag option `spin=N`. At most [`MAX_SPIN_US`] (10 ms): a longer
+    /// spin would keep an idle mapping's thread on a core most of the time
+    /// (a spin as long as the 50 ms look never sleeps at all).
+    #[serde(default)]
+    pub spin_us: Option<u64>,
+}
+
+/// The largest [`MappingConfig::spin_us`] a bridge accepts, in
+/// microseconds (10 ms: an idle mapping with it uses a fifth of a core).
+pub const MAX_SPIN_US: u64 = 10_000;
+
+/// The wait strategy of a mapping's `spin_us`: poll that long, then sleep
+/// (no yielding phase); 0 sleeps at once. Any value is safe to build (the
+/// durations saturate), though [`Config::check`] refuses ones above
+/// [`MAX_SPIN_US`].
+pub(crate) fn wait_strategy(spin_us: u64) -> shmipc::WaitStrategy {
+    let d = Duration::from_micros(spin_us);
+    shmipc::WaitStrategy::Adaptive { spin: d, window: d }
 }
 
 fn default_true() -> bool {
@@ -233,6 +258,12 @@ impl Config {
                     m.key
                 )));
             }
+            if let Some(us) = m.spin_us.filter(|&us| us > MAX_SPIN_US) {
+                return Err(ConfigError(format!(
+                    "{at}: spin_us {us} is above {MAX_SPIN_US} (10 ms): a longer spin keeps an \
+                     idle mapping on a core; use a smaller one, or 0 to sleep at once"
+                )));
+            }
             match (m.kind, m.end) {
                 (KindName::Pipe, None) => {
                     return Err(ConfigError(format!(
@@ -319,6 +350,7 @@ impl MappingConfig {
             end: None,
             backpressure: Backpressure::Block,
             wait_for_subscriber: true,
+            spin_us: None,
         }
     }
 
@@ -353,6 +385,12 @@ impl MappingConfig {
                 "end=a" => m.end = Some(End::A),
                 "end=b" => m.end = Some(End::B),
                 "no-wait" => m.wait_for_subscriber = false,
+                o if o.starts_with("spin=") => {
+                    let us = o["spin=".len()..]
+                        .parse()
+                        .map_err(|_| bad(&format!("{o:?}: spin= takes microseconds")))?;
+                    m.spin_us = Some(us);
+                }
                 _ => return Err(bad(&format!("unknown option {opt:?}"))),
             }
         }
@@ -422,5 +460,43 @@ mod tests {
         assert!(MappingConfig::parse(Direction::Import, "queue:/p=k").is_err());
         assert!(MappingConfig::parse(Direction::Import, "bytes:/p").is_err());
         assert!(MappingConfig::parse(Direction::Import, "bytes:/p=k,fast").is_err());
+        let m = MappingConfig::parse(Direction::Export, "bytes:/p=k,spin=5").unwrap();
+        assert_eq!(m.spin_us, Some(5));
+        assert!(MappingConfig::parse(Direction::Export, "bytes:/p=k,spin=x").is_err());
+    }
+
+    #[test]
+    fn spin_us_is_bounded_and_its_extremes_do_not_panic() {
+        let with = |spin: u64| {
+            let mut c = Config::new("a");
+            let mut m = MappingConfig::new(Direction::Export, KindName::Bytes, "q", "k");
+            m.spin_us = Some(spin);
+            c.mappings = vec![m];
+            c.check()
+        };
+        assert!(with(0).is_ok());
+        assert!(with(MAX_SPIN_US).is_ok());
+        for huge in [MAX_SPIN_US + 1, u64::MAX / 1000, u64::MAX] {
+            let e = with(huge).unwrap_err().0;
+            assert!(
+                e.contains("spin_us") && e.contains(&huge.to_string()),
+                "{e}"
+            );
+        }
+        // A flag too large for u64 is refused as a number, not wrapped.
+        assert!(
+            MappingConfig::parse(Direction::Export, "bytes:/p=k,spin=18446744073709551616")
+                .is_err()
+        );
+        // The strategy made of any value, even one the check refuses, is
+        // built without overflow, and a wait with it ends at its deadline.
+        for spin in [0, 1, MAX_SPIN_US, u64::MAX] {
+            let w = wait_strategy(spin);
+            let cfg = shmipc::BytesConfig::for_max_message(8).unwrap();
+            let mut q = <shmipc::ByteQueue as shmipc::Named>::anon(cfg).unwrap();
+            q.set_wait_strategy(w);
+            let got = q.recv_vec_timeout(Duration::from_millis(2));
+            assert_eq!(got, Err(shmipc::RecvError::Timeout), "spin {spin}");
+        }
     }
 }

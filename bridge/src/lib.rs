@@ -59,5 +59,7 @@ mod local;
 pub mod status;
 
 pub use bridge::{Bridge, BridgeError};
-pub use config::{Backpressure, Config, ConfigError, Direction, End, KindName, MappingConfig};
+pub use config::{
+    Backpressure, Config, ConfigError, Direction, End, KindName, MappingConfig, MAX_SPIN_US,
+};
 pub use status::{counters, Counters, StatusError};

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shmipc::typed::EncodedQueue;
-use shmipc::{ByteQueue, Named, Options, PipeEnd, RecvError, SendError, Side};
+use shmipc::{ByteQueue, Named, Options, PipeEnd, RecvError, SendError, Side, WaitStrategy};
 
 use crate::config::{End, KindName};
 
@@ -21,18 +21,28 @@ pub(crate) enum Local {
 pub(crate) type Pipes = Arc<Mutex<HashMap<(String, End), Arc<PipeEnd>>>>;
 
 impl Local {
+    /// Opens the object; `wait`, if given, is how its blocking calls wait
+    /// (a pipe end shared by two mappings takes the first one's).
     pub(crate) fn open(
         kind: KindName,
         name: &str,
         end: Option<End>,
         pipes: &Pipes,
+        wait: Option<WaitStrategy>,
     ) -> Result<Local, String> {
         match kind {
-            KindName::Bytes => ByteQueue::open(name)
-                .map(Local::Bytes)
-                .map_err(|e| e.to_string()),
+            KindName::Bytes => {
+                let mut q = ByteQueue::open(name).map_err(|e| e.to_string())?;
+                if let Some(w) = wait {
+                    q.set_wait_strategy(w);
+                }
+                Ok(Local::Bytes(q))
+            }
             KindName::Typed => {
-                let q = EncodedQueue::open(name).map_err(|e| e.to_string())?;
+                let mut q = EncodedQueue::open(name).map_err(|e| e.to_string())?;
+                if let Some(w) = wait {
+                    q.set_wait_strategy(w);
+                }
                 if q.fingerprint().is_none() {
                     return Err(format!(
                         "{name} records no message type: a typed mapping needs a TypedQueue's \
@@ -51,10 +61,12 @@ impl Local {
                     End::A => Side::A,
                     End::B => Side::B,
                 };
-                let p = Arc::new(
-                    PipeEnd::open_end(name, side, &Options::default())
-                        .map_err(|e| e.to_string())?,
-                );
+                let mut p = PipeEnd::open_end(name, side, &Options::default())
+                    .map_err(|e| e.to_string())?;
+                if let Some(w) = wait {
+                    p.set_wait_strategy(w);
+                }
+                let p = Arc::new(p);
                 pipes.insert((name.to_owned(), end), p.clone());
                 Ok(Local::Pipe(p))
             }

@@ -36,11 +36,11 @@ struct Args {
     #[arg(long)]
     retry_ms: Option<u64>,
     /// Export KIND:NAME=KEY[,OPTION]... (KIND bytes, typed or pipe;
-    /// options end=a|b, no-wait).
+    /// options end=a|b, no-wait, spin=MICROSECONDS).
     #[arg(long, value_name = "SPEC")]
     export: Vec<String>,
     /// Import KIND:NAME=KEY[,OPTION]... (options block, drop-oldest,
-    /// end=a|b).
+    /// end=a|b, spin=MICROSECONDS).
     #[arg(long, value_name = "SPEC")]
     import: Vec<String>,
 }

@@ -5,8 +5,15 @@
 //! its gap count where the last one stopped, even after a SIGKILL.
 
 use std::fmt;
+use std::time::Duration;
 
 use shmipc::{Array, Named};
+
+/// How long a bridge waits for a status segment's lock before it reports
+/// the mapping broken (and reopens it) rather than wait for ever: a
+/// process stopped while it reads the counters keeps the lock, and no
+/// takeover applies to a live holder.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The counters of one mapping.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,7 +33,8 @@ pub struct Counters {
     /// Imports: samples that are not an envelope this build reads.
     pub malformed: u64,
     /// Imports: envelopes of the wrong kind or type, or too long for the
-    /// local object, and messages the local object refused (closed).
+    /// local object, numbered `u64::MAX` (no number follows it), and
+    /// messages the local object refused (closed).
     pub rejected: u64,
     /// Imports: times a source's new run started its numbers again below
     /// the ones seen (that source's bridge lost its status segment and
@@ -125,6 +133,8 @@ pub fn counters(name: &str) -> Result<Counters, StatusError> {
 pub(crate) struct Status {
     cells: Array<u64>,
     name: String,
+    /// The longest wait for the lock of a write ([`LOCK_TIMEOUT`]).
+    timeout: Duration,
 }
 
 impl Status {
@@ -146,6 +156,7 @@ impl Status {
         Ok(Status {
             cells,
             name: name.to_owned(),
+            timeout: LOCK_TIMEOUT,
         })
     }
 
@@ -163,10 +174,63 @@ impl Status {
             .map_err(|e| StatusError::Access(self.name.clone(), e))
     }
 
-    /// Changes the words under the array's lock.
+    /// Writes the given words, `(index, value)`, under the array's lock:
+    /// one lock and the writes, no copy of the rest (a message's cost).
+    /// Waits at most [`LOCK_TIMEOUT`] for the lock.
+    pub(crate) fn set(&self, writes: &[(usize, u64)]) -> Result<(), StatusError> {
+        self.cells
+            .set_many_timeout(writes, self.timeout)
+            .map_err(|e| StatusError::Access(self.name.clone(), e))
+    }
+
+    /// Changes the words under the array's lock (copies them all: for
+    /// what does not happen on every message). Waits at most
+    /// [`LOCK_TIMEOUT`] for the lock.
     pub(crate) fn update(&self, f: impl FnOnce(&mut [u64])) -> Result<(), StatusError> {
         self.cells
-            .update(f)
+            .update_timeout(f, self.timeout)
             .map_err(|e| StatusError::Access(self.name.clone(), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shmipc::{ArrayError, Unlinker};
+    use std::sync::mpsc;
+
+    #[test]
+    fn a_write_behind_a_held_lock_ends_in_an_error_not_a_hang() {
+        let names = Unlinker::new("bridge-status");
+        let name = names.name("held");
+        let mut status = Status::open_or_create(&name).unwrap();
+        status.timeout = Duration::from_millis(20);
+        let other = Status::open(&name).unwrap();
+        let (held, is_held) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        let other = &other;
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                // Holds the lock (a reader stopped mid-read, say) until told.
+                other
+                    .cells
+                    .update(|_| {
+                        held.send(()).unwrap();
+                        released.recv().unwrap();
+                    })
+                    .unwrap();
+            });
+            is_held.recv().unwrap();
+            let timed_out = |r: Result<(), StatusError>| {
+                matches!(r, Err(StatusError::Access(_, ArrayError::Timeout { .. })))
+            };
+            assert!(timed_out(status.set(&[(MESSAGES, 1), (NEXT_SEQ, 1)])));
+            assert!(timed_out(status.update(|w| w[GAPS] += 1)));
+            release.send(()).unwrap();
+        });
+        // Nothing of the refused writes landed; a write now goes through.
+        assert_eq!(status.counters().unwrap(), Counters::default());
+        status.set(&[(MESSAGES, 3)]).unwrap();
+        assert_eq!(status.counters().unwrap().messages, 3);
     }
 }

@@ -368,6 +368,9 @@ fn importer_sigkilled_mid_stream_and_restarted_reports_the_gap() {
         inn.gaps
     );
     assert_eq!(inn.source_restarts, 0);
+    // One export run, one link at a time, numbers that only grow: nothing
+    // can come late here (only the exporter's restart makes late ones).
+    assert_eq!(inn.late, 0, "late messages from a single run");
     let out = counters(&sa).unwrap();
     assert_eq!(out.next_seq, N);
 }
@@ -450,7 +453,12 @@ fn exporter_sigkilled_mid_stream_and_restarted_reports_the_gap() {
     assert_eq!(out.next_seq, N - (missing - inn.gaps));
     assert!(out.run > 0, "the export records no run id");
     // The dead run's stragglers were dropped, not delivered; they are
-    // among the gaps.
+    // among the gaps. That there are any (`late > 0`) is not certain, so
+    // it is not asserted: a straggler is late only if a message of the new
+    // run gets the import's table first, and which of the two links'
+    // receiving threads takes it when host B reads again is the
+    // scheduler's choice; the dead link may also have had nothing left
+    // behind the message its thread was delivering.
     assert!(inn.late <= inn.gaps, "{} late, {} gaps", inn.late, inn.gaps);
 }
 

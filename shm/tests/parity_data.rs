@@ -423,3 +423,65 @@ fn a_shared_list_collects_appends_from_many_processes() {
     assert_eq!(items.len(), 200, "every append exactly once");
     assert_eq!(list.append(b"x"), Err(DictError::Full { capacity: 200 }));
 }
+
+#[test]
+fn set_many_from_another_process_is_seen_all_or_none() {
+    // A child writes the same number into elements 1 and 14 (far apart)
+    // with one set_many per round; every snapshot the parent takes while
+    // it runs holds equal values there, and the last round is seen.
+    let arr = Array::<u64>::anon(&[0; 16]).unwrap();
+    let mut child = {
+        let arr = &arr;
+        fork(move || {
+            for k in 1..=ROUNDS * 10 {
+                if arr.set_many(&[(1, k), (14, k)]).is_err() {
+                    return 1;
+                }
+            }
+            0
+        })
+        .unwrap()
+    };
+    let mut looks = 0u64;
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(start.elapsed() < CHILD_TIMEOUT, "the child hung");
+        let snap = arr.snapshot().unwrap();
+        assert_eq!(snap[1], snap[14], "a snapshot saw half a set_many");
+        looks += 1;
+    };
+    assert_eq!(status, ExitStatus::Code(0));
+    let snap = arr.snapshot().unwrap();
+    assert_eq!(
+        (snap[1], snap[14]),
+        (ROUNDS * 10, ROUNDS * 10),
+        "after {looks} looks"
+    );
+}
+
+#[test]
+fn set_many_refuses_an_out_of_range_index_and_writes_nothing() {
+    let arr = Array::<u64>::anon(&[7; 16]).unwrap();
+    for bad in [16, usize::MAX] {
+        assert_eq!(
+            arr.set_many(&[(0, 1), (bad, 2), (15, 3)]),
+            Err(ArrayError::OutOfBounds {
+                index: bad,
+                len: 16
+            })
+        );
+        assert_eq!(arr.snapshot().unwrap(), vec![7; 16], "index {bad} wrote");
+    }
+    assert_eq!(arr.set_many(&[]), Ok(()));
+    // A repeated index: the last write wins, as a loop of set would.
+    arr.set_many(&[(3, 1), (3, 2)]).unwrap();
+    assert_eq!(arr.get(3), Ok(2));
+    let msg = arr.set_many(&[(usize::MAX, 0)]).unwrap_err().to_string();
+    assert!(
+        msg.contains(&usize::MAX.to_string()) && msg.contains("16"),
+        "{msg}"
+    );
+}

@@ -205,6 +205,11 @@ fn value_and_array_calls_time_out_behind_a_stopped_holder() {
         at,
     );
     bounded(
+        "Array::set_many_timeout",
+        || array.set_many_timeout(&[(0, 9), (2, 9)], TIMEOUT),
+        at,
+    );
+    bounded(
         "Array::snapshot_timeout",
         || array.snapshot_timeout(TIMEOUT),
         at,

@@ -197,6 +197,56 @@ impl<T: Pod> Array<T> {
         Ok(())
     }
 
+    /// Replaces several elements, `(index, value)`, under one lock: a
+    /// reader's [`snapshot`](Array::snapshot) sees all or none of them.
+    /// Unlike [`update`](Array::update) it copies nothing else, so it
+    /// costs one lock and the writes. Every index is checked first; one out
+    /// of bounds writes nothing and is reported as
+    /// [`ArrayError::OutOfBounds`]. A repeated index keeps the last value.
+    /// Waits for the lock as long as it takes.
+    ///
+    /// ```
+    /// # use shmipc::{Array, Named};
+    /// let a = Array::<u64>::anon(&[0; 4])?;
+    /// a.set_many(&[(1, 5), (3, 9)])?;
+    /// assert_eq!(a.snapshot()?, vec![0, 5, 0, 9]);
+    /// // An index out of range (here == len, or usize::MAX) is refused,
+    /// // and nothing of the call is written.
+    /// assert!(a.set_many(&[(0, 1), (4, 1)]).is_err());
+    /// assert!(a.set_many(&[(0, 1), (usize::MAX, 1)]).is_err());
+    /// assert_eq!(a.get(0)?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_many(&self, writes: &[(usize, T)]) -> std::result::Result<(), ArrayError> {
+        self.set_many_inner(writes, None)
+    }
+
+    /// [`set_many`](Array::set_many), waiting at most `timeout` for the
+    /// lock ([`ArrayError::Timeout`] if a holder keeps it longer; nothing
+    /// is written then).
+    pub fn set_many_timeout(
+        &self,
+        writes: &[(usize, T)],
+        timeout: Duration,
+    ) -> std::result::Result<(), ArrayError> {
+        self.set_many_inner(writes, Some(timeout))
+    }
+
+    fn set_many_inner(
+        &self,
+        writes: &[(usize, T)],
+        timeout: Option<Duration>,
+    ) -> std::result::Result<(), ArrayError> {
+        for &(i, _) in writes {
+            self.check_index(i)?;
+        }
+        let _guard = self.lock(timeout)?;
+        for &(i, v) in writes {
+            self.cells.write(i, v);
+        }
+        Ok(())
+    }
+
     /// Runs `f` on a copy of element `index` and writes it back, under the
     /// lock. Waits for the lock as long as it takes.
     pub fn update_at<R>(

@@ -40,6 +40,13 @@ impl EncodedQueue {
         &self.q
     }
 
+    /// Sets how this handle's blocking calls wait (see
+    /// [`WaitStrategy`](crate::WaitStrategy)), as
+    /// [`ByteQueue::set_wait_strategy`] does.
+    pub fn set_wait_strategy(&mut self, strategy: crate::WaitStrategy) {
+        self.q.set_wait_strategy(strategy);
+    }
+
     /// The segment's name.
     pub fn name(&self) -> Option<&str> {
         self.q.name()
