@@ -2030,13 +2030,13 @@ mod tests {
     use std::vec;
     use std::vec::Vec;
 
-    fn buf(config: BytesConfig) -> AlignedBuf {
+    pub(super) fn buf(config: BytesConfig) -> AlignedBuf {
         AlignedBuf::for_layout(ByteQueue::layout(config).unwrap())
     }
 
     /// A message that carries its own check: id, length, then bytes derived
     /// from both.
-    fn make(id: u64, len: usize) -> Vec<u8> {
+    pub(super) fn make(id: u64, len: usize) -> Vec<u8> {
         let mut m = vec![0u8; len.max(8)];
         m[..8].copy_from_slice(&id.to_le_bytes());
         for (i, b) in m.iter_mut().enumerate().skip(8) {
@@ -2045,7 +2045,7 @@ mod tests {
         m
     }
 
-    fn check(m: &[u8]) -> u64 {
+    pub(super) fn check(m: &[u8]) -> u64 {
         let id = u64::from_le_bytes(m[..8].try_into().unwrap());
         assert_eq!(m, make(id, m.len()), "torn or corrupted message {id}");
         id

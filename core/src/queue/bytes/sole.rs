@@ -732,33 +732,10 @@ impl<K> fmt::Debug for SoleReadGrant<'_, '_, '_, K> {
 
 #[cfg(all(test, not(loom)))]
 mod tests {
+    use super::super::tests::{buf, check, make};
     use super::super::ByteQueue;
     use super::*;
-    use crate::queue::testbuf::AlignedBuf;
     use crate::BytesConfig;
-    use std::vec;
-    use std::vec::Vec;
-
-    fn buf(config: BytesConfig) -> AlignedBuf {
-        AlignedBuf::for_layout(ByteQueue::layout(config).unwrap())
-    }
-
-    /// A message that carries its own check: id, then bytes derived from
-    /// the id and the length.
-    fn make(id: u64, len: usize) -> Vec<u8> {
-        let mut m = vec![0u8; len.max(8)];
-        m[..8].copy_from_slice(&id.to_le_bytes());
-        for (i, b) in m.iter_mut().enumerate().skip(8) {
-            *b = (id as usize).wrapping_mul(31).wrapping_add(i * 7) as u8;
-        }
-        m
-    }
-
-    fn check(m: &[u8]) -> u64 {
-        let id = u64::from_le_bytes(m[..8].try_into().unwrap());
-        assert_eq!(m, make(id, m.len()), "torn or corrupted message {id}");
-        id
-    }
 
     #[test]
     fn sole_handles_deliver_in_order_across_wraps_and_skips() {
