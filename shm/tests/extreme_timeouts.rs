@@ -859,6 +859,12 @@ fn shared_data_takes_any_timeout() {
             |r| r.is_ok(),
         );
         check(
+            "shm::Array::set_many_timeout",
+            t,
+            |t| a.set_many_timeout(&[(0, 7), (1, 2)], t),
+            |r| r.is_ok(),
+        );
+        check(
             "shm::Array::update_at_timeout",
             t,
             |t| a.update_at_timeout(0, |x| *x += 1, t),
