@@ -1037,25 +1037,23 @@ impl<'a, K> ByteQueue<'a, K> {
         Ok((head, tail))
     }
 
-    /// Under the writer lock: reclaims freed records, then reserves a
-    /// record for `len` bytes. Returns its position.
-    fn reserve_locked(&self, len: u64, check: bool) -> Result<u64, SendError> {
-        let w = &self.ctrl.writer;
+    /// Under the writer lock: the room for a record of `len` bytes, after
+    /// `tail` and (if the record would cross the end of the ring) a skip
+    /// record written there. Reclaims lazily: only when the free room
+    /// falls below two of the largest records (or a blocked writer checks
+    /// for dead readers), so that writers read the readers' `read` line
+    /// and the freed headers once per batch of messages, not per message.
+    /// Two are enough: a record and the skip record before it take less
+    /// than two of the largest, so with that much room this one fits
+    /// without reclaiming, and `Full` is only ever reported after a
+    /// reclaim. Shared by [`ByteQueue::reserve_locked`] and the sole
+    /// sender's send.
+    pub(super) fn space_locked(&self, len: u64, check: bool) -> Result<Space, SendError> {
         let (mut head, tail) = self.writer_positions()?;
-        // Reclaim lazily: only when the free room falls below two of the
-        // largest records (or a blocked writer checks for dead readers),
-        // so that writers read the readers' `read` line and the freed
-        // headers once per batch of messages, not per message. Two are
-        // enough: a record and the skip record before it take less than
-        // two of the largest, so with that much room this reservation
-        // fits without reclaiming, and `Full` is only ever reported after
-        // a reclaim.
         if check || self.cap - (tail - head) < 2 * record_size(self.max) {
             head = self.reclaim(head, tail, check)?;
         }
-        let size = record_size(len);
-        let room_to_end = self.cap - (tail & self.ring.mask);
-        let pad = if size > room_to_end { room_to_end } else { 0 };
+        let (pad, size) = self.place(tail, len);
         if tail + pad + size - head > self.cap {
             return Err(SendError::Full);
         }
@@ -1064,7 +1062,38 @@ impl<'a, K> ByteQueue<'a, K> {
                 .header(tail)
                 .store(encode(tail, READY, pad - HEADER) | SKIP, Ordering::Relaxed);
         }
-        let pos = tail + pad;
+        Ok(Space {
+            tail,
+            pos: tail + pad,
+            size,
+        })
+    }
+
+    /// Publishes a writer's records up to `to` by moving `tail` from the
+    /// value `tail` it read under the lock. A compare-and-swap, so that a
+    /// close since then (which set `CLOSED` in the same word) makes it
+    /// fail: then nothing was sent, and what was written beyond `tail` is
+    /// never read.
+    pub(super) fn publish_tail(&self, tail: u64, to: u64) -> Result<(), SendError> {
+        // SYNC POINT: Release pairs with the Acquire load of `tail` in
+        // [`ByteQueue::claim_locked`]: a reader that sees the new tail sees
+        // the headers (and, for a sole send, the payload) written before.
+        match self
+            .ctrl
+            .writer
+            .tail
+            .compare_exchange(tail, to, Ordering::Release, Ordering::Relaxed)
+        {
+            Ok(_) => Ok(()),
+            Err(now) if now == tail | CLOSED => Err(SendError::Closed),
+            Err(_) => Err(SendError::Corrupted),
+        }
+    }
+
+    /// Under the writer lock: reclaims freed records, then reserves a
+    /// record for `len` bytes. Returns its position.
+    fn reserve_locked(&self, len: u64, check: bool) -> Result<u64, SendError> {
+        let Space { tail, pos, size } = self.space_locked(len, check)?;
         self.ring
             .header(pos)
             .store(encode(pos, PENDING, len), Ordering::Relaxed);
@@ -1073,20 +1102,9 @@ impl<'a, K> ByteQueue<'a, K> {
         self.ring
             .header(pos + 8)
             .store(u64::from(self.peers.me().raw()), Ordering::Relaxed);
-        // SYNC POINT: Release pairs with the Acquire load of `tail` in
-        // `claim_locked`: a reader that sees the new tail sees the headers
-        // written above, never stale bytes. A compare-and-swap from the
-        // value we read, so that a close since then (which set `CLOSED` in
-        // the same word) makes it fail: then nothing was reserved, and the
-        // headers we wrote beyond `tail` are never read.
-        match w
-            .tail
-            .compare_exchange(tail, pos + size, Ordering::Release, Ordering::Relaxed)
-        {
-            Ok(_) => Ok(pos),
-            Err(now) if now == tail | CLOSED => Err(SendError::Closed),
-            Err(_) => Err(SendError::Corrupted),
-        }
+        // Nothing is reserved if a close came first (`publish_tail`).
+        self.publish_tail(tail, pos + size)?;
+        Ok(pos)
     }
 
     /// Under the writer lock, for [`reserve_locked`](Self::reserve_locked):
@@ -1320,10 +1338,10 @@ impl<'a, K> ByteQueue<'a, K> {
             let fresh = !(read < seen && seen - read <= self.cap);
             let word = if fresh {
                 // SYNC POINT: Acquire pairs with the Release
-                // compare-and-swap of `tail` in `reserve_locked` and in
-                // [`SoleSender::put`](sole) (headers below it, and a sole
-                // send's payload, are written) and with the AcqRel `fetch_or` in
-                // `close`. Only when our copy says empty, so a reader that
+                // compare-and-swap of `tail` in [`ByteQueue::publish_tail`]
+                // (from `reserve_locked` and a sole send: headers below it,
+                // and a sole send's payload, are written) and with the
+                // AcqRel `fetch_or` in `close`. Only when our copy says empty, so a reader that
                 // keeps up loads the writers' line once per batch, not
                 // per message; `Closed` is decided on a fresh load only.
                 self.ctrl.writer.tail.load(Ordering::Acquire)
@@ -1760,11 +1778,28 @@ impl<K> ByteQueue<'_, K> {
             // Freed room: writers asleep may now fit.
             self.ctrl.not_full.notify_light();
         }
-        let size = record_size(len);
-        let room_to_end = self.cap - (tail & self.ring.mask);
-        let pad = if size > room_to_end { room_to_end } else { 0 };
+        let (pad, size) = self.place(tail, len);
         Ok(tail + pad + size - head <= self.cap)
     }
+
+    /// A record of `len` bytes written at `tail`: the skip padding before
+    /// it (the room left to the end of the ring, if the record would cross
+    /// it; else 0) and its size.
+    fn place(&self, tail: u64, len: u64) -> (u64, u64) {
+        let size = record_size(len);
+        let room_to_end = self.cap - (tail & self.ring.mask);
+        (if size > room_to_end { room_to_end } else { 0 }, size)
+    }
+}
+
+/// Where a writer's next record goes ([`ByteQueue::space_locked`]).
+pub(super) struct Space {
+    /// `tail` as read under the writers' lock.
+    pub(super) tail: u64,
+    /// The record's position: `tail`, or past the skip record.
+    pub(super) pos: u64,
+    /// The record's size, header and padding included.
+    pub(super) size: u64,
 }
 
 /// What a claim may take: any message, one that fits a buffer, or none

@@ -95,7 +95,7 @@
 use core::fmt;
 use core::time::Duration;
 
-use super::{encode, record_size, take, ByteQueue, Room, Wait, ALIGN, FREED, HEADER, READY, SKIP};
+use super::{encode, record_size, take, ByteQueue, Room, Wait, ALIGN, FREED, HEADER, READY};
 use crate::futex::Deadline;
 use crate::lock::{LockError, LockGuard};
 use crate::peers::End;
@@ -355,23 +355,7 @@ impl<'q, 'a, K> SoleSender<'q, 'a, K> {
             return Err(SendError::TooLarge);
         }
         let w = &q.ctrl.writer;
-        let (mut head, tail) = q.writer_positions()?;
-        // Reclaim lazily, as `reserve_locked` does (same reasons).
-        if check || q.cap - (tail - head) < 2 * record_size(q.max) {
-            head = q.reclaim(head, tail, check)?;
-        }
-        let size = record_size(len);
-        let room_to_end = q.cap - (tail & q.ring.mask);
-        let pad = if size > room_to_end { room_to_end } else { 0 };
-        if tail + pad + size - head > q.cap {
-            return Err(SendError::Full);
-        }
-        if pad != 0 {
-            q.ring
-                .header(tail)
-                .store(encode(tail, READY, pad - HEADER) | SKIP, Ordering::Relaxed);
-        }
-        let pos = tail + pad;
+        let super::Space { tail, pos, size } = q.space_locked(len, check)?;
         // As in `try_reserve_inner`: under Miri, overwrite every word of
         // the record body whole before the byte copies.
         #[cfg(miri)]
@@ -393,21 +377,9 @@ impl<'q, 'a, K> SoleSender<'q, 'a, K> {
             .header(pos)
             .store(encode(pos, READY, len), Ordering::Relaxed);
         pause();
-        // SYNC POINT: Release pairs with the Acquire load of `tail` in
-        // [`ByteQueue::claim_locked`]: a reader that sees the new tail sees
-        // the payload and the `READY` header written above. A
-        // compare-and-swap from the value read, ordered against `close`'s
-        // AcqRel `fetch_or` ([`ByteQueue::close`]) as in
-        // [`ByteQueue::reserve_locked`]: a close since then makes it fail,
-        // and nothing was sent.
-        match w
-            .tail
-            .compare_exchange(tail, pos + size, Ordering::Release, Ordering::Relaxed)
-        {
-            Ok(_) => {}
-            Err(now) if now == tail | super::CLOSED => return Err(SendError::Closed),
-            Err(_) => return Err(SendError::Corrupted),
-        }
+        // Sent once `tail` moves; not at all if a close came first
+        // ([`ByteQueue::publish_tail`]).
+        q.publish_tail(tail, pos + size)?;
         if self.counting {
             // Relaxed, as `count_sent`. A read-modify-write although we
             // hold the lock: a layer's `count_sent` for a shared send that
