@@ -11,7 +11,7 @@
 //! acknowledged, and nothing arrives after `Closed`.
 //!
 //! The queues: `Queue<u64>` and `ByteQueue` with three producer processes,
-//! `SpscQueue<u64>` and a `Pipe` with one (closed from the consumer's
+//! `ByteQueue` with one sole sender, `SpscQueue<u64>` and a `Pipe` with one (closed from the consumer's
 //! side, which is the close that can race a push in flight).
 //!
 //! Every blocking call waits at most `common::WAKE_PATIENCE`, and a timeout
@@ -366,6 +366,28 @@ fn byte_queue_close_loses_no_acknowledged_send() {
             })
         };
         let r = round(books, MAX_PRODUCERS, close_after, &produce_one, &mut { q });
+        ByteQueue::unlink(&name).unwrap();
+        r
+    });
+}
+
+/// One producer holding the writers' side as a sole sender (whose send
+/// publishes `tail` with a plain store, and whose race with `close` is
+/// settled by the close's process-wide barrier: module docs of
+/// `shmipc_core::bytes::sole`, "Closing").
+#[test]
+fn byte_queue_close_loses_no_acknowledged_sole_send() {
+    run("close-sole", rounds(300), |names, books, close_after| {
+        let name = names.name("q");
+        let q = ByteQueue::create(&name, BytesConfig::new(256, 8)).unwrap();
+        let produce_one = |p: u64| {
+            let q = ByteQueue::open(&name).unwrap();
+            let mut tx = q.sole_sender().unwrap();
+            produce(books, p, |id| {
+                sent(tx.send_timeout(&id.to_le_bytes(), common::WAKE_PATIENCE))
+            })
+        };
+        let r = round(books, 1, close_after, &produce_one, &mut { q });
         ByteQueue::unlink(&name).unwrap();
         r
     });
