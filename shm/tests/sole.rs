@@ -299,3 +299,121 @@ fn sole_handles_inherited_by_a_forked_child_do_nothing_there() {
     let n = q.sole_receiver().unwrap().try_recv_into(&mut buf).unwrap();
     assert_eq!(check(&buf[..n]), 3);
 }
+
+/// A close that lands while a sole sender is between its look at
+/// `closing` and its store of `tail` (parked there by the pausing hook,
+/// running or stopped with SIGSTOP): the send looked before the close, so
+/// it may still publish, and the close must not set `CLOSED` under it.
+/// Receivers drain, see `Empty` (not `Closed`) while the send is in
+/// flight, then its message, then `Closed`, while the sender, its send
+/// returned `Ok`, sits idle holding the side: the send itself finished
+/// the close. (Where the kernel has no process-wide barrier, sole sends
+/// make a compare-and-swap instead, and the close wins at once: the send
+/// returns `Closed`.)
+#[test]
+fn a_close_during_a_sole_send_waits_for_that_send() {
+    for stop_it in [false, true] {
+        let q = ByteQueue::anon(BytesConfig::new(1024, 100)).unwrap();
+        let light = q.light_notify();
+        let ready = Shared::<Event>::anon(()).unwrap();
+        let go = Shared::<Event>::anon(()).unwrap();
+        let done = Shared::<Event>::anon(()).unwrap();
+        let outcome = Shared::<AtomicU64>::anon(0).unwrap();
+        let mut child = fork(|| {
+            let mut tx = q.sole_sender().unwrap();
+            tx.send(&make(0, 50)).unwrap();
+            tx.send(&make(1, 60)).unwrap();
+            let r = tx.try_send_pausing(&make(2, 70), || {
+                ready.set();
+                assert!(go.wait_timeout(WAIT));
+            });
+            let code = match r {
+                Ok(()) => 1,
+                Err(shmipc::SendError::Closed) => 2,
+                Err(_) => 3,
+            };
+            outcome.store(code + 10 * u64::from(tx.is_light()), Ordering::SeqCst);
+            done.set();
+            // Idle, holding the side, until killed.
+            parked_forever()
+        })
+        .unwrap();
+        assert!(ready.wait_timeout(WAIT));
+        let pid = child.pid() as libc::pid_t;
+        if stop_it {
+            // SAFETY: signals our own child.
+            unsafe { libc::kill(pid, libc::SIGSTOP) };
+            assert!(common::eventually(WAIT, || common::proc_state(pid) == Some('T')));
+        }
+        q.close();
+        assert!(q.is_closed());
+        let mut buf = [0u8; 100];
+        for id in 0..2 {
+            let len = q.recv_into_timeout(&mut buf, WAIT).unwrap();
+            assert_eq!(check(&buf[..len]), id);
+        }
+        if light {
+            // The send in flight looked before the close: not `Closed` yet.
+            assert_eq!(
+                q.recv_into_timeout(&mut buf, Duration::from_millis(50)),
+                Err(RecvError::Timeout),
+                "stopped: {stop_it}"
+            );
+            assert_eq!(q.try_recv_into(&mut buf), Err(RecvError::Empty));
+        }
+        if stop_it {
+            // SAFETY: as above.
+            unsafe { libc::kill(pid, libc::SIGCONT) };
+        }
+        go.set();
+        assert!(done.wait_timeout(WAIT));
+        if light {
+            assert_eq!(outcome.load(Ordering::SeqCst), 11, "stopped: {stop_it}");
+            let len = q.recv_into_timeout(&mut buf, WAIT).unwrap();
+            assert_eq!(check(&buf[..len]), 2);
+        } else {
+            assert_eq!(outcome.load(Ordering::SeqCst), 2, "stopped: {stop_it}");
+        }
+        assert_eq!(q.recv_into_timeout(&mut buf, WAIT), Err(RecvError::Closed));
+        assert_eq!(q.try_recv_into(&mut buf), Err(RecvError::Closed));
+        child.kill().unwrap();
+        assert_eq!(join(&mut child), ExitStatus::Signal(libc::SIGKILL));
+    }
+}
+
+/// A sole sender SIGKILLed between its look at `closing` and its store of
+/// `tail` leaves itself marked busy; a close after that still completes
+/// (the writers' side is taken over from the dead sender), by the close
+/// itself or by the receiver that finds the queue drained: receivers get
+/// everything it sent, then `Closed`, never a timeout.
+#[test]
+fn a_close_after_a_sole_sender_died_mid_send_completes() {
+    for close_first in [true, false] {
+        let q = ByteQueue::anon(BytesConfig::new(1024, 100)).unwrap();
+        let ready = Shared::<Event>::anon(()).unwrap();
+        kill_after(&ready, || {
+            let mut tx = q.sole_sender().unwrap();
+            tx.send(&make(0, 50)).unwrap();
+            let _ = tx.try_send_pausing(&make(1, 70), || {
+                ready.set();
+                parked_forever()
+            });
+        });
+        let mut buf = [0u8; 100];
+        if !close_first {
+            let len = q.recv_into_timeout(&mut buf, WAIT).unwrap();
+            assert_eq!(check(&buf[..len]), 0);
+        }
+        q.close();
+        if close_first {
+            let len = q.recv_into_timeout(&mut buf, WAIT).unwrap();
+            assert_eq!(check(&buf[..len]), 0);
+        }
+        assert_eq!(
+            q.recv_into_timeout(&mut buf, WAIT),
+            Err(RecvError::Closed),
+            "close first: {close_first}"
+        );
+        assert_eq!(q.send(&make(2, 10)), Err(shmipc::SendError::Closed));
+    }
+}

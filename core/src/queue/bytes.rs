@@ -13,7 +13,8 @@
 //! | control field | guarded by | meaning |
 //! |---|---|---|
 //! | `writer.lock` | — | serialises reservations |
-//! | `writer.tail` | writer lock | end of the last reserved record; bit 63 is `CLOSED` (set by `close`, without the lock) |
+//! | `writer.tail` | writer lock | end of the last reserved record; bit 63 is `CLOSED` (set by `close`, without the lock, when safe: "Closing") |
+//! | `writer.closing`, `writer.light`, `writer.busy` | — | a close begun; a light sole sender holds the side; it is inside a send ("Closing") |
 //! | `writer.head` | writer lock | start of the oldest record not yet reclaimed |
 //! | `reader.lock` | — | serialises claims |
 //! | `reader.read` | reader lock | start of the oldest record no reader has claimed |
@@ -97,6 +98,41 @@
 //! any reader is told `Closed`, no message whose send returned `Ok` is left
 //! or arrives later. A reservation made before the close and committed
 //! after it is delivered; readers wait for it (`Empty`) as for any.
+//!
+//! A close first marks `writer.closing` (`CLOSE_ASKED`), and a writer that
+//! holds the lock and finds the mark sets `CLOSED` itself. That matters
+//! for one writer that does not publish with a compare-and-swap: a
+//! *light* sole sender ([`sole`], "Closing"), which stores `tail` plainly,
+//! because a locked instruction after the record's stores waits for their
+//! cache lines to come over from the reader's core (it cost a 64-byte send
+//! about 120 ns of its 190 across cores). A plain store could wipe out a
+//! `CLOSED` bit set between its load of `tail` and its store, so a close
+//! sets the bit only when no light send can be between the two:
+//!
+//! - no light sole sender holds the side (`writer.light` is 0: read with
+//!   `SeqCst` after `closing`, against the sender's `SeqCst` swap of it,
+//!   so a sender made after that read sees the close at its first look);
+//! - or after a process-wide barrier (`membarrier`, [`crate::membarrier`];
+//!   `closing` is then `CLOSE_FENCED`), `writer.busy` reads 0. A light
+//!   send stores its token in `busy`, then looks at `closing`, then (if
+//!   it said 0) stores `tail` and clears `busy`. The barrier runs a full
+//!   fence in every registered thread after the close's store of
+//!   `closing`, so a send whose look said 0 has its `busy` store visible
+//!   once the barrier returns, and one whose look comes later sees the
+//!   close and publishes nothing. So `busy` = 0 after the barrier means
+//!   every light send still to publish sees the close;
+//! - or the closer (or anyone who helps) gets the writers' lock: taken
+//!   over from a light sender that died with `busy` set, or free.
+//!
+//! A live light send that a close found busy sets the bit itself: it looks
+//! at `closing` again after clearing `busy`, and that look comes after the
+//! barrier. Until the bit is set the queue reads closed to senders
+//! (`is_closed`, and every send fails), and readers drain and then report
+//! `Empty`, helping the close to finish (one bounded try) whenever they
+//! find the queue drained. A close can stay unfinished only while a light
+//! sole sender is stopped (SIGSTOP) inside a send, or, where the kernel
+//! refuses the barrier, while a light sole sender holds the side and sends
+//! nothing: it finishes the close at its next send or when dropped.
 //!
 //! # Crashes and hostile memory
 //!
@@ -194,6 +230,13 @@ const ALIGN: u64 = 16;
 /// a compare-and-swap from the value it read, which the bit makes fail: so
 /// a reservation either took effect before the close or never does.
 const CLOSED: u64 = 1 << 63;
+
+/// `writer.closing`: a close has begun (it is final once `CLOSED` is set).
+const CLOSE_ASKED: u64 = 1;
+/// `writer.closing`: and its process-wide barrier has run, so that a
+/// `writer.busy` of 0 read from now on means no light sole send can still
+/// publish (module docs, "Closing").
+const CLOSE_FENCED: u64 = 2;
 
 #[inline]
 fn encode(pos: u64, state: u64, len: u64) -> u64 {
@@ -323,6 +366,16 @@ struct WriterSide {
     /// Messages sent, as counted by [`ByteQueue::count_sent`] (a typed
     /// layer's `qsize`); in what was padding, so 0 in older segments.
     sent: AtomicU64,
+    /// 0, or [`CLOSE_ASKED`] once `close` has begun, or [`CLOSE_FENCED`]
+    /// once its process-wide barrier has run (module docs, "Closing").
+    /// In what was padding, as the next two.
+    closing: AtomicU64,
+    /// 1 while a sole sender that publishes `tail` with a plain store
+    /// holds the side (module docs of [`sole`], "Closing"), else 0.
+    light: AtomicU64,
+    /// The token of that sole sender while it is between its look at
+    /// `closing` and its store of `tail`, else 0.
+    busy: AtomicU64,
 }
 
 #[repr(C)]
@@ -897,18 +950,121 @@ impl<'a, K> ByteQueue<'a, K> {
     /// and receivers get the message before they are told `Closed`) or did
     /// not (it returns `Closed`, and nobody ever receives the message).
     pub fn close(&self) {
-        // SYNC POINT: AcqRel read-modify-write of `tail`, ordered with the
-        // compare-and-swap that publishes every reservation (module docs,
-        // "Closing"); pairs with the Acquire loads of `tail` in
-        // `reserve_locked` and `claim_locked`.
-        self.ctrl.writer.tail.fetch_or(CLOSED, Ordering::AcqRel);
+        let w = &self.ctrl.writer;
+        // SYNC POINT: SeqCst, against the SeqCst swap of `light` that makes
+        // a light sole sender (see `finish_close`).
+        w.closing
+            .compare_exchange(0, CLOSE_ASKED, Ordering::SeqCst, Ordering::Relaxed)
+            .ok();
+        // SYNC POINT: SeqCst, as above.
+        if w.light.load(Ordering::SeqCst) != 0 && crate::membarrier::heavy() {
+            // Every light sole sender has now run a full barrier since our
+            // store of `closing`: one whose look at it said 0 has its
+            // `busy` (and perhaps its `tail`) visible to us; any later
+            // look sees the close. Release: whoever reads FENCED reads
+            // after the barrier.
+            w.closing.store(CLOSE_FENCED, Ordering::Release);
+        }
+        self.finish_close();
         self.ctrl.not_empty.wake_all();
         self.ctrl.not_full.wake_all();
     }
 
-    /// Whether the queue has been closed.
+    /// Sets `CLOSED` in `tail` after a close has begun, if that is safe
+    /// now (module docs, "Closing"): no light sole sender holds the side;
+    /// or, after the close's barrier, none is between its look at
+    /// `closing` and its store of `tail` (a live one that is finishes the
+    /// close itself, right after that store); or the writers' lock can be
+    /// had (taken over from a sole sender that died mid-send). Otherwise
+    /// the close stays begun: sends fail, receivers drain and report
+    /// `Empty` until the holder finishes it (a sole sender that is stopped,
+    /// or one whose close got no barrier from the kernel and which sends
+    /// nothing more: at its next send or when it is dropped). Bounded: a
+    /// few looks, and locks tried, never waited for.
+    #[cold]
+    fn finish_close(&self) {
+        let w = &self.ctrl.writer;
+        for _ in 0..3 {
+            // SYNC POINT: Acquire pairs with the AcqRel `fetch_or`s of
+            // `CLOSED` (and the Release stores of `tail`).
+            if w.tail.load(Ordering::Acquire) & CLOSED != 0 {
+                return;
+            }
+            // SYNC POINT: SeqCst, with `close`'s store and the swap of
+            // `light`: if we read `light` 0 after `closing` set, a sole
+            // sender that makes itself light later sees `closing` at its
+            // first look, and every send before its swap was a
+            // compare-and-swap, which the bit makes fail. Either way no
+            // plain store of `tail` can wipe the bit out.
+            let closing = w.closing.load(Ordering::SeqCst);
+            if closing == 0 {
+                return;
+            }
+            if w.light.load(Ordering::SeqCst) == 0 {
+                w.tail.fetch_or(CLOSED, Ordering::AcqRel);
+                return;
+            }
+            if closing == CLOSE_FENCED {
+                // SYNC POINT: Acquire pairs with the Release stores of
+                // `busy` in the sole send; after the barrier, 0 means no
+                // light send is between its look and its store.
+                let busy = w.busy.load(Ordering::Acquire);
+                if busy == 0 {
+                    w.tail.fetch_or(CLOSED, Ordering::AcqRel);
+                    return;
+                }
+                if !self.holder_dead(busy) {
+                    // A live sole sender mid-send: it looks at `closing`
+                    // again right after its store of `tail`, which comes
+                    // after its barrier, and sets the bit then.
+                    return;
+                }
+            }
+            match self.ctrl.writer.lock.try_lock_checked() {
+                Ok(mut guard) => {
+                    // Holding the side, nobody else publishes.
+                    self.writer_taken(&mut guard);
+                    w.tail.fetch_or(CLOSED, Ordering::AcqRel);
+                    return;
+                }
+                // Held by a live locker: a sole sender whose close got no
+                // barrier (it finishes the close at its next send or when
+                // dropped), or a locker that took it over from a dead
+                // sender (look again: it cleared `busy`).
+                Err(LockError::WouldBlock) if closing == CLOSE_FENCED => {}
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Under the writers' lock, just taken: a takeover from a sole sender
+    /// that died leaves its `light` and `busy` marks; clear them (we hold
+    /// the side: no light send is in progress), and make the guard
+    /// consistent once the positions check.
+    fn writer_taken(&self, guard: &mut LockGuard<'_>) {
+        if guard.owner_died() {
+            self.clear_sole_marks();
+            if !matches!(self.writer_positions(), Err(SendError::Corrupted)) {
+                guard.mark_consistent();
+            }
+        }
+    }
+
+    /// Under the writers' lock, taken over from a holder that died: the
+    /// marks a light sole sender leaves (module docs, "Closing") are
+    /// stale; we hold the side, so no light send is in progress.
+    pub(super) fn clear_sole_marks(&self) {
+        let w = &self.ctrl.writer;
+        w.busy.store(0, Ordering::Release);
+        // SYNC POINT: SeqCst, as the other accesses of `light`.
+        w.light.store(0, Ordering::SeqCst);
+    }
+
+    /// Whether the queue has been closed (or a close has begun: sends
+    /// fail from then on).
     pub fn is_closed(&self) -> bool {
         self.ctrl.writer.tail.load(Ordering::Acquire) & CLOSED != 0
+            || self.ctrl.writer.closing.load(Ordering::Acquire) != 0
     }
 
     dead_sleeper_hooks!();
@@ -1023,6 +1179,13 @@ impl<'a, K> ByteQueue<'a, K> {
         // with its AcqRel) and again in the publishing compare-and-swap.
         let tail = w.tail.load(Ordering::Acquire);
         if tail & CLOSED != 0 {
+            return Err(SendError::Closed);
+        }
+        // A close has begun and perhaps not finished (module docs,
+        // "Closing"): we hold the side, so no light sole send can publish;
+        // finish it. SYNC POINT: Acquire pairs with `close`'s stores.
+        if w.closing.load(Ordering::Acquire) != 0 {
+            w.tail.fetch_or(CLOSED, Ordering::AcqRel);
             return Err(SendError::Closed);
         }
         // Only written under the writer lock, which we hold.
@@ -1188,6 +1351,7 @@ impl<'a, K> ByteQueue<'a, K> {
         // docs), so once `reserve_locked` has re-validated the positions
         // the section is sound again.
         if guard.owner_died() && pos != Err(SendError::Corrupted) {
+            self.clear_sole_marks();
             guard.mark_consistent();
         }
         drop(guard);
@@ -1329,6 +1493,7 @@ impl<'a, K> ByteQueue<'a, K> {
         let r = &self.ctrl.reader;
         let mut skipped = false;
         let mut dead_writer = false;
+        let mut helped = false;
         let result = loop {
             // Only written under the reader lock, which we hold.
             let read = r.read.load(Ordering::Relaxed);
@@ -1361,6 +1526,17 @@ impl<'a, K> ByteQueue<'a, K> {
             if fresh {
                 // Checked above: only a sound tail is kept.
                 self.seen.store(tail, Ordering::Relaxed);
+            }
+            if read == tail
+                && word & CLOSED == 0
+                && !helped
+                && self.ctrl.writer.closing.load(Ordering::Relaxed) != 0
+            {
+                // A close has begun but not set the bit: help it finish
+                // (module docs, "Closing"), once, and look again.
+                helped = true;
+                self.finish_close();
+                continue;
             }
             if read == tail {
                 // Closed and drained only if the close froze `tail` here:
@@ -1764,6 +1940,7 @@ impl<K> ByteQueue<'_, K> {
         };
         let r = self.room_locked(self.max, check);
         if guard.owner_died() && r != Err(SendError::Corrupted) {
+            self.clear_sole_marks();
             guard.mark_consistent();
         }
         Some(r)

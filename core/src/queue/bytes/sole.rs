@@ -37,15 +37,30 @@
 //! - **A sole send** checks the room as a reservation does (reclaiming
 //!   lazily, as there), copies the payload in beyond `tail`, writes the
 //!   record's `READY` header there (the record is never `PENDING`, and no
-//!   owner word is needed), and then publishes the new `tail` with one
-//!   compare-and-swap from the value it read: the only locked instruction
-//!   of a send, kept so that [`ByteQueue::close`]'s `CLOSED` bit orders
-//!   against it exactly as against a shared reservation (module docs of
-//!   [`super`], "Closing").
+//!   owner word is needed), and then publishes the new `tail` with a plain
+//!   Release store: no locked instruction (see "Closing" below). Where the
+//!   kernel offers no process-wide barrier (or under loom and Miri), it
+//!   publishes with a compare-and-swap from the value it read instead, as
+//!   a shared reservation does.
 //! - **A sole receive** looks at the record at `read` as a peek does
 //!   (stepping over skips, and at an owner check over dead writers),
 //!   copies the payload out, stores `FREED` in the header, and then stores
 //!   the new `read`: two Release stores, no locked instruction.
+//!
+//! # Closing
+//!
+//! A sole sender made in a process registered for `membarrier` (the
+//! queue registers on attach) is *light*: it marks the side (`light`) for
+//! its life, and each send stores its token in `busy`, looks at `closing`,
+//! then stores `tail`, clears `busy` and looks at `closing` once more.
+//! [`ByteQueue::close`] marks `closing`, runs the process-wide barrier,
+//! and sets `CLOSED` only if `busy` then reads 0; a sender it found busy
+//! sets the bit itself right after its store. The proof is in the module
+//! docs of [`super`], "Closing". What a send racing a close returns is as
+//! for a shared send: `Ok` if its look came before the close (the message
+//! is received before `Closed`), `Closed` if not (nobody receives it).
+//! The price is the close's: one `membarrier` call (tens of
+//! microseconds) while a light sole sender holds the side.
 //!
 //! # Crashes
 //!
@@ -62,9 +77,12 @@
 //! least once), where a shared [`ReadGrant`](super::ReadGrant) held by a
 //! dead reader is lost (at most once).
 //!
-//! A sole sender that dies before its `tail` compare-and-swap sent
-//! nothing (what it wrote beyond `tail` is never read); after it, the
-//! message is sent and `READY`. Either way the lock it held is taken over
+//! A sole sender that dies before its `tail` store (or compare-and-swap)
+//! sent nothing (what it wrote beyond `tail` is never read); after it, the
+//! message is sent and `READY`. One that dies between marking `busy` and
+//! clearing it leaves the mark; a later close takes the side over from
+//! it (the writers' lock, as below) to set `CLOSED`, and every takeover
+//! clears the marks. Either way the lock it held is taken over
 //! by the next locker of the side (shared call or new sole handle) within
 //! an owner-check interval, which re-validates the positions as after any
 //! death inside a section.
@@ -95,12 +113,14 @@
 use core::fmt;
 use core::time::Duration;
 
-use super::{encode, record_size, take, ByteQueue, Room, Wait, ALIGN, FREED, HEADER, READY};
+use super::{
+    encode, record_size, take, ByteQueue, Room, Wait, ALIGN, CLOSED, FREED, HEADER, READY,
+};
 use crate::futex::Deadline;
 use crate::lock::{LockError, LockGuard};
 use crate::peers::End;
 use crate::queue::{block_checked, Keep, RecvError, SendError};
-use crate::sync::Ordering;
+use crate::sync::{compiler_fence, Ordering};
 use crate::sys::tid;
 
 /// Why a sole handle could not be made.
@@ -189,16 +209,28 @@ impl<'a, K> ByteQueue<'a, K> {
             // As after any takeover (module docs of `bytes`, "Crashes"):
             // every state a dead writer leaves is consistent once the
             // positions check.
+            self.clear_sole_marks();
             match self.writer_positions() {
                 Ok(_) | Err(SendError::Closed) => guard.mark_consistent(),
                 Err(_) => return Err(SoleError::Corrupted),
             }
+        }
+        // Light only where a close can fence us (module docs, "Closing").
+        let light = crate::membarrier::registered();
+        if light {
+            // SYNC POINT: SeqCst, against `close`'s SeqCst store of
+            // `closing` and the loads of `light` in `finish_close`: a
+            // close that read 0 here came first, and our first look at
+            // `closing` sees it.
+            self.ctrl.writer.light.swap(1, Ordering::SeqCst);
         }
         Ok(SoleSender {
             q: self,
             _guard: guard,
             forks: tid::fork_generation(),
             counting: false,
+            light,
+            me: u64::from(self.peers.me().raw()),
         })
     }
 
@@ -253,7 +285,8 @@ fn forks_match(forks: u32) -> bool {
 
 /// The writers' side of a [`ByteQueue`], held by this handle alone (see
 /// [`ByteQueue::sole_sender`] and the [module docs](self)): a send is a
-/// copy, two header stores and one compare-and-swap of `tail`.
+/// copy, a header store and a plain store of `tail` (a compare-and-swap
+/// where the kernel has no process-wide barrier).
 ///
 /// Errors, deadlines and wake-ups are those of the shared sends
 /// ([`ByteQueue::send`] and its forms).
@@ -265,6 +298,11 @@ pub struct SoleSender<'q, 'a, K = Keep> {
     /// The fork generation the lock was taken in (module docs, "Fork").
     forks: u32,
     counting: bool,
+    /// Whether sends publish `tail` with a plain store (module docs,
+    /// "Closing").
+    light: bool,
+    /// Our token, for `busy`.
+    me: u64,
 }
 
 impl<'q, 'a, K> SoleSender<'q, 'a, K> {
@@ -280,6 +318,14 @@ impl<'q, 'a, K> SoleSender<'q, 'a, K> {
     pub fn counting(mut self, on: bool) -> Self {
         self.counting = on;
         self
+    }
+
+    /// Test support: whether this handle's sends publish `tail` with a
+    /// plain store (module docs, "Closing"); where the kernel has no
+    /// process-wide barrier, they make a compare-and-swap instead.
+    #[doc(hidden)]
+    pub fn is_light(&self) -> bool {
+        self.light
     }
 
     /// Copies `msg` in as one message if there is room now; never sleeps.
@@ -376,10 +422,39 @@ impl<'q, 'a, K> SoleSender<'q, 'a, K> {
         q.ring
             .header(pos)
             .store(encode(pos, READY, len), Ordering::Relaxed);
-        pause();
-        // Sent once `tail` moves; not at all if a close came first
-        // ([`ByteQueue::publish_tail`]).
-        q.publish_tail(tail, pos + size)?;
+        if self.light {
+            // Module docs, "Closing". Mark ourselves busy, then look at
+            // `closing`: a close whose barrier came after our look finds
+            // `busy` set (or our `tail` stored), and one before it is seen.
+            w.busy.store(self.me, Ordering::Relaxed);
+            compiler_fence(Ordering::SeqCst);
+            if w.closing.load(Ordering::Relaxed) != 0 {
+                // SYNC POINT: Release, as below.
+                w.busy.store(0, Ordering::Release);
+                // We hold the side and publish nothing: finish the close.
+                w.tail.fetch_or(CLOSED, Ordering::AcqRel);
+                return Err(SendError::Closed);
+            }
+            pause();
+            // SYNC POINT: Release pairs with the Acquire load of `tail` in
+            // [`ByteQueue::claim_locked`]: a reader that sees the new tail
+            // sees the record written above.
+            w.tail.store(pos + size, Ordering::Release);
+            // SYNC POINT: Release pairs with the Acquire load of `busy` in
+            // `finish_close`: whoever reads 0 reads our `tail`.
+            w.busy.store(0, Ordering::Release);
+            compiler_fence(Ordering::SeqCst);
+            // A close that found us busy left the bit to us; this look
+            // comes after its barrier, so it sees the close.
+            if w.closing.load(Ordering::Relaxed) != 0 {
+                w.tail.fetch_or(CLOSED, Ordering::AcqRel);
+            }
+        } else {
+            pause();
+            // Sent once `tail` moves; not at all if a close came first
+            // ([`ByteQueue::publish_tail`]).
+            q.publish_tail(tail, pos + size)?;
+        }
         if self.counting {
             // Relaxed, as `count_sent`. A read-modify-write although we
             // hold the lock: a layer's `count_sent` for a shared send that
@@ -390,6 +465,23 @@ impl<'q, 'a, K> SoleSender<'q, 'a, K> {
         }
         q.ctrl.not_empty.notify_light();
         Ok(())
+    }
+}
+
+impl<K> Drop for SoleSender<'_, '_, K> {
+    fn drop(&mut self) {
+        if !self.light || !forks_match(self.forks) {
+            return;
+        }
+        let w = &self.q.ctrl.writer;
+        // A close that got no barrier from the kernel waits for us to let
+        // go of the side (module docs, "Closing"): finish it. Holding the
+        // side, with no send in progress, setting the bit is safe.
+        if w.closing.load(Ordering::Acquire) != 0 {
+            w.tail.fetch_or(CLOSED, Ordering::AcqRel);
+        }
+        // SYNC POINT: SeqCst, as the other accesses of `light`.
+        w.light.store(0, Ordering::SeqCst);
     }
 }
 
