@@ -136,6 +136,46 @@ fn sole_send_against_close() {
     });
 }
 
+/// Two light sole sends (under loom every sole sender is light, with
+/// `SeqCst` fences standing in for `membarrier`: module docs of
+/// `shmipc_core::bytes`, "Closing") against a close, with the reader
+/// draining after it: each send that returned `Ok` is received, in order,
+/// before `Closed`; a send that returned `Closed` is never received, nor
+/// any after it; and the reader is not left asleep (a close that waited
+/// for a send is finished, and the reader woken, by that send).
+#[test]
+fn light_sole_sends_against_close() {
+    loom::model(|| {
+        let q = ByteQueue::new_boxed(BytesConfig::new(64, 8));
+        let q2 = q.clone();
+        let t = thread::spawn(move || {
+            let mut tx = q2.sole_sender().unwrap();
+            [tx.send(b"1"), tx.send(b"2")]
+        });
+        q.close();
+        let mut got = Vec::new();
+        let mut out = [0u8; 8];
+        loop {
+            match q.recv_into(&mut out) {
+                Ok(1) => got.push(out[0]),
+                Err(RecvError::Closed) => break,
+                r => panic!("{r:?}"),
+            }
+        }
+        let sent = t.join().unwrap();
+        let acked: Vec<u8> = sent
+            .iter()
+            .zip([b'1', b'2'])
+            .take_while(|(r, _)| r.is_ok())
+            .map(|(_, m)| m)
+            .collect();
+        assert_eq!(got, acked, "{sent:?}");
+        for r in sent.iter().skip(acked.len()) {
+            assert_eq!(*r, Err(shmipc_core::SendError::Closed));
+        }
+    });
+}
+
 /// A counting sole sender (receiver) against a layer that counts a shared
 /// send (receive) which finished before the sole handle took the side:
 /// `count_sent` / `count_taken` run outside the side's lock, so the sole

@@ -231,6 +231,37 @@ const ALIGN: u64 = 16;
 /// a reservation either took effect before the close or never does.
 const CLOSED: u64 = 1 << 63;
 
+/// Whether sole senders made here may publish `tail` with a plain store
+/// (module docs, "Closing"): where `close` can fence them with
+/// `membarrier`. Under loom always, with a `SeqCst` fence on both sides
+/// standing in for the barrier ([`light_fence`], [`light_barrier`]): the
+/// models check the handshake, given what `membarrier` promises.
+pub(super) fn light_possible() -> bool {
+    cfg!(loom) || crate::membarrier::registered()
+}
+
+/// The sender's side of the barrier, between its store and its look: a
+/// compiler fence (the heavy side makes it a full one when it runs), or
+/// under loom a `SeqCst` fence.
+#[inline]
+pub(super) fn light_fence() {
+    #[cfg(loom)]
+    crate::sync::fence(Ordering::SeqCst);
+    #[cfg(not(loom))]
+    crate::sync::compiler_fence(Ordering::SeqCst);
+}
+
+/// The close's side: `membarrier`, or under loom a `SeqCst` fence.
+fn light_barrier() -> bool {
+    #[cfg(loom)]
+    {
+        crate::sync::fence(Ordering::SeqCst);
+        true
+    }
+    #[cfg(not(loom))]
+    crate::membarrier::heavy()
+}
+
 /// `writer.closing`: a close has begun (it is final once `CLOSED` is set).
 const CLOSE_ASKED: u64 = 1;
 /// `writer.closing`: and its process-wide barrier has run, so that a
@@ -434,6 +465,9 @@ impl Control {
                 tail: AtomicU64::new(0),
                 head: AtomicU64::new(0),
                 sent: AtomicU64::new(0),
+                closing: AtomicU64::new(0),
+                light: AtomicU64::new(0),
+                busy: AtomicU64::new(0),
             }),
             reader: CachePadded(ReaderSide {
                 lock: Lock::new(),
@@ -957,7 +991,7 @@ impl<'a, K> ByteQueue<'a, K> {
             .compare_exchange(0, CLOSE_ASKED, Ordering::SeqCst, Ordering::Relaxed)
             .ok();
         // SYNC POINT: SeqCst, as above.
-        if w.light.load(Ordering::SeqCst) != 0 && crate::membarrier::heavy() {
+        if w.light.load(Ordering::SeqCst) != 0 && light_barrier() {
             // Every light sole sender has now run a full barrier since our
             // store of `closing`: one whose look at it said 0 has its
             // `busy` (and perhaps its `tail`) visible to us; any later
@@ -1001,7 +1035,7 @@ impl<'a, K> ByteQueue<'a, K> {
                 return;
             }
             if w.light.load(Ordering::SeqCst) == 0 {
-                w.tail.fetch_or(CLOSED, Ordering::AcqRel);
+                self.set_closed();
                 return;
             }
             if closing == CLOSE_FENCED {
@@ -1010,7 +1044,7 @@ impl<'a, K> ByteQueue<'a, K> {
                 // light send is between its look and its store.
                 let busy = w.busy.load(Ordering::Acquire);
                 if busy == 0 {
-                    w.tail.fetch_or(CLOSED, Ordering::AcqRel);
+                    self.set_closed();
                     return;
                 }
                 if !self.holder_dead(busy) {
@@ -1024,7 +1058,7 @@ impl<'a, K> ByteQueue<'a, K> {
                 Ok(mut guard) => {
                     // Holding the side, nobody else publishes.
                     self.writer_taken(&mut guard);
-                    w.tail.fetch_or(CLOSED, Ordering::AcqRel);
+                    self.set_closed();
                     return;
                 }
                 // Held by a live locker: a sole sender whose close got no
@@ -1035,6 +1069,19 @@ impl<'a, K> ByteQueue<'a, K> {
                 Err(_) => return,
             }
         }
+    }
+
+    /// Sets `CLOSED` (when it is safe: see `finish_close`) and wakes every
+    /// sleeper, as `close` does: readers may be asleep on a close that
+    /// waited for a light send.
+    pub(super) fn set_closed(&self) {
+        // SYNC POINT: AcqRel read-modify-write of `tail`, ordered with the
+        // compare-and-swap that publishes every reservation (module docs,
+        // "Closing"); pairs with the Acquire loads of `tail` in
+        // `reserve_locked` and `claim_locked`.
+        self.ctrl.writer.tail.fetch_or(CLOSED, Ordering::AcqRel);
+        self.ctrl.not_empty.wake_all();
+        self.ctrl.not_full.wake_all();
     }
 
     /// Under the writers' lock, just taken: a takeover from a sole sender
@@ -1185,7 +1232,7 @@ impl<'a, K> ByteQueue<'a, K> {
         // "Closing"): we hold the side, so no light sole send can publish;
         // finish it. SYNC POINT: Acquire pairs with `close`'s stores.
         if w.closing.load(Ordering::Acquire) != 0 {
-            w.tail.fetch_or(CLOSED, Ordering::AcqRel);
+            self.set_closed();
             return Err(SendError::Closed);
         }
         // Only written under the writer lock, which we hold.

@@ -113,14 +113,12 @@
 use core::fmt;
 use core::time::Duration;
 
-use super::{
-    encode, record_size, take, ByteQueue, Room, Wait, ALIGN, CLOSED, FREED, HEADER, READY,
-};
+use super::{encode, record_size, take, ByteQueue, Room, Wait, ALIGN, FREED, HEADER, READY};
 use crate::futex::Deadline;
 use crate::lock::{LockError, LockGuard};
 use crate::peers::End;
 use crate::queue::{block_checked, Keep, RecvError, SendError};
-use crate::sync::{compiler_fence, Ordering};
+use crate::sync::Ordering;
 use crate::sys::tid;
 
 /// Why a sole handle could not be made.
@@ -216,7 +214,7 @@ impl<'a, K> ByteQueue<'a, K> {
             }
         }
         // Light only where a close can fence us (module docs, "Closing").
-        let light = crate::membarrier::registered();
+        let light = super::light_possible();
         if light {
             // SYNC POINT: SeqCst, against `close`'s SeqCst store of
             // `closing` and the loads of `light` in `finish_close`: a
@@ -427,12 +425,12 @@ impl<'q, 'a, K> SoleSender<'q, 'a, K> {
             // `closing`: a close whose barrier came after our look finds
             // `busy` set (or our `tail` stored), and one before it is seen.
             w.busy.store(self.me, Ordering::Relaxed);
-            compiler_fence(Ordering::SeqCst);
+            super::light_fence();
             if w.closing.load(Ordering::Relaxed) != 0 {
                 // SYNC POINT: Release, as below.
                 w.busy.store(0, Ordering::Release);
                 // We hold the side and publish nothing: finish the close.
-                w.tail.fetch_or(CLOSED, Ordering::AcqRel);
+                q.set_closed();
                 return Err(SendError::Closed);
             }
             pause();
@@ -443,11 +441,11 @@ impl<'q, 'a, K> SoleSender<'q, 'a, K> {
             // SYNC POINT: Release pairs with the Acquire load of `busy` in
             // `finish_close`: whoever reads 0 reads our `tail`.
             w.busy.store(0, Ordering::Release);
-            compiler_fence(Ordering::SeqCst);
+            super::light_fence();
             // A close that found us busy left the bit to us; this look
             // comes after its barrier, so it sees the close.
             if w.closing.load(Ordering::Relaxed) != 0 {
-                w.tail.fetch_or(CLOSED, Ordering::AcqRel);
+                q.set_closed();
             }
         } else {
             pause();
@@ -478,7 +476,7 @@ impl<K> Drop for SoleSender<'_, '_, K> {
         // go of the side (module docs, "Closing"): finish it. Holding the
         // side, with no send in progress, setting the bit is safe.
         if w.closing.load(Ordering::Acquire) != 0 {
-            w.tail.fetch_or(CLOSED, Ordering::AcqRel);
+            self.q.set_closed();
         }
         // SYNC POINT: SeqCst, as the other accesses of `light`.
         w.light.store(0, Ordering::SeqCst);
