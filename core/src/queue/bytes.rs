@@ -109,20 +109,23 @@
 //! `CLOSED` bit set between its load of `tail` and its store, so a close
 //! sets the bit only when no light send can be between the two:
 //!
-//! - no light sole sender holds the side (`writer.light` is 0: read with
-//!   `SeqCst` after `closing`, against the sender's `SeqCst` swap of it,
-//!   so a sender made after that read sees the close at its first look);
-//! - or after a process-wide barrier (`membarrier`, [`crate::membarrier`];
-//!   `closing` is then `CLOSE_FENCED`), `writer.busy` reads 0. A light
-//!   send stores its token in `busy`, then looks at `closing`, then (if
-//!   it said 0) stores `tail` and clears `busy`. The barrier runs a full
-//!   fence in every registered thread after the close's store of
-//!   `closing`, so a send whose look said 0 has its `busy` store visible
-//!   once the barrier returns, and one whose look comes later sees the
-//!   close and publishes nothing. So `busy` = 0 after the barrier means
-//!   every light send still to publish sees the close;
-//! - or the closer (or anyone who helps) gets the writers' lock: taken
-//!   over from a light sender that died with `busy` set, or free.
+//! - no light sole sender holds the side: the close stores `closing`,
+//!   runs a `SeqCst` fence and reads `writer.light` 0; a sender makes
+//!   itself light with a swap of `light` and a `SeqCst` fence before its
+//!   first look at `closing`, so one of the two sees the other;
+//! - or after a process-wide barrier (`membarrier`, [`crate::membarrier`]),
+//!   `writer.busy` reads 0. A light send stores its token in `busy`, then
+//!   looks at `closing`, then (if it said 0) stores `tail` and clears
+//!   `busy`. The barrier runs a full fence in every registered thread
+//!   after the close's store of `closing`, so a send whose look said 0 has
+//!   its `busy` store visible once the barrier returns, and one whose look
+//!   comes later sees the close and publishes nothing. So `busy` = 0 after
+//!   the barrier means every light send still to publish sees the close.
+//!   The close then stores `closing` = `CLOSE_FENCED` (Release, after its
+//!   load of `busy`), so that a reader who helps later (below) and reads
+//!   FENCED reads `busy` no older than the close did;
+//! - or the closer (or a helper) gets the writers' lock: free, or taken
+//!   over from a light sender that died with `busy` set.
 //!
 //! A live light send that a close found busy sets the bit itself: it looks
 //! at `closing` again after clearing `busy`, and that look comes after the
@@ -132,7 +135,13 @@
 //! find the queue drained. A close can stay unfinished only while a light
 //! sole sender is stopped (SIGSTOP) inside a send, or, where the kernel
 //! refuses the barrier, while a light sole sender holds the side and sends
-//! nothing: it finishes the close at its next send or when dropped.
+//! nothing: it finishes the close at its next send or when dropped. Forged
+//! words can hold a close up, never make it lose a message: a forged
+//! `busy` naming a live (or unjudgeable) process leaves it unfinished, as
+//! a forged owner word delays a recovery. Loom cannot run `membarrier`:
+//! its models make every sole sender light and put `SeqCst` fences where
+//! the barrier acts (`core/tests/loom_bytes.rs`,
+//! `light_sole_sends_against_close`).
 //!
 //! # Crashes and hostile memory
 //!
@@ -985,89 +994,99 @@ impl<'a, K> ByteQueue<'a, K> {
     /// not (it returns `Closed`, and nobody ever receives the message).
     pub fn close(&self) {
         let w = &self.ctrl.writer;
-        // SYNC POINT: SeqCst, against the SeqCst swap of `light` that makes
-        // a light sole sender (see `finish_close`).
-        w.closing
+        // SYNC POINT: the store of `closing` and the load of `light`, with
+        // a SeqCst fence between, pair with a light sole sender's swap of
+        // `light`, fence and loads of `closing` (module docs, "Closing"):
+        // either we see it light, or its every look sees the close.
+        let first = w
+            .closing
             .compare_exchange(0, CLOSE_ASKED, Ordering::SeqCst, Ordering::Relaxed)
-            .ok();
-        // SYNC POINT: SeqCst, as above.
-        if w.light.load(Ordering::SeqCst) != 0 && light_barrier() {
-            // Every light sole sender has now run a full barrier since our
-            // store of `closing`: one whose look at it said 0 has its
-            // `busy` (and perhaps its `tail`) visible to us; any later
-            // look sees the close. Release: whoever reads FENCED reads
-            // after the barrier.
-            w.closing.store(CLOSE_FENCED, Ordering::Release);
+            .is_ok();
+        if first {
+            crate::sync::fence(Ordering::SeqCst);
+            if w.light.load(Ordering::Relaxed) == 0 {
+                // Every publication to come is a compare-and-swap (which
+                // the bit makes fail), or a light send that sees the close.
+                self.set_closed();
+            } else if light_barrier() {
+                // Every light sole sender has run a full barrier since our
+                // store of `closing`: one whose look at it said 0 has its
+                // `busy` visible to us now; any later look sees the close.
+                // SYNC POINT: Acquire pairs with the Release stores of
+                // `busy` in the sole send (0 after its `tail` store).
+                let busy = w.busy.load(Ordering::Acquire);
+                // Release, after that load: whoever reads FENCED reads
+                // `busy` no older than we did (`finish_close`).
+                w.closing.store(CLOSE_FENCED, Ordering::Release);
+                if busy == 0 {
+                    self.set_closed();
+                } else if self.holder_dead(busy) {
+                    self.close_under_lock();
+                }
+                // Else a live sole sender is mid-send: it looks at
+                // `closing` again after its `tail` store, past the
+                // barrier, and sets the bit then.
+            } else {
+                self.close_under_lock();
+            }
+        } else {
+            // Another close began first; help it finish.
+            self.finish_close();
         }
-        self.finish_close();
         self.ctrl.not_empty.wake_all();
         self.ctrl.not_full.wake_all();
     }
 
-    /// Sets `CLOSED` in `tail` after a close has begun, if that is safe
-    /// now (module docs, "Closing"): no light sole sender holds the side;
-    /// or, after the close's barrier, none is between its look at
-    /// `closing` and its store of `tail` (a live one that is finishes the
-    /// close itself, right after that store); or the writers' lock can be
-    /// had (taken over from a sole sender that died mid-send). Otherwise
-    /// the close stays begun: sends fail, receivers drain and report
-    /// `Empty` until the holder finishes it (a sole sender that is stopped,
-    /// or one whose close got no barrier from the kernel and which sends
-    /// nothing more: at its next send or when it is dropped). Bounded: a
-    /// few looks, and locks tried, never waited for.
+    /// Sets `CLOSED` in `tail` for a close that has begun, if that is safe
+    /// now (module docs, "Closing"): after the close's barrier, if no light
+    /// sole send is between its look at `closing` and its store of `tail`
+    /// (a live one that is finishes the close itself, right after that
+    /// store), or if the writers' lock can be had (free, or taken over from
+    /// a sole sender that died mid-send). Otherwise the close stays begun:
+    /// sends fail, receivers drain and report `Empty` until the holder
+    /// finishes it (a sole sender that is stopped, or one whose close got
+    /// no barrier from the kernel and which sends nothing more: at its next
+    /// send or when it is dropped). Bounded: a few loads and one try of
+    /// the lock, never a wait.
     #[cold]
     fn finish_close(&self) {
         let w = &self.ctrl.writer;
-        for _ in 0..3 {
-            // SYNC POINT: Acquire pairs with the AcqRel `fetch_or`s of
-            // `CLOSED` (and the Release stores of `tail`).
-            if w.tail.load(Ordering::Acquire) & CLOSED != 0 {
-                return;
-            }
-            // SYNC POINT: SeqCst, with `close`'s store and the swap of
-            // `light`: if we read `light` 0 after `closing` set, a sole
-            // sender that makes itself light later sees `closing` at its
-            // first look, and every send before its swap was a
-            // compare-and-swap, which the bit makes fail. Either way no
-            // plain store of `tail` can wipe the bit out.
-            let closing = w.closing.load(Ordering::SeqCst);
-            if closing == 0 {
-                return;
-            }
-            if w.light.load(Ordering::SeqCst) == 0 {
+        // SYNC POINT: Acquire pairs with the AcqRel `fetch_or`s of
+        // `CLOSED` (and the Release stores of `tail`).
+        if w.tail.load(Ordering::Acquire) & CLOSED != 0 {
+            return;
+        }
+        // SYNC POINT: Acquire pairs with `close`'s Release store of FENCED,
+        // made after its barrier and its load of `busy`: our load of
+        // `busy` below reads that value or a later one, so 0 means what it
+        // meant to the close (no light send still to publish misses it).
+        let closing = w.closing.load(Ordering::Acquire);
+        if closing == 0 {
+            return;
+        }
+        if closing == CLOSE_FENCED {
+            // SYNC POINT: as in `close`.
+            let busy = w.busy.load(Ordering::Acquire);
+            if busy == 0 {
                 self.set_closed();
                 return;
             }
-            if closing == CLOSE_FENCED {
-                // SYNC POINT: Acquire pairs with the Release stores of
-                // `busy` in the sole send; after the barrier, 0 means no
-                // light send is between its look and its store.
-                let busy = w.busy.load(Ordering::Acquire);
-                if busy == 0 {
-                    self.set_closed();
-                    return;
-                }
-                if !self.holder_dead(busy) {
-                    // A live sole sender mid-send: it looks at `closing`
-                    // again right after its store of `tail`, which comes
-                    // after its barrier, and sets the bit then.
-                    return;
-                }
+            if !self.holder_dead(busy) {
+                return;
             }
-            match self.ctrl.writer.lock.try_lock_checked() {
-                Ok(mut guard) => {
-                    // Holding the side, nobody else publishes.
-                    self.writer_taken(&mut guard);
-                    self.set_closed();
-                    return;
-                }
-                // Held by a live locker: a sole sender whose close got no
-                // barrier (it finishes the close at its next send or when
-                // dropped), or a locker that took it over from a dead
-                // sender (look again: it cleared `busy`).
-                Err(LockError::WouldBlock) if closing == CLOSE_FENCED => {}
-                Err(_) => return,
-            }
+        }
+        self.close_under_lock();
+    }
+
+    /// One try of the writers' lock (taking it over from a holder that
+    /// died); holding it, nobody else publishes, so set `CLOSED`. A live
+    /// holder finishes the close itself: a shared writer or a sole sender
+    /// at its next look at `closing`.
+    #[cold]
+    fn close_under_lock(&self) {
+        if let Ok(mut guard) = self.ctrl.writer.lock.try_lock_checked() {
+            self.writer_taken(&mut guard);
+            self.set_closed();
         }
     }
 

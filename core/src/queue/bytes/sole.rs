@@ -216,11 +216,11 @@ impl<'a, K> ByteQueue<'a, K> {
         // Light only where a close can fence us (module docs, "Closing").
         let light = super::light_possible();
         if light {
-            // SYNC POINT: SeqCst, against `close`'s SeqCst store of
-            // `closing` and the loads of `light` in `finish_close`: a
-            // close that read 0 here came first, and our first look at
-            // `closing` sees it.
+            // SYNC POINT: the swap and a SeqCst fence pair with `close`'s
+            // store of `closing`, fence and load of `light`: a close that
+            // read 0 there is seen by our first look at `closing`.
             self.ctrl.writer.light.swap(1, Ordering::SeqCst);
+            crate::sync::fence(Ordering::SeqCst);
         }
         Ok(SoleSender {
             q: self,
