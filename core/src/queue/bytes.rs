@@ -323,6 +323,11 @@ struct WriterSide {
     /// Messages sent, as counted by [`ByteQueue::count_sent`] (a typed
     /// layer's `qsize`); in what was padding, so 0 in older segments.
     sent: AtomicU64,
+    /// Messages sent by counting sole senders ([`SoleSender::counting`]):
+    /// written only by the holder of the writers' lock for good, with a
+    /// plain load and store (the lock orders one holder's stores before
+    /// the next one's loads), so no locked instruction. In padding too.
+    sole_sent: AtomicU64,
 }
 
 #[repr(C)]
@@ -332,6 +337,9 @@ struct ReaderSide {
     /// Messages taken, as counted by [`ByteQueue::count_taken`]; in what
     /// was padding, so 0 in older segments.
     taken: AtomicU64,
+    /// Messages taken by counting sole receivers
+    /// ([`SoleReceiver::counting`]), as `WriterSide::sole_sent`.
+    sole_taken: AtomicU64,
 }
 
 // The counters must stay inside each side's padding: the layout of
@@ -381,11 +389,13 @@ impl Control {
                 tail: AtomicU64::new(0),
                 head: AtomicU64::new(0),
                 sent: AtomicU64::new(0),
+                sole_sent: AtomicU64::new(0),
             }),
             reader: CachePadded(ReaderSide {
                 lock: Lock::new(),
                 read: AtomicU64::new(0),
                 taken: AtomicU64::new(0),
+                sole_taken: AtomicU64::new(0),
             }),
             not_empty: CachePadded(Signal::new()),
             not_full: CachePadded(Signal::new()),
@@ -870,12 +880,18 @@ impl<'a, K> ByteQueue<'a, K> {
 
     /// Messages counted sent minus those counted taken, 0 if fewer were
     /// sent (a snapshot that lags the calls in flight, and only as good
-    /// as the peers that keep the counts).
+    /// as the peers that keep the counts). The counts are those of
+    /// [`count_sent`](ByteQueue::count_sent) /
+    /// [`count_taken`](ByteQueue::count_taken) plus those of counting sole
+    /// handles ([`SoleSender::counting`]), which keep their own words.
     pub fn messages_sent_minus_taken(&self) -> u64 {
-        // Relaxed: two counts; taken first, so that a snapshot taken
-        // while both move errs towards more rather than fewer.
-        let taken = self.ctrl.reader.taken.load(Ordering::Relaxed);
-        let sent = self.ctrl.writer.sent.load(Ordering::Relaxed);
+        // Relaxed: four counts; the taken ones first, so that a snapshot
+        // taken while they move errs towards more rather than fewer.
+        let (r, w) = (&self.ctrl.reader, &self.ctrl.writer);
+        let taken = (r.taken.load(Ordering::Relaxed))
+            .wrapping_add(r.sole_taken.load(Ordering::Relaxed));
+        let sent = (w.sent.load(Ordering::Relaxed))
+            .wrapping_add(w.sole_sent.load(Ordering::Relaxed));
         sent.saturating_sub(taken)
     }
 
