@@ -888,10 +888,9 @@ impl<'a, K> ByteQueue<'a, K> {
         // Relaxed: four counts; the taken ones first, so that a snapshot
         // taken while they move errs towards more rather than fewer.
         let (r, w) = (&self.ctrl.reader, &self.ctrl.writer);
-        let taken = (r.taken.load(Ordering::Relaxed))
-            .wrapping_add(r.sole_taken.load(Ordering::Relaxed));
-        let sent = (w.sent.load(Ordering::Relaxed))
-            .wrapping_add(w.sole_sent.load(Ordering::Relaxed));
+        let load = |count: &AtomicU64| count.load(Ordering::Relaxed);
+        let taken = load(&r.taken).wrapping_add(load(&r.sole_taken));
+        let sent = load(&w.sent).wrapping_add(load(&w.sole_sent));
         sent.saturating_sub(taken)
     }
 

@@ -261,7 +261,10 @@ impl<'a, K> ByteQueue<'a, K> {
 /// hostile peer wrote.
 #[inline]
 fn bump(count: &AtomicU64) {
-    count.store(count.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    count.store(
+        count.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
 }
 
 /// Whether a sole handle made in fork generation `forks` is in its own
