@@ -4,7 +4,7 @@ use std::cell::RefCell;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use shmipc_core::{ReadGrant, RecvError};
+use shmipc_core::{ReadGrant, RecvError, SoleReadGrant};
 
 use super::{label, MessageError};
 
@@ -108,6 +108,29 @@ pub(crate) fn take<T: DeserializeOwned, K>(
         let n = grant.copy_to(buf);
         // The copy may be torn if the record was taken from us meanwhile.
         grant.release_checked().map_err(recv_error)?;
+        decode(&buf[..n], name)
+    })
+}
+
+/// [`take`] for a sole receiver's grant: copies the message into this
+/// thread's buffer, takes it (dropping the grant), and decodes the copy.
+/// No check after the copy: only the sole receiver moves past the record,
+/// so no one takes it from under us (and a hostile peer that rewrites it
+/// meanwhile gets its bytes decoded, and checked, as any others).
+pub(crate) fn take_sole<T: DeserializeOwned, K>(
+    grant: Result<SoleReadGrant<'_, '_, '_, K>, RecvError>,
+    name: Option<&str>,
+) -> Result<T, MessageError> {
+    let grant = grant.map_err(|error| MessageError::Recv {
+        segment: label(name),
+        error,
+    })?;
+    with_buffer(&DECODE, |buf| {
+        if buf.len() < grant.len() {
+            buf.resize(grant.len(), 0);
+        }
+        let n = grant.copy_to(buf);
+        grant.release();
         decode(&buf[..n], name)
     })
 }

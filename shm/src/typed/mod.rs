@@ -5,6 +5,7 @@
 //! | type | over | like |
 //! |---|---|---|
 //! | [`TypedQueue<T>`] | a [`ByteQueue`](crate::ByteQueue) | `multiprocessing.Queue` |
+//! | [`TypedSoleSender<T>`] / [`TypedSoleReceiver<T>`] | one side of a [`TypedQueue`], held alone | (a faster single producer / consumer) |
 //! | [`JoinableQueue<T>`] | a [`TypedQueue`] and a task count in its header | `multiprocessing.JoinableQueue` |
 //! | [`TypedPipe`] / [`TypedPipeEnd<T>`] | a [`Pipe`](crate::Pipe) | `multiprocessing.Pipe` |
 //! | [`TypedDict<K, V>`] | a [`SharedDict`](crate::SharedDict) | a manager's `dict` |
@@ -38,6 +39,7 @@ mod fingerprint;
 mod joinable;
 mod pipe;
 mod queue;
+mod sole;
 
 pub use dict::TypedDict;
 pub use encoded::EncodedQueue;
@@ -45,8 +47,9 @@ pub use fingerprint::Fingerprint;
 pub use joinable::{JoinableQueue, TaskDoneError};
 pub use pipe::{TypedPipe, TypedPipeEnd};
 pub use queue::TypedQueue;
+pub use sole::{TypedSoleReceiver, TypedSoleSender};
 
-pub(crate) use codec::{decode, encode, encode_key, take};
+pub(crate) use codec::{decode, encode, encode_key, take, take_sole};
 
 use std::fmt;
 
