@@ -1,20 +1,7 @@
 //! [`TypedSoleSender`] / [`TypedSoleReceiver`]: one side of a
 //! [`TypedQueue`] held by one handle, over the byte queue's sole handles
-//! ([`SoleSender`], [`SoleReceiver`]).
-//!
-//! A shared `put` takes the writers' lock for each message (and a shared
-//! `get` the readers'), and counts it for `qsize` with a locked
-//! instruction. A sole handle takes its side's lock once, when it is made,
-//! and keeps it until it is dropped: a message costs the codec, a copy in
-//! (out) and no locked instruction but the send's publication of `tail`.
-//! Counting stays on, in words only sole handles write, so
-//! [`TypedQueue::qsize`] stays right when sole and shared handles mix.
-//!
-//! What it costs: while a sole sender (receiver) lives, every other sender
-//! (receiver) of the queue, in any process, waits (a `_nowait` call: full,
-//! empty), and a sole receiver that dies holding a message makes it be
-//! delivered again (at least once, where a shared `get` is at most once).
-//! See `shmipc_core::bytes::sole` for the whole story.
+//! ([`SoleSender`], [`SoleReceiver`]); see the docs of
+//! [`typed`](crate::typed), "Sole handles".
 
 use std::fmt;
 use std::time::Duration;
@@ -140,7 +127,7 @@ impl<T: Serialize + DeserializeOwned> TypedQueue<T> {
 }
 
 /// The senders' side of a [`TypedQueue`], held by this handle alone (see
-/// [`TypedQueue::sole_sender`] and the [module docs](self)). Its calls
+/// [`TypedQueue::sole_sender`] and [the module docs](crate::typed#sole-handles)). Its calls
 /// are [`TypedQueue`]'s, with the same errors and deadlines; it needs
 /// `&mut self`, and is not `Send`.
 pub struct TypedSoleSender<'q, T> {
@@ -206,10 +193,10 @@ impl<T> fmt::Debug for TypedSoleSender<'_, T> {
 }
 
 /// The receivers' side of a [`TypedQueue`], held by this handle alone
-/// (see [`TypedQueue::sole_receiver`] and the [module docs](self)). Each
+/// (see [`TypedQueue::sole_receiver`] and [the module docs](crate::typed#sole-handles)). Each
 /// message is copied out of shared memory and the copy decoded, as a
-/// shared `get` does. If the process dies inside a `get`, the message it
-/// was taking is delivered to the next receiver (at least once).
+/// shared `get` does. If the process dies while it copies a message out,
+/// the message is not taken: the next receiver gets it (at least once).
 pub struct TypedSoleReceiver<'q, T> {
     q: &'q TypedQueue<T>,
     rx: SoleReceiver<'q, 'static, Mapping>,
