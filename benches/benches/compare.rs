@@ -329,7 +329,13 @@ fn cases(env: &Env) -> Vec<Case> {
             &["typed_small"],
             "shmipc",
             Mmsg,
-            Box::new(typed::typed_shmipc),
+            Box::new(|e| typed::typed_shmipc(e, true)),
+        ),
+        Case::new(
+            &["typed_small"],
+            "shmipc_shared",
+            Mmsg,
+            Box::new(|e| typed::typed_shmipc(e, false)),
         ),
         Case::new(
             &["typed_small"],

@@ -176,32 +176,39 @@ fn light_sole_sends_against_close() {
     });
 }
 
-/// A counting sole sender (receiver) against a layer that counts a shared
-/// send (receive) which finished before the sole handle took the side:
-/// `count_sent` / `count_taken` run outside the side's lock, so the sole
-/// handle's count must not lose theirs.
+/// Counting sole handles of each side in two threads, one after the
+/// other (the second waits for the side's lock), against a layer that
+/// counts a shared send and receive outside the lock meanwhile. The sole
+/// counts are a plain load and store into words only sole holders write
+/// (`sole_sent`, `sole_taken`): the side's lock must order one holder's
+/// store before the next one's load, and the layer's read-modify-writes
+/// of `sent` / `taken` must not be lost either.
 #[test]
 fn sole_counts_do_not_lose_a_layers_count() {
     loom::model(|| {
-        let q = ByteQueue::new_boxed(BytesConfig::new(64, 8));
+        let q = ByteQueue::new_boxed(BytesConfig::new(128, 8));
         let mut out = [0u8; 8];
         q.send(b"a").unwrap();
-        q.send(b"b").unwrap();
         assert_eq!(q.recv_into(&mut out), Ok(1));
-        // The layer's counts of the shared send and receive above, late.
         let q2 = q.clone();
         let t = thread::spawn(move || {
+            // The layer's counts of the shared send and receive above, late.
             q2.count_sent();
             q2.count_taken();
+            q2.sole_sender().unwrap().counting(true).send(b"b").unwrap();
+            let mut out = [0u8; 8];
+            let mut rx = q2.sole_receiver().unwrap().counting(true);
+            assert_eq!(rx.recv_into(&mut out), Ok(1));
         });
         q.sole_sender().unwrap().counting(true).send(b"c").unwrap();
         let mut rx = q.sole_receiver().unwrap().counting(true);
         assert_eq!(rx.recv_into(&mut out), Ok(1));
         drop(rx);
         t.join().unwrap();
-        // Two counted sent (`a` by the layer, `c`), two counted taken.
+        // Three counted sent (`a` by the layer, `b`, `c`), three taken.
         assert_eq!(q.messages_sent_minus_taken(), 0);
+        q.sole_sender().unwrap().counting(true).send(b"d").unwrap();
         q.count_sent();
-        assert_eq!(q.messages_sent_minus_taken(), 1);
+        assert_eq!(q.messages_sent_minus_taken(), 2);
     });
 }

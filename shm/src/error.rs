@@ -159,6 +159,22 @@ pub enum Error {
         /// be judged.
         holder: String,
     },
+    /// A sole handle ([`TypedQueue::sole_sender`](crate::TypedQueue::sole_sender),
+    /// [`TypedQueue::sole_receiver`](crate::TypedQueue::sole_receiver))
+    /// could not take its side of the queue: a sole handle holds the
+    /// side's lock for its whole life, so there is one at a time per side
+    /// and none while another handle is inside a send (receive).
+    SideHeld {
+        /// The segment's name, `"(anonymous)"` for an anonymous one.
+        name: String,
+        /// `"senders'"` or `"receivers'"`.
+        side: &'static str,
+        /// Why: [`SoleError::Held`](shmipc_core::SoleError::Held) (by
+        /// another handle: a `try_` call, or the timeout passed) or
+        /// [`SoleError::Deadlock`](shmipc_core::SoleError::Deadlock) (by
+        /// this thread).
+        reason: shmipc_core::SoleError,
+    },
     /// The requested object cannot be made: a size, capacity or count
     /// breaks its rule (the [`LayoutError`](shmipc_core::LayoutError) says
     /// which parameter, its value and the rule). Nothing was created.
@@ -324,6 +340,20 @@ impl fmt::Display for Error {
                 f,
                 "the {role} of shared memory segment {name:?} is already held by {holder}"
             ),
+            Error::SideHeld { name, side, reason } => match reason {
+                shmipc_core::SoleError::Deadlock => write!(
+                    f,
+                    "this thread already holds the {side} side of shared memory segment \
+                     {name:?}: a sole handle takes its side alone, one at a time, so a thread \
+                     cannot take it twice"
+                ),
+                _ => write!(
+                    f,
+                    "the {side} side of shared memory segment {name:?} is held by another \
+                     handle (a sole handle, which takes its side alone and keeps it until \
+                     dropped, or a call in progress)"
+                ),
+            },
             Error::Layout { name, source } => match name.as_str() {
                 "(anonymous)" => write!(f, "cannot make the anonymous shared object: {source}"),
                 "(pool)" => write!(f, "cannot start the pool: {source}"),
@@ -418,6 +448,23 @@ impl Error {
             QueueError::Incompatible(what) | QueueError::Corrupted(what) => {
                 Error::corrupted(name, what)
             }
+        }
+    }
+
+    /// A sole handle that could not be made (see [`Error::SideHeld`]);
+    /// `sender` says which side.
+    pub(crate) fn from_sole(name: Option<&str>, sender: bool, e: shmipc_core::SoleError) -> Error {
+        let name = name.unwrap_or("(anonymous)");
+        match e {
+            shmipc_core::SoleError::Corrupted => Error::corrupted(
+                name,
+                "a side of the byte queue is inconsistent, or its lock is not recoverable",
+            ),
+            reason => Error::SideHeld {
+                name: name.to_owned(),
+                side: if sender { "senders'" } else { "receivers'" },
+                reason,
+            },
         }
     }
 

@@ -105,6 +105,7 @@ pub use segment::Segment;
 pub use shared::{Shared, ShmObject};
 pub use typed::{
     JoinableQueue, MessageError, TaskDoneError, TypedDict, TypedPipe, TypedPipeEnd, TypedQueue,
+    TypedSoleReceiver, TypedSoleSender,
 };
 pub use unlinker::Unlinker;
 pub use wait::{wait, Interest, WaitError};

@@ -260,6 +260,18 @@ const NON_BLOCKING: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "shm",
+        "TypedSoleSender",
+        "put_nowait",
+        "Python's name for try_push: never waits",
+    ),
+    (
+        "shm",
+        "TypedSoleReceiver",
+        "get_nowait",
+        "Python's name for try_pop: never waits",
+    ),
+    (
+        "shm",
         "JoinableQueue",
         "put_nowait",
         "Python's name for a put that never waits",

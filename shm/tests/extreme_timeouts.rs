@@ -577,6 +577,8 @@ fn typed_objects_take_any_timeout() {
         got_one,
     );
 
+    typed_sole_handles_take_any_timeout();
+
     // EncodedQueue (a typed queue's segment opened without its type, for
     // the bridge): empty, two records fill it, then full.
     let (_names, name) = common::segment_name("extreme-encoded", "q");
@@ -693,6 +695,103 @@ fn typed_objects_take_any_timeout() {
             is_ok,
         );
     }
+}
+
+/// The sole handles of a typed queue: taking a side another thread holds
+/// for 300 ms, and their puts and gets on an empty, then full, queue.
+fn typed_sole_handles_take_any_timeout() {
+    let q = TypedQueue::<String>::anon(BytesConfig::new(64, 16)).unwrap();
+    let q = &q;
+    std::thread::scope(|s| {
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let holder = s.spawn(move || {
+            let tx = q.sole_sender().unwrap();
+            let rx = q.sole_receiver().unwrap();
+            held_tx.send(()).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+            drop((tx, rx));
+        });
+        held_rx.recv().unwrap();
+        let held = |r: &Result<(), shmipc::Error>| {
+            matches!(
+                r,
+                Err(shmipc::Error::SideHeld {
+                    reason: shmipc::SoleError::Held,
+                    ..
+                })
+            )
+        };
+        not_ready(
+            "shm::TypedQueue::sole_sender_timeout",
+            |t| q.sole_sender_timeout(t).map(drop),
+            held,
+        );
+        not_ready(
+            "shm::TypedQueue::sole_receiver_timeout",
+            |t| q.sole_receiver_timeout(t).map(drop),
+            held,
+        );
+        // Become free while we wait for ever.
+        ready_max(
+            "shm::TypedQueue::sole_sender_timeout",
+            |t| q.sole_sender_timeout(t).map(drop),
+            is_ok,
+        );
+        ready_max(
+            "shm::TypedQueue::sole_receiver_timeout",
+            |t| q.sole_receiver_timeout(t).map(drop),
+            is_ok,
+        );
+        holder.join().unwrap();
+    });
+    let mut tx = q.sole_sender().unwrap();
+    let mut rx = q.sole_receiver().unwrap();
+    let timed_out = |r: &Result<String, MessageError>| r.as_ref().is_err_and(|e| e.is_timeout());
+    not_ready(
+        "shm::TypedSoleReceiver::get_timeout",
+        |t| rx.get_timeout(t),
+        timed_out,
+    );
+    not_ready(
+        "shm::TypedSoleReceiver::pop_timeout",
+        |t| rx.pop_timeout(t),
+        timed_out,
+    );
+    let one = "one".to_owned();
+    ready_max(
+        "shm::TypedSoleSender::put_timeout",
+        |t| tx.put_timeout(&one, t),
+        is_ok,
+    );
+    ready_max(
+        "shm::TypedSoleSender::push_timeout",
+        |t| tx.push_timeout(&one, t),
+        is_ok,
+    );
+    // Full now (two records of 16-byte messages fill 64 bytes).
+    let full = |r: &Result<(), MessageError>| r.as_ref().is_err_and(|e| e.is_timeout());
+    not_ready(
+        "shm::TypedSoleSender::put_timeout",
+        |t| tx.put_timeout(&one, t),
+        full,
+    );
+    not_ready(
+        "shm::TypedSoleSender::push_timeout",
+        |t| tx.push_timeout(&one, t),
+        full,
+    );
+    let got_one = |r: &Result<String, MessageError>| r.as_ref().is_ok_and(|s| s == "one");
+    ready_max(
+        "shm::TypedSoleReceiver::get_timeout",
+        |t| rx.get_timeout(t),
+        got_one,
+    );
+    ready_max(
+        "shm::TypedSoleReceiver::pop_timeout",
+        |t| rx.pop_timeout(t),
+        got_one,
+    );
+    assert_eq!(q.qsize(), 0);
 }
 
 fn slow(ms: u64) -> u64 {

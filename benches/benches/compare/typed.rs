@@ -1,6 +1,7 @@
 //! `typed_small`: a small struct (a `u64`, a 16-byte `String`, eight
 //! `f32`s) one way from one process to another, encoded with serde: shmipc's
-//! `TypedQueue`, ipc-channel (serde over its own transport), and the same
+//! `TypedQueue` through its sole handles (`shmipc`) and its shared calls
+//! (`shmipc_shared`), ipc-channel (serde over its own transport), and the same
 //! codec as shmipc (postcard) over a pipe. Every sender builds each
 //! message afresh and every receiver decodes an owned value.
 
@@ -67,8 +68,12 @@ fn consume(ctl: &Ctl, mut recv: impl FnMut() -> Small) {
     ctl.finish(got, meter.stop());
 }
 
-pub fn typed_shmipc(env: &Env) -> Sample {
-    let name = Name::new(env, "typed");
+/// `TypedQueue`. With `sole` the producer and the consumer hold their
+/// side for good (`sole_sender` / `sole_receiver`: no lock per message);
+/// otherwise every `put` and `get` takes its side's lock (the shared
+/// path, which any number of producers and consumers may share).
+pub fn typed_shmipc(env: &Env, sole: bool) -> Sample {
+    let name = Name::new(env, if sole { "typed" } else { "typed-shared" });
     let config = BytesConfig::new(BUFFER, 128);
     let _q = TypedQueue::<Small>::create(&name.0, config).unwrap();
     let (dur, n) = (env.dur, &name.0);
@@ -77,18 +82,32 @@ pub fn typed_shmipc(env: &Env) -> Sample {
             CORE_A,
             Box::new(move |ctl: &Ctl| {
                 let q = TypedQueue::<Small>::open(n).unwrap();
-                produce(ctl, dur, |m| q.put(m).unwrap());
+                if sole {
+                    let mut tx = q.sole_sender().unwrap();
+                    produce(ctl, dur, |m| tx.put(m).unwrap());
+                } else {
+                    produce(ctl, dur, |m| q.put(m).unwrap());
+                }
             }),
         ),
         (
             CORE_B,
             Box::new(move |ctl: &Ctl| {
                 let q = TypedQueue::<Small>::open(n).unwrap();
-                consume(ctl, || q.get().unwrap());
+                if sole {
+                    let mut rx = q.sole_receiver().unwrap();
+                    consume(ctl, || rx.get().unwrap());
+                } else {
+                    consume(ctl, || q.get().unwrap());
+                }
             }),
         ),
     ]);
-    map.ctl().sample(map.ctl().mmsg_per_s())
+    let mut s = map.ctl().sample(map.ctl().mmsg_per_s());
+    if sole {
+        s.note = Some("sole_sender / sole_receiver (one producer, one consumer)".into());
+    }
+    s
 }
 
 pub fn typed_ipc_channel(env: &Env) -> Sample {

@@ -416,6 +416,11 @@ struct WriterSide {
     /// The token of that sole sender while it is between its look at
     /// `closing` and its store of `tail`, else 0.
     busy: AtomicU64,
+    /// Messages sent by counting sole senders ([`SoleSender::counting`]):
+    /// written only by the holder of the writers' lock for good, with a
+    /// plain load and store (the lock orders one holder's stores before
+    /// the next one's loads), so no locked instruction. In padding too.
+    sole_sent: AtomicU64,
 }
 
 #[repr(C)]
@@ -425,6 +430,9 @@ struct ReaderSide {
     /// Messages taken, as counted by [`ByteQueue::count_taken`]; in what
     /// was padding, so 0 in older segments.
     taken: AtomicU64,
+    /// Messages taken by counting sole receivers
+    /// ([`SoleReceiver::counting`]), as `WriterSide::sole_sent`.
+    sole_taken: AtomicU64,
 }
 
 // The counters must stay inside each side's padding: the layout of
@@ -477,11 +485,13 @@ impl Control {
                 closing: AtomicU64::new(0),
                 light: AtomicU64::new(0),
                 busy: AtomicU64::new(0),
+                sole_sent: AtomicU64::new(0),
             }),
             reader: CachePadded(ReaderSide {
                 lock: Lock::new(),
                 read: AtomicU64::new(0),
                 taken: AtomicU64::new(0),
+                sole_taken: AtomicU64::new(0),
             }),
             not_empty: CachePadded(Signal::new()),
             not_full: CachePadded(Signal::new()),
@@ -966,12 +976,17 @@ impl<'a, K> ByteQueue<'a, K> {
 
     /// Messages counted sent minus those counted taken, 0 if fewer were
     /// sent (a snapshot that lags the calls in flight, and only as good
-    /// as the peers that keep the counts).
+    /// as the peers that keep the counts). The counts are those of
+    /// [`count_sent`](ByteQueue::count_sent) /
+    /// [`count_taken`](ByteQueue::count_taken) plus those of counting sole
+    /// handles ([`SoleSender::counting`]), which keep their own words.
     pub fn messages_sent_minus_taken(&self) -> u64 {
-        // Relaxed: two counts; taken first, so that a snapshot taken
-        // while both move errs towards more rather than fewer.
-        let taken = self.ctrl.reader.taken.load(Ordering::Relaxed);
-        let sent = self.ctrl.writer.sent.load(Ordering::Relaxed);
+        // Relaxed: four counts; the taken ones first, so that a snapshot
+        // taken while they move errs towards more rather than fewer.
+        let (r, w) = (&self.ctrl.reader, &self.ctrl.writer);
+        let load = |count: &AtomicU64| count.load(Ordering::Relaxed);
+        let taken = load(&r.taken).wrapping_add(load(&r.sole_taken));
+        let sent = load(&w.sent).wrapping_add(load(&w.sole_sent));
         sent.saturating_sub(taken)
     }
 

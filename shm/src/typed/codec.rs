@@ -4,12 +4,12 @@ use std::cell::RefCell;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use shmipc_core::{ReadGrant, RecvError};
+use shmipc_core::{ReadGrant, RecvError, SoleReadGrant};
 
 use super::{label, MessageError};
 
 thread_local! {
-    /// Where this thread encodes; it keeps the capacity of the largest
+    /// Where this thread encodes; it keeps the length of the largest
     /// message so far, so a warm sender allocates nothing.
     static ENCODE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     /// Where this thread encodes a dict key (beside its value in ENCODE).
@@ -57,20 +57,36 @@ fn encode_in<T: Serialize + ?Sized, R>(
     send: impl FnOnce(&[u8]) -> R,
 ) -> Result<R, MessageError> {
     with_buffer(cell, |buf| {
-        buf.clear();
-        match postcard::to_extend(value, std::mem::take(buf)) {
-            Ok(bytes) => {
-                *buf = bytes;
-                Ok(send(buf))
+        // Into a slice of the buffer's whole length (a slice writer checks
+        // one bound per write, an extending one grows per byte); a value
+        // too large for it is encoded again into one twice as long, so the
+        // buffer settles at the largest message so far, and a warm sender
+        // encodes once.
+        if buf.is_empty() {
+            buf.resize(FIRST_BUFFER, 0);
+        }
+        loop {
+            match postcard::to_slice(value, buf).map(|bytes| bytes.len()) {
+                Ok(n) => return Ok(send(&buf[..n])),
+                Err(postcard::Error::SerializeBufferFull)
+                    if buf.len() <= isize::MAX as usize / 2 =>
+                {
+                    buf.resize(buf.len() * 2, 0);
+                }
+                Err(e) => {
+                    return Err(MessageError::Encode {
+                        segment: label(name),
+                        type_name: std::any::type_name::<T>(),
+                        reason: e.to_string(),
+                    })
+                }
             }
-            Err(e) => Err(MessageError::Encode {
-                segment: label(name),
-                type_name: std::any::type_name::<T>(),
-                reason: e.to_string(),
-            }),
         }
     })
 }
+
+/// The length an encode buffer starts at: most messages fit at once.
+const FIRST_BUFFER: usize = 256;
 
 /// Decodes `bytes` (a private copy) as exactly one `T`.
 pub(crate) fn decode<T: DeserializeOwned>(
@@ -110,4 +126,54 @@ pub(crate) fn take<T: DeserializeOwned, K>(
         grant.release_checked().map_err(recv_error)?;
         decode(&buf[..n], name)
     })
+}
+
+/// [`take`] for a sole receiver's grant: copies the message into this
+/// thread's buffer, takes it (dropping the grant), and decodes the copy.
+/// No check after the copy: only the sole receiver moves past the record,
+/// so no one takes it from under us (and a hostile peer that rewrites it
+/// meanwhile gets its bytes decoded, and checked, as any others).
+pub(crate) fn take_sole<T: DeserializeOwned, K>(
+    grant: Result<SoleReadGrant<'_, '_, '_, K>, RecvError>,
+    name: Option<&str>,
+) -> Result<T, MessageError> {
+    let grant = grant.map_err(|error| MessageError::Recv {
+        segment: label(name),
+        error,
+    })?;
+    with_buffer(&DECODE, |buf| {
+        if buf.len() < grant.len() {
+            buf.resize(grant.len(), 0);
+        }
+        let n = grant.copy_to(buf);
+        grant.release();
+        decode(&buf[..n], name)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_larger_than_the_buffer_grow_it_and_encode_as_postcard_does() {
+        for len in [0usize, 10, 255, 256, 300, 10_000, 100] {
+            let value: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let expected = postcard::to_allocvec(&value).unwrap();
+            let got = encode(&value, None, |m| m.to_vec()).unwrap();
+            assert_eq!(got, expected, "len {len}");
+            assert_eq!(decode::<Vec<u8>>(&got, None).unwrap(), value);
+        }
+        // A value that cannot be encoded is the codec's error, not a loop.
+        struct Bad;
+        impl Serialize for Bad {
+            fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+                Err(serde::ser::Error::custom("no"))
+            }
+        }
+        assert!(matches!(
+            encode(&Bad, Some("/q"), |_| ()),
+            Err(MessageError::Encode { .. })
+        ));
+    }
 }

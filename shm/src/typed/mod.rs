@@ -5,6 +5,7 @@
 //! | type | over | like |
 //! |---|---|---|
 //! | [`TypedQueue<T>`] | a [`ByteQueue`](crate::ByteQueue) | `multiprocessing.Queue` |
+//! | [`TypedSoleSender<T>`] / [`TypedSoleReceiver<T>`] | one side of a [`TypedQueue`], held alone | (a faster single producer / consumer) |
 //! | [`JoinableQueue<T>`] | a [`TypedQueue`] and a task count in its header | `multiprocessing.JoinableQueue` |
 //! | [`TypedPipe`] / [`TypedPipeEnd<T>`] | a [`Pipe`](crate::Pipe) | `multiprocessing.Pipe` |
 //! | [`TypedDict<K, V>`] | a [`SharedDict`](crate::SharedDict) | a manager's `dict` |
@@ -25,6 +26,31 @@
 //! does not decode as the type is [`MessageError::Decode`], naming the
 //! type and the segment.
 //!
+//! # Sole handles
+//!
+//! A shared [`TypedQueue::put`] takes the queue's writers' lock for each
+//! message (and a `get` the readers'), and counts it for `qsize` with a
+//! locked instruction. For one producer (consumer) at a high rate,
+//! [`TypedQueue::sole_sender`] ([`TypedQueue::sole_receiver`]) takes the
+//! side's lock once and keeps it until the [`TypedSoleSender`]
+//! ([`TypedSoleReceiver`]) is dropped: a message then costs the codec, a
+//! copy in (out) and no locked instruction but the send's publication of
+//! the ring's tail. The count stays on, in words only sole handles write,
+//! so [`TypedQueue::qsize`] stays right when sole and shared handles mix.
+//! Messages, errors and deadlines are the shared calls'.
+//!
+//! The price: while a sole handle lives, every other sender (receiver) of
+//! the queue, in any process, waits (a `_nowait` call finds the queue
+//! full, or empty), and another sole handle of that side is
+//! [`Error::SideHeld`](crate::Error::SideHeld). A sole receiver that dies
+//! while it copies a message out has not taken it: the next receiver gets
+//! it again (at least once, where a shared receiver that dies holding a
+//! message loses it: at most once). A sole sender that dies inside a
+//! `put` sent the message whole or not at all; either may leave `qsize`
+//! off by that one message. The handles are not `Send` (the
+//! lock is the thread's), and a forked child's copies refuse to work
+//! (`Corrupted`): a child makes its own once the parent's are dropped.
+//!
 //! The zero-copy path stays: [`Queue<T>`](crate::Queue) and
 //! [`SpscQueue<T>`](crate::SpscQueue) move [`Pod`](crate::Pod) items with
 //! no encoding at all. Pick those for fixed-size numeric records at the
@@ -38,6 +64,7 @@ mod fingerprint;
 mod joinable;
 mod pipe;
 mod queue;
+mod sole;
 
 pub use dict::TypedDict;
 pub use encoded::EncodedQueue;
@@ -45,8 +72,9 @@ pub use fingerprint::Fingerprint;
 pub use joinable::{JoinableQueue, TaskDoneError};
 pub use pipe::{TypedPipe, TypedPipeEnd};
 pub use queue::TypedQueue;
+pub use sole::{TypedSoleReceiver, TypedSoleSender};
 
-pub(crate) use codec::{decode, encode, encode_key, take};
+pub(crate) use codec::{decode, encode, encode_key, take, take_sole};
 
 use std::fmt;
 

@@ -87,6 +87,14 @@
 //! an owner-check interval, which re-validates the positions as after any
 //! death inside a section.
 //!
+//! A counting handle ([`SoleSender::counting`]) counts a message after
+//! the store that makes its send (receive) take effect: `tail` (`read`).
+//! A holder that dies between the two leaves that one message uncounted,
+//! so [`ByteQueue::messages_sent_minus_taken`] is off by at most one per
+//! such death (low after a sender's, high after a receiver's). A receiver
+//! that dies before its `read` store counted nothing, and the message is
+//! delivered, and counted, again.
+//!
 //! # Fork
 //!
 //! A forked child inherits a copy of its parent's sole handles (their
@@ -118,7 +126,7 @@ use crate::futex::Deadline;
 use crate::lock::{LockError, LockGuard};
 use crate::peers::End;
 use crate::queue::{block_checked, Keep, RecvError, SendError};
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 use crate::sys::tid;
 
 /// Why a sole handle could not be made.
@@ -272,6 +280,23 @@ impl<'a, K> ByteQueue<'a, K> {
     }
 }
 
+/// Counts one message in a side's sole count (`sole_sent`, `sole_taken`):
+/// a plain load and store, no locked instruction. Only the holder of the
+/// side's lock for good writes the word (a layer's `count_sent` /
+/// `count_taken`, which run outside the lock, keep words of their own),
+/// and the lock orders one holder's last store before the next holder's
+/// first load, so no count is lost (core/tests/loom_bytes.rs,
+/// `sole_counts_do_not_lose_a_layers_count`). Relaxed, as `count_sent`: a
+/// count publishes nothing. Wrapping: the word may hold anything a
+/// hostile peer wrote.
+#[inline]
+fn bump(count: &AtomicU64) {
+    count.store(
+        count.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
+}
+
 /// Whether a sole handle made in fork generation `forks` is in its own
 /// process (module docs, "Fork").
 #[inline]
@@ -311,8 +336,10 @@ impl<'q, 'a, K> SoleSender<'q, 'a, K> {
 
     /// Whether each successful send also counts the message for
     /// [`ByteQueue::messages_sent_minus_taken`] (as a layer calling
-    /// [`ByteQueue::count_sent`] after each send would): one more locked
-    /// instruction per send. Off by default.
+    /// [`ByteQueue::count_sent`] after each send would), in a word that
+    /// only sole senders write: a plain load and store per send, no locked
+    /// instruction. Off by default. A sole sender that dies right after a
+    /// send may leave that message uncounted (module docs, "Crashes").
     pub fn counting(mut self, on: bool) -> Self {
         self.counting = on;
         self
@@ -454,12 +481,7 @@ impl<'q, 'a, K> SoleSender<'q, 'a, K> {
             q.publish_tail(tail, pos + size)?;
         }
         if self.counting {
-            // Relaxed, as `count_sent`. A read-modify-write although we
-            // hold the lock: a layer's `count_sent` for a shared send that
-            // finished before we took the side runs outside the lock
-            // (core/tests/loom_bytes.rs,
-            // `sole_counts_do_not_lose_a_layers_count`).
-            w.sent.fetch_add(1, Ordering::Relaxed);
+            bump(&w.sole_sent);
         }
         q.ctrl.not_empty.notify_light();
         Ok(())
@@ -512,8 +534,10 @@ impl<'q, 'a, K> SoleReceiver<'q, 'a, K> {
 
     /// Whether each message taken is also counted for
     /// [`ByteQueue::messages_sent_minus_taken`] (as
-    /// [`ByteQueue::count_taken`] would): one more locked instruction per
-    /// receive. Off by default.
+    /// [`ByteQueue::count_taken`] would), in a word of its own as in
+    /// [`SoleSender::counting`]: a plain load and store per receive. Off
+    /// by default. A sole receiver that dies right after a receive may
+    /// leave that message uncounted (module docs, "Crashes").
     pub fn counting(mut self, on: bool) -> Self {
         self.counting = on;
         self
@@ -707,10 +731,7 @@ impl<'q, 'a, K> SoleReceiver<'q, 'a, K> {
         // the `FREED` header above.
         r.read.store(pos + record_size(len), Ordering::Release);
         if self.counting {
-            // Relaxed, as `count_taken`; a read-modify-write, as in
-            // `SoleSender::put`: a layer's `count_taken` runs outside
-            // the lock.
-            r.taken.fetch_add(1, Ordering::Relaxed);
+            bump(&r.sole_taken);
         }
         q.ctrl.not_full.notify_light();
     }
@@ -950,6 +971,19 @@ mod tests {
         // Not counting: the count stays.
         let mut rx = rx.counting(false);
         rx.recv_into(&mut out).unwrap();
+        assert_eq!(q.messages_sent_minus_taken(), 1);
+        drop((tx, rx));
+        // The next sole handles go on from the last ones' counts, and a
+        // layer's counts of shared calls add in.
+        q.send(b"y").unwrap();
+        q.count_sent();
+        q.sole_sender().unwrap().counting(true).send(b"z").unwrap();
+        assert_eq!(q.messages_sent_minus_taken(), 3);
+        let mut rx = q.sole_receiver().unwrap().counting(true);
+        rx.recv_into(&mut out).unwrap();
+        drop(rx);
+        q.recv_into(&mut out).unwrap();
+        q.count_taken();
         assert_eq!(q.messages_sent_minus_taken(), 1);
     }
 
