@@ -3133,6 +3133,68 @@ mod tests {
         }
         assert_eq!(q.try_recv_into(&mut out), Err(RecvError::Empty));
     }
+
+    /// A close whose closer died (SIGKILL) right after marking
+    /// `writer.closing`, before its barrier, while a live light sole
+    /// sender holds the side and sends nothing more: the memory is as that
+    /// closer left it (`CLOSE_ASKED`, no `CLOSED`). Receivers find the
+    /// queue drained and help the close (module docs, "Closing"); the
+    /// close must complete there, not wait for the idle sender's next
+    /// send, since nobody is stopped mid-send.
+    #[test]
+    fn a_close_whose_closer_died_before_its_barrier_completes_at_a_receiver() {
+        crate::membarrier::register();
+        let cfg = BytesConfig::new(1024, 64);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        let (sent_tx, sent_rx) = std::sync::mpsc::channel::<bool>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let q = &q;
+            s.spawn(move || {
+                let mut tx = q.sole_sender().unwrap();
+                tx.send(&make(0, 20)).unwrap();
+                sent_tx.send(tx.is_light()).unwrap();
+                // Idle, holding the side, until the receiver is done.
+                done_rx.recv().unwrap();
+            });
+            let light = sent_rx.recv().unwrap();
+            // What `close` leaves if it dies right after its first step.
+            q.ctrl.writer.closing.store(CLOSE_ASKED, Ordering::SeqCst);
+            assert!(q.is_closed());
+            let mut out = [0u8; 64];
+            let n = q.try_recv_into(&mut out).unwrap();
+            assert_eq!(check(&out[..n]), 0);
+            let r = q.try_recv_into(&mut out);
+            done_tx.send(()).unwrap();
+            assert_eq!(r, Err(RecvError::Closed), "light sender: {light}");
+        });
+    }
+
+    /// Hostile memory: `writer.light` and `writer.busy` hold garbage while
+    /// no sole sender holds the side (the writers' lock is free). A close
+    /// then must still complete (the writers' lock can be had), not leave
+    /// receivers reporting `Empty` for ever.
+    #[test]
+    fn garbage_in_busy_does_not_keep_a_close_from_completing() {
+        crate::membarrier::register();
+        let cfg = BytesConfig::new(1024, 64);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        q.send(&make(0, 20)).unwrap();
+        q.ctrl.writer.light.store(1, Ordering::SeqCst);
+        q.ctrl.writer.busy.store(0x5eed_0000_1234, Ordering::SeqCst);
+        q.close();
+        assert!(q.is_closed());
+        let mut out = [0u8; 64];
+        let n = q.try_recv_into(&mut out).unwrap();
+        assert_eq!(check(&out[..n]), 0);
+        let r = q.try_recv_into(&mut out);
+        assert!(
+            matches!(r, Err(RecvError::Closed | RecvError::Corrupted)),
+            "{r:?}"
+        );
+    }
 }
 
 /// What a byte queue's control block says, decoded from a copy of its
