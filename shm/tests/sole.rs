@@ -444,11 +444,11 @@ fn a_sole_sender_killed_mid_send_after_a_close_found_it_busy_lets_the_close_comp
     let mut buf = [0u8; 100];
     let len = q.recv_into_timeout(&mut buf, WAIT).unwrap();
     assert_eq!(check(&buf[..len]), 0);
-    let tid = std::sync::atomic::AtomicI32::new(0);
+    let tid = AtomicU64::new(0);
     std::thread::scope(|s| {
         let reader = s.spawn(|| {
             // SAFETY: gettid takes nothing and cannot fail.
-            tid.store(unsafe { libc::gettid() }, Ordering::SeqCst);
+            tid.store(unsafe { libc::gettid() } as u64, Ordering::SeqCst);
             let mut buf = [0u8; 100];
             q.recv_into_timeout(&mut buf, WAIT)
         });
@@ -456,7 +456,7 @@ fn a_sole_sender_killed_mid_send_after_a_close_found_it_busy_lets_the_close_comp
         // elsewhere, the outcome below is the same), then kill the sender.
         assert!(common::eventually(WAIT, || {
             let t = tid.load(Ordering::SeqCst);
-            t != 0 && common::proc_state(t) == Some('S')
+            t != 0 && common::proc_state(t as libc::pid_t) == Some('S')
         }));
         child.kill().unwrap();
         assert_eq!(join(&mut child), ExitStatus::Signal(libc::SIGKILL));
