@@ -132,13 +132,17 @@
 //! barrier. Until the bit is set the queue reads closed to senders
 //! (`is_closed`, and every send fails), and readers drain and then report
 //! `Empty`, helping the close to finish (one bounded try) whenever they
-//! find the queue drained. A close can stay unfinished only while a light
-//! sole sender is stopped (SIGSTOP) inside a send, or, where the kernel
-//! refuses the barrier, while a light sole sender holds the side and sends
+//! find the queue drained; a helper that finds `closing` not yet FENCED
+//! (its closer died before its barrier, or the kernel refused it there)
+//! makes the close's decision itself, barrier included. A close can stay
+//! unfinished only while a light sole sender is stopped (SIGSTOP) inside
+//! a send, or, where the kernel refuses the barrier to the closer and to
+//! every helper, while a light sole sender holds the side and sends
 //! nothing: it finishes the close at its next send or when dropped. Forged
 //! words can hold a close up, never make it lose a message: a forged
-//! `busy` naming a live (or unjudgeable) process leaves it unfinished, as
-//! a forged owner word delays a recovery. Loom cannot run `membarrier`:
+//! owner word of the writers' lock delays the takeover as it delays any
+//! recovery (a forged `busy` alone does not: with the side free, the lock
+//! is had). Loom cannot run `membarrier`:
 //! its models make every sole sender light and put `SeqCst` fences where
 //! the barrier acts (`core/tests/loom_bytes.rs`,
 //! `light_sole_sends_against_close`).
@@ -1003,38 +1007,53 @@ impl<'a, K> ByteQueue<'a, K> {
             .compare_exchange(0, CLOSE_ASKED, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok();
         if first {
-            crate::sync::fence(Ordering::SeqCst);
-            if w.light.load(Ordering::Relaxed) == 0 {
-                // Every publication to come is a compare-and-swap (which
-                // the bit makes fail), or a light send that sees the close.
-                self.set_closed();
-            } else if light_barrier() {
-                // Every light sole sender has run a full barrier since our
-                // store of `closing`: one whose look at it said 0 has its
-                // `busy` visible to us now; any later look sees the close.
-                // SYNC POINT: Acquire pairs with the Release stores of
-                // `busy` in the sole send (0 after its `tail` store).
-                let busy = w.busy.load(Ordering::Acquire);
-                // Release, after that load: whoever reads FENCED reads
-                // `busy` no older than we did (`finish_close`).
-                w.closing.store(CLOSE_FENCED, Ordering::Release);
-                if busy == 0 {
-                    self.set_closed();
-                } else if self.holder_dead(busy) {
-                    self.close_under_lock();
-                }
-                // Else a live sole sender is mid-send: it looks at
-                // `closing` again after its `tail` store, past the
-                // barrier, and sets the bit then.
-            } else {
-                self.close_under_lock();
-            }
+            self.decide_close();
         } else {
             // Another close began first; help it finish.
             self.finish_close();
         }
         self.ctrl.not_empty.wake_all();
         self.ctrl.not_full.wake_all();
+    }
+
+    /// The close's decision, made after `closing` is marked by the close
+    /// that marked it, or by a helper that finds the mark without the
+    /// barrier's FENCED (that closer died before its barrier, or the kernel
+    /// refused it there): without it, nobody but the sole sender's next
+    /// send could finish the close. Bounded: a fence, at most one barrier,
+    /// one try of the lock.
+    #[cold]
+    fn decide_close(&self) {
+        let w = &self.ctrl.writer;
+        // SYNC POINT: as in `close` (a helper read `closing` Acquire).
+        crate::sync::fence(Ordering::SeqCst);
+        if w.light.load(Ordering::Relaxed) == 0 {
+            // Every publication to come is a compare-and-swap (which
+            // the bit makes fail), or a light send that sees the close.
+            self.set_closed();
+        } else if light_barrier() {
+            // Every light sole sender has run a full barrier since the
+            // store of `closing`: one whose look at it said 0 has its
+            // `busy` visible to us now; any later look sees the close.
+            // SYNC POINT: Acquire pairs with the Release stores of
+            // `busy` in the sole send (0 after its `tail` store).
+            let busy = w.busy.load(Ordering::Acquire);
+            // Release, after that load: whoever reads FENCED reads
+            // `busy` no older than we did (`finish_close`).
+            w.closing.store(CLOSE_FENCED, Ordering::Release);
+            if busy == 0 {
+                self.set_closed();
+            } else {
+                // A dead sender's side is taken over; a live one mid-send
+                // holds the lock and looks at `closing` again after its
+                // `tail` store, past the barrier, and sets the bit then.
+                // A forged `busy` with nobody holding the side: the lock
+                // is free.
+                self.close_under_lock();
+            }
+        } else {
+            self.close_under_lock();
+        }
     }
 
     /// Sets `CLOSED` in `tail` for a close that has begun, if that is safe
@@ -1046,8 +1065,10 @@ impl<'a, K> ByteQueue<'a, K> {
     /// sends fail, receivers drain and report `Empty` until the holder
     /// finishes it (a sole sender that is stopped, or one whose close got
     /// no barrier from the kernel and which sends nothing more: at its next
-    /// send or when it is dropped). Bounded: a few loads and one try of
-    /// the lock, never a wait.
+    /// send or when it is dropped). A close whose barrier has not run
+    /// (not FENCED) is decided here as `close` decides it
+    /// (`decide_close`). Bounded: a few loads, at most one barrier and one
+    /// try of the lock, never a wait.
     #[cold]
     fn finish_close(&self) {
         let w = &self.ctrl.writer;
@@ -1064,18 +1085,21 @@ impl<'a, K> ByteQueue<'a, K> {
         if closing == 0 {
             return;
         }
-        if closing == CLOSE_FENCED {
-            // SYNC POINT: as in `close`.
-            let busy = w.busy.load(Ordering::Acquire);
-            if busy == 0 {
-                self.set_closed();
-                return;
-            }
-            if !self.holder_dead(busy) {
-                return;
-            }
+        if closing != CLOSE_FENCED {
+            // The close's barrier has not run: its closer is before it,
+            // died there, or was refused it. Decide as the close does.
+            self.decide_close();
+            return;
         }
-        self.close_under_lock();
+        // SYNC POINT: as in `decide_close`.
+        if w.busy.load(Ordering::Acquire) == 0 {
+            self.set_closed();
+        } else {
+            // As in `decide_close`: a live sender mid-send holds the lock
+            // and finishes the close itself; a dead one is taken over; a
+            // forged `busy` with the side free does not hold the close up.
+            self.close_under_lock();
+        }
     }
 
     /// One try of the writers' lock (taking it over from a holder that
