@@ -176,6 +176,44 @@ fn light_sole_sends_against_close() {
     });
 }
 
+/// A light sole send, then the sender let go of the side and a shared send
+/// after it, against a close (the sender's `Drop` finishes a close it
+/// finds begun; the shared send publishes with a compare-and-swap): the
+/// messages whose sends returned `Ok` are received, in order, before
+/// `Closed`, nothing after a `Closed`, and the reader is not left asleep.
+#[test]
+fn light_sole_sender_dropped_then_shared_send_against_close() {
+    loom::model(|| {
+        let q = ByteQueue::new_boxed(BytesConfig::new(64, 8));
+        let q2 = q.clone();
+        let t = thread::spawn(move || {
+            let first = q2.sole_sender().unwrap().send(b"1");
+            [first, q2.send(b"2")]
+        });
+        q.close();
+        let mut got = Vec::new();
+        let mut out = [0u8; 8];
+        loop {
+            match q.recv_into(&mut out) {
+                Ok(1) => got.push(out[0]),
+                Err(RecvError::Closed) => break,
+                r => panic!("{r:?}"),
+            }
+        }
+        let sent = t.join().unwrap();
+        let acked: Vec<u8> = sent
+            .iter()
+            .zip([b'1', b'2'])
+            .take_while(|(r, _)| r.is_ok())
+            .map(|(_, m)| m)
+            .collect();
+        assert_eq!(got, acked, "{sent:?}");
+        for r in sent.iter().skip(acked.len()) {
+            assert_eq!(*r, Err(shmipc_core::SendError::Closed));
+        }
+    });
+}
+
 /// Counting sole handles of each side in two threads, one after the
 /// other (the second waits for the side's lock), against a layer that
 /// counts a shared send and receive outside the lock meanwhile. The sole

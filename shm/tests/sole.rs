@@ -417,3 +417,91 @@ fn a_close_after_a_sole_sender_died_mid_send_completes() {
         assert_eq!(q.send(&make(2, 10)), Err(shmipc::SendError::Closed));
     }
 }
+
+/// A close that found a live sole sender between its look at `closing`
+/// and its store of `tail` leaves the bit to that send; the sender is then
+/// SIGKILLed before the store. Nobody is stopped, so the close must still
+/// complete: a receiver already asleep in `recv` (since before the kill)
+/// gets the first message and then `Closed`, not a timeout, and the
+/// message in flight is never received.
+#[test]
+fn a_sole_sender_killed_mid_send_after_a_close_found_it_busy_lets_the_close_complete() {
+    let q = ByteQueue::anon(BytesConfig::new(1024, 100)).unwrap();
+    let ready = Shared::<Event>::anon(()).unwrap();
+    let mut child = fork(|| {
+        let mut tx = q.sole_sender().unwrap();
+        tx.send(&make(0, 50)).unwrap();
+        let _ = tx.try_send_pausing(&make(1, 70), || {
+            ready.set();
+            parked_forever()
+        });
+        parked_forever()
+    })
+    .unwrap();
+    assert!(ready.wait_timeout(WAIT));
+    q.close();
+    assert!(q.is_closed());
+    let mut buf = [0u8; 100];
+    let len = q.recv_into_timeout(&mut buf, WAIT).unwrap();
+    assert_eq!(check(&buf[..len]), 0);
+    let tid = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            // SAFETY: gettid takes nothing and cannot fail.
+            tid.store(unsafe { libc::gettid() } as u64, Ordering::SeqCst);
+            let mut buf = [0u8; 100];
+            q.recv_into_timeout(&mut buf, WAIT)
+        });
+        // Let the reader go to sleep (if it is not asleep yet, or asleep
+        // elsewhere, the outcome below is the same), then kill the sender.
+        assert!(common::eventually(WAIT, || {
+            let t = tid.load(Ordering::SeqCst);
+            t != 0 && common::proc_state(t as libc::pid_t) == Some('S')
+        }));
+        child.kill().unwrap();
+        assert_eq!(join(&mut child), ExitStatus::Signal(libc::SIGKILL));
+        assert_eq!(reader.join().unwrap(), Err(RecvError::Closed));
+    });
+    assert_eq!(q.try_recv_into(&mut buf), Err(RecvError::Closed));
+    assert_eq!(q.send(&make(2, 10)), Err(shmipc::SendError::Closed));
+}
+
+/// A close made in a process where the kernel refuses `membarrier` (a
+/// seccomp filter, as some sandboxes have) leaves the close begun
+/// (`CLOSE_ASKED`: its barrier failed) while a live light sole sender in
+/// another process holds the side and sends nothing more. A receiver in a
+/// process that may make the barrier finds the queue drained and helps:
+/// the close must complete there (`Closed`), not wait for the idle
+/// sender's next send. (Where sole sends are not light, the close sets
+/// the bit at once.)
+#[test]
+fn a_close_refused_its_barrier_is_finished_by_a_receiver_that_can_make_it() {
+    let q = ByteQueue::anon(BytesConfig::new(1024, 100)).unwrap();
+    let light = q.light_notify();
+    let ready = Shared::<Event>::anon(()).unwrap();
+    let mut sender = fork(|| {
+        let mut tx = q.sole_sender().unwrap();
+        tx.send(&make(0, 50)).unwrap();
+        ready.set();
+        // Idle, holding the side, until killed.
+        parked_forever()
+    })
+    .unwrap();
+    assert!(ready.wait_timeout(WAIT));
+    let mut closer = fork(|| {
+        if !common::forbid_syscall(libc::SYS_membarrier) {
+            return 2;
+        }
+        q.close();
+        i32::from(!q.is_closed())
+    })
+    .unwrap();
+    assert_eq!(join(&mut closer), ExitStatus::Code(0));
+    let mut buf = [0u8; 100];
+    let len = q.recv_into_timeout(&mut buf, WAIT).unwrap();
+    assert_eq!(check(&buf[..len]), 0);
+    let r = q.try_recv_into(&mut buf);
+    sender.kill().unwrap();
+    assert_eq!(join(&mut sender), ExitStatus::Signal(libc::SIGKILL));
+    assert_eq!(r, Err(RecvError::Closed), "light: {light}");
+}

@@ -132,13 +132,17 @@
 //! barrier. Until the bit is set the queue reads closed to senders
 //! (`is_closed`, and every send fails), and readers drain and then report
 //! `Empty`, helping the close to finish (one bounded try) whenever they
-//! find the queue drained. A close can stay unfinished only while a light
-//! sole sender is stopped (SIGSTOP) inside a send, or, where the kernel
-//! refuses the barrier, while a light sole sender holds the side and sends
+//! find the queue drained; a helper that finds `closing` not yet FENCED
+//! (its closer died before its barrier, or the kernel refused it there)
+//! makes the close's decision itself, barrier included. A close can stay
+//! unfinished only while a light sole sender is stopped (SIGSTOP) inside
+//! a send, or, where the kernel refuses the barrier to the closer and to
+//! every helper, while a light sole sender holds the side and sends
 //! nothing: it finishes the close at its next send or when dropped. Forged
 //! words can hold a close up, never make it lose a message: a forged
-//! `busy` naming a live (or unjudgeable) process leaves it unfinished, as
-//! a forged owner word delays a recovery. Loom cannot run `membarrier`:
+//! owner word of the writers' lock delays the takeover as it delays any
+//! recovery (a forged `busy` alone does not: with the side free, the lock
+//! is had). Loom cannot run `membarrier`:
 //! its models make every sole sender light and put `SeqCst` fences where
 //! the barrier acts (`core/tests/loom_bytes.rs`,
 //! `light_sole_sends_against_close`).
@@ -1018,38 +1022,53 @@ impl<'a, K> ByteQueue<'a, K> {
             .compare_exchange(0, CLOSE_ASKED, Ordering::SeqCst, Ordering::Relaxed)
             .is_ok();
         if first {
-            crate::sync::fence(Ordering::SeqCst);
-            if w.light.load(Ordering::Relaxed) == 0 {
-                // Every publication to come is a compare-and-swap (which
-                // the bit makes fail), or a light send that sees the close.
-                self.set_closed();
-            } else if light_barrier() {
-                // Every light sole sender has run a full barrier since our
-                // store of `closing`: one whose look at it said 0 has its
-                // `busy` visible to us now; any later look sees the close.
-                // SYNC POINT: Acquire pairs with the Release stores of
-                // `busy` in the sole send (0 after its `tail` store).
-                let busy = w.busy.load(Ordering::Acquire);
-                // Release, after that load: whoever reads FENCED reads
-                // `busy` no older than we did (`finish_close`).
-                w.closing.store(CLOSE_FENCED, Ordering::Release);
-                if busy == 0 {
-                    self.set_closed();
-                } else if self.holder_dead(busy) {
-                    self.close_under_lock();
-                }
-                // Else a live sole sender is mid-send: it looks at
-                // `closing` again after its `tail` store, past the
-                // barrier, and sets the bit then.
-            } else {
-                self.close_under_lock();
-            }
+            self.decide_close();
         } else {
             // Another close began first; help it finish.
             self.finish_close();
         }
         self.ctrl.not_empty.wake_all();
         self.ctrl.not_full.wake_all();
+    }
+
+    /// The close's decision, made after `closing` is marked by the close
+    /// that marked it, or by a helper that finds the mark without the
+    /// barrier's FENCED (that closer died before its barrier, or the kernel
+    /// refused it there): without it, nobody but the sole sender's next
+    /// send could finish the close. Bounded: a fence, at most one barrier,
+    /// one try of the lock.
+    #[cold]
+    fn decide_close(&self) {
+        let w = &self.ctrl.writer;
+        // SYNC POINT: as in `close` (a helper read `closing` Acquire).
+        crate::sync::fence(Ordering::SeqCst);
+        if w.light.load(Ordering::Relaxed) == 0 {
+            // Every publication to come is a compare-and-swap (which
+            // the bit makes fail), or a light send that sees the close.
+            self.set_closed();
+        } else if light_barrier() {
+            // Every light sole sender has run a full barrier since the
+            // store of `closing`: one whose look at it said 0 has its
+            // `busy` visible to us now; any later look sees the close.
+            // SYNC POINT: Acquire pairs with the Release stores of
+            // `busy` in the sole send (0 after its `tail` store).
+            let busy = w.busy.load(Ordering::Acquire);
+            // Release, after that load: whoever reads FENCED reads
+            // `busy` no older than we did (`finish_close`).
+            w.closing.store(CLOSE_FENCED, Ordering::Release);
+            if busy == 0 {
+                self.set_closed();
+            } else {
+                // A dead sender's side is taken over; a live one mid-send
+                // holds the lock and looks at `closing` again after its
+                // `tail` store, past the barrier, and sets the bit then.
+                // A forged `busy` with nobody holding the side: the lock
+                // is free.
+                self.close_under_lock();
+            }
+        } else {
+            self.close_under_lock();
+        }
     }
 
     /// Sets `CLOSED` in `tail` for a close that has begun, if that is safe
@@ -1061,8 +1080,10 @@ impl<'a, K> ByteQueue<'a, K> {
     /// sends fail, receivers drain and report `Empty` until the holder
     /// finishes it (a sole sender that is stopped, or one whose close got
     /// no barrier from the kernel and which sends nothing more: at its next
-    /// send or when it is dropped). Bounded: a few loads and one try of
-    /// the lock, never a wait.
+    /// send or when it is dropped). A close whose barrier has not run
+    /// (not FENCED) is decided here as `close` decides it
+    /// (`decide_close`). Bounded: a few loads, at most one barrier and one
+    /// try of the lock, never a wait.
     #[cold]
     fn finish_close(&self) {
         let w = &self.ctrl.writer;
@@ -1079,18 +1100,21 @@ impl<'a, K> ByteQueue<'a, K> {
         if closing == 0 {
             return;
         }
-        if closing == CLOSE_FENCED {
-            // SYNC POINT: as in `close`.
-            let busy = w.busy.load(Ordering::Acquire);
-            if busy == 0 {
-                self.set_closed();
-                return;
-            }
-            if !self.holder_dead(busy) {
-                return;
-            }
+        if closing != CLOSE_FENCED {
+            // The close's barrier has not run: its closer is before it,
+            // died there, or was refused it. Decide as the close does.
+            self.decide_close();
+            return;
         }
-        self.close_under_lock();
+        // SYNC POINT: as in `decide_close`.
+        if w.busy.load(Ordering::Acquire) == 0 {
+            self.set_closed();
+        } else {
+            // As in `decide_close`: a live sender mid-send holds the lock
+            // and finishes the close itself; a dead one is taken over; a
+            // forged `busy` with the side free does not hold the close up.
+            self.close_under_lock();
+        }
     }
 
     /// One try of the writers' lock (taking it over from a holder that
@@ -3147,6 +3171,68 @@ mod tests {
             assert_eq!(out, [i; 40]);
         }
         assert_eq!(q.try_recv_into(&mut out), Err(RecvError::Empty));
+    }
+
+    /// A close whose closer died (SIGKILL) right after marking
+    /// `writer.closing`, before its barrier, while a live light sole
+    /// sender holds the side and sends nothing more: the memory is as that
+    /// closer left it (`CLOSE_ASKED`, no `CLOSED`). Receivers find the
+    /// queue drained and help the close (module docs, "Closing"); the
+    /// close must complete there, not wait for the idle sender's next
+    /// send, since nobody is stopped mid-send.
+    #[test]
+    fn a_close_whose_closer_died_before_its_barrier_completes_at_a_receiver() {
+        crate::membarrier::register();
+        let cfg = BytesConfig::new(1024, 64);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        let (sent_tx, sent_rx) = std::sync::mpsc::channel::<bool>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let q = &q;
+            s.spawn(move || {
+                let mut tx = q.sole_sender().unwrap();
+                tx.send(&make(0, 20)).unwrap();
+                sent_tx.send(tx.is_light()).unwrap();
+                // Idle, holding the side, until the receiver is done.
+                done_rx.recv().unwrap();
+            });
+            let light = sent_rx.recv().unwrap();
+            // What `close` leaves if it dies right after its first step.
+            q.ctrl.writer.closing.store(CLOSE_ASKED, Ordering::SeqCst);
+            assert!(q.is_closed());
+            let mut out = [0u8; 64];
+            let n = q.try_recv_into(&mut out).unwrap();
+            assert_eq!(check(&out[..n]), 0);
+            let r = q.try_recv_into(&mut out);
+            done_tx.send(()).unwrap();
+            assert_eq!(r, Err(RecvError::Closed), "light sender: {light}");
+        });
+    }
+
+    /// Hostile memory: `writer.light` and `writer.busy` hold garbage while
+    /// no sole sender holds the side (the writers' lock is free). A close
+    /// then must still complete (the writers' lock can be had), not leave
+    /// receivers reporting `Empty` for ever.
+    #[test]
+    fn garbage_in_busy_does_not_keep_a_close_from_completing() {
+        crate::membarrier::register();
+        let cfg = BytesConfig::new(1024, 64);
+        let mut b = buf(cfg);
+        let q = ByteQueue::new_in(b.bytes(), cfg).unwrap();
+        q.send(&make(0, 20)).unwrap();
+        q.ctrl.writer.light.store(1, Ordering::SeqCst);
+        q.ctrl.writer.busy.store(0x5eed_0000_1234, Ordering::SeqCst);
+        q.close();
+        assert!(q.is_closed());
+        let mut out = [0u8; 64];
+        let n = q.try_recv_into(&mut out).unwrap();
+        assert_eq!(check(&out[..n]), 0);
+        let r = q.try_recv_into(&mut out);
+        assert!(
+            matches!(r, Err(RecvError::Closed | RecvError::Corrupted)),
+            "{r:?}"
+        );
     }
 }
 
