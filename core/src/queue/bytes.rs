@@ -113,7 +113,7 @@
 //!   runs a `SeqCst` fence and reads `writer.light` 0; a sender makes
 //!   itself light with a swap of `light` and a `SeqCst` fence before its
 //!   first look at `closing`, so one of the two sees the other;
-//! - or after a process-wide barrier (`membarrier`, [`crate::membarrier`]),
+//! - or after a process-wide barrier (`membarrier`, `core/src/sys/membarrier.rs`),
 //!   `writer.busy` reads 0. A light send stores its token in `busy`, then
 //!   looks at `closing`, then (if it said 0) stores `tail` and clears
 //!   `busy`. The barrier runs a full fence in every registered thread
