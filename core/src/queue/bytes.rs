@@ -104,8 +104,9 @@
 //! for one writer that does not publish with a compare-and-swap: a
 //! *light* sole sender ([`sole`], "Closing"), which stores `tail` plainly,
 //! because a locked instruction after the record's stores waits for their
-//! cache lines to come over from the reader's core (it cost a 64-byte send
-//! about 120 ns of its 190 across cores). A plain store could wipe out a
+//! cache lines to come over from the reader's core (without it, the
+//! compare bench's `bytes_64` row went from 0.30 to 0.50–0.53 GB/s on one
+//! machine: BENCHMARKS.md). A plain store could wipe out a
 //! `CLOSED` bit set between its load of `tail` and its store, so a close
 //! sets the bit only when no light send can be between the two:
 //!
