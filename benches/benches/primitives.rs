@@ -10,7 +10,7 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use shmipc::{
     ByteQueue, BytesConfig, Event, Lock, Named, Queue, RingConfig, Semaphore, SemaphoreConfig,
-    Shared, SpscQueue,
+    Shared, SpscQueue, TypedQueue,
 };
 
 fn sync_primitives(c: &mut Criterion) {
@@ -71,6 +71,46 @@ fn queues(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    // The sole handles: one side each for good (no side lock per call).
+    let q = ByteQueue::anon(BytesConfig::new(65536, 64)).unwrap();
+    let (mut tx, mut rx) = (q.sole_sender().unwrap(), q.sole_receiver().unwrap());
+    let msg = [1u8; 64];
+    let mut buf = [0u8; 64];
+    c.bench_function("byte queue sole send+recv/64", |b| {
+        b.iter(|| {
+            tx.try_send(black_box(&msg)).unwrap();
+            black_box(rx.try_recv_into(&mut buf).unwrap());
+        })
+    });
+    drop((tx, rx));
+
+    // typed_small's message, through the shared calls and the sole handles.
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Small {
+        id: u64,
+        name: String,
+        values: [f32; 8],
+    }
+    let small = Small {
+        id: 7,
+        name: "sixteen-byte-str".to_owned(),
+        values: [1.0; 8],
+    };
+    let q = TypedQueue::<Small>::anon(BytesConfig::new(65536, 128)).unwrap();
+    c.bench_function("typed put+get (small struct)", |b| {
+        b.iter(|| {
+            q.put(black_box(&small)).unwrap();
+            black_box(q.get().unwrap());
+        })
+    });
+    let (mut tx, mut rx) = (q.sole_sender().unwrap(), q.sole_receiver().unwrap());
+    c.bench_function("typed sole put+get (small struct)", |b| {
+        b.iter(|| {
+            tx.put(black_box(&small)).unwrap();
+            black_box(rx.get().unwrap());
+        })
+    });
 }
 
 criterion_group!(benches, sync_primitives, queues);
