@@ -136,6 +136,37 @@ fn sole_send_against_close() {
     });
 }
 
+/// Closes `q`, drains it until `Closed`, and checks the two sends of
+/// `sender` (of `b"1"` and `b"2"`): those that returned `Ok` came first
+/// and were received, in order, before `Closed`; the rest returned
+/// `Closed` and were never received.
+fn close_and_check(
+    q: &ByteQueue<'static>,
+    sender: thread::JoinHandle<[Result<(), shmipc_core::SendError>; 2]>,
+) {
+    q.close();
+    let mut got = Vec::new();
+    let mut out = [0u8; 8];
+    loop {
+        match q.recv_into(&mut out) {
+            Ok(1) => got.push(out[0]),
+            Err(RecvError::Closed) => break,
+            r => panic!("{r:?}"),
+        }
+    }
+    let sent = sender.join().unwrap();
+    let acked: Vec<u8> = sent
+        .iter()
+        .zip([b'1', b'2'])
+        .take_while(|(r, _)| r.is_ok())
+        .map(|(_, m)| m)
+        .collect();
+    assert_eq!(got, acked, "{sent:?}");
+    for r in sent.iter().skip(acked.len()) {
+        assert_eq!(*r, Err(shmipc_core::SendError::Closed));
+    }
+}
+
 /// Two light sole sends (under loom every sole sender is light, with
 /// `SeqCst` fences standing in for `membarrier`: module docs of
 /// `shmipc_core::bytes`, "Closing") against a close, with the reader
@@ -152,27 +183,7 @@ fn light_sole_sends_against_close() {
             let mut tx = q2.sole_sender().unwrap();
             [tx.send(b"1"), tx.send(b"2")]
         });
-        q.close();
-        let mut got = Vec::new();
-        let mut out = [0u8; 8];
-        loop {
-            match q.recv_into(&mut out) {
-                Ok(1) => got.push(out[0]),
-                Err(RecvError::Closed) => break,
-                r => panic!("{r:?}"),
-            }
-        }
-        let sent = t.join().unwrap();
-        let acked: Vec<u8> = sent
-            .iter()
-            .zip([b'1', b'2'])
-            .take_while(|(r, _)| r.is_ok())
-            .map(|(_, m)| m)
-            .collect();
-        assert_eq!(got, acked, "{sent:?}");
-        for r in sent.iter().skip(acked.len()) {
-            assert_eq!(*r, Err(shmipc_core::SendError::Closed));
-        }
+        close_and_check(&q, t);
     });
 }
 
@@ -190,27 +201,7 @@ fn light_sole_sender_dropped_then_shared_send_against_close() {
             let first = q2.sole_sender().unwrap().send(b"1");
             [first, q2.send(b"2")]
         });
-        q.close();
-        let mut got = Vec::new();
-        let mut out = [0u8; 8];
-        loop {
-            match q.recv_into(&mut out) {
-                Ok(1) => got.push(out[0]),
-                Err(RecvError::Closed) => break,
-                r => panic!("{r:?}"),
-            }
-        }
-        let sent = t.join().unwrap();
-        let acked: Vec<u8> = sent
-            .iter()
-            .zip([b'1', b'2'])
-            .take_while(|(r, _)| r.is_ok())
-            .map(|(_, m)| m)
-            .collect();
-        assert_eq!(got, acked, "{sent:?}");
-        for r in sent.iter().skip(acked.len()) {
-            assert_eq!(*r, Err(shmipc_core::SendError::Closed));
-        }
+        close_and_check(&q, t);
     });
 }
 

@@ -264,20 +264,13 @@ fn hostile_bytes_are_decode_errors_naming_the_type() {
     assert_eq!(join(&mut child), shmipc::ExitStatus::Code(0));
     q.put(&job(1)).unwrap();
     for (i, m) in hostile.iter().enumerate() {
-        match q.get_timeout(Duration::from_secs(5)) {
-            Err(MessageError::Decode {
-                segment,
-                type_name,
-                len,
-                reason,
-            }) => {
-                assert_eq!(segment, name);
-                assert!(type_name.ends_with("typed::Job"), "{type_name}");
-                assert_eq!(len, m.len(), "message {i}");
-                assert!(!reason.is_empty());
-            }
-            other => panic!("hostile message {i} ({m:?}) gave {other:?}"),
-        }
+        common::expect_decode_error(
+            q.get_timeout(Duration::from_secs(5)),
+            &name,
+            "typed::Job",
+            i,
+            m,
+        );
     }
     let e = q.get().unwrap_err();
     let text = e.to_string();

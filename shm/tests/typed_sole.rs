@@ -277,20 +277,13 @@ fn hostile_bytes_are_decode_errors_naming_the_type_for_a_sole_receiver() {
     tx.put(&job(1)).unwrap();
     let mut rx = q.sole_receiver().unwrap();
     for (i, m) in hostile.iter().enumerate() {
-        match rx.get_timeout(Duration::from_secs(5)) {
-            Err(MessageError::Decode {
-                segment,
-                type_name,
-                len,
-                reason,
-            }) => {
-                assert_eq!(segment, name);
-                assert!(type_name.ends_with("typed_sole::Job"), "{type_name}");
-                assert_eq!(len, m.len(), "message {i}");
-                assert!(!reason.is_empty());
-            }
-            other => panic!("hostile message {i} ({m:?}) gave {other:?}"),
-        }
+        common::expect_decode_error(
+            rx.get_timeout(Duration::from_secs(5)),
+            &name,
+            "typed_sole::Job",
+            i,
+            m,
+        );
     }
     // The queue goes on: the good message behind the hostile ones arrives.
     assert_eq!(rx.get().unwrap(), job(1));

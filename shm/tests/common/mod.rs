@@ -557,3 +557,29 @@ pub fn forbid_syscall(nr: libc::c_long) -> bool {
             ) == 0
     }
 }
+
+/// Checks that a typed receive of the hostile message `m` (the `i`-th)
+/// from segment `name` failed to decode, naming the segment, a type whose
+/// name ends with `type_suffix`, the message's length and a reason.
+pub fn expect_decode_error<T: std::fmt::Debug>(
+    r: Result<T, shmipc::MessageError>,
+    name: &str,
+    type_suffix: &str,
+    i: usize,
+    m: &[u8],
+) {
+    match r {
+        Err(shmipc::MessageError::Decode {
+            segment,
+            type_name,
+            len,
+            reason,
+        }) => {
+            assert_eq!(segment, name);
+            assert!(type_name.ends_with(type_suffix), "{type_name}");
+            assert_eq!(len, m.len(), "message {i}");
+            assert!(!reason.is_empty());
+        }
+        other => panic!("hostile message {i} ({m:?}) gave {other:?}"),
+    }
+}
