@@ -9,7 +9,7 @@
 //! turns; CPU is this process's (all four sessions and both bridges) per
 //! message, from `CLOCK_PROCESS_CPUTIME_ID`.
 //!
-//! `cargo run --release --example bench [-- --quick]`
+//! `cargo run --release --example bench [-- --quick] [--spin MICROSECONDS]`
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -151,7 +151,7 @@ struct Bridged {
 
 /// Two bridges, each exporting one queue and importing another:
 /// A's `out` → B's `in` and B's `out` → A's `in`.
-fn bridged(key: &str, max: usize) -> Bridged {
+fn bridged(key: &str, max: usize, spin_us: Option<u64>) -> Bridged {
     let names = Unlinker::new("bridge-bench");
     let (pa, pb) = (names.name("a-"), names.name("b-"));
     let cfg = roomy(max);
@@ -185,6 +185,9 @@ fn bridged(key: &str, max: usize) -> Bridged {
             "in",
             &format!("{key}/{i}"),
         ));
+        for m in &mut c.mappings {
+            m.spin_us = spin_us;
+        }
         c
     };
     let a = Bridge::start(config(&pa, &pa, true)).unwrap();
@@ -295,7 +298,15 @@ fn cpu_model() -> String {
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    // `--spin N`: every mapping's `spin_us` (how long the bridge's export
+    // polls its queue before it sleeps); unset keeps the queue's default.
+    let spin_us = args
+        .iter()
+        .position(|a| a == "--spin")
+        .and_then(|i| args.get(i + 1))
+        .map(|n| n.parse::<u64>().expect("--spin takes microseconds"));
     let (turns, budget, cap, rt) = if quick {
         (3, 16usize << 20, 20_000u64, 500usize)
     } else {
@@ -314,8 +325,9 @@ fn main() {
     );
     println!(
         "{turns} alternating turns per size, medians; up to {cap} messages ({} MiB) per \
-         throughput turn, {rt} round trips per latency turn",
-        budget >> 20
+         throughput turn, {rt} round trips per latency turn; mappings' spin_us: {}",
+        budget >> 20,
+        spin_us.map_or("default".to_owned(), |us| us.to_string())
     );
     println!(
         "{:>6}  {:>10} {:>10} {:>5}  {:>8} {:>8} {:>5}  {:>8} {:>8} {:>5}  {:>8} {:>8}",
@@ -334,7 +346,7 @@ fn main() {
     );
     for (i, size) in [8usize, 64, 1024, 16384].into_iter().enumerate() {
         let n = ((budget / size.max(64)) as u64).min(cap);
-        let br = bridged(&format!("{base}/b{i}"), size.max(64));
+        let br = bridged(&format!("{base}/b{i}"), size.max(64), spin_us);
         // Warm both paths up.
         direct_throughput(&za, &zb, &format!("{base}/w{i}"), size, 2_000);
         bridged_throughput(&br, size, 2_000);
