@@ -6,12 +6,13 @@
 //! test can only allow `late > 0` (which link's thread delivers first is
 //! the scheduler's choice); here the order is the test's.
 
-use std::net::TcpListener;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use shmipc::{ByteQueue, BytesConfig, Named, Unlinker};
 use shmipc_bridge::envelope::{host_hash, Header, Kind};
-use shmipc_bridge::{counters, Bridge, Config, Counters, Direction, KindName, MappingConfig};
+use shmipc_bridge::{counters, Bridge, Counters, Direction, KindName, MappingConfig};
 use zenoh::Wait;
 
 const MAX: usize = 64;
@@ -45,24 +46,15 @@ fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 #[test]
 fn an_older_run_after_a_newer_one_and_a_repeat_are_late_and_dropped() {
     let names = Unlinker::new("bridge-late");
-    let prefix = names.name("b-");
-    let seg = |n: &str| {
-        let s = format!("{prefix}{n}");
-        names.adopt(&s);
-        s
-    };
-    let inq = ByteQueue::create(&seg("in"), BytesConfig::for_max_message(MAX).unwrap()).unwrap();
-    let status = seg("in.bridge-in");
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
+    let (prefix, mut config) = common::listening(&names, "b-", port);
+    let inq = ByteQueue::create(
+        &common::seg(&names, &prefix, "in"),
+        BytesConfig::for_max_message(MAX).unwrap(),
+    )
+    .unwrap();
+    let status = common::seg(&names, &prefix, "in.bridge-in");
     let key = format!("shmipc-test/{}/late", std::process::id());
-
-    let mut config = Config::new(prefix.trim_start_matches('/'));
-    config.prefix = prefix.clone();
-    config.zenoh.listen = vec![format!("tcp/127.0.0.1:{port}")];
     config.zenoh.retry_ms = 100;
     config.mappings.push(MappingConfig::new(
         Direction::Import,
@@ -71,15 +63,7 @@ fn an_older_run_after_a_newer_one_and_a_repeat_are_late_and_dropped() {
         &key,
     ));
     let bridge = Bridge::start(config).unwrap();
-
-    let mut zc = zenoh::Config::default();
-    zc.insert_json5("mode", "\"peer\"").unwrap();
-    zc.insert_json5("listen/endpoints", "[]").unwrap();
-    zc.insert_json5("connect/endpoints", &format!("[\"tcp/127.0.0.1:{port}\"]"))
-        .unwrap();
-    zc.insert_json5("scouting/multicast/enabled", "false")
-        .unwrap();
-    let peer = zenoh::open(zc).wait().unwrap();
+    let peer = common::peer(port);
     let publisher = peer.declare_publisher(key.clone()).wait().unwrap();
 
     // Until the bridge's subscription has reached us, puts are dropped:

@@ -2,36 +2,25 @@
 //! Zenoh peer on a key it imports, are dropped and counted, never put
 //! into its queue.
 
-use std::net::TcpListener;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use shmipc::{ByteQueue, BytesConfig, Named, Unlinker};
-use shmipc_bridge::{counters, Bridge, Config, Direction, KindName, MappingConfig};
+use shmipc_bridge::{counters, Bridge, Direction, KindName, MappingConfig};
 use zenoh::sample::Locality;
 use zenoh::Wait;
 
 #[test]
 fn own_exports_echoed_back_are_not_reimported() {
     let names = Unlinker::new("bridge-loop");
-    let prefix = names.name("a-");
-    let seg = |n: &str| {
-        let s = format!("{prefix}{n}");
-        names.adopt(&s);
-        s
-    };
+    let port = common::free_port();
+    let (prefix, mut config) = common::listening(&names, "a-", port);
+    let seg = |n: &str| common::seg(&names, &prefix, n);
     let out = ByteQueue::create(&seg("out"), BytesConfig::for_max_message(64).unwrap()).unwrap();
     let back = ByteQueue::create(&seg("back"), BytesConfig::for_max_message(64).unwrap()).unwrap();
     let (s_out, s_back) = (seg("out.bridge-out"), seg("back.bridge-in"));
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let key = format!("shmipc-test/{}/loop", std::process::id());
-
-    let mut config = Config::new(prefix.trim_start_matches('/'));
-    config.prefix = prefix.clone();
-    config.zenoh.listen = vec![format!("tcp/127.0.0.1:{port}")];
     config.zenoh.retry_ms = 100;
     config.mappings.push(MappingConfig::new(
         Direction::Export,
@@ -49,14 +38,7 @@ fn own_exports_echoed_back_are_not_reimported() {
 
     // The echo: another peer that publishes every sample on `key` again,
     // unchanged, to the others (never to itself).
-    let mut zc = zenoh::Config::default();
-    zc.insert_json5("mode", "\"peer\"").unwrap();
-    zc.insert_json5("listen/endpoints", "[]").unwrap();
-    zc.insert_json5("connect/endpoints", &format!("[\"tcp/127.0.0.1:{port}\"]"))
-        .unwrap();
-    zc.insert_json5("scouting/multicast/enabled", "false")
-        .unwrap();
-    let echo = zenoh::open(zc).wait().unwrap();
+    let echo = common::peer(port);
     let publisher = echo
         .declare_publisher(key.clone())
         .allowed_destination(Locality::Remote)
