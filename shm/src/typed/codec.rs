@@ -112,19 +112,12 @@ pub(crate) fn take<T: DeserializeOwned, K>(
     grant: Result<ReadGrant<'_, '_, K>, RecvError>,
     name: Option<&str>,
 ) -> Result<T, MessageError> {
-    let recv_error = |error| MessageError::Recv {
-        segment: label(name),
-        error,
-    };
-    let grant = grant.map_err(recv_error)?;
-    with_buffer(&DECODE, |buf| {
-        if buf.len() < grant.len() {
-            buf.resize(grant.len(), 0);
-        }
+    let grant = grant.map_err(|e| recv_error(name, e))?;
+    decode_copy(grant.len(), name, |buf| {
         let n = grant.copy_to(buf);
         // The copy may be torn if the record was taken from us meanwhile.
-        grant.release_checked().map_err(recv_error)?;
-        decode(&buf[..n], name)
+        grant.release_checked().map_err(|e| recv_error(name, e))?;
+        Ok(n)
     })
 }
 
@@ -137,16 +130,34 @@ pub(crate) fn take_sole<T: DeserializeOwned, K>(
     grant: Result<SoleReadGrant<'_, '_, '_, K>, RecvError>,
     name: Option<&str>,
 ) -> Result<T, MessageError> {
-    let grant = grant.map_err(|error| MessageError::Recv {
-        segment: label(name),
-        error,
-    })?;
-    with_buffer(&DECODE, |buf| {
-        if buf.len() < grant.len() {
-            buf.resize(grant.len(), 0);
-        }
+    let grant = grant.map_err(|e| recv_error(name, e))?;
+    decode_copy(grant.len(), name, |buf| {
         let n = grant.copy_to(buf);
         grant.release();
+        Ok(n)
+    })
+}
+
+fn recv_error(name: Option<&str>, error: RecvError) -> MessageError {
+    MessageError::Recv {
+        segment: label(name),
+        error,
+    }
+}
+
+/// Runs `copy_out` over this thread's decode buffer, at least `len` long
+/// (it copies a message in, gives its space back, and returns its
+/// length), and decodes the copy.
+fn decode_copy<T: DeserializeOwned>(
+    len: usize,
+    name: Option<&str>,
+    copy_out: impl FnOnce(&mut [u8]) -> Result<usize, MessageError>,
+) -> Result<T, MessageError> {
+    with_buffer(&DECODE, |buf| {
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        let n = copy_out(buf)?;
         decode(&buf[..n], name)
     })
 }
