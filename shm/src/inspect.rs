@@ -1088,7 +1088,7 @@ fn mpmc_claims(
     judge: &Judge<'_>,
     holds: &mut Vec<Hold>,
 ) -> Result<bool> {
-    use shmipc_core::mpmc::{slot_claim, ClaimRole, RECORDS_OFFSET, RECORD_SIZE};
+    use shmipc_core::mpmc::{record_size, slot_claim, ClaimRole, RECORDS_OFFSET};
     let cap = q.capacity;
     // A capacity read from a hostile file: no claims can be located in a
     // geometry no queue has (and the offsets below must not overflow).
@@ -1096,7 +1096,16 @@ fn mpmc_claims(
         return Ok(false);
     }
     let n = cap.min(MAX_SCAN);
-    let record = RECORD_SIZE as u64;
+    // The item's size and alignment from the same hostile header: a record
+    // size no queue has locates nothing.
+    let (Ok(size), Ok(align)) = (usize::try_from(q.item_size), usize::try_from(q.item_align))
+    else {
+        return Ok(false);
+    };
+    let Some(record_len) = record_size(size, align) else {
+        return Ok(false);
+    };
+    let record = record_len as u64;
     // Slot indexes first..first + n, wrapping at `cap`: at most two reads.
     let first = if n == cap {
         0
@@ -1121,7 +1130,7 @@ fn mpmc_claims(
             return Ok(false);
         };
         let bytes = obj.read(off, size)?;
-        for (i, rec) in bytes.chunks_exact(RECORD_SIZE).enumerate() {
+        for (i, rec) in bytes.chunks_exact(record_len).enumerate() {
             let Some(c) = slot_claim(rec, start + i as u64, cap) else {
                 continue;
             };

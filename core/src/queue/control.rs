@@ -19,8 +19,10 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"SHMIPCQ1");
 /// ring's `not_empty` sleeper word) and the sleeper counts have
 /// generations. 4: a byte queue's close is a handshake with light sole
 /// senders (`closing`, `light`, `busy` on the writers' line), which a
-/// close by an older build (one `fetch_or`) would break.
-pub(crate) const VERSION: u32 = 4;
+/// close by an older build (one `fetch_or`) would break. 5: an MPMC slot is
+/// one record (sequence number, owner word, item), not an entry in each of
+/// two arrays.
+pub(crate) const VERSION: u32 = 5;
 /// Positions (items or bytes ever passed through a queue) stay below this;
 /// a larger one read from shared memory is corruption. At 2^62 there is
 /// room to add any capacity without overflow, and no real queue gets there.
