@@ -3,9 +3,9 @@
 
 use std::num::NonZeroU32;
 
-use shmipc::inspect::{Fate, Report, State};
+use shmipc::inspect::{Fate, HoldKind, Report, State};
 use shmipc::{
-    Barrier, ByteQueue, BytesConfig, Condition, DictConfig, Event, ListConfig, Named, Pipe,
+    Barrier, ByteQueue, BytesConfig, Condition, DictConfig, Event, ListConfig, Named, Pipe, Queue,
     RingConfig, Semaphore, SemaphoreConfig, Shared, SharedDict, SharedList, SpscQueue, Unlinker,
     Value,
 };
@@ -157,4 +157,97 @@ fn every_kind_is_decoded() -> Result<(), Box<dyn std::error::Error>> {
     assert_eq!(file.size, r.header.total_size);
     assert!(r.peers.iter().all(|p| p.slot < r.header.peer_slots));
     Ok(())
+}
+
+/// A 40-byte item: its record (16 bytes of bookkeeping, then the item) is
+/// 64 bytes, not the 32 of a `u64` queue.
+#[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::Pod)]
+#[repr(C)]
+struct Wide([u64; 5]);
+
+/// An item aligned to 128 bytes: its record is 256 bytes, the item at 128.
+#[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::Pod)]
+#[repr(C, align(128))]
+struct Aligned([u8; 128]);
+
+/// The push and pop claims `Report::open` lists for the queue `name`.
+fn claims(name: &str) -> Vec<(u64, HoldKind, Option<u32>)> {
+    let r = Report::open(name).expect("inspect");
+    assert!(r.holds_complete, "{r:?}");
+    r.holds
+        .iter()
+        .map(|h| (h.position, h.kind, h.holder.and_then(|h| h.pid)))
+        .collect()
+}
+
+/// Claims a push (position 1) and a pop (position 0) on a queue of `T`
+/// and checks that the report finds both where this item's records put
+/// them.
+fn claims_are_found<T: bytemuck::Pod>(names: &Unlinker, label: &str, item: T) {
+    let me = Some(std::process::id());
+    let n = names.name(label);
+    let q = Queue::<T>::create(&n, RingConfig::new(8)).expect("create");
+    q.try_push(item).expect("push");
+    assert_eq!(claims(&n), [], "{label}");
+    assert_eq!(q.claim_push_and_stop().expect("claim push"), 1, "{label}");
+    assert_eq!(claims(&n), [(1, HoldKind::PushClaim, me)], "{label}");
+    let pos = q.claim_pop_and_stop().expect("claim pop");
+    assert_eq!(pos, 0, "{label}");
+    assert_eq!(
+        claims(&n),
+        [(0, HoldKind::PopClaim, me), (1, HoldKind::PushClaim, me)],
+        "{label}"
+    );
+}
+
+#[test]
+fn claims_are_found_on_queues_of_any_item_size_and_alignment() {
+    let names = Unlinker::new("inspect-wide");
+    claims_are_found(&names, "u8", 7u8);
+    claims_are_found(&names, "u64", 7u64);
+    claims_are_found(&names, "wide", Wide([7; 5]));
+    claims_are_found(&names, "aligned", Aligned([7; 128]));
+}
+
+/// A queue written by a build of layout version 4 (sequence numbers and
+/// owner words in one array of 16-byte records, the items in a second),
+/// made from this build's queue of `u64` items with a push claim held at
+/// position 1: the report either finds that claim or says its list is not
+/// complete; it never reads the old layout with the new stride and reports
+/// "no claims, complete".
+#[test]
+fn a_queue_of_an_older_layout_is_not_misread() {
+    use shmipc_core::mpmc::{RECORDS_OFFSET, RECORD_HEADER};
+    let names = Unlinker::new("inspect-v4");
+    let n = names.name("queue");
+    let cap = 8;
+    let q = Queue::<u64>::create(&n, RingConfig::new(cap)).expect("create");
+    q.try_push(7).expect("push");
+    assert_eq!(q.claim_push_and_stop().expect("claim"), 1);
+    let r = Report::open(&n).expect("inspect");
+    assert_eq!(r.holds.len(), 1, "{r:?}");
+    let mut file = std::fs::read(format!("/dev/shm{n}")).expect("read the segment");
+    let obj = r.header.object_offset as usize;
+    let stride = shmipc_core::mpmc::record_size(8, 8).expect("a record size");
+    let records = obj + RECORDS_OFFSET;
+    let v5 = file[records..records + cap * stride].to_vec();
+    // Version 4: the control block is the same but for its version word
+    // (after the magic and the kind); then the array of bookkeeping
+    // records, then the items.
+    file[obj + 12..obj + 16].copy_from_slice(&4u32.to_ne_bytes());
+    let end = obj + r.header.object_size as usize;
+    file[records..end].fill(0);
+    for (i, rec) in v5.chunks_exact(stride).enumerate() {
+        let meta = records + i * RECORD_HEADER;
+        file[meta..meta + RECORD_HEADER].copy_from_slice(&rec[..RECORD_HEADER]);
+        let item = records + cap * RECORD_HEADER + i * 8;
+        file[item..item + 8].copy_from_slice(&rec[RECORD_HEADER..RECORD_HEADER + 8]);
+    }
+    match shmipc::inspect::decode(&n, &file) {
+        Err(_) => {}
+        Ok(old) => assert!(
+            !old.holds_complete || old.holds.iter().any(|h| h.position == 1),
+            "a version-4 queue read with version-5 records: {old:?}"
+        ),
+    }
 }
