@@ -2031,6 +2031,33 @@ mod tests {
         }
     }
 
+    /// A peer writes the bytes of each record that are neither bookkeeping
+    /// nor item (the padding up to the record's 32-byte size) while this
+    /// process holds handles, as a hostile or buggy process may: the
+    /// queue's references must cover none of them (under Miri, a write to
+    /// bytes a shared reference covers outside an `UnsafeCell` is undefined
+    /// behaviour).
+    #[test]
+    fn a_peer_writing_a_records_padding_is_no_undefined_behaviour() {
+        let b = buf::<u64>(4);
+        let (ptr, len) = (b.as_mut_ptr(), b.len());
+        // SAFETY: the buffer outlives every handle; only this test uses it.
+        let q = unsafe { Mpmc::<u64>::init_at(ptr, len, RingConfig::new(4)) }.unwrap();
+        q.push(1).unwrap();
+        let stride = record_size(8, 8).unwrap();
+        for i in 0..4 {
+            let start = RECORDS_OFFSET + i * stride;
+            for k in start + RECORD_HEADER + 8..start + stride {
+                // SAFETY: in bounds of the buffer; a byte no item or
+                // bookkeeping word holds, written as a peer would.
+                unsafe { ptr.add(k).write(0x5a) };
+            }
+        }
+        q.push(2).unwrap();
+        assert_eq!(q.pop(), Ok(1));
+        assert_eq!(q.pop(), Ok(2));
+    }
+
     #[test]
     fn record_size_is_the_records_stride() {
         fn check<T: Pod>() {
