@@ -1088,11 +1088,16 @@ fn mpmc_claims(
     judge: &Judge<'_>,
     holds: &mut Vec<Hold>,
 ) -> Result<bool> {
-    use shmipc_core::mpmc::{record_size, slot_claim, ClaimRole, RECORDS_OFFSET};
+    use shmipc_core::mpmc::{record_size, records_located, slot_claim, ClaimRole, RECORDS_OFFSET};
     let cap = q.capacity;
     // A capacity read from a hostile file: no claims can be located in a
     // geometry no queue has (and the offsets below must not overflow).
     if cap == 0 || !cap.is_power_of_two() || cap > shmipc_core::queue::MAX_CAPACITY {
+        return Ok(false);
+    }
+    // A queue of another layout version (an older build's) keeps its
+    // records elsewhere: locate nothing rather than misread them.
+    if !records_located(&obj.control(0)?) {
         return Ok(false);
     }
     let n = cap.min(MAX_SCAN);

@@ -134,6 +134,24 @@ impl ControlHeader {
     }
 }
 
+/// Whether the control block at the start of `control` (a copy of a
+/// queue's bytes) says it is a queue of `kind` in this build's layout
+/// ([`VERSION`]): only then may a tool locate what lies past the control
+/// block by this build's arithmetic. Decodes words only.
+#[cfg(not(loom))]
+pub(crate) fn is_current(control: &[u8], kind: QueueKind) -> bool {
+    use core::mem::offset_of;
+    let u32_at = |off: usize| {
+        control
+            .get(off..off + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_ne_bytes)
+    };
+    super::word_at(control, offset_of!(ControlHeader, magic)) == Some(MAGIC)
+        && u32_at(offset_of!(ControlHeader, kind)) == Some(kind as u32)
+        && u32_at(offset_of!(ControlHeader, version)) == Some(VERSION)
+}
+
 /// Finds the queue another party wrote at `ptr`, checking everything a
 /// hostile or mistaken writer could have got wrong before the caller
 /// touches it: that `len` bytes can hold a `C` at an aligned address; the

@@ -2676,6 +2676,16 @@ pub fn record_size(item_size: usize, item_align: usize) -> Option<usize> {
     )
 }
 
+/// Whether the MPMC control block at the start of `control` (a copy of a
+/// queue's bytes) is of this build's layout, so that [`RECORDS_OFFSET`]
+/// and [`record_size`] locate its records: a queue made by a build of
+/// another layout version (one of two arrays, before version 5) keeps its
+/// slots' words elsewhere. Decodes words only. For tools.
+#[cfg(not(loom))]
+pub fn records_located(control: &[u8]) -> bool {
+    control::is_current(control, QueueKind::Mpmc)
+}
+
 /// The claim that slot `index`'s record (`record`: a *copy* of its first
 /// [`RECORD_HEADER`] bytes, or more) holds in a queue of `capacity` slots, if any: a
 /// producer's claim whose position is not yet published (the sequence
