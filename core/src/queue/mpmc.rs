@@ -176,8 +176,6 @@ use bytemuck::Pod;
 use crate::futex::Deadline;
 use crate::peers::{self, End, Peers, Token};
 use crate::place::LayoutError;
-#[cfg(loom)]
-use crate::queue::Cell;
 use crate::queue::WaitStrategy;
 #[cfg_attr(loom, allow(unused_imports))]
 use crate::queue::{
@@ -278,16 +276,25 @@ pub(crate) struct Record<T> {
 }
 
 impl<T: Pod> Record<T> {
-    /// The item's cell, for one copy in or out.
+    /// The item's cell of the record at `r`, for one copy in or out.
+    /// Reached through the raw pointer: a `&Record` would cover the
+    /// record's padding, bytes outside any `UnsafeCell` that a peer may
+    /// write.
+    ///
+    /// # Safety
+    ///
+    /// `r` points at a live record.
     #[inline]
-    fn item(&self) -> Cells<T> {
+    unsafe fn item(r: *const Record<T>) -> Cells<T> {
         // Outside loom a cell of `Cells` is the item itself, reached
         // through the `UnsafeCell`'s pointer; under loom it is the cell.
         #[cfg(not(loom))]
-        let cell = self.cell.with_mut(|p| p);
+        // SAFETY: a live record (contract); the reference is to the cell only.
+        let cell = unsafe { (*r).cell.with_mut(|p| p) };
         #[cfg(loom)]
-        let cell = (&self.cell as *const Cell<T>).cast_mut();
-        // SAFETY: `cell` comes from a reference, so it is not null; it is
+        // SAFETY: a live record (contract); no reference is made.
+        let cell = unsafe { core::ptr::addr_of!((*r).cell) }.cast_mut();
+        // SAFETY: `cell` lies in a live record, so it is not null; it is
         // one valid cell, which lives as long as the record; the callers
         // keep to index 0 and to the claim protocol.
         unsafe { Cells::new(NonNull::new_unchecked(cell)) }
@@ -425,7 +432,10 @@ impl Control {
 /// ```
 pub struct Mpmc<'a, T, K = Keep> {
     ctrl: &'a Control,
-    records: &'a [Record<T>],
+    /// `cap` records, valid for `'a`; reached by raw pointer and never as
+    /// `&Record` (see [`Record::item`]): only their atomics and items are
+    /// ever referenced.
+    records: NonNull<Record<T>>,
     /// Trusted copy of the capacity (checked at attach, never re-read).
     cap: u64,
     /// Who we are, and who is dead, among the processes sharing the memory.
@@ -532,10 +542,15 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         // SAFETY: the records are in bounds, aligned (their offset is a
         // multiple of their alignment from a 128-aligned base), zeroed
         // (valid), exclusive.
-        let records =
-            unsafe { core::slice::from_raw_parts(ptr.add(records_off).cast::<Record<T>>(), cap) };
-        for (i, r) in records.iter().enumerate() {
-            r.meta.seq.store(i as u64, Ordering::Relaxed);
+        let records = unsafe { ptr.add(records_off).cast::<Record<T>>() };
+        for i in 0..cap {
+            // SAFETY: i < cap, in bounds and valid as above.
+            unsafe {
+                (*records.add(i))
+                    .meta
+                    .seq
+                    .store(i as u64, Ordering::Relaxed)
+            };
         }
         // SAFETY: initialised above; valid for 'a (contract).
         let ctrl: &'a Control = unsafe { &*ptr.cast::<Control>() };
@@ -559,10 +574,9 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         // SAFETY: in bounds of the checked layout (as for the records),
         // aligned, made of atomics.
         let ctrl: &'a Control = unsafe { &*ptr.cast::<Control>() };
-        // SAFETY: as above; a record is atomics and a Pod item in an
-        // `UnsafeCell`, accessed by copy only.
-        let records =
-            unsafe { core::slice::from_raw_parts(ptr.add(records_off).cast::<Record<T>>(), cap) };
+        // SAFETY: as above (so not null); a record is atomics and a Pod
+        // item in an `UnsafeCell`, accessed by copy only.
+        let records = unsafe { NonNull::new_unchecked(ptr.add(records_off).cast::<Record<T>>()) };
         // Publishing pushes and pops check for sleepers with a plain load
         // where the kernel offers heavy barriers (`crate::membarrier`).
         ctrl.not_empty.enable_light();
@@ -641,14 +655,14 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             Self::layout(config).map_or(0, |l| l.size()),
         );
         let ctrl_ptr: *const Control = &*ctrl;
-        let records_ptr: *const [Record<T>] = &*records;
+        let records_ptr = NonNull::from(&*records).cast::<Record<T>>();
         let keep = Keep(std::sync::Arc::new(crate::queue::Boxed(ctrl, records, ())));
         Mpmc {
             // SAFETY: the boxes live as long as `keep`, which the handle
             // (and each clone) holds.
             ctrl: unsafe { &*ctrl_ptr },
-            // SAFETY: as above.
-            records: unsafe { &*records_ptr },
+            // As above.
+            records: records_ptr,
             cap: cap as u64,
             peers: &peers::LOCAL,
             ends: Ends::new(),
@@ -786,13 +800,16 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
 
     /// The record of position `pos`'s slot.
     #[inline]
-    fn record(&self, pos: u64) -> &Record<T> {
-        &self.records[(pos & (self.cap - 1)) as usize]
+    fn record(&self, pos: u64) -> *const Record<T> {
+        // SAFETY: the index is below `cap`, so inside the records.
+        unsafe { self.records.as_ptr().add((pos & (self.cap - 1)) as usize) }
     }
 
     #[inline]
     fn meta(&self, pos: u64) -> &Meta {
-        &self.record(pos).meta
+        // SAFETY: a live record (for 'a); the reference is to its atomics
+        // only, not to its padding.
+        unsafe { &(*self.record(pos)).meta }
     }
 
     /// Pushes `item` if there is room now. A slot kept busy by a producer
@@ -821,11 +838,11 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     /// with the item undelivered instead of overwriting the slot's state.
     #[inline]
     fn publish(&self, pos: u64, item: T) -> Result<(), PushError> {
-        let record = self.record(pos);
-        let meta = &record.meta;
-        // SAFETY: index 0 of the record's one cell; our owner claim on
-        // `pos` while the slot read "free for pos" makes it ours alone.
-        unsafe { record.item().write(0, item) };
+        let meta = self.meta(pos);
+        // SAFETY: a live record (for 'a); index 0 of its one cell; our
+        // owner claim on `pos` while the slot read "free for pos" makes it ours
+        // alone.
+        unsafe { Record::item(self.record(pos)).write(0, item) };
         // SYNC POINT: Release pairs with the Acquire load of the sequence
         // in `claim_pop`: the item is copied in before the slot reads full.
         if !hand_on(&meta.seq, pos, pos.wrapping_add(1)) {
@@ -1083,11 +1100,11 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     /// and leave the slot as the producer left it.
     #[inline]
     fn take(&self, pos: u64) -> Result<T, PopError> {
-        let record = self.record(pos);
-        let meta = &record.meta;
-        // SAFETY: index 0 of the record's one cell; our owner claim on
-        // `pos` while the slot read "full at pos" makes it ours alone.
-        let item = unsafe { record.item().read(0) };
+        let meta = self.meta(pos);
+        // SAFETY: a live record (for 'a); index 0 of its one cell; our
+        // owner claim on `pos` while the slot read "full at pos" makes it ours
+        // alone.
+        let item = unsafe { Record::item(self.record(pos)).read(0) };
         // SYNC POINT: Release pairs with the Acquire load of the sequence
         // in `claim_push` one lap later: our copy out is done.
         if !hand_on(&meta.seq, pos.wrapping_add(1), pos.wrapping_add(self.cap)) {
@@ -2292,7 +2309,7 @@ mod tests {
         for far in [1u64 << 40, 1 << 62, u64::MAX / 2] {
             q.ctrl.enqueue.store(far, Ordering::Relaxed);
             q.ctrl.dequeue.store(0, Ordering::Relaxed);
-            for m in q.records.iter().map(|r| &r.meta) {
+            for m in (0..q.cap).map(|i| q.meta(i)) {
                 m.seq.store(far, Ordering::Relaxed);
             }
             BEHIND_STEPS.with(|n| n.set(0));
@@ -2308,7 +2325,7 @@ mod tests {
         q.ctrl.enqueue.store(0, Ordering::Relaxed);
         q.ctrl.dequeue.store(0, Ordering::Relaxed);
         q.ctrl.closed.store(0, Ordering::Relaxed);
-        for (i, m) in q.records.iter().map(|r| &r.meta).enumerate() {
+        for (i, m) in (0..q.cap).map(|i| q.meta(i)).enumerate() {
             m.seq.store(i as u64, Ordering::Relaxed);
             m.owner.store(0, Ordering::Relaxed);
         }
@@ -2337,7 +2354,7 @@ mod tests {
             .dequeue
             .store(pick(r >> 16, rand()), Ordering::Relaxed);
         q.ctrl.closed.store((r >> 40) as u32 & 1, Ordering::Relaxed);
-        for m in q.records.iter().map(|r| &r.meta) {
+        for m in (0..q.cap).map(|i| q.meta(i)) {
             m.seq.store(pick(rand(), rand()), Ordering::Relaxed);
             let r = rand();
             m.owner.store(
