@@ -112,8 +112,9 @@
 //! lap's producer already filled.
 //!
 //! The layout is a control block (header, `enqueue` and `dequeue` each on a
-//! cache line of its own, two sleep/wake words), then `capacity` 16-byte
-//! slot records (sequence number, owner word), then `capacity` slots.
+//! cache line of its own, two sleep/wake words), then `capacity` slot
+//! records, each its sequence number, its owner word and its item (see
+//! **Records** below; [`record_size`] gives their stride).
 //! Capacity is a power of two from 2 to 2^31 (with one slot, "free for
 //! `p + 1`" and "full at `p`" would be the same number).
 //!
