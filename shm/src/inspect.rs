@@ -1088,7 +1088,9 @@ fn mpmc_claims(
     judge: &Judge<'_>,
     holds: &mut Vec<Hold>,
 ) -> Result<bool> {
-    use shmipc_core::mpmc::{record_size, records_located, slot_claim, ClaimRole, RECORDS_OFFSET};
+    use shmipc_core::mpmc::{
+        record_size, records_located, slot_claim, ClaimRole, RECORDS_OFFSET, RECORD_HEADER,
+    };
     let cap = q.capacity;
     // A capacity read from a hostile file: no claims can be located in a
     // geometry no queue has (and the offsets below must not overflow).
@@ -1122,6 +1124,12 @@ fn mpmc_claims(
     } else {
         [(first, cap - first), (0, first + n - cap)]
     };
+    // Whole records are read a chunk at a time, and of a record larger
+    // than a chunk only its bookkeeping: what a report takes does not grow
+    // with the item size (a hostile header's may be 4 GiB).
+    const CHUNK: u64 = 1 << 16;
+    let header = RECORD_HEADER as u64;
+    let per = (CHUNK / record).max(1);
     for (start, len) in runs {
         if len == 0 {
             continue;
@@ -1134,21 +1142,32 @@ fn mpmc_claims(
         ) else {
             return Ok(false);
         };
-        let bytes = obj.read(off, size)?;
-        for (i, rec) in bytes.chunks_exact(record_len).enumerate() {
-            let Some(c) = slot_claim(rec, start + i as u64, cap) else {
-                continue;
-            };
-            holds.push(Hold {
-                ring: 0,
-                position: c.position,
-                kind: match c.role {
-                    ClaimRole::Producer => HoldKind::PushClaim,
-                    ClaimRole::Consumer => HoldKind::PopClaim,
-                },
-                len: None,
-                holder: Some(judge.holder(c.token)),
-            });
+        // Every record of the run lies inside the object, as when the run
+        // was read whole.
+        if !off.checked_add(size).is_some_and(|end| end <= obj.size) {
+            return Err(too_small_for_kind(obj.name));
+        }
+        let mut i = 0;
+        while i < len {
+            let k = per.min(len - i);
+            let at = off + i * record;
+            let bytes = obj.read(at, if per == 1 { header } else { k * record })?;
+            for (j, rec) in bytes.chunks(record_len).enumerate() {
+                let Some(c) = slot_claim(rec, start + i + j as u64, cap) else {
+                    continue;
+                };
+                holds.push(Hold {
+                    ring: 0,
+                    position: c.position,
+                    kind: match c.role {
+                        ClaimRole::Producer => HoldKind::PushClaim,
+                        ClaimRole::Consumer => HoldKind::PopClaim,
+                    },
+                    len: None,
+                    holder: Some(judge.holder(c.token)),
+                });
+            }
+            i += k;
         }
     }
     holds.sort_by_key(|h| h.position);

@@ -88,6 +88,32 @@ fn inspecting_a_queue_of_large_items_reads_no_more_than_the_record_headers() {
     assert!(
         most <= bound,
         "inspect made an allocation of {most} bytes (bound {bound}) for a queue of {} MiB",
-        q.capacity() * 4096 >> 20
+        (q.capacity() * 4096) >> 20
     );
+}
+
+/// An item larger than the chunks the scan reads: of its records only the
+/// bookkeeping is read.
+#[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::Pod)]
+#[repr(C)]
+struct Huge([Page; 32]);
+
+#[test]
+fn inspecting_a_queue_of_items_larger_than_a_read_finds_its_claims() {
+    let names = Unlinker::new("inspect-huge");
+    let n = names.name("huge");
+    let q = Queue::<Huge>::create(&n, RingConfig::new(8)).expect("create");
+    q.try_push(Huge([Page([1; 4096]); 32])).expect("push");
+    assert_eq!(q.claim_push_and_stop().expect("claim"), 1);
+    let pos = q.claim_pop_and_stop().expect("claim pop");
+    let (most, r) = largest(|| Report::open(&n).expect("inspect"));
+    assert!(r.holds_complete, "{:?}", r.holds);
+    let found: Vec<_> = r.holds.iter().map(|h| (h.position, h.kind)).collect();
+    assert_eq!(
+        found,
+        [(pos, HoldKind::PopClaim), (1, HoldKind::PushClaim)],
+        "{:?}",
+        r.holds
+    );
+    assert!(most < size_of::<Huge>(), "an allocation of {most} bytes");
 }
