@@ -507,6 +507,45 @@ fn holds(name: &str) -> Value {
     r["holds"].clone()
 }
 
+/// As above for a queue of 40-byte items, whose slot records (64 bytes:
+/// sequence number, owner word, item) are twice those of `u64` items: the
+/// claim a stopped, then killed, child holds at position 5 is found in its
+/// record, and no other.
+#[test]
+fn inspect_finds_a_push_claim_on_a_queue_of_40_byte_items() {
+    let names = Unlinker::new("cli-claim-wide");
+    let name = names.name("queue");
+    let q = Queue::<[u64; 5]>::create(&name, RingConfig::new(8)).expect("create");
+    for i in 0..5 {
+        q.try_push([i; 5]).expect("push");
+    }
+    assert_eq!(q.try_pop().expect("pop"), [0; 5]);
+    let n = name.clone();
+    let mut child = holder(move || {
+        let q = Queue::<[u64; 5]>::open(&n).expect("open");
+        assert_eq!(q.claim_push_and_stop().expect("claim"), 5);
+        q
+    });
+    let pid = child.pid();
+    stop(&child);
+    let h = holds(&name);
+    let items = h["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{h}");
+    assert_eq!(items[0]["kind"], "push_claim", "{h}");
+    assert_eq!(items[0]["position"], 5, "{h}");
+    assert_eq!(items[0]["holder"]["pid"], pid, "{h}");
+    assert_eq!(items[0]["holder"]["fate"]["state"], "alive", "{h}");
+    kill_and_reap(&mut child);
+    let h = holds(&name);
+    assert_eq!(h["items"][0]["position"], 5, "{h}");
+    assert_eq!(h["items"][0]["holder"]["fate"]["state"], "dead", "{h}");
+    assert_eq!(h["held_by_dead"], 1, "{h}");
+    // The items before the claim are intact and come out in order.
+    for i in 1..5 {
+        assert_eq!(q.try_pop().expect("pop"), [i; 5]);
+    }
+}
+
 #[test]
 fn inspect_shows_a_push_claim_and_whether_its_claimant_lives() {
     let names = Unlinker::new("cli-claim");
