@@ -251,3 +251,40 @@ fn a_queue_of_an_older_layout_is_not_misread() {
         ),
     }
 }
+
+/// A hostile header's item size and alignment (the last parameter word,
+/// `size | align << 32`) and capacity (the first): decoding never panics,
+/// and a geometry no queue has locates no claims.
+#[test]
+fn hostile_item_geometry_in_the_header_locates_nothing_and_never_panics() {
+    let names = Unlinker::new("inspect-geom");
+    let n = names.name("queue");
+    let q = Queue::<u64>::create(&n, RingConfig::new(8)).expect("create");
+    q.try_push(7).expect("push");
+    assert_eq!(q.claim_push_and_stop().expect("claim"), 1);
+    let file = std::fs::read(format!("/dev/shm{n}")).expect("read the segment");
+    let elem = |size: u64, align: u64| size | align << 32;
+    let geometries = [
+        (8, elem(0, 8)),
+        (8, elem(8, 0)),
+        (8, elem(8, 3)),
+        (8, elem(u32::MAX.into(), 8)),
+        (8, elem(8, 1 << 31)),
+        (8, elem(u32::MAX.into(), 1 << 31)),
+        (8, u64::MAX),
+        (1 << 31, elem(8, 8)),
+        (u64::MAX, elem(8, 8)),
+    ];
+    for (cap, word) in geometries {
+        let mut bad = file.clone();
+        bad[56..64].copy_from_slice(&cap.to_ne_bytes());
+        bad[80..88].copy_from_slice(&word.to_ne_bytes());
+        if let Ok(r) = shmipc::inspect::decode(&n, &bad) {
+            assert!(
+                r.holds.iter().all(|h| h.position == 1),
+                "cap {cap}, elem {word:#x}: {:?}",
+                r.holds
+            );
+        }
+    }
+}
