@@ -135,6 +135,20 @@ def seeds():
             {128: struct.pack("<Q", 3 | 1 << 63), 256: struct.pack("<Q", 1)},
             peer=peer0,
         ),
+        # An MPMC queue of this layout (control version 5: one 32-byte
+        # record per slot of u64 items, the records after the 640-byte
+        # control block) with a push claim of peer slot 0 held at
+        # position 1, so that the claims scan has a record to decode.
+        "queue_claim": with_object(
+            segment(64, 768, 128, params=(4, 0, 0, 8 | 8 << 32)),
+            {
+                0: b"SHMIPCQ1" + struct.pack("<IIIIQQQQQ", 2, 5, 8, 8, 4, 0, 0, 0, 768),
+                128: struct.pack("<Q", 2),
+                640: struct.pack("<QQ", 1, 0),
+                640 + 32: struct.pack("<QQ", 1, 1 << 62 | tok << 32 | 1),
+            },
+            peer=peer0,
+        ),
         "spsc_roles": with_object(
             segment(65, 1024, 128, params=(4, 0, 0, 4 | 4 << 32)),
             {0: struct.pack("<II", tok, 0), 128 + 128: struct.pack("<Q", 2)},
