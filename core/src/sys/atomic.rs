@@ -158,7 +158,10 @@ impl AtomicBool {
 
 /// Interior mutability that loom can track (see `loom::cell::UnsafeCell`).
 /// Outside loom, `with`/`with_mut` hand out the raw pointer directly.
+/// Transparent: a cell has its value's size and alignment, which the MPMC
+/// record layout (`mpmc::record_size`) counts on.
 #[derive(Debug, Default)]
+#[repr(transparent)]
 pub struct UnsafeCell<T>(
     #[cfg(not(loom))] core::cell::UnsafeCell<T>,
     #[cfg(loom)] loom::cell::UnsafeCell<T>,
