@@ -507,22 +507,22 @@ fn holds(name: &str) -> Value {
     r["holds"].clone()
 }
 
-/// As above for a queue of 40-byte items, whose slot records (64 bytes:
+/// As above for a queue of 56-byte items, whose slot records (128 bytes:
 /// sequence number, owner word, item) are twice those of `u64` items: the
 /// claim a stopped, then killed, child holds at position 5 is found in its
 /// record, and no other.
 #[test]
-fn inspect_finds_a_push_claim_on_a_queue_of_40_byte_items() {
+fn inspect_finds_a_push_claim_on_a_queue_of_56_byte_items() {
     let names = Unlinker::new("cli-claim-wide");
     let name = names.name("queue");
-    let q = Queue::<[u64; 5]>::create(&name, RingConfig::new(8)).expect("create");
+    let q = Queue::<[u64; 7]>::create(&name, RingConfig::new(8)).expect("create");
     for i in 0..5 {
-        q.try_push([i; 5]).expect("push");
+        q.try_push([i; 7]).expect("push");
     }
-    assert_eq!(q.try_pop().expect("pop"), [0; 5]);
+    assert_eq!(q.try_pop().expect("pop"), [0; 7]);
     let n = name.clone();
     let mut child = holder(move || {
-        let q = Queue::<[u64; 5]>::open(&n).expect("open");
+        let q = Queue::<[u64; 7]>::open(&n).expect("open");
         assert_eq!(q.claim_push_and_stop().expect("claim"), 5);
         q
     });
@@ -542,7 +542,7 @@ fn inspect_finds_a_push_claim_on_a_queue_of_40_byte_items() {
     assert_eq!(h["held_by_dead"], 1, "{h}");
     // The items before the claim are intact and come out in order.
     for i in 1..5 {
-        assert_eq!(q.try_pop().expect("pop"), [i; 5]);
+        assert_eq!(q.try_pop().expect("pop"), [i; 7]);
     }
 }
 

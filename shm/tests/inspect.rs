@@ -159,11 +159,11 @@ fn every_kind_is_decoded() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// A 40-byte item: its record (16 bytes of bookkeeping, then the item) is
-/// 64 bytes, not the 32 of a `u64` queue.
+/// A 56-byte item: its record (16 bytes of bookkeeping, then the item) is
+/// 128 bytes, not the 64 of a `u64` queue.
 #[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::Pod)]
 #[repr(C)]
-struct Wide([u64; 5]);
+struct Wide([u64; 7]);
 
 /// An item aligned to 128 bytes: its record is 256 bytes, the item at 128.
 #[derive(Clone, Copy, bytemuck::Zeroable, bytemuck::Pod)]
@@ -205,7 +205,7 @@ fn claims_are_found_on_queues_of_any_item_size_and_alignment() {
     let names = Unlinker::new("inspect-wide");
     claims_are_found(&names, "u8", 7u8);
     claims_are_found(&names, "u64", 7u64);
-    claims_are_found(&names, "wide", Wide([7; 5]));
+    claims_are_found(&names, "wide", Wide([7; 7]));
     claims_are_found(&names, "aligned", Aligned([7; 128]));
 }
 

@@ -154,7 +154,7 @@
 //! be judged counts as alive.
 //!
 //! **Records.** Each slot is one record: its sequence number, its owner
-//! word, then its item (`Record`, 32-byte aligned), so that handing an
+//! word, then its item (`Record`, 64-byte aligned), so that handing an
 //! item from core to core moves one cache line, not one line of
 //! bookkeeping and another of items.
 //!
@@ -266,11 +266,14 @@ impl Meta {
 /// Side by side, a push or a pop moves one cache line of the ring between
 /// the producer's and the consumer's cores, not two (the sequence numbers
 /// and the items were once two arrays: in `tp_mpmc_1p1c`, Intel model 207,
-/// this layout took shmipc from 0.26-0.28x crossbeam to 0.47-0.48x in the
-/// same runs). Records are aligned to 32 bytes, so that a small item's
-/// record never straddles two lines; one of 32 bytes (items up to 16 bytes)
-/// was as fast as one padded to a whole line.
-#[repr(C, align(32))]
+/// this layout took shmipc from 0.23-0.31x crossbeam to 0.39-0.48x in
+/// paired runs). Records are aligned to a cache line (64 bytes), so that
+/// two slots next to each other, which a producer and a consumer work on
+/// at once, never share one: against 32-byte records this was as fast in
+/// 1P/1C and faster in the unpinned 2P/2C row (0.36-0.51x against
+/// 0.21-0.31x crossbeam, five paired runs), at the price of 64 bytes a
+/// slot for items up to 48 bytes.
+#[repr(C, align(64))]
 pub(crate) struct Record<T> {
     meta: Meta,
     cell: crate::sync::UnsafeCell<T>,
@@ -2050,7 +2053,7 @@ mod tests {
     }
 
     /// A peer writes the bytes of each record that are neither bookkeeping
-    /// nor item (the padding up to the record's 32-byte size) while this
+    /// nor item (the padding up to the record's 64-byte size) while this
     /// process holds handles, as a hostile or buggy process may: the
     /// queue's references must cover none of them (under Miri, a write to
     /// bytes a shared reference covers outside an `UnsafeCell` is undefined
@@ -2100,7 +2103,9 @@ mod tests {
         check::<[u8; 17]>();
         check::<[u8; 64]>();
         check::<Wide>();
-        assert_eq!(record_size(8, 8), Some(32));
+        assert_eq!(record_size(8, 8), Some(64));
+        assert_eq!(record_size(48, 8), Some(64));
+        assert_eq!(record_size(49, 1), Some(128));
         assert_eq!(record_size(8, 3), None);
         assert_eq!(record_size(usize::MAX, 8), None);
     }
@@ -2679,7 +2684,7 @@ pub const RECORD_HEADER: usize = size_of::<Meta>();
 /// The size of one slot record in a queue of items of `item_size` bytes
 /// aligned to `item_align` (as its header states them): the sequence number
 /// and the owner word (16 bytes), the item after them at its alignment, the
-/// whole rounded up to a multiple of 32 bytes or of the item's alignment if
+/// whole rounded up to a multiple of 64 bytes or of the item's alignment if
 /// larger. `None` for an alignment that is not a power of two, or a size
 /// that overflows.
 #[cfg(not(loom))]
