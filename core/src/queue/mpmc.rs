@@ -270,9 +270,9 @@ impl Meta {
 /// paired runs). Records are aligned to a cache line (64 bytes), so that
 /// two slots next to each other, which a producer and a consumer work on
 /// at once, never share one: against 32-byte records this was as fast in
-/// 1P/1C and faster in the unpinned 2P/2C row (0.36-0.51x against
-/// 0.21-0.31x crossbeam, five paired runs), at the price of 64 bytes a
-/// slot for items up to 48 bytes.
+/// 1P/1C and faster in the unpinned 2P/2C row in every run (0.36-0.51x
+/// against 0.21-0.31x crossbeam; BENCHMARKS.md, "MPMC records"), at the
+/// price of 64 bytes a slot for items up to 48 bytes.
 #[repr(C, align(64))]
 pub(crate) struct Record<T> {
     meta: Meta,
