@@ -507,7 +507,19 @@ fn holds(name: &str) -> Value {
     r["holds"].clone()
 }
 
-/// As above for a queue of 56-byte items, whose slot records (128 bytes:
+/// The one hold in `h`: a push claim of `position` by `pid`, judged
+/// `state`.
+fn assert_one_push_claim(h: &Value, position: u64, pid: u32, state: &str) {
+    let items = h["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{h}");
+    assert_eq!(items[0]["kind"], "push_claim", "{h}");
+    assert_eq!(items[0]["position"], position, "{h}");
+    assert_eq!(items[0]["holder"]["pid"], pid, "{h}");
+    assert_eq!(items[0]["holder"]["fate"]["state"], state, "{h}");
+}
+
+/// As `inspect_shows_a_push_claim_and_whether_its_claimant_lives`, for a
+/// queue of 56-byte items, whose slot records (128 bytes:
 /// sequence number, owner word, item) are twice those of `u64` items: the
 /// claim a stopped, then killed, child holds at position 5 is found in its
 /// record, and no other.
@@ -528,13 +540,7 @@ fn inspect_finds_a_push_claim_on_a_queue_of_56_byte_items() {
     });
     let pid = child.pid();
     stop(&child);
-    let h = holds(&name);
-    let items = h["items"].as_array().expect("items");
-    assert_eq!(items.len(), 1, "{h}");
-    assert_eq!(items[0]["kind"], "push_claim", "{h}");
-    assert_eq!(items[0]["position"], 5, "{h}");
-    assert_eq!(items[0]["holder"]["pid"], pid, "{h}");
-    assert_eq!(items[0]["holder"]["fate"]["state"], "alive", "{h}");
+    assert_one_push_claim(&holds(&name), 5, pid, "alive");
     kill_and_reap(&mut child);
     let h = holds(&name);
     assert_eq!(h["items"][0]["position"], 5, "{h}");
@@ -565,12 +571,7 @@ fn inspect_shows_a_push_claim_and_whether_its_claimant_lives() {
     stop(&child);
 
     let h = holds(&name);
-    let items = h["items"].as_array().expect("items");
-    assert_eq!(items.len(), 1, "{h}");
-    assert_eq!(items[0]["kind"], "push_claim", "{h}");
-    assert_eq!(items[0]["position"], 1, "{h}");
-    assert_eq!(items[0]["holder"]["pid"], pid, "{h}");
-    assert_eq!(items[0]["holder"]["fate"]["state"], "alive", "{h}");
+    assert_one_push_claim(&h, 1, pid, "alive");
     assert_eq!(h["held_by_dead"], 0, "{h}");
 
     kill_and_reap(&mut child);
