@@ -447,16 +447,24 @@ const _: () = assert!(size_of::<WriterSide>() <= 128 && size_of::<ReaderSide>() 
 
 #[repr(C)]
 struct Control {
-    header: ControlHeader,
-    /// Endpoint flags and departures (`queue/ends.rs`), in what was the
-    /// header's padding.
-    ends: AtomicU64,
+    /// The header and the words written rarely, on the first lines.
+    lead: CachePadded<Lead>,
     writer: CachePadded<WriterSide>,
     reader: CachePadded<ReaderSide>,
     /// Readers sleep here; commits (and cancels) notify.
     not_empty: CachePadded<Signal>,
     /// Writers sleep here; releases (and skipped records) notify.
     not_full: CachePadded<Signal>,
+}
+
+/// The first fields of [`Control`], padded to lines of their own like the
+/// rest, so that every byte of the block lies in a [`CachePadded`].
+#[repr(C)]
+struct Lead {
+    header: ControlHeader,
+    /// Endpoint flags and departures (`queue/ends.rs`), in what was the
+    /// header's padding.
+    ends: AtomicU64,
 }
 
 #[cfg(not(loom))]
@@ -470,7 +478,7 @@ impl Control {
         let tail = self.writer.tail.load(Ordering::Relaxed) & !CLOSED;
         read < tail
             || self.reader.lock.is_locked()
-            || crate::queue::judgeable(&self.ends, End::Sender)
+            || crate::queue::judgeable(&self.lead.ends, End::Sender)
     }
 }
 
@@ -480,9 +488,11 @@ impl Control {
     #[cfg(loom)]
     fn new() -> Control {
         Control {
-            header: ControlHeader::new(),
-            ends: AtomicU64::new(0),
-            writer: CachePadded(WriterSide {
+            lead: CachePadded::new(Lead {
+                header: ControlHeader::new(),
+                ends: AtomicU64::new(0),
+            }),
+            writer: CachePadded::new(WriterSide {
                 lock: Lock::new(),
                 tail: AtomicU64::new(0),
                 head: AtomicU64::new(0),
@@ -492,14 +502,14 @@ impl Control {
                 busy: AtomicU64::new(0),
                 sole_sent: AtomicU64::new(0),
             }),
-            reader: CachePadded(ReaderSide {
+            reader: CachePadded::new(ReaderSide {
                 lock: Lock::new(),
                 read: AtomicU64::new(0),
                 taken: AtomicU64::new(0),
                 sole_taken: AtomicU64::new(0),
             }),
-            not_empty: CachePadded(Signal::new()),
-            not_full: CachePadded(Signal::new()),
+            not_empty: CachePadded::new(Signal::new()),
+            not_full: CachePadded::new(Signal::new()),
         }
     }
 }
@@ -660,7 +670,7 @@ impl<K> Drop for ByteQueue<'_, K> {
     /// that a receiver blocked on a queue whose last sender this was sees
     /// end-of-stream at once.
     fn drop(&mut self) {
-        let held = self.ends.release(&self.ctrl.ends, self.peers);
+        let held = self.ends.release(&self.ctrl.lead.ends, self.peers);
         wake_others(held, &self.ctrl.not_empty, &self.ctrl.not_full);
     }
 }
@@ -784,7 +794,8 @@ impl<'a> ByteQueue<'a> {
         };
         // SAFETY: initialised above, valid for 'a.
         let ctrl: &'a Control = unsafe { &*ptr.cast::<Control>() };
-        ctrl.header
+        ctrl.lead
+            .header
             .publish(QueueKind::Bytes, (1, 1), config.to_words(), l.size());
         // SAFETY: checked layout, initialised.
         Ok(unsafe { Self::from_parts(ptr, config) })
@@ -833,7 +844,7 @@ impl<'a> ByteQueue<'a> {
             control::attach(
                 ptr,
                 len,
-                |c: &Control| &c.header,
+                |c: &Control| &c.lead.header,
                 QueueKind::Bytes,
                 (1, 1),
                 BytesConfig::from_words,
@@ -871,7 +882,7 @@ impl<'a> ByteQueue<'a> {
         let data: Box<[Cell<u8>]> = (0..cap).map(|_| Cell::new(0)).collect();
         // The same self-description as in shared memory (size: the
         // layout a mapping would need).
-        ctrl.header.publish(
+        ctrl.lead.header.publish(
             QueueKind::Bytes,
             (1, 1),
             config.to_words(),
@@ -1219,7 +1230,7 @@ impl<'a, K> ByteQueue<'a, K> {
     /// so that the other side knows of it before it sends anything. See
     /// [`RecvError::Disconnected`].
     pub fn declare(&self, end: End) {
-        self.ends.note(end, &self.ctrl.ends, self.peers);
+        self.ends.note(end, &self.ctrl.lead.ends, self.peers);
     }
 
     /// Which lane of its mapping's endpoint records this queue uses
@@ -1446,7 +1457,8 @@ impl<'a, K> ByteQueue<'a, K> {
         wait: Wait<'_>,
         check: bool,
     ) -> Result<WriteGrant<'_, 'a, K>, SendError> {
-        self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
+        self.ends
+            .note(End::Sender, &self.ctrl.lead.ends, self.peers);
         if len as u64 > self.max {
             return Err(SendError::TooLarge);
         }
@@ -1544,7 +1556,7 @@ impl<'a, K> ByteQueue<'a, K> {
                 if self.ends.fail_sends
                     && self
                         .ends
-                        .gone(End::Receiver, &self.ctrl.ends, self.peers, check) =>
+                        .gone(End::Receiver, &self.ctrl.lead.ends, self.peers, check) =>
             {
                 Err(SendError::Disconnected)
             }
@@ -1748,7 +1760,8 @@ impl<'a, K> ByteQueue<'a, K> {
     }
 
     fn try_claim(&self, room: Room, wait: Wait<'_>, check: bool) -> Result<(u64, u64), RecvError> {
-        self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
+        self.ends
+            .note(End::Receiver, &self.ctrl.lead.ends, self.peers);
         let mut guard = take(&self.ctrl.reader.lock, self.peers, wait).map_err(lock_error_recv)?;
         let r = self.claim_locked(room, check);
         // After a takeover from a reader that died inside the section: as
@@ -1795,7 +1808,7 @@ impl<'a, K> ByteQueue<'a, K> {
             Err(RecvError::Empty)
                 if self
                     .ends
-                    .gone(End::Sender, &self.ctrl.ends, self.peers, check) =>
+                    .gone(End::Sender, &self.ctrl.lead.ends, self.peers, check) =>
             {
                 match self.try_claim(room, wait, true) {
                     Err(RecvError::Empty) => Err(RecvError::Disconnected),
@@ -1951,12 +1964,12 @@ impl<K> ByteQueue<'_, K> {
     /// gone (end-of-stream).
     pub fn recv_ready(&self) -> Readiness {
         match self.peek_locked(false) {
-            Some(Err(RecvError::Empty)) => {
-                Readiness::from(
-                    self.ends
-                        .gone(End::Sender, &self.ctrl.ends, self.peers, false),
-                )
-            }
+            Some(Err(RecvError::Empty)) => Readiness::from(self.ends.gone(
+                End::Sender,
+                &self.ctrl.lead.ends,
+                self.peers,
+                false,
+            )),
             None => Readiness::Busy,
             Some(_) => Readiness::Ready,
         }
@@ -1974,7 +1987,7 @@ impl<K> ByteQueue<'_, K> {
                 self.ends.fail_sends
                     && self
                         .ends
-                        .gone(End::Receiver, &self.ctrl.ends, self.peers, false),
+                        .gone(End::Receiver, &self.ctrl.lead.ends, self.peers, false),
             ),
             None => Readiness::Busy,
             Some(Err(_)) => Readiness::Ready,
@@ -1990,7 +2003,7 @@ impl<K> ByteQueue<'_, K> {
     pub fn recv_owner_check(&self) {
         let _ = self
             .ends
-            .gone(End::Sender, &self.ctrl.ends, self.peers, true);
+            .gone(End::Sender, &self.ctrl.lead.ends, self.peers, true);
         let _ = self.peek_locked(true);
     }
 
@@ -2001,7 +2014,7 @@ impl<K> ByteQueue<'_, K> {
         if self.ends.fail_sends {
             let _ = self
                 .ends
-                .gone(End::Receiver, &self.ctrl.ends, self.peers, true);
+                .gone(End::Receiver, &self.ctrl.lead.ends, self.peers, true);
         }
         let _ = self.room_for_max(true);
     }
@@ -2367,6 +2380,47 @@ mod tests {
         let id = u64::from_le_bytes(m[..8].try_into().unwrap());
         assert_eq!(m, make(id, m.len()), "torn or corrupted message {id}");
         id
+    }
+
+    /// As the MPMC test of the same name: a peer writing the control
+    /// block's padding is no undefined behaviour, through the shared calls
+    /// and the sole handles (Miri checks this test).
+    #[test]
+    fn a_peer_writing_the_control_blocks_padding_is_no_undefined_behaviour() {
+        use core::mem::{offset_of, size_of};
+        let config = BytesConfig::new(1024, 64);
+        let b = buf(config);
+        // SAFETY: the buffer outlives every handle; only this test uses it.
+        let q = unsafe { ByteQueue::init_at(b.as_mut_ptr(), b.len(), config) }.unwrap();
+        q.try_send(&make(1, 16)).unwrap();
+        let f = |off: usize, len: usize| off..off + len;
+        let lead = offset_of!(Control, lead);
+        crate::queue::testbuf::write_padding(
+            b.as_mut_ptr(),
+            &[
+                f(lead + offset_of!(Lead, header), size_of::<ControlHeader>()),
+                f(lead + offset_of!(Lead, ends), 8),
+                f(offset_of!(Control, writer), size_of::<WriterSide>()),
+                f(offset_of!(Control, reader), size_of::<ReaderSide>()),
+                f(offset_of!(Control, not_empty), size_of::<Signal>()),
+                f(offset_of!(Control, not_full), size_of::<Signal>()),
+            ],
+            size_of::<Control>(),
+        );
+        let mut out = [0u8; 64];
+        q.try_send(&make(2, 16)).unwrap();
+        let n = q.try_recv_into(&mut out).unwrap();
+        assert_eq!(check(&out[..n]), 1);
+        {
+            let (mut tx, mut rx) = (q.sole_sender().unwrap(), q.sole_receiver().unwrap());
+            tx.try_send(&make(3, 24)).unwrap();
+            for id in [2, 3] {
+                let n = rx.try_recv_into(&mut out).unwrap();
+                assert_eq!(check(&out[..n]), id);
+            }
+        }
+        q.close();
+        assert_eq!(q.try_recv_into(&mut out), Err(RecvError::Closed));
     }
 
     #[test]
@@ -2773,15 +2827,15 @@ mod tests {
         drop(g);
 
         // Geometry that disagrees with the mapping.
-        q.ctrl.header.words[0].store(1 << 20, Ordering::Relaxed);
+        q.ctrl.lead.header.words[0].store(1 << 20, Ordering::Relaxed);
         // SAFETY: as above.
         assert!(matches!(
             // SAFETY: the buffer outlives every handle; only this test uses it.
             unsafe { ByteQueue::attach(ptr, len) },
             Err(QueueError::Corrupted(_))
         ));
-        q.ctrl.header.words[0].store(256, Ordering::Relaxed);
-        q.ctrl.header.words[1].store(200, Ordering::Relaxed);
+        q.ctrl.lead.header.words[0].store(256, Ordering::Relaxed);
+        q.ctrl.lead.header.words[1].store(200, Ordering::Relaxed);
         // SAFETY: as above.
         assert!(matches!(
             // SAFETY: the buffer outlives every handle; only this test uses it.

@@ -360,6 +360,21 @@ fn claims(w: u64, role: u64, pos: u64) -> bool {
 
 #[repr(C)]
 struct Control {
+    /// The header and the words written rarely, on the first lines.
+    lead: CachePadded<Lead>,
+    /// The next position to claim for a push; bit 63 is [`CLOSED`].
+    enqueue: CachePadded<AtomicU64>,
+    dequeue: CachePadded<AtomicU64>,
+    /// Consumers sleep here; pushes notify.
+    not_empty: CachePadded<Signal>,
+    /// Producers sleep here; pops notify.
+    not_full: CachePadded<Signal>,
+}
+
+/// The first fields of [`Control`], padded to lines of their own like the
+/// rest, so that every byte of the block lies in a [`CachePadded`].
+#[repr(C)]
+struct Lead {
     header: ControlHeader,
     /// Non-zero once `close` has set [`CLOSED`] in `enqueue`: a hint that
     /// lets consumers on an empty slot skip the load of `enqueue` (a line
@@ -368,13 +383,6 @@ struct Control {
     /// Endpoint flags and departures (`queue/ends.rs`), in what was
     /// padding before `enqueue`.
     ends: AtomicU64,
-    /// The next position to claim for a push; bit 63 is [`CLOSED`].
-    enqueue: CachePadded<AtomicU64>,
-    dequeue: CachePadded<AtomicU64>,
-    /// Consumers sleep here; pushes notify.
-    not_empty: CachePadded<Signal>,
-    /// Producers sleep here; pops notify.
-    not_full: CachePadded<Signal>,
 }
 
 #[cfg(not(loom))]
@@ -385,7 +393,7 @@ impl Control {
     fn pop_check_may_help(&self) -> bool {
         let deq = self.dequeue.load(Ordering::Relaxed);
         let enq = self.enqueue.load(Ordering::Relaxed) & !CLOSED;
-        enq != deq || crate::queue::judgeable(&self.ends, End::Sender)
+        enq != deq || crate::queue::judgeable(&self.lead.ends, End::Sender)
     }
 }
 
@@ -395,13 +403,15 @@ impl Control {
     #[cfg(loom)]
     fn new() -> Control {
         Control {
-            header: ControlHeader::new(),
-            closed: AtomicU32::new(0),
-            ends: AtomicU64::new(0),
-            enqueue: CachePadded(AtomicU64::new(0)),
-            dequeue: CachePadded(AtomicU64::new(0)),
-            not_empty: CachePadded(Signal::new()),
-            not_full: CachePadded(Signal::new()),
+            lead: CachePadded::new(Lead {
+                header: ControlHeader::new(),
+                closed: AtomicU32::new(0),
+                ends: AtomicU64::new(0),
+            }),
+            enqueue: CachePadded::new(AtomicU64::new(0)),
+            dequeue: CachePadded::new(AtomicU64::new(0)),
+            not_empty: CachePadded::new(Signal::new()),
+            not_full: CachePadded::new(Signal::new()),
         }
     }
 }
@@ -479,7 +489,7 @@ impl<T, K> Drop for Mpmc<'_, T, K> {
     /// that a consumer blocked on a queue whose last producer this was sees
     /// end-of-stream at once.
     fn drop(&mut self) {
-        let held = self.ends.release(&self.ctrl.ends, self.peers);
+        let held = self.ends.release(&self.ctrl.lead.ends, self.peers);
         wake_others(held, &self.ctrl.not_empty, &self.ctrl.not_full);
     }
 }
@@ -558,7 +568,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
         }
         // SAFETY: initialised above; valid for 'a (contract).
         let ctrl: &'a Control = unsafe { &*ptr.cast::<Control>() };
-        ctrl.header.publish(
+        ctrl.lead.header.publish(
             QueueKind::Mpmc,
             (size_of::<T>(), align_of::<T>()),
             config.to_words(),
@@ -611,7 +621,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             control::attach(
                 ptr,
                 len,
-                |c: &Control| &c.header,
+                |c: &Control| &c.lead.header,
                 QueueKind::Mpmc,
                 (size_of::<T>(), align_of::<T>()),
                 RingConfig::from_words,
@@ -652,7 +662,7 @@ impl<'a, T: Pod> Mpmc<'a, T> {
             .collect();
         // The same self-description as in shared memory (size: the
         // layout a mapping would need).
-        ctrl.header.publish(
+        ctrl.lead.header.publish(
             QueueKind::Mpmc,
             (size_of::<T>(), align_of::<T>()),
             config.to_words(),
@@ -750,7 +760,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         self.ctrl.enqueue.fetch_or(CLOSED, Ordering::AcqRel);
         // SYNC POINT: Release pairs with the Acquire load in `closed_at`:
         // whoever sees the hint sees the bit.
-        self.ctrl.closed.store(1, Ordering::Release);
+        self.ctrl.lead.closed.store(1, Ordering::Release);
         self.ctrl.not_empty.wake_all();
         self.ctrl.not_full.wake_all();
     }
@@ -762,7 +772,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         // SYNC POINT: Acquire pairs with the Release store of the hint in
         // `close`, and the Acquire load of `enqueue` with `close`'s AcqRel
         // `fetch_or` and the claims' AcqRel advances.
-        self.ctrl.closed.load(Ordering::Acquire) != 0
+        self.ctrl.lead.closed.load(Ordering::Acquire) != 0
             && self.ctrl.enqueue.load(Ordering::Acquire) == pos | CLOSED
     }
 
@@ -774,7 +784,7 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     /// Records this handle as a holder of `end` now, rather than at its
     /// first push or pop (see [`PopError::Disconnected`]).
     pub fn declare(&self, end: End) {
-        self.ends.note(end, &self.ctrl.ends, self.peers);
+        self.ends.note(end, &self.ctrl.lead.ends, self.peers);
     }
 
     /// Whether a push that finds the queue full and no live consumer fails
@@ -823,7 +833,8 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     /// [`PushError::Disconnected`].
     #[inline]
     pub fn try_push(&self, item: T) -> Result<(), PushError> {
-        self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
+        self.ends
+            .note(End::Sender, &self.ctrl.lead.ends, self.peers);
         self.push_woken(item, false)
     }
 
@@ -1085,7 +1096,8 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     /// [`PopError::Disconnected`].
     #[inline]
     pub fn try_pop(&self) -> Result<T, PopError> {
-        self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
+        self.ends
+            .note(End::Receiver, &self.ctrl.lead.ends, self.peers);
         self.pop_woken(false)
     }
 
@@ -1404,7 +1416,8 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         deadline: Option<&Deadline>,
         pause: impl FnOnce(),
     ) -> Result<(), PushError> {
-        self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
+        self.ends
+            .note(End::Sender, &self.ctrl.lead.ends, self.peers);
         let pos = block_checked(&self.ctrl.not_full, self.wait, deadline, |check| match self
             .claim_push(check)
         {
@@ -1425,7 +1438,8 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
         deadline: Option<&Deadline>,
         pause: impl FnOnce(),
     ) -> Result<T, PopError> {
-        self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
+        self.ends
+            .note(End::Receiver, &self.ctrl.lead.ends, self.peers);
         let pos = block_checked(
             &self.ctrl.not_empty,
             self.wait,
@@ -1456,7 +1470,8 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn claim_push_and_stop(&self) -> Result<u64, PushError> {
-        self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
+        self.ends
+            .note(End::Sender, &self.ctrl.lead.ends, self.peers);
         self.claim_push(false)
     }
 
@@ -1476,7 +1491,8 @@ impl<'a, T: Pod, K> Mpmc<'a, T, K> {
     #[cfg(any(test, feature = "fault-injection"))]
     #[doc(hidden)]
     pub fn claim_pop_and_stop(&self) -> Result<u64, PopError> {
-        self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
+        self.ends
+            .note(End::Receiver, &self.ctrl.lead.ends, self.peers);
         self.claim_pop(false)
     }
 
@@ -1569,7 +1585,8 @@ impl<T: Pod, K> Mpmc<'_, T, K> {
     /// publishing it, and looks for dead producers even if none has left.
     /// Never sleeps; [`PopError::Empty`] means "wait and try again".
     pub fn try_pop_woken(&self, check: bool) -> Result<T, PopError> {
-        self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
+        self.ends
+            .note(End::Receiver, &self.ctrl.lead.ends, self.peers);
         self.pop_woken(check)
     }
 
@@ -1577,7 +1594,8 @@ impl<T: Pod, K> Mpmc<'_, T, K> {
     /// [`Mpmc::try_pop_woken`]): [`Mpmc::try_push`], and on a full queue,
     /// if sends fail without a receiver, the check that one is left.
     pub fn try_push_woken(&self, item: T, check: bool) -> Result<(), PushError> {
-        self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
+        self.ends
+            .note(End::Sender, &self.ctrl.lead.ends, self.peers);
         self.push_woken(item, check)
     }
 
@@ -1589,7 +1607,7 @@ impl<T: Pod, K> Mpmc<'_, T, K> {
             Err(PopError::Empty)
                 if self
                     .ends
-                    .gone(End::Sender, &self.ctrl.ends, self.peers, check) =>
+                    .gone(End::Sender, &self.ctrl.lead.ends, self.peers, check) =>
             {
                 match self.pop_inner(true) {
                     Err(PopError::Empty) => Err(PopError::Disconnected),
@@ -1607,7 +1625,7 @@ impl<T: Pod, K> Mpmc<'_, T, K> {
                 if self.ends.fail_sends
                     && self
                         .ends
-                        .gone(End::Receiver, &self.ctrl.ends, self.peers, check) =>
+                        .gone(End::Receiver, &self.ctrl.lead.ends, self.peers, check) =>
             {
                 Err(PushError::Disconnected)
             }
@@ -1635,7 +1653,7 @@ impl<T: Pod, K> Mpmc<'_, T, K> {
             || self.is_closed()
             || self
                 .ends
-                .gone(End::Sender, &self.ctrl.ends, self.peers, false)
+                .gone(End::Sender, &self.ctrl.lead.ends, self.peers, false)
     }
 
     /// Whether [`Mpmc::try_push`] would succeed or give a final answer
@@ -1654,7 +1672,7 @@ impl<T: Pod, K> Mpmc<'_, T, K> {
             || (self.ends.fail_sends
                 && self
                     .ends
-                    .gone(End::Receiver, &self.ctrl.ends, self.peers, false))
+                    .gone(End::Receiver, &self.ctrl.lead.ends, self.peers, false))
     }
 
     /// The owner check a blocked `pop` makes once per
@@ -1666,7 +1684,7 @@ impl<T: Pod, K> Mpmc<'_, T, K> {
     pub fn pop_owner_check(&self) {
         let _ = self
             .ends
-            .gone(End::Sender, &self.ctrl.ends, self.peers, true);
+            .gone(End::Sender, &self.ctrl.lead.ends, self.peers, true);
         let me = self.peers.me();
         // Bounded: a few dead claims in a row at most are worth skipping
         // here; the next check skips the rest.
@@ -1723,7 +1741,7 @@ impl<T: Pod, K> Mpmc<'_, T, K> {
         if self.ends.fail_sends {
             let _ = self
                 .ends
-                .gone(End::Receiver, &self.ctrl.ends, self.peers, true);
+                .gone(End::Receiver, &self.ctrl.lead.ends, self.peers, true);
         }
         let cap = self.cap as i64;
         // SYNC POINT: Acquire loads as in `claim_push`.
@@ -1955,13 +1973,13 @@ mod tests {
             Err(QueueError::Incompatible(_))
         ));
         // A capacity the mapping cannot hold.
-        q.ctrl.header.words[0].store(1 << 10, Ordering::Relaxed);
+        q.ctrl.lead.header.words[0].store(1 << 10, Ordering::Relaxed);
         assert!(matches!(
             // SAFETY: the buffer outlives every handle; only this test uses it.
             unsafe { Mpmc::<u64>::attach(ptr, len) },
             Err(QueueError::Corrupted(_))
         ));
-        q.ctrl.header.words[0].store(3, Ordering::Relaxed);
+        q.ctrl.lead.header.words[0].store(3, Ordering::Relaxed);
         assert!(matches!(
             // SAFETY: the buffer outlives every handle; only this test uses it.
             unsafe { Mpmc::<u64>::attach(ptr, len) },
@@ -2077,6 +2095,43 @@ mod tests {
         q.push(2).unwrap();
         assert_eq!(q.pop(), Ok(1));
         assert_eq!(q.pop(), Ok(2));
+    }
+
+    /// A peer may write any byte of the control block that no field
+    /// holds: the padding that keeps the hot words on lines of their own,
+    /// and the gap inside the first line. Holding the block while it does
+    /// is no undefined behaviour (Miri checks this test).
+    #[test]
+    fn a_peer_writing_the_control_blocks_padding_is_no_undefined_behaviour() {
+        use core::mem::{offset_of, size_of};
+        let b = buf::<u64>(4);
+        // SAFETY: the buffer outlives every handle; only this test uses it.
+        let q =
+            unsafe { Mpmc::<u64>::init_at(b.as_mut_ptr(), b.len(), RingConfig::new(4)) }.unwrap();
+        q.push(1).unwrap();
+        let f = |off: usize, len: usize| off..off + len;
+        let lead = offset_of!(Control, lead);
+        crate::queue::testbuf::write_padding(
+            b.as_mut_ptr(),
+            &[
+                f(lead + offset_of!(Lead, header), size_of::<ControlHeader>()),
+                f(lead + offset_of!(Lead, closed), 4),
+                f(lead + offset_of!(Lead, ends), 8),
+                f(offset_of!(Control, enqueue), 8),
+                f(offset_of!(Control, dequeue), 8),
+                f(offset_of!(Control, not_empty), size_of::<Signal>()),
+                f(offset_of!(Control, not_full), size_of::<Signal>()),
+            ],
+            size_of::<Control>(),
+        );
+        q.push(2).unwrap();
+        assert_eq!(q.pop(), Ok(1));
+        q.close();
+        assert_eq!(q.pop(), Ok(2));
+        assert_eq!(q.pop(), Err(PopError::Closed));
+        // SAFETY: as above; the block passes its checks again.
+        let again = unsafe { Mpmc::<u64>::attach(b.as_mut_ptr(), b.len()) }.unwrap();
+        assert!(again.is_closed());
     }
 
     #[test]
@@ -2330,7 +2385,7 @@ mod tests {
     fn reset(q: &Mpmc<'_, u64>) {
         q.ctrl.enqueue.store(0, Ordering::Relaxed);
         q.ctrl.dequeue.store(0, Ordering::Relaxed);
-        q.ctrl.closed.store(0, Ordering::Relaxed);
+        q.ctrl.lead.closed.store(0, Ordering::Relaxed);
         for (i, m) in (0..q.cap).map(|i| q.meta(i)).enumerate() {
             m.seq.store(i as u64, Ordering::Relaxed);
             m.owner.store(0, Ordering::Relaxed);
@@ -2359,7 +2414,10 @@ mod tests {
         q.ctrl
             .dequeue
             .store(pick(r >> 16, rand()), Ordering::Relaxed);
-        q.ctrl.closed.store((r >> 40) as u32 & 1, Ordering::Relaxed);
+        q.ctrl
+            .lead
+            .closed
+            .store((r >> 40) as u32 & 1, Ordering::Relaxed);
         for m in (0..q.cap).map(|i| q.meta(i)) {
             m.seq.store(pick(rand(), rand()), Ordering::Relaxed);
             let r = rand();

@@ -95,6 +95,20 @@ use crate::sync::{AtomicU32, AtomicU64, Ordering};
 
 #[repr(C)]
 struct Control {
+    /// The header and the words written rarely, on the first lines.
+    lead: CachePadded<Lead>,
+    tail: CachePadded<AtomicU64>,
+    head: CachePadded<AtomicU64>,
+    /// Consumers sleep here; pushes notify.
+    not_empty: CachePadded<Signal>,
+    /// Producers sleep here; pops notify.
+    not_full: CachePadded<Signal>,
+}
+
+/// The first fields of [`Control`], padded to lines of their own like the
+/// rest, so that every byte of the block lies in a [`CachePadded`].
+#[repr(C)]
+struct Lead {
     header: ControlHeader,
     /// Non-zero once a close has set `CLOSED` (the flag of `not_empty`'s
     /// sleeper word): a hint on a line nobody writes, so that a push's
@@ -107,12 +121,6 @@ struct Control {
     /// Endpoint flags and departures (`queue/ends.rs`), in what was
     /// padding before `tail`.
     ends: AtomicU64,
-    tail: CachePadded<AtomicU64>,
-    head: CachePadded<AtomicU64>,
-    /// Consumers sleep here; pushes notify.
-    not_empty: CachePadded<Signal>,
-    /// Producers sleep here; pops notify.
-    not_full: CachePadded<Signal>,
 }
 
 impl Control {
@@ -121,14 +129,16 @@ impl Control {
     #[cfg(loom)]
     fn new() -> Control {
         Control {
-            header: ControlHeader::new(),
-            closed: AtomicU32::new(0),
-            line: AtomicU64::new(0),
-            ends: AtomicU64::new(0),
-            tail: CachePadded(AtomicU64::new(0)),
-            head: CachePadded(AtomicU64::new(0)),
-            not_empty: CachePadded(Signal::new()),
-            not_full: CachePadded(Signal::new()),
+            lead: CachePadded::new(Lead {
+                header: ControlHeader::new(),
+                closed: AtomicU32::new(0),
+                line: AtomicU64::new(0),
+                ends: AtomicU64::new(0),
+            }),
+            tail: CachePadded::new(AtomicU64::new(0)),
+            head: CachePadded::new(AtomicU64::new(0)),
+            not_empty: CachePadded::new(Signal::new()),
+            not_full: CachePadded::new(Signal::new()),
         }
     }
 
@@ -140,7 +150,7 @@ impl Control {
         self.not_empty.set_flag();
         // SYNC POINT: Release pairs with the Acquire load in `closed_hint`:
         // whoever sees the hint sees the flag.
-        self.closed.store(1, Ordering::Release);
+        self.lead.closed.store(1, Ordering::Release);
         self.not_empty.wake_all();
         self.not_full.wake_all();
     }
@@ -152,14 +162,14 @@ impl Control {
     /// Whether a close has finished setting the flag (see `closed`).
     #[inline]
     fn closed_hint(&self) -> bool {
-        self.closed.load(Ordering::Acquire) != 0
+        self.lead.closed.load(Ordering::Acquire) != 0
     }
 
     /// The line as recorded: `None` while undecided.
     fn line(&self) -> Option<u64> {
         // SYNC POINT: Acquire pairs with the AcqRel compare-and-swaps that
         // decide it (`Producer::arbitrate`, `Consumer::decide_closed`).
-        self.line.load(Ordering::Acquire).checked_sub(1)
+        self.lead.line.load(Ordering::Acquire).checked_sub(1)
     }
 
     /// Items in the queue now (a snapshot, clamped to `cap`).
@@ -290,7 +300,7 @@ impl<T: Pod> Spsc<T> {
         };
         // SAFETY: initialised just above; valid for 'a (contract).
         let ctrl: &'a Control = unsafe { &*ctrl };
-        ctrl.header.publish(
+        ctrl.lead.header.publish(
             QueueKind::Spsc,
             (size_of::<T>(), align_of::<T>()),
             config.to_words(),
@@ -338,7 +348,7 @@ impl<T: Pod> Spsc<T> {
             control::attach(
                 ptr,
                 len,
-                |c: &Control| &c.header,
+                |c: &Control| &c.lead.header,
                 QueueKind::Spsc,
                 (size_of::<T>(), align_of::<T>()),
                 RingConfig::from_words,
@@ -450,7 +460,7 @@ impl<T: Pod> Spsc<T> {
             .collect();
         // The same self-description as in shared memory (size: the
         // layout a mapping would need).
-        ctrl.header.publish(
+        ctrl.lead.header.publish(
             QueueKind::Spsc,
             (size_of::<T>(), align_of::<T>()),
             config.to_words(),
@@ -594,11 +604,12 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
         self.ended = true;
         // SYNC POINT: AcqRel pairs with the consumer's compare-and-swap
         // of `line` in `decide_closed`, and with its Acquire loads.
-        match self
-            .ctrl
-            .line
-            .compare_exchange(0, self.tail + 1, Ordering::AcqRel, Ordering::Acquire)
-        {
+        match self.ctrl.lead.line.compare_exchange(
+            0,
+            self.tail + 1,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
             Ok(_) => Ok(()),
             // The consumer saw our tail before it drew the line.
             Err(line) if line > self.tail => Ok(()),
@@ -612,12 +623,13 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
     /// [`PushError::Disconnected`].
     #[inline]
     pub fn try_push(&mut self, item: T) -> Result<(), PushError> {
-        self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
+        self.ends
+            .note(End::Sender, &self.ctrl.lead.ends, self.peers);
         if self.free(1)? == 0 {
             if self.ends.fail_sends
                 && self
                     .ends
-                    .gone(End::Receiver, &self.ctrl.ends, self.peers, false)
+                    .gone(End::Receiver, &self.ctrl.lead.ends, self.peers, false)
             {
                 return Err(PushError::Disconnected);
             }
@@ -656,7 +668,7 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
             match self.try_push(item) {
                 Err(PushError::Full)
                     if self.ends.fail_sends
-                        && self.ends.gone(End::Receiver, &ctrl.ends, peers, check) =>
+                        && self.ends.gone(End::Receiver, &ctrl.lead.ends, peers, check) =>
                 {
                     Some(Err(PushError::Disconnected))
                 }
@@ -671,7 +683,8 @@ impl<'a, T: Pod, K> Producer<'a, T, K> {
     /// publishes them at once. Returns how many were pushed; fails with
     /// [`PushError::Full`] only if none fit and `items` is not empty.
     pub fn push_slice(&mut self, items: &[T]) -> Result<usize, PushError> {
-        self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
+        self.ends
+            .note(End::Sender, &self.ctrl.lead.ends, self.peers);
         let free = self.free(items.len() as u64)?;
         let n = (items.len() as u64).min(free) as usize;
         if n == 0 {
@@ -698,7 +711,8 @@ impl<T: Pod, K> Producer<'_, T, K> {
     /// Records this handle as the queue's producer now, rather than at its
     /// first push (see [`PopError::Disconnected`]).
     pub fn declare(&self) {
-        self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
+        self.ends
+            .note(End::Sender, &self.ctrl.lead.ends, self.peers);
     }
 
     /// Whether a push that finds the queue full and the consumer gone
@@ -716,7 +730,7 @@ impl<T, K> Drop for Producer<'_, T, K> {
     /// that the consumer blocked on a queue whose producer this was sees
     /// end-of-stream at once.
     fn drop(&mut self) {
-        let held = self.ends.release(&self.ctrl.ends, self.peers);
+        let held = self.ends.release(&self.ctrl.lead.ends, self.peers);
         wake_others(held, &self.ctrl.not_empty, &self.ctrl.not_full);
     }
 }
@@ -838,7 +852,7 @@ impl<'a, T: Pod, K> Consumer<'a, T, K> {
             self.refresh()?;
             // SYNC POINT: AcqRel pairs with the producer's compare-and-swap
             // in `Producer::arbitrate`: the first to write `line` decides.
-            let line = match self.ctrl.line.compare_exchange(
+            let line = match self.ctrl.lead.line.compare_exchange(
                 0,
                 self.tail + 1,
                 Ordering::AcqRel,
@@ -873,12 +887,13 @@ impl<'a, T: Pod, K> Consumer<'a, T, K> {
     /// (end-of-stream, `queue/ends.rs`): [`PopError::Disconnected`].
     #[inline]
     pub fn try_pop(&mut self) -> Result<T, PopError> {
-        self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
+        self.ends
+            .note(End::Receiver, &self.ctrl.lead.ends, self.peers);
         match self.available(1) {
             Err(PopError::Empty) => {
                 if !self
                     .ends
-                    .gone(End::Sender, &self.ctrl.ends, self.peers, false)
+                    .gone(End::Sender, &self.ctrl.lead.ends, self.peers, false)
                 {
                     return Err(PopError::Empty);
                 }
@@ -929,7 +944,9 @@ impl<'a, T: Pod, K> Consumer<'a, T, K> {
         let (ctrl, peers) = (self.ctrl, self.peers);
         block_checked(&ctrl.not_empty, self.wait, deadline, |check| {
             match self.try_pop() {
-                Err(PopError::Empty) if self.ends.gone(End::Sender, &ctrl.ends, peers, check) => {
+                Err(PopError::Empty)
+                    if self.ends.gone(End::Sender, &ctrl.lead.ends, peers, check) =>
+                {
                     match self.try_pop() {
                         Err(PopError::Empty) => Some(Err(PopError::Disconnected)),
                         r => Some(r),
@@ -946,7 +963,8 @@ impl<'a, T: Pod, K> Consumer<'a, T, K> {
     /// their slots at once. Returns how many; fails with
     /// [`PopError::Empty`] only if none were ready and `out` is not empty.
     pub fn pop_slice(&mut self, out: &mut [T]) -> Result<usize, PopError> {
-        self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
+        self.ends
+            .note(End::Receiver, &self.ctrl.lead.ends, self.peers);
         if out.is_empty() {
             return Ok(0);
         }
@@ -970,7 +988,8 @@ impl<T: Pod, K> Consumer<'_, T, K> {
     /// Records this handle as the queue's consumer now, rather than at its
     /// first pop (see [`PopError::Disconnected`]).
     pub fn declare(&self) {
-        self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
+        self.ends
+            .note(End::Receiver, &self.ctrl.lead.ends, self.peers);
     }
 }
 
@@ -978,7 +997,7 @@ impl<T, K> Drop for Consumer<'_, T, K> {
     /// Gives back the end this handle held and wakes the other side, so
     /// that a producer set to fail without a consumer sees it at once.
     fn drop(&mut self) {
-        let held = self.ends.release(&self.ctrl.ends, self.peers);
+        let held = self.ends.release(&self.ctrl.lead.ends, self.peers);
         wake_others(held, &self.ctrl.not_empty, &self.ctrl.not_full);
     }
 }
@@ -1007,7 +1026,7 @@ impl<T: Pod, K> Producer<'_, T, K> {
             || (self.ends.fail_sends
                 && self
                     .ends
-                    .gone(End::Receiver, &self.ctrl.ends, self.peers, false))
+                    .gone(End::Receiver, &self.ctrl.lead.ends, self.peers, false))
     }
 
     /// The owner check of a blocked `push`: a scan for a live consumer
@@ -1016,7 +1035,7 @@ impl<T: Pod, K> Producer<'_, T, K> {
         if self.ends.fail_sends {
             let _ = self
                 .ends
-                .gone(End::Receiver, &self.ctrl.ends, self.peers, true);
+                .gone(End::Receiver, &self.ctrl.lead.ends, self.peers, true);
         }
     }
 }
@@ -1029,7 +1048,7 @@ impl<T: Pod, K> Consumer<'_, T, K> {
             || self.is_closed()
             || self
                 .ends
-                .gone(End::Sender, &self.ctrl.ends, self.peers, false)
+                .gone(End::Sender, &self.ctrl.lead.ends, self.peers, false)
     }
 
     /// The owner check of a blocked `pop`: a scan for a live producer, so
@@ -1037,7 +1056,7 @@ impl<T: Pod, K> Consumer<'_, T, K> {
     pub fn pop_owner_check(&self) {
         let _ = self
             .ends
-            .gone(End::Sender, &self.ctrl.ends, self.peers, true);
+            .gone(End::Sender, &self.ctrl.lead.ends, self.peers, true);
     }
 }
 
@@ -1065,6 +1084,39 @@ mod tests {
 
     fn buf(cap: usize) -> AlignedBuf {
         AlignedBuf::for_layout(Spsc::<u64>::layout(RingConfig::new(cap)).unwrap())
+    }
+
+    /// As the MPMC test of the same name: a peer writing the control
+    /// block's padding is no undefined behaviour (Miri checks this test).
+    #[test]
+    fn a_peer_writing_the_control_blocks_padding_is_no_undefined_behaviour() {
+        use core::mem::{offset_of, size_of};
+        let b = buf(4);
+        // SAFETY: the buffer outlives every handle; only this test uses it.
+        let (mut tx, mut rx) =
+            unsafe { Spsc::<u64>::init_at(b.as_mut_ptr(), b.len(), RingConfig::new(4)) }.unwrap();
+        tx.try_push(1).unwrap();
+        let f = |off: usize, len: usize| off..off + len;
+        let lead = offset_of!(Control, lead);
+        crate::queue::testbuf::write_padding(
+            b.as_mut_ptr(),
+            &[
+                f(lead + offset_of!(Lead, header), size_of::<ControlHeader>()),
+                f(lead + offset_of!(Lead, closed), 4),
+                f(lead + offset_of!(Lead, line), 8),
+                f(lead + offset_of!(Lead, ends), 8),
+                f(offset_of!(Control, tail), 8),
+                f(offset_of!(Control, head), 8),
+                f(offset_of!(Control, not_empty), size_of::<Signal>()),
+                f(offset_of!(Control, not_full), size_of::<Signal>()),
+            ],
+            size_of::<Control>(),
+        );
+        tx.try_push(2).unwrap();
+        assert_eq!(rx.try_pop(), Ok(1));
+        tx.close();
+        assert_eq!(rx.try_pop(), Ok(2));
+        assert_eq!(rx.try_pop(), Err(PopError::Closed));
     }
 
     #[test]
@@ -1331,20 +1383,20 @@ mod tests {
         assert_eq!(tx.push_slice(&[0; 3]), Err(PushError::Corrupted));
 
         // Geometry that disagrees with the mapping.
-        ctrl.header.words[0].store(1 << 20, Ordering::Relaxed);
+        ctrl.lead.header.words[0].store(1 << 20, Ordering::Relaxed);
         assert!(matches!(
             // SAFETY: the buffer outlives every handle; only this test uses it.
             unsafe { Spsc::<u64>::attach_producer(ptr, len) },
             Err(QueueError::Corrupted(_))
         ));
-        ctrl.header.words[0].store(5, Ordering::Relaxed);
+        ctrl.lead.header.words[0].store(5, Ordering::Relaxed);
         assert!(matches!(
             // SAFETY: the buffer outlives every handle; only this test uses it.
             unsafe { Spsc::<u64>::attach_producer(ptr, len) },
             Err(QueueError::Corrupted(_))
         ));
-        ctrl.header.words[0].store(8, Ordering::Relaxed);
-        ctrl.header.total.store(1, Ordering::Relaxed);
+        ctrl.lead.header.words[0].store(8, Ordering::Relaxed);
+        ctrl.lead.header.total.store(1, Ordering::Relaxed);
         assert!(matches!(
             // SAFETY: the buffer outlives every handle; only this test uses it.
             unsafe { Spsc::<u64>::attach_producer(ptr, len) },

@@ -3,20 +3,72 @@
 //! the layout helpers of the three queues.
 
 use core::marker::PhantomData;
+use core::mem::ManuallyDrop;
 use core::ptr::NonNull;
 
 use crate::place::LayoutError;
 
 /// Keeps `T` on its own pair of cache lines (128 bytes: adjacent-line
 /// prefetchers pull lines in pairs), as crossbeam's `CachePadded` does.
+///
+/// A union, so that all 128 bytes (the padding after `T`, and any inside
+/// it) lie inside an `UnsafeCell`. They are shared memory that no field of
+/// ours holds, and a peer may write them while we hold a
+/// `&CachePadded<T>`; a shared reference asserts nothing about bytes under
+/// an `UnsafeCell`, where over plain padding that write would be undefined
+/// behaviour. The tests named
+/// `a_peer_writing_the_control_blocks_padding_is_no_undefined_behaviour`
+/// (one per queue, run under Miri) check it. A control block is a row of
+/// these and nothing else, so every byte of it is covered.
+///
+/// `T` fits in the 128 bytes outside loom (whose atomics are larger and
+/// which has no peers); a larger one would have bytes past the 128 that
+/// only `T`'s own cells cover.
 #[repr(C, align(128))]
-pub(crate) struct CachePadded<T>(pub(crate) T);
+pub(crate) union CachePadded<T> {
+    value: ManuallyDrop<T>,
+    // The real `UnsafeCell`, not the sync shim's: nothing reads or writes
+    // these bytes through it, so there is nothing for loom to track.
+    #[allow(clippy::disallowed_types)]
+    _line: ManuallyDrop<core::cell::UnsafeCell<[u8; 128]>>,
+}
+
+impl<T> CachePadded<T> {
+    /// Under loom only: elsewhere control blocks are zeroed in place.
+    #[cfg(loom)]
+    pub(crate) fn new(value: T) -> CachePadded<T> {
+        CachePadded {
+            value: ManuallyDrop::new(value),
+        }
+    }
+}
+
+// SAFETY: only `value` is ever accessed (see `deref`); the bytes of
+// `_line` are never read or written through it, so sharing or sending a
+// `CachePadded<T>` is sharing or sending a `T`.
+unsafe impl<T: Sync> Sync for CachePadded<T> {}
+// SAFETY: as for `Sync`.
+unsafe impl<T: Send> Send for CachePadded<T> {}
+// The `UnsafeCell` would take this from every handle; no code unwinds
+// with `_line` half-written, since none writes it.
+impl<T: core::panic::RefUnwindSafe> core::panic::RefUnwindSafe for CachePadded<T> {}
 
 impl<T> core::ops::Deref for CachePadded<T> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
-        &self.0
+        // SAFETY: `value` is the only field anything reads or writes as a
+        // value: a `CachePadded` is made by `new` or lies in a control
+        // block that `init_at` zeroed and set up field by field, and the
+        // `T`s here are atomics (and structs of them), valid for any bytes.
+        unsafe { &self.value }
+    }
+}
+
+impl<T> Drop for CachePadded<T> {
+    fn drop(&mut self) {
+        // SAFETY: `value` holds a `T` (as in `deref`), dropped once, here.
+        unsafe { ManuallyDrop::drop(&mut self.value) }
     }
 }
 
@@ -211,6 +263,16 @@ pub(crate) mod testbuf {
         pub(crate) fn bytes(&mut self) -> &mut [u8] {
             // SAFETY: ptr is valid for len bytes, zero-initialised, owned.
             unsafe { std::slice::from_raw_parts_mut(self.ptr, self.layout.size()) }
+        }
+    }
+
+    /// Writes `0x5a` over every byte of `base..base + end` outside
+    /// `fields`, as a peer scribbling over a control block's padding would.
+    /// `base..base + end` must be valid for writes.
+    pub(crate) fn write_padding(base: *mut u8, fields: &[core::ops::Range<usize>], end: usize) {
+        for k in (0..end).filter(|k| !fields.iter().any(|f| f.contains(k))) {
+            // SAFETY: inside `base..base + end` (contract).
+            unsafe { base.add(k).write(0x5a) };
         }
     }
 

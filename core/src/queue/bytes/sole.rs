@@ -209,7 +209,8 @@ impl<'a, K> ByteQueue<'a, K> {
     }
 
     fn sole_sender_with(&self, wait: Wait<'_>) -> Result<SoleSender<'_, 'a, K>, SoleError> {
-        self.ends.note(End::Sender, &self.ctrl.ends, self.peers);
+        self.ends
+            .note(End::Sender, &self.ctrl.lead.ends, self.peers);
         let mut guard = take(&self.ctrl.writer.lock, self.peers, wait)?;
         if guard.owner_died() {
             // As after any takeover (module docs of `bytes`, "Crashes"):
@@ -261,7 +262,8 @@ impl<'a, K> ByteQueue<'a, K> {
     }
 
     fn sole_receiver_with(&self, wait: Wait<'_>) -> Result<SoleReceiver<'_, 'a, K>, SoleError> {
-        self.ends.note(End::Receiver, &self.ctrl.ends, self.peers);
+        self.ends
+            .note(End::Receiver, &self.ctrl.lead.ends, self.peers);
         let mut guard = take(&self.ctrl.reader.lock, self.peers, wait)?;
         if guard.owner_died() {
             // A peek re-validates the positions (and gives a record a dead
@@ -395,7 +397,8 @@ impl<'q, 'a, K> SoleSender<'q, 'a, K> {
         match self.put(msg, check, || {}) {
             Err(SendError::Full)
                 if q.ends.fail_sends
-                    && q.ends.gone(End::Receiver, &q.ctrl.ends, q.peers, check) =>
+                    && q.ends
+                        .gone(End::Receiver, &q.ctrl.lead.ends, q.peers, check) =>
             {
                 Err(SendError::Disconnected)
             }
@@ -664,7 +667,9 @@ impl<'q, 'a, K> SoleReceiver<'q, 'a, K> {
     fn woken(&mut self, room: Option<usize>, check: bool) -> Result<(u64, u64), RecvError> {
         let q = self.q;
         match self.look(room, check) {
-            Err(RecvError::Empty) if q.ends.gone(End::Sender, &q.ctrl.ends, q.peers, check) => {
+            Err(RecvError::Empty)
+                if q.ends.gone(End::Sender, &q.ctrl.lead.ends, q.peers, check) =>
+            {
                 match self.look(room, true) {
                     Err(RecvError::Empty) => Err(RecvError::Disconnected),
                     r => r,
