@@ -2387,25 +2387,15 @@ mod tests {
     /// and the sole handles (Miri checks this test).
     #[test]
     fn a_peer_writing_the_control_blocks_padding_is_no_undefined_behaviour() {
-        use core::mem::{offset_of, size_of};
         let config = BytesConfig::new(1024, 64);
         let b = buf(config);
         // SAFETY: the buffer outlives every handle; only this test uses it.
         let q = unsafe { ByteQueue::init_at(b.as_mut_ptr(), b.len(), config) }.unwrap();
         q.try_send(&make(1, 16)).unwrap();
-        let f = |off: usize, len: usize| off..off + len;
-        let lead = offset_of!(Control, lead);
-        crate::queue::testbuf::write_padding(
+        crate::queue::testbuf::scribble_control_padding!(
             b.as_mut_ptr(),
-            &[
-                f(lead + offset_of!(Lead, header), size_of::<ControlHeader>()),
-                f(lead + offset_of!(Lead, ends), 8),
-                f(offset_of!(Control, writer), size_of::<WriterSide>()),
-                f(offset_of!(Control, reader), size_of::<ReaderSide>()),
-                f(offset_of!(Control, not_empty), size_of::<Signal>()),
-                f(offset_of!(Control, not_full), size_of::<Signal>()),
-            ],
-            size_of::<Control>(),
+            lead { header: ControlHeader, ends: AtomicU64 },
+            writer: WriterSide, reader: ReaderSide, not_empty: Signal, not_full: Signal
         );
         let mut out = [0u8; 64];
         q.try_send(&make(2, 16)).unwrap();

@@ -2103,26 +2103,15 @@ mod tests {
     /// is no undefined behaviour (Miri checks this test).
     #[test]
     fn a_peer_writing_the_control_blocks_padding_is_no_undefined_behaviour() {
-        use core::mem::{offset_of, size_of};
         let b = buf::<u64>(4);
         // SAFETY: the buffer outlives every handle; only this test uses it.
         let q =
             unsafe { Mpmc::<u64>::init_at(b.as_mut_ptr(), b.len(), RingConfig::new(4)) }.unwrap();
         q.push(1).unwrap();
-        let f = |off: usize, len: usize| off..off + len;
-        let lead = offset_of!(Control, lead);
-        crate::queue::testbuf::write_padding(
+        crate::queue::testbuf::scribble_control_padding!(
             b.as_mut_ptr(),
-            &[
-                f(lead + offset_of!(Lead, header), size_of::<ControlHeader>()),
-                f(lead + offset_of!(Lead, closed), 4),
-                f(lead + offset_of!(Lead, ends), 8),
-                f(offset_of!(Control, enqueue), 8),
-                f(offset_of!(Control, dequeue), 8),
-                f(offset_of!(Control, not_empty), size_of::<Signal>()),
-                f(offset_of!(Control, not_full), size_of::<Signal>()),
-            ],
-            size_of::<Control>(),
+            lead { header: ControlHeader, closed: AtomicU32, ends: AtomicU64 },
+            enqueue: AtomicU64, dequeue: AtomicU64, not_empty: Signal, not_full: Signal
         );
         q.push(2).unwrap();
         assert_eq!(q.pop(), Ok(1));

@@ -276,6 +276,26 @@ pub(crate) mod testbuf {
         }
     }
 
+    /// [`write_padding`] over the module's `Control` at `$base`: every byte
+    /// but those of the named fields, `Lead`'s (inside `lead`) and then
+    /// `Control`'s own, each with its type.
+    macro_rules! scribble_control_padding {
+        ($base:expr, lead { $($l:ident: $lt:ty),* }, $($f:ident: $ft:ty),*) => {{
+            use core::mem::{offset_of, size_of};
+            let lead = offset_of!(Control, lead);
+            let at = |off: usize, len: usize| off..off + len;
+            $crate::queue::testbuf::write_padding(
+                $base,
+                &[
+                    $(at(lead + offset_of!(Lead, $l), size_of::<$lt>()),)*
+                    $(at(offset_of!(Control, $f), size_of::<$ft>()),)*
+                ],
+                size_of::<Control>(),
+            )
+        }};
+    }
+    pub(crate) use scribble_control_padding;
+
     impl Drop for AlignedBuf {
         fn drop(&mut self) {
             // SAFETY: allocated in `new` with this layout.
