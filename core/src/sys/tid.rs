@@ -168,13 +168,25 @@ const ATFORK_DONE: u32 = 2;
 /// SYNC POINT: the Release store of `ATFORK_DONE` pairs with the Acquire
 /// loads here; the flag orders only the registration, which
 /// `pthread_atfork` keeps in its own registry.
+///
+/// Inline, so that the check every fork-generation read makes (one load,
+/// once the handler is there) costs no call; the registration is
+/// [`install_atfork_slow`].
 #[cfg(not(loom))]
+#[inline]
 fn install_atfork_once(state: &crate::sync::AtomicU32, child: extern "C" fn()) {
-    use crate::sync::Ordering;
     // Miri cannot fork (nor call pthread_atfork).
-    if cfg!(miri) || state.load(Ordering::Acquire) == ATFORK_DONE {
+    if cfg!(miri) || state.load(crate::sync::Ordering::Acquire) == ATFORK_DONE {
         return;
     }
+    install_atfork_slow(state, child);
+}
+
+/// [`install_atfork_once`] before the handler is known to be there.
+#[cfg(not(loom))]
+#[cold]
+fn install_atfork_slow(state: &crate::sync::AtomicU32, child: extern "C" fn()) {
+    use crate::sync::Ordering;
     match state.compare_exchange(
         ATFORK_NONE,
         ATFORK_INSTALLING,
@@ -243,6 +255,7 @@ mod imp {
     /// ([`super::install_atfork_once`]). The handler only touches a
     /// thread-local Cell and atomics, which is fine in a freshly forked
     /// child where only the forking thread runs.
+    #[inline]
     fn install_atfork() {
         super::install_atfork_once(&super::ATFORK, forget_in_child);
     }
@@ -286,6 +299,7 @@ mod imp {
 mod imp {
     /// Installs the fork handler, once per process
     /// ([`super::install_atfork_once`]); the handler only stores to atomics.
+    #[inline]
     fn install_atfork() {
         super::install_atfork_once(&super::ATFORK, super::forget_parent);
     }
