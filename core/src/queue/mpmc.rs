@@ -2123,6 +2123,30 @@ mod tests {
         assert!(again.is_closed());
     }
 
+    /// As above, with the writes made while a consumer sleeps in a
+    /// blocking pop, so inside calls that hold references into the block
+    /// (Miri checks this test).
+    #[test]
+    fn a_peer_writing_the_padding_during_a_blocking_pop_is_no_undefined_behaviour() {
+        let b = buf::<u64>(4);
+        // SAFETY: the buffer outlives every handle; only this test uses it.
+        let q =
+            unsafe { Mpmc::<u64>::init_at(b.as_mut_ptr(), b.len(), RingConfig::new(4)) }.unwrap();
+        std::thread::scope(|s| {
+            let popper = s.spawn(|| q.pop());
+            for _ in 0..4 {
+                std::thread::sleep(core::time::Duration::from_millis(5));
+                crate::queue::testbuf::scribble_control_padding!(
+                    b.as_mut_ptr(),
+                    lead { header: ControlHeader, closed: AtomicU32, ends: AtomicU64 },
+                    enqueue: AtomicU64, dequeue: AtomicU64, not_empty: Signal, not_full: Signal
+                );
+            }
+            q.push(7).unwrap();
+            assert_eq!(popper.join().unwrap(), Ok(7));
+        });
+    }
+
     #[test]
     fn record_size_is_the_records_stride() {
         fn check<T: Pod>() {

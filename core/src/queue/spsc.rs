@@ -1107,6 +1107,30 @@ mod tests {
         assert_eq!(rx.try_pop(), Err(PopError::Closed));
     }
 
+    /// As above, with the write made while the consumer sleeps in a
+    /// blocking pop, so inside calls that hold references into the block
+    /// as protected arguments (Miri checks this test).
+    #[test]
+    fn a_peer_writing_the_padding_during_a_blocking_pop_is_no_undefined_behaviour() {
+        let b = buf(4);
+        // SAFETY: the buffer outlives every handle; only this test uses it.
+        let (mut tx, mut rx) =
+            unsafe { Spsc::<u64>::init_at(b.as_mut_ptr(), b.len(), RingConfig::new(4)) }.unwrap();
+        std::thread::scope(|s| {
+            let popper = s.spawn(move || rx.pop());
+            for _ in 0..4 {
+                std::thread::sleep(core::time::Duration::from_millis(5));
+                crate::queue::testbuf::scribble_control_padding!(
+                    b.as_mut_ptr(),
+                    lead { header: ControlHeader, closed: AtomicU32, line: AtomicU64, ends: AtomicU64 },
+                    tail: AtomicU64, head: AtomicU64, not_empty: Signal, not_full: Signal
+                );
+            }
+            tx.push(7).unwrap();
+            assert_eq!(popper.join().unwrap(), Ok(7));
+        });
+    }
+
     #[test]
     fn layout_rejects_bad_capacities() {
         for cap in [0, 3, 6, 1 << 33, usize::MAX] {
