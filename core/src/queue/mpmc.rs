@@ -380,10 +380,23 @@ struct Lead {
     /// lets consumers on an empty slot skip the load of `enqueue` (a line
     /// producers keep busy) until there is a close to look for.
     closed: AtomicU32,
+    /// The gap before `ends`, as an atomic nothing touches rather than
+    /// padding: a peer may write it while a `&Lead` lives (the union of
+    /// [`CachePadded`] covers the block, not the `&Lead` its deref gives).
+    _gap: AtomicU32,
     /// Endpoint flags and departures (`queue/ends.rs`), in what was
     /// padding before `enqueue`.
     ends: AtomicU64,
 }
+
+// The layout of existing segments: `_gap` fills what was padding.
+#[cfg(not(loom))]
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(Lead, closed) == 64 && offset_of!(Lead, _gap) == 68);
+    assert!(offset_of!(Lead, ends) == 72 && size_of::<Lead>() == 80);
+    assert!(size_of::<Control>() == 5 * 128);
+};
 
 #[cfg(not(loom))]
 impl Control {
@@ -406,6 +419,7 @@ impl Control {
             lead: CachePadded::new(Lead {
                 header: ControlHeader::new(),
                 closed: AtomicU32::new(0),
+                _gap: AtomicU32::new(0),
                 ends: AtomicU64::new(0),
             }),
             enqueue: CachePadded::new(AtomicU64::new(0)),

@@ -115,6 +115,10 @@ struct Lead {
     /// check before it copies costs no more than it did before `CLOSED`
     /// moved into the sleeper word.
     closed: AtomicU32,
+    /// The gap before `line`, as an atomic nothing touches rather than
+    /// padding: a peer may write it while a `&Lead` lives (the union of
+    /// [`CachePadded`] covers the block, not the `&Lead` its deref gives).
+    _gap: AtomicU32,
     /// Where the close put the end of the queue: 0 while undecided, else
     /// the last position that counts, plus one (module docs, "Closing").
     line: AtomicU64,
@@ -122,6 +126,15 @@ struct Lead {
     /// padding before `tail`.
     ends: AtomicU64,
 }
+
+// The layout of existing segments: `_gap` fills what was padding.
+#[cfg(not(loom))]
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(Lead, closed) == 64 && offset_of!(Lead, _gap) == 68);
+    assert!(offset_of!(Lead, line) == 72 && offset_of!(Lead, ends) == 80);
+    assert!(size_of::<Lead>() == 88 && size_of::<Control>() == 5 * 128);
+};
 
 impl Control {
     /// Under loom only: elsewhere the block is zeroed in place (zero bytes are
@@ -132,6 +145,7 @@ impl Control {
             lead: CachePadded::new(Lead {
                 header: ControlHeader::new(),
                 closed: AtomicU32::new(0),
+                _gap: AtomicU32::new(0),
                 line: AtomicU64::new(0),
                 ends: AtomicU64::new(0),
             }),
