@@ -951,6 +951,29 @@ mod tests {
         assert_eq!(Token::from_raw(u.raw()), Some(u));
     }
 
+    /// A peer may write any byte of the table while a `PeerTable` (a
+    /// `&[PeerSlot]`) lives; a slot has no padding, so that is no undefined
+    /// behaviour (Miri checks this test; a gap in `PeerSlot` fails it).
+    #[test]
+    fn a_peer_writing_every_byte_of_the_table_is_no_undefined_behaviour() {
+        let mut mem = vec![0u64; 4 * PEER_SLOT_SIZE / 8];
+        let p = mem.as_mut_ptr().cast::<u8>();
+        // SAFETY: the Vec is aligned, large enough and outlives the table.
+        let table = unsafe { PeerTable::from_ptr(p, 4) };
+        let locks = Stub::new(vec![0, 0, 0, 0], false);
+        let info = PeerInfo {
+            pid: 42,
+            pidns: 7,
+            since: 1,
+        };
+        let t = table.claim(&locks, 0, info).unwrap();
+        // SAFETY: inside the Vec: a peer's write while `table` lives.
+        unsafe { p.write_bytes(0x5a, 4 * PEER_SLOT_SIZE) };
+        assert_ne!(table.slot(0).unwrap().info(), info);
+        let _ = table.fate(&locks, Some(t), t);
+        assert!(table.claim(&locks, 0, info).is_ok());
+    }
+
     #[test]
     fn claims_take_free_slots_and_bump_generations() {
         let mut mem = vec![0u64; 4 * PEER_SLOT_SIZE / 8];

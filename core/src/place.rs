@@ -163,7 +163,11 @@ pub fn check(ptr: *const u8, len: usize, size: usize, align: usize) -> Result<()
 ///
 /// Implementors are `#[repr(C)]`, contain only atomics (no pointers, no
 /// plain fields a peer could tear), and every bit pattern of
-/// `size_of::<Self>()` bytes is a valid value of the type.
+/// `size_of::<Self>()` bytes is a valid value of the type. They have no
+/// padding either: every byte lies in an atomic (or another `UnsafeCell`),
+/// since a peer may write any byte while a `&Self` lives, and over plain
+/// padding that write would be undefined behaviour (an explicit reserved
+/// atomic fills a gap).
 pub unsafe trait SharedObject: Sized + Sync {
     /// What the creator chooses when it initialises one (a semaphore's
     /// count, say). `()` where there is nothing to choose.
@@ -245,7 +249,8 @@ pub unsafe trait SharedObject: Sized + Sync {
 /// `unsafe impl SharedObject for $t` whose new object is `$make` (over
 /// the config bound to `$arg`) written in place: what every object of the
 /// workspace does. The `// SAFETY:` comment goes at the call site: why `$t`
-/// meets the trait's contract (atomics only, every bit pattern valid).
+/// meets the trait's contract (atomics only, no padding, every bit
+/// pattern valid).
 /// Further items (a `check_config`) follow the closure.
 macro_rules! shared_object {
     ($t:ty, $(#[$doc:meta])* $config:ty, |$arg:pat_param| $make:expr $(, $more:item)*) => {
@@ -297,6 +302,40 @@ mod tests {
             AtomicU64::from_bytes_mut(&mut bytes[4..12]),
             Err(LayoutError::Misaligned { required: 8, .. })
         ));
+    }
+
+    /// A peer may write any byte of an object while we hold a reference
+    /// to it. Over a field that is no undefined behaviour (the fields are
+    /// atomics), but over padding it would be: a shared reference asserts
+    /// that bytes outside an `UnsafeCell` do not change. So no object of
+    /// the crate has padding; Miri checks this test, and fails it for an
+    /// object with a gap between two fields.
+    #[test]
+    fn a_peer_writing_every_byte_of_a_shared_object_is_no_undefined_behaviour() {
+        use crate::queue::testbuf::AlignedBuf;
+        use crate::semaphore::SemaphoreConfig;
+        use crate::{Barrier, Condition, Event, Lock, RLock, Semaphore};
+        fn scribble<T: SharedObject, R>(config: T::Config, using: impl Fn(&T) -> R) {
+            let b = AlignedBuf::new(size_of::<T>());
+            // SAFETY: the buffer outlives the reference; only this test uses it.
+            let t = unsafe { T::init_at(b.as_mut_ptr(), b.len(), config) }.unwrap();
+            core::hint::black_box(using(t));
+            // SAFETY: inside the buffer: a peer's write while `t` lives.
+            unsafe { b.as_mut_ptr().write_bytes(0x5a, size_of::<T>()) };
+            core::hint::black_box(using(t));
+        }
+        scribble::<Lock, _>((), |l| l.is_locked());
+        scribble::<RLock, _>((), |l| l.is_locked());
+        scribble::<Event, _>((), |e| e.is_set());
+        scribble::<Condition, _>((), |c| c.sleepers());
+        scribble::<Barrier, _>(2, |b| b.parties());
+        let config = SemaphoreConfig {
+            initial: 1,
+            max: None,
+        };
+        scribble::<Semaphore, _>(config, |s| s.value());
+        scribble::<AtomicU32, _>(7, |a| a.load(Ordering::Relaxed));
+        scribble::<AtomicU64, _>(7, |a| a.load(Ordering::Relaxed));
     }
 
     #[test]

@@ -2413,6 +2413,34 @@ mod tests {
         assert_eq!(q.try_recv_into(&mut out), Err(RecvError::Closed));
     }
 
+    /// As above, with the writes made while a receiver sleeps in a
+    /// blocking receive, so inside calls that hold references into the
+    /// block (Miri checks this test).
+    #[test]
+    fn a_peer_writing_the_padding_during_a_blocking_receive_is_no_undefined_behaviour() {
+        let config = BytesConfig::new(1024, 64);
+        let b = buf(config);
+        // SAFETY: the buffer outlives every handle; only this test uses it.
+        let q = unsafe { ByteQueue::init_at(b.as_mut_ptr(), b.len(), config) }.unwrap();
+        std::thread::scope(|s| {
+            let receiver = s.spawn(|| {
+                let mut out = [0u8; 64];
+                let n = q.recv_into(&mut out).unwrap();
+                check(&out[..n])
+            });
+            for _ in 0..4 {
+                std::thread::sleep(core::time::Duration::from_millis(5));
+                crate::queue::testbuf::scribble_control_padding!(
+                    b.as_mut_ptr(),
+                    lead { header: ControlHeader, ends: AtomicU64 },
+                    writer: WriterSide, reader: ReaderSide, not_empty: Signal, not_full: Signal
+                );
+            }
+            q.send(&make(7, 16)).unwrap();
+            assert_eq!(receiver.join().unwrap(), 7);
+        });
+    }
+
     #[test]
     fn record_of_decodes_headers_and_refuses_stale_ones() {
         let t = Token::new(3, 1).unwrap();

@@ -380,10 +380,23 @@ struct Lead {
     /// lets consumers on an empty slot skip the load of `enqueue` (a line
     /// producers keep busy) until there is a close to look for.
     closed: AtomicU32,
+    /// The gap before `ends`, as an atomic nothing touches rather than
+    /// padding: a peer may write it while a `&Lead` lives (the union of
+    /// [`CachePadded`] covers the block, not the `&Lead` its deref gives).
+    _gap: AtomicU32,
     /// Endpoint flags and departures (`queue/ends.rs`), in what was
     /// padding before `enqueue`.
     ends: AtomicU64,
 }
+
+// The layout of existing segments: `_gap` fills what was padding.
+#[cfg(not(loom))]
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(Lead, closed) == 64 && offset_of!(Lead, _gap) == 68);
+    assert!(offset_of!(Lead, ends) == 72 && size_of::<Lead>() == 80);
+    assert!(size_of::<Control>() == 5 * 128);
+};
 
 #[cfg(not(loom))]
 impl Control {
@@ -406,6 +419,7 @@ impl Control {
             lead: CachePadded::new(Lead {
                 header: ControlHeader::new(),
                 closed: AtomicU32::new(0),
+                _gap: AtomicU32::new(0),
                 ends: AtomicU64::new(0),
             }),
             enqueue: CachePadded::new(AtomicU64::new(0)),
@@ -2121,6 +2135,30 @@ mod tests {
         // SAFETY: as above; the block passes its checks again.
         let again = unsafe { Mpmc::<u64>::attach(b.as_mut_ptr(), b.len()) }.unwrap();
         assert!(again.is_closed());
+    }
+
+    /// As above, with the writes made while a consumer sleeps in a
+    /// blocking pop, so inside calls that hold references into the block
+    /// (Miri checks this test).
+    #[test]
+    fn a_peer_writing_the_padding_during_a_blocking_pop_is_no_undefined_behaviour() {
+        let b = buf::<u64>(4);
+        // SAFETY: the buffer outlives every handle; only this test uses it.
+        let q =
+            unsafe { Mpmc::<u64>::init_at(b.as_mut_ptr(), b.len(), RingConfig::new(4)) }.unwrap();
+        std::thread::scope(|s| {
+            let popper = s.spawn(|| q.pop());
+            for _ in 0..4 {
+                std::thread::sleep(core::time::Duration::from_millis(5));
+                crate::queue::testbuf::scribble_control_padding!(
+                    b.as_mut_ptr(),
+                    lead { header: ControlHeader, closed: AtomicU32, ends: AtomicU64 },
+                    enqueue: AtomicU64, dequeue: AtomicU64, not_empty: Signal, not_full: Signal
+                );
+            }
+            q.push(7).unwrap();
+            assert_eq!(popper.join().unwrap(), Ok(7));
+        });
     }
 
     #[test]

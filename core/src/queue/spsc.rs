@@ -115,6 +115,10 @@ struct Lead {
     /// check before it copies costs no more than it did before `CLOSED`
     /// moved into the sleeper word.
     closed: AtomicU32,
+    /// The gap before `line`, as an atomic nothing touches rather than
+    /// padding: a peer may write it while a `&Lead` lives (the union of
+    /// [`CachePadded`] covers the block, not the `&Lead` its deref gives).
+    _gap: AtomicU32,
     /// Where the close put the end of the queue: 0 while undecided, else
     /// the last position that counts, plus one (module docs, "Closing").
     line: AtomicU64,
@@ -122,6 +126,15 @@ struct Lead {
     /// padding before `tail`.
     ends: AtomicU64,
 }
+
+// The layout of existing segments: `_gap` fills what was padding.
+#[cfg(not(loom))]
+const _: () = {
+    use core::mem::offset_of;
+    assert!(offset_of!(Lead, closed) == 64 && offset_of!(Lead, _gap) == 68);
+    assert!(offset_of!(Lead, line) == 72 && offset_of!(Lead, ends) == 80);
+    assert!(size_of::<Lead>() == 88 && size_of::<Control>() == 5 * 128);
+};
 
 impl Control {
     /// Under loom only: elsewhere the block is zeroed in place (zero bytes are
@@ -132,6 +145,7 @@ impl Control {
             lead: CachePadded::new(Lead {
                 header: ControlHeader::new(),
                 closed: AtomicU32::new(0),
+                _gap: AtomicU32::new(0),
                 line: AtomicU64::new(0),
                 ends: AtomicU64::new(0),
             }),
@@ -1105,6 +1119,30 @@ mod tests {
         tx.close();
         assert_eq!(rx.try_pop(), Ok(2));
         assert_eq!(rx.try_pop(), Err(PopError::Closed));
+    }
+
+    /// As above, with the write made while the consumer sleeps in a
+    /// blocking pop, so inside calls that hold references into the block
+    /// as protected arguments (Miri checks this test).
+    #[test]
+    fn a_peer_writing_the_padding_during_a_blocking_pop_is_no_undefined_behaviour() {
+        let b = buf(4);
+        // SAFETY: the buffer outlives every handle; only this test uses it.
+        let (mut tx, mut rx) =
+            unsafe { Spsc::<u64>::init_at(b.as_mut_ptr(), b.len(), RingConfig::new(4)) }.unwrap();
+        std::thread::scope(|s| {
+            let popper = s.spawn(move || rx.pop());
+            for _ in 0..4 {
+                std::thread::sleep(core::time::Duration::from_millis(5));
+                crate::queue::testbuf::scribble_control_padding!(
+                    b.as_mut_ptr(),
+                    lead { header: ControlHeader, closed: AtomicU32, line: AtomicU64, ends: AtomicU64 },
+                    tail: AtomicU64, head: AtomicU64, not_empty: Signal, not_full: Signal
+                );
+            }
+            tx.push(7).unwrap();
+            assert_eq!(popper.join().unwrap(), Ok(7));
+        });
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::place::LayoutError;
 ///
 /// `T` fits in the 128 bytes outside loom (whose atomics are larger and
 /// which has no peers); a larger one would have bytes past the 128 that
-/// only `T`'s own cells cover.
+/// only `T`'s own cells cover, so `deref` fails to build for one.
 #[repr(C, align(128))]
 pub(crate) union CachePadded<T> {
     value: ManuallyDrop<T>,
@@ -57,6 +57,12 @@ impl<T> core::ops::Deref for CachePadded<T> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
+        // Every `T` fits in `_line` (see the type's docs), checked when
+        // this is built for that `T`.
+        #[cfg(not(loom))]
+        const {
+            assert!(core::mem::size_of::<T>() <= 128)
+        };
         // SAFETY: `value` is the only field anything reads or writes as a
         // value: a `CachePadded` is made by `new` or lies in a control
         // block that `init_at` zeroed and set up field by field, and the

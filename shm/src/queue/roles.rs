@@ -39,9 +39,19 @@ pub(crate) const ROLES_SIZE: usize = 128;
 #[repr(C, align(128))]
 pub(crate) struct Roles {
     holders: [AtomicU32; 2],
+    /// The reserved bytes, as atomics nothing touches rather than padding:
+    /// a peer may write them while a `&Roles` lives (during a claim, say),
+    /// and a shared reference asserts that bytes outside an `UnsafeCell`
+    /// do not change.
+    _reserved: [AtomicU32; 30],
 }
 
-const _: () = assert!(size_of::<Roles>() == ROLES_SIZE);
+const _: () = {
+    assert!(size_of::<Roles>() == ROLES_SIZE);
+    assert!(align_of::<Roles>() == 128);
+    assert!(std::mem::offset_of!(Roles, holders) == 0);
+    assert!(std::mem::offset_of!(Roles, _reserved) == 8);
+};
 
 /// How many times a claim goes round when the word keeps changing under
 /// it (a holder releasing while we look, a rival reclaiming a dead one).
@@ -56,8 +66,7 @@ impl Roles {
     /// and no one else uses them yet.
     pub(crate) unsafe fn init(ptr: *mut u8) {
         // SAFETY: forwarded contract. Zero bytes are both roles free (the
-        // holders are atomics holding 0); a typed write would copy the
-        // block's 120 padding bytes from the stack into shared memory.
+        // holders are atomics holding 0) and the reserved words zero.
         unsafe { ptr.write_bytes(0, ROLES_SIZE) };
     }
 
@@ -221,5 +230,34 @@ pub(crate) fn release_role(backing: &Mapping, role: usize, claim: Option<Token>)
         // starts with a role block (its length checked), and hold the
         // backing alive across this call.
         unsafe { Roles::at(backing.object_ptr()) }.release(role, backing.presence(), token);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A peer may write the block's reserved bytes while a `&Roles` lives
+    /// (during a claim, say). Over padding that would be undefined
+    /// behaviour; Miri checks this test.
+    #[test]
+    fn a_peer_writing_the_role_blocks_reserved_bytes_is_no_undefined_behaviour() {
+        let layout = std::alloc::Layout::from_size_align(ROLES_SIZE, 128).unwrap();
+        // SAFETY: the layout has non-zero size.
+        let p = unsafe { std::alloc::alloc_zeroed(layout) };
+        assert!(!p.is_null());
+        // SAFETY: valid for ROLES_SIZE bytes, 128-byte aligned, ours alone.
+        unsafe { Roles::init(p) };
+        // SAFETY: as above, until the dealloc below; the only other access
+        // is the peer's write.
+        let roles = unsafe { Roles::at(p) };
+        assert_eq!(roles.holder(0), None);
+        let fields = size_of::<[AtomicU32; 2]>();
+        // SAFETY: inside the block: a peer's write while `roles` lives.
+        unsafe { p.add(fields).write_bytes(0x5a, ROLES_SIZE - fields) };
+        assert_eq!(roles.holder(0), None);
+        assert_eq!(roles.holder(1), None);
+        // SAFETY: allocated above with this layout; `roles` is not used again.
+        unsafe { std::alloc::dealloc(p, layout) };
     }
 }
