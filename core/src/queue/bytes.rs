@@ -2382,6 +2382,19 @@ mod tests {
         id
     }
 
+    /// Writes 0x5a over every byte of the control block at `base` that no
+    /// field holds, as a peer may.
+    fn scribble_padding(base: *mut u8) {
+        crate::queue::testbuf::scribble_control_padding!(
+            base,
+            lead { header, ends },
+            writer,
+            reader,
+            not_empty,
+            not_full
+        );
+    }
+
     /// As the MPMC test of the same name: a peer writing the control
     /// block's padding is no undefined behaviour, through the shared calls
     /// and the sole handles (Miri checks this test).
@@ -2392,11 +2405,7 @@ mod tests {
         // SAFETY: the buffer outlives every handle; only this test uses it.
         let q = unsafe { ByteQueue::init_at(b.as_mut_ptr(), b.len(), config) }.unwrap();
         q.try_send(&make(1, 16)).unwrap();
-        crate::queue::testbuf::scribble_control_padding!(
-            b.as_mut_ptr(),
-            lead { header: ControlHeader, ends: AtomicU64 },
-            writer: WriterSide, reader: ReaderSide, not_empty: Signal, not_full: Signal
-        );
+        scribble_padding(b.as_mut_ptr());
         let mut out = [0u8; 64];
         q.try_send(&make(2, 16)).unwrap();
         let n = q.try_recv_into(&mut out).unwrap();
@@ -2430,11 +2439,7 @@ mod tests {
             });
             for _ in 0..4 {
                 std::thread::sleep(core::time::Duration::from_millis(5));
-                crate::queue::testbuf::scribble_control_padding!(
-                    b.as_mut_ptr(),
-                    lead { header: ControlHeader, ends: AtomicU64 },
-                    writer: WriterSide, reader: ReaderSide, not_empty: Signal, not_full: Signal
-                );
+                scribble_padding(b.as_mut_ptr());
             }
             q.send(&make(7, 16)).unwrap();
             assert_eq!(receiver.join().unwrap(), 7);

@@ -2111,6 +2111,23 @@ mod tests {
         assert_eq!(q.pop(), Ok(2));
     }
 
+    /// Writes 0x5a over every byte of the control block at `base` that no
+    /// field holds, as a peer may.
+    fn scribble_padding(base: *mut u8) {
+        crate::queue::testbuf::scribble_control_padding!(
+            base,
+            lead {
+                header,
+                closed,
+                ends
+            },
+            enqueue,
+            dequeue,
+            not_empty,
+            not_full
+        );
+    }
+
     /// A peer may write any byte of the control block that no field
     /// holds: the padding that keeps the hot words on lines of their own,
     /// and the gap inside the first line. Holding the block while it does
@@ -2122,11 +2139,7 @@ mod tests {
         let q =
             unsafe { Mpmc::<u64>::init_at(b.as_mut_ptr(), b.len(), RingConfig::new(4)) }.unwrap();
         q.push(1).unwrap();
-        crate::queue::testbuf::scribble_control_padding!(
-            b.as_mut_ptr(),
-            lead { header: ControlHeader, closed: AtomicU32, ends: AtomicU64 },
-            enqueue: AtomicU64, dequeue: AtomicU64, not_empty: Signal, not_full: Signal
-        );
+        scribble_padding(b.as_mut_ptr());
         q.push(2).unwrap();
         assert_eq!(q.pop(), Ok(1));
         q.close();
@@ -2150,11 +2163,7 @@ mod tests {
             let popper = s.spawn(|| q.pop());
             for _ in 0..4 {
                 std::thread::sleep(core::time::Duration::from_millis(5));
-                crate::queue::testbuf::scribble_control_padding!(
-                    b.as_mut_ptr(),
-                    lead { header: ControlHeader, closed: AtomicU32, ends: AtomicU64 },
-                    enqueue: AtomicU64, dequeue: AtomicU64, not_empty: Signal, not_full: Signal
-                );
+                scribble_padding(b.as_mut_ptr());
             }
             q.push(7).unwrap();
             assert_eq!(popper.join().unwrap(), Ok(7));

@@ -1100,6 +1100,24 @@ mod tests {
         AlignedBuf::for_layout(Spsc::<u64>::layout(RingConfig::new(cap)).unwrap())
     }
 
+    /// Writes 0x5a over every byte of the control block at `base` that no
+    /// field holds, as a peer may.
+    fn scribble_padding(base: *mut u8) {
+        crate::queue::testbuf::scribble_control_padding!(
+            base,
+            lead {
+                header,
+                closed,
+                line,
+                ends
+            },
+            tail,
+            head,
+            not_empty,
+            not_full
+        );
+    }
+
     /// As the MPMC test of the same name: a peer writing the control
     /// block's padding is no undefined behaviour (Miri checks this test).
     #[test]
@@ -1109,11 +1127,7 @@ mod tests {
         let (mut tx, mut rx) =
             unsafe { Spsc::<u64>::init_at(b.as_mut_ptr(), b.len(), RingConfig::new(4)) }.unwrap();
         tx.try_push(1).unwrap();
-        crate::queue::testbuf::scribble_control_padding!(
-            b.as_mut_ptr(),
-            lead { header: ControlHeader, closed: AtomicU32, line: AtomicU64, ends: AtomicU64 },
-            tail: AtomicU64, head: AtomicU64, not_empty: Signal, not_full: Signal
-        );
+        scribble_padding(b.as_mut_ptr());
         tx.try_push(2).unwrap();
         assert_eq!(rx.try_pop(), Ok(1));
         tx.close();
@@ -1134,11 +1148,7 @@ mod tests {
             let popper = s.spawn(move || rx.pop());
             for _ in 0..4 {
                 std::thread::sleep(core::time::Duration::from_millis(5));
-                crate::queue::testbuf::scribble_control_padding!(
-                    b.as_mut_ptr(),
-                    lead { header: ControlHeader, closed: AtomicU32, line: AtomicU64, ends: AtomicU64 },
-                    tail: AtomicU64, head: AtomicU64, not_empty: Signal, not_full: Signal
-                );
+                scribble_padding(b.as_mut_ptr());
             }
             tx.push(7).unwrap();
             assert_eq!(popper.join().unwrap(), Ok(7));

@@ -284,17 +284,22 @@ pub(crate) mod testbuf {
 
     /// [`write_padding`] over the module's `Control` at `$base`: every byte
     /// but those of the named fields, `Lead`'s (inside `lead`) and then
-    /// `Control`'s own, each with its type.
+    /// `Control`'s own (each the value inside its `CachePadded`). The
+    /// sizes come from the fields' types, so a field named here cannot be
+    /// given a wrong one.
     macro_rules! scribble_control_padding {
-        ($base:expr, lead { $($l:ident: $lt:ty),* }, $($f:ident: $ft:ty),*) => {{
+        ($base:expr, lead { $($l:ident),* }, $($f:ident),*) => {{
             use core::mem::{offset_of, size_of};
+            fn size_of_target<F>(_: fn(&Control) -> &F) -> usize {
+                size_of::<F>()
+            }
             let lead = offset_of!(Control, lead);
             let at = |off: usize, len: usize| off..off + len;
             $crate::queue::testbuf::write_padding(
                 $base,
                 &[
-                    $(at(lead + offset_of!(Lead, $l), size_of::<$lt>()),)*
-                    $(at(offset_of!(Control, $f), size_of::<$ft>()),)*
+                    $(at(lead + offset_of!(Lead, $l), size_of_target(|c| &c.lead.$l)),)*
+                    $(at(offset_of!(Control, $f), size_of_target(|c| &*c.$f)),)*
                 ],
                 size_of::<Control>(),
             )
