@@ -2431,19 +2431,31 @@ mod tests {
         let b = buf(config);
         // SAFETY: the buffer outlives every handle; only this test uses it.
         let q = unsafe { ByteQueue::init_at(b.as_mut_ptr(), b.len(), config) }.unwrap();
-        std::thread::scope(|s| {
-            let receiver = s.spawn(|| {
-                let mut out = [0u8; 64];
-                let n = q.recv_into(&mut out).unwrap();
-                check(&out[..n])
+        // Through the shared calls, then through the sole handles (a sole
+        // receiver asleep, a sole sender waking it).
+        for (sole, id) in [(false, 7), (true, 8)] {
+            std::thread::scope(|s| {
+                let receiver = s.spawn(|| {
+                    let mut out = [0u8; 64];
+                    let n = if sole {
+                        q.sole_receiver().unwrap().recv_into(&mut out).unwrap()
+                    } else {
+                        q.recv_into(&mut out).unwrap()
+                    };
+                    check(&out[..n])
+                });
+                for _ in 0..4 {
+                    std::thread::sleep(core::time::Duration::from_millis(5));
+                    scribble_padding(b.as_mut_ptr());
+                }
+                if sole {
+                    q.sole_sender().unwrap().send(&make(id, 16)).unwrap();
+                } else {
+                    q.send(&make(id, 16)).unwrap();
+                }
+                assert_eq!(receiver.join().unwrap(), id);
             });
-            for _ in 0..4 {
-                std::thread::sleep(core::time::Duration::from_millis(5));
-                scribble_padding(b.as_mut_ptr());
-            }
-            q.send(&make(7, 16)).unwrap();
-            assert_eq!(receiver.join().unwrap(), 7);
-        });
+        }
     }
 
     #[test]
