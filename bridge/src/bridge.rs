@@ -15,7 +15,7 @@ use zenoh::sample::{Locality, Sample};
 use zenoh::{Session, Wait};
 
 use crate::config::{Backpressure, Config, ConfigError, Direction, MappingConfig};
-use crate::envelope::{host_hash, Header, Kind, HEADER_LEN};
+use crate::envelope::{self, host_hash, Header, Kind, BATCH_BYTES, HEADER_LEN};
 use crate::local::{Local, Pipes};
 use crate::status::{self, Counters, Status, StatusError};
 
@@ -284,8 +284,8 @@ impl Job {
             })
             .map_err(|e| e.to_string())?;
         let mut was_matching = false;
-        // The last message's length: the next buffer is made that large,
-        // so that a stream of like messages is copied out of the queue
+        // The last envelope's length: the next buffer is made that large,
+        // so that a stream of like batches is copied out of the queue
         // once, without the vector growing (and copying) on the way.
         let mut hint = local.max_message().min(4096);
         while !self.stopped() {
@@ -307,14 +307,16 @@ impl Job {
             let mut msg = Vec::with_capacity(HEADER_LEN + hint);
             Header {
                 kind,
+                count: 0,
                 source: self.source,
                 run,
                 seq,
                 shape,
             }
             .write(&mut msg);
+            let at = envelope::begin_message(&mut msg);
             match local.recv_append(&mut msg, SLICE) {
-                Ok(()) => hint = msg.len() - HEADER_LEN,
+                Ok(()) => envelope::end_message(&mut msg, at),
                 Err(RecvError::Empty | RecvError::Timeout) => continue,
                 Err(RecvError::Disconnected) => {
                     // Every local sender left (end-of-stream); a queue may
@@ -331,13 +333,30 @@ impl Job {
                 }
                 Err(e) => return Err(format!("{}: receive: {e}", self.segment)),
             }
-            // The number is spent before the message leaves: a bridge
-            // killed now loses this message, and its successor's next
-            // one shows the gap.
+            // What the queue holds already goes into the same envelope,
+            // without waiting: a burst pays for one sample, a lone
+            // message leaves now. Any error here (empty, end-of-stream, a
+            // broken queue) ends the batch; the next receive above sees it.
+            let mut count: u16 = 1;
+            while count < u16::MAX && msg.len() - HEADER_LEN < BATCH_BYTES {
+                let at = envelope::begin_message(&mut msg);
+                if local.try_recv_append(&mut msg).is_err() {
+                    msg.truncate(at);
+                    break;
+                }
+                envelope::end_message(&mut msg, at);
+                count += 1;
+            }
+            envelope::set_count(&mut msg, count);
+            hint = msg.len() - HEADER_LEN;
+            // The numbers are spent before the messages leave: a bridge
+            // killed now loses them, and its successor's next envelope
+            // shows the gap.
             // Only this thread writes the two words, so it keeps them and
-            // writes them, not the whole segment (one lock, two stores).
-            seq += 1;
-            messages += 1;
+            // writes them, not the whole segment (one lock, two stores,
+            // once per envelope).
+            seq += u64::from(count);
+            messages += u64::from(count);
             self.state
                 .status
                 .set(&[(status::NEXT_SEQ, seq), (status::MESSAGES, messages)])
@@ -446,62 +465,89 @@ impl Import {
         }
     }
 
-    fn bump(&self, word: usize) -> Result<(), String> {
+    fn add(&self, word: usize, n: u64) -> Result<(), String> {
         self.state
             .status
-            .update(|w| w[word] += 1)
+            .update(|w| w[word] = w[word].saturating_add(n))
             .map_err(|e| e.to_string())
     }
 
     fn import(&self, sample: &Sample) -> Result<(), String> {
         let bytes = sample.payload().to_bytes();
-        let (h, payload) = match Header::read(&bytes) {
+        let (h, msgs) = match Header::read(&bytes) {
             Ok(x) => x,
             Err(e) => {
                 self.state
                     .fail(format!("{} from {}: {e}", self.segment, sample.key_expr()));
-                return self.bump(status::MALFORMED);
+                return self.add(status::MALFORMED, 1);
             }
         };
+        // From here on the counters count messages, not envelopes.
+        let n = u64::from(h.count);
         if h.source == self.source {
-            return self.bump(status::LOOPED);
+            return self.add(status::LOOPED, n);
         }
-        if let Some(why) = mismatch(&h, payload.len(), self.want_kind, self.want_shape, self.max) {
+        if let Some(why) = mismatch(&h, self.want_kind, self.want_shape) {
             self.state.fail(format!(
                 "{}: an envelope from {} refused: {why}",
                 self.segment,
                 sample.key_expr()
             ));
-            return self.bump(status::REJECTED);
+            return self.add(status::REJECTED, n);
         }
         let mut table = self
             .table
             .lock()
             .map_err(|_| format!("{}: the table of sources is poisoned", self.segment))?;
         let seen = table.sources.get(&h.source).copied();
-        let Some(step) = track(seen.map(|s| s.track), &h) else {
-            return self.bump(status::LATE);
+        // An envelope whose first numbers were seen already (a replay:
+        // an exporter's own envelopes follow each other) delivers only
+        // the rest, and counts the others late.
+        let skip = seen.map_or(0, |s| overlap(s.track, &h));
+        let rest = Header {
+            seq: h.seq + skip,
+            ..h
         };
-        let delivered = self.deliver(payload)?;
+        let Some(step) = track(seen.map(|s| s.track), &rest) else {
+            return self.add(status::LATE, n);
+        };
+        let mut refused = 0;
+        // At most u16::MAX messages: `skip` is below the count.
+        for msg in msgs.skip(skip as usize) {
+            if msg.len() > self.max {
+                self.state.fail(format!(
+                    "{}: a message of {} bytes from {} refused: the local object takes at \
+                     most {}",
+                    self.segment,
+                    msg.len(),
+                    sample.key_expr(),
+                    self.max
+                ));
+                refused += 1;
+                continue;
+            }
+            match self.deliver(msg)? {
+                Delivered::Yes { dropped } => {
+                    table.messages += 1;
+                    table.dropped += dropped;
+                }
+                Delivered::Refused => refused += 1,
+            }
+        }
         let t = Track {
             run: h.run,
-            // Below u64::MAX: `mismatch` refuses that one.
-            next: h.seq + 1,
-        };
-        let refused = match delivered {
-            Delivered::Yes { dropped } => {
-                table.messages += 1;
-                table.dropped += dropped;
-                false
-            }
-            Delivered::Refused => true,
+            // At most u64::MAX: `mismatch` refuses an envelope whose
+            // numbers run past it.
+            next: h.seq + n,
         };
         let (messages, dropped) = (table.messages, table.dropped);
         let err = |e: StatusError| e.to_string();
-        // The common case, a message in turn from a known source: only the
+        // The common case, messages in turn from a known source: only the
         // words that change, under one lock (this import alone writes
         // them, and keeps them), rather than a copy of the whole segment.
-        if let Some(Source { at, .. }) = seen.filter(|_| !refused && step == Step::IN_TURN) {
+        if let Some(Source { at, .. }) =
+            seen.filter(|_| refused == 0 && skip == 0 && step == Step::IN_TURN)
+        {
             table.sources.insert(h.source, Source { track: t, at });
             let counts = [
                 (status::MESSAGES, messages),
@@ -524,7 +570,8 @@ impl Import {
             .update(|w| {
                 w[status::MESSAGES] = messages;
                 w[status::DROPPED_OLDEST] = dropped;
-                w[status::REJECTED] += u64::from(refused);
+                w[status::REJECTED] = w[status::REJECTED].saturating_add(refused);
+                w[status::LATE] = w[status::LATE].saturating_add(skip);
                 add_gap(w, step.gap);
                 w[status::SOURCE_RESTARTS] += u64::from(step.restart);
                 at = remember(w, h.source, t);
@@ -583,8 +630,9 @@ enum Delivered {
     Refused,
 }
 
-/// Why an envelope does not fit the local object, if it does not.
-fn mismatch(h: &Header, len: usize, kind: Kind, shape: [u64; 2], max: usize) -> Option<String> {
+/// Why an envelope does not fit the local object, if it does not (the
+/// length of each message is checked as it is delivered).
+fn mismatch(h: &Header, kind: Kind, shape: [u64; 2]) -> Option<String> {
     let raw = |k: Kind| matches!(k, Kind::Bytes | Kind::Pipe);
     if (kind == Kind::Typed) != (h.kind == Kind::Typed) || !(raw(kind) || kind == h.kind) {
         return Some(format!(
@@ -593,18 +641,17 @@ fn mismatch(h: &Header, len: usize, kind: Kind, shape: [u64; 2], max: usize) -> 
             kind.name()
         ));
     }
-    if h.seq == u64::MAX {
-        return Some("sequence number u64::MAX (no number follows it)".into());
+    if h.seq.checked_add(u64::from(h.count)).is_none() {
+        return Some(format!(
+            "sequence numbers {} and {} more: they run past u64::MAX (no number follows it)",
+            h.seq,
+            h.count - 1
+        ));
     }
     if kind == Kind::Typed && h.shape != shape {
         return Some(format!(
             "type fingerprint {:#018x}/{:#x}, the local queue's is {:#018x}/{:#x}",
             h.shape[0], h.shape[1], shape[0], shape[1]
-        ));
-    }
-    if len > max {
-        return Some(format!(
-            "a message of {len} bytes, the local object takes at most {max}"
         ));
     }
     None
@@ -672,6 +719,18 @@ fn track(seen: Option<Track>, h: &Header) -> Option<Step> {
     })
 }
 
+/// How many of `h`'s first messages the track has seen already, when it
+/// has seen some but not all (an envelope seen whole is late, for
+/// [`track`]).
+fn overlap(t: Track, h: &Header) -> u64 {
+    let seen = t.next.saturating_sub(h.seq);
+    if h.run == t.run && seen < u64::from(h.count) {
+        seen
+    } else {
+        0
+    }
+}
+
 /// Adds `gap` to the status words' gap count, saturating (a hostile
 /// source's numbers may jump by almost 2^64).
 fn add_gap(w: &mut [u64], gap: u64) {
@@ -710,6 +769,7 @@ mod tests {
     fn h(run: u64, seq: u64) -> Header {
         Header {
             kind: Kind::Bytes,
+            count: 1,
             source: 7,
             run,
             seq,
@@ -744,11 +804,41 @@ mod tests {
     }
 
     #[test]
+    fn an_envelope_partly_seen_delivers_only_its_new_messages() {
+        let t = Track { run: 5, next: 10 };
+        let many = |run, seq, count| Header {
+            count,
+            ..h(run, seq)
+        };
+        // Numbers 8..12 where 10 is next: 8 and 9 were seen.
+        assert_eq!(overlap(t, &many(5, 8, 4)), 2);
+        // In turn, ahead, wholly seen, or of another run: nothing to skip
+        // (`track` decides those).
+        assert_eq!(overlap(t, &many(5, 10, 4)), 0);
+        assert_eq!(overlap(t, &many(5, 12, 4)), 0);
+        assert_eq!(overlap(t, &many(5, 6, 4)), 0);
+        assert_eq!(track(Some(t), &many(5, 6, 4)), None);
+        assert_eq!(overlap(t, &many(6, 8, 4)), 0);
+        assert_eq!(overlap(t, &many(4, 8, 4)), 0);
+        // The largest envelope, all but its last message seen.
+        let t = Track {
+            run: 5,
+            next: u64::from(u16::MAX) - 1,
+        };
+        assert_eq!(overlap(t, &many(5, 0, u16::MAX)), u64::from(u16::MAX) - 1);
+    }
+
+    #[test]
     fn hostile_numbers_are_refused_or_saturate_never_overflow() {
         // No number follows u64::MAX: refused, not wrapped to 0 (or a
         // panic in a debug build).
-        assert!(mismatch(&h(5, u64::MAX), 8, Kind::Bytes, [64, 0], 64).is_some());
-        assert!(mismatch(&h(5, u64::MAX - 1), 8, Kind::Bytes, [64, 0], 64).is_none());
+        assert!(mismatch(&h(5, u64::MAX), Kind::Bytes, [64, 0]).is_some());
+        assert!(mismatch(&h(5, u64::MAX - 1), Kind::Bytes, [64, 0]).is_none());
+        // An envelope of many: its last number must be below u64::MAX too.
+        let many = |seq, count| Header { count, ..h(5, seq) };
+        assert!(mismatch(&many(u64::MAX - 3, 3), Kind::Bytes, [64, 0]).is_none());
+        assert!(mismatch(&many(u64::MAX - 3, 4), Kind::Bytes, [64, 0]).is_some());
+        assert!(mismatch(&many(u64::MAX, u16::MAX), Kind::Bytes, [64, 0]).is_some());
         // The largest gap there can be is added without overflow.
         let step = track(Some(Track { run: 5, next: 0 }), &h(5, u64::MAX - 1)).unwrap();
         let mut w = vec![0u64; status::WORDS];

@@ -28,9 +28,16 @@
 //!   source; an import adds the numbers it never saw to
 //!   [`Counters::gaps`]. The numbers and the expected ones live in each
 //!   mapping's status segment, so they survive a restart, even after a
-//!   SIGKILL. A bridge killed between putting a message into its queue
-//!   and recording its number counts one gap too many (the message was
-//!   delivered), so `received + gaps` is the number sent or one more.
+//!   SIGKILL. An importing bridge killed between putting an envelope's
+//!   messages into its queue and recording their numbers counts those it
+//!   delivered as gaps too, so `received + gaps` is the number sent or up
+//!   to one envelope more. An exporting bridge killed between taking
+//!   messages out of its queue and numbering them loses those uncounted
+//!   (at most one envelope: [`envelope::BATCH_BYTES`] of payload).
+//! - **Batches:** an export puts into one envelope the message it waited
+//!   for and whatever else its queue holds at that moment (up to
+//!   [`envelope::BATCH_BYTES`]), numbered in turn; the counters below
+//!   count messages, not envelopes.
 //! - **Backpressure per mapping:** an import either blocks (the wait
 //!   reaches back through Zenoh to the exporting bridge, whose queue
 //!   fills, whose producer waits) or drops the oldest message of the full

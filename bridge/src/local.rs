@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shmipc::typed::EncodedQueue;
-use shmipc::{ByteQueue, Named, Options, PipeEnd, RecvError, SendError, Side, WaitStrategy};
+use shmipc::{
+    ByteQueue, Named, Options, PipeEnd, ReadGrant, RecvError, SendError, Side, WaitStrategy,
+};
 
 use crate::config::{End, KindName};
 
@@ -97,21 +99,24 @@ impl Local {
         timeout: Duration,
     ) -> Result<(), RecvError> {
         match self {
-            Local::Bytes(q) => {
-                let g = q.recv_timeout(timeout)?;
-                let start = out.len();
-                out.resize(start + g.len(), 0);
-                g.copy_to(&mut out[start..]);
-                g.release_checked()
-            }
+            Local::Bytes(q) => append(out, q.recv_timeout(timeout)?),
             Local::Typed(q) => {
                 out.extend_from_slice(&q.recv_vec_timeout(timeout)?);
                 Ok(())
             }
-            Local::Pipe(p) => {
-                out.extend_from_slice(&p.recv_vec_timeout(timeout)?);
+            Local::Pipe(p) => append(out, p.recv_timeout(timeout)?),
+        }
+    }
+
+    /// Appends the next message to `out` if one is ready now.
+    pub(crate) fn try_recv_append(&self, out: &mut Vec<u8>) -> Result<(), RecvError> {
+        match self {
+            Local::Bytes(q) => append(out, q.try_recv()?),
+            Local::Typed(q) => {
+                out.extend_from_slice(&q.try_recv_vec()?);
                 Ok(())
             }
+            Local::Pipe(p) => append(out, p.try_recv()?),
         }
     }
 
@@ -140,4 +145,13 @@ impl Local {
             Local::Pipe(_) => false,
         }
     }
+}
+
+/// Copies a borrowed message to the end of `out` and releases it
+/// (`Corrupted` if it was taken over meanwhile: the copy may be torn).
+fn append<K>(out: &mut Vec<u8>, g: ReadGrant<'_, '_, K>) -> Result<(), RecvError> {
+    let start = out.len();
+    out.resize(start + g.len(), 0);
+    g.copy_to(&mut out[start..]);
+    g.release_checked()
 }

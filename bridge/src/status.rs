@@ -27,14 +27,16 @@ pub struct Counters {
     /// Imports with `drop-oldest`: messages taken out of the full local
     /// queue to make room.
     pub dropped_oldest: u64,
-    /// Imports: envelopes that carried this bridge's own host id (the
-    /// loop guard dropped them).
+    /// Imports: messages in envelopes that carried this bridge's own host
+    /// id (the loop guard dropped them).
     pub looped: u64,
-    /// Imports: samples that are not an envelope this build reads.
+    /// Imports: samples that are not an envelope this build reads (one
+    /// each, however many messages they claim).
     pub malformed: u64,
-    /// Imports: envelopes of the wrong kind or type, or too long for the
-    /// local object, numbered `u64::MAX` (no number follows it), and
-    /// messages the local object refused (closed).
+    /// Imports: messages in envelopes of the wrong kind or type, or
+    /// numbered past `u64::MAX` (no number follows it); messages too long
+    /// for the local object; and messages the local object refused
+    /// (closed).
     pub rejected: u64,
     /// Imports: times a source's new run started its numbers again below
     /// the ones seen (that source's bridge lost its status segment and
@@ -43,7 +45,7 @@ pub struct Counters {
     /// Imports: messages dropped because they came from an older run of
     /// their source than one already seen (a killed bridge's last
     /// messages, arriving after its successor's first ones), or repeated a
-    /// number already seen. They are among the gaps already counted.
+    /// number already seen (of an envelope partly seen, only those). They are among the gaps already counted.
     pub late: u64,
     /// Exports: times the last matching subscriber went away (a lost peer).
     pub peer_losses: u64,

@@ -1,8 +1,9 @@
-//! Late messages, made on purpose: a test peer publishes envelopes on a
-//! key the bridge imports, from a source whose run restarts, and the
-//! import must drop exactly those of an older run after a newer one (and a
-//! number of the current run already seen), counting each in
-//! `Counters::late`, while delivering the rest in order. The two-host
+//! Late messages, made on purpose: a test peer publishes envelopes (of one
+//! message and of several) on a key the bridge imports, from a source
+//! whose run restarts, and the import must drop exactly the messages of an
+//! older run after a newer one (and numbers of the current run already
+//! seen), counting each in `Counters::late`, while delivering the rest in
+//! order. The two-host
 //! test can only allow `late > 0` (which link's thread delivers first is
 //! the scheduler's choice); here the order is the test's.
 
@@ -11,24 +12,27 @@ mod common;
 use std::time::{Duration, Instant};
 
 use shmipc::{ByteQueue, BytesConfig, Named, Unlinker};
-use shmipc_bridge::envelope::{host_hash, Header, Kind};
+use shmipc_bridge::envelope::{encode, host_hash, Header, Kind};
 use shmipc_bridge::{counters, Bridge, Counters, Direction, KindName, MappingConfig};
 use zenoh::Wait;
 
 const MAX: usize = 64;
 
 fn envelope(source: u64, run: u64, seq: u64, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    Header {
+    batch(source, run, seq, &[payload])
+}
+
+/// An envelope of several messages, numbered from `seq`.
+fn batch(source: u64, run: u64, seq: u64, messages: &[&[u8]]) -> Vec<u8> {
+    let h = Header {
         kind: Kind::Bytes,
+        count: u16::try_from(messages.len()).unwrap(),
         source,
         run,
         seq,
         shape: [MAX as u64, 0],
-    }
-    .write(&mut out);
-    out.extend_from_slice(payload);
-    out
+    };
+    encode(&h, messages)
 }
 
 /// Waits up to 60 s for `f` to give something.
@@ -89,23 +93,47 @@ fn an_older_run_after_a_newer_one_and_a_repeat_are_late_and_dropped() {
     // Probes still on their way are delivered too; drain them below.
 
     let source = host_hash("late-test-source");
-    let script: [(u64, u64, &[u8]); 6] = [
-        (2, 0, b"run 2, #0"),
-        (2, 1, b"run 2, #1"),
-        (1, 2, b"run 1, #2: an older run after a newer one"),
-        (2, 1, b"run 2, #1 again: a number already seen"),
-        (1, 3, b"run 1, #3: older again"),
-        (2, 2, b"run 2, #2"),
+    // Envelopes of one message and of several: a batch wholly seen, or
+    // of an older run, is late whole; one partly seen delivers its new
+    // messages only.
+    let script: [(u64, u64, &[&[u8]]); 8] = [
+        (2, 0, &[b"run 2, #0"]),
+        (2, 1, &[b"run 2, #1", b"run 2, #2"]),
+        (1, 3, &[b"run 1, #3: an older run after a newer one"]),
+        (2, 1, &[b"run 2, #1 again: a number already seen"]),
+        (
+            1,
+            4,
+            &[b"run 1, #4: older again", b"run 1, #5: older again"],
+        ),
+        (
+            2,
+            0,
+            &[b"run 2, #0 again", b"run 2, #1 again", b"run 2, #2 again"],
+        ),
+        (
+            2,
+            2,
+            &[b"run 2, #2 again, in a batch", b"run 2, #3", b"run 2, #4"],
+        ),
+        (2, 5, &[b"run 2, #5"]),
     ];
-    for (run, seq, payload) in script {
+    for (run, seq, messages) in script {
         publisher
-            .put(envelope(source, run, seq, payload))
+            .put(batch(source, run, seq, messages))
             .wait()
             .unwrap();
     }
-    let want = ["run 2, #0", "run 2, #1", "run 2, #2"];
+    let want = [
+        "run 2, #0",
+        "run 2, #1",
+        "run 2, #2",
+        "run 2, #3",
+        "run 2, #4",
+        "run 2, #5",
+    ];
     let mut got = Vec::new();
-    eventually("the three messages in turn", || {
+    eventually("the six messages in turn", || {
         while let Ok(len) = inq.try_recv_into(&mut buf) {
             if &buf[..len] != b"probe" {
                 got.push(String::from_utf8_lossy(&buf[..len]).into_owned());
@@ -115,7 +143,9 @@ fn an_older_run_after_a_newer_one_and_a_repeat_are_late_and_dropped() {
     });
     assert_eq!(got, want);
     let c: Counters = eventually("the counters", || {
-        counters(&status).ok().filter(|c| c.late == 3)
+        counters(&status)
+            .ok()
+            .filter(|c| c.late == 1 + 1 + 2 + 3 + 1)
     });
     assert_eq!(c.gaps, 0, "{c:?}");
     assert_eq!(c.source_restarts, 0, "{c:?}");
